@@ -1,0 +1,102 @@
+//! Fixed-point probability distributions.
+//!
+//! A distribution over a vocabulary of `V` tokens is a row of non-negative integer **weights**
+//! `w[0..V]` (`u64`) with a positive **total** `Z = Σ w` (`Z < 2^64`): token `i` has probability
+//! exactly `w[i] / Z`. Processed logits carry weights on the scale [`WEIGHT_ONE`] `= 2^40` (the most
+//! likely token has weight exactly `2^40`); residual distributions are rescaled to totals near
+//! `2^63` ([`crate::accept`]).
+//!
+//! Why integers: every sum of weights is exact, so the softmax normaliser, cumulative masses for
+//! top-p, acceptance ratios and residuals are the same on every backend whatever the reduction order,
+//! and the distribution that a draw samples from is *exactly* the one the acceptance rules reason
+//! about — which lets the tests compute each criterion's output distribution exactly.
+
+use crate::error::{Error, Result};
+
+/// Weight of the most likely token of a processed row: `2^40`.
+pub const WEIGHT_ONE: u64 = 1 << 40;
+
+/// A borrowed fixed-point distribution: weights and their (checked) total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dist<'a> {
+    weights: &'a [u64],
+    total: u64,
+}
+
+impl<'a> Dist<'a> {
+    /// Wraps `weights`, computing and checking the total: the row must be non-empty, its sum must
+    /// fit in a `u64` and be positive.
+    pub fn new(weights: &'a [u64]) -> Result<Self> {
+        if weights.is_empty() {
+            return Err(Error::EmptyRow);
+        }
+        let mut total = 0u64;
+        for &w in weights {
+            total = total.checked_add(w).ok_or(Error::InvalidParameter {
+                name: "weights",
+                reason: "total weight must be below 2^64",
+            })?;
+        }
+        if total == 0 {
+            return Err(Error::ZeroMass);
+        }
+        Ok(Dist { weights, total })
+    }
+
+    /// Wraps `weights` whose total the caller has already computed (as row processing does).
+    /// Checks only that `total` is positive; a wrong total makes draws return
+    /// [`Error::ZeroMass`] or skew the distribution, never panic.
+    pub fn with_total(weights: &'a [u64], total: u64) -> Result<Self> {
+        if weights.is_empty() {
+            return Err(Error::EmptyRow);
+        }
+        if total == 0 {
+            return Err(Error::ZeroMass);
+        }
+        Ok(Dist { weights, total })
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &'a [u64] {
+        self.weights
+    }
+
+    /// The total weight `Z`.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Weight of `token`, or an error if it is out of range.
+    pub fn weight(&self, token: u32) -> Result<u64> {
+        self.weights
+            .get(token as usize)
+            .copied()
+            .ok_or(Error::TokenOutOfRange {
+                token,
+                vocab: self.weights.len(),
+            })
+    }
+
+    /// Probability of `token` as `f64` (rounded; the exact value is `weight / total`).
+    pub fn prob(&self, token: u32) -> Result<f64> {
+        Ok(self.weight(token)? as f64 / self.total as f64)
+    }
+
+    /// The token `t` with `prefix(t) <= r < prefix(t + 1)`, where `prefix` sums weights in index
+    /// order; this is the inverse-CDF step of every draw.
+    pub fn locate(&self, r: u64) -> Result<u32> {
+        let mut acc = 0u64;
+        for (i, &w) in self.weights.iter().enumerate() {
+            acc = acc.saturating_add(w);
+            if r < acc {
+                return Ok(i as u32);
+            }
+        }
+        Err(Error::ZeroMass)
+    }
+}
