@@ -18,6 +18,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod accept;
 pub mod chacha;
 pub mod detmath;
 pub mod dist;
@@ -29,6 +30,7 @@ pub mod reduce;
 pub mod rng;
 pub mod sample;
 
+pub use accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
 pub use dist::{Dist, WEIGHT_ONE};
 pub use error::{Error, Result};
 pub use guidance::Guided;
