@@ -12,17 +12,18 @@
 //! value over the normal range (tested), `exp_f32(0) == 1` exactly, and inputs below about −103.97
 //! give `+0`.
 
-const LOG2E: f32 = core::f32::consts::LOG2_E;
+const LOG2E: f32 = core::f32::consts::LOG2_E; // 0x3fb8aa3b
+// Constants are given by their bit patterns: the kernels spell the same bits as hex floats.
 /// High part of ln 2 (nine significant bits, so `k · C1` is exact for |k| < 2^15).
-const C1: f32 = 0.693_359_375;
+const C1: f32 = f32::from_bits(0x3f318000); // 0.693359375
 /// Low part of ln 2: `ln 2 − C1`.
-const C2: f32 = -2.121_944_4e-4;
-const P0: f32 = 1.987_569_15e-4;
-const P1: f32 = 1.398_199_950_7e-3;
-const P2: f32 = 8.333_451_907_3e-3;
-const P3: f32 = 4.166_579_589_4e-2;
-const P4: f32 = 1.666_666_545_9e-1;
-const P5: f32 = 5.000_000_120_1e-1;
+const C2: f32 = f32::from_bits(0xb95e8083); // -0.00021219444170128554
+const P0: f32 = f32::from_bits(0x39506967); // 0.00019875691214110702
+const P1: f32 = f32::from_bits(0x3ab743ce); // 0.001398199936375022
+const P2: f32 = f32::from_bits(0x3c088908); // 0.008333452045917511
+const P3: f32 = f32::from_bits(0x3d2aa9c1); // 0.04166579619050026
+const P4: f32 = f32::from_bits(0x3e2aaaaa); // 0.1666666567325592
+const P5: f32 = f32::from_bits(0x3f000000); // 0.5
 /// Above this, `e^x` overflows `f32`.
 const MAX_ARG: f32 = 88.722_83;
 /// Below this, `e^x` is below half the smallest subnormal.

@@ -186,7 +186,7 @@ pub fn process<L: Logit>(
         }
         *yi = s;
         let key = rank_key(s, i as u32);
-        if best.map_or(true, |(k, _)| key > k) {
+        if best.is_none_or(|(k, _)| key > k) {
             best = Some((key, i as u32));
         }
         order[candidates] = i as u32;
