@@ -148,6 +148,9 @@ pub trait Backend {
     /// Vocabulary size of every row.
     fn vocab(&self) -> usize;
 
+    /// Number of logit rows in a batch.
+    fn logit_rows(&self, logits: &Self::Logits) -> usize;
+
     /// Number of distribution rows the backend holds.
     fn dist_rows(&self) -> usize;
 
@@ -208,7 +211,11 @@ impl<'s, L: Logit> SliceBackend<'s, L> {
         }
         let rows = totals.len();
         let (nw, _, nf, nu) = slice_backend_sizes(vocab, rows);
-        for (needed, found) in [(nw, weights.len()), (nf, work_f32.len()), (nu, work_u32.len())] {
+        for (needed, found) in [
+            (nw, weights.len()),
+            (nf, work_f32.len()),
+            (nu, work_u32.len()),
+        ] {
             if found < needed {
                 return Err(Error::BufferTooSmall { needed, found });
             }
@@ -237,7 +244,10 @@ impl<'s, L: Logit> SliceBackend<'s, L> {
     /// Distribution row `row`.
     pub fn dist(&self, row: u32) -> Result<Dist<'_>> {
         let r = self.check_row(row)?;
-        Dist::with_total(&self.weights[r * self.vocab..(r + 1) * self.vocab], self.totals[r])
+        Dist::with_total(
+            &self.weights[r * self.vocab..(r + 1) * self.vocab],
+            self.totals[r],
+        )
     }
 
     fn logit_row<'l>(&self, logits: &'l [L], row: u32) -> Result<&'l [L]> {
@@ -258,6 +268,10 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
         self.vocab
     }
 
+    fn logit_rows(&self, logits: &[L]) -> usize {
+        logits.len() / self.vocab
+    }
+
     fn dist_rows(&self) -> usize {
         self.totals.len()
     }
@@ -273,12 +287,21 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
             let out = self.check_row(job.out)?;
             let guided = match job.rows {
                 RowGuidance::Plain { row } => Guided::Plain(self.logit_row(logits, row)?),
-                RowGuidance::TwoWay { cond, uncond, scale } => Guided::TwoWay {
+                RowGuidance::TwoWay {
+                    cond,
+                    uncond,
+                    scale,
+                } => Guided::TwoWay {
                     cond: self.logit_row(logits, cond)?,
                     uncond: self.logit_row(logits, uncond)?,
                     scale,
                 },
-                RowGuidance::ThreeWay { cond, uncond, reformulated, w } => Guided::ThreeWay {
+                RowGuidance::ThreeWay {
+                    cond,
+                    uncond,
+                    reformulated,
+                    w,
+                } => Guided::ThreeWay {
                     cond: self.logit_row(logits, cond)?,
                     uncond: self.logit_row(logits, uncond)?,
                     reformulated: self.logit_row(logits, reformulated)?,
@@ -286,9 +309,16 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
                 },
             };
             let v = self.vocab;
-            let mut ws = Workspace { logits: self.work_f32, order: self.work_u32 };
-            let done =
-                process(&guided, &job.params, &mut ws, &mut self.weights[out * v..(out + 1) * v])?;
+            let mut ws = Workspace {
+                logits: self.work_f32,
+                order: self.work_u32,
+            };
+            let done = process(
+                &guided,
+                &job.params,
+                &mut ws,
+                &mut self.weights[out * v..(out + 1) * v],
+            )?;
             self.totals[out] = done.total;
         }
         Ok(())
@@ -296,7 +326,10 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
 
     fn sample(&mut self, jobs: &[SampleJob], out: &mut [u32]) -> Result<()> {
         if out.len() < jobs.len() {
-            return Err(Error::BufferTooSmall { needed: jobs.len(), found: out.len() });
+            return Err(Error::BufferTooSmall {
+                needed: jobs.len(),
+                found: out.len(),
+            });
         }
         for (job, o) in jobs.iter().zip(out.iter_mut()) {
             *o = sample(&self.dist(job.row)?, job.key)?;
@@ -308,7 +341,10 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
         let dist = self.dist(row)?;
         let k = tokens.len();
         if probs.len() != k {
-            return Err(Error::LengthMismatch { expected: k, found: probs.len() });
+            return Err(Error::LengthMismatch {
+                expected: k,
+                found: probs.len(),
+            });
         }
         if k == 0 || k > self.vocab {
             return Err(Error::InvalidParameter {
@@ -373,11 +409,16 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
             let parent = if slot == 0 { ROOT } else { slot - 1 };
             for (i, (&t, &p)) in job.tree.tokens.iter().zip(job.tree.parents).enumerate() {
                 if p == parent {
-                    siblings.push(t).map_err(|_| Error::CapacityExceeded { capacity: MAX_SIBLINGS })?;
+                    siblings.push(t).map_err(|_| Error::CapacityExceeded {
+                        capacity: MAX_SIBLINGS,
+                    })?;
                     let _ = nodes.push(i as u32);
                 }
             }
-            let keys = NodeKeys { position: job.keys.position + accepted as u32, ..job.keys };
+            let keys = NodeKeys {
+                position: job.keys.position + accepted as u32,
+                ..job.keys
+            };
             let trow = (job.target_base + slot) as usize;
             if siblings.is_empty() {
                 let token = sample(&self.dist(trow as u32)?, keys.key(Purpose::SAMPLE, 0))?;
@@ -390,7 +431,10 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
             let draft = match job.draft_base {
                 Some(b) => {
                     let r = (b + slot) as usize;
-                    Draft::Sampled(Dist::with_total(&table[r * v..(r + 1) * v], self.totals[r])?)
+                    Draft::Sampled(Dist::with_total(
+                        &table[r * v..(r + 1) * v],
+                        self.totals[r],
+                    )?)
                 }
                 None => Draft::PointMass,
             };
@@ -398,9 +442,10 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
                 Outcome::Accepted { index } => {
                     let node = nodes[index];
                     let found = path.len();
-                    *path
-                        .get_mut(accepted)
-                        .ok_or(Error::BufferTooSmall { needed: accepted + 1, found })? = node;
+                    *path.get_mut(accepted).ok_or(Error::BufferTooSmall {
+                        needed: accepted + 1,
+                        found,
+                    })? = node;
                     accepted += 1;
                     slot = node + 1;
                 }

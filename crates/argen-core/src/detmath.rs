@@ -13,7 +13,7 @@
 //! give `+0`.
 
 const LOG2E: f32 = core::f32::consts::LOG2_E; // 0x3fb8aa3b
-// Constants are given by their bit patterns: the kernels spell the same bits as hex floats.
+                                              // Constants are given by their bit patterns: the kernels spell the same bits as hex floats.
 /// High part of ln 2 (nine significant bits, so `k · C1` is exact for |k| < 2^15).
 const C1: f32 = f32::from_bits(0x3f318000); // 0.693359375
 /// Low part of ln 2: `ln 2 − C1`.

@@ -70,6 +70,18 @@ pub enum Error {
         /// Elements supplied.
         found: usize,
     },
+    /// A decoder received an answer that does not match the action it is waiting on.
+    UnexpectedAnswer {
+        /// What the decoder is waiting for.
+        expected: &'static str,
+        /// The answer it was given.
+        found: &'static str,
+    },
+    /// A decoder exceeded its documented bound on steps (a bug guard; never expected).
+    StepBoundExceeded {
+        /// The bound.
+        bound: u32,
+    },
     /// A fixed capacity (a const generic of a state machine) would be exceeded.
     CapacityExceeded {
         /// The capacity.
@@ -122,6 +134,15 @@ impl fmt::Display for Error {
             }
             Error::BufferTooSmall { needed, found } => {
                 write!(f, "buffer too small: need {needed} elements, got {found}")
+            }
+            Error::UnexpectedAnswer { expected, found } => {
+                write!(
+                    f,
+                    "protocol error: decoder waits for {expected}, got {found}"
+                )
+            }
+            Error::StepBoundExceeded { bound } => {
+                write!(f, "decoder exceeded its bound of {bound} steps")
             }
             Error::CapacityExceeded { capacity } => {
                 write!(f, "fixed capacity of {capacity} would be exceeded")

@@ -21,6 +21,7 @@ extern crate std;
 pub mod accept;
 pub mod backend;
 pub mod chacha;
+pub mod decode;
 pub mod detmath;
 pub mod dist;
 pub mod error;
@@ -32,7 +33,9 @@ pub mod rng;
 pub mod sample;
 
 pub use accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
-pub use backend::{Backend, DraftTree, ProcessJob, RowGuidance, SampleJob, SliceBackend, TreeJob, TreeVerdict};
+pub use backend::{
+    Backend, DraftTree, ProcessJob, RowGuidance, SampleJob, SliceBackend, TreeJob, TreeVerdict,
+};
 pub use dist::{Dist, WEIGHT_ONE};
 pub use error::{Error, Result};
 pub use guidance::Guided;

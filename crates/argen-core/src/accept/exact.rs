@@ -26,7 +26,10 @@ use crate::error::{Error, Result};
 /// (which a correct caller never reaches: a rejection implies `p(y) > q(y)` for some `y`).
 pub fn residual_in_place(p: &mut [u64], p_total: u64, q: &[u64], q_total: u64) -> Result<u64> {
     if p.len() != q.len() {
-        return Err(Error::LengthMismatch { expected: p.len(), found: q.len() });
+        return Err(Error::LengthMismatch {
+            expected: p.len(),
+            found: q.len(),
+        });
     }
     let numerator = |wp: u64, wq: u64| -> u128 {
         (wp as u128 * q_total as u128).saturating_sub(wq as u128 * p_total as u128)

@@ -44,7 +44,13 @@ pub struct GroupedParams<'a> {
 impl<'a> GroupedParams<'a> {
     /// The paper's settings for a given embedding table.
     pub fn paper(embedding: &'a [f32], dim: usize) -> Self {
-        GroupedParams { embedding, dim, window: 7, prob_tol: 0.15, dist_tol: 0.5 }
+        GroupedParams {
+            embedding,
+            dim,
+            window: 7,
+            prob_tol: 0.15,
+            dist_tol: 0.5,
+        }
     }
 
     /// Checks the parameters against `vocab`.
@@ -56,10 +62,16 @@ impl<'a> GroupedParams<'a> {
             });
         }
         if self.window == 0 || self.window > MAX_WINDOW {
-            return Err(Error::InvalidParameter { name: "window", reason: "must be in 1..=16" });
+            return Err(Error::InvalidParameter {
+                name: "window",
+                reason: "must be in 1..=16",
+            });
         }
         if !(0.0..=1.0).contains(&self.prob_tol) {
-            return Err(Error::InvalidParameter { name: "prob_tol", reason: "must be in [0, 1]" });
+            return Err(Error::InvalidParameter {
+                name: "prob_tol",
+                reason: "must be in [0, 1]",
+            });
         }
         if !(self.dist_tol.is_finite() && self.dist_tol >= 0.0) {
             return Err(Error::InvalidParameter {
@@ -79,7 +91,10 @@ impl<'a> GroupedParams<'a> {
     pub fn group(&self, w: &[u64], total: u64, x: u32) -> Result<Group> {
         let xi = x as usize;
         if xi >= w.len() {
-            return Err(Error::TokenOutOfRange { token: x, vocab: w.len() });
+            return Err(Error::TokenOutOfRange {
+                token: x,
+                vocab: w.len(),
+            });
         }
         // Rank key: weight descending, id ascending ⇒ larger key = better rank.
         let key = |i: usize| ((w[i] as u128) << 32) | (!(i as u32)) as u128;
@@ -119,7 +134,10 @@ fn insert_closest(
     item: (u128, u32),
     closer: impl Fn(u128, u128) -> bool,
 ) {
-    let pos = buf.iter().position(|e| closer(item.0, e.0)).unwrap_or(buf.len());
+    let pos = buf
+        .iter()
+        .position(|e| closer(item.0, e.0))
+        .unwrap_or(buf.len());
     if pos >= cap {
         return;
     }
@@ -139,7 +157,13 @@ mod tests {
         // Weights ranked: t3 (100) > t1 (90) > t0 (80) > t2 (10) > t4 (0); total 280.
         let w = [80u64, 90, 10, 100, 0];
         let emb = [0.0f32, 0.1, 0.2, 5.0, 0.3];
-        let p = GroupedParams { embedding: &emb, dim: 1, window: 2, prob_tol: 0.2, dist_tol: 0.5 };
+        let p = GroupedParams {
+            embedding: &emb,
+            dim: 1,
+            window: 2,
+            prob_tol: 0.2,
+            dist_tol: 0.5,
+        };
         p.validate(5).unwrap();
         let g = p.group(&w, 280, 0).unwrap();
         // Above t0: t1 (close in p and embedding), t3 (far in embedding). Below: t2 (p differs by
@@ -158,7 +182,17 @@ mod tests {
         assert!(ok.validate(3).is_err());
         assert!(GroupedParams { window: 0, ..ok }.validate(2).is_err());
         assert!(GroupedParams { window: 17, ..ok }.validate(2).is_err());
-        assert!(GroupedParams { prob_tol: 1.5, ..ok }.validate(2).is_err());
-        assert!(GroupedParams { dist_tol: f32::NAN, ..ok }.validate(2).is_err());
+        assert!(GroupedParams {
+            prob_tol: 1.5,
+            ..ok
+        }
+        .validate(2)
+        .is_err());
+        assert!(GroupedParams {
+            dist_tol: f32::NAN,
+            ..ok
+        }
+        .validate(2)
+        .is_err());
     }
 }

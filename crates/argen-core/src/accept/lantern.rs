@@ -68,7 +68,10 @@ impl<'a> LanternParams<'a> {
             });
         }
         if !(0.0..=1.0).contains(&self.delta) {
-            return Err(Error::InvalidParameter { name: "delta", reason: "must be in [0, 1]" });
+            return Err(Error::InvalidParameter {
+                name: "delta",
+                reason: "must be in [0, 1]",
+            });
         }
         if let Some(l) = self.lambda {
             if !(1.0..=2_147_483_648.0).contains(&l) {

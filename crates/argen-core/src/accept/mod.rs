@@ -165,14 +165,24 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
         }
         if let Draft::Sampled(q) = draft {
             if q.vocab() != vocab {
-                return Err(Error::LengthMismatch { expected: vocab, found: q.vocab() });
+                return Err(Error::LengthMismatch {
+                    expected: vocab,
+                    found: q.vocab(),
+                });
             }
         }
         let budget = match criterion {
             Criterion::Lantern(l) => l.delta_fixed() * total as u128,
             _ => 0,
         };
-        Ok(NodeVerifier { criterion, p, total, draft, budget, rejected: 0 })
+        Ok(NodeVerifier {
+            criterion,
+            p,
+            total,
+            draft,
+            budget,
+            rejected: 0,
+        })
     }
 
     /// The current residual target distribution.
@@ -187,11 +197,15 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
         if x as usize >= vocab {
             return Err(Error::TokenOutOfRange { token: x, vocab });
         }
-        let relaxed = matches!(self.criterion, Criterion::Lantern(_) | Criterion::Grouped(_));
+        let relaxed = matches!(
+            self.criterion,
+            Criterion::Lantern(_) | Criterion::Grouped(_)
+        );
         if relaxed && self.rejected > 0 && matches!(self.draft, Draft::Sampled(_)) {
             return Err(Error::InvalidParameter {
                 name: "siblings",
-                reason: "relaxed criteria support one sampled sibling per node; use point-mass drafts",
+                reason:
+                    "relaxed criteria support one sampled sibling per node; use point-mass drafts",
             });
         }
         let wx = self.p[x as usize];
@@ -212,13 +226,18 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
                 ((wx + borrowed_weight) as u128, self.total as u128)
             }
             (Draft::Sampled(q), Criterion::Grouped(_)) => {
-                let Borrowed::Group(group) = &borrowed else { unreachable!() };
+                let Borrowed::Group(group) = &borrowed else {
+                    unreachable!()
+                };
                 let pg: u64 = group.iter().map(|&t| self.p[t as usize]).sum();
                 let qg: u64 = group.iter().map(|&t| q.weights()[t as usize]).sum();
                 if q.weights()[x as usize] == 0 {
                     return Err(Error::DraftZeroMass { token: x });
                 }
-                (pg as u128 * q.total() as u128, qg as u128 * self.total as u128)
+                (
+                    pg as u128 * q.total() as u128,
+                    qg as u128 * self.total as u128,
+                )
             }
             (Draft::Sampled(q), _) => {
                 let wq = q.weights()[x as usize];
@@ -231,7 +250,12 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
                 )
             }
         };
-        Ok(Acceptance { num, den, borrowed_weight, borrowed })
+        Ok(Acceptance {
+            num,
+            den,
+            borrowed_weight,
+            borrowed,
+        })
     }
 
     /// Applies the rejection of sibling `x`, whose test was `acc`, to the residual.
@@ -287,7 +311,13 @@ pub struct NodeKeys {
 impl NodeKeys {
     /// The key of purpose `purpose` and token field `token` at this node.
     pub fn key(&self, purpose: Purpose, token: u32) -> Key {
-        Key { seed: self.seed, stream: self.stream, purpose, position: self.position, token }
+        Key {
+            seed: self.seed,
+            stream: self.stream,
+            purpose,
+            position: self.position,
+            token,
+        }
     }
 }
 
@@ -304,7 +334,9 @@ pub fn verify_siblings(
     keys: NodeKeys,
 ) -> Result<Outcome> {
     if siblings.len() >= crate::rng::MAX_KEY_TOKEN as usize {
-        return Err(Error::CapacityExceeded { capacity: crate::rng::MAX_KEY_TOKEN as usize - 1 });
+        return Err(Error::CapacityExceeded {
+            capacity: crate::rng::MAX_KEY_TOKEN as usize - 1,
+        });
     }
     if let Criterion::Coupled = criterion {
         let dist = Dist::with_total(p, total)?;
@@ -320,7 +352,10 @@ pub fn verify_siblings(
     let mut node = NodeVerifier::new(criterion, p, total, draft)?;
     for (i, &x) in siblings.iter().enumerate() {
         let acc = node.acceptance(x)?;
-        let u = keys.key(Purpose::ACCEPT, i as u32).stream().below(acc.den)?;
+        let u = keys
+            .key(Purpose::ACCEPT, i as u32)
+            .stream()
+            .below(acc.den)?;
         if u < acc.num {
             return Ok(Outcome::Accepted { index: i });
         }

@@ -22,7 +22,9 @@ impl<'a> NeighbourTable<'a> {
     /// `vocab`, no row containing its own token, no id repeated within a row.
     pub fn new(ids: &'a [u32], vocab: usize, k: usize) -> Result<Self> {
         if k == 0 {
-            return Err(Error::InvalidNeighbourTable { reason: "k must be at least 1" });
+            return Err(Error::InvalidNeighbourTable {
+                reason: "k must be at least 1",
+            });
         }
         if vocab < 2 || k >= vocab {
             return Err(Error::InvalidNeighbourTable {
@@ -37,7 +39,9 @@ impl<'a> NeighbourTable<'a> {
         for (token, row) in ids.chunks_exact(k).enumerate() {
             for (j, &id) in row.iter().enumerate() {
                 if id as usize >= vocab {
-                    return Err(Error::InvalidNeighbourTable { reason: "an id is out of range" });
+                    return Err(Error::InvalidNeighbourTable {
+                        reason: "an id is out of range",
+                    });
                 }
                 if id as usize == token {
                     return Err(Error::InvalidNeighbourTable {
@@ -45,7 +49,9 @@ impl<'a> NeighbourTable<'a> {
                     });
                 }
                 if row[..j].contains(&id) {
-                    return Err(Error::InvalidNeighbourTable { reason: "a row repeats an id" });
+                    return Err(Error::InvalidNeighbourTable {
+                        reason: "a row repeats an id",
+                    });
                 }
             }
         }
@@ -66,7 +72,10 @@ impl<'a> NeighbourTable<'a> {
     pub fn row(&self, token: u32) -> Result<&'a [u32]> {
         let t = token as usize;
         if t >= self.vocab {
-            return Err(Error::TokenOutOfRange { token, vocab: self.vocab });
+            return Err(Error::TokenOutOfRange {
+                token,
+                vocab: self.vocab,
+            });
         }
         Ok(&self.ids[t * self.k..(t + 1) * self.k])
     }
@@ -100,7 +109,9 @@ pub fn build_table(codebook: &[f32], dim: usize, k: usize) -> Result<alloc::vec:
         });
     }
     if codebook.iter().any(|v| !v.is_finite()) {
-        return Err(Error::InvalidNeighbourTable { reason: "codebook has a non-finite entry" });
+        return Err(Error::InvalidNeighbourTable {
+            reason: "codebook has a non-finite entry",
+        });
     }
     let vocab = codebook.len() / dim;
     if k == 0 || k >= vocab {
@@ -115,7 +126,10 @@ pub fn build_table(codebook: &[f32], dim: usize, k: usize) -> Result<alloc::vec:
         let row = &codebook[t * dim..(t + 1) * dim];
         cand.clear();
         for o in (0..vocab).filter(|&o| o != t) {
-            cand.push((squared_distance(row, &codebook[o * dim..(o + 1) * dim]), o as u32));
+            cand.push((
+                squared_distance(row, &codebook[o * dim..(o + 1) * dim]),
+                o as u32,
+            ));
         }
         if k < cand.len() {
             cand.select_nth_unstable_by(k - 1, by_distance);

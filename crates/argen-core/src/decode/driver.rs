@@ -1,0 +1,80 @@
+//! A generic host loop: drives any [`Decoder`] to completion against a [`Host`].
+//!
+//! Runtimes that prefer their own loop can ignore this module: it only shows, in one place, the
+//! protocol of [`super::protocol`] and enforces each decoder's documented action bound.
+
+use super::{Action, Decoder, Stats};
+use crate::backend::Backend;
+use crate::error::Error;
+
+/// A host's answer to one action.
+#[derive(Debug)]
+pub enum Answer<'h, L: ?Sized> {
+    /// Logits of a prefill, target or drafter run.
+    Logits(&'h L),
+    /// Verdict of a [`Action::Check`].
+    Verdict(bool),
+    /// Score of a [`Action::Score`].
+    Score(f32),
+    /// A [`Action::Reformulate`] was carried out.
+    Reformulated,
+}
+
+/// What a host does: run the models and judges an action asks for.
+pub trait Host<B: Backend> {
+    /// The host's error type.
+    type Error: From<B::Error> + From<Error>;
+
+    /// Carries out `action` (never [`Action::Done`]) and returns the answer.
+    fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, B::Logits>, Self::Error>;
+}
+
+/// Observes each action before it is carried out and the decoder after it was answered (used to
+/// record and replay traces).
+pub trait Observer {
+    /// Called with each action, before the host answers it.
+    fn before(&mut self, action: &Action<'_>);
+    /// Called after the decoder handled the answer.
+    fn after<D: Decoder>(&mut self, decoder: &D);
+}
+
+/// An observer that does nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn before(&mut self, _: &Action<'_>) {}
+    fn after<D: Decoder>(&mut self, _: &D) {}
+}
+
+/// Runs `decoder` until [`Action::Done`]; returns its stats. Fails with
+/// [`Error::StepBoundExceeded`] if the decoder issues more actions than its
+/// [`Decoder::action_bound`].
+pub fn drive<D, B, H>(
+    decoder: &mut D,
+    backend: &mut B,
+    host: &mut H,
+    observer: &mut impl Observer,
+) -> Result<Stats, H::Error>
+where
+    D: Decoder,
+    B: Backend,
+    H: Host<B>,
+{
+    let bound = decoder.action_bound();
+    for _ in 0..=bound {
+        let action = decoder.poll();
+        if action == Action::Done {
+            return Ok(decoder.stats());
+        }
+        observer.before(&action);
+        match host.answer(&action)? {
+            Answer::Logits(l) => decoder.handle_logits(backend, l)?,
+            Answer::Verdict(v) => decoder.handle_verdict(v)?,
+            Answer::Score(s) => decoder.handle_score(s)?,
+            Answer::Reformulated => decoder.handle_reformulated()?,
+        }
+        observer.after(decoder);
+    }
+    Err(Error::StepBoundExceeded { bound }.into())
+}

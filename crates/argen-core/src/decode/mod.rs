@@ -1,0 +1,164 @@
+//! Decoding state machines (sans-IO).
+//!
+//! Each decoder is a state machine that decides tokens while its host runs the models (see
+//! [`protocol`] for the contract). Decoders are generic over the [`Backend`] that holds the logits,
+//! need no allocator (capacities are const generics), count everything they make the host do
+//! ([`Stats`]), and reject out-of-order or malformed answers with a typed error, leaving their state
+//! unchanged so that the host can answer again.
+//!
+//! | decoder | module | paper |
+//! |---|---|---|
+//! | [`Vanilla`] | [`vanilla`] | one target pass per token |
+//! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
+//!
+//! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
+//! the token with key `(seed, stream, SAMPLE, i, 0)`.
+
+pub mod driver;
+pub mod protocol;
+pub mod speculative;
+pub mod stats;
+pub mod vanilla;
+
+pub use driver::{drive, Answer, Host, NoObserver, Observer};
+pub use protocol::{
+    Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
+    Score, TargetRun,
+};
+pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
+pub use stats::Stats;
+pub use vanilla::Vanilla;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::process::SamplerParams;
+
+/// The interface every decoder offers its host.
+pub trait Decoder {
+    /// The next action. Pure: calling it again without answering returns the same action.
+    fn poll(&self) -> Action<'_>;
+
+    /// Answers a [`Action::Prefill`], [`Action::Target`] or [`Action::Draft`] with the logits rows
+    /// of the run (layout in [`protocol`]).
+    fn handle_logits<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        logits: &B::Logits,
+    ) -> Result<(), B::Error>;
+
+    /// Answers an [`Action::Check`]: whether the canvas can still match the prompt.
+    fn handle_verdict(&mut self, possible: bool) -> Result<()> {
+        let _ = possible;
+        Err(unexpected(self.poll(), "verdict"))
+    }
+
+    /// Answers an [`Action::Score`] with a finite score, higher is better.
+    fn handle_score(&mut self, score: f32) -> Result<()> {
+        let _ = score;
+        Err(unexpected(self.poll(), "score"))
+    }
+
+    /// Answers an [`Action::Reformulate`].
+    fn handle_reformulated(&mut self) -> Result<()> {
+        Err(unexpected(self.poll(), "reformulated"))
+    }
+
+    /// The tokens committed so far for sequence `seq` (empty for an unknown sequence).
+    fn tokens(&self, seq: u32) -> &[u32];
+
+    /// The sequence holding the final image once [`Action::Done`] is reached.
+    fn result_seq(&self) -> u32;
+
+    /// The counters so far.
+    fn stats(&self) -> Stats;
+
+    /// Distribution rows the backend must hold.
+    fn dist_rows_needed(&self) -> usize;
+
+    /// An upper bound on the number of actions before [`Action::Done`]; tests hold decoders to it.
+    fn action_bound(&self) -> u32;
+}
+
+/// The protocol error for answering `action` with `found`.
+pub fn unexpected(action: Action<'_>, found: &'static str) -> Error {
+    let expected = match action {
+        Action::Prefill(_) | Action::Target(_) | Action::Draft(_) => "logits",
+        Action::Check(_) => "verdict",
+        Action::Score(_) => "score",
+        Action::Reformulate(_) => "reformulated",
+        Action::Done => "nothing (decoding is done)",
+    };
+    Error::UnexpectedAnswer { expected, found }
+}
+
+/// Settings shared by every decoder.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// The user's seed.
+    pub seed: u64,
+    /// RNG stream of the (first) sequence.
+    pub stream: u32,
+    /// Sequence id of the (first) sequence.
+    pub seq: u32,
+    /// Image tokens to generate (`H · W`).
+    pub tokens: u32,
+    /// Tokens per raster row (`W`).
+    pub width: u32,
+    /// Target sampling parameters.
+    pub sampler: SamplerParams,
+    /// Guidance of the target (and the drafter).
+    pub guidance: GuidanceMode,
+}
+
+impl Config {
+    /// Checks the settings against a token capacity.
+    pub fn validate(&self, capacity: usize) -> Result<()> {
+        if self.tokens == 0 || self.tokens as usize > capacity {
+            return Err(Error::InvalidParameter {
+                name: "tokens",
+                reason: "must be between 1 and the decoder's capacity",
+            });
+        }
+        if self.width == 0 || self.tokens % self.width != 0 {
+            return Err(Error::InvalidParameter {
+                name: "width",
+                reason: "must be positive and divide the token count",
+            });
+        }
+        match self.guidance {
+            GuidanceMode::TwoWay { scale: x } | GuidanceMode::ThreeWay { w: x }
+                if !x.is_finite() =>
+            {
+                return Err(Error::InvalidParameter {
+                    name: "guidance",
+                    reason: "scale must be finite",
+                })
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Checks that an answer carries `expected` logits rows.
+pub(crate) fn check_rows<B: Backend>(
+    backend: &B,
+    logits: &B::Logits,
+    expected: usize,
+) -> Result<(), B::Error> {
+    let found = backend.logit_rows(logits);
+    if found != expected {
+        return Err(Error::LengthMismatch { expected, found }.into());
+    }
+    Ok(())
+}
+
+/// Checks that the backend holds `needed` distribution rows.
+pub(crate) fn check_dist_rows<B: Backend>(backend: &B, needed: usize) -> Result<(), B::Error> {
+    let found = backend.dist_rows();
+    if found < needed {
+        return Err(Error::BufferTooSmall { needed, found }.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The sans-IO driver protocol between a decoder and its host.
+//!
+//! A decoder never runs a model. It is a state machine the host drives:
+//!
+//! ```text
+//! loop {
+//!     match decoder.poll()? {
+//!         Action::Prefill(p)  => { run the condition (+ teacher-forced tokens) on slot p.seq;
+//!                                  decoder.handle_logits(&mut backend, &logits)?; }
+//!         Action::Target(r)   => { apply r.keep, run r.inputs; decoder.handle_logits(..)?; }
+//!         Action::Draft(r)    => { same with the drafter;       decoder.handle_logits(..)?; }
+//!         Action::Check(c)    => { judge a partial canvas;     decoder.handle_verdict(..)?; }
+//!         Action::Score(s)    => { score a finished image;     decoder.handle_score(..)?; }
+//!         Action::Reformulate(r) => { append a layout clause;  decoder.handle_reformulated()?; }
+//!         Action::Done        => break,
+//!     }
+//! }
+//! ```
+//!
+//! # Sequences, slots and logits rows
+//!
+//! A *sequence* `seq` is one image being generated (Best-of-N and GridAR have several). The host
+//! keeps, per sequence, one KV-cache slot per guidance *variant* — conditional, unconditional, and
+//! (three-way CFG) reformulated — for the target and for the drafter, plus the target's hidden
+//! features per committed input. A forward over `n` inputs answers with `n × variants` logits rows,
+//! input-major, variants in the order cond, uncond, reformulated ([`GuidanceMode::variants`]).
+//!
+//! # Inputs, positions, topology
+//!
+//! An [`Input`] is a token at a raster *index* (`0..H·W`): its logits predict the token at the next
+//! index. The host derives the sequence position (`cls_token_num + index`) and the 2D RoPE position
+//! (`index / W`, `index % W`) itself. `parent` gives the attention topology: an input attends to the
+//! committed prefix, to the inputs on its parent chain within the same run, and to itself; chains
+//! are the special case `parent = i − 1`.
+//!
+//! # KV-cache contract
+//!
+//! Every input of a target or drafter run is appended as a *pending* entry. The next run of the same
+//! model on the same sequence starts with a `keep` list (target) or `commit` count (drafter) that
+//! says which pending entries become committed — compacted, in the listed order, after the
+//! committed prefix — and every other pending entry is dropped. A [`Action::Prefill`] resets the
+//! sequence's slots (target and drafter) and commits everything it runs.
+
+use crate::backend::ROOT;
+
+/// Guidance applied to every logits row group of a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum GuidanceMode {
+    /// No guidance: one row per input (conditional).
+    None,
+    /// Two-way CFG with this scale: rows cond, uncond.
+    TwoWay {
+        /// Guidance scale `s`.
+        scale: f32,
+    },
+    /// Three-way CFG (GridAR): rows cond, uncond, reformulated.
+    ThreeWay {
+        /// Weight `w`.
+        w: f32,
+    },
+}
+
+impl GuidanceMode {
+    /// Logits rows per input.
+    pub const fn variants(&self) -> usize {
+        match self {
+            GuidanceMode::None => 1,
+            GuidanceMode::TwoWay { .. } => 2,
+            GuidanceMode::ThreeWay { .. } => 3,
+        }
+    }
+
+    /// The [`crate::backend::RowGuidance`] for the row group starting at `first`.
+    pub fn rows(&self, first: u32) -> crate::backend::RowGuidance {
+        use crate::backend::RowGuidance;
+        match *self {
+            GuidanceMode::None => RowGuidance::Plain { row: first },
+            GuidanceMode::TwoWay { scale } => RowGuidance::TwoWay {
+                cond: first,
+                uncond: first + 1,
+                scale,
+            },
+            GuidanceMode::ThreeWay { w } => RowGuidance::ThreeWay {
+                cond: first,
+                uncond: first + 1,
+                reformulated: first + 2,
+                w,
+            },
+        }
+    }
+}
+
+/// One token fed to the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Input {
+    /// Token id.
+    pub token: u32,
+    /// Raster index of the token.
+    pub index: u32,
+    /// Index of the parent input within the same run, or [`ROOT`] (the committed prefix).
+    pub parent: u32,
+}
+
+impl Input {
+    /// An input attached to the committed prefix.
+    pub const fn root(token: u32, index: u32) -> Self {
+        Input {
+            token,
+            index,
+            parent: ROOT,
+        }
+    }
+}
+
+/// Which hidden feature accompanies a drafter input (EAGLE drafters read `[embedding; feature]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FeatureRef {
+    /// The target's last hidden state at the last condition position (from the prefill).
+    Condition,
+    /// The target's last hidden state at the committed input of this raster index.
+    Target(u32),
+    /// The target's last hidden state at input `i` of the most recent target run (or prefill) of
+    /// this sequence, whether or not a later `keep` commits it.
+    LastTarget(u32),
+    /// The drafter's output hidden state at entry `e` of the current drafting step (entries are
+    /// numbered across the step's drafter runs, starting at 0 with its first input).
+    Draft(u32),
+}
+
+/// One token fed to the drafter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DraftInput {
+    /// Token id.
+    pub token: u32,
+    /// Raster index of the token.
+    pub index: u32,
+    /// Step entry number of the parent, or [`ROOT`] (the drafter's committed prefix).
+    pub parent: u32,
+    /// The feature paired with the token.
+    pub feature: FeatureRef,
+}
+
+/// Reset a sequence and run its condition, then `tokens` teacher-forced at indices `0..`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prefill<'a> {
+    /// The sequence.
+    pub seq: u32,
+    /// Image tokens to prefill after the condition (GridAR anchors; empty otherwise).
+    pub tokens: &'a [u32],
+    /// Guidance variants to prefill and to answer with.
+    pub guidance: GuidanceMode,
+}
+
+/// Run the target on a sequence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetRun<'a> {
+    /// The sequence.
+    pub seq: u32,
+    /// Pending entries of the previous target run to commit, in order (indices into that run).
+    pub keep: &'a [u32],
+    /// The inputs.
+    pub inputs: &'a [Input],
+    /// Guidance variants to run.
+    pub guidance: GuidanceMode,
+}
+
+/// Run the drafter on a sequence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DraftRun<'a> {
+    /// The sequence.
+    pub seq: u32,
+    /// If set, this run starts a new drafting step: drop every pending drafter entry first, and
+    /// number this run's inputs from entry 0.
+    pub new_step: bool,
+    /// The first `commit` inputs of this run join the committed prefix (catch-up on committed
+    /// tokens); the others stay pending.
+    pub commit: u32,
+    /// The inputs.
+    pub inputs: &'a [DraftInput],
+    /// Guidance variants to run.
+    pub guidance: GuidanceMode,
+}
+
+/// Judge whether a partial canvas — the top `rows` token rows of a sequence — can still become
+/// an image that matches the prompt (GridAR's verifier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check<'a> {
+    /// The sequence.
+    pub seq: u32,
+    /// Token rows generated so far.
+    pub rows: u32,
+    /// Its tokens (`rows · W` of them).
+    pub tokens: &'a [u32],
+}
+
+/// Score a finished image (higher is better).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Score<'a> {
+    /// The sequence.
+    pub seq: u32,
+    /// Its tokens.
+    pub tokens: &'a [u32],
+}
+
+/// Reformulate the prompt of a sequence (GridAR): infer a layout clause from its canvas's top
+/// `rows` token rows and use the reformulated prompt as the third guidance variant from now on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reformulate {
+    /// The sequence.
+    pub seq: u32,
+    /// Token rows generated so far.
+    pub rows: u32,
+}
+
+/// What the host must do next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action<'a> {
+    /// See [`Prefill`]; answer with [`Decoder::handle_logits`](super::Decoder::handle_logits).
+    Prefill(Prefill<'a>),
+    /// See [`TargetRun`]; answer with `handle_logits`.
+    Target(TargetRun<'a>),
+    /// See [`DraftRun`]; answer with `handle_logits`.
+    Draft(DraftRun<'a>),
+    /// See [`Check`]; answer with `handle_verdict` (`true` = still possible).
+    Check(Check<'a>),
+    /// See [`Score`]; answer with `handle_score`.
+    Score(Score<'a>),
+    /// See [`Reformulate`]; answer with `handle_reformulated`.
+    Reformulate(Reformulate),
+    /// Decoding is finished; `tokens()` of the decoder holds the image.
+    Done,
+}
+
+impl Action<'_> {
+    /// Number of logits rows the answer to this action must contain, if it is a forward.
+    pub fn logits_rows(&self) -> Option<usize> {
+        match self {
+            Action::Prefill(p) => Some(p.guidance.variants()),
+            Action::Target(r) => Some(r.inputs.len() * r.guidance.variants()),
+            Action::Draft(r) => Some(r.inputs.len() * r.guidance.variants()),
+            _ => None,
+        }
+    }
+
+    /// Short name of the action kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Prefill(_) => "prefill",
+            Action::Target(_) => "target",
+            Action::Draft(_) => "draft",
+            Action::Check(_) => "check",
+            Action::Score(_) => "score",
+            Action::Reformulate(_) => "reformulate",
+            Action::Done => "done",
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! Speculative decoding with chain or EAGLE-2 tree drafts, generic over the acceptance criterion.
+//!
+//! Leviathan et al. 2023 and Chen et al. 2023 (chains); EAGLE-2, Li et al. 2024 (dynamic draft
+//! trees), as used for visual AR models by LANTERN (Jang et al. 2025) and VVS (Dong et al. 2026).
+//!
+//! A step with `t` tokens committed (`c_0 … c_{t−1}`):
+//!
+//! 1. **Catch-up.** The drafter runs on the tokens committed since its last step, each paired with
+//!    the target feature that predicted it (EAGLE: token `c_j` with the target's hidden state at
+//!    `c_{j−1}`); its last row is the draft distribution `q_0` at index `t`.
+//! 2. **Drafting** up to depth `D = min(depth, N − t − 1)`:
+//!    * *chain* (`γ`): `x_d ~ q_d` with key `(seed, stream, DRAFT, t + d, 0)`, then the drafter runs
+//!      on `x_d` for `q_{d+1}`; drafts are *sampled*, so verification uses `q`;
+//!    * *tree* (EAGLE-2, `total / depth / top_k`): every expanded node proposes its `top_k` most
+//!      likely children with value `value(parent) · q(child)`; each depth expands the `top_k` best
+//!      new nodes; finally the `total` best nodes by value (ties: shallower, then earlier) form the
+//!      tree — ancestor-closed, since a child's value never exceeds its parent's. Drafts are
+//!      *point masses* (deterministic), so verification needs no `q`. LlamaGen settings in the
+//!      papers: total 59, depth 4, top-k 10 ([`DraftShape::EAGLE2_LLAMAGEN`]).
+//! 3. **Verification.** One target run over `[c_{t−1}] ++ tree`, with tree attention; the
+//!    [`Criterion`] walks the tree from the root ([`Backend::verify_tree`]), committing the accepted
+//!    path plus one more token (residual draw, or the target's own draw past a leaf).
+//!
+//! CFG applies to drafter and target alike (the host runs the guidance variants of each input).
+//! When `D = 0` (the last token) the step is a plain target step. Each step commits at least one
+//! token and issues at most `depth + 1` actions, so decoding ends within `1 + N·(depth + 1) + 1`
+//! actions ([`Decoder::action_bound`]). With the [`Criterion::Coupled`] criterion, the tokens are
+//! exactly those of [`super::Vanilla`] for the same seed.
+
+use super::{
+    check_dist_rows, check_rows, unexpected, Action, Config, Decoder, DraftInput, DraftRun,
+    FeatureRef, Input, Prefill, Stats, TargetRun,
+};
+use crate::accept::{Criterion, NodeKeys};
+use crate::backend::{Backend, DraftTree, ProcessJob, SampleJob, TreeJob, ROOT};
+use crate::error::{Error, Result};
+use crate::process::SamplerParams;
+use crate::rng::{Key, Purpose};
+
+/// Most candidate nodes an EAGLE-2 drafting step may hold (`top_k + (depth − 1)·top_k²`).
+pub const MAX_POOL: usize = 512;
+
+/// How drafts are shaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DraftShape {
+    /// A chain of `gamma` sampled drafts.
+    Chain {
+        /// Draft length `γ >= 1`.
+        gamma: u32,
+    },
+    /// An EAGLE-2 dynamic tree of point-mass (top-k) drafts.
+    Tree {
+        /// Nodes in the final tree.
+        total: u32,
+        /// Drafting depth.
+        depth: u32,
+        /// Children per expanded node, and nodes expanded per depth.
+        top_k: u32,
+    },
+}
+
+impl DraftShape {
+    /// The EAGLE-2 settings LANTERN and VVS use for LlamaGen: 59 nodes, depth 4, top-k 10.
+    pub const EAGLE2_LLAMAGEN: DraftShape = DraftShape::Tree {
+        total: 59,
+        depth: 4,
+        top_k: 10,
+    };
+
+    /// Maximum draft depth.
+    pub fn depth(&self) -> u32 {
+        match *self {
+            DraftShape::Chain { gamma } => gamma,
+            DraftShape::Tree { depth, .. } => depth,
+        }
+    }
+
+    fn validate(&self, max_nodes: usize) -> Result<()> {
+        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
+        match *self {
+            DraftShape::Chain { gamma } => {
+                if gamma == 0 || gamma as usize > max_nodes {
+                    return bad("gamma", "must be between 1 and the decoder's node capacity");
+                }
+            }
+            DraftShape::Tree {
+                total,
+                depth,
+                top_k,
+            } => {
+                if depth == 0 || top_k == 0 || total == 0 {
+                    return bad("tree", "total, depth and top_k must be at least 1");
+                }
+                if total as usize > max_nodes || top_k as usize > max_nodes {
+                    return bad(
+                        "tree",
+                        "total and top_k must fit the decoder's node capacity",
+                    );
+                }
+                let pool = top_k as u64 + (depth as u64 - 1) * top_k as u64 * top_k as u64;
+                if pool > MAX_POOL as u64 {
+                    return bad("tree", "top_k + (depth − 1)·top_k² must not exceed 512");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settings of [`Speculative`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpeculativeConfig {
+    /// Shared settings (target sampling, guidance, size, seed).
+    pub base: Config,
+    /// Sampling parameters of the drafter.
+    pub draft_sampler: SamplerParams,
+    /// Draft shape.
+    pub shape: DraftShape,
+}
+
+/// A candidate node of the drafting step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PoolNode {
+    token: u32,
+    /// Pool index of the parent, or ROOT.
+    parent: u32,
+    depth: u32,
+    value: f64,
+    /// Draft entry number once the drafter has run on this node.
+    entry: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Prefill,
+    CatchUp,
+    Expand { depth: u32 },
+    Verify,
+    Plain,
+    Done,
+}
+
+/// Speculative decoding of up to `N` tokens with target runs of up to `T` inputs (so trees of up
+/// to `T − 1` nodes). Needs `2·T` distribution rows.
+#[derive(Clone, Debug)]
+pub struct Speculative<'c, const N: usize, const T: usize> {
+    cfg: SpeculativeConfig,
+    criterion: Criterion<'c>,
+    phase: Phase,
+    tokens: heapless::Vec<u32, N>,
+    stats: Stats,
+    /// Keep list for the next target run.
+    keep: heapless::Vec<u32, T>,
+    /// Inputs of the pending target run.
+    target_inputs: heapless::Vec<Input, T>,
+    /// Inputs of the pending drafter run.
+    draft_inputs: heapless::Vec<DraftInput, T>,
+    /// Whether the pending drafter run starts a step.
+    draft_new_step: bool,
+    /// Inputs of the pending drafter run that are committed catch-up.
+    draft_commit: u32,
+    /// Pool indices of the pending expansion run's inputs.
+    frontier: heapless::Vec<u32, T>,
+    /// Candidate nodes of this step.
+    pool: heapless::Vec<PoolNode, MAX_POOL>,
+    /// Pool indices of the final tree, in target-run order (after input 0).
+    tree: heapless::Vec<u32, T>,
+    /// Draft entries used in this step.
+    entries: u32,
+    /// Entry whose drafter output predicts index `t` (last catch-up input).
+    root_entry: u32,
+    /// Tokens in the drafter's committed prefix.
+    drafter_committed: u32,
+    /// Raster index of input 0 of the last target run (`ROOT` after the prefill).
+    last_run_base: u32,
+    /// Accepted path (node indices) of the last target run.
+    last_path: heapless::Vec<u32, T>,
+}
+
+impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
+    /// A decoder for `cfg` with acceptance `criterion`.
+    pub fn new(cfg: SpeculativeConfig, criterion: Criterion<'c>) -> Result<Self> {
+        cfg.base.validate(N)?;
+        if T < 2 {
+            return Err(Error::InvalidParameter {
+                name: "T",
+                reason: "must be at least 2",
+            });
+        }
+        cfg.shape.validate(T - 1)?;
+        cfg.draft_sampler.validate(usize::MAX)?;
+        Ok(Speculative {
+            cfg,
+            criterion,
+            phase: Phase::Prefill,
+            tokens: heapless::Vec::new(),
+            stats: Stats::default(),
+            keep: heapless::Vec::new(),
+            target_inputs: heapless::Vec::new(),
+            draft_inputs: heapless::Vec::new(),
+            draft_new_step: false,
+            draft_commit: 0,
+            frontier: heapless::Vec::new(),
+            pool: heapless::Vec::new(),
+            tree: heapless::Vec::new(),
+            entries: 0,
+            root_entry: 0,
+            drafter_committed: 0,
+            last_run_base: ROOT,
+            last_path: heapless::Vec::new(),
+        })
+    }
+
+    /// The criterion.
+    pub fn criterion(&self) -> &Criterion<'c> {
+        &self.criterion
+    }
+
+    fn t(&self) -> u32 {
+        self.tokens.len() as u32
+    }
+
+    fn draft_base(&self) -> u32 {
+        T as u32
+    }
+
+    /// The feature that predicted raster index `j` (`j >= 1`): the target's hidden state at
+    /// index `j − 1`.
+    fn feature_for(&self, j: u32) -> FeatureRef {
+        if j == 0 {
+            return FeatureRef::Condition;
+        }
+        let r = j - 1;
+        if self.last_run_base != ROOT && r >= self.last_run_base {
+            let k = r - self.last_run_base;
+            if k == 0 {
+                return FeatureRef::LastTarget(0);
+            }
+            if let Some(&node) = self.last_path.get(k as usize - 1) {
+                return FeatureRef::LastTarget(node + 1);
+            }
+        }
+        FeatureRef::Target(r)
+    }
+
+    /// Sets up the next step after a commit.
+    fn next_step(&mut self) {
+        let t = self.t();
+        let n = self.cfg.base.tokens;
+        if t == n {
+            self.phase = Phase::Done;
+            return;
+        }
+        let depth = self.cfg.shape.depth().min(n - t - 1);
+        self.target_inputs.clear();
+        let _ = self
+            .target_inputs
+            .push(Input::root(self.tokens[t as usize - 1], t - 1));
+        if depth == 0 {
+            self.phase = Phase::Plain;
+            return;
+        }
+        // Catch-up run of the drafter on the tokens it has not seen.
+        self.draft_inputs.clear();
+        for j in self.drafter_committed..t {
+            let input = DraftInput {
+                token: self.tokens[j as usize],
+                index: j,
+                parent: ROOT,
+                feature: self.feature_for(j),
+            };
+            // At most T − 1 accepted + 1 committed tokens arrive per step.
+            let _ = self.draft_inputs.push(input);
+        }
+        self.draft_new_step = true;
+        self.draft_commit = self.draft_inputs.len() as u32;
+        self.pool.clear();
+        self.tree.clear();
+        self.entries = 0;
+        self.phase = Phase::CatchUp;
+    }
+
+    fn max_depth(&self) -> u32 {
+        self.cfg
+            .shape
+            .depth()
+            .min(self.cfg.base.tokens - self.t() - 1)
+    }
+
+    /// Commits `token` (and, first, the accepted path) after a target run.
+    fn commit(&mut self, path: &[u32], token: u32) {
+        let t = self.t();
+        self.last_run_base = t - 1;
+        self.last_path.clear();
+        self.keep.clear();
+        let _ = self.keep.push(0);
+        for &node in path {
+            let pool_idx = self.tree[node as usize];
+            let _ = self.tokens.push(self.pool[pool_idx as usize].token);
+            let _ = self.last_path.push(node);
+            let _ = self.keep.push(node + 1);
+        }
+        let _ = self.tokens.push(token);
+        self.stats.tokens += path.len() as u32 + 1;
+    }
+
+    /// Adds the top-`k` children of the distribution in row `row` below pool node `parent`.
+    fn add_children<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        row: u32,
+        parent: u32,
+        depth: u32,
+        parent_value: f64,
+        k: usize,
+    ) -> Result<(), B::Error> {
+        let mut tokens = [0u32; MAX_TOP_K];
+        let mut probs = [0f64; MAX_TOP_K];
+        backend.top_k(row, &mut tokens[..k], &mut probs[..k])?;
+        for (&token, &prob) in tokens[..k].iter().zip(&probs[..k]) {
+            let node = PoolNode {
+                token,
+                parent,
+                depth,
+                value: parent_value * prob,
+                entry: ROOT,
+            };
+            self.pool
+                .push(node)
+                .map_err(|_| Error::CapacityExceeded { capacity: MAX_POOL })?;
+        }
+        Ok(())
+    }
+
+    /// Sets up the expansion run of depth `depth` (frontier: best `top_k` nodes of that depth), or
+    /// finalises the tree when drafting is over.
+    fn after_depth(&mut self, depth: u32) {
+        let (top_k, total) = match self.cfg.shape {
+            DraftShape::Tree { top_k, total, .. } => (top_k as usize, total as usize),
+            DraftShape::Chain { .. } => (1, usize::MAX),
+        };
+        if depth >= self.max_depth() {
+            self.finalise_tree(total);
+            return;
+        }
+        let mut order: heapless::Vec<u32, MAX_POOL> = (0..self.pool.len() as u32)
+            .filter(|&i| self.pool[i as usize].depth == depth)
+            .collect();
+        order.sort_unstable_by(|&a, &b| self.rank(a, b));
+        self.frontier.clear();
+        self.draft_inputs.clear();
+        for &i in order.iter().take(top_k) {
+            let node = self.pool[i as usize];
+            let (parent_entry, feature_entry) = if node.parent == ROOT {
+                (ROOT, self.root_entry)
+            } else {
+                let e = self.pool[node.parent as usize].entry;
+                (e, e)
+            };
+            let _ = self.frontier.push(i);
+            let _ = self.draft_inputs.push(DraftInput {
+                token: node.token,
+                index: self.t() + depth - 1,
+                parent: parent_entry,
+                feature: FeatureRef::Draft(feature_entry),
+            });
+        }
+        self.draft_new_step = false;
+        self.draft_commit = 0;
+        self.phase = Phase::Expand { depth };
+    }
+
+    /// Pool order: value descending, then shallower, then earlier.
+    fn rank(&self, a: u32, b: u32) -> core::cmp::Ordering {
+        let (na, nb) = (&self.pool[a as usize], &self.pool[b as usize]);
+        nb.value
+            .total_cmp(&na.value)
+            .then(na.depth.cmp(&nb.depth))
+            .then(a.cmp(&b))
+    }
+
+    fn finalise_tree(&mut self, total: usize) {
+        let mut order: heapless::Vec<u32, MAX_POOL> = (0..self.pool.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.rank(a, b));
+        let chosen = &mut order[..total.min(self.pool.len())];
+        // Parents before children: by depth, then rank.
+        chosen.sort_unstable_by(|&a, &b| {
+            self.pool[a as usize]
+                .depth
+                .cmp(&self.pool[b as usize].depth)
+                .then(self.rank(a, b))
+        });
+        self.tree.clear();
+        self.target_inputs.truncate(1);
+        let t = self.t();
+        for &i in chosen.iter() {
+            let node = self.pool[i as usize];
+            let parent_input = if node.parent == ROOT {
+                0
+            } else {
+                // The parent was chosen too (ancestor-closed) and placed earlier.
+                1 + self
+                    .tree
+                    .iter()
+                    .position(|&p| p == node.parent)
+                    .unwrap_or(0) as u32
+            };
+            let _ = self.tree.push(i);
+            let _ = self.target_inputs.push(Input {
+                token: node.token,
+                index: t + node.depth - 1,
+                parent: parent_input,
+            });
+        }
+        self.phase = Phase::Verify;
+    }
+
+    fn process_rows<B: Backend>(
+        &self,
+        backend: &mut B,
+        logits: &B::Logits,
+        jobs: impl Iterator<Item = (u32, u32)>,
+        params: SamplerParams,
+    ) -> Result<(), B::Error> {
+        let v = self.cfg.base.guidance.variants() as u32;
+        let mut batch: heapless::Vec<ProcessJob, 16> = heapless::Vec::new();
+        for (input, out) in jobs {
+            let job = ProcessJob {
+                rows: self.cfg.base.guidance.rows(input * v),
+                params,
+                out,
+            };
+            if batch.push(job).is_err() {
+                backend.process(logits, &batch)?;
+                batch.clear();
+                let _ = batch.push(job);
+            }
+        }
+        backend.process(logits, &batch)
+    }
+}
+
+/// Largest `top_k` of a tree shape (bounded by the node capacity as well).
+pub const MAX_TOP_K: usize = 64;
+
+impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
+    fn poll(&self) -> Action<'_> {
+        let g = self.cfg.base.guidance;
+        let seq = self.cfg.base.seq;
+        match self.phase {
+            Phase::Prefill => Action::Prefill(Prefill {
+                seq,
+                tokens: &[],
+                guidance: g,
+            }),
+            Phase::CatchUp | Phase::Expand { .. } => Action::Draft(DraftRun {
+                seq,
+                new_step: self.draft_new_step,
+                commit: self.draft_commit,
+                inputs: &self.draft_inputs,
+                guidance: g,
+            }),
+            Phase::Verify | Phase::Plain => Action::Target(TargetRun {
+                seq,
+                keep: &self.keep,
+                inputs: &self.target_inputs,
+                guidance: g,
+            }),
+            Phase::Done => Action::Done,
+        }
+    }
+
+    fn handle_logits<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        logits: &B::Logits,
+    ) -> Result<(), B::Error> {
+        let action = self.poll();
+        let rows = action
+            .logits_rows()
+            .ok_or_else(|| unexpected(action, "logits"))?;
+        check_rows(backend, logits, rows)?;
+        check_dist_rows(backend, 2 * T)?;
+        let base = self.cfg.base;
+        let t = self.t();
+        let db = self.draft_base();
+        match self.phase {
+            Phase::Prefill | Phase::Plain => {
+                self.process_rows(backend, logits, core::iter::once((0, 0)), base.sampler)?;
+                let key = Key::new(base.seed, base.stream, Purpose::SAMPLE, t);
+                let mut token = [0u32];
+                backend.sample(&[SampleJob { row: 0, key }], &mut token)?;
+                self.stats.target_forwards += 1;
+                self.stats.target_rows += rows as u32;
+                if self.phase == Phase::Prefill {
+                    self.stats.prefills += 1;
+                    let _ = self.tokens.push(token[0]);
+                    self.stats.tokens += 1;
+                    self.last_run_base = ROOT;
+                    self.last_path.clear();
+                    self.keep.clear();
+                } else {
+                    self.commit(&[], token[0]);
+                }
+                self.next_step();
+            }
+            Phase::CatchUp => {
+                let last = self.draft_inputs.len() as u32 - 1;
+                self.process_rows(
+                    backend,
+                    logits,
+                    core::iter::once((last, db)),
+                    self.cfg.draft_sampler,
+                )?;
+                self.stats.draft_forwards += 1;
+                self.stats.draft_rows += rows as u32;
+                self.drafter_committed = t;
+                self.root_entry = last;
+                self.entries = last + 1;
+                self.pool.clear();
+                match self.cfg.shape {
+                    DraftShape::Chain { .. } => self.draw_chain_node(backend, db, ROOT, 1)?,
+                    DraftShape::Tree { top_k, .. } => {
+                        self.add_children(backend, db, ROOT, 1, 1.0, top_k as usize)?
+                    }
+                }
+                self.after_depth(1);
+            }
+            Phase::Expand { depth } => {
+                let n = self.frontier.len() as u32;
+                let chain = matches!(self.cfg.shape, DraftShape::Chain { .. });
+                // Chain: q_depth goes to draft row `db + depth` (slot of node depth − 1).
+                // Tree: scratch rows db.. for the frontier.
+                let out = |i: u32| if chain { db + depth } else { db + i };
+                self.process_rows(
+                    backend,
+                    logits,
+                    (0..n).map(|i| (i, out(i))),
+                    self.cfg.draft_sampler,
+                )?;
+                self.stats.draft_forwards += 1;
+                self.stats.draft_rows += rows as u32;
+                for (i, &p) in self.frontier.clone().iter().enumerate() {
+                    self.pool[p as usize].entry = self.entries + i as u32;
+                }
+                self.entries += n;
+                let frontier = self.frontier.clone();
+                for (i, &p) in frontier.iter().enumerate() {
+                    match self.cfg.shape {
+                        DraftShape::Chain { .. } => {
+                            self.draw_chain_node(backend, out(i as u32), p, depth + 1)?
+                        }
+                        DraftShape::Tree { top_k, .. } => {
+                            let value = self.pool[p as usize].value;
+                            self.add_children(
+                                backend,
+                                out(i as u32),
+                                p,
+                                depth + 1,
+                                value,
+                                top_k as usize,
+                            )?
+                        }
+                    }
+                }
+                self.after_depth(depth + 1);
+            }
+            Phase::Verify => {
+                let n = self.target_inputs.len() as u32;
+                self.process_rows(backend, logits, (0..n).map(|i| (i, i)), base.sampler)?;
+                let mut tokens = [0u32; T];
+                let mut parents = [ROOT; T];
+                for (i, input) in self.target_inputs.iter().skip(1).enumerate() {
+                    tokens[i] = input.token;
+                    parents[i] = if input.parent == 0 {
+                        ROOT
+                    } else {
+                        input.parent - 1
+                    };
+                }
+                let nodes = n as usize - 1;
+                let job = TreeJob {
+                    tree: DraftTree {
+                        tokens: &tokens[..nodes],
+                        parents: &parents[..nodes],
+                    },
+                    target_base: 0,
+                    draft_base: match self.cfg.shape {
+                        DraftShape::Chain { .. } => Some(db),
+                        DraftShape::Tree { .. } => None,
+                    },
+                    keys: NodeKeys {
+                        seed: base.seed,
+                        stream: base.stream,
+                        position: t,
+                    },
+                };
+                let mut path = [0u32; T];
+                let verdict = backend.verify_tree(&job, &self.criterion, &mut path)?;
+                self.stats.target_forwards += 1;
+                self.stats.target_rows += rows as u32;
+                self.stats.record_accepted(verdict.accepted);
+                self.commit(&path[..verdict.accepted], verdict.token);
+                self.next_step();
+            }
+            Phase::Done => return Err(unexpected(Action::Done, "logits").into()),
+        }
+        Ok(())
+    }
+
+    fn tokens(&self, seq: u32) -> &[u32] {
+        if seq == self.cfg.base.seq {
+            &self.tokens
+        } else {
+            &[]
+        }
+    }
+
+    fn result_seq(&self) -> u32 {
+        self.cfg.base.seq
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn dist_rows_needed(&self) -> usize {
+        2 * T
+    }
+
+    fn action_bound(&self) -> u32 {
+        2 + self.cfg.base.tokens * (self.cfg.shape.depth() + 1)
+    }
+}
+
+impl<const N: usize, const T: usize> Speculative<'_, N, T> {
+    /// Draws chain node at `depth` from draft row `row` (key DRAFT at its index) below `parent`.
+    fn draw_chain_node<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        row: u32,
+        parent: u32,
+        depth: u32,
+    ) -> Result<(), B::Error> {
+        let b = self.cfg.base;
+        let index = self.t() + depth - 1;
+        let key = Key::new(b.seed, b.stream, Purpose::DRAFT, index);
+        let mut token = [0u32];
+        backend.sample(&[SampleJob { row, key }], &mut token)?;
+        let node = PoolNode {
+            token: token[0],
+            parent,
+            depth,
+            value: 1.0,
+            entry: ROOT,
+        };
+        self.pool
+            .push(node)
+            .map_err(|_| Error::CapacityExceeded { capacity: MAX_POOL })?;
+        Ok(())
+    }
+}
