@@ -134,3 +134,101 @@ fn speculative_accounting_adds_up() {
         assert!(s.draft_forwards >= s.verify_steps);
     }
 }
+
+/// Two-sample chi-square statistic over categories with at least 10 expected counts (smaller ones
+/// pooled), with its degrees of freedom.
+fn chi_square(a: &[u32], b: &[u32]) -> (f64, usize) {
+    let (mut stat, mut df, mut pool_a, mut pool_b) = (0.0, 0usize, 0u32, 0u32);
+    let mut add = |x: u32, y: u32| {
+        let (x, y) = (x as f64, y as f64);
+        stat += (x - y).powi(2) / (x + y);
+        df += 1;
+    };
+    for (&x, &y) in a.iter().zip(b) {
+        if x + y >= 20 {
+            add(x, y);
+        } else {
+            pool_a += x;
+            pool_b += y;
+        }
+    }
+    if pool_a + pool_b > 0 {
+        add(pool_a, pool_b);
+    }
+    (stat, df.saturating_sub(1))
+}
+
+/// Upper `1e-6` quantile of χ²(k) by the Wilson–Hilferty approximation (z = 4.7534).
+fn chi_square_critical(k: usize) -> f64 {
+    let k = k.max(1) as f64;
+    let h = 2.0 / (9.0 * k);
+    k * (1.0 - h + 4.7534 * h.sqrt()).powi(3)
+}
+
+/// Per-position token histograms of `runs` decodes.
+fn histograms(runs: u64, positions: &[usize], decode: impl Fn(u64) -> Vec<u32>) -> Vec<[u32; 64]> {
+    let mut h = vec![[0u32; 64]; positions.len()];
+    for seed in 0..runs {
+        let t = decode(seed);
+        for (k, &p) in positions.iter().enumerate() {
+            h[k][t[p] as usize] += 1;
+        }
+    }
+    h
+}
+
+/// The marginal test below has power: a relaxed (lossy) rule at δ = 1 is caught.
+#[test]
+fn marginal_test_detects_a_lossy_decoder() {
+    let world = World::new(W);
+    let table = build_table(&world.codebook(), 2, 8).unwrap();
+    let lossy = Criterion::Lantern(LanternParams {
+        neighbours: NeighbourTable::new(&table, 64, 8).unwrap(),
+        k: 8,
+        delta: 1.0,
+        lambda: None,
+    });
+    let positions = [7usize, 20, 35];
+    let van = histograms(3000, &positions, |s| vanilla(s).0);
+    let las = histograms(3000, &positions, |s| {
+        speculative(s + 1_000_000, TREE, lossy).0
+    });
+    let worst = positions
+        .iter()
+        .enumerate()
+        .map(|(k, _)| {
+            let (stat, df) = chi_square(&van[k], &las[k]);
+            stat / chi_square_critical(df)
+        })
+        .fold(0.0, f64::max);
+    println!("lossy decoder: largest chi2 / critical = {worst:.2}");
+    assert!(
+        worst > 1.0,
+        "the marginal test failed to see a lossy decoder"
+    );
+}
+
+/// Exact speculative decoding samples every position from the same marginal as vanilla decoding.
+/// Two-sample chi-square per checked position at α = 1e-6 each (5 positions × 2 shapes = 10
+/// tests, family-wise α ≈ 1e-5); seeds are fixed, so the outcome is deterministic.
+#[test]
+fn exact_speculative_marginals_match_vanilla() {
+    const RUNS: u64 = 3000;
+    let positions = [1usize, 7, 13, 20, 35];
+    for shape in [CHAIN, TREE] {
+        let van = histograms(RUNS, &positions, |s| vanilla(s).0);
+        // Disjoint seeds, so the two samples are independent.
+        let spec = histograms(RUNS, &positions, |s| {
+            speculative(s + 1_000_000, shape, Criterion::Exact).0
+        });
+        for (k, &p) in positions.iter().enumerate() {
+            let (stat, df) = chi_square(&van[k], &spec[k]);
+            let crit = chi_square_critical(df);
+            println!("{shape:?} position {p}: chi2 {stat:.1} on {df} df (critical {crit:.1})");
+            assert!(
+                stat < crit,
+                "{shape:?} position {p}: chi2 {stat:.1} >= {crit:.1}"
+            );
+        }
+    }
+}
