@@ -15,7 +15,10 @@ use std::time::Instant;
 fn checkpoint(cfg: &GptConfig, bf16: bool) -> Vec<u8> {
     let d = cfg.dim;
     let mut t: Vec<(String, Vec<usize>)> = vec![
-        ("cls_embedding.embedding_table.weight".into(), vec![cfg.class_rows(), d]),
+        (
+            "cls_embedding.embedding_table.weight".into(),
+            vec![cfg.class_rows(), d],
+        ),
         ("tok_embeddings.weight".into(), vec![cfg.vocab_size, d]),
         ("norm.weight".into(), vec![d]),
         ("output.weight".into(), vec![cfg.vocab_size, d]),
@@ -72,7 +75,10 @@ fn checkpoint(cfg: &GptConfig, bf16: bool) -> Vec<u8> {
 }
 
 fn bandwidth(threads: usize) -> f64 {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     let buf: Vec<f32> = (0..(256usize << 20) / 4).map(|i| i as f32).collect();
     let mut best = 0f64;
     for _ in 0..5 {
@@ -105,7 +111,10 @@ fn main() {
         .unwrap_or(2);
     let cfg = GptConfig::preset("GPT-B", ModelType::C2i, 256).unwrap();
     let bw = bandwidth(threads);
-    println!("threads: {threads}; GPT-B c2i, {} params", cfg.param_count());
+    println!(
+        "threads: {threads}; GPT-B c2i, {} params",
+        cfg.param_count()
+    );
     println!("measured read bandwidth: {:.1} GB/s\n", bw / 1e9);
     println!("| weights | weight bytes | floor (bytes/bw) | decode step, batch 2 (CFG) | ratio |");
     println!("|---|---|---|---|---|");
@@ -136,18 +145,37 @@ fn main() {
         let v = cfg.vocab_size;
         let mut logits = vec![0f32; 128 * v];
         let reqs = [
-            ClassPrefill { slot: 0, class: Some(207) },
-            ClassPrefill { slot: 1, class: None },
+            ClassPrefill {
+                slot: 0,
+                class: Some(207),
+            },
+            ClassPrefill {
+                slot: 1,
+                class: None,
+            },
         ];
         gpt.prefill_class(&reqs, &mut logits, None).unwrap();
         let steps_n = 24;
         let mut times = Vec::new();
         for k in 0..steps_n {
-            let p = [Pos::Grid { row: (k / 16) as u32, col: (k % 16) as u32 }];
+            let p = [Pos::Grid {
+                row: (k / 16) as u32,
+                col: (k % 16) as u32,
+            }];
             let tok = [(k * 37 % v) as u32];
             let steps = [
-                Step { slot: 0, tokens: &tok, positions: &p, parents: None },
-                Step { slot: 1, tokens: &tok, positions: &p, parents: None },
+                Step {
+                    slot: 0,
+                    tokens: &tok,
+                    positions: &p,
+                    parents: None,
+                },
+                Step {
+                    slot: 1,
+                    tokens: &tok,
+                    positions: &p,
+                    parents: None,
+                },
             ];
             let t = Instant::now();
             gpt.forward(&steps, &mut logits, None).unwrap();
@@ -173,13 +201,26 @@ fn main() {
         for n in [1usize, 2, 4, 8, 16, 32, 64] {
             let toks: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
             let pos: Vec<Pos> = (0..n)
-                .map(|i| Pos::Grid { row: ((steps_n + i) / 16) as u32, col: ((steps_n + i) % 16) as u32 })
+                .map(|i| Pos::Grid {
+                    row: ((steps_n + i) / 16) as u32,
+                    col: ((steps_n + i) % 16) as u32,
+                })
                 .collect();
             let mut best = f64::MAX;
             for _ in 0..3 {
                 let steps = [
-                    Step { slot: 0, tokens: &toks, positions: &pos, parents: None },
-                    Step { slot: 1, tokens: &toks, positions: &pos, parents: None },
+                    Step {
+                        slot: 0,
+                        tokens: &toks,
+                        positions: &pos,
+                        parents: None,
+                    },
+                    Step {
+                        slot: 1,
+                        tokens: &toks,
+                        positions: &pos,
+                        parents: None,
+                    },
                 ];
                 let t = Instant::now();
                 gpt.forward(&steps, &mut logits, None).unwrap();

@@ -39,6 +39,7 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above; shared only to be copied into tasks that write disjoint elements.
 unsafe impl Sync for OutPtr {}
 
+#[allow(clippy::too_many_arguments)]
 /// Computes `out[..rows·n]` (row-major `[rows, n]`) from `x[..rows·k]` and `w` (`[n, k]`).
 pub fn gemm(
     pool: &rayon::ThreadPool,

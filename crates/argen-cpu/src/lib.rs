@@ -147,7 +147,7 @@ impl Compute for Cpu {
         // Vectors (norm gains, biases) are one row; matrices and conv kernels are
         // [dim0, rest].
         let rows = if t.shape.len() >= 2 { t.shape[0] } else { 1 };
-        let cols = if rows == 0 { 0 } else { numel / rows };
+        let cols = numel.checked_div(rows).unwrap_or(0);
         let data = match t.dtype {
             Dtype::F32 => WData::F32(
                 t.data

@@ -211,9 +211,9 @@ impl GptConfig {
         if self.model_type == ModelType::T2i && self.caption_dim == 0 {
             return err("caption_dim must be positive".into());
         }
-        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0)
-            || !(self.rope_base.is_finite() && self.rope_base > 1.0)
-        {
+        let eps_ok = self.norm_eps.is_finite() && self.norm_eps > 0.0;
+        let base_ok = self.rope_base.is_finite() && self.rope_base > 1.0;
+        if !(eps_ok && base_ok) {
             return err("norm_eps must be > 0 and rope_base > 1".into());
         }
         Ok(())
