@@ -1,0 +1,246 @@
+//! Decode benchmark on a GPT-B-shaped model with random weights (see docs/runtime-performance.md).
+//!
+//! `cargo bench -p argen-cpu --bench decode -- [threads]` prints a markdown table: memory
+//! bandwidth, per-step decode latency at batch 2 (CFG) for f32 and bf16 weights against the
+//! floor weight-bytes ÷ bandwidth, and the verification cost curve (1 … 64 query tokens per
+//! CFG row). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors` for
+//! `tools/bench_torch.py`.
+
+use argen_cpu::{Cpu, Gpt};
+use argen_model::safetensors::SafeTensors;
+use argen_model::{Capacity, ClassPrefill, GptConfig, ModelType, Pos, Step};
+use rayon::prelude::*;
+use std::time::Instant;
+
+fn checkpoint(cfg: &GptConfig, bf16: bool) -> Vec<u8> {
+    let d = cfg.dim;
+    let mut t: Vec<(String, Vec<usize>)> = vec![
+        (
+            "cls_embedding.embedding_table.weight".into(),
+            vec![cfg.class_rows(), d],
+        ),
+        ("tok_embeddings.weight".into(), vec![cfg.vocab_size, d]),
+        ("norm.weight".into(), vec![d]),
+        ("output.weight".into(), vec![cfg.vocab_size, d]),
+    ];
+    for i in 0..cfg.n_layer {
+        let f = cfg.ffn_hidden();
+        for (n, s) in [
+            ("attention_norm.weight", vec![d]),
+            ("attention.wqkv.weight", vec![cfg.qkv_dim(), d]),
+            ("attention.wo.weight", vec![d, d]),
+            ("ffn_norm.weight", vec![d]),
+            ("feed_forward.w1.weight", vec![f, d]),
+            ("feed_forward.w3.weight", vec![f, d]),
+            ("feed_forward.w2.weight", vec![d, f]),
+        ] {
+            t.push((format!("layers.{i}.{n}"), s));
+        }
+    }
+    let mut header = String::from("{");
+    let mut off = 0usize;
+    let es = if bf16 { 2 } else { 4 };
+    for (i, (n, s)) in t.iter().enumerate() {
+        let bytes = s.iter().product::<usize>() * es;
+        header += &format!(
+            "{}\"{n}\":{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{off},{}]}}",
+            if i > 0 { "," } else { "" },
+            if bf16 { "BF16" } else { "F32" },
+            s,
+            off + bytes
+        );
+        off += bytes;
+    }
+    header += "}";
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    out.reserve(off);
+    for (n, s) in &t {
+        let norm = n.ends_with("norm.weight");
+        for _ in 0..s.iter().product::<usize>() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            let x = if norm { 1.0 + 0.1 * u } else { 0.04 * u };
+            if bf16 {
+                out.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes());
+            } else {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn bandwidth(threads: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let buf: Vec<f32> = (0..(256usize << 20) / 4).map(|i| i as f32).collect();
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: f32 = pool.install(|| {
+            buf.par_chunks(1 << 16)
+                .map(|c| {
+                    // Eight independent lanes so the loop vectorises and is bandwidth-bound.
+                    let mut acc = [0f32; 8];
+                    for x in c.chunks_exact(8) {
+                        for l in 0..8 {
+                            acc[l] += x[l];
+                        }
+                    }
+                    acc.iter().sum::<f32>()
+                })
+                .sum()
+        });
+        let dt = t.elapsed().as_secs_f64();
+        std::hint::black_box(s);
+        best = best.max((buf.len() * 4) as f64 / dt);
+    }
+    best
+}
+
+fn main() {
+    let threads: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2);
+    let cfg = GptConfig::preset("GPT-B", ModelType::C2i, 256).unwrap();
+    let bw = bandwidth(threads);
+    println!(
+        "threads: {threads}; GPT-B c2i, {} params",
+        cfg.param_count()
+    );
+    println!("measured read bandwidth: {:.1} GB/s\n", bw / 1e9);
+    println!("| weights | weight bytes | floor (bytes/bw) | decode step, batch 2 (CFG) | ratio |");
+    println!("|---|---|---|---|---|");
+    let cpu = Cpu::new(threads).unwrap();
+    let cap = Capacity {
+        slots: 2,
+        seq: 1 + 256 + 64,
+        rows: 128,
+        pending: 64,
+    };
+    let mut curve = Vec::new();
+    for bf16 in [false, true] {
+        let bytes = checkpoint(&cfg, bf16);
+        if !bf16 {
+            let dir = std::env::temp_dir().join("argen-bench");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("gpt-b.safetensors"), &bytes).unwrap();
+        }
+        let st = SafeTensors::from_bytes("<bench>", bytes).unwrap();
+        let mut gpt = Gpt::from_safetensors(&cpu, &cfg, &st, cap).unwrap();
+        drop(st);
+        // Bytes read per decode step: every block weight, the final norm and `output`
+        // (embedding rows read are negligible).
+        let es = if bf16 { 2 } else { 4 };
+        let d = cfg.dim;
+        let per_layer = cfg.qkv_dim() * d + d * d + 3 * d * cfg.ffn_hidden() + 2 * d;
+        let wbytes = (cfg.n_layer * per_layer + d + cfg.vocab_size * d) * es;
+        let v = cfg.vocab_size;
+        let mut logits = vec![0f32; 128 * v];
+        let reqs = [
+            ClassPrefill {
+                slot: 0,
+                class: Some(207),
+            },
+            ClassPrefill {
+                slot: 1,
+                class: None,
+            },
+        ];
+        gpt.prefill_class(&reqs, &mut logits, None).unwrap();
+        let steps_n = 24;
+        let mut times = Vec::new();
+        for k in 0..steps_n {
+            let p = [Pos::Grid {
+                row: (k / 16) as u32,
+                col: (k % 16) as u32,
+            }];
+            let tok = [(k * 37 % v) as u32];
+            let steps = [
+                Step {
+                    slot: 0,
+                    tokens: &tok,
+                    positions: &p,
+                    parents: None,
+                },
+                Step {
+                    slot: 1,
+                    tokens: &tok,
+                    positions: &p,
+                    parents: None,
+                },
+            ];
+            let t = Instant::now();
+            gpt.forward(&steps, &mut logits, None).unwrap();
+            gpt.commit(0, &[0]).unwrap();
+            gpt.commit(1, &[0]).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.drain(..4);
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let med = times[times.len() / 2];
+        let floor = wbytes as f64 / bw;
+        println!(
+            "| {} | {:.0} MB | {:.2} ms | {:.2} ms (median of {}) | {:.2}x |",
+            if bf16 { "bf16" } else { "f32" },
+            wbytes as f64 / 1e6,
+            floor * 1e3,
+            med * 1e3,
+            times.len(),
+            med / floor
+        );
+        // Verification cost: n query tokens per CFG row (a chain), then rollback.
+        let mut row = Vec::new();
+        for n in [1usize, 2, 4, 8, 16, 32, 64] {
+            let toks: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
+            let pos: Vec<Pos> = (0..n)
+                .map(|i| Pos::Grid {
+                    row: ((steps_n + i) / 16) as u32,
+                    col: ((steps_n + i) % 16) as u32,
+                })
+                .collect();
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let steps = [
+                    Step {
+                        slot: 0,
+                        tokens: &toks,
+                        positions: &pos,
+                        parents: None,
+                    },
+                    Step {
+                        slot: 1,
+                        tokens: &toks,
+                        positions: &pos,
+                        parents: None,
+                    },
+                ];
+                let t = Instant::now();
+                gpt.forward(&steps, &mut logits, None).unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+                gpt.rollback(0).unwrap();
+                gpt.rollback(1).unwrap();
+            }
+            row.push((n, best));
+        }
+        curve.push((bf16, row));
+    }
+    println!("\nVerification cost (n query tokens on each of the 2 CFG rows, best of 3):\n");
+    println!("| n | f32 | bf16 |");
+    println!("|---|---|---|");
+    for i in 0..curve[0].1.len() {
+        println!(
+            "| {} | {:.2} ms | {:.2} ms |",
+            curve[0].1[i].0,
+            curve[0].1[i].1 * 1e3,
+            curve[1].1[i].1 * 1e3
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! argen-cpu: the CPU compute backend of argen.
+//!
+//! [`Cpu`] implements [`argen_model::Compute`]: f32 activations in `Vec<f32>`, weights kept in
+//! their checkpoint dtype (f32, f16, bf16) and widened to f32 inside the GEMM ([`gemm`]), a KV
+//! cache preallocated for every slot, tree attention over explicit key lists, and a dedicated
+//! rayon thread pool. After a model is built, a forward pass allocates nothing on the heap
+//! (thread-local GEMM / attention scratch grows once, on the first call).
+//!
+//! Type aliases [`Gpt`], [`Drafter`] and [`VqDecoder`] give the models on this backend; see
+//! `docs/runtime.md` for the API, the KV-cache contract and the threading model.
+
+pub mod gemm;
+mod ops;
+
+use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
+use argen_model::safetensors::{Dtype, TensorView};
+use argen_model::{ModelError, Result};
+use gemm::WRef;
+use half::{bf16, f16};
+use std::sync::Arc;
+
+/// The GPT on the CPU backend.
+pub type Gpt = argen_model::Gpt<Cpu>;
+/// The drafter on the CPU backend.
+pub type Drafter = argen_model::Drafter<Cpu>;
+/// The VQ decoder on the CPU backend.
+pub type VqDecoder = argen_model::VqDecoder<Cpu>;
+
+/// The CPU backend: a handle to a thread pool (cheap to clone).
+#[derive(Clone)]
+pub struct Cpu {
+    pool: Arc<rayon::ThreadPool>,
+    threads: usize,
+}
+
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cpu {{ threads: {} }}", self.threads)
+    }
+}
+
+impl Cpu {
+    /// A backend with `threads` worker threads (0 = one per available core).
+    pub fn new(threads: usize) -> Result<Cpu> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("argen-cpu-{i}"))
+            .build()
+            .map_err(|e| ModelError::Input(format!("cannot start {threads} threads: {e}")))?;
+        Ok(Cpu {
+            pool: Arc::new(pool),
+            threads,
+        })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn tasks(&self) -> usize {
+        self.threads * 4
+    }
+}
+
+/// Weight storage: the checkpoint's dtype, row-major `[rows, cols]` (higher-rank tensors are
+/// flattened to `[dim0, rest]`).
+#[derive(Clone, Debug)]
+pub struct CpuWeight {
+    data: WData,
+    rows: usize,
+    cols: usize,
+}
+
+#[derive(Clone, Debug)]
+enum WData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+impl CpuWeight {
+    fn as_ref(&self) -> WRef<'_> {
+        match &self.data {
+            WData::F32(v) => WRef::F32(v),
+            WData::F16(v) => WRef::F16(v),
+            WData::BF16(v) => WRef::BF16(v),
+        }
+    }
+
+    /// Element `i` widened to f32.
+    fn get(&self, i: usize) -> f32 {
+        match &self.data {
+            WData::F32(v) => v[i],
+            WData::F16(v) => v[i].to_f32(),
+            WData::BF16(v) => v[i].to_f32(),
+        }
+    }
+
+    /// Row `r` widened into `out`.
+    fn row_into(&self, r: usize, out: &mut [f32]) {
+        let c = self.cols;
+        match &self.data {
+            WData::F32(v) => out.copy_from_slice(&v[r * c..(r + 1) * c]),
+            WData::F16(v) => {
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[r * c..(r + 1) * c], out)
+            }
+            WData::BF16(v) => {
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[r * c..(r + 1) * c], out)
+            }
+        }
+    }
+
+    /// Bytes of weight storage.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            WData::F32(v) => 4 * v.len(),
+            WData::F16(v) => 2 * v.len(),
+            WData::BF16(v) => 2 * v.len(),
+        }
+    }
+}
+
+/// KV cache: keys and values, `[layer][slot][kv_head][index][head_dim]`.
+#[derive(Clone, Debug)]
+pub struct CpuKv {
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+fn kv_off(g: &KvGeometry, layer: usize, slot: usize, head: usize, index: usize) -> usize {
+    (((layer * g.slots + slot) * g.kv_heads + head) * g.capacity + index) * g.head_dim
+}
+
+impl Compute for Cpu {
+    type Buf = Vec<f32>;
+    type Weight = CpuWeight;
+    type Kv = CpuKv;
+
+    fn weight(&self, t: TensorView<'_>) -> Result<CpuWeight> {
+        let numel = t.numel();
+        // Vectors (norm gains, biases) are one row; matrices and conv kernels are
+        // [dim0, rest].
+        let rows = if t.shape.len() >= 2 { t.shape[0] } else { 1 };
+        let cols = numel.checked_div(rows).unwrap_or(0);
+        let data = match t.dtype {
+            Dtype::F32 => WData::F32(
+                t.data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            Dtype::F16 => WData::F16(
+                t.data
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            Dtype::BF16 => WData::BF16(
+                t.data
+                    .chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            Dtype::Other(_) => {
+                return Err(ModelError::Input(format!(
+                    "dtype {} cannot be used as a weight",
+                    t.dtype.name()
+                )))
+            }
+        };
+        Ok(CpuWeight { data, rows, cols })
+    }
+
+    fn weight_f32(&self, data: &[f32], rows: usize, cols: usize) -> CpuWeight {
+        CpuWeight {
+            data: WData::F32(data.to_vec()),
+            rows,
+            cols,
+        }
+    }
+
+    fn buf(&self, len: usize) -> Vec<f32> {
+        vec![0.0; len]
+    }
+
+    fn upload(&self, dst: &mut Vec<f32>, offset: usize, src: &[f32]) {
+        dst[offset..offset + src.len()].copy_from_slice(src);
+    }
+
+    fn download(&self, src: &Vec<f32>, offset: usize, dst: &mut [f32]) {
+        dst.copy_from_slice(&src[offset..offset + dst.len()]);
+    }
+
+    fn kv(&self, g: KvGeometry) -> CpuKv {
+        let n = g.layers * g.slots * g.kv_heads * g.capacity * g.head_dim;
+        CpuKv {
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+
+    fn embed(&self, table: &CpuWeight, cols: usize, ids: &[u32], out: &mut Vec<f32>) {
+        for (r, &id) in ids.iter().enumerate() {
+            table.row_into(id as usize, &mut out[r * cols..(r + 1) * cols]);
+        }
+    }
+
+    fn gather_rows(&self, x: &Vec<f32>, cols: usize, rows: &[u32], out: &mut Vec<f32>) {
+        for (r, &s) in rows.iter().enumerate() {
+            let s = s as usize;
+            out[r * cols..(r + 1) * cols].copy_from_slice(&x[s * cols..(s + 1) * cols]);
+        }
+    }
+
+    fn linear(
+        &self,
+        x: &Vec<f32>,
+        rows: usize,
+        w: &CpuWeight,
+        bias: Option<&CpuWeight>,
+        out: &mut Vec<f32>,
+    ) {
+        let b = bias.and_then(|b| match &b.data {
+            WData::F32(v) => Some(v.as_slice()),
+            _ => None,
+        });
+        if bias.is_some() && b.is_none() {
+            // Half-precision bias: widen once (load-time sized, not per token for the GPT,
+            // which has no biases).
+            let wide: Vec<f32> = (0..w.rows)
+                .map(|i| bias.map_or(0.0, |b| b.get(i)))
+                .collect();
+            gemm::gemm(
+                &self.pool,
+                self.tasks(),
+                x,
+                rows,
+                w.cols,
+                w.as_ref(),
+                w.rows,
+                Some(&wide),
+                out,
+            );
+            return;
+        }
+        gemm::gemm(
+            &self.pool,
+            self.tasks(),
+            x,
+            rows,
+            w.cols,
+            w.as_ref(),
+            w.rows,
+            b,
+            out,
+        );
+    }
+
+    fn rms_norm(&self, x: &Vec<f32>, rows: usize, w: &CpuWeight, eps: f32, out: &mut Vec<f32>) {
+        ops::rms_norm(x, rows, w, eps, out)
+    }
+
+    fn add_assign(&self, x: &mut Vec<f32>, y: &Vec<f32>, len: usize) {
+        x[..len]
+            .iter_mut()
+            .zip(&y[..len])
+            .for_each(|(a, b)| *a += b);
+    }
+
+    fn silu_mul(&self, a: &mut Vec<f32>, b: &Vec<f32>, len: usize) {
+        a[..len]
+            .iter_mut()
+            .zip(&b[..len])
+            .for_each(|(a, b)| *a = *a / (1.0 + (-*a).exp()) * b);
+    }
+
+    fn gelu_tanh(&self, a: &mut Vec<f32>, len: usize) {
+        const C: f32 = 0.797_884_6; // sqrt(2/pi)
+        a[..len]
+            .iter_mut()
+            .for_each(|x| *x = 0.5 * *x * (1.0 + (C * (*x + 0.044715 * *x * *x * *x)).tanh()));
+    }
+
+    fn rope_store(
+        &self,
+        qkv: &mut Vec<f32>,
+        g: &KvGeometry,
+        freqs: &Vec<f32>,
+        rot: &[Pos],
+        kv: &mut CpuKv,
+        layer: usize,
+        dest: &[KvDest],
+    ) {
+        let hd = g.head_dim;
+        let stride = (g.heads + 2 * g.kv_heads) * hd;
+        for (r, (&pos, d)) in rot.iter().zip(dest).enumerate() {
+            let row = &mut qkv[r * stride..(r + 1) * stride];
+            ops::rope_row(&mut row[..(g.heads + g.kv_heads) * hd], hd, freqs, pos);
+            for h in 0..g.kv_heads {
+                let o = kv_off(g, layer, d.slot as usize, h, d.index as usize);
+                let ks = (g.heads + h) * hd;
+                let vs = (g.heads + g.kv_heads + h) * hd;
+                kv.k[o..o + hd].copy_from_slice(&row[ks..ks + hd]);
+                kv.v[o..o + hd].copy_from_slice(&row[vs..vs + hd]);
+            }
+        }
+    }
+
+    fn attention(
+        &self,
+        qkv: &Vec<f32>,
+        g: &KvGeometry,
+        kv: &CpuKv,
+        layer: usize,
+        rows: &[AttnRow],
+        extra: &[u32],
+        out: &mut Vec<f32>,
+    ) {
+        ops::attention(&self.pool, qkv, g, kv, layer, rows, extra, out)
+    }
+
+    fn kv_move(
+        &self,
+        kv: &mut CpuKv,
+        g: &KvGeometry,
+        slot: usize,
+        src: usize,
+        dst: usize,
+        n: usize,
+    ) {
+        for layer in 0..g.layers {
+            for h in 0..g.kv_heads {
+                let base = kv_off(g, layer, slot, h, 0);
+                let (s, d) = (base + src * g.head_dim, base + dst * g.head_dim);
+                let len = n * g.head_dim;
+                kv.k.copy_within(s..s + len, d);
+                kv.v.copy_within(s..s + len, d);
+            }
+        }
+    }
+
+    fn conv2d(
+        &self,
+        x: &Vec<f32>,
+        h: usize,
+        w: usize,
+        cin: usize,
+        weight: &CpuWeight,
+        bias: Option<&CpuWeight>,
+        cout: usize,
+        k: usize,
+        out: &mut Vec<f32>,
+    ) {
+        let wide: Option<Vec<f32>> = bias.map(|b| (0..cout).map(|i| b.get(i)).collect());
+        ops::conv2d(
+            &self.pool,
+            self.tasks(),
+            x,
+            h,
+            w,
+            cin,
+            weight.as_ref(),
+            wide.as_deref(),
+            cout,
+            k,
+            out,
+        )
+    }
+
+    fn group_norm(
+        &self,
+        x: &Vec<f32>,
+        pixels: usize,
+        c: usize,
+        groups: usize,
+        gamma: &CpuWeight,
+        beta: &CpuWeight,
+        eps: f32,
+        silu: bool,
+        out: &mut Vec<f32>,
+    ) {
+        ops::group_norm(x, pixels, c, groups, gamma, beta, eps, silu, out)
+    }
+
+    fn upsample2x(&self, x: &Vec<f32>, h: usize, w: usize, c: usize, out: &mut Vec<f32>) {
+        for y in 0..2 * h {
+            for xx in 0..2 * w {
+                let s = ((y / 2) * w + xx / 2) * c;
+                let d = (y * 2 * w + xx) * c;
+                out[d..d + c].copy_from_slice(&x[s..s + c]);
+            }
+        }
+    }
+
+    fn matmul_nt(
+        &self,
+        a: &Vec<f32>,
+        m: usize,
+        b: &Vec<f32>,
+        n: usize,
+        k: usize,
+        scale: f32,
+        out: &mut Vec<f32>,
+    ) {
+        gemm::gemm(
+            &self.pool,
+            self.tasks(),
+            a,
+            m,
+            k,
+            WRef::F32(&b[..n * k]),
+            n,
+            None,
+            out,
+        );
+        if scale != 1.0 {
+            out[..m * n].iter_mut().for_each(|v| *v *= scale);
+        }
+    }
+
+    fn softmax_rows(&self, x: &mut Vec<f32>, rows: usize, cols: usize) {
+        for r in x[..rows * cols].chunks_exact_mut(cols) {
+            ops::softmax(r);
+        }
+    }
+
+    fn transpose(&self, x: &Vec<f32>, rows: usize, cols: usize, out: &mut Vec<f32>) {
+        for r in 0..rows {
+            for c in 0..cols {
+                out[c * rows + r] = x[r * cols + c];
+            }
+        }
+    }
+}
+
+impl Cpu {
+    /// Total weight bytes of a set of weights (for bandwidth accounting in benches).
+    pub fn weight_bytes(ws: &[&CpuWeight]) -> usize {
+        ws.iter().map(|w| w.bytes()).sum()
+    }
+}

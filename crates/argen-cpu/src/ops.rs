@@ -1,0 +1,230 @@
+//! Row operations of the CPU backend other than the GEMM: RMSNorm, 2D RoPE, tree attention,
+//! convolution (im2col + GEMM), GroupNorm, softmax.
+
+use crate::gemm::{self, dot, WRef};
+use crate::{kv_off, CpuKv, CpuWeight};
+use argen_model::compute::{AttnRow, KvGeometry, Pos};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out[r] = x[r] · rsqrt(mean(x[r]²) + eps) · w`.
+pub fn rms_norm(x: &[f32], rows: usize, w: &CpuWeight, eps: f32, out: &mut [f32]) {
+    let d = w.cols;
+    for r in 0..rows {
+        let xr = &x[r * d..(r + 1) * d];
+        let ss = dot(xr, xr);
+        let inv = 1.0 / (ss / d as f32 + eps).sqrt();
+        for (i, o) in out[r * d..(r + 1) * d].iter_mut().enumerate() {
+            *o = (xr[i] * inv) * w.get(i);
+        }
+    }
+}
+
+/// Rotates every head of `x` (q heads then k heads, `head_dim` each) by `pos`: pair `i` (elements
+/// `2i, 2i+1`) of the first half uses the row angle `freqs[row][i]`, pair `i` of the second
+/// half the column angle `freqs[col][i]`; a condition row is multiplied by cos = sin = 0.
+pub fn rope_row(x: &mut [f32], head_dim: usize, freqs: &[f32], pos: Pos) {
+    let nf = head_dim / 4;
+    match pos {
+        Pos::Cond => x.iter_mut().for_each(|v| *v = 0.0),
+        Pos::Grid { row, col } => {
+            let tr = &freqs[row as usize * nf * 2..(row as usize + 1) * nf * 2];
+            let tc = &freqs[col as usize * nf * 2..(col as usize + 1) * nf * 2];
+            for head in x.chunks_exact_mut(head_dim) {
+                for p in 0..head_dim / 2 {
+                    let (cs, sn) = if p < nf {
+                        (tr[2 * p], tr[2 * p + 1])
+                    } else {
+                        (tc[2 * (p - nf)], tc[2 * (p - nf) + 1])
+                    };
+                    let (a, b) = (head[2 * p], head[2 * p + 1]);
+                    head[2 * p] = a * cs - b * sn;
+                    head[2 * p + 1] = b * cs + a * sn;
+                }
+            }
+        }
+    }
+}
+
+/// In-place softmax (max-subtracted, sum in index order).
+pub fn softmax(r: &mut [f32]) {
+    let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0f32;
+    for v in r.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    let inv = 1.0 / s;
+    r.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Tree attention: one task per (row, head); keys are `[start, end)` then the extra list.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    pool: &rayon::ThreadPool,
+    qkv: &[f32],
+    g: &KvGeometry,
+    kv: &CpuKv,
+    layer: usize,
+    rows: &[AttnRow],
+    extra: &[u32],
+    out: &mut [f32],
+) {
+    let hd = g.head_dim;
+    let stride = (g.heads + 2 * g.kv_heads) * hd;
+    let group = g.heads / g.kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let n = rows.len() * g.heads;
+    let work = |i: usize, o: &mut [f32]| {
+        let (r, h) = (i / g.heads, i % g.heads);
+        let ar = rows[r];
+        let q = &qkv[r * stride + h * hd..r * stride + (h + 1) * hd];
+        let base = kv_off(g, layer, ar.slot as usize, h / group, 0);
+        let ex = &extra[ar.extra_off as usize..(ar.extra_off + ar.extra_len) as usize];
+        let range = ar.start as usize..ar.end as usize;
+        let nk = range.len() + ex.len();
+        SCORES.with(|cell| {
+            let mut sc = cell.borrow_mut();
+            if sc.len() < nk {
+                sc.resize(nk, 0.0);
+            }
+            let keys = range.clone().chain(ex.iter().map(|&e| e as usize));
+            for (j, key) in keys.clone().enumerate() {
+                let k = &kv.k[base + key * hd..base + (key + 1) * hd];
+                sc[j] = dot(q, k) * scale;
+            }
+            softmax(&mut sc[..nk]);
+            o.iter_mut().for_each(|v| *v = 0.0);
+            for (j, key) in keys.enumerate() {
+                let v = &kv.v[base + key * hd..base + (key + 1) * hd];
+                let p = sc[j];
+                o.iter_mut()
+                    .zip(v)
+                    .for_each(|(a, b)| *a = p.mul_add(*b, *a));
+            }
+        });
+    };
+    let out = &mut out[..n * hd];
+    if n <= 1 {
+        out.chunks_exact_mut(hd)
+            .enumerate()
+            .for_each(|(i, o)| work(i, o));
+    } else {
+        pool.install(|| {
+            out.par_chunks_exact_mut(hd)
+                .enumerate()
+                .for_each(|(i, o)| work(i, o))
+        });
+    }
+}
+
+/// 3×3 (or k×k) convolution with zero padding k/2 in HWC layout via im2col in pixel blocks.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    pool: &rayon::ThreadPool,
+    tasks: usize,
+    x: &[f32],
+    h: usize,
+    w: usize,
+    cin: usize,
+    weight: WRef<'_>,
+    bias: Option<&[f32]>,
+    cout: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    let p = h * w;
+    if k == 1 {
+        gemm::gemm(pool, tasks, x, p, cin, weight, cout, bias, out);
+        return;
+    }
+    let kk = cin * k * k;
+    let block = 512.min(p);
+    let pad = (k / 2) as isize;
+    COLS.with(|cell| {
+        let mut cols = cell.borrow_mut();
+        if cols.len() < block * kk {
+            cols.resize(block * kk, 0.0);
+        }
+        let mut p0 = 0;
+        while p0 < p {
+            let nb = block.min(p - p0);
+            for (bi, row) in cols[..nb * kk].chunks_exact_mut(kk).enumerate() {
+                let pix = p0 + bi;
+                let (y, xx) = ((pix / w) as isize, (pix % w) as isize);
+                for ci in 0..cin {
+                    for ky in 0..k as isize {
+                        for kx in 0..k as isize {
+                            let (sy, sx) = (y + ky - pad, xx + kx - pad);
+                            let v = if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w
+                            {
+                                x[(sy as usize * w + sx as usize) * cin + ci]
+                            } else {
+                                0.0
+                            };
+                            row[(ci * k + ky as usize) * k + kx as usize] = v;
+                        }
+                    }
+                }
+            }
+            gemm::gemm(
+                pool,
+                tasks,
+                &cols[..nb * kk],
+                nb,
+                kk,
+                weight,
+                cout,
+                bias,
+                &mut out[p0 * cout..(p0 + nb) * cout],
+            );
+            p0 += nb;
+        }
+    });
+}
+
+/// GroupNorm over HWC `[pixels, c]` (statistics in f64), then optional SiLU.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm(
+    x: &[f32],
+    pixels: usize,
+    c: usize,
+    groups: usize,
+    gamma: &CpuWeight,
+    beta: &CpuWeight,
+    eps: f32,
+    silu: bool,
+    out: &mut [f32],
+) {
+    let cpg = c / groups;
+    let n = (pixels * cpg) as f64;
+    for gi in 0..groups {
+        let (c0, c1) = (gi * cpg, (gi + 1) * cpg);
+        let mut s = 0f64;
+        for p in 0..pixels {
+            for v in &x[p * c + c0..p * c + c1] {
+                s += *v as f64;
+            }
+        }
+        let mean = s / n;
+        let mut var = 0f64;
+        for p in 0..pixels {
+            for v in &x[p * c + c0..p * c + c1] {
+                let d = *v as f64 - mean;
+                var += d * d;
+            }
+        }
+        let inv = 1.0 / (var / n + eps as f64).sqrt();
+        for p in 0..pixels {
+            for ch in c0..c1 {
+                let v = ((x[p * c + ch] as f64 - mean) * inv) as f32 * gamma.get(ch) + beta.get(ch);
+                out[p * c + ch] = if silu { v / (1.0 + (-v).exp()) } else { v };
+            }
+        }
+    }
+}
