@@ -1,0 +1,650 @@
+//! The host side of argen's decoding protocol for LlamaGen-family models: [`ModelHost`] runs the
+//! actions of any `argen_core` decoder with a [`Gpt`], an optional EAGLE [`Drafter`] and a
+//! [`Judge`] (verifier / scorer / reformulator), on any [`Compute`] backend.
+//!
+//! One generic loop serves every decoding method: the decoders decide, this host executes
+//! (`argen_core::decode::protocol` is the contract). Mapping:
+//!
+//! * sequence `s`, guidance variant `v` (cond, uncond, reformulated) ↔ model slot `s·3 + v`, in the
+//!   target and in the drafter;
+//! * input at raster index `i` ↔ [`Pos::Grid`] `(i / grid, i % grid)`;
+//! * `keep` lists ↔ [`Gpt::commit`] (an empty list is a rollback); a drafter run with
+//!   `new_step` ↔ rollback of the drafter slots; its first `commit` inputs are run as a chain and
+//!   committed before the remaining ones are run;
+//! * EAGLE features: the target's hidden state of the last prefill row (`Condition`), of each
+//!   committed input by raster index (`Target`), of the last target run (`LastTarget`), and the
+//!   drafter's own hidden states of the current drafting step (`Draft`), kept per variant.
+//!
+//! The protocol lays logits rows out input-major (variants innermost); the models produce them
+//! variant-major, so rows are interleaved once per run (a copy, negligible next to the forward).
+
+use std::fmt;
+
+use argen_core::backend::{Backend, ROOT};
+use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
+
+use crate::compute::{Compute, Pos};
+use crate::drafter::Drafter;
+use crate::error::ModelError;
+use crate::gpt::{CaptionPrefill, ClassPrefill, Gpt};
+use crate::stack::Step;
+use crate::ModelType;
+
+/// Guidance variants a sequence can have (cond, uncond, reformulated).
+pub const VARIANTS: usize = 3;
+
+/// A conditioning input of one guidance variant.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// A class id (c2i), or `None` for the null class.
+    Class(Option<u32>),
+    /// Caption features `[cls_token_num, caption_dim]` with `pad` leading padding positions (t2i),
+    /// or `features: None` for the null caption.
+    Caption {
+        /// The features.
+        features: Option<Vec<f32>>,
+        /// Left padding.
+        pad: usize,
+    },
+}
+
+/// Judges partial and finished images and reformulates prompts (GridAR's verifier, the final
+/// scorer). Errors are messages for the user.
+pub trait Judge {
+    /// Whether the top `rows` token rows can still become an image matching sequence `seq`'s prompt.
+    fn check(&mut self, seq: u32, rows: u32, tokens: &[u32]) -> Result<bool, String>;
+    /// Score of a finished image (higher is better).
+    fn score(&mut self, seq: u32, tokens: &[u32]) -> Result<f32, String>;
+    /// The reformulated (layout-specified) condition for sequence `seq`.
+    fn reformulate(&mut self, seq: u32, rows: u32, tokens: &[u32]) -> Result<Condition, String>;
+}
+
+/// A judge for methods that need none; any call is an error.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoJudge;
+
+impl Judge for NoJudge {
+    fn check(&mut self, _: u32, _: u32, _: &[u32]) -> Result<bool, String> {
+        Err("this method needs a verifier, and none is configured".into())
+    }
+    fn score(&mut self, _: u32, _: &[u32]) -> Result<f32, String> {
+        Err("this method needs a scorer, and none is configured".into())
+    }
+    fn reformulate(&mut self, _: u32, _: u32, _: &[u32]) -> Result<Condition, String> {
+        Err("this method needs a prompt reformulator, and none is configured".into())
+    }
+}
+
+/// Errors of the host loop.
+#[derive(Debug)]
+pub enum HostError {
+    /// The model runtime refused an operation.
+    Model(ModelError),
+    /// The core (decoder or backend) refused an answer or an operation.
+    Core(argen_core::Error),
+    /// The judge failed.
+    Judge(String),
+    /// The action cannot be carried out with this host's models (e.g. drafting without a drafter).
+    Unsupported(String),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Model(e) => write!(f, "{e}"),
+            HostError::Core(e) => write!(f, "{e}"),
+            HostError::Judge(e) => write!(f, "judge: {e}"),
+            HostError::Unsupported(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+impl From<ModelError> for HostError {
+    fn from(e: ModelError) -> Self {
+        HostError::Model(e)
+    }
+}
+
+impl From<argen_core::Error> for HostError {
+    fn from(e: argen_core::Error) -> Self {
+        HostError::Core(e)
+    }
+}
+
+/// Per-sequence state of the host.
+#[derive(Clone, Debug, Default)]
+struct SeqState {
+    /// Conditions of the variants (cond, uncond, reformulated).
+    conds: [Option<Condition>; VARIANTS],
+    /// Target hidden state of the last condition row, per variant (`dim` each).
+    cond_feature: Vec<f32>,
+    /// Committed target hidden states by raster index, per variant: `[VARIANTS][tokens][dim]`.
+    committed: Vec<f32>,
+    /// Raster index of each input of the last target run.
+    last_index: Vec<u32>,
+    /// Hidden states of the last target run, `[VARIANTS][inputs][dim]` (only used variants).
+    last_hidden: Vec<f32>,
+    /// Variants of the last target run.
+    last_variants: usize,
+    /// Drafter hidden states of the current step's entries, `[entries][VARIANTS][dim]`.
+    entries: Vec<f32>,
+    /// Entries of the current step committed to the drafter prefix.
+    step_committed: u32,
+}
+
+/// Model capacities for a host of `seqs` sequences whose runs leave up to `pending` entries
+/// uncommitted (target: inputs per run; drafter: nodes drafted per step).
+pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> crate::Capacity {
+    let pending = pending.max(cfg.block_size).max(cfg.cls_token_num).max(1);
+    crate::Capacity {
+        slots: VARIANTS * seqs.max(1),
+        seq: cfg.cls_token_num + cfg.block_size + pending,
+        rows: VARIANTS * pending,
+        pending,
+    }
+}
+
+/// Runs protocol actions with a target GPT, an optional drafter and a judge.
+pub struct ModelHost<'m, C: Compute> {
+    gpt: &'m mut Gpt<C>,
+    drafter: Option<&'m mut Drafter<C>>,
+    judge: &'m mut dyn Judge,
+    seqs: Vec<SeqState>,
+    grid: u32,
+    dim: usize,
+    vocab: usize,
+    /// Answer logits, input-major.
+    logits: Vec<f32>,
+    /// Model output logits, variant-major.
+    scratch: Vec<f32>,
+    hidden: Vec<f32>,
+    features: Vec<f32>,
+    tokens: Vec<u32>,
+    positions: Vec<Pos>,
+    parents: Vec<i32>,
+}
+
+fn slot(seq: u32, variant: usize) -> usize {
+    seq as usize * VARIANTS + variant
+}
+
+fn pos(index: u32, grid: u32) -> Pos {
+    Pos::Grid {
+        row: index / grid,
+        col: index % grid,
+    }
+}
+
+impl<'m, C: Compute> ModelHost<'m, C> {
+    /// A host for `seqs` sequences; `conds[s]` are sequence `s`'s conditional and unconditional
+    /// inputs (the reformulated one comes from the judge). The models' capacities must hold
+    /// `3 · seqs` slots.
+    pub fn new(
+        gpt: &'m mut Gpt<C>,
+        drafter: Option<&'m mut Drafter<C>>,
+        judge: &'m mut dyn Judge,
+        conds: &[(Condition, Condition)],
+    ) -> Result<Self, HostError> {
+        let cfg = gpt.config().clone();
+        let needed = conds.len() * VARIANTS;
+        if gpt.capacity().slots < needed {
+            return Err(HostError::Unsupported(format!(
+                "the model was loaded with {} slots; {} sequences need {needed}",
+                gpt.capacity().slots,
+                conds.len()
+            )));
+        }
+        for (c, u) in conds {
+            for cond in [c, u] {
+                let ok = matches!(
+                    (cond, cfg.model_type),
+                    (Condition::Class(_), ModelType::C2i)
+                        | (Condition::Caption { .. }, ModelType::T2i)
+                );
+                if !ok {
+                    return Err(HostError::Unsupported(format!(
+                        "a {:?} condition does not fit a {:?} model",
+                        cond, cfg.model_type
+                    )));
+                }
+            }
+        }
+        let grid = cfg.grid() as u32;
+        let tokens = cfg.block_size;
+        let seqs = conds
+            .iter()
+            .map(|(c, u)| SeqState {
+                conds: [Some(c.clone()), Some(u.clone()), None],
+                cond_feature: vec![0.0; VARIANTS * cfg.dim],
+                committed: vec![0.0; VARIANTS * tokens * cfg.dim],
+                ..Default::default()
+            })
+            .collect();
+        Ok(ModelHost {
+            gpt,
+            drafter,
+            judge,
+            seqs,
+            grid,
+            dim: cfg.dim,
+            vocab: cfg.vocab_size,
+            logits: Vec::new(),
+            scratch: Vec::new(),
+            hidden: Vec::new(),
+            features: Vec::new(),
+            tokens: Vec::new(),
+            positions: Vec::new(),
+            parents: Vec::new(),
+        })
+    }
+
+    fn seq_index(&self, seq: u32) -> Result<usize, HostError> {
+        if (seq as usize) < self.seqs.len() {
+            Ok(seq as usize)
+        } else {
+            Err(HostError::Unsupported(format!(
+                "sequence {seq} does not exist (the host holds {})",
+                self.seqs.len()
+            )))
+        }
+    }
+
+    fn condition(&self, s: usize, v: usize) -> Result<&Condition, HostError> {
+        self.seqs[s].conds[v].as_ref().ok_or_else(|| {
+            HostError::Unsupported(format!(
+                "sequence {s} has no reformulated prompt yet (three-way CFG needs one)"
+            ))
+        })
+    }
+
+    /// Reorders `scratch` (variant-major, `n` inputs) into `logits` (input-major).
+    fn interleave(&mut self, n: usize, variants: usize) {
+        let v = self.vocab;
+        self.logits.resize(n * variants * v, 0.0);
+        for var in 0..variants {
+            for i in 0..n {
+                let src = (var * n + i) * v;
+                let dst = (i * variants + var) * v;
+                self.logits[dst..dst + v].copy_from_slice(&self.scratch[src..src + v]);
+            }
+        }
+    }
+
+    fn prefill(&mut self, seq: u32, tokens: &[u32], g: GuidanceMode) -> Result<(), HostError> {
+        let s = self.seq_index(seq)?;
+        let (v, d, variants) = (self.vocab, self.dim, g.variants());
+        if tokens.len() >= self.seqs[s].committed.len() / (VARIANTS * d).max(1) {
+            return Err(HostError::Unsupported(
+                "prefill longer than the image".into(),
+            ));
+        }
+        self.scratch.resize(variants * v, 0.0);
+        self.hidden.resize(variants * d, 0.0);
+        for var in 0..variants {
+            let sl = slot(seq, var);
+            let cond = self.condition(s, var)?.clone();
+            let (logit_row, hid_row) = (
+                &mut self.scratch[var * v..(var + 1) * v],
+                &mut self.hidden[var * d..(var + 1) * d],
+            );
+            match &cond {
+                Condition::Class(class) => self.gpt.prefill_class(
+                    &[ClassPrefill {
+                        slot: sl,
+                        class: *class,
+                    }],
+                    logit_row,
+                    Some(hid_row),
+                )?,
+                Condition::Caption { features, pad } => self.gpt.prefill_caption(
+                    &[CaptionPrefill {
+                        slot: sl,
+                        features: features.as_deref(),
+                        pad: *pad,
+                    }],
+                    logit_row,
+                    Some(hid_row),
+                )?,
+            }
+            if let Some(dr) = self.drafter.as_deref_mut() {
+                dr.reset(sl)?;
+            }
+        }
+        let st = &mut self.seqs[s];
+        st.cond_feature[..variants * d].copy_from_slice(&self.hidden[..variants * d]);
+        st.last_index.clear();
+        st.last_variants = variants;
+        st.entries.clear();
+        st.step_committed = 0;
+        if !tokens.is_empty() {
+            // Teacher-force the anchor tokens as a chain and commit them; the last row predicts
+            // the next index.
+            let n = tokens.len();
+            self.positions.clear();
+            self.positions
+                .extend((0..n as u32).map(|i| pos(i, self.grid)));
+            let mut out = vec![0.0; n * v];
+            let mut hid = vec![0.0; n * d];
+            let keep: Vec<usize> = (0..n).collect();
+            let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
+            for var in 0..variants {
+                let sl = slot(seq, var);
+                let step = Step {
+                    slot: sl,
+                    tokens,
+                    positions: &self.positions,
+                    parents: None,
+                };
+                self.gpt.forward(&[step], &mut out, Some(&mut hid))?;
+                self.gpt.commit(sl, &keep)?;
+                self.scratch[var * v..(var + 1) * v].copy_from_slice(&out[(n - 1) * v..n * v]);
+                let base = var * tokens_per * d;
+                self.seqs[s].committed[base..base + n * d].copy_from_slice(&hid);
+            }
+        }
+        self.interleave(1, variants);
+        Ok(())
+    }
+
+    fn target(
+        &mut self,
+        seq: u32,
+        keep: &[u32],
+        inputs: &[argen_core::decode::Input],
+        g: GuidanceMode,
+    ) -> Result<(), HostError> {
+        let s = self.seq_index(seq)?;
+        let (v, d, variants) = (self.vocab, self.dim, g.variants());
+        let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
+        // Commit the kept entries of the last run, with their features.
+        let keep_usize: Vec<usize> = keep.iter().map(|&k| k as usize).collect();
+        {
+            let st = &mut self.seqs[s];
+            let n_last = st.last_index.len();
+            for &k in &keep_usize {
+                if k >= n_last {
+                    return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                        name: "keep",
+                        reason: "index beyond the last target run",
+                    }));
+                }
+            }
+            for var in 0..st.last_variants {
+                for &k in &keep_usize {
+                    let idx = st.last_index[k] as usize;
+                    let src = (var * n_last + k) * d;
+                    let dst = (var * tokens_per + idx) * d;
+                    let row: Vec<f32> = st.last_hidden[src..src + d].to_vec();
+                    st.committed[dst..dst + d].copy_from_slice(&row);
+                }
+            }
+        }
+        for var in 0..VARIANTS {
+            let sl = slot(seq, var);
+            if self
+                .gpt
+                .slot_len(sl)
+                .is_some_and(|(_, pending)| pending > 0)
+            {
+                if keep_usize.is_empty() {
+                    self.gpt.rollback(sl)?;
+                } else {
+                    self.gpt.commit(sl, &keep_usize)?;
+                }
+            }
+        }
+        let n = inputs.len();
+        self.tokens.clear();
+        self.positions.clear();
+        self.parents.clear();
+        for inp in inputs {
+            self.tokens.push(inp.token);
+            self.positions.push(pos(inp.index, self.grid));
+            self.parents.push(if inp.parent == ROOT {
+                -1
+            } else {
+                inp.parent as i32
+            });
+        }
+        let steps: Vec<Step<'_>> = (0..variants)
+            .map(|var| Step {
+                slot: slot(seq, var),
+                tokens: &self.tokens,
+                positions: &self.positions,
+                parents: Some(&self.parents),
+            })
+            .collect();
+        for var in 0..variants {
+            self.condition(s, var)?;
+        }
+        self.scratch.resize(variants * n * v, 0.0);
+        self.hidden.resize(variants * n * d, 0.0);
+        self.gpt
+            .forward(&steps, &mut self.scratch, Some(&mut self.hidden))?;
+        let st = &mut self.seqs[s];
+        st.last_index.clear();
+        st.last_index.extend(inputs.iter().map(|i| i.index));
+        st.last_hidden.clear();
+        st.last_hidden
+            .extend_from_slice(&self.hidden[..variants * n * d]);
+        st.last_variants = variants;
+        self.interleave(n, variants);
+        Ok(())
+    }
+
+    /// The feature row of `f` for variant `var` of sequence `s`.
+    fn feature(
+        &self,
+        s: usize,
+        var: usize,
+        f: FeatureRef,
+        step_base: usize,
+    ) -> Result<&[f32], HostError> {
+        let d = self.dim;
+        let st = &self.seqs[s];
+        let tokens_per = st.committed.len() / (VARIANTS * d);
+        let bad = |what: &str| {
+            HostError::Core(argen_core::Error::InvalidParameter {
+                name: "feature",
+                reason: match what {
+                    "target" => "Target feature index beyond the image",
+                    "last" => "LastTarget feature beyond the last target run",
+                    _ => "Draft feature of an entry that does not exist yet",
+                },
+            })
+        };
+        Ok(match f {
+            FeatureRef::Condition => &st.cond_feature[var * d..(var + 1) * d],
+            FeatureRef::Target(i) => {
+                if i as usize >= tokens_per {
+                    return Err(bad("target"));
+                }
+                let o = (var * tokens_per + i as usize) * d;
+                &st.committed[o..o + d]
+            }
+            FeatureRef::LastTarget(k) => {
+                let n = st.last_index.len();
+                if k as usize >= n || var >= st.last_variants {
+                    return Err(bad("last"));
+                }
+                let o = (var * n + k as usize) * d;
+                &st.last_hidden[o..o + d]
+            }
+            FeatureRef::Draft(e) => {
+                let o = (e as usize * VARIANTS + var) * d;
+                if e as usize >= step_base || o + d > st.entries.len() {
+                    return Err(bad("draft"));
+                }
+                &st.entries[o..o + d]
+            }
+        })
+    }
+
+    fn draft(&mut self, run: &argen_core::decode::DraftRun<'_>) -> Result<(), HostError> {
+        let s = self.seq_index(run.seq)?;
+        let (v, d, variants) = (self.vocab, self.dim, run.guidance.variants());
+        if self.drafter.is_none() {
+            return Err(HostError::Unsupported(
+                "this method drafts, but the model has no drafter (drafter.safetensors)".into(),
+            ));
+        }
+        if run.commit as usize > run.inputs.len() {
+            return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                name: "commit",
+                reason: "more committed inputs than inputs",
+            }));
+        }
+        if run.new_step {
+            for var in 0..VARIANTS {
+                if let Some(dr) = self.drafter.as_deref_mut() {
+                    dr.rollback(slot(run.seq, var))?;
+                }
+            }
+            self.seqs[s].entries.clear();
+            self.seqs[s].step_committed = 0;
+        }
+        let n = run.inputs.len();
+        let first_entry = self.seqs[s].entries.len() / (VARIANTS * d);
+        self.logits.resize(n * variants * v, 0.0);
+        // Two parts: the committed catch-up chain, then the pending inputs.
+        let parts = [
+            (true, 0usize, run.commit as usize),
+            (false, run.commit as usize, n),
+        ];
+        for (catch_up, lo, hi) in parts {
+            if lo == hi {
+                continue;
+            }
+            let m = hi - lo;
+            let step_committed = self.seqs[s].step_committed as usize;
+            self.tokens.clear();
+            self.positions.clear();
+            self.parents.clear();
+            self.features.clear();
+            for (j, inp) in run.inputs[lo..hi].iter().enumerate() {
+                self.tokens.push(inp.token);
+                self.positions.push(pos(inp.index, self.grid));
+                let parent = if catch_up {
+                    // Catch-up chain.
+                    if j == 0 {
+                        -1
+                    } else {
+                        j as i32 - 1
+                    }
+                } else if inp.parent == ROOT {
+                    -1
+                } else {
+                    let e = inp.parent as usize;
+                    if e < step_committed || e >= first_entry + lo + j {
+                        return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                            name: "parent",
+                            reason: "draft parent is not a pending entry of this step",
+                        }));
+                    }
+                    (e - step_committed) as i32
+                };
+                self.parents.push(parent);
+            }
+            for var in 0..variants {
+                self.condition(s, var)?;
+                for inp in &run.inputs[lo..hi] {
+                    let row = self
+                        .feature(s, var, inp.feature, first_entry + lo)?
+                        .to_vec();
+                    self.features.extend_from_slice(&row);
+                }
+            }
+            let steps: Vec<Step<'_>> = (0..variants)
+                .map(|var| Step {
+                    slot: slot(run.seq, var),
+                    tokens: &self.tokens,
+                    positions: &self.positions,
+                    parents: Some(&self.parents),
+                })
+                .collect();
+            self.scratch.resize(variants * m * v, 0.0);
+            self.hidden.resize(variants * m * d, 0.0);
+            let dr = self.drafter.as_deref_mut().expect("checked above");
+            dr.forward(
+                self.gpt,
+                &steps,
+                &self.features,
+                &mut self.scratch,
+                Some(&mut self.hidden),
+            )?;
+            if catch_up {
+                let keep: Vec<usize> = (0..m).collect();
+                for var in 0..variants {
+                    dr.commit(slot(run.seq, var), &keep)?;
+                }
+                self.seqs[s].step_committed += m as u32;
+            }
+            // Store entry hidden states and interleave logits into the answer.
+            let st = &mut self.seqs[s];
+            for j in 0..m {
+                let mut entry = vec![0.0; VARIANTS * d];
+                for var in 0..variants {
+                    let src = (var * m + j) * d;
+                    entry[var * d..(var + 1) * d].copy_from_slice(&self.hidden[src..src + d]);
+                    let lsrc = (var * m + j) * v;
+                    let ldst = ((lo + j) * variants + var) * v;
+                    self.logits[ldst..ldst + v].copy_from_slice(&self.scratch[lsrc..lsrc + v]);
+                }
+                st.entries.extend_from_slice(&entry);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<C: Compute, B: Backend<Logits = [f32]>> Host<B> for ModelHost<'_, C>
+where
+    HostError: From<B::Error>,
+{
+    type Error = HostError;
+
+    fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, [f32]>, HostError> {
+        match *action {
+            Action::Prefill(p) => {
+                self.prefill(p.seq, p.tokens, p.guidance)?;
+                Ok(Answer::Logits(&self.logits))
+            }
+            Action::Target(r) => {
+                self.target(r.seq, r.keep, r.inputs, r.guidance)?;
+                Ok(Answer::Logits(&self.logits))
+            }
+            Action::Draft(r) => {
+                self.draft(&r)?;
+                Ok(Answer::Logits(&self.logits))
+            }
+            Action::Check(c) => {
+                let ok = self
+                    .judge
+                    .check(c.seq, c.rows, c.tokens)
+                    .map_err(HostError::Judge)?;
+                Ok(Answer::Verdict(ok))
+            }
+            Action::Score(sc) => {
+                let score = self
+                    .judge
+                    .score(sc.seq, sc.tokens)
+                    .map_err(HostError::Judge)?;
+                Ok(Answer::Score(score))
+            }
+            Action::Reformulate(r) => {
+                let s = self.seq_index(r.seq)?;
+                // The decoder's view of the canvas is not part of the action; the judge gets the
+                // host-side committed length only through `rows`.
+                let cond = self
+                    .judge
+                    .reformulate(r.seq, r.rows, &[])
+                    .map_err(HostError::Judge)?;
+                self.seqs[s].conds[2] = Some(cond);
+                Ok(Answer::Reformulated)
+            }
+            Action::Done => Err(HostError::Unsupported("nothing to do after Done".into())),
+        }
+    }
+}
