@@ -89,6 +89,7 @@ impl<'a> GroupedParams<'a> {
 
     /// The group `G(x)` under the weights `w` (total `total`).
     pub fn group(&self, w: &[u64], total: u64, x: u32) -> Result<Group> {
+        self.validate(w.len())?;
         let xi = x as usize;
         if xi >= w.len() {
             return Err(Error::TokenOutOfRange {
