@@ -10,8 +10,8 @@ use argen_core::{
     process, sample, Dist, Error, Guided, Key, Logit, Processed, Purpose, SamplerParams, Workspace,
     WEIGHT_ONE,
 };
-use support::*;
 use half::{bf16, f16};
+use support::*;
 
 /// Guidance written out from the specification in `src/guidance.rs`.
 fn reference_combine(g: &Guided<'_, f32>) -> Vec<f32> {
