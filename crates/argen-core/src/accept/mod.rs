@@ -12,7 +12,7 @@
 //! | [`Criterion::Exact`] | [`exact`] | exactly `p` |
 //! | [`Criterion::Coupled`] | [`coupled`] | exactly `p`, and token-for-token vanilla |
 //! | [`Criterion::Lantern`] | [`lantern`] | `TV(o, p) ≤ δ` (point-mass), closed form (sampled) |
-//! | [`Criterion::Grouped`] | [`grouped`] | closed form, `TV(o, p) ≤ TV(p, q)` (sampled) |
+//! | [`Criterion::Grouped`] | [`grouped`] | closed form (sampled; `TV(o, p) ≤ TV(p, q)` only when the rejection mass is `≤ TV(p, q)`) |
 //!
 //! # Keys
 //!
