@@ -342,7 +342,6 @@ fn lantern_output_distributions() {
             (acc.num, acc.den),
             ((p[x as usize] + s) as u128, zp as u128)
         );
-        drop(node);
         let o1 = output_dist(
             &crit,
             &p,
@@ -584,7 +583,7 @@ fn grouped_output_distributions() {
     );
 }
 
-/// The module documentation of `accept::grouped` (at commit efda9f1) claimed, for sampled drafts,
+/// The module documentation of `accept::grouped` (until this suite found it) claimed, for sampled drafts,
 /// `TV(o, p) = Σ_y max(A(y) − p(y), 0) <= TV(p, q)`. It is false when a token `y` with
 /// `p(y) > q(y)` sits in a group that is over-drafted as a whole (`p(G(y)) < q(G(y))`): `y` is then
 /// accepted less often than `min(p, q)`, the rejection mass exceeds `TV(p, q)`, and the standard

@@ -455,7 +455,10 @@ fn batch(rng: &mut TestRng) -> Vec<Row> {
 
 /// Processes `rows` in the order `order` with ONE reused workspace sized for the largest row,
 /// returning per row (weights, summary, four keyed draws).
-fn process_batch(rows: &[Row], order: &[usize]) -> Vec<Option<(Vec<u64>, Processed, Vec<u32>)>> {
+/// Per row: weights, summary, keyed draws (`None` where processing failed).
+type BatchResult = Vec<Option<(Vec<u64>, Processed, Vec<u32>)>>;
+
+fn process_batch(rows: &[Row], order: &[usize]) -> BatchResult {
     let vmax = rows.iter().map(|r| r.cond.len()).max().unwrap();
     let (mut y, mut ord, mut out) = (
         vec![f32::NAN; vmax],

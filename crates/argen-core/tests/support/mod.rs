@@ -217,7 +217,6 @@ fn enumerate(
         .iter()
         .map(|&(x, _)| node.acceptance(x).unwrap())
         .collect();
-    drop(node);
     for (&(x, qx), acc) in choices.iter().zip(&accs) {
         assert!(acc.den > 0);
         let a = acc.probability();
