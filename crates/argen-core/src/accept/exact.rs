@@ -36,7 +36,12 @@ pub fn residual_in_place(p: &mut [u64], p_total: u64, q: &[u64], q_total: u64) -
     };
     let mut sum = 0u128;
     for (&wp, &wq) in p.iter().zip(q) {
-        sum += numerator(wp, wq);
+        sum = sum
+            .checked_add(numerator(wp, wq))
+            .ok_or(Error::InvalidParameter {
+                name: "p_total",
+                reason: "row totals do not match the rows (residual overflows)",
+            })?;
     }
     if sum == 0 {
         return Err(Error::ZeroMass);

@@ -9,7 +9,15 @@
 //!
 //! * **Sampled drafts**: accept with probability `min(1, p(G) / q(G))`; on rejection draw from the
 //!   standard residual `norm(max(p − q, 0))`. Output: `o(y) = A(y) + (1 − Σ A)·r(y)` with
-//!   `A(y) = q(y)·min(1, p(G(y))/q(G(y)))`; `TV(o, p) = Σ_y max(A(y) − p(y), 0) ≤ TV(p, q)`.
+//!   `A(y) = q(y)·min(1, p(G(y))/q(G(y)))` and `r` the standard residual. When the rejection
+//!   mass `1 − Σ A` is at most `TV(p, q)` (e.g. when the groups partition the vocabulary),
+//!   `TV(o, p) = Σ_y max(A(y) − p(y), 0) ≤ TV(p, q)`. **In general this bound does not hold**:
+//!   groups are not a partition, a token with `p(y) > q(y)` in an over-drafted group is accepted
+//!   less often than `min(p, q)`, and the standard residual then over-fills. Counterexample
+//!   (paper settings, 1-D embeddings `0, −0.6, 0.6, 10, 20`): `p = (0, 5, 5, 2, 28)/40`,
+//!   `q = (6, 24, 24, 3, 133)/190` give `TV(o, p) = 0.05 > TV(p, q) ≈ 0.0342`
+//!   (`tests/exact_distribution.rs`). Using the residual `norm(max(p − A, 0))` would restore
+//!   `TV(o, p) = Σ_y max(A(y) − p(y), 0) ≤ TV(p, q)` at the cost of every token's group.
 //! * **Point-mass drafts**: like LANTERN's point-mass rule ([`super::lantern`]) with the group in
 //!   place of the neighbour prefix: accept with probability `p(G(x))` (current residual), on
 //!   rejection remove the whole group. Output: exactly the relaxed target of the first accepted
@@ -89,6 +97,7 @@ impl<'a> GroupedParams<'a> {
 
     /// The group `G(x)` under the weights `w` (total `total`).
     pub fn group(&self, w: &[u64], total: u64, x: u32) -> Result<Group> {
+        self.validate(w.len())?;
         let xi = x as usize;
         if xi >= w.len() {
             return Err(Error::TokenOutOfRange {

@@ -93,16 +93,31 @@ impl<'a> LanternParams<'a> {
     /// satisfies `S · 2^32 <= budget` and, with `λ`, `S · 2^32 <= trunc((λ−1)·2^32) · w(x)`.
     /// `budget` is in weight units times `2^32`. Returns `(m, S)`.
     pub fn borrow(&self, weights: &[u64], x: u32, budget: u128) -> Result<(usize, u64)> {
+        if weights.len() != self.neighbours.vocab() {
+            return Err(Error::LengthMismatch {
+                expected: self.neighbours.vocab(),
+                found: weights.len(),
+            });
+        }
         let row = self.neighbours.row(x)?;
+        let row = row.get(..self.k).ok_or(Error::InvalidParameter {
+            name: "lantern_k",
+            reason: "must be between 1 and the neighbour table's k",
+        })?;
         let wx = weights[x as usize] as u128;
         let cap = match self.lambda {
-            Some(l) => budget.min(((l as f64 - 1.0) * FP) as u128 * wx),
+            Some(l) => budget.min((((l as f64 - 1.0) * FP) as u128).saturating_mul(wx)),
             None => budget,
         };
         let mut sum = 0u64;
         let mut m = 0;
-        for &n in &row[..self.k] {
-            let next = sum + weights[n as usize];
+        for &n in row {
+            let next = sum
+                .checked_add(weights[n as usize])
+                .ok_or(Error::InvalidParameter {
+                    name: "weights",
+                    reason: "total weight must be below 2^64",
+                })?;
             if (next as u128) << 32 > cap {
                 break;
             }

@@ -12,7 +12,7 @@
 //! | [`Criterion::Exact`] | [`exact`] | exactly `p` |
 //! | [`Criterion::Coupled`] | [`coupled`] | exactly `p`, and token-for-token vanilla |
 //! | [`Criterion::Lantern`] | [`lantern`] | `TV(o, p) ≤ δ` (point-mass), closed form (sampled) |
-//! | [`Criterion::Grouped`] | [`grouped`] | closed form, `TV(o, p) ≤ TV(p, q)` (sampled) |
+//! | [`Criterion::Grouped`] | [`grouped`] | closed form (sampled; `TV(o, p) ≤ TV(p, q)` only when the rejection mass is `≤ TV(p, q)`) |
 //!
 //! # Keys
 //!
@@ -259,32 +259,45 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
     }
 
     /// Applies the rejection of sibling `x`, whose test was `acc`, to the residual.
+    ///
+    /// `acc` must be this node's [`acceptance`](Self::acceptance) of `x`; an `acc` that cannot be
+    /// (a token or prefix out of range, more borrowed mass than the budget left) is refused with
+    /// an error before the residual is touched.
     pub fn reject(&mut self, x: u32, acc: &Acceptance) -> Result<()> {
+        let vocab = self.p.len();
+        if x as usize >= vocab {
+            return Err(Error::TokenOutOfRange { token: x, vocab });
+        }
+        let foreign = Error::InvalidParameter {
+            name: "acc",
+            reason: "is not this node's acceptance of the rejected sibling",
+        };
         match self.draft {
             Draft::Sampled(q) => {
                 self.total = exact::residual_in_place(self.p, self.total, q.weights(), q.total())?;
             }
             Draft::PointMass => {
+                // Validate everything `acc` names before changing the residual.
+                let (borrowed, budget): (&[u32], u128) = match (&acc.borrowed, self.criterion) {
+                    (Borrowed::Prefix(m), Criterion::Lantern(l)) => (
+                        l.neighbours.row(x)?.get(..*m).ok_or(foreign)?,
+                        self.budget
+                            .checked_sub((acc.borrowed_weight as u128) << 32)
+                            .ok_or(foreign)?,
+                    ),
+                    (Borrowed::Group(g), _) => (g.get(1..).unwrap_or(&[]), self.budget),
+                    _ => (&[], self.budget),
+                };
+                if borrowed.iter().any(|&t| t as usize >= vocab) {
+                    return Err(foreign);
+                }
                 let mut removed = self.p[x as usize];
                 self.p[x as usize] = 0;
-                let mut take = |t: u32, p: &mut [u64]| {
-                    removed += p[t as usize];
-                    p[t as usize] = 0;
-                };
-                match (&acc.borrowed, self.criterion) {
-                    (Borrowed::Prefix(m), Criterion::Lantern(l)) => {
-                        for &t in &l.neighbours.row(x)?[..*m] {
-                            take(t, self.p);
-                        }
-                        self.budget -= (acc.borrowed_weight as u128) << 32;
-                    }
-                    (Borrowed::Group(g), _) => {
-                        for &t in g.iter().skip(1) {
-                            take(t, self.p);
-                        }
-                    }
-                    _ => {}
+                for &t in borrowed {
+                    removed += self.p[t as usize];
+                    self.p[t as usize] = 0;
                 }
+                self.budget = budget;
                 self.total -= removed;
                 if self.total == 0 {
                     return Err(Error::ZeroMass);
