@@ -10,17 +10,24 @@
 //! |---|---|---|
 //! | [`Vanilla`] | [`vanilla`] | one target pass per token |
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
+//! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
+//! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
 //!
 //! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
-//! the token with key `(seed, stream, SAMPLE, i, 0)`.
+//! the token with key `(seed, stream, SAMPLE, i, 0)`. Test-time-scaling decoders give candidate
+//! `c` the sequence id `seq + c` and the stream `stream + c`.
 
+pub mod best_of_n;
 pub mod driver;
+pub mod gridar;
 pub mod protocol;
 pub mod speculative;
 pub mod stats;
 pub mod vanilla;
 
+pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Host, NoObserver, Observer};
+pub use gridar::{GridAr, GridArConfig, GridArReport, RELEASE_W};
 pub use protocol::{
     Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
     Score, TargetRun,

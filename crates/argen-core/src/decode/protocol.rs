@@ -40,6 +40,16 @@
 //! says which pending entries become committed — compacted, in the listed order, after the
 //! committed prefix — and every other pending entry is dropped. A [`Action::Prefill`] resets the
 //! sequence's slots (target and drafter) and commits everything it runs.
+//!
+//! # Test-time scaling (Best-of-N, GridAR)
+//!
+//! Candidates are separate sequences (`seq`, `seq + 1`, …), each with its own slots. A
+//! [`Action::Check`] and an [`Action::Reformulate`] carry the canvas they are about, so the host
+//! needs no memory of canvases. GridAR's order after a pruning point is: checks of every
+//! candidate, then (if enabled) reformulations of every candidate *from its post-pruning canvas*,
+//! then re-prefills ([`Action::Prefill`] with the anchor tokens) of the candidates whose canvas or
+//! prompt changed. A sequence receives [`GuidanceMode::ThreeWay`] runs only after it was
+//! reformulated, and its prefill after a reformulation is always three-way.
 
 use crate::backend::ROOT;
 
@@ -208,12 +218,19 @@ pub struct Score<'a> {
 
 /// Reformulate the prompt of a sequence (GridAR): infer a layout clause from its canvas's top
 /// `rows` token rows and use the reformulated prompt as the third guidance variant from now on.
+///
+/// The canvas travels with the action (`tokens`) because it need not be what the host holds for
+/// the sequence: after GridAR's pruning a sequence may have been *replaced* by another one's
+/// anchor, and it is reformulated from that anchor before its re-prefill. (Added field: the
+/// first version carried only `seq` and `rows`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reformulate {
+pub struct Reformulate<'a> {
     /// The sequence.
     pub seq: u32,
     /// Token rows generated so far.
     pub rows: u32,
+    /// The canvas to infer the layout from (`rows · W` tokens).
+    pub tokens: &'a [u32],
 }
 
 /// What the host must do next.
@@ -230,7 +247,7 @@ pub enum Action<'a> {
     /// See [`Score`]; answer with `handle_score`.
     Score(Score<'a>),
     /// See [`Reformulate`]; answer with `handle_reformulated`.
-    Reformulate(Reformulate),
+    Reformulate(Reformulate<'a>),
     /// Decoding is finished; `tokens()` of the decoder holds the image.
     Done,
 }

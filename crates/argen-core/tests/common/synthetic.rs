@@ -11,7 +11,9 @@
 //!   acceptance rates are non-trivial.
 //! * **Host**: executes the protocol and *checks* it: raster indices equal context lengths, parents
 //!   precede children, keep lists are contiguous, feature references point at the input that
-//!   predicted the token. Any violation panics, failing the test.
+//!   predicted the token, three-way CFG only after a reformulation, check / reformulate canvases
+//!   of `rows · W` tokens. Any violation panics, failing the test. It logs checks,
+//!   reformulations and prefills, and takes scripted verdicts (`check_script`) for GridAR tests.
 
 use argen_core::backend::ROOT;
 use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
@@ -147,6 +149,9 @@ struct SeqState {
     entries: Vec<Pending>,
 }
 
+/// A scripted verifier: `(seq, canvas, rows) -> possible`.
+pub type CheckScript = Box<dyn FnMut(u32, &[u32], u32) -> bool>;
+
 /// The strict protocol host over the synthetic world.
 pub struct SyntheticHost {
     /// The world.
@@ -159,6 +164,15 @@ pub struct SyntheticHost {
     pub score_fn: fn(&World, &[u32]) -> f32,
     /// Verdicts are `check_fn(tokens, rows)`.
     pub check_fn: fn(&World, &[u32], u32) -> bool,
+    /// If set, verdicts are `check_script(seq, tokens, rows)` instead (scripted verifiers that
+    /// need the sequence id or state).
+    pub check_script: Option<CheckScript>,
+    /// Every [`Action::Check`] answered: (seq, rows, canvas).
+    pub checks: Vec<(u32, u32, Vec<u32>)>,
+    /// Every [`Action::Reformulate`] answered: (seq, rows, canvas).
+    pub reformulations: Vec<(u32, u32, Vec<u32>)>,
+    /// Every [`Action::Prefill`] answered: (seq, image tokens prefilled, guidance variants).
+    pub prefills: Vec<(u32, Vec<u32>, usize)>,
 }
 
 /// Default scorer: how far right the image's mean latent x lies (an arbitrary, deterministic
@@ -197,6 +211,10 @@ impl SyntheticHost {
             actions: Default::default(),
             score_fn: default_score,
             check_fn: default_check,
+            check_script: None,
+            checks: Vec::new(),
+            reformulations: Vec::new(),
+            prefills: Vec::new(),
         }
     }
 
@@ -252,6 +270,8 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
         match *action {
             Action::Prefill(p) => {
                 self.variants_allowed(p.seq, p.guidance);
+                self.prefills
+                    .push((p.seq, p.tokens.to_vec(), p.guidance.variants()));
                 let s = self.seq(p.seq);
                 s.prefilled = true;
                 s.target_committed = p.tokens.to_vec();
@@ -384,14 +404,21 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                     c.rows * self.world.width,
                     "check canvas size"
                 );
-                Ok(Answer::Verdict((self.check_fn)(
-                    &self.world,
-                    c.tokens,
-                    c.rows,
-                )))
+                self.checks.push((c.seq, c.rows, c.tokens.to_vec()));
+                let verdict = match self.check_script.as_mut() {
+                    Some(script) => script(c.seq, c.tokens, c.rows),
+                    None => (self.check_fn)(&self.world, c.tokens, c.rows),
+                };
+                Ok(Answer::Verdict(verdict))
             }
             Action::Score(sc) => Ok(Answer::Score((self.score_fn)(&self.world, sc.tokens))),
             Action::Reformulate(r) => {
+                assert_eq!(
+                    r.tokens.len() as u32,
+                    r.rows * self.world.width,
+                    "reformulate canvas size"
+                );
+                self.reformulations.push((r.seq, r.rows, r.tokens.to_vec()));
                 self.seq(r.seq).reformulated = true;
                 Ok(Answer::Reformulated)
             }
