@@ -1,15 +1,16 @@
 //! # argen-core
 //!
 //! The `no_std` core of argen: deterministic keyed sampling, acceptance criteria for speculative
-//! decoding, and (in later modules) the decoding state machines, for visual autoregressive image
+//! decoding, and the decoding state machines, for visual autoregressive image
 //! generators such as LlamaGen, Janus-Pro and Lumina-mGPT.
 //!
 //! The core performs no I/O and needs no allocator: callers own every buffer. Feature `alloc` adds
 //! conveniences that allocate, `std` (default) implies `alloc` and implements `std::error::Error`,
 //! `defmt` derives `defmt::Format` on public types for embedded logging.
 //!
-//! Start with [`process`] (logits → fixed-point distribution) and [`sample`] (keyed draw); the
-//! determinism contract is specified in [`rng`], [`process`] and [`dist`].
+//! Start with [`process()`] (logits → fixed-point distribution) and [`sample()`] (keyed draw);
+//! the determinism contract is specified in [`rng`], [`mod@process`] and [`dist`]; decoders
+//! live in [`decode`], acceptance rules in [`accept`], the device interface in [`backend`].
 #![no_std]
 #![forbid(unsafe_code)]
 
