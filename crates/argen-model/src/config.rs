@@ -314,7 +314,7 @@ pub struct VqConfig {
 }
 
 impl VqConfig {
-    /// The official VQ-16 (codebook 16384×8, ch 128, ch_mult [1,1,2,2,4]).
+    /// The official VQ-16 (codebook 16384×8, ch 128, ch_mult `[1,1,2,2,4]`).
     pub fn vq16() -> VqConfig {
         VqConfig {
             codebook_size: 16384,

@@ -6,8 +6,8 @@
 //! A forward call appends its rows to their slot as pending entries. Pending entry `p` has a
 //! parent: `-1` (the committed prefix) or an earlier pending entry `< p`. A row attends to the
 //! committed prefix (from the slot's `start`, see below) plus its ancestors among the pending
-//! entries and itself — tree attention. [`Stack::commit`] keeps a root-to-leaf path of pending
-//! entries, compacted right after the prefix, and drops the rest; [`Stack::rollback`] drops all
+//! entries and itself — tree attention. `Stack::commit` keeps a root-to-leaf path of pending
+//! entries, compacted right after the prefix, and drops the rest; `Stack::rollback` drops all
 //! pending entries. Because a row's K/V depend only on its ancestors, the kept entries are
 //! exactly what a plain causal pass over the accepted tokens would have stored.
 //!
