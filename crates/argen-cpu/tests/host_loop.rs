@@ -60,7 +60,8 @@ fn run<D: Decoder>(m: &mut Models, dec: &mut D) -> (Vec<u32>, Stats) {
     let mut backend = SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u).unwrap();
     let mut judge = NoJudge;
     let conds = [(Condition::Class(Some(3)), Condition::Class(None))];
-    let mut host = ModelHost::new(&mut m.gpt, Some(&mut m.drafter), &mut judge, &conds).unwrap();
+    let mut host =
+        ModelHost::new(&mut m.gpt, Some(&mut m.drafter), Some(&mut judge), &conds).unwrap();
     let stats = drive(dec, &mut backend, &mut host, &mut NoObserver).unwrap();
     (dec.tokens(0).to_vec(), stats)
 }

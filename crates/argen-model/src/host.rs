@@ -135,11 +135,12 @@ struct SeqState {
 }
 
 /// Model capacities for a host of `seqs` sequences whose runs leave up to `pending` entries
-/// uncommitted (target: inputs per run; drafter: nodes drafted per step).
+/// uncommitted (target: inputs per run; drafter: nodes drafted per step). Includes the spare
+/// sequence of the built-in judge.
 pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> crate::Capacity {
     let pending = pending.max(cfg.block_size).max(cfg.cls_token_num).max(1);
     crate::Capacity {
-        slots: VARIANTS * seqs.max(1),
+        slots: VARIANTS * (seqs.max(1) + 1),
         seq: cfg.cls_token_num + cfg.block_size + pending,
         rows: VARIANTS * pending,
         pending,
@@ -147,10 +148,17 @@ pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> cra
 }
 
 /// Runs protocol actions with a target GPT, an optional drafter and a judge.
+///
+/// Without an external [`Judge`] the host judges with the model itself — the *implicit
+/// classifier* of classifier-free guidance (Ho & Salimans 2022): a finished image scores the mean
+/// pointwise mutual information `log p(x_i | c) − log p(x_i | ∅)` of its tokens under the
+/// conditional and unconditional model (one teacher-forced pass each), and a partial canvas is
+/// "possible" while that mean over its tokens is non-negative. It needs one spare sequence of
+/// slots. There is no built-in reformulator.
 pub struct ModelHost<'m, C: Compute> {
     gpt: &'m mut Gpt<C>,
     drafter: Option<&'m mut Drafter<C>>,
-    judge: &'m mut dyn Judge,
+    judge: Option<&'m mut dyn Judge>,
     seqs: Vec<SeqState>,
     grid: u32,
     dim: usize,
@@ -184,11 +192,11 @@ impl<'m, C: Compute> ModelHost<'m, C> {
     pub fn new(
         gpt: &'m mut Gpt<C>,
         drafter: Option<&'m mut Drafter<C>>,
-        judge: &'m mut dyn Judge,
+        judge: Option<&'m mut dyn Judge>,
         conds: &[(Condition, Condition)],
     ) -> Result<Self, HostError> {
         let cfg = gpt.config().clone();
-        let needed = conds.len() * VARIANTS;
+        let needed = (conds.len() + usize::from(judge.is_none())) * VARIANTS;
         if gpt.capacity().slots < needed {
             return Err(HostError::Unsupported(format!(
                 "the model was loaded with {} slots; {} sequences need {needed}",
@@ -238,6 +246,64 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             positions: Vec::new(),
             parents: Vec::new(),
         })
+    }
+
+    /// Mean `log p(x_i | cond) − log p(x_i | uncond)` over `tokens` (the built-in judge), computed
+    /// on the spare sequence's slots with one teacher-forced pass per variant.
+    fn implicit_pmi(&mut self, seq: u32, tokens: &[u32]) -> Result<f64, HostError> {
+        let s = self.seq_index(seq)?;
+        let n = tokens.len();
+        if n == 0 {
+            return Ok(0.0);
+        }
+        let spare = self.seqs.len() as u32;
+        let v = self.vocab;
+        let mut logp = [0.0f64; 2];
+        let mut rows = vec![0.0f32; n * v];
+        for (var, lp) in logp.iter_mut().enumerate() {
+            let sl = slot(spare, var);
+            let cond = self.condition(s, var)?.clone();
+            let (first, rest) = rows.split_at_mut(v);
+            let mut hid = vec![0.0f32; self.dim];
+            match &cond {
+                Condition::Class(class) => self.gpt.prefill_class(
+                    &[ClassPrefill {
+                        slot: sl,
+                        class: *class,
+                    }],
+                    first,
+                    Some(&mut hid),
+                )?,
+                Condition::Caption { features, pad } => self.gpt.prefill_caption(
+                    &[CaptionPrefill {
+                        slot: sl,
+                        features: features.as_deref(),
+                        pad: *pad,
+                    }],
+                    first,
+                    Some(&mut hid),
+                )?,
+            }
+            if n > 1 {
+                self.positions.clear();
+                self.positions
+                    .extend((0..n as u32 - 1).map(|i| pos(i, self.grid)));
+                let step = Step {
+                    slot: sl,
+                    tokens: &tokens[..n - 1],
+                    positions: &self.positions,
+                    parents: None,
+                };
+                self.gpt.forward(&[step], rest, None)?;
+                self.gpt.rollback(sl)?;
+            }
+            for (row, &t) in rows.chunks_exact(v).zip(tokens) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+                let z: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+                *lp += row[t as usize] as f64 - max - z.ln();
+            }
+        }
+        Ok((logp[0] - logp[1]) / n as f64)
     }
 
     fn seq_index(&self, seq: u32) -> Result<usize, HostError> {
@@ -620,26 +686,30 @@ where
                 Ok(Answer::Logits(&self.logits))
             }
             Action::Check(c) => {
-                let ok = self
-                    .judge
-                    .check(c.seq, c.rows, c.tokens)
-                    .map_err(HostError::Judge)?;
+                let ok = match self.judge.as_deref_mut() {
+                    Some(j) => j.check(c.seq, c.rows, c.tokens).map_err(HostError::Judge)?,
+                    None => self.implicit_pmi(c.seq, c.tokens)? >= 0.0,
+                };
                 Ok(Answer::Verdict(ok))
             }
             Action::Score(sc) => {
-                let score = self
-                    .judge
-                    .score(sc.seq, sc.tokens)
-                    .map_err(HostError::Judge)?;
+                let score = match self.judge.as_deref_mut() {
+                    Some(j) => j.score(sc.seq, sc.tokens).map_err(HostError::Judge)?,
+                    None => self.implicit_pmi(sc.seq, sc.tokens)? as f32,
+                };
                 Ok(Answer::Score(score))
             }
             Action::Reformulate(r) => {
                 let s = self.seq_index(r.seq)?;
-                // The decoder's view of the canvas is not part of the action; the judge gets the
-                // host-side committed length only through `rows`.
-                let cond = self
-                    .judge
-                    .reformulate(r.seq, r.rows, &[])
+                let judge = self.judge.as_deref_mut().ok_or_else(|| {
+                    HostError::Unsupported(
+                        "prompt reformulation needs a reformulator (ShapesWorld models have one); \
+                         turn reformulation off for this model"
+                            .into(),
+                    )
+                })?;
+                let cond = judge
+                    .reformulate(r.seq, r.rows, r.tokens)
                     .map_err(HostError::Judge)?;
                 self.seqs[s].conds[2] = Some(cond);
                 Ok(Answer::Reformulated)

@@ -143,6 +143,12 @@ impl Image {
 }
 
 impl<C: Compute> VqDecoder<C> {
+    /// The codebook as the decoder looks codes up (`[codebook_size, codebook_embed_dim]`,
+    /// rows l2-normalised if the config says so).
+    pub fn codebook(&self) -> &[f32] {
+        &self.codebook
+    }
+
     /// Loads the decoder from a VQ checkpoint (official names; the encoder, `quant_conv` and
     /// `quantize.codebook_used` are ignored).
     pub fn load(c: &C, cfg: &VqConfig, weights: impl AsRef<Path>) -> Result<Self> {

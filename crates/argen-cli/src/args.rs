@@ -1,0 +1,171 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fast, deterministic decoding for visual autoregressive image generators.
+#[derive(Parser, Debug)]
+#[command(name = "argen", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate an image.
+    Generate(GenerateArgs),
+    /// Turn a JSON array of token ids into an image.
+    Decode(DecodeArgs),
+}
+
+/// Decoding methods.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// One target pass per token.
+    Vanilla,
+    /// Speculative decoding (lossless; `--criterion`, `--draft`).
+    Sd,
+    /// LANTERN relaxed speculative decoding (`--delta`, `--lantern-k`, `--lambda`).
+    Lantern,
+    /// Grouped speculative decoding (training-free relaxation).
+    Gsd,
+    /// Best-of-N (`--n`), scored by the model's judge.
+    Bon,
+    /// GridAR test-time scaling (`--n`).
+    Gridar,
+}
+
+impl Method {
+    /// The name used in stats files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Vanilla => "vanilla",
+            Method::Sd => "sd",
+            Method::Lantern => "lantern",
+            Method::Gsd => "gsd",
+            Method::Bon => "bon",
+            Method::Gridar => "gridar",
+        }
+    }
+}
+
+/// Acceptance criteria of `--method sd`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CriterionArg {
+    /// Lossless speculative sampling.
+    Exact,
+    /// Token-for-token identical to vanilla decoding with the same seed.
+    Coupled,
+}
+
+/// Draft shapes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DraftArg {
+    /// A chain of `--gamma` sampled drafts.
+    Chain,
+    /// An EAGLE-2 dynamic tree (`--tree-total`, `--tree-depth`, `--tree-top-k`).
+    Tree,
+}
+
+/// `argen generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Model directory: gpt.json, gpt.safetensors, vq.json, vq.safetensors, and
+    /// drafter.safetensors for speculative methods.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Decoding method.
+    #[arg(long, value_enum, default_value = "vanilla")]
+    pub method: Method,
+    /// Seed: the same seed gives the same image, on any thread count.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output PNG.
+    #[arg(long, default_value = "out.png")]
+    pub out: PathBuf,
+    /// Write statistics as JSON here.
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// Write the generated token ids as a JSON array here.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// Class id (class-conditional models).
+    #[arg(long)]
+    pub class: Option<u32>,
+    /// Caption features (text-conditional models): raw little-endian f32,
+    /// `cls_token_num × caption_dim` values.
+    #[arg(long)]
+    pub caption: Option<PathBuf>,
+    /// Leading padding positions of the caption.
+    #[arg(long, default_value_t = 0)]
+    pub caption_pad: usize,
+    /// Classifier-free guidance scale (1 = no guidance).
+    #[arg(long, default_value_t = 4.0)]
+    pub cfg: f32,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Top-k truncation (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    /// Top-p (nucleus) truncation (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Acceptance criterion of `--method sd`.
+    #[arg(long, value_enum, default_value = "exact")]
+    pub criterion: CriterionArg,
+    /// Draft shape of speculative methods.
+    #[arg(long, value_enum, default_value = "tree")]
+    pub draft: DraftArg,
+    /// Chain draft length.
+    #[arg(long, default_value_t = 4)]
+    pub gamma: u32,
+    /// Nodes of the EAGLE-2 tree.
+    #[arg(long, default_value_t = 59)]
+    pub tree_total: u32,
+    /// Depth of the EAGLE-2 tree.
+    #[arg(long, default_value_t = 4)]
+    pub tree_depth: u32,
+    /// Children per expanded node of the EAGLE-2 tree.
+    #[arg(long, default_value_t = 10)]
+    pub tree_top_k: u32,
+    /// LANTERN total-variation budget δ.
+    #[arg(long, default_value_t = 0.2)]
+    pub delta: f32,
+    /// LANTERN latent neighbours per token (capped at vocabulary − 1).
+    #[arg(long, default_value_t = 1000)]
+    pub lantern_k: usize,
+    /// LANTERN++ factor λ (off by default).
+    #[arg(long)]
+    pub lambda: Option<f32>,
+    /// Candidates of Best-of-N and GridAR.
+    #[arg(long, default_value_t = 4)]
+    pub n: u32,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `argen decode`.
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// Model directory (vq.json, vq.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSON array of token ids, in raster order.
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// Output PNG.
+    #[arg(long, default_value = "out.png")]
+    pub out: PathBuf,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}

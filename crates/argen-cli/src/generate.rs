@@ -1,0 +1,388 @@
+//! `argen generate` and `argen decode`: one generic path for every decoding method.
+
+use std::time::Instant;
+
+use argen_core::accept::neighbours::build_table;
+use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
+use argen_core::decode::{
+    drive, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode, Speculative,
+    SpeculativeConfig, Stats, Vanilla, RELEASE_W,
+};
+use argen_core::{SamplerParams, SliceBackend};
+use argen_cpu::{Cpu, Drafter, Gpt};
+use argen_model::{host_capacity, Condition, GptConfig, ModelHost, ModelType};
+use serde_json::json;
+
+use crate::args::{CriterionArg, DecodeArgs, DraftArg, GenerateArgs, Method};
+use crate::model_dir::ModelDir;
+use crate::output::{read_tokens, write_json, write_png};
+use crate::progress::Progress;
+
+/// Most image tokens (32 × 32: LlamaGen at 512 px).
+pub const MAX_TOKENS: usize = 1024;
+/// Most inputs of one target run (draft tree nodes + 1).
+pub const MAX_INPUTS: usize = 64;
+/// Most candidates of Best-of-N and GridAR.
+pub const MAX_CANDIDATES: usize = 16;
+
+/// What every method's run needs.
+struct Env {
+    gpt: Gpt,
+    drafter: Option<Drafter>,
+    conds: Vec<(Condition, Condition)>,
+    vocab: usize,
+    quiet: bool,
+}
+
+struct Outcome {
+    tokens: Vec<u32>,
+    stats: Stats,
+    wall: f64,
+}
+
+fn execute<D: Decoder>(dec: &mut D, env: &mut Env, total_tokens: u32) -> Result<Outcome, String> {
+    let v = env.vocab;
+    let rows = dec.dist_rows_needed();
+    let (mut w, mut t, mut f, mut u) = (
+        vec![0u64; (rows + 1) * v],
+        vec![0u64; rows],
+        vec![0f32; v],
+        vec![0u32; v],
+    );
+    let mut backend =
+        SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u).map_err(|e| e.to_string())?;
+    let mut host = ModelHost::new(&mut env.gpt, env.drafter.as_mut(), None, &env.conds)
+        .map_err(|e| e.to_string())?;
+    let mut progress = Progress::new(total_tokens, env.quiet);
+    let start = Instant::now();
+    let result = drive(dec, &mut backend, &mut host, &mut progress);
+    progress.finish();
+    let stats = result.map_err(|e| e.to_string())?;
+    Ok(Outcome {
+        tokens: dec.tokens(dec.result_seq()).to_vec(),
+        stats,
+        wall: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn condition(a: &GenerateArgs, cfg: &GptConfig) -> Result<(Condition, Condition), String> {
+    match cfg.model_type {
+        ModelType::C2i => {
+            let class = a.class.ok_or_else(|| {
+                format!(
+                    "this is a class-conditional model: give --class N with N in 0..{}",
+                    cfg.num_classes
+                )
+            })?;
+            if class as usize >= cfg.num_classes {
+                return Err(format!(
+                    "--class {class} is out of range: the model has {} classes",
+                    cfg.num_classes
+                ));
+            }
+            Ok((Condition::Class(Some(class)), Condition::Class(None)))
+        }
+        ModelType::T2i => {
+            let path = a.caption.as_ref().ok_or(
+                "this is a text-conditional model: give --caption FILE (raw f32 caption features)",
+            )?;
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let want = cfg.cls_token_num * cfg.caption_dim;
+            if bytes.len() != want * 4 {
+                return Err(format!(
+                    "{}: {} bytes, expected {want} little-endian f32 values ({} × {})",
+                    path.display(),
+                    bytes.len(),
+                    cfg.cls_token_num,
+                    cfg.caption_dim
+                ));
+            }
+            let features: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if features.iter().any(|x| !x.is_finite()) {
+                return Err(format!(
+                    "{}: caption features contain NaN or infinity",
+                    path.display()
+                ));
+            }
+            Ok((
+                Condition::Caption {
+                    features: Some(features),
+                    pad: a.caption_pad,
+                },
+                Condition::Caption {
+                    features: None,
+                    pad: a.caption_pad,
+                },
+            ))
+        }
+    }
+}
+
+fn sampler(a: &GenerateArgs) -> SamplerParams {
+    SamplerParams {
+        temperature: a.temperature,
+        top_k: (a.top_k > 0).then_some(a.top_k),
+        top_p: (a.top_p != 1.0).then_some(a.top_p),
+        min_p: None,
+    }
+}
+
+fn shape(a: &GenerateArgs) -> DraftShape {
+    match a.draft {
+        DraftArg::Chain => DraftShape::Chain { gamma: a.gamma },
+        DraftArg::Tree => DraftShape::Tree {
+            total: a.tree_total,
+            depth: a.tree_depth,
+            top_k: a.tree_top_k,
+        },
+    }
+}
+
+/// Uncommitted entries the runs of this method can leave: target inputs and drafted nodes.
+fn pending_needed(a: &GenerateArgs) -> usize {
+    match (a.method, a.draft) {
+        (Method::Vanilla | Method::Bon | Method::Gridar, _) => 1,
+        (_, DraftArg::Chain) => a.gamma as usize + 1,
+        (_, DraftArg::Tree) => {
+            let expanded = a.tree_top_k as usize * a.tree_depth.saturating_sub(1) as usize;
+            (a.tree_total as usize + 1).max(expanded)
+        }
+    }
+}
+
+/// `argen generate`.
+pub fn run(a: &GenerateArgs) -> Result<(), String> {
+    let dir = ModelDir::open(&a.model)?;
+    let cfg = dir.gpt_config()?;
+    if cfg.block_size > MAX_TOKENS {
+        return Err(format!(
+            "images of {} tokens exceed argen's limit of {MAX_TOKENS}",
+            cfg.block_size
+        ));
+    }
+    if !(1..=MAX_CANDIDATES as u32).contains(&a.n) {
+        return Err(format!("--n must be between 1 and {MAX_CANDIDATES}"));
+    }
+    if !a.cfg.is_finite() {
+        return Err("--cfg must be a finite number".into());
+    }
+    sampler(a)
+        .validate(cfg.vocab_size)
+        .map_err(|e| e.to_string())?;
+    let conds = condition(a, &cfg)?;
+    for path in [Some(&a.out), a.stats.as_ref(), a.tokens.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        check_writable(path)?;
+    }
+    let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
+    let seqs = if matches!(a.method, Method::Bon | Method::Gridar) {
+        a.n as usize
+    } else {
+        1
+    };
+    let cap = host_capacity(&cfg, seqs, pending_needed(a));
+    let speculative = matches!(a.method, Method::Sd | Method::Lantern | Method::Gsd);
+    let vq = dir.vq(&cpu, Some(&cfg))?;
+    let gpt = dir.gpt(&cpu, &cfg, cap)?;
+    let drafter = if speculative {
+        Some(dir.drafter(&cpu, &cfg, cap)?)
+    } else {
+        None
+    };
+    let mut env = Env {
+        gpt,
+        drafter,
+        conds: vec![conds; seqs],
+        vocab: cfg.vocab_size,
+        quiet: a.quiet,
+    };
+    let guidance = if a.cfg == 1.0 {
+        GuidanceMode::None
+    } else {
+        GuidanceMode::TwoWay { scale: a.cfg }
+    };
+    let base = Config {
+        seed: a.seed,
+        stream: 0,
+        seq: 0,
+        tokens: cfg.block_size as u32,
+        width: cfg.grid() as u32,
+        sampler: sampler(a),
+        guidance,
+    };
+    let n_tokens = base.tokens;
+    let err = |e: argen_core::Error| e.to_string();
+    let mut params = serde_json::Map::new();
+    let outcome = match a.method {
+        Method::Vanilla => {
+            let mut dec = Box::new(Vanilla::<MAX_TOKENS>::new(base).map_err(err)?);
+            execute(&mut *dec, &mut env, n_tokens)?
+        }
+        Method::Sd | Method::Lantern | Method::Gsd => {
+            let table;
+            let embedding;
+            let criterion = match a.method {
+                Method::Sd => match a.criterion {
+                    CriterionArg::Exact => Criterion::Exact,
+                    CriterionArg::Coupled => Criterion::Coupled,
+                },
+                Method::Lantern => {
+                    let k = a.lantern_k.min(cfg.vocab_size - 1).max(1);
+                    table = build_table(vq.codebook(), vq.config().codebook_embed_dim, k)
+                        .map_err(err)?;
+                    params.insert("delta".into(), json!(a.delta));
+                    params.insert("lantern_k".into(), json!(k));
+                    params.insert("lambda".into(), json!(a.lambda));
+                    Criterion::Lantern(LanternParams {
+                        neighbours: NeighbourTable::new(&table, cfg.vocab_size, k).map_err(err)?,
+                        k,
+                        delta: a.delta,
+                        lambda: a.lambda,
+                    })
+                }
+                _ => {
+                    embedding = dir.token_embeddings(&cfg)?;
+                    Criterion::Grouped(GroupedParams::paper(&embedding, cfg.dim))
+                }
+            };
+            params.insert("criterion".into(), json!(criterion.name()));
+            params.insert("draft".into(), json!(format!("{:?}", shape(a))));
+            let sc = SpeculativeConfig {
+                base,
+                draft_sampler: base.sampler,
+                shape: shape(a),
+            };
+            let mut dec =
+                Box::new(Speculative::<MAX_TOKENS, MAX_INPUTS>::new(sc, criterion).map_err(err)?);
+            execute(&mut *dec, &mut env, n_tokens)?
+        }
+        Method::Bon => {
+            params.insert("n".into(), json!(a.n));
+            let mut dec = Box::new(
+                BestOfN::<Vanilla<MAX_TOKENS>, MAX_CANDIDATES>::new(base, a.n, Vanilla::new)
+                    .map_err(err)?,
+            );
+            execute(&mut *dec, &mut env, n_tokens * a.n)?
+        }
+        Method::Gridar => {
+            params.insert("n".into(), json!(a.n));
+            let gc = GridArConfig {
+                base,
+                n: a.n,
+                verifier: true,
+                reformulate: false,
+                w: RELEASE_W,
+            };
+            let mut dec = Box::new(GridAr::<MAX_CANDIDATES, MAX_TOKENS>::new(gc).map_err(err)?);
+            execute(&mut *dec, &mut env, n_tokens * a.n)?
+        }
+    };
+    let grid = cfg.grid();
+    let image = vq
+        .decode(&outcome.tokens, grid, grid)
+        .map_err(|e| e.to_string())?;
+    write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
+    let s = &outcome.stats;
+    if let Some(path) = &a.stats {
+        let value = json!({
+            "method": a.method.name(),
+            "seed": a.seed,
+            "tokens": s.tokens,
+            "image_tokens": n_tokens,
+            "target_forwards": s.target_forwards,
+            "target_rows": s.target_rows,
+            "prefills": s.prefills,
+            "draft_forwards": s.draft_forwards,
+            "draft_rows": s.draft_rows,
+            "verify_steps": s.verify_steps,
+            "skipped_steps": s.skipped_steps,
+            "verifier_calls": s.verifier_calls,
+            "scorer_calls": s.scorer_calls,
+            "reformulations": s.reformulations,
+            "tokens_per_target_forward": s.tokens_per_target_forward(),
+            "mean_accepted_length": s.mean_accepted_length(),
+            "accepted_hist": s.accepted_hist.to_vec(),
+            "params": params,
+            "image": { "width": image.width, "height": image.height },
+            "wall_seconds": outcome.wall,
+        });
+        write_json(path, &value)?;
+    }
+    if let Some(path) = &a.tokens {
+        write_json(path, &json!(outcome.tokens))?;
+    }
+    println!(
+        "{}: {} tokens, {} target forwards ({:.2} tokens/forward), {} drafter forwards, {:.2} s → {}",
+        a.method.name(),
+        s.tokens,
+        s.target_forwards,
+        s.tokens_per_target_forward(),
+        s.draft_forwards,
+        outcome.wall,
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Fails early, before any compute, if `path` cannot be created.
+fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "cannot write {}: it is a directory",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `argen decode`.
+pub fn decode(a: &DecodeArgs) -> Result<(), String> {
+    let dir = ModelDir::open(&a.model)?;
+    check_writable(&a.out)?;
+    let tokens = read_tokens(&a.tokens)?;
+    let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
+    let gpt_cfg = dir.gpt_config().ok();
+    let vq = dir.vq(&cpu, gpt_cfg.as_ref())?;
+    let size = vq.config().codebook_size;
+    if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= size) {
+        return Err(format!(
+            "{}: token {t} at position {i} is out of range for a codebook of {size}",
+            a.tokens.display()
+        ));
+    }
+    let grid = (tokens.len() as f64).sqrt() as usize;
+    if grid == 0 || grid * grid != tokens.len() {
+        return Err(format!(
+            "{}: {} tokens do not form a square grid",
+            a.tokens.display(),
+            tokens.len()
+        ));
+    }
+    let image = vq.decode(&tokens, grid, grid).map_err(|e| e.to_string())?;
+    write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
+    println!(
+        "decoded {} tokens → {}×{} px → {}",
+        tokens.len(),
+        image.width,
+        image.height,
+        a.out.display()
+    );
+    Ok(())
+}

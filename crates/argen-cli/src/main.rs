@@ -1,0 +1,30 @@
+//! `argen`: generate images with visual autoregressive models, with any of argen's decoding
+//! methods; turn token ids into images.
+//!
+//! Errors are reported as one line on stderr (`argen: error: …`) with exit status 1 — never a
+//! panic or a backtrace.
+
+mod args;
+mod generate;
+mod model_dir;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let result = match cli.command {
+        args::Command::Generate(g) => generate::run(&g),
+        args::Command::Decode(d) => generate::decode(&d),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("argen: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Loading a model directory, with errors that name the file and the problem.
+
+use std::path::{Path, PathBuf};
+
+use argen_cpu::{Cpu, Drafter, Gpt, VqDecoder};
+use argen_model::safetensors::SafeTensors;
+use argen_model::{Capacity, GptConfig, VqConfig};
+
+/// The files of a model directory.
+pub struct ModelDir {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl ModelDir {
+    /// Checks that `dir` exists and holds the two configs.
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        if !dir.is_dir() {
+            return Err(format!("model directory {} does not exist", dir.display()));
+        }
+        let m = ModelDir {
+            dir: dir.to_path_buf(),
+        };
+        for f in ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"] {
+            let p = m.file(f);
+            if !p.is_file() {
+                return Err(format!(
+                    "{} is missing (a model directory holds gpt.json, \
+                     gpt.safetensors, vq.json, vq.safetensors and optionally drafter.safetensors)",
+                    p.display()
+                ));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Path of a file in the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The GPT config.
+    pub fn gpt_config(&self) -> Result<GptConfig, String> {
+        GptConfig::load(self.file("gpt.json")).map_err(|e| e.to_string())
+    }
+
+    /// The VQ config.
+    pub fn vq_config(&self) -> Result<VqConfig, String> {
+        VqConfig::load(self.file("vq.json")).map_err(|e| e.to_string())
+    }
+
+    /// The target GPT.
+    pub fn gpt(&self, cpu: &Cpu, cfg: &GptConfig, cap: Capacity) -> Result<Gpt, String> {
+        Gpt::load(cpu, cfg, self.file("gpt.safetensors"), cap).map_err(|e| e.to_string())
+    }
+
+    /// The drafter, which speculative methods need.
+    pub fn drafter(&self, cpu: &Cpu, cfg: &GptConfig, cap: Capacity) -> Result<Drafter, String> {
+        let p = self.file("drafter.safetensors");
+        if !p.is_file() {
+            return Err(format!(
+                "{} is missing: speculative methods need an EAGLE drafter",
+                p.display()
+            ));
+        }
+        Drafter::load(cpu, cfg, p, cap).map_err(|e| e.to_string())
+    }
+
+    /// The VQ decoder, checked against the GPT's vocabulary and grid.
+    pub fn vq(&self, cpu: &Cpu, gpt: Option<&GptConfig>) -> Result<VqDecoder, String> {
+        let cfg = self.vq_config()?;
+        if let Some(g) = gpt {
+            if cfg.codebook_size != g.vocab_size {
+                return Err(format!(
+                    "{}: codebook_size {} differs from the GPT's vocab_size {} in {}",
+                    self.file("vq.json").display(),
+                    cfg.codebook_size,
+                    g.vocab_size,
+                    self.file("gpt.json").display()
+                ));
+            }
+        }
+        VqDecoder::load(cpu, &cfg, self.file("vq.safetensors")).map_err(|e| e.to_string())
+    }
+
+    /// The target's input embedding table `[vocab, dim]` as f32 (grouped speculative decoding).
+    pub fn token_embeddings(&self, cfg: &GptConfig) -> Result<Vec<f32>, String> {
+        let path = self.file("gpt.safetensors");
+        let st = SafeTensors::open(&path).map_err(|e| e.to_string())?;
+        let t = st
+            .expect("tok_embeddings.weight", &[cfg.vocab_size, cfg.dim])
+            .map_err(|e| e.to_string())?;
+        t.to_f32().ok_or_else(|| {
+            format!(
+                "{}: tok_embeddings.weight is not a float tensor",
+                path.display()
+            )
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! End-to-end tests of the `argen` binary on a tiny random checkpoint (fixtures/model/tiny,
+//! made by tools/make_tiny_model.py).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn argen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_argen"))
+        .args(args)
+        .output()
+        .expect("run argen")
+}
+
+fn model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/model/tiny")
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("argen-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+const METHODS: [&str; 6] = ["vanilla", "sd", "lantern", "gsd", "bon", "gridar"];
+const SMALL_TREE: [&str; 8] = [
+    "--tree-total",
+    "10",
+    "--tree-depth",
+    "3",
+    "--tree-top-k",
+    "3",
+    "--n",
+    "3",
+];
+
+fn generate(
+    method: &str,
+    seed: &str,
+    threads: &str,
+    tag: &str,
+) -> (Vec<u8>, serde_json::Value, String) {
+    let (png, stats, tokens) = (
+        tmp(&format!("{tag}.png")),
+        tmp(&format!("{tag}.json")),
+        tmp(&format!("{tag}.tok.json")),
+    );
+    let (m, p, s, t) = (
+        model(),
+        png.display().to_string(),
+        stats.display().to_string(),
+        tokens.display().to_string(),
+    );
+    let mut args = vec![
+        "generate",
+        "--model",
+        &m,
+        "--class",
+        "3",
+        "--method",
+        method,
+        "--seed",
+        seed,
+        "--threads",
+        threads,
+        "--out",
+        &p,
+        "--stats",
+        &s,
+        "--tokens",
+        &t,
+        "--quiet",
+    ];
+    args.extend_from_slice(&SMALL_TREE);
+    let out = argen(&args);
+    assert!(
+        out.status.success(),
+        "{method}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n", "{method}: not a PNG");
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    (png_bytes, stats, std::fs::read_to_string(&tokens).unwrap())
+}
+
+#[test]
+fn every_method_writes_a_png_stats_and_tokens() {
+    for method in METHODS {
+        let (_, stats, tokens) = generate(method, "4", "1", &format!("all-{method}"));
+        assert_eq!(stats["method"], method);
+        for key in [
+            "seed",
+            "tokens",
+            "target_forwards",
+            "draft_forwards",
+            "tokens_per_target_forward",
+            "mean_accepted_length",
+            "wall_seconds",
+        ] {
+            assert!(stats.get(key).is_some(), "{method}: stats lack {key}");
+        }
+        let ids: Vec<u32> = serde_json::from_str(&tokens).unwrap();
+        assert_eq!(ids.len(), 16, "{method}");
+        assert!(stats["tokens_per_target_forward"].as_f64().unwrap() >= 1.0);
+        assert_eq!(stats["image"]["width"], 8);
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_output_on_one_and_two_threads() {
+    for method in METHODS {
+        let (png1, mut s1, t1) = generate(method, "9", "1", &format!("d1-{method}"));
+        let (png2, mut s2, t2) = generate(method, "9", "2", &format!("d2-{method}"));
+        assert_eq!(png1, png2, "{method}: PNG differs");
+        assert_eq!(t1, t2, "{method}: tokens differ");
+        s1["wall_seconds"] = 0.into();
+        s2["wall_seconds"] = 0.into();
+        assert_eq!(s1, s2, "{method}: stats differ");
+    }
+    let (_, _, a) = generate("vanilla", "1", "1", "seed-a");
+    let (_, _, b) = generate("vanilla", "2", "1", "seed-b");
+    assert_ne!(a, b, "different seeds should give different images");
+}
+
+#[test]
+fn coupled_sd_reproduces_vanilla() {
+    let (m, _) = (model(), ());
+    let tok = |method: &str, extra: &[&str]| {
+        let t = tmp(&format!("c-{method}.json"));
+        let ts = t.display().to_string();
+        let png = tmp("c.png").display().to_string();
+        let mut args = vec![
+            "generate", "--model", &m, "--class", "5", "--method", method, "--seed", "11",
+            "--tokens", &ts, "--out", &png, "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        assert!(argen(&args).status.success());
+        std::fs::read_to_string(t).unwrap()
+    };
+    assert_eq!(tok("vanilla", &[]), tok("sd", &["--criterion", "coupled"]));
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = argen(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr {err:?} lacks {needle:?}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let m = model();
+    fails_with(
+        &["generate", "--model", "/nonexistent/model", "--class", "1"],
+        "does not exist",
+    );
+    fails_with(&["generate", "--model", &m], "give --class");
+    fails_with(
+        &["generate", "--model", &m, "--class", "10"],
+        "out of range",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--class",
+            "1",
+            "--out",
+            "/nonexistent/x.png",
+        ],
+        "does not exist",
+    );
+    fails_with(
+        &["generate", "--model", &m, "--class", "1", "--top-p", "1.5"],
+        "top_p",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--class",
+            "1",
+            "--temperature",
+            "-1",
+        ],
+        "temperature",
+    );
+    fails_with(
+        &[
+            "generate", "--model", &m, "--class", "1", "--method", "bon", "--n", "99",
+        ],
+        "--n",
+    );
+    // A directory with a truncated checkpoint.
+    let dir = tmp("broken-model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "gpt.json",
+        "vq.json",
+        "vq.safetensors",
+        "drafter.safetensors",
+    ] {
+        std::fs::copy(Path::new(&m).join(f), dir.join(f)).unwrap();
+    }
+    let full = std::fs::read(Path::new(&m).join("gpt.safetensors")).unwrap();
+    std::fs::write(dir.join("gpt.safetensors"), &full[..full.len() / 2]).unwrap();
+    let d = dir.display().to_string();
+    fails_with(
+        &["generate", "--model", &d, "--class", "1"],
+        "gpt.safetensors",
+    );
+    // decode: bad token files.
+    let bad = tmp("bad-tokens.json");
+    std::fs::write(&bad, "[1, 2, 3]").unwrap();
+    let b = bad.display().to_string();
+    fails_with(&["decode", "--model", &m, "--tokens", &b], "square grid");
+    std::fs::write(&bad, "[1, 2, 3, 99]").unwrap();
+    fails_with(&["decode", "--model", &m, "--tokens", &b], "out of range");
+    std::fs::write(&bad, "{\"a\": 1}").unwrap();
+    fails_with(&["decode", "--model", &m, "--tokens", &b], "JSON array");
+}
+
+#[test]
+fn decode_round_trips_generated_tokens() {
+    let (png, _, tokens) = generate("vanilla", "3", "1", "rt");
+    let tf = tmp("rt-in.json");
+    std::fs::write(&tf, tokens).unwrap();
+    let out = tmp("rt-out.png");
+    let (m, t, o) = (model(), tf.display().to_string(), out.display().to_string());
+    let r = argen(&["decode", "--model", &m, "--tokens", &t, "--out", &o]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(out).unwrap(), png);
+}
