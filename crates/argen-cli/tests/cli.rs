@@ -197,8 +197,7 @@ fn bad_input_gives_one_line_errors() {
             &m,
             "--class",
             "1",
-            "--temperature",
-            "-1",
+            "--temperature=-1",
         ],
         "temperature",
     );
