@@ -10,17 +10,22 @@
 //! |---|---|---|
 //! | [`Vanilla`] | [`vanilla`] | one target pass per token |
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
+//! | [`Vvs`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
+//! | [`Jacobi`] | [`jacobi`] | Teng et al., ICLR 2025 (speculative Jacobi decoding, no drafter) |
 //!
 //! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
 //! the token with key `(seed, stream, SAMPLE, i, 0)`.
 
 pub mod driver;
+pub mod jacobi;
 pub mod protocol;
 pub mod speculative;
 pub mod stats;
 pub mod vanilla;
+pub mod vvs;
 
 pub use driver::{drive, Answer, Host, NoObserver, Observer};
+pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 pub use protocol::{
     Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
     Score, TargetRun,
@@ -28,6 +33,7 @@ pub use protocol::{
 pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
 pub use stats::Stats;
 pub use vanilla::Vanilla;
+pub use vvs::{Schedule, Vvs, VvsConfig};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

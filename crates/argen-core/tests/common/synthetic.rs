@@ -11,7 +11,9 @@
 //!   acceptance rates are non-trivial.
 //! * **Host**: executes the protocol and *checks* it: raster indices equal context lengths, parents
 //!   precede children, keep lists are contiguous, feature references point at the input that
-//!   predicted the token. Any violation panics, failing the test.
+//!   predicted the token. Any violation panics, failing the test. With
+//!   [`SyntheticHost::stale_features`] set (VVS), a drafter feature may instead come from an
+//!   *older* raster index than the one that predicted the token, but it must exist.
 
 use argen_core::backend::ROOT;
 use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
@@ -159,6 +161,8 @@ pub struct SyntheticHost {
     pub score_fn: fn(&World, &[u32]) -> f32,
     /// Verdicts are `check_fn(tokens, rows)`.
     pub check_fn: fn(&World, &[u32], u32) -> bool,
+    /// Accept drafter features from older indices than `index − 1` (VVS stale features).
+    pub stale_features: bool,
 }
 
 /// Default scorer: how far right the image's mean latent x lies (an arbitrary, deterministic
@@ -197,6 +201,7 @@ impl SyntheticHost {
             actions: Default::default(),
             score_fn: default_score,
             check_fn: default_check,
+            stale_features: false,
         }
     }
 
@@ -310,6 +315,7 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
             }
             Action::Draft(r) => {
                 self.variants_allowed(r.seq, r.guidance);
+                let stale = self.stale_features;
                 let s = self.seq(r.seq);
                 assert!(s.prefilled, "drafter run before prefill");
                 if r.new_step {
@@ -336,7 +342,19 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                     // The feature must be the state that predicted this token: index − 1.
                     let want = input.index.checked_sub(1);
                     match input.feature {
-                        FeatureRef::Condition => assert_eq!(want, None, "condition feature"),
+                        FeatureRef::Condition => {
+                            assert!(stale || want.is_none(), "condition feature")
+                        }
+                        FeatureRef::Target(r) if stale => {
+                            assert!(want.is_some_and(|w| r <= w), "stale target feature");
+                            assert!(
+                                (r as usize) < s.target_committed.len() + s.target_pending.len()
+                            );
+                        }
+                        FeatureRef::LastTarget(k) if stale => {
+                            let p = s.target_pending.get(k as usize).expect("last-target input");
+                            assert!(want.is_some_and(|w| p.index <= w), "stale last-target");
+                        }
                         FeatureRef::Target(r) => {
                             assert_eq!(Some(r), want, "target feature index");
                             assert!(
