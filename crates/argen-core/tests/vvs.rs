@@ -258,6 +258,26 @@ fn uniform_schedule_skips_where_documented() {
 }
 
 #[test]
+fn skipping_from_the_first_step_without_warmup() {
+    // With no warm-up the first skip comes at t = 1 + accepted, before γ verified features
+    // exist: the oldest skipped tokens fall back to the condition's feature.
+    let codebook = centred_codebook();
+    for seed in 0..20 {
+        for shape in [TREE, CHAIN] {
+            let cfg = VvsConfig {
+                spec: spec(seed, shape),
+                schedule: Schedule::Uniform { interval: 2 },
+                warmup: 0,
+                codebook: &codebook,
+                dim: 2,
+            };
+            let r = run(&mut Vvs::<64, 64>::new(cfg, Criterion::Exact).unwrap());
+            assert!(r.stats.skipped_steps > 0);
+        }
+    }
+}
+
+#[test]
 fn vvs_is_deterministic() {
     let codebook = World::new(W).codebook();
     for seed in 0..10 {

@@ -314,7 +314,8 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             // VVS: a skipped token has no target feature yet; it reuses the stale feature `pending`
             // indices older (see `super::vvs`, "Stale features").
             let feature = if j >= skipped_from {
-                self.feature_for(j - self.pending)
+                // Index 0 or before: the condition's feature (only with a warm-up below γ + 1).
+                self.feature_for(j.saturating_sub(self.pending))
             } else {
                 self.feature_for(j)
             };

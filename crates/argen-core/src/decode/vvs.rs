@@ -23,7 +23,7 @@
 //!    newest target feature is at `t − 2`, since the bonus token `c_{t−1}` has none yet). The
 //!    reference is [`FeatureRef::LastTarget`](super::FeatureRef::LastTarget) when that index was
 //!    an input of the last target run and [`FeatureRef::Target`](super::FeatureRef::Target)
-//!    otherwise, exactly as for fresh features; when `j − γ = 0` it is
+//!    otherwise, exactly as for fresh features; when `j − γ ≤ 0` (only possible with `warmup ≤ γ`) it is
 //!    [`FeatureRef::Condition`](super::FeatureRef::Condition).
 //! 4. **Post-verification.** The next target run is
 //!    `[c_{t−1}, x_t, …, x_{t+γ−1}] ++ tree` with the skipped tokens as a chain (input `k`'s
