@@ -5,7 +5,8 @@
 //! the decoding state machines need back is tiny — a few token ids, an accepted length — so a backend
 //! keeps a table of **distribution rows** (fixed-point weights, [`crate::dist`]) in its own memory,
 //! fills them from logit rows ([`Backend::process`]) and answers questions about them
-//! ([`Backend::sample`], [`Backend::top_k`], [`Backend::verify_tree`]). Only the answers cross to
+//! ([`Backend::sample`], [`Backend::top_k`], [`Backend::verify_tree`]); synthetic rows (uniform,
+//! one-hot) are written by [`Backend::fill_dist`]. Only the answers cross to
 //! the host. Every operation is specified by the free functions of this crate; a backend must agree
 //! with them bit for bit, which [`SliceBackend`] — the portable reference implementation over
 //! caller-owned slices, needing no allocator — does by calling them.
@@ -15,6 +16,7 @@
 
 use crate::accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
 use crate::dist::Dist;
+pub use crate::dist::Fill;
 use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
@@ -172,6 +174,12 @@ pub trait Backend {
         criterion: &Criterion<'_>,
         path: &mut [u32],
     ) -> Result<TreeVerdict, Self::Error>;
+
+    /// Writes the synthetic distribution `fill` into row `row`, as [`crate::dist::fill`]
+    /// specifies (uniform: every weight `2^40`; one-hot: weight `2^40` on the token only).
+    /// Jacobi decoding uses such rows as the draft distributions of freshly initialised window
+    /// tokens.
+    fn fill_dist(&mut self, row: u32, fill: Fill) -> Result<(), Self::Error>;
 }
 
 /// The portable reference backend over caller-owned slices (no allocator needed).
@@ -452,6 +460,13 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
                 Outcome::Rejected { token } => return Ok(TreeVerdict { accepted, token }),
             }
         }
+    }
+
+    fn fill_dist(&mut self, row: u32, fill: Fill) -> Result<()> {
+        let r = self.check_row(row)?;
+        let v = self.vocab;
+        self.totals[r] = crate::dist::fill(&mut self.weights[r * v..(r + 1) * v], fill)?;
+        Ok(())
     }
 }
 

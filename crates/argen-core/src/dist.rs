@@ -100,3 +100,60 @@ impl<'a> Dist<'a> {
         Err(Error::ZeroMass)
     }
 }
+
+/// A synthetic distribution row written by [`crate::Backend::fill_dist`] (Jacobi decoding's draft
+/// rows: the distribution a window token was initialised from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Fill {
+    /// Every token has weight [`WEIGHT_ONE`]: uniform over the vocabulary.
+    Uniform,
+    /// Only this token has weight (exactly [`WEIGHT_ONE`]): a point mass.
+    OneHot(u32),
+}
+
+/// Writes `fill` into `weights` and returns the row total: `V · 2^40` (uniform) or `2^40`
+/// (one-hot). Errors if the row is empty, the one-hot token is out of range, or the vocabulary
+/// exceeds [`crate::MAX_VOCAB`].
+pub fn fill(weights: &mut [u64], fill: Fill) -> Result<u64> {
+    let vocab = weights.len();
+    if vocab == 0 {
+        return Err(Error::EmptyRow);
+    }
+    if vocab > crate::MAX_VOCAB {
+        return Err(Error::VocabTooLarge { vocab });
+    }
+    match fill {
+        Fill::Uniform => {
+            weights.fill(WEIGHT_ONE);
+            Ok(vocab as u64 * WEIGHT_ONE)
+        }
+        Fill::OneHot(token) => {
+            if token as usize >= vocab {
+                return Err(Error::TokenOutOfRange { token, vocab });
+            }
+            weights.fill(0);
+            weights[token as usize] = WEIGHT_ONE;
+            Ok(WEIGHT_ONE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills() {
+        let mut w = [7u64; 4];
+        assert_eq!(fill(&mut w, Fill::Uniform).unwrap(), 4 * WEIGHT_ONE);
+        assert_eq!(w, [WEIGHT_ONE; 4]);
+        assert_eq!(fill(&mut w, Fill::OneHot(2)).unwrap(), WEIGHT_ONE);
+        assert_eq!(w, [0, 0, WEIGHT_ONE, 0]);
+        assert_eq!(
+            fill(&mut w, Fill::OneHot(4)),
+            Err(Error::TokenOutOfRange { token: 4, vocab: 4 })
+        );
+        assert_eq!(fill(&mut [], Fill::Uniform), Err(Error::EmptyRow));
+    }
+}

@@ -12,6 +12,8 @@
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
 //! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
 //! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
+//! | [`Vvs`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
+//! | [`Jacobi`] | [`jacobi`] | Teng et al., ICLR 2025 (speculative Jacobi decoding, no drafter) |
 //!
 //! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
 //! the token with key `(seed, stream, SAMPLE, i, 0)`. Test-time-scaling decoders give candidate
@@ -20,14 +22,17 @@
 pub mod best_of_n;
 pub mod driver;
 pub mod gridar;
+pub mod jacobi;
 pub mod protocol;
 pub mod speculative;
 pub mod stats;
 pub mod vanilla;
+pub mod vvs;
 
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Host, NoObserver, Observer};
 pub use gridar::{GridAr, GridArConfig, GridArReport, RELEASE_W};
+pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 pub use protocol::{
     Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
     Score, TargetRun,
@@ -35,6 +40,7 @@ pub use protocol::{
 pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
 pub use stats::Stats;
 pub use vanilla::Vanilla;
+pub use vvs::{Schedule, Vvs, VvsConfig};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

@@ -26,7 +26,13 @@
 //! token and issues at most `depth + 1` actions, so decoding ends within `1 + N·(depth + 1) + 1`
 //! actions ([`Decoder::action_bound`]). With the [`Criterion::Coupled`] criterion, the tokens are
 //! exactly those of [`super::Vanilla`] for the same seed.
+//!
+//! The same state machine runs [`super::Vvs`] (verification skipping): a skip step commits a path
+//! of the drafted tree without the verification run, and the next target run then starts with
+//! the chain `[c_{t−1}, skipped…]` (all kept) before the tree, whose root children hang below the
+//! last skipped token. Without a skip policy — plain [`Speculative`] — that chain is `[c_{t−1}]`.
 
+use super::vvs::SkipPolicy;
 use super::{
     check_dist_rows, check_rows, unexpected, Action, Config, Decoder, DraftInput, DraftRun,
     FeatureRef, Input, Prefill, Stats, TargetRun,
@@ -176,6 +182,17 @@ pub struct Speculative<'c, const N: usize, const T: usize> {
     last_run_base: u32,
     /// Accepted path (node indices) of the last target run.
     last_path: heapless::Vec<u32, T>,
+    /// Chain inputs before the tree in the last target run (1, plus post-verified VVS tokens).
+    last_prefix: u32,
+    /// Tokens committed by a VVS skip step that still lack target KV entries and features
+    /// (the last `pending` committed tokens); the next target run prepends them as a chain.
+    pending: u32,
+    /// Drafting steps decided so far (verified or skipped).
+    steps: u32,
+    /// Whether the last drafting step was skipped.
+    last_skipped: bool,
+    /// VVS verification skipping (`None`: plain speculative decoding).
+    skip: Option<SkipPolicy<'c>>,
 }
 
 impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
@@ -209,7 +226,28 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             drafter_committed: 0,
             last_run_base: ROOT,
             last_path: heapless::Vec::new(),
+            last_prefix: 1,
+            pending: 0,
+            steps: 0,
+            last_skipped: false,
+            skip: None,
         })
+    }
+
+    /// A decoder that skips verification as `policy` says (VVS; see [`super::vvs`]).
+    pub(crate) fn with_skipping(
+        cfg: SpeculativeConfig,
+        criterion: Criterion<'c>,
+        policy: SkipPolicy<'c>,
+    ) -> Result<Self> {
+        let mut dec = Self::new(cfg, criterion)?;
+        dec.skip = Some(policy);
+        Ok(dec)
+    }
+
+    /// The skipping policy, if any.
+    pub(crate) fn skip_policy(&self) -> Option<&SkipPolicy<'c>> {
+        self.skip.as_ref()
     }
 
     /// The criterion.
@@ -234,11 +272,11 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
         let r = j - 1;
         if self.last_run_base != ROOT && r >= self.last_run_base {
             let k = r - self.last_run_base;
-            if k == 0 {
-                return FeatureRef::LastTarget(0);
+            if k < self.last_prefix {
+                return FeatureRef::LastTarget(k);
             }
-            if let Some(&node) = self.last_path.get(k as usize - 1) {
-                return FeatureRef::LastTarget(node + 1);
+            if let Some(&node) = self.last_path.get((k - self.last_prefix) as usize) {
+                return FeatureRef::LastTarget(node + self.last_prefix);
             }
         }
         FeatureRef::Target(r)
@@ -253,22 +291,39 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             return;
         }
         let depth = self.cfg.shape.depth().min(n - t - 1);
+        // Input 0 is the last token with a target KV entry's successor: the last committed token,
+        // preceded (VVS post-verification) by the `pending` skipped tokens as a chain.
         self.target_inputs.clear();
-        let _ = self
-            .target_inputs
-            .push(Input::root(self.tokens[t as usize - 1], t - 1));
+        let first = t - 1 - self.pending;
+        for (k, j) in (first..t).enumerate() {
+            let parent = if k == 0 { ROOT } else { k as u32 - 1 };
+            let _ = self.target_inputs.push(Input {
+                token: self.tokens[j as usize],
+                index: j,
+                parent,
+            });
+        }
         if depth == 0 {
             self.phase = Phase::Plain;
             return;
         }
         // Catch-up run of the drafter on the tokens it has not seen.
         self.draft_inputs.clear();
+        let skipped_from = t - self.pending;
         for j in self.drafter_committed..t {
+            // VVS: a skipped token has no target feature yet; it reuses the stale feature `pending`
+            // indices older (see `super::vvs`, "Stale features").
+            let feature = if j >= skipped_from {
+                // Index 0 or before: the condition's feature (only with a warm-up below γ + 1).
+                self.feature_for(j.saturating_sub(self.pending))
+            } else {
+                self.feature_for(j)
+            };
             let input = DraftInput {
                 token: self.tokens[j as usize],
                 index: j,
                 parent: ROOT,
-                feature: self.feature_for(j),
+                feature,
             };
             // At most T − 1 accepted + 1 committed tokens arrive per step.
             let _ = self.draft_inputs.push(input);
@@ -291,15 +346,21 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
     /// Commits `token` (and, first, the accepted path) after a target run.
     fn commit(&mut self, path: &[u32], token: u32) {
         let t = self.t();
-        self.last_run_base = t - 1;
+        let prefix = 1 + self.pending;
+        self.last_run_base = t - prefix;
+        self.last_prefix = prefix;
+        self.pending = 0;
         self.last_path.clear();
         self.keep.clear();
-        let _ = self.keep.push(0);
+        // The chain inputs (last committed token and post-verified skipped tokens) are kept.
+        for k in 0..prefix {
+            let _ = self.keep.push(k);
+        }
         for &node in path {
             let pool_idx = self.tree[node as usize];
             let _ = self.tokens.push(self.pool[pool_idx as usize].token);
             let _ = self.last_path.push(node);
-            let _ = self.keep.push(node + 1);
+            let _ = self.keep.push(node + prefix);
         }
         let _ = self.tokens.push(token);
         self.stats.tokens += path.len() as u32 + 1;
@@ -392,19 +453,21 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
                 .then(self.rank(a, b))
         });
         self.tree.clear();
-        self.target_inputs.truncate(1);
+        let prefix = 1 + self.pending;
+        self.target_inputs.truncate(prefix as usize);
         let t = self.t();
         for &i in chosen.iter() {
             let node = self.pool[i as usize];
             let parent_input = if node.parent == ROOT {
-                0
+                prefix - 1
             } else {
                 // The parent was chosen too (ancestor-closed) and placed earlier.
-                1 + self
-                    .tree
-                    .iter()
-                    .position(|&p| p == node.parent)
-                    .unwrap_or(0) as u32
+                prefix
+                    + self
+                        .tree
+                        .iter()
+                        .position(|&p| p == node.parent)
+                        .unwrap_or(0) as u32
             };
             let _ = self.tree.push(i);
             let _ = self.target_inputs.push(Input {
@@ -414,6 +477,71 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             });
         }
         self.phase = Phase::Verify;
+        self.decide_skip();
+    }
+
+    /// The drafted tree (tokens, parents as node indices or ROOT) in `tokens` / `parents`;
+    /// returns its node count.
+    fn tree_arrays(&self, tokens: &mut [u32; T], parents: &mut [u32; T]) -> usize {
+        let prefix = 1 + self.pending;
+        let mut n = 0;
+        for (i, input) in self.target_inputs.iter().skip(prefix as usize).enumerate() {
+            tokens[i] = input.token;
+            parents[i] = if input.parent == prefix - 1 {
+                ROOT
+            } else {
+                input.parent - prefix
+            };
+            n = i + 1;
+        }
+        n
+    }
+
+    /// VVS: once the tree is drafted, either verify it (leave the phase at `Verify`) or commit
+    /// a random root-to-leaf path unverified and start the next drafting step.
+    fn decide_skip(&mut self) {
+        let step = self.steps;
+        self.steps += 1;
+        let Some(policy) = self.skip else {
+            return;
+        };
+        let mut tokens = [0u32; T];
+        let mut parents = [ROOT; T];
+        let n = self.tree_arrays(&mut tokens, &mut parents);
+        let b = self.cfg.base;
+        let key = Key::new(b.seed, b.stream, Purpose::PATH, self.t());
+        let plan = policy.plan(
+            step,
+            self.t(),
+            self.last_skipped,
+            &tokens[..n],
+            &parents[..n],
+            key,
+        );
+        let Some(plan) = plan else {
+            self.last_skipped = false;
+            return;
+        };
+        // The path, root side first: walk up from the leaf, then reverse.
+        let mut path = [0u32; T];
+        let mut len = 0usize;
+        let mut node = plan.leaf;
+        while node != ROOT && len < n {
+            path[len] = node;
+            len += 1;
+            node = parents[node as usize];
+        }
+        path[..len].reverse();
+        let gamma = (plan.gamma as usize).min(len);
+        for &node in &path[..gamma] {
+            let _ = self.tokens.push(tokens[node as usize]);
+        }
+        self.pending = gamma as u32;
+        self.stats.tokens += gamma as u32;
+        self.stats.skipped_steps += 1;
+        self.last_skipped = true;
+        // The keep list of the last target run stays: the next target run applies it.
+        self.next_step();
     }
 
     fn process_rows<B: Backend>(
@@ -487,7 +615,9 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
         let db = self.draft_base();
         match self.phase {
             Phase::Prefill | Phase::Plain => {
-                self.process_rows(backend, logits, core::iter::once((0, 0)), base.sampler)?;
+                let last = self.target_inputs.len().saturating_sub(1) as u32;
+                let input = if self.phase == Phase::Plain { last } else { 0 };
+                self.process_rows(backend, logits, core::iter::once((input, 0)), base.sampler)?;
                 let key = Key::new(base.seed, base.stream, Purpose::SAMPLE, t);
                 let mut token = [0u32];
                 backend.sample(&[SampleJob { row: 0, key }], &mut token)?;
@@ -567,19 +697,18 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
                 self.after_depth(depth + 1);
             }
             Phase::Verify => {
-                let n = self.target_inputs.len() as u32;
-                self.process_rows(backend, logits, (0..n).map(|i| (i, i)), base.sampler)?;
+                // Slot s of the tree is input `prefix − 1 + s` (the chain before it is kept).
+                let prefix = 1 + self.pending;
                 let mut tokens = [0u32; T];
                 let mut parents = [ROOT; T];
-                for (i, input) in self.target_inputs.iter().skip(1).enumerate() {
-                    tokens[i] = input.token;
-                    parents[i] = if input.parent == 0 {
-                        ROOT
-                    } else {
-                        input.parent - 1
-                    };
-                }
-                let nodes = n as usize - 1;
+                let nodes = self.tree_arrays(&mut tokens, &mut parents);
+                let slots = nodes as u32 + 1;
+                self.process_rows(
+                    backend,
+                    logits,
+                    (0..slots).map(|s| (prefix - 1 + s, s)),
+                    base.sampler,
+                )?;
                 let job = TreeJob {
                     tree: DraftTree {
                         tokens: &tokens[..nodes],

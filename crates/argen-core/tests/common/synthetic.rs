@@ -14,6 +14,8 @@
 //!   predicted the token, three-way CFG only after a reformulation, check / reformulate canvases
 //!   of `rows · W` tokens. Any violation panics, failing the test. It logs checks,
 //!   reformulations and prefills, and takes scripted verdicts (`check_script`) for GridAR tests.
+//!   With [`SyntheticHost::stale_features`] set (VVS), a drafter feature may instead come from an
+//!   *older* raster index than the one that predicted the token, but it must exist.
 
 use argen_core::backend::ROOT;
 use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
@@ -173,6 +175,8 @@ pub struct SyntheticHost {
     pub reformulations: Vec<(u32, u32, Vec<u32>)>,
     /// Every [`Action::Prefill`] answered: (seq, image tokens prefilled, guidance variants).
     pub prefills: Vec<(u32, Vec<u32>, usize)>,
+    /// Accept drafter features from older indices than `index − 1` (VVS stale features).
+    pub stale_features: bool,
 }
 
 /// Default scorer: how far right the image's mean latent x lies (an arbitrary, deterministic
@@ -215,6 +219,7 @@ impl SyntheticHost {
             checks: Vec::new(),
             reformulations: Vec::new(),
             prefills: Vec::new(),
+            stale_features: false,
         }
     }
 
@@ -330,6 +335,7 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
             }
             Action::Draft(r) => {
                 self.variants_allowed(r.seq, r.guidance);
+                let stale = self.stale_features;
                 let s = self.seq(r.seq);
                 assert!(s.prefilled, "drafter run before prefill");
                 if r.new_step {
@@ -356,7 +362,19 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                     // The feature must be the state that predicted this token: index − 1.
                     let want = input.index.checked_sub(1);
                     match input.feature {
-                        FeatureRef::Condition => assert_eq!(want, None, "condition feature"),
+                        FeatureRef::Condition => {
+                            assert!(stale || want.is_none(), "condition feature")
+                        }
+                        FeatureRef::Target(r) if stale => {
+                            assert!(want.is_some_and(|w| r <= w), "stale target feature");
+                            assert!(
+                                (r as usize) < s.target_committed.len() + s.target_pending.len()
+                            );
+                        }
+                        FeatureRef::LastTarget(k) if stale => {
+                            let p = s.target_pending.get(k as usize).expect("last-target input");
+                            assert!(want.is_some_and(|w| p.index <= w), "stale last-target");
+                        }
                         FeatureRef::Target(r) => {
                             assert_eq!(Some(r), want, "target feature index");
                             assert!(
