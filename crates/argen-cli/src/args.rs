@@ -33,6 +33,10 @@ pub enum Method {
     Lantern,
     /// Grouped speculative decoding (training-free relaxation).
     Gsd,
+    /// VVS: speculative decoding that skips some verifications (`--vvs-schedule`).
+    Vvs,
+    /// Speculative Jacobi decoding, no drafter (`--window`, `--jacobi-init`).
+    Sjd,
     /// Best-of-N (`--n`), scored by the model's judge.
     Bon,
     /// GridAR test-time scaling (`--n`).
@@ -47,6 +51,8 @@ impl Method {
             Method::Sd => "sd",
             Method::Lantern => "lantern",
             Method::Gsd => "gsd",
+            Method::Vvs => "vvs",
+            Method::Sjd => "sjd",
             Method::Bon => "bon",
             Method::Gridar => "gridar",
         }
@@ -69,6 +75,24 @@ pub enum DraftArg {
     Chain,
     /// An EAGLE-2 dynamic tree (`--tree-total`, `--tree-depth`, `--tree-top-k`).
     Tree,
+}
+
+/// VVS skip schedules.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VvsScheduleArg {
+    /// Skip every `--vvs-interval`-th step.
+    Uniform,
+    /// Skip when the draft tree's candidate paths look alike (`--vvs-threshold`).
+    Dynamic,
+}
+
+/// Jacobi window initialisations.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JacobiInitArg {
+    /// Uniformly random tokens.
+    Random,
+    /// Copy of the left neighbour (random in the first column).
+    CopyLeft,
 }
 
 /// `argen generate`.
@@ -115,7 +139,7 @@ pub struct GenerateArgs {
     /// Top-p (nucleus) truncation (1 = off).
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
-    /// Acceptance criterion of `--method sd`.
+    /// Acceptance criterion of `--method sd`, `vvs` and `sjd`.
     #[arg(long, value_enum, default_value = "exact")]
     pub criterion: CriterionArg,
     /// Draft shape of speculative methods.
@@ -142,6 +166,21 @@ pub struct GenerateArgs {
     /// LANTERN++ factor λ (off by default).
     #[arg(long)]
     pub lambda: Option<f32>,
+    /// VVS skip schedule.
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub vvs_schedule: VvsScheduleArg,
+    /// VVS uniform schedule: skip when `step % interval == 1`.
+    #[arg(long, default_value_t = 2)]
+    pub vvs_interval: u32,
+    /// VVS dynamic schedule: similarity threshold.
+    #[arg(long, default_value_t = 0.65)]
+    pub vvs_threshold: f32,
+    /// Jacobi window length.
+    #[arg(long, default_value_t = 16)]
+    pub window: u32,
+    /// Jacobi initialisation of new window positions.
+    #[arg(long, value_enum, default_value = "random")]
+    pub jacobi_init: JacobiInitArg,
     /// Candidates of Best-of-N and GridAR.
     #[arg(long, default_value_t = 4)]
     pub n: u32,

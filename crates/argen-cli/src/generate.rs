@@ -5,15 +5,18 @@ use std::time::Instant;
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
 use argen_core::decode::{
-    drive, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode, Speculative,
-    SpeculativeConfig, Stats, Vanilla, RELEASE_W,
+    drive, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode, Jacobi,
+    JacobiConfig, JacobiInit, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs,
+    VvsConfig, RELEASE_W,
 };
 use argen_core::{SamplerParams, SliceBackend};
 use argen_cpu::{Cpu, Drafter, Gpt};
 use argen_model::{host_capacity, Condition, GptConfig, ModelHost, ModelType};
 use serde_json::json;
 
-use crate::args::{CriterionArg, DecodeArgs, DraftArg, GenerateArgs, Method};
+use crate::args::{
+    CriterionArg, DecodeArgs, DraftArg, GenerateArgs, JacobiInitArg, Method, VvsScheduleArg,
+};
 use crate::model_dir::ModelDir;
 use crate::output::{read_tokens, write_json, write_png};
 use crate::progress::Progress;
@@ -122,6 +125,13 @@ fn condition(a: &GenerateArgs, cfg: &GptConfig) -> Result<(Condition, Condition)
     }
 }
 
+fn criterion_of(a: &GenerateArgs) -> Criterion<'static> {
+    match a.criterion {
+        CriterionArg::Exact => Criterion::Exact,
+        CriterionArg::Coupled => Criterion::Coupled,
+    }
+}
+
 fn sampler(a: &GenerateArgs) -> SamplerParams {
     SamplerParams {
         temperature: a.temperature,
@@ -146,10 +156,12 @@ fn shape(a: &GenerateArgs) -> DraftShape {
 fn pending_needed(a: &GenerateArgs) -> usize {
     match (a.method, a.draft) {
         (Method::Vanilla | Method::Bon | Method::Gridar, _) => 1,
+        (Method::Sjd, _) => a.window as usize + 1,
         (_, DraftArg::Chain) => a.gamma as usize + 1,
         (_, DraftArg::Tree) => {
             let expanded = a.tree_top_k as usize * a.tree_depth.saturating_sub(1) as usize;
-            (a.tree_total as usize + 1).max(expanded)
+            // VVS prepends up to `depth` skipped tokens to the next tree.
+            (a.tree_total as usize + a.tree_depth as usize + 1).max(expanded)
         }
     }
 }
@@ -166,6 +178,22 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     }
     if !(1..=MAX_CANDIDATES as u32).contains(&a.n) {
         return Err(format!("--n must be between 1 and {MAX_CANDIDATES}"));
+    }
+    if a.method == Method::Sjd && !(1..MAX_INPUTS as u32).contains(&a.window) {
+        return Err(format!("--window must be between 1 and {}", MAX_INPUTS - 1));
+    }
+    let nodes = match a.draft {
+        DraftArg::Chain => a.gamma as usize,
+        DraftArg::Tree => a.tree_total as usize + a.tree_depth as usize,
+    };
+    if matches!(
+        a.method,
+        Method::Sd | Method::Lantern | Method::Gsd | Method::Vvs
+    ) && nodes >= MAX_INPUTS
+    {
+        return Err(format!(
+            "drafts too large: --gamma, or --tree-total plus --tree-depth, must stay below {MAX_INPUTS}"
+        ));
     }
     if !a.cfg.is_finite() {
         return Err("--cfg must be a finite number".into());
@@ -187,7 +215,10 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         1
     };
     let cap = host_capacity(&cfg, seqs, pending_needed(a));
-    let speculative = matches!(a.method, Method::Sd | Method::Lantern | Method::Gsd);
+    let speculative = matches!(
+        a.method,
+        Method::Sd | Method::Lantern | Method::Gsd | Method::Vvs
+    );
     let vq = dir.vq(&cpu, Some(&cfg))?;
     let gpt = dir.gpt(&cpu, &cfg, cap)?;
     let drafter = if speculative {
@@ -228,10 +259,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             let table;
             let embedding;
             let criterion = match a.method {
-                Method::Sd => match a.criterion {
-                    CriterionArg::Exact => Criterion::Exact,
-                    CriterionArg::Coupled => Criterion::Coupled,
-                },
+                Method::Sd => criterion_of(a),
                 Method::Lantern => {
                     let k = a.lantern_k.min(cfg.vocab_size - 1).max(1);
                     table = build_table(vq.codebook(), vq.config().codebook_embed_dim, k)
@@ -260,6 +288,51 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             };
             let mut dec =
                 Box::new(Speculative::<MAX_TOKENS, MAX_INPUTS>::new(sc, criterion).map_err(err)?);
+            execute(&mut *dec, &mut env, n_tokens)?
+        }
+        Method::Vvs => {
+            let schedule = match a.vvs_schedule {
+                VvsScheduleArg::Uniform => Schedule::Uniform {
+                    interval: a.vvs_interval,
+                },
+                VvsScheduleArg::Dynamic => Schedule::Dynamic {
+                    threshold: a.vvs_threshold,
+                    alpha: 0.9,
+                },
+            };
+            params.insert("criterion".into(), json!(criterion_of(a).name()));
+            params.insert("schedule".into(), json!(format!("{schedule:?}")));
+            params.insert("draft".into(), json!(format!("{:?}", shape(a))));
+            let vc = VvsConfig {
+                spec: SpeculativeConfig {
+                    base,
+                    draft_sampler: base.sampler,
+                    shape: shape(a),
+                },
+                schedule,
+                warmup: 5,
+                codebook: vq.codebook(),
+                dim: vq.config().codebook_embed_dim as u32,
+            };
+            let mut dec =
+                Box::new(Vvs::<MAX_TOKENS, MAX_INPUTS>::new(vc, criterion_of(a)).map_err(err)?);
+            execute(&mut *dec, &mut env, n_tokens)?
+        }
+        Method::Sjd => {
+            let init = match a.jacobi_init {
+                JacobiInitArg::Random => JacobiInit::Random,
+                JacobiInitArg::CopyLeft => JacobiInit::CopyLeft,
+            };
+            params.insert("criterion".into(), json!(criterion_of(a).name()));
+            params.insert("window".into(), json!(a.window));
+            params.insert("init".into(), json!(format!("{init:?}")));
+            let jc = JacobiConfig {
+                base,
+                window: a.window,
+                init,
+            };
+            let mut dec =
+                Box::new(Jacobi::<MAX_TOKENS, MAX_INPUTS>::new(jc, criterion_of(a)).map_err(err)?);
             execute(&mut *dec, &mut env, n_tokens)?
         }
         Method::Bon => {

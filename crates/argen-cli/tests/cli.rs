@@ -24,7 +24,9 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-const METHODS: [&str; 6] = ["vanilla", "sd", "lantern", "gsd", "bon", "gridar"];
+const METHODS: [&str; 8] = [
+    "vanilla", "sd", "lantern", "gsd", "vvs", "sjd", "bon", "gridar",
+];
 const SMALL_TREE: [&str; 8] = [
     "--tree-total",
     "10",
