@@ -104,8 +104,8 @@ pub struct EvalConfig {
 /// Evaluation results.
 #[derive(Debug, Clone, Default)]
 pub struct EvalReport {
-    /// Objects of the full canvases found with the right colour, shape and centre (±1.5 px),
-    /// one tally entry per true object plus one per spurious detection.
+    /// Objects of the full canvases found with the right colour, shape and centre (±1.5 px):
+    /// one entry per true object, plus a wrong one per detection beyond the true count.
     pub objects: Tally,
     /// Full canvas: each category's verdict, over every test prompt.
     pub categories: BTreeMap<Category, Tally>,
@@ -374,11 +374,8 @@ fn tally_objects(scene: &Scene, g: &crate::SceneGraph, t: &mut Tally) {
             None => t.add(Some(false)),
         }
     }
-    for u in used {
-        if !u {
-            t.wrong += 1;
-        }
-    }
+    // Detections beyond the true count are spurious (misread objects are already counted).
+    t.wrong += g.objects.len().saturating_sub(scene.objects.len());
 }
 
 /// Whether `truth` is definite (helper for reports).

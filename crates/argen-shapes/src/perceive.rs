@@ -76,11 +76,11 @@ impl ScorerConfig {
         ScorerConfig {
             size: cfg.size,
             chroma_threshold: 64,
-            min_area: ((8.0 * s * s).round() as usize).max(4),
+            min_area: ((12.0 * s * s).round() as usize).max(4),
             min_object: cfg.min_object_px(),
             max_object: cfg.max_object_px(),
             position_tolerance: 1.5 * s,
-            hidden_rows: 5.0 * s,
+            hidden_rows: 6.0 * s,
             cut_margin: ((2.0 * s).round() as usize).max(1),
             min_shape_iou: 0.45,
             max_objects: 12,
