@@ -26,6 +26,7 @@ pub mod degrade;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod fuzzing;
 pub mod image;
 pub mod oracle;
 pub mod palette;

@@ -49,7 +49,10 @@ fn check(rep: &EvalReport, full_min: f64, partial_min: f64, what: &str) {
             t.accuracy()
         );
         // Ambiguous ground truth must stay rare, or the accuracy would mean little.
-        assert!(t.ambiguous * 20 < t.correct + t.wrong, "{what}: {rows} rows\n{table}");
+        assert!(
+            t.ambiguous * 20 < t.correct + t.wrong,
+            "{what}: {rows} rows\n{table}"
+        );
     }
 }
 
