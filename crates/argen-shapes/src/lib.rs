@@ -7,13 +7,13 @@
 //! - [`Scene::generate`]: a deterministic, seeded scene of 1–3 objects (circle, square,
 //!   triangle; five colours; varied sizes and positions) on a textured, noisy, low-contrast
 //!   background;
-//! - [`render`]: the scene as an 8-bit RGB image (64×64 by default);
+//! - [`render()`]: the scene as an 8-bit RGB image (64×64 by default);
 //! - [`Prompt`]: a small closed grammar (colour binding, shape, counting, 2D spatial relations,
 //!   layout clauses) with a parser whose errors show the grammar, and
 //!   [`Prompt::from_scene`] / [`generate::sample_for_scene`] to describe a scene;
 //! - [`vocab`]: the fixed word vocabulary and fixed-length id encoding shared with the
 //!   Python trainer (caption conditioning through `cap_proj`);
-//! - [`perceive`]: an image, or the known top rows of a partial canvas, parsed back into a
+//! - [`perceive()`]: an image, or the known top rows of a partial canvas, parsed back into a
 //!   scene graph; [`score()`]: per-category prompt alignment (Best-of-N / final scorer);
 //!   [`check_partial`]: GridAR's possible / impossible verifier; [`infer_layout`]: the layout
 //!   clause for GridAR's reformulator;

@@ -217,7 +217,7 @@ pub fn perceive(img: &RgbImage, rows_known: usize, cfg: &ScorerConfig) -> SceneG
         found.sort_by(|a, b| b.area.cmp(&a.area).then(a.bbox.cmp(&b.bbox)));
         found.truncate(cfg.max_objects);
     }
-    found.sort_by(|a, b| (a.bbox.1, a.bbox.0).cmp(&(b.bbox.1, b.bbox.0)));
+    found.sort_by_key(|d| (d.bbox.1, d.bbox.0));
     SceneGraph {
         width: w,
         height: h,

@@ -1,7 +1,7 @@
 //! Seeded scene generation: how many objects, which shapes and colours, how big, where, and the
 //! parameters of the textured background.
 //!
-//! A scene is a pure function of `(seed, GenConfig)` (see [`crate::rng`] for the key schedule).
+//! A scene is a pure function of `(seed, GenConfig)` (ChaCha8 keyed by the seed and a stream per aspect: layout, texture, noise, prompt wording).
 //! Objects are placed by rejection sampling: each object's square bounding box lies inside the
 //! canvas with a one-pixel margin and is at least `min_gap` pixels away (on the x or the y axis)
 //! from every other object's box, so objects never touch and each is one connected blob. If a

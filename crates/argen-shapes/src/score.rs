@@ -1,7 +1,7 @@
 //! The prompt-alignment scorer (Best-of-N and final scorer), GridAR's partial-canvas verifier
 //! and its layout inference for prompt reformulation.
 //!
-//! - [`score`]: parse the image ([`crate::perceive`]) and decide each category
+//! - [`score`]: parse the image ([`crate::perceive()`]) and decide each category
 //!   ([`Verdicts`], meaning in [`crate::prompt`]) plus a soft score in `[0, 1]` for ranking
 //!   (fraction of atomic constraints met by the best assignment; 1 exactly when aligned).
 //!   Fully seen objects are taken at their measured centres; an object of no recognisable

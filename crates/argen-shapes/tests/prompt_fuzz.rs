@@ -159,7 +159,7 @@ fn corpus_prompts_hold_the_properties() {
 #[test]
 fn mutated_prompts_hold_the_properties() {
     let lines: Vec<&str> = CORPUS.lines().collect();
-    let mut rng = Xs(0x5eed_0f_5ba9e5);
+    let mut rng = Xs(0x5eed_0f5b_a9e5);
     let (mut ok, mut err) = (0, 0);
     for round in 0..20_000 {
         let base = lines[round % lines.len()];
@@ -183,7 +183,7 @@ fn mutated_pngs_hold_the_properties() {
     png_properties(&good).unwrap();
     png_properties(&RgbImage::new(40, 20).to_png()).unwrap();
     png_properties(b"not a png").unwrap();
-    let mut rng = Xs(0xb16_b00b5);
+    let mut rng = Xs(0x0b16_b00b5);
     for _ in 0..300 {
         let mut b = good.clone();
         for _ in 0..1 + rng.below(4) {
