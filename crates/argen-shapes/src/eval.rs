@@ -113,6 +113,9 @@ pub struct EvalReport {
     pub aligned: BTreeMap<Case, Tally>,
     /// Partial canvases: possible / impossible, per rows known and kind of test prompt.
     pub partial: BTreeMap<(usize, Case), Tally>,
+    /// Partial canvases per rows known: `(definitely impossible, of which the verifier said
+    /// impossible, definitely possible, of which the verifier said impossible)`.
+    pub impossible: BTreeMap<usize, (usize, usize, usize, usize)>,
     /// Number of (scene, prompt) pairs.
     pub prompts: usize,
 }
@@ -176,6 +179,11 @@ impl EvalReport {
                 }
             }
             line(&mut s, "all", &self.partial_rows(r));
+            if let Some((ni, di, np, fi)) = self.impossible.get(&r) {
+                s.push_str(&format!(
+                    "  impossible found: {di} of {ni} definitely impossible; false impossible: {fi} of {np} possible\n"
+                ));
+            }
         }
         s
     }
@@ -349,6 +357,18 @@ pub fn evaluate(cfg: &EvalConfig) -> crate::Result<EvalReport> {
                     .entry((*rows, case))
                     .or_default()
                     .add(t.judge(got));
+                let e = rep.impossible.entry(*rows).or_default();
+                match t {
+                    Truth::No => {
+                        e.0 += 1;
+                        e.1 += !got as usize;
+                    }
+                    Truth::Yes => {
+                        e.2 += 1;
+                        e.3 += !got as usize;
+                    }
+                    Truth::Ambiguous => {}
+                }
             }
         }
     }
