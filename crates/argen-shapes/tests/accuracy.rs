@@ -1,10 +1,10 @@
 //! Acceptance: the scorer against the ground-truth oracle on held-out rendered scenes.
 //!
 //! Clean renders: ≥ 99% on 1000 scenes for every category verdict, for alignment and for the
-//! possible/impossible verdict on partial canvases with 16, 32 and 48 of 64 rows known (measured:
-//! 99.94–100% per category, 99.98–100% on partial canvases; see `examples/scorer_eval.rs` for the full table). Degraded
-//! renders (VQ-like artefacts) on 200 scenes each, with bounds a little under the measured
-//! values so that a regression fails.
+//! possible/impossible verdict on partial canvases with 16, 32 and 48 of 64 rows known
+//! (measured: 99.94–100% per category, 99.98–100% on partial canvases; the full table comes
+//! from `examples/scorer_eval.rs`). Degraded renders (VQ-like artefacts) on 200 scenes each,
+//! with bounds a little under the measured values so that a regression fails.
 
 use argen_shapes::degrade::Degradation;
 use argen_shapes::eval::{evaluate, EvalConfig, EvalReport};
