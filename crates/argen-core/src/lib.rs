@@ -31,6 +31,7 @@ pub mod process;
 pub mod reduce;
 pub mod rng;
 pub mod sample;
+pub mod trace;
 
 pub use accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
 pub use backend::{

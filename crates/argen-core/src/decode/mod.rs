@@ -20,7 +20,7 @@ pub mod speculative;
 pub mod stats;
 pub mod vanilla;
 
-pub use driver::{drive, Answer, Host, NoObserver, Observer};
+pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
 pub use protocol::{
     Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
     Score, TargetRun,
