@@ -8,6 +8,9 @@
 //! conveniences that allocate, `std` (default) implies `alloc` and implements `std::error::Error`,
 //! `defmt` derives `defmt::Format` on public types for embedded logging.
 //!
+//! [`trace`] records decoding runs in a compact, versioned binary format and replays them, reporting
+//! the first divergence (golden traces of every decoder live in `fixtures/traces/`).
+//!
 //! Start with [`process`] (logits → fixed-point distribution) and [`sample`] (keyed draw); the
 //! determinism contract is specified in [`rng`], [`process`] and [`dist`].
 #![no_std]

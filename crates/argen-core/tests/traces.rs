@@ -647,6 +647,9 @@ fn perturbed_logits_are_reported_at_the_exact_step() {
             };
             let mut dec = make();
             let result = dec.replay(&mut host, &trace);
+            if let Err(ReplayError::Diverged(d)) = &result {
+                println!("{name}, +100 on token {token} at step {at}: {d}");
+            }
             assert_diverges_at(
                 result,
                 at,
@@ -1290,4 +1293,57 @@ fn reader_survives_the_corpus_and_its_mutations() {
     );
     assert!(tally.inputs > 20_000);
     assert!(tally.parsed > 0 && tally.replayed > 0);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Whatever is written is read back exactly, into a caller's buffer of the exact size.
+    #[test]
+    fn write_read_round_trip(
+        name in "[a-z0-9-]{1,64}",
+        raw in proptest::collection::vec((1u8..=6, proptest::prelude::any::<[u32; 5]>(), proptest::prelude::any::<[u64; 2]>(), proptest::prelude::any::<bool>(), 1u8..=3), 0..40),
+        tokens in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..100),
+        hist in proptest::prelude::any::<[u32; 32]>(),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let records: Vec<Record> = raw
+            .iter()
+            .map(|&(k, w, d, s, v)| {
+                let kind = ActionKind::from_byte(k).unwrap();
+                Record {
+                    kind,
+                    new_step: s && kind == ActionKind::Draft,
+                    variants: if kind.is_forward() { v } else { 0 },
+                    seq: w[0],
+                    items: w[1],
+                    aux: w[2],
+                    answer: w[3],
+                    committed: w[4],
+                    action_digest: d[0],
+                    token_digest: d[1],
+                }
+            })
+            .collect();
+        let stats = Stats { tokens: tokens.len() as u32, draft_rows: 5, accepted_hist: hist, ..Stats::default() };
+        let header = Header::new(&name, seed ^ 1, seed, 17);
+        let mut buf = vec![0u8; trace_len(name.len(), records.len(), tokens.len())];
+        let mut w = TraceWriter::new(SliceSink::new(&mut buf), &header);
+        for r in &records {
+            w.record(r);
+        }
+        let (_, len) = w.finish(&stats, 3, &tokens).unwrap();
+        proptest::prop_assert_eq!(len, buf.len());
+        let t = Trace::parse(&buf).unwrap();
+        proptest::prop_assert_eq!(*t.header(), header);
+        proptest::prop_assert!(t.records().eq(records.iter().copied()));
+        proptest::prop_assert_eq!(*t.stats(), stats);
+        proptest::prop_assert_eq!(t.result_seq(), 3);
+        proptest::prop_assert!(t.tokens().eq(tokens.iter().copied()));
+        proptest::prop_assert_eq!(t.token_digest(), argen_core::trace::Fnv64::of_tokens(&tokens));
+    }
 }

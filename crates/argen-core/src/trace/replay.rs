@@ -119,10 +119,33 @@ impl fmt::Display for Divergence {
             Location::Step(s) => write!(f, "step {s}")?,
             Location::Footer => f.write_str("footer")?,
         }
-        write!(
-            f,
-            ": {} differs: trace has {:#x}, run gives {:#x}",
-            self.field, self.expected, self.found
+        if self.field.is_hex() {
+            write!(
+                f,
+                ": {} differs: trace has {:#x}, run gives {:#x}",
+                self.field, self.expected, self.found
+            )
+        } else {
+            write!(
+                f,
+                ": {} differs: trace has {}, run gives {}",
+                self.field, self.expected, self.found
+            )
+        }
+    }
+}
+
+impl Field {
+    /// Whether the field's values are digests or bit patterns (shown in hexadecimal).
+    pub fn is_hex(&self) -> bool {
+        matches!(
+            self,
+            Field::DecoderName
+                | Field::ConfigHash
+                | Field::ActionDigest
+                | Field::TokenDigest
+                | Field::Answer
+                | Field::Flags
         )
     }
 }
