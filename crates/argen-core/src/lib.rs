@@ -11,6 +11,9 @@
 //! Start with [`process()`] (logits → fixed-point distribution) and [`sample()`] (keyed draw);
 //! the determinism contract is specified in [`rng`], [`mod@process`] and [`dist`]; decoders
 //! live in [`decode`], acceptance rules in [`accept`], the device interface in [`backend`].
+//!
+//! [`trace`] records decoding runs in a compact, versioned binary format and replays them,
+//! reporting the first divergence (golden traces of every decoder live in `fixtures/traces/`).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -32,6 +35,7 @@ pub mod process;
 pub mod reduce;
 pub mod rng;
 pub mod sample;
+pub mod trace;
 
 pub use accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
 pub use backend::{

@@ -29,11 +29,47 @@ pub trait Host<B: Backend> {
     fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, B::Logits>, Self::Error>;
 }
 
-/// Observes each action before it is carried out and the decoder after it was answered (used to
-/// record and replay traces).
+/// A summary of a host's answer, as [`Observer::answered`] sees it (the logits themselves stay with
+/// the backend).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Answered {
+    /// Logits with this many rows.
+    Logits {
+        /// Rows of the answer, as the backend counts them.
+        rows: u32,
+    },
+    /// A verdict.
+    Verdict(bool),
+    /// A score.
+    Score(f32),
+    /// A reformulation was carried out.
+    Reformulated,
+}
+
+impl Answered {
+    /// The summary of `answer`.
+    pub fn of<B: Backend>(backend: &B, answer: &Answer<'_, B::Logits>) -> Self {
+        match *answer {
+            Answer::Logits(l) => Answered::Logits {
+                rows: u32::try_from(backend.logit_rows(l)).unwrap_or(u32::MAX),
+            },
+            Answer::Verdict(v) => Answered::Verdict(v),
+            Answer::Score(s) => Answered::Score(s),
+            Answer::Reformulated => Answered::Reformulated,
+        }
+    }
+}
+
+/// Observes each action before it is carried out, the host's answer, and the decoder after it
+/// handled the answer (used to record and replay traces, see [`crate::trace`]).
 pub trait Observer {
     /// Called with each action, before the host answers it.
     fn before(&mut self, action: &Action<'_>);
+    /// Called with a summary of the host's answer, before the decoder handles it. The default
+    /// does nothing.
+    fn answered(&mut self, answer: Answered) {
+        let _ = answer;
+    }
     /// Called after the decoder handled the answer.
     fn after<D: Decoder>(&mut self, decoder: &D);
 }
@@ -68,7 +104,9 @@ where
             return Ok(decoder.stats());
         }
         observer.before(&action);
-        match host.answer(&action)? {
+        let answer = host.answer(&action)?;
+        observer.answered(Answered::of(backend, &answer));
+        match answer {
             Answer::Logits(l) => decoder.handle_logits(backend, l)?,
             Answer::Verdict(v) => decoder.handle_verdict(v)?,
             Answer::Score(s) => decoder.handle_score(s)?,

@@ -30,7 +30,7 @@ pub mod vanilla;
 pub mod vvs;
 
 pub use best_of_n::{candidate_config, BestOfN};
-pub use driver::{drive, Answer, Host, NoObserver, Observer};
+pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
 pub use gridar::{GridAr, GridArConfig, GridArReport, RELEASE_W};
 pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 pub use protocol::{
