@@ -15,8 +15,9 @@ use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
 use argen_core::backend::SliceBackend;
 use argen_core::decode::{
-    drive, Action, Answer, Config, Decoder, DraftShape, GuidanceMode, Host, NoObserver, Observer,
-    Speculative, SpeculativeConfig, Stats, Vanilla,
+    drive, Action, Answer, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig,
+    GuidanceMode, Host, Jacobi, JacobiConfig, JacobiInit, NoObserver, Observer, Schedule,
+    Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig, RELEASE_W,
 };
 use argen_core::trace::{
     config_hash, replay, trace_len, ActionKind, Crc32, Divergence, Field, Header, Location, Record,
@@ -94,7 +95,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
 // Running decoders against the synthetic host.
 
 fn host() -> SyntheticHost {
-    SyntheticHost::new(World::new(W), &CLASSES)
+    let mut h = SyntheticHost::new(World::new(W), &CLASSES);
+    // VVS pairs skipped tokens with older features; the host checks they exist.
+    h.stale_features = true;
+    h
 }
 
 fn drive_with<D, H>(dec: &mut D, host: &mut H, obs: &mut impl Observer) -> Result<Stats, Error>
@@ -239,6 +243,37 @@ impl Golden {
         })
     }
 
+    /// A VVS decoder over the tree shape with `schedule` and `criterion`.
+    fn vvs(&self, schedule: Schedule, criterion: Criterion<'_>) -> Result<Made, String> {
+        let codebook = World::new(W).codebook();
+        let cfg = VvsConfig {
+            spec: spec_config(SEED, TREE),
+            schedule,
+            warmup: 5,
+            codebook: &codebook,
+            dim: 2,
+        };
+        let hash = config_hash(&(&cfg, &criterion));
+        self.check(
+            Vvs::<64, 64>::new(cfg, criterion).map_err(|e| e.to_string())?,
+            hash,
+        )
+    }
+
+    /// A Jacobi decoder (window 8) with `init` and `criterion`.
+    fn jacobi(&self, init: JacobiInit, criterion: Criterion<'_>) -> Result<Made, String> {
+        let cfg = JacobiConfig {
+            base: base(),
+            window: 8,
+            init,
+        };
+        let hash = config_hash(&(&cfg, &criterion));
+        self.check(
+            Jacobi::<64, 16>::new(cfg, criterion).map_err(|e| e.to_string())?,
+            hash,
+        )
+    }
+
     /// A speculative decoder over [`base`] with `shape` and `criterion`.
     fn spec(&self, shape: DraftShape, criterion: Criterion<'_>) -> Result<Made, String> {
         let cfg = spec_config(SEED, shape);
@@ -280,6 +315,32 @@ fn golden_table() -> Vec<(&'static str, Entry)> {
         }),
         ("speculative-tree-lantern", |g| g.spec(TREE, g.lantern())),
         ("speculative-tree-grouped", |g| g.spec(TREE, g.grouped())),
+        ("vvs-tree-uniform2-exact", |g| {
+            g.vvs(Schedule::Uniform { interval: 2 }, Criterion::Exact)
+        }),
+        ("vvs-tree-dynamic-lantern", |g| {
+            g.vvs(Schedule::DYNAMIC_PAPER, g.lantern())
+        }),
+        ("jacobi-random-exact", |g| {
+            g.jacobi(JacobiInit::Random, Criterion::Exact)
+        }),
+        ("jacobi-copyleft-coupled", |g| {
+            g.jacobi(JacobiInit::CopyLeft, Criterion::Coupled)
+        }),
+        ("best-of-4-vanilla", |g| {
+            let b = BestOfN::<Vanilla<64>, 4>::new(base(), 4, Vanilla::new).unwrap();
+            g.check(b, config_hash(&base()) ^ 4)
+        }),
+        ("gridar-4-reformulate", |g| {
+            let cfg = GridArConfig {
+                base: base(),
+                n: 4,
+                verifier: true,
+                reformulate: true,
+                w: RELEASE_W,
+            };
+            g.check(GridAr::<4, 64>::new(cfg).unwrap(), config_hash(&cfg))
+        }),
     ]
 }
 

@@ -290,6 +290,62 @@ impl StableEncode for Criterion<'_> {
     }
 }
 
+/// Tag byte (0 never, 1 uniform, 2 dynamic), then interval, or threshold and α.
+impl StableEncode for crate::decode::Schedule {
+    fn encode(&self, h: &mut Fnv64) {
+        use crate::decode::Schedule;
+        match *self {
+            Schedule::Never => h.u8(0),
+            Schedule::Uniform { interval } => {
+                h.u8(1);
+                h.u32(interval);
+            }
+            Schedule::Dynamic { threshold, alpha } => {
+                h.u8(2);
+                h.f32(threshold);
+                h.f32(alpha);
+            }
+        }
+    }
+}
+
+/// Speculative config, schedule, warm-up, codebook (length, then `f32` bits), dim.
+impl StableEncode for crate::decode::VvsConfig<'_> {
+    fn encode(&self, h: &mut Fnv64) {
+        self.spec.encode(h);
+        self.schedule.encode(h);
+        h.u32(self.warmup);
+        h.len(self.codebook.len());
+        for &x in self.codebook {
+            h.f32(x);
+        }
+        h.u32(self.dim);
+    }
+}
+
+/// Base config, window, initialisation byte (0 random, 1 copy-left).
+impl StableEncode for crate::decode::JacobiConfig {
+    fn encode(&self, h: &mut Fnv64) {
+        self.base.encode(h);
+        h.u32(self.window);
+        h.u8(match self.init {
+            crate::decode::JacobiInit::Random => 0,
+            crate::decode::JacobiInit::CopyLeft => 1,
+        });
+    }
+}
+
+/// Base config, `n`, verifier and reformulation flags, `w`.
+impl StableEncode for crate::decode::GridArConfig {
+    fn encode(&self, h: &mut Fnv64) {
+        self.base.encode(h);
+        h.u32(self.n);
+        h.u8(self.verifier as u8);
+        h.u8(self.reformulate as u8);
+        h.f32(self.w);
+    }
+}
+
 /// Tag byte (0 condition, 1 target, 2 last-target, 3 draft), then the value (0 for condition).
 impl StableEncode for FeatureRef {
     fn encode(&self, h: &mut Fnv64) {
