@@ -20,6 +20,21 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Turn a JSON array of token ids into an image.
     Decode(DecodeArgs),
+    /// Judge a ShapesWorld image against a prompt, per category.
+    Score(ScoreArgs),
+}
+
+/// `argen score`.
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The prompt, in the ShapesWorld grammar.
+    #[arg(long)]
+    pub prompt: String,
+    /// The image (PNG, square, 32–1024 px).
+    pub image: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Decoding methods.
@@ -99,9 +114,13 @@ pub enum JacobiInitArg {
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// Model directory: gpt.json, gpt.safetensors, vq.json, vq.safetensors, and
-    /// drafter.safetensors for speculative methods.
+    /// drafter.safetensors for speculative methods [default: $ARGEN_MODEL, else the bundled
+    /// ShapesWorld model]
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
+    /// ShapesWorld prompt, e.g. "two red circles left of a blue square" (ShapesWorld models).
+    #[arg(long)]
+    pub prompt: Option<String>,
     /// Decoding method.
     #[arg(long, value_enum, default_value = "vanilla")]
     pub method: Method,
@@ -195,9 +214,9 @@ pub struct GenerateArgs {
 /// `argen decode`.
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
-    /// Model directory (vq.json, vq.safetensors).
+    /// Model directory (vq.json, vq.safetensors) [default: as for `generate`]
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// JSON array of token ids, in raster order.
     #[arg(long)]
     pub tokens: PathBuf,

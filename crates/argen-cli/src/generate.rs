@@ -11,15 +11,17 @@ use argen_core::decode::{
 };
 use argen_core::{SamplerParams, SliceBackend};
 use argen_cpu::{Cpu, Drafter, Gpt};
-use argen_model::{host_capacity, Condition, GptConfig, ModelHost, ModelType};
+use argen_model::{host_capacity, Condition, GptConfig, Judge, ModelHost, ModelType};
 use serde_json::json;
 
 use crate::args::{
-    CriterionArg, DecodeArgs, DraftArg, GenerateArgs, JacobiInitArg, Method, VvsScheduleArg,
+    CriterionArg, DecodeArgs, DraftArg, GenerateArgs, JacobiInitArg, Method, ScoreArgs,
+    VvsScheduleArg,
 };
-use crate::model_dir::ModelDir;
+use crate::model_dir::resolve;
 use crate::output::{read_tokens, write_json, write_png};
 use crate::progress::Progress;
+use crate::shapes::{self, ShapesJudge};
 
 /// Most image tokens (32 × 32: LlamaGen at 512 px).
 pub const MAX_TOKENS: usize = 1024;
@@ -43,7 +45,12 @@ struct Outcome {
     wall: f64,
 }
 
-fn execute<D: Decoder>(dec: &mut D, env: &mut Env, total_tokens: u32) -> Result<Outcome, String> {
+fn execute<'a, D: Decoder>(
+    dec: &mut D,
+    env: &'a mut Env,
+    judge: Option<&'a mut (dyn Judge + 'a)>,
+    total_tokens: u32,
+) -> Result<Outcome, String> {
     let v = env.vocab;
     let rows = dec.dist_rows_needed();
     let (mut w, mut t, mut f, mut u) = (
@@ -54,7 +61,7 @@ fn execute<D: Decoder>(dec: &mut D, env: &mut Env, total_tokens: u32) -> Result<
     );
     let mut backend =
         SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u).map_err(|e| e.to_string())?;
-    let mut host = ModelHost::new(&mut env.gpt, env.drafter.as_mut(), None, &env.conds)
+    let mut host = ModelHost::new(&mut env.gpt, env.drafter.as_mut(), judge, &env.conds)
         .map_err(|e| e.to_string())?;
     let mut progress = Progress::new(total_tokens, env.quiet);
     let start = Instant::now();
@@ -69,6 +76,10 @@ fn execute<D: Decoder>(dec: &mut D, env: &mut Env, total_tokens: u32) -> Result<
 }
 
 fn condition(a: &GenerateArgs, cfg: &GptConfig) -> Result<(Condition, Condition), String> {
+    if let Some(text) = &a.prompt {
+        shapes::check_model(cfg)?;
+        return Ok(shapes::conditions(&shapes::parse_prompt(text)?));
+    }
     match cfg.model_type {
         ModelType::C2i => {
             let class = a.class.ok_or_else(|| {
@@ -87,7 +98,8 @@ fn condition(a: &GenerateArgs, cfg: &GptConfig) -> Result<(Condition, Condition)
         }
         ModelType::T2i => {
             let path = a.caption.as_ref().ok_or(
-                "this is a text-conditional model: give --caption FILE (raw f32 caption features)",
+                "this is a text-conditional model: give --prompt TEXT (ShapesWorld) or --caption \
+                 FILE (raw f32 caption features)",
             )?;
             let bytes =
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -168,7 +180,7 @@ fn pending_needed(a: &GenerateArgs) -> usize {
 
 /// `argen generate`.
 pub fn run(a: &GenerateArgs) -> Result<(), String> {
-    let dir = ModelDir::open(&a.model)?;
+    let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     if cfg.block_size > MAX_TOKENS {
         return Err(format!(
@@ -233,6 +245,12 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         vocab: cfg.vocab_size,
         quiet: a.quiet,
     };
+    let prompt = a.prompt.as_deref().map(shapes::parse_prompt).transpose()?;
+    let mut shapes_judge = match &prompt {
+        Some(p) => Some(ShapesJudge::new(&vq, p.clone(), cfg.grid())?),
+        None => None,
+    };
+    let reformulate = shapes_judge.is_some();
     let guidance = if a.cfg == 1.0 {
         GuidanceMode::None
     } else {
@@ -253,7 +271,12 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     let outcome = match a.method {
         Method::Vanilla => {
             let mut dec = Box::new(Vanilla::<MAX_TOKENS>::new(base).map_err(err)?);
-            execute(&mut *dec, &mut env, n_tokens)?
+            execute(
+                &mut *dec,
+                &mut env,
+                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
         }
         Method::Sd | Method::Lantern | Method::Gsd => {
             let table;
@@ -288,7 +311,12 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             };
             let mut dec =
                 Box::new(Speculative::<MAX_TOKENS, MAX_INPUTS>::new(sc, criterion).map_err(err)?);
-            execute(&mut *dec, &mut env, n_tokens)?
+            execute(
+                &mut *dec,
+                &mut env,
+                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
         }
         Method::Vvs => {
             let schedule = match a.vvs_schedule {
@@ -316,7 +344,12 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             };
             let mut dec =
                 Box::new(Vvs::<MAX_TOKENS, MAX_INPUTS>::new(vc, criterion_of(a)).map_err(err)?);
-            execute(&mut *dec, &mut env, n_tokens)?
+            execute(
+                &mut *dec,
+                &mut env,
+                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
         }
         Method::Sjd => {
             let init = match a.jacobi_init {
@@ -333,7 +366,12 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             };
             let mut dec =
                 Box::new(Jacobi::<MAX_TOKENS, MAX_INPUTS>::new(jc, criterion_of(a)).map_err(err)?);
-            execute(&mut *dec, &mut env, n_tokens)?
+            execute(
+                &mut *dec,
+                &mut env,
+                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
         }
         Method::Bon => {
             params.insert("n".into(), json!(a.n));
@@ -341,7 +379,12 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
                 BestOfN::<Vanilla<MAX_TOKENS>, MAX_CANDIDATES>::new(base, a.n, Vanilla::new)
                     .map_err(err)?,
             );
-            execute(&mut *dec, &mut env, n_tokens * a.n)?
+            execute(
+                &mut *dec,
+                &mut env,
+                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
+                n_tokens * a.n,
+            )?
         }
         Method::Gridar => {
             params.insert("n".into(), json!(a.n));
@@ -349,14 +392,24 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
                 base,
                 n: a.n,
                 verifier: true,
-                reformulate: false,
+                reformulate,
                 w: RELEASE_W,
             };
+            params.insert("reformulate".into(), json!(reformulate));
             let mut dec = Box::new(GridAr::<MAX_CANDIDATES, MAX_TOKENS>::new(gc).map_err(err)?);
-            execute(&mut *dec, &mut env, n_tokens * a.n)?
+            execute(
+                &mut *dec,
+                &mut env,
+                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
+                n_tokens * a.n,
+            )?
         }
     };
     let grid = cfg.grid();
+    let alignment = match &shapes_judge {
+        Some(j) => Some(alignment_json(&j.score_tokens(&outcome.tokens)?)),
+        None => None,
+    };
     let image = vq
         .decode(&outcome.tokens, grid, grid)
         .map_err(|e| e.to_string())?;
@@ -383,6 +436,8 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             "accepted_hist": s.accepted_hist.to_vec(),
             "params": params,
             "image": { "width": image.width, "height": image.height },
+            "prompt": a.prompt,
+            "alignment": alignment,
             "wall_seconds": outcome.wall,
         });
         write_json(path, &value)?;
@@ -425,9 +480,55 @@ fn check_writable(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
+    let v = &s.verdicts;
+    json!({
+        "aligned": s.aligned,
+        "soft": s.soft,
+        "count": v.count,
+        "shape": v.shape,
+        "colour": v.colour,
+        "spatial": v.spatial,
+        "layout": v.layout,
+        "objects": s.scene.objects.len(),
+    })
+}
+
+/// `argen score`.
+pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
+    let prompt = shapes::parse_prompt(&a.prompt)?;
+    let img = argen_shapes::RgbImage::load_png(&a.image).map_err(|e| e.to_string())?;
+    let s = argen_shapes::score(&prompt, &img).map_err(|e| e.to_string())?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let v = &s.verdicts;
+    println!("prompt:  {prompt}");
+    println!("objects: {}", s.scene.objects.len());
+    for (name, ok) in [
+        ("count", v.count),
+        ("shape", v.shape),
+        ("colour", v.colour),
+        ("spatial", v.spatial),
+        ("layout", v.layout),
+    ] {
+        println!("{name:8} {}", if ok { "yes" } else { "no" });
+    }
+    println!(
+        "aligned: {} (soft score {:.3})",
+        if s.aligned { "yes" } else { "no" },
+        s.soft
+    );
+    Ok(())
+}
+
 /// `argen decode`.
 pub fn decode(a: &DecodeArgs) -> Result<(), String> {
-    let dir = ModelDir::open(&a.model)?;
+    let dir = resolve(a.model.as_deref())?;
     check_writable(&a.out)?;
     let tokens = read_tokens(&a.tokens)?;
     let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;

@@ -1,5 +1,5 @@
 //! `argen`: generate images with visual autoregressive models, with any of argen's decoding
-//! methods; turn token ids into images.
+//! methods; turn token ids into images; judge ShapesWorld images against prompts.
 //!
 //! Errors are reported as one line on stderr (`argen: error: …`) with exit status 1 — never a
 //! panic or a backtrace.
@@ -9,6 +9,7 @@ mod generate;
 mod model_dir;
 mod output;
 mod progress;
+mod shapes;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Generate(g) => generate::run(&g),
         args::Command::Decode(d) => generate::decode(&d),
+        args::Command::Score(s) => generate::score_image(&s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

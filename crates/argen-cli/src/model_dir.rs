@@ -12,6 +12,31 @@ pub struct ModelDir {
     pub dir: PathBuf,
 }
 
+/// The bundled ShapesWorld model, in the source tree.
+pub const BUNDLED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/models/shapesworld"
+);
+
+/// The model directory to use: `--model`, else `$ARGEN_MODEL`, else the bundled model.
+pub fn resolve(arg: Option<&Path>) -> Result<ModelDir, String> {
+    if let Some(p) = arg {
+        return ModelDir::open(p);
+    }
+    if let Some(p) = std::env::var_os("ARGEN_MODEL") {
+        return ModelDir::open(Path::new(&p));
+    }
+    let bundled = Path::new(BUNDLED);
+    if !bundled.join("gpt.json").is_file() {
+        return Err(format!(
+            "no --model given and the bundled ShapesWorld model is missing at {} \
+             (train it with `python3 tools/shapes/train.py`, or pass --model DIR)",
+            bundled.display()
+        ));
+    }
+    ModelDir::open(bundled)
+}
+
 impl ModelDir {
     /// Checks that `dir` exists and holds the two configs.
     pub fn open(dir: &Path) -> Result<Self, String> {

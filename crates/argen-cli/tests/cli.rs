@@ -249,3 +249,69 @@ fn decode_round_trips_generated_tokens() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read(out).unwrap(), png);
 }
+
+#[test]
+fn score_judges_a_rendered_scene_per_category() {
+    use argen_shapes::generate::PromptStyle;
+    use argen_shapes::{render, GenConfig, Prompt, Scene};
+    let scene = Scene::generate(12345, &GenConfig::default()).unwrap();
+    let img = render(&scene);
+    let path = tmp("scene.png");
+    img.save_png(&path).unwrap();
+    let p = path.display().to_string();
+    let truth = Prompt::from_scene(&scene, PromptStyle::Full, 0)
+        .unwrap()
+        .to_string();
+    let out = argen(&["score", "--prompt", &truth, &p, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["aligned"], true, "{truth}: {v}");
+    assert_eq!(v["objects"].as_u64().unwrap() as usize, scene.objects.len());
+    // A prompt with one object too many is not aligned on count.
+    let wrong = if scene.objects.len() == 3 {
+        "a red circle"
+    } else {
+        "three blue squares"
+    };
+    let out = argen(&["score", "--prompt", wrong, &p, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], false, "{wrong}: {v}");
+    let table = argen(&["score", "--prompt", &truth, &p]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    for cat in ["count", "shape", "colour", "spatial", "layout", "aligned"] {
+        assert!(text.contains(cat), "{text}");
+    }
+}
+
+#[test]
+fn score_and_prompt_errors_are_clear() {
+    let not_png = tmp("not.png");
+    std::fs::write(&not_png, b"hello").unwrap();
+    let np = not_png.display().to_string();
+    fails_with(&["score", "--prompt", "a red circle", &np], "PNG");
+    let small = tmp("small.png");
+    argen_shapes::RgbImage::new(20, 30)
+        .save_png(&small)
+        .unwrap();
+    let sp = small.display().to_string();
+    fails_with(&["score", "--prompt", "a red circle", &sp], "20");
+    let good = tmp("good.png");
+    argen_shapes::RgbImage::new(64, 64).save_png(&good).unwrap();
+    let gp = good.display().to_string();
+    let out = argen(&["score", "--prompt", "a purple elephant", &gp]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("elephant") && err.contains("circle"),
+        "grammar not shown: {err}"
+    );
+    let m = model();
+    fails_with(
+        &["generate", "--model", &m, "--prompt", "a red circle"],
+        "ShapesWorld model",
+    );
+}
