@@ -36,6 +36,10 @@ impl<'a> NeighbourTable<'a> {
                 reason: "table length is not vocabulary size × k",
             });
         }
+        // With an allocator, duplicates are found with a stamp per token (O(V·k)); without one,
+        // by scanning the row so far (O(V·k²), fine for the small tables of embedded targets).
+        #[cfg(feature = "alloc")]
+        let mut stamp = alloc::vec![u32::MAX; vocab];
         for (token, row) in ids.chunks_exact(k).enumerate() {
             for (j, &id) in row.iter().enumerate() {
                 if id as usize >= vocab {
@@ -48,7 +52,14 @@ impl<'a> NeighbourTable<'a> {
                         reason: "a row lists its own token",
                     });
                 }
-                if row[..j].contains(&id) {
+                #[cfg(feature = "alloc")]
+                let repeated =
+                    core::mem::replace(&mut stamp[id as usize], token as u32) == token as u32;
+                #[cfg(not(feature = "alloc"))]
+                let repeated = row[..j].contains(&id);
+                #[cfg(feature = "alloc")]
+                let _ = j; // only the scan without an allocator needs the position
+                if repeated {
                     return Err(Error::InvalidNeighbourTable {
                         reason: "a row repeats an id",
                     });
