@@ -23,6 +23,9 @@
 //!    intersection (so their order does not matter). The top token always survives, so the output
 //!    total is at least `2^40`.
 //!
+//! (Implementation note: tokens more than 32 nats below the top are dropped before step 4; they
+//! would get weight 0 in step 5 and rank below every other candidate, so no output changes.)
+//!
 //! Every step after the `exp` is exact integer arithmetic, which is why any backend that reproduces
 //! [`crate::detmath::exp_f32`] reproduces the weights bit for bit.
 
@@ -31,6 +34,10 @@ use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
 use crate::MAX_VOCAB;
+
+/// Logits more than this far below the top (after temperature) always get weight 0:
+/// `exp(−32) · 2^40 ≈ 0.014 < 1`.
+const HOPELESS: f32 = -32.0;
 
 /// Sampling parameters of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,7 +182,6 @@ pub fn process<L: Logit>(
         1.0
     };
     let mut best: Option<(u64, u32)> = None;
-    let mut candidates = 0usize;
     for (i, yi) in y.iter_mut().enumerate() {
         if *yi == f32::NEG_INFINITY {
             continue;
@@ -189,8 +195,6 @@ pub fn process<L: Logit>(
         if best.is_none_or(|(k, _)| key > k) {
             best = Some((key, i as u32));
         }
-        order[candidates] = i as u32;
-        candidates += 1;
     }
     let (_, argmax) = best.ok_or(Error::AllMasked)?;
     out.fill(0);
@@ -201,6 +205,18 @@ pub fn process<L: Logit>(
             argmax,
             support: 1,
         });
+    }
+    // Candidates: tokens within HOPELESS nats of the top. A token further below gets weight
+    // trunc(exp(y − m)·2^40) = 0 whatever happens, and it ranks below every candidate, so
+    // leaving it out of the top-k selection and the top-p walk changes no output bit — it only
+    // spares the selection most of a peaked row.
+    let m = y[argmax as usize];
+    let mut candidates = 0usize;
+    for (i, &yi) in y.iter().enumerate() {
+        if yi != f32::NEG_INFINITY && yi - m >= HOPELESS {
+            order[candidates] = i as u32;
+            candidates += 1;
+        }
     }
 
     // Step 4: top-k partitions the k best candidates to the front.
@@ -216,7 +232,6 @@ pub fn process<L: Logit>(
     let cand = &mut order[..candidates];
 
     // Step 5: weights.
-    let m = y[argmax as usize];
     let mut total = 0u64;
     for &i in cand.iter() {
         let e = crate::detmath::exp_f32(y[i as usize] - m);
