@@ -498,7 +498,10 @@ fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
 pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
     let prompt = shapes::parse_prompt(&a.prompt)?;
     let img = argen_shapes::RgbImage::load_png(&a.image).map_err(|e| e.to_string())?;
-    let s = argen_shapes::score(&prompt, &img).map_err(|e| e.to_string())?;
+    let s = argen_shapes::score(&prompt, &img).map_err(|e| {
+        e.to_string()
+            .replace("<memory>", &a.image.display().to_string())
+    })?;
     if a.json {
         println!(
             "{}",
