@@ -1,0 +1,100 @@
+//! The launch layer: device-independent launch descriptions and the executor trait.
+//!
+//! Everything above the FFI — job packing, validation, buffer management, status decoding,
+//! the [`argen_core::Backend`] implementation — is written against [`Executor`], which has two
+//! implementations: [`crate::cuda::CudaExecutor`] (cudarc) and [`crate::opencl::OpenClExecutor`]
+//! (any OpenCL 1.2 device; PoCL in CI). A [`Launch`] names the kernel, the grid (work-groups),
+//! the block (work-items per group), dynamic shared memory and the arguments, in order; both
+//! executors translate the same description, so CI on PoCL exercises the very code path that
+//! drives the GPU.
+
+use crate::error::Result;
+use crate::kernels::Kernel;
+
+/// One kernel argument.
+#[derive(Debug)]
+pub enum Arg<'a, B> {
+    /// A device buffer (passed as a pointer).
+    Buf(&'a B),
+    /// A 32-bit unsigned scalar.
+    U32(u32),
+}
+
+/// A kernel launch: `grid` work-groups of `block` work-items.
+#[derive(Debug)]
+pub struct Launch<'a, B> {
+    /// Which kernel.
+    pub kernel: Kernel,
+    /// Number of work-groups (CUDA blocks).
+    pub grid: u32,
+    /// Work-items per group (CUDA threads per block).
+    pub block: u32,
+    /// Dynamic shared (local) memory in bytes; the current kernels use static sizes only.
+    pub shared_bytes: u32,
+    /// Arguments in declaration order.
+    pub args: &'a [Arg<'a, B>],
+}
+
+/// A device that can hold buffers and run the argen program.
+pub trait Executor {
+    /// A device buffer of bytes.
+    type Buffer;
+
+    /// A short description of the device, for logs and reports.
+    fn describe(&self) -> String;
+    /// Allocates `bytes` (at least 1) zeroed bytes.
+    fn alloc(&self, bytes: usize) -> Result<Self::Buffer>;
+    /// Size of a buffer in bytes.
+    fn len(&self, buf: &Self::Buffer) -> usize;
+    /// Copies `data` to `buf[offset..]` (blocking).
+    fn write(&self, buf: &mut Self::Buffer, offset: usize, data: &[u8]) -> Result<()>;
+    /// Copies `buf[offset..offset + out.len()]` to `out` (blocking: waits for prior launches).
+    fn read(&self, buf: &Self::Buffer, offset: usize, out: &mut [u8]) -> Result<()>;
+    /// Enqueues a launch.
+    fn launch(&self, launch: &Launch<'_, Self::Buffer>) -> Result<()>;
+}
+
+/// Appends `u32` words as little-endian bytes.
+pub fn push_words(out: &mut Vec<u8>, words: &[u32]) {
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+/// Reads little-endian `u32` words.
+pub fn read_words(bytes: &[u8], out: &mut [u32]) {
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}
+
+/// Reads little-endian `u64` words.
+pub fn read_u64s(bytes: &[u8], out: &mut [u64]) {
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        *o = u64::from_le_bytes(b);
+    }
+}
+
+impl<T: Executor> Executor for &T {
+    type Buffer = T::Buffer;
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn alloc(&self, bytes: usize) -> Result<Self::Buffer> {
+        (**self).alloc(bytes)
+    }
+    fn len(&self, buf: &Self::Buffer) -> usize {
+        (**self).len(buf)
+    }
+    fn write(&self, buf: &mut Self::Buffer, offset: usize, data: &[u8]) -> Result<()> {
+        (**self).write(buf, offset, data)
+    }
+    fn read(&self, buf: &Self::Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
+        (**self).read(buf, offset, out)
+    }
+    fn launch(&self, launch: &Launch<'_, Self::Buffer>) -> Result<()> {
+        (**self).launch(launch)
+    }
+}

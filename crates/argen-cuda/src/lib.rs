@@ -1,0 +1,28 @@
+//! # argen-cuda
+//!
+//! The GPU backend of argen for desktop, datacenter and Jetson NVIDIA GPUs.
+//!
+//! * [`kernels`]: one kernel source for NVRTC and OpenCL C (portability header, deterministic
+//!   exp, ChaCha20 keyed streams, logit processing, keyed sampling, top-k, draft-tree
+//!   verification under every acceptance criterion of `argen-core`).
+//! * [`launch`]: device-independent launch descriptions and the [`launch::Executor`] trait.
+//! * [`backend::GpuBackend`]: `argen_core::Backend` over any executor, bit-identical to
+//!   `argen_core::SliceBackend`.
+//! * [`opencl::OpenClExecutor`]: OpenCL executor (PoCL in CI runs every kernel on the CPU).
+//! * [`cuda`]: library discovery (incl. Jetson's Tegra folders), [`probe`], NVRTC compilation with
+//!   a PTX disk cache, and the cudarc executor.
+//!
+//! Everything is loaded at run time: the crate builds with no CUDA toolkit and no OpenCL, and a
+//! missing library or device is a typed [`Error`], never a panic.
+
+pub mod backend;
+pub mod cuda;
+pub mod error;
+pub mod kernels;
+pub mod launch;
+pub mod opencl;
+
+pub use backend::{DeviceLogits, GpuBackend, LogitBits};
+
+pub use cuda::{probe, DeviceInfo};
+pub use error::{Error, Result};
