@@ -109,6 +109,8 @@ pub struct GpuBackend<E: Executor> {
     pairs: Vec<(u64, u32)>,
     seen: Vec<u32>,
     epoch: u32,
+    /// Host scratch of [`Backend::fill_dist`].
+    fill_scratch: Vec<u64>,
 }
 
 impl<E: Executor> std::fmt::Debug for GpuBackend<E> {
@@ -168,6 +170,7 @@ impl<E: Executor> GpuBackend<E> {
             pairs: Vec::new(),
             seen: vec![0; rows],
             epoch: 0,
+            fill_scratch: Vec::new(),
         })
     }
 
@@ -564,6 +567,21 @@ impl<E: Executor> GpuBackend<E> {
 impl<E: Executor> Backend for GpuBackend<E> {
     type Error = Error;
     type Logits = DeviceLogits<E::Buffer>;
+
+    /// Host-built row, uploaded (`V · 8` bytes). The rows are tiny next to a forward pass and
+    /// only Jacobi decoding asks for them; a device-side fill kernel is planned (docs/cuda.md).
+    fn fill_dist(&mut self, row: u32, fill: argen_core::dist::Fill) -> Result<()> {
+        self.check_row(row)?;
+        let mut weights = std::mem::take(&mut self.fill_scratch);
+        weights.resize(self.vocab, 0);
+        let total = argen_core::dist::fill(&mut weights, fill);
+        let result = match total {
+            Ok(total) => self.write_row(row, &weights, total),
+            Err(e) => Err(e.into()),
+        };
+        self.fill_scratch = weights;
+        result
+    }
 
     fn vocab(&self) -> usize {
         self.vocab
