@@ -384,7 +384,7 @@ pub(crate) fn run_method(
     vq: &VqDecoder,
     res: &mut Resources<'_>,
     env: &mut Env,
-    mut shapes_judge: Option<&mut ShapesJudge<'_>>,
+    shapes_judge: Option<&mut ShapesJudge<'_>>,
 ) -> Result<(Outcome, serde_json::Map<String, serde_json::Value>), String> {
     let reformulate = shapes_judge.is_some();
     let guidance = if a.cfg == 1.0 {
@@ -410,7 +410,7 @@ pub(crate) fn run_method(
             execute(
                 &mut *dec,
                 env,
-                shapes_judge.as_deref_mut().map(|j| j as &mut dyn Judge),
+                shapes_judge.map(|j| j as &mut dyn Judge),
                 n_tokens,
             )?
         }
@@ -444,7 +444,7 @@ pub(crate) fn run_method(
             execute(
                 &mut *dec,
                 env,
-                shapes_judge.as_deref_mut().map(|j| j as &mut dyn Judge),
+                shapes_judge.map(|j| j as &mut dyn Judge),
                 n_tokens,
             )?
         }
@@ -477,7 +477,7 @@ pub(crate) fn run_method(
             execute(
                 &mut *dec,
                 env,
-                shapes_judge.as_deref_mut().map(|j| j as &mut dyn Judge),
+                shapes_judge.map(|j| j as &mut dyn Judge),
                 n_tokens,
             )?
         }
@@ -499,7 +499,7 @@ pub(crate) fn run_method(
             execute(
                 &mut *dec,
                 env,
-                shapes_judge.as_deref_mut().map(|j| j as &mut dyn Judge),
+                shapes_judge.map(|j| j as &mut dyn Judge),
                 n_tokens,
             )?
         }
@@ -512,7 +512,7 @@ pub(crate) fn run_method(
             execute(
                 &mut *dec,
                 env,
-                shapes_judge.as_deref_mut().map(|j| j as &mut dyn Judge),
+                shapes_judge.map(|j| j as &mut dyn Judge),
                 n_tokens * a.n,
             )?
         }
@@ -530,7 +530,7 @@ pub(crate) fn run_method(
             execute(
                 &mut *dec,
                 env,
-                shapes_judge.as_deref_mut().map(|j| j as &mut dyn Judge),
+                shapes_judge.map(|j| j as &mut dyn Judge),
                 n_tokens * a.n,
             )?
         }
