@@ -2,7 +2,7 @@
 //!
 //! Every row is an `argen generate` configuration (a [`GenerateArgs`] with the command's
 //! defaults and a few fields changed), so a row's numbers can be reproduced one image at a time
-//! with the `argen generate` command line that [`Spec::command`] prints.
+//! with the `argen generate` flags of [`Spec::flags`].
 //!
 //! Families (the names `--methods` accepts) and their rows, full run / `--quick`:
 //!
