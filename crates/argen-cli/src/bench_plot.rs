@@ -101,14 +101,39 @@ fn fmt_tick(t: f64) -> String {
     }
 }
 
-const COLOURS: [RGBColor; 6] = [
+const COLOURS: [RGBColor; 9] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(80, 80, 80),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
 ];
+
+/// Places point labels right of their points (left near the right edge), moving a label down
+/// while it overlaps one already placed.
+fn place(labels: &mut [(i32, i32, String, [u8; 3], i32)], first: usize) {
+    let mut placed: Vec<(i32, i32, i32)> = Vec::new();
+    for l in labels.iter_mut().skip(first) {
+        let w = text_width(&l.2, l.4);
+        if l.0 + w > W as i32 - 2 {
+            l.0 -= w + 14;
+        }
+        for _ in 0..6 {
+            let hit = placed
+                .iter()
+                .any(|&(x, y, pw)| l.0 < x + pw && x < l.0 + w && (l.1 - y).abs() < 9);
+            if !hit {
+                break;
+            }
+            l.1 += 10;
+        }
+        placed.push((l.0, l.1, w));
+    }
+}
 
 /// Draws one scatter/line chart and writes it as PNG.
 fn chart(path: &Path, title: &str, xl: &str, yl: &str, series: &[Series]) -> Result<(), String> {
@@ -131,6 +156,7 @@ fn chart(path: &Path, title: &str, xl: &str, yl: &str, series: &[Series]) -> Res
     let (y0, y1) = pad(y0, y1);
     let mut buf = vec![255u8; (W * H * 3) as usize];
     let mut labels: Vec<(i32, i32, String, [u8; 3], i32)> = Vec::new();
+    let mut point_labels: Vec<(i32, i32, String, [u8; 3], i32)> = Vec::new();
     let e = |e: &dyn std::fmt::Display| format!("{}: plotting failed: {e}", path.display());
     {
         let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
@@ -178,13 +204,15 @@ fn chart(path: &Path, title: &str, xl: &str, yl: &str, series: &[Series]) -> Res
             .map_err(|x| e(&x))?;
             for p in &s.points {
                 let (px, py) = c.backend_coord(&(p.0, p.1));
-                labels.push((px + 7, py - 10, p.2.clone(), [col.0, col.1, col.2], 1));
+                point_labels.push((px + 7, py - 10, p.2.clone(), [col.0, col.1, col.2], 1));
             }
             // Legend, top left inside the plot.
             let (lx, ly) = c.backend_coord(&(x0, y1));
             let y = ly + 8 + 12 * i as i32;
             labels.push((lx + 10, y, s.name.clone(), [col.0, col.1, col.2], 1));
         }
+        place(&mut point_labels, 0);
+        labels.extend(point_labels);
         root.present().map_err(|x| e(&x))?;
     }
     draw_text(
@@ -257,7 +285,12 @@ pub fn write_all(dir: &Path, rows: &[Value]) -> Result<Vec<String>, String> {
     // Speed vs quality, all rows, one series per family.
     let mut series: Vec<Series> = Vec::new();
     for r in rows {
-        let (Some(x), Some(y)) = (f(r, "speedup"), q(r)) else {
+        let speedup = if family(r, "vanilla") {
+            Some(1.0)
+        } else {
+            f(r, "speedup")
+        };
+        let (Some(x), Some(y)) = (speedup, q(r)) else {
             continue;
         };
         let fam = r["family"].as_str().unwrap_or("?").to_string();
