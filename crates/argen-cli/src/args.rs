@@ -22,6 +22,65 @@ pub enum Command {
     Decode(DecodeArgs),
     /// Judge a ShapesWorld image against a prompt, per category.
     Score(ScoreArgs),
+    /// Benchmark every decoding method: speed and quality side by side (Markdown table on
+    /// stdout, progress on stderr).
+    Bench(BenchArgs),
+}
+
+/// Devices `argen bench` can run on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// The CPU runtime (argen-cpu).
+    Cpu,
+    /// The CUDA runtime (argen-cuda), when this binary is built with it.
+    Cuda,
+}
+
+/// `argen bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model directory [default: $ARGEN_MODEL, else the bundled ShapesWorld model]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A short run (under two minutes): fewer prompts and seeds, shortened sweeps.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every row (and the peer's timings) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the plots (PNG) into this directory.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Method families to run, comma-separated: vanilla, sd, coupled, lantern, vvs, sjd, gsd,
+    /// bon, gridar [default: all]. Vanilla always runs: it is the speed-up baseline.
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Prompts (ShapesWorld: held-out test-split scenes; class-conditional models: classes)
+    /// [default: 8, --quick: 2]
+    #[arg(long)]
+    pub prompts: Option<usize>,
+    /// Seeds per prompt [default: 4, --quick: 2]
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 4.0)]
+    pub cfg: f32,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Also run the PyTorch peer (tools/bench_peer.py) on the same weights and prompts and
+    /// report wall-clock ratios.
+    #[arg(long)]
+    pub peer: bool,
+    /// Python interpreter for --peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Worker threads (0 = all cores); the peer uses as many.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// `argen score`.
@@ -111,7 +170,7 @@ pub enum JacobiInitArg {
 }
 
 /// `argen generate`.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct GenerateArgs {
     /// Model directory: gpt.json, gpt.safetensors, vq.json, vq.safetensors, and
     /// drafter.safetensors for speculative methods [default: $ARGEN_MODEL, else the bundled

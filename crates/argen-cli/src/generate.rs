@@ -10,7 +10,7 @@ use argen_core::decode::{
     VvsConfig, RELEASE_W,
 };
 use argen_core::{SamplerParams, SliceBackend};
-use argen_cpu::{Cpu, Drafter, Gpt};
+use argen_cpu::{Cpu, Drafter, Gpt, VqDecoder};
 use argen_model::{host_capacity, Condition, GptConfig, Judge, ModelHost, ModelType};
 use serde_json::json;
 
@@ -30,19 +30,70 @@ pub const MAX_INPUTS: usize = 64;
 /// Most candidates of Best-of-N and GridAR.
 pub const MAX_CANDIDATES: usize = 16;
 
-/// What every method's run needs.
-struct Env {
-    gpt: Gpt,
-    drafter: Option<Drafter>,
-    conds: Vec<(Condition, Condition)>,
-    vocab: usize,
-    quiet: bool,
+/// What every method's run needs: the loaded models (loaded once, reused by every run) and the
+/// conditions of the run's sequences.
+pub(crate) struct Env {
+    /// The target.
+    pub(crate) gpt: Gpt,
+    /// The drafter, if speculative methods will run.
+    pub(crate) drafter: Option<Drafter>,
+    /// Conditional and unconditional inputs, one pair per sequence.
+    pub(crate) conds: Vec<(Condition, Condition)>,
+    /// Vocabulary size.
+    pub(crate) vocab: usize,
+    /// No progress bar.
+    pub(crate) quiet: bool,
 }
 
-struct Outcome {
-    tokens: Vec<u32>,
-    stats: Stats,
-    wall: f64,
+/// The result of one run.
+pub(crate) struct Outcome {
+    /// The chosen image's tokens.
+    pub(crate) tokens: Vec<u32>,
+    /// The decoder's counters.
+    pub(crate) stats: Stats,
+    /// Seconds spent decoding (judge calls included, final VQ decode excluded).
+    pub(crate) wall: f64,
+}
+
+/// Inputs derived from the model directory that some methods need, built on first use and
+/// kept for later runs (LANTERN's neighbour tables, GSD's embedding table).
+pub(crate) struct Resources<'d> {
+    dir: &'d crate::model_dir::ModelDir,
+    tables: Vec<(usize, Vec<u32>)>,
+    embedding: Option<Vec<f32>>,
+}
+
+impl<'d> Resources<'d> {
+    /// Nothing built yet.
+    pub(crate) fn new(dir: &'d crate::model_dir::ModelDir) -> Self {
+        Resources {
+            dir,
+            tables: Vec::new(),
+            embedding: None,
+        }
+    }
+
+    /// Builds (once per `k`) LANTERN's `vocab × k` latent-neighbour table.
+    fn lantern_table(&mut self, vq: &VqDecoder, k: usize) -> Result<&[u32], String> {
+        let i = match self.tables.iter().position(|(kk, _)| *kk == k) {
+            Some(i) => i,
+            None => {
+                let t = build_table(vq.codebook(), vq.config().codebook_embed_dim, k)
+                    .map_err(|e| e.to_string())?;
+                self.tables.push((k, t));
+                self.tables.len() - 1
+            }
+        };
+        Ok(&self.tables[i].1)
+    }
+
+    /// Reads (once) the target's input embedding table.
+    fn embedding(&mut self, cfg: &GptConfig) -> Result<&[f32], String> {
+        if self.embedding.is_none() {
+            self.embedding = Some(self.dir.token_embeddings(cfg)?);
+        }
+        Ok(self.embedding.as_deref().unwrap_or(&[]))
+    }
 }
 
 fn execute<'a, D: Decoder>(
@@ -75,7 +126,10 @@ fn execute<'a, D: Decoder>(
     })
 }
 
-fn condition(a: &GenerateArgs, cfg: &GptConfig) -> Result<(Condition, Condition), String> {
+pub(crate) fn condition(
+    a: &GenerateArgs,
+    cfg: &GptConfig,
+) -> Result<(Condition, Condition), String> {
     if let Some(text) = &a.prompt {
         shapes::check_model(cfg)?;
         return Ok(shapes::conditions(&shapes::parse_prompt(text)?));
@@ -165,7 +219,7 @@ fn shape(a: &GenerateArgs) -> DraftShape {
 }
 
 /// Uncommitted entries the runs of this method can leave: target inputs and drafted nodes.
-fn pending_needed(a: &GenerateArgs) -> usize {
+pub(crate) fn pending_needed(a: &GenerateArgs) -> usize {
     match (a.method, a.draft) {
         (Method::Vanilla | Method::Bon | Method::Gridar, _) => 1,
         (Method::Sjd, _) => a.window as usize + 1,
@@ -178,10 +232,8 @@ fn pending_needed(a: &GenerateArgs) -> usize {
     }
 }
 
-/// `argen generate`.
-pub fn run(a: &GenerateArgs) -> Result<(), String> {
-    let dir = resolve(a.model.as_deref())?;
-    let cfg = dir.gpt_config()?;
+/// Checks `a`'s method parameters against the model before any compute.
+pub(crate) fn check_method_args(a: &GenerateArgs, cfg: &GptConfig) -> Result<(), String> {
     if cfg.block_size > MAX_TOKENS {
         return Err(format!(
             "images of {} tokens exceed argen's limit of {MAX_TOKENS}",
@@ -212,7 +264,31 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     }
     sampler(a)
         .validate(cfg.vocab_size)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `method` needs the drafter.
+pub(crate) fn is_speculative(method: Method) -> bool {
+    matches!(
+        method,
+        Method::Sd | Method::Lantern | Method::Gsd | Method::Vvs
+    )
+}
+
+/// Sequences a run of `a` decodes at once.
+pub(crate) fn sequences(a: &GenerateArgs) -> usize {
+    if matches!(a.method, Method::Bon | Method::Gridar) {
+        a.n as usize
+    } else {
+        1
+    }
+}
+
+/// `argen generate`.
+pub fn run(a: &GenerateArgs) -> Result<(), String> {
+    let dir = resolve(a.model.as_deref())?;
+    let cfg = dir.gpt_config()?;
+    check_method_args(a, &cfg)?;
     let conds = condition(a, &cfg)?;
     for path in [Some(&a.out), a.stats.as_ref(), a.tokens.as_ref()]
         .into_iter()
@@ -221,16 +297,9 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         check_writable(path)?;
     }
     let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
-    let seqs = if matches!(a.method, Method::Bon | Method::Gridar) {
-        a.n as usize
-    } else {
-        1
-    };
+    let seqs = sequences(a);
     let cap = host_capacity(&cfg, seqs, pending_needed(a));
-    let speculative = matches!(
-        a.method,
-        Method::Sd | Method::Lantern | Method::Gsd | Method::Vvs
-    );
+    let speculative = is_speculative(a.method);
     let vq = dir.vq(&cpu, Some(&cfg))?;
     let gpt = dir.gpt(&cpu, &cfg, cap)?;
     let drafter = if speculative {
@@ -250,161 +319,9 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         Some(p) => Some(ShapesJudge::new(&vq, p.clone(), cfg.grid())?),
         None => None,
     };
-    let reformulate = shapes_judge.is_some();
-    let guidance = if a.cfg == 1.0 {
-        GuidanceMode::None
-    } else {
-        GuidanceMode::TwoWay { scale: a.cfg }
-    };
-    let base = Config {
-        seed: a.seed,
-        stream: 0,
-        seq: 0,
-        tokens: cfg.block_size as u32,
-        width: cfg.grid() as u32,
-        sampler: sampler(a),
-        guidance,
-    };
-    let n_tokens = base.tokens;
-    let err = |e: argen_core::Error| e.to_string();
-    let mut params = serde_json::Map::new();
-    let outcome = match a.method {
-        Method::Vanilla => {
-            let mut dec = Box::new(Vanilla::<MAX_TOKENS>::new(base).map_err(err)?);
-            execute(
-                &mut *dec,
-                &mut env,
-                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
-                n_tokens,
-            )?
-        }
-        Method::Sd | Method::Lantern | Method::Gsd => {
-            let table;
-            let embedding;
-            let criterion = match a.method {
-                Method::Sd => criterion_of(a),
-                Method::Lantern => {
-                    let k = a.lantern_k.min(cfg.vocab_size - 1).max(1);
-                    table = build_table(vq.codebook(), vq.config().codebook_embed_dim, k)
-                        .map_err(err)?;
-                    params.insert("delta".into(), json!(a.delta));
-                    params.insert("lantern_k".into(), json!(k));
-                    params.insert("lambda".into(), json!(a.lambda));
-                    Criterion::Lantern(LanternParams {
-                        neighbours: NeighbourTable::new(&table, cfg.vocab_size, k).map_err(err)?,
-                        k,
-                        delta: a.delta,
-                        lambda: a.lambda,
-                    })
-                }
-                _ => {
-                    embedding = dir.token_embeddings(&cfg)?;
-                    Criterion::Grouped(GroupedParams::paper(&embedding, cfg.dim))
-                }
-            };
-            params.insert("criterion".into(), json!(criterion.name()));
-            params.insert("draft".into(), json!(format!("{:?}", shape(a))));
-            let sc = SpeculativeConfig {
-                base,
-                draft_sampler: base.sampler,
-                shape: shape(a),
-            };
-            let mut dec =
-                Box::new(Speculative::<MAX_TOKENS, MAX_INPUTS>::new(sc, criterion).map_err(err)?);
-            execute(
-                &mut *dec,
-                &mut env,
-                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
-                n_tokens,
-            )?
-        }
-        Method::Vvs => {
-            let schedule = match a.vvs_schedule {
-                VvsScheduleArg::Uniform => Schedule::Uniform {
-                    interval: a.vvs_interval,
-                },
-                VvsScheduleArg::Dynamic => Schedule::Dynamic {
-                    threshold: a.vvs_threshold,
-                    alpha: 0.9,
-                },
-            };
-            params.insert("criterion".into(), json!(criterion_of(a).name()));
-            params.insert("schedule".into(), json!(format!("{schedule:?}")));
-            params.insert("draft".into(), json!(format!("{:?}", shape(a))));
-            let vc = VvsConfig {
-                spec: SpeculativeConfig {
-                    base,
-                    draft_sampler: base.sampler,
-                    shape: shape(a),
-                },
-                schedule,
-                warmup: 5,
-                codebook: vq.codebook(),
-                dim: vq.config().codebook_embed_dim as u32,
-            };
-            let mut dec =
-                Box::new(Vvs::<MAX_TOKENS, MAX_INPUTS>::new(vc, criterion_of(a)).map_err(err)?);
-            execute(
-                &mut *dec,
-                &mut env,
-                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
-                n_tokens,
-            )?
-        }
-        Method::Sjd => {
-            let init = match a.jacobi_init {
-                JacobiInitArg::Random => JacobiInit::Random,
-                JacobiInitArg::CopyLeft => JacobiInit::CopyLeft,
-            };
-            params.insert("criterion".into(), json!(criterion_of(a).name()));
-            params.insert("window".into(), json!(a.window));
-            params.insert("init".into(), json!(format!("{init:?}")));
-            let jc = JacobiConfig {
-                base,
-                window: a.window,
-                init,
-            };
-            let mut dec =
-                Box::new(Jacobi::<MAX_TOKENS, MAX_INPUTS>::new(jc, criterion_of(a)).map_err(err)?);
-            execute(
-                &mut *dec,
-                &mut env,
-                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
-                n_tokens,
-            )?
-        }
-        Method::Bon => {
-            params.insert("n".into(), json!(a.n));
-            let mut dec = Box::new(
-                BestOfN::<Vanilla<MAX_TOKENS>, MAX_CANDIDATES>::new(base, a.n, Vanilla::new)
-                    .map_err(err)?,
-            );
-            execute(
-                &mut *dec,
-                &mut env,
-                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
-                n_tokens * a.n,
-            )?
-        }
-        Method::Gridar => {
-            params.insert("n".into(), json!(a.n));
-            let gc = GridArConfig {
-                base,
-                n: a.n,
-                verifier: true,
-                reformulate,
-                w: RELEASE_W,
-            };
-            params.insert("reformulate".into(), json!(reformulate));
-            let mut dec = Box::new(GridAr::<MAX_CANDIDATES, MAX_TOKENS>::new(gc).map_err(err)?);
-            execute(
-                &mut *dec,
-                &mut env,
-                shapes_judge.as_mut().map(|j| j as &mut dyn Judge),
-                n_tokens * a.n,
-            )?
-        }
-    };
+    let mut res = Resources::new(&dir);
+    let (outcome, params) = run_method(a, &cfg, &vq, &mut res, &mut env, shapes_judge.as_mut())?;
+    let n_tokens = cfg.block_size as u32;
     let grid = cfg.grid();
     let alignment = match &shapes_judge {
         Some(j) => Some(alignment_json(&j.score_tokens(&outcome.tokens)?)),
@@ -458,8 +375,171 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs method `a.method` once with the loaded models in `env` (their conditions set for
+/// [`sequences`]`(a)` sequences) and returns the outcome and the method's parameters for stats.
+/// `judge`: the ShapesWorld judge (else the model's implicit classifier judges).
+pub(crate) fn run_method(
+    a: &GenerateArgs,
+    cfg: &GptConfig,
+    vq: &VqDecoder,
+    res: &mut Resources<'_>,
+    env: &mut Env,
+    shapes_judge: Option<&mut ShapesJudge<'_>>,
+) -> Result<(Outcome, serde_json::Map<String, serde_json::Value>), String> {
+    let reformulate = shapes_judge.is_some();
+    let guidance = if a.cfg == 1.0 {
+        GuidanceMode::None
+    } else {
+        GuidanceMode::TwoWay { scale: a.cfg }
+    };
+    let base = Config {
+        seed: a.seed,
+        stream: 0,
+        seq: 0,
+        tokens: cfg.block_size as u32,
+        width: cfg.grid() as u32,
+        sampler: sampler(a),
+        guidance,
+    };
+    let n_tokens = base.tokens;
+    let err = |e: argen_core::Error| e.to_string();
+    let mut params = serde_json::Map::new();
+    let outcome = match a.method {
+        Method::Vanilla => {
+            let mut dec = Box::new(Vanilla::<MAX_TOKENS>::new(base).map_err(err)?);
+            execute(
+                &mut *dec,
+                env,
+                shapes_judge.map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
+        }
+        Method::Sd | Method::Lantern | Method::Gsd => {
+            let criterion = match a.method {
+                Method::Sd => criterion_of(a),
+                Method::Lantern => {
+                    let k = a.lantern_k.min(cfg.vocab_size - 1).max(1);
+                    let table = res.lantern_table(vq, k)?;
+                    params.insert("delta".into(), json!(a.delta));
+                    params.insert("lantern_k".into(), json!(k));
+                    params.insert("lambda".into(), json!(a.lambda));
+                    Criterion::Lantern(LanternParams {
+                        neighbours: NeighbourTable::new(table, cfg.vocab_size, k).map_err(err)?,
+                        k,
+                        delta: a.delta,
+                        lambda: a.lambda,
+                    })
+                }
+                _ => Criterion::Grouped(GroupedParams::paper(res.embedding(cfg)?, cfg.dim)),
+            };
+            params.insert("criterion".into(), json!(criterion.name()));
+            params.insert("draft".into(), json!(format!("{:?}", shape(a))));
+            let sc = SpeculativeConfig {
+                base,
+                draft_sampler: base.sampler,
+                shape: shape(a),
+            };
+            let mut dec =
+                Box::new(Speculative::<MAX_TOKENS, MAX_INPUTS>::new(sc, criterion).map_err(err)?);
+            execute(
+                &mut *dec,
+                env,
+                shapes_judge.map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
+        }
+        Method::Vvs => {
+            let schedule = match a.vvs_schedule {
+                VvsScheduleArg::Uniform => Schedule::Uniform {
+                    interval: a.vvs_interval,
+                },
+                VvsScheduleArg::Dynamic => Schedule::Dynamic {
+                    threshold: a.vvs_threshold,
+                    alpha: 0.9,
+                },
+            };
+            params.insert("criterion".into(), json!(criterion_of(a).name()));
+            params.insert("schedule".into(), json!(format!("{schedule:?}")));
+            params.insert("draft".into(), json!(format!("{:?}", shape(a))));
+            let vc = VvsConfig {
+                spec: SpeculativeConfig {
+                    base,
+                    draft_sampler: base.sampler,
+                    shape: shape(a),
+                },
+                schedule,
+                warmup: 5,
+                codebook: vq.codebook(),
+                dim: vq.config().codebook_embed_dim as u32,
+            };
+            let mut dec =
+                Box::new(Vvs::<MAX_TOKENS, MAX_INPUTS>::new(vc, criterion_of(a)).map_err(err)?);
+            execute(
+                &mut *dec,
+                env,
+                shapes_judge.map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
+        }
+        Method::Sjd => {
+            let init = match a.jacobi_init {
+                JacobiInitArg::Random => JacobiInit::Random,
+                JacobiInitArg::CopyLeft => JacobiInit::CopyLeft,
+            };
+            params.insert("criterion".into(), json!(criterion_of(a).name()));
+            params.insert("window".into(), json!(a.window));
+            params.insert("init".into(), json!(format!("{init:?}")));
+            let jc = JacobiConfig {
+                base,
+                window: a.window,
+                init,
+            };
+            let mut dec =
+                Box::new(Jacobi::<MAX_TOKENS, MAX_INPUTS>::new(jc, criterion_of(a)).map_err(err)?);
+            execute(
+                &mut *dec,
+                env,
+                shapes_judge.map(|j| j as &mut dyn Judge),
+                n_tokens,
+            )?
+        }
+        Method::Bon => {
+            params.insert("n".into(), json!(a.n));
+            let mut dec = Box::new(
+                BestOfN::<Vanilla<MAX_TOKENS>, MAX_CANDIDATES>::new(base, a.n, Vanilla::new)
+                    .map_err(err)?,
+            );
+            execute(
+                &mut *dec,
+                env,
+                shapes_judge.map(|j| j as &mut dyn Judge),
+                n_tokens * a.n,
+            )?
+        }
+        Method::Gridar => {
+            params.insert("n".into(), json!(a.n));
+            let gc = GridArConfig {
+                base,
+                n: a.n,
+                verifier: true,
+                reformulate,
+                w: RELEASE_W,
+            };
+            params.insert("reformulate".into(), json!(reformulate));
+            let mut dec = Box::new(GridAr::<MAX_CANDIDATES, MAX_TOKENS>::new(gc).map_err(err)?);
+            execute(
+                &mut *dec,
+                env,
+                shapes_judge.map(|j| j as &mut dyn Judge),
+                n_tokens * a.n,
+            )?
+        }
+    };
+    Ok((outcome, params))
+}
+
 /// Fails early, before any compute, if `path` cannot be created.
-fn check_writable(path: &std::path::Path) -> Result<(), String> {
+pub(crate) fn check_writable(path: &std::path::Path) -> Result<(), String> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -480,7 +560,7 @@ fn check_writable(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
+pub(crate) fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
     let v = &s.verdicts;
     json!({
         "aligned": s.aligned,

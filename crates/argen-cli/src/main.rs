@@ -1,10 +1,15 @@
 //! `argen`: generate images with visual autoregressive models, with any of argen's decoding
-//! methods; turn token ids into images; judge ShapesWorld images against prompts.
+//! methods; turn token ids into images; judge ShapesWorld images against prompts; benchmark every
+//! method's speed and quality side by side.
 //!
 //! Errors are reported as one line on stderr (`argen: error: …`) with exit status 1 — never a
 //! panic or a backtrace.
 
 mod args;
+mod bench;
+mod bench_peer;
+mod bench_plot;
+mod bench_spec;
 mod generate;
 mod model_dir;
 mod output;
@@ -21,6 +26,7 @@ fn main() -> ExitCode {
         args::Command::Generate(g) => generate::run(&g),
         args::Command::Decode(d) => generate::decode(&d),
         args::Command::Score(s) => generate::score_image(&s),
+        args::Command::Bench(b) => bench::run(&b),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,539 @@
+//! `argen bench`: every decoding method's speed and quality side by side.
+//!
+//! The models are loaded once, with capacities for the largest row, and every row
+//! ([`crate::bench_spec`]) runs on the same prompts × seeds through the same code path as
+//! `argen generate` ([`crate::generate::run_method`]). Per row:
+//!
+//! * **TPF** — image tokens per target forward pass (prefills counted as passes);
+//! * **MAL** — mean accepted draft length per verification step, not counting the token the
+//!   target adds (papers often report τ = MAL + 1);
+//! * target and drafter forwards and logits **rows** per image (a CFG pass computes two rows per
+//!   input, GridAR's three-way guidance three): rows are the cost measure of test-time scaling;
+//! * verifier calls per image (GridAR's partial-canvas checks);
+//! * wall-clock seconds per image (decoding and judge calls; the final VQ decode is excluded) and
+//!   the speed-up over vanilla (ratio of wall-clock per image);
+//! * ShapesWorld models only: alignment per category, in % of the images whose prompt exercises
+//!   the category ([`argen_shapes::Prompt::tags`]), and overall (every constraint met); the
+//!   **valid-scene rate**, the share of images the scene parser reads as 1–3 objects;
+//! * **diversity** — mean pairwise Hamming distance between the token grids generated for the
+//!   same prompt under different seeds, as a fraction of the positions (0: identical images,
+//!   ≈1: unrelated), averaged over prompts.
+//!
+//! The JSON (`--json`) holds every row with its raw counters and every run (prompt index, seed,
+//! wall-clock, tokens), so the table can be recomputed and any image regenerated with
+//! `argen generate` and the row's flags.
+//!
+//! Prompts: for ShapesWorld models the prompts of held-out scenes (test split, seeds from
+//! [`SPLIT_TEST`], [`sample_for_scene`] variant 0); for class-conditional models the classes
+//! `0, 1, …` — there the judge of Best-of-N and GridAR is the model's implicit classifier and the
+//! alignment columns are "n/a".
+
+use std::io::Write;
+use std::time::Instant;
+
+use argen_core::decode::Stats;
+use argen_cpu::Cpu;
+use argen_model::{host_capacity, Condition, GptConfig, ModelType};
+use argen_shapes::export::SPLIT_TEST;
+use argen_shapes::generate::sample_for_scene;
+use argen_shapes::{Category, GenConfig, Prompt, Scene};
+use serde_json::{json, Value};
+
+use crate::args::{BenchArgs, DeviceArg};
+use crate::bench_spec::{base_args, specs, Spec};
+use crate::generate::{
+    check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
+    Resources,
+};
+use crate::model_dir::resolve;
+use crate::output::write_json;
+use crate::shapes::{self, ShapesJudge};
+
+/// Version of the JSON layout written by `--json`.
+pub const JSON_VERSION: u32 = 1;
+
+/// One prompt of the benchmark.
+pub(crate) struct BenchPrompt {
+    /// Text (ShapesWorld) or `class N`.
+    pub(crate) text: String,
+    /// Conditional and unconditional inputs.
+    pub(crate) conds: (Condition, Condition),
+    /// The parsed prompt (ShapesWorld models).
+    pub(crate) prompt: Option<Prompt>,
+    /// The class id (class-conditional models).
+    pub(crate) class: Option<u32>,
+}
+
+/// The prompts of a benchmark of `n` prompts on a model of config `cfg`.
+pub(crate) fn bench_prompts(cfg: &GptConfig, n: usize) -> Result<Vec<BenchPrompt>, String> {
+    match cfg.model_type {
+        ModelType::C2i => Ok((0..n)
+            .map(|i| {
+                let c = (i % cfg.num_classes.max(1)) as u32;
+                BenchPrompt {
+                    text: format!("class {c}"),
+                    conds: (Condition::Class(Some(c)), Condition::Class(None)),
+                    prompt: None,
+                    class: Some(c),
+                }
+            })
+            .collect()),
+        ModelType::T2i => {
+            shapes::check_model(cfg).map_err(|e| {
+                format!("argen bench needs a ShapesWorld or a class-conditional model: {e}")
+            })?;
+            let gen = GenConfig::default();
+            (0..n)
+                .map(|i| {
+                    let scene =
+                        Scene::generate(SPLIT_TEST + i as u64, &gen).map_err(|e| e.to_string())?;
+                    let p = sample_for_scene(&scene, 0);
+                    Ok(BenchPrompt {
+                        text: p.to_string(),
+                        conds: shapes::conditions(&p),
+                        prompt: Some(p),
+                        class: None,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// What one row accumulates over its runs.
+#[derive(Default)]
+struct Acc {
+    stats: Stats,
+    runs: u32,
+    wall: f64,
+    /// `tokens[prompt][seed]`.
+    tokens: Vec<Vec<Vec<u32>>>,
+    scored: u32,
+    aligned: u32,
+    valid: u32,
+    cat_ok: [u32; 5],
+    cat_n: [u32; 5],
+    /// One entry per run: prompt index, seed, tokens, aligned.
+    runs_json: Vec<Value>,
+}
+
+/// Mean pairwise Hamming distance (fraction of positions) between the grids of each prompt,
+/// averaged over prompts with at least two grids; `None` with fewer than two seeds.
+pub(crate) fn diversity(tokens: &[Vec<Vec<u32>>]) -> Option<f64> {
+    let mut per_prompt = Vec::new();
+    for grids in tokens {
+        let mut sum = 0.0;
+        let mut pairs = 0u32;
+        for i in 0..grids.len() {
+            for j in i + 1..grids.len() {
+                let (a, b) = (&grids[i], &grids[j]);
+                let n = a.len().max(b.len()).max(1);
+                let diff =
+                    a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
+                sum += diff as f64 / n as f64;
+                pairs += 1;
+            }
+        }
+        if pairs > 0 {
+            per_prompt.push(sum / pairs as f64);
+        }
+    }
+    (!per_prompt.is_empty()).then(|| per_prompt.iter().sum::<f64>() / per_prompt.len() as f64)
+}
+
+fn pct(ok: u32, n: u32) -> Option<f64> {
+    (n > 0).then(|| 100.0 * ok as f64 / n as f64)
+}
+
+fn per(x: u32, images: u32) -> f64 {
+    x as f64 / images.max(1) as f64
+}
+
+/// A finished row: the JSON object the table and the plots are made from.
+fn row_json(spec: &Spec, acc: &Acc, image_tokens: u32, vanilla_wall: Option<f64>) -> Value {
+    let s = &acc.stats;
+    let images = acc.runs;
+    let wall = acc.wall / images.max(1) as f64;
+    let alignment = (acc.scored > 0).then(|| {
+        let mut m = serde_json::Map::new();
+        m.insert("overall".into(), json!(pct(acc.aligned, acc.scored)));
+        for (i, c) in Category::ALL.iter().enumerate() {
+            m.insert(c.name().into(), json!(pct(acc.cat_ok[i], acc.cat_n[i])));
+        }
+        Value::Object(m)
+    });
+    json!({
+        "name": spec.name,
+        "family": spec.family,
+        "method": spec.args.method.name(),
+        "flags": spec.flags(),
+        "sweep": spec.sweep,
+        "images": images,
+        "image_tokens": image_tokens,
+        "tokens": s.tokens,
+        "target_forwards": s.target_forwards,
+        "target_rows": s.target_rows,
+        "prefills": s.prefills,
+        "draft_forwards": s.draft_forwards,
+        "draft_rows": s.draft_rows,
+        "verify_steps": s.verify_steps,
+        "skipped_steps": s.skipped_steps,
+        "verifier_calls": s.verifier_calls,
+        "scorer_calls": s.scorer_calls,
+        "reformulations": s.reformulations,
+        "accepted_hist": s.accepted_hist.to_vec(),
+        "tokens_per_target_forward": s.tokens_per_target_forward(),
+        "mean_accepted_length": s.mean_accepted_length(),
+        "per_image": {
+            "target_forwards": per(s.target_forwards, images),
+            "target_rows": per(s.target_rows, images),
+            "draft_forwards": per(s.draft_forwards, images),
+            "draft_rows": per(s.draft_rows, images),
+            "verifier_calls": per(s.verifier_calls, images),
+        },
+        "wall_seconds": acc.wall,
+        "wall_per_image": wall,
+        "speedup": vanilla_wall.filter(|_| wall > 0.0).map(|v| v / wall),
+        "alignment": alignment,
+        "valid_scene_rate": pct(acc.valid, acc.scored),
+        "diversity": diversity(&acc.tokens),
+        "runs": acc.runs_json,
+    })
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    json!({
+        "cpu": cpu,
+        "logical_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+/// `argen bench`.
+pub fn run(a: &BenchArgs) -> Result<(), String> {
+    if a.device == DeviceArg::Cuda {
+        return Err(
+            "--device cuda: this argen binary has no CUDA runtime linked in (the CLI drives \
+             argen-cpu only so far); use --device cpu"
+                .into(),
+        );
+    }
+    let dir = resolve(a.model.as_deref())?;
+    let cfg = dir.gpt_config()?;
+    let n_prompts = a.prompts.unwrap_or(if a.quick { 2 } else { 8 });
+    let n_seeds = a.seeds.unwrap_or(if a.quick { 2 } else { 4 });
+    if n_prompts == 0 || n_seeds == 0 {
+        return Err("--prompts and --seeds must be at least 1".into());
+    }
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
+        return Err("--temperature must be a finite number ≥ 0".into());
+    }
+    let base = base_args(a.cfg, a.temperature, a.threads)?;
+    let rows = specs(a.quick, &a.methods, &base)?;
+    for r in &rows {
+        check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
+    }
+    if let Some(p) = &a.json {
+        check_writable(p)?;
+    }
+    if let Some(p) = &a.plots {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    }
+    let prompts = bench_prompts(&cfg, n_prompts)?;
+    let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
+    let threads = cpu.threads();
+    let seqs = rows.iter().map(|r| sequences(&r.args)).max().unwrap_or(1);
+    let pending = rows
+        .iter()
+        .map(|r| pending_needed(&r.args))
+        .max()
+        .unwrap_or(1);
+    let cap = host_capacity(&cfg, seqs, pending);
+    let load = Instant::now();
+    let vq = dir.vq(&cpu, Some(&cfg))?;
+    let gpt = dir.gpt(&cpu, &cfg, cap)?;
+    let drafter = if rows.iter().any(|r| is_speculative(r.args.method)) {
+        Some(dir.drafter(&cpu, &cfg, cap)?)
+    } else {
+        None
+    };
+    eprintln!(
+        "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
+         models loaded in {:.2} s",
+        dir.dir.display(),
+        cfg.model_type,
+        cfg.block_size,
+        rows.len(),
+        n_prompts,
+        n_seeds,
+        load.elapsed().as_secs_f64()
+    );
+    let mut env = Env {
+        gpt,
+        drafter,
+        conds: Vec::new(),
+        vocab: cfg.vocab_size,
+        quiet: true,
+    };
+    let mut res = Resources::new(&dir);
+    let grid = cfg.grid();
+    // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
+    {
+        let w = &rows[0];
+        env.conds = vec![prompts[0].conds.clone(); sequences(&w.args)];
+        run_method(&w.args, &cfg, &vq, &mut res, &mut env, None)?;
+    }
+    let started = Instant::now();
+    let mut out_rows: Vec<Value> = Vec::new();
+    let mut vanilla_wall = None;
+    for (ri, spec) in rows.iter().enumerate() {
+        let mut acc = Acc {
+            tokens: vec![Vec::new(); prompts.len()],
+            ..Default::default()
+        };
+        for (pi, p) in prompts.iter().enumerate() {
+            let mut judge = match &p.prompt {
+                Some(pr) => Some(ShapesJudge::new(&vq, pr.clone(), grid)?),
+                None => None,
+            };
+            for seed in 0..n_seeds {
+                let mut args = spec.args.clone();
+                args.seed = seed;
+                env.conds = vec![p.conds.clone(); sequences(&args)];
+                let (o, _) = run_method(&args, &cfg, &vq, &mut res, &mut env, judge.as_mut())
+                    .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                acc.stats.add(&o.stats);
+                acc.runs += 1;
+                acc.wall += o.wall;
+                let mut aligned = None;
+                if let (Some(j), Some(pr)) = (&judge, &p.prompt) {
+                    let sc = j.score_tokens(&o.tokens)?;
+                    aligned = Some(sc.aligned);
+                    acc.scored += 1;
+                    acc.aligned += u32::from(sc.aligned);
+                    acc.valid += u32::from((1..=3).contains(&sc.scene.objects.len()));
+                    let tags = pr.tags();
+                    for (i, c) in Category::ALL.iter().enumerate() {
+                        if tags.has(*c) {
+                            acc.cat_n[i] += 1;
+                            acc.cat_ok[i] += u32::from(sc.verdicts.get(*c));
+                        }
+                    }
+                }
+                acc.runs_json.push(json!({
+                    "prompt": pi,
+                    "seed": seed,
+                    "wall_seconds": o.wall,
+                    "aligned": aligned,
+                    "tokens": o.tokens,
+                }));
+                acc.tokens[pi].push(o.tokens);
+            }
+        }
+        let row = row_json(spec, &acc, cfg.block_size as u32, vanilla_wall);
+        if spec.family == "vanilla" {
+            vanilla_wall = row["wall_per_image"].as_f64();
+        }
+        eprintln!(
+            "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
+            ri + 1,
+            rows.len(),
+            spec.name,
+            acc.stats.tokens_per_target_forward(),
+            1e3 * row["wall_per_image"].as_f64().unwrap_or(0.0),
+            started.elapsed().as_secs_f64()
+        );
+        out_rows.push(row);
+    }
+    let peer = if a.peer {
+        Some(crate::bench_peer::run(
+            &a.python,
+            &dir,
+            &cfg,
+            &prompts,
+            n_seeds,
+            threads,
+            a.cfg,
+            a.temperature,
+            &out_rows,
+        )?)
+    } else {
+        None
+    };
+    let model = json!({
+        "dir": dir.dir.display().to_string(),
+        "model_type": format!("{:?}", cfg.model_type),
+        "image_tokens": cfg.block_size,
+        "vocab_size": cfg.vocab_size,
+        "dim": cfg.dim,
+        "n_layer": cfg.n_layer,
+        "shapesworld": prompts.iter().any(|p| p.prompt.is_some()),
+    });
+    let mut plots = Vec::new();
+    if let Some(d) = &a.plots {
+        plots = crate::bench_plot::write_all(d, &out_rows)?;
+    }
+    let report = json!({
+        "version": JSON_VERSION,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": machine(),
+        "device": "cpu",
+        "threads": threads,
+        "model": model,
+        "quick": a.quick,
+        "prompts": prompts.iter().map(|p| json!({"text": p.text, "class": p.class})).collect::<Vec<_>>(),
+        "seeds": n_seeds,
+        "cfg": a.cfg,
+        "temperature": a.temperature,
+        "rows": out_rows,
+        "peer": peer,
+        "plots": plots,
+        "total_seconds": started.elapsed().as_secs_f64(),
+    });
+    if let Some(p) = &a.json {
+        write_json(p, &report)?;
+    }
+    let md = markdown(&report);
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(md.as_bytes())
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    Ok(())
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.digits$}"),
+        None => "n/a".into(),
+    }
+}
+
+/// The Markdown report: the table, then the peer's ratios.
+pub(crate) fn markdown(r: &Value) -> String {
+    let mut s = String::new();
+    let m = &r["model"];
+    s += &format!(
+        "argen bench — model {} ({}, {} image tokens), {} prompts × {} seeds, cfg {}, temperature {}, \
+         {} threads on {}\n\n",
+        m["dir"].as_str().unwrap_or("?"),
+        m["model_type"].as_str().unwrap_or("?"),
+        m["image_tokens"],
+        r["prompts"].as_array().map_or(0, |p| p.len()),
+        r["seeds"],
+        r["cfg"],
+        r["temperature"],
+        r["threads"],
+        r["machine"]["cpu"].as_str().unwrap_or("?"),
+    );
+    s += "| method | TPF | MAL | target fwd/img | target rows/img | drafter fwd/img | drafter rows/img \
+          | verifier calls/img | ms/img | speed-up | aligned % | count | shape | colour | spatial \
+          | layout | valid % | diversity |\n";
+    s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for row in r["rows"].as_array().into_iter().flatten() {
+        let p = &row["per_image"];
+        let al = &row["alignment"];
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row["name"].as_str().unwrap_or("?"),
+            num(&row["tokens_per_target_forward"], 2),
+            num(&row["mean_accepted_length"], 2),
+            num(&p["target_forwards"], 1),
+            num(&p["target_rows"], 1),
+            num(&p["draft_forwards"], 1),
+            num(&p["draft_rows"], 1),
+            num(&p["verifier_calls"], 1),
+            num(&json!(row["wall_per_image"].as_f64().map(|w| w * 1e3)), 2),
+            num(&row["speedup"], 2),
+            num(&al["overall"], 1),
+            num(&al["count"], 1),
+            num(&al["shape"], 1),
+            num(&al["colour"], 1),
+            num(&al["spatial"], 1),
+            num(&al["layout"], 1),
+            num(&row["valid_scene_rate"], 1),
+            num(&row["diversity"], 3),
+        );
+    }
+    if let Some(peer) = r["peer"].as_object() {
+        s += &format!(
+            "\nPyTorch peer ({}, torch {}, {} threads), same weights, prompts and seeds count:\n\n",
+            peer.get("script").and_then(Value::as_str).unwrap_or("?"),
+            peer.get("torch").and_then(Value::as_str).unwrap_or("?"),
+            peer.get("threads").cloned().unwrap_or(Value::Null),
+        );
+        s +=
+            "| decoding | PyTorch ms/img | argen ms/img | argen speed-up |\n|---|---:|---:|---:|\n";
+        for c in peer
+            .get("comparisons")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            s += &format!(
+                "| {} | {} | {} | {}× |\n",
+                c["name"].as_str().unwrap_or("?"),
+                num(
+                    &json!(c["peer_wall_per_image"].as_f64().map(|w| w * 1e3)),
+                    2
+                ),
+                num(
+                    &json!(c["argen_wall_per_image"].as_f64().map(|w| w * 1e3)),
+                    2
+                ),
+                num(&c["ratio"], 2),
+            );
+        }
+    }
+    if let Some(p) = r["plots"].as_array().filter(|p| !p.is_empty()) {
+        s += "\nPlots: ";
+        s += &p
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        s += "\n";
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diversity_is_mean_pairwise_hamming_fraction() {
+        let t = vec![
+            vec![vec![1, 2, 3, 4], vec![1, 2, 3, 5], vec![9, 9, 9, 9]],
+            vec![vec![0, 0], vec![0, 0]],
+        ];
+        // prompt 0: pairs (1/4, 4/4, 4/4) → 0.75; prompt 1: 0 → mean 0.375.
+        assert!((diversity(&t).unwrap() - 0.375).abs() < 1e-12);
+        assert_eq!(diversity(&[vec![vec![1, 2]]]), None);
+    }
+
+    #[test]
+    fn shapesworld_prompts_come_from_the_test_split_and_parse() {
+        let mut cfg = GptConfig::preset("GPT-B", ModelType::T2i, 64).unwrap();
+        cfg.cls_token_num = argen_shapes::vocab::MAX_WORDS;
+        cfg.caption_dim = shapes::CAPTION_DIM;
+        let p = bench_prompts(&cfg, 3).unwrap();
+        assert_eq!(p.len(), 3);
+        for bp in &p {
+            assert_eq!(
+                shapes::parse_prompt(&bp.text).unwrap(),
+                *bp.prompt.as_ref().unwrap()
+            );
+        }
+        assert_ne!(p[0].text, p[1].text);
+    }
+}

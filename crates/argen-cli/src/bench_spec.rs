@@ -1,0 +1,297 @@
+//! The rows of `argen bench`: which method runs with which parameters.
+//!
+//! Every row is an `argen generate` configuration (a [`GenerateArgs`] with the command's
+//! defaults and a few fields changed), so a row's numbers can be reproduced one image at a time
+//! with the `argen generate` flags of [`Spec::flags`].
+//!
+//! Families (the names `--methods` accepts) and their rows, full run / `--quick`:
+//!
+//! | family    | rows                                                                 |
+//! |-----------|----------------------------------------------------------------------|
+//! | `vanilla` | one target pass per token (always runs: the speed-up baseline)       |
+//! | `sd`      | Exact speculative decoding, chain γ=4 and EAGLE-2 tree (59, 4, 10)   |
+//! | `coupled` | Coupled criterion, tree                                              |
+//! | `lantern` | δ ∈ {0.05, 0.1, 0.2, 0.3, 0.4} at k=1000; k ∈ {10, 100} at δ=0.2 / δ ∈ {0.1, 0.2, 0.4} |
+//! | `vvs`     | uniform intervals 2, 3, 4 and dynamic (s=0.65) / interval 2 and dynamic |
+//! | `sjd`     | speculative Jacobi, window 16, random init                           |
+//! | `gsd`     | grouped speculative decoding, tree                                   |
+//! | `bon`     | Best-of-N, N = 4 and 8                                               |
+//! | `gridar`  | GridAR, N = 4 and 8                                                  |
+//!
+//! LANTERN's k is capped at vocabulary − 1 (ShapesWorld's codebook is far smaller than
+//! LlamaGen's 16384, so k=1000 means "every other code").
+
+use clap::Parser;
+
+use crate::args::{CriterionArg, DraftArg, GenerateArgs, Method, VvsScheduleArg};
+
+/// Method families, in table order.
+pub const FAMILIES: [&str; 9] = [
+    "vanilla", "sd", "coupled", "lantern", "vvs", "sjd", "gsd", "bon", "gridar",
+];
+
+/// One row of the benchmark.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Row name, unique (e.g. `lantern δ=0.2`).
+    pub name: String,
+    /// Family (one of [`FAMILIES`]).
+    pub family: &'static str,
+    /// The `argen generate` configuration.
+    pub args: GenerateArgs,
+    /// The swept value of a trade-off curve (LANTERN δ or k, VVS interval; 0 = dynamic).
+    pub sweep: Option<f64>,
+}
+
+impl Spec {
+    /// The `argen generate` flags that reproduce this row for one image (model, prompt and
+    /// seed are added by the caller).
+    pub fn flags(&self) -> String {
+        let a = &self.args;
+        let mut f = format!("--method {}", a.method.name());
+        let crit = match a.criterion {
+            CriterionArg::Exact => "exact",
+            CriterionArg::Coupled => "coupled",
+        };
+        let draft = match a.draft {
+            DraftArg::Chain => format!(" --draft chain --gamma {}", a.gamma),
+            DraftArg::Tree => " --draft tree".to_string(),
+        };
+        match a.method {
+            Method::Vanilla => {}
+            Method::Sd => f += &format!(" --criterion {crit}{draft}"),
+            Method::Lantern => {
+                f += &format!("{draft} --delta {} --lantern-k {}", a.delta, a.lantern_k)
+            }
+            Method::Gsd => f += &draft,
+            Method::Vvs => match a.vvs_schedule {
+                VvsScheduleArg::Uniform => {
+                    f += &format!(
+                        " --criterion {crit}{draft} --vvs-schedule uniform --vvs-interval {}",
+                        a.vvs_interval
+                    )
+                }
+                VvsScheduleArg::Dynamic => {
+                    f += &format!(
+                        " --criterion {crit}{draft} --vvs-schedule dynamic --vvs-threshold {}",
+                        a.vvs_threshold
+                    )
+                }
+            },
+            Method::Sjd => f += &format!(" --criterion {crit} --window {}", a.window),
+            Method::Bon | Method::Gridar => f += &format!(" --n {}", a.n),
+        }
+        f += &format!(" --cfg {} --temperature {}", a.cfg, a.temperature);
+        f
+    }
+}
+
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    g: GenerateArgs,
+}
+
+/// `argen generate`'s defaults, with guidance and temperature set.
+pub fn base_args(cfg: f32, temperature: f32, threads: usize) -> Result<GenerateArgs, String> {
+    let mut g = Defaults::try_parse_from(["argen"])
+        .map_err(|e| e.to_string())?
+        .g;
+    g.cfg = cfg;
+    g.temperature = temperature;
+    g.threads = threads;
+    g.quiet = true;
+    Ok(g)
+}
+
+fn with(base: &GenerateArgs, f: impl FnOnce(&mut GenerateArgs)) -> GenerateArgs {
+    let mut a = base.clone();
+    f(&mut a);
+    a
+}
+
+/// The rows to run: every family, or those named in `methods` (vanilla always), full or quick.
+pub fn specs(quick: bool, methods: &[String], base: &GenerateArgs) -> Result<Vec<Spec>, String> {
+    for m in methods {
+        if !FAMILIES.contains(&m.as_str()) {
+            return Err(format!(
+                "--methods: unknown method family {m:?}; choose from {}",
+                FAMILIES.join(", ")
+            ));
+        }
+    }
+    let wanted = |f: &str| f == "vanilla" || methods.is_empty() || methods.iter().any(|m| m == f);
+    let mut out = Vec::new();
+    let mut push = |name: String, family: &'static str, args: GenerateArgs, sweep: Option<f64>| {
+        if wanted(family) {
+            out.push(Spec {
+                name,
+                family,
+                args,
+                sweep,
+            });
+        }
+    };
+    push(
+        "vanilla".into(),
+        "vanilla",
+        with(base, |a| a.method = Method::Vanilla),
+        None,
+    );
+    push(
+        "exact chain γ=4".into(),
+        "sd",
+        with(base, |a| {
+            a.method = Method::Sd;
+            a.draft = DraftArg::Chain;
+        }),
+        None,
+    );
+    push(
+        "exact tree".into(),
+        "sd",
+        with(base, |a| a.method = Method::Sd),
+        None,
+    );
+    push(
+        "coupled tree".into(),
+        "coupled",
+        with(base, |a| {
+            a.method = Method::Sd;
+            a.criterion = CriterionArg::Coupled;
+        }),
+        None,
+    );
+    let deltas: &[f32] = if quick {
+        &[0.1, 0.2, 0.4]
+    } else {
+        &[0.05, 0.1, 0.2, 0.3, 0.4]
+    };
+    for &d in deltas {
+        push(
+            format!("lantern δ={d}"),
+            "lantern",
+            with(base, |a| {
+                a.method = Method::Lantern;
+                a.delta = d;
+                a.lantern_k = 1000;
+            }),
+            Some(d as f64),
+        );
+    }
+    if !quick {
+        for k in [10usize, 100] {
+            push(
+                format!("lantern δ=0.2 k={k}"),
+                "lantern",
+                with(base, |a| {
+                    a.method = Method::Lantern;
+                    a.delta = 0.2;
+                    a.lantern_k = k;
+                }),
+                Some(k as f64),
+            );
+        }
+    }
+    let intervals: &[u32] = if quick { &[2] } else { &[2, 3, 4] };
+    for &i in intervals {
+        push(
+            format!("vvs uniform {i}"),
+            "vvs",
+            with(base, |a| {
+                a.method = Method::Vvs;
+                a.vvs_schedule = VvsScheduleArg::Uniform;
+                a.vvs_interval = i;
+            }),
+            Some(i as f64),
+        );
+    }
+    push(
+        "vvs dynamic".into(),
+        "vvs",
+        with(base, |a| {
+            a.method = Method::Vvs;
+            a.vvs_schedule = VvsScheduleArg::Dynamic;
+        }),
+        Some(0.0),
+    );
+    push(
+        "jacobi (sjd)".into(),
+        "sjd",
+        with(base, |a| a.method = Method::Sjd),
+        None,
+    );
+    push(
+        "gsd tree".into(),
+        "gsd",
+        with(base, |a| a.method = Method::Gsd),
+        None,
+    );
+    for n in [4u32, 8] {
+        push(
+            format!("best-of-{n}"),
+            "bon",
+            with(base, |a| {
+                a.method = Method::Bon;
+                a.n = n;
+            }),
+            Some(n as f64),
+        );
+    }
+    for n in [4u32, 8] {
+        push(
+            format!("gridar N={n}"),
+            "gridar",
+            with(base, |a| {
+                a.method = Method::Gridar;
+                a.n = n;
+            }),
+            Some(n as f64),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_rows_and_names_are_unique() {
+        let base = base_args(4.0, 1.0, 1).unwrap();
+        for quick in [false, true] {
+            let s = specs(quick, &[], &base).unwrap();
+            for f in FAMILIES {
+                assert!(s.iter().any(|r| r.family == f), "{f} missing");
+            }
+            let mut names: Vec<_> = s.iter().map(|r| r.name.clone()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), s.len());
+        }
+        let full = specs(false, &[], &base).unwrap();
+        assert_eq!(full.iter().filter(|r| r.family == "lantern").count(), 7);
+        assert_eq!(full.iter().filter(|r| r.family == "vvs").count(), 4);
+    }
+
+    #[test]
+    fn methods_filter_keeps_vanilla_and_rejects_unknown_names() {
+        let base = base_args(4.0, 1.0, 1).unwrap();
+        let s = specs(true, &["gridar".into()], &base).unwrap();
+        let fams: Vec<_> = s.iter().map(|r| r.family).collect();
+        assert_eq!(fams, ["vanilla", "gridar", "gridar"]);
+        let e = specs(true, &["medusa".into()], &base).unwrap_err();
+        assert!(e.contains("medusa") && e.contains("lantern"), "{e}");
+    }
+
+    #[test]
+    fn flags_name_the_swept_parameters() {
+        let base = base_args(4.0, 1.0, 1).unwrap();
+        let s = specs(false, &[], &base).unwrap();
+        let f = |n: &str| s.iter().find(|r| r.name == n).unwrap().flags();
+        assert!(f("lantern δ=0.2 k=10").contains("--delta 0.2 --lantern-k 10"));
+        assert!(f("vvs uniform 3").contains("--vvs-interval 3"));
+        assert!(f("exact chain γ=4").contains("--draft chain --gamma 4"));
+        assert!(f("gridar N=8").contains("--method gridar --n 8"));
+    }
+}
