@@ -1,12 +1,12 @@
 //! The launch layer: device-independent launch descriptions and the executor trait.
 //!
 //! Everything above the FFI — job packing, validation, buffer management, status decoding,
-//! the [`argen_core::Backend`] implementation — is written against [`Executor`], which has two
-//! implementations: [`crate::cuda::CudaExecutor`] (cudarc) and [`crate::opencl::OpenClExecutor`]
-//! (any OpenCL 1.2 device; PoCL in CI). A [`Launch`] names the kernel, the grid (work-groups),
-//! the block (work-items per group), dynamic shared memory and the arguments, in order; both
-//! executors translate the same description, so CI on PoCL exercises the very code path that
-//! drives the GPU.
+//! the [`argen_core::Backend`] implementation — is written against [`Executor`]. Today it has
+//! one implementation, [`crate::opencl::OpenClExecutor`] (any OpenCL 1.2 device; PoCL in CI);
+//! the cudarc executor that will drive NVIDIA GPUs is not written yet (docs/cuda.md). A
+//! [`Launch`] names the kernel, the grid (work-groups), the block (work-items per group),
+//! dynamic shared memory and the arguments, in order, so that both executors translate the same
+//! description and CI on PoCL exercises the code path that will drive the GPU.
 
 use crate::error::Result;
 use crate::kernels::Kernel;
