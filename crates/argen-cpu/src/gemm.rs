@@ -387,8 +387,8 @@ fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
 mod avx2 {
     use super::{Elem, MR, NR};
 
-    /// Prefetch distance in bytes, per weight row.
-    const PF_BYTES: usize = 512;
+    /// Prefetch distance past the next tile's offset, in bytes.
+    const PF_BYTES: usize = 64;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
@@ -421,6 +421,7 @@ mod avx2 {
                 acc: &mut [[f32; NR]; MR],
             ) {
                 let kb = k / 8 * 8;
+                let pf = NR * k + PF_BYTES / <$t as Elem>::BYTES;
                 let mut a = [[_mm256_setzero_ps(); NR]; M];
                 let mut i = 0;
                 while i < kb {
@@ -428,16 +429,13 @@ mod avx2 {
                     unsafe {
                         let xv: [__m256; M] = std::array::from_fn(|m| _mm256_loadu_ps(x[m].add(i)));
                         for j in 0..NR {
-                            // Software prefetch PF_BYTES ahead in every half-precision weight
-                            // row: those rows are short streams (1.5–4 KiB) that the hardware
-                            // prefetcher picks up late (measured: +10% at 1–2 rows, +30% for
-                            // f16 at 32 rows; it does not help f32). `wrapping_add`: the
-                            // address may lie past the row (a prefetch never faults).
-                            if <$t as Elem>::BYTES == 2 {
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    w[j].wrapping_add(i + PF_BYTES / 2) as *const i8,
-                                );
-                            }
+                            // Software prefetch of the same offset in the *next* tile's
+                            // rows (`NR·k` elements on) plus one line: the hardware
+                            // prefetcher alone keeps too few short row streams in flight
+                            // (measured on one core at 2 rows: bf16 9.6 → 12.9 GB/s, f32
+                            // 16.5 → 18.3 GB/s). `wrapping_add`: the address may lie past
+                            // the matrix, and a prefetch never faults.
+                            _mm_prefetch::<_MM_HINT_T0>(w[j].wrapping_add(i + pf) as *const i8);
                             let wv: __m256 = {
                                 let $p = w[j].add(i);
                                 $load
