@@ -367,6 +367,25 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     portable_dot(&a[..k], &b[..k])
 }
 
+/// `y[i] = fma(a, x[i], y[i])` for `i < min(len)`: element-wise, so the AVX2 path and the
+/// portable path give identical bits (one rounding per element either way).
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let k = x.len().min(y.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if detect() == Isa::Avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); both slices hold >= k
+            // floats and `y` is exclusively borrowed.
+            unsafe { avx2::axpy(a, x.as_ptr(), y.as_mut_ptr(), k) };
+            return;
+        }
+    }
+    for (o, &v) in y[..k].iter_mut().zip(&x[..k]) {
+        *o = a.mul_add(v, *o);
+    }
+}
+
 fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
     let k = a.len();
     let kb = k / 8 * 8;
@@ -471,6 +490,30 @@ mod avx2 {
     tile_body!(tile_f16, f16, |p| {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     });
+
+    /// `y[i] = fma(a, x[i], y[i])`.
+    ///
+    /// # Safety
+    /// Requires AVX2 and FMA; `x` and `y` address at least `k` floats, `y` writable and not
+    /// aliased.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(a: f32, x: *const f32, y: *mut f32, k: usize) {
+        let av = _mm256_set1_ps(a);
+        let kb = k / 8 * 8;
+        let mut i = 0;
+        while i < kb {
+            // SAFETY: i + 8 <= k.
+            unsafe {
+                let r = _mm256_fmadd_ps(av, _mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(y.add(i)));
+                _mm256_storeu_ps(y.add(i), r);
+            }
+            i += 8;
+        }
+        for kk in kb..k {
+            // SAFETY: kk < k.
+            unsafe { *y.add(kk) = a.mul_add(*x.add(kk), *y.add(kk)) };
+        }
+    }
 
     /// Single dot product, same reduction order.
     ///
@@ -615,6 +658,21 @@ mod tests {
             let want = reference(&a, &b, k, None);
             assert_eq!(dot(&a, &b).to_bits(), want.to_bits(), "k={k}");
             assert_eq!(portable_dot(&a, &b).to_bits(), want.to_bits(), "k={k}");
+        }
+    }
+
+    #[test]
+    fn axpy_is_an_elementwise_fma() {
+        let mut r = rng(5);
+        for k in [0usize, 3, 8, 21, 64] {
+            let a = r();
+            let x: Vec<f32> = (0..k).map(|_| r()).collect();
+            let y0: Vec<f32> = (0..k).map(|_| r()).collect();
+            let mut y = y0.clone();
+            axpy(a, &x, &mut y);
+            for i in 0..k {
+                assert_eq!(y[i].to_bits(), a.mul_add(x[i], y0[i]).to_bits(), "k={k} i={i}");
+            }
         }
     }
 
