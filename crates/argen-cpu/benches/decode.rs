@@ -144,7 +144,17 @@ fn bandwidth(threads: usize) -> (f64, f64) {
     for _ in 0..5 {
         let c = cpu_time();
         let t = Instant::now();
-        argen_cpu::gemm::gemm(&pool, 4 * threads, &x, 1, k, WRef::F32(w), n, None, &mut out);
+        argen_cpu::gemm::gemm(
+            &pool,
+            4 * threads,
+            &x,
+            1,
+            k,
+            WRef::F32(w),
+            n,
+            None,
+            &mut out,
+        );
         let dt = t.elapsed().as_secs_f64();
         cpu_g += (cpu_time() - c) / threads as f64;
         best_g = best_g.max((n * k * 4) as f64 / dt);

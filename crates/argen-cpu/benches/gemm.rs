@@ -20,7 +20,9 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
     let pool = rayon::ThreadPoolBuilder::new()
