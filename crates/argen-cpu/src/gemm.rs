@@ -11,7 +11,9 @@
 //! once per `k` step and each weight vector once per `k` step, widening half-precision weights in
 //! registers (bf16: zero-extend u16 → u32 and shift left by 16; f16: F16C `vcvtph2ps`). Weights
 //! are therefore read from memory once per call whatever the row count, and every weight byte
-//! loaded into a register is used for all rows of the block (both CFG rows at decode).
+//! loaded into a register is used for all rows of the block (both CFG rows at decode). While it
+//! streams a tile the kernel prefetches the next tile's rows (the hardware prefetcher alone keeps
+//! too few of these short row streams in flight).
 //!
 //! # Reduction order (determinism contract)
 //! Every output element is computed the same way, whatever the row count, the batch
@@ -232,11 +234,11 @@ unsafe fn task<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
         let mut r = 0;
         while r < a.rows {
             let mr = row_block(a.rows - r);
-            // Prefetch offset in elements (0: none in effect): the next tile, see the kernel. The first
-            // pass over a column block streams it from memory. Later passes find the block in
-            // L2: prefetching into L1 then helps half-precision tiles (4 rows of ≤ 4 KiB; f16
-            // at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB rows at
-            // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
+            // Prefetch offset in elements (0: none in effect): the next tile, see the kernel.
+            // The first pass over a column block streams it from memory. Later passes find
+            // the block in L2: prefetching into L1 then helps half-precision tiles (4 rows of
+            // ≤ 4 KiB; f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB
+            // rows at k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
             let pf = if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
             } else {
