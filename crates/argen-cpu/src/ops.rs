@@ -102,10 +102,7 @@ pub fn attention(
             o.iter_mut().for_each(|v| *v = 0.0);
             for (j, key) in keys.enumerate() {
                 let v = &kv.v[base + key * hd..base + (key + 1) * hd];
-                let p = sc[j];
-                o.iter_mut()
-                    .zip(v)
-                    .for_each(|(a, b)| *a = p.mul_add(*b, *a));
+                gemm::axpy(sc[j], v, o);
             }
         });
     };

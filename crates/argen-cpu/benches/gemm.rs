@@ -1,0 +1,117 @@
+//! GEMM kernel micro-benchmark on GPT-B's FFN shapes (see docs/runtime-performance.md).
+//!
+//! `cargo bench -p argen-cpu --bench gemm -- [threads] [reps]` times `gemm` for
+//! `[rows, 768] × [2048, 768]ᵀ` (w1-shaped) and `[rows, 2048] × [768, 2048]ᵀ` (w2-shaped) with
+//! f32, bf16 and f16 weights. Eight distinct weight matrices are cycled so that weights come
+//! from DRAM as in a real forward pass (48 MiB f32 ≫ L3). Each sample is ~0.2 s of passes over
+//! all 16 products; it prints the fastest (least disturbed) and the median sample, as GB/s of
+//! weights and GFLOP/s. With one thread the GEMM runs on the calling thread and the time is its
+//! on-CPU time (`CLOCK_THREAD_CPUTIME_ID`), which leaves out the time other processes held the
+//! core; with more threads it is wall clock.
+
+use argen_cpu::gemm::{gemm, WRef};
+use half::{bf16, f16};
+use std::time::Instant;
+
+/// On-CPU nanoseconds of the calling thread.
+fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let threads = args.next().unwrap_or(2);
+    let reps = args.next().unwrap_or(5);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let tasks = if threads == 1 { 1 } else { 4 * threads };
+    let cpu_time = threads == 1 && thread_cpu_ns().is_some();
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let (d, f) = (768usize, 2048usize);
+    let mats = 8;
+    let w32: Vec<Vec<f32>> = (0..mats)
+        .map(|_| (0..d * f).map(|_| 0.04 * rnd()).collect())
+        .collect();
+    let wb: Vec<Vec<bf16>> = w32
+        .iter()
+        .map(|w| w.iter().map(|&v| bf16::from_f32(v)).collect())
+        .collect();
+    let wh: Vec<Vec<f16>> = w32
+        .iter()
+        .map(|w| w.iter().map(|&v| f16::from_f32(v)).collect())
+        .collect();
+    let max_rows = 128;
+    let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
+    let mut out = vec![0f32; max_rows * f];
+    println!(
+        "threads {threads}, {reps} reps, {} time; fastest / median\n",
+        if cpu_time { "on-CPU" } else { "wall" }
+    );
+    println!("| weights | rows | time (8×w1 + 8×w2) | weight GB/s | GFLOP/s |");
+    println!("|---|---|---|---|---|");
+    for dt in ["f32", "bf16", "f16"] {
+        for rows in [1usize, 2, 4, 8, 16, 32, 64, 128] {
+            let pass = |out: &mut [f32]| {
+                for m in 0..mats {
+                    for (n, k) in [(f, d), (d, f)] {
+                        let w = match dt {
+                            "f32" => WRef::F32(&w32[m]),
+                            "bf16" => WRef::BF16(&wb[m]),
+                            _ => WRef::F16(&wh[m]),
+                        };
+                        gemm(&pool, tasks, &x, rows, k, w, n, None, out);
+                    }
+                }
+            };
+            // Enough passes per sample for ~0.2 s.
+            let t = Instant::now();
+            pass(&mut out);
+            let passes = (0.2 / t.elapsed().as_secs_f64()).ceil().max(1.0) as usize;
+            let mut times = Vec::with_capacity(reps);
+            for _ in 0..reps + 1 {
+                let t = Instant::now();
+                let c = thread_cpu_ns().unwrap_or(0);
+                for _ in 0..passes {
+                    pass(&mut out);
+                }
+                let dt = if cpu_time {
+                    (thread_cpu_ns().unwrap_or(0) - c) as f64 * 1e-9
+                } else {
+                    t.elapsed().as_secs_f64()
+                };
+                times.push(dt / passes as f64);
+            }
+            times.remove(0);
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let (lo, med) = (times[0], times[times.len() / 2]);
+            let es = if dt == "f32" { 4.0 } else { 2.0 };
+            let bytes = (2 * mats * d * f) as f64 * es;
+            let flop = (2 * mats * d * f * rows * 2) as f64;
+            println!(
+                "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} |",
+                lo * 1e3,
+                med * 1e3,
+                bytes / lo / 1e9,
+                bytes / med / 1e9,
+                flop / lo / 1e9,
+                flop / med / 1e9
+            );
+        }
+    }
+}
