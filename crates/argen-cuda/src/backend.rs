@@ -741,6 +741,9 @@ impl<E: Executor> Backend for GpuBackend<E> {
                 detail: "top-k buffers".into(),
             });
         };
+        // A status the kernel never writes: a launch that did not run is reported, not
+        // mistaken for the previous launch's result record.
+        self.exec.write(&mut self.results, 0, &[0xff; 8])?;
         let args = [
             Arg::Buf(&self.weights),
             Arg::Buf(&self.totals),
