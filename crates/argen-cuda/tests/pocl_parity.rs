@@ -553,3 +553,41 @@ fn verify_tree_all_criteria() {
         "outcomes {outcomes:?}"
     );
 }
+
+/// Device-side synthetic rows (uniform, one-hot) over rows holding other data; neighbouring
+/// rows must stay untouched, and errors come in the reference's order.
+#[test]
+fn fill_dist_rows() {
+    use argen_core::dist::Fill;
+    let Some(dev) = device() else { return };
+    let mut rng = Rng(0xf111);
+    for v in [1usize, 2, 255, 256, 257, 4099] {
+        let rows = 3;
+        let mut gpu = GpuBackend::new(dev, v, rows, 1).unwrap();
+        let mut reference = Reference::new(v, rows);
+        for r in 0..rows {
+            let row: Vec<u64> = (0..v).map(|_| rng.next() >> 8).collect();
+            let total = rng.next();
+            gpu.write_row(r as u32, &row, total).unwrap();
+            reference.weights[r * v..(r + 1) * v].copy_from_slice(&row);
+            reference.totals[r] = total;
+        }
+        let fills = [
+            (1, Fill::Uniform),
+            (0, Fill::OneHot(v as u32 - 1)),
+            (2, Fill::OneHot(0)),
+            (2, Fill::OneHot(v as u32)),
+            (3, Fill::Uniform),
+            (1, Fill::OneHot((v / 2) as u32)),
+        ];
+        for (row, fill) in fills {
+            let want = reference.backend::<f32>().fill_dist(row, fill);
+            let got = gpu.fill_dist(row, fill);
+            match (&want, &got) {
+                (Ok(()), Ok(())) => compare_tables::<f32>(&mut gpu, &reference, rows, "fill"),
+                (Err(w), Err(argen_cuda::Error::Core(g))) => assert_eq!(w, g, "{fill:?}"),
+                _ => panic!("fill {fill:?} row {row}: reference {want:?}, device {got:?}"),
+            }
+        }
+    }
+}
