@@ -27,12 +27,12 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Devices `argen bench` can run on.
+/// Devices `argen generate` and `argen bench` can run on.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceArg {
     /// The CPU runtime (argen-cpu).
     Cpu,
-    /// The CUDA runtime (argen-cuda), when this binary is built with it.
+    /// The CUDA runtime (argen-cuda): probes the driver and device 0 and reports what is missing.
     Cuda,
 }
 
@@ -180,6 +180,9 @@ pub struct GenerateArgs {
     /// ShapesWorld prompt, e.g. "two red circles left of a blue square" (ShapesWorld models).
     #[arg(long)]
     pub prompt: Option<String>,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
     /// Decoding method.
     #[arg(long, value_enum, default_value = "vanilla")]
     pub method: Method,

@@ -39,7 +39,7 @@ use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
 use serde_json::{json, Value};
 
-use crate::args::{BenchArgs, DeviceArg};
+use crate::args::BenchArgs;
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::generate::{
     check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
@@ -221,13 +221,7 @@ fn machine() -> Value {
 
 /// `argen bench`.
 pub fn run(a: &BenchArgs) -> Result<(), String> {
-    if a.device == DeviceArg::Cuda {
-        return Err(
-            "--device cuda: this argen binary has no CUDA runtime linked in (the CLI drives \
-             argen-cpu only so far); use --device cpu"
-                .into(),
-        );
-    }
+    crate::device::require_runtime(a.device)?;
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     let n_prompts = a.prompts.unwrap_or(if a.quick { 2 } else { 8 });

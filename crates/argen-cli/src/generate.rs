@@ -286,6 +286,7 @@ pub(crate) fn sequences(a: &GenerateArgs) -> usize {
 
 /// `argen generate`.
 pub fn run(a: &GenerateArgs) -> Result<(), String> {
+    crate::device::require_runtime(a.device)?;
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     check_method_args(a, &cfg)?;

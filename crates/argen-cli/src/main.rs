@@ -10,6 +10,7 @@ mod bench;
 mod bench_peer;
 mod bench_plot;
 mod bench_spec;
+mod device;
 mod generate;
 mod model_dir;
 mod output;

@@ -315,3 +315,34 @@ fn score_and_prompt_errors_are_clear() {
         "ShapesWorld model",
     );
 }
+
+/// `--device cuda` on a machine without a GPU (this machine, CI): a one-line error that says
+/// what is missing, before any model is read. On a machine with a GPU the error names the device
+/// (the CUDA model runtime is not implemented yet). Either way: no panic, one line, exit 1.
+#[test]
+fn device_cuda_without_a_gpu_is_a_one_line_error() {
+    let m = model();
+    let out = tmp("cuda.png");
+    let o = out.to_str().unwrap();
+    for args in [
+        vec!["generate", "--model", &m, "--out", o, "--device", "cuda"],
+        vec!["bench", "--model", &m, "--quick", "--device", "cuda"],
+    ] {
+        fails_with(&args, "--device cuda: ");
+        let err = String::from_utf8_lossy(&argen(&args).stderr).to_string();
+        let gpu = argen_cuda::probe(0).is_ok();
+        let names_the_gap = if gpu {
+            err.contains("not implemented yet")
+        } else {
+            err.contains("not found")
+                || err.contains("no CUDA device")
+                || err.contains("CUDA device")
+        };
+        assert!(names_the_gap, "{args:?}: {err}");
+        assert!(err.contains("use --device cpu"), "{err}");
+    }
+    // An unknown device is clap's usage error, not a panic.
+    let bad = argen(&["generate", "--model", &m, "--out", o, "--device", "tpu"]);
+    assert!(!bad.status.success());
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("panicked"));
+}

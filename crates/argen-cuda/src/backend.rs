@@ -109,8 +109,6 @@ pub struct GpuBackend<E: Executor> {
     pairs: Vec<(u64, u32)>,
     seen: Vec<u32>,
     epoch: u32,
-    /// Host scratch of [`Backend::fill_dist`].
-    fill_scratch: Vec<u64>,
 }
 
 impl<E: Executor> std::fmt::Debug for GpuBackend<E> {
@@ -170,7 +168,6 @@ impl<E: Executor> GpuBackend<E> {
             pairs: Vec::new(),
             seen: vec![0; rows],
             epoch: 0,
-            fill_scratch: Vec::new(),
         })
     }
 
@@ -568,19 +565,34 @@ impl<E: Executor> Backend for GpuBackend<E> {
     type Error = Error;
     type Logits = DeviceLogits<E::Buffer>;
 
-    /// Host-built row, uploaded (`V · 8` bytes). The rows are tiny next to a forward pass and
-    /// only Jacobi decoding asks for them; a device-side fill kernel is planned (docs/cuda.md).
+    /// One launch of `argen_fill_dist` (one work-item per token); nothing crosses the bus but
+    /// the launch. Errors as the reference: the row index first, then the one-hot token.
     fn fill_dist(&mut self, row: u32, fill: argen_core::dist::Fill) -> Result<()> {
         self.check_row(row)?;
-        let mut weights = std::mem::take(&mut self.fill_scratch);
-        weights.resize(self.vocab, 0);
-        let total = argen_core::dist::fill(&mut weights, fill);
-        let result = match total {
-            Ok(total) => self.write_row(row, &weights, total),
-            Err(e) => Err(e.into()),
+        let v = self.vocab;
+        let hot = match fill {
+            argen_core::dist::Fill::Uniform => u32::MAX,
+            argen_core::dist::Fill::OneHot(token) => {
+                if token as usize >= v {
+                    return Err(argen_core::Error::TokenOutOfRange { token, vocab: v }.into());
+                }
+                token
+            }
         };
-        self.fill_scratch = weights;
-        result
+        let args = [
+            Arg::Buf(&self.weights),
+            Arg::Buf(&self.totals),
+            Arg::U32(v as u32),
+            Arg::U32(row),
+            Arg::U32(hot),
+        ];
+        self.exec.launch(&Launch {
+            kernel: Kernel::FillDist,
+            grid: (v as u32).div_ceil(LANES),
+            block: LANES,
+            shared_bytes: 0,
+            args: &args,
+        })
     }
 
     fn vocab(&self) -> usize {
@@ -741,6 +753,9 @@ impl<E: Executor> Backend for GpuBackend<E> {
                 detail: "top-k buffers".into(),
             });
         };
+        // A status the kernel never writes: a launch that did not run is reported, not
+        // mistaken for the previous launch's result record.
+        self.exec.write(&mut self.results, 0, &[0xff; 8])?;
         let args = [
             Arg::Buf(&self.weights),
             Arg::Buf(&self.totals),

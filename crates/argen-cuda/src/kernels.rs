@@ -44,11 +44,13 @@ pub enum Kernel {
     RngBelow,
     /// Elementwise deterministic exp (known-answer tests).
     Exp,
+    /// Synthetic (uniform or one-hot) distribution rows.
+    FillDist,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Process,
         Kernel::Sample,
         Kernel::VerifyTree,
@@ -56,6 +58,7 @@ impl Kernel {
         Kernel::RngWords,
         Kernel::RngBelow,
         Kernel::Exp,
+        Kernel::FillDist,
     ];
 
     /// The kernel's symbol in the program.
@@ -68,6 +71,7 @@ impl Kernel {
             Kernel::RngWords => "argen_rng_words",
             Kernel::RngBelow => "argen_rng_below",
             Kernel::Exp => "argen_exp",
+            Kernel::FillDist => "argen_fill_dist",
         }
     }
 }
