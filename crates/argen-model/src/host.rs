@@ -632,7 +632,9 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                 .collect();
             self.scratch.resize(variants * m * v, 0.0);
             self.hidden.resize(variants * m * d, 0.0);
-            let dr = self.drafter.as_deref_mut().expect("checked above");
+            let dr = self.drafter.as_deref_mut().ok_or_else(|| {
+                HostError::Unsupported("this method drafts, but the model has no drafter".into())
+            })?;
             dr.forward(
                 self.gpt,
                 &steps,

@@ -221,14 +221,12 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
                 (s, Borrowed::Group(group))
             }
         };
-        let (num, den) = match (&self.draft, self.criterion) {
-            (Draft::PointMass, _) | (_, Criterion::Coupled) => {
+        let (num, den) = match (&self.draft, self.criterion, &borrowed) {
+            (Draft::PointMass, _, _) | (_, Criterion::Coupled, _) => {
                 ((wx + borrowed_weight) as u128, self.total as u128)
             }
-            (Draft::Sampled(q), Criterion::Grouped(_)) => {
-                let Borrowed::Group(group) = &borrowed else {
-                    unreachable!()
-                };
+            // Only the grouped criterion borrows a group.
+            (Draft::Sampled(q), _, Borrowed::Group(group)) => {
                 let pg: u64 = group.iter().map(|&t| self.p[t as usize]).sum();
                 let qg: u64 = group.iter().map(|&t| q.weights()[t as usize]).sum();
                 if q.weights()[x as usize] == 0 {
@@ -239,7 +237,7 @@ impl<'a, 'c> NodeVerifier<'a, 'c> {
                     qg as u128 * self.total as u128,
                 )
             }
-            (Draft::Sampled(q), _) => {
+            (Draft::Sampled(q), _, _) => {
                 let wq = q.weights()[x as usize];
                 if wq == 0 {
                     return Err(Error::DraftZeroMass { token: x });
