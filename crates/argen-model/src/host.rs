@@ -147,6 +147,53 @@ pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> cra
     }
 }
 
+/// The feature row of `f` for variant `var` of a sequence (features are `d` wide; draft entries
+/// below `step_base` exist).
+fn feature(
+    st: &SeqState,
+    d: usize,
+    var: usize,
+    f: FeatureRef,
+    step_base: usize,
+) -> Result<&[f32], HostError> {
+    let tokens_per = st.committed.len() / (VARIANTS * d);
+    let bad = |what: &str| {
+        HostError::Core(argen_core::Error::InvalidParameter {
+            name: "feature",
+            reason: match what {
+                "target" => "Target feature index beyond the image",
+                "last" => "LastTarget feature beyond the last target run",
+                _ => "Draft feature of an entry that does not exist yet",
+            },
+        })
+    };
+    Ok(match f {
+        FeatureRef::Condition => &st.cond_feature[var * d..(var + 1) * d],
+        FeatureRef::Target(i) => {
+            if i as usize >= tokens_per {
+                return Err(bad("target"));
+            }
+            let o = (var * tokens_per + i as usize) * d;
+            &st.committed[o..o + d]
+        }
+        FeatureRef::LastTarget(k) => {
+            let n = st.last_index.len();
+            if k as usize >= n || var >= st.last_variants {
+                return Err(bad("last"));
+            }
+            let o = (var * n + k as usize) * d;
+            &st.last_hidden[o..o + d]
+        }
+        FeatureRef::Draft(e) => {
+            let o = (e as usize * VARIANTS + var) * d;
+            if e as usize >= step_base || o + d > st.entries.len() {
+                return Err(bad("draft"));
+            }
+            &st.entries[o..o + d]
+        }
+    })
+}
+
 /// Runs protocol actions with a target GPT, an optional drafter and a judge.
 ///
 /// Without an external [`Judge`] the host judges with the model itself — the *implicit
@@ -172,6 +219,8 @@ pub struct ModelHost<'m, C: Compute> {
     tokens: Vec<u32>,
     positions: Vec<Pos>,
     parents: Vec<i32>,
+    /// Keep lists handed to the models.
+    keep: Vec<usize>,
 }
 
 fn slot(seq: u32, variant: usize) -> usize {
@@ -245,6 +294,7 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             tokens: Vec::new(),
             positions: Vec::new(),
             parents: Vec::new(),
+            keep: Vec::new(),
         })
     }
 
@@ -425,11 +475,12 @@ impl<'m, C: Compute> ModelHost<'m, C> {
         let (v, d, variants) = (self.vocab, self.dim, g.variants());
         let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
         // Commit the kept entries of the last run, with their features.
-        let keep_usize: Vec<usize> = keep.iter().map(|&k| k as usize).collect();
+        self.keep.clear();
+        self.keep.extend(keep.iter().map(|&k| k as usize));
         {
             let st = &mut self.seqs[s];
             let n_last = st.last_index.len();
-            for &k in &keep_usize {
+            for &k in &self.keep {
                 if k >= n_last {
                     return Err(HostError::Core(argen_core::Error::InvalidParameter {
                         name: "keep",
@@ -438,12 +489,11 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                 }
             }
             for var in 0..st.last_variants {
-                for &k in &keep_usize {
+                for &k in &self.keep {
                     let idx = st.last_index[k] as usize;
                     let src = (var * n_last + k) * d;
                     let dst = (var * tokens_per + idx) * d;
-                    let row: Vec<f32> = st.last_hidden[src..src + d].to_vec();
-                    st.committed[dst..dst + d].copy_from_slice(&row);
+                    st.committed[dst..dst + d].copy_from_slice(&st.last_hidden[src..src + d]);
                 }
             }
         }
@@ -454,10 +504,10 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                 .slot_len(sl)
                 .is_some_and(|(_, pending)| pending > 0)
             {
-                if keep_usize.is_empty() {
+                if self.keep.is_empty() {
                     self.gpt.rollback(sl)?;
                 } else {
-                    self.gpt.commit(sl, &keep_usize)?;
+                    self.gpt.commit(sl, &self.keep)?;
                 }
             }
         }
@@ -474,21 +524,22 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                 inp.parent as i32
             });
         }
-        let steps: Vec<Step<'_>> = (0..variants)
-            .map(|var| Step {
-                slot: slot(seq, var),
-                tokens: &self.tokens,
-                positions: &self.positions,
-                parents: Some(&self.parents),
-            })
-            .collect();
         for var in 0..variants {
             self.condition(s, var)?;
         }
+        let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
+            slot: slot(seq, var),
+            tokens: &self.tokens,
+            positions: &self.positions,
+            parents: Some(&self.parents),
+        });
         self.scratch.resize(variants * n * v, 0.0);
         self.hidden.resize(variants * n * d, 0.0);
-        self.gpt
-            .forward(&steps, &mut self.scratch, Some(&mut self.hidden))?;
+        self.gpt.forward(
+            &steps[..variants],
+            &mut self.scratch,
+            Some(&mut self.hidden),
+        )?;
         let st = &mut self.seqs[s];
         st.last_index.clear();
         st.last_index.extend(inputs.iter().map(|i| i.index));
@@ -498,54 +549,6 @@ impl<'m, C: Compute> ModelHost<'m, C> {
         st.last_variants = variants;
         self.interleave(n, variants);
         Ok(())
-    }
-
-    /// The feature row of `f` for variant `var` of sequence `s`.
-    fn feature(
-        &self,
-        s: usize,
-        var: usize,
-        f: FeatureRef,
-        step_base: usize,
-    ) -> Result<&[f32], HostError> {
-        let d = self.dim;
-        let st = &self.seqs[s];
-        let tokens_per = st.committed.len() / (VARIANTS * d);
-        let bad = |what: &str| {
-            HostError::Core(argen_core::Error::InvalidParameter {
-                name: "feature",
-                reason: match what {
-                    "target" => "Target feature index beyond the image",
-                    "last" => "LastTarget feature beyond the last target run",
-                    _ => "Draft feature of an entry that does not exist yet",
-                },
-            })
-        };
-        Ok(match f {
-            FeatureRef::Condition => &st.cond_feature[var * d..(var + 1) * d],
-            FeatureRef::Target(i) => {
-                if i as usize >= tokens_per {
-                    return Err(bad("target"));
-                }
-                let o = (var * tokens_per + i as usize) * d;
-                &st.committed[o..o + d]
-            }
-            FeatureRef::LastTarget(k) => {
-                let n = st.last_index.len();
-                if k as usize >= n || var >= st.last_variants {
-                    return Err(bad("last"));
-                }
-                let o = (var * n + k as usize) * d;
-                &st.last_hidden[o..o + d]
-            }
-            FeatureRef::Draft(e) => {
-                let o = (e as usize * VARIANTS + var) * d;
-                if e as usize >= step_base || o + d > st.entries.len() {
-                    return Err(bad("draft"));
-                }
-                &st.entries[o..o + d]
-            }
-        })
     }
 
     fn draft(&mut self, run: &argen_core::decode::DraftRun<'_>) -> Result<(), HostError> {
@@ -616,20 +619,17 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             for var in 0..variants {
                 self.condition(s, var)?;
                 for inp in &run.inputs[lo..hi] {
-                    let row = self
-                        .feature(s, var, inp.feature, first_entry + lo)?
-                        .to_vec();
-                    self.features.extend_from_slice(&row);
+                    let row = feature(&self.seqs[s], d, var, inp.feature, first_entry + lo)?;
+                    self.features.extend_from_slice(row);
                 }
             }
-            let steps: Vec<Step<'_>> = (0..variants)
-                .map(|var| Step {
-                    slot: slot(run.seq, var),
-                    tokens: &self.tokens,
-                    positions: &self.positions,
-                    parents: Some(&self.parents),
-                })
-                .collect();
+            let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
+                slot: slot(run.seq, var),
+                tokens: &self.tokens,
+                positions: &self.positions,
+                parents: Some(&self.parents),
+            });
+            let steps = &steps[..variants];
             self.scratch.resize(variants * m * v, 0.0);
             self.hidden.resize(variants * m * d, 0.0);
             let dr = self.drafter.as_deref_mut().ok_or_else(|| {
@@ -637,30 +637,32 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             })?;
             dr.forward(
                 self.gpt,
-                &steps,
+                steps,
                 &self.features,
                 &mut self.scratch,
                 Some(&mut self.hidden),
             )?;
             if catch_up {
-                let keep: Vec<usize> = (0..m).collect();
+                self.keep.clear();
+                self.keep.extend(0..m);
                 for var in 0..variants {
-                    dr.commit(slot(run.seq, var), &keep)?;
+                    dr.commit(slot(run.seq, var), &self.keep)?;
                 }
                 self.seqs[s].step_committed += m as u32;
             }
             // Store entry hidden states and interleave logits into the answer.
             let st = &mut self.seqs[s];
             for j in 0..m {
-                let mut entry = vec![0.0; VARIANTS * d];
+                let base = st.entries.len();
+                st.entries.resize(base + VARIANTS * d, 0.0);
                 for var in 0..variants {
                     let src = (var * m + j) * d;
-                    entry[var * d..(var + 1) * d].copy_from_slice(&self.hidden[src..src + d]);
+                    st.entries[base + var * d..base + (var + 1) * d]
+                        .copy_from_slice(&self.hidden[src..src + d]);
                     let lsrc = (var * m + j) * v;
                     let ldst = ((lo + j) * variants + var) * v;
                     self.logits[ldst..ldst + v].copy_from_slice(&self.scratch[lsrc..lsrc + v]);
                 }
-                st.entries.extend_from_slice(&entry);
             }
         }
         Ok(())
