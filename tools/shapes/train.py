@@ -185,34 +185,63 @@ def to_pixels(images_u8: np.ndarray) -> torch.Tensor:
 
 
 # ---- stage 2: VQ -----------------------------------------------------------------------------------
-def train_vq(cfg: L.VQArgs, images, val_images, sched: Schedule, batch, gen, restart_frac=0.6, crop_frac=0.6):
-    """Random 32x32 crops (aligned to the 8 px code grid, 4x cheaper) for the first ``crop_frac``
-    of the budget, whole 64x64 images after."""
+def train_vq(cfg: L.VQArgs, images, val_images, sched: Schedule, batch, gen, restart_frac=0.6, crop_frac=0.85,
+             ae_frac=0.3):
+    """Random 32x32 crops (aligned to the 8 px code grid, 4x cheaper) in batches of ``batch`` for
+    the first ``crop_frac`` of the budget, whole 64x64 images in batches of ``batch // 2`` after
+    (the attention blocks then see the full 8x8 grid)."""
     vq = L.VQModel(cfg)
     opt = torch.optim.Adam(vq.parameters(), lr=sched.base_lr, betas=(0.9, 0.99))
     n = images.shape[0]
     usage = torch.zeros(cfg.codebook_size)
     hist = []
+    last_used = 0
+    pool, seeded = [], False
     vq.train()
     while not sched.done():
         lr = sched.set_lr(opt)
-        sel = torch.randint(0, n, (batch,), generator=gen)
+        crop = sched.frac() < crop_frac
+        sel = torch.randint(0, n, (batch if crop else max(1, batch // 2),), generator=gen)
         x = to_pixels(images[sel.numpy()])
-        if sched.frac() < crop_frac:
+        if crop:
             oy, ox = (8 * torch.randint(0, 5, (2,), generator=gen)).tolist()
             x = x[:, :, oy:oy + 32, ox:ox + 32]
         h = vq.quant_conv(vq.encoder(x))
-        zq, (l_vq, l_commit), idx = vq.quantize(h)
-        rec = vq.decode(zq)
-        l_rec = (rec - x).abs().mean() + F.mse_loss(rec, x)
-        loss = l_rec + l_vq + l_commit
+        if sched.frac() < ae_frac:
+            # Warm-up as a plain autoencoder on the l2-normalised latent (no quantisation).
+            rec = vq.decode(F.normalize(h, dim=1))
+            l_rec = (rec - x).abs().mean() + F.mse_loss(rec, x)
+            loss = l_rec
+            l_vq = l_commit = torch.zeros(())
+            idx = torch.zeros(0, dtype=torch.long)
+            pool.append(F.normalize(h.detach(), dim=1).permute(0, 2, 3, 1).reshape(-1, cfg.codebook_embed_dim))
+            pool = pool[-8:]
+        else:
+            if not seeded:
+                # Seed the codebook with encoder outputs of the last warm-up batches.
+                seeded = True
+                z = torch.cat(pool)
+                pick = torch.randperm(z.shape[0], generator=gen)[:cfg.codebook_size]
+                if len(pick) < cfg.codebook_size:
+                    pick = torch.randint(0, z.shape[0], (cfg.codebook_size,), generator=gen)
+                with torch.no_grad():
+                    vq.quantize.embedding.weight.data.copy_(
+                        z[pick] + 0.01 * torch.randn(cfg.codebook_size, z.shape[1], generator=gen))
+                usage.zero_()
+                log(f"vq: codebook seeded from {z.shape[0]} encoder outputs at step {sched.step}")
+            zq, (l_vq, l_commit), idx = vq.quantize(h)
+            rec = vq.decode(zq)
+            l_rec = (rec - x).abs().mean() + F.mse_loss(rec, x)
+            loss = l_rec + l_vq + l_commit
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         usage += torch.bincount(idx, minlength=cfg.codebook_size).float()
         sched.step += 1
         # Restart codes unused in the last window from random encoder outputs of this batch.
-        if sched.step % 50 == 0 and sched.frac() < restart_frac:
+        if sched.step % 25 == 0:
+            last_used = int((usage > 0).sum())
+        if sched.step % 25 == 0 and seeded and sched.frac() < restart_frac:
             dead = (usage == 0).nonzero().flatten()
             if len(dead) > 0:
                 with torch.no_grad():
@@ -221,7 +250,8 @@ def train_vq(cfg: L.VQArgs, images, val_images, sched: Schedule, batch, gen, res
                     vq.quantize.embedding.weight.data[dead] = z[pick] + 0.01 * torch.randn(len(dead), z.shape[1], generator=gen)
             usage.zero_()
         hist.append(l_rec.item())
-        sched.maybe_log(f"rec {np.mean(hist[-20:]):.4f} vq {l_vq.item():.4f} commit {l_commit.item():.4f} lr {lr:.2e}")
+        sched.maybe_log(f"rec {np.mean(hist[-20:]):.4f} vq {l_vq.item():.4f} commit {l_commit.item():.4f} "
+                        f"codes/25 steps {last_used} lr {lr:.2e}")
     sched.maybe_log(f"rec {np.mean(hist[-20:]):.4f} (done)", force=True)
     vq.eval()
     return vq, float(np.mean(hist[-50:]))
@@ -547,13 +577,13 @@ def main():
         steps = dict(vq=15, gpt=20, drafter=15)
         batch = dict(vq=8, gpt=16, drafter=16)
     else:
-        n_train, n_val = 12000, 512
-        vq_cfg = L.VQArgs(codebook_size=1024, codebook_embed_dim=8, encoder_ch_mult=[1, 1, 2, 2],
+        n_train, n_val = 10000, 512
+        vq_cfg = L.VQArgs(codebook_size=512, codebook_embed_dim=8, encoder_ch_mult=[1, 1, 2, 2],
                           decoder_ch_mult=[1, 1, 2, 2], z_channels=64, ch=32, num_res_blocks=1)
-        gpt_kw = dict(dim=192, n_layer=6, n_head=6)
+        gpt_kw = dict(dim=128, n_layer=6, n_head=4)
         steps = dict(vq=10 ** 9, gpt=10 ** 9, drafter=10 ** 9)
-        batch = dict(vq=32, gpt=64, drafter=64)
-    lrs = dict(vq=1e-3, gpt=1.5e-3, drafter=1e-3)
+        batch = dict(vq=16, gpt=32, drafter=32)
+    lrs = dict(vq=1e-3, gpt=2e-3, drafter=1e-3)
     # Shares of the remaining budget for each timed stage (tokenising and export are untimed).
     shares = dict(vq=0.25, gpt=0.60, drafter=0.10)
     reserve = 0.05 * budget  # evaluation, sampling and export
@@ -593,7 +623,7 @@ def main():
     cfg = L.ModelArgs(vocab_size=vq_cfg.codebook_size, block_size=GRID * GRID, cls_token_num=MAX_WORDS,
                       caption_dim=CAPTION_DIM, model_type="t2i", class_dropout_prob=0.1, token_dropout_p=0.0,
                       resid_dropout_p=0.0, ffn_dropout_p=0.0, **gpt_kw)
-    sched = Schedule("gpt", stage_budget("gpt"), steps["gpt"], lrs["gpt"], warmup=100 if not smoke else 2)
+    sched = Schedule("gpt", stage_budget("gpt"), steps["gpt"], lrs["gpt"], warmup=50 if not smoke else 2)
     model, gpt_loss, gpt_val_hist = train_gpt(cfg, codes, ids_t, codes_val, val_ids_t, sched, batch["gpt"], gen)
     t_gpt = dict(steps=sched.step, batch=batch["gpt"], lr=lrs["gpt"], seconds=sched.elapsed())
     gpt_m = {"train_loss": gpt_loss, "val_curve": gpt_val_hist,
