@@ -625,7 +625,7 @@ def main():
     # VQ
     sched = Schedule("vq", stage_budget("vq"), steps["vq"], lrs["vq"], warmup=50 if not smoke else 2)
     vq, vq_rec = train_vq(vq_cfg, images, val_images, sched, batch["vq"], gen)
-    t_vq = dict(steps=sched.step, batch=batch["vq"], lr=lrs["vq"], seconds=sched.elapsed())
+    t_vq = dict(steps=sched.step, batch=max(1, batch["vq"] // 2), lr=lrs["vq"], seconds=sched.elapsed())
     t = time.time()
     codes = vq_encode(vq, images)
     codes_val = vq_encode(vq, val_images)
