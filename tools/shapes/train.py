@@ -147,7 +147,7 @@ class Schedule:
 # ---- stage 1: data ---------------------------------------------------------------------------------
 def build_binaries():
     """Builds shapes-export and argen once (same feature set, so no rebuild between them)."""
-    cmd = ["cargo", "build", "--quiet", "--release", "-p", "argen-shapes", "--bin", "shapes-export", "-p", "argen-cli"]
+    cmd = ["cargo", "build", "--quiet", "--release", "--bin", "shapes-export", "--bin", "argen"]
     log("$ " + " ".join(cmd))
     subprocess.run(cmd, cwd=ROOT, check=True)
 
