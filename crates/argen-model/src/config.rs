@@ -136,10 +136,7 @@ impl GptConfig {
 
     /// Parses and validates a JSON config.
     pub fn from_json(path: &Path, text: &str) -> Result<GptConfig> {
-        let cfg: GptConfig = serde_json::from_str(text).map_err(|e| ModelError::Config {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        let cfg: GptConfig = parse_json(path, text)?;
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -147,11 +144,7 @@ impl GptConfig {
     /// Reads and validates a JSON config file.
     pub fn load(path: impl AsRef<Path>) -> Result<GptConfig> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(path, &text)
+        Self::from_json(path, &read_text(path)?)
     }
 
     /// Checks internal consistency (head sizes, RoPE layout, square grid, ...).
@@ -329,10 +322,7 @@ impl VqConfig {
 
     /// Parses and validates a JSON config.
     pub fn from_json(path: &Path, text: &str) -> Result<VqConfig> {
-        let cfg: VqConfig = serde_json::from_str(text).map_err(|e| ModelError::Config {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        let cfg: VqConfig = parse_json(path, text)?;
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -340,11 +330,7 @@ impl VqConfig {
     /// Reads and validates a JSON config file.
     pub fn load(path: impl AsRef<Path>) -> Result<VqConfig> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(path, &text)
+        Self::from_json(path, &read_text(path)?)
     }
 
     /// Checks that every GroupNorm sees a multiple of 32 channels, sizes are positive, ...
@@ -377,4 +363,20 @@ impl VqConfig {
     pub fn downsample(&self) -> usize {
         1 << (self.decoder_ch_mult.len() - 1)
     }
+}
+
+/// Deserialises a config, naming `path` in the error.
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Reads a text file, naming `path` in the error.
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
