@@ -146,8 +146,9 @@ class Schedule:
 
 # ---- stage 1: data ---------------------------------------------------------------------------------
 def build_binaries():
-    """Builds shapes-export and argen once (same feature set, so no rebuild between them)."""
-    cmd = ["cargo", "build", "--quiet", "--release", "--bin", "shapes-export", "--bin", "argen"]
+    """Builds shapes-export, shapes-scorer-eval and argen once (same feature set, so no rebuild between them)."""
+    cmd = ["cargo", "build", "--quiet", "--release", "--bin", "shapes-export", "--bin", "shapes-scorer-eval",
+           "--bin", "argen"]
     log("$ " + " ".join(cmd))
     subprocess.run(cmd, cwd=ROOT, check=True)
 
@@ -304,6 +305,28 @@ def vq_eval(vq, val_images, codes_val):
 
 
 # ---- stage 3: GPT ----------------------------------------------------------------------------------
+def vq_scorer_eval(vq, work, count):
+    """Scorer accuracy on the VQ's reconstructions of ``count`` held-out (test split) scenes:
+    writes ``work/vq_recon_test/{i:06}.png`` and runs ``shapes-scorer-eval --images`` on them
+    (and on the clean renders of the same scenes, for reference). Returns both reports."""
+    d = export_split(work, "test", count)
+    images = np.load(os.path.join(d, "images.npy"))
+    rec_dir = os.path.join(work, "vq_recon_test")
+    os.makedirs(rec_dir, exist_ok=True)
+    for i in range(0, images.shape[0], 256):
+        codes = vq_encode(vq, images[i:i + 256])
+        for j, img in enumerate(to_uint8(vq_decode(vq, codes))):
+            write_png(os.path.join(rec_dir, f"{i + j:06d}.png"), img)
+    out = {}
+    for name, extra in (("clean", []), ("vq_recon", ["--images", rec_dir])):
+        js = os.path.join(work, f"scorer_{name}.json")
+        cmd = [binary("shapes-scorer-eval"), "--scenes", str(count), "--split", "test", "--json", js] + extra
+        log("$ " + " ".join(cmd))
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        out[name] = json.load(open(js))
+    return out
+
+
 def param_groups(model, wd):
     decay, no_decay = [], []
     for p in model.parameters():
@@ -598,7 +621,7 @@ def main():
         steps = dict(vq=15, gpt=20, drafter=15)
         batch = dict(vq=8, gpt=16, drafter=16)
     else:
-        n_train, n_val = 10000, 512
+        n_train, n_val = 60000, 512
         vq_cfg = L.VQArgs(codebook_size=512, codebook_embed_dim=8, encoder_ch_mult=[1, 1, 2, 2],
                           decoder_ch_mult=[1, 1, 2, 2], z_channels=64, ch=32, num_res_blocks=1)
         gpt_kw = dict(dim=128, n_layer=6, n_head=4)
@@ -606,7 +629,7 @@ def main():
         batch = dict(vq=16, gpt=32, drafter=32)  # vq: 8 whole images per step (batch // 2)
     lrs = dict(vq=1e-3, gpt=2e-3, drafter=1e-3)
     # Shares of the remaining budget for each timed stage (tokenising and export are untimed).
-    shares = dict(vq=0.27, gpt=0.58, drafter=0.10)
+    shares = dict(vq=0.27, gpt=0.56, drafter=0.12)
     reserve = 0.05 * budget  # evaluation, sampling and export
 
     def stage_budget(name):
@@ -624,7 +647,7 @@ def main():
 
     # VQ
     sched = Schedule("vq", stage_budget("vq"), steps["vq"], lrs["vq"], warmup=50 if not smoke else 2)
-    vq, vq_rec = train_vq(vq_cfg, images, val_images, sched, batch["vq"], gen)
+    vq, vq_rec = train_vq(vq_cfg, images, val_images, sched, batch["vq"], gen, crop_frac=0.5)
     t_vq = dict(steps=sched.step, batch=max(1, batch["vq"] // 2), lr=lrs["vq"], seconds=sched.elapsed())
     t = time.time()
     codes = vq_encode(vq, images)
@@ -639,6 +662,11 @@ def main():
     recon = to_uint8(vq_decode(vq, codes_val[:nshow]))
     write_png(os.path.join(tmp, "png", "vq_recon.png"),
               grid_image(np.concatenate([val_images[:nshow], recon]), nshow // 2 if nshow >= 2 else 1))
+    t = time.time()
+    vq_m["scorer"] = vq_scorer_eval(vq, work, 50 if smoke else 1000)
+    sc = vq_m["scorer"]["vq_recon"]
+    log(f"scorer on VQ reconstructions ({time.time() - t:.0f}s): objects {sc['objects']['accuracy']:.4f}, "
+        + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in sc["categories"].items()))
 
     # GPT
     cfg = L.ModelArgs(vocab_size=vq_cfg.codebook_size, block_size=GRID * GRID, cls_token_num=MAX_WORDS,

@@ -10,9 +10,11 @@
 //! (e.g. `top left` → `top` stays true): the oracle decides.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crate::degrade::Degradation;
 use crate::generate::{clear_bands, region_for, sample_for_scene, PromptStyle};
+use crate::image::RgbImage;
 use crate::oracle::{self, Truth};
 use crate::palette::{Colour, Shape};
 use crate::perceive::{perceive, ScorerConfig};
@@ -94,6 +96,10 @@ pub struct EvalConfig {
     pub first_seed: u64,
     /// Degradation applied to every rendered image.
     pub degradation: Option<Degradation>,
+    /// Images to judge instead of the renders: `DIR/{index:06}.png` for scene `index` (0-based,
+    /// seed `first_seed + index`), e.g. a tokenizer's reconstructions of the renders. The
+    /// degradation, if any, applies on top. Every image must have the world's canvas size.
+    pub images: Option<PathBuf>,
     /// Rows known of the partial canvases (for 64 px and an 8×8 grid: 16 = GridAR's first
     /// quarter, 32 = half).
     pub partial_rows: Vec<usize>,
@@ -137,6 +143,64 @@ impl EvalReport {
             }
         }
         t
+    }
+
+    /// The results as a JSON object: `prompts`, `objects`, `categories` (per category),
+    /// `aligned` (per kind of test prompt) and `partial` (per rows known: `all` and per kind),
+    /// each tally as `{"accuracy", "correct", "wrong", "ambiguous"}`.
+    pub fn to_json(&self) -> String {
+        let tally = |t: &Tally| {
+            format!(
+                "{{\"accuracy\": {:.6}, \"correct\": {}, \"wrong\": {}, \"ambiguous\": {}}}",
+                t.accuracy(),
+                t.correct,
+                t.wrong,
+                t.ambiguous
+            )
+        };
+        let map = |entries: Vec<(String, String)>| {
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("\"{k}\": {v}"))
+                .collect();
+            format!("{{{}}}", body.join(", "))
+        };
+        let mut rows: Vec<usize> = self.partial.keys().map(|k| k.0).collect();
+        rows.dedup();
+        let partial = rows
+            .iter()
+            .map(|&r| {
+                let mut e = vec![("all".to_string(), tally(&self.partial_rows(r)))];
+                e.extend(
+                    self.partial
+                        .iter()
+                        .filter(|((rr, _), _)| *rr == r)
+                        .map(|((_, c), t)| (c.name().to_string(), tally(t))),
+                );
+                (r.to_string(), map(e))
+            })
+            .collect();
+        map(vec![
+            ("prompts".into(), self.prompts.to_string()),
+            ("objects".into(), tally(&self.objects)),
+            (
+                "categories".into(),
+                map(self
+                    .categories
+                    .iter()
+                    .map(|(c, t)| (c.name().to_string(), tally(t)))
+                    .collect()),
+            ),
+            (
+                "aligned".into(),
+                map(self
+                    .aligned
+                    .iter()
+                    .map(|(c, t)| (c.name().to_string(), tally(t)))
+                    .collect()),
+            ),
+            ("partial".into(), map(partial)),
+        ])
     }
 
     /// A plain-text table of the results.
@@ -325,7 +389,14 @@ pub fn evaluate(cfg: &EvalConfig) -> crate::Result<EvalReport> {
     for i in 0..cfg.scenes {
         let seed = cfg.first_seed.wrapping_add(i as u64);
         let scene = Scene::generate(seed, &cfg.gen)?;
-        let mut img = render(&scene);
+        let mut img = match &cfg.images {
+            Some(dir) => RgbImage::load_png_sized(
+                &dir.join(format!("{i:06}.png")),
+                cfg.gen.size,
+                cfg.gen.size,
+            )?,
+            None => render(&scene),
+        };
         if let Some(d) = &cfg.degradation {
             img = d.apply(&img, seed);
         }

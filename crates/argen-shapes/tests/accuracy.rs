@@ -3,7 +3,7 @@
 //! Clean renders: ≥ 99% on 1000 scenes for every category verdict, for alignment and for the
 //! possible/impossible verdict on partial canvases with 16, 32 and 48 of 64 rows known
 //! (measured: 99.94–100% per category, 99.98–100% on partial canvases; the full table comes
-//! from `examples/scorer_eval.rs`). Degraded renders (VQ-like artefacts) on 200 scenes each,
+//! from `shapes-scorer-eval` (src/bin)). Degraded renders (VQ-like artefacts) on 200 scenes each,
 //! with bounds a little under the measured values so that a regression fails.
 
 use argen_shapes::degrade::Degradation;
@@ -16,6 +16,7 @@ fn run(scenes: usize, degradation: Option<Degradation>) -> EvalReport {
         scenes,
         first_seed: SPLIT_TEST,
         degradation,
+        images: None,
         partial_rows: vec![16, 32, 48],
         gen: GenConfig::default(),
     };
@@ -84,4 +85,36 @@ fn vq_like_renders() {
     // 16×16 chroma blocks; measured ≈ 94–99% per category.
     let rep = run(200, Some(Degradation::vq_like()));
     check(&rep, 0.92, 0.96, "vq-like");
+}
+
+#[test]
+fn images_from_a_directory_replace_the_renders() {
+    // The renders written as PNGs and read back give the very same report; a missing image is
+    // an error naming the file.
+    let dir = std::env::temp_dir().join(format!("argen-shapes-images-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gen = GenConfig::default();
+    for i in 0..20u64 {
+        let scene = argen_shapes::Scene::generate(SPLIT_TEST + i, &gen).unwrap();
+        argen_shapes::render(&scene)
+            .save_png(&dir.join(format!("{i:06}.png")))
+            .unwrap();
+    }
+    let cfg = |scenes, images| EvalConfig {
+        scenes,
+        first_seed: SPLIT_TEST,
+        degradation: None,
+        images,
+        partial_rows: vec![16, 32],
+        gen: GenConfig::default(),
+    };
+    let from_files = evaluate(&cfg(20, Some(dir.clone()))).unwrap();
+    let rendered = evaluate(&cfg(20, None)).unwrap();
+    assert_eq!(from_files.to_json(), rendered.to_json());
+    assert!(from_files.prompts > 100);
+    let err = evaluate(&cfg(21, Some(dir.clone())))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("000020.png"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
