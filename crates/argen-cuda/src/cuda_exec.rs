@@ -338,7 +338,7 @@ pub struct GemmPlan {
     pub convert: Option<(u32, usize)>,
 }
 
-/// Buffer facts [`gemm_plan`] validates against: device address and length in bytes.
+/// What [`gemm_plan`] needs to know of a buffer: device address and length in bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Extent {
     /// Device address of byte 0.
@@ -362,17 +362,18 @@ pub struct Extent {
 /// Errors (nothing is enqueued) when a dimension exceeds `i32::MAX`, an operand range lies
 /// outside its buffer, or the output overlaps an input. `None` when there is nothing to compute
 /// (`rows = 0` or `n = 0`).
-pub fn gemm_plan(
-    x: Extent,
-    x_offset: usize,
-    w: Extent,
-    w_dtype: Dtype,
-    out: Extent,
-    out_offset: usize,
-    rows: usize,
-    n: usize,
-    k: usize,
-) -> Result<Option<GemmPlan>> {
+pub fn gemm_plan(g: &GemmDesc<'_, Extent>) -> Result<Option<GemmPlan>> {
+    let GemmDesc {
+        x,
+        x_offset,
+        w,
+        w_dtype,
+        out,
+        out_offset,
+        rows,
+        n,
+        k,
+    } = *g;
     let dim = |what: &str, v: usize| {
         i32::try_from(v).map_err(|_| invalid("gemm", format!("{what} = {v} exceeds i32::MAX")))
     };
@@ -880,17 +881,18 @@ impl Executor for CudaExecutor {
             addr: b.ptr,
             len: b.len,
         };
-        let Some(plan) = gemm_plan(
-            ext(g.x),
-            g.x_offset,
-            ext(g.w),
-            g.w_dtype,
-            ext(g.out),
-            g.out_offset,
-            g.rows,
-            g.n,
-            g.k,
-        )?
+        let (xe, we, oe) = (ext(g.x), ext(g.w), ext(g.out));
+        let Some(plan) = gemm_plan(&GemmDesc {
+            x: &xe,
+            x_offset: g.x_offset,
+            w: &we,
+            w_dtype: g.w_dtype,
+            out: &oe,
+            out_offset: g.out_offset,
+            rows: g.rows,
+            n: g.n,
+            k: g.k,
+        })?
         else {
             return Ok(true);
         };
@@ -1033,6 +1035,31 @@ mod tests {
         Extent { addr, len }
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn plan_of(
+        x: Extent,
+        x_offset: usize,
+        w: Extent,
+        w_dtype: Dtype,
+        out: Extent,
+        out_offset: usize,
+        rows: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<Option<GemmPlan>> {
+        gemm_plan(&GemmDesc {
+            x: &x,
+            x_offset,
+            w: &w,
+            w_dtype,
+            out: &out,
+            out_offset,
+            rows,
+            n,
+            k,
+        })
+    }
+
     #[test]
     fn plan_maps_row_major_onto_column_major() {
         for (rows, n, k) in [(1, 1, 1), (3, 5, 7), (4, 2, 9), (7, 3, 1)] {
@@ -1043,7 +1070,7 @@ mod tests {
                 .map(|i| (i % 11) as f64 - 5.0)
                 .collect();
             let w: Vec<f64> = (0..n * k).map(|i| (i % 7) as f64 - 3.0).collect();
-            let plan = gemm_plan(
+            let plan = plan_of(
                 ext(0x1000, x.len() * 4),
                 x_off,
                 ext(0x100000, w.len() * 4),
@@ -1088,7 +1115,7 @@ mod tests {
     #[test]
     fn plan_validates_ranges_overlap_and_sizes() {
         let ok = |xl, wl, ol| {
-            gemm_plan(
+            plan_of(
                 ext(0, xl),
                 1,
                 ext(1 << 20, wl),
@@ -1107,23 +1134,23 @@ mod tests {
         assert!(matches!(ok(64, 39, 56), Err(Error::Invalid { .. })));
         assert!(matches!(ok(64, 40, 55), Err(Error::Invalid { .. })));
         // Nothing to do, but ranges are still checked.
-        let empty = gemm_plan(ext(0, 4), 0, ext(8, 12), Dtype::F32, ext(32, 4), 0, 0, 3, 1);
+        let empty = plan_of(ext(0, 4), 0, ext(8, 12), Dtype::F32, ext(32, 4), 0, 0, 3, 1);
         assert_eq!(empty.unwrap(), None);
         // Output overlapping x (same buffer) or w.
         let same = ext(0, 1024);
         // x = bytes 0..32 (2 × 4 f32); out at element 7 = bytes 28..44 overlaps, at 8 not.
-        let r = gemm_plan(same, 0, ext(4096, 64), Dtype::F32, same, 7, 2, 2, 4);
+        let r = plan_of(same, 0, ext(4096, 64), Dtype::F32, same, 7, 2, 2, 4);
         assert!(matches!(r, Err(Error::Invalid { .. })));
-        let r = gemm_plan(same, 0, ext(4096, 64), Dtype::F32, same, 8, 2, 2, 4);
+        let r = plan_of(same, 0, ext(4096, 64), Dtype::F32, same, 8, 2, 2, 4);
         assert!(
             r.unwrap().is_some(),
             "disjoint ranges of one buffer are fine"
         );
         // w = bytes 0..32 of `same`; out at element 4 = bytes 16..32.
-        let r = gemm_plan(ext(8192, 64), 0, same, Dtype::F32, same, 4, 2, 2, 4);
+        let r = plan_of(ext(8192, 64), 0, same, Dtype::F32, same, 4, 2, 2, 4);
         assert!(matches!(r, Err(Error::Invalid { .. })));
         // Dimensions beyond i32 and size overflow.
-        let big = gemm_plan(
+        let big = plan_of(
             ext(0, usize::MAX),
             0,
             ext(0, usize::MAX),
@@ -1135,7 +1162,7 @@ mod tests {
             1,
         );
         assert!(matches!(big, Err(Error::Invalid { .. })));
-        let overflow = gemm_plan(
+        let overflow = plan_of(
             ext(0, usize::MAX),
             usize::MAX,
             ext(0, 4),
