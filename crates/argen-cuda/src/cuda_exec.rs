@@ -202,9 +202,13 @@ impl CudaBuffer {
 impl Drop for CudaBuffer {
     fn drop(&mut self) {
         let ctx = self.stream.context();
-        ctx.record_err(ctx.bind_to_thread());
+        // Raw calls: `bind_to_thread` would return an error recorded earlier without binding,
+        // and the free below needs the context current.
+        // SAFETY: the context is alive (held through the stream this buffer holds).
+        ctx.record_err(unsafe { dr::ctx::set_current(ctx.cu_ctx()) });
         // A launch still queued may use the memory: drain the stream first.
-        ctx.record_err(self.stream.synchronize());
+        // SAFETY: the stream is alive (held by this buffer).
+        ctx.record_err(unsafe { dr::stream::synchronize(self.stream.cu_stream()) });
         if self.host.is_null() {
             // SAFETY: `ptr` came from cuMemAlloc in this context and is freed once, here.
             ctx.record_err(unsafe { dr::free_sync(self.ptr) });
@@ -223,7 +227,9 @@ struct Module {
 
 impl Drop for Module {
     fn drop(&mut self) {
-        self.ctx.record_err(self.ctx.bind_to_thread());
+        // SAFETY: the context is alive (held by this module).
+        self.ctx
+            .record_err(unsafe { dr::ctx::set_current(self.ctx.cu_ctx()) });
         // SAFETY: `raw` came from cuModuleLoadData and is unloaded once; the functions looked
         // up from it are dropped with the executor that owns this module.
         self.ctx.record_err(unsafe { dr::module::unload(self.raw) });
@@ -682,14 +688,15 @@ fn load_module(ctx: &Arc<CudaContext>, ptx: &str, info: &DeviceInfo) -> Result<M
     // SAFETY: the context is current and `image` is a NUL-terminated PTX text that outlives
     // the call (the driver copies and JIT-compiles it).
     let raw = unsafe { dr::module::load_data(image.as_ptr() as *const c_void) }.map_err(|e| {
+        let hint = if e.0 == dsys::cudaError_enum::CUDA_ERROR_UNSUPPORTED_PTX_VERSION {
+            "; the driver is older than the NVRTC that produced the PTX: update the driver or \
+             use a matching NVRTC"
+        } else {
+            ""
+        };
         Error::Driver {
             call: "cuModuleLoadData",
-            detail: format!(
-                "{e:?} for {} ({}); a driver older than the NVRTC that produced the PTX \
-                 cannot load it — update the driver or use a matching NVRTC",
-                info.name,
-                info.arch()
-            ),
+            detail: format!("{e:?} for {} ({}){hint}", info.name, info.arch()),
         }
     })?;
     Ok(Module {
