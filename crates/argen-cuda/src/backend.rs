@@ -4,7 +4,9 @@
 //! scratch row), the per-row totals and the processing scratch live on the device. Each call
 //! validates on the host exactly what the reference validates from its arguments (row indices,
 //! parameters, tree shape), packs job records, launches one work-group per job, and reads back
-//! only the small result records (status words, token ids, accepted paths).
+//! only the small result records (status words, token ids, accepted paths). Those records, the
+//! accepted path and the top-k outputs live in read-back buffers ([`Executor::alloc_readback`]:
+//! host-mapped memory on an integrated GPU under the CUDA executor).
 //!
 //! Error semantics match [`argen_core::SliceBackend`]: the error returned for a call is the one
 //! the reference returns (the first failing job in job order). After an error the contents of
@@ -121,9 +123,27 @@ impl<E: Executor> std::fmt::Debug for GpuBackend<E> {
     }
 }
 
-fn grow<E: Executor>(exec: &E, slot: &mut Option<E::Buffer>, bytes: usize) -> Result<()> {
+/// Which allocation a growable slot uses.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Device memory (inputs).
+    Device,
+    /// A buffer the host reads back ([`Executor::alloc_readback`]).
+    Readback,
+}
+
+fn grow<E: Executor>(
+    exec: &E,
+    slot: &mut Option<E::Buffer>,
+    bytes: usize,
+    kind: Kind,
+) -> Result<()> {
     if slot.as_ref().is_none_or(|b| exec.len(b) < bytes) {
-        *slot = Some(exec.alloc(bytes.max(64))?);
+        let bytes = bytes.max(64);
+        *slot = Some(match kind {
+            Kind::Device => exec.alloc(bytes)?,
+            Kind::Readback => exec.alloc_readback(bytes)?,
+        });
     }
     Ok(())
 }
@@ -143,7 +163,7 @@ impl<E: Executor> GpuBackend<E> {
         let totals = exec.alloc((rows + 1) * 8)?;
         let ys = exec.alloc(max_jobs * vocab * 4)?;
         let jobs = exec.alloc(max_jobs * VERIFY_JOB_WORDS.max(PROCESS_JOB_WORDS) * 4)?;
-        let results = exec.alloc(max_jobs * 8 * 4)?;
+        let results = exec.alloc_readback(max_jobs * 8 * 4)?;
         let dummy = exec.alloc(64)?;
         Ok(GpuBackend {
             exec,
@@ -745,8 +765,8 @@ impl<E: Executor> Backend for GpuBackend<E> {
             }
             .into());
         }
-        grow(&self.exec, &mut self.topk_tokens, k * 4)?;
-        grow(&self.exec, &mut self.topk_weights, k * 8)?;
+        grow(&self.exec, &mut self.topk_tokens, k * 4, Kind::Readback)?;
+        grow(&self.exec, &mut self.topk_weights, k * 8, Kind::Readback)?;
         let (Some(tt), Some(tw)) = (&self.topk_tokens, &self.topk_weights) else {
             return Err(Error::Driver {
                 call: "alloc",
@@ -885,9 +905,9 @@ impl<E: Executor> Backend for GpuBackend<E> {
                 _ => {}
             }
         }
-        grow(&self.exec, &mut self.tree_tokens, n * 4)?;
-        grow(&self.exec, &mut self.tree_parents, n * 4)?;
-        grow(&self.exec, &mut self.path, path.len() * 4)?;
+        grow(&self.exec, &mut self.tree_tokens, n * 4, Kind::Device)?;
+        grow(&self.exec, &mut self.tree_parents, n * 4, Kind::Device)?;
+        grow(&self.exec, &mut self.path, path.len() * 4, Kind::Readback)?;
         let (Some(tt), Some(tp), Some(pb)) =
             (&mut self.tree_tokens, &mut self.tree_parents, &self.path)
         else {

@@ -8,8 +8,8 @@
 //! loader's path (JetPack's `/usr/lib/aarch64-linux-gnu/tegra`) usable without
 //! `LD_LIBRARY_PATH`. No `nvidia-smi` is used anywhere.
 //!
-//! Status: the executor that runs launches through cudarc (streams, module loading, PTX disk
-//! cache, cuBLAS GEMMs) is not written yet; [`probe`] reports what is present.
+//! The executor that runs launches through cudarc is [`crate::cuda_exec::CudaExecutor`]; the
+//! PTX disk cache is [`crate::ptx_cache`].
 
 use crate::error::{Error, Result};
 use crate::kernels::{nvrtc_options, program_source, significant_nvrtc_log};
@@ -18,16 +18,40 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Folders searched after the loader's own path: CUDA toolkit installs and JetPack's Tegra
-/// library folders.
+/// library folders. On Jetson the driver (`libcuda.so.1`) lives in
+/// `/usr/lib/aarch64-linux-gnu/tegra` (JetPack 4/5; L4T r32–r35) or
+/// `/usr/lib/aarch64-linux-gnu/nvidia` (JetPack 6; L4T r36), and NVRTC/cuBLAS in
+/// `/usr/local/cuda/targets/aarch64-linux/lib` (= `/usr/local/cuda/lib64`).
 pub const EXTRA_LIBRARY_DIRS: &[&str] = &[
     "/usr/local/cuda/lib64",
     "/usr/local/cuda/targets/aarch64-linux/lib",
+    "/usr/local/cuda/targets/sbsa-linux/lib",
     "/usr/local/cuda/targets/x86_64-linux/lib",
     "/usr/lib/aarch64-linux-gnu/tegra",
     "/usr/lib/aarch64-linux-gnu/nvidia",
+    "/usr/lib/aarch64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
     "/usr/lib64",
 ];
+
+/// The folders [`find_library`] searches after the loader's own path, in order, given the
+/// values of `ARGEN_CUDA_LIB_DIR` and `CUDA_PATH` (empty values count as unset).
+pub fn library_search_dirs(argen_lib_dir: Option<&str>, cuda_path: Option<&str>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = argen_lib_dir.filter(|d| !d.is_empty()) {
+        dirs.push(d.into());
+    }
+    if let Some(d) = cuda_path.filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d).join("lib64"));
+    }
+    for d in EXTRA_LIBRARY_DIRS {
+        let d = PathBuf::from(d);
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs
+}
 
 /// A library the backend needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,14 +94,10 @@ static LOADED: Mutex<Vec<(String, libloading::Library)>> = Mutex::new(Vec::new()
 /// `$CUDA_PATH/lib64` and [`EXTRA_LIBRARY_DIRS`]. Returns the name or path that loaded.
 pub fn find_library(lib: CudaLibrary) -> Result<String> {
     let names = lib.names();
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Ok(d) = std::env::var("ARGEN_CUDA_LIB_DIR") {
-        dirs.push(d.into());
-    }
-    if let Ok(d) = std::env::var("CUDA_PATH") {
-        dirs.push(PathBuf::from(d).join("lib64"));
-    }
-    dirs.extend(EXTRA_LIBRARY_DIRS.iter().map(PathBuf::from));
+    let dirs = library_search_dirs(
+        std::env::var("ARGEN_CUDA_LIB_DIR").ok().as_deref(),
+        std::env::var("CUDA_PATH").ok().as_deref(),
+    );
     let mut loaded = LOADED.lock().map_err(|_| Error::Driver {
         call: "library table",
         detail: "poisoned lock".into(),
@@ -187,9 +207,27 @@ pub fn probe(index: usize) -> Result<DeviceInfo> {
 /// of [`nvrtc_options`]. Errors on a failed compile **and on any warning** (the log is returned
 /// in [`Error::Compile`]). Returns the PTX text.
 pub fn compile_program(arch: &str) -> Result<String> {
+    compile_source(&program_source(), arch)
+}
+
+/// The loaded NVRTC's version `(major, minor)` (part of the PTX cache key).
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    find_library(CudaLibrary::Nvrtc)?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: NVRTC is loaded (above); nvrtcVersion writes two ints through valid pointers.
+    let status = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    status.result().map_err(|e| Error::Driver {
+        call: "nvrtcVersion",
+        detail: format!("{e:?}"),
+    })?;
+    Ok((major, minor))
+}
+
+/// Compiles any CUDA C++ `source` like [`compile_program`] (same options, warnings are errors).
+pub fn compile_source(source: &str, arch: &str) -> Result<String> {
     find_library(CudaLibrary::Nvrtc)?;
     use cudarc::nvrtc::result as n;
-    let src = CString::new(program_source()).map_err(|_| Error::Compile {
+    let src = CString::new(source).map_err(|_| Error::Compile {
         compiler: "NVRTC",
         target: arch.into(),
         log: "kernel source contains a NUL byte".into(),
@@ -242,5 +280,49 @@ pub fn compile_program(arch: &str) -> Result<String> {
             target: arch.into(),
             log: format!("{r:?}\n{log}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_path_covers_jetson_and_toolkits_in_order() {
+        let dirs = library_search_dirs(None, None);
+        let pos = |p: &str| dirs.iter().position(|d| d == &PathBuf::from(p));
+        // JetPack 4/5 driver, JetPack 6 driver, JetPack's CUDA toolkit, desktop toolkit.
+        for p in [
+            "/usr/lib/aarch64-linux-gnu/tegra",
+            "/usr/lib/aarch64-linux-gnu/nvidia",
+            "/usr/local/cuda/targets/aarch64-linux/lib",
+            "/usr/local/cuda/lib64",
+            "/usr/lib/x86_64-linux-gnu",
+        ] {
+            assert!(pos(p).is_some(), "{p} missing from {dirs:?}");
+        }
+        // The specific Tegra folders come before the generic multiarch folder.
+        assert!(pos("/usr/lib/aarch64-linux-gnu/tegra") < pos("/usr/lib/aarch64-linux-gnu"));
+        assert!(pos("/usr/lib/aarch64-linux-gnu/nvidia") < pos("/usr/lib/aarch64-linux-gnu"));
+        // User settings come first, `ARGEN_CUDA_LIB_DIR` before `CUDA_PATH`.
+        let dirs = library_search_dirs(Some("/opt/mine"), Some("/opt/cuda-12.6"));
+        assert_eq!(dirs[0], PathBuf::from("/opt/mine"));
+        assert_eq!(dirs[1], PathBuf::from("/opt/cuda-12.6/lib64"));
+        assert_eq!(dirs.len(), EXTRA_LIBRARY_DIRS.len() + 2);
+        // Empty values are ignored, duplicates are searched once.
+        let dirs = library_search_dirs(Some(""), Some("/usr/local/cuda"));
+        assert_eq!(dirs[0], PathBuf::from("/usr/local/cuda/lib64"));
+        assert_eq!(dirs.len(), EXTRA_LIBRARY_DIRS.len());
+    }
+
+    #[test]
+    fn library_names_start_with_the_sonames_cudarc_asks_for() {
+        assert_eq!(CudaLibrary::Driver.names()[0], "libcuda.so.1");
+        let nvrtc = CudaLibrary::Nvrtc.names();
+        assert!(nvrtc.contains(&"libnvrtc.so.12".to_string()));
+        assert!(nvrtc.contains(&"libnvrtc.so.13".to_string()));
+        assert!(CudaLibrary::Cublas
+            .names()
+            .contains(&"libcublas.so.12".to_string()));
     }
 }

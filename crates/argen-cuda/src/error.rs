@@ -48,6 +48,21 @@ pub enum Error {
         /// The compiler's log.
         log: String,
     },
+    /// A cuBLAS call failed.
+    Blas {
+        /// The call.
+        call: &'static str,
+        /// What it reported.
+        detail: String,
+    },
+    /// A buffer range, launch shape or GEMM shape the executor cannot serve (a caller bug or
+    /// a size beyond the device API's integer types); nothing was enqueued.
+    Invalid {
+        /// The operation ("write", "read", "launch argen_process", "gemm", …).
+        op: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A kernel reported a status the host does not know (a bug guard).
     KernelStatus {
         /// The kernel.
@@ -86,6 +101,8 @@ impl fmt::Display for Error {
                 let first = log.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 write!(f, "{compiler} compile for {target} failed: {first}")
             }
+            Error::Blas { call, detail } => write!(f, "cuBLAS {call} failed: {detail}"),
+            Error::Invalid { op, detail } => write!(f, "invalid {op}: {detail}"),
             Error::KernelStatus { kernel, status } => {
                 write!(f, "kernel {kernel} reported unknown status {status}")
             }

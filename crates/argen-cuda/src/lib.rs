@@ -9,20 +9,26 @@
 //! * [`backend::GpuBackend`]: `argen_core::Backend` over any executor, bit-identical to
 //!   `argen_core::SliceBackend`.
 //! * [`opencl::OpenClExecutor`]: OpenCL executor (PoCL in CI runs every kernel on the CPU).
-//! * [`cuda`]: library discovery (incl. Jetson's Tegra folders), [`probe`], NVRTC compilation with
-//!   a PTX disk cache, and the cudarc executor.
+//! * [`cuda`]: library discovery (incl. Jetson's Tegra folders), [`probe`] and NVRTC compilation.
+//! * [`ptx_cache`]: the PTX disk cache (keyed by source, options, architecture, NVRTC and argen
+//!   versions).
+//! * [`cuda_exec::CudaExecutor`]: the executor over cudarc's driver API (one stream, PTX modules,
+//!   mapped host memory for read-backs on Jetson, cuBLAS GEMMs).
 //!
 //! Everything is loaded at run time: the crate builds with no CUDA toolkit and no OpenCL, and a
 //! missing library or device is a typed [`Error`], never a panic.
 
 pub mod backend;
 pub mod cuda;
+pub mod cuda_exec;
 pub mod error;
 pub mod kernels;
 pub mod launch;
 pub mod opencl;
+pub mod ptx_cache;
 
 pub use backend::{DeviceLogits, GpuBackend, LogitBits};
 
 pub use cuda::{probe, DeviceInfo};
+pub use cuda_exec::{CudaExecutor, CudaOptions, GemmMode, ReadbackMemory};
 pub use error::{Error, Result};
