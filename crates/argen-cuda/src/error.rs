@@ -48,6 +48,14 @@ pub enum Error {
         /// The compiler's log.
         log: String,
     },
+    /// A model operation was called with arguments that do not fit its buffers or the
+    /// kernels' limits (checked on the host before anything is launched).
+    Op {
+        /// The operation (`linear`, `attention`, ...).
+        op: &'static str,
+        /// What does not fit.
+        detail: String,
+    },
     /// A kernel reported a status the host does not know (a bug guard).
     KernelStatus {
         /// The kernel.
@@ -86,6 +94,7 @@ impl fmt::Display for Error {
                 let first = log.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 write!(f, "{compiler} compile for {target} failed: {first}")
             }
+            Error::Op { op, detail } => write!(f, "{op}: {detail}"),
             Error::KernelStatus { kernel, status } => {
                 write!(f, "kernel {kernel} reported unknown status {status}")
             }

@@ -35,6 +35,31 @@ pub struct Launch<'a, B> {
     pub args: &'a [Arg<'a, B>],
 }
 
+/// A vendor GEMM request (see [`Executor::gemm`]): `out[out_offset + r·n + c] =
+/// Σ_k x[x_offset + r·k + k'] · w[c·k + k']` for `r < rows`, `c < n`, `k' < k`; `w` is `[n, k]`
+/// row-major in `w_dtype`, `x` and `out` are f32, offsets count elements.
+#[derive(Debug)]
+pub struct GemmDesc<'a, B> {
+    /// Input activations (f32).
+    pub x: &'a B,
+    /// Element offset of `x[0, 0]`.
+    pub x_offset: usize,
+    /// Weights `[n, k]`.
+    pub w: &'a B,
+    /// Element type of `w`.
+    pub w_dtype: argen_core::Dtype,
+    /// Output (f32).
+    pub out: &'a B,
+    /// Element offset of `out[0, 0]`.
+    pub out_offset: usize,
+    /// Rows of `x` and `out`.
+    pub rows: usize,
+    /// Output columns (rows of `w`).
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+}
+
 /// A device that can hold buffers and run the argen program.
 pub trait Executor {
     /// A device buffer of bytes.
@@ -52,6 +77,13 @@ pub trait Executor {
     fn read(&self, buf: &Self::Buffer, offset: usize, out: &mut [u8]) -> Result<()>;
     /// Enqueues a launch.
     fn launch(&self, launch: &Launch<'_, Self::Buffer>) -> Result<()>;
+    /// Optional vendor GEMM: `out[r, n] = Σ_k x[r, k] · w[n, k]` (f32 out, f32 accumulation)
+    /// for `rows × n`, `w` in `w_dtype` ([n, k] row-major), `x` f32 at element offset
+    /// `x_offset`, `out` f32 at element offset `out_offset`. Returns Ok(false) when the
+    /// executor has none (the caller then launches the portable GEMM kernel).
+    fn gemm(&self, _g: &GemmDesc<'_, Self::Buffer>) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Appends `u32` words as little-endian bytes.
@@ -96,5 +128,8 @@ impl<T: Executor> Executor for &T {
     }
     fn launch(&self, launch: &Launch<'_, Self::Buffer>) -> Result<()> {
         (**self).launch(launch)
+    }
+    fn gemm(&self, g: &GemmDesc<'_, Self::Buffer>) -> Result<bool> {
+        (**self).gemm(g)
     }
 }
