@@ -7,6 +7,10 @@
 //! [`Launch`] names the kernel, the grid (work-groups), the block (work-items per group),
 //! dynamic shared memory and the arguments, in order, so that both executors translate the same
 //! description and CI on PoCL exercises the code path that will drive the GPU.
+//!
+//! [`Executor::gemm`] is the one optional vendor hook: an executor with a vendor BLAS (cuBLAS)
+//! takes the dense GEMMs of [`crate::compute::GpuCompute`] described by a [`GemmDesc`]; the
+//! default declines and the portable `argen_gemm` kernel runs instead.
 
 use crate::error::Result;
 use crate::kernels::Kernel;
