@@ -550,15 +550,22 @@ impl<E: Executor> Compute for GpuCompute<E> {
         let numel = t.numel();
         let rows = if t.shape.len() >= 2 { t.shape[0] } else { 1 };
         let cols = numel.checked_div(rows).unwrap_or(0);
+        let bytes = numel * dtype_size(dtype);
+        if t.data.len() != bytes {
+            return Err(ModelError::Input(format!(
+                "weight of shape {:?} ({}) holds {} bytes, expected {bytes}",
+                t.shape,
+                t.dtype.name(),
+                t.data.len()
+            )));
+        }
         let st = self.lock();
         self.healthy(&st)?;
         let exec = &self.inner.exec;
-        let bytes = numel * dtype_size(dtype);
         let mut buf = exec
             .alloc(bytes.div_ceil(4).max(1) * 4)
             .map_err(device_err)?;
-        exec.write(&mut buf, 0, &t.data[..bytes.min(t.data.len())])
-            .map_err(device_err)?;
+        exec.write(&mut buf, 0, t.data).map_err(device_err)?;
         Ok(GpuWeight {
             buf,
             dtype,
