@@ -177,32 +177,34 @@ impl Compute for Cpu {
         Ok(CpuWeight { data, rows, cols })
     }
 
-    fn weight_f32(&self, data: &[f32], rows: usize, cols: usize) -> CpuWeight {
-        CpuWeight {
+    fn weight_f32(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuWeight> {
+        Ok(CpuWeight {
             data: WData::F32(data.to_vec()),
             rows,
             cols,
-        }
+        })
     }
 
-    fn buf(&self, len: usize) -> Vec<f32> {
-        vec![0.0; len]
+    fn buf(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
     }
 
-    fn upload(&self, dst: &mut Vec<f32>, offset: usize, src: &[f32]) {
+    fn upload(&self, dst: &mut Vec<f32>, offset: usize, src: &[f32]) -> Result<()> {
         dst[offset..offset + src.len()].copy_from_slice(src);
+        Ok(())
     }
 
-    fn download(&self, src: &Vec<f32>, offset: usize, dst: &mut [f32]) {
+    fn download(&self, src: &Vec<f32>, offset: usize, dst: &mut [f32]) -> Result<()> {
         dst.copy_from_slice(&src[offset..offset + dst.len()]);
+        Ok(())
     }
 
-    fn kv(&self, g: KvGeometry) -> CpuKv {
+    fn kv(&self, g: KvGeometry) -> Result<CpuKv> {
         let n = g.layers * g.slots * g.kv_heads * g.capacity * g.head_dim;
-        CpuKv {
+        Ok(CpuKv {
             k: vec![0.0; n],
             v: vec![0.0; n],
-        }
+        })
     }
 
     fn embed(&self, table: &CpuWeight, cols: usize, ids: &[u32], out: &mut Vec<f32>) {

@@ -63,6 +63,14 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A model operation was called with arguments that do not fit its buffers or the
+    /// kernels' limits (checked on the host before anything is launched).
+    Op {
+        /// The operation (`linear`, `attention`, ...).
+        op: &'static str,
+        /// What does not fit.
+        detail: String,
+    },
     /// A kernel reported a status the host does not know (a bug guard).
     KernelStatus {
         /// The kernel.
@@ -103,6 +111,7 @@ impl fmt::Display for Error {
             }
             Error::Blas { call, detail } => write!(f, "cuBLAS {call} failed: {detail}"),
             Error::Invalid { op, detail } => write!(f, "invalid {op}: {detail}"),
+            Error::Op { op, detail } => write!(f, "{op}: {detail}"),
             Error::KernelStatus { kernel, status } => {
                 write!(f, "kernel {kernel} reported unknown status {status}")
             }

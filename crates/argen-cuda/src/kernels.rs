@@ -3,8 +3,9 @@
 //! `kernels/portable.h` maps qualifiers, barriers, atomics and bit casts onto each dialect;
 //! `rng.h` ports `argen_core::{detmath, chacha, rng}` line for line; `coop.h` holds the
 //! work-group cooperative reductions; `process.krn`, `sample.krn` and `verify.krn` are the
-//! kernels. [`program_source`] concatenates them (no `#include`, so neither compiler needs a
-//! file system).
+//! sampling kernels, `model.krn` the model operations behind `GpuCompute`.
+//! [`program_source`] concatenates them (no `#include`, so neither compiler needs a file
+//! system).
 //!
 //! Compile flags that are part of the determinism contract (design §5): NVRTC gets
 //! `--fmad=false` (no contraction) and IEEE division and square root; OpenCL C gets
@@ -22,6 +23,8 @@ pub const PROCESS: &str = include_str!("../kernels/process.krn");
 pub const SAMPLE: &str = include_str!("../kernels/sample.krn");
 /// Draft-tree verification.
 pub const VERIFY: &str = include_str!("../kernels/verify.krn");
+/// Model operations (the `argen_model::Compute` trait: GEMM, norms, RoPE, attention, VQ ops).
+pub const MODEL: &str = include_str!("../kernels/model.krn");
 
 /// Work-group width every kernel is written for (`ARGEN_LANES`, the lane count of
 /// `argen_core::reduce`).
@@ -46,11 +49,37 @@ pub enum Kernel {
     Exp,
     /// Synthetic (uniform or one-hot) distribution rows.
     FillDist,
+    /// Row gather from an f32/f16/bf16 table (embedding lookup, `gather_rows`).
+    Gather,
+    /// Tiled GEMM `x · wᵀ (+ bias) · scale`, dense or implicit-im2col convolution.
+    Gemm,
+    /// Bias and scale epilogue after a vendor GEMM.
+    BiasScale,
+    /// RMSNorm of rows.
+    RmsNorm,
+    /// Elementwise add, SiLU·mul, GELU-tanh.
+    Eltwise,
+    /// 2D RoPE of q and k, then the K/V store.
+    RopeStore,
+    /// Attention over the KV cache with per-row key lists.
+    Attention,
+    /// K/V cache memmove within a slot.
+    KvMove,
+    /// GroupNorm statistics (f64).
+    GroupNormStats,
+    /// GroupNorm normalisation, affine and optional SiLU.
+    GroupNormApply,
+    /// Nearest-neighbour ×2 upsampling (HWC).
+    Upsample2x,
+    /// Matrix transpose.
+    Transpose,
+    /// Row-wise softmax, in place.
+    SoftmaxRows,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Process,
         Kernel::Sample,
         Kernel::VerifyTree,
@@ -59,6 +88,19 @@ impl Kernel {
         Kernel::RngBelow,
         Kernel::Exp,
         Kernel::FillDist,
+        Kernel::Gather,
+        Kernel::Gemm,
+        Kernel::BiasScale,
+        Kernel::RmsNorm,
+        Kernel::Eltwise,
+        Kernel::RopeStore,
+        Kernel::Attention,
+        Kernel::KvMove,
+        Kernel::GroupNormStats,
+        Kernel::GroupNormApply,
+        Kernel::Upsample2x,
+        Kernel::Transpose,
+        Kernel::SoftmaxRows,
     ];
 
     /// The kernel's symbol in the program.
@@ -72,6 +114,19 @@ impl Kernel {
             Kernel::RngBelow => "argen_rng_below",
             Kernel::Exp => "argen_exp",
             Kernel::FillDist => "argen_fill_dist",
+            Kernel::Gather => "argen_gather",
+            Kernel::Gemm => "argen_gemm",
+            Kernel::BiasScale => "argen_bias_scale",
+            Kernel::RmsNorm => "argen_rms_norm",
+            Kernel::Eltwise => "argen_eltwise",
+            Kernel::RopeStore => "argen_rope_store",
+            Kernel::Attention => "argen_attention",
+            Kernel::KvMove => "argen_kv_move",
+            Kernel::GroupNormStats => "argen_group_norm_stats",
+            Kernel::GroupNormApply => "argen_group_norm_apply",
+            Kernel::Upsample2x => "argen_upsample2x",
+            Kernel::Transpose => "argen_transpose",
+            Kernel::SoftmaxRows => "argen_softmax_rows",
         }
     }
 }
@@ -79,9 +134,15 @@ impl Kernel {
 /// The whole program's source, in dependency order.
 pub fn program_source() -> String {
     let mut s = String::with_capacity(
-        PORTABLE_H.len() + RNG_H.len() + COOP_H.len() + PROCESS.len() + SAMPLE.len() + VERIFY.len(),
+        PORTABLE_H.len()
+            + RNG_H.len()
+            + COOP_H.len()
+            + PROCESS.len()
+            + SAMPLE.len()
+            + VERIFY.len()
+            + MODEL.len(),
     );
-    for part in [PORTABLE_H, RNG_H, COOP_H, PROCESS, SAMPLE, VERIFY] {
+    for part in [PORTABLE_H, RNG_H, COOP_H, PROCESS, SAMPLE, VERIFY, MODEL] {
         s.push_str(part);
         s.push('\n');
     }

@@ -13,6 +13,10 @@
 //! integrated GPU (Jetson) the CUDA executor backs those with page-locked host memory mapped
 //! into the device's address space, so a read-back is a `memcpy` after the stream is idle
 //! instead of a DMA copy; elsewhere both kinds are device memory.
+//!
+//! [`Executor::gemm`] is the one optional vendor hook: an executor with a vendor BLAS (cuBLAS)
+//! takes the dense GEMMs of [`crate::compute::GpuCompute`] described by a [`GemmDesc`]; the
+//! default declines and the portable `argen_gemm` kernel runs instead.
 
 use crate::error::Result;
 use crate::kernels::Kernel;
@@ -89,7 +93,10 @@ pub trait Executor {
     fn read(&self, buf: &Self::Buffer, offset: usize, out: &mut [u8]) -> Result<()>;
     /// Enqueues a launch.
     fn launch(&self, launch: &Launch<'_, Self::Buffer>) -> Result<()>;
-    /// Optional vendor GEMM: `out[r, n] = Σ_k x[r, k] · w[n, k]` (f32 out, f32 accumulation) for `rows × n`, `w` in `w_dtype` ([n, k] row-major), `x` f32 at element offset `x_offset`, `out` f32 at element offset `out_offset`. Returns Ok(false) when the executor has none (the caller then launches the portable GEMM kernel).
+    /// Optional vendor GEMM: `out[r, n] = Σ_k x[r, k] · w[n, k]` (f32 out, f32 accumulation)
+    /// for `rows × n`, `w` in `w_dtype` ([n, k] row-major), `x` f32 at element offset
+    /// `x_offset`, `out` f32 at element offset `out_offset`. Returns Ok(false) when the
+    /// executor has none (the caller then launches the portable GEMM kernel).
     fn gemm(&self, _g: &GemmDesc<'_, Self::Buffer>) -> Result<bool> {
         Ok(false)
     }

@@ -8,6 +8,9 @@
 //! * [`launch`]: device-independent launch descriptions and the [`launch::Executor`] trait.
 //! * [`backend::GpuBackend`]: `argen_core::Backend` over any executor, bit-identical to
 //!   `argen_core::SliceBackend`.
+//! * [`compute::GpuCompute`]: the model runtime's `argen_model::Compute` over any executor
+//!   (GEMM, RMSNorm, 2D RoPE, tree attention, SwiGLU, the VQ decoder's ops), so the GPT,
+//!   the drafter and the VQ decoder of `argen-model` run unchanged on the device.
 //! * [`opencl::OpenClExecutor`]: OpenCL executor (PoCL in CI runs every kernel on the CPU).
 //! * [`cuda`]: library discovery (incl. Jetson's Tegra folders), [`probe`] and NVRTC compilation.
 //! * [`ptx_cache`]: the PTX disk cache (keyed by source, options, architecture, NVRTC and argen
@@ -19,6 +22,7 @@
 //! missing library or device is a typed [`Error`], never a panic.
 
 pub mod backend;
+pub mod compute;
 pub mod cuda;
 pub mod cuda_exec;
 pub mod error;
@@ -28,6 +32,7 @@ pub mod opencl;
 pub mod ptx_cache;
 
 pub use backend::{DeviceLogits, GpuBackend, LogitBits};
+pub use compute::GpuCompute;
 
 pub use cuda::{probe, DeviceInfo};
 pub use cuda_exec::{CudaExecutor, CudaOptions, GemmMode, ReadbackMemory};

@@ -12,6 +12,13 @@
 //! Determinism: a backend must compute each output row independently of the other rows in
 //! the batch (fixed reduction order), so that a token's logits do not depend on what else was
 //! batched with it. argen-cpu meets this bit for bit.
+//!
+//! Errors: allocation and the host transfers (`weight*`, `buf`, `kv`, `upload`, `download`)
+//! return [`Result`]; the row operations do not. A backend whose operations can fail at run
+//! time (a GPU: launch failures, lost device) records the first failure, skips the operations
+//! after it and returns it from the next fallible call — at the latest from the `download` that
+//! every forward pass ends with — as [`crate::ModelError::Device`]. The models call `download`
+//! before they report success, so no forward pass returns `Ok` over a failed device.
 
 use crate::error::Result;
 use crate::safetensors::TensorView;
@@ -85,15 +92,15 @@ pub trait Compute: Clone {
     /// Uploads a checkpoint tensor (F32, F16 or BF16), keeping its dtype.
     fn weight(&self, t: TensorView<'_>) -> Result<Self::Weight>;
     /// Uploads host f32 data as a `[rows, cols]` weight (f32).
-    fn weight_f32(&self, data: &[f32], rows: usize, cols: usize) -> Self::Weight;
+    fn weight_f32(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Weight>;
     /// A zeroed buffer of `len` floats.
-    fn buf(&self, len: usize) -> Self::Buf;
+    fn buf(&self, len: usize) -> Result<Self::Buf>;
     /// Copies `src` into `dst[offset ..]`.
-    fn upload(&self, dst: &mut Self::Buf, offset: usize, src: &[f32]);
+    fn upload(&self, dst: &mut Self::Buf, offset: usize, src: &[f32]) -> Result<()>;
     /// Copies `src[offset .. offset + dst.len()]` to the host.
-    fn download(&self, src: &Self::Buf, offset: usize, dst: &mut [f32]);
+    fn download(&self, src: &Self::Buf, offset: usize, dst: &mut [f32]) -> Result<()>;
     /// A zeroed KV cache.
-    fn kv(&self, geom: KvGeometry) -> Self::Kv;
+    fn kv(&self, geom: KvGeometry) -> Result<Self::Kv>;
 
     /// `out[r] = table[ids[r]]` (ids already validated).
     fn embed(&self, table: &Self::Weight, cols: usize, ids: &[u32], out: &mut Self::Buf);

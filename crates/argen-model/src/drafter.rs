@@ -77,13 +77,13 @@ impl<C: Compute> Drafter<C> {
             c: c.clone(),
             cfg: cfg.clone(),
             stack,
-            fc_emb: c.weight_f32(&left, d, d),
-            fc_hid: c.weight_f32(&right, d, d),
+            fc_emb: c.weight_f32(&left, d, d)?,
+            fc_hid: c.weight_f32(&right, d, d)?,
             fc_bias,
-            emb: c.buf(r * d),
-            hin: c.buf(r * d),
-            tmp: c.buf(r * d),
-            logits: c.buf(r * cfg.vocab_size),
+            emb: c.buf(r * d)?,
+            hin: c.buf(r * d)?,
+            tmp: c.buf(r * d)?,
+            logits: c.buf(r * cfg.vocab_size)?,
             ids: Vec::with_capacity(r),
         })
     }
@@ -145,7 +145,7 @@ impl<C: Compute> Drafter<C> {
         self.stack.plan(steps);
         let c = &self.c;
         c.embed(&target.tok_embeddings, d, &self.ids, &mut self.emb);
-        c.upload(&mut self.hin, 0, features);
+        c.upload(&mut self.hin, 0, features)?;
         c.linear(
             &self.emb,
             rows,
@@ -157,9 +157,9 @@ impl<C: Compute> Drafter<C> {
         c.add_assign(&mut self.stack.x, &self.tmp, rows * d);
         self.stack.run(c, rows);
         c.linear(&self.stack.x, rows, &target.output, None, &mut self.logits);
-        c.download(&self.logits, 0, &mut logits[..rows * v]);
+        c.download(&self.logits, 0, &mut logits[..rows * v])?;
         if let Some(h) = hidden {
-            c.download(&self.stack.x, 0, &mut h[..rows * d]);
+            c.download(&self.stack.x, 0, &mut h[..rows * d])?;
         }
         Ok(())
     }

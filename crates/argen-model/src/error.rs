@@ -68,6 +68,9 @@ pub enum ModelError {
     /// A caller-supplied argument is invalid (class id out of range, unknown slot, bad parent
     /// index, capacity exceeded, buffer too small, ...).
     Input(String),
+    /// The compute device failed (a launch, a transfer, an allocation, a lost device); the
+    /// message is the backend's.
+    Device(String),
 }
 
 impl fmt::Display for ModelError {
@@ -110,6 +113,7 @@ impl fmt::Display for ModelError {
                 dtype
             ),
             ModelError::Input(msg) => write!(f, "invalid input: {msg}"),
+            ModelError::Device(msg) => write!(f, "compute device error: {msg}"),
         }
     }
 }

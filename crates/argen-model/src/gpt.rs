@@ -148,20 +148,20 @@ impl<C: Compute> Gpt<C> {
             cond,
             norm,
             output,
-            hid: c.buf(r * d),
-            last: c.buf(r * d),
-            logits: c.buf(r * cfg.vocab_size),
+            hid: c.buf(r * d)?,
+            last: c.buf(r * d)?,
+            logits: c.buf(r * cfg.vocab_size)?,
             ids: Vec::with_capacity(r),
             cap_in: c.buf(if cfg.model_type == ModelType::T2i {
                 r * cfg.caption_dim
             } else {
                 0
-            }),
+            })?,
             cap_h: c.buf(if cfg.model_type == ModelType::T2i {
                 r * d
             } else {
                 0
-            }),
+            })?,
             gather: Vec::with_capacity(r),
             keep_all: Vec::with_capacity(cfg.cls_token_num),
             prefill_pos: vec![Pos::Cond; cfg.cls_token_num],
@@ -223,9 +223,9 @@ impl<C: Compute> Gpt<C> {
         );
         self.c
             .linear(&self.hid, rows, &self.output, None, &mut self.logits);
-        self.c.download(&self.logits, 0, &mut logits[..rows * v]);
+        self.c.download(&self.logits, 0, &mut logits[..rows * v])?;
         if let Some(h) = hidden {
-            self.c.download(&self.hid, 0, &mut h[..rows * d]);
+            self.c.download(&self.hid, 0, &mut h[..rows * d])?;
         }
         Ok(())
     }
@@ -374,7 +374,7 @@ impl<C: Compute> Gpt<C> {
                 let cd = self.cfg.caption_dim;
                 for (i, r) in reqs.iter().enumerate() {
                     let f = r.features.unwrap_or(uncond);
-                    self.c.upload(&mut self.cap_in, i * t * cd, f);
+                    self.c.upload(&mut self.cap_in, i * t * cd, f)?;
                 }
                 self.c
                     .linear(&self.cap_in, rows, fc1, None, &mut self.cap_h);
@@ -393,9 +393,9 @@ impl<C: Compute> Gpt<C> {
             .rms_norm(&self.last, n, &self.norm, self.cfg.norm_eps, &mut self.hid);
         self.c
             .linear(&self.hid, n, &self.output, None, &mut self.logits);
-        self.c.download(&self.logits, 0, &mut logits[..n * v]);
+        self.c.download(&self.logits, 0, &mut logits[..n * v])?;
         if let Some(h) = hidden {
-            self.c.download(&self.hid, 0, &mut h[..n * d]);
+            self.c.download(&self.hid, 0, &mut h[..n * d])?;
         }
         self.keep_all.clear();
         self.keep_all.extend(0..t);

@@ -160,12 +160,12 @@ impl<C: Compute> Stack<C> {
             capacity: cap.seq,
         };
         let grid = cfg.grid();
-        let freqs = c.buf(grid * cfg.head_dim() / 2);
+        let freqs = c.buf(grid * cfg.head_dim() / 2)?;
         let mut s = Stack {
             geom,
             cap,
             blocks,
-            kv: c.kv(geom),
+            kv: c.kv(geom)?,
             slots: vec![
                 Slot {
                     start: 0,
@@ -179,13 +179,13 @@ impl<C: Compute> Stack<C> {
             dim: cfg.dim,
             ffn: cfg.ffn_hidden(),
             eps: cfg.norm_eps,
-            x: c.buf(cap.rows * cfg.dim),
-            h: c.buf(cap.rows * cfg.dim),
-            qkv: c.buf(cap.rows * cfg.qkv_dim()),
-            att: c.buf(cap.rows * cfg.dim),
-            tmp: c.buf(cap.rows * cfg.dim),
-            g: c.buf(cap.rows * cfg.ffn_hidden()),
-            u: c.buf(cap.rows * cfg.ffn_hidden()),
+            x: c.buf(cap.rows * cfg.dim)?,
+            h: c.buf(cap.rows * cfg.dim)?,
+            qkv: c.buf(cap.rows * cfg.qkv_dim())?,
+            att: c.buf(cap.rows * cfg.dim)?,
+            tmp: c.buf(cap.rows * cfg.dim)?,
+            g: c.buf(cap.rows * cfg.ffn_hidden())?,
+            u: c.buf(cap.rows * cfg.ffn_hidden())?,
             rot: Vec::with_capacity(cap.rows),
             dest: Vec::with_capacity(cap.rows),
             arows: Vec::with_capacity(cap.rows),
@@ -194,7 +194,7 @@ impl<C: Compute> Stack<C> {
             scratch_pending: vec![0; cap.slots],
         };
         let table = rope_table(grid, cfg.head_dim(), cfg.rope_base);
-        c.upload(&mut s.freqs, 0, &table);
+        c.upload(&mut s.freqs, 0, &table)?;
         Ok(s)
     }
 

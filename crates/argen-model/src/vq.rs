@@ -275,13 +275,13 @@ impl<C: Compute> VqDecoder<C> {
         // Largest activation: the widest channel count at full resolution is bounded by maxc.
         let cap = hh * ww * maxc;
         let c = &self.c;
-        let mut x = c.buf(cap);
-        let mut t1 = c.buf(cap);
-        let mut t2 = c.buf(cap);
-        let mut t3 = c.buf(cap);
+        let mut x = c.buf(cap)?;
+        let mut t1 = c.buf(cap)?;
+        let mut t2 = c.buf(cap)?;
+        let mut t3 = c.buf(cap)?;
         let lowest = rows * cols;
-        let mut att = c.buf(lowest * lowest);
-        c.upload(&mut t1, 0, &z);
+        let mut att = c.buf(lowest * lowest)?;
+        c.upload(&mut t1, 0, &z)?;
         let (mut h, mut w) = (rows, cols);
         self.conv(&self.post_quant, &t1, h, w, &mut t2);
         self.conv(&self.conv_in, &t2, h, w, &mut x);
@@ -326,7 +326,7 @@ impl<C: Compute> VqDecoder<C> {
         );
         self.conv(&self.conv_out, &t1, h, w, &mut t2);
         let mut hwc = vec![0f32; h * w * 3];
-        c.download(&t2, 0, &mut hwc);
+        c.download(&t2, 0, &mut hwc)?;
         let n = h * w;
         let mut chw = vec![0f32; 3 * n];
         for p in 0..n {
