@@ -33,13 +33,13 @@ use std::time::Instant;
 
 use argen_core::decode::Stats;
 use argen_cpu::Cpu;
-use argen_model::{host_capacity, Condition, GptConfig, ModelType};
+use argen_model::{host_capacity, Compute, Condition, GptConfig, ModelType};
 use argen_shapes::export::SPLIT_TEST;
 use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
 use serde_json::{json, Value};
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, DeviceArg};
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::generate::{
     check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
@@ -221,7 +221,6 @@ fn machine() -> Value {
 
 /// `argen bench`.
 pub fn run(a: &BenchArgs) -> Result<(), String> {
-    crate::device::require_runtime(a.device)?;
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     let n_prompts = a.prompts.unwrap_or(if a.quick { 2 } else { 8 });
@@ -244,8 +243,62 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
     }
     let prompts = bench_prompts(&cfg, n_prompts)?;
-    let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
-    let threads = cpu.threads();
+    let plan = Plan {
+        a,
+        dir: &dir,
+        cfg: &cfg,
+        rows: &rows,
+        prompts: &prompts,
+        n_prompts,
+        n_seeds,
+    };
+    match a.device {
+        DeviceArg::Cpu => {
+            let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
+            let threads = cpu.threads();
+            run_on(&plan, &cpu, "cpu".into(), threads)
+        }
+        DeviceArg::Cuda => {
+            let c = crate::device::cuda_compute()?;
+            let name = format!(
+                "cuda ({})",
+                argen_cuda::launch::Executor::describe(c.executor())
+            );
+            // Host threads of the peer and of the row pipeline.
+            let threads = Cpu::new(a.threads).map_err(|e| e.to_string())?.threads();
+            run_on(&plan, &c, name, threads)
+        }
+    }
+}
+
+/// What one bench run measures, independent of the device.
+struct Plan<'p> {
+    a: &'p BenchArgs,
+    dir: &'p crate::model_dir::ModelDir,
+    cfg: &'p GptConfig,
+    rows: &'p [Spec],
+    prompts: &'p [BenchPrompt],
+    n_prompts: usize,
+    n_seeds: u64,
+}
+
+/// `argen bench` on the compute device `c` (`device`: its name for the report).
+fn run_on<C: Compute>(
+    plan: &Plan<'_>,
+    c: &C,
+    device: String,
+    threads: usize,
+) -> Result<(), String> {
+    let Plan {
+        a,
+        dir,
+        cfg,
+        rows,
+        prompts,
+        n_prompts,
+        n_seeds,
+    } = *plan;
+    let cfg = cfg.clone();
     let seqs = rows.iter().map(|r| sequences(&r.args)).max().unwrap_or(1);
     let pending = rows
         .iter()
@@ -254,10 +307,10 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         .unwrap_or(1);
     let cap = host_capacity(&cfg, seqs, pending);
     let load = Instant::now();
-    let vq = dir.vq(&cpu, Some(&cfg))?;
-    let gpt = dir.gpt(&cpu, &cfg, cap)?;
+    let vq = dir.vq(c, Some(&cfg))?;
+    let gpt = dir.gpt(c, &cfg, cap)?;
     let drafter = if rows.iter().any(|r| is_speculative(r.args.method)) {
-        Some(dir.drafter(&cpu, &cfg, cap)?)
+        Some(dir.drafter(c, &cfg, cap)?)
     } else {
         None
     };
@@ -279,7 +332,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         vocab: cfg.vocab_size,
         quiet: true,
     };
-    let mut res = Resources::new(&dir);
+    let mut res = Resources::new(dir);
     let grid = cfg.grid();
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
     {
@@ -352,9 +405,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     let peer = if a.peer {
         Some(crate::bench_peer::run(
             &a.python,
-            &dir,
+            dir,
             &cfg,
-            &prompts,
+            prompts,
             n_seeds,
             threads,
             a.cfg,
@@ -381,7 +434,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         "version": JSON_VERSION,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": machine(),
-        "device": "cpu",
+        "device": device,
         "threads": threads,
         "model": model,
         "quick": a.quick,

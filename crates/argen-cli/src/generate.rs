@@ -10,12 +10,15 @@ use argen_core::decode::{
     VvsConfig, RELEASE_W,
 };
 use argen_core::{SamplerParams, SliceBackend};
-use argen_cpu::{Cpu, Drafter, Gpt, VqDecoder};
-use argen_model::{host_capacity, Condition, GptConfig, Judge, ModelHost, ModelType};
+use argen_cpu::Cpu;
+use argen_model::{
+    host_capacity, Compute, Condition, Drafter, Gpt, GptConfig, Judge, ModelHost, ModelType,
+    VqDecoder,
+};
 use serde_json::json;
 
 use crate::args::{
-    CriterionArg, DecodeArgs, DraftArg, GenerateArgs, JacobiInitArg, Method, ScoreArgs,
+    CriterionArg, DecodeArgs, DeviceArg, DraftArg, GenerateArgs, JacobiInitArg, Method, ScoreArgs,
     VvsScheduleArg,
 };
 use crate::model_dir::resolve;
@@ -32,11 +35,11 @@ pub const MAX_CANDIDATES: usize = 16;
 
 /// What every method's run needs: the loaded models (loaded once, reused by every run) and the
 /// conditions of the run's sequences.
-pub(crate) struct Env {
+pub(crate) struct Env<C: Compute> {
     /// The target.
-    pub(crate) gpt: Gpt,
+    pub(crate) gpt: Gpt<C>,
     /// The drafter, if speculative methods will run.
-    pub(crate) drafter: Option<Drafter>,
+    pub(crate) drafter: Option<Drafter<C>>,
     /// Conditional and unconditional inputs, one pair per sequence.
     pub(crate) conds: Vec<(Condition, Condition)>,
     /// Vocabulary size.
@@ -74,7 +77,7 @@ impl<'d> Resources<'d> {
     }
 
     /// Builds (once per `k`) LANTERN's `vocab × k` latent-neighbour table.
-    fn lantern_table(&mut self, vq: &VqDecoder, k: usize) -> Result<&[u32], String> {
+    fn lantern_table<C: Compute>(&mut self, vq: &VqDecoder<C>, k: usize) -> Result<&[u32], String> {
         let i = match self.tables.iter().position(|(kk, _)| *kk == k) {
             Some(i) => i,
             None => {
@@ -96,9 +99,9 @@ impl<'d> Resources<'d> {
     }
 }
 
-fn execute<'a, D: Decoder>(
+fn execute<'a, D: Decoder, C: Compute>(
     dec: &mut D,
-    env: &'a mut Env,
+    env: &'a mut Env<C>,
     judge: Option<&'a mut (dyn Judge + 'a)>,
     total_tokens: u32,
 ) -> Result<Outcome, String> {
@@ -286,7 +289,6 @@ pub(crate) fn sequences(a: &GenerateArgs) -> usize {
 
 /// `argen generate`.
 pub fn run(a: &GenerateArgs) -> Result<(), String> {
-    crate::device::require_runtime(a.device)?;
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     check_method_args(a, &cfg)?;
@@ -297,14 +299,33 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     {
         check_writable(path)?;
     }
-    let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
+    match a.device {
+        DeviceArg::Cpu => run_on(
+            a,
+            &dir,
+            &cfg,
+            conds,
+            Cpu::new(a.threads).map_err(|e| e.to_string())?,
+        ),
+        DeviceArg::Cuda => run_on(a, &dir, &cfg, conds, crate::device::cuda_compute()?),
+    }
+}
+
+/// `argen generate` on the compute device `c`.
+fn run_on<C: Compute>(
+    a: &GenerateArgs,
+    dir: &crate::model_dir::ModelDir,
+    cfg: &GptConfig,
+    conds: (Condition, Condition),
+    c: C,
+) -> Result<(), String> {
     let seqs = sequences(a);
-    let cap = host_capacity(&cfg, seqs, pending_needed(a));
+    let cap = host_capacity(cfg, seqs, pending_needed(a));
     let speculative = is_speculative(a.method);
-    let vq = dir.vq(&cpu, Some(&cfg))?;
-    let gpt = dir.gpt(&cpu, &cfg, cap)?;
+    let vq = dir.vq(&c, Some(cfg))?;
+    let gpt = dir.gpt(&c, cfg, cap)?;
     let drafter = if speculative {
-        Some(dir.drafter(&cpu, &cfg, cap)?)
+        Some(dir.drafter(&c, cfg, cap)?)
     } else {
         None
     };
@@ -320,8 +341,8 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         Some(p) => Some(ShapesJudge::new(&vq, p.clone(), cfg.grid())?),
         None => None,
     };
-    let mut res = Resources::new(&dir);
-    let (outcome, params) = run_method(a, &cfg, &vq, &mut res, &mut env, shapes_judge.as_mut())?;
+    let mut res = Resources::new(dir);
+    let (outcome, params) = run_method(a, cfg, &vq, &mut res, &mut env, shapes_judge.as_mut())?;
     let n_tokens = cfg.block_size as u32;
     let grid = cfg.grid();
     let alignment = match &shapes_judge {
@@ -379,13 +400,13 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
 /// Runs method `a.method` once with the loaded models in `env` (their conditions set for
 /// [`sequences`]`(a)` sequences) and returns the outcome and the method's parameters for stats.
 /// `judge`: the ShapesWorld judge (else the model's implicit classifier judges).
-pub(crate) fn run_method(
+pub(crate) fn run_method<C: Compute>(
     a: &GenerateArgs,
     cfg: &GptConfig,
-    vq: &VqDecoder,
+    vq: &VqDecoder<C>,
     res: &mut Resources<'_>,
-    env: &mut Env,
-    shapes_judge: Option<&mut ShapesJudge<'_>>,
+    env: &mut Env<C>,
+    shapes_judge: Option<&mut ShapesJudge<'_, C>>,
 ) -> Result<(Outcome, serde_json::Map<String, serde_json::Value>), String> {
     let reformulate = shapes_judge.is_some();
     let guidance = if a.cfg == 1.0 {
@@ -572,7 +593,39 @@ pub(crate) fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
         "spatial": v.spatial,
         "layout": v.layout,
         "objects": s.scene.objects.len(),
+        "detections": s.scene.objects.iter().map(detection_json).collect::<Vec<_>>(),
     })
+}
+
+/// What the scorer saw of one object (`shape` null: a blob no shape noun describes).
+fn detection_json(d: &argen_shapes::Detection) -> serde_json::Value {
+    json!({
+        "colour": d.colour.to_string(),
+        "shape": d.shape.map(|s| s.to_string()),
+        "cx": d.cx,
+        "cy": d.cy,
+        "width": d.width(),
+        "height": d.height(),
+        "area": d.area,
+        "shape_iou": d.shape_iou,
+        "skew": d.skew,
+        "dependence": d.dependence,
+        "cut": d.cut,
+    })
+}
+
+/// One line per detected object, for `argen score`'s text output.
+fn detection_line(d: &argen_shapes::Detection) -> String {
+    format!(
+        "  {} {} at ({:.1}, {:.1}), {}×{} px",
+        d.colour,
+        d.shape
+            .map_or("blob (no shape)".to_string(), |s| s.to_string()),
+        d.cx,
+        d.cy,
+        d.width(),
+        d.height()
+    )
 }
 
 /// `argen score`.
@@ -593,6 +646,9 @@ pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
     let v = &s.verdicts;
     println!("prompt:  {prompt}");
     println!("objects: {}", s.scene.objects.len());
+    for d in &s.scene.objects {
+        println!("{}", detection_line(d));
+    }
     for (name, ok) in [
         ("count", v.count),
         ("shape", v.shape),

@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use argen_cpu::{Cpu, Drafter, Gpt, VqDecoder};
 use argen_model::safetensors::SafeTensors;
-use argen_model::{Capacity, GptConfig, VqConfig};
+use argen_model::{Capacity, Compute, Drafter, Gpt, GptConfig, VqConfig, VqDecoder};
 
 /// The files of a model directory.
 pub struct ModelDir {
@@ -75,12 +74,17 @@ impl ModelDir {
     }
 
     /// The target GPT.
-    pub fn gpt(&self, cpu: &Cpu, cfg: &GptConfig, cap: Capacity) -> Result<Gpt, String> {
-        Gpt::load(cpu, cfg, self.file("gpt.safetensors"), cap).map_err(|e| e.to_string())
+    pub fn gpt<C: Compute>(&self, c: &C, cfg: &GptConfig, cap: Capacity) -> Result<Gpt<C>, String> {
+        Gpt::load(c, cfg, self.file("gpt.safetensors"), cap).map_err(|e| e.to_string())
     }
 
     /// The drafter, which speculative methods need.
-    pub fn drafter(&self, cpu: &Cpu, cfg: &GptConfig, cap: Capacity) -> Result<Drafter, String> {
+    pub fn drafter<C: Compute>(
+        &self,
+        c: &C,
+        cfg: &GptConfig,
+        cap: Capacity,
+    ) -> Result<Drafter<C>, String> {
         let p = self.file("drafter.safetensors");
         if !p.is_file() {
             return Err(format!(
@@ -88,11 +92,11 @@ impl ModelDir {
                 p.display()
             ));
         }
-        Drafter::load(cpu, cfg, p, cap).map_err(|e| e.to_string())
+        Drafter::load(c, cfg, p, cap).map_err(|e| e.to_string())
     }
 
     /// The VQ decoder, checked against the GPT's vocabulary and grid.
-    pub fn vq(&self, cpu: &Cpu, gpt: Option<&GptConfig>) -> Result<VqDecoder, String> {
+    pub fn vq<C: Compute>(&self, c: &C, gpt: Option<&GptConfig>) -> Result<VqDecoder<C>, String> {
         let cfg = self.vq_config()?;
         if let Some(g) = gpt {
             if cfg.codebook_size != g.vocab_size {
@@ -105,7 +109,7 @@ impl ModelDir {
                 ));
             }
         }
-        VqDecoder::load(cpu, &cfg, self.file("vq.safetensors")).map_err(|e| e.to_string())
+        VqDecoder::load(c, &cfg, self.file("vq.safetensors")).map_err(|e| e.to_string())
     }
 
     /// The target's input embedding table `[vocab, dim]` as f32 (grouped speculative decoding).

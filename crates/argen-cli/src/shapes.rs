@@ -6,7 +6,7 @@
 //! row `i` one-hot at `w[i]` (dims 0..32) and at `32 + i` (dims 32..68, the word's position —
 //! LlamaGen gives condition tokens no rotary position).
 
-use argen_cpu::VqDecoder;
+use argen_model::{Compute, VqDecoder};
 use argen_model::{Condition, GptConfig, Judge, ModelType};
 use argen_shapes::perceive::perceive;
 use argen_shapes::score::infer_layout_clauses;
@@ -62,16 +62,16 @@ pub fn parse_prompt(text: &str) -> Result<Prompt, String> {
 }
 
 /// Judges candidates of one prompt by parsing their decoded images.
-pub struct ShapesJudge<'v> {
-    vq: &'v VqDecoder,
+pub struct ShapesJudge<'v, C: Compute> {
+    vq: &'v VqDecoder<C>,
     prompt: Prompt,
     grid: usize,
     cfg: ScorerConfig,
 }
 
-impl<'v> ShapesJudge<'v> {
+impl<'v, C: Compute> ShapesJudge<'v, C> {
     /// A judge for `prompt` whose images are decoded by `vq` from `grid × grid` tokens.
-    pub fn new(vq: &'v VqDecoder, prompt: Prompt, grid: usize) -> Result<Self, String> {
+    pub fn new(vq: &'v VqDecoder<C>, prompt: Prompt, grid: usize) -> Result<Self, String> {
         let size = grid * vq.config().downsample();
         Ok(ShapesJudge {
             vq,
@@ -121,7 +121,7 @@ impl<'v> ShapesJudge<'v> {
     }
 }
 
-impl Judge for ShapesJudge<'_> {
+impl<C: Compute> Judge for ShapesJudge<'_, C> {
     fn check(&mut self, _seq: u32, rows: u32, tokens: &[u32]) -> Result<bool, String> {
         let (img, known) = self.canvas(rows, tokens)?;
         Ok(check_partial(&self.prompt, &img, known)
