@@ -317,7 +317,7 @@ def vq_scorer_eval(vq, work, count):
         codes = vq_encode(vq, images[i:i + 256])
         for j, img in enumerate(to_uint8(vq_decode(vq, codes))):
             write_png(os.path.join(rec_dir, f"{i + j:06d}.png"), img)
-    out = {}
+    out = {"scenes": count}
     for name, extra in (("clean", []), ("vq_recon", ["--images", rec_dir])):
         js = os.path.join(work, f"scorer_{name}.json")
         cmd = [binary("shapes-scorer-eval"), "--scenes", str(count), "--split", "test", "--json", js] + extra
@@ -574,6 +574,33 @@ def model_card(m: dict) -> str:
         f" {m['drafter']['top1_agreement_cond']:.3f} (null caption {m['drafter']['top1_agreement_uncond']:.3f}),"
         f" per-token acceptance alpha = sum min(p, q) {m['drafter']['acceptance_alpha_cond']:.3f}"
         f" ({m['drafter']['acceptance_alpha_uncond']:.3f}).",
+        "",
+    ]
+    sc = m["vq"].get("scorer")
+    if sc:
+        n = sc["vq_recon"]["prompts"]
+        lines += [
+            "",
+            f"### Scorer accuracy against the ground truth ({sc.get('scenes', 1000)} held-out test scenes,"
+            f" {n} test prompts)",
+            "",
+            f"`shapes-scorer-eval --scenes {sc.get('scenes', 1000)} --split test [--images DIR]`: the scorer's"
+            " verdicts on true and",
+            "corrupted prompts compared with the oracle, on the clean renders and on this VQ's reconstructions",
+            "of the same scenes (encode + decode), full canvases per category and partial canvases (top 16 / 32",
+            "/ 48 of 64 pixel rows known: possible / impossible).",
+            "",
+            "| images | objects | count | shape | colour | spatial | layout | partial 16 | partial 32 | partial 48 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, label in (("clean", "renders"), ("vq_recon", "VQ reconstructions")):
+            r = sc[name]
+            cells = [f"{100 * r['objects']['accuracy']:.2f}%"]
+            cells += [f"{100 * r['categories'][c]['accuracy']:.2f}%"
+                      for c in ("count", "shape", "colour", "spatial", "layout")]
+            cells += [f"{100 * r['partial'][k]['all']['accuracy']:.2f}%" for k in ("16", "32", "48")]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
         "",
         "Prompt alignment per category, valid-scene rate and the drafter's mean accepted length under",
         "Exact acceptance on 200 held-out prompts: `tools/shapes/evaluate.sh` (Rust CLI).",
