@@ -17,9 +17,9 @@
 //! for bit), `*_cublas_f32` (`cublasSgemm` for f32 weights with TF32 off — math mode
 //! `CUBLAS_DEFAULT_MATH | DISALLOW_REDUCED_PRECISION_REDUCTION`, compute type f32, so only the
 //! summation order differs: `1e-5`; 16-bit weights on the portable kernel) and `*_cublas`
-//! (16-bit weights multiply activations rounded to the weight format: `4u`, i.e. `1.6e-2`
-//! relative for bf16 and `2e-3` for f16 — derivation in `tests/common/model.rs`, checked on
-//! PoCL by `pocl_model.rs`'s `*_cublas_rounding` tests). Under cuBLAS a row's result may
+//! (16-bit weights multiply activations rounded to the weight format: `8u`, i.e. `3.125e-2`
+//! relative for bf16 and `3.9e-3` for f16 — derivation in `tests/common/model.rs`, checked on
+//! PoCL by `pocl_model.rs`'s `*_cublas_rounding` tests, which measure up to `4.4u`). Under cuBLAS a row's result may
 //! depend on the batch shape, so the bit-exact batch-independence checks become `1e-5` checks.
 //! The GEMM-free operations run once (`model_ops_*`).
 //!
