@@ -8,6 +8,21 @@
 //! `SKIPPED gpu_parity::<test>: <reason>` and passes; `ARGEN_REQUIRE_GPU=1` turns that into a
 //! failure. Run on a GPU machine with `cargo test --release -p argen-cuda --test gpu_parity`.
 //!
+//! The model runtime (`GpuCompute<&CudaExecutor>`, i.e. what `argen generate --device cuda`
+//! runs) against argen-cpu: every case of `tests/common/model.rs` (GPT logits and hidden
+//! states of the f32/f16/bf16 fixtures, incremental decoding, tree attention and commits, the
+//! drafter, VQ pixels, and an end-to-end teacher-forced vanilla decode through `ModelHost`)
+//! and the GEMM-based cases of `tests/common/ops.rs`, once per [`GemmMode`]:
+//! `*_portable` (the portable kernels only: the PoCL bound `1e-5`, rows batch-independent bit
+//! for bit), `*_cublas_f32` (`cublasSgemm` for f32 weights with TF32 off — math mode
+//! `CUBLAS_DEFAULT_MATH | DISALLOW_REDUCED_PRECISION_REDUCTION`, compute type f32, so only the
+//! summation order differs: `1e-5`; 16-bit weights on the portable kernel) and `*_cublas`
+//! (16-bit weights multiply activations rounded to the weight format: `8u`, i.e. `3.125e-2`
+//! relative for bf16 and `3.9e-3` for f16 — derivation in `tests/common/model.rs`, checked on
+//! PoCL by `pocl_model.rs`'s `*_cublas_rounding` tests, which measure up to `4.4u`). Under cuBLAS a row's result may
+//! depend on the batch shape, so the bit-exact batch-independence checks become `1e-5` checks.
+//! The GEMM-free operations run once (`model_ops_*`).
+//!
 //! GEMM tolerance: with `x̃` the activations as cuBLAS multiplies them (f32, or rounded to the
 //! 16-bit weight format) and `p_l = x̃_l · w_l` (exact in f64), every output must satisfy
 //! `|out − Σ p_l| ≤ 4 · k · 2⁻²⁴ · Σ |p_l|`: the classic bound `γ_k ≈ k·u` for any summation
@@ -20,7 +35,8 @@ use argen_core::Dtype;
 use argen_cuda::cuda_exec::{CudaBuffer, CudaOptions, GemmMode, ReadbackMemory};
 use argen_cuda::launch::{Executor, GemmDesc};
 use argen_cuda::ptx_cache::{Origin, PtxCache};
-use argen_cuda::CudaExecutor;
+use argen_cuda::{CudaExecutor, GpuCompute};
+use common::model::Bounds;
 use half::{bf16, f16};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -74,6 +90,114 @@ fn mapped() -> &'static CudaExecutor {
         Ok(d) => d,
         Err(e) => panic!("device 0 opens, but not with mapped read-backs: {e}"),
     }
+}
+
+/// The executor for `mode` (device read-backs), opened once. Only called after [`device`]
+/// succeeded, so a failure here is a failure of that mode.
+fn mode_executor(mode: GemmMode) -> &'static CudaExecutor {
+    static PORTABLE: OnceLock<Result<CudaExecutor, String>> = OnceLock::new();
+    static F32: OnceLock<Result<CudaExecutor, String>> = OnceLock::new();
+    let (cell, tag) = match mode {
+        GemmMode::Portable => (&PORTABLE, "device-portable"),
+        GemmMode::CublasF32 => (&F32, "device-cublas-f32"),
+        GemmMode::Cublas => {
+            static CUBLAS: OnceLock<Result<CudaExecutor, String>> = OnceLock::new();
+            (&CUBLAS, "device-cublas")
+        }
+    };
+    match cell.get_or_init(|| open(ReadbackMemory::Device, mode, tag)) {
+        Ok(d) => {
+            assert_eq!(d.gemm_mode(), mode);
+            d
+        }
+        Err(e) => panic!("device 0 opens, but not with {mode:?}: {e}"),
+    }
+}
+
+/// The bounds of the model cases for `mode` (module docs).
+fn bounds(mode: GemmMode) -> Bounds {
+    match mode {
+        GemmMode::Portable => Bounds::STRICT,
+        GemmMode::CublasF32 => Bounds::CUBLAS_F32,
+        GemmMode::Cublas => Bounds::CUBLAS,
+    }
+}
+
+/// Runs a shared model-runtime case (`common::model` or `common::ops`) on
+/// `GpuCompute<&CudaExecutor>` in each GEMM mode, one test per mode.
+macro_rules! model_modes {
+    ($module:ident :: $case:ident => $portable:ident, $f32:ident, $cublas:ident) => {
+        model_modes!(@one $module::$case, $portable, GemmMode::Portable);
+        model_modes!(@one $module::$case, $f32, GemmMode::CublasF32);
+        model_modes!(@one $module::$case, $cublas, GemmMode::Cublas);
+    };
+    (@one $module:ident :: $case:ident, $test:ident, $mode:expr) => {
+        #[test]
+        fn $test() {
+            if device(stringify!($test)).is_none() {
+                return;
+            }
+            let gc = GpuCompute::new(mode_executor($mode));
+            common::$module::$case(&gc, &bounds($mode));
+            assert!(gc.error().is_none(), "{:?}", gc.error());
+        }
+    };
+}
+
+model_modes!(model::gpt_logits_and_hidden =>
+    gpt_logits_and_hidden_portable, gpt_logits_and_hidden_cublas_f32, gpt_logits_and_hidden_cublas);
+model_modes!(model::incremental_decoding_equals_the_full_forward =>
+    incremental_decoding_portable, incremental_decoding_cublas_f32, incremental_decoding_cublas);
+model_modes!(model::tree_attention_and_commit =>
+    tree_attention_and_commit_portable, tree_attention_and_commit_cublas_f32,
+    tree_attention_and_commit_cublas);
+model_modes!(model::drafter_matches_cpu_and_pytorch =>
+    drafter_portable, drafter_cublas_f32, drafter_cublas);
+model_modes!(model::vq_decoder_matches_cpu_and_pytorch =>
+    vq_decoder_portable, vq_decoder_cublas_f32, vq_decoder_cublas);
+model_modes!(model::vanilla_decode_teacher_forced =>
+    vanilla_decode_teacher_forced_portable, vanilla_decode_teacher_forced_cublas_f32,
+    vanilla_decode_teacher_forced_cublas);
+model_modes!(ops::linear_matches_cpu_for_all_dtypes_and_odd_shapes =>
+    model_ops_linear_portable, model_ops_linear_cublas_f32, model_ops_linear_cublas);
+model_modes!(ops::linear_rows_do_not_depend_on_the_batch =>
+    model_ops_linear_rows_portable, model_ops_linear_rows_cublas_f32,
+    model_ops_linear_rows_cublas);
+model_modes!(ops::vq_decoder_ops_match_cpu =>
+    model_ops_vq_portable, model_ops_vq_cublas_f32, model_ops_vq_cublas);
+
+/// Runs a GEMM-free shared operation case once (the GEMM mode does not reach it).
+macro_rules! model_op {
+    ($case:ident, $test:ident) => {
+        #[test]
+        fn $test() {
+            if device(stringify!($test)).is_none() {
+                return;
+            }
+            let gc = GpuCompute::new(mode_executor(GemmMode::Portable));
+            common::ops::$case(&gc);
+            assert!(gc.error().is_none(), "{:?}", gc.error());
+        }
+    };
+}
+
+model_op!(gather_embed_and_gather_rows_are_exact, model_ops_gathers);
+model_op!(
+    rms_norm_and_elementwise_match_cpu,
+    model_ops_norm_and_elementwise
+);
+model_op!(
+    rope_store_and_tree_attention_match_cpu,
+    model_ops_rope_and_attention
+);
+model_op!(kv_move_is_a_memmove, model_ops_kv_move);
+
+#[test]
+fn model_ops_sticky_error() {
+    if device("model_ops_sticky_error").is_none() {
+        return;
+    }
+    common::ops::a_bad_argument_is_a_sticky_device_error(mode_executor(GemmMode::Portable));
 }
 
 /// Runs a shared parity case on both executors.

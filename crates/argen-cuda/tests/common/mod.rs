@@ -1,9 +1,14 @@
 //! The parity cases shared by `pocl_parity.rs` (OpenCL / PoCL) and `gpu_parity.rs` (CUDA):
 //! every kernel run through [`GpuBackend`] over an executor, compared bit for bit with the
 //! `argen-core` reference ([`SliceBackend`]). Each `pub fn` taking `dev` is one test body;
-//! the test files only pick the executor and decide how to skip.
+//! the test files only pick the executor and decide how to skip. The model runtime's cases
+//! (`GpuCompute` against argen-cpu) are in [`model`] (whole models, decoding) and [`ops`]
+//! (one operation at a time).
 
 #![allow(dead_code)]
+
+pub mod model;
+pub mod ops;
 
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{GroupedParams, LanternParams, NeighbourTable};
