@@ -1,6 +1,7 @@
 //! GEMM kernel micro-benchmark on GPT-B's FFN shapes (see docs/runtime-performance.md).
 //!
-//! `cargo bench -p argen-cpu --bench gemm -- [threads] [reps]` times `gemm` for
+//! `cargo bench -p argen-cpu --bench gemm -- [threads] [reps] [f32|bf16|f16 …] [rows=R,…]` times
+//! `gemm` (for the chosen dtypes, default all three, and row counts, default 1 … 128) for
 //! `[rows, 768] × [2048, 768]ᵀ` (w1-shaped) and `[rows, 2048] × [768, 2048]ᵀ` (w2-shaped) with
 //! f32, bf16 and f16 weights. Eight distinct weight matrices are cycled so that weights come
 //! from DRAM as in a real forward pass (48 MiB f32 ≫ L3). Each sample is ~0.2 s of passes over
@@ -25,11 +26,27 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse::<usize>().ok());
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = all.iter().filter_map(|a| a.parse::<usize>().ok());
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
+    let mut dts: Vec<&str> = ["f32", "bf16", "f16"]
+        .into_iter()
+        .filter(|d| all.iter().any(|a| a == d))
+        .collect();
+    if dts.is_empty() {
+        dts = vec!["f32", "bf16", "f16"];
+    }
+    let row_list: Vec<usize> = all
+        .iter()
+        .find_map(|a| a.strip_prefix("rows="))
+        .map(|l| {
+            l.split(',')
+                .filter_map(|r| r.parse().ok())
+                .filter(|&r| (1..=128).contains(&r))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32, 64, 128]);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -65,8 +82,8 @@ fn main() {
     );
     println!("| weights | rows | time (8×w1 + 8×w2) | weight GB/s | GFLOP/s |");
     println!("|---|---|---|---|---|");
-    for dt in ["f32", "bf16", "f16"] {
-        for rows in [1usize, 2, 4, 8, 16, 32, 64, 128] {
+    for &dt in &dts {
+        for &rows in &row_list {
             let pass = |out: &mut [f32]| {
                 for m in 0..mats {
                     for (n, k) in [(f, d), (d, f)] {
