@@ -11,7 +11,7 @@
 //! CPU time of all threads ÷ threads, mean over the samples). On a shared machine the wall clock
 //! includes the time other processes held our cores; the on-CPU time does not (it still includes
 //! their pressure on caches and memory bandwidth). With more than one thread the on-CPU time also
-//! counts rayon's brief spinning between parallel sections, so it is most faithful with
+//! counts the helper threads' brief spinning between parallel sections, so it is most faithful with
 //! `-- 1`.
 
 use argen_cpu::gemm::WRef;
@@ -162,6 +162,7 @@ fn bandwidth(threads: usize) -> (f64, f64) {
     // Second probe: a one-row f32 GEMV over the same 256 MiB, read as a [65536, 1024] weight
     // (the least compute per byte our kernel does, with its software prefetch). The floor uses
     // the faster of the two probes, so it is never flattered by a slow probe.
+    let workers = argen_cpu::par::Workers::new(threads).unwrap();
     let w: &[f32] = bytemuck_f32(&buf);
     let (n, k) = (w.len() / 1024, 1024);
     let x = vec![1f32; k];
@@ -172,8 +173,8 @@ fn bandwidth(threads: usize) -> (f64, f64) {
         let c = cpu_time();
         let t = Instant::now();
         argen_cpu::gemm::gemm(
-            &pool,
-            4 * threads,
+            &workers,
+            if threads == 1 { 1 } else { 4 * threads },
             &x,
             1,
             k,
@@ -186,6 +187,7 @@ fn bandwidth(threads: usize) -> (f64, f64) {
         cpu_g += (cpu_time() - c) / threads as f64;
         best_g = best_g.max((n * k * 4) as f64 / dt);
     }
+    drop(workers);
     let cpu_g = (n * k * 4 * 5) as f64 / cpu_g;
     let sum_bw = (buf.len() * 8 * 5) as f64 / cpu;
     println!(

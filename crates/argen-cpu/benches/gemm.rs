@@ -9,6 +9,11 @@
 //! weights and GFLOP/s. With one thread the GEMM runs on the calling thread and the time is its
 //! on-CPU time (`CLOCK_THREAD_CPUTIME_ID`), which leaves out the time other processes held the
 //! core; with more threads it is wall clock.
+//!
+//! `… -- [threads] [reps] [dtypes] model [rows=R,…]` instead times the GEMMs of one GPT-B decode
+//! step in order (12 × {wqkv, wo, w1, w3, w2} + output, 111M distinct weights, 195 MB in bf16)
+//! with the tasks the backend issues (1 on one thread, else `4 × threads`), on process CPU time; it prints the
+//! fastest and median pass as weight GB/s, i.e. the decode step without its non-GEMM work.
 
 use argen_cpu::gemm::{gemm, WRef};
 use half::{bf16, f16};
@@ -23,6 +28,124 @@ fn thread_cpu_ns() -> Option<u64> {
     // SAFETY: `ts` is a valid, writable timespec.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Process CPU time of all threads, in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The GEMMs of one GPT-B decode step, in order, with distinct weights (see the module docs).
+fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
+    let pool = argen_cpu::par::Workers::new(threads).unwrap();
+    let tasks = std::env::var("X_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(if threads == 1 { 1 } else { 4 * threads });
+    let (d, f, v) = (768usize, 2048usize, 16384usize);
+    let mut shapes = Vec::new();
+    for _ in 0..12 {
+        shapes.extend([(3 * d, d), (d, d), (f, d), (f, d), (d, f)]);
+    }
+    shapes.push((v, d));
+    if let Some(kk) = std::env::var("X_K").ok().and_then(|v| v.parse::<usize>().ok()) {
+        shapes.retain(|&(_, k)| k == kk);
+    }
+    let mut hot = false;
+    if std::env::var_os("X_HOT").is_some() {
+        shapes = vec![(256, d); 200];
+        hot = true;
+    }
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        0.04 * ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+    };
+    let x: Vec<f32> = (0..8 * v).map(|_| rnd()).collect();
+    let mut out = vec![0f32; 8 * v];
+    println!("threads {threads} ({tasks} tasks), {reps} samples of 5 passes, process CPU time\n");
+    println!("| weights | rows | decode-step GEMMs: fastest / median pass | weight GB/s |");
+    println!("|---|---|---|---|");
+    for &dt in dts {
+        let (w32, wb, wh): (Vec<Vec<f32>>, Vec<Vec<bf16>>, Vec<Vec<f16>>) = match dt {
+            "f32" => (
+                shapes[..if hot { 1 } else { shapes.len() }]
+                    .iter()
+                    .map(|&(n, k)| (0..n * k).map(|_| rnd()).collect())
+                    .collect(),
+                vec![],
+                vec![],
+            ),
+            "bf16" => (
+                vec![],
+                shapes[..if hot { 1 } else { shapes.len() }]
+                    .iter()
+                    .map(|&(n, k)| {
+                        let mut v: Vec<bf16> = Vec::with_capacity(n * k);
+                        if std::env::var_os("X_THP").is_some() {
+                            let a = v.as_ptr() as usize;
+                            let lo = (a + (2 << 20) - 1) & !((2 << 20) - 1);
+                            let hi = (a + n * k * 2) & !((2 << 20) - 1);
+                            if hi > lo {
+                                unsafe {
+                                    libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
+                                }
+                            }
+                        }
+                        v.extend((0..n * k).map(|_| bf16::from_f32(rnd())));
+                        v
+                    })
+                    .collect(),
+                vec![],
+            ),
+            _ => (
+                vec![],
+                vec![],
+                shapes
+                    .iter()
+                    .map(|&(n, k)| (0..n * k).map(|_| f16::from_f32(rnd())).collect())
+                    .collect(),
+            ),
+        };
+        let es = if dt == "f32" { 4 } else { 2 };
+        let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
+        for &rows in row_list.iter().filter(|&&r| r <= 8) {
+            let pass = |out: &mut [f32]| {
+                for (i, &(n, k)) in shapes.iter().enumerate() {
+                    let w = match dt {
+                        "f32" => WRef::F32(&w32[i % w32.len().max(1)]),
+                        "bf16" => WRef::BF16(&wb[i % wb.len().max(1)]),
+                        _ => WRef::F16(&wh[i % wh.len().max(1)]),
+                    };
+                    gemm(&pool, tasks, &x, rows, k, w, n, None, out);
+                }
+            };
+            pass(&mut out);
+            let mut times = Vec::with_capacity(reps);
+            for _ in 0..reps {
+                let c = process_cpu_ns();
+                for _ in 0..5 {
+                    pass(&mut out);
+                }
+                times.push((process_cpu_ns() - c) as f64 * 1e-9 / 5.0);
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let (lo, med) = (times[0], times[times.len() / 2]);
+            println!(
+                "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} |",
+                lo * 1e3,
+                med * 1e3,
+                bytes as f64 / lo / 1e9,
+                bytes as f64 / med / 1e9
+            );
+        }
+    }
 }
 
 fn main() {
@@ -47,10 +170,11 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32, 64, 128]);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    if all.iter().any(|a| a == "model") {
+        model(threads, reps, &dts, &row_list);
+        return;
+    }
+    let pool = argen_cpu::par::Workers::new(threads).unwrap();
     let tasks = if threads == 1 { 1 } else { 4 * threads };
     let cpu_time = threads == 1 && thread_cpu_ns().is_some();
     let mut s = 0x9E37_79B9_7F4A_7C15u64;

@@ -29,8 +29,8 @@
 //! so it matches the AVX2 path bit for bit (tested below). A row's result is therefore
 //! bit-identical whether it is computed alone or in a batch.
 
+use crate::par::Workers;
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 /// A borrowed weight matrix `[n, k]`.
 #[derive(Clone, Copy, Debug)]
@@ -116,9 +116,10 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 #[allow(clippy::too_many_arguments)]
-/// Computes `out[..rows·n]` (row-major `[rows, n]`) from `x[..rows·k]` and `w` (`[n, k]`).
+/// Computes `out[..rows·n]` (row-major `[rows, n]`) from `x[..rows·k]` and `w` (`[n, k]`),
+/// splitting the columns into `tasks` ranges run on `workers`.
 pub fn gemm(
-    pool: &rayon::ThreadPool,
+    workers: &Workers,
     tasks: usize,
     x: &[f32],
     rows: usize,
@@ -128,13 +129,13 @@ pub fn gemm(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    gemm_isa(detect(), pool, tasks, x, rows, k, w, n, bias, out)
+    gemm_isa(detect(), workers, tasks, x, rows, k, w, n, bias, out)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_isa(
     isa: Isa,
-    pool: &rayon::ThreadPool,
+    workers: &Workers,
     tasks: usize,
     x: &[f32],
     rows: usize,
@@ -191,11 +192,7 @@ fn gemm_isa(
             }
         }
     };
-    if tasks == 1 {
-        run(0);
-    } else {
-        pool.install(|| (0..tasks).into_par_iter().for_each(run));
-    }
+    workers.run(tasks, run);
 }
 
 /// Per-task arguments.
@@ -226,6 +223,22 @@ fn row_block(rem: usize) -> usize {
 /// `out` must point to a `rows·n` buffer of which this call is the only writer of columns
 /// `n0..n1`; `x` holds `rows·k` floats and `w` holds `n·k` elements.
 unsafe fn task<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
+    #[cfg(target_arch = "x86_64")]
+    if a.isa == Isa::Avx2 && a.rows <= 2 && std::env::var_os("X_OFF").is_none() {
+        let (m1, m2) = exp_shape();
+        // SAFETY: forwarded from the caller's contract; the ISA is Avx2.
+        unsafe {
+            match (a.rows, m1, m2) {
+                (1, 4, _) => stream_task::<W, 1, 4>(a, w),
+                (1, 6, _) => stream_task::<W, 1, 6>(a, w),
+                (1, _, _) => stream_task::<W, 1, 8>(a, w),
+                (_, _, 4) => stream_task::<W, 2, 4>(a, w),
+                (_, _, 5) => stream_task::<W, 2, 5>(a, w),
+                _ => stream_task::<W, 2, 6>(a, w),
+            }
+        }
+        return;
+    }
     let k = a.k;
     let cb = (BLOCK_BYTES / (k * W::BYTES).max(1) / NR).max(1) * NR;
     let mut c0 = a.n0;
@@ -280,6 +293,66 @@ unsafe fn task<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
     }
 }
 
+fn exp_shape() -> (usize, usize) {
+    static S: std::sync::OnceLock<(usize, usize, usize, usize)> = std::sync::OnceLock::new();
+    let v = S.get_or_init(|| {
+        let g = |n: &str, d: usize| {
+            std::env::var(n)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        (g("X_N1", 8), g("X_N2", 6), g("X_PFT", 1), g("X_PFB", 64))
+    });
+    (v.0, v.1)
+}
+
+fn exp_pf() -> (usize, usize) {
+    exp_shape();
+    static S: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    *S.get_or_init(|| {
+        let g = |n: &str, d: usize| {
+            std::env::var(n)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        (g("X_PFT", 1), g("X_PFB", 64))
+    })
+}
+
+/// Streaming path for one or two rows (AVX2).
+///
+/// # Safety
+/// As [`task`]; the CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+unsafe fn stream_task<W: Elem + Kernel, const M: usize, const N: usize>(a: &Args<'_>, w: &[W]) {
+    let k = a.k;
+    let (pft, pfb) = exp_pf();
+    let pf = pft * N * k + pfb / W::BYTES;
+    let mut j = a.n0;
+    while j < a.n1 {
+        let nr = (a.n1 - j).min(N);
+        let wp: [*const W; N] = std::array::from_fn(|i| w[(j + i.min(nr - 1)) * k..].as_ptr());
+        let xp: [*const f32; M] = std::array::from_fn(|m| a.x[m * k..].as_ptr());
+        let mut acc = [[0f32; N]; M];
+        // SAFETY: every pointer addresses at least k elements; AVX2 per the caller.
+        unsafe { W::stream::<M, N>(xp, wp, k, pf, &mut acc) };
+        for (mi, accm) in acc.iter().enumerate() {
+            for (ni, &v) in accm.iter().enumerate().take(nr) {
+                let v = match a.bias {
+                    Some(b) => v + b[j + ni],
+                    None => v,
+                };
+                // SAFETY: (mi, j+ni) is inside rows x n and j+ni is in n0..n1, which only this
+                // task writes.
+                unsafe { *a.out.0.add(mi * a.n + j + ni) = v };
+            }
+        }
+        j += nr;
+    }
+}
+
 /// Micro-kernel dispatch for one weight element type.
 trait Kernel: Elem {
     /// `acc[m][j] = Σ_k x[m][k] · w[j][k]` for `m < M`, `j < NR`, in the module's reduction order.
@@ -294,11 +367,38 @@ trait Kernel: Elem {
         pf: usize,
         acc: &mut [[f32; NR]; MR],
     );
+
+    /// Streaming kernel for one or two rows: `acc[m][j] = Σ_k x[m][k] · w[j][k]` for `m < M`,
+    /// `j < N`, same reduction order, AVX2 only.
+    ///
+    /// # Safety
+    /// Every pointer addresses at least `k` readable elements; the CPU has AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn stream<const M: usize, const N: usize>(
+        x: [*const f32; M],
+        w: [*const Self; N],
+        k: usize,
+        pf: usize,
+        acc: &mut [[f32; N]; M],
+    );
 }
 
 macro_rules! kernel_impl {
-    ($t:ty, $avx:ident) => {
+    ($t:ty, $avx:ident, $stream:ident) => {
         impl Kernel for $t {
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            unsafe fn stream<const M: usize, const N: usize>(
+                x: [*const f32; M],
+                w: [*const Self; N],
+                k: usize,
+                pf: usize,
+                acc: &mut [[f32; N]; M],
+            ) {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { avx2::$stream::<M, N>(x, w, k, pf, acc) }
+            }
+
             #[inline(always)]
             unsafe fn tile<const M: usize>(
                 isa: Isa,
@@ -319,9 +419,9 @@ macro_rules! kernel_impl {
         }
     };
 }
-kernel_impl!(f32, tile_f32);
-kernel_impl!(bf16, tile_bf16);
-kernel_impl!(f16, tile_f16);
+kernel_impl!(f32, tile_f32, stream_f32);
+kernel_impl!(bf16, tile_bf16, stream_bf16);
+kernel_impl!(f16, tile_f16, stream_f16);
 
 /// The fixed lane tree of the reduction order.
 #[inline(always)]
@@ -497,6 +597,111 @@ mod avx2 {
         };
     }
 
+    /// Shared body of the streaming kernels: `|p| load` yields the 8 widened weights at `p`.
+    macro_rules! stream_body {
+        ($name:ident, $t:ty, |$p:ident| $load:block, |$q:ident| $load16:block) => {
+            /// AVX2 streaming kernel for one weight element type (see `stream_task`).
+            ///
+            /// # Safety
+            /// Requires AVX2, FMA and F16C; every pointer addresses at least `k` elements.
+            #[inline]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name<const M: usize, const N: usize>(
+                x: [*const f32; M],
+                w: [*const $t; N],
+                k: usize,
+                pf: usize,
+                acc: &mut [[f32; N]; M],
+            ) {
+                // Elements per 64-byte cache line.
+                const L: usize = 64 / std::mem::size_of::<$t>();
+                let kl = k / L * L;
+                let kb = k / 8 * 8;
+                let mut a = [[_mm256_setzero_ps(); N]; M];
+                let mut i = 0;
+                while i < kl {
+                    // SAFETY: i + L <= kl <= k and every pointer addresses >= k elements.
+                    unsafe {
+                        for wj in w {
+                            _mm_prefetch::<_MM_HINT_T0>(wj.wrapping_add(i + pf) as *const i8);
+                        }
+                        for s in 0..L / 16 {
+                            let o = i + 16 * s;
+                            let xl: [__m256; M] =
+                                std::array::from_fn(|m| _mm256_loadu_ps(x[m].add(o)));
+                            let xh: [__m256; M] =
+                                std::array::from_fn(|m| _mm256_loadu_ps(x[m].add(o + 8)));
+                            for j in 0..N {
+                                let (wl, wh): (__m256, __m256) = {
+                                    let $q = w[j].add(o);
+                                    $load16
+                                };
+                                for m in 0..M {
+                                    a[m][j] = _mm256_fmadd_ps(xl[m], wl, a[m][j]);
+                                }
+                                for m in 0..M {
+                                    a[m][j] = _mm256_fmadd_ps(xh[m], wh, a[m][j]);
+                                }
+                            }
+                        }
+                    }
+                    i += L;
+                }
+                while i < kb {
+                    // SAFETY: i + 8 <= kb <= k.
+                    unsafe {
+                        let xv: [__m256; M] = std::array::from_fn(|m| _mm256_loadu_ps(x[m].add(i)));
+                        for j in 0..N {
+                            let wv: __m256 = {
+                                let $p = w[j].add(i);
+                                $load
+                            };
+                            for m in 0..M {
+                                a[m][j] = _mm256_fmadd_ps(xv[m], wv, a[m][j]);
+                            }
+                        }
+                    }
+                    i += 8;
+                }
+                for m in 0..M {
+                    for j in 0..N {
+                        let mut t = hsum(a[m][j]);
+                        for kk in kb..k {
+                            // SAFETY: kk < k.
+                            unsafe {
+                                t = (*x[m].add(kk)).mul_add((*w[j].add(kk)).widen(), t);
+                            }
+                        }
+                        acc[m][j] = t;
+                    }
+                }
+            }
+        };
+    }
+
+    stream_body!(stream_f32, f32, |p| { _mm256_loadu_ps(p) }, |q| {
+        (_mm256_loadu_ps(q), _mm256_loadu_ps(q.add(8)))
+    });
+    stream_body!(stream_bf16, bf16, |p| {
+        let h = _mm_loadu_si128(p as *const __m128i);
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+    }, |q| {
+        let lo = _mm256_cvtepu16_epi32(_mm_loadu_si128(q as *const __m128i));
+        let hi = _mm256_cvtepu16_epi32(_mm_loadu_si128(q.add(8) as *const __m128i));
+        (
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(lo)),
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(hi)),
+        )
+    });
+    stream_body!(stream_f16, f16, |p| {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }, |q| {
+        (
+            _mm256_cvtph_ps(_mm_loadu_si128(q as *const __m128i)),
+            _mm256_cvtph_ps(_mm_loadu_si128(q.add(8) as *const __m128i)),
+        )
+    });
+
     tile_body!(tile_f32, f32, |p| { _mm256_loadu_ps(p) });
     tile_body!(tile_bf16, bf16, |p| {
         let h = _mm_loadu_si128(p as *const __m128i);
@@ -555,18 +760,6 @@ mod avx2 {
     }
 }
 
-/// Parallel helper used by the other ops: splits `out` into `chunk`-sized pieces.
-pub fn par_chunks<F>(pool: &rayon::ThreadPool, out: &mut [f32], chunk: usize, f: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync + Send,
-{
-    pool.install(|| {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c))
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,16 +788,8 @@ mod tests {
         bias.map_or(t, |b| t + b)
     }
 
-    fn pools() -> Vec<rayon::ThreadPool> {
-        [1, 3]
-            .iter()
-            .map(|&t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-            })
-            .collect()
+    fn pools() -> Vec<Workers> {
+        [1, 3].iter().map(|&t| Workers::new(t).unwrap()).collect()
     }
 
     #[test]
@@ -697,10 +882,7 @@ mod tests {
         let x: Vec<f32> = (0..rows * k).map(|_| r()).collect();
         let w: Vec<f32> = (0..n * k).map(|_| r()).collect();
         let mut out = vec![0f32; rows * n];
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
+        let pool = Workers::new(1).unwrap();
         gemm(&pool, 2, &x, rows, k, WRef::F32(&w), n, None, &mut out);
         for ri in 0..rows {
             for ni in 0..n {

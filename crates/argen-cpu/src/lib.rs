@@ -3,7 +3,7 @@
 //! [`Cpu`] implements [`argen_model::Compute`]: f32 activations in `Vec<f32>`, weights kept in
 //! their checkpoint dtype (f32, f16, bf16) and widened to f32 inside the GEMM ([`gemm`]), a KV
 //! cache preallocated for every slot, tree attention over explicit key lists, and a dedicated
-//! rayon thread pool. After a model is built, a forward pass allocates nothing on the heap
+//! set of persistent worker threads ([`par`]) in which the calling thread takes part. After a model is built, a forward pass allocates nothing on the heap
 //! (thread-local GEMM / attention scratch grows once, on the first call).
 //!
 //! Type aliases [`Gpt`], [`Drafter`] and [`VqDecoder`] give the models on this backend; see
@@ -11,6 +11,7 @@
 
 pub mod gemm;
 mod ops;
+pub mod par;
 
 use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
 use argen_model::safetensors::{Dtype, TensorView};
@@ -26,10 +27,10 @@ pub type Drafter = argen_model::Drafter<Cpu>;
 /// The VQ decoder on the CPU backend.
 pub type VqDecoder = argen_model::VqDecoder<Cpu>;
 
-/// The CPU backend: a handle to a thread pool (cheap to clone).
+/// The CPU backend: a handle to its worker threads (cheap to clone).
 #[derive(Clone)]
 pub struct Cpu {
-    pool: Arc<rayon::ThreadPool>,
+    pool: Arc<par::Workers>,
     threads: usize,
 }
 
@@ -40,17 +41,15 @@ impl std::fmt::Debug for Cpu {
 }
 
 impl Cpu {
-    /// A backend with `threads` worker threads (0 = one per available core).
+    /// A backend with `threads` worker threads (0 = one per available core): the thread that
+    /// calls the model and `threads − 1` helper threads ([`par::Workers`]).
     pub fn new(threads: usize) -> Result<Cpu> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("argen-cpu-{i}"))
-            .build()
+        let pool = par::Workers::new(threads)
             .map_err(|e| ModelError::Input(format!("cannot start {threads} threads: {e}")))?;
         Ok(Cpu {
             pool: Arc::new(pool),
@@ -63,8 +62,14 @@ impl Cpu {
         self.threads
     }
 
+    /// Column ranges per GEMM: one inline on one thread; with helpers, four per worker, claimed
+    /// dynamically, so that a helper that wakes late costs little.
     fn tasks(&self) -> usize {
-        self.threads * 4
+        if self.threads == 1 {
+            1
+        } else {
+            self.threads * 4
+        }
     }
 }
 
