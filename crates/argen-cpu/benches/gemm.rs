@@ -1,7 +1,8 @@
 //! GEMM kernel micro-benchmark on GPT-B's FFN shapes (see docs/runtime-performance.md).
 //!
 //! `cargo bench -p argen-cpu --bench gemm -- [threads] [reps] [f32|bf16|f16 …] [rows=R,…]` times
-//! `gemm` (for the chosen dtypes, default all three, and row counts, default 1 … 128) for
+//! `gemm` (for the chosen dtypes, default all three, and row counts, default 1 … 128; half
+//! precision packed as `Cpu` stores it) for
 //! `[rows, 768] × [2048, 768]ᵀ` (w1-shaped) and `[rows, 2048] × [768, 2048]ᵀ` (w2-shaped) with
 //! f32, bf16 and f16 weights. Eight distinct weight matrices are cycled so that weights come
 //! from DRAM as in a real forward pass (48 MiB f32 ≫ L3). Each sample is ~0.2 s of passes over
@@ -11,11 +12,13 @@
 //! core; with more threads it is wall clock.
 //!
 //! `… -- [threads] [reps] [dtypes] model [rows=R,…]` instead times the GEMMs of one GPT-B decode
-//! step in order (12 × {wqkv, wo, w1, w3, w2} + output, 111M distinct weights, 195 MB in bf16)
-//! with the tasks the backend issues (1 on one thread, else `4 × threads`), on process CPU time; it prints the
-//! fastest and median pass as weight GB/s, i.e. the decode step without its non-GEMM work.
+//! step in order (12 × {wqkv, wo, w1, w3, w2} + output, 111M distinct weights, 195 MB in bf16,
+//! half precision packed as `Cpu` stores it) with the tasks the backend issues (1 on one thread,
+//! else `4 × threads`), on process CPU time; it prints the fastest and median pass as weight
+//! GB/s: the decode step without its non-GEMM work.
 
-use argen_cpu::gemm::{gemm, WRef};
+use argen_cpu::gemm::{gemm, pack, WRef};
+use argen_cpu::par::Workers;
 use half::{bf16, f16};
 use std::time::Instant;
 
@@ -43,23 +46,16 @@ fn process_cpu_ns() -> u64 {
 }
 
 /// The GEMMs of one GPT-B decode step, in order, with distinct weights (see the module docs).
+/// Half-precision weights are packed as `Cpu` stores them.
 fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
-    let pool = argen_cpu::par::Workers::new(threads).unwrap();
-    let tasks = std::env::var("X_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(if threads == 1 { 1 } else { 4 * threads });
+    let pool = Workers::new(threads).unwrap();
+    let tasks = if threads == 1 { 1 } else { 4 * threads };
     let (d, f, v) = (768usize, 2048usize, 16384usize);
     let mut shapes = Vec::new();
     for _ in 0..12 {
         shapes.extend([(3 * d, d), (d, d), (f, d), (f, d), (d, f)]);
     }
     shapes.push((v, d));
-    if let Some(kk) = std::env::var("X_K").ok().and_then(|v| v.parse::<usize>().ok()) {
-        shapes.retain(|&(_, k)| k == kk);
-    }
-    let mut hot = false;
-    if std::env::var_os("X_HOT").is_some() {
-        shapes = vec![(256, d); 200];
-        hot = true;
-    }
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     let mut rnd = move || {
         s ^= s << 13;
@@ -73,55 +69,32 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
     println!("| weights | rows | decode-step GEMMs: fastest / median pass | weight GB/s |");
     println!("|---|---|---|---|");
     for &dt in dts {
-        let (w32, wb, wh): (Vec<Vec<f32>>, Vec<Vec<bf16>>, Vec<Vec<f16>>) = match dt {
-            "f32" => (
-                shapes[..if hot { 1 } else { shapes.len() }]
-                    .iter()
-                    .map(|&(n, k)| (0..n * k).map(|_| rnd()).collect())
-                    .collect(),
-                vec![],
-                vec![],
-            ),
-            "bf16" => (
-                vec![],
-                shapes[..if hot { 1 } else { shapes.len() }]
-                    .iter()
-                    .map(|&(n, k)| {
-                        let mut v: Vec<bf16> = Vec::with_capacity(n * k);
-                        if std::env::var_os("X_THP").is_some() {
-                            let a = v.as_ptr() as usize;
-                            let lo = (a + (2 << 20) - 1) & !((2 << 20) - 1);
-                            let hi = (a + n * k * 2) & !((2 << 20) - 1);
-                            if hi > lo {
-                                unsafe {
-                                    libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
-                                }
-                            }
-                        }
-                        v.extend((0..n * k).map(|_| bf16::from_f32(rnd())));
-                        v
-                    })
-                    .collect(),
-                vec![],
-            ),
-            _ => (
-                vec![],
-                vec![],
-                shapes
-                    .iter()
-                    .map(|&(n, k)| (0..n * k).map(|_| f16::from_f32(rnd())).collect())
-                    .collect(),
-            ),
-        };
+        let mut w32: Vec<Vec<f32>> = Vec::new();
+        let mut wb: Vec<Vec<bf16>> = Vec::new();
+        let mut wh: Vec<Vec<f16>> = Vec::new();
+        for &(n, k) in &shapes {
+            let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+            match dt {
+                "f32" => w32.push(m),
+                "bf16" => {
+                    let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
+                    wb.push(pack(&h, n, k, bf16::ZERO));
+                }
+                _ => {
+                    let h: Vec<f16> = m.iter().map(|&v| f16::from_f32(v)).collect();
+                    wh.push(pack(&h, n, k, f16::ZERO));
+                }
+            }
+        }
         let es = if dt == "f32" { 4 } else { 2 };
         let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
         for &rows in row_list.iter().filter(|&&r| r <= 8) {
             let pass = |out: &mut [f32]| {
                 for (i, &(n, k)) in shapes.iter().enumerate() {
                     let w = match dt {
-                        "f32" => WRef::F32(&w32[i % w32.len().max(1)]),
-                        "bf16" => WRef::BF16(&wb[i % wb.len().max(1)]),
-                        _ => WRef::F16(&wh[i % wh.len().max(1)]),
+                        "f32" => WRef::F32(&w32[i]),
+                        "bf16" => WRef::BF16Packed(&wb[i]),
+                        _ => WRef::F16Packed(&wh[i]),
                     };
                     gemm(&pool, tasks, &x, rows, k, w, n, None, out);
                 }
@@ -174,7 +147,7 @@ fn main() {
         model(threads, reps, &dts, &row_list);
         return;
     }
-    let pool = argen_cpu::par::Workers::new(threads).unwrap();
+    let pool = Workers::new(threads).unwrap();
     let tasks = if threads == 1 { 1 } else { 4 * threads };
     let cpu_time = threads == 1 && thread_cpu_ns().is_some();
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
@@ -189,14 +162,25 @@ fn main() {
     let w32: Vec<Vec<f32>> = (0..mats)
         .map(|_| (0..d * f).map(|_| 0.04 * rnd()).collect())
         .collect();
-    let wb: Vec<Vec<bf16>> = w32
-        .iter()
-        .map(|w| w.iter().map(|&v| bf16::from_f32(v)).collect())
-        .collect();
-    let wh: Vec<Vec<f16>> = w32
-        .iter()
-        .map(|w| w.iter().map(|&v| f16::from_f32(v)).collect())
-        .collect();
+    // Half precision packed as `Cpu` stores it, once per use: as [f, d] (w1) and [d, f] (w2).
+    let packed = |n: usize, k: usize| {
+        let wb: Vec<Vec<bf16>> = w32
+            .iter()
+            .map(|w| {
+                let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+                pack(&h, n, k, bf16::ZERO)
+            })
+            .collect();
+        let wh: Vec<Vec<f16>> = w32
+            .iter()
+            .map(|w| {
+                let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                pack(&h, n, k, f16::ZERO)
+            })
+            .collect();
+        (wb, wh)
+    };
+    let halves = [packed(f, d), packed(d, f)];
     let max_rows = 128;
     let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
     let mut out = vec![0f32; max_rows * f];
@@ -209,12 +193,12 @@ fn main() {
     for &dt in &dts {
         for &rows in &row_list {
             let pass = |out: &mut [f32]| {
-                for m in 0..mats {
-                    for (n, k) in [(f, d), (d, f)] {
+                for (m, wm) in w32.iter().enumerate() {
+                    for (u, (n, k)) in [(f, d), (d, f)].into_iter().enumerate() {
                         let w = match dt {
-                            "f32" => WRef::F32(&w32[m]),
-                            "bf16" => WRef::BF16(&wb[m]),
-                            _ => WRef::F16(&wh[m]),
+                            "f32" => WRef::F32(wm),
+                            "bf16" => WRef::BF16Packed(&halves[u].0[m]),
+                            _ => WRef::F16Packed(&halves[u].1[m]),
                         };
                         gemm(&pool, tasks, &x, rows, k, w, n, None, out);
                     }

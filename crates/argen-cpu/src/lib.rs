@@ -73,8 +73,9 @@ impl Cpu {
     }
 }
 
-/// Weight storage: the checkpoint's dtype, row-major `[rows, cols]` (higher-rank tensors are
-/// flattened to `[dim0, rest]`).
+/// Weight storage: the checkpoint's dtype, `[rows, cols]` (higher-rank tensors are flattened to
+/// `[dim0, rest]`); f32 weights and vectors row-major, half-precision matrices in the GEMM's
+/// packed tile layout ([`gemm::pack`]), which streams from memory ~1.5× faster at decode.
 #[derive(Clone, Debug)]
 pub struct CpuWeight {
     data: WData,
@@ -87,6 +88,10 @@ enum WData {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    /// `[rows, cols]` in the packed layout of [`gemm::pack`].
+    F16Packed(Vec<f16>),
+    /// `[rows, cols]` in the packed layout of [`gemm::pack`].
+    BF16Packed(Vec<bf16>),
 }
 
 impl CpuWeight {
@@ -95,15 +100,20 @@ impl CpuWeight {
             WData::F32(v) => WRef::F32(v),
             WData::F16(v) => WRef::F16(v),
             WData::BF16(v) => WRef::BF16(v),
+            WData::F16Packed(v) => WRef::F16Packed(v),
+            WData::BF16Packed(v) => WRef::BF16Packed(v),
         }
     }
 
-    /// Element `i` widened to f32.
+    /// Element `i` (row-major order) widened to f32.
     fn get(&self, i: usize) -> f32 {
+        let p = |i: usize| gemm::packed_index(i / self.cols, i % self.cols, self.cols);
         match &self.data {
             WData::F32(v) => v[i],
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
+            WData::F16Packed(v) => v[p(i)].to_f32(),
+            WData::BF16Packed(v) => v[p(i)].to_f32(),
         }
     }
 
@@ -118,16 +128,27 @@ impl CpuWeight {
             WData::BF16(v) => {
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[r * c..(r + 1) * c], out)
             }
+            WData::F16Packed(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::packed_index(r, col, c)].to_f32();
+                }
+            }
+            WData::BF16Packed(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::packed_index(r, col, c)].to_f32();
+                }
+            }
         }
     }
 
-    /// Bytes of weight storage.
+    /// Bytes of the weights (`rows · cols` elements; the packed layout's padding rows of a
+    /// last partial tile are not counted).
     pub fn bytes(&self) -> usize {
-        match &self.data {
-            WData::F32(v) => 4 * v.len(),
-            WData::F16(v) => 2 * v.len(),
-            WData::BF16(v) => 2 * v.len(),
-        }
+        let es = match &self.data {
+            WData::F32(_) => 4,
+            _ => 2,
+        };
+        es * self.rows * self.cols
     }
 }
 
@@ -160,18 +181,30 @@ impl Compute for Cpu {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
             ),
-            Dtype::F16 => WData::F16(
-                t.data
+            Dtype::F16 => {
+                let v: Vec<f16> = t
+                    .data
                     .chunks_exact(2)
                     .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            Dtype::BF16 => WData::BF16(
-                t.data
+                    .collect();
+                if t.shape.len() >= 2 {
+                    WData::F16Packed(gemm::pack(&v, rows, cols, f16::ZERO))
+                } else {
+                    WData::F16(v)
+                }
+            }
+            Dtype::BF16 => {
+                let v: Vec<bf16> = t
+                    .data
                     .chunks_exact(2)
                     .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
+                    .collect();
+                if t.shape.len() >= 2 {
+                    WData::BF16Packed(gemm::pack(&v, rows, cols, bf16::ZERO))
+                } else {
+                    WData::BF16(v)
+                }
+            }
             Dtype::Other(_) => {
                 return Err(ModelError::Input(format!(
                     "dtype {} cannot be used as a weight",
