@@ -1,18 +1,19 @@
 //! Decode benchmark on a GPT-B-shaped model with random weights (see docs/runtime-performance.md).
 //!
 //! `cargo bench -p argen-cpu --bench decode -- [threads] [f32|bf16|f16 …] [steps[=N]]` prints a
-//! markdown table: memory bandwidth, per-step decode latency at batch 2 (CFG) for the chosen
-//! weight dtypes (default: all three) against the floor weight-bytes ÷ bandwidth, and the
-//! verification cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` also times N decode
-//! steps instead of 20). It also writes
-//! the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors` for `tools/bench_torch.py`.
+//! markdown table: per-step decode latency at batch 2 (CFG) for the chosen weight dtypes
+//! (default: all three) against the floor weight-bytes ÷ read bandwidth, the bandwidth probed
+//! just before each dtype's steps (the load on a shared machine drifts), and the verification
+//! cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` times N decode steps
+//! instead of 20). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
+//! for `tools/bench_torch.py`.
 //!
 //! Every time is given twice: wall clock (median or best, as labelled) and on-CPU time (process
 //! CPU time of all threads ÷ threads, mean over the samples). On a shared machine the wall clock
 //! includes the time other processes held our cores; the on-CPU time does not (it still includes
 //! their pressure on caches and memory bandwidth). With more than one thread the on-CPU time also
-//! counts the helper threads' brief spinning between parallel sections, so it is most faithful with
-//! `-- 1`.
+//! counts the helper threads' brief spinning between parallel sections, so it is most faithful
+//! with `-- 1`.
 
 use argen_cpu::gemm::WRef;
 use argen_cpu::{Cpu, Gpt};
@@ -121,14 +122,13 @@ fn cpu_time() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// Read bandwidth in bytes/s of a parallel sum over 256 MiB: (best wall clock of 5, on-CPU
-/// mean of 5).
-fn bandwidth(threads: usize) -> (f64, f64) {
+/// Read bandwidth in bytes/s over the 256 MiB `buf`, the faster of two probes: (best wall clock
+/// of 5, on-CPU mean of 5).
+fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
-    let buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
     let mut best = 0f64;
     let mut cpu = 0f64;
     for _ in 0..5 {
@@ -163,7 +163,7 @@ fn bandwidth(threads: usize) -> (f64, f64) {
     // (the least compute per byte our kernel does, with its software prefetch). The floor uses
     // the faster of the two probes, so it is never flattered by a slow probe.
     let workers = argen_cpu::par::Workers::new(threads).unwrap();
-    let w: &[f32] = bytemuck_f32(&buf);
+    let w: &[f32] = bytemuck_f32(buf);
     let (n, k) = (w.len() / 1024, 1024);
     let x = vec![1f32; k];
     let mut out = vec![0f32; n];
@@ -191,7 +191,7 @@ fn bandwidth(threads: usize) -> (f64, f64) {
     let cpu_g = (n * k * 4 * 5) as f64 / cpu_g;
     let sum_bw = (buf.len() * 8 * 5) as f64 / cpu;
     println!(
-        "read-bandwidth probes: integer sum {:.1} GB/s wall / {:.1} on-CPU; f32 GEMV {:.1} GB/s \
+        "  read-bandwidth probes: integer sum {:.1} GB/s wall / {:.1} on-CPU; f32 GEMV {:.1} GB/s \
          wall / {:.1} on-CPU",
         best / 1e9,
         sum_bw / 1e9,
@@ -227,22 +227,14 @@ fn main() {
         .unwrap_or(20)
         .clamp(1, 188);
     let cfg = GptConfig::preset("GPT-B", ModelType::C2i, 256).unwrap();
-    let (bw, bw_cpu) = bandwidth(threads);
     println!(
-        "threads: {threads}; GPT-B c2i, {} params",
+        "threads: {threads}; GPT-B c2i, {} params; each dtype's floor uses read-bandwidth probes \
+         run just before its decode steps (the faster probe, wall best of 5 / on-CPU mean of 5)\n",
         cfg.param_count()
     );
-    println!(
-        "measured read bandwidth (faster probe): {:.1} GB/s (wall, best of 5); {:.1} GB/s \
-         (on-CPU)\n",
-        bw / 1e9,
-        bw_cpu / 1e9
-    );
-    println!(
-        "| weights | weight bytes | floor (bytes/bw) | decode step, batch 2 (CFG) | ratio \
-         | on-CPU floor | on-CPU step | on-CPU ratio |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
+    let probe_buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
+    let mut rows_out = Vec::new();
+
     let cpu = Cpu::new(threads).unwrap();
     let cap = Capacity {
         slots: 2,
@@ -280,6 +272,8 @@ fn main() {
             },
         ];
         gpt.prefill_class(&reqs, &mut logits, None).unwrap();
+        println!("{}:", dt.name());
+        let (bw, bw_cpu) = bandwidth(threads, &probe_buf);
         let steps_n = timed + 4;
         let mut times = Vec::new();
         let mut cpu = 0f64;
@@ -319,11 +313,13 @@ fn main() {
         let med = times[times.len() / 2];
         let floor = wbytes as f64 / bw;
         let floor_cpu = wbytes as f64 / bw_cpu;
-        println!(
-            "| {} | {:.0} MB | {:.2} ms | {:.2} ms (median of {}) | {:.2}x | {:.2} ms | {:.2} ms \
-             | {:.2}x |",
+        rows_out.push(format!(
+            "| {} | {:.0} MB | {:.1} / {:.1} GB/s | {:.2} ms | {:.2} ms (median of {}) | {:.2}x \
+             | {:.2} ms | {:.2} ms | {:.2}x |",
             dt.name(),
             wbytes as f64 / 1e6,
+            bw / 1e9,
+            bw_cpu / 1e9,
             floor * 1e3,
             med * 1e3,
             times.len(),
@@ -331,7 +327,7 @@ fn main() {
             floor_cpu * 1e3,
             cpu * 1e3,
             cpu / floor_cpu
-        );
+        ));
         if !with_curve {
             continue;
         }
@@ -373,6 +369,14 @@ fn main() {
             row.push((n, best, cpu));
         }
         curve.push((dt, row));
+    }
+    println!(
+        "\n| weights | weight bytes | bandwidth wall / on-CPU | floor (bytes/bw) \
+         | decode step, batch 2 (CFG) | ratio | on-CPU floor | on-CPU step | on-CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows_out {
+        println!("{r}");
     }
     if curve.is_empty() {
         return;
