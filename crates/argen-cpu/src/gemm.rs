@@ -594,24 +594,30 @@ mod avx2 {
                 let kb = k / 8 * 8;
                 let mut a = [[_mm256_setzero_ps(); NR]; M];
                 let mut i = 0;
-                let mut o = 0;
                 while i < kb {
+                    // Offset of block i/8 from a row's block pointer: packed blocks are
+                    // NR·8 elements apart (`w.step`), row-major ones 8.
+                    let o = if PACKED { i * NR } else { i };
                     // SAFETY: i + 8 <= kb <= k, and block i/8 of row j lies at blk[j] + o.
                     unsafe {
                         let xv: [__m256; M] = std::array::from_fn(|m| _mm256_loadu_ps(x[m].add(i)));
-                        if PACKED {
-                            // One prefetch per block: a packed half-precision block is one
-                            // 64-byte line of the tile stream. `wrapping_add`: the address may
-                            // lie past the matrix, and a prefetch never faults.
-                            let p = w.blk[0].wrapping_add(o + pf) as *const i8;
-                            if NTA {
-                                _mm_prefetch::<_MM_HINT_NTA>(p);
-                            } else {
-                                _mm_prefetch::<_MM_HINT_T0>(p);
-                            }
-                        }
                         for j in 0..NR {
-                            if !PACKED {
+                            if PACKED {
+                                // Packed: the rows of a block share one 64-byte line of the
+                                // tile stream, so the NR prefetches of a step hit the same
+                                // line; the redundant ones cost little (one per step measured
+                                // the same at 1–2 rows) and keep LLVM's schedule (with one per
+                                // step it hoisted the next row's load, which spilled an
+                                // accumulator of 3-row tiles and halved their throughput).
+                                // `wrapping_add`: the address may lie past the matrix, and a
+                                // prefetch never faults.
+                                let p = w.blk[j].wrapping_add(o + pf) as *const i8;
+                                if NTA {
+                                    _mm_prefetch::<_MM_HINT_NTA>(p);
+                                } else {
+                                    _mm_prefetch::<_MM_HINT_T0>(p);
+                                }
+                            } else {
                                 // Software prefetch of the same offset in the *next* tile's
                                 // rows (`NR·k` elements on) plus one line: the hardware
                                 // prefetcher alone keeps too few short row streams in flight
@@ -633,22 +639,39 @@ mod avx2 {
                         }
                     }
                     i += 8;
-                    o += w.step;
                 }
-                for m in 0..M {
-                    for j in 0..NR {
-                        let mut t = hsum(a[m][j]);
-                        for kk in kb..k {
-                            // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
-                            unsafe {
-                                t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), t);
-                            }
-                        }
-                        acc[m][j] = t;
-                    }
-                }
+                // SAFETY: forwarded from this function's contract.
+                unsafe { finish(a, x, &w.tail, kb, k, acc) };
             }
         };
+    }
+
+    /// Lane sums plus scalar tails of a tile (steps 2 and 3 of the reduction order).
+    ///
+    /// # Safety
+    /// Requires AVX2 and FMA; x pointers address `k` floats, tail pointers `k - kb` elements.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish<W: Elem, const M: usize>(
+        a: [[__m256; NR]; M],
+        x: [*const f32; M],
+        tail: &[*const W; NR],
+        kb: usize,
+        k: usize,
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        for m in 0..M {
+            for j in 0..NR {
+                let mut t = hsum(a[m][j]);
+                for kk in kb..k {
+                    // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
+                    unsafe {
+                        t = (*x[m].add(kk)).mul_add((*tail[j].add(kk - kb)).widen(), t);
+                    }
+                }
+                acc[m][j] = t;
+            }
+        }
     }
 
     tile_body!(tile_f32, f32, |p| { _mm256_loadu_ps(p) });
