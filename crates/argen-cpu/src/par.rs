@@ -59,6 +59,9 @@ struct Shared {
     active: AtomicUsize,
     /// A helper's `f` panicked during the current job.
     panicked: AtomicBool,
+    /// A caller owns the helpers (a job is being published or run). Other callers — another
+    /// thread sharing the `Workers`, or a nested `run` from inside `f` — run inline instead.
+    busy: AtomicBool,
 }
 
 /// A set of `threads − 1` persistent helper threads; the calling thread is the last worker.
@@ -90,6 +93,7 @@ impl Workers {
             len: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
         });
         let mut w = Workers {
             shared,
@@ -113,14 +117,36 @@ impl Workers {
 
     /// Calls `f(i)` exactly once for each `i < n`, on the calling thread and the helpers;
     /// returns when all calls have returned. Indices are claimed in increasing order, the
-    /// caller claiming first. A panic in `f` is re-raised on the caller.
+    /// caller claiming first. A panic in `f` is re-raised on the caller. While another call
+    /// holds the helpers (from another thread sharing these workers, or `run` called inside
+    /// `f`), this call runs all of its indices on the calling thread.
     pub fn run<F: Fn(usize) + Sync>(&self, n: usize, f: F) {
-        if self.handles.is_empty() || n <= 1 {
+        let sh = &*self.shared;
+        if self.handles.is_empty()
+            || n <= 1
+            || sh
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
             (0..n).for_each(f);
             return;
         }
+        /// Releases the helpers, also when `run_owned` re-raises a panic.
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _release = Release(&sh.busy);
+        self.run_owned(n, &f);
+    }
+
+    /// The parallel path of [`Workers::run`]; the caller holds `busy`.
+    fn run_owned(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         let sh = &*self.shared;
-        let job: &(dyn Fn(usize) + Sync) = &f;
+        let job: &(dyn Fn(usize) + Sync) = f;
         // SAFETY: only the lifetime is erased. The pointer is published below and withdrawn
         // (under the lock) before this function returns, and every helper that read it has
         // left the job (`active == 0`, awaited below) before then; helpers admitted only while
@@ -143,7 +169,7 @@ impl Workers {
             }
         }
         // A panic in the caller's share must not unwind past the helpers still using `f`.
-        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claim(sh, &f)));
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claim(sh, f)));
         if mine.is_err() {
             sh.next.store(usize::MAX / 2, Ordering::Relaxed);
         }
@@ -305,6 +331,38 @@ mod tests {
                 assert_eq!(*x, j as f32 + 1.0, "len={len} chunk={chunk}");
             }
         }
+    }
+
+    #[test]
+    fn concurrent_and_nested_callers_each_run_every_index_once() {
+        let w = Workers::new(3).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..3usize {
+                let w = &w;
+                s.spawn(move || {
+                    for round in 0..200usize {
+                        let n = 1 + (t * 7 + round) % 40;
+                        let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+                        w.run(n, |i| {
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                            if i == 0 && round % 10 == 0 {
+                                // Nested: runs inline on this thread.
+                                let inner: Vec<AtomicU32> =
+                                    (0..5).map(|_| AtomicU32::new(0)).collect();
+                                w.run(5, |j| {
+                                    inner[j].fetch_add(1, Ordering::Relaxed);
+                                });
+                                assert!(inner.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                            }
+                        });
+                        assert!(
+                            hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                            "thread {t} round {round}"
+                        );
+                    }
+                });
+            }
+        });
     }
 
     #[test]
