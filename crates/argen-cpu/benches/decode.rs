@@ -1,17 +1,19 @@
 //! Decode benchmark on a GPT-B-shaped model with random weights (see docs/runtime-performance.md).
 //!
-//! `cargo bench -p argen-cpu --bench decode -- [threads]` prints a markdown table: memory
-//! bandwidth, per-step decode latency at batch 2 (CFG) for f32 and bf16 weights against the
-//! floor weight-bytes ÷ bandwidth, and the verification cost curve (1 … 64 query tokens per
-//! CFG row). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors` for
-//! `tools/bench_torch.py`.
+//! `cargo bench -p argen-cpu --bench decode -- [threads] [f32|bf16|f16 …] [steps[=N]]` prints a
+//! markdown table: per-step decode latency at batch 2 (CFG) for the chosen weight dtypes
+//! (default: all three) against the floor weight-bytes ÷ read bandwidth, the bandwidth probed
+//! just before each dtype's steps (the load on a shared machine drifts), and the verification
+//! cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` times N decode steps
+//! instead of 20). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
+//! for `tools/bench_torch.py`.
 //!
 //! Every time is given twice: wall clock (median or best, as labelled) and on-CPU time (process
 //! CPU time of all threads ÷ threads, mean over the samples). On a shared machine the wall clock
 //! includes the time other processes held our cores; the on-CPU time does not (it still includes
 //! their pressure on caches and memory bandwidth). With more than one thread the on-CPU time also
-//! counts rayon's brief spinning between parallel sections, so it is most faithful with
-//! `-- 1`.
+//! counts the helper threads' brief spinning between parallel sections, so it is most faithful
+//! with `-- 1`.
 
 use argen_cpu::gemm::WRef;
 use argen_cpu::{Cpu, Gpt};
@@ -20,7 +22,33 @@ use argen_model::{Capacity, ClassPrefill, GptConfig, ModelType, Pos, Step};
 use rayon::prelude::*;
 use std::time::Instant;
 
-fn checkpoint(cfg: &GptConfig, bf16: bool) -> Vec<u8> {
+/// Weight dtype of a bench checkpoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dt {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dt {
+    fn name(self) -> &'static str {
+        match self {
+            Dt::F32 => "f32",
+            Dt::Bf16 => "bf16",
+            Dt::F16 => "f16",
+        }
+    }
+
+    fn bytes(self) -> usize {
+        if self == Dt::F32 {
+            4
+        } else {
+            2
+        }
+    }
+}
+
+fn checkpoint(cfg: &GptConfig, dt: Dt) -> Vec<u8> {
     let d = cfg.dim;
     let mut t: Vec<(String, Vec<usize>)> = vec![
         (
@@ -47,13 +75,13 @@ fn checkpoint(cfg: &GptConfig, bf16: bool) -> Vec<u8> {
     }
     let mut header = String::from("{");
     let mut off = 0usize;
-    let es = if bf16 { 2 } else { 4 };
+    let es = dt.bytes();
     for (i, (n, s)) in t.iter().enumerate() {
         let bytes = s.iter().product::<usize>() * es;
         header += &format!(
             "{}\"{n}\":{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{off},{}]}}",
             if i > 0 { "," } else { "" },
-            if bf16 { "BF16" } else { "F32" },
+            dt.name().to_uppercase(),
             s,
             off + bytes
         );
@@ -72,10 +100,10 @@ fn checkpoint(cfg: &GptConfig, bf16: bool) -> Vec<u8> {
             state ^= state << 17;
             let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
             let x = if norm { 1.0 + 0.1 * u } else { 0.04 * u };
-            if bf16 {
-                out.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes());
-            } else {
-                out.extend_from_slice(&x.to_le_bytes());
+            match dt {
+                Dt::F32 => out.extend_from_slice(&x.to_le_bytes()),
+                Dt::Bf16 => out.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
+                Dt::F16 => out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
             }
         }
     }
@@ -94,14 +122,13 @@ fn cpu_time() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// Read bandwidth in bytes/s of a parallel sum over 256 MiB: (best wall clock of 5, on-CPU
-/// mean of 5).
-fn bandwidth(threads: usize) -> (f64, f64) {
+/// Read bandwidth in bytes/s over the 256 MiB `buf`, the faster of two probes: (best wall clock
+/// of 5, on-CPU mean of 5).
+fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
-    let buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
     let mut best = 0f64;
     let mut cpu = 0f64;
     for _ in 0..5 {
@@ -135,7 +162,8 @@ fn bandwidth(threads: usize) -> (f64, f64) {
     // Second probe: a one-row f32 GEMV over the same 256 MiB, read as a [65536, 1024] weight
     // (the least compute per byte our kernel does, with its software prefetch). The floor uses
     // the faster of the two probes, so it is never flattered by a slow probe.
-    let w: &[f32] = bytemuck_f32(&buf);
+    let workers = argen_cpu::par::Workers::new(threads).unwrap();
+    let w: &[f32] = bytemuck_f32(buf);
     let (n, k) = (w.len() / 1024, 1024);
     let x = vec![1f32; k];
     let mut out = vec![0f32; n];
@@ -145,8 +173,8 @@ fn bandwidth(threads: usize) -> (f64, f64) {
         let c = cpu_time();
         let t = Instant::now();
         argen_cpu::gemm::gemm(
-            &pool,
-            4 * threads,
+            &workers,
+            if threads == 1 { 1 } else { 4 * threads },
             &x,
             1,
             k,
@@ -159,10 +187,11 @@ fn bandwidth(threads: usize) -> (f64, f64) {
         cpu_g += (cpu_time() - c) / threads as f64;
         best_g = best_g.max((n * k * 4) as f64 / dt);
     }
+    drop(workers);
     let cpu_g = (n * k * 4 * 5) as f64 / cpu_g;
     let sum_bw = (buf.len() * 8 * 5) as f64 / cpu;
     println!(
-        "read-bandwidth probes: integer sum {:.1} GB/s wall / {:.1} on-CPU; f32 GEMV {:.1} GB/s \
+        "  read-bandwidth probes: integer sum {:.1} GB/s wall / {:.1} on-CPU; f32 GEMV {:.1} GB/s \
          wall / {:.1} on-CPU",
         best / 1e9,
         sum_bw / 1e9,
@@ -180,27 +209,32 @@ fn bytemuck_f32(b: &[u64]) -> &[f32] {
 }
 
 fn main() {
-    let threads: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(2);
+    let mut dts: Vec<Dt> = [Dt::F32, Dt::Bf16, Dt::F16]
+        .into_iter()
+        .filter(|d| args.iter().any(|a| a == d.name()))
+        .collect();
+    if dts.is_empty() {
+        dts = vec![Dt::F32, Dt::Bf16, Dt::F16];
+    }
+    let with_curve = !args.iter().any(|a| a == "steps" || a.starts_with("steps="));
+    // `steps=N`: N timed decode steps (after 4 warm-up steps) instead of 20; at most 188 so
+    // that every position stays on the 16×16 grid.
+    let timed = args
+        .iter()
+        .find_map(|a| a.strip_prefix("steps=")?.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 188);
     let cfg = GptConfig::preset("GPT-B", ModelType::C2i, 256).unwrap();
-    let (bw, bw_cpu) = bandwidth(threads);
     println!(
-        "threads: {threads}; GPT-B c2i, {} params",
+        "threads: {threads}; GPT-B c2i, {} params; each dtype's floor uses read-bandwidth probes \
+         run just before its decode steps (the faster probe, wall best of 5 / on-CPU mean of 5)\n",
         cfg.param_count()
     );
-    println!(
-        "measured read bandwidth (faster probe): {:.1} GB/s (wall, best of 5); {:.1} GB/s \
-         (on-CPU)\n",
-        bw / 1e9,
-        bw_cpu / 1e9
-    );
-    println!(
-        "| weights | weight bytes | floor (bytes/bw) | decode step, batch 2 (CFG) | ratio \
-         | on-CPU floor | on-CPU step | on-CPU ratio |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
+    let probe_buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
+    let mut rows_out = Vec::new();
+
     let cpu = Cpu::new(threads).unwrap();
     let cap = Capacity {
         slots: 2,
@@ -209,9 +243,9 @@ fn main() {
         pending: 64,
     };
     let mut curve = Vec::new();
-    for bf16 in [false, true] {
-        let bytes = checkpoint(&cfg, bf16);
-        if !bf16 {
+    for &dt in &dts {
+        let bytes = checkpoint(&cfg, dt);
+        if dt == Dt::F32 {
             let dir = std::env::temp_dir().join("argen-bench");
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("gpt-b.safetensors"), &bytes).unwrap();
@@ -221,7 +255,7 @@ fn main() {
         drop(st);
         // Bytes read per decode step: every block weight, the final norm and `output`
         // (embedding rows read are negligible).
-        let es = if bf16 { 2 } else { 4 };
+        let es = dt.bytes();
         let d = cfg.dim;
         let per_layer = cfg.qkv_dim() * d + d * d + 3 * d * cfg.ffn_hidden() + 2 * d;
         let wbytes = (cfg.n_layer * per_layer + d + cfg.vocab_size * d) * es;
@@ -238,7 +272,9 @@ fn main() {
             },
         ];
         gpt.prefill_class(&reqs, &mut logits, None).unwrap();
-        let steps_n = 24;
+        println!("{}:", dt.name());
+        let (bw, bw_cpu) = bandwidth(threads, &probe_buf);
+        let steps_n = timed + 4;
         let mut times = Vec::new();
         let mut cpu = 0f64;
         for k in 0..steps_n {
@@ -277,11 +313,13 @@ fn main() {
         let med = times[times.len() / 2];
         let floor = wbytes as f64 / bw;
         let floor_cpu = wbytes as f64 / bw_cpu;
-        println!(
-            "| {} | {:.0} MB | {:.2} ms | {:.2} ms (median of {}) | {:.2}x | {:.2} ms | {:.2} ms \
-             | {:.2}x |",
-            if bf16 { "bf16" } else { "f32" },
+        rows_out.push(format!(
+            "| {} | {:.0} MB | {:.1} / {:.1} GB/s | {:.2} ms | {:.2} ms (median of {}) | {:.2}x \
+             | {:.2} ms | {:.2} ms | {:.2}x |",
+            dt.name(),
             wbytes as f64 / 1e6,
+            bw / 1e9,
+            bw_cpu / 1e9,
             floor * 1e3,
             med * 1e3,
             times.len(),
@@ -289,7 +327,10 @@ fn main() {
             floor_cpu * 1e3,
             cpu * 1e3,
             cpu / floor_cpu
-        );
+        ));
+        if !with_curve {
+            continue;
+        }
         // Verification cost: n query tokens per CFG row (a chain), then rollback.
         let mut row = Vec::new();
         for n in [1usize, 2, 4, 8, 16, 32, 64] {
@@ -327,22 +368,39 @@ fn main() {
             }
             row.push((n, best, cpu));
         }
-        curve.push((bf16, row));
+        curve.push((dt, row));
+    }
+    println!(
+        "\n| weights | weight bytes | bandwidth wall / on-CPU | floor (bytes/bw) \
+         | decode step, batch 2 (CFG) | ratio | on-CPU floor | on-CPU step | on-CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows_out {
+        println!("{r}");
+    }
+    if curve.is_empty() {
+        return;
     }
     println!(
         "\nVerification cost (n query tokens on each of the 2 CFG rows; wall best of 3, \
          on-CPU mean of 3):\n"
     );
-    println!("| n | f32 wall | bf16 wall | f32 on-CPU | bf16 on-CPU |");
-    println!("|---|---|---|---|---|");
+    let mut head = String::from("| n |");
+    for (dt, _) in &curve {
+        head += &format!(" {} wall |", dt.name());
+    }
+    for (dt, _) in &curve {
+        head += &format!(" {} on-CPU |", dt.name());
+    }
+    println!("{head}\n|---|{}", "---|".repeat(2 * curve.len()));
     for i in 0..curve[0].1.len() {
-        println!(
-            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
-            curve[0].1[i].0,
-            curve[0].1[i].1 * 1e3,
-            curve[1].1[i].1 * 1e3,
-            curve[0].1[i].2 * 1e3,
-            curve[1].1[i].2 * 1e3
-        );
+        let mut line = format!("| {} |", curve[0].1[i].0);
+        for (_, row) in &curve {
+            line += &format!(" {:.2} ms |", row[i].1 * 1e3);
+        }
+        for (_, row) in &curve {
+            line += &format!(" {:.2} ms |", row[i].2 * 1e3);
+        }
+        println!("{line}");
     }
 }

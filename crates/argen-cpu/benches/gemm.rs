@@ -1,6 +1,8 @@
 //! GEMM kernel micro-benchmark on GPT-B's FFN shapes (see docs/runtime-performance.md).
 //!
-//! `cargo bench -p argen-cpu --bench gemm -- [threads] [reps]` times `gemm` for
+//! `cargo bench -p argen-cpu --bench gemm -- [threads] [reps] [f32|bf16|f16 …] [rows=R,…]` times
+//! `gemm` (for the chosen dtypes, default all three, and row counts, default 1 … 128; half
+//! precision packed as `Cpu` stores it) for
 //! `[rows, 768] × [2048, 768]ᵀ` (w1-shaped) and `[rows, 2048] × [768, 2048]ᵀ` (w2-shaped) with
 //! f32, bf16 and f16 weights. Eight distinct weight matrices are cycled so that weights come
 //! from DRAM as in a real forward pass (48 MiB f32 ≫ L3). Each sample is ~0.2 s of passes over
@@ -8,8 +10,15 @@
 //! weights and GFLOP/s. With one thread the GEMM runs on the calling thread and the time is its
 //! on-CPU time (`CLOCK_THREAD_CPUTIME_ID`), which leaves out the time other processes held the
 //! core; with more threads it is wall clock.
+//!
+//! `… -- [threads] [reps] [dtypes] model [rows=R,…]` instead times the GEMMs of one GPT-B decode
+//! step in order (12 × {wqkv, wo, w1, w3, w2} + output, 111M distinct weights, 195 MB in bf16,
+//! half precision packed as `Cpu` stores it) with the tasks the backend issues (1 on one thread,
+//! else `4 × threads`), on process CPU time; it prints the fastest and median pass as weight
+//! GB/s: the decode step without its non-GEMM work.
 
-use argen_cpu::gemm::{gemm, WRef};
+use argen_cpu::gemm::{gemm, pack, WRef};
+use argen_cpu::par::Workers;
 use half::{bf16, f16};
 use std::time::Instant;
 
@@ -24,16 +33,121 @@ fn thread_cpu_ns() -> Option<u64> {
     (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// Process CPU time of all threads, in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The GEMMs of one GPT-B decode step, in order, with distinct weights (see the module docs).
+/// Half-precision weights are packed as `Cpu` stores them.
+fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
+    let pool = Workers::new(threads).unwrap();
+    let tasks = if threads == 1 { 1 } else { 4 * threads };
+    let (d, f, v) = (768usize, 2048usize, 16384usize);
+    let mut shapes = Vec::new();
+    for _ in 0..12 {
+        shapes.extend([(3 * d, d), (d, d), (f, d), (f, d), (d, f)]);
+    }
+    shapes.push((v, d));
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        0.04 * ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+    };
+    let x: Vec<f32> = (0..8 * v).map(|_| rnd()).collect();
+    let mut out = vec![0f32; 8 * v];
+    println!("threads {threads} ({tasks} tasks), {reps} samples of 5 passes, process CPU time\n");
+    println!("| weights | rows | decode-step GEMMs: fastest / median pass | weight GB/s |");
+    println!("|---|---|---|---|");
+    for &dt in dts {
+        let mut w32: Vec<Vec<f32>> = Vec::new();
+        let mut wb: Vec<Vec<bf16>> = Vec::new();
+        let mut wh: Vec<Vec<f16>> = Vec::new();
+        for &(n, k) in &shapes {
+            let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+            match dt {
+                "f32" => w32.push(m),
+                "bf16" => {
+                    let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
+                    wb.push(pack(&h, n, k, bf16::ZERO));
+                }
+                _ => {
+                    let h: Vec<f16> = m.iter().map(|&v| f16::from_f32(v)).collect();
+                    wh.push(pack(&h, n, k, f16::ZERO));
+                }
+            }
+        }
+        let es = if dt == "f32" { 4 } else { 2 };
+        let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
+        for &rows in row_list.iter().filter(|&&r| r <= 8) {
+            let pass = |out: &mut [f32]| {
+                for (i, &(n, k)) in shapes.iter().enumerate() {
+                    let w = match dt {
+                        "f32" => WRef::F32(&w32[i]),
+                        "bf16" => WRef::BF16Packed(&wb[i]),
+                        _ => WRef::F16Packed(&wh[i]),
+                    };
+                    gemm(&pool, tasks, &x, rows, k, w, n, None, out);
+                }
+            };
+            pass(&mut out);
+            let mut times = Vec::with_capacity(reps);
+            for _ in 0..reps {
+                let c = process_cpu_ns();
+                for _ in 0..5 {
+                    pass(&mut out);
+                }
+                times.push((process_cpu_ns() - c) as f64 * 1e-9 / 5.0);
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let (lo, med) = (times[0], times[times.len() / 2]);
+            println!(
+                "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} |",
+                lo * 1e3,
+                med * 1e3,
+                bytes as f64 / lo / 1e9,
+                bytes as f64 / med / 1e9
+            );
+        }
+    }
+}
+
 fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse::<usize>().ok());
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = all.iter().filter_map(|a| a.parse::<usize>().ok());
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let mut dts: Vec<&str> = ["f32", "bf16", "f16"]
+        .into_iter()
+        .filter(|d| all.iter().any(|a| a == d))
+        .collect();
+    if dts.is_empty() {
+        dts = vec!["f32", "bf16", "f16"];
+    }
+    let row_list: Vec<usize> = all
+        .iter()
+        .find_map(|a| a.strip_prefix("rows="))
+        .map(|l| {
+            l.split(',')
+                .filter_map(|r| r.parse().ok())
+                .filter(|&r| (1..=128).contains(&r))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32, 64, 128]);
+    if all.iter().any(|a| a == "model") {
+        model(threads, reps, &dts, &row_list);
+        return;
+    }
+    let pool = Workers::new(threads).unwrap();
     let tasks = if threads == 1 { 1 } else { 4 * threads };
     let cpu_time = threads == 1 && thread_cpu_ns().is_some();
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
@@ -48,14 +162,25 @@ fn main() {
     let w32: Vec<Vec<f32>> = (0..mats)
         .map(|_| (0..d * f).map(|_| 0.04 * rnd()).collect())
         .collect();
-    let wb: Vec<Vec<bf16>> = w32
-        .iter()
-        .map(|w| w.iter().map(|&v| bf16::from_f32(v)).collect())
-        .collect();
-    let wh: Vec<Vec<f16>> = w32
-        .iter()
-        .map(|w| w.iter().map(|&v| f16::from_f32(v)).collect())
-        .collect();
+    // Half precision packed as `Cpu` stores it, once per use: as [f, d] (w1) and [d, f] (w2).
+    let packed = |n: usize, k: usize| {
+        let wb: Vec<Vec<bf16>> = w32
+            .iter()
+            .map(|w| {
+                let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+                pack(&h, n, k, bf16::ZERO)
+            })
+            .collect();
+        let wh: Vec<Vec<f16>> = w32
+            .iter()
+            .map(|w| {
+                let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                pack(&h, n, k, f16::ZERO)
+            })
+            .collect();
+        (wb, wh)
+    };
+    let halves = [packed(f, d), packed(d, f)];
     let max_rows = 128;
     let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
     let mut out = vec![0f32; max_rows * f];
@@ -65,15 +190,15 @@ fn main() {
     );
     println!("| weights | rows | time (8×w1 + 8×w2) | weight GB/s | GFLOP/s |");
     println!("|---|---|---|---|---|");
-    for dt in ["f32", "bf16", "f16"] {
-        for rows in [1usize, 2, 4, 8, 16, 32, 64, 128] {
+    for &dt in &dts {
+        for &rows in &row_list {
             let pass = |out: &mut [f32]| {
-                for m in 0..mats {
-                    for (n, k) in [(f, d), (d, f)] {
+                for (m, wm) in w32.iter().enumerate() {
+                    for (u, (n, k)) in [(f, d), (d, f)].into_iter().enumerate() {
                         let w = match dt {
-                            "f32" => WRef::F32(&w32[m]),
-                            "bf16" => WRef::BF16(&wb[m]),
-                            _ => WRef::F16(&wh[m]),
+                            "f32" => WRef::F32(wm),
+                            "bf16" => WRef::BF16Packed(&halves[u].0[m]),
+                            _ => WRef::F16Packed(&halves[u].1[m]),
                         };
                         gemm(&pool, tasks, &x, rows, k, w, n, None, out);
                     }

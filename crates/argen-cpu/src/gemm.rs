@@ -1,23 +1,45 @@
 //! `out[r, n] = Σ_k x[r, k] · w[n, k] (+ bias[n])` with weights in f32, f16 or bf16, computed in
 //! f32.
 //!
+//! # Weight layouts
+//! f32 weights (and any weight given as [`WRef::F32`], [`WRef::F16`] or [`WRef::BF16`]) are
+//! row-major `[n, k]`. Half-precision model weights are stored *packed* ([`pack`],
+//! [`WRef::F16Packed`], [`WRef::BF16Packed`]): the rows are grouped in tiles of [`NR`] (the last
+//! tile padded with zero rows), and each tile is stored as its `⌊k/8⌋` blocks of 8 columns, each
+//! block holding the `NR` rows' 8 elements one after the other (`NR·8` halves = 64 bytes), then
+//! the rows' `k mod 8` tail elements row by row. A tile is thus one sequential stream that the
+//! micro-kernel reads front to back, one cache line per 8-column step.
+//!
+//! Why: at decode (1–2 rows) the GEMM only streams weights, and with row-major half-precision
+//! rows of 1.5 KiB (GPT-B's k = 768) every 4 KiB page holds ~3 interleaved row streams, which
+//! the hardware prefetcher does not follow; the kernel then spends much of its time waiting for
+//! memory. Measured on one core of the dev box (decode-step GEMMs of GPT-B, 195 MB of bf16,
+//! `cargo bench -p argen-cpu --bench gemm -- 1 6 bf16 model rows=1,2`): row-major 10.5–11.3 GB/s,
+//! packed 15.7–16.5 GB/s. f32 rows are twice as long, and packing them measured slower
+//! (11.8 vs 14.9 GB/s), so f32 stays row-major.
+//!
 //! # Loop structure
 //! The output columns (weight rows) are split into `tasks` contiguous ranges of whole
-//! [`NR`]-column tiles, one per parallel task. A task walks its range in *column blocks* sized so
-//! that the block's weights (`cb · k` elements) stay in L2 (~192 KiB); for each column block it
-//! walks the input rows in *row blocks* of at most three rows, and for each row block it runs
-//! the register-tiled micro-kernel over the block's `NR`-column tiles. The micro-kernel keeps
-//! `MR × NR` (≤ 3 × 4) accumulators of 8 f32 lanes in AVX2 registers, loads each input vector
-//! once per `k` step and each weight vector once per `k` step, widening half-precision weights in
-//! registers (bf16: zero-extend u16 → u32 and shift left by 16; f16: F16C `vcvtph2ps`). Weights
-//! are therefore read from memory once per call whatever the row count, and every weight byte
-//! loaded into a register is used for all rows of the block (both CFG rows at decode). While it
-//! streams a tile the kernel prefetches the next tile's rows (the hardware prefetcher alone keeps
-//! too few of these short row streams in flight).
+//! [`NR`]-column tiles, run on the [`Workers`] (the caller included). A task walks its range in
+//! *column blocks* sized so that the block's weights (`cb · k` elements) stay in L2 (~192 KiB);
+//! for each column block it walks the input rows in *row blocks* of at most three rows, and for
+//! each row block it runs the register-tiled micro-kernel over the block's `NR`-column tiles. The
+//! micro-kernel keeps `MR × NR` (≤ 3 × 4) accumulators of 8 f32 lanes in AVX2 registers, loads
+//! each input vector once per `k` step and each weight vector once per `k` step, widening
+//! half-precision weights in registers (bf16: zero-extend u16 → u32 and shift left by 16; f16:
+//! F16C `vcvtph2ps`). Weights are therefore read from memory once per call whatever the row
+//! count, and every weight byte loaded into a register is used for all rows of the block (both
+//! CFG rows at decode). While it streams a tile the kernel prefetches ahead: row-major, the next
+//! tile's rows (the hardware prefetcher alone keeps too few of these short row streams in
+//! flight); packed, 1 KiB ahead in the tile stream, non-temporally (`prefetchnta`) when the call
+//! has a single row block — the weights are not needed again, and keeping them out of L2
+//! measured 15.7 vs 12.9 GB/s — and into L1/L2 otherwise, where later row blocks reuse the
+//! column block from L2.
 //!
 //! # Reduction order (determinism contract)
 //! Every output element is computed the same way, whatever the row count, the batch
-//! composition, the tile an element falls in, the column/row blocking or the number of threads:
+//! composition, the tile an element falls in, the column/row blocking, the weight layout or the
+//! number of threads:
 //! 1. eight lane accumulators `acc[l] = fma(x[k], w[k], acc[l])` over `k = l, l + 8, …` for
 //!    `k < ⌊K/8⌋·8`, in increasing `k`;
 //! 2. the lanes are summed in the fixed tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`;
@@ -29,18 +51,73 @@
 //! so it matches the AVX2 path bit for bit (tested below). A row's result is therefore
 //! bit-identical whether it is computed alone or in a batch.
 
+use crate::par::Workers;
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 /// A borrowed weight matrix `[n, k]`.
 #[derive(Clone, Copy, Debug)]
 pub enum WRef<'a> {
-    /// f32 weights.
+    /// f32 weights, row-major.
     F32(&'a [f32]),
-    /// f16 weights.
+    /// f16 weights, row-major.
     F16(&'a [f16]),
-    /// bf16 weights.
+    /// bf16 weights, row-major.
     BF16(&'a [bf16]),
+    /// f16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
+    F16Packed(&'a [f16]),
+    /// bf16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
+    BF16Packed(&'a [bf16]),
+}
+
+/// Elements of the packed layout of an `[n, k]` matrix: `⌈n/NR⌉` tiles of `NR·k`.
+pub fn packed_len(n: usize, k: usize) -> usize {
+    n.div_ceil(NR) * NR * k
+}
+
+/// Offset of element `(row, col)` of an `[n, k]` matrix in the packed layout (module docs).
+#[inline]
+pub fn packed_index(row: usize, col: usize, k: usize) -> usize {
+    let kb = k / 8 * 8;
+    let (t, j) = (row / NR, row % NR);
+    let tile = t * NR * k;
+    if col < kb {
+        tile + (col / 8) * NR * 8 + j * 8 + col % 8
+    } else {
+        tile + NR * kb + j * (k - kb) + (col - kb)
+    }
+}
+
+/// Repacks a row-major `[n, k]` matrix into the packed layout (module docs); the padding rows
+/// of the last tile are `zero`.
+///
+/// # Panics
+/// If `w` holds fewer than `n · k` elements.
+pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Vec<T> {
+    assert!(
+        w.len() >= n * k,
+        "pack: {} elements for [{n}, {k}]",
+        w.len()
+    );
+    let kb = k / 8 * 8;
+    let mut out = Vec::with_capacity(packed_len(n, k));
+    let mut put = |r: usize, c0: usize, c1: usize| {
+        if r < n {
+            out.extend_from_slice(&w[r * k + c0..r * k + c1]);
+        } else {
+            out.extend(std::iter::repeat_n(zero, c1 - c0));
+        }
+    };
+    for t in 0..n.div_ceil(NR) {
+        for b in (0..kb).step_by(8) {
+            for j in 0..NR {
+                put(t * NR + j, b, b + 8);
+            }
+        }
+        for j in 0..NR {
+            put(t * NR + j, kb, k);
+        }
+    }
+    out
 }
 
 /// Columns (weight rows) per micro-kernel tile.
@@ -49,8 +126,10 @@ pub const NR: usize = 4;
 pub const MR: usize = 3;
 /// Target bytes of weights per column block (kept in L2 while every row block passes over it).
 const BLOCK_BYTES: usize = 192 << 10;
-/// Prefetch distance past the next tile's offset, in bytes.
+/// Prefetch distance past the next tile's offset (row-major weights), in bytes.
 const PF_BYTES: usize = 64;
+/// Prefetch distance ahead in the tile stream (packed weights), in bytes.
+const PF_PACKED_BYTES: usize = 1024;
 
 /// Which kernel implementation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,9 +195,10 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 #[allow(clippy::too_many_arguments)]
-/// Computes `out[..rows·n]` (row-major `[rows, n]`) from `x[..rows·k]` and `w` (`[n, k]`).
+/// Computes `out[..rows·n]` (row-major `[rows, n]`) from `x[..rows·k]` and `w` (`[n, k]`),
+/// splitting the columns into `tasks` ranges run on `workers`.
 pub fn gemm(
-    pool: &rayon::ThreadPool,
+    workers: &Workers,
     tasks: usize,
     x: &[f32],
     rows: usize,
@@ -128,13 +208,13 @@ pub fn gemm(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    gemm_isa(detect(), pool, tasks, x, rows, k, w, n, bias, out)
+    gemm_isa(detect(), workers, tasks, x, rows, k, w, n, bias, out)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_isa(
     isa: Isa,
-    pool: &rayon::ThreadPool,
+    workers: &Workers,
     tasks: usize,
     x: &[f32],
     rows: usize,
@@ -144,15 +224,17 @@ fn gemm_isa(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    let wlen = match w {
-        WRef::F32(s) => s.len(),
-        WRef::F16(s) => s.len(),
-        WRef::BF16(s) => s.len(),
+    let (wlen, need) = match w {
+        WRef::F32(s) => (s.len(), n * k),
+        WRef::F16(s) => (s.len(), n * k),
+        WRef::BF16(s) => (s.len(), n * k),
+        WRef::F16Packed(s) => (s.len(), packed_len(n, k)),
+        WRef::BF16Packed(s) => (s.len(), packed_len(n, k)),
     };
     assert!(
         x.len() >= rows * k
             && out.len() >= rows * n
-            && wlen >= n * k
+            && wlen >= need
             && bias.is_none_or(|b| b.len() >= n),
         "gemm buffers too small"
     );
@@ -181,21 +263,20 @@ fn gemm_isa(
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
             // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
-            // holds rows*n floats (asserted above), as do `x` (rows*k) and `w` (n*k).
+            // holds rows*n floats (asserted above), as do `x` (rows*k) and `w` (n*k, or the
+            // packed length).
             unsafe {
                 match w {
-                    WRef::F32(s) => task(&a, s),
-                    WRef::F16(s) => task(&a, s),
-                    WRef::BF16(s) => task(&a, s),
+                    WRef::F32(s) => task::<_, false>(&a, s),
+                    WRef::F16(s) => task::<_, false>(&a, s),
+                    WRef::BF16(s) => task::<_, false>(&a, s),
+                    WRef::F16Packed(s) => task::<_, true>(&a, s),
+                    WRef::BF16Packed(s) => task::<_, true>(&a, s),
                 }
             }
         }
     };
-    if tasks == 1 {
-        run(0);
-    } else {
-        pool.install(|| (0..tasks).into_par_iter().for_each(run));
-    }
+    workers.run(tasks, run);
 }
 
 /// Per-task arguments.
@@ -222,24 +303,40 @@ fn row_block(rem: usize) -> usize {
     }
 }
 
+/// Where one tile's weights are: the 8-element block `b` of its row `j` starts at
+/// `blk[j] + b·step`, and that row's `k mod 8` tail elements at `tail[j]`.
+#[derive(Clone, Copy)]
+struct TilePtrs<W> {
+    blk: [*const W; NR],
+    step: usize,
+    tail: [*const W; NR],
+}
+
 /// # Safety
 /// `out` must point to a `rows·n` buffer of which this call is the only writer of columns
-/// `n0..n1`; `x` holds `rows·k` floats and `w` holds `n·k` elements.
-unsafe fn task<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
+/// `n0..n1`; `x` holds `rows·k` floats and `w` holds `n·k` elements (`PACKED = false`) or the
+/// packed layout of an `[n, k]` matrix (`PACKED = true`); `n0` is a multiple of `NR`.
+unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let k = a.k;
+    let kb = k / 8 * 8;
     let cb = (BLOCK_BYTES / (k * W::BYTES).max(1) / NR).max(1) * NR;
+    // One row block: the weights are streamed once and not needed again (module docs).
+    let nta = PACKED && a.rows <= MR;
     let mut c0 = a.n0;
     while c0 < a.n1 {
         let c1 = (c0 + cb).min(a.n1);
         let mut r = 0;
         while r < a.rows {
             let mr = row_block(a.rows - r);
-            // Prefetch offset in elements (0: none in effect): the next tile, see the kernel.
-            // The first pass over a column block streams it from memory. Later passes find
-            // the block in L2: prefetching into L1 then helps half-precision tiles (4 rows of
-            // ≤ 4 KiB; f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB
-            // rows at k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
-            let pf = if r == 0 || W::BYTES == 2 {
+            // Prefetch offset in elements past the current weight offset (0: none in
+            // effect), see the kernel. Packed: ahead in the tile stream. Row-major: the next
+            // tile's rows. The first pass over a column block streams it from memory. Later
+            // passes find the block in L2: prefetching into L1 then helps half-precision tiles
+            // (f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB rows at
+            // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
+            let pf = if PACKED {
+                PF_PACKED_BYTES / W::BYTES
+            } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
             } else {
                 0
@@ -247,18 +344,51 @@ unsafe fn task<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
             let mut j = c0;
             while j < c1 {
                 let nr = (c1 - j).min(NR);
-                // Short tiles repeat their last column; the duplicates are not stored.
-                let wp: [*const W; NR] =
-                    std::array::from_fn(|i| w[(j + i.min(nr - 1)) * k..].as_ptr());
+                let tp = if PACKED {
+                    // The tile's rows past n are zero padding; computed, never stored.
+                    let base = &w[j * k..];
+                    TilePtrs {
+                        // (Only dereferenced when k >= 8, where they lie in the tile.)
+                        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(i * 8)),
+                        step: NR * 8,
+                        tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
+                    }
+                } else {
+                    // Short tiles repeat their last column; the duplicates are not stored.
+                    let row = |i: usize| (j + i.min(nr - 1)) * k;
+                    TilePtrs {
+                        blk: std::array::from_fn(|i| w[row(i)..].as_ptr()),
+                        step: 8,
+                        tail: std::array::from_fn(|i| w[row(i) + kb..].as_ptr()),
+                    }
+                };
                 let xp = |i: usize| a.x[(r + i.min(mr - 1)) * k..].as_ptr();
                 let mut acc = [[0f32; NR]; MR];
-                // SAFETY: every pointer addresses at least k elements (asserted in gemm_isa),
-                // and `Isa::Avx2` is only chosen when the CPU has AVX2, FMA and F16C.
+                // SAFETY: every x pointer addresses k floats, every block pointer kb/8 blocks
+                // `step` apart and every tail pointer k - kb elements (asserted lengths in
+                // gemm_isa; packed tiles are whole), and `Isa::Avx2` is only chosen when the
+                // CPU has AVX2, FMA and F16C.
                 unsafe {
-                    match mr {
-                        1 => W::tile::<1>(a.isa, [xp(0)], wp, k, pf, &mut acc),
-                        2 => W::tile::<2>(a.isa, [xp(0), xp(1)], wp, k, pf, &mut acc),
-                        _ => W::tile::<3>(a.isa, [xp(0), xp(1), xp(2)], wp, k, pf, &mut acc),
+                    let isa = a.isa;
+                    match (mr, nta) {
+                        (1, false) => {
+                            W::tile::<1, PACKED, false>(isa, [xp(0)], &tp, k, pf, &mut acc)
+                        }
+                        (1, true) => W::tile::<1, PACKED, true>(isa, [xp(0)], &tp, k, pf, &mut acc),
+                        (2, false) => {
+                            W::tile::<2, PACKED, false>(isa, [xp(0), xp(1)], &tp, k, pf, &mut acc)
+                        }
+                        (2, true) => {
+                            W::tile::<2, PACKED, true>(isa, [xp(0), xp(1)], &tp, k, pf, &mut acc)
+                        }
+                        (_, false) => {
+                            let x3 = [xp(0), xp(1), xp(2)];
+                            W::tile::<3, PACKED, false>(isa, x3, &tp, k, pf, &mut acc)
+                        }
+                        (_, true) => {
+                            let x3 = [xp(0), xp(1), xp(2)];
+                            W::tile::<3, PACKED, true>(isa, x3, &tp, k, pf, &mut acc)
+                        }
                     }
                 }
                 for (mi, accm) in acc.iter().enumerate().take(mr) {
@@ -283,13 +413,17 @@ unsafe fn task<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
 /// Micro-kernel dispatch for one weight element type.
 trait Kernel: Elem {
     /// `acc[m][j] = Σ_k x[m][k] · w[j][k]` for `m < M`, `j < NR`, in the module's reduction order.
+    /// `PACKED`: the tile is one stream (prefetch once per block); `NTA`: prefetch
+    /// non-temporally.
     ///
     /// # Safety
-    /// Every pointer addresses at least `k` readable elements; `isa` is supported by the CPU.
-    unsafe fn tile<const M: usize>(
+    /// Every x pointer addresses `k` readable floats, every `w.blk` pointer `⌊k/8⌋` blocks of 8
+    /// `w.step` apart and every `w.tail` pointer `k mod 8` elements; `isa` is supported by the
+    /// CPU.
+    unsafe fn tile<const M: usize, const PACKED: bool, const NTA: bool>(
         isa: Isa,
         x: [*const f32; M],
-        w: [*const Self; NR],
+        w: &TilePtrs<Self>,
         k: usize,
         pf: usize,
         acc: &mut [[f32; NR]; MR],
@@ -300,10 +434,10 @@ macro_rules! kernel_impl {
     ($t:ty, $avx:ident) => {
         impl Kernel for $t {
             #[inline(always)]
-            unsafe fn tile<const M: usize>(
+            unsafe fn tile<const M: usize, const PACKED: bool, const NTA: bool>(
                 isa: Isa,
                 x: [*const f32; M],
-                w: [*const Self; NR],
+                w: &TilePtrs<Self>,
                 k: usize,
                 pf: usize,
                 acc: &mut [[f32; NR]; MR],
@@ -313,7 +447,7 @@ macro_rules! kernel_impl {
                     Isa::Portable => unsafe { portable_tile::<$t, M>(x, w, k, acc) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: forwarded from the caller's contract (Avx2 only when supported).
-                    Isa::Avx2 => unsafe { avx2::$avx::<M>(x, w, k, pf, acc) },
+                    Isa::Avx2 => unsafe { avx2::$avx::<M, PACKED, NTA>(x, w, k, pf, acc) },
                 }
             }
         }
@@ -332,36 +466,40 @@ fn hsum(a: [f32; 8]) -> f32 {
 /// Portable micro-kernel with the AVX2 lane structure.
 ///
 /// # Safety
-/// Every pointer addresses at least `k` readable elements.
+/// As [`Kernel::tile`].
 unsafe fn portable_tile<W: Elem, const M: usize>(
     x: [*const f32; M],
-    w: [*const W; NR],
+    w: &TilePtrs<W>,
     k: usize,
     acc: &mut [[f32; NR]; MR],
 ) {
-    // SAFETY: the caller guarantees k readable elements behind each pointer.
+    // SAFETY: the caller guarantees k readable floats behind each x pointer.
     let xs: [&[f32]; M] = std::array::from_fn(|m| unsafe { std::slice::from_raw_parts(x[m], k) });
-    // SAFETY: as above.
-    let ws: [&[W]; NR] = std::array::from_fn(|j| unsafe { std::slice::from_raw_parts(w[j], k) });
     let kb = k / 8 * 8;
     let mut lanes = [[[0f32; 8]; NR]; M];
     let mut i = 0;
+    let mut o = 0;
     while i < kb {
-        for j in 0..NR {
-            let wv: [f32; 8] = std::array::from_fn(|l| ws[j][i + l].widen());
-            for m in 0..M {
+        for (j, &blk) in w.blk.iter().enumerate() {
+            // SAFETY: block i/8 < kb/8 of row j lies at blk[j] + o and holds 8 elements.
+            let wb = unsafe { std::slice::from_raw_parts(blk.add(o), 8) };
+            let wv: [f32; 8] = std::array::from_fn(|l| wb[l].widen());
+            for (lm, xm) in lanes.iter_mut().zip(&xs) {
                 for l in 0..8 {
-                    lanes[m][j][l] = xs[m][i + l].mul_add(wv[l], lanes[m][j][l]);
+                    lm[j][l] = xm[i + l].mul_add(wv[l], lm[j][l]);
                 }
             }
         }
         i += 8;
+        o += w.step;
     }
     for m in 0..M {
         for j in 0..NR {
+            // SAFETY: the tail pointer addresses k - kb elements.
+            let tail = unsafe { std::slice::from_raw_parts(w.tail[j], k - kb) };
             let mut t = hsum(lanes[m][j]);
-            for kk in kb..k {
-                t = xs[m][kk].mul_add(ws[j][kk].widen(), t);
+            for (kk, wt) in (kb..k).zip(tail) {
+                t = xs[m][kk].mul_add(wt.widen(), t);
             }
             acc[m][j] = t;
         }
@@ -420,7 +558,7 @@ fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Elem, MR, NR};
+    use super::{Elem, TilePtrs, MR, NR};
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
@@ -443,12 +581,12 @@ mod avx2 {
             /// AVX2 micro-kernel for one weight element type (see the module docs).
             ///
             /// # Safety
-            /// Requires AVX2, FMA and F16C; every pointer addresses at least `k` elements.
+            /// Requires AVX2, FMA and F16C; pointers as [`super::Kernel::tile`].
             #[inline]
             #[target_feature(enable = "avx2,fma,f16c")]
-            pub unsafe fn $name<const M: usize>(
+            pub unsafe fn $name<const M: usize, const PACKED: bool, const NTA: bool>(
                 x: [*const f32; M],
-                w: [*const $t; NR],
+                w: &TilePtrs<$t>,
                 k: usize,
                 pf: usize,
                 acc: &mut [[f32; NR]; MR],
@@ -457,21 +595,42 @@ mod avx2 {
                 let mut a = [[_mm256_setzero_ps(); NR]; M];
                 let mut i = 0;
                 while i < kb {
-                    // SAFETY: i + 8 <= kb <= k and every pointer addresses >= k elements.
+                    // Offset of block i/8 from a row's block pointer: packed blocks are
+                    // NR·8 elements apart (`w.step`), row-major ones 8.
+                    let o = if PACKED { i * NR } else { i };
+                    // SAFETY: i + 8 <= kb <= k, and block i/8 of row j lies at blk[j] + o.
                     unsafe {
                         let xv: [__m256; M] = std::array::from_fn(|m| _mm256_loadu_ps(x[m].add(i)));
                         for j in 0..NR {
-                            // Software prefetch of the same offset in the *next* tile's
-                            // rows (`NR·k` elements on) plus one line: the hardware
-                            // prefetcher alone keeps too few short row streams in flight
-                            // (measured on one core at 2 rows: bf16 9.6 → 12.9 GB/s, f32
-                            // 16.5 → 18.3 GB/s). `wrapping_add`: the address may lie past
-                            // the matrix, and a prefetch never faults.
-                            // `pf == 0` prefetches the line being loaded: a no-op, cheaper
-                            // than a branch here (which cost bf16 at 32 rows a third).
-                            _mm_prefetch::<_MM_HINT_T0>(w[j].wrapping_add(i + pf) as *const i8);
+                            if PACKED {
+                                // Packed: the rows of a block share one 64-byte line of the
+                                // tile stream, so the NR prefetches of a step hit the same
+                                // line; the redundant ones cost little (one per step measured
+                                // the same at 1–2 rows) and keep LLVM's schedule (with one per
+                                // step it hoisted the next row's load, which spilled an
+                                // accumulator of 3-row tiles and halved their throughput).
+                                // `wrapping_add`: the address may lie past the matrix, and a
+                                // prefetch never faults.
+                                let p = w.blk[j].wrapping_add(o + pf) as *const i8;
+                                if NTA {
+                                    _mm_prefetch::<_MM_HINT_NTA>(p);
+                                } else {
+                                    _mm_prefetch::<_MM_HINT_T0>(p);
+                                }
+                            } else {
+                                // Software prefetch of the same offset in the *next* tile's
+                                // rows (`NR·k` elements on) plus one line: the hardware
+                                // prefetcher alone keeps too few short row streams in flight
+                                // (measured on one core at 2 rows: bf16 9.6 → 12.9 GB/s, f32
+                                // 16.5 → 18.3 GB/s). `pf == 0` prefetches the line being
+                                // loaded: a no-op, cheaper than a branch here (which cost
+                                // bf16 at 32 rows a third).
+                                _mm_prefetch::<_MM_HINT_T0>(
+                                    w.blk[j].wrapping_add(o + pf) as *const i8
+                                );
+                            }
                             let wv: __m256 = {
-                                let $p = w[j].add(i);
+                                let $p = w.blk[j].add(o);
                                 $load
                             };
                             for m in 0..M {
@@ -481,20 +640,38 @@ mod avx2 {
                     }
                     i += 8;
                 }
-                for m in 0..M {
-                    for j in 0..NR {
-                        let mut t = hsum(a[m][j]);
-                        for kk in kb..k {
-                            // SAFETY: kk < k.
-                            unsafe {
-                                t = (*x[m].add(kk)).mul_add((*w[j].add(kk)).widen(), t);
-                            }
-                        }
-                        acc[m][j] = t;
-                    }
-                }
+                // SAFETY: forwarded from this function's contract.
+                unsafe { finish(a, x, &w.tail, kb, k, acc) };
             }
         };
+    }
+
+    /// Lane sums plus scalar tails of a tile (steps 2 and 3 of the reduction order).
+    ///
+    /// # Safety
+    /// Requires AVX2 and FMA; x pointers address `k` floats, tail pointers `k - kb` elements.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish<W: Elem, const M: usize>(
+        a: [[__m256; NR]; M],
+        x: [*const f32; M],
+        tail: &[*const W; NR],
+        kb: usize,
+        k: usize,
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        for m in 0..M {
+            for j in 0..NR {
+                let mut t = hsum(a[m][j]);
+                for kk in kb..k {
+                    // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
+                    unsafe {
+                        t = (*x[m].add(kk)).mul_add((*tail[j].add(kk - kb)).widen(), t);
+                    }
+                }
+                acc[m][j] = t;
+            }
+        }
     }
 
     tile_body!(tile_f32, f32, |p| { _mm256_loadu_ps(p) });
@@ -555,18 +732,6 @@ mod avx2 {
     }
 }
 
-/// Parallel helper used by the other ops: splits `out` into `chunk`-sized pieces.
-pub fn par_chunks<F>(pool: &rayon::ThreadPool, out: &mut [f32], chunk: usize, f: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync + Send,
-{
-    pool.install(|| {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c))
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,16 +760,8 @@ mod tests {
         bias.map_or(t, |b| t + b)
     }
 
-    fn pools() -> Vec<rayon::ThreadPool> {
-        [1, 3]
-            .iter()
-            .map(|&t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-            })
-            .collect()
+    fn pools() -> Vec<Workers> {
+        [1, 3].iter().map(|&t| Workers::new(t).unwrap()).collect()
     }
 
     #[test]
@@ -616,20 +773,38 @@ mod tests {
         }
         let mut r = rng(7);
         for &k in &[1usize, 7, 8, 13, 64, 100, 769] {
-            for &n in &[1usize, 3, 4, 5, 13, 37] {
+            for &n in &[1usize, 3, 4, 5, 13, 37, 200] {
+                // n = 200 at k = 769 spans several column blocks and task ranges; once is
+                // enough.
+                if n == 200 && k != 769 {
+                    continue;
+                }
                 let rows_max = 9;
                 let x: Vec<f32> = (0..rows_max * k).map(|_| r()).collect();
                 let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
                 let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
                 let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
                 let bias: Vec<f32> = (0..n).map(|_| r()).collect();
-                let wides: [(WRef<'_>, Vec<f32>); 3] = [
+                let wbp = pack(&wb, n, k, bf16::ZERO);
+                let whp = pack(&wh, n, k, f16::ZERO);
+                let wides: [(WRef<'_>, Vec<f32>); 5] = [
                     (WRef::F32(&w32), w32.clone()),
                     (WRef::BF16(&wb), wb.iter().map(|v| v.to_f32()).collect()),
                     (WRef::F16(&wh), wh.iter().map(|v| v.to_f32()).collect()),
+                    (
+                        WRef::BF16Packed(&wbp),
+                        wb.iter().map(|v| v.to_f32()).collect(),
+                    ),
+                    (
+                        WRef::F16Packed(&whp),
+                        wh.iter().map(|v| v.to_f32()).collect(),
+                    ),
                 ];
                 for (wref, wide) in &wides {
-                    for rows in [1usize, 2, 3, 4, 5, 7, 9] {
+                    for rows in 1usize..=9 {
+                        if n == 200 && ![1, 2, 4, 9].contains(&rows) {
+                            continue;
+                        }
                         for (bi, b) in [None, Some(&bias[..])].into_iter().enumerate() {
                             let want: Vec<f32> = (0..rows * n)
                                 .map(|e| {
@@ -654,6 +829,37 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
+        for (n, k) in [
+            (1usize, 1usize),
+            (3, 7),
+            (4, 8),
+            (5, 13),
+            (9, 16),
+            (13, 100),
+        ] {
+            let mut seen = vec![false; packed_len(n, k)];
+            for r in 0..n {
+                for c in 0..k {
+                    let i = packed_index(r, c, k);
+                    assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
+                    seen[i] = true;
+                }
+            }
+            // Padding rows of the last tile are the only elements left over.
+            let padding = n.div_ceil(NR) * NR * k - n * k;
+            assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
+            let w: Vec<u32> = (0..(n * k) as u32).collect();
+            let p = pack(&w, n, k, u32::MAX);
+            for r in 0..n {
+                for c in 0..k {
+                    assert_eq!(p[packed_index(r, c, k)], (r * k + c) as u32);
                 }
             }
         }
@@ -697,10 +903,7 @@ mod tests {
         let x: Vec<f32> = (0..rows * k).map(|_| r()).collect();
         let w: Vec<f32> = (0..n * k).map(|_| r()).collect();
         let mut out = vec![0f32; rows * n];
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
+        let pool = Workers::new(1).unwrap();
         gemm(&pool, 2, &x, rows, k, WRef::F32(&w), n, None, &mut out);
         for ri in 0..rows {
             for ni in 0..n {

@@ -2,9 +2,9 @@
 //! convolution (im2col + GEMM), GroupNorm, softmax.
 
 use crate::gemm::{self, dot, WRef};
+use crate::par::Workers;
 use crate::{kv_off, CpuKv, CpuWeight};
 use argen_model::compute::{AttnRow, KvGeometry, Pos};
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 thread_local! {
@@ -66,7 +66,7 @@ pub fn softmax(r: &mut [f32]) {
 /// Tree attention: one task per (row, head); keys are `[start, end)` then the extra list.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
-    pool: &rayon::ThreadPool,
+    pool: &Workers,
     qkv: &[f32],
     g: &KvGeometry,
     kv: &CpuKv,
@@ -106,24 +106,13 @@ pub fn attention(
             }
         });
     };
-    let out = &mut out[..n * hd];
-    if n <= 1 {
-        out.chunks_exact_mut(hd)
-            .enumerate()
-            .for_each(|(i, o)| work(i, o));
-    } else {
-        pool.install(|| {
-            out.par_chunks_exact_mut(hd)
-                .enumerate()
-                .for_each(|(i, o)| work(i, o))
-        });
-    }
+    pool.chunks_mut(&mut out[..n * hd], hd, work);
 }
 
 /// 3×3 (or k×k) convolution with zero padding k/2 in HWC layout via im2col in pixel blocks.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
-    pool: &rayon::ThreadPool,
+    pool: &Workers,
     tasks: usize,
     x: &[f32],
     h: usize,
