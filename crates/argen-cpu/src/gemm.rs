@@ -442,6 +442,9 @@ macro_rules! kernel_impl {
                 pf: usize,
                 acc: &mut [[f32; NR]; MR],
             ) {
+                // The prefetch distance only steers the AVX2 kernel.
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = pf;
                 match isa {
                     // SAFETY: forwarded from the caller's contract.
                     Isa::Portable => unsafe { portable_tile::<$t, M>(x, w, k, acc) },
