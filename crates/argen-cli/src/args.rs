@@ -32,7 +32,8 @@ pub enum Command {
 pub enum DeviceArg {
     /// The CPU runtime (argen-cpu).
     Cpu,
-    /// The CUDA runtime (argen-cuda): probes the driver and device 0 and reports what is missing.
+    /// The CUDA runtime (argen-cuda) on device 0; without a usable GPU, a one-line error naming
+    /// what is missing (library, driver, device).
     Cuda,
 }
 
