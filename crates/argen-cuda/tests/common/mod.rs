@@ -19,8 +19,28 @@ use argen_core::{
     SliceBackend, TreeJob,
 };
 use argen_cuda::launch::Executor;
+use argen_cuda::opencl::OpenClExecutor;
 use argen_cuda::{GpuBackend, LogitBits};
 use half::{bf16, f16};
+use std::sync::OnceLock;
+
+/// The first OpenCL device (PoCL in CI), opened once per test binary, or `None` (after a
+/// printed `SKIPPED` line) when no OpenCL platform exists. `ARGEN_REQUIRE_OPENCL=1` turns the
+/// skip into a panic (CI sets it).
+pub fn opencl_device() -> Option<&'static OpenClExecutor> {
+    static DEV: OnceLock<Option<OpenClExecutor>> = OnceLock::new();
+    DEV.get_or_init(|| match OpenClExecutor::open_first() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("ARGEN_REQUIRE_OPENCL").as_deref() == Ok("1") {
+                panic!("ARGEN_REQUIRE_OPENCL=1 but no OpenCL device: {e}");
+            }
+            eprintln!("SKIPPED: no OpenCL device ({e}); install pocl-opencl-icd to run");
+            None
+        }
+    })
+    .as_ref()
+}
 
 /// Deterministic xorshift64* for test data.
 pub struct Rng(pub u64);
