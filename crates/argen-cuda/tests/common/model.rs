@@ -43,6 +43,18 @@ use argen_model::{
 use half::{bf16, f16};
 use std::path::PathBuf;
 
+/// Two chain steps, slot 0 with the first half of `toks` (`toks.len() / 2` tokens) and slot 1
+/// with the rest, both at `positions`.
+fn two_chains<'a>(toks: &'a [u32], positions: &'a [Pos]) -> [Step<'a>; 2] {
+    let (first, second) = toks.split_at(toks.len() / 2);
+    [(0, first), (1, second)].map(|(slot, tokens)| Step {
+        slot,
+        tokens,
+        positions,
+        parents: None,
+    })
+}
+
 /// The strict bound of every portable kernel against argen-cpu.
 pub const TOL: f32 = 1e-5;
 /// argen-cpu's own bound against the PyTorch goldens.
@@ -241,20 +253,7 @@ fn full_run<C: Compute>(gpt: &mut Gpt<C>, g: &Golden) -> (Vec<f32>, Vec<f32>) {
     let mut ph = vec![0f32; 2 * d];
     prefill(gpt, g, &mut pl, &mut ph);
     let positions: Vec<Pos> = (0..n).map(|k| pos(&cfg, k)).collect();
-    let steps = [
-        Step {
-            slot: 0,
-            tokens: &toks[..n],
-            positions: &positions,
-            parents: None,
-        },
-        Step {
-            slot: 1,
-            tokens: &toks[n..],
-            positions: &positions,
-            parents: None,
-        },
-    ];
+    let steps = two_chains(&toks, &positions);
     let mut fl = vec![0f32; 2 * n * v];
     let mut fh = vec![0f32; 2 * n * d];
     gpt.forward(&steps, &mut fl, Some(&mut fh)).unwrap();
@@ -442,20 +441,7 @@ fn drafter_run<C: Compute>(c: &C, case: &str, g: &Golden) -> (Vec<f32>, Vec<f32>
     let (feats, _) = g.f32("draft_features");
     let n = toks.len() / 2;
     let positions: Vec<Pos> = (0..n).map(|k| pos(&cfg, k)).collect();
-    let steps = [
-        Step {
-            slot: 0,
-            tokens: &toks[..n],
-            positions: &positions,
-            parents: None,
-        },
-        Step {
-            slot: 1,
-            tokens: &toks[n..],
-            positions: &positions,
-            parents: None,
-        },
-    ];
+    let steps = two_chains(&toks, &positions);
     let mut lg = vec![0f32; 2 * n * cfg.vocab_size];
     let mut hd = vec![0f32; 2 * n * cfg.dim];
     dr.forward(&gpt, &steps, &feats, &mut lg, Some(&mut hd))
