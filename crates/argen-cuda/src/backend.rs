@@ -132,6 +132,26 @@ enum Kind {
     Readback,
 }
 
+/// The device layout of RNG keys: six little-endian words each, `(seed lo, seed hi, stream,
+/// purpose, position, token)`.
+fn key_bytes(keys: &[argen_core::Key]) -> Vec<u8> {
+    let mut kb = Vec::with_capacity(keys.len() * 24);
+    for k in keys {
+        push_words(
+            &mut kb,
+            &[
+                k.seed as u32,
+                (k.seed >> 32) as u32,
+                k.stream,
+                k.purpose.0,
+                k.position,
+                k.token,
+            ],
+        );
+    }
+    kb
+}
+
 /// Launches `kernel` on `grid` work-groups of [`LANES`] lanes with no dynamic shared memory:
 /// the launch shape of every sampling and verification kernel.
 fn launch_lanes<E: Executor>(
@@ -487,20 +507,7 @@ impl<E: Executor> GpuBackend<E> {
     /// The first `n` words of each key's stream (known-answer checks of the RNG port). Keys are
     /// `(seed, stream, purpose, position, token)`.
     pub fn rng_words(&mut self, keys: &[argen_core::Key], n: usize, out: &mut [u64]) -> Result<()> {
-        let mut kb = Vec::with_capacity(keys.len() * 24);
-        for k in keys {
-            push_words(
-                &mut kb,
-                &[
-                    k.seed as u32,
-                    (k.seed >> 32) as u32,
-                    k.stream,
-                    k.purpose.0,
-                    k.position,
-                    k.token,
-                ],
-            );
-        }
+        let kb = key_bytes(keys);
         let mut kbuf = self.exec.alloc(kb.len())?;
         self.exec.write(&mut kbuf, 0, &kb)?;
         let obuf = self.exec.alloc(keys.len() * n * 8)?;
@@ -519,20 +526,7 @@ impl<E: Executor> GpuBackend<E> {
         n: &[u128],
         out: &mut [u128],
     ) -> Result<()> {
-        let mut kb = Vec::new();
-        for k in keys {
-            push_words(
-                &mut kb,
-                &[
-                    k.seed as u32,
-                    (k.seed >> 32) as u32,
-                    k.stream,
-                    k.purpose.0,
-                    k.position,
-                    k.token,
-                ],
-            );
-        }
+        let kb = key_bytes(keys);
         let mut nb = Vec::new();
         for &x in n {
             nb.extend_from_slice(&(x as u64).to_le_bytes());
