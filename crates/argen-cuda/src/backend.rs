@@ -132,6 +132,43 @@ enum Kind {
     Readback,
 }
 
+/// The device layout of RNG keys: six little-endian words each, `(seed lo, seed hi, stream,
+/// purpose, position, token)`.
+fn key_bytes(keys: &[argen_core::Key]) -> Vec<u8> {
+    let mut kb = Vec::with_capacity(keys.len() * 24);
+    for k in keys {
+        push_words(
+            &mut kb,
+            &[
+                k.seed as u32,
+                (k.seed >> 32) as u32,
+                k.stream,
+                k.purpose.0,
+                k.position,
+                k.token,
+            ],
+        );
+    }
+    kb
+}
+
+/// Launches `kernel` on `grid` work-groups of [`LANES`] lanes with no dynamic shared memory:
+/// the launch shape of every sampling and verification kernel.
+fn launch_lanes<E: Executor>(
+    exec: &E,
+    kernel: Kernel,
+    grid: u32,
+    args: &[Arg<'_, E::Buffer>],
+) -> Result<()> {
+    exec.launch(&Launch {
+        kernel,
+        grid,
+        block: LANES,
+        shared_bytes: 0,
+        args,
+    })
+}
+
 fn grow<E: Executor>(
     exec: &E,
     slot: &mut Option<E::Buffer>,
@@ -415,13 +452,7 @@ impl<E: Executor> GpuBackend<E> {
             Arg::Buf(&self.totals),
             Arg::Buf(&self.results),
         ];
-        self.exec.launch(&Launch {
-            kernel: Kernel::Process,
-            grid: n as u32,
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_lanes(&self.exec, Kernel::Process, n as u32, &args)?;
         self.staging.resize(n * 16, 0);
         self.exec.read(&self.results, 0, &mut self.staging)?;
         self.words.resize(n * 4, 0);
@@ -476,31 +507,12 @@ impl<E: Executor> GpuBackend<E> {
     /// The first `n` words of each key's stream (known-answer checks of the RNG port). Keys are
     /// `(seed, stream, purpose, position, token)`.
     pub fn rng_words(&mut self, keys: &[argen_core::Key], n: usize, out: &mut [u64]) -> Result<()> {
-        let mut kb = Vec::with_capacity(keys.len() * 24);
-        for k in keys {
-            push_words(
-                &mut kb,
-                &[
-                    k.seed as u32,
-                    (k.seed >> 32) as u32,
-                    k.stream,
-                    k.purpose.0,
-                    k.position,
-                    k.token,
-                ],
-            );
-        }
+        let kb = key_bytes(keys);
         let mut kbuf = self.exec.alloc(kb.len())?;
         self.exec.write(&mut kbuf, 0, &kb)?;
         let obuf = self.exec.alloc(keys.len() * n * 8)?;
         let args = [Arg::Buf(&kbuf), Arg::U32(n as u32), Arg::Buf(&obuf)];
-        self.exec.launch(&Launch {
-            kernel: Kernel::RngWords,
-            grid: keys.len() as u32,
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_lanes(&self.exec, Kernel::RngWords, keys.len() as u32, &args)?;
         let mut bytes = vec![0u8; keys.len() * n * 8];
         self.exec.read(&obuf, 0, &mut bytes)?;
         read_u64s(&bytes, out);
@@ -514,20 +526,7 @@ impl<E: Executor> GpuBackend<E> {
         n: &[u128],
         out: &mut [u128],
     ) -> Result<()> {
-        let mut kb = Vec::new();
-        for k in keys {
-            push_words(
-                &mut kb,
-                &[
-                    k.seed as u32,
-                    (k.seed >> 32) as u32,
-                    k.stream,
-                    k.purpose.0,
-                    k.position,
-                    k.token,
-                ],
-            );
-        }
+        let kb = key_bytes(keys);
         let mut nb = Vec::new();
         for &x in n {
             nb.extend_from_slice(&(x as u64).to_le_bytes());
@@ -539,13 +538,7 @@ impl<E: Executor> GpuBackend<E> {
         self.exec.write(&mut nbuf, 0, &nb)?;
         let obuf = self.exec.alloc(nb.len())?;
         let args = [Arg::Buf(&kbuf), Arg::Buf(&nbuf), Arg::Buf(&obuf)];
-        self.exec.launch(&Launch {
-            kernel: Kernel::RngBelow,
-            grid: keys.len() as u32,
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_lanes(&self.exec, Kernel::RngBelow, keys.len() as u32, &args)?;
         let mut bytes = vec![0u8; nb.len()];
         self.exec.read(&obuf, 0, &mut bytes)?;
         let mut w = vec![0u64; 2 * n.len()];
@@ -566,13 +559,12 @@ impl<E: Executor> GpuBackend<E> {
         self.exec.write(&mut xbuf, 0, &xb)?;
         let obuf = self.exec.alloc(xb.len())?;
         let args = [Arg::Buf(&xbuf), Arg::U32(x.len() as u32), Arg::Buf(&obuf)];
-        self.exec.launch(&Launch {
-            kernel: Kernel::Exp,
-            grid: (x.len() as u32).div_ceil(LANES),
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_lanes(
+            &self.exec,
+            Kernel::Exp,
+            (x.len() as u32).div_ceil(LANES),
+            &args,
+        )?;
         self.exec.read(&obuf, 0, &mut xb)?;
         for (o, c) in out.iter_mut().zip(xb.chunks_exact(4)) {
             *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -606,13 +598,12 @@ impl<E: Executor> Backend for GpuBackend<E> {
             Arg::U32(row),
             Arg::U32(hot),
         ];
-        self.exec.launch(&Launch {
-            kernel: Kernel::FillDist,
-            grid: (v as u32).div_ceil(LANES),
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })
+        launch_lanes(
+            &self.exec,
+            Kernel::FillDist,
+            (v as u32).div_ceil(LANES),
+            &args,
+        )
     }
 
     fn vocab(&self) -> usize {
@@ -705,13 +696,7 @@ impl<E: Executor> Backend for GpuBackend<E> {
                     Arg::Buf(&self.jobs),
                     Arg::Buf(&self.results),
                 ];
-                self.exec.launch(&Launch {
-                    kernel: Kernel::Sample,
-                    grid: n as u32,
-                    block: LANES,
-                    shared_bytes: 0,
-                    args: &args,
-                })?;
+                launch_lanes(&self.exec, Kernel::Sample, n as u32, &args)?;
                 self.staging.resize(n * 8, 0);
                 self.exec.read(&self.results, 0, &mut self.staging)?;
                 self.words.resize(2 * n, 0);
@@ -786,13 +771,7 @@ impl<E: Executor> Backend for GpuBackend<E> {
             Arg::Buf(tw),
             Arg::Buf(&self.results),
         ];
-        self.exec.launch(&Launch {
-            kernel: Kernel::TopK,
-            grid: 1,
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_lanes(&self.exec, Kernel::TopK, 1, &args)?;
         let mut res = [0u8; 8];
         self.exec.read(&self.results, 0, &mut res)?;
         let mut rw = [0u32; 2];
@@ -948,13 +927,7 @@ impl<E: Executor> Backend for GpuBackend<E> {
             Arg::Buf(pb),
             Arg::Buf(&self.results),
         ];
-        self.exec.launch(&Launch {
-            kernel: Kernel::VerifyTree,
-            grid: 1,
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_lanes(&self.exec, Kernel::VerifyTree, 1, &args)?;
         let mut rb = [0u8; 20];
         self.exec.read(&self.results, 0, &mut rb)?;
         let mut r = [0u32; 5];

@@ -528,6 +528,25 @@ fn check_geom(op: &'static str, g: &KvGeometry, kv: &KvGeometry, layer: usize) -
     Ok(())
 }
 
+/// Replaces `bytes` with the little-endian encoding of `src` (the host staging of an upload).
+fn encode_f32(bytes: &mut Vec<u8>, src: &[f32]) {
+    bytes.clear();
+    for v in src {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Checks that `n` floats at `offset` lie inside a buffer of `len` floats, for the host copy
+/// `op` (`dir` is "into" or "from" in the message).
+fn check_span(op: &str, dir: &str, offset: usize, n: usize, len: usize) -> argen_model::Result<()> {
+    if offset.checked_add(n).is_none_or(|e| e > len) {
+        return Err(ModelError::Input(format!(
+            "{op} of {n} floats at {offset} {dir} a buffer of {len}"
+        )));
+    }
+    Ok(())
+}
+
 fn weight_dtype(t: &TensorView<'_>) -> argen_model::Result<Dtype> {
     match t.dtype {
         StDtype::F32 => Ok(Dtype::F32),
@@ -590,10 +609,7 @@ impl<E: Executor> Compute for GpuCompute<E> {
         self.healthy(&st)?;
         let exec = &self.inner.exec;
         let mut buf = exec.alloc((4 * data.len()).max(4)).map_err(device_err)?;
-        st.bytes.clear();
-        for v in data {
-            st.bytes.extend_from_slice(&v.to_le_bytes());
-        }
+        encode_f32(&mut st.bytes, data);
         exec.write(&mut buf, 0, &st.bytes).map_err(device_err)?;
         Ok(GpuWeight {
             buf,
@@ -610,17 +626,8 @@ impl<E: Executor> Compute for GpuCompute<E> {
     fn upload(&self, dst: &mut Self::Buf, offset: usize, src: &[f32]) -> argen_model::Result<()> {
         let mut st = self.lock();
         self.healthy(&st)?;
-        if offset.checked_add(src.len()).is_none_or(|e| e > dst.len) {
-            return Err(ModelError::Input(format!(
-                "upload of {} floats at {offset} into a buffer of {}",
-                src.len(),
-                dst.len
-            )));
-        }
-        st.bytes.clear();
-        for v in src {
-            st.bytes.extend_from_slice(&v.to_le_bytes());
-        }
+        check_span("upload", "into", offset, src.len(), dst.len)?;
+        encode_f32(&mut st.bytes, src);
         self.inner
             .exec
             .write(&mut dst.buf, 4 * offset, &st.bytes)
@@ -630,13 +637,7 @@ impl<E: Executor> Compute for GpuCompute<E> {
     fn download(&self, src: &Self::Buf, offset: usize, dst: &mut [f32]) -> argen_model::Result<()> {
         let mut st = self.lock();
         self.healthy(&st)?;
-        if offset.checked_add(dst.len()).is_none_or(|e| e > src.len) {
-            return Err(ModelError::Input(format!(
-                "download of {} floats at {offset} from a buffer of {}",
-                dst.len(),
-                src.len
-            )));
-        }
+        check_span("download", "from", offset, dst.len(), src.len)?;
         st.bytes.clear();
         st.bytes.resize(4 * dst.len(), 0);
         if let Err(e) = self.inner.exec.read(&src.buf, 4 * offset, &mut st.bytes) {

@@ -223,6 +223,17 @@ pub fn nvrtc_version() -> Result<(i32, i32)> {
     Ok((major, minor))
 }
 
+/// The text of an NVRTC output buffer (log or PTX): the C chars up to the first NUL,
+/// decoded as UTF-8 with invalid bytes replaced.
+fn nul_terminated_text(raw: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = raw
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Compiles any CUDA C++ `source` like [`compile_program`] (same options, warnings are errors).
 pub fn compile_source(source: &str, arch: &str) -> Result<String> {
     find_library(CudaLibrary::Nvrtc)?;
@@ -244,25 +255,13 @@ pub fn compile_source(source: &str, arch: &str) -> Result<String> {
     // SAFETY: as above.
     let log = unsafe { n::get_program_log(prog) }
         .ok()
-        .map(|raw| {
-            let bytes: Vec<u8> = raw
-                .iter()
-                .map(|&c| c as u8)
-                .take_while(|&b| b != 0)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
+        .map(|raw| nul_terminated_text(&raw))
         .unwrap_or_default();
     let ptx = if compiled.is_ok() {
         // SAFETY: as above; the program compiled.
-        unsafe { n::get_ptx(prog) }.ok().map(|raw| {
-            let bytes: Vec<u8> = raw
-                .iter()
-                .map(|&c| c as u8)
-                .take_while(|&b| b != 0)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
+        unsafe { n::get_ptx(prog) }
+            .ok()
+            .map(|raw| nul_terminated_text(&raw))
     } else {
         None
     };

@@ -22,32 +22,17 @@
 
 mod common;
 
-use argen_cuda::compute::GpuCompute;
-use argen_cuda::opencl::OpenClExecutor;
-use common::model::{self, Bounds, RoundingGemm};
-use std::sync::OnceLock;
+use common::opencl_device;
 
-fn device() -> Option<&'static OpenClExecutor> {
-    static DEV: OnceLock<Option<OpenClExecutor>> = OnceLock::new();
-    DEV.get_or_init(|| match OpenClExecutor::open_first() {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if std::env::var("ARGEN_REQUIRE_OPENCL").as_deref() == Ok("1") {
-                panic!("ARGEN_REQUIRE_OPENCL=1 but no OpenCL device: {e}");
-            }
-            eprintln!("SKIPPED: no OpenCL device ({e}); install pocl-opencl-icd to run");
-            None
-        }
-    })
-    .as_ref()
-}
+use argen_cuda::compute::GpuCompute;
+use common::model::{self, Bounds, RoundingGemm};
 
 /// Runs a shared case on `GpuCompute<&OpenClExecutor>` at [`Bounds::STRICT`].
 macro_rules! strict {
     ($name:ident) => {
         #[test]
         fn $name() {
-            let Some(dev) = device() else { return };
+            let Some(dev) = opencl_device() else { return };
             let gc = GpuCompute::new(dev);
             model::$name(&gc, &Bounds::STRICT);
             assert!(gc.error().is_none(), "{:?}", gc.error());
@@ -67,7 +52,7 @@ macro_rules! rounding {
     ($test:ident, $name:ident) => {
         #[test]
         fn $test() {
-            let Some(dev) = device() else { return };
+            let Some(dev) = opencl_device() else { return };
             let gc = GpuCompute::new(RoundingGemm(dev));
             model::$name(&gc, &Bounds::CUBLAS);
             assert!(gc.error().is_none(), "{:?}", gc.error());

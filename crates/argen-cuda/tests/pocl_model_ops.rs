@@ -17,30 +17,16 @@
 
 mod common;
 
+use common::opencl_device;
+
 use argen_cuda::compute::GpuCompute;
 use argen_cuda::kernels::Kernel;
-use argen_cuda::launch::{Arg, Executor, GemmDesc, Launch};
+use argen_cuda::launch::{Executor, GemmDesc, Launch};
 use argen_cuda::opencl::OpenClExecutor;
 use argen_model::compute::Compute;
 use argen_model::safetensors::Dtype;
-use common::model::{Bounds, RoundingGemm};
+use common::model::{launch_portable_gemm, Bounds, RoundingGemm};
 use common::ops::{self, buf, get, weight, Rng};
-use std::sync::OnceLock;
-
-fn device() -> Option<&'static OpenClExecutor> {
-    static DEV: OnceLock<Option<OpenClExecutor>> = OnceLock::new();
-    DEV.get_or_init(|| match OpenClExecutor::open_first() {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if std::env::var("ARGEN_REQUIRE_OPENCL").as_deref() == Ok("1") {
-                panic!("ARGEN_REQUIRE_OPENCL=1 but no OpenCL device: {e}");
-            }
-            eprintln!("SKIPPED: no OpenCL device ({e}); install pocl-opencl-icd to run");
-            None
-        }
-    })
-    .as_ref()
-}
 
 /// Runs a shared case on `GpuCompute<&OpenClExecutor>` (at [`Bounds::STRICT`] where it
 /// takes bounds).
@@ -48,7 +34,7 @@ macro_rules! strict {
     ($name:ident) => {
         #[test]
         fn $name() {
-            let Some(dev) = device() else { return };
+            let Some(dev) = opencl_device() else { return };
             let gc = GpuCompute::new(dev);
             ops::$name(&gc);
             assert!(gc.error().is_none(), "{:?}", gc.error());
@@ -57,7 +43,7 @@ macro_rules! strict {
     ($name:ident, bounds) => {
         #[test]
         fn $name() {
-            let Some(dev) = device() else { return };
+            let Some(dev) = opencl_device() else { return };
             let gc = GpuCompute::new(dev);
             ops::$name(&gc, &Bounds::STRICT);
             assert!(gc.error().is_none(), "{:?}", gc.error());
@@ -75,7 +61,7 @@ strict!(vq_decoder_ops_match_cpu, bounds);
 
 #[test]
 fn a_bad_argument_is_a_sticky_device_error() {
-    let Some(dev) = device() else { return };
+    let Some(dev) = opencl_device() else { return };
     ops::a_bad_argument_is_a_sticky_device_error(dev);
 }
 
@@ -83,7 +69,7 @@ fn a_bad_argument_is_a_sticky_device_error() {
 /// at the bounds `gpu_parity.rs` applies to `GemmMode::Cublas`.
 #[test]
 fn linear_and_vq_ops_with_cublas_rounding() {
-    let Some(dev) = device() else { return };
+    let Some(dev) = opencl_device() else { return };
     let gc = GpuCompute::new(RoundingGemm(dev));
     ops::linear_matches_cpu_for_all_dtypes_and_odd_shapes(&gc, &Bounds::CUBLAS);
     ops::vq_decoder_ops_match_cpu(&gc, &Bounds::CUBLAS);
@@ -130,38 +116,14 @@ impl Executor for HookedGemm {
             argen_core::Dtype::F16 => 1,
             argen_core::Dtype::Bf16 => 2,
         };
-        let args = [
-            Arg::Buf(g.x),
-            Arg::U32(g.x_offset as u32),
-            Arg::Buf(g.w),
-            Arg::U32(code),
-            Arg::Buf(g.w),
-            Arg::U32(u32::MAX),
-            Arg::Buf(g.out),
-            Arg::U32(g.out_offset as u32),
-            Arg::U32(g.rows as u32),
-            Arg::U32(g.n as u32),
-            Arg::U32(g.k as u32),
-            Arg::U32(1f32.to_bits()),
-            Arg::U32(0),
-            Arg::U32(0),
-            Arg::U32(0),
-            Arg::U32(0),
-        ];
-        self.dev.launch(&Launch {
-            kernel: Kernel::Gemm,
-            grid: (g.rows.div_ceil(32) * g.n.div_ceil(64)) as u32,
-            block: argen_cuda::kernels::LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_portable_gemm(self.dev, g.x, g.x_offset, code, g)?;
         Ok(true)
     }
 }
 
 #[test]
 fn vendor_gemm_hook_gets_dense_gemms_and_the_epilogue_matches() {
-    let Some(dev) = device() else { return };
+    let Some(dev) = opencl_device() else { return };
     let hooked = GpuCompute::new(HookedGemm {
         dev,
         calls: std::sync::atomic::AtomicUsize::new(0),

@@ -7,62 +7,46 @@
 
 mod common;
 
-use argen_cuda::opencl::OpenClExecutor;
-use std::sync::OnceLock;
-
-fn device() -> Option<&'static OpenClExecutor> {
-    static DEV: OnceLock<Option<OpenClExecutor>> = OnceLock::new();
-    DEV.get_or_init(|| match OpenClExecutor::open_first() {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if std::env::var("ARGEN_REQUIRE_OPENCL").as_deref() == Ok("1") {
-                panic!("ARGEN_REQUIRE_OPENCL=1 but no OpenCL device: {e}");
-            }
-            eprintln!("SKIPPED: no OpenCL device ({e}); install pocl-opencl-icd to run");
-            None
-        }
-    })
-    .as_ref()
-}
+use common::opencl_device;
 
 #[test]
 fn process_sample_topk_f32() {
-    if let Some(dev) = device() {
+    if let Some(dev) = opencl_device() {
         common::process_sample_topk_f32(dev);
     }
 }
 
 #[test]
 fn process_sample_topk_f16_bf16() {
-    if let Some(dev) = device() {
+    if let Some(dev) = opencl_device() {
         common::process_sample_topk_f16_bf16(dev);
     }
 }
 
 #[test]
 fn process_error_rows() {
-    if let Some(dev) = device() {
+    if let Some(dev) = opencl_device() {
         common::process_error_rows(dev);
     }
 }
 
 #[test]
 fn exp_and_rng_known_answers() {
-    if let Some(dev) = device() {
+    if let Some(dev) = opencl_device() {
         common::exp_and_rng_known_answers(dev);
     }
 }
 
 #[test]
 fn verify_tree_all_criteria() {
-    if let Some(dev) = device() {
+    if let Some(dev) = opencl_device() {
         common::verify_tree_all_criteria(dev);
     }
 }
 
 #[test]
 fn fill_dist_rows() {
-    if let Some(dev) = device() {
+    if let Some(dev) = opencl_device() {
         common::fill_dist_rows(dev);
     }
 }

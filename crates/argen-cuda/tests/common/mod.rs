@@ -19,8 +19,28 @@ use argen_core::{
     SliceBackend, TreeJob,
 };
 use argen_cuda::launch::Executor;
+use argen_cuda::opencl::OpenClExecutor;
 use argen_cuda::{GpuBackend, LogitBits};
 use half::{bf16, f16};
+use std::sync::OnceLock;
+
+/// The first OpenCL device (PoCL in CI), opened once per test binary, or `None` (after a
+/// printed `SKIPPED` line) when no OpenCL platform exists. `ARGEN_REQUIRE_OPENCL=1` turns the
+/// skip into a panic (CI sets it).
+pub fn opencl_device() -> Option<&'static OpenClExecutor> {
+    static DEV: OnceLock<Option<OpenClExecutor>> = OnceLock::new();
+    DEV.get_or_init(|| match OpenClExecutor::open_first() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("ARGEN_REQUIRE_OPENCL").as_deref() == Ok("1") {
+                panic!("ARGEN_REQUIRE_OPENCL=1 but no OpenCL device: {e}");
+            }
+            eprintln!("SKIPPED: no OpenCL device ({e}); install pocl-opencl-icd to run");
+            None
+        }
+    })
+    .as_ref()
+}
 
 /// Deterministic xorshift64* for test data.
 pub struct Rng(pub u64);
@@ -36,6 +56,18 @@ impl Rng {
     }
     pub fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Uniform index in `0..n`.
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+    /// Uniform in [-a, a).
+    pub fn sym(&mut self, a: f32) -> f32 {
+        (self.unit() * 2.0 - 1.0) * a
+    }
+    /// `n` values uniform in [-a, a).
+    pub fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
+        (0..n).map(|_| self.sym(a)).collect()
     }
 }
 

@@ -43,6 +43,18 @@ use argen_model::{
 use half::{bf16, f16};
 use std::path::PathBuf;
 
+/// Two chain steps, slot 0 with the first half of `toks` (`toks.len() / 2` tokens) and slot 1
+/// with the rest, both at `positions`.
+fn two_chains<'a>(toks: &'a [u32], positions: &'a [Pos]) -> [Step<'a>; 2] {
+    let (first, second) = toks.split_at(toks.len() / 2);
+    [(0, first), (1, second)].map(|(slot, tokens)| Step {
+        slot,
+        tokens,
+        positions,
+        parents: None,
+    })
+}
+
 /// The strict bound of every portable kernel against argen-cpu.
 pub const TOL: f32 = 1e-5;
 /// argen-cpu's own bound against the PyTorch goldens.
@@ -241,20 +253,7 @@ fn full_run<C: Compute>(gpt: &mut Gpt<C>, g: &Golden) -> (Vec<f32>, Vec<f32>) {
     let mut ph = vec![0f32; 2 * d];
     prefill(gpt, g, &mut pl, &mut ph);
     let positions: Vec<Pos> = (0..n).map(|k| pos(&cfg, k)).collect();
-    let steps = [
-        Step {
-            slot: 0,
-            tokens: &toks[..n],
-            positions: &positions,
-            parents: None,
-        },
-        Step {
-            slot: 1,
-            tokens: &toks[n..],
-            positions: &positions,
-            parents: None,
-        },
-    ];
+    let steps = two_chains(&toks, &positions);
     let mut fl = vec![0f32; 2 * n * v];
     let mut fh = vec![0f32; 2 * n * d];
     gpt.forward(&steps, &mut fl, Some(&mut fh)).unwrap();
@@ -442,20 +441,7 @@ fn drafter_run<C: Compute>(c: &C, case: &str, g: &Golden) -> (Vec<f32>, Vec<f32>
     let (feats, _) = g.f32("draft_features");
     let n = toks.len() / 2;
     let positions: Vec<Pos> = (0..n).map(|k| pos(&cfg, k)).collect();
-    let steps = [
-        Step {
-            slot: 0,
-            tokens: &toks[..n],
-            positions: &positions,
-            parents: None,
-        },
-        Step {
-            slot: 1,
-            tokens: &toks[n..],
-            positions: &positions,
-            parents: None,
-        },
-    ];
+    let steps = two_chains(&toks, &positions);
     let mut lg = vec![0f32; 2 * n * cfg.vocab_size];
     let mut hd = vec![0f32; 2 * n * cfg.dim];
     dr.forward(&gpt, &steps, &feats, &mut lg, Some(&mut hd))
@@ -686,6 +672,44 @@ pub fn vanilla_decode_teacher_forced<C: Compute>(dev: &C, bounds: &Bounds) {
     }
 }
 
+/// Launches the portable `argen_gemm` kernel for the GEMM `g`, reading the activations from
+/// `x` at `x_offset` floats (instead of `g.x`) with the weight-format `code` (0 f32, 1 f16,
+/// 2 bf16), no bias and scale 1 — what a test executor's "vendor GEMM" hook runs; the caller
+/// (`GpuCompute`) applies the bias / scale epilogue.
+pub fn launch_portable_gemm<E: Executor>(
+    dev: &E,
+    x: &E::Buffer,
+    x_offset: usize,
+    code: u32,
+    g: &GemmDesc<'_, E::Buffer>,
+) -> argen_cuda::Result<()> {
+    let args = [
+        Arg::Buf(x),
+        Arg::U32(x_offset as u32),
+        Arg::Buf(g.w),
+        Arg::U32(code),
+        Arg::Buf(g.w),
+        Arg::U32(u32::MAX),
+        Arg::Buf(g.out),
+        Arg::U32(g.out_offset as u32),
+        Arg::U32(g.rows as u32),
+        Arg::U32(g.n as u32),
+        Arg::U32(g.k as u32),
+        Arg::U32(1f32.to_bits()),
+        Arg::U32(0),
+        Arg::U32(0),
+        Arg::U32(0),
+        Arg::U32(0),
+    ];
+    dev.launch(&Launch {
+        kernel: Kernel::Gemm,
+        grid: (g.rows.div_ceil(32) * g.n.div_ceil(64)) as u32,
+        block: LANES,
+        shared_bytes: 0,
+        args: &args,
+    })
+}
+
 /// An executor that serves every 16-bit-weight GEMM the way `GemmMode::Cublas` does — the f32
 /// activations rounded to the weight format (nearest even, as `half` rounds), then multiplied
 /// in f32 — but with the portable kernel (rounding on the host, test only). f32-weight GEMMs
@@ -732,31 +756,7 @@ impl<E: Executor> Executor for RoundingGemm<E> {
         }
         let mut rounded = self.0.alloc(bytes.len())?;
         self.0.write(&mut rounded, 0, &bytes)?;
-        let args = [
-            Arg::Buf(&rounded),
-            Arg::U32(0),
-            Arg::Buf(g.w),
-            Arg::U32(code),
-            Arg::Buf(g.w),
-            Arg::U32(u32::MAX),
-            Arg::Buf(g.out),
-            Arg::U32(g.out_offset as u32),
-            Arg::U32(g.rows as u32),
-            Arg::U32(g.n as u32),
-            Arg::U32(g.k as u32),
-            Arg::U32(1f32.to_bits()),
-            Arg::U32(0),
-            Arg::U32(0),
-            Arg::U32(0),
-            Arg::U32(0),
-        ];
-        self.0.launch(&Launch {
-            kernel: Kernel::Gemm,
-            grid: (g.rows.div_ceil(32) * g.n.div_ceil(64)) as u32,
-            block: LANES,
-            shared_bytes: 0,
-            args: &args,
-        })?;
+        launch_portable_gemm(&self.0, &rounded, 0, code, g)?;
         // The scratch must outlive the launch: `read` waits for prior launches.
         let mut sync = [0u8; 4];
         self.0.read(g.out, g.out_offset * 4, &mut sync)?;

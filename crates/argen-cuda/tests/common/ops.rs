@@ -12,6 +12,8 @@
 //! `|gpu_i − cpu_i| ≤ 1e-6 · max(|cpu_i|, 1)` (relative above 1, absolute below). Gathers,
 //! copies, upsampling, transposes and the KV store/move are checked bit for bit.
 
+pub use super::Rng;
+
 use super::model::{Bounds, TOL};
 use argen_cpu::Cpu;
 use argen_cuda::compute::GpuCompute;
@@ -27,27 +29,6 @@ pub const DTYPES: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::BF16];
 
 fn cpu() -> Cpu {
     Cpu::new(1).expect("cpu backend")
-}
-
-/// Deterministic xorshift64* for test data.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// Uniform in [-a, a).
-    pub fn sym(&mut self, a: f32) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
-    }
-    pub fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
-        (0..n).map(|_| self.sym(a)).collect()
-    }
 }
 
 /// The tensor metric of the module docs.
@@ -130,7 +111,7 @@ pub fn gather_embed_and_gather_rows_are_exact<E: Executor>(dev: &GpuCompute<E>) 
     for dt in DTYPES {
         for (rows_t, cols) in [(1usize, 1usize), (9, 37), (50, 300)] {
             let table = rng.vec(rows_t * cols, 3.0);
-            let ids: Vec<u32> = (0..23).map(|_| rng.below(rows_t) as u32).collect();
+            let ids: Vec<u32> = (0..23).map(|_| rng.index(rows_t) as u32).collect();
             let (wg, wc) = (
                 weight(&g, &table, &[rows_t, cols], dt),
                 weight(&c, &table, &[rows_t, cols], dt),
@@ -145,7 +126,7 @@ pub fn gather_embed_and_gather_rows_are_exact<E: Executor>(dev: &GpuCompute<E>) 
             );
             assert_eq!(a, b, "embed {dt:?} {rows_t}x{cols}");
             // gather_rows from the embedded rows.
-            let pick: Vec<u32> = (0..7).map(|_| rng.below(ids.len()) as u32).collect();
+            let pick: Vec<u32> = (0..7).map(|_| rng.index(ids.len()) as u32).collect();
             let mut pg = g.buf(pick.len() * cols).unwrap();
             let mut pc = c.buf(pick.len() * cols).unwrap();
             g.gather_rows(&og, cols, &pick, &mut pg);
@@ -334,8 +315,8 @@ fn filled_caches<E: Executor>(
                     Pos::Cond
                 } else {
                     Pos::Grid {
-                        row: rng.below(grid) as u32,
-                        col: rng.below(grid) as u32,
+                        row: rng.index(grid) as u32,
+                        col: rng.index(grid) as u32,
                     }
                 });
                 dest.push(KvDest {
@@ -393,19 +374,19 @@ pub fn rope_store_and_tree_attention_match_cpu<E: Executor>(dev: &GpuCompute<E>)
         let mut rows = Vec::new();
         let mut extra = Vec::new();
         for i in 0..9 {
-            let slot = rng.below(geom.slots) as u32;
+            let slot = rng.index(geom.slots) as u32;
             let end = match i {
                 0 => 0,
                 1 => 280,
-                _ => rng.below(200),
+                _ => rng.index(200),
             };
-            let start = if i == 3 { end } else { rng.below(end + 1) };
+            let start = if i == 3 { end } else { rng.index(end + 1) };
             let extra_off = extra.len() as u32;
             let mut key = end;
-            let want = if i == 1 { 1 } else { 1 + rng.below(6) };
+            let want = if i == 1 { 1 } else { 1 + rng.index(6) };
             let mut n = 0;
             while n < want && key < filled {
-                key += rng.below(4);
+                key += rng.index(4);
                 if key >= filled {
                     break;
                 }
