@@ -596,7 +596,11 @@ def model_card(m: dict) -> str:
     ]
     for st in ("vq", "gpt", "drafter"):
         t = m["training"][st]
-        lines.append(f"- {st}: {t['steps']} steps, batch {t['batch']}, peak lr {t['lr']}, {t['seconds']:.0f} s")
+        extra = ""
+        if st == "vq" and "fg_weight" in t:
+            extra = (f" (32x32 crops for the first {t['crop_frac']:.0%}; object pixels weighted"
+                     f" {1 + t['fg_weight']:g}x; last {t['dec_frac']:.0%} decoder only, codebook frozen)")
+        lines.append(f"- {st}: {t['steps']} steps, batch {t['batch']}, peak lr {t['lr']}, {t['seconds']:.0f} s{extra}")
     lines += [
         f"- Seed {m['seed']}; wall time {m['wall_s'] / 60:.1f} min on {m['hardware']}.",
         "",
