@@ -17,7 +17,9 @@
 //!   **valid-scene rate**, the share of images the scene parser reads as 1–3 objects;
 //! * **diversity** — mean pairwise Hamming distance between the token grids generated for the
 //!   same prompt under different seeds, as a fraction of the positions (0: identical images,
-//!   ≈1: unrelated), averaged over prompts.
+//!   ≈1: unrelated), averaged over prompts;
+//! * ShapesWorld models only: the partial verifier's audit on the finished images
+//!   ([`crate::bench_audit`]: false-impossible and caught rates at GridAR's cuts).
 //!
 //! The JSON (`--json`) holds every row with its raw counters and every run (prompt index, seed,
 //! wall-clock, tokens), so the table can be recomputed and any image regenerated with
@@ -33,13 +35,14 @@ use std::time::Instant;
 
 use argen_core::decode::Stats;
 use argen_cpu::Cpu;
-use argen_model::{host_capacity, Compute, Condition, GptConfig, ModelType};
+use argen_model::{host_capacity, Compute, Condition, GptConfig, Judge, ModelType};
 use argen_shapes::export::SPLIT_TEST;
 use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
 use serde_json::{json, Value};
 
 use crate::args::{BenchArgs, DeviceArg};
+use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::generate::{
     check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
@@ -115,6 +118,8 @@ struct Acc {
     cat_n: [u32; 5],
     /// One entry per run: prompt index, seed, tokens, aligned.
     runs_json: Vec<Value>,
+    /// The partial verifier's verdicts on the finished images.
+    audit: Audit,
 }
 
 /// Mean pairwise Hamming distance (fraction of positions) between the grids of each prompt,
@@ -150,7 +155,13 @@ fn per(x: u32, images: u32) -> f64 {
 }
 
 /// A finished row: the JSON object the table and the plots are made from.
-fn row_json(spec: &Spec, acc: &Acc, image_tokens: u32, vanilla_wall: Option<f64>) -> Value {
+fn row_json(
+    spec: &Spec,
+    acc: &Acc,
+    image_tokens: u32,
+    cut_rows: [u32; crate::bench_audit::CUTS],
+    vanilla_wall: Option<f64>,
+) -> Value {
     let s = &acc.stats;
     let images = acc.runs;
     let wall = acc.wall / images.max(1) as f64;
@@ -197,6 +208,7 @@ fn row_json(spec: &Spec, acc: &Acc, image_tokens: u32, vanilla_wall: Option<f64>
         "alignment": alignment,
         "valid_scene_rate": pct(acc.valid, acc.scored),
         "diversity": diversity(&acc.tokens),
+        "verifier_audit": acc.audit.to_json(cut_rows),
         "runs": acc.runs_json,
     })
 }
@@ -334,6 +346,7 @@ fn run_on<C: Compute>(
     };
     let mut res = Resources::new(dir);
     let grid = cfg.grid();
+    let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
     {
         let w = &rows[0];
@@ -363,8 +376,13 @@ fn run_on<C: Compute>(
                 acc.runs += 1;
                 acc.wall += o.wall;
                 let mut aligned = None;
-                if let (Some(j), Some(pr)) = (&judge, &p.prompt) {
+                if let (Some(j), Some(pr)) = (judge.as_mut(), &p.prompt) {
                     let sc = j.score_tokens(&o.tokens)?;
+                    let mut possible = [true; crate::bench_audit::CUTS];
+                    for (v, r) in possible.iter_mut().zip(cut_rows) {
+                        *v = j.check(0, r, &o.tokens[..r as usize * grid])?;
+                    }
+                    acc.audit.add(sc.aligned, possible);
                     aligned = Some(sc.aligned);
                     acc.scored += 1;
                     acc.aligned += u32::from(sc.aligned);
@@ -387,7 +405,7 @@ fn run_on<C: Compute>(
                 acc.tokens[pi].push(o.tokens);
             }
         }
-        let row = row_json(spec, &acc, cfg.block_size as u32, vanilla_wall);
+        let row = row_json(spec, &acc, cfg.block_size as u32, cut_rows, vanilla_wall);
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }
@@ -511,6 +529,7 @@ pub(crate) fn markdown(r: &Value) -> String {
             num(&row["diversity"], 3),
         );
     }
+    s += &crate::bench_audit::markdown(r["rows"].as_array().map_or(&[], |v| v.as_slice()));
     if let Some(peer) = r["peer"].as_object() {
         s += &format!(
             "\nPyTorch peer ({}, torch {}, {} threads), same weights, prompts and seeds count:\n\n",

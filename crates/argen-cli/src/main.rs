@@ -7,6 +7,7 @@
 
 mod args;
 mod bench;
+mod bench_audit;
 mod bench_peer;
 mod bench_plot;
 mod bench_spec;
