@@ -266,6 +266,11 @@ pub struct GenerateArgs {
     /// Candidates of Best-of-N and GridAR.
     #[arg(long, default_value_t = 4)]
     pub n: u32,
+    /// GridAR: keep the user's prompt at the pruning points (no layout reformulation, no
+    /// three-way guidance). Reformulation needs the ShapesWorld judge; other models never
+    /// reformulate.
+    #[arg(long)]
+    pub no_reformulate: bool,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

@@ -16,7 +16,7 @@
 //! | `sjd`     | speculative Jacobi, window 16, random init                           |
 //! | `gsd`     | grouped speculative decoding, tree                                   |
 //! | `bon`     | Best-of-N, N = 4 and 8                                               |
-//! | `gridar`  | GridAR, N = 4 and 8                                                  |
+//! | `gridar`  | GridAR, N = 4 and 8; N = 4 without reformulation / N = 4 and 8        |
 //!
 //! LANTERN's k is capped at vocabulary − 1 (ShapesWorld's codebook is far smaller than
 //! LlamaGen's 16384, so k=1000 means "every other code").
@@ -79,7 +79,13 @@ impl Spec {
                 }
             },
             Method::Sjd => f += &format!(" --criterion {crit} --window {}", a.window),
-            Method::Bon | Method::Gridar => f += &format!(" --n {}", a.n),
+            Method::Bon => f += &format!(" --n {}", a.n),
+            Method::Gridar => {
+                f += &format!(" --n {}", a.n);
+                if a.no_reformulate {
+                    f += " --no-reformulate";
+                }
+            }
         }
         f += &format!(" --cfg {} --temperature {}", a.cfg, a.temperature);
         f
@@ -249,6 +255,19 @@ pub fn specs(quick: bool, methods: &[String], base: &GenerateArgs) -> Result<Vec
             Some(n as f64),
         );
     }
+    if !quick {
+        // Ablation: pruning and anchors alone, the prompt kept.
+        push(
+            "gridar N=4 no reform".into(),
+            "gridar",
+            with(base, |a| {
+                a.method = Method::Gridar;
+                a.n = 4;
+                a.no_reformulate = true;
+            }),
+            Some(4.0),
+        );
+    }
     Ok(out)
 }
 
@@ -277,9 +296,9 @@ mod tests {
     #[test]
     fn methods_filter_keeps_vanilla_and_rejects_unknown_names() {
         let base = base_args(4.0, 1.0, 1).unwrap();
-        let s = specs(true, &["gridar".into()], &base).unwrap();
+        let s = specs(false, &["gridar".into()], &base).unwrap();
         let fams: Vec<_> = s.iter().map(|r| r.family).collect();
-        assert_eq!(fams, ["vanilla", "gridar", "gridar"]);
+        assert_eq!(fams, ["vanilla", "gridar", "gridar", "gridar"]);
         let e = specs(true, &["medusa".into()], &base).unwrap_err();
         assert!(e.contains("medusa") && e.contains("lantern"), "{e}");
     }
@@ -293,5 +312,9 @@ mod tests {
         assert!(f("vvs uniform 3").contains("--vvs-interval 3"));
         assert!(f("exact chain γ=4").contains("--draft chain --gamma 4"));
         assert!(f("gridar N=8").contains("--method gridar --n 8"));
+        assert!(!f("gridar N=8").contains("--no-reformulate"));
+        assert!(
+            f("gridar N=4 no reform").ends_with("--n 4 --no-reformulate --cfg 4 --temperature 1")
+        );
     }
 }

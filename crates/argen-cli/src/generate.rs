@@ -408,7 +408,7 @@ pub(crate) fn run_method<C: Compute>(
     env: &mut Env<C>,
     shapes_judge: Option<&mut ShapesJudge<'_, C>>,
 ) -> Result<(Outcome, serde_json::Map<String, serde_json::Value>), String> {
-    let reformulate = shapes_judge.is_some();
+    let reformulate = shapes_judge.is_some() && !a.no_reformulate;
     let guidance = if a.cfg == 1.0 {
         GuidanceMode::None
     } else {

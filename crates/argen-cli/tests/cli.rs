@@ -348,3 +348,49 @@ fn device_cuda_without_a_gpu_is_a_one_line_error() {
     assert!(!bad.status.success());
     assert!(!String::from_utf8_lossy(&bad.stderr).contains("panicked"));
 }
+
+#[test]
+fn gridar_reformulates_unless_told_not_to() {
+    let run = |extra: &[&str], tag: &str| {
+        let stats = tmp(&format!("{tag}.json"));
+        let (png, s) = (
+            tmp(&format!("{tag}.png")).display().to_string(),
+            stats.display().to_string(),
+        );
+        let mut args = vec![
+            "generate",
+            "--prompt",
+            "a red circle left of a blue square",
+            "--method",
+            "gridar",
+            "--n",
+            "2",
+            "--quiet",
+            "--out",
+            &png,
+            "--stats",
+            &s,
+        ];
+        args.extend_from_slice(extra);
+        let out = argen(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        v
+    };
+    let with = run(&[], "gridar-reform");
+    let without = run(&["--no-reformulate"], "gridar-keep");
+    assert_eq!(with["params"]["reformulate"], true);
+    assert_eq!(with["reformulations"], 4, "2 candidates × 2 pruning points");
+    assert_eq!(without["params"]["reformulate"], false);
+    assert_eq!(without["reformulations"], 0);
+    // Three-way guidance computes 3 rows per input after the first cut, two-way 2.
+    assert!(with["target_rows"].as_u64() > without["target_rows"].as_u64());
+    assert_eq!(
+        without["tokens"], 128,
+        "2 candidates × 64 tokens, as Best-of-2"
+    );
+}
