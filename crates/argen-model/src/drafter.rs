@@ -127,7 +127,7 @@ impl<C: Compute> Drafter<C> {
         target: &Gpt<C>,
         steps: &[Step<'_>],
         features: &[f32],
-        mut logits: Option<&mut [f32]>,
+        logits: Option<&mut [f32]>,
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
         if target.config() != &self.cfg {
@@ -185,7 +185,7 @@ impl<C: Compute> Drafter<C> {
         c.add_assign(&mut self.stack.x, &self.tmp, rows * d);
         self.stack.run(c, rows);
         c.linear(&self.stack.x, rows, &target.output, None, &mut self.logits);
-        if let Some(l) = logits.as_deref_mut() {
+        if let Some(l) = logits {
             c.download(&self.logits, 0, &mut l[..rows * v])?;
         }
         if let Some(h) = hidden {

@@ -218,7 +218,7 @@ impl<C: Compute> Gpt<C> {
     fn forward_to(
         &mut self,
         steps: &[Step<'_>],
-        mut logits: Option<&mut [f32]>,
+        logits: Option<&mut [f32]>,
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
         let rows = self.stack.check(steps)?;
@@ -253,7 +253,7 @@ impl<C: Compute> Gpt<C> {
         );
         self.c
             .linear(&self.hid, rows, &self.output, None, &mut self.logits);
-        if let Some(l) = logits.as_deref_mut() {
+        if let Some(l) = logits {
             self.c.download(&self.logits, 0, &mut l[..rows * v])?;
         }
         if let Some(h) = hidden {
@@ -398,7 +398,7 @@ impl<C: Compute> Gpt<C> {
         &mut self,
         slots: &[(usize, usize)],
         cond: CondIn<'_>,
-        mut logits: Option<&mut [f32]>,
+        logits: Option<&mut [f32]>,
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
         let t = self.cfg.cls_token_num;
@@ -469,7 +469,7 @@ impl<C: Compute> Gpt<C> {
             .rms_norm(&self.last, n, &self.norm, self.cfg.norm_eps, &mut self.hid);
         self.c
             .linear(&self.hid, n, &self.output, None, &mut self.logits);
-        if let Some(l) = logits.as_deref_mut() {
+        if let Some(l) = logits {
             self.c.download(&self.logits, 0, &mut l[..n * v])?;
         }
         if let Some(h) = hidden {
