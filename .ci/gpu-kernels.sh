@@ -13,4 +13,4 @@ python3 -m pip install -q "nvidia-cuda-nvrtc-cu12>=12.6,<13"
 NVRTC_DIR="$(python3 -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))')"
 export ARGEN_CUDA_LIB_DIR="$NVRTC_DIR"
 export ARGEN_REQUIRE_OPENCL=1 ARGEN_REQUIRE_NVRTC=1
-cargo test --release -p argen-cuda --test nvrtc_compile --test pocl_parity --test pocl_model_ops --test pocl_model
+cargo test --release -p argen-cuda --test nvrtc_compile --test pocl_parity --test pocl_model_ops --test pocl_model --test pocl_decode

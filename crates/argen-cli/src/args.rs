@@ -32,8 +32,9 @@ pub enum Command {
 pub enum DeviceArg {
     /// The CPU runtime (argen-cpu).
     Cpu,
-    /// The CUDA runtime (argen-cuda) on device 0; without a usable GPU, a one-line error naming
-    /// what is missing (library, driver, device).
+    /// The CUDA runtime (argen-cuda) on device 0: the models, sampling and verification all run
+    /// on the GPU (logits never leave it); without a usable GPU, a one-line error naming what
+    /// is missing (library, driver, device).
     Cuda,
 }
 

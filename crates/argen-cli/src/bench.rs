@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use argen_core::decode::Stats;
 use argen_cpu::Cpu;
-use argen_model::{host_capacity, Compute, Condition, GptConfig, Judge, ModelType};
+use argen_model::{host_capacity, Condition, GptConfig, Judge, ModelType};
 use argen_shapes::export::SPLIT_TEST;
 use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
@@ -44,6 +44,7 @@ use serde_json::{json, Value};
 use crate::args::{BenchArgs, DeviceArg};
 use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
+use crate::device::Runtime;
 use crate::generate::{
     check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
     Resources,
@@ -295,7 +296,7 @@ struct Plan<'p> {
 }
 
 /// `argen bench` on the compute device `c` (`device`: its name for the report).
-fn run_on<C: Compute>(
+fn run_on<C: Runtime>(
     plan: &Plan<'_>,
     c: &C,
     device: String,
@@ -341,7 +342,6 @@ fn run_on<C: Compute>(
         gpt,
         drafter,
         conds: Vec::new(),
-        vocab: cfg.vocab_size,
         quiet: true,
     };
     let mut res = Resources::new(dir);

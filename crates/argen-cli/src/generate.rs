@@ -1,19 +1,16 @@
 //! `argen generate` and `argen decode`: one generic path for every decoding method.
 
-use std::time::Instant;
-
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
 use argen_core::decode::{
-    drive, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode, Jacobi,
-    JacobiConfig, JacobiInit, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs,
-    VvsConfig, RELEASE_W,
+    BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode, Jacobi, JacobiConfig,
+    JacobiInit, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig,
+    RELEASE_W,
 };
-use argen_core::{SamplerParams, SliceBackend};
+use argen_core::SamplerParams;
 use argen_cpu::Cpu;
 use argen_model::{
-    host_capacity, Compute, Condition, Drafter, Gpt, GptConfig, Judge, ModelHost, ModelType,
-    VqDecoder,
+    host_capacity, Compute, Condition, Drafter, Gpt, GptConfig, Judge, ModelType, VqDecoder,
 };
 use serde_json::json;
 
@@ -21,6 +18,7 @@ use crate::args::{
     CriterionArg, DecodeArgs, DeviceArg, DraftArg, GenerateArgs, JacobiInitArg, Method, ScoreArgs,
     VvsScheduleArg,
 };
+use crate::device::Runtime;
 use crate::model_dir::resolve;
 use crate::output::{read_tokens, write_json, write_png};
 use crate::progress::Progress;
@@ -42,8 +40,6 @@ pub(crate) struct Env<C: Compute> {
     pub(crate) drafter: Option<Drafter<C>>,
     /// Conditional and unconditional inputs, one pair per sequence.
     pub(crate) conds: Vec<(Condition, Condition)>,
-    /// Vocabulary size.
-    pub(crate) vocab: usize,
     /// No progress bar.
     pub(crate) quiet: bool,
 }
@@ -99,33 +95,27 @@ impl<'d> Resources<'d> {
     }
 }
 
-fn execute<'a, D: Decoder, C: Compute>(
+fn execute<'a, D: Decoder, C: Runtime>(
     dec: &mut D,
     env: &'a mut Env<C>,
     judge: Option<&'a mut (dyn Judge + 'a)>,
     total_tokens: u32,
 ) -> Result<Outcome, String> {
-    let v = env.vocab;
-    let rows = dec.dist_rows_needed();
-    let (mut w, mut t, mut f, mut u) = (
-        vec![0u64; (rows + 1) * v],
-        vec![0u64; rows],
-        vec![0f32; v],
-        vec![0u32; v],
-    );
-    let mut backend =
-        SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u).map_err(|e| e.to_string())?;
-    let mut host = ModelHost::new(&mut env.gpt, env.drafter.as_mut(), judge, &env.conds)
-        .map_err(|e| e.to_string())?;
     let mut progress = Progress::new(total_tokens, env.quiet);
-    let start = Instant::now();
-    let result = drive(dec, &mut backend, &mut host, &mut progress);
+    let result = C::decode(
+        dec,
+        &mut env.gpt,
+        env.drafter.as_mut(),
+        judge,
+        &env.conds,
+        &mut progress,
+    );
     progress.finish();
-    let stats = result.map_err(|e| e.to_string())?;
+    let (stats, wall) = result?;
     Ok(Outcome {
         tokens: dec.tokens(dec.result_seq()).to_vec(),
         stats,
-        wall: start.elapsed().as_secs_f64(),
+        wall,
     })
 }
 
@@ -312,7 +302,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
 }
 
 /// `argen generate` on the compute device `c`.
-fn run_on<C: Compute>(
+fn run_on<C: Runtime>(
     a: &GenerateArgs,
     dir: &crate::model_dir::ModelDir,
     cfg: &GptConfig,
@@ -333,7 +323,6 @@ fn run_on<C: Compute>(
         gpt,
         drafter,
         conds: vec![conds; seqs],
-        vocab: cfg.vocab_size,
         quiet: a.quiet,
     };
     let prompt = a.prompt.as_deref().map(shapes::parse_prompt).transpose()?;
@@ -400,7 +389,7 @@ fn run_on<C: Compute>(
 /// Runs method `a.method` once with the loaded models in `env` (their conditions set for
 /// [`sequences`]`(a)` sequences) and returns the outcome and the method's parameters for stats.
 /// `judge`: the ShapesWorld judge (else the model's implicit classifier judges).
-pub(crate) fn run_method<C: Compute>(
+pub(crate) fn run_method<C: Runtime>(
     a: &GenerateArgs,
     cfg: &GptConfig,
     vq: &VqDecoder<C>,

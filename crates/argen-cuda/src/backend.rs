@@ -64,9 +64,9 @@ fn dtype_code(d: Dtype) -> u32 {
 /// A batch of logit rows in device memory (row-major, `rows × vocab`, in `dtype`).
 #[derive(Debug)]
 pub struct DeviceLogits<B> {
-    buf: B,
-    dtype: Dtype,
-    rows: usize,
+    pub(crate) buf: B,
+    pub(crate) dtype: Dtype,
+    pub(crate) rows: usize,
 }
 
 impl<B> DeviceLogits<B> {
@@ -619,6 +619,13 @@ impl<E: Executor> Backend for GpuBackend<E> {
     }
 
     fn process(&mut self, logits: &Self::Logits, jobs: &[ProcessJob]) -> Result<()> {
+        // A batch built elsewhere (a device logit sink) must hold its rows at this vocabulary,
+        // or the kernels would read past it.
+        let needed = logits.rows * self.vocab;
+        let found = self.exec.len(&logits.buf) / logits.dtype.size();
+        if found < needed {
+            return Err(argen_core::Error::BufferTooSmall { needed, found }.into());
+        }
         let mut start = 0;
         while start < jobs.len() {
             // A batch: distinct output rows, at most max_jobs, stopping at an invalid job.

@@ -266,6 +266,8 @@ struct State<B> {
     ids: Scratch<B>,
     rope: Scratch<B>,
     attn: Scratch<B>,
+    /// Row lists of the device logit sink's gathers.
+    sink_rows: Scratch<B>,
     scores: Option<(B, usize)>,
     stats: Option<(B, usize)>,
 }
@@ -324,6 +326,7 @@ impl<E: Executor> GpuCompute<E> {
                     ids: Scratch::new(),
                     rope: Scratch::new(),
                     attn: Scratch::new(),
+                    sink_rows: Scratch::new(),
                     scores: None,
                     stats: None,
                 }),
@@ -334,6 +337,28 @@ impl<E: Executor> GpuCompute<E> {
     /// The executor.
     pub fn executor(&self) -> &E {
         &self.inner.exec
+    }
+
+    /// Copies f32 rows `rows[r]` of `x` (`cols` wide) to rows `at + r` of the raw buffer
+    /// `out` of `out_floats` floats (the device logit sink's answer buffer), with one
+    /// `argen_gather` launch; the row list has its own scratch buffer, uploaded only when it
+    /// changes. A row operation: failures are sticky (module docs).
+    pub(crate) fn gather_rows_into(
+        &self,
+        x: &GpuBuf<E::Buffer>,
+        cols: usize,
+        rows: &[u32],
+        out: &E::Buffer,
+        out_floats: usize,
+        at: usize,
+    ) {
+        self.run(|exec, st| {
+            let State {
+                sink_rows, bytes, ..
+            } = st;
+            let dst = (out, out_floats, at);
+            gather_f32(exec, "logit sink", sink_rows, bytes, x, cols, rows, dst)
+        })
     }
 
     /// The sticky error, if an operation has failed (see the module docs).
@@ -381,6 +406,40 @@ impl<E: Executor> GpuCompute<E> {
         let buf = self.inner.exec.alloc(bytes.max(4)).map_err(device_err)?;
         Ok(GpuBuf { buf, len })
     }
+}
+
+/// `out[(at + r)·cols + c] = x[rows[r]·cols + c]` for f32 rows, `out = (buffer, floats, at)`;
+/// the row list goes through the scratch `sc`.
+#[allow(clippy::too_many_arguments)]
+fn gather_f32<E: Executor>(
+    exec: &E,
+    op: &'static str,
+    sc: &mut Scratch<E::Buffer>,
+    bytes: &mut Vec<u8>,
+    x: &GpuBuf<E::Buffer>,
+    cols: usize,
+    rows: &[u32],
+    (out, out_len, at): (&E::Buffer, usize, usize),
+) -> Result<()> {
+    let end = at
+        .checked_add(rows.len())
+        .and_then(|r| r.checked_mul(cols))
+        .ok_or_else(|| op_err(op, "output rows overflow".into()))?;
+    fits(op, "output", out_len, end)?;
+    for &r in rows {
+        fits(op, "input", x.len, (r as usize + 1) * cols)?;
+    }
+    put_words(exec, sc, bytes, rows)?;
+    let args = [
+        Arg::Buf(&x.buf),
+        Arg::U32(dtype_code(Dtype::F32)),
+        Arg::U32(w32(op, "cols", cols)?),
+        Arg::Buf(scratch_buf(sc)?),
+        Arg::U32(w32(op, "rows", rows.len())?),
+        Arg::Buf(out),
+        Arg::U32(w32(op, "output offset", at * cols)?),
+    ];
+    launch(exec, Kernel::Gather, groups_for(rows.len() * cols), &args)
 }
 
 fn launch<E: Executor>(
@@ -679,6 +738,7 @@ impl<E: Executor> Compute for GpuCompute<E> {
                 Arg::Buf(scratch_buf(sc)?),
                 Arg::U32(w32(op, "rows", ids.len())?),
                 Arg::Buf(&out.buf),
+                Arg::U32(0),
             ];
             launch(exec, Kernel::Gather, groups_for(ids.len() * cols), &args)
         })
@@ -686,23 +746,15 @@ impl<E: Executor> Compute for GpuCompute<E> {
 
     fn gather_rows(&self, x: &Self::Buf, cols: usize, rows: &[u32], out: &mut Self::Buf) {
         self.run(|exec, st| {
-            let op = "gather_rows";
-            fits(op, "output", out.len, rows.len() * cols)?;
-            for &r in rows {
-                fits(op, "input", x.len, (r as usize + 1) * cols)?;
-            }
             let State { ids: sc, bytes, .. } = st;
-            put_words(exec, sc, bytes, rows)?;
-            let args = [
-                Arg::Buf(&x.buf),
-                Arg::U32(dtype_code(Dtype::F32)),
-                Arg::U32(w32(op, "cols", cols)?),
-                Arg::Buf(scratch_buf(sc)?),
-                Arg::U32(w32(op, "rows", rows.len())?),
-                Arg::Buf(&out.buf),
-            ];
-            launch(exec, Kernel::Gather, groups_for(rows.len() * cols), &args)
+            let dst = (&out.buf, out.len, 0);
+            gather_f32(exec, "gather_rows", sc, bytes, x, cols, rows, dst)
         })
+    }
+
+    fn status(&self) -> argen_model::Result<()> {
+        let st = self.lock();
+        self.healthy(&st)
     }
 
     fn linear(

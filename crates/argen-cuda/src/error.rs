@@ -129,3 +129,17 @@ impl From<argen_core::Error> for Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of [`crate::GpuBackend`] inside `argen_model::ModelHost`'s decoding loop: a row-level
+/// error stays the core error the reference would return; a device failure becomes a model
+/// device error.
+impl From<Error> for argen_model::HostError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(c) => argen_model::HostError::Core(c),
+            other => {
+                argen_model::HostError::Model(argen_model::ModelError::Device(other.to_string()))
+            }
+        }
+    }
+}

@@ -11,6 +11,8 @@
 //! * [`compute::GpuCompute`]: the model runtime's `argen_model::Compute` over any executor
 //!   (GEMM, RMSNorm, 2D RoPE, tree attention, SwiGLU, the VQ decoder's ops), so the GPT,
 //!   the drafter and the VQ decoder of `argen-model` run unchanged on the device.
+//! * [`sink::DeviceLogitSink`]: `argen_model::LogitSink` on the device, so
+//!   `argen_model::ModelHost` hands [`GpuBackend`] logits that never leave the device.
 //! * [`opencl::OpenClExecutor`]: OpenCL executor (PoCL in CI runs every kernel on the CPU).
 //! * [`cuda`]: library discovery (incl. Jetson's Tegra folders), [`probe`] and NVRTC compilation.
 //! * [`ptx_cache`]: the PTX disk cache (keyed by source, options, architecture, NVRTC and argen
@@ -30,9 +32,11 @@ pub mod kernels;
 pub mod launch;
 pub mod opencl;
 pub mod ptx_cache;
+pub mod sink;
 
 pub use backend::{DeviceLogits, GpuBackend, LogitBits};
 pub use compute::GpuCompute;
+pub use sink::DeviceLogitSink;
 
 pub use cuda::{probe, DeviceInfo};
 pub use cuda_exec::{CudaExecutor, CudaOptions, GemmMode, ReadbackMemory};

@@ -21,7 +21,10 @@
 //! relative for bf16 and `3.9e-3` for f16 — derivation in `tests/common/model.rs`, checked on
 //! PoCL by `pocl_model.rs`'s `*_cublas_rounding` tests, which measure up to `4.4u`). Under cuBLAS a row's result may
 //! depend on the batch shape, so the bit-exact batch-independence checks become `1e-5` checks.
-//! The GEMM-free operations run once (`model_ops_*`).
+//! The GEMM-free operations run once (`model_ops_*`). Device-resident decoding
+//! (`device_logits_decode_like_the_host`, `no_logits_cross_the_bus`, `tests/common/decode.rs`):
+//! `ModelHost` + `DeviceLogitSink` + `GpuBackend` on one executor equals the host path on the
+//! same logits, and reads back no logits row.
 //!
 //! GEMM tolerance: with `x̃` the activations as cuBLAS multiplies them (f32, or rounded to the
 //! 16-bit weight format) and `p_l = x̃_l · w_l` (exact in f64), every output must satisfy
@@ -511,4 +514,23 @@ fn gemm_modes_decline_what_they_do_not_serve() {
         k: 4,
     });
     assert!(matches!(r, Err(argen_cuda::Error::Invalid { .. })), "{r:?}");
+}
+
+/// Device-resident logits (`ModelHost` + `DeviceLogitSink` + `GpuBackend` on one
+/// `CudaExecutor`, what `argen generate --device cuda` runs) decode exactly like the same
+/// logits downloaded into `SliceBackend` (`tests/common/decode.rs`).
+#[test]
+fn device_logits_decode_like_the_host() {
+    if let Some(dev) = device("device_logits_decode_like_the_host") {
+        common::decode::device_logits_decode_like_the_host(dev);
+    }
+}
+
+/// No logits row is read back per decoding step on CUDA (device and mapped read-backs).
+#[test]
+fn no_logits_cross_the_bus() {
+    if let Some(dev) = device("no_logits_cross_the_bus") {
+        common::decode::no_logits_cross_the_bus(dev);
+        common::decode::no_logits_cross_the_bus(mapped());
+    }
 }

@@ -17,8 +17,9 @@
 //! return [`Result`]; the row operations do not. A backend whose operations can fail at run
 //! time (a GPU: launch failures, lost device) records the first failure, skips the operations
 //! after it and returns it from the next fallible call — at the latest from the `download` that
-//! every forward pass ends with — as [`crate::ModelError::Device`]. The models call `download`
-//! before they report success, so no forward pass returns `Ok` over a failed device.
+//! every host forward pass ends with, or from [`Compute::status`], which the device-resident
+//! forwards (`*_device`) end with — as [`crate::ModelError::Device`]. So no forward pass
+//! returns `Ok` over a failed device.
 
 use crate::error::Result;
 use crate::safetensors::TensorView;
@@ -101,6 +102,12 @@ pub trait Compute: Clone {
     fn download(&self, src: &Self::Buf, offset: usize, dst: &mut [f32]) -> Result<()>;
     /// A zeroed KV cache.
     fn kv(&self, geom: KvGeometry) -> Result<Self::Kv>;
+    /// The first failure of a row operation, if the backend keeps one (module docs). The
+    /// `*_device` forwards of the models end with it, as the host forwards end with their
+    /// `download`. The default (a backend whose row operations cannot fail) is `Ok`.
+    fn status(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// `out[r] = table[ids[r]]` (ids already validated).
     fn embed(&self, table: &Self::Weight, cols: usize, ids: &[u32], out: &mut Self::Buf);

@@ -104,6 +104,32 @@ impl<C: Compute> Drafter<C> {
         logits: &mut [f32],
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
+        self.forward_to(target, steps, features, Some(logits), hidden)
+    }
+
+    /// [`Drafter::forward`] that leaves the `[rows, vocab]` logits in the drafter's device
+    /// buffer (returned; valid until the next forward) instead of downloading them; as
+    /// [`Gpt::forward_device`].
+    pub fn forward_device(
+        &mut self,
+        target: &Gpt<C>,
+        steps: &[Step<'_>],
+        features: &[f32],
+        hidden: Option<&mut [f32]>,
+    ) -> Result<&C::Buf> {
+        self.forward_to(target, steps, features, None, hidden)?;
+        self.c.status()?;
+        Ok(&self.logits)
+    }
+
+    fn forward_to(
+        &mut self,
+        target: &Gpt<C>,
+        steps: &[Step<'_>],
+        features: &[f32],
+        logits: Option<&mut [f32]>,
+        hidden: Option<&mut [f32]>,
+    ) -> Result<()> {
         if target.config() != &self.cfg {
             return Err(input_err("drafter and target configs differ"));
         }
@@ -115,12 +141,14 @@ impl<C: Compute> Drafter<C> {
                 features.len()
             )));
         }
-        if logits.len() < rows * v {
-            return Err(input_err(format!(
-                "logits buffer holds {} floats, needs {}",
-                logits.len(),
-                rows * v
-            )));
+        if let Some(l) = logits.as_deref() {
+            if l.len() < rows * v {
+                return Err(input_err(format!(
+                    "logits buffer holds {} floats, needs {}",
+                    l.len(),
+                    rows * v
+                )));
+            }
         }
         if let Some(h) = hidden.as_deref() {
             if h.len() < rows * d {
@@ -157,7 +185,9 @@ impl<C: Compute> Drafter<C> {
         c.add_assign(&mut self.stack.x, &self.tmp, rows * d);
         self.stack.run(c, rows);
         c.linear(&self.stack.x, rows, &target.output, None, &mut self.logits);
-        c.download(&self.logits, 0, &mut logits[..rows * v])?;
+        if let Some(l) = logits {
+            c.download(&self.logits, 0, &mut l[..rows * v])?;
+        }
         if let Some(h) = hidden {
             c.download(&self.stack.x, 0, &mut h[..rows * d])?;
         }

@@ -193,9 +193,39 @@ impl<C: Compute> Gpt<C> {
         logits: &mut [f32],
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
+        self.forward_to(steps, Some(logits), hidden)
+    }
+
+    /// [`Gpt::forward`] that leaves the `[rows, vocab]` logits in the model's device buffer
+    /// (returned; valid until the next call that computes logits) instead of downloading them.
+    /// Hidden states are still downloaded when asked for. Ends with [`Compute::status`], so a
+    /// failed device is reported here.
+    pub fn forward_device(
+        &mut self,
+        steps: &[Step<'_>],
+        hidden: Option<&mut [f32]>,
+    ) -> Result<&C::Buf> {
+        self.forward_to(steps, None, hidden)?;
+        self.c.status()?;
+        Ok(&self.logits)
+    }
+
+    /// The compute backend the model runs on.
+    pub fn compute(&self) -> &C {
+        &self.c
+    }
+
+    fn forward_to(
+        &mut self,
+        steps: &[Step<'_>],
+        logits: Option<&mut [f32]>,
+        hidden: Option<&mut [f32]>,
+    ) -> Result<()> {
         let rows = self.stack.check(steps)?;
         let (v, d) = (self.cfg.vocab_size, self.cfg.dim);
-        check_out("logits", logits.len(), rows * v)?;
+        if let Some(l) = logits.as_deref() {
+            check_out("logits", l.len(), rows * v)?;
+        }
         if let Some(h) = hidden.as_deref() {
             check_out("hidden", h.len(), rows * d)?;
         }
@@ -223,7 +253,9 @@ impl<C: Compute> Gpt<C> {
         );
         self.c
             .linear(&self.hid, rows, &self.output, None, &mut self.logits);
-        self.c.download(&self.logits, 0, &mut logits[..rows * v])?;
+        if let Some(l) = logits {
+            self.c.download(&self.logits, 0, &mut l[..rows * v])?;
+        }
         if let Some(h) = hidden {
             self.c.download(&self.hid, 0, &mut h[..rows * d])?;
         }
@@ -253,6 +285,27 @@ impl<C: Compute> Gpt<C> {
         &mut self,
         reqs: &[ClassPrefill],
         logits: &mut [f32],
+        hidden: Option<&mut [f32]>,
+    ) -> Result<()> {
+        self.prefill_class_to(reqs, Some(logits), hidden)
+    }
+
+    /// [`Gpt::prefill_class`] that leaves the `[reqs, vocab]` logits on the device (as
+    /// [`Gpt::forward_device`]).
+    pub fn prefill_class_device(
+        &mut self,
+        reqs: &[ClassPrefill],
+        hidden: Option<&mut [f32]>,
+    ) -> Result<&C::Buf> {
+        self.prefill_class_to(reqs, None, hidden)?;
+        self.c.status()?;
+        Ok(&self.logits)
+    }
+
+    fn prefill_class_to(
+        &mut self,
+        reqs: &[ClassPrefill],
+        logits: Option<&mut [f32]>,
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
         let table_rows = self.cfg.class_rows();
@@ -294,6 +347,27 @@ impl<C: Compute> Gpt<C> {
         logits: &mut [f32],
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
+        self.prefill_caption_to(reqs, Some(logits), hidden)
+    }
+
+    /// [`Gpt::prefill_caption`] that leaves the `[reqs, vocab]` logits on the device (as
+    /// [`Gpt::forward_device`]).
+    pub fn prefill_caption_device(
+        &mut self,
+        reqs: &[CaptionPrefill<'_>],
+        hidden: Option<&mut [f32]>,
+    ) -> Result<&C::Buf> {
+        self.prefill_caption_to(reqs, None, hidden)?;
+        self.c.status()?;
+        Ok(&self.logits)
+    }
+
+    fn prefill_caption_to(
+        &mut self,
+        reqs: &[CaptionPrefill<'_>],
+        logits: Option<&mut [f32]>,
+        hidden: Option<&mut [f32]>,
+    ) -> Result<()> {
         let (t, cd) = (self.cfg.cls_token_num, self.cfg.caption_dim);
         if !matches!(self.cond, Cond::Caption { .. }) {
             return Err(input_err(
@@ -324,7 +398,7 @@ impl<C: Compute> Gpt<C> {
         &mut self,
         slots: &[(usize, usize)],
         cond: CondIn<'_>,
-        logits: &mut [f32],
+        logits: Option<&mut [f32]>,
         hidden: Option<&mut [f32]>,
     ) -> Result<()> {
         let t = self.cfg.cls_token_num;
@@ -347,7 +421,9 @@ impl<C: Compute> Gpt<C> {
                 "prefill of {n} slots x {t} condition tokens exceeds the capacities {cap:?}"
             )));
         }
-        check_out("logits", logits.len(), n * v)?;
+        if let Some(l) = logits.as_deref() {
+            check_out("logits", l.len(), n * v)?;
+        }
         if let Some(h) = hidden.as_deref() {
             check_out("hidden", h.len(), n * d)?;
         }
@@ -393,7 +469,9 @@ impl<C: Compute> Gpt<C> {
             .rms_norm(&self.last, n, &self.norm, self.cfg.norm_eps, &mut self.hid);
         self.c
             .linear(&self.hid, n, &self.output, None, &mut self.logits);
-        self.c.download(&self.logits, 0, &mut logits[..n * v])?;
+        if let Some(l) = logits {
+            self.c.download(&self.logits, 0, &mut l[..n * v])?;
+        }
         if let Some(h) = hidden {
             self.c.download(&self.hid, 0, &mut h[..n * d])?;
         }

@@ -17,6 +17,20 @@
 //!
 //! The protocol lays logits rows out input-major (variants innermost); the models produce them
 //! variant-major, so rows are interleaved once per run (a copy, negligible next to the forward).
+//!
+//! # Where the logits live
+//!
+//! The host never reads the logits itself: each forward leaves them in the model's device
+//! buffer (`Gpt::forward_device`, `Drafter::forward_device`) and a [`LogitSink`] assembles the
+//! answer in input-major order. [`HostLogits`] (the default, [`ModelHost::new`]) downloads the
+//! rows into host memory for a host backend such as `argen_core::SliceBackend`; argen-cuda's
+//! `DeviceLogitSink` ([`ModelHost::with_sink`]) gathers them on the device, where
+//! `argen_cuda::GpuBackend` samples and verifies them — no logits row crosses the bus.
+//!
+//! What the host still reads back: the EAGLE features (hidden states of every target and
+//! drafter row, `rows × dim` floats per forward) **only when a drafter is loaded** (they are
+//! inputs of later drafter runs, kept per sequence on the host), and the teacher-forced passes
+//! of the built-in implicit-classifier judge (Check / Score actions, not the per-token path).
 
 use std::fmt;
 
@@ -27,6 +41,7 @@ use crate::compute::{Compute, Pos};
 use crate::drafter::Drafter;
 use crate::error::ModelError;
 use crate::gpt::{CaptionPrefill, ClassPrefill, Gpt};
+use crate::sink::{HostLogits, LogitSink};
 use crate::stack::Step;
 use crate::ModelType;
 
@@ -202,7 +217,10 @@ fn feature(
 /// conditional and unconditional model (one teacher-forced pass each), and a partial canvas is
 /// "possible" while that mean over its tokens is non-negative. It needs one spare sequence of
 /// slots. There is no built-in reformulator.
-pub struct ModelHost<'m, C: Compute> {
+///
+/// `S` decides where the answers' logits live (module docs): [`HostLogits`] by default.
+pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
+    c: C,
     gpt: &'m mut Gpt<C>,
     drafter: Option<&'m mut Drafter<C>>,
     judge: Option<&'m mut dyn Judge>,
@@ -210,10 +228,10 @@ pub struct ModelHost<'m, C: Compute> {
     grid: u32,
     dim: usize,
     vocab: usize,
-    /// Answer logits, input-major.
-    logits: Vec<f32>,
-    /// Model output logits, variant-major.
-    scratch: Vec<f32>,
+    /// Assembles the answers' logits, input-major.
+    sink: S,
+    /// Model row of each answer row of the current forward (the interleave).
+    order: Vec<u32>,
     hidden: Vec<f32>,
     features: Vec<f32>,
     tokens: Vec<u32>,
@@ -237,12 +255,26 @@ fn pos(index: u32, grid: u32) -> Pos {
 impl<'m, C: Compute> ModelHost<'m, C> {
     /// A host for `seqs` sequences; `conds[s]` are sequence `s`'s conditional and unconditional
     /// inputs (the reformulated one comes from the judge). The models' capacities must hold
-    /// `3 · seqs` slots.
+    /// `3 · seqs` slots. Answers are host `[f32]` rows ([`HostLogits`]).
     pub fn new(
         gpt: &'m mut Gpt<C>,
         drafter: Option<&'m mut Drafter<C>>,
         judge: Option<&'m mut dyn Judge>,
         conds: &[(Condition, Condition)],
+    ) -> Result<Self, HostError> {
+        Self::with_sink(gpt, drafter, judge, conds, HostLogits::new())
+    }
+}
+
+impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
+    /// [`ModelHost::new`] with answers assembled by `sink` (e.g. argen-cuda's
+    /// `DeviceLogitSink`, which keeps them on the device for `GpuBackend`).
+    pub fn with_sink(
+        gpt: &'m mut Gpt<C>,
+        drafter: Option<&'m mut Drafter<C>>,
+        judge: Option<&'m mut dyn Judge>,
+        conds: &[(Condition, Condition)],
+        sink: S,
     ) -> Result<Self, HostError> {
         let cfg = gpt.config().clone();
         let needed = (conds.len() + usize::from(judge.is_none())) * VARIANTS;
@@ -280,6 +312,7 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             })
             .collect();
         Ok(ModelHost {
+            c: gpt.compute().clone(),
             gpt,
             drafter,
             judge,
@@ -287,8 +320,8 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             grid,
             dim: cfg.dim,
             vocab: cfg.vocab_size,
-            logits: Vec::new(),
-            scratch: Vec::new(),
+            sink,
+            order: Vec::new(),
             hidden: Vec::new(),
             features: Vec::new(),
             tokens: Vec::new(),
@@ -375,61 +408,60 @@ impl<'m, C: Compute> ModelHost<'m, C> {
         })
     }
 
-    /// Reorders `scratch` (variant-major, `n` inputs) into `logits` (input-major).
-    fn interleave(&mut self, n: usize, variants: usize) {
-        let v = self.vocab;
-        self.logits.resize(n * variants * v, 0.0);
-        for var in 0..variants {
-            for i in 0..n {
-                let src = (var * n + i) * v;
-                let dst = (i * variants + var) * v;
-                self.logits[dst..dst + v].copy_from_slice(&self.scratch[src..src + v]);
+    /// Answer rows of a forward of `n` inputs × `variants` (model rows variant-major) in
+    /// protocol order (input-major), into `self.order`.
+    fn interleave_order(&mut self, n: usize, variants: usize) {
+        self.order.clear();
+        for i in 0..n {
+            for var in 0..variants {
+                self.order.push((var * n + i) as u32);
             }
         }
     }
 
     fn prefill(&mut self, seq: u32, tokens: &[u32], g: GuidanceMode) -> Result<(), HostError> {
         let s = self.seq_index(seq)?;
-        let (v, d, variants) = (self.vocab, self.dim, g.variants());
+        let (d, variants) = (self.dim, g.variants());
+        let features = self.drafter.is_some();
         if tokens.len() >= self.seqs[s].committed.len() / (VARIANTS * d).max(1) {
             return Err(HostError::Unsupported(
                 "prefill longer than the image".into(),
             ));
         }
-        self.scratch.resize(variants * v, 0.0);
+        self.sink.begin(&self.c, variants, self.vocab)?;
         self.hidden.resize(variants * d, 0.0);
         for var in 0..variants {
             let sl = slot(seq, var);
             let cond = self.condition(s, var)?.clone();
-            let (logit_row, hid_row) = (
-                &mut self.scratch[var * v..(var + 1) * v],
-                &mut self.hidden[var * d..(var + 1) * d],
-            );
-            match &cond {
-                Condition::Class(class) => self.gpt.prefill_class(
+            let hid_row = features.then(|| &mut self.hidden[var * d..(var + 1) * d]);
+            let out = match &cond {
+                Condition::Class(class) => self.gpt.prefill_class_device(
                     &[ClassPrefill {
                         slot: sl,
                         class: *class,
                     }],
-                    logit_row,
-                    Some(hid_row),
+                    hid_row,
                 )?,
-                Condition::Caption { features, pad } => self.gpt.prefill_caption(
+                Condition::Caption { features, pad } => self.gpt.prefill_caption_device(
                     &[CaptionPrefill {
                         slot: sl,
                         features: features.as_deref(),
                         pad: *pad,
                     }],
-                    logit_row,
-                    Some(hid_row),
+                    hid_row,
                 )?,
+            };
+            if tokens.is_empty() {
+                self.sink.put(&self.c, out, &[0], var)?;
             }
             if let Some(dr) = self.drafter.as_deref_mut() {
                 dr.reset(sl)?;
             }
         }
         let st = &mut self.seqs[s];
-        st.cond_feature[..variants * d].copy_from_slice(&self.hidden[..variants * d]);
+        if features {
+            st.cond_feature[..variants * d].copy_from_slice(&self.hidden[..variants * d]);
+        }
         st.last_index.clear();
         st.last_variants = variants;
         st.entries.clear();
@@ -441,7 +473,6 @@ impl<'m, C: Compute> ModelHost<'m, C> {
             self.positions.clear();
             self.positions
                 .extend((0..n as u32).map(|i| pos(i, self.grid)));
-            let mut out = vec![0.0; n * v];
             let mut hid = vec![0.0; n * d];
             let keep: Vec<usize> = (0..n).collect();
             let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
@@ -453,14 +484,16 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                     positions: &self.positions,
                     parents: None,
                 };
-                self.gpt.forward(&[step], &mut out, Some(&mut hid))?;
+                let hid_rows = features.then_some(&mut hid[..]);
+                let out = self.gpt.forward_device(&[step], hid_rows)?;
+                self.sink.put(&self.c, out, &[n as u32 - 1], var)?;
                 self.gpt.commit(sl, &keep)?;
-                self.scratch[var * v..(var + 1) * v].copy_from_slice(&out[(n - 1) * v..n * v]);
-                let base = var * tokens_per * d;
-                self.seqs[s].committed[base..base + n * d].copy_from_slice(&hid);
+                if features {
+                    let base = var * tokens_per * d;
+                    self.seqs[s].committed[base..base + n * d].copy_from_slice(&hid);
+                }
             }
         }
-        self.interleave(1, variants);
         Ok(())
     }
 
@@ -472,7 +505,8 @@ impl<'m, C: Compute> ModelHost<'m, C> {
         g: GuidanceMode,
     ) -> Result<(), HostError> {
         let s = self.seq_index(seq)?;
-        let (v, d, variants) = (self.vocab, self.dim, g.variants());
+        let (d, variants) = (self.dim, g.variants());
+        let features = self.drafter.is_some();
         let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
         // Commit the kept entries of the last run, with their features.
         self.keep.clear();
@@ -488,7 +522,7 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                     }));
                 }
             }
-            for var in 0..st.last_variants {
+            for var in 0..st.last_variants * usize::from(features) {
                 for &k in &self.keep {
                     let idx = st.last_index[k] as usize;
                     let src = (var * n_last + k) * d;
@@ -527,33 +561,34 @@ impl<'m, C: Compute> ModelHost<'m, C> {
         for var in 0..variants {
             self.condition(s, var)?;
         }
+        self.sink.begin(&self.c, n * variants, self.vocab)?;
+        self.hidden.resize(variants * n * d, 0.0);
+        self.interleave_order(n, variants);
         let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
             slot: slot(seq, var),
             tokens: &self.tokens,
             positions: &self.positions,
             parents: Some(&self.parents),
         });
-        self.scratch.resize(variants * n * v, 0.0);
-        self.hidden.resize(variants * n * d, 0.0);
-        self.gpt.forward(
-            &steps[..variants],
-            &mut self.scratch,
-            Some(&mut self.hidden),
-        )?;
+        let out = self
+            .gpt
+            .forward_device(&steps[..variants], features.then_some(&mut self.hidden[..]))?;
+        self.sink.put(&self.c, out, &self.order, 0)?;
         let st = &mut self.seqs[s];
         st.last_index.clear();
         st.last_index.extend(inputs.iter().map(|i| i.index));
         st.last_hidden.clear();
-        st.last_hidden
-            .extend_from_slice(&self.hidden[..variants * n * d]);
+        if features {
+            st.last_hidden
+                .extend_from_slice(&self.hidden[..variants * n * d]);
+        }
         st.last_variants = variants;
-        self.interleave(n, variants);
         Ok(())
     }
 
     fn draft(&mut self, run: &argen_core::decode::DraftRun<'_>) -> Result<(), HostError> {
         let s = self.seq_index(run.seq)?;
-        let (v, d, variants) = (self.vocab, self.dim, run.guidance.variants());
+        let (d, variants) = (self.dim, run.guidance.variants());
         if self.drafter.is_none() {
             return Err(HostError::Unsupported(
                 "this method drafts, but the model has no drafter (drafter.safetensors)".into(),
@@ -576,7 +611,7 @@ impl<'m, C: Compute> ModelHost<'m, C> {
         }
         let n = run.inputs.len();
         let first_entry = self.seqs[s].entries.len() / (VARIANTS * d);
-        self.logits.resize(n * variants * v, 0.0);
+        self.sink.begin(&self.c, n * variants, self.vocab)?;
         // Two parts: the committed catch-up chain, then the pending inputs.
         let parts = [
             (true, 0usize, run.commit as usize),
@@ -623,6 +658,7 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                     self.features.extend_from_slice(row);
                 }
             }
+            self.interleave_order(m, variants);
             let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
                 slot: slot(run.seq, var),
                 tokens: &self.tokens,
@@ -630,18 +666,12 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                 parents: Some(&self.parents),
             });
             let steps = &steps[..variants];
-            self.scratch.resize(variants * m * v, 0.0);
             self.hidden.resize(variants * m * d, 0.0);
             let dr = self.drafter.as_deref_mut().ok_or_else(|| {
                 HostError::Unsupported("this method drafts, but the model has no drafter".into())
             })?;
-            dr.forward(
-                self.gpt,
-                steps,
-                &self.features,
-                &mut self.scratch,
-                Some(&mut self.hidden),
-            )?;
+            let out = dr.forward_device(self.gpt, steps, &self.features, Some(&mut self.hidden))?;
+            self.sink.put(&self.c, out, &self.order, lo * variants)?;
             if catch_up {
                 self.keep.clear();
                 self.keep.extend(0..m);
@@ -650,7 +680,7 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                 }
                 self.seqs[s].step_committed += m as u32;
             }
-            // Store entry hidden states and interleave logits into the answer.
+            // Store the entries' hidden states.
             let st = &mut self.seqs[s];
             for j in 0..m {
                 let base = st.entries.len();
@@ -659,9 +689,6 @@ impl<'m, C: Compute> ModelHost<'m, C> {
                     let src = (var * m + j) * d;
                     st.entries[base + var * d..base + (var + 1) * d]
                         .copy_from_slice(&self.hidden[src..src + d]);
-                    let lsrc = (var * m + j) * v;
-                    let ldst = ((lo + j) * variants + var) * v;
-                    self.logits[ldst..ldst + v].copy_from_slice(&self.scratch[lsrc..lsrc + v]);
                 }
             }
         }
@@ -669,25 +696,28 @@ impl<'m, C: Compute> ModelHost<'m, C> {
     }
 }
 
-impl<C: Compute, B: Backend<Logits = [f32]>> Host<B> for ModelHost<'_, C>
+impl<C, S, B> Host<B> for ModelHost<'_, C, S>
 where
+    C: Compute,
+    S: LogitSink<C>,
+    B: Backend<Logits = S::Logits>,
     HostError: From<B::Error>,
 {
     type Error = HostError;
 
-    fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, [f32]>, HostError> {
+    fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, S::Logits>, HostError> {
         match *action {
             Action::Prefill(p) => {
                 self.prefill(p.seq, p.tokens, p.guidance)?;
-                Ok(Answer::Logits(&self.logits))
+                Ok(Answer::Logits(self.sink.logits()))
             }
             Action::Target(r) => {
                 self.target(r.seq, r.keep, r.inputs, r.guidance)?;
-                Ok(Answer::Logits(&self.logits))
+                Ok(Answer::Logits(self.sink.logits()))
             }
             Action::Draft(r) => {
                 self.draft(&r)?;
-                Ok(Answer::Logits(&self.logits))
+                Ok(Answer::Logits(self.sink.logits()))
             }
             Action::Check(c) => {
                 let ok = match self.judge.as_deref_mut() {

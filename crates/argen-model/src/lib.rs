@@ -5,6 +5,8 @@
 //! * [`safetensors`]: a defensive, fuzzed parser for checkpoints (F32 / F16 / BF16 weights).
 //! * [`Gpt`], [`Drafter`], [`VqDecoder`]: the models, generic over [`Compute`] (argen-cpu
 //!   provides the CPU backend). Parameter names are the official LlamaGen state-dict names.
+//! * [`host`]: [`ModelHost`], the host side of argen-core's decoding protocol; [`sink`]: where
+//!   the answers' logits live ([`HostLogits`] on the host, or a device sink of argen-cuda).
 //! * [`stack`]: the KV-cache contract (slots, pending entries, tree attention by parent index,
 //!   commit, rollback).
 //!
@@ -17,6 +19,7 @@ pub mod error;
 pub mod gpt;
 pub mod host;
 pub mod safetensors;
+pub mod sink;
 pub mod stack;
 pub mod vq;
 
@@ -26,5 +29,6 @@ pub use drafter::Drafter;
 pub use error::{ModelError, Result};
 pub use gpt::{CaptionPrefill, ClassPrefill, Gpt};
 pub use host::{host_capacity, Condition, HostError, Judge, ModelHost, NoJudge};
+pub use sink::{HostLogits, LogitSink};
 pub use stack::{Capacity, Step};
 pub use vq::{Image, VqDecoder};

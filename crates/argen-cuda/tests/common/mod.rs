@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod decode;
 pub mod model;
 pub mod ops;
 
