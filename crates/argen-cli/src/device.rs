@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use argen_core::decode::{drive, Decoder, Stats};
-use argen_core::SliceBackend;
+use argen_core::SliceStorage;
 use argen_cpu::Cpu;
 use argen_cuda::launch::Executor;
 use argen_cuda::{CudaExecutor, CudaOptions, DeviceLogitSink, GpuBackend, GpuCompute};
@@ -53,16 +53,8 @@ impl Runtime for Cpu {
         conds: &[(Condition, Condition)],
         progress: &mut Progress,
     ) -> Result<(Stats, f64), String> {
-        let v = gpt.config().vocab_size;
-        let rows = dec.dist_rows_needed();
-        let (mut w, mut t, mut f, mut u) = (
-            vec![0u64; (rows + 1) * v],
-            vec![0u64; rows],
-            vec![0f32; v],
-            vec![0u32; v],
-        );
-        let mut backend = SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u)
-            .map_err(|e| e.to_string())?;
+        let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
+        let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = drive(dec, &mut backend, &mut host, progress).map_err(|e| e.to_string())?;

@@ -202,6 +202,44 @@ pub const fn slice_backend_sizes(vocab: usize, rows: usize) -> (usize, usize, us
     ((rows + 1) * vocab, rows, vocab, vocab)
 }
 
+/// Owned storage for a [`SliceBackend`] (feature `alloc`): the four buffers of
+/// [`slice_backend_sizes`], allocated once, borrowed by [`SliceStorage::backend`].
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug, Default)]
+pub struct SliceStorage {
+    vocab: usize,
+    weights: alloc::vec::Vec<u64>,
+    totals: alloc::vec::Vec<u64>,
+    work_f32: alloc::vec::Vec<f32>,
+    work_u32: alloc::vec::Vec<u32>,
+}
+
+#[cfg(feature = "alloc")]
+impl SliceStorage {
+    /// Zeroed storage for `rows` distribution rows of `vocab` tokens.
+    pub fn new(vocab: usize, rows: usize) -> Self {
+        let (w, t, f, u) = slice_backend_sizes(vocab, rows);
+        SliceStorage {
+            vocab,
+            weights: alloc::vec![0; w],
+            totals: alloc::vec![0; t],
+            work_f32: alloc::vec![0.0; f],
+            work_u32: alloc::vec![0; u],
+        }
+    }
+
+    /// A [`SliceBackend`] over this storage (errors as [`SliceBackend::new`]).
+    pub fn backend<L: Logit>(&mut self) -> Result<SliceBackend<'_, L>> {
+        SliceBackend::new(
+            self.vocab,
+            &mut self.weights,
+            &mut self.totals,
+            &mut self.work_f32,
+            &mut self.work_u32,
+        )
+    }
+}
+
 impl<'s, L: Logit> SliceBackend<'s, L> {
     /// Builds the backend over storage of at least [`slice_backend_sizes`] elements.
     pub fn new(

@@ -38,6 +38,8 @@ pub mod sample;
 pub mod trace;
 
 pub use accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
+#[cfg(feature = "alloc")]
+pub use backend::SliceStorage;
 pub use backend::{
     Backend, DraftTree, ProcessJob, RowGuidance, SampleJob, SliceBackend, TreeJob, TreeVerdict,
 };

@@ -632,3 +632,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn slice_storage_checks_the_vocabulary() {
+    use argen_core::{Backend, SliceStorage};
+    assert_eq!(
+        SliceStorage::new(0, 2).backend::<f32>().err(),
+        Some(Error::EmptyRow)
+    );
+    let too_big = argen_core::MAX_VOCAB + 1;
+    assert_eq!(
+        SliceStorage::new(too_big, 0).backend::<f32>().err(),
+        Some(Error::VocabTooLarge { vocab: too_big })
+    );
+    let mut s = SliceStorage::new(5, 3);
+    let b = s.backend::<f32>().unwrap();
+    assert_eq!((b.vocab(), b.dist_rows()), (5, 3));
+}

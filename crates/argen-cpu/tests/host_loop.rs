@@ -9,7 +9,7 @@ use argen_core::decode::{
     drive, Config, Decoder, DraftShape, GuidanceMode, NoObserver, Speculative, SpeculativeConfig,
     Stats, Vanilla,
 };
-use argen_core::{SamplerParams, SliceBackend};
+use argen_core::{SamplerParams, SliceStorage};
 use argen_cpu::{Cpu, Drafter, Gpt};
 use argen_model::{host_capacity, Condition, GptConfig, ModelHost, NoJudge};
 use common::fixture;
@@ -49,15 +49,8 @@ fn config(cfg: &GptConfig, seed: u64) -> Config {
 }
 
 fn run<D: Decoder>(m: &mut Models, dec: &mut D) -> (Vec<u32>, Stats) {
-    let v = m.cfg.vocab_size;
-    let rows = dec.dist_rows_needed();
-    let (mut w, mut t, mut f, mut u) = (
-        vec![0u64; (rows + 1) * v],
-        vec![0u64; rows],
-        vec![0f32; v],
-        vec![0u32; v],
-    );
-    let mut backend = SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u).unwrap();
+    let mut storage = SliceStorage::new(m.cfg.vocab_size, dec.dist_rows_needed());
+    let mut backend = storage.backend::<f32>().unwrap();
     let mut judge = NoJudge;
     let conds = [(Condition::Class(Some(3)), Condition::Class(None))];
     let mut host =

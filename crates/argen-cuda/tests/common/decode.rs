@@ -30,7 +30,7 @@ use argen_core::decode::{
     drive, Action, Answered, Config, Decoder, DraftShape, GuidanceMode, NoObserver, Observer,
     Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig,
 };
-use argen_core::{SamplerParams, SliceBackend};
+use argen_core::{SamplerParams, SliceStorage};
 use argen_cpu::Cpu;
 use argen_cuda::compute::GpuCompute;
 use argen_cuda::launch::{Executor, GemmDesc, Launch};
@@ -88,15 +88,8 @@ pub fn run_host<C: Compute, D: Decoder>(
     dec: &mut D,
     obs: &mut impl Observer,
 ) -> (Vec<u32>, Stats) {
-    let v = m.cfg.vocab_size;
-    let rows = dec.dist_rows_needed();
-    let (mut w, mut t, mut f, mut u) = (
-        vec![0u64; (rows + 1) * v],
-        vec![0u64; rows],
-        vec![0f32; v],
-        vec![0u32; v],
-    );
-    let mut backend = SliceBackend::<f32>::new(v, &mut w, &mut t, &mut f, &mut u).unwrap();
+    let mut storage = SliceStorage::new(m.cfg.vocab_size, dec.dist_rows_needed());
+    let mut backend = storage.backend::<f32>().unwrap();
     let mut judge = NoJudge;
     let dr = drafter.then_some(&mut m.drafter);
     let mut host = ModelHost::new(&mut m.gpt, dr, Some(&mut judge), &conds()).unwrap();

@@ -31,7 +31,7 @@
 use argen_core::decode::{
     drive, Action, Answer, Config, Decoder, GuidanceMode, Host, NoObserver, Vanilla,
 };
-use argen_core::{Backend, SamplerParams, SliceBackend};
+use argen_core::{Backend, SamplerParams, SliceBackend, SliceStorage};
 use argen_cpu::Cpu;
 use argen_cuda::kernels::{Kernel, LANES};
 use argen_cuda::launch::{Arg, Executor, GemmDesc, Launch};
@@ -566,14 +566,8 @@ fn decode_with<D: Decoder, H: for<'b> Host<SliceBackend<'b, f32>, Error = HostEr
     host: &mut H,
     vocab: usize,
 ) -> Vec<u32> {
-    let rows = dec.dist_rows_needed();
-    let (mut w, mut t, mut f, mut u) = (
-        vec![0u64; (rows + 1) * vocab],
-        vec![0u64; rows],
-        vec![0f32; vocab],
-        vec![0u32; vocab],
-    );
-    let mut backend = SliceBackend::<f32>::new(vocab, &mut w, &mut t, &mut f, &mut u).unwrap();
+    let mut storage = SliceStorage::new(vocab, dec.dist_rows_needed());
+    let mut backend = storage.backend::<f32>().unwrap();
     drive(dec, &mut backend, host, &mut NoObserver).unwrap();
     dec.tokens(0).to_vec()
 }
