@@ -20,12 +20,12 @@
 
 use serde_json::{json, Value};
 
-/// Number of cuts audited (GridAR's two pruning points).
-pub const CUTS: usize = 2;
+/// Number of cuts audited (GridAR's pruning points).
+pub const CUTS: usize = argen_core::decode::PRUNING_POINTS;
 
 /// GridAR's pruning cuts, in token rows, for a canvas of `grid` rows.
 pub fn cuts(grid: usize) -> [u32; CUTS] {
-    [(grid / 4) as u32, (grid / 2) as u32]
+    argen_core::decode::pruning_rows(u32::try_from(grid).unwrap_or(u32::MAX))
 }
 
 /// Counters of one benchmark row.

@@ -83,6 +83,12 @@ pub const RELEASE_W: f32 = 5.0;
 /// Pruning points: after stage 0 (top quarter) and stage 1 (top half).
 pub const PRUNING_POINTS: usize = 2;
 
+/// The token rows after which a canvas of `rows` rows is pruned: `⌊rows/4⌋` and `⌊rows/2⌋`
+/// (module docs, "Algorithm").
+pub const fn pruning_rows(rows: u32) -> [u32; PRUNING_POINTS] {
+    [rows / 4, rows / 2]
+}
+
 /// Settings of [`GridAr`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GridArConfig {
@@ -198,7 +204,10 @@ impl<const C: usize, const T: usize> GridAr<C, T> {
         }
         Ok(GridAr {
             cfg,
-            cut_rows: [rows / 4, rows / 2, rows],
+            cut_rows: {
+                let [r1, r2] = pruning_rows(rows);
+                [r1, r2, rows]
+            },
             cands,
             phase: Phase::Gen { stage: 0, c: 0 },
             stats: Stats::default(),

@@ -31,7 +31,7 @@ pub mod vvs;
 
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
-pub use gridar::{GridAr, GridArConfig, GridArReport, RELEASE_W};
+pub use gridar::{pruning_rows, GridAr, GridArConfig, GridArReport, PRUNING_POINTS, RELEASE_W};
 pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 pub use protocol::{
     Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
