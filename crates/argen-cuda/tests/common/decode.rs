@@ -64,7 +64,8 @@ fn conds() -> [(Condition, Condition); 1] {
     [(Condition::Class(Some(3)), Condition::Class(None))]
 }
 
-fn config(cfg: &GptConfig, seed: u64) -> Config {
+/// The decoding settings of every model-level decode test: CFG 3, top-k 32, temperature 1.
+pub fn config(cfg: &GptConfig, seed: u64) -> Config {
     Config {
         seed,
         stream: 0,

@@ -28,10 +28,8 @@
 //! cuBLAS chooses algorithms by shape, so a row's result may depend on the batch: the bit-exact
 //! batch-independence checks become `1e-5` checks ([`Bounds::batch_exact`]).
 
-use argen_core::decode::{
-    drive, Action, Answer, Config, Decoder, GuidanceMode, Host, NoObserver, Vanilla,
-};
-use argen_core::{Backend, SamplerParams, SliceBackend, SliceStorage};
+use argen_core::decode::{drive, Action, Answer, Decoder, Host, NoObserver, Vanilla};
+use argen_core::{Backend, SliceBackend, SliceStorage};
 use argen_cpu::Cpu;
 use argen_cuda::kernels::{Kernel, LANES};
 use argen_cuda::launch::{Arg, Executor, GemmDesc, Launch};
@@ -602,20 +600,7 @@ pub fn vanilla_decode_teacher_forced<C: Compute>(dev: &C, bounds: &Bounds) {
         let mut gd = Gpt::load(dev, &cfg, fixture(case, file), capacity).unwrap();
         let tol = bounds.cpu(dt);
         for seed in 0..3u64 {
-            let config = Config {
-                seed,
-                stream: 0,
-                seq: 0,
-                tokens: cfg.block_size as u32,
-                width: cfg.grid() as u32,
-                sampler: SamplerParams {
-                    temperature: 1.0,
-                    top_k: Some(32),
-                    top_p: None,
-                    min_p: None,
-                },
-                guidance: GuidanceMode::TwoWay { scale: 3.0 },
-            };
+            let config = super::decode::config(&cfg, seed);
             let (mut jc, mut jd) = (NoJudge, NoJudge);
             let mut mirror = Mirror {
                 cpu: ModelHost::new(&mut gc, None, Some(&mut jc), &conds).unwrap(),
