@@ -537,7 +537,8 @@ pub(crate) fn run_method<C: Runtime>(
                 w: RELEASE_W,
             };
             params.insert("reformulate".into(), json!(reformulate));
-            let mut dec = Box::new(GridAr::<MAX_CANDIDATES, MAX_TOKENS>::new(gc).map_err(err)?);
+            let mut dec =
+                Box::new(GridAr::<Vanilla<MAX_TOKENS>, MAX_CANDIDATES>::vanilla(gc).map_err(err)?);
             execute(
                 &mut *dec,
                 env,
