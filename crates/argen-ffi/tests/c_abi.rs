@@ -29,10 +29,8 @@ fn sampler(vocab: usize, rows: usize) -> *mut argen_sampler {
     };
     let mut s = null_mut();
     // SAFETY: valid config and out pointer.
-    assert_eq!(
-        unsafe { argen_sampler_new(&cfg, &mut s) },
-        argen_status::ARGEN_OK
-    );
+    let st = unsafe { argen_sampler_new(&cfg, &mut s) };
+    assert_eq!(st, argen_status::ARGEN_OK);
     s
 }
 

@@ -179,8 +179,8 @@ impl CriterionSpec {
             CriterionSpec::Grouped { .. } => "grouped",
         }
     }
-    pub fn to_json(&self) -> Value {
-        match *self {
+    pub fn to_json(self) -> Value {
+        match self {
             CriterionSpec::Exact => json!({"kind": "exact"}),
             CriterionSpec::Coupled => json!({"kind": "coupled"}),
             CriterionSpec::Lantern { k, delta, lambda } => {
