@@ -231,6 +231,9 @@ fn check_contiguous(shape: &[usize], strides: Option<&[i64]>, unit: i64) -> PyRe
     let Some(strides) = strides else {
         return Ok(());
     };
+    if shape.contains(&0) {
+        return Ok(()); // no element: any strides describe the same (empty) memory
+    }
     let mut expected: i64 = unit;
     for (&n, &s) in shape.iter().zip(strides).rev() {
         if n != 1 && s != expected {
@@ -252,7 +255,10 @@ fn finish<'py>(
     keep: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<ArrayView<'py>> {
     let len = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
-    if len.is_none_or(|l| l.checked_mul(elem.size()).is_none_or(|b| b > isize::MAX as usize)) {
+    if len.is_none_or(|l| {
+        l.checked_mul(elem.size())
+            .is_none_or(|b| b > isize::MAX as usize)
+    }) {
         return Err(layout(format!("array shape {shape:?} is too large")));
     }
     if len != Some(0) {
@@ -274,7 +280,10 @@ fn finish<'py>(
     })
 }
 
-fn from_dlpack<'py>(obj: &Bound<'py, PyAny>, capsule: Bound<'py, PyAny>) -> PyResult<ArrayView<'py>> {
+fn from_dlpack<'py>(
+    obj: &Bound<'py, PyAny>,
+    capsule: Bound<'py, PyAny>,
+) -> PyResult<ArrayView<'py>> {
     let raw = capsule.as_ptr();
     // SAFETY: `raw` is a live object (we hold `capsule`); both calls are stable-ABI capsule API.
     let managed = unsafe {
@@ -310,8 +319,8 @@ fn from_dlpack<'py>(obj: &Bound<'py, PyAny>, capsule: Bound<'py, PyAny>) -> PyRe
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| layout("negative dimension")))
             .collect::<PyResult<_>>()?;
-        let strides = (!t.strides.is_null() && ndim > 0)
-            .then(|| std::slice::from_raw_parts(t.strides, ndim));
+        let strides =
+            (!t.strides.is_null() && ndim > 0).then(|| std::slice::from_raw_parts(t.strides, ndim));
         check_contiguous(&shape, strides, 1)?;
         let ptr = (t.data as *const u8).wrapping_add(t.byte_offset as usize);
         (ptr, elem, shape)
@@ -322,7 +331,9 @@ fn from_dlpack<'py>(obj: &Bound<'py, PyAny>, capsule: Bound<'py, PyAny>) -> PyRe
 fn typestr_elem(typestr: &str) -> PyResult<Elem> {
     let b = typestr.as_bytes();
     if b.len() < 3 {
-        return Err(wrong_type(format!("bad __array_interface__ typestr {typestr:?}")));
+        return Err(wrong_type(format!(
+            "bad __array_interface__ typestr {typestr:?}"
+        )));
     }
     let little = cfg!(target_endian = "little");
     let native = match b[0] {
@@ -356,7 +367,10 @@ fn typestr_elem(typestr: &str) -> PyResult<Elem> {
     Ok(elem)
 }
 
-fn from_array_interface<'py>(obj: &Bound<'py, PyAny>, ai: Bound<'py, PyAny>) -> PyResult<ArrayView<'py>> {
+fn from_array_interface<'py>(
+    obj: &Bound<'py, PyAny>,
+    ai: Bound<'py, PyAny>,
+) -> PyResult<ArrayView<'py>> {
     let ai = ai
         .downcast::<PyDict>()
         .map_err(|_| wrong_type("__array_interface__ is not a dict"))?;
@@ -376,11 +390,14 @@ fn from_array_interface<'py>(obj: &Bound<'py, PyAny>, ai: Bound<'py, PyAny>) -> 
     let data = get("data")?.ok_or_else(|| {
         layout("array exposes no data pointer (__array_interface__ data is None)")
     })?;
-    let data = data.downcast::<PyTuple>().map_err(|_| {
-        layout("array data is a buffer object, not a pointer; pass a NumPy array")
-    })?;
+    let data = data
+        .downcast::<PyTuple>()
+        .map_err(|_| layout("array data is a buffer object, not a pointer; pass a NumPy array"))?;
     let addr: usize = data.get_item(0)?.extract()?;
-    let offset: usize = get("offset")?.map(|o| o.extract()).transpose()?.unwrap_or(0);
+    let offset: usize = get("offset")?
+        .map(|o| o.extract())
+        .transpose()?
+        .unwrap_or(0);
     let strides: Option<Vec<i64>> = get("strides")?.map(|s| s.extract()).transpose()?;
     check_contiguous(&shape, strides.as_deref(), elem.size() as i64)?;
     let ptr = (addr as *const u8).wrapping_add(offset);

@@ -6,8 +6,8 @@
 //! Every exception carries `.code` (the `argen_status` number) and `.status` (its C name).
 
 use argen_ffi::{argen_status, FfiError};
-use pyo3::prelude::*;
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
 
 /// The `argen.errors` class raised for `status`.
 pub fn class_name(status: argen_status) -> &'static str {
@@ -40,7 +40,10 @@ pub fn err(status: argen_status, message: impl Into<String>) -> PyErr {
             Ok(PyErr::from_value(exc))
         })();
         made.unwrap_or_else(|e| {
-            PyRuntimeError::new_err(format!("{message} ({}; argen.errors unavailable: {e})", status.name()))
+            PyRuntimeError::new_err(format!(
+                "{message} ({}; argen.errors unavailable: {e})",
+                status.name()
+            ))
         })
     })
 }

@@ -78,8 +78,11 @@ impl Key {
 
     /// The ChaCha block counter of block ``block`` (0..=255) of this key.
     fn counter(&self, block: u32) -> PyResult<u64> {
-        let b = u8::try_from(block)
-            .map_err(|_| invalid(format!("block {block} is out of range (a key has 256 blocks)")))?;
+        let b = u8::try_from(block).map_err(|_| {
+            invalid(format!(
+                "block {block} is out of range (a key has 256 blocks)"
+            ))
+        })?;
         Ok(self.inner.counter(b))
     }
 
@@ -208,7 +211,10 @@ impl ProcessJob {
     }
 
     fn __repr__(&self) -> String {
-        format!("ProcessJob({:?}, {:?}, out={})", self.inner.rows, self.inner.params, self.inner.out)
+        format!(
+            "ProcessJob({:?}, {:?}, out={})",
+            self.inner.rows, self.inner.params, self.inner.out
+        )
     }
 }
 
@@ -222,26 +228,36 @@ struct Criterion {
 fn table_u32(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<u32>, usize, usize)> {
     if let Ok(v) = array::view(obj, what) {
         if v.shape.len() != 2 {
-            return Err(errors::layout(format!("{what} must be 2-D, got shape {:?}", v.shape)));
+            return Err(errors::layout(format!(
+                "{what} must be 2-D, got shape {:?}",
+                v.shape
+            )));
         }
         return Ok((v.to_u32(what)?, v.shape[0], v.shape[1]));
     }
-    let rows: Vec<Vec<u32>> = obj
-        .extract()
-        .map_err(|_| wrong_type(format!("{what} must be a 2-D integer array or a list of lists")))?;
+    let rows: Vec<Vec<u32>> = obj.extract().map_err(|_| {
+        wrong_type(format!(
+            "{what} must be a 2-D integer array or a list of lists"
+        ))
+    })?;
     flatten(rows, what)
 }
 
 fn table_f32(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<f32>, usize, usize)> {
     if let Ok(v) = array::view(obj, what) {
         if v.shape.len() != 2 {
-            return Err(errors::layout(format!("{what} must be 2-D, got shape {:?}", v.shape)));
+            return Err(errors::layout(format!(
+                "{what} must be 2-D, got shape {:?}",
+                v.shape
+            )));
         }
         return Ok((v.to_f32(what)?, v.shape[0], v.shape[1]));
     }
-    let rows: Vec<Vec<f32>> = obj
-        .extract()
-        .map_err(|_| wrong_type(format!("{what} must be a 2-D float32 array or a list of lists")))?;
+    let rows: Vec<Vec<f32>> = obj.extract().map_err(|_| {
+        wrong_type(format!(
+            "{what} must be a 2-D float32 array or a list of lists"
+        ))
+    })?;
     flatten(rows, what)
 }
 
@@ -281,7 +297,12 @@ impl Criterion {
     /// considered; ``delta`` is the total-variation budget; ``lam`` LANTERN++'s λ (None: plain).
     #[staticmethod]
     #[pyo3(signature = (neighbours, k, delta, lam = None))]
-    fn lantern(neighbours: &Bound<'_, PyAny>, k: usize, delta: f32, lam: Option<f32>) -> PyResult<Self> {
+    fn lantern(
+        neighbours: &Bound<'_, PyAny>,
+        k: usize,
+        delta: f32,
+        lam: Option<f32>,
+    ) -> PyResult<Self> {
         let (ids, vocab, table_k) = table_u32(neighbours, "neighbours")?;
         Ok(Criterion {
             inner: OwnedCriterion::lantern(&ids, vocab, table_k, k, delta, lam).map_err(to_py)?,
@@ -292,7 +313,12 @@ impl Criterion {
     /// target's ``vocab × dim`` float32 input embedding.
     #[staticmethod]
     #[pyo3(signature = (embedding, window = 7, prob_tol = 0.15, dist_tol = 0.5))]
-    fn grouped(embedding: &Bound<'_, PyAny>, window: usize, prob_tol: f32, dist_tol: f32) -> PyResult<Self> {
+    fn grouped(
+        embedding: &Bound<'_, PyAny>,
+        window: usize,
+        prob_tol: f32,
+        dist_tol: f32,
+    ) -> PyResult<Self> {
         let (emb, vocab, dim) = table_f32(embedding, "embedding")?;
         Ok(Criterion {
             inner: OwnedCriterion::grouped(&emb, vocab, dim, window, prob_tol, dist_tol)
@@ -394,11 +420,22 @@ impl Sampler {
 
     /// Keyed draws: ``sample(row, key) -> int``, or ``sample(rows, keys) -> list[int]`` with one
     /// key per row index.
-    fn sample(&mut self, py: Python<'_>, row: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn sample(
+        &mut self,
+        py: Python<'_>,
+        row: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
         if let (Ok(r), Ok(k)) = (row.extract::<u32>(), key.downcast::<Key>()) {
             let mut out = [0u32];
             self.inner
-                .sample(&[SampleJob { row: r, key: k.get().inner }], &mut out)
+                .sample(
+                    &[SampleJob {
+                        row: r,
+                        key: k.get().inner,
+                    }],
+                    &mut out,
+                )
                 .map_err(to_py)?;
             return Ok(out[0].into_pyobject(py)?.into_any().unbind());
         }
@@ -420,7 +457,10 @@ impl Sampler {
             let k = k
                 .downcast::<Key>()
                 .map_err(|_| wrong_type("key must be a Key or a sequence of Keys"))?;
-            jobs.push(SampleJob { row: *r, key: k.get().inner });
+            jobs.push(SampleJob {
+                row: *r,
+                key: k.get().inner,
+            });
         }
         let mut out = vec![0u32; jobs.len()];
         self.inner.sample(&jobs, &mut out).map_err(to_py)?;
@@ -506,7 +546,11 @@ impl Sampler {
     }
 
     fn __repr__(&self) -> String {
-        format!("Sampler(vocab={}, rows={})", self.inner.vocab(), self.inner.rows())
+        format!(
+            "Sampler(vocab={}, rows={})",
+            self.inner.vocab(),
+            self.inner.rows()
+        )
     }
 }
 
@@ -514,12 +558,18 @@ impl Sampler {
 fn ids(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u32>> {
     if let Ok(v) = array::view(obj, what) {
         if v.shape.len() != 1 {
-            return Err(errors::layout(format!("{what} must be 1-D, got shape {:?}", v.shape)));
+            return Err(errors::layout(format!(
+                "{what} must be 1-D, got shape {:?}",
+                v.shape
+            )));
         }
         return v.to_u32(what);
     }
-    obj.extract()
-        .map_err(|_| wrong_type(format!("{what} must be a 1-D integer array or a sequence of ints")))
+    obj.extract().map_err(|_| {
+        wrong_type(format!(
+            "{what} must be a 1-D integer array or a sequence of ints"
+        ))
+    })
 }
 
 /// One keyed draw per row of ``logits`` (shape ``(n, vocab)`` or ``(vocab,)``): processes each
@@ -537,7 +587,11 @@ fn sample_rows(
 ) -> PyResult<Vec<u32>> {
     let view = rows_of(logits)?;
     let vocab = *view.shape.last().unwrap_or(&0);
-    let n = if view.shape.len() == 2 { view.shape[0] } else { 1 };
+    let n = if view.shape.len() == 2 {
+        view.shape[0]
+    } else {
+        1
+    };
     let keys = keys
         .downcast::<PySequence>()
         .map_err(|_| wrong_type("keys must be a sequence of Keys"))?;
@@ -564,7 +618,13 @@ fn sample_rows(
         sampler.process(rows, &[job]).map_err(to_py)?;
         let mut t = [0u32];
         sampler
-            .sample(&[SampleJob { row: 0, key: k.get().inner }], &mut t)
+            .sample(
+                &[SampleJob {
+                    row: 0,
+                    key: k.get().inner,
+                }],
+                &mut t,
+            )
             .map_err(to_py)?;
         out.push(t[0]);
     }

@@ -237,6 +237,9 @@ impl Sampler {
     /// `job.out`), as [`Backend::process`].
     pub fn process(&mut self, logits: Rows<'_>, jobs: &[ProcessJob]) -> FfiResult<()> {
         self.check_logits(&logits)?;
+        for job in jobs {
+            self.check_row(job.out)?;
+        }
         match logits {
             Rows::F32(l) => self.backend::<f32>()?.process(l, jobs)?,
             Rows::F16(l) => self.backend::<f16>()?.process(l, jobs)?,
@@ -306,12 +309,11 @@ impl Sampler {
         criterion: &OwnedCriterion,
         path: &mut [u32],
     ) -> FfiResult<TreeVerdict> {
-        if criterion.vocab() != Some(self.vocab) && criterion.vocab().is_some() {
+        if let Some(v) = criterion.vocab().filter(|&v| v != self.vocab) {
             return Err(FfiError::new(
                 argen_status::ARGEN_ERR_LENGTH_MISMATCH,
                 format!(
-                    "criterion is built for a vocabulary of {}, the sampler has {}",
-                    criterion.vocab().unwrap_or(0),
+                    "criterion is built for a vocabulary of {v}, the sampler has {}",
                     self.vocab
                 ),
             ));
