@@ -14,5 +14,7 @@ flags=(-std=c11 -Wall -Wextra -Werror -Iinclude)
 "$out/sample_and_verify"
 "$CC" "${flags[@]}" -g -fsanitize=address,undefined -fno-sanitize-recover=all \
   examples/c/test_argen.c "$lib" "${libs[@]}" -o "$out/test_argen"
+# The header is also valid C++ (extern "C" guards).
+"${CXX:-c++}" -std=c++17 -Wall -Wextra -Werror -Iinclude -x c++ -fsyntax-only include/argen.h
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   "$out/test_argen" fixtures/rng_v1.txt
