@@ -48,3 +48,13 @@ def vectors() -> dict:
 def rng_lines() -> list:
     """The lines of fixtures/rng_v1.txt (argen-core's RNG and pipeline known answers)."""
     return (FIXTURES / "rng_v1.txt").read_text().splitlines()
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, or a skip when it is not installed (or not importable on this machine)."""
+    try:
+        import torch
+    except Exception as e:  # ImportError, or a broken install (e.g. missing CUDA libraries)
+        pytest.skip(f"torch not usable: {e}")
+    return torch

@@ -63,8 +63,7 @@ def test_processing_and_sampling_numpy_f32_f16(vectors):
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f16", "bf16"])
-def test_processing_and_sampling_torch(vectors, dtype):
-    pytest.importorskip("torch")
+def test_processing_and_sampling_torch(vectors, dtype, torch):
     cases = [c for c in vectors["process"] if c["dtype"] == dtype]
     assert cases
     for case in cases:

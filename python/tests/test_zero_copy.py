@@ -55,15 +55,6 @@ def test_scalar_dimension_of_size_one_with_any_stride():
     assert argen.array_info(col)[0] == base.ctypes.data + 3 * 16 * 4
 
 
-@pytest.fixture
-def torch():
-    try:
-        import torch  # noqa: F401
-    except Exception as e:  # an ImportError, or a broken install
-        pytest.skip(f"torch not usable: {e}")
-    return torch
-
-
 @pytest.mark.parametrize("name", ["float32", "float16", "bfloat16"])
 def test_torch_pointer_is_the_tensors(torch, name):
     t = torch.linspace(-2, 2, 48).to(getattr(torch, name)).reshape(3, 16)
