@@ -426,7 +426,10 @@ impl Sampler {
         row: &Bound<'_, PyAny>,
         key: &Bound<'_, PyAny>,
     ) -> PyResult<PyObject> {
-        if let (Ok(r), Ok(k)) = (row.extract::<u32>(), key.downcast::<Key>()) {
+        if let Ok(r) = row.extract::<u32>() {
+            let k = key
+                .downcast::<Key>()
+                .map_err(|_| wrong_type("with one row index, key must be one argen.Key"))?;
             let mut out = [0u32];
             self.inner
                 .sample(

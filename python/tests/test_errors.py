@@ -177,3 +177,14 @@ def test_sampler_sizes():
         argen.Sampler(4, 0)
     with pytest.raises(argen.CapacityError, match="limit"):
         argen.Sampler(1 << 20, 1 << 12)
+
+
+def test_sample_argument_shapes(sampler):
+    sampler.process(logits(), argen.ProcessJob(0))
+    key = argen.Key(0, 0, 1, 0)
+    assert isinstance(sampler.sample(0, key), int)
+    assert sampler.sample([0, 0], [key, key]) == [sampler.sample(0, key)] * 2
+    with pytest.raises(argen.ArgenTypeError, match="one argen.Key"):
+        sampler.sample(0, [key])
+    with pytest.raises(argen.ArgenTypeError, match="sequence of ints"):
+        sampler.sample("0", key)
