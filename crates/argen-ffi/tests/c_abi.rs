@@ -808,3 +808,96 @@ fn status_names_and_library_info() {
     assert_eq!(argen_dtype_size(ARGEN_DTYPE_BF16), 2);
     assert_eq!(argen_dtype_size(3), 0);
 }
+
+#[test]
+fn last_error_is_per_thread_and_criteria_are_shared_between_threads() {
+    let fx = fixture();
+    let crit = criterion(
+        &fx,
+        &serde_json::json!({"kind": "lantern", "k": 8, "delta": 0.2}),
+    );
+    let vocab = fx["vocab"].as_u64().unwrap() as usize;
+    let crit_addr = crit as usize;
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let crit = crit_addr as *mut argen_criterion;
+                let s = sampler(vocab, 2);
+                let logits: Vec<f32> = (0..2 * vocab).map(|i| (i % 13) as f32 * 0.5).collect();
+                let jobs = [0u32, 1].map(|r| argen_process_job {
+                    guidance: argen_guidance {
+                        kind: ARGEN_GUIDANCE_PLAIN,
+                        cond: r,
+                        uncond: 0,
+                        reformulated: 0,
+                        scale: 0.0,
+                    },
+                    params: argen_sampler_params {
+                        temperature: 1.0,
+                        top_k: 0,
+                        top_p: 0.0,
+                        min_p: 0.0,
+                    },
+                    out: r,
+                });
+                let tokens = [12u32];
+                let parents = [ARGEN_ROOT];
+                let mut results = Vec::new();
+                for seed in 0..50 {
+                    let job = argen_tree_job {
+                        tokens: tokens.as_ptr(),
+                        parents: parents.as_ptr(),
+                        n_nodes: 1,
+                        target_base: 0,
+                        draft_base: ARGEN_NO_DRAFT,
+                        seed,
+                        stream: 0,
+                        position: 0,
+                    };
+                    let mut path = [0u32; 1];
+                    let mut v = argen_tree_verdict::default();
+                    // SAFETY: sized buffers, live handles (the criterion is shared read-only).
+                    unsafe {
+                        assert_eq!(
+                            argen_sampler_process(
+                                s,
+                                logits.as_ptr().cast(),
+                                ARGEN_DTYPE_F32,
+                                logits.len(),
+                                jobs.as_ptr(),
+                                2
+                            ),
+                            argen_status::ARGEN_OK
+                        );
+                        assert_eq!(
+                            argen_sampler_verify_tree(s, &job, crit, path.as_mut_ptr(), 1, &mut v),
+                            argen_status::ARGEN_OK,
+                            "{}",
+                            last_error()
+                        );
+                    }
+                    results.push((v.accepted, v.token));
+                }
+                // A failure on this thread leaves a message here only.
+                if t % 2 == 0 {
+                    let st = argen_sampler_fill(s, 99, ARGEN_FILL_UNIFORM, 0);
+                    assert_eq!(st, argen_status::ARGEN_ERR_INVALID_ARGUMENT);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let msg = last_error();
+                assert_eq!(msg.is_empty(), t % 2 == 1, "thread {t}: {msg:?}");
+                // SAFETY: live handle.
+                unsafe { argen_sampler_free(s) };
+                results
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "same inputs, same verdicts on every thread"
+    );
+    // SAFETY: live handle, no thread uses it any more.
+    let st = unsafe { argen_criterion_free(crit) };
+    assert_eq!(st, argen_status::ARGEN_OK);
+}
