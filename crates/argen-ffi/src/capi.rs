@@ -293,6 +293,14 @@ pub struct argen_criterion {
     inner: OwnedCriterion,
 }
 
+/// Jobs are converted to the core's types in chunks of this many, on the stack.
+const JOB_CHUNK: usize = 32;
+const PROCESS_FILLER: ProcessJob = ProcessJob {
+    rows: RowGuidance::Plain { row: 0 },
+    params: SamplerParams::GREEDY,
+    out: 0,
+};
+
 static SAMPLERS: Registry<argen_sampler> = Registry::new("argen_sampler");
 static CRITERIA: Registry<argen_criterion> = Registry::new("argen_criterion");
 
@@ -716,19 +724,25 @@ pub unsafe extern "C" fn argen_sampler_process(
         let rows = unsafe { Rows::from_raw(logits.cast(), dtype, n_elements)? };
         // SAFETY: the caller's contract on `jobs`.
         let jobs = unsafe { slice(jobs, n_jobs, "jobs")? };
-        let mut core_jobs = Vec::with_capacity(jobs.len());
-        for (i, j) in jobs.iter().enumerate() {
-            let rows = j
-                .guidance
-                .to_core()
-                .map_err(|e| FfiError::new(e.status, format!("jobs[{i}]: {}", e.message)))?;
-            core_jobs.push(ProcessJob {
-                rows,
-                params: j.params.to_core(),
-                out: j.out,
-            });
+        // Converted in fixed-size chunks on the stack: no allocation per call.
+        let mut buf = [PROCESS_FILLER; JOB_CHUNK];
+        for (c, chunk) in jobs.chunks(JOB_CHUNK).enumerate() {
+            for (k, (j, slot)) in chunk.iter().zip(buf.iter_mut()).enumerate() {
+                let rows = j.guidance.to_core().map_err(|e| {
+                    FfiError::new(
+                        e.status,
+                        format!("jobs[{}]: {}", c * JOB_CHUNK + k, e.message),
+                    )
+                })?;
+                *slot = ProcessJob {
+                    rows,
+                    params: j.params.to_core(),
+                    out: j.out,
+                };
+            }
+            s.process(rows, &buf[..chunk.len()])?;
         }
-        s.process(rows, &core_jobs)
+        Ok(())
     })
 }
 
@@ -751,14 +765,30 @@ pub unsafe extern "C" fn argen_sampler_sample(
         let jobs = unsafe { slice(jobs, n_jobs, "jobs")? };
         // SAFETY: the caller's contract.
         let out = unsafe { slice_mut(out_tokens, out_len, "out_tokens")? };
-        let mut core_jobs = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            core_jobs.push(SampleJob {
-                row: j.row,
-                key: j.key.to_core()?,
-            });
+        if out.len() < jobs.len() {
+            return Err(FfiError::new(
+                argen_status::ARGEN_ERR_BUFFER_TOO_SMALL,
+                format!(
+                    "{} sample jobs but room for {} tokens",
+                    jobs.len(),
+                    out.len()
+                ),
+            ));
         }
-        s.sample(&core_jobs, out)
+        let mut buf = [SampleJob {
+            row: 0,
+            key: Key::new(0, 0, Purpose::SAMPLE, 0),
+        }; JOB_CHUNK];
+        for (chunk, out) in jobs.chunks(JOB_CHUNK).zip(out.chunks_mut(JOB_CHUNK)) {
+            for (j, slot) in chunk.iter().zip(buf.iter_mut()) {
+                *slot = SampleJob {
+                    row: j.row,
+                    key: j.key.to_core()?,
+                };
+            }
+            s.sample(&buf[..chunk.len()], &mut out[..chunk.len()])?;
+        }
+        Ok(())
     })
 }
 

@@ -901,3 +901,110 @@ fn last_error_is_per_thread_and_criteria_are_shared_between_threads() {
     let st = unsafe { argen_criterion_free(crit) };
     assert_eq!(st, argen_status::ARGEN_OK);
 }
+
+#[test]
+fn batches_longer_than_one_chunk_equal_the_core() {
+    use argen_core::rng::{Key, Purpose};
+    use argen_core::{Backend, ProcessJob, RowGuidance, SampleJob, SamplerParams, SliceStorage};
+    let (vocab, n) = (33usize, 70u32);
+    let logits = common::case_rows(77, n as usize, vocab, true);
+    let params = SamplerParams {
+        temperature: 0.8,
+        top_k: Some(9),
+        top_p: None,
+        min_p: None,
+    };
+    let mut storage = SliceStorage::new(vocab, n as usize);
+    let mut core = storage.backend::<f32>().unwrap();
+    let jobs: Vec<ProcessJob> = (0..n)
+        .map(|r| ProcessJob {
+            rows: RowGuidance::Plain { row: n - 1 - r },
+            params,
+            out: r,
+        })
+        .collect();
+    core.process(&logits, &jobs).unwrap();
+    let draws: Vec<SampleJob> = (0..n)
+        .map(|r| SampleJob {
+            row: r,
+            key: Key::new(3, r, Purpose::SAMPLE, 2 * r),
+        })
+        .collect();
+    let mut want = vec![0u32; n as usize];
+    core.sample(&draws, &mut want).unwrap();
+
+    let s = sampler(vocab, n as usize);
+    let cjobs: Vec<argen_process_job> = (0..n)
+        .map(|r| argen_process_job {
+            guidance: argen_guidance {
+                kind: ARGEN_GUIDANCE_PLAIN,
+                cond: n - 1 - r,
+                uncond: 0,
+                reformulated: 0,
+                scale: 0.0,
+            },
+            params: argen_sampler_params {
+                temperature: 0.8,
+                top_k: 9,
+                top_p: 0.0,
+                min_p: 0.0,
+            },
+            out: r,
+        })
+        .collect();
+    let cdraws: Vec<argen_sample_job> = (0..n)
+        .map(|r| argen_sample_job {
+            key: argen_key {
+                seed: 3,
+                stream: r,
+                purpose: ARGEN_PURPOSE_SAMPLE,
+                position: 2 * r,
+                token: 0,
+            },
+            row: r,
+        })
+        .collect();
+    let mut got = vec![0u32; n as usize];
+    // SAFETY: sized buffers, live handle.
+    unsafe {
+        assert_eq!(
+            argen_sampler_process(
+                s,
+                logits.as_ptr().cast(),
+                ARGEN_DTYPE_F32,
+                logits.len(),
+                cjobs.as_ptr(),
+                cjobs.len()
+            ),
+            argen_status::ARGEN_OK,
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            argen_sampler_sample(
+                s,
+                cdraws.as_ptr(),
+                cdraws.len(),
+                got.as_mut_ptr(),
+                got.len()
+            ),
+            argen_status::ARGEN_OK
+        );
+        let mut bad = cjobs.clone();
+        bad[40].guidance.kind = 7;
+        assert_eq!(
+            argen_sampler_process(
+                s,
+                logits.as_ptr().cast(),
+                ARGEN_DTYPE_F32,
+                logits.len(),
+                bad.as_ptr(),
+                bad.len()
+            ),
+            argen_status::ARGEN_ERR_INVALID_ARGUMENT
+        );
+        assert!(last_error().contains("jobs[40]"), "{}", last_error());
+        argen_sampler_free(s);
+    }
+    assert_eq!(got, want);
+}
