@@ -20,7 +20,9 @@
 //!
 //! **Trace hash:** tag byte 1, no parameters. **Device:** code 1, no parameter words, no table.
 
-use super::{foreign, Acceptance, Borrowed, DeviceParams, Draft, NodeKeys, NodeState, Outcome, Rule};
+use super::{
+    foreign, Acceptance, Borrowed, DeviceParams, Draft, NodeKeys, NodeState, Outcome, Rule,
+};
 use crate::dist::Dist;
 use crate::error::Result;
 use crate::rng::{Key, Purpose};

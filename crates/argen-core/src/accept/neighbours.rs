@@ -321,5 +321,23 @@ mod tests {
         let mut z = [0.0f32; 3];
         l2_normalise(&mut z);
         assert_eq!(z, [0.0; 3]);
+        // Bit for bit the expression argen-model's VQ used before it called this function, so
+        // tables and decoded images did not move: rows of 8 values over many magnitudes.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let mut row = [0.0f32; 8];
+            for x in row.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let m = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                *x = m * [1e-3f32, 1.0, 37.0][(state & 3) as usize % 3];
+            }
+            let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            let want: std::vec::Vec<u32> = row.iter().map(|x| (x / n).to_bits()).collect();
+            l2_normalise(&mut row);
+            let got: std::vec::Vec<u32> = row.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(got, want);
+        }
     }
 }
