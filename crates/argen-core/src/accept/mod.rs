@@ -32,7 +32,7 @@
 //! the parameters) and the way its parameters travel to a device ([`Rule::device`]: a code, a
 //! block of [`DEVICE_PARAM_WORDS`] words, at most one table). [`Criterion::rule`] is the one
 //! `match` over criteria; [`NodeVerifier`], [`verify_siblings`], [`crate::backend::SliceBackend`],
-//! the trace hash ([`crate::trace::hash`]) and argen-cuda's `GpuBackend` only call the trait.
+//! the trace hash ([`crate::trace::config_hash`]) and argen-cuda's `GpuBackend` only call the trait.
 //! [`NodeState`] offers the pieces the rules share: the standard ratio test
 //! ([`NodeState::ratio`]), the residual ([`NodeState::remove`]) and the one-sampled-sibling
 //! guard of the relaxed rules ([`NodeState::single_sampled_sibling`]).
