@@ -27,6 +27,9 @@ const PROCESS_JOB_WORDS: usize = 12;
 /// ([`argen_core::accept::DeviceParams`]), the scratch row, the invalid-criterion flag.
 const VERIFY_JOB_WORDS: usize = PARAM_WORD + DEVICE_PARAM_WORDS + 2;
 const PARAM_WORD: usize = 9;
+/// Criterion codes `0..KERNEL_CRITERIA` have a branch in `argen_verify_tree` (exact, coupled,
+/// LANTERN, grouped); a criterion added to `argen_core::accept` raises it with its branch.
+const KERNEL_CRITERIA: u32 = 4;
 const SCRATCH_WORD: usize = PARAM_WORD + DEVICE_PARAM_WORDS;
 const INVALID_WORD: usize = SCRATCH_WORD + 1;
 const FP32: f64 = 4_294_967_296.0;
@@ -843,6 +846,16 @@ impl<E: Executor> Backend for GpuBackend<E> {
         let crit_err = criterion.validate(v).err();
         // The criterion packs itself (its module in argen_core::accept documents the words).
         let params = criterion.device();
+        if params.code >= KERNEL_CRITERIA {
+            return Err(Error::Invalid {
+                op: "verify_tree".into(),
+                detail: format!(
+                    "criterion {} (device code {}) has no branch in argen_verify_tree",
+                    criterion.name(),
+                    params.code
+                ),
+            });
+        }
         let mut w = [0u32; VERIFY_JOB_WORDS];
         w[0] = n as u32;
         w[1] = job.target_base;

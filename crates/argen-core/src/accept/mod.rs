@@ -54,8 +54,10 @@
 //!    parity suite (`tests/common/mod.rs`).
 //! 4. Device: `argen_verify_tree` (argen-cuda `kernels/verify.krn`) reads the parameter block
 //!    at job words 9..17 under the criterion's code; add the criterion's branch there, reading
-//!    the words in the layout its module documents. A host needs no change: `GpuBackend` copies
-//!    the words and uploads the table ([`DeviceTable`]) without knowing the criterion.
+//!    the words in the layout its module documents, and raise `KERNEL_CRITERIA` in argen-cuda's
+//!    `backend.rs` (codes at or above it are refused with an error, never run as another rule).
+//!    Nothing else changes on the host: `GpuBackend` copies the words and uploads the table
+//!    ([`DeviceTable`]) without knowing the criterion.
 //! 5. Front ends: a criterion that needs data from a model directory (a table, an embedding) is
 //!    built where the CLI builds the others (`argen-cli`, `generate.rs`), with its flags in
 //!    `args.rs`.
