@@ -138,15 +138,20 @@ fn main() {
     let mut solo_secs = 0.0;
     let mut solo_tokens = Vec::new();
     for c in 0..n {
-        let mut dec = Box::new(Vanilla::<MAX_TOKENS>::new(config(tokens, grid, cfg.vocab_size, c)).unwrap());
+        let mut dec =
+            Box::new(Vanilla::<MAX_TOKENS>::new(config(tokens, grid, cfg.vocab_size, c)).unwrap());
         let (secs, mut t) = run(&mut *dec, &mut gpt, &conds, n);
         solo_secs += secs;
         solo_tokens.push(t.swap_remove(c as usize));
     }
     // Best-of-n in lockstep.
     let mut bon = Box::new(
-        BestOfN::<Vanilla<MAX_TOKENS>, MAX_N>::new(config(tokens, grid, cfg.vocab_size, 0), n, Vanilla::new)
-            .unwrap(),
+        BestOfN::<Vanilla<MAX_TOKENS>, MAX_N>::new(
+            config(tokens, grid, cfg.vocab_size, 0),
+            n,
+            Vanilla::new,
+        )
+        .unwrap(),
     );
     let (bon_secs, bon_tokens) = run(&mut *bon, &mut gpt, &conds, n);
     assert_eq!(
@@ -156,9 +161,14 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "model: {name}, {tokens} tokens per image, {threads} thread(s), load {}\n",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    println!("| n | {n} × vanilla | Best-of-{n} (lockstep) | ratio | per token step: solo / batched |");
+    println!(
+        "| n | {n} × vanilla | Best-of-{n} (lockstep) | ratio | per token step: solo / batched |"
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| {n} | {:.2} s | {:.2} s | {:.2}× | {:.2} ms / {:.2} ms |",
