@@ -253,6 +253,8 @@ pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
     keep: Vec<usize>,
     /// Groups of the current forward.
     groups: Vec<TargetGroup>,
+    /// Forward actions answered, by model (target, drafter).
+    calls: [u32; 2],
 }
 
 /// The model rows of a group of `n` inputs × `variants` (model rows variant-major, starting at
@@ -354,7 +356,15 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             parents: Vec::new(),
             keep: Vec::new(),
             groups: Vec::new(),
+            calls: [0; 2],
         })
+    }
+
+    /// Forward actions answered so far: `(target, drafter)`. A batched action — every candidate
+    /// of Best-of-N or GridAR, or every request of a `Mux`, at one token step — counts once: it
+    /// is one model forward over all its target runs (its prefills, rare, run beside it).
+    pub fn forward_calls(&self) -> (u32, u32) {
+        (self.calls[0], self.calls[1])
     }
 
     /// Mean `log p(x_i | cond) − log p(x_i | uncond)` over `tokens` (the built-in judge), computed
@@ -832,6 +842,7 @@ where
                     }));
                 }
             }
+            self.calls[model as usize] += 1;
             match model {
                 Model::Target => self.target_forward(action, rows)?,
                 Model::Drafter => self.draft_forward(action, rows)?,
