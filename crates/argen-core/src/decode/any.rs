@@ -575,10 +575,10 @@ pub struct Requirements {
     /// Most logits rows of one action's answer: `sequences · inputs_per_run · variants` (the
     /// candidates of Best-of-N and GridAR share forwards). Exact where `inputs_per_run` is.
     pub logits_rows: u32,
-    /// Distribution rows the backend must hold ([`Decoder::dist_rows_needed`](super::Decoder::dist_rows_needed) of the built
+    /// Distribution rows the backend must hold ([`Decoder::dist_rows_needed`] of the built
     /// decoder, exactly).
     pub dist_rows: u32,
-    /// Whether drafter forwards ([`Action::Draft`](super::Action::Draft)) occur.
+    /// Whether drafter forwards ([`Action::Draft`]) occur.
     pub drafter: bool,
     /// Whether [`Action::Check`] occurs (GridAR with the verifier).
     pub check: bool,
