@@ -265,3 +265,83 @@ fn bench_errors_are_clear() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
 }
+
+#[test]
+fn bench_runs_inner_methods_under_best_of_n() {
+    let json = tmp("bon-inner.json");
+    let j = json.display().to_string();
+    let m = model();
+    let out = argen(&[
+        "bench",
+        "--quick",
+        "--model",
+        &m,
+        "--json",
+        &j,
+        "--prompts",
+        "1",
+        "--seeds",
+        "2",
+        "--methods",
+        "bon",
+        "--inner",
+        "vanilla,sd",
+        "--threads",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = check_report(&r, 1, 2);
+    let names: Vec<_> = rows.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "vanilla",
+            "best-of-4",
+            "best-of-8",
+            "bon N=4 inner=sd",
+            "bon N=8 inner=sd"
+        ]
+    );
+    let row = &rows[3];
+    assert_eq!(row["inner"], "sd");
+    assert_eq!(row["config"]["scaling"]["best_of_n"]["n"], 4);
+    assert!(row["config"]["method"]["speculative"].is_object());
+    assert!(num(row, "draft_forwards") > 0.0);
+    // The row's flags reproduce its second run with `argen generate`.
+    let run = &row["runs"].as_array().unwrap()[1];
+    let tok = tmp("bon-inner.tok.json");
+    let png = tmp("bon-inner.png");
+    let (t, p) = (tok.display().to_string(), png.display().to_string());
+    let mut args = vec![
+        "generate", "--model", &m, "--class", "0", "--seed", "1", "--out", &p, "--tokens", &t,
+        "--quiet",
+    ];
+    let flags = row["flags"].as_str().unwrap().to_string();
+    assert!(
+        flags.contains("--method bon --n 4 --inner sd --criterion exact --draft tree"),
+        "{flags}"
+    );
+    args.extend(flags.split(' '));
+    let g = argen(&args);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+    assert_eq!(run["tokens"], want);
+    // GridAR rows cannot take speculative candidates yet: one line, with a hint.
+    let out = argen(&["bench", "--model", &m, "--inner", "sd"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("restartable")
+            && e.contains("hint: --methods bon")
+            && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    let out = argen(&["bench", "--model", &m, "--methods", "bon", "--inner", "bon"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single-image"));
+}

@@ -383,14 +383,110 @@ fn gridar_reformulates_unless_told_not_to() {
     };
     let with = run(&[], "gridar-reform");
     let without = run(&["--no-reformulate"], "gridar-keep");
-    assert_eq!(with["params"]["reformulate"], true);
+    assert_eq!(with["config"]["scaling"]["gridar"]["reformulate"], true);
     assert_eq!(with["reformulations"], 4, "2 candidates × 2 pruning points");
-    assert_eq!(without["params"]["reformulate"], false);
+    assert_eq!(without["config"]["scaling"]["gridar"]["reformulate"], false);
     assert_eq!(without["reformulations"], 0);
     // Three-way guidance computes 3 rows per input after the first cut, two-way 2.
     assert!(with["target_rows"].as_u64() > without["target_rows"].as_u64());
     assert_eq!(
         without["tokens"], 128,
         "2 candidates × 64 tokens, as Best-of-2"
+    );
+}
+
+/// `argen generate` with `extra` flags on class 4, seed 5; returns the stats and the tokens.
+fn generate_with(extra: &[&str], tag: &str) -> (serde_json::Value, String) {
+    let (png, stats, tokens) = (
+        tmp(&format!("{tag}.png")),
+        tmp(&format!("{tag}.json")),
+        tmp(&format!("{tag}.tok.json")),
+    );
+    let (m, p, s, t) = (
+        model(),
+        png.display().to_string(),
+        stats.display().to_string(),
+        tokens.display().to_string(),
+    );
+    let mut args = vec![
+        "generate", "--model", &m, "--class", "4", "--seed", "5", "--out", &p, "--stats", &s,
+        "--tokens", &t, "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let out = argen(&args);
+    assert!(
+        out.status.success(),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    (v, std::fs::read_to_string(&tokens).unwrap())
+}
+
+#[test]
+fn inner_methods_run_as_best_of_n_candidates() {
+    let bon = ["--method", "bon", "--n", "2"];
+    let (vanilla, vanilla_tokens) = generate_with(&bon, "bon-vanilla");
+    assert_eq!(vanilla["inner"], "vanilla");
+    assert_eq!(vanilla["config"]["method"], "vanilla");
+    assert_eq!(vanilla["config"]["scaling"]["best_of_n"]["n"], 2);
+    assert_eq!(vanilla["draft_forwards"], 0);
+    // Coupled speculative candidates are vanilla's token for token, so the chosen image is too.
+    let mut coupled = bon.to_vec();
+    coupled.extend(["--inner", "sd", "--criterion", "coupled"]);
+    coupled.extend(&SMALL_TREE[..6]);
+    let (sd, sd_tokens) = generate_with(&coupled, "bon-sd-coupled");
+    assert_eq!(sd_tokens, vanilla_tokens);
+    assert_eq!(sd["method"], "bon");
+    assert_eq!(sd["inner"], "sd");
+    let spec = &sd["config"]["method"]["speculative"];
+    assert_eq!(spec["criterion"], "coupled");
+    assert_eq!(spec["shape"]["tree"]["total"], 10);
+    assert!(sd["draft_forwards"].as_u64().unwrap() > 0);
+    assert_eq!(sd["tokens"], vanilla["tokens"]);
+    assert_eq!(sd["scorer_calls"], 2);
+    // LANTERN candidates: k is capped at the vocabulary − 1 in the recorded configuration.
+    let mut lantern = bon.to_vec();
+    lantern.extend(["--inner", "lantern", "--delta", "0.3"]);
+    lantern.extend(&SMALL_TREE[..6]);
+    let (l, _) = generate_with(&lantern, "bon-lantern");
+    let c = &l["config"]["method"]["speculative"]["criterion"]["lantern"];
+    assert_eq!(c["delta"].as_f64(), Some(0.3f32 as f64));
+    assert!(c["k"].as_u64().unwrap() < 1000);
+    assert_eq!(l["tokens"], 2 * 16);
+    // GridAR over vanilla names its inner method too.
+    let (g, _) = generate_with(
+        &["--method", "gridar", "--n", "2", "--inner", "vanilla"],
+        "gridar-inner",
+    );
+    assert_eq!(g["inner"], "vanilla");
+    assert_eq!(g["config"]["scaling"]["gridar"]["n"], 2);
+    let (single, _) = generate_with(&["--method", "sjd", "--window", "4"], "sjd-config");
+    assert_eq!(single["inner"], serde_json::Value::Null);
+    assert_eq!(single["config"]["method"]["jacobi"]["window"], 4);
+    assert_eq!(single["config"]["scaling"], serde_json::Value::Null);
+}
+
+#[test]
+fn unsupported_inner_combinations_are_one_line_errors() {
+    let m = model();
+    let g = |extra: &[&str], needle: &str| {
+        let mut args = vec!["generate", "--model", &m, "--class", "1"];
+        args.extend_from_slice(extra);
+        fails_with(&args, needle);
+        fails_with(&args, "hint: ");
+    };
+    g(&["--method", "gridar", "--inner", "sd"], "restartable");
+    g(
+        &["--method", "gridar", "--inner", "lantern"],
+        "--method bon --inner lantern",
+    );
+    g(
+        &["--method", "sd", "--inner", "lantern"],
+        "--inner lantern applies to --method bon and gridar",
+    );
+    g(
+        &["--method", "bon", "--inner", "gridar"],
+        "single-image methods",
     );
 }

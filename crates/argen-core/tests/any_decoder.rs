@@ -615,7 +615,7 @@ fn bad_configs_and_missing_resources_are_typed_errors() {
         schedule: Schedule::Never,
         warmup: 5,
     };
-    assert_eq!(param(single(MethodConfig::Vvs(wide))), "tree");
+    assert_eq!(param(single(MethodConfig::Vvs(wide))), "T");
     wide.speculative.shape = DraftShape::Tree {
         total: 59,
         depth: 4,

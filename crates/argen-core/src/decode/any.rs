@@ -74,19 +74,19 @@
 #[cfg(feature = "alloc")]
 use alloc::boxed::Box;
 
-use super::speculative::{MAX_POOL, MAX_TOP_K};
 #[cfg(feature = "alloc")]
 use super::GuidanceMode;
 #[cfg(feature = "alloc")]
+use super::{Action, BestOfN, Decoder, GridAr, GridArConfig, Restartable, Stats, Vanilla};
 use super::{
-    Action, BestOfN, Decoder, GridAr, GridArConfig, Jacobi, Restartable, Speculative, Stats,
-    Vanilla, Vvs, VvsConfig,
+    Config, DraftShape, Jacobi, JacobiConfig, JacobiInit, Schedule, Speculative, SpeculativeConfig,
+    Vvs, VvsConfig,
 };
-use super::{Config, DraftShape, JacobiConfig, JacobiInit, Schedule, SpeculativeConfig};
 use crate::accept::grouped::MAX_WINDOW;
+use crate::accept::Criterion;
 use crate::accept::NeighbourTable;
 #[cfg(feature = "alloc")]
-use crate::accept::{Criterion, GroupedParams, LanternParams};
+use crate::accept::{GroupedParams, LanternParams};
 #[cfg(feature = "alloc")]
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -101,6 +101,23 @@ pub const MAX_TOKENS: usize = 1024;
 pub const MAX_INPUTS: usize = 64;
 /// Most candidates of Best-of-N and GridAR in an [`AnyDecoder`].
 pub const MAX_CANDIDATES: usize = 16;
+
+/// The settings a method's parameters are checked on without building the real decoder: the
+/// decoders' own constructors run on a one-token image with the exact criterion and a one-entry
+/// codebook (tables-free stand-ins; the criterion's parameters are checked by
+/// [`CriterionConfig`] itself, the shared settings by [`Config::validate`]), so every capacity
+/// rule lives in one place, the decoder.
+fn probe() -> Config {
+    Config {
+        seed: 0,
+        stream: 0,
+        seq: 0,
+        tokens: 1,
+        width: 1,
+        sampler: SamplerParams::default(),
+        guidance: crate::decode::GuidanceMode::None,
+    }
+}
 
 /// An acceptance criterion without its tables (those come from [`Resources`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -274,37 +291,7 @@ impl SpeculativeParams {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
-        let max_nodes = MAX_INPUTS as u32 - 1;
-        match self.shape {
-            DraftShape::Chain { gamma } => {
-                if gamma == 0 || gamma > max_nodes {
-                    return bad("gamma", "must be between 1 and MAX_INPUTS − 1 (63)");
-                }
-            }
-            DraftShape::Tree {
-                total,
-                depth,
-                top_k,
-            } => {
-                if total == 0 || depth == 0 || top_k == 0 {
-                    return bad("tree", "total, depth and top_k must be at least 1");
-                }
-                if total > max_nodes || top_k > max_nodes || top_k as usize > MAX_TOP_K {
-                    return bad(
-                        "tree",
-                        "total and top_k must be at most MAX_INPUTS − 1 (63)",
-                    );
-                }
-                let pool = top_k as u64 + (depth as u64 - 1) * top_k as u64 * top_k as u64;
-                if pool > MAX_POOL as u64 {
-                    return bad("tree", "top_k + (depth − 1)·top_k² must not exceed 512");
-                }
-            }
-        }
-        if let Some(s) = self.draft_sampler {
-            s.validate(usize::MAX)?;
-        }
+        Speculative::<1, MAX_INPUTS>::new(self.config(probe()), Criterion::Exact)?;
         self.criterion.validate()
     }
 }
@@ -325,32 +312,15 @@ pub struct VvsParams {
 
 impl VvsParams {
     fn validate(&self) -> Result<()> {
-        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
-        self.speculative.validate()?;
-        match self.schedule {
-            Schedule::Never => {}
-            Schedule::Uniform { interval } => {
-                if interval == 0 {
-                    return bad("interval", "must be at least 1");
-                }
-            }
-            Schedule::Dynamic { threshold, alpha } => {
-                if !(threshold.is_finite() && (-1.0..=1.0).contains(&threshold)) {
-                    return bad("threshold", "must lie in [-1, 1]");
-                }
-                if !(alpha.is_finite() && alpha > 0.0 && alpha <= 1.0) {
-                    return bad("alpha", "must lie in (0, 1]");
-                }
-            }
-        }
-        let s = &self.speculative;
-        if 1 + s.shape.depth() as u64 + s.nodes() as u64 > MAX_INPUTS as u64 {
-            return bad(
-                "tree",
-                "VVS needs 1 + depth + draft nodes <= MAX_INPUTS (64): skipped tokens share the run",
-            );
-        }
-        Ok(())
+        let cfg = VvsConfig {
+            spec: self.speculative.config(probe()),
+            schedule: self.schedule,
+            warmup: self.warmup,
+            codebook: &[0.0],
+            dim: 1,
+        };
+        Vvs::<1, MAX_INPUTS>::new(cfg, Criterion::Exact)?;
+        self.speculative.criterion.validate()
     }
 }
 
@@ -378,12 +348,7 @@ impl JacobiParams {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.window == 0 || self.window as usize >= MAX_INPUTS {
-            return Err(Error::InvalidParameter {
-                name: "window",
-                reason: "must be between 1 and MAX_INPUTS − 1 (63)",
-            });
-        }
+        Jacobi::<1, MAX_INPUTS>::new(self.config(probe()), Criterion::Exact)?;
         self.criterion.validate()
     }
 }
