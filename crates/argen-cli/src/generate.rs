@@ -5,8 +5,8 @@
 //! models' capacities, say whether the drafter is loaded and which tables ([`Tables`]) are
 //! built; [`AnyDecoder`] runs it ([`run_config`]). `argen bench` uses the same path per row.
 
-use argen_core::accept::neighbours::build_table;
-use argen_core::accept::NeighbourTable;
+use argen_core::accept::neighbours::build_table_with;
+use argen_core::accept::{Metric, NeighbourTable};
 use argen_core::decode::{
     AnyDecoder, Config, CriterionConfig, Decoder, DecoderConfig, DraftShape, GuidanceMode,
     JacobiInit, JacobiParams, MethodConfig, Requirements, Resources, ScalingConfig, Schedule,
@@ -53,11 +53,11 @@ pub(crate) struct Outcome {
 }
 
 /// The tables criteria borrow, derived from the model directory, built on first use and kept
-/// for later runs (LANTERN's neighbour tables per `k`, GSD's embedding); the VQ codebook (VVS's
-/// dynamic schedule) is the VQ decoder's own.
+/// for later runs (LANTERN's neighbour tables per `k` and metric, GSD's embedding); the VQ
+/// codebook (VVS's dynamic schedule) is the VQ decoder's own.
 pub(crate) struct Tables<'d> {
     dir: &'d crate::model_dir::ModelDir,
-    neighbours: Vec<(usize, Vec<u32>)>,
+    neighbours: Vec<(usize, Metric, Vec<u32>)>,
     embedding: Option<Vec<f32>>,
 }
 
@@ -78,12 +78,14 @@ impl<'d> Tables<'d> {
         vq: &VqDecoder<C>,
         cfg: &GptConfig,
     ) -> Result<(), String> {
-        if let Some(k) = req.neighbours {
-            let k = k as usize;
-            if !self.neighbours.iter().any(|(kk, _)| *kk == k) {
-                let t = build_table(vq.codebook(), vq.config().codebook_embed_dim, k)
+        if let Some(n) = req.neighbours {
+            let (k, metric) = (n.k as usize, n.metric);
+            if !self.neighbours.iter().any(|t| (t.0, t.1) == (k, metric)) {
+                // `Metric::Normalised` ranks exactly the rows the VQ decoder looks up.
+                let dim = vq.config().codebook_embed_dim;
+                let t = build_table_with(vq.raw_codebook(), dim, k, metric)
                     .map_err(|e| e.to_string())?;
-                self.neighbours.push((k, t));
+                self.neighbours.push((k, metric, t));
             }
         }
         if req.embedding && self.embedding.is_none() {
@@ -100,9 +102,9 @@ impl<'d> Tables<'d> {
         cfg: &GptConfig,
     ) -> Result<Resources<'t>, String> {
         let mut res = Resources::none();
-        if let Some(k) = req.neighbours {
-            let k = k as usize;
-            if let Some((_, ids)) = self.neighbours.iter().find(|(kk, _)| *kk == k) {
+        if let Some(n) = req.neighbours {
+            let (k, metric) = (n.k as usize, n.metric);
+            if let Some((_, _, ids)) = self.neighbours.iter().find(|t| (t.0, t.1) == (k, metric)) {
                 let table =
                     NeighbourTable::new(ids, cfg.vocab_size, k).map_err(|e| e.to_string())?;
                 res = res.with_neighbours(table);
@@ -225,6 +227,7 @@ fn method_config(m: Method, a: &GenerateArgs, vocab: usize) -> Option<MethodConf
             k: a.lantern_k.min(vocab.saturating_sub(1)).max(1) as u32,
             delta: a.delta,
             lambda: a.lambda,
+            metric: Metric::from(a.lantern_metric),
         })),
         Method::Gsd => MethodConfig::Speculative(speculative(CriterionConfig::GROUPED_PAPER)),
         Method::Vvs => MethodConfig::Vvs(VvsParams {

@@ -13,13 +13,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use argen_core::accept::neighbours::build_table;
-use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
+use argen_core::accept::{Criterion, GroupedParams, LanternParams, Metric, NeighbourTable};
 use argen_core::decode::{
     drive, Action, AnyDecoder, BestOfN, Config, CriterionConfig, Decoder, DecoderConfig,
     DraftShape, GridAr, GridArConfig, Group, GuidanceMode, Jacobi, JacobiInit, JacobiParams,
-    MethodConfig, Model, Observer, Requirements, Resources, ScalingConfig, Schedule, Speculative,
-    SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams, MAX_CANDIDATES, MAX_INPUTS,
-    MAX_TOKENS, RELEASE_W,
+    MethodConfig, Model, NeighbourNeeds, Observer, Requirements, Resources, ScalingConfig,
+    Schedule, Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams,
+    MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS, RELEASE_W,
 };
 use argen_core::trace::config_hash;
 use argen_core::{Error, SamplerParams};
@@ -63,6 +63,7 @@ const LANTERN: CriterionConfig = CriterionConfig::Lantern {
     k: 6,
     delta: 0.2,
     lambda: None,
+    metric: Metric::Normalised,
 };
 const GROUPED: CriterionConfig = CriterionConfig::Grouped {
     window: 4,
@@ -138,7 +139,9 @@ impl Tables {
         match c {
             CriterionConfig::Exact => Criterion::Exact,
             CriterionConfig::Coupled => Criterion::Coupled,
-            CriterionConfig::Lantern { k, delta, lambda } => Criterion::Lantern(LanternParams {
+            CriterionConfig::Lantern {
+                k, delta, lambda, ..
+            } => Criterion::Lantern(LanternParams {
                 neighbours: self.table(),
                 k: k as usize,
                 delta,
@@ -495,7 +498,13 @@ fn requirements_name_the_resources_and_follow_the_rules() {
         .unwrap()
     };
     let r = req(spec(TREE, LANTERN), None);
-    assert_eq!(r.neighbours, Some(6));
+    assert_eq!(
+        r.neighbours,
+        Some(NeighbourNeeds {
+            k: 6,
+            metric: Metric::Normalised
+        })
+    );
     assert!(!r.embedding && !r.codebook && r.drafter && !r.score);
     let r = req(spec(CHAIN, GROUPED), Some(ScalingConfig::BestOfN { n: 5 }));
     assert!(r.embedding && r.neighbours.is_none() && r.score && !r.check);
@@ -577,7 +586,17 @@ fn bad_configs_and_missing_resources_are_typed_errors() {
         };
         assert_eq!(param(single(shape(s))), "tree", "{tree:?}");
     }
-    let lantern = |k, delta, lambda| spec(TREE, CriterionConfig::Lantern { k, delta, lambda });
+    let lantern = |k, delta, lambda| {
+        spec(
+            TREE,
+            CriterionConfig::Lantern {
+                k,
+                delta,
+                lambda,
+                metric: Metric::Raw,
+            },
+        )
+    };
     assert_eq!(param(single(lantern(0, 0.2, None))), "lantern_k");
     assert_eq!(param(single(lantern(6, 1.5, None))), "delta");
     assert_eq!(param(single(lantern(6, 0.2, Some(0.5)))), "lambda");
@@ -738,7 +757,7 @@ const DOC_EXAMPLE: &str = r#"{
   },
   "method": { "speculative": {
     "shape": { "tree": { "total": 59, "depth": 4, "top_k": 10 } },
-    "criterion": { "lantern": { "k": 1000, "delta": 0.2, "lambda": null } },
+    "criterion": { "lantern": { "k": 1000, "delta": 0.2, "lambda": null, "metric": "normalised" } },
     "draft_sampler": null
   } },
   "scaling": { "best_of_n": { "n": 4 } }
@@ -763,6 +782,7 @@ fn the_documented_json_shape_parses() {
                 k: 1000,
                 delta: 0.2,
                 lambda: None,
+                metric: Metric::Normalised,
             },
         ),
         scaling: Some(ScalingConfig::BestOfN { n: 4 }),
@@ -800,6 +820,10 @@ fn the_documented_json_shape_parses() {
     assert_eq!(grid["method"]["jacobi"]["init"], "copy_left");
     assert_eq!(grid["method"]["jacobi"]["criterion"], "exact");
     assert_eq!(grid["base"]["guidance"]["two_way"]["scale"], 2.0);
+    // An absent metric is the default (normalised).
+    let old = DOC_EXAMPLE.replace(", \"metric\": \"normalised\"", "");
+    assert_ne!(old, DOC_EXAMPLE);
+    assert_eq!(serde_json::from_str::<DecoderConfig>(&old).unwrap(), want);
     // Typos are errors, not silently ignored settings.
     let typo = DOC_EXAMPLE
         .replace("\"warmup\"", "\"x\"")
@@ -825,6 +849,17 @@ fn the_stable_encoding_tells_configs_apart_and_is_pinned() {
             k: 6,
             delta: 0.2,
             lambda: Some(1.0),
+            metric: Metric::Normalised,
+        };
+    }
+    assert_ne!(config_hash(&lambda), h);
+    let h = config_hash(&lambda);
+    if let MethodConfig::Speculative(s) = &mut lambda.method {
+        s.criterion = CriterionConfig::Lantern {
+            k: 6,
+            delta: 0.2,
+            lambda: Some(1.0),
+            metric: Metric::Raw,
         };
     }
     assert_ne!(config_hash(&lambda), h);
@@ -834,7 +869,7 @@ fn the_stable_encoding_tells_configs_apart_and_is_pinned() {
 }
 
 /// FNV-1a of the documented example's stable encoding.
-const PINNED: u64 = 18_137_086_341_772_658_531;
+const PINNED: u64 = 3_768_095_348_891_985_600;
 
 #[test]
 fn requirements_struct_is_the_one_documented() {

@@ -90,6 +90,7 @@ fn requests(t: &Tables, salt: u64) -> Vec<AnyDecoder<'_>> {
         k: 8,
         delta: 0.2,
         lambda: None,
+        metric: Default::default(),
     };
     let configs = [
         DecoderConfig::single(config(s(1), 0), MethodConfig::Vanilla),

@@ -43,7 +43,7 @@
 //!   },
 //!   "method": { "speculative": {
 //!     "shape": { "tree": { "total": 59, "depth": 4, "top_k": 10 } },
-//!     "criterion": { "lantern": { "k": 1000, "delta": 0.2, "lambda": null } },
+//!     "criterion": { "lantern": { "k": 1000, "delta": 0.2, "lambda": null, "metric": "normalised" } },
 //!     "draft_sampler": null
 //!   } },
 //!   "scaling": { "best_of_n": { "n": 4 } }
@@ -57,7 +57,7 @@
 //!   `{"uniform": {"interval": i}}` or `{"dynamic": {"threshold": s, "alpha": a}}`;
 //!   `{"jacobi": {"window": 16, "init": "random" | "copy_left", "criterion": …}}`.
 //! * `shape`: `{"chain": {"gamma": g}}` or `{"tree": {"total", "depth", "top_k"}}`;
-//!   `criterion`: `"exact"`, `"coupled"`, `{"lantern": {"k", "delta", "lambda"}}`,
+//!   `criterion`: `"exact"`, `"coupled"`, `{"lantern": {"k", "delta", "lambda", "metric"}}`,
 //!   `{"grouped": {"window", "prob_tol", "dist_tol"}}`; `draft_sampler` `null` = the target's.
 //! * `scaling`: `null` / absent (one image), `{"best_of_n": {"n": n}}` or
 //!   `{"gridar": {"n", "verifier", "reformulate", "w"}}`.
@@ -84,9 +84,9 @@ use super::{
 };
 use crate::accept::grouped::MAX_WINDOW;
 use crate::accept::Criterion;
-use crate::accept::NeighbourTable;
 #[cfg(feature = "alloc")]
 use crate::accept::{GroupedParams, LanternParams};
+use crate::accept::{Metric, NeighbourTable};
 #[cfg(feature = "alloc")]
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -133,7 +133,7 @@ pub enum CriterionConfig {
     /// The target's own keyed draw: vanilla's tokens ([`crate::accept::coupled`]).
     Coupled,
     /// LANTERN relaxed acceptance ([`crate::accept::lantern`]); needs
-    /// [`Resources::neighbours`] with at least `k` neighbours per token.
+    /// [`Resources::neighbours`] with at least `k` neighbours per token, ranked by `metric`.
     Lantern {
         /// Neighbours considered per token (paper: 1000).
         k: u32,
@@ -141,6 +141,11 @@ pub enum CriterionConfig {
         delta: f32,
         /// LANTERN++ factor `λ >= 1`, or `None`.
         lambda: Option<f32>,
+        /// The distance the neighbour table ranks codebook rows by (JSON: `"raw"` or
+        /// `"normalised"`, the default when absent). It decides which table the host builds;
+        /// the decoder cannot check a table's metric.
+        #[cfg_attr(feature = "serde", serde(default))]
+        metric: Metric,
     },
     /// Grouped speculative decoding ([`crate::accept::grouped`]); needs
     /// [`Resources::embedding`].
@@ -176,7 +181,9 @@ impl CriterionConfig {
         let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
         match *self {
             CriterionConfig::Exact | CriterionConfig::Coupled => Ok(()),
-            CriterionConfig::Lantern { k, delta, lambda } => {
+            CriterionConfig::Lantern {
+                k, delta, lambda, ..
+            } => {
                 if k == 0 {
                     return bad("lantern_k", "must be at least 1");
                 }
@@ -217,7 +224,9 @@ impl CriterionConfig {
         let criterion = match *self {
             CriterionConfig::Exact => Criterion::Exact,
             CriterionConfig::Coupled => Criterion::Coupled,
-            CriterionConfig::Lantern { k, delta, lambda } => {
+            CriterionConfig::Lantern {
+                k, delta, lambda, ..
+            } => {
                 let neighbours = res.neighbours.ok_or(Error::MissingResource {
                     resource: "neighbours",
                     needed_by: "lantern criterion",
@@ -551,8 +560,8 @@ pub struct Requirements {
     pub score: bool,
     /// Whether [`Action::Reformulate`] occurs (GridAR with reformulation).
     pub reformulate: bool,
-    /// Neighbours per token the LANTERN table of [`Resources::neighbours`] must have, if needed.
-    pub neighbours: Option<u32>,
+    /// The LANTERN table [`Resources::neighbours`] must hold, if needed.
+    pub neighbours: Option<NeighbourNeeds>,
     /// Whether [`Resources::embedding`] is needed (grouped criterion).
     pub embedding: bool,
     /// Whether [`Resources::codebook`] is needed (VVS dynamic schedule).
@@ -651,7 +660,9 @@ impl DecoderConfig {
             score: self.scaling.is_some(),
             reformulate,
             neighbours: match criterion {
-                Some(CriterionConfig::Lantern { k, .. }) => Some(k),
+                Some(CriterionConfig::Lantern { k, metric, .. }) => {
+                    Some(NeighbourNeeds { k, metric })
+                }
                 _ => None,
             },
             embedding: matches!(criterion, Some(CriterionConfig::Grouped { .. })),
@@ -664,6 +675,17 @@ impl DecoderConfig {
             ),
         })
     }
+}
+
+/// The LANTERN neighbour table a configuration needs ([`Requirements::neighbours`]): at least
+/// `k` neighbours per token, ranked by `metric` ([`crate::accept::neighbours::build_table_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct NeighbourNeeds {
+    /// Neighbours per token.
+    pub k: u32,
+    /// Their distance metric.
+    pub metric: Metric,
 }
 
 /// A `rows × dim` row-major `f32` table borrowed for the decoder's lifetime.
@@ -945,18 +967,27 @@ fn opt<T>(h: &mut Fnv64, v: Option<T>, f: impl FnOnce(&mut Fnv64, T)) {
     }
 }
 
-/// Tag byte (0 exact, 1 coupled, 2 LANTERN, 3 grouped), then LANTERN's `k`, `δ`, optional `λ`
-/// or grouped's `window`, `prob_tol`, `dist_tol`. The tables are not part of the encoding.
+/// Tag byte (0 exact, 1 coupled, 2 LANTERN, 3 grouped), then LANTERN's `k`, `δ`, optional `λ`,
+/// metric byte (0 raw, 1 normalised), or grouped's `window`, `prob_tol`, `dist_tol`. The tables are not part of the encoding.
 impl StableEncode for CriterionConfig {
     fn encode(&self, h: &mut Fnv64) {
         match *self {
             CriterionConfig::Exact => h.u8(0),
             CriterionConfig::Coupled => h.u8(1),
-            CriterionConfig::Lantern { k, delta, lambda } => {
+            CriterionConfig::Lantern {
+                k,
+                delta,
+                lambda,
+                metric,
+            } => {
                 h.u8(2);
                 h.u32(k);
                 h.f32(delta);
                 opt(h, lambda, |h, l| h.f32(l));
+                h.u8(match metric {
+                    Metric::Raw => 0,
+                    Metric::Normalised => 1,
+                });
             }
             CriterionConfig::Grouped {
                 window,

@@ -40,8 +40,9 @@ pub mod vvs;
 #[cfg(feature = "alloc")]
 pub use any::{AnyDecoder, SingleDecoder};
 pub use any::{
-    CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, Requirements, Resources,
-    ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS,
+    CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds, Requirements,
+    Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES, MAX_INPUTS,
+    MAX_TOKENS,
 };
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
