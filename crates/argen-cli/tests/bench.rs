@@ -233,19 +233,27 @@ fn bench_runs_equal_argen_generate() {
         (run["prompt"].as_u64(), run["seed"].as_u64()),
         (Some(1), Some(1))
     );
-    let tok = tmp("sd.tok.json");
-    let png = tmp("sd.png");
-    let (t, p) = (tok.display().to_string(), png.display().to_string());
+    assert_eq!(run["tokens"], generate_tokens(row, "1", "1", "sd"));
+}
+
+/// The tokens `argen generate` makes with `row`'s flags on class `class`, seed `seed`.
+fn generate_tokens(row: &Value, class: &str, seed: &str, tag: &str) -> Value {
+    let tok = tmp(&format!("{tag}.tok.json"));
+    let png = tmp(&format!("{tag}.png"));
+    let (m, t, p) = (
+        model(),
+        tok.display().to_string(),
+        png.display().to_string(),
+    );
     let mut args = vec![
-        "generate", "--model", &m, "--class", "1", "--seed", "1", "--out", &p, "--tokens", &t,
+        "generate", "--model", &m, "--class", class, "--seed", seed, "--out", &p, "--tokens", &t,
         "--quiet",
     ];
     let flags = row["flags"].as_str().unwrap().to_string();
     args.extend(flags.split(' '));
     let g = argen(&args);
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
-    assert_eq!(run["tokens"], want);
+    serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap()
 }
 
 #[test]
@@ -314,23 +322,12 @@ fn bench_runs_inner_methods_under_best_of_n() {
     assert!(num(row, "draft_forwards") > 0.0);
     // The row's flags reproduce its second run with `argen generate`.
     let run = &row["runs"].as_array().unwrap()[1];
-    let tok = tmp("bon-inner.tok.json");
-    let png = tmp("bon-inner.png");
-    let (t, p) = (tok.display().to_string(), png.display().to_string());
-    let mut args = vec![
-        "generate", "--model", &m, "--class", "0", "--seed", "1", "--out", &p, "--tokens", &t,
-        "--quiet",
-    ];
-    let flags = row["flags"].as_str().unwrap().to_string();
+    let flags = row["flags"].as_str().unwrap();
     assert!(
         flags.contains("--method bon --n 4 --inner sd --criterion exact --draft tree"),
         "{flags}"
     );
-    args.extend(flags.split(' '));
-    let g = argen(&args);
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
-    assert_eq!(run["tokens"], want);
+    assert_eq!(run["tokens"], generate_tokens(row, "0", "1", "bon-inner"));
     // GridAR rows cannot take speculative candidates yet: one line, with a hint.
     let out = argen(&["bench", "--model", &m, "--inner", "sd"]);
     assert!(!out.status.success());

@@ -44,6 +44,23 @@ fn generate(
     threads: &str,
     tag: &str,
 ) -> (Vec<u8>, serde_json::Value, String) {
+    let mut args = vec![
+        "--class",
+        "3",
+        "--method",
+        method,
+        "--seed",
+        seed,
+        "--threads",
+        threads,
+    ];
+    args.extend_from_slice(&SMALL_TREE);
+    generate_with(&args, tag)
+}
+
+/// `argen generate` on the tiny model with `extra` flags; returns the PNG, the stats and the
+/// tokens.
+fn generate_with(extra: &[&str], tag: &str) -> (Vec<u8>, serde_json::Value, String) {
     let (png, stats, tokens) = (
         tmp(&format!("{tag}.png")),
         tmp(&format!("{tag}.json")),
@@ -56,34 +73,21 @@ fn generate(
         tokens.display().to_string(),
     );
     let mut args = vec![
-        "generate",
-        "--model",
-        &m,
-        "--class",
-        "3",
-        "--method",
-        method,
-        "--seed",
-        seed,
-        "--threads",
-        threads,
-        "--out",
-        &p,
-        "--stats",
-        &s,
-        "--tokens",
-        &t,
-        "--quiet",
+        "generate", "--model", &m, "--out", &p, "--stats", &s, "--tokens", &t, "--quiet",
     ];
-    args.extend_from_slice(&SMALL_TREE);
+    args.extend_from_slice(extra);
     let out = argen(&args);
     assert!(
         out.status.success(),
-        "{method}: {}",
+        "{extra:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let png_bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n", "{method}: not a PNG");
+    assert_eq!(
+        &png_bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{extra:?}: not a PNG"
+    );
     let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     (png_bytes, stats, std::fs::read_to_string(&tokens).unwrap())
 }
@@ -395,36 +399,14 @@ fn gridar_reformulates_unless_told_not_to() {
     );
 }
 
-/// `argen generate` with `extra` flags on class 4, seed 5; returns the stats and the tokens.
-fn generate_with(extra: &[&str], tag: &str) -> (serde_json::Value, String) {
-    let (png, stats, tokens) = (
-        tmp(&format!("{tag}.png")),
-        tmp(&format!("{tag}.json")),
-        tmp(&format!("{tag}.tok.json")),
-    );
-    let (m, p, s, t) = (
-        model(),
-        png.display().to_string(),
-        stats.display().to_string(),
-        tokens.display().to_string(),
-    );
-    let mut args = vec![
-        "generate", "--model", &m, "--class", "4", "--seed", "5", "--out", &p, "--stats", &s,
-        "--tokens", &t, "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    let out = argen(&args);
-    assert!(
-        out.status.success(),
-        "{extra:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
-    (v, std::fs::read_to_string(&tokens).unwrap())
-}
-
 #[test]
 fn inner_methods_run_as_best_of_n_candidates() {
+    let generate_with = |extra: &[&str], tag: &str| {
+        let mut args = vec!["--class", "4", "--seed", "5"];
+        args.extend_from_slice(extra);
+        let (_, stats, tokens) = generate_with(&args, tag);
+        (stats, tokens)
+    };
     let bon = ["--method", "bon", "--n", "2"];
     let (vanilla, vanilla_tokens) = generate_with(&bon, "bon-vanilla");
     assert_eq!(vanilla["inner"], "vanilla");

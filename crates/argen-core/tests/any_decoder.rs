@@ -842,27 +842,28 @@ fn the_stable_encoding_tells_configs_apart_and_is_pinned() {
     let mut seeded = one;
     seeded.base.seed = 1;
     assert_ne!(config_hash(&one), config_hash(&seeded));
-    let mut lambda = DecoderConfig::single(base(0), spec(TREE, LANTERN));
-    let h = config_hash(&lambda);
-    if let MethodConfig::Speculative(s) = &mut lambda.method {
-        s.criterion = CriterionConfig::Lantern {
-            k: 6,
-            delta: 0.2,
-            lambda: Some(1.0),
-            metric: Metric::Normalised,
-        };
-    }
-    assert_ne!(config_hash(&lambda), h);
-    let h = config_hash(&lambda);
-    if let MethodConfig::Speculative(s) = &mut lambda.method {
-        s.criterion = CriterionConfig::Lantern {
-            k: 6,
-            delta: 0.2,
-            lambda: Some(1.0),
-            metric: Metric::Raw,
-        };
-    }
-    assert_ne!(config_hash(&lambda), h);
+    // λ and the neighbour metric each change the digest.
+    let lantern = |lambda, metric| {
+        config_hash(&DecoderConfig::single(
+            base(0),
+            spec(
+                TREE,
+                CriterionConfig::Lantern {
+                    k: 6,
+                    delta: 0.2,
+                    lambda,
+                    metric,
+                },
+            ),
+        ))
+    };
+    let plain = lantern(None, Metric::Normalised);
+    assert_eq!(
+        plain,
+        config_hash(&DecoderConfig::single(base(0), spec(TREE, LANTERN)))
+    );
+    assert_ne!(lantern(Some(1.0), Metric::Normalised), plain);
+    assert_ne!(lantern(None, Metric::Raw), plain);
     // The documented example's digest: a change to the encoding shows here.
     let doc: DecoderConfig = serde_json::from_str(DOC_EXAMPLE).unwrap();
     assert_eq!(config_hash(&doc), PINNED);
