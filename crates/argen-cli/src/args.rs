@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// Worker threads (0 = all cores); the peer uses as many.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Candidate methods of the `bon` and `gridar` rows, comma-separated (vanilla, sd, lantern,
+    /// gsd, vvs, sjd): one set of rows per method, named `… inner=METHOD` [default: vanilla].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub inner: Vec<Method>,
 }
 
 /// `argen score`.
@@ -290,6 +294,11 @@ pub struct GenerateArgs {
     /// Candidates of Best-of-N and GridAR.
     #[arg(long, default_value_t = 4)]
     pub n: u32,
+    /// The method of each candidate of `--method bon` and `gridar` (its own flags — `--criterion`,
+    /// `--draft`, `--delta`, … — apply) [default: vanilla]. GridAR needs restartable candidates:
+    /// vanilla only, for now.
+    #[arg(long, value_enum)]
+    pub inner: Option<Method>,
     /// GridAR: keep the user's prompt at the pruning points (no layout reformulation, no
     /// three-way guidance). Reformulation needs the ShapesWorld judge; other models never
     /// reformulate.

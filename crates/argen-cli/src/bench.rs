@@ -2,7 +2,8 @@
 //!
 //! The models are loaded once, with capacities for the largest row, and every row
 //! ([`crate::bench_spec`]) runs on the same prompts × seeds through the same code path as
-//! `argen generate` ([`crate::generate::run_method`]). Per row:
+//! `argen generate` (a [`argen_core::decode::DecoderConfig`] run by
+//! [`crate::generate::run_config`]). Per row:
 //!
 //! * **TPF** — image tokens per target forward pass (prefills counted as passes);
 //! * **MAL** — mean accepted draft length per verification step, not counting the token the
@@ -46,8 +47,8 @@ use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::device::Runtime;
 use crate::generate::{
-    check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
-    Resources,
+    check_method_args, check_writable, config_json, decoder_config, requirements, run_config, Env,
+    Tables,
 };
 use crate::model_dir::resolve;
 use crate::output::write_json;
@@ -178,6 +179,7 @@ fn row_json(
         "name": spec.name,
         "family": spec.family,
         "method": spec.args.method.name(),
+        "inner": spec.inner().map(|m| m.name()),
         "flags": spec.flags(),
         "sweep": spec.sweep,
         "images": images,
@@ -245,7 +247,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         return Err("--temperature must be a finite number ≥ 0".into());
     }
     let base = base_args(a.cfg, a.temperature, a.threads)?;
-    let rows = specs(a.quick, &a.methods, &base)?;
+    let rows = specs(a.quick, &a.methods, &a.inner, &base)?;
     for r in &rows {
         check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
     }
@@ -312,17 +314,23 @@ fn run_on<C: Runtime>(
         n_seeds,
     } = *plan;
     let cfg = cfg.clone();
-    let seqs = rows.iter().map(|r| sequences(&r.args)).max().unwrap_or(1);
-    let pending = rows
+    // Every row's decoder configuration (seed 0; the seed changes nothing else) and needs.
+    let judged = prompts.iter().any(|p| p.prompt.is_some());
+    let configs = rows
         .iter()
-        .map(|r| pending_needed(&r.args))
-        .max()
-        .unwrap_or(1);
+        .map(|r| decoder_config(&r.args, &cfg, judged))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reqs = configs
+        .iter()
+        .map(requirements)
+        .collect::<Result<Vec<_>, _>>()?;
+    let seqs = reqs.iter().map(|r| r.sequences as usize).max().unwrap_or(1);
+    let pending = reqs.iter().map(|r| r.pending as usize).max().unwrap_or(1);
     let cap = host_capacity(&cfg, seqs, pending);
     let load = Instant::now();
     let vq = dir.vq(c, Some(&cfg))?;
     let gpt = dir.gpt(c, &cfg, cap)?;
-    let drafter = if rows.iter().any(|r| is_speculative(r.args.method)) {
+    let drafter = if reqs.iter().any(|r| r.drafter) {
         Some(dir.drafter(c, &cfg, cap)?)
     } else {
         None
@@ -344,19 +352,18 @@ fn run_on<C: Runtime>(
         conds: Vec::new(),
         quiet: true,
     };
-    let mut res = Resources::new(dir);
+    let mut tables = Tables::new(dir);
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
     {
-        let w = &rows[0];
-        env.conds = vec![prompts[0].conds.clone(); sequences(&w.args)];
-        run_method(&w.args, &cfg, &vq, &mut res, &mut env, None)?;
+        env.conds = vec![prompts[0].conds.clone(); reqs[0].sequences as usize];
+        run_config(&configs[0], &cfg, &vq, &mut tables, &mut env, None)?;
     }
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
     let mut vanilla_wall = None;
-    for (ri, spec) in rows.iter().enumerate() {
+    for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
         let mut acc = Acc {
             tokens: vec![Vec::new(); prompts.len()],
             ..Default::default()
@@ -367,10 +374,10 @@ fn run_on<C: Runtime>(
                 None => None,
             };
             for seed in 0..n_seeds {
-                let mut args = spec.args.clone();
-                args.seed = seed;
-                env.conds = vec![p.conds.clone(); sequences(&args)];
-                let (o, _) = run_method(&args, &cfg, &vq, &mut res, &mut env, judge.as_mut())
+                let mut dc = *row_config;
+                dc.base.seed = seed;
+                env.conds = vec![p.conds.clone(); reqs[ri].sequences as usize];
+                let o = run_config(&dc, &cfg, &vq, &mut tables, &mut env, judge.as_mut())
                     .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
                 acc.stats.add(&o.stats);
                 acc.runs += 1;
@@ -405,7 +412,8 @@ fn run_on<C: Runtime>(
                 acc.tokens[pi].push(o.tokens);
             }
         }
-        let row = row_json(spec, &acc, cfg.block_size as u32, cut_rows, vanilla_wall);
+        let mut row = row_json(spec, &acc, cfg.block_size as u32, cut_rows, vanilla_wall);
+        row["config"] = config_json(row_config)?;
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }

@@ -40,8 +40,13 @@ use crate::MAX_VOCAB;
 const HOPELESS: f32 = -32.0;
 
 /// Sampling parameters of one row.
+///
+/// With the `serde` feature, a missing field takes its [`Default`] value (`temperature` 1, no
+/// truncation), so `{}` is plain sampling.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct SamplerParams {
     /// Temperature `T >= 0`; `0` means greedy.
     pub temperature: f32,

@@ -15,10 +15,14 @@
 //! | [`Vvs`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
 //! | [`Jacobi`] | [`jacobi`] | Teng et al., ICLR 2025 (speculative Jacobi decoding, no drafter) |
 //!
+//! [`any`] puts them all behind one serialisable [`DecoderConfig`], its [`Requirements`] (buffer
+//! sizes before building) and one decoder type, `AnyDecoder` (feature `alloc`).
+//!
 //! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
 //! the token with key `(seed, stream, SAMPLE, i, 0)`. Test-time-scaling decoders give candidate
 //! `c` the sequence id `seq + c` and the stream `stream + c`.
 
+pub mod any;
 pub mod batch;
 pub mod best_of_n;
 pub mod driver;
@@ -33,6 +37,13 @@ pub mod stats;
 pub mod vanilla;
 pub mod vvs;
 
+#[cfg(feature = "alloc")]
+pub use any::{AnyDecoder, SingleDecoder};
+pub use any::{
+    CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds, Requirements,
+    Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES, MAX_INPUTS,
+    MAX_TOKENS,
+};
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
@@ -141,6 +152,8 @@ pub fn unexpected(action: Action<'_>, found: &'static str) -> Error {
 /// Settings shared by every decoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Config {
     /// The user's seed.
     pub seed: u64,
