@@ -404,6 +404,7 @@ impl Observer for Usage {
                 Group::Prefill(_) => 1,
                 Group::Target(r) => r.inputs.len() as u32,
                 Group::Draft(r) => r.inputs.len() as u32,
+                _ => panic!("a group kind this test does not know"),
             };
             self.inputs = self.inputs.max(inputs);
             let pending = match g {
