@@ -25,6 +25,49 @@ pub enum Command {
     /// Benchmark every decoding method: speed and quality side by side (Markdown table on
     /// stdout, progress on stderr).
     Bench(BenchArgs),
+    /// Re-run a run recorded with `argen generate --trace FILE` and report "identical" or the
+    /// first divergence (exit 1).
+    Replay(ReplayArgs),
+    /// Read recorded runs.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+/// `argen replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The run file (`argen generate --trace FILE`).
+    pub file: PathBuf,
+    /// Model directory [default: the one the run recorded, else $ARGEN_MODEL, else the bundled
+    /// ShapesWorld model]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Device to replay on [default: the recorded one].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Worker threads (0 = all cores); results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `argen trace …`.
+#[derive(Subcommand, Debug)]
+pub enum TraceCommand {
+    /// Print a run file readably: how it was asked for, every step, the stats and tokens.
+    Show(TraceShowArgs),
+}
+
+/// `argen trace show`.
+#[derive(Args, Debug)]
+pub struct TraceShowArgs {
+    /// The run file.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Devices `argen generate` and `argen bench` can run on.
@@ -222,6 +265,10 @@ pub struct GenerateArgs {
     /// Write the generated token ids as a JSON array here.
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+    /// Record the run here (a run file: arguments, decoder configuration, model fingerprint and
+    /// the decoding trace) for `argen replay FILE` and `argen trace show FILE`.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Class id (class-conditional models).
     #[arg(long)]
     pub class: Option<u32>,

@@ -48,7 +48,7 @@ use crate::bench_spec::{base_args, specs, Spec};
 use crate::device::Runtime;
 use crate::generate::{
     check_method_args, check_writable, config_json, decoder_config, requirements, run_config, Env,
-    Tables,
+    RunCheck, Tables,
 };
 use crate::model_dir::resolve;
 use crate::output::write_json;
@@ -358,7 +358,15 @@ fn run_on<C: Runtime>(
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
     {
         env.conds = vec![prompts[0].conds.clone(); reqs[0].sequences as usize];
-        run_config(&configs[0], &cfg, &vq, &mut tables, &mut env, None)?;
+        run_config(
+            &configs[0],
+            &cfg,
+            &vq,
+            &mut tables,
+            &mut env,
+            None,
+            &mut RunCheck::Off,
+        )?;
     }
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
@@ -377,7 +385,15 @@ fn run_on<C: Runtime>(
                 let mut dc = *row_config;
                 dc.base.seed = seed;
                 env.conds = vec![p.conds.clone(); reqs[ri].sequences as usize];
-                let o = run_config(&dc, &cfg, &vq, &mut tables, &mut env, judge.as_mut())
+                let o = run_config(
+                    &dc,
+                    &cfg,
+                    &vq,
+                    &mut tables,
+                    &mut env,
+                    judge.as_mut(),
+                    &mut RunCheck::Off,
+                )
                     .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
                 acc.stats.add(&o.stats);
                 acc.runs += 1;

@@ -15,14 +15,13 @@
 
 use std::time::Instant;
 
-use argen_core::decode::{drive, Decoder, Stats};
+use argen_core::decode::{drive, Decoder, Observer, Stats};
 use argen_core::SliceStorage;
 use argen_cpu::Cpu;
 use argen_cuda::launch::Executor;
 use argen_cuda::{CudaExecutor, CudaOptions, DeviceLogitSink, GpuBackend, GpuCompute};
 use argen_model::{Compute, Condition, Drafter, Gpt, Judge, ModelHost};
 
-use crate::progress::Progress;
 
 /// Most sampling jobs `GpuBackend` launches at once (larger batches take several launches);
 /// bounds its `max_jobs · vocab` floats of processing scratch (16 MiB at vocab 16384).
@@ -39,7 +38,7 @@ pub(crate) trait Runtime: Compute + Sized {
         drafter: Option<&'a mut Drafter<Self>>,
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
-        progress: &mut Progress,
+        observer: &mut impl Observer,
     ) -> Result<(Stats, f64), String>;
 }
 
@@ -51,13 +50,13 @@ impl Runtime for Cpu {
         drafter: Option<&'a mut Drafter<Self>>,
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
-        progress: &mut Progress,
+        observer: &mut impl Observer,
     ) -> Result<(Stats, f64), String> {
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
         let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
-        let stats = drive(dec, &mut backend, &mut host, progress).map_err(|e| e.to_string())?;
+        let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
         Ok((stats, start.elapsed().as_secs_f64()))
     }
 }
@@ -71,7 +70,7 @@ impl<E: Executor> Runtime for GpuCompute<E> {
         drafter: Option<&'a mut Drafter<Self>>,
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
-        progress: &mut Progress,
+        observer: &mut impl Observer,
     ) -> Result<(Stats, f64), String> {
         let gc = gpt.compute().clone();
         let v = gpt.config().vocab_size;
@@ -85,7 +84,7 @@ impl<E: Executor> Runtime for GpuCompute<E> {
         let mut host =
             ModelHost::with_sink(gpt, drafter, judge, conds, sink).map_err(|e| e.to_string())?;
         let start = Instant::now();
-        let stats = drive(dec, &mut backend, &mut host, progress).map_err(|e| e.to_string())?;
+        let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
         Ok((stats, start.elapsed().as_secs_f64()))
     }
 }

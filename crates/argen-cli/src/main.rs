@@ -16,6 +16,7 @@ mod generate;
 mod model_dir;
 mod output;
 mod progress;
+mod replay;
 mod shapes;
 
 use std::process::ExitCode;
@@ -29,6 +30,12 @@ fn main() -> ExitCode {
         args::Command::Decode(d) => generate::decode(&d),
         args::Command::Score(s) => generate::score_image(&s),
         args::Command::Bench(b) => bench::run(&b),
+        args::Command::Replay(r) => match replay::run(&r) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        args::Command::Trace(args::TraceCommand::Show(t)) => replay::show(&t),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,11 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> 
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Writes bytes (a run file).
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// Reads a JSON array of token ids.
 pub fn read_tokens(path: &Path) -> Result<Vec<u32>, String> {
     let text = std::fs::read_to_string(path)
