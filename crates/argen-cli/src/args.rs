@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// Write the plots (PNG) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
+    /// Record every image the bench makes as a run file in this directory
+    /// (`ROW-pPROMPT-sSEED.argrun`, for `argen replay` and `argen trace show`).
+    #[arg(long)]
+    pub traces: Option<PathBuf>,
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,

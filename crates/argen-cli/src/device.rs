@@ -22,7 +22,6 @@ use argen_cuda::launch::Executor;
 use argen_cuda::{CudaExecutor, CudaOptions, DeviceLogitSink, GpuBackend, GpuCompute};
 use argen_model::{Compute, Condition, Drafter, Gpt, Judge, ModelHost};
 
-
 /// Most sampling jobs `GpuBackend` launches at once (larger batches take several launches);
 /// bounds its `max_jobs · vocab` floats of processing scratch (16 MiB at vocab 16384).
 const MAX_DEVICE_JOBS: usize = 256;
@@ -39,7 +38,7 @@ pub(crate) trait Runtime: Compute + Sized {
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
         observer: &mut impl Observer,
-    ) -> Result<(Stats, f64), String>;
+    ) -> Result<Decoded, String>;
 }
 
 impl Runtime for Cpu {
@@ -51,13 +50,17 @@ impl Runtime for Cpu {
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
         observer: &mut impl Observer,
-    ) -> Result<(Stats, f64), String> {
+    ) -> Result<Decoded, String> {
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
         let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
-        Ok((stats, start.elapsed().as_secs_f64()))
+        Ok(Decoded {
+            stats,
+            wall: start.elapsed().as_secs_f64(),
+            calls: host.forward_calls(),
+        })
     }
 }
 
@@ -71,7 +74,7 @@ impl<E: Executor> Runtime for GpuCompute<E> {
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
         observer: &mut impl Observer,
-    ) -> Result<(Stats, f64), String> {
+    ) -> Result<Decoded, String> {
         let gc = gpt.compute().clone();
         let v = gpt.config().vocab_size;
         let rows = dec.dist_rows_needed();
@@ -85,8 +88,24 @@ impl<E: Executor> Runtime for GpuCompute<E> {
             ModelHost::with_sink(gpt, drafter, judge, conds, sink).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
-        Ok((stats, start.elapsed().as_secs_f64()))
+        Ok(Decoded {
+            stats,
+            wall: start.elapsed().as_secs_f64(),
+            calls: host.forward_calls(),
+        })
     }
+}
+
+/// What a decode returned: the decoder's counters, the seconds in the decoding loop, and the
+/// model forwards the host ran, `(target, drafter)` — a batched step of several candidates is
+/// one forward.
+pub struct Decoded {
+    /// The decoder's counters.
+    pub stats: Stats,
+    /// Seconds in the decoding loop.
+    pub wall: f64,
+    /// Forward actions run, by model.
+    pub calls: (u32, u32),
 }
 
 /// The model runtime on CUDA device 0 (see [`open_cuda`]); every failure is one line.

@@ -51,6 +51,8 @@ pub(crate) struct Outcome {
     pub(crate) stats: Stats,
     /// Seconds spent decoding (judge calls included, final VQ decode excluded).
     pub(crate) wall: f64,
+    /// Model forwards run, `(target, drafter)`: a batched step counts once.
+    pub(crate) calls: (u32, u32),
 }
 
 /// The tables criteria borrow, derived from the model directory, built on first use and kept
@@ -379,9 +381,14 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     let cfg = dir.gpt_config()?;
     check_method_args(a, &cfg)?;
     let conds = condition(a, &cfg)?;
-    for path in [Some(&a.out), a.stats.as_ref(), a.tokens.as_ref(), a.trace.as_ref()]
-        .into_iter()
-        .flatten()
+    for path in [
+        Some(&a.out),
+        a.stats.as_ref(),
+        a.tokens.as_ref(),
+        a.trace.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         check_writable(path)?;
     }
@@ -398,6 +405,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             Cpu::new(a.threads).map_err(|e| e.to_string())?,
             &mut check,
             true,
+            None,
         )?,
         DeviceArg::Cuda => run_on(
             a,
@@ -407,6 +415,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             crate::device::cuda_compute()?,
             &mut check,
             true,
+            None,
         )?,
     };
     Ok(())
@@ -415,7 +424,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
 /// The files a run of `dc` loads, whose bytes make the model fingerprint of a run file: the
 /// configs, the target and VQ weights, the drafter's if the method drafts, and the caption file
 /// if one was given.
-fn fingerprint_files(
+pub(crate) fn fingerprint_files(
     dir: &crate::model_dir::ModelDir,
     drafter: bool,
     caption: Option<&std::path::Path>,
@@ -456,24 +465,28 @@ pub(crate) enum ReplayOutcome {
     },
 }
 
-/// Re-runs the recorded arguments `g` against `trace` (`argen replay`), after checking the model
-/// fingerprint against `recorded`.
+/// Re-runs the recorded arguments `g` (or, for runs `argen bench` recorded, the recorded
+/// decoder `config` with `g`'s prompt or class) against `trace` (`argen replay`), after checking
+/// the model fingerprint against `recorded`.
 pub(crate) fn replay_run(
     g: &GenerateArgs,
+    config: Option<&DecoderConfig>,
     trace: Trace<'_>,
     recorded: &str,
 ) -> Result<ReplayOutcome, String> {
     let dir = resolve(g.model.as_deref())?;
     let cfg = dir.gpt_config()?;
-    check_method_args(g, &cfg)?;
+    let dc = match config {
+        Some(dc) => *dc,
+        None => {
+            check_method_args(g, &cfg)?;
+            decoder_config(g, &cfg, g.prompt.is_some())?
+        }
+    };
     let conds = condition(g, &cfg)?;
-    let dc = decoder_config(g, &cfg, g.prompt.is_some())?;
     let req = requirements(&dc)?;
-    let found = crate::replay::fingerprint(&fingerprint_files(
-        &dir,
-        req.drafter,
-        g.caption.as_deref(),
-    ))?;
+    let found =
+        crate::replay::fingerprint(&fingerprint_files(&dir, req.drafter, g.caption.as_deref()))?;
     if found != recorded {
         return Ok(ReplayOutcome::ModelDiffers {
             recorded: recorded.to_owned(),
@@ -490,6 +503,7 @@ pub(crate) fn replay_run(
             Cpu::new(g.threads).map_err(|e| e.to_string())?,
             &mut check,
             false,
+            config,
         )?,
         DeviceArg::Cuda => run_on(
             g,
@@ -499,6 +513,7 @@ pub(crate) fn replay_run(
             crate::device::cuda_compute()?,
             &mut check,
             false,
+            config,
         )?,
     };
     match check {
@@ -522,8 +537,12 @@ fn run_on<C: Runtime>(
     c: C,
     check: &mut RunCheck<'_>,
     write: bool,
+    config: Option<&DecoderConfig>,
 ) -> Result<Outcome, String> {
-    let dc = decoder_config(a, cfg, a.prompt.is_some())?;
+    let dc = match config {
+        Some(dc) => *dc,
+        None => decoder_config(a, cfg, a.prompt.is_some())?,
+    };
     let req = requirements(&dc)?;
     let cap = host_capacity(cfg, req.sequences as usize, req.pending as usize);
     let vq = dir.vq(&c, Some(cfg))?;
@@ -576,6 +595,8 @@ fn run_on<C: Runtime>(
             "tokens": s.tokens,
             "image_tokens": n_tokens,
             "target_forwards": s.target_forwards,
+            "target_model_calls": outcome.calls.0,
+            "drafter_model_calls": outcome.calls.1,
             "target_rows": s.target_rows,
             "prefills": s.prefills,
             "draft_forwards": s.draft_forwards,
@@ -688,7 +709,14 @@ pub(crate) fn run_config<C: Runtime>(
         RunCheck::Off => C::decode(&mut dec, gpt, drafter, judge, conds, &mut progress),
         RunCheck::Record(out) => {
             let mut rec = Recorder::new(Vec::new(), &header);
-            let r = C::decode(&mut dec, gpt, drafter, judge, conds, &mut (&mut progress, &mut rec));
+            let r = C::decode(
+                &mut dec,
+                gpt,
+                drafter,
+                judge,
+                conds,
+                &mut (&mut progress, &mut rec),
+            );
             if r.is_ok() {
                 let (bytes, _) = rec
                     .finish(&dec)
@@ -705,21 +733,30 @@ pub(crate) fn run_config<C: Runtime>(
                     tokens: Vec::new(),
                     stats: Stats::default(),
                     wall: 0.0,
+                    calls: (0, 0),
                 });
             }
             let mut rp = Replayer::new(*trace);
-            let r = C::decode(&mut dec, gpt, drafter, judge, conds, &mut (&mut progress, &mut rp));
+            let r = C::decode(
+                &mut dec,
+                gpt,
+                drafter,
+                judge,
+                conds,
+                &mut (&mut progress, &mut rp),
+            );
             let steps = rp.steps();
             *out = Some(rp.finish(&dec).map(|()| steps));
             r
         }
     };
     progress.finish();
-    let (stats, wall) = result?;
+    let d = result?;
     Ok(Outcome {
         tokens: dec.tokens(dec.result_seq()).to_vec(),
-        stats,
-        wall,
+        stats: d.stats,
+        wall: d.wall,
+        calls: d.calls,
     })
 }
 

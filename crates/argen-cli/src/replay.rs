@@ -18,6 +18,9 @@
 //! each, in the order `files` lists them), `caption` (the caption file's fingerprint, if any),
 //! `device`, `threads`, `kernels`.
 //!
+//! Runs recorded by `argen bench --traces DIR` hold `config`, `prompt` / `class` and no `args`:
+//! their replay runs that configuration with that condition.
+//!
 //! `argen replay` re-runs the recorded arguments on the model (`--model`, else the directory the
 //! run recorded, else the default), checks the fingerprint first, then compares the new run with
 //! the trace action by action and prints `identical` (exit 0) or the first divergence — step,
@@ -27,6 +30,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use argen_core::decode::DecoderConfig;
 use argen_core::trace::{Divergence, Fnv64, Location, Trace};
 use serde_json::{json, Value};
 
@@ -44,7 +48,13 @@ pub const MAX_RUN_FILE: u64 = 256 << 20;
 /// `argen generate` flags that do not decide the run (outputs and where it runs); they are left
 /// out of the recorded arguments. Each takes a value.
 const NOT_RECORDED: [&str; 7] = [
-    "--out", "--stats", "--tokens", "--trace", "--device", "--threads", "--model",
+    "--out",
+    "--stats",
+    "--tokens",
+    "--trace",
+    "--device",
+    "--threads",
+    "--model",
 ];
 /// Flags without a value that are left out.
 const NOT_RECORDED_SWITCHES: [&str; 1] = ["--quiet"];
@@ -153,7 +163,9 @@ impl RunFile {
         }
         let len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]);
         if len > MAX_META || 14 + len as usize > bytes.len() {
-            return Err(format!("{shown}: truncated or corrupt run file (metadata length {len})"));
+            return Err(format!(
+                "{shown}: truncated or corrupt run file (metadata length {len})"
+            ));
         }
         let meta: Value = serde_json::from_slice(&bytes[14..14 + len as usize])
             .map_err(|e| format!("{shown}: corrupt run metadata ({e})"))?;
@@ -183,7 +195,33 @@ fn args_of(run: &RunFile, path: &Path) -> Result<Vec<String>, String> {
 pub fn run(a: &ReplayArgs) -> Result<bool, String> {
     let run = RunFile::read(&a.file)?;
     let mut argv = vec!["argen".to_owned(), "generate".to_owned()];
-    argv.extend(args_of(&run, &a.file)?);
+    // Runs of `argen generate` record their arguments; runs of `argen bench` their decoder
+    // configuration and condition.
+    let config: Option<DecoderConfig> = match run.meta.get("args") {
+        Some(_) => {
+            argv.extend(args_of(&run, &a.file)?);
+            None
+        }
+        None => {
+            let config = run
+                .meta
+                .get("config")
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{}: the run file records neither arguments nor a configuration",
+                        a.file.display()
+                    )
+                })?;
+            if let Some(p) = run.str_field("prompt") {
+                argv.extend(["--prompt".to_owned(), p.to_owned()]);
+            }
+            if let Some(c) = run.meta.get("class").and_then(Value::as_u64) {
+                argv.extend(["--class".to_owned(), c.to_string()]);
+            }
+            Some(config)
+        }
+    };
     let model = a
         .model
         .clone()
@@ -221,7 +259,7 @@ pub fn run(a: &ReplayArgs) -> Result<bool, String> {
         .and_then(|m| m.get("fingerprint"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let outcome = crate::generate::replay_run(&g, trace, recorded)?;
+    let outcome = crate::generate::replay_run(&g, config.as_ref(), trace, recorded)?;
     match outcome {
         crate::generate::ReplayOutcome::ModelDiffers { recorded, found } => {
             println!(
@@ -332,17 +370,25 @@ pub fn show(a: &TraceShowArgs) -> Result<(), String> {
                 "tokens": tokens,
             }
         });
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
     println!("run file {}", a.file.display());
-    for key in ["argen", "device", "threads", "kernels", "prompt", "class", "seed"] {
+    for key in [
+        "argen", "device", "threads", "kernels", "prompt", "class", "seed",
+    ] {
         if let Some(v) = run.meta.get(key).filter(|v| !v.is_null()) {
             println!("  {key}: {v}");
         }
     }
     if let Some(m) = run.meta.get("model") {
-        println!("  model fingerprint: {}", m.get("fingerprint").unwrap_or(&Value::Null));
+        println!(
+            "  model fingerprint: {}",
+            m.get("fingerprint").unwrap_or(&Value::Null)
+        );
     }
     if let Some(args) = run.meta.get("args").and_then(Value::as_array) {
         let args: Vec<&str> = args.iter().filter_map(Value::as_str).collect();

@@ -47,9 +47,28 @@ fn record(method: &str, extra: &[&str]) -> PathBuf {
         fixture("fixtures/model/tiny"),
     );
     let mut args = vec![
-        "generate", "--model", &m, "--class", "3", "--method", method, "--seed", "5", "--out",
-        &p, "--trace", &r, "--quiet", "--tree-total", "10", "--tree-depth", "3", "--tree-top-k",
-        "3", "--n", "3",
+        "generate",
+        "--model",
+        &m,
+        "--class",
+        "3",
+        "--method",
+        method,
+        "--seed",
+        "5",
+        "--out",
+        &p,
+        "--trace",
+        &r,
+        "--quiet",
+        "--tree-total",
+        "10",
+        "--tree-depth",
+        "3",
+        "--tree-top-k",
+        "3",
+        "--n",
+        "3",
     ];
     args.extend_from_slice(extra);
     let out = argen(&args);
@@ -174,7 +193,11 @@ fn a_mutated_step_stat_or_model_is_reported_with_exit_1() {
         "{}",
         text(&out)
     );
-    assert!(text(&out).contains("first differing token"), "{}", text(&out));
+    assert!(
+        text(&out).contains("first differing token"),
+        "{}",
+        text(&out)
+    );
 
     // A stat changed (target forwards).
     let mut bad = good.clone();
@@ -219,7 +242,10 @@ fn truncated_and_corrupt_run_files_give_one_line_errors() {
         ("truncated header", good[..10].to_vec()),
         ("truncated metadata", good[..40].to_vec()),
         ("truncated trace", good[..good.len() - 20].to_vec()),
-        ("not a run file", b"hello, world, this is not a run".to_vec()),
+        (
+            "not a run file",
+            b"hello, world, this is not a run".to_vec(),
+        ),
         ("flipped byte", {
             let mut b = good.clone();
             let i = b.len() - 30;
