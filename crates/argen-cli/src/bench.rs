@@ -30,7 +30,6 @@
 //! `0, 1, …` — there the judge of Best-of-N and GridAR is the model's implicit classifier and the
 //! alignment columns are "n/a".
 
-use std::io::Write;
 use std::time::Instant;
 
 use argen_core::decode::Stats;
@@ -468,12 +467,7 @@ fn run_on<C: Runtime>(
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }
-    let md = markdown(&report);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(md.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    Ok(())
+    crate::output::out(&markdown(&report))
 }
 
 fn num(v: &Value, digits: usize) -> String {

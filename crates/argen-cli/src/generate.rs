@@ -148,9 +148,8 @@ pub(crate) fn condition(
                 "this is a text-conditional model: give --prompt TEXT (ShapesWorld) or --caption \
                  FILE (raw f32 caption features)",
             )?;
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let want = cfg.cls_token_num * cfg.caption_dim;
+            let bytes = crate::output::read_bounded("--caption", path, want as u64 * 4)?;
             if bytes.len() != want * 4 {
                 return Err(format!(
                     "{}: {} bytes, expected {want} little-endian f32 values ({} × {})",
@@ -373,7 +372,7 @@ fn run_on<C: Runtime>(
     if let Some(path) = &a.tokens {
         write_json(path, &json!(outcome.tokens))?;
     }
-    println!(
+    crate::outln!(
         "{}: {} tokens, {} target forwards ({:.2} tokens/forward), {} drafter forwards, {:.2} s → {}",
         a.method.name(),
         s.tokens,
@@ -382,8 +381,7 @@ fn run_on<C: Runtime>(
         s.draft_forwards,
         outcome.wall,
         a.out.display()
-    );
-    Ok(())
+    )
 }
 
 /// Runs method `a.method` once with the loaded models in `env` (their conditions set for
@@ -620,23 +618,20 @@ fn detection_line(d: &argen_shapes::Detection) -> String {
 /// `argen score`.
 pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
     let prompt = shapes::parse_prompt(&a.prompt)?;
-    let img = argen_shapes::RgbImage::load_png(&a.image).map_err(|e| e.to_string())?;
+    let img = crate::output::read_score_png(&a.image, 32, 1024)?;
     let s = argen_shapes::score(&prompt, &img).map_err(|e| {
         e.to_string()
             .replace("<memory>", &a.image.display().to_string())
     })?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?
-        );
-        return Ok(());
+        let text = serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?;
+        return crate::outln!("{text}");
     }
     let v = &s.verdicts;
-    println!("prompt:  {prompt}");
-    println!("objects: {}", s.scene.objects.len());
+    let mut text = format!("prompt:  {prompt}\nobjects: {}\n", s.scene.objects.len());
     for d in &s.scene.objects {
-        println!("{}", detection_line(d));
+        text.push_str(&detection_line(d));
+        text.push('\n');
     }
     for (name, ok) in [
         ("count", v.count),
@@ -645,14 +640,13 @@ pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
         ("spatial", v.spatial),
         ("layout", v.layout),
     ] {
-        println!("{name:8} {}", if ok { "yes" } else { "no" });
+        text.push_str(&format!("{name:8} {}\n", if ok { "yes" } else { "no" }));
     }
-    println!(
-        "aligned: {} (soft score {:.3})",
+    crate::outln!(
+        "{text}aligned: {} (soft score {:.3})",
         if s.aligned { "yes" } else { "no" },
         s.soft
-    );
-    Ok(())
+    )
 }
 
 /// `argen decode`.
@@ -680,12 +674,11 @@ pub fn decode(a: &DecodeArgs) -> Result<(), String> {
     }
     let image = vq.decode(&tokens, grid, grid).map_err(|e| e.to_string())?;
     write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
-    println!(
+    crate::outln!(
         "decoded {} tokens → {}×{} px → {}",
         tokens.len(),
         image.width,
         image.height,
         a.out.display()
-    );
-    Ok(())
+    )
 }

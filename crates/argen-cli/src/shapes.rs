@@ -58,7 +58,15 @@ pub fn check_model(cfg: &GptConfig) -> Result<(), String> {
 
 /// Parses a prompt; the error lists what the grammar accepts.
 pub fn parse_prompt(text: &str) -> Result<Prompt, String> {
-    Prompt::parse(text).map_err(|e| e.to_string().replace('\n', " "))
+    Prompt::parse(text).map_err(|e| {
+        // A long prompt is echoed shortened, so that the error stays one readable line.
+        let msg = e.to_string().replace('\n', " ");
+        if text.chars().count() > crate::args::MAX_ECHO && !text.is_empty() {
+            msg.replace(text, &crate::args::clip(text))
+        } else {
+            msg
+        }
+    })
 }
 
 /// Judges candidates of one prompt by parsing their decoded images.
