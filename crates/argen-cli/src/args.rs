@@ -69,10 +69,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub seeds: Option<u64>,
     /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, allow_hyphen_values = true)]
     pub cfg: f32,
     /// Sampling temperature.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub temperature: f32,
     /// Also run the PyTorch peer (tools/bench_peer.py) on the same weights and prompts and
     /// report wall-clock ratios.
@@ -214,16 +214,16 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub caption_pad: usize,
     /// Classifier-free guidance scale (1 = no guidance).
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, allow_hyphen_values = true)]
     pub cfg: f32,
     /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub temperature: f32,
     /// Top-k truncation (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: u32,
     /// Top-p (nucleus) truncation (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub top_p: f32,
     /// Acceptance criterion of `--method sd`, `vvs` and `sjd`.
     #[arg(long, value_enum, default_value = "exact")]
@@ -244,13 +244,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 10)]
     pub tree_top_k: u32,
     /// LANTERN total-variation budget δ.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
     pub delta: f32,
     /// LANTERN latent neighbours per token (capped at vocabulary − 1).
     #[arg(long, default_value_t = 1000)]
     pub lantern_k: usize,
     /// LANTERN++ factor λ (off by default).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lambda: Option<f32>,
     /// VVS skip schedule.
     #[arg(long, value_enum, default_value = "uniform")]
@@ -259,7 +259,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 2)]
     pub vvs_interval: u32,
     /// VVS dynamic schedule: similarity threshold.
-    #[arg(long, default_value_t = 0.65)]
+    #[arg(long, default_value_t = 0.65, allow_hyphen_values = true)]
     pub vvs_threshold: f32,
     /// Jacobi window length.
     #[arg(long, default_value_t = 16)]

@@ -148,27 +148,10 @@ pub(crate) fn condition(
                 "this is a text-conditional model: give --prompt TEXT (ShapesWorld) or --caption \
                  FILE (raw f32 caption features)",
             )?;
-            let want = cfg.cls_token_num * cfg.caption_dim;
-            let bytes = crate::output::read_bounded("--caption", path, want as u64 * 4)?;
-            if bytes.len() != want * 4 {
-                return Err(format!(
-                    "{}: {} bytes, expected {want} little-endian f32 values ({} × {})",
-                    path.display(),
-                    bytes.len(),
-                    cfg.cls_token_num,
-                    cfg.caption_dim
-                ));
-            }
-            let features: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if features.iter().any(|x| !x.is_finite()) {
-                return Err(format!(
-                    "{}: caption features contain NaN or infinity",
-                    path.display()
-                ));
-            }
+            let want = cfg.cls_token_num as u64 * cfg.caption_dim as u64 * 4;
+            let bytes = crate::output::read_bounded("--caption", path, want)?;
+            let features = crate::parse::parse_caption(&bytes, cfg.cls_token_num, cfg.caption_dim)
+                .map_err(|e| format!("--caption {}: {e}", path.display()))?;
             Ok((
                 Condition::Caption {
                     features: Some(features),

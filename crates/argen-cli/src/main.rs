@@ -18,6 +18,7 @@ mod device;
 mod generate;
 mod model_dir;
 mod output;
+mod parse;
 mod progress;
 mod shapes;
 

@@ -49,9 +49,7 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 /// Numbers the temporary files of this process.
 static TMP_SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// Most token ids `argen decode` accepts (32 × 32: LlamaGen at 512 px).
-pub const MAX_DECODE_TOKENS: usize = 1024;
-/// Largest `--tokens` file read (a pretty-printed array of [`MAX_DECODE_TOKENS`] ids is ~12 KB;
+/// Largest `--tokens` file read (a pretty-printed array of [`crate::parse::MAX_DECODE_TOKENS`] ids is ~12 KB;
 /// the rest is room for whitespace).
 pub const MAX_TOKENS_FILE: u64 = 1 << 20;
 
@@ -143,7 +141,7 @@ pub fn commit() -> Result<(), String> {
             cleanup(&temps[i..]);
             return Err(format!("cannot write {}: {e}", dest.display()));
         }
-        if let Some(dir) = File::open(parent_of(dest)).ok() {
+        if let Ok(dir) = File::open(parent_of(dest)) {
             // Makes the rename durable; not every file system supports it on a directory.
             let _ = dir.sync_all();
         }
@@ -389,33 +387,10 @@ pub fn describe_open_error(path: &Path, e: &std::io::Error) -> String {
     }
 }
 
-/// Reads a JSON array of at most [`MAX_DECODE_TOKENS`] token ids.
+/// Reads a JSON array of at most [`crate::parse::MAX_DECODE_TOKENS`] token ids.
 pub fn read_tokens(path: &Path) -> Result<Vec<u32>, String> {
     let bytes = read_bounded("--tokens", path, MAX_TOKENS_FILE)?;
-    parse_tokens(&bytes).map_err(|e| format!("--tokens {}: {e}", path.display()))
-}
-
-/// Parses a JSON array of token ids (at most [`MAX_DECODE_TOKENS`], each a `u32`).
-pub fn parse_tokens(bytes: &[u8]) -> Result<Vec<u32>, String> {
-    let v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not JSON ({e}); expected a JSON array of token ids"))?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| "expected a JSON array of token ids".to_string())?;
-    if arr.len() > MAX_DECODE_TOKENS {
-        return Err(format!(
-            "{} token ids, more than the limit of {MAX_DECODE_TOKENS} (a 32×32 grid)",
-            arr.len()
-        ));
-    }
-    arr.iter()
-        .enumerate()
-        .map(|(i, x)| {
-            x.as_u64()
-                .and_then(|t| u32::try_from(t).ok())
-                .ok_or_else(|| format!("element {i} is not a token id (an integer ≥ 0)"))
-        })
-        .collect()
+    crate::parse::parse_tokens(&bytes).map_err(|e| format!("--tokens {}: {e}", path.display()))
 }
 
 /// Largest PNG file `argen score` reads (a 1024 × 1024 RGBA image at 16 bits per channel,
