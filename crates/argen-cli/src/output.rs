@@ -199,12 +199,30 @@ fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
     }
 }
 
-/// Writes to an existing non-regular file (device, FIFO) in place.
+/// Writes to an existing non-regular file (device, FIFO) in place. The file is opened
+/// non-blocking, so that a FIFO without a reader is an error (`ENXIO`) instead of a hang, then
+/// switched back to blocking writes.
 fn write_special(dest: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
     let mut f = OpenOptions::new()
         .write(true)
+        .custom_flags(libc::O_NONBLOCK)
         .open(dest)
-        .map_err(|e| io_msg(&e))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => "it is a FIFO that nobody reads".to_string(),
+            _ => io_msg(&e),
+        })?;
+    let fd = f.as_raw_fd();
+    // SAFETY: `fd` is the open descriptor owned by `f`, alive for both calls; F_GETFL and
+    // F_SETFL only read and set its status flags.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !ok {
+        return Err(io_msg(&std::io::Error::last_os_error()));
+    }
     f.write_all(bytes)
         .and_then(|()| f.flush())
         .map_err(|e| io_msg(&e))
