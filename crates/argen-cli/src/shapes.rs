@@ -49,8 +49,13 @@ pub fn check_model(cfg: &GptConfig) -> Result<(), String> {
     {
         return Err(format!(
             "--prompt needs a ShapesWorld model (text-conditional, {MAX_WORDS} caption tokens of \
-             {CAPTION_DIM} features); this model is {:?} with {} × {}",
-            cfg.model_type, cfg.cls_token_num, cfg.caption_dim
+             {CAPTION_DIM} features); this model is {} with {} × {}",
+            match cfg.model_type {
+                ModelType::C2i => "class-conditional (c2i)",
+                ModelType::T2i => "text-conditional (t2i)",
+            },
+            cfg.cls_token_num,
+            cfg.caption_dim
         ));
     }
     Ok(())

@@ -904,6 +904,29 @@ fn conflicting_outputs_are_refused_before_any_work() {
         &["generate", "--model", &ms, "--class", "1", "--out", &s(&d)],
         &["directory"],
     );
+    // A FIFO nobody reads: an error, not a hang.
+    let fifo = d.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &ms,
+            "--class",
+            "1",
+            "--quiet",
+            "--out",
+            &x,
+            "--stats",
+            &s(&fifo),
+        ],
+        &["FIFO"],
+    );
+    assert!(!d.join("x.png").exists());
     fails_with(
         &[
             "generate",
