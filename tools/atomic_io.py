@@ -66,6 +66,10 @@ class Outputs:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".",
                                    suffix=".tmp", dir=os.path.dirname(os.path.abspath(dest)))
         os.close(fd)
+        # mkstemp creates 0600; give the output the mode a plain open() would (0666 & ~umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         self._staged.append((tmp, dest))
         return tmp
 

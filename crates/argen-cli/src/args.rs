@@ -61,11 +61,11 @@ pub struct BenchArgs {
     /// bon, gridar [default: all]. Vanilla always runs: it is the speed-up baseline.
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// Prompts (ShapesWorld: held-out test-split scenes; class-conditional models: classes)
-    /// [default: 8, --quick: 2]
+    /// Prompts (ShapesWorld: held-out test-split scenes; class-conditional models: classes),
+    /// 1 to 1000 [default: 8, --quick: 2]
     #[arg(long)]
     pub prompts: Option<usize>,
-    /// Seeds per prompt [default: 4, --quick: 2]
+    /// Seeds per prompt, 1 to 1000 [default: 4, --quick: 2]
     #[arg(long)]
     pub seeds: Option<u64>,
     /// Classifier-free guidance scale.
@@ -81,7 +81,7 @@ pub struct BenchArgs {
     /// Python interpreter for --peer.
     #[arg(long, default_value = "python3")]
     pub python: String,
-    /// Worker threads (0 = all cores); the peer uses as many.
+    /// Worker threads (0 = all cores, at most 256); the peer uses as many.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }
@@ -213,16 +213,16 @@ pub struct GenerateArgs {
     /// Leading padding positions of the caption.
     #[arg(long, default_value_t = 0)]
     pub caption_pad: usize,
-    /// Classifier-free guidance scale (1 = no guidance).
+    /// Classifier-free guidance scale (1 = no guidance), in [-1000, 1000].
     #[arg(long, default_value_t = 4.0, allow_hyphen_values = true)]
     pub cfg: f32,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub temperature: f32,
-    /// Top-k truncation (0 = off).
+    /// Top-k truncation (0 = off; at most the vocabulary size).
     #[arg(long, default_value_t = 0)]
     pub top_k: u32,
-    /// Top-p (nucleus) truncation (1 = off).
+    /// Top-p (nucleus) truncation, in (0, 1] (1 = off; the top token always survives).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub top_p: f32,
     /// Acceptance criterion of `--method sd`, `vvs` and `sjd`.
@@ -231,22 +231,22 @@ pub struct GenerateArgs {
     /// Draft shape of speculative methods.
     #[arg(long, value_enum, default_value = "tree")]
     pub draft: DraftArg,
-    /// Chain draft length.
+    /// Chain draft length (1 to 63; --method vvs: 1 to 31).
     #[arg(long, default_value_t = 4)]
     pub gamma: u32,
-    /// Nodes of the EAGLE-2 tree.
+    /// Nodes of the EAGLE-2 tree (total plus depth at most 63).
     #[arg(long, default_value_t = 59)]
     pub tree_total: u32,
     /// Depth of the EAGLE-2 tree.
     #[arg(long, default_value_t = 4)]
     pub tree_depth: u32,
-    /// Children per expanded node of the EAGLE-2 tree.
+    /// Children per expanded node of the EAGLE-2 tree (top-k + (depth − 1)·top-k² ≤ 512).
     #[arg(long, default_value_t = 10)]
     pub tree_top_k: u32,
     /// LANTERN total-variation budget δ.
     #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
     pub delta: f32,
-    /// LANTERN latent neighbours per token (capped at vocabulary − 1).
+    /// LANTERN latent neighbours per token, 1 to 4096 (capped at vocabulary − 1).
     #[arg(long, default_value_t = 1000)]
     pub lantern_k: usize,
     /// LANTERN++ factor λ (off by default).
@@ -261,13 +261,13 @@ pub struct GenerateArgs {
     /// VVS dynamic schedule: similarity threshold.
     #[arg(long, default_value_t = 0.65, allow_hyphen_values = true)]
     pub vvs_threshold: f32,
-    /// Jacobi window length.
+    /// Jacobi window length (1 to 63).
     #[arg(long, default_value_t = 16)]
     pub window: u32,
     /// Jacobi initialisation of new window positions.
     #[arg(long, value_enum, default_value = "random")]
     pub jacobi_init: JacobiInitArg,
-    /// Candidates of Best-of-N and GridAR.
+    /// Candidates of Best-of-N and GridAR (1 to 16).
     #[arg(long, default_value_t = 4)]
     pub n: u32,
     /// GridAR: keep the user's prompt at the pruning points (no layout reformulation, no
@@ -275,7 +275,7 @@ pub struct GenerateArgs {
     /// reformulate.
     #[arg(long)]
     pub no_reformulate: bool,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores, at most 256).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar.
@@ -290,13 +290,14 @@ pub struct DecodeArgs {
     /// Model directory (vq.json, vq.safetensors) [default: as for `generate`]
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// JSON array of token ids, in raster order.
+    /// JSON array of token ids, in raster order (a square grid of at most 1024 ids; the file at
+    /// most 1 MiB).
     #[arg(long)]
     pub tokens: PathBuf,
     /// Output PNG.
     #[arg(long, default_value = "out.png")]
     pub out: PathBuf,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores, at most 256).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }
