@@ -823,6 +823,62 @@ fn a_failed_run_leaves_every_previous_output_byte_for_byte() {
         .is_symlink());
     assert_ne!(std::fs::read(&png).unwrap(), before[0]);
     no_temps(&d);
+    // bench: its JSON report and plots follow the same rule.
+    let report = d.join("bench.json");
+    let plots = d.join("plots");
+    let (rs, ps) = (s(&report), s(&plots));
+    let bench = [
+        "bench",
+        "--model",
+        &m,
+        "--quick",
+        "--methods",
+        "sd",
+        "--prompts",
+        "1",
+        "--seeds",
+        "2",
+        "--json",
+        &rs,
+        "--plots",
+        &ps,
+    ];
+    succeeds(&bench);
+    let report_before = std::fs::read(&report).unwrap();
+    let plot_files: Vec<PathBuf> = std::fs::read_dir(&plots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!plot_files.is_empty());
+    let plots_before: Vec<Vec<u8>> = plot_files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    let full = run_with(&bench, Out::Piped, "ulimit -f 0;");
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("argen: error: cannot write"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&report).unwrap(), report_before);
+    let plots_after: Vec<Vec<u8>> = plot_files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert_eq!(plots_after, plots_before, "ulimit -f: a plot changed");
+    no_temps(&d);
+    no_temps(&plots);
+    let mut to_full = bench.to_vec();
+    to_full[12] = "/dev/full";
+    let out = run(&to_full);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().last().unwrap().contains("/dev/full"), "{err}");
+    assert_eq!(std::fs::read(&report).unwrap(), report_before);
     // A read-only directory: refused before any work.
     let ro = d.join("ro");
     std::fs::create_dir(&ro).unwrap();
