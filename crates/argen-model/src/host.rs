@@ -35,7 +35,7 @@
 use std::fmt;
 
 use argen_core::backend::{Backend, ROOT};
-use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
+use argen_core::decode::{Action, Answer, FeatureRef, Group, GuidanceMode, Host, Model};
 
 use crate::compute::{Compute, Pos};
 use crate::drafter::Drafter;
@@ -151,15 +151,27 @@ struct SeqState {
 
 /// Model capacities for a host of `seqs` sequences whose runs leave up to `pending` entries
 /// uncommitted (target: inputs per run; drafter: nodes drafted per step). Includes the spare
-/// sequence of the built-in judge.
+/// sequence of the built-in judge. A batched forward may cover every sequence at once, so a
+/// forward holds up to `3 · pending · seqs` rows.
 pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> crate::Capacity {
     let pending = pending.max(cfg.block_size).max(cfg.cls_token_num).max(1);
     crate::Capacity {
         slots: VARIANTS * (seqs.max(1) + 1),
         seq: cfg.cls_token_num + cfg.block_size + pending,
-        rows: VARIANTS * pending,
+        rows: VARIANTS * pending * seqs.max(1),
         pending,
     }
+}
+
+/// One target group of a batched forward: its sequence, inputs `start .. start + n` of the
+/// host's input buffers, guidance variants, and first answer row.
+#[derive(Clone, Copy, Debug)]
+struct TargetGroup {
+    seq: u32,
+    start: usize,
+    n: usize,
+    variants: usize,
+    answer: usize,
 }
 
 /// The feature row of `f` for variant `var` of a sequence (features are `d` wide; draft entries
@@ -239,6 +251,8 @@ pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
     parents: Vec<i32>,
     /// Keep lists handed to the models.
     keep: Vec<usize>,
+    /// Target groups of the current forward.
+    groups: Vec<TargetGroup>,
 }
 
 fn slot(seq: u32, variant: usize) -> usize {
@@ -328,6 +342,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             positions: Vec::new(),
             parents: Vec::new(),
             keep: Vec::new(),
+            groups: Vec::new(),
         })
     }
 
@@ -408,18 +423,25 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         })
     }
 
-    /// Answer rows of a forward of `n` inputs × `variants` (model rows variant-major) in
-    /// protocol order (input-major), into `self.order`.
-    fn interleave_order(&mut self, n: usize, variants: usize) {
+    /// Answer rows of a forward of `n` inputs × `variants` (model rows variant-major, starting
+    /// at model row `base`) in protocol order (input-major), into `self.order`.
+    fn interleave_order(&mut self, base: usize, n: usize, variants: usize) {
         self.order.clear();
         for i in 0..n {
             for var in 0..variants {
-                self.order.push((var * n + i) as u32);
+                self.order.push((base + var * n + i) as u32);
             }
         }
     }
 
-    fn prefill(&mut self, seq: u32, tokens: &[u32], g: GuidanceMode) -> Result<(), HostError> {
+    /// Runs a prefill group whose answer rows start at `at`.
+    fn prefill(
+        &mut self,
+        seq: u32,
+        tokens: &[u32],
+        g: GuidanceMode,
+        at: usize,
+    ) -> Result<(), HostError> {
         let s = self.seq_index(seq)?;
         let (d, variants) = (self.dim, g.variants());
         let features = self.drafter.is_some();
@@ -428,7 +450,6 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 "prefill longer than the image".into(),
             ));
         }
-        self.sink.begin(&self.c, variants, self.vocab)?;
         self.hidden.resize(variants * d, 0.0);
         for var in 0..variants {
             let sl = slot(seq, var);
@@ -452,7 +473,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 )?,
             };
             if tokens.is_empty() {
-                self.sink.put(&self.c, out, &[0], var)?;
+                self.sink.put(&self.c, out, &[0], at + var)?;
             }
             if let Some(dr) = self.drafter.as_deref_mut() {
                 dr.reset(sl)?;
@@ -486,7 +507,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 };
                 let hid_rows = features.then_some(&mut hid[..]);
                 let out = self.gpt.forward_device(&[step], hid_rows)?;
-                self.sink.put(&self.c, out, &[n as u32 - 1], var)?;
+                self.sink.put(&self.c, out, &[n as u32 - 1], at + var)?;
                 self.gpt.commit(sl, &keep)?;
                 if features {
                     let base = var * tokens_per * d;
@@ -497,18 +518,13 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         Ok(())
     }
 
-    fn target(
-        &mut self,
-        seq: u32,
-        keep: &[u32],
-        inputs: &[argen_core::decode::Input],
-        g: GuidanceMode,
-    ) -> Result<(), HostError> {
+    /// Commits the kept entries of sequence `seq`'s last target run (with their features) and
+    /// drops the others: the `keep` of a [`argen_core::decode::TargetRun`].
+    fn apply_keep(&mut self, seq: u32, keep: &[u32]) -> Result<(), HostError> {
         let s = self.seq_index(seq)?;
-        let (d, variants) = (self.dim, g.variants());
+        let d = self.dim;
         let features = self.drafter.is_some();
         let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
-        // Commit the kept entries of the last run, with their features.
         self.keep.clear();
         self.keep.extend(keep.iter().map(|&k| k as usize));
         {
@@ -545,48 +561,116 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 }
             }
         }
-        let n = inputs.len();
-        self.tokens.clear();
-        self.positions.clear();
-        self.parents.clear();
-        for inp in inputs {
-            self.tokens.push(inp.token);
-            self.positions.push(pos(inp.index, self.grid));
-            self.parents.push(if inp.parent == ROOT {
-                -1
-            } else {
-                inp.parent as i32
-            });
-        }
-        for var in 0..variants {
-            self.condition(s, var)?;
-        }
-        self.sink.begin(&self.c, n * variants, self.vocab)?;
-        self.hidden.resize(variants * n * d, 0.0);
-        self.interleave_order(n, variants);
-        let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
-            slot: slot(seq, var),
-            tokens: &self.tokens,
-            positions: &self.positions,
-            parents: Some(&self.parents),
-        });
-        let out = self
-            .gpt
-            .forward_device(&steps[..variants], features.then_some(&mut self.hidden[..]))?;
-        self.sink.put(&self.c, out, &self.order, 0)?;
-        let st = &mut self.seqs[s];
-        st.last_index.clear();
-        st.last_index.extend(inputs.iter().map(|i| i.index));
-        st.last_hidden.clear();
-        if features {
-            st.last_hidden
-                .extend_from_slice(&self.hidden[..variants * n * d]);
-        }
-        st.last_variants = variants;
         Ok(())
     }
 
-    fn draft(&mut self, run: &argen_core::decode::DraftRun<'_>) -> Result<(), HostError> {
+    /// Runs a target forward: every target group of `action` in **one** model forward, then its
+    /// prefill groups. The answer holds `rows` rows, group after group.
+    fn target_forward(&mut self, action: &Action<'_>, rows: usize) -> Result<(), HostError> {
+        let d = self.dim;
+        let features = self.drafter.is_some();
+        self.sink.begin(&self.c, rows, self.vocab)?;
+        self.tokens.clear();
+        self.positions.clear();
+        self.parents.clear();
+        self.groups.clear();
+        let mut at = 0;
+        for group in action.groups() {
+            if let Group::Target(r) = group {
+                let s = self.seq_index(r.seq)?;
+                self.apply_keep(r.seq, r.keep)?;
+                let variants = r.guidance.variants();
+                for var in 0..variants {
+                    self.condition(s, var)?;
+                }
+                let start = self.tokens.len();
+                for inp in r.inputs {
+                    self.tokens.push(inp.token);
+                    self.positions.push(pos(inp.index, self.grid));
+                    self.parents.push(if inp.parent == ROOT {
+                        -1
+                    } else {
+                        inp.parent as i32
+                    });
+                }
+                self.groups.push(TargetGroup {
+                    seq: r.seq,
+                    start,
+                    n: r.inputs.len(),
+                    variants,
+                    answer: at,
+                });
+            }
+            at += group.logits_rows();
+        }
+        if !self.groups.is_empty() {
+            let model_rows: usize = self.groups.iter().map(|g| g.n * g.variants).sum();
+            self.hidden.resize(model_rows * d, 0.0);
+            let mut steps = Vec::with_capacity(self.groups.len() * VARIANTS);
+            for g in &self.groups {
+                let range = g.start..g.start + g.n;
+                for var in 0..g.variants {
+                    steps.push(Step {
+                        slot: slot(g.seq, var),
+                        tokens: &self.tokens[range.clone()],
+                        positions: &self.positions[range.clone()],
+                        parents: Some(&self.parents[range.clone()]),
+                    });
+                }
+            }
+            let out = self
+                .gpt
+                .forward_device(&steps, features.then_some(&mut self.hidden[..]))?;
+            let mut base = 0;
+            for gi in 0..self.groups.len() {
+                let g = self.groups[gi];
+                self.order.clear();
+                for i in 0..g.n {
+                    for var in 0..g.variants {
+                        self.order.push((base + var * g.n + i) as u32);
+                    }
+                }
+                self.sink.put(&self.c, out, &self.order, g.answer)?;
+                let s = g.seq as usize;
+                let st = &mut self.seqs[s];
+                st.last_index.clear();
+                st.last_index.extend(
+                    action
+                        .groups()
+                        .find(|x| x.seq() == g.seq)
+                        .and_then(|x| match x {
+                            Group::Target(r) => Some(r.inputs),
+                            _ => None,
+                        })
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|i| i.index),
+                );
+                st.last_hidden.clear();
+                if features {
+                    st.last_hidden
+                        .extend_from_slice(&self.hidden[base * d..(base + g.n * g.variants) * d]);
+                }
+                st.last_variants = g.variants;
+                base += g.n * g.variants;
+            }
+        }
+        let mut at = 0;
+        for group in action.groups() {
+            if let Group::Prefill(p) = group {
+                self.prefill(p.seq, p.tokens, p.guidance, at)?;
+            }
+            at += group.logits_rows();
+        }
+        Ok(())
+    }
+
+    /// Runs a drafter group whose answer rows start at `at`.
+    fn draft(
+        &mut self,
+        run: &argen_core::decode::DraftRun<'_>,
+        at: usize,
+    ) -> Result<(), HostError> {
         let s = self.seq_index(run.seq)?;
         let (d, variants) = (self.dim, run.guidance.variants());
         if self.drafter.is_none() {
@@ -611,7 +695,6 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         }
         let n = run.inputs.len();
         let first_entry = self.seqs[s].entries.len() / (VARIANTS * d);
-        self.sink.begin(&self.c, n * variants, self.vocab)?;
         // Two parts: the committed catch-up chain, then the pending inputs.
         let parts = [
             (true, 0usize, run.commit as usize),
@@ -658,7 +741,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                     self.features.extend_from_slice(row);
                 }
             }
-            self.interleave_order(m, variants);
+            self.interleave_order(0, m, variants);
             let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
                 slot: slot(run.seq, var),
                 tokens: &self.tokens,
@@ -671,7 +754,8 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 HostError::Unsupported("this method drafts, but the model has no drafter".into())
             })?;
             let out = dr.forward_device(self.gpt, steps, &self.features, Some(&mut self.hidden))?;
-            self.sink.put(&self.c, out, &self.order, lo * variants)?;
+            self.sink
+                .put(&self.c, out, &self.order, at + lo * variants)?;
             if catch_up {
                 self.keep.clear();
                 self.keep.extend(0..m);
@@ -706,19 +790,32 @@ where
     type Error = HostError;
 
     fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, S::Logits>, HostError> {
+        if let (Some(model), Some(rows)) = (action.model(), action.logits_rows()) {
+            let mut seen = std::collections::BTreeSet::new();
+            for g in action.groups() {
+                if g.model() != model || !seen.insert(g.seq()) {
+                    return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                        name: "batch",
+                        reason: "a batch must run one model with each sequence at most once",
+                    }));
+                }
+            }
+            match model {
+                Model::Target => self.target_forward(action, rows)?,
+                Model::Drafter => {
+                    self.sink.begin(&self.c, rows, self.vocab)?;
+                    let mut at = 0;
+                    for group in action.groups() {
+                        if let Group::Draft(r) = group {
+                            self.draft(&r, at)?;
+                        }
+                        at += group.logits_rows();
+                    }
+                }
+            }
+            return Ok(Answer::Logits(self.sink.logits()));
+        }
         match *action {
-            Action::Prefill(p) => {
-                self.prefill(p.seq, p.tokens, p.guidance)?;
-                Ok(Answer::Logits(self.sink.logits()))
-            }
-            Action::Target(r) => {
-                self.target(r.seq, r.keep, r.inputs, r.guidance)?;
-                Ok(Answer::Logits(self.sink.logits()))
-            }
-            Action::Draft(r) => {
-                self.draft(&r)?;
-                Ok(Answer::Logits(self.sink.logits()))
-            }
             Action::Check(c) => {
                 let ok = match self.judge.as_deref_mut() {
                     Some(j) => j.check(c.seq, c.rows, c.tokens).map_err(HostError::Judge)?,
@@ -749,6 +846,9 @@ where
                 Ok(Answer::Reformulated)
             }
             Action::Done => Err(HostError::Unsupported("nothing to do after Done".into())),
+            Action::Prefill(_) | Action::Target(_) | Action::Draft(_) | Action::Batch(_) => {
+                unreachable!("forwards are answered above")
+            }
         }
     }
 }
