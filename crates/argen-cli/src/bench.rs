@@ -326,7 +326,7 @@ fn run_on<C: Runtime>(
     } else {
         None
     };
-    eprintln!(
+    crate::errln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
         dir.dir.display(),
@@ -408,7 +408,7 @@ fn run_on<C: Runtime>(
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }
-        eprintln!(
+        crate::errln!(
             "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
             ri + 1,
             rows.len(),

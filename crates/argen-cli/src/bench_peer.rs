@@ -72,7 +72,7 @@ pub(crate) fn run(
             "image_tokens": cfg.block_size,
         }),
     )?;
-    eprintln!(
+    crate::errln!(
         "argen bench: running the PyTorch peer: {python} {} ({} images)",
         script.display(),
         prompts.len() as u64 * seeds

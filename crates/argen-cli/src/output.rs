@@ -355,6 +355,16 @@ macro_rules! outln {
     };
 }
 
+/// Writes one line to stderr, ignoring failures (a closed or full stderr leaves nobody to tell;
+/// `eprintln!` would panic).
+#[macro_export]
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Reads `path`, which must be a regular file of at most `limit` bytes (`what` names it in
 /// errors, e.g. `--tokens`).
 pub fn read_bounded(what: &str, path: &Path, limit: u64) -> Result<Vec<u8>, String> {

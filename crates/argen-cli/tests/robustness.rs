@@ -756,6 +756,11 @@ fn stdout_on_dev_full_and_closed_pipes() {
             "{args:?}: {err}"
         );
     }
+    // stderr on /dev/full: progress is lost, the run is not.
+    let bench = &cases[4];
+    let quiet = run_with(bench, Out::Piped, "exec 2>/dev/full;");
+    assert!(quiet.status.success(), "{:?}", quiet.status);
+    assert!(String::from_utf8_lossy(&quiet.stdout).contains("vanilla"));
     no_temps(&d);
 }
 
