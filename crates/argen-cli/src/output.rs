@@ -10,8 +10,9 @@
 //! 1. writes every staged output whose destination is a regular file (or does not exist yet) to
 //!    a fresh temporary file `.NAME.argen-PID-N.tmp` **in the destination's directory**, and
 //!    `fsync`s it;
-//! 2. writes outputs whose destination already exists and is not a regular file (`/dev/null`,
-//!    `/dev/stdout`, a FIFO) directly: they cannot be replaced, and must not be;
+//! 2. then writes outputs whose destination already exists and is not a regular file
+//!    (`/dev/null`, `/dev/stdout`, a FIFO) directly: they cannot be replaced, and must not be (a
+//!    FIFO without a reader is an error, not a wait);
 //! 3. only when every one of those writes succeeded, `rename`s each temporary file onto its
 //!    destination (atomic on POSIX within a directory) and `fsync`s the directory.
 //!
@@ -118,15 +119,12 @@ pub fn commit() -> Result<(), String> {
             let _ = std::fs::remove_file(tmp);
         }
     };
+    // Regular files first (where a full disk shows), then devices and FIFOs, then renames.
+    let mut special: Vec<(&PathBuf, PathBuf, &[u8])> = Vec::new();
     for (path, bytes) in &items {
         let dest = destination(path);
         match std::fs::metadata(&dest) {
-            Ok(m) if !m.is_file() && !m.is_dir() => {
-                if let Err(e) = write_special(&dest, bytes) {
-                    cleanup(&temps);
-                    return Err(format!("cannot write {}: {e}", path.display()));
-                }
-            }
+            Ok(m) if !m.is_file() && !m.is_dir() => special.push((path, dest, bytes)),
             _ => match write_temp(&dest, bytes) {
                 Ok(tmp) => temps.push((tmp, dest)),
                 Err(e) => {
@@ -134,6 +132,12 @@ pub fn commit() -> Result<(), String> {
                     return Err(e);
                 }
             },
+        }
+    }
+    for (path, dest, bytes) in special {
+        if let Err(e) = write_special(&dest, bytes) {
+            cleanup(&temps);
+            return Err(format!("cannot write {}: {e}", path.display()));
         }
     }
     for (i, (tmp, dest)) in temps.iter().enumerate() {
