@@ -227,6 +227,11 @@ fn absurd_configs_are_refused_before_any_allocation() {
     ] {
         std::fs::write(&gpt, &orig).unwrap();
         set_json_field(&gpt, key, value);
+        // decode needs only the VQ: it ignores a broken gpt.json (and used to hang on it).
+        let t = d.join("t.json");
+        std::fs::write(&t, b"[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]").unwrap();
+        let (ts, o) = (s(&t), s(&d.join("o.png")));
+        succeeds(&["decode", "--model", &ms, "--tokens", &ts, "--out", &o]);
         for cmd in [
             vec!["generate", "--model", &ms, "--class", "1", "--quiet"],
             vec!["bench", "--model", &ms, "--quick"],
@@ -530,6 +535,12 @@ fn options_at_zero_negative_nan_and_huge_give_one_line_errors() {
     fails_with(&[], &["no command"]);
     fails_with(&["paint"], &["paint"]);
     fails_with(&["generate", "--seed"], &["--seed"]);
+    // No Debug spelling of internal types.
+    let err = fails_with(
+        &["generate", "--model", &m, "--prompt", "a red circle"],
+        &["c2i"],
+    );
+    assert!(!err.contains("C2i"), "{err}");
     // A 131 KB prompt is echoed shortened.
     let long = "a red circle ".repeat(10_000);
     let err = fails_with(&["generate", "--prompt", &long, "--quiet"], &["characters"]);
