@@ -31,7 +31,6 @@
 //! `0, 1, …` — there the judge of Best-of-N and GridAR is the model's implicit classifier and the
 //! alignment columns are "n/a".
 
-use std::io::Write;
 use std::time::Instant;
 
 use argen_core::decode::Stats;
@@ -356,7 +355,7 @@ fn run_on<C: Runtime>(
     } else {
         None
     };
-    eprintln!(
+    crate::errln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
         dir.dir.display(),
@@ -488,7 +487,7 @@ fn run_on<C: Runtime>(
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }
-        eprintln!(
+        crate::errln!(
             "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
             ri + 1,
             rows.len(),
@@ -547,12 +546,7 @@ fn run_on<C: Runtime>(
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }
-    let md = markdown(&report);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(md.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    Ok(())
+    crate::output::out(&markdown(&report))
 }
 
 fn num(v: &Value, digits: usize) -> String {

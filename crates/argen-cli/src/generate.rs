@@ -152,28 +152,10 @@ pub(crate) fn condition(
                 "this is a text-conditional model: give --prompt TEXT (ShapesWorld) or --caption \
                  FILE (raw f32 caption features)",
             )?;
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let want = cfg.cls_token_num * cfg.caption_dim;
-            if bytes.len() != want * 4 {
-                return Err(format!(
-                    "{}: {} bytes, expected {want} little-endian f32 values ({} × {})",
-                    path.display(),
-                    bytes.len(),
-                    cfg.cls_token_num,
-                    cfg.caption_dim
-                ));
-            }
-            let features: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if features.iter().any(|x| !x.is_finite()) {
-                return Err(format!(
-                    "{}: caption features contain NaN or infinity",
-                    path.display()
-                ));
-            }
+            let want = cfg.cls_token_num as u64 * cfg.caption_dim as u64 * 4;
+            let bytes = crate::output::read_bounded("--caption", path, want)?;
+            let features = crate::parse::parse_caption(&bytes, cfg.cls_token_num, cfg.caption_dim)
+                .map_err(|e| format!("--caption {}: {e}", path.display()))?;
             Ok((
                 Condition::Caption {
                     features: Some(features),
@@ -403,9 +385,11 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             &cfg,
             conds,
             Cpu::new(a.threads).map_err(|e| e.to_string())?,
-            &mut check,
-            true,
-            None,
+            Mode {
+                check: &mut check,
+                write: true,
+                config: None,
+            },
         )?,
         DeviceArg::Cuda => run_on(
             a,
@@ -413,9 +397,11 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             &cfg,
             conds,
             crate::device::cuda_compute()?,
-            &mut check,
-            true,
-            None,
+            Mode {
+                check: &mut check,
+                write: true,
+                config: None,
+            },
         )?,
     };
     Ok(())
@@ -501,9 +487,11 @@ pub(crate) fn replay_run(
             &cfg,
             conds,
             Cpu::new(g.threads).map_err(|e| e.to_string())?,
-            &mut check,
-            false,
-            config,
+            Mode {
+                check: &mut check,
+                write: false,
+                config,
+            },
         )?,
         DeviceArg::Cuda => run_on(
             g,
@@ -511,9 +499,11 @@ pub(crate) fn replay_run(
             &cfg,
             conds,
             crate::device::cuda_compute()?,
-            &mut check,
-            false,
-            config,
+            Mode {
+                check: &mut check,
+                write: false,
+                config,
+            },
         )?,
     };
     match check {
@@ -535,10 +525,13 @@ fn run_on<C: Runtime>(
     cfg: &GptConfig,
     conds: (Condition, Condition),
     c: C,
-    check: &mut RunCheck<'_>,
-    write: bool,
-    config: Option<&DecoderConfig>,
+    mode: Mode<'_, '_>,
 ) -> Result<Outcome, String> {
+    let Mode {
+        check,
+        write,
+        config,
+    } = mode;
     let dc = match config {
         Some(dc) => *dc,
         None => decoder_config(a, cfg, a.prompt.is_some())?,
@@ -645,7 +638,7 @@ fn run_on<C: Runtime>(
         });
         crate::output::write_bytes(path, &crate::replay::encode(&meta, trace)?)?;
     }
-    println!(
+    crate::outln!(
         "{}: {} tokens, {} target forwards ({:.2} tokens/forward), {} drafter forwards, {:.2} s → {}",
         a.method.name(),
         s.tokens,
@@ -654,7 +647,7 @@ fn run_on<C: Runtime>(
         s.draft_forwards,
         outcome.wall,
         a.out.display()
-    );
+    )?;
     Ok(outcome)
 }
 
@@ -663,8 +656,18 @@ pub(crate) fn config_json(dc: &DecoderConfig) -> Result<serde_json::Value, Strin
     serde_json::to_value(dc).map_err(|e| format!("cannot write the decoder configuration: {e}"))
 }
 
+/// How [`run_on`] runs: recorded or checked (`check`), whether it writes the outputs, and the
+/// decoder configuration when it is given rather than derived from the flags (replays of runs
+/// `argen bench` recorded).
+struct Mode<'a, 't> {
+    check: &'a mut RunCheck<'t>,
+    write: bool,
+    config: Option<&'a DecoderConfig>,
+}
+
 /// Whether a run is recorded or checked against a recording (`argen generate --trace`,
 /// `argen replay`).
+#[allow(clippy::large_enum_variant)] // one per run, never in a loop
 pub(crate) enum RunCheck<'t> {
     /// Neither.
     Off,
@@ -831,23 +834,20 @@ fn detection_line(d: &argen_shapes::Detection) -> String {
 /// `argen score`.
 pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
     let prompt = shapes::parse_prompt(&a.prompt)?;
-    let img = argen_shapes::RgbImage::load_png(&a.image).map_err(|e| e.to_string())?;
+    let img = crate::output::read_score_png(&a.image, 32, 1024)?;
     let s = argen_shapes::score(&prompt, &img).map_err(|e| {
         e.to_string()
             .replace("<memory>", &a.image.display().to_string())
     })?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?
-        );
-        return Ok(());
+        let text = serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?;
+        return crate::outln!("{text}");
     }
     let v = &s.verdicts;
-    println!("prompt:  {prompt}");
-    println!("objects: {}", s.scene.objects.len());
+    let mut text = format!("prompt:  {prompt}\nobjects: {}\n", s.scene.objects.len());
     for d in &s.scene.objects {
-        println!("{}", detection_line(d));
+        text.push_str(&detection_line(d));
+        text.push('\n');
     }
     for (name, ok) in [
         ("count", v.count),
@@ -856,14 +856,13 @@ pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
         ("spatial", v.spatial),
         ("layout", v.layout),
     ] {
-        println!("{name:8} {}", if ok { "yes" } else { "no" });
+        text.push_str(&format!("{name:8} {}\n", if ok { "yes" } else { "no" }));
     }
-    println!(
-        "aligned: {} (soft score {:.3})",
+    crate::outln!(
+        "{text}aligned: {} (soft score {:.3})",
         if s.aligned { "yes" } else { "no" },
         s.soft
-    );
-    Ok(())
+    )
 }
 
 /// `argen decode`.
@@ -891,12 +890,11 @@ pub fn decode(a: &DecodeArgs) -> Result<(), String> {
     }
     let image = vq.decode(&tokens, grid, grid).map_err(|e| e.to_string())?;
     write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
-    println!(
+    crate::outln!(
         "decoded {} tokens → {}×{} px → {}",
         tokens.len(),
         image.width,
         image.height,
         a.out.display()
-    );
-    Ok(())
+    )
 }

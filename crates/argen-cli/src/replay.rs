@@ -262,15 +262,15 @@ pub fn run(a: &ReplayArgs) -> Result<bool, String> {
     let outcome = crate::generate::replay_run(&g, config.as_ref(), trace, recorded)?;
     match outcome {
         crate::generate::ReplayOutcome::ModelDiffers { recorded, found } => {
-            println!(
+            crate::outln!(
                 "model differs: the run was recorded with model fingerprint {recorded}, \
                  {} has {found}; not replayed (pass --model with the recorded model)",
                 model.map_or("the model directory".into(), |m| m.display().to_string())
-            );
+            )?;
             Ok(false)
         }
         crate::generate::ReplayOutcome::Identical { steps } => {
-            println!("identical ({steps} steps, {})", a.file.display());
+            crate::outln!("identical ({steps} steps, {})", a.file.display())?;
             Ok(true)
         }
         crate::generate::ReplayOutcome::Diverged {
@@ -278,8 +278,8 @@ pub fn run(a: &ReplayArgs) -> Result<bool, String> {
             expected,
             found,
         } => {
-            println!("{}", describe(&divergence));
-            print_tokens_around(&expected, &found);
+            crate::outln!("{}", describe(&divergence))?;
+            print_tokens_around(&expected, &found)?;
             Ok(false)
         }
     }
@@ -297,14 +297,14 @@ fn describe(d: &Divergence) -> String {
 }
 
 /// The final tokens of both runs around the first index where they differ.
-fn print_tokens_around(expected: &[u32], found: &[u32]) {
+fn print_tokens_around(expected: &[u32], found: &[u32]) -> Result<(), String> {
     let first = expected
         .iter()
         .zip(found)
         .position(|(a, b)| a != b)
         .unwrap_or(expected.len().min(found.len()));
     if first == expected.len() && first == found.len() {
-        return;
+        return Ok(());
     }
     let lo = first.saturating_sub(4);
     let show = |t: &[u32]| {
@@ -320,9 +320,10 @@ fn print_tokens_around(expected: &[u32], found: &[u32]) {
             .collect();
         cells.join(" ")
     };
-    println!("first differing token: index {first} (tokens {lo}..)");
-    println!("  trace: {}", show(expected));
-    println!("  run:   {}", show(found));
+    crate::outln!("first differing token: index {first} (tokens {lo}..)")?;
+    crate::outln!("  trace: {}", show(expected))?;
+    crate::outln!("  run:   {}", show(found))?;
+    Ok(())
 }
 
 /// `argen trace show`.
@@ -370,31 +371,31 @@ pub fn show(a: &TraceShowArgs) -> Result<(), String> {
                 "tokens": tokens,
             }
         });
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
-        );
+        )?;
         return Ok(());
     }
-    println!("run file {}", a.file.display());
+    crate::outln!("run file {}", a.file.display())?;
     for key in [
         "argen", "device", "threads", "kernels", "prompt", "class", "seed",
     ] {
         if let Some(v) = run.meta.get(key).filter(|v| !v.is_null()) {
-            println!("  {key}: {v}");
+            crate::outln!("  {key}: {v}")?;
         }
     }
     if let Some(m) = run.meta.get("model") {
-        println!(
+        crate::outln!(
             "  model fingerprint: {}",
             m.get("fingerprint").unwrap_or(&Value::Null)
-        );
+        )?;
     }
     if let Some(args) = run.meta.get("args").and_then(Value::as_array) {
         let args: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-        println!("  arguments: {}", args.join(" "));
+        crate::outln!("  arguments: {}", args.join(" "))?;
     }
-    println!(
+    crate::outln!(
         "trace: format v{}, RNG scheme {}, decoder {}, seed {}, {} image tokens, {} steps",
         trace.version(),
         h.scheme,
@@ -402,11 +403,11 @@ pub fn show(a: &TraceShowArgs) -> Result<(), String> {
         h.seed,
         h.tokens,
         trace.record_count()
-    );
-    println!("| step | action | seq | items | aux | answer | committed |");
-    println!("|---|---|---|---|---|---|---|");
+    )?;
+    crate::outln!("| step | action | seq | items | aux | answer | committed |")?;
+    crate::outln!("|---|---|---|---|---|---|---|")?;
     for (i, r) in trace.records().enumerate() {
-        println!(
+        crate::outln!(
             "| {i} | {} | {} | {} | {} | {} | {} |",
             r.kind.name(),
             r.seq,
@@ -414,15 +415,15 @@ pub fn show(a: &TraceShowArgs) -> Result<(), String> {
             r.aux,
             r.answer,
             r.committed
-        );
+        )?;
     }
-    println!(
+    crate::outln!(
         "stats: {} tokens, {} target forwards, {} drafter forwards; result sequence {}",
         s.tokens,
         s.target_forwards,
         s.draft_forwards,
         trace.result_seq()
-    );
-    println!("tokens: {tokens:?}");
+    )?;
+    crate::outln!("tokens: {tokens:?}")?;
     Ok(())
 }
