@@ -188,7 +188,7 @@ fn bad_input_gives_one_line_errors() {
             "--class",
             "1",
             "--out",
-            "/nonexistent/x.png",
+            "/proc/argen-nonexistent/x.png",
         ],
         "does not exist",
     );

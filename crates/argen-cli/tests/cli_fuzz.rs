@@ -151,7 +151,7 @@ impl Env {
             self.dir.display().to_string(),
             "/dev/full".into(),
             "/dev/null".into(),
-            "/nonexistent/x".into(),
+            "/proc/argen-nonexistent/x".into(),
             self.tiny.clone(),
             format!("{}/gpt.json", self.tiny),
             "".into(),

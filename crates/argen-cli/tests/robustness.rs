@@ -652,7 +652,7 @@ fn hostile_token_and_caption_files() {
             "--model",
             &sm,
             "--caption",
-            "/nonexistent/c.f32",
+            "/proc/argen-nonexistent/c.f32",
             "--quiet",
         ],
         &["--caption", "no such file"],
@@ -1007,7 +1007,7 @@ fn conflicting_outputs_are_refused_before_any_work() {
             "--class",
             "1",
             "--out",
-            "/nonexistent/x.png",
+            "/proc/argen-nonexistent/x.png",
         ],
         &["does not exist"],
     );
