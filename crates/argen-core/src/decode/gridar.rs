@@ -69,7 +69,8 @@
 //! # Bounds
 //!
 //! At most the inner decoders' action bounds (`n·H·W` forwards for vanilla; batching only
-//! lowers the count), `2n` checks (verifier on), `2n` reformulations (on) and `n` scores: that
+//! lowers the count) plus, per candidate, [`PRUNING_POINTS`] times the actions a restart may add
+//! ([`Restartable::restart_actions`]: 0 for vanilla), `2n` checks (verifier on), `2n` reformulations (on) and `n` scores: that
 //! sum is [`Decoder::action_bound`].
 
 use super::batch::Lockstep;
@@ -473,10 +474,14 @@ impl<D: Restartable, const C: usize> Decoder for GridAr<D, C> {
     fn action_bound(&self) -> u32 {
         let n = self.n();
         let per_point = self.cfg.verifier as u32 + self.cfg.reformulate as u32;
+        let restarts = PRUNING_POINTS as u32;
         self.set
             .decoders()
             .iter()
-            .fold(0u32, |acc, d| acc.saturating_add(d.action_bound()))
+            .fold(0u32, |acc, d| {
+                acc.saturating_add(d.action_bound())
+                    .saturating_add(restarts.saturating_mul(d.restart_actions()))
+            })
             .saturating_add(n.saturating_mul(PRUNING_POINTS as u32 * per_point))
             .saturating_add(n)
     }

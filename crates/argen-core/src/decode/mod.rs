@@ -124,6 +124,13 @@ pub trait Restartable: Decoder {
     /// Keep the committed tokens but restart from them (a prefill of all of them) with
     /// `guidance` from now on — GridAR's re-prefill after a reformulation.
     fn reguide(&mut self, guidance: GuidanceMode) -> Result<()>;
+
+    /// An upper bound on the actions one restart ([`Restartable::restart`] or
+    /// [`Restartable::reguide`], or both before the next action) adds to
+    /// [`Decoder::action_bound`] — 0 when the prefill replaces the work it redoes, as for
+    /// [`Vanilla`]; a speculative decoder's drafter catches up on the prefix in runs of at most
+    /// `T` inputs.
+    fn restart_actions(&self) -> u32;
 }
 
 /// The protocol error for answering `action` with `found`.

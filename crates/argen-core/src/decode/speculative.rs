@@ -8,7 +8,7 @@
 //! 1. **Catch-up.** The drafter runs on the tokens committed since its last step, each paired with
 //!    the target feature that predicted it (EAGLE: token `c_j` with the target's hidden state at
 //!    `c_{j−1}`); its last row is the draft distribution `q_0` at index `t`.
-//! 2. **Drafting** up to depth `D = min(depth, N − t − 1)`:
+//! 2. **Drafting** up to depth `D = min(depth, stop − t − 1)` (`stop = N` unless stopped earlier):
 //!    * *chain* (`γ`): `x_d ~ q_d` with key `(seed, stream, DRAFT, t + d, 0)`, then the drafter runs
 //!      on `x_d` for `q_{d+1}`; drafts are *sampled*, so verification uses `q`;
 //!    * *tree* (EAGLE-2, `total / depth / top_k`): every expanded node proposes its `top_k` most
@@ -22,10 +22,35 @@
 //!    path plus one more token (residual draw, or the target's own draw past a leaf).
 //!
 //! CFG applies to drafter and target alike (the host runs the guidance variants of each input).
-//! When `D = 0` (the last token) the step is a plain target step. Each step commits at least one
+//! When `D = 0` (the last token, or the last before a stop) the step is a plain target step. Each step commits at least one
 //! token and issues at most `depth + 1` actions, so decoding ends within `1 + N·(depth + 1) + 1`
 //! actions ([`Decoder::action_bound`]). With the [`Criterion::Coupled`] criterion, the tokens are
 //! exactly those of [`super::Vanilla`] for the same seed.
+//!
+//! # Stops and restarts ([`Restartable`])
+//!
+//! GridAR ([`super::GridAr`]) and Best-of-N run speculative candidates like vanilla ones:
+//!
+//! * [`Restartable::set_stop`]`(k)` ends the run with exactly `k` tokens committed: the drafting
+//!   depth of a step at `t` is `min(depth, k − t − 1)`, so a verification (which commits at most
+//!   `depth + 1` tokens) never crosses the stop, and the step at `t = k − 1` is a plain target
+//!   step. Raising the stop of a stopped decoder continues from both KV caches: the next step
+//!   starts with the keep list of the last verification, exactly as if it had not stopped.
+//! * [`Restartable::restart`]`(prefix, guidance)` prefills the condition and the prefix (one
+//!   [`Action::Prefill`], whose answer draws the token at index `prefix.len()` with that index's
+//!   `SAMPLE` key, as vanilla does), then the drafter catches up on every committed token, each
+//!   paired with the target feature of the index before it ([`FeatureRef::Target`], the
+//!   condition's for index 0), in runs of at most `T` inputs (each a new drafting step whose
+//!   inputs are all committed; only the last run's final row is used).
+//!   [`Restartable::reguide`] does the same with the committed tokens as the prefix.
+//!
+//! What holds: with [`Criterion::Coupled`] the tokens are exactly vanilla's whatever the stops
+//! and restarts (every committed token is the target's own keyed draw); with
+//! [`Criterion::Exact`] the tokens differ from an uninterrupted run (the draft trees before a
+//! stop are shallower) but every verification still samples exactly from the target, so the
+//! output distribution is vanilla's; LANTERN and GSD keep their per-position guarantees (their
+//! acceptance does not depend on the tree's depth). Tests: `tests/compose.rs` (Coupled, GridAR,
+//! Best-of-N) and `tests/decoders.rs` (Exact marginals of a stopped run).
 //!
 //! The same state machine runs [`super::Vvs`] (verification skipping): a skip step commits a path
 //! of the drafted tree without the verification run, and the next target run then starts with
@@ -35,7 +60,7 @@
 use super::vvs::SkipPolicy;
 use super::{
     check_dist_rows, check_rows, unexpected, Action, Config, Decoder, DraftInput, DraftRun,
-    FeatureRef, Input, Prefill, Stats, TargetRun,
+    FeatureRef, GuidanceMode, Input, Prefill, Restartable, Stats, TargetRun,
 };
 use crate::accept::{Criterion, NodeKeys};
 use crate::backend::{Backend, DraftTree, ProcessJob, SampleJob, TreeJob, ROOT};
@@ -193,6 +218,8 @@ pub struct Speculative<'c, const N: usize, const T: usize> {
     last_skipped: bool,
     /// VVS verification skipping (`None`: plain speculative decoding).
     skip: Option<SkipPolicy<'c>>,
+    /// Decoding stops (poll returns Done) once this many tokens are committed.
+    stop: u32,
 }
 
 impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
@@ -231,6 +258,7 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             steps: 0,
             last_skipped: false,
             skip: None,
+            stop: cfg.base.tokens,
         })
     }
 
@@ -285,12 +313,11 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
     /// Sets up the next step after a commit.
     fn next_step(&mut self) {
         let t = self.t();
-        let n = self.cfg.base.tokens;
-        if t == n {
+        if t >= self.stop {
             self.phase = Phase::Done;
             return;
         }
-        let depth = self.cfg.shape.depth().min(n - t - 1);
+        let depth = self.max_depth();
         // Input 0 is the last token with a target KV entry's successor: the last committed token,
         // preceded (VVS post-verification) by the `pending` skipped tokens as a chain.
         self.target_inputs.clear();
@@ -307,10 +334,20 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             self.phase = Phase::Plain;
             return;
         }
-        // Catch-up run of the drafter on the tokens it has not seen.
+        self.pool.clear();
+        self.tree.clear();
+        self.entries = 0;
+        self.catch_up();
+    }
+
+    /// Sets up the next catch-up run of the drafter: the committed tokens it has not seen, at
+    /// most `T` of them (more arrive only after a restart from a long prefix).
+    fn catch_up(&mut self) {
+        let t = self.t();
         self.draft_inputs.clear();
         let skipped_from = t - self.pending;
-        for j in self.drafter_committed..t {
+        let end = t.min(self.drafter_committed.saturating_add(T as u32));
+        for j in self.drafter_committed..end {
             // VVS: a skipped token has no target feature yet; it reuses the stale feature `pending`
             // indices older (see `super::vvs`, "Stale features").
             let feature = if j >= skipped_from {
@@ -325,22 +362,19 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
                 parent: ROOT,
                 feature,
             };
-            // At most T − 1 accepted + 1 committed tokens arrive per step.
+            // At most T inputs (`end` above).
             let _ = self.draft_inputs.push(input);
         }
         self.draft_new_step = true;
         self.draft_commit = self.draft_inputs.len() as u32;
-        self.pool.clear();
-        self.tree.clear();
-        self.entries = 0;
         self.phase = Phase::CatchUp;
     }
 
+    /// Drafting depth of the current step: the shape's depth, limited so that the step commits
+    /// nothing past the stop (a verification commits at most depth + 1 tokens).
     fn max_depth(&self) -> u32 {
-        self.cfg
-            .shape
-            .depth()
-            .min(self.cfg.base.tokens - self.t() - 1)
+        let left = self.stop.saturating_sub(self.t()).saturating_sub(1);
+        self.cfg.shape.depth().min(left)
     }
 
     /// Commits `token` (and, first, the accepted path) after a target run.
@@ -442,9 +476,14 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
     }
 
     fn finalise_tree(&mut self, total: usize) {
-        let mut order: heapless::Vec<u32, MAX_POOL> = (0..self.pool.len() as u32).collect();
+        // Nodes deeper than the current limit exist only if the stop was lowered mid-step.
+        let limit = self.max_depth();
+        let mut order: heapless::Vec<u32, MAX_POOL> = (0..self.pool.len() as u32)
+            .filter(|&i| self.pool[i as usize].depth <= limit)
+            .collect();
         order.sort_unstable_by(|&a, &b| self.rank(a, b));
-        let chosen = &mut order[..total.min(self.pool.len())];
+        let count = total.min(order.len());
+        let chosen = &mut order[..count];
         // Parents before children: by depth, then rank.
         chosen.sort_unstable_by(|&a, &b| {
             self.pool[a as usize]
@@ -579,7 +618,7 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
         match self.phase {
             Phase::Prefill => Action::Prefill(Prefill {
                 seq,
-                tokens: &[],
+                tokens: &self.tokens,
                 guidance: g,
             }),
             Phase::CatchUp | Phase::Expand { .. } => Action::Draft(DraftRun {
@@ -637,6 +676,15 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
             }
             Phase::CatchUp => {
                 let last = self.draft_inputs.len() as u32 - 1;
+                let seen = self.drafter_committed + self.draft_inputs.len() as u32;
+                if seen < t {
+                    // An early part of a long catch-up: its rows are not needed.
+                    self.stats.draft_forwards += 1;
+                    self.stats.draft_rows += rows as u32;
+                    self.drafter_committed = seen;
+                    self.catch_up();
+                    return Ok(());
+                }
                 self.process_rows(
                     backend,
                     logits,
@@ -788,5 +836,62 @@ impl<const N: usize, const T: usize> Speculative<'_, N, T> {
             .push(node)
             .map_err(|_| Error::CapacityExceeded { capacity: MAX_POOL })?;
         Ok(())
+    }
+}
+
+impl<const N: usize, const T: usize> Restartable for Speculative<'_, N, T> {
+    fn set_stop(&mut self, stop: u32) -> Result<()> {
+        if stop <= self.t() || stop > self.cfg.base.tokens {
+            return Err(Error::InvalidParameter {
+                name: "stop",
+                reason: "must lie after the committed tokens and within the image",
+            });
+        }
+        self.stop = stop;
+        if self.phase == Phase::Done {
+            // Continue from the KV caches: the next step starts where the last one ended.
+            self.next_step();
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, prefix: &[u32], guidance: GuidanceMode) -> Result<()> {
+        if prefix.len() >= self.cfg.base.tokens as usize {
+            return Err(Error::InvalidParameter {
+                name: "prefix",
+                reason: "a restart prefix must be shorter than the image",
+            });
+        }
+        self.tokens.clear();
+        // prefix.len() < cfg.tokens <= N.
+        let _ = self.tokens.extend_from_slice(prefix);
+        self.reguide(guidance)
+    }
+
+    fn reguide(&mut self, guidance: GuidanceMode) -> Result<()> {
+        if self.t() >= self.cfg.base.tokens {
+            return Err(Error::InvalidParameter {
+                name: "prefix",
+                reason: "a finished decoder cannot restart",
+            });
+        }
+        self.cfg.base.guidance = guidance;
+        self.phase = Phase::Prefill;
+        // The prefill resets both KV caches: nothing is pending, the drafter has seen nothing.
+        self.pending = 0;
+        self.drafter_committed = 0;
+        self.last_run_base = ROOT;
+        self.last_prefix = 1;
+        self.last_path.clear();
+        self.keep.clear();
+        self.last_skipped = false;
+        self.steps = 0;
+        Ok(())
+    }
+
+    fn restart_actions(&self) -> u32 {
+        // The catch-up after a restart covers up to `tokens` committed tokens, `T` per run,
+        // where an uninterrupted step runs one catch-up.
+        self.cfg.base.tokens.div_ceil(T as u32).saturating_sub(1)
     }
 }
