@@ -91,7 +91,7 @@ pub trait Decoder {
     fn result_seq(&self) -> u32;
 
     /// The sequence ids the decoder uses (one for single-image decoders, `seq .. seq + n` for
-    /// `n` candidates). Decoders sharing forwards ([`Mux`](mux::Mux)) must use disjoint ids.
+    /// `n` candidates). Decoders sharing forwards ([`Mux`]) must use disjoint ids.
     fn sequences(&self) -> core::ops::Range<u32> {
         let s = self.result_seq();
         s..s.saturating_add(1)
