@@ -8,6 +8,8 @@
 //! * GridAR over Coupled speculative candidates gives exactly the tokens, verdicts, pruning and
 //!   result of GridAR over vanilla candidates (n ∈ {1, 2, 4}, verifier and reformulation on and
 //!   off), within its action bound.
+//! * VVS (speculative with the VVS policy) is restartable too: with skipping off it is GridAR's
+//!   Coupled speculative candidate; with skipping on it stops exactly at the cuts.
 //! * Best-of-N over sd / LANTERN / GSD candidates (also mixed in one set) steps them in lockstep
 //!   batches, and each candidate equals its standalone run.
 
@@ -17,7 +19,8 @@ use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
 use argen_core::decode::{
     drive, Action, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode,
-    Observer, Restartable, Speculative, SpeculativeConfig, Stats, Vanilla, RELEASE_W,
+    Observer, Restartable, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs,
+    VvsConfig, RELEASE_W,
 };
 use argen_core::SamplerParams;
 use common::synthetic::{Storage, SyntheticHost, World, V};
@@ -408,4 +411,57 @@ fn best_of_n_over_sd_lantern_gsd_runs_in_lockstep_and_equals_standalone_runs() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GridAR over VVS candidates.
+
+fn vvs_cfg(base: Config, schedule: Schedule, codebook: &[f32]) -> VvsConfig<'_> {
+    VvsConfig {
+        spec: spec_cfg(base, TREE),
+        schedule,
+        warmup: 5,
+        codebook,
+        dim: 2,
+    }
+}
+
+#[test]
+fn gridar_over_vvs_candidates_stops_at_the_cuts_and_without_skips_equals_vanilla() {
+    let codebook = World::new(W).codebook();
+    let mut skipped = 0;
+    for seed in 0..6 {
+        for (verifier, reformulate) in [(false, false), (true, true)] {
+            let cfg = gridar_cfg(seed, 4, verifier, reformulate);
+            let script: Script = |seq, t, r| (t[t.len() - 1] + seq + r) % 3 != 0;
+            let mut van = GridAr::<Vanilla<64>, 4>::vanilla(cfg).unwrap();
+            let (want, _, _) = run_gridar(&mut van, 4, script);
+            // Skipping off: exactly vanilla's tokens (Coupled).
+            let mut never = GridAr::<Vvs<'_, 64, 64>, 4>::new(cfg, |c| {
+                Vvs::new(vvs_cfg(c, Schedule::Never, &codebook), Criterion::Coupled)
+            })
+            .unwrap();
+            let (got, s, _) = run_gridar(&mut never, 4, script);
+            assert_eq!(got, want, "seed {seed}");
+            assert_eq!(s.skipped_steps, 0);
+            // Skipping on: lossy, but every canvas the verifier and reformulator see is whole
+            // rows (the stop is exact) and the final canvases are complete.
+            let mut skip = GridAr::<Vvs<'_, 64, 64>, 4>::new(cfg, |c| {
+                Vvs::new(
+                    vvs_cfg(c, Schedule::Uniform { interval: 2 }, &codebook),
+                    Criterion::Coupled,
+                )
+            })
+            .unwrap();
+            let mut h = host(4);
+            h.stale_features = true;
+            h.check_script = Some(Box::new(script));
+            let mut storage = Storage::new(skip.dist_rows_needed());
+            run_on(&mut skip, &mut h, &mut storage);
+            assert!((0..4).all(|c| skip.tokens(c).len() as u32 == N));
+            assert_eq!(h.checks.len(), if verifier { 8 } else { 0 });
+            skipped += skip.stats().skipped_steps;
+        }
+    }
+    assert!(skipped > 50, "the uniform schedule must skip ({skipped})");
 }

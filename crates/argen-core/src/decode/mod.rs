@@ -12,7 +12,7 @@
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
 //! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
 //! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
-//! | [`Vvs`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
+//! | [`Vvs`] = [`Speculative`] + [`VvsPolicy`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
 //! | [`Jacobi`] | [`jacobi`] | Teng et al., ICLR 2025 (speculative Jacobi decoding, no drafter) |
 //!
 //! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
@@ -45,10 +45,12 @@ pub use protocol::{
     Input, Model, Prefill, Reformulate, Score, TargetRun,
 };
 pub use scoreboard::Scoreboard;
-pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
+pub use speculative::{
+    AlwaysVerify, DraftShape, DraftedStep, Skip, Speculative, SpeculativeConfig, VerifyPolicy,
+};
 pub use stats::Stats;
 pub use vanilla::Vanilla;
-pub use vvs::{Schedule, Vvs, VvsConfig};
+pub use vvs::{Schedule, Vvs, VvsConfig, VvsPolicy};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
