@@ -22,6 +22,8 @@
 pub mod batch;
 pub mod best_of_n;
 pub mod driver;
+#[cfg(feature = "alloc")]
+pub mod features;
 pub mod gridar;
 pub mod jacobi;
 #[cfg(feature = "alloc")]
@@ -36,6 +38,8 @@ pub mod vvs;
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
+#[cfg(feature = "alloc")]
+pub use features::FeatureStore;
 pub use gridar::{pruning_rows, GridAr, GridArConfig, GridArReport, PRUNING_POINTS, RELEASE_W};
 pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 #[cfg(feature = "alloc")]
