@@ -299,6 +299,11 @@ impl FeatureStore {
         Ok(first as u32)
     }
 
+    /// Entries of `seq`'s current drafting step so far.
+    pub fn entry_count(&self, seq: u32) -> Result<u32> {
+        Ok((self.seq(seq)?.entries.len() / VARIANTS) as u32)
+    }
+
     /// The row of the condition feature of `seq`, variant `var` (written after a prefill).
     pub fn condition_row(&self, seq: u32, var: usize) -> Result<u32> {
         let r = self.seq(seq)?.cond[variant(var)?];
