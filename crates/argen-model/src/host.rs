@@ -32,7 +32,9 @@
 //!
 //! What the host still reads back: the EAGLE features (hidden states of every target and
 //! drafter row, `rows × dim` floats per forward) **only when a drafter is loaded** (they are
-//! inputs of later drafter runs, kept per sequence on the host), and the teacher-forced passes
+//! inputs of later drafter runs, kept in one host buffer whose rows the core's [`FeatureStore`]
+//! assigns; keeping them on the device would take a drafter that gathers its feature input
+//! there, by the same row indices), and the teacher-forced passes
 //! of the built-in implicit-classifier judge (Check / Score actions, not the per-token path).
 
 use std::fmt;

@@ -11,7 +11,9 @@
 //!
 //! An `H × W` token canvas is cut by token rows at `r₁ = ⌊H/4⌋`, `r₂ = ⌊H/2⌋` and `r₃ = H`
 //! (stage `k` generates rows `r_{k−1}..r_k`, `r₀ = 0`). Candidate `c ∈ 0..n` is an inner
-//! [`Restartable`] decoder (by default [`super::Vanilla`]) with sequence `base.seq + c` and
+//! [`Restartable`] decoder (by default [`super::Vanilla`]; [`super::Speculative`] with any
+//! criterion — sd, LANTERN, GSD — or verification policy — VVS — is restartable too, and with the
+//! Coupled criterion gives exactly the vanilla candidates' tokens) with sequence `base.seq + c` and
 //! stream `base.stream + c` ([`candidate_config`]); GridAR stops it at each cut
 //! ([`Restartable::set_stop`]) and restarts it from an anchor ([`Restartable::restart`]). The
 //! candidates of a stage run in lockstep ([`Lockstep`]): all candidates waiting on the same model
