@@ -156,8 +156,8 @@ pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> cra
     }
 }
 
-/// One target group of a batched forward: its sequence, inputs `start .. start + n` of the
-/// host's input buffers, guidance variants, and first answer row.
+/// One group of a batched forward: its sequence, inputs `start .. start + n` of the host's
+/// input buffers, guidance variants, and first answer row.
 #[derive(Clone, Copy, Debug)]
 struct TargetGroup {
     seq: u32,
@@ -197,14 +197,27 @@ pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
     parents: Vec<i32>,
     /// Keep lists handed to the models.
     keep: Vec<usize>,
-    /// Target groups of the current forward.
+    /// Groups of the current forward.
     groups: Vec<TargetGroup>,
+    /// Forward actions answered, by model (target, drafter).
+    calls: [u32; 2],
     /// EAGLE feature bookkeeping: which row of `feature_rows` holds each feature.
     store: FeatureStore,
     /// Feature rows, `store.rows() × dim` (only with a drafter).
     feature_rows: Vec<f32>,
     /// Image tokens per sequence.
     image_tokens: usize,
+}
+
+/// The model rows of a group of `n` inputs × `variants` (model rows variant-major, starting at
+/// model row `base`) in protocol order (input-major), into `order`.
+fn interleave(order: &mut Vec<u32>, base: usize, n: usize, variants: usize) {
+    order.clear();
+    for i in 0..n {
+        for var in 0..variants {
+            order.push((base + var * n + i) as u32);
+        }
+    }
 }
 
 fn slot(seq: u32, variant: usize) -> usize {
@@ -293,10 +306,18 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             parents: Vec::new(),
             keep: Vec::new(),
             groups: Vec::new(),
+            calls: [0; 2],
             store: FeatureStore::new(conds.len(), tokens as u32),
             feature_rows: Vec::new(),
             image_tokens: tokens,
         })
+    }
+
+    /// Forward actions answered so far: `(target, drafter)`. A batched action — every candidate
+    /// of Best-of-N or GridAR, or every request of a `Mux`, at one token step — counts once: it
+    /// is one model forward over all its target runs (its prefills, rare, run beside it).
+    pub fn forward_calls(&self) -> (u32, u32) {
+        (self.calls[0], self.calls[1])
     }
 
     /// Mean `log p(x_i | cond) − log p(x_i | uncond)` over `tokens` (the built-in judge), computed
@@ -374,17 +395,6 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 "sequence {s} has no reformulated prompt yet (three-way CFG needs one)"
             ))
         })
-    }
-
-    /// Answer rows of a forward of `n` inputs × `variants` (model rows variant-major, starting
-    /// at model row `base`) in protocol order (input-major), into `self.order`.
-    fn interleave_order(&mut self, base: usize, n: usize, variants: usize) {
-        self.order.clear();
-        for i in 0..n {
-            for var in 0..variants {
-                self.order.push((base + var * n + i) as u32);
-            }
-        }
     }
 
     /// Runs a prefill group whose answer rows start at `at`.
@@ -560,12 +570,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             let mut base = 0;
             for gi in 0..self.groups.len() {
                 let g = self.groups[gi];
-                self.order.clear();
-                for i in 0..g.n {
-                    for var in 0..g.variants {
-                        self.order.push((base + var * g.n + i) as u32);
-                    }
-                }
+                interleave(&mut self.order, base, g.n, g.variants);
                 self.sink.put(&self.c, out, &self.order, g.answer)?;
                 let inputs = action
                     .groups()
@@ -600,115 +605,152 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         Ok(())
     }
 
-    /// Runs a drafter group whose answer rows start at `at`.
-    fn draft(
-        &mut self,
-        run: &argen_core::decode::DraftRun<'_>,
-        at: usize,
-    ) -> Result<(), HostError> {
-        let s = self.seq_index(run.seq)?;
-        let (d, variants) = (self.dim, run.guidance.variants());
+    /// Runs a drafter action: every group's committed catch-up chain in **one** drafter forward,
+    /// then every group's pending inputs in one more (a group's pending inputs may read the
+    /// drafter features of its catch-up entries). The answer holds `rows` rows, group after
+    /// group, each group's catch-up rows before its pending rows.
+    fn draft_forward(&mut self, action: &Action<'_>, rows: usize) -> Result<(), HostError> {
+        let d = self.dim;
         if self.drafter.is_none() {
             return Err(HostError::Unsupported(
                 "this method drafts, but the model has no drafter (drafter.safetensors)".into(),
             ));
         }
-        if run.commit as usize > run.inputs.len() {
-            return Err(HostError::Core(argen_core::Error::InvalidParameter {
-                name: "commit",
-                reason: "more committed inputs than inputs",
-            }));
-        }
-        if run.new_step {
-            for var in 0..VARIANTS {
-                if let Some(dr) = self.drafter.as_deref_mut() {
-                    dr.rollback(slot(run.seq, var))?;
+        self.sink.begin(&self.c, rows, self.vocab)?;
+        // Per group: the run, its sequence index, first answer row and first step entry.
+        let mut runs = Vec::new();
+        let mut at = 0;
+        for group in action.groups() {
+            if let Group::Draft(run) = group {
+                let s = self.seq_index(run.seq)?;
+                if run.commit as usize > run.inputs.len() {
+                    return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                        name: "commit",
+                        reason: "more committed inputs than inputs",
+                    }));
                 }
+                for var in 0..run.guidance.variants() {
+                    self.condition(s, var)?;
+                }
+                if run.new_step {
+                    for var in 0..VARIANTS {
+                        if let Some(dr) = self.drafter.as_deref_mut() {
+                            dr.rollback(slot(run.seq, var))?;
+                        }
+                    }
+                    self.store.new_draft_step(run.seq)?;
+                    self.seqs[s].step_committed = 0;
+                }
+                let first_entry = self.store.entry_count(run.seq)? as usize;
+                runs.push((run, s, at, first_entry));
             }
-            self.store.new_draft_step(run.seq)?;
-            self.seqs[s].step_committed = 0;
+            at += group.logits_rows();
         }
-        let n = run.inputs.len();
-        let first_entry = self.store.entry_count(run.seq)? as usize;
-        // Two parts: the committed catch-up chain, then the pending inputs.
-        let parts = [
-            (true, 0usize, run.commit as usize),
-            (false, run.commit as usize, n),
-        ];
-        for (catch_up, lo, hi) in parts {
-            if lo == hi {
-                continue;
-            }
-            let m = hi - lo;
-            let step_committed = self.seqs[s].step_committed as usize;
+        // Two parts: the committed catch-up chains, then the pending inputs.
+        for catch_up in [true, false] {
             self.tokens.clear();
             self.positions.clear();
             self.parents.clear();
             self.features.clear();
-            for (j, inp) in run.inputs[lo..hi].iter().enumerate() {
-                self.tokens.push(inp.token);
-                self.positions.push(pos(inp.index, self.grid));
-                let parent = if catch_up {
-                    // Catch-up chain.
-                    if j == 0 {
+            self.groups.clear();
+            for &(run, s, at, first_entry) in &runs {
+                let (lo, hi) = if catch_up {
+                    (0, run.commit as usize)
+                } else {
+                    (run.commit as usize, run.inputs.len())
+                };
+                if lo == hi {
+                    continue;
+                }
+                let step_committed = self.seqs[s].step_committed as usize;
+                let start = self.tokens.len();
+                for (j, inp) in run.inputs[lo..hi].iter().enumerate() {
+                    self.tokens.push(inp.token);
+                    self.positions.push(pos(inp.index, self.grid));
+                    let parent = if catch_up {
+                        // Catch-up chain.
+                        j as i32 - 1
+                    } else if inp.parent == ROOT {
                         -1
                     } else {
-                        j as i32 - 1
+                        let e = inp.parent as usize;
+                        if e < step_committed || e >= first_entry + lo + j {
+                            return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                                name: "parent",
+                                reason: "draft parent is not a pending entry of this step",
+                            }));
+                        }
+                        (e - step_committed) as i32
+                    };
+                    self.parents.push(parent);
+                }
+                let variants = run.guidance.variants();
+                for var in 0..variants {
+                    for inp in &run.inputs[lo..hi] {
+                        let r = self.store.resolve(run.seq, inp.feature, var)? as usize * d;
+                        self.features
+                            .extend_from_slice(&self.feature_rows[r..r + d]);
                     }
-                } else if inp.parent == ROOT {
-                    -1
-                } else {
-                    let e = inp.parent as usize;
-                    if e < step_committed || e >= first_entry + lo + j {
-                        return Err(HostError::Core(argen_core::Error::InvalidParameter {
-                            name: "parent",
-                            reason: "draft parent is not a pending entry of this step",
-                        }));
-                    }
-                    (e - step_committed) as i32
-                };
-                self.parents.push(parent);
+                }
+                self.groups.push(TargetGroup {
+                    seq: run.seq,
+                    start,
+                    n: hi - lo,
+                    variants,
+                    answer: at + lo * variants,
+                });
             }
-            for var in 0..variants {
-                self.condition(s, var)?;
-                for inp in &run.inputs[lo..hi] {
-                    let r = self.store.resolve(run.seq, inp.feature, var)? as usize * d;
-                    self.features
-                        .extend_from_slice(&self.feature_rows[r..r + d]);
+            if self.groups.is_empty() {
+                continue;
+            }
+            let model_rows: usize = self.groups.iter().map(|g| g.n * g.variants).sum();
+            self.hidden.resize(model_rows * d, 0.0);
+            let mut steps = Vec::with_capacity(self.groups.len() * VARIANTS);
+            for g in &self.groups {
+                let range = g.start..g.start + g.n;
+                for var in 0..g.variants {
+                    steps.push(Step {
+                        slot: slot(g.seq, var),
+                        tokens: &self.tokens[range.clone()],
+                        positions: &self.positions[range.clone()],
+                        parents: Some(&self.parents[range.clone()]),
+                    });
                 }
             }
-            self.interleave_order(0, m, variants);
-            let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
-                slot: slot(run.seq, var),
-                tokens: &self.tokens,
-                positions: &self.positions,
-                parents: Some(&self.parents),
-            });
-            let steps = &steps[..variants];
-            self.hidden.resize(variants * m * d, 0.0);
             let dr = self.drafter.as_deref_mut().ok_or_else(|| {
                 HostError::Unsupported("this method drafts, but the model has no drafter".into())
             })?;
-            let out = dr.forward_device(self.gpt, steps, &self.features, Some(&mut self.hidden))?;
-            self.sink
-                .put(&self.c, out, &self.order, at + lo * variants)?;
-            if catch_up {
-                self.keep.clear();
-                self.keep.extend(0..m);
-                for var in 0..variants {
-                    dr.commit(slot(run.seq, var), &self.keep)?;
-                }
-                self.seqs[s].step_committed += m as u32;
+            let out =
+                dr.forward_device(self.gpt, &steps, &self.features, Some(&mut self.hidden))?;
+            let mut base = 0;
+            for g in &self.groups {
+                interleave(&mut self.order, base, g.n, g.variants);
+                self.sink.put(&self.c, out, &self.order, g.answer)?;
+                base += g.n * g.variants;
             }
-            // Store the entries' hidden states.
-            let first = self.store.add_entries(run.seq, m, variants)?;
-            self.feature_rows.resize(self.store.rows() * d, 0.0);
-            for j in 0..m {
-                for var in 0..variants {
-                    let r = self.store.entry_row(run.seq, first + j as u32, var)? as usize * d;
-                    let src = (var * m + j) * d;
-                    self.feature_rows[r..r + d].copy_from_slice(&self.hidden[src..src + d]);
+            let mut base = 0;
+            for g in &self.groups {
+                if catch_up {
+                    self.keep.clear();
+                    self.keep.extend(0..g.n);
+                    for var in 0..g.variants {
+                        dr.commit(slot(g.seq, var), &self.keep)?;
+                    }
                 }
+                if catch_up {
+                    self.seqs[g.seq as usize].step_committed += g.n as u32;
+                }
+                // Store the entries' hidden states.
+                let first = self.store.add_entries(g.seq, g.n, g.variants)?;
+                self.feature_rows.resize(self.store.rows() * d, 0.0);
+                for j in 0..g.n {
+                    for var in 0..g.variants {
+                        let r = self.store.entry_row(g.seq, first + j as u32, var)? as usize * d;
+                        let src = (base + var * g.n + j) * d;
+                        self.feature_rows[r..r + d].copy_from_slice(&self.hidden[src..src + d]);
+                    }
+                }
+                base += g.n * g.variants;
             }
         }
         Ok(())
@@ -735,18 +777,10 @@ where
                     }));
                 }
             }
+            self.calls[model as usize] += 1;
             match model {
                 Model::Target => self.target_forward(action, rows)?,
-                Model::Drafter => {
-                    self.sink.begin(&self.c, rows, self.vocab)?;
-                    let mut at = 0;
-                    for group in action.groups() {
-                        if let Group::Draft(r) = group {
-                            self.draft(&r, at)?;
-                        }
-                        at += group.logits_rows();
-                    }
-                }
+                Model::Drafter => self.draft_forward(action, rows)?,
             }
             return Ok(Answer::Logits(self.sink.logits()));
         }
