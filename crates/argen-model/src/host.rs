@@ -220,6 +220,29 @@ fn interleave(order: &mut Vec<u32>, base: usize, n: usize, variants: usize) {
     }
 }
 
+/// The model steps of `groups` over the host's input buffers: one per group and guidance
+/// variant, in group order (so a group's model rows are contiguous, variant-major).
+fn group_steps<'s>(
+    groups: &[TargetGroup],
+    tokens: &'s [u32],
+    positions: &'s [Pos],
+    parents: &'s [i32],
+) -> Vec<Step<'s>> {
+    let mut steps = Vec::with_capacity(groups.len() * VARIANTS);
+    for g in groups {
+        let range = g.start..g.start + g.n;
+        for var in 0..g.variants {
+            steps.push(Step {
+                slot: slot(g.seq, var),
+                tokens: &tokens[range.clone()],
+                positions: &positions[range.clone()],
+                parents: Some(&parents[range.clone()]),
+            });
+        }
+    }
+    steps
+}
+
 fn slot(seq: u32, variant: usize) -> usize {
     seq as usize * VARIANTS + variant
 }
@@ -552,18 +575,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         if !self.groups.is_empty() {
             let model_rows: usize = self.groups.iter().map(|g| g.n * g.variants).sum();
             self.hidden.resize(model_rows * d, 0.0);
-            let mut steps = Vec::with_capacity(self.groups.len() * VARIANTS);
-            for g in &self.groups {
-                let range = g.start..g.start + g.n;
-                for var in 0..g.variants {
-                    steps.push(Step {
-                        slot: slot(g.seq, var),
-                        tokens: &self.tokens[range.clone()],
-                        positions: &self.positions[range.clone()],
-                        parents: Some(&self.parents[range.clone()]),
-                    });
-                }
-            }
+            let steps = group_steps(&self.groups, &self.tokens, &self.positions, &self.parents);
             let out = self
                 .gpt
                 .forward_device(&steps, features.then_some(&mut self.hidden[..]))?;
@@ -705,18 +717,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             }
             let model_rows: usize = self.groups.iter().map(|g| g.n * g.variants).sum();
             self.hidden.resize(model_rows * d, 0.0);
-            let mut steps = Vec::with_capacity(self.groups.len() * VARIANTS);
-            for g in &self.groups {
-                let range = g.start..g.start + g.n;
-                for var in 0..g.variants {
-                    steps.push(Step {
-                        slot: slot(g.seq, var),
-                        tokens: &self.tokens[range.clone()],
-                        positions: &self.positions[range.clone()],
-                        parents: Some(&self.parents[range.clone()]),
-                    });
-                }
-            }
+            let steps = group_steps(&self.groups, &self.tokens, &self.positions, &self.parents);
             let dr = self.drafter.as_deref_mut().ok_or_else(|| {
                 HostError::Unsupported("this method drafts, but the model has no drafter".into())
             })?;
@@ -815,9 +816,10 @@ where
                 Ok(Answer::Reformulated)
             }
             Action::Done => Err(HostError::Unsupported("nothing to do after Done".into())),
-            Action::Prefill(_) | Action::Target(_) | Action::Draft(_) | Action::Batch(_) => {
-                unreachable!("forwards are answered above")
-            }
+            other => Err(HostError::Unsupported(format!(
+                "this host cannot answer a {} action",
+                other.kind()
+            ))),
         }
     }
 }
