@@ -82,9 +82,7 @@ use super::{
     Config, DraftShape, Jacobi, JacobiConfig, JacobiInit, Schedule, Speculative, SpeculativeConfig,
     Vvs, VvsConfig,
 };
-use crate::accept::grouped::MAX_WINDOW;
 use crate::accept::Criterion;
-#[cfg(feature = "alloc")]
 use crate::accept::{GroupedParams, LanternParams};
 use crate::accept::{Metric, NeighbourTable};
 #[cfg(feature = "alloc")]
@@ -177,43 +175,42 @@ impl CriterionConfig {
         }
     }
 
+    /// Checks the parameters with the criterion's own rules, on two-token stand-in tables (the
+    /// real tables are checked when the decoder is built).
     fn validate(&self) -> Result<()> {
-        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
-        match *self {
-            CriterionConfig::Exact | CriterionConfig::Coupled => Ok(()),
+        const IDS: [u32; 2] = [1, 0];
+        const EMBEDDING: [f32; 2] = [0.0, 1.0];
+        let criterion = match *self {
+            CriterionConfig::Exact | CriterionConfig::Coupled => return Ok(()),
             CriterionConfig::Lantern {
                 k, delta, lambda, ..
             } => {
                 if k == 0 {
-                    return bad("lantern_k", "must be at least 1");
+                    return Err(Error::InvalidParameter {
+                        name: "lantern_k",
+                        reason: "must be at least 1",
+                    });
                 }
-                if !(0.0..=1.0).contains(&delta) {
-                    return bad("delta", "must be in [0, 1]");
-                }
-                match lambda {
-                    Some(l) if !(1.0..=2_147_483_648.0).contains(&l) => {
-                        bad("lambda", "must be in [1, 2^31]")
-                    }
-                    _ => Ok(()),
-                }
+                Criterion::Lantern(LanternParams {
+                    neighbours: NeighbourTable::new(&IDS, 2, 1)?,
+                    k: 1,
+                    delta,
+                    lambda,
+                })
             }
             CriterionConfig::Grouped {
                 window,
                 prob_tol,
                 dist_tol,
-            } => {
-                if window == 0 || window as usize > MAX_WINDOW {
-                    return bad("window", "must be in 1..=16");
-                }
-                if !(0.0..=1.0).contains(&prob_tol) {
-                    return bad("prob_tol", "must be in [0, 1]");
-                }
-                if !(dist_tol.is_finite() && dist_tol >= 0.0) {
-                    return bad("dist_tol", "must be finite and >= 0");
-                }
-                Ok(())
-            }
-        }
+            } => Criterion::Grouped(GroupedParams {
+                embedding: &EMBEDDING,
+                dim: 1,
+                window: window as usize,
+                prob_tol,
+                dist_tol,
+            }),
+        };
+        criterion.validate(2)
     }
 
     /// The criterion over the tables of `res`; a missing table is [`Error::MissingResource`],
