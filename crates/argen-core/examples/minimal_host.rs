@@ -123,6 +123,7 @@ impl ToyHost {
                 }
                 // A real drafter would also read the EAGLE feature named by each input.
             }
+            _ => panic!("a group kind this host does not know"),
         }
         for ctx in contexts {
             for variant in 0..variants {

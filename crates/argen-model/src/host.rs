@@ -881,9 +881,10 @@ where
                 Ok(Answer::Reformulated)
             }
             Action::Done => Err(HostError::Unsupported("nothing to do after Done".into())),
-            Action::Prefill(_) | Action::Target(_) | Action::Draft(_) | Action::Batch(_) => {
-                unreachable!("forwards are answered above")
-            }
+            other => Err(HostError::Unsupported(format!(
+                "this host cannot answer a {} action",
+                other.kind()
+            ))),
         }
     }
 }

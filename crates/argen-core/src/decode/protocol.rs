@@ -283,7 +283,10 @@ pub enum Model {
 }
 
 /// One sequence's part of a forward: exactly what the single action of the same name asks.
+///
+/// `#[non_exhaustive]`: embedders must tolerate new kinds of groups.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Group<'a> {
     /// See [`Prefill`] (target model).
     Prefill(Prefill<'a>),
@@ -445,7 +448,11 @@ impl<'a> Iterator for GroupIter<'a> {
 }
 
 /// What the host must do next.
+///
+/// `#[non_exhaustive]` (as rustls' `ConnectionState`): a host matches the kinds it knows and
+/// answers any other with an error; new kinds of action come with new protocol versions.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Action<'a> {
     /// See [`Prefill`]; answer with [`Decoder::handle_logits`](super::Decoder::handle_logits).
     Prefill(Prefill<'a>),

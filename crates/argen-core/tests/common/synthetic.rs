@@ -413,6 +413,7 @@ impl SyntheticHost {
                     self.push_rows(true, class, r.guidance, &ctx);
                 }
             }
+            _ => panic!("a group kind the synthetic host does not know"),
         }
     }
 }
