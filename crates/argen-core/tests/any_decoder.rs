@@ -17,9 +17,9 @@ use argen_core::accept::{Criterion, GroupedParams, LanternParams, Metric, Neighb
 use argen_core::decode::{
     drive, Action, AnyDecoder, BestOfN, Config, CriterionConfig, Decoder, DecoderConfig,
     DraftShape, GridAr, GridArConfig, Group, GuidanceMode, Jacobi, JacobiInit, JacobiParams,
-    MethodConfig, Model, NeighbourNeeds, Observer, Requirements, Resources, ScalingConfig,
-    Schedule, Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams,
-    MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS, RELEASE_W,
+    MethodConfig, NeighbourNeeds, Observer, Requirements, Resources, ScalingConfig, Schedule,
+    Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams, MAX_CANDIDATES,
+    MAX_INPUTS, MAX_TOKENS, RELEASE_W,
 };
 use argen_core::trace::config_hash;
 use argen_core::{Error, SamplerParams};
@@ -400,11 +400,8 @@ impl Observer for Usage {
         for g in action.groups() {
             self.seqs.insert(g.seq());
             self.variants = self.variants.max(g.guidance().variants() as u32);
-            let inputs = match g {
-                Group::Prefill(_) => 1,
-                Group::Target(r) => r.inputs.len() as u32,
-                Group::Draft(r) => r.inputs.len() as u32,
-            };
+            // Inputs of this sequence in this forward (a prefill answers for one).
+            let inputs = (g.logits_rows() / g.guidance().variants()) as u32;
             self.inputs = self.inputs.max(inputs);
             let pending = match g {
                 Group::Draft(r) => {
@@ -420,7 +417,6 @@ impl Observer for Usage {
                 _ => inputs,
             };
             self.pending = self.pending.max(pending);
-            assert!(g.model() == Model::Drafter || !matches!(g, Group::Draft(_)));
         }
     }
     fn after<D: Decoder>(&mut self, _: &D) {}
