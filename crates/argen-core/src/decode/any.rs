@@ -603,8 +603,7 @@ impl DecoderConfig {
             if !self.method.restartable() {
                 return Err(Error::InvalidParameter {
                     name: "inner",
-                    reason: "GridAR needs restartable candidates: only vanilla is restartable \
-                             (speculative, VVS and Jacobi are not yet)",
+                    reason: "GridAR needs restartable candidates (MethodConfig::restartable)",
                 });
             }
             if !w.is_finite() {
@@ -626,7 +625,13 @@ impl DecoderConfig {
     /// What a host must provide (see [`Requirements`]); fails as [`DecoderConfig::validate`].
     pub fn requirements(&self) -> Result<Requirements> {
         self.validate()?;
-        let needs = self.method.needs();
+        let mut needs = self.method.needs();
+        if matches!(self.scaling, Some(ScalingConfig::GridAr { .. })) && needs.drafter {
+            // A restarted speculative candidate catches its drafter up on the anchor prefix in
+            // runs of up to MAX_INPUTS inputs (every run of an AnyDecoder has at most that many).
+            needs.inputs = MAX_INPUTS as u32;
+            needs.pending = needs.pending.max(needs.inputs);
+        }
         let sequences = self.scaling.map_or(1, |s| s.n());
         let reformulate = matches!(
             self.scaling,
@@ -878,7 +883,7 @@ delegate_decoder!(AnyDecoder<'_>, each_any);
 fn not_restartable() -> Error {
     Error::InvalidParameter {
         name: "inner",
-        reason: "only vanilla candidates are restartable",
+        reason: "this candidate method is not restartable",
     }
 }
 
