@@ -349,8 +349,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 4)]
     pub n: u32,
     /// The method of each candidate of `--method bon` and `gridar` (its own flags — `--criterion`,
-    /// `--draft`, `--delta`, … — apply) [default: vanilla]. GridAR needs restartable candidates:
-    /// vanilla only, for now.
+    /// `--draft`, `--delta`, … — apply) [default: vanilla]. GridAR needs restartable
+    /// candidates (not sjd; speculative ones once they are restartable).
     #[arg(long, value_enum)]
     pub inner: Option<Method>,
     /// GridAR: keep the user's prompt at the pruning points (no layout reformulation, no

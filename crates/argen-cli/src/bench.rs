@@ -22,9 +22,10 @@
 //! * ShapesWorld models only: the partial verifier's audit on the finished images
 //!   ([`crate::bench_audit`]: false-impossible and caught rates at GridAR's cuts).
 //!
-//! The JSON (`--json`) holds every row with its raw counters and every run (prompt index, seed,
-//! wall-clock, tokens), so the table can be recomputed and any image regenerated with
-//! `argen generate` and the row's flags.
+//! The JSON (`--json`) holds every row with its raw counters, its decoder configuration
+//! (`config`, the `argen_core::decode::DecoderConfig` of seed 0 — the runs change only
+//! `base.seed`) and every run (prompt index, seed, wall-clock, tokens), so the table can be
+//! recomputed and any image regenerated with `argen generate` and the row's flags.
 //!
 //! Prompts: for ShapesWorld models the prompts of held-out scenes (test split, seeds from
 //! [`SPLIT_TEST`], [`sample_for_scene`] variant 0); for class-conditional models the classes

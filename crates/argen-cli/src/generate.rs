@@ -296,9 +296,9 @@ pub(crate) fn decoder_config(
     })?;
     if matches!(scaling, Some(ScalingConfig::GridAr { .. })) && !method.restartable() {
         return Err(format!(
-            "--method gridar --inner {}: GridAR restarts its candidates from anchors and only \
-             vanilla candidates are restartable today (hint: --method bon --inner {}, or --inner \
-             vanilla)",
+            "--method gridar --inner {}: GridAR restarts its candidates from anchors, and {} \
+             candidates are not restartable (hint: --method bon --inner {}, or --inner vanilla)",
+            inner.name(),
             inner.name(),
             inner.name()
         ));

@@ -458,10 +458,10 @@ fn unsupported_inner_combinations_are_one_line_errors() {
         fails_with(&args, needle);
         fails_with(&args, "hint: ");
     };
-    g(&["--method", "gridar", "--inner", "sd"], "restartable");
+    g(&["--method", "gridar", "--inner", "sjd"], "restartable");
     g(
-        &["--method", "gridar", "--inner", "lantern"],
-        "--method bon --inner lantern",
+        &["--method", "gridar", "--inner", "sjd"],
+        "--method bon --inner sjd",
     );
     g(
         &["--method", "sd", "--inner", "lantern"],
