@@ -41,9 +41,17 @@ pub(crate) trait Runtime: Compute + Sized {
         conds: &[(Condition, Condition)],
         progress: &mut Progress,
     ) -> Result<(Stats, f64), String>;
+
+    /// The class of compute kernels that ran (for the stats): the CPU's `exact` or
+    /// `avx512-bf16` ([`argen_cpu::Class`]), `cuda` on the GPU.
+    fn kernel_class(&self) -> &'static str;
 }
 
 impl Runtime for Cpu {
+    fn kernel_class(&self) -> &'static str {
+        Cpu::kernel_class(self).name()
+    }
+
     /// `SliceBackend` over host rows: the logits are host memory already.
     fn decode<'a, D: Decoder>(
         dec: &mut D,
@@ -63,6 +71,10 @@ impl Runtime for Cpu {
 }
 
 impl<E: Executor> Runtime for GpuCompute<E> {
+    fn kernel_class(&self) -> &'static str {
+        "cuda"
+    }
+
     /// `GpuBackend` on the model's executor, fed by a `DeviceLogitSink`: no logits row is read
     /// back.
     fn decode<'a, D: Decoder>(

@@ -295,7 +295,11 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             &dir,
             &cfg,
             conds,
-            Cpu::new(a.threads).map_err(|e| e.to_string())?,
+            Cpu::with_fast_kernels(
+                a.threads,
+                a.fast_kernels || argen_cpu::fast_kernels_from_env(),
+            )
+            .map_err(|e| e.to_string())?,
         ),
         DeviceArg::Cuda => run_on(a, &dir, &cfg, conds, crate::device::cuda_compute()?),
     }
@@ -367,6 +371,7 @@ fn run_on<C: Runtime>(
             "prompt": a.prompt,
             "alignment": alignment,
             "wall_seconds": outcome.wall,
+            "kernels": c.kernel_class(),
         });
         write_json(path, &value)?;
     }

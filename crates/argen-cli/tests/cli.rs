@@ -104,6 +104,8 @@ fn every_method_writes_a_png_stats_and_tokens() {
         ] {
             assert!(stats.get(key).is_some(), "{method}: stats lack {key}");
         }
+        // The tiny fixture is f32: the exact kernels ran.
+        assert_eq!(stats["kernels"], "exact", "{method}");
         let ids: Vec<u32> = serde_json::from_str(&tokens).unwrap();
         assert_eq!(ids.len(), 16, "{method}");
         assert!(stats["tokens_per_target_forward"].as_f64().unwrap() >= 1.0);

@@ -214,6 +214,56 @@ pub fn best_variant() -> Variant {
     })
 }
 
+/// A class of kernels. Within a class the results are the same bits on every machine that
+/// runs it; different classes have different reduction orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// The exact kernels of this module (any [`Variant`]), the default.
+    Exact,
+    /// The opt-in AVX512-BF16 dot products of [`crate::fast`] (bf16 weights only).
+    Avx512Bf16,
+}
+
+impl Class {
+    /// Short name for stats and traces: `exact`, `avx512-bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Exact => "exact",
+            Class::Avx512Bf16 => "avx512-bf16",
+        }
+    }
+}
+
+/// Which kernels a backend runs: an exact [`Variant`] and, opt-in, the fast class for the
+/// weights it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernels {
+    /// The exact variant (must be supported by the CPU).
+    pub variant: Variant,
+    /// Use the fast class where the CPU has it ([`crate::fast`]: packed bf16 weights with
+    /// AVX512-BF16); other weights, and CPUs without it, keep the exact class.
+    pub fast: bool,
+}
+
+impl Kernels {
+    /// The exact class on [`best_variant`].
+    pub fn exact() -> Kernels {
+        Kernels {
+            variant: best_variant(),
+            fast: false,
+        }
+    }
+
+    /// The class a GEMM with weights `w` runs.
+    pub fn class_for(&self, w: &WRef<'_>) -> Class {
+        if self.fast && matches!(w, WRef::BF16Packed(_)) && crate::fast::unsupported().is_none() {
+            Class::Avx512Bf16
+        } else {
+            Class::Exact
+        }
+    }
+}
+
 /// A weight element type: widened exactly to f32.
 trait Elem: Copy + Send + Sync {
     /// Size in bytes.
@@ -269,6 +319,41 @@ pub fn gemm(
     out: &mut [f32],
 ) {
     gemm_isa(best_variant(), workers, tasks, x, rows, k, w, n, bias, out)
+}
+
+/// [`gemm`] with the given kernels; returns the class that ran.
+///
+/// # Panics
+/// If `kern.variant` is not supported by the CPU ([`Variant::unsupported`]), or a buffer is
+/// too small.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    kern: &Kernels,
+    workers: &Workers,
+    tasks: usize,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: WRef<'_>,
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Class {
+    let class = kern.class_for(&w);
+    match (class, w) {
+        (Class::Avx512Bf16, WRef::BF16Packed(s)) => {
+            crate::fast::gemm(workers, tasks, x, rows, k, s, n, bias, out)
+        }
+        _ => {
+            assert!(
+                kern.variant.unsupported().is_none(),
+                "gemm variant {} is not supported here",
+                kern.variant.name()
+            );
+            gemm_isa(kern.variant, workers, tasks, x, rows, k, w, n, bias, out)
+        }
+    }
+    class
 }
 
 #[allow(clippy::too_many_arguments)]

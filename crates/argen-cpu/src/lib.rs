@@ -9,6 +9,7 @@
 //! Type aliases [`Gpt`], [`Drafter`] and [`VqDecoder`] give the models on this backend; see
 //! `docs/runtime.md` for the API, the KV-cache contract and the threading model.
 
+pub mod fast;
 pub mod gemm;
 mod ops;
 pub mod par;
@@ -17,7 +18,9 @@ use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
 use argen_model::safetensors::{Dtype, TensorView};
 use argen_model::{ModelError, Result};
 use gemm::WRef;
+pub use gemm::{Class, Kernels, Variant};
 use half::{bf16, f16};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The GPT on the CPU backend.
@@ -32,18 +35,39 @@ pub type VqDecoder = argen_model::VqDecoder<Cpu>;
 pub struct Cpu {
     pool: Arc<par::Workers>,
     threads: usize,
+    kernels: Kernels,
+    /// A GEMM of the fast class has run on this backend (or a clone of it).
+    fast_ran: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Cpu {{ threads: {} }}", self.threads)
+        write!(
+            f,
+            "Cpu {{ threads: {}, kernels: {:?} }}",
+            self.threads, self.kernels
+        )
     }
+}
+
+/// Whether the environment asks for the fast kernels: `ARGEN_FAST_KERNELS=1` (or `true`).
+pub fn fast_kernels_from_env() -> bool {
+    std::env::var("ARGEN_FAST_KERNELS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 impl Cpu {
     /// A backend with `threads` worker threads (0 = one per available core): the thread that
-    /// calls the model and `threads − 1` helper threads ([`par::Workers`]).
+    /// calls the model and `threads − 1` helper threads ([`par::Workers`]). Runs the exact
+    /// kernels on the CPU's best [`Variant`], or the opt-in fast class where
+    /// `ARGEN_FAST_KERNELS=1` ([`Cpu::with_fast_kernels`]).
     pub fn new(threads: usize) -> Result<Cpu> {
+        Cpu::with_fast_kernels(threads, fast_kernels_from_env())
+    }
+
+    /// As [`Cpu::new`], with the fast kernel class ([`fast`]) on or off whatever the
+    /// environment says. The fast class changes the results (its own reduction order);
+    /// [`Cpu::kernel_class`] reports whether it ran.
+    pub fn with_fast_kernels(threads: usize, fast: bool) -> Result<Cpu> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -54,7 +78,57 @@ impl Cpu {
         Ok(Cpu {
             pool: Arc::new(pool),
             threads,
+            kernels: Kernels {
+                variant: gemm::best_variant(),
+                fast,
+            },
+            fast_ran: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The kernels this backend runs.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The class of kernels that ran so far: [`Class::Avx512Bf16`] once any GEMM ran on the
+    /// fast path, else [`Class::Exact`] (with `--fast-kernels` on a model without bf16
+    /// weights, or a CPU without AVX512-BF16, the results are the exact class's).
+    pub fn kernel_class(&self) -> Class {
+        if self.fast_ran.load(Ordering::Relaxed) {
+            Class::Avx512Bf16
+        } else {
+            Class::Exact
+        }
+    }
+
+    /// One GEMM with this backend's kernels, recording the class that ran.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        w: WRef<'_>,
+        n: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let class = gemm::gemm_with(
+            &self.kernels,
+            &self.pool,
+            self.tasks(),
+            x,
+            rows,
+            k,
+            w,
+            n,
+            bias,
+            out,
+        );
+        if class != Class::Exact && !self.fast_ran.load(Ordering::Relaxed) {
+            self.fast_ran.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Number of worker threads.
@@ -276,30 +350,10 @@ impl Compute for Cpu {
             let wide: Vec<f32> = (0..w.rows)
                 .map(|i| bias.map_or(0.0, |b| b.get(i)))
                 .collect();
-            gemm::gemm(
-                &self.pool,
-                self.tasks(),
-                x,
-                rows,
-                w.cols,
-                w.as_ref(),
-                w.rows,
-                Some(&wide),
-                out,
-            );
+            self.gemm(x, rows, w.cols, w.as_ref(), w.rows, Some(&wide), out);
             return;
         }
-        gemm::gemm(
-            &self.pool,
-            self.tasks(),
-            x,
-            rows,
-            w.cols,
-            w.as_ref(),
-            w.rows,
-            b,
-            out,
-        );
+        self.gemm(x, rows, w.cols, w.as_ref(), w.rows, b, out);
     }
 
     fn rms_norm(&self, x: &Vec<f32>, rows: usize, w: &CpuWeight, eps: f32, out: &mut Vec<f32>) {
