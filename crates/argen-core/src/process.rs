@@ -155,8 +155,8 @@ pub fn rank_key(y: f32, id: u32) -> u64 {
 /// Implementation: one fused, branch-free pass combines the rows, applies the temperature
 /// and finds the maximum (vectorisable; two-way guidance reads each input once); candidates
 /// are compacted with a branch-free store; top-k selects on `u64` rank keys
-/// (`select_nth_unstable`, expected linear); top-p partitions the candidates around pivots
-/// (quickselect on the rank, carrying the mass ranked above) instead of sorting them. A row
+/// (`select_nth_unstable`, expected linear); top-p buckets the weights and sorts only the
+/// bucket where the cut falls instead of sorting every candidate. A row
 /// with any NaN, `+∞` or overflow goes through the straightforward implementation, which
 /// reports the error exactly as the specification orders it. The integer results are
 /// identical to the specification's (tested against the straightforward implementation on
@@ -211,7 +211,7 @@ pub fn process<L: Logit>(
     let order = &mut ws.order[..v];
     let out = &mut out[..v];
     // The top-ranked token: the lowest id holding the maximum (−0 became +0 in step 2).
-    let argmax = y.iter().position(|&yi| yi == m).unwrap_or(0) as u32;
+    let argmax = first_equal(y, m) as u32;
     if params.temperature == 0.0 {
         out.fill(0);
         out[argmax as usize] = WEIGHT_ONE;
@@ -221,11 +221,25 @@ pub fn process<L: Logit>(
             support: 1,
         });
     }
-    // Candidates (see the reference), compacted without branches.
+    // Candidates (see the reference): a vectorised bit mask per chunk, then one store per
+    // candidate.
+    let is_cand = |yi: f32| yi != f32::NEG_INFINITY && yi - m >= HOPELESS;
     let mut candidates = 0usize;
-    for (i, &yi) in y.iter().enumerate() {
+    let n = v / LANES * LANES;
+    for (c, ys) in y[..n].chunks_exact(LANES).enumerate() {
+        let mut mask = ys
+            .iter()
+            .enumerate()
+            .fold(0u32, |a, (l, &yi)| a | ((is_cand(yi) as u32) << l));
+        while mask != 0 {
+            order[candidates] = (c * LANES) as u32 + mask.trailing_zeros();
+            candidates += 1;
+            mask &= mask - 1;
+        }
+    }
+    for (i, &yi) in y.iter().enumerate().skip(n) {
         order[candidates] = i as u32;
-        candidates += (yi != f32::NEG_INFINITY && yi - m >= HOPELESS) as usize;
+        candidates += is_cand(yi) as usize;
     }
     // Step 4: select the k best on rank keys (`out` is free scratch until the weights).
     if let Some(k) = params.top_k {
@@ -287,17 +301,29 @@ pub fn process<L: Logit>(
 /// Lanes of the fused passes: independent maxima and flags the compiler keeps in vectors.
 const LANES: usize = 16;
 
-/// Whether `x` is NaN or `+∞` (an input error), on the bits.
-#[inline(always)]
-fn bad_input(x: f32) -> bool {
-    let b = x.to_bits();
-    b & 0x7fff_ffff > 0x7f80_0000 || b == 0x7f80_0000
+/// Index of the first element of `y` equal to `m` (`y.len()` if none): a vectorised test per
+/// chunk, then a scan of the chunk that holds it.
+fn first_equal(y: &[f32], m: f32) -> usize {
+    let n = y.len() / LANES * LANES;
+    for (c, ys) in y[..n].chunks_exact(LANES).enumerate() {
+        if ys.iter().fold(false, |a, &yi| a | (yi == m)) {
+            return c * LANES + ys.iter().position(|&yi| yi == m).unwrap_or(0);
+        }
+    }
+    n + y[n..].iter().position(|&yi| yi == m).unwrap_or(y.len() - n)
 }
 
-/// Whether `x` is not finite, on the bits.
+/// 1 if `x` is NaN or `+∞` (an input error), else 0; on the bits, without branches.
 #[inline(always)]
-fn non_finite(x: f32) -> bool {
-    x.to_bits() & 0x7f80_0000 == 0x7f80_0000
+fn bad_input(x: f32) -> u32 {
+    let b = x.to_bits();
+    ((b & 0x7f80_0000 == 0x7f80_0000) & (b != 0xff80_0000)) as u32
+}
+
+/// 1 if `x` is not finite, else 0.
+#[inline(always)]
+fn non_finite(x: f32) -> u32 {
+    (x.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32
 }
 
 /// Lane-wise maximum of `LANES` accumulators (no NaN reaches it: such rows are flagged).
@@ -312,25 +338,26 @@ fn lane_max(acc: [f32; LANES]) -> f32 {
 /// overflows (exactly when the reference errs).
 fn scaled_plain<L: Logit>(row: &[L], scale: f32, y: &mut [f32]) -> Option<f32> {
     let mut mx = [f32::NEG_INFINITY; LANES];
-    let mut bad = [false; LANES];
-    let mut body = |x: f32, o: &mut f32, l: usize| {
-        let masked = x == f32::NEG_INFINITY;
+    let mut bad = [0u32; LANES];
+    #[inline(always)]
+    fn body(x: f32, scale: f32, o: &mut f32, mx: &mut f32, bad: &mut u32) {
+        let masked = (x == f32::NEG_INFINITY) as u32;
         let s = x * scale + 0.0;
-        bad[l] |= bad_input(x) | (!masked & non_finite(s));
-        let s = if masked { f32::NEG_INFINITY } else { s };
-        mx[l] = if s > mx[l] { s } else { mx[l] };
+        *bad |= bad_input(x) | (non_finite(s) & !masked);
+        let s = if masked != 0 { f32::NEG_INFINITY } else { s };
+        *mx = if s > *mx { s } else { *mx };
         *o = s;
-    };
+    }
     let n = row.len() / LANES * LANES;
     for (xs, os) in row[..n].chunks_exact(LANES).zip(y.chunks_exact_mut(LANES)) {
         for l in 0..LANES {
-            body(xs[l].to_f32(), &mut os[l], l);
+            body(xs[l].to_f32(), scale, &mut os[l], &mut mx[l], &mut bad[l]);
         }
     }
     for (x, o) in row[n..].iter().zip(&mut y[n..]) {
-        body(x.to_f32(), o, 0);
+        body(x.to_f32(), scale, o, &mut mx[0], &mut bad[0]);
     }
-    (!bad.iter().any(|&b| b)).then(|| lane_max(mx))
+    (bad.iter().fold(0, |a, &b| a | b) == 0).then(|| lane_max(mx))
 }
 
 /// Steps 1–2 of a two-way guided row (`u + s·(c − u)`, then the temperature) into `y` and its
@@ -343,16 +370,18 @@ fn scaled_two_way<L: Logit>(
     y: &mut [f32],
 ) -> Option<f32> {
     let mut mx = [f32::NEG_INFINITY; LANES];
-    let mut bad = [false; LANES];
-    let mut body = |c: f32, u: f32, o: &mut f32, l: usize| {
-        let masked = c == f32::NEG_INFINITY || u == f32::NEG_INFINITY;
+    let mut bad = [0u32; LANES];
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn body(c: f32, u: f32, cfg: f32, scale: f32, o: &mut f32, mx: &mut f32, bad: &mut u32) {
+        let masked = ((c == f32::NEG_INFINITY) | (u == f32::NEG_INFINITY)) as u32;
         let g = u + cfg * (c - u);
         let s = g * scale + 0.0;
-        bad[l] |= bad_input(c) | bad_input(u) | (!masked & (non_finite(g) | non_finite(s)));
-        let s = if masked { f32::NEG_INFINITY } else { s };
-        mx[l] = if s > mx[l] { s } else { mx[l] };
+        *bad |= bad_input(c) | bad_input(u) | ((non_finite(g) | non_finite(s)) & !masked);
+        let s = if masked != 0 { f32::NEG_INFINITY } else { s };
+        *mx = if s > *mx { s } else { *mx };
         *o = s;
-    };
+    }
     let n = cond.len() / LANES * LANES;
     for ((cs, us), os) in cond[..n]
         .chunks_exact(LANES)
@@ -360,13 +389,22 @@ fn scaled_two_way<L: Logit>(
         .zip(y.chunks_exact_mut(LANES))
     {
         for l in 0..LANES {
-            body(cs[l].to_f32(), us[l].to_f32(), &mut os[l], l);
+            let (c, u) = (cs[l].to_f32(), us[l].to_f32());
+            body(c, u, cfg, scale, &mut os[l], &mut mx[l], &mut bad[l]);
         }
     }
     for ((c, u), o) in cond[n..].iter().zip(&uncond[n..]).zip(&mut y[n..]) {
-        body(c.to_f32(), u.to_f32(), o, 0);
+        body(
+            c.to_f32(),
+            u.to_f32(),
+            cfg,
+            scale,
+            o,
+            &mut mx[0],
+            &mut bad[0],
+        );
     }
-    (!bad.iter().any(|&b| b)).then(|| lane_max(mx))
+    (bad.iter().fold(0, |a, &b| a | b) == 0).then(|| lane_max(mx))
 }
 
 /// Step 2 on an already combined row (finite or `−∞`), in place, and its maximum; `None` if a
@@ -376,7 +414,7 @@ fn scale_in_place(scale: f32, y: &mut [f32]) -> Option<f32> {
     for yi in y.iter_mut() {
         if *yi != f32::NEG_INFINITY {
             let s = *yi * scale + 0.0;
-            if non_finite(s) {
+            if non_finite(s) != 0 {
                 return None;
             }
             *yi = s;
@@ -386,65 +424,72 @@ fn scale_in_place(scale: f32, y: &mut [f32]) -> Option<f32> {
     Some(mx)
 }
 
-/// Step 6 without sorting: zeroes the weights of the candidates `cand` that top-p drops.
-/// Survivors are a prefix in rank order (the mass ranked before a candidate grows with its
-/// rank), found by partitioning around pivots: with `before` the mass of the candidates
-/// known to rank above the range, a pivot survives iff `(before + mass above it) · 2^32 <
-/// threshold`; then everything above it survives too and the search continues below it,
-/// else it and everything below it are dropped and the search continues above it.
+/// Buckets of [`weight_bucket`]: 0 for weight 0, then 8 per binary order of magnitude.
+const BUCKETS: usize = 1 + 64 * 8;
+
+/// A bucket index that never decreases as the weight grows: 0 for 0, else the position of
+/// the top bit and the 3 bits below it (a tiny float).
+#[inline(always)]
+fn weight_bucket(w: u64) -> usize {
+    if w == 0 {
+        return 0;
+    }
+    let msb = 63 - w.leading_zeros() as usize;
+    let sub = if msb >= 3 {
+        (w >> (msb - 3)) & 7
+    } else {
+        (w << (3 - msb)) & 7
+    };
+    1 + msb * 8 + sub as usize
+}
+
+/// Step 6 without sorting all candidates: zeroes the weights of the candidates `cand` that
+/// top-p drops. Survivors are a prefix in rank order (the mass ranked before a candidate
+/// grows with its rank), and a heavier weight always ranks earlier, so bucketing the weights
+/// ([`weight_bucket`]) cuts the rank order into consecutive segments: whole buckets survive
+/// while the mass up to and including them stays below the threshold; the first bucket that
+/// reaches it is walked exactly, in rank order (sorted by key: usually a handful of tokens);
+/// every lighter bucket is dropped.
 fn top_p_cut(y: &[f32], cand: &mut [u32], out: &mut [u64], threshold: u128) {
-    let key = |i: u32| rank_key(y[i as usize], i);
-    let (mut lo, mut hi) = (0usize, cand.len());
+    let mut mass = [0u64; BUCKETS];
+    for &i in cand.iter() {
+        let w = out[i as usize];
+        mass[weight_bucket(w)] += w;
+    }
+    // The boundary bucket: the heaviest one whose cumulative mass reaches the threshold.
     let mut before = 0u64;
-    let mut rounds = 0u32;
-    while lo < hi {
-        rounds += 1;
-        if hi - lo <= 16 || rounds > 64 {
-            // Small (or unluckily pivoted) range: walk it in rank order.
-            cand[lo..hi].sort_unstable_by_key(|&i| core::cmp::Reverse(key(i)));
-            for &i in &cand[lo..hi] {
-                if ((before as u128) << 32) < threshold {
-                    before += out[i as usize];
-                } else {
-                    out[i as usize] = 0;
-                }
-            }
-            return;
+    let mut cut = None;
+    for b in (0..BUCKETS).rev() {
+        if (((before + mass[b]) as u128) << 32) >= threshold {
+            cut = Some(b);
+            break;
         }
-        // Median of three keys as the pivot, moved to the end of the range.
-        let (a, b, c) = (lo, lo + (hi - lo) / 2, hi - 1);
-        let (ka, kb, kc) = (key(cand[a]), key(cand[b]), key(cand[c]));
-        let mid = if (ka < kb) == (kb < kc) {
-            b
-        } else if (kb < ka) == (ka < kc) {
-            a
-        } else {
-            c
-        };
-        cand.swap(mid, hi - 1);
-        let pivot = cand[hi - 1];
-        let kp = key(pivot);
-        // Lomuto partition: candidates ranked above the pivot to the front.
-        let mut store = lo;
-        let mut above = 0u64;
-        for j in lo..hi - 1 {
-            let i = cand[j];
-            if key(i) > kp {
-                above += out[i as usize];
-                cand.swap(store, j);
-                store += 1;
-            }
+        before += mass[b];
+    }
+    let Some(cut) = cut else {
+        return; // everything survives
+    };
+    // Boundary bucket's candidates to the front, walked in rank order.
+    let mut n = 0;
+    for j in 0..cand.len() {
+        if weight_bucket(out[cand[j] as usize]) == cut {
+            cand.swap(n, j);
+            n += 1;
         }
-        cand.swap(store, hi - 1);
-        let s_pivot = before + above;
-        if ((s_pivot as u128) << 32) < threshold {
-            before = s_pivot + out[pivot as usize];
-            lo = store + 1;
+    }
+    cand[..n].sort_unstable_by_key(|&i| core::cmp::Reverse(rank_key(y[i as usize], i)));
+    for &i in &cand[..n] {
+        if ((before as u128) << 32) < threshold {
+            before += out[i as usize];
         } else {
-            for &i in &cand[store..hi] {
-                out[i as usize] = 0;
-            }
-            hi = store;
+            out[i as usize] = 0;
+        }
+    }
+    // Lighter buckets rank after the cut.
+    for &i in &cand[n..] {
+        let w = &mut out[i as usize];
+        if weight_bucket(*w) < cut {
+            *w = 0;
         }
     }
 }

@@ -218,33 +218,46 @@ mod simd_probe {
     }
 }
 
+/// Safe entry points of the SIMD probes: each is listed by [`probes`] only when the CPU has
+/// its feature.
+#[cfg(target_arch = "x86_64")]
+macro_rules! probe_entry {
+    ($name:ident, $f:ident, $pf:literal, $nta:literal, $feat:tt) => {
+        fn $name(c: &[u64]) -> u64 {
+            assert!(std::is_x86_feature_detected!($feat));
+            // SAFETY: the CPU has the feature (asserted above).
+            unsafe { simd_probe::$f::<$pf, $nta>(c) }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx2_plain, sum256, false, false, "avx2");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx2_t0, sum256, true, false, "avx2");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx2_nta, sum256, true, true, "avx2");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx512_plain, sum512, false, false, "avx512f");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx512_t0, sum512, true, false, "avx512f");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx512_nta, sum512, true, true, "avx512f");
+
 /// The read-bandwidth probes this CPU can run: (name, pass).
 fn probes() -> Vec<(&'static str, ProbeFn)> {
+    #[allow(unused_mut)] // only x86_64 adds probes
     let mut v: Vec<(&'static str, ProbeFn)> = vec![("int sum ×4 streams", probe_sum4)];
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY (all): each function is only listed when the CPU has its feature.
         if std::is_x86_feature_detected!("avx2") {
-            v.push(("avx2 load", |c| unsafe {
-                simd_probe::sum256::<false, false>(c)
-            }));
-            v.push(("avx2 load + prefetcht0", |c| unsafe {
-                simd_probe::sum256::<true, false>(c)
-            }));
-            v.push(("avx2 load + prefetchnta", |c| unsafe {
-                simd_probe::sum256::<true, true>(c)
-            }));
+            v.push(("avx2 load", avx2_plain));
+            v.push(("avx2 load + prefetcht0", avx2_t0));
+            v.push(("avx2 load + prefetchnta", avx2_nta));
         }
         if std::is_x86_feature_detected!("avx512f") {
-            v.push(("avx512 load", |c| unsafe {
-                simd_probe::sum512::<false, false>(c)
-            }));
-            v.push(("avx512 load + prefetcht0", |c| unsafe {
-                simd_probe::sum512::<true, false>(c)
-            }));
-            v.push(("avx512 load + prefetchnta", |c| unsafe {
-                simd_probe::sum512::<true, true>(c)
-            }));
+            v.push(("avx512 load", avx512_plain));
+            v.push(("avx512 load + prefetcht0", avx512_t0));
+            v.push(("avx512 load + prefetchnta", avx512_nta));
         }
     }
     v
@@ -403,6 +416,14 @@ fn main() {
         pending: 64,
     };
     let mut curve = Vec::new();
+    let (peak, lanes) = {
+        let w = argen_cpu::par::Workers::new(threads).unwrap();
+        argen_cpu::probe::fma_peak(&w, 3)
+    };
+    println!(
+        "measured f32 FMA peak: {:.1} GFLOP/s ({threads} thread(s), {lanes}-lane FMAs)\n",
+        peak / 1e9
+    );
     for &dt in &dts {
         let bytes = checkpoint(&cfg, dt);
         if dt == Dt::F32 {
@@ -536,7 +557,16 @@ fn main() {
             }
             row.push((n, best, cpu));
         }
-        curve.push((dt, row));
+        // Roofline of each point: max(weight bytes ÷ bandwidth, FLOPs ÷ FMA peak), FLOPs of
+        // the GEMMs (2 per weight and row; attention is < 5 % at these lengths and left out).
+        let roof: Vec<f64> = row
+            .iter()
+            .map(|&(n, _, _)| {
+                let flops = 2.0 * (2 * n) as f64 * (wbytes / es) as f64;
+                (wbytes as f64 / bw).max(flops / peak)
+            })
+            .collect();
+        curve.push((dt, row, roof));
     }
     println!(
         "\n| weights | weight bytes | bandwidth wall / on-CPU | floor (bytes/bw) \
@@ -553,20 +583,26 @@ fn main() {
         "\nVerification cost (n query tokens on each of the 2 CFG rows; wall best of 3, \
          on-CPU mean of 3):\n"
     );
-    let mut head = String::from("| n |");
-    for (dt, _) in &curve {
-        head += &format!(" {} wall |", dt.name());
+    let mut head = String::from("| n (rows) |");
+    for (dt, _, _) in &curve {
+        head += &format!(" {0} wall | {0} roofline | ratio |", dt.name());
     }
-    for (dt, _) in &curve {
+    for (dt, _, _) in &curve {
         head += &format!(" {} on-CPU |", dt.name());
     }
-    println!("{head}\n|---|{}", "---|".repeat(2 * curve.len()));
+    println!("{head}\n|---|{}", "---|".repeat(4 * curve.len()));
     for i in 0..curve[0].1.len() {
-        let mut line = format!("| {} |", curve[0].1[i].0);
-        for (_, row) in &curve {
-            line += &format!(" {:.2} ms |", row[i].1 * 1e3);
+        let n = curve[0].1[i].0;
+        let mut line = format!("| {n} ({}) |", 2 * n);
+        for (_, row, roof) in &curve {
+            line += &format!(
+                " {:.2} ms | {:.2} ms | {:.2}x |",
+                row[i].1 * 1e3,
+                roof[i] * 1e3,
+                row[i].1 / roof[i]
+            );
         }
-        for (_, row) in &curve {
+        for (_, row, _) in &curve {
             line += &format!(" {:.2} ms |", row[i].2 * 1e3);
         }
         println!("{line}");

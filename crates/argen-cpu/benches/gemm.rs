@@ -184,9 +184,13 @@ fn main() {
     let max_rows = 128;
     let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
     let mut out = vec![0f32; max_rows * f];
+    let (peak, lanes) = argen_cpu::probe::fma_peak(&pool, 3);
     println!(
-        "threads {threads}, {reps} reps, {} time; fastest / median\n",
-        if cpu_time { "on-CPU" } else { "wall" }
+        "threads {threads}, {reps} reps, {} time; fastest / median; variant {} (override with \
+         ARGEN_CPU_VARIANT); measured f32 FMA peak {:.1} GFLOP/s ({lanes}-lane FMAs, wall)\n",
+        if cpu_time { "on-CPU" } else { "wall" },
+        argen_cpu::gemm::best_variant().name(),
+        peak / 1e9
     );
     println!("| weights | rows | time (8×w1 + 8×w2) | weight GB/s | GFLOP/s |");
     println!("|---|---|---|---|---|");

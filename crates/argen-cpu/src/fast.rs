@@ -31,13 +31,6 @@ use crate::par::Workers;
 use half::bf16;
 use std::cell::RefCell;
 
-/// Most input rows per micro-kernel tile.
-const MR: usize = 8;
-/// Target bytes of weights per column block (kept in L2 while every row block passes over it).
-const BLOCK_BYTES: usize = 192 << 10;
-/// Prefetch distance ahead in the tile stream, in elements (1 KiB).
-const PF: usize = 512;
-
 thread_local! {
     /// The activations rounded to bf16 (grows once).
     static XB: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
@@ -97,6 +90,7 @@ pub fn reference(x: &[bf16], w: &[bf16], k: usize, bias: Option<f32>) -> f32 {
 }
 
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct OutPtr(*mut f32);
 // SAFETY: used only to write disjoint output columns from different tasks (see `gemm`).
 unsafe impl Send for OutPtr {}
@@ -169,9 +163,17 @@ pub fn gemm(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{OutPtr, BLOCK_BYTES, MR, NR, PF};
+    use super::{OutPtr, NR};
     use half::bf16;
     use std::arch::x86_64::*;
+
+    /// Most input rows per micro-kernel tile.
+    const MR: usize = 8;
+    /// Target bytes of weights per column block (kept in L2 while every row block passes
+    /// over it).
+    const BLOCK_BYTES: usize = 192 << 10;
+    /// Prefetch distance ahead in the tile stream, in elements (1 KiB).
+    const PF: usize = 512;
 
     /// One task: columns `n0..n1` (`n0` a multiple of `NR`), in column blocks, row blocks of
     /// up to `MR` rows, one tile at a time.

@@ -1011,9 +1011,9 @@ mod avx512 {
             }
             i += 8;
         }
-        for m in 0..M {
-            for p in 0..2 {
-                let v = _mm512_castps_pd(a[m][p]);
+        for (m, am) in a.iter().enumerate() {
+            for (p, &ap) in am.iter().enumerate() {
+                let v = _mm512_castps_pd(ap);
                 let lo = _mm256_castpd_ps(_mm512_castpd512_pd256(v));
                 let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(v));
                 for (h, half) in [lo, hi].into_iter().enumerate() {
@@ -1114,19 +1114,19 @@ mod neon {
             while i < kb {
                 let xv: [(float32x4_t, float32x4_t); M] =
                     std::array::from_fn(|m| (vld1q_f32(x[m].add(i)), vld1q_f32(x[m].add(i + 4))));
-                for j in 0..NR {
-                    let (wl, wh) = W::load8(w.blk[j].add(o));
-                    for m in 0..M {
-                        a[m][j].0 = vfmaq_f32(a[m][j].0, xv[m].0, wl);
-                        a[m][j].1 = vfmaq_f32(a[m][j].1, xv[m].1, wh);
+                for (j, &blk) in w.blk.iter().enumerate() {
+                    let (wl, wh) = W::load8(blk.add(o));
+                    for (am, xm) in a.iter_mut().zip(&xv) {
+                        am[j].0 = vfmaq_f32(am[j].0, xm.0, wl);
+                        am[j].1 = vfmaq_f32(am[j].1, xm.1, wh);
                     }
                 }
                 i += 8;
                 o += w.step;
             }
-            for m in 0..M {
-                for j in 0..NR {
-                    let mut t = hsum(a[m][j].0, a[m][j].1);
+            for (m, am) in a.iter().enumerate() {
+                for (j, &(lo, hi)) in am.iter().enumerate() {
+                    let mut t = hsum(lo, hi);
                     for kk in kb..k {
                         t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), t);
                     }

@@ -13,6 +13,7 @@ pub mod fast;
 pub mod gemm;
 mod ops;
 pub mod par;
+pub mod probe;
 
 use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
 use argen_model::safetensors::{Dtype, TensorView};
