@@ -86,6 +86,9 @@ pub enum WRef<'a> {
     F16Packed(&'a [f16]),
     /// bf16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
     BF16Packed(&'a [bf16]),
+    /// bf16 weights in the AMX tile layout of [`crate::amx::pack`]: only the `amx-bf16` class
+    /// ([`gemm_with`]) reads it.
+    BF16Amx(&'a [bf16]),
 }
 
 /// Elements of the packed layout of an `[n, k]` matrix: `⌈n/NR⌉` tiles of `NR·k`.
@@ -241,6 +244,8 @@ pub enum Class {
     Exact,
     /// The opt-in AVX512-BF16 dot products of [`crate::fast`] (bf16 weights only).
     Avx512Bf16,
+    /// The opt-in AMX tiles of [`crate::amx`] (bf16 weights in the tile layout).
+    AmxBf16,
 }
 
 impl Class {
@@ -249,6 +254,7 @@ impl Class {
         match self {
             Class::Exact => "exact",
             Class::Avx512Bf16 => "avx512-bf16",
+            Class::AmxBf16 => "amx-bf16",
         }
     }
 }
@@ -259,8 +265,10 @@ impl Class {
 pub struct Kernels {
     /// The exact variant (must be supported by the CPU).
     pub variant: Variant,
-    /// Use the fast class where the CPU has it ([`crate::fast`]: packed bf16 weights with
-    /// AVX512-BF16); other weights, and CPUs without it, keep the exact class.
+    /// Use a fast class where the CPU has it: [`crate::amx`] for bf16 weights stored in its
+    /// tile layout (a [`crate::Cpu`] stores them so when AMX is usable), else [`crate::fast`]
+    /// for packed bf16 weights with AVX512-BF16; other weights, and CPUs without either, keep
+    /// the exact class.
     pub fast: bool,
 }
 
@@ -275,7 +283,12 @@ impl Kernels {
 
     /// The class a GEMM with weights `w` runs.
     pub fn class_for(&self, w: &WRef<'_>) -> Class {
-        if self.fast && matches!(w, WRef::BF16Packed(_)) && crate::fast::unsupported().is_none() {
+        if matches!(w, WRef::BF16Amx(_)) {
+            Class::AmxBf16
+        } else if self.fast
+            && matches!(w, WRef::BF16Packed(_))
+            && crate::fast::unsupported().is_none()
+        {
             Class::Avx512Bf16
         } else {
             Class::Exact
@@ -363,6 +376,9 @@ pub fn gemm_with(
         (Class::Avx512Bf16, WRef::BF16Packed(s)) => {
             crate::fast::gemm(workers, tasks, x, rows, k, s, n, bias, out)
         }
+        (Class::AmxBf16, WRef::BF16Amx(s)) => {
+            crate::amx::gemm(workers, tasks, x, rows, k, s, n, bias, out)
+        }
         _ => {
             assert!(
                 kern.variant.unsupported().is_none(),
@@ -394,6 +410,7 @@ fn gemm_isa(
         WRef::BF16(s) => (s.len(), n * k),
         WRef::F16Packed(s) => (s.len(), packed_len(n, k)),
         WRef::BF16Packed(s) => (s.len(), packed_len(n, k)),
+        WRef::BF16Amx(_) => panic!("AMX-layout weights run only on the amx-bf16 class (gemm_with)"),
     };
     assert!(
         x.len() >= rows * k
@@ -436,6 +453,7 @@ fn gemm_isa(
                     WRef::BF16(s) => task::<_, false>(&a, s),
                     WRef::F16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Packed(s) => task::<_, true>(&a, s),
+                    WRef::BF16Amx(_) => unreachable!("rejected above"),
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! Type aliases [`Gpt`], [`Drafter`] and [`VqDecoder`] give the models on this backend; see
 //! `docs/runtime.md` for the API, the KV-cache contract and the threading model.
 
+pub mod amx;
 pub mod fast;
 pub mod gemm;
 mod ops;
@@ -21,7 +22,7 @@ use argen_model::{ModelError, Result};
 use gemm::WRef;
 pub use gemm::{Class, Kernels, Variant};
 use half::{bf16, f16};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// The GPT on the CPU backend.
@@ -37,8 +38,9 @@ pub struct Cpu {
     pool: Arc<par::Workers>,
     threads: usize,
     kernels: Kernels,
-    /// A GEMM of the fast class has run on this backend (or a clone of it).
-    fast_ran: Arc<AtomicBool>,
+    /// The fastest class that ran on this backend (or a clone of it): 0 exact, 1
+    /// avx512-bf16, 2 amx-bf16.
+    ran: Arc<AtomicU8>,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -83,7 +85,7 @@ impl Cpu {
                 variant: gemm::best_variant(),
                 fast,
             },
-            fast_ran: Arc::new(AtomicBool::new(false)),
+            ran: Arc::new(AtomicU8::new(0)),
         })
     }
 
@@ -92,15 +94,20 @@ impl Cpu {
         self.kernels
     }
 
-    /// The class of kernels that ran so far: [`Class::Avx512Bf16`] once any GEMM ran on the
-    /// fast path, else [`Class::Exact`] (with `--fast-kernels` on a model without bf16
-    /// weights, or a CPU without AVX512-BF16, the results are the exact class's).
+    /// The class of kernels that ran so far: a fast class once any GEMM ran on it, else
+    /// [`Class::Exact`] (with `--fast-kernels` on a model without bf16 weights, or a CPU
+    /// without AVX512-BF16 or AMX, the results are the exact class's).
     pub fn kernel_class(&self) -> Class {
-        if self.fast_ran.load(Ordering::Relaxed) {
-            Class::Avx512Bf16
-        } else {
-            Class::Exact
+        match self.ran.load(Ordering::Relaxed) {
+            0 => Class::Exact,
+            1 => Class::Avx512Bf16,
+            _ => Class::AmxBf16,
         }
+    }
+
+    /// Whether bf16 matrices are stored in the AMX tile layout (fast kernels on, AMX usable).
+    fn amx(&self) -> bool {
+        self.kernels.fast && amx::unsupported().is_none()
     }
 
     /// One GEMM with this backend's kernels, recording the class that ran.
@@ -127,8 +134,13 @@ impl Cpu {
             bias,
             out,
         );
-        if class != Class::Exact && !self.fast_ran.load(Ordering::Relaxed) {
-            self.fast_ran.store(true, Ordering::Relaxed);
+        let code = match class {
+            Class::Exact => 0,
+            Class::Avx512Bf16 => 1,
+            Class::AmxBf16 => 2,
+        };
+        if code > self.ran.load(Ordering::Relaxed) {
+            self.ran.store(code, Ordering::Relaxed);
         }
     }
 
@@ -167,6 +179,8 @@ enum WData {
     F16Packed(Vec<f16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
     BF16Packed(Vec<bf16>),
+    /// `[rows, cols]` in the AMX tile layout of [`amx::pack`].
+    BF16Amx(Vec<bf16>),
 }
 
 impl CpuWeight {
@@ -177,6 +191,7 @@ impl CpuWeight {
             WData::BF16(v) => WRef::BF16(v),
             WData::F16Packed(v) => WRef::F16Packed(v),
             WData::BF16Packed(v) => WRef::BF16Packed(v),
+            WData::BF16Amx(v) => WRef::BF16Amx(v),
         }
     }
 
@@ -189,6 +204,7 @@ impl CpuWeight {
             WData::BF16(v) => v[i].to_f32(),
             WData::F16Packed(v) => v[p(i)].to_f32(),
             WData::BF16Packed(v) => v[p(i)].to_f32(),
+            WData::BF16Amx(v) => v[amx::index(i / self.cols, i % self.cols, self.cols)].to_f32(),
         }
     }
 
@@ -211,6 +227,11 @@ impl CpuWeight {
             WData::BF16Packed(v) => {
                 for (col, o) in out[..c].iter_mut().enumerate() {
                     *o = v[gemm::packed_index(r, col, c)].to_f32();
+                }
+            }
+            WData::BF16Amx(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[amx::index(r, col, c)].to_f32();
                 }
             }
         }
@@ -274,7 +295,11 @@ impl Compute for Cpu {
                     .chunks_exact(2)
                     .map(|c| bf16::from_le_bytes([c[0], c[1]]))
                     .collect();
-                if t.shape.len() >= 2 {
+                if t.shape.len() == 2 && self.amx() {
+                    // Matrices of linear layers and embeddings (conv kernels are 4-D and stay
+                    // on the exact path).
+                    WData::BF16Amx(amx::pack(&v, rows, cols))
+                } else if t.shape.len() >= 2 {
                     WData::BF16Packed(gemm::pack(&v, rows, cols, bf16::ZERO))
                 } else {
                     WData::BF16(v)
