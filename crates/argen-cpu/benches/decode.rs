@@ -416,13 +416,15 @@ fn main() {
         pending: 64,
     };
     let mut curve = Vec::new();
-    let (peak, lanes) = {
+    let (peak, peak_cpu, lanes) = {
         let w = argen_cpu::par::Workers::new(threads).unwrap();
         argen_cpu::probe::fma_peak(&w, 3)
     };
     println!(
-        "measured f32 FMA peak: {:.1} GFLOP/s ({threads} thread(s), {lanes}-lane FMAs)\n",
-        peak / 1e9
+        "measured f32 FMA peak: {:.1} GFLOP/s wall / {:.1} on-CPU ({threads} thread(s), \
+         {lanes}-lane FMAs)\n",
+        peak / 1e9,
+        peak_cpu / 1e9
     );
     for &dt in &dts {
         let bytes = checkpoint(&cfg, dt);
@@ -559,11 +561,15 @@ fn main() {
         }
         // Roofline of each point: max(weight bytes ÷ bandwidth, FLOPs ÷ FMA peak), FLOPs of
         // the GEMMs (2 per weight and row; attention is < 5 % at these lengths and left out).
-        let roof: Vec<f64> = row
+        // Wall time against the wall probes, on-CPU time against the on-CPU probes.
+        let roof: Vec<(f64, f64)> = row
             .iter()
             .map(|&(n, _, _)| {
                 let flops = 2.0 * (2 * n) as f64 * (wbytes / es) as f64;
-                (wbytes as f64 / bw).max(flops / peak)
+                (
+                    (wbytes as f64 / bw).max(flops / peak),
+                    (wbytes as f64 / bw_cpu).max(flops / peak_cpu),
+                )
             })
             .collect();
         curve.push((dt, row, roof));
@@ -585,12 +591,12 @@ fn main() {
     );
     let mut head = String::from("| n (rows) |");
     for (dt, _, _) in &curve {
-        head += &format!(" {0} wall | {0} roofline | ratio |", dt.name());
+        head += &format!(" {0} wall | roofline | ratio |", dt.name());
     }
     for (dt, _, _) in &curve {
-        head += &format!(" {} on-CPU |", dt.name());
+        head += &format!(" {0} on-CPU | roofline | ratio |", dt.name());
     }
-    println!("{head}\n|---|{}", "---|".repeat(4 * curve.len()));
+    println!("{head}\n|---|{}", "---|".repeat(6 * curve.len()));
     for i in 0..curve[0].1.len() {
         let n = curve[0].1[i].0;
         let mut line = format!("| {n} ({}) |", 2 * n);
@@ -598,12 +604,17 @@ fn main() {
             line += &format!(
                 " {:.2} ms | {:.2} ms | {:.2}x |",
                 row[i].1 * 1e3,
-                roof[i] * 1e3,
-                row[i].1 / roof[i]
+                roof[i].0 * 1e3,
+                row[i].1 / roof[i].0
             );
         }
-        for (_, row, _) in &curve {
-            line += &format!(" {:.2} ms |", row[i].2 * 1e3);
+        for (_, row, roof) in &curve {
+            line += &format!(
+                " {:.2} ms | {:.2} ms | {:.2}x |",
+                row[i].2 * 1e3,
+                roof[i].1 * 1e3,
+                row[i].2 / roof[i].1
+            );
         }
         println!("{line}");
     }

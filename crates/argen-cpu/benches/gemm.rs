@@ -184,13 +184,18 @@ fn main() {
     let max_rows = 128;
     let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
     let mut out = vec![0f32; max_rows * f];
-    let (peak, lanes) = argen_cpu::probe::fma_peak(&pool, 3);
+    let (peak, peak_cpu, lanes) = argen_cpu::probe::fma_peak(&pool, 3);
     println!(
         "threads {threads}, {reps} reps, {} time; fastest / median; variant {} (override with \
-         ARGEN_CPU_VARIANT); measured f32 FMA peak {:.1} GFLOP/s ({lanes}-lane FMAs, wall)\n",
+         ARGEN_CPU_VARIANT); measured f32 FMA peak {:.1} GFLOP/s wall / {:.1} on-CPU \
+         ({lanes}-lane FMAs); load average {}\n",
         if cpu_time { "on-CPU" } else { "wall" },
         argen_cpu::gemm::best_variant().name(),
-        peak / 1e9
+        peak / 1e9,
+        peak_cpu / 1e9,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     println!("| weights | rows | time (8×w1 + 8×w2) | weight GB/s | GFLOP/s |");
     println!("|---|---|---|---|---|");

@@ -82,6 +82,8 @@ pub enum WRef<'a> {
     F16(&'a [f16]),
     /// bf16 weights, row-major.
     BF16(&'a [bf16]),
+    /// f32 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
+    F32Packed(&'a [f32]),
     /// f16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
     F16Packed(&'a [f16]),
     /// bf16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
@@ -408,6 +410,7 @@ fn gemm_isa(
         WRef::F32(s) => (s.len(), n * k),
         WRef::F16(s) => (s.len(), n * k),
         WRef::BF16(s) => (s.len(), n * k),
+        WRef::F32Packed(s) => (s.len(), packed_len(n, k)),
         WRef::F16Packed(s) => (s.len(), packed_len(n, k)),
         WRef::BF16Packed(s) => (s.len(), packed_len(n, k)),
         WRef::BF16Amx(_) => panic!("AMX-layout weights run only on the amx-bf16 class (gemm_with)"),
@@ -451,6 +454,7 @@ fn gemm_isa(
                     WRef::F32(s) => task::<_, false>(&a, s),
                     WRef::F16(s) => task::<_, false>(&a, s),
                     WRef::BF16(s) => task::<_, false>(&a, s),
+                    WRef::F32Packed(s) => task::<_, true>(&a, s),
                     WRef::F16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Amx(_) => unreachable!("rejected above"),
@@ -1023,12 +1027,15 @@ mod avx512 {
             // never fault (`wrapping_add`).
             unsafe {
                 if PACKED {
-                    // One line per step in the tile stream.
-                    let p = w.blk[0].wrapping_add(o + pf) as *const i8;
-                    if NTA {
-                        _mm_prefetch::<_MM_HINT_NTA>(p);
-                    } else {
-                        _mm_prefetch::<_MM_HINT_T0>(p);
+                    // The step's lines of the tile stream: one for half precision (both
+                    // prefetches hit it), two for f32.
+                    for j in [0, 2] {
+                        let p = w.blk[j].wrapping_add(o + pf) as *const i8;
+                        if NTA {
+                            _mm_prefetch::<_MM_HINT_NTA>(p);
+                        } else {
+                            _mm_prefetch::<_MM_HINT_T0>(p);
+                        }
                     }
                 } else {
                     for j in 0..NR {
@@ -1301,8 +1308,10 @@ mod tests {
             let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
             let wbp = pack(&wb, n, k, bf16::ZERO);
             let whp = pack(&wh, n, k, f16::ZERO);
-            let cases: [(WRef<'_>, Vec<f32>); 3] = [
+            let w32p = pack(&w32, n, k, 0f32);
+            let cases: [(WRef<'_>, Vec<f32>); 4] = [
                 (WRef::F32(&w32), w32.clone()),
+                (WRef::F32Packed(&w32p), w32.clone()),
                 (
                     WRef::BF16Packed(&wbp),
                     wb.iter().map(|v| v.to_f32()).collect(),
