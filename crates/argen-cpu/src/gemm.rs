@@ -157,6 +157,50 @@ const PF_BYTES: usize = 64;
 /// Prefetch distance ahead in the tile stream (packed weights), in bytes.
 const PF_PACKED_BYTES: usize = 1024;
 
+/// Speed-only choices per microarchitecture (results are the same bits whatever they are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Calls with at most this many rows stream packed weights without software prefetch
+    /// (the hardware prefetcher alone is faster there); larger calls prefetch 1 KiB ahead.
+    pub no_prefetch_rows: usize,
+    /// Store f32 matrices in the packed layout too ([`crate::Cpu`]).
+    pub pack_f32: bool,
+}
+
+// Packed f32 on Zen 4 (one core, `… --bench gemm -- 1 3 f32 f32p`, same runs): faster at 1–2
+// rows (28.6 / 23.6 vs 20.1 / 19.4 GB/s) but slower at 4–32 rows (8 rows 40–43 vs 60
+// GFLOP/s, 16 rows 57–60 vs 74), so no CPU packs f32 by default yet (`pack_f32: false`).
+
+/// The [`Tuning`] for this CPU, by model: AMD with AVX-512 (Zen 4 and later) streams packed
+/// weights faster with the hardware prefetcher alone at 1–2 rows (decode-step GEMMs on one
+/// Zen 4 core, `cargo bench -p argen-cpu --bench gemm -- 1 4 bf16 f16 model rows=1,2,4`, two
+/// interleaved runs each: bf16 1 row 24–28 vs 16–19 GB/s, 2 rows 19–20 vs 15–17 GB/s; from 4
+/// rows on the prefetch helps: 8 rows 70 vs 57 GFLOP/s); on Zen 2 the software prefetch
+/// measured faster (15.7 vs 12.9 GB/s), so every other CPU keeps it. Decided once per process.
+pub fn tuning() -> Tuning {
+    static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe in newer
+            // Rust).
+            #[allow(unused_unsafe)]
+            let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
+            let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+            if amd && best_variant() == Variant::Avx512 {
+                return Tuning {
+                    no_prefetch_rows: 2,
+                    pack_f32: false,
+                };
+            }
+        }
+        Tuning {
+            no_prefetch_rows: 0,
+            pack_f32: false,
+        }
+    })
+}
+
 /// An exact kernel variant: every variant computes the module's reduction order bit for bit,
 /// so the choice only changes speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -523,7 +567,10 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // passes find the block in L2: prefetching into L1 then helps half-precision tiles
             // (f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB rows at
             // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
-            let pf = if PACKED {
+            let pf = if PACKED && a.rows <= tuning().no_prefetch_rows {
+                // The line being loaded: no prefetch in effect.
+                0
+            } else if PACKED {
                 PF_PACKED_BYTES / W::BYTES
             } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES

@@ -173,6 +173,9 @@ pub struct CpuWeight {
 #[derive(Clone, Debug)]
 enum WData {
     F32(Vec<f32>),
+    /// `[rows, cols]` in the packed layout of [`gemm::pack`] (CPUs whose [`gemm::Tuning`]
+    /// says so).
+    F32Packed(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
@@ -187,6 +190,7 @@ impl CpuWeight {
     fn as_ref(&self) -> WRef<'_> {
         match &self.data {
             WData::F32(v) => WRef::F32(v),
+            WData::F32Packed(v) => WRef::F32Packed(v),
             WData::F16(v) => WRef::F16(v),
             WData::BF16(v) => WRef::BF16(v),
             WData::F16Packed(v) => WRef::F16Packed(v),
@@ -200,6 +204,7 @@ impl CpuWeight {
         let p = |i: usize| gemm::packed_index(i / self.cols, i % self.cols, self.cols);
         match &self.data {
             WData::F32(v) => v[i],
+            WData::F32Packed(v) => v[p(i)],
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
             WData::F16Packed(v) => v[p(i)].to_f32(),
@@ -213,6 +218,11 @@ impl CpuWeight {
         let c = self.cols;
         match &self.data {
             WData::F32(v) => out.copy_from_slice(&v[r * c..(r + 1) * c]),
+            WData::F32Packed(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::packed_index(r, col, c)];
+                }
+            }
             WData::F16(v) => {
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[r * c..(r + 1) * c], out)
             }
@@ -241,7 +251,7 @@ impl CpuWeight {
     /// last partial tile are not counted).
     pub fn bytes(&self) -> usize {
         let es = match &self.data {
-            WData::F32(_) => 4,
+            WData::F32(_) | WData::F32Packed(_) => 4,
             _ => 2,
         };
         es * self.rows * self.cols
@@ -271,12 +281,18 @@ impl Compute for Cpu {
         let rows = if t.shape.len() >= 2 { t.shape[0] } else { 1 };
         let cols = numel.checked_div(rows).unwrap_or(0);
         let data = match t.dtype {
-            Dtype::F32 => WData::F32(
-                t.data
+            Dtype::F32 => {
+                let v: Vec<f32> = t
+                    .data
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
+                    .collect();
+                if t.shape.len() >= 2 && gemm::tuning().pack_f32 {
+                    WData::F32Packed(gemm::pack(&v, rows, cols, 0.0))
+                } else {
+                    WData::F32(v)
+                }
+            }
             Dtype::F16 => {
                 let v: Vec<f16> = t
                     .data
