@@ -497,8 +497,8 @@ fn main() {
         let floor = wbytes as f64 / bw;
         if wbytes as f64 / times[0] > bw {
             println!(
-                "  PROBE BUG: the fastest decode step streamed {:.1} GB/s, more than every \
-                 probe ({:.1} GB/s)",
+                "  PROBE BUG (or the load changed between probes and steps): the fastest decode step \
+                 streamed {:.1} GB/s, more than every probe ({:.1} GB/s)",
                 wbytes as f64 / times[0] / 1e9,
                 bw / 1e9
             );

@@ -154,15 +154,19 @@ pub const MR_WIDE: usize = 8;
 const BLOCK_BYTES: usize = 192 << 10;
 /// Prefetch distance past the next tile's offset (row-major weights), in bytes.
 const PF_BYTES: usize = 64;
-/// Prefetch distance ahead in the tile stream (packed weights), in bytes.
+/// Prefetch distance ahead in the tile stream (packed weights), in bytes, unless the CPU's
+/// [`Tuning`] says otherwise.
 const PF_PACKED_BYTES: usize = 1024;
 
 /// Speed-only choices per microarchitecture (results are the same bits whatever they are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
     /// Calls with at most this many rows stream packed weights without software prefetch
-    /// (the hardware prefetcher alone is faster there); larger calls prefetch 1 KiB ahead.
+    /// (the hardware prefetcher alone is faster there); larger calls prefetch
+    /// `pf_packed_bytes` ahead in the tile stream.
     pub no_prefetch_rows: usize,
+    /// Software prefetch distance in the packed tile stream, in bytes.
+    pub pf_packed_bytes: usize,
     /// Store f32 matrices in the packed layout too ([`crate::Cpu`]).
     pub pack_f32: bool,
 }
@@ -175,8 +179,11 @@ pub struct Tuning {
 /// weights faster with the hardware prefetcher alone at 1–2 rows (decode-step GEMMs on one
 /// Zen 4 core, `cargo bench -p argen-cpu --bench gemm -- 1 4 bf16 f16 model rows=1,2,4`, two
 /// interleaved runs each: bf16 1 row 24–28 vs 16–19 GB/s, 2 rows 19–20 vs 15–17 GB/s; from 4
-/// rows on the prefetch helps: 8 rows 70 vs 57 GFLOP/s); on Zen 2 the software prefetch
-/// measured faster (15.7 vs 12.9 GB/s), so every other CPU keeps it. Decided once per process.
+/// rows on the prefetch helps: 8 rows 70 vs 57 GFLOP/s), and further ahead than on Zen 2
+/// (`… --bench gemm -- 1 3 bf16 rows=4,8,16,32`, two rounds of 1 / 4 / 8 KiB: bf16 at 4 rows
+/// 42–44 / 46–49 / 51–53, 8 rows 64–70 / 69–73 / 76–79 GFLOP/s); on Zen 2 the software prefetch
+/// measured faster at 1–2 rows too (15.7 vs 12.9 GB/s), with 1 KiB best, so every other CPU
+/// keeps that. Decided once per process.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
@@ -190,12 +197,14 @@ pub fn tuning() -> Tuning {
             if amd && best_variant() == Variant::Avx512 {
                 return Tuning {
                     no_prefetch_rows: 2,
+                    pf_packed_bytes: 4 << 10,
                     pack_f32: false,
                 };
             }
         }
         Tuning {
             no_prefetch_rows: 0,
+            pf_packed_bytes: PF_PACKED_BYTES,
             pack_f32: false,
         }
     })
@@ -571,7 +580,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 // The line being loaded: no prefetch in effect.
                 0
             } else if PACKED {
-                PF_PACKED_BYTES / W::BYTES
+                tuning().pf_packed_bytes / W::BYTES
             } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
             } else {
