@@ -229,8 +229,8 @@ pub fn process<L: Logit>(
     for (c, ys) in y[..n].chunks_exact(LANES).enumerate() {
         let mut mask = ys
             .iter()
-            .enumerate()
-            .fold(0u32, |a, (l, &yi)| a | ((is_cand(yi) as u32) << l));
+            .zip(LANE_BITS)
+            .fold(0u32, |a, (&yi, bit)| a | if is_cand(yi) { bit } else { 0 });
         while mask != 0 {
             order[candidates] = (c * LANES) as u32 + mask.trailing_zeros();
             candidates += 1;
@@ -263,7 +263,9 @@ pub fn process<L: Logit>(
     let mut total = 0u64;
     for &i in cand.iter() {
         let e = crate::detmath::exp_f32(y[i as usize] - m);
-        let w = (e * WEIGHT_ONE as f32) as u64;
+        // 0 <= e·2^40 <= 2^40: the signed conversion (one instruction) truncates exactly as
+        // the unsigned one.
+        let w = (e * WEIGHT_ONE as f32) as i64 as u64;
         out[i as usize] = w;
         total += w;
     }
@@ -301,6 +303,17 @@ pub fn process<L: Logit>(
 /// Lanes of the fused passes: independent maxima and flags the compiler keeps in vectors.
 const LANES: usize = 16;
 
+/// `1 << l` for every lane `l` (a constant vector: the mask fold vectorises).
+const LANE_BITS: [u32; LANES] = {
+    let mut b = [0u32; LANES];
+    let mut l = 0;
+    while l < LANES {
+        b[l] = 1 << l;
+        l += 1;
+    }
+    b
+};
+
 /// Index of the first element of `y` equal to `m` (`y.len()` if none): a vectorised test per
 /// chunk, then a scan of the chunk that holds it.
 fn first_equal(y: &[f32], m: f32) -> usize {
@@ -311,13 +324,6 @@ fn first_equal(y: &[f32], m: f32) -> usize {
         }
     }
     n + y[n..].iter().position(|&yi| yi == m).unwrap_or(y.len() - n)
-}
-
-/// 1 if `x` is NaN or `+∞` (an input error), else 0; on the bits, without branches.
-#[inline(always)]
-fn bad_input(x: f32) -> u32 {
-    let b = x.to_bits();
-    ((b & 0x7f80_0000 == 0x7f80_0000) & (b != 0xff80_0000)) as u32
 }
 
 /// 1 if `x` is not finite, else 0.
@@ -341,10 +347,12 @@ fn scaled_plain<L: Logit>(row: &[L], scale: f32, y: &mut [f32]) -> Option<f32> {
     let mut bad = [0u32; LANES];
     #[inline(always)]
     fn body(x: f32, scale: f32, o: &mut f32, mx: &mut f32, bad: &mut u32) {
-        let masked = (x == f32::NEG_INFINITY) as u32;
+        let masked = x == f32::NEG_INFINITY;
         let s = x * scale + 0.0;
-        *bad |= bad_input(x) | (non_finite(s) & !masked);
-        let s = if masked != 0 { f32::NEG_INFINITY } else { s };
+        // As in `scaled_two_way`.
+        let ok = (x < f32::INFINITY) & (masked | ((s < f32::INFINITY) & (s > f32::NEG_INFINITY)));
+        *bad |= !ok as u32;
+        let s = if masked { f32::NEG_INFINITY } else { s };
         *mx = if s > *mx { s } else { *mx };
         *o = s;
     }
@@ -374,11 +382,17 @@ fn scaled_two_way<L: Logit>(
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn body(c: f32, u: f32, cfg: f32, scale: f32, o: &mut f32, mx: &mut f32, bad: &mut u32) {
-        let masked = ((c == f32::NEG_INFINITY) | (u == f32::NEG_INFINITY)) as u32;
+        let masked = (c == f32::NEG_INFINITY) | (u == f32::NEG_INFINITY);
         let g = u + cfg * (c - u);
         let s = g * scale + 0.0;
-        *bad |= bad_input(c) | bad_input(u) | ((non_finite(g) | non_finite(s)) & !masked);
-        let s = if masked != 0 { f32::NEG_INFINITY } else { s };
+        // An input NaN / +∞, or an unmasked result that is not finite (a non-finite `g`
+        // gives a non-finite `s`, since `scale` is finite and positive): exactly when the
+        // reference errs. Plain comparisons, so the pass vectorises.
+        let ok = (c < f32::INFINITY)
+            & (u < f32::INFINITY)
+            & (masked | ((s < f32::INFINITY) & (s > f32::NEG_INFINITY)));
+        *bad |= !ok as u32;
+        let s = if masked { f32::NEG_INFINITY } else { s };
         *mx = if s > *mx { s } else { *mx };
         *o = s;
     }
