@@ -396,3 +396,51 @@ fn gridar_reformulates_unless_told_not_to() {
         "2 candidates × 64 tokens, as Best-of-2"
     );
 }
+
+#[test]
+fn fast_kernels_flag_on_an_f32_model_keeps_the_exact_class_and_tokens() {
+    // The fast classes only cover bf16 weights; the tiny fixture is f32, so `--fast-kernels`
+    // must leave the tokens unchanged and the stats must say the exact kernels ran.
+    let (_, plain, tokens) = generate("vanilla", "5", "1", "fast-off");
+    let (png, stats, toks) = (
+        tmp("fast-on.png"),
+        tmp("fast-on.json"),
+        tmp("fast-on.tok.json"),
+    );
+    let (m, p, s, t) = (
+        model(),
+        png.display().to_string(),
+        stats.display().to_string(),
+        toks.display().to_string(),
+    );
+    let out = argen(&[
+        "generate",
+        "--model",
+        &m,
+        "--class",
+        "3",
+        "--method",
+        "vanilla",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+        "--out",
+        &p,
+        "--stats",
+        &s,
+        "--tokens",
+        &t,
+        "--quiet",
+        "--fast-kernels",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fast: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(fast["kernels"], "exact");
+    assert_eq!(plain["kernels"], "exact");
+    assert_eq!(std::fs::read_to_string(&toks).unwrap(), tokens);
+}
