@@ -24,7 +24,7 @@
 //! 3. the bias (if any) is added last.
 //!
 //! **Verification status:** the dev box (AMD Zen 4) has no AMX, so this kernel has not run
-//! here: its test prints `SKIPPED amx-bf16: …` and holds the tiles to [`reference`] bit for bit
+//! here: its test prints `SKIPPED amx-bf16: …` and holds the tiles to [`reference()`] bit for bit
 //! wherever AMX exists. The AVX512-BF16 class was checked against its emulation on Zen 4.
 
 use crate::par::Workers;
