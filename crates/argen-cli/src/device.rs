@@ -39,9 +39,17 @@ pub(crate) trait Runtime: Compute + Sized {
         conds: &[(Condition, Condition)],
         observer: &mut impl Observer,
     ) -> Result<Decoded, String>;
+
+    /// The class of compute kernels that ran (for the stats): the CPU's `exact` or
+    /// `avx512-bf16` ([`argen_cpu::Class`]), `cuda` on the GPU.
+    fn kernel_class(&self) -> &'static str;
 }
 
 impl Runtime for Cpu {
+    fn kernel_class(&self) -> &'static str {
+        Cpu::kernel_class(self).name()
+    }
+
     /// `SliceBackend` over host rows: the logits are host memory already.
     fn decode<'a, D: Decoder>(
         dec: &mut D,
@@ -51,6 +59,7 @@ impl Runtime for Cpu {
         conds: &[(Condition, Condition)],
         observer: &mut impl Observer,
     ) -> Result<Decoded, String> {
+        let cpu = gpt.compute().clone();
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
         let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
@@ -60,11 +69,16 @@ impl Runtime for Cpu {
             stats,
             wall: start.elapsed().as_secs_f64(),
             calls: host.forward_calls(),
+            kernels: Runtime::kernel_class(&cpu),
         })
     }
 }
 
 impl<E: Executor> Runtime for GpuCompute<E> {
+    fn kernel_class(&self) -> &'static str {
+        "cuda"
+    }
+
     /// `GpuBackend` on the model's executor, fed by a `DeviceLogitSink`: no logits row is read
     /// back.
     fn decode<'a, D: Decoder>(
@@ -92,6 +106,7 @@ impl<E: Executor> Runtime for GpuCompute<E> {
             stats,
             wall: start.elapsed().as_secs_f64(),
             calls: host.forward_calls(),
+            kernels: "cuda",
         })
     }
 }
@@ -106,6 +121,8 @@ pub struct Decoded {
     pub wall: f64,
     /// Forward actions run, by model.
     pub calls: (u32, u32),
+    /// The class of compute kernels that ran ([`Runtime::kernel_class`]).
+    pub kernels: &'static str,
 }
 
 /// The model runtime on CUDA device 0 (see [`open_cuda`]); every failure is one line.

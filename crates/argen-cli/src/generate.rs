@@ -53,6 +53,8 @@ pub(crate) struct Outcome {
     pub(crate) wall: f64,
     /// Model forwards run, `(target, drafter)`: a batched step counts once.
     pub(crate) calls: (u32, u32),
+    /// The class of compute kernels that ran (`exact`, `avx512-bf16`, `amx-bf16`, `cuda`).
+    pub(crate) kernels: &'static str,
 }
 
 /// The tables criteria borrow, derived from the model directory, built on first use and kept
@@ -384,7 +386,11 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             &dir,
             &cfg,
             conds,
-            Cpu::new(a.threads).map_err(|e| e.to_string())?,
+            Cpu::with_fast_kernels(
+                a.threads,
+                a.fast_kernels || argen_cpu::fast_kernels_from_env(),
+            )
+            .map_err(|e| e.to_string())?,
             Mode {
                 check: &mut check,
                 write: true,
@@ -442,6 +448,8 @@ pub(crate) enum ReplayOutcome {
     },
     /// The first divergence, and the final tokens of the trace and of the run.
     Diverged {
+        /// The kernel class the replay ran (a run of another class is not expected to match).
+        kernels: &'static str,
         /// Where and what.
         divergence: Divergence,
         /// The trace's final tokens.
@@ -486,7 +494,11 @@ pub(crate) fn replay_run(
             &dir,
             &cfg,
             conds,
-            Cpu::new(g.threads).map_err(|e| e.to_string())?,
+            Cpu::with_fast_kernels(
+                g.threads,
+                g.fast_kernels || argen_cpu::fast_kernels_from_env(),
+            )
+            .map_err(|e| e.to_string())?,
             Mode {
                 check: &mut check,
                 write: false,
@@ -509,6 +521,7 @@ pub(crate) fn replay_run(
     match check {
         RunCheck::Replay(_, Some(Ok(steps))) => Ok(ReplayOutcome::Identical { steps }),
         RunCheck::Replay(t, Some(Err(divergence))) => Ok(ReplayOutcome::Diverged {
+            kernels: outcome.kernels,
             divergence,
             expected: t.tokens().collect(),
             found: outcome.tokens,
@@ -607,6 +620,7 @@ fn run_on<C: Runtime>(
             "prompt": a.prompt,
             "alignment": alignment,
             "wall_seconds": outcome.wall,
+            "kernels": c.kernel_class(),
         });
         write_json(path, &value)?;
     }
@@ -630,6 +644,7 @@ fn run_on<C: Runtime>(
             },
             "device": format!("{:?}", a.device).to_lowercase(),
             "threads": a.threads,
+            "kernels": c.kernel_class(),
             "stats": {
                 "tokens": s.tokens,
                 "target_forwards": s.target_forwards,
@@ -737,6 +752,7 @@ pub(crate) fn run_config<C: Runtime>(
                     stats: Stats::default(),
                     wall: 0.0,
                     calls: (0, 0),
+                    kernels: "",
                 });
             }
             let mut rp = Replayer::new(*trace);
@@ -760,6 +776,7 @@ pub(crate) fn run_config<C: Runtime>(
         stats: d.stats,
         wall: d.wall,
         calls: d.calls,
+        kernels: d.kernels,
     })
 }
 
