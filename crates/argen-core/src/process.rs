@@ -279,7 +279,7 @@ pub fn process<L: Logit>(
 
     // Step 6: top-p, by partitioning on the rank.
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
-        let threshold = (p as f64 * 4_294_967_296.0) as u128 * total as u128;
+        let threshold = ((p as f64 * 4_294_967_296.0) as u128).max(1) * total as u128;
         top_p_cut(y, cand, out, threshold);
     }
 
