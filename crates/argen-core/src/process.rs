@@ -16,7 +16,8 @@
 //!    more than about 27.7 nats below it get weight 0. Non-candidates get 0. `Z = Σ w`.
 //! 6. **Top-p** (`p ∈ (0, 1]`): with `P = trunc(p · 2^32)`, candidate `j` survives iff the weight of
 //!    the candidates ranked strictly before it, `S_j`, satisfies `S_j · 2^32 < P · Z` (exact integer
-//!    arithmetic): the shortest top-ranked prefix whose mass reaches `p`.
+//!    arithmetic): the shortest top-ranked prefix whose mass reaches `p`. The top-ranked token
+//!    always survives (`S = 0`), also when `P = 0` (`p < 2^-32`).
 //! 7. **Min-p** (`p ∈ [0, 1]`): with `M = trunc(p · 2^32)`, candidate `i` survives iff
 //!    `w_i · 2^32 >= M · 2^40`, i.e. its probability is at least `p` times the top token's.
 //! 8. Top-p and min-p are both evaluated against the weights of step 5; the kept set is their
@@ -29,7 +30,7 @@
 //! Every step after the `exp` is exact integer arithmetic, which is why any backend that reproduces
 //! [`crate::detmath::exp_f32`] reproduces the weights bit for bit.
 
-use crate::dist::WEIGHT_ONE;
+use crate::dist::{PROB_SCALE, WEIGHT_ONE};
 use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
@@ -37,7 +38,7 @@ use crate::MAX_VOCAB;
 
 /// Logits more than this far below the top (after temperature) always get weight 0:
 /// `exp(−32) · 2^40 ≈ 0.014 < 1`.
-const HOPELESS: f32 = -32.0;
+pub const HOPELESS: f32 = -32.0;
 
 /// Sampling parameters of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -242,11 +243,13 @@ pub fn process<L: Logit>(
 
     // Step 6: top-p over the candidates in rank order.
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
-        let threshold = (p as f64 * 4_294_967_296.0) as u128 * total as u128;
+        let threshold = (p as f64 * PROB_SCALE) as u128 * total as u128;
         cand.sort_unstable_by(by_rank);
         let mut before = 0u64;
         for &i in cand.iter() {
-            if ((before as u128) << 32) < threshold {
+            // The top-ranked token (nothing before it) always survives, even when
+            // trunc(p · 2^32) = 0 (p < 2^-32).
+            if before == 0 || ((before as u128) << 32) < threshold {
                 before += out[i as usize];
             } else {
                 out[i as usize] = 0;
@@ -256,7 +259,7 @@ pub fn process<L: Logit>(
 
     // Step 7: min-p relative to the top token's weight 2^40.
     if let Some(p) = params.min_p.filter(|&p| p > 0.0) {
-        let floor = (p as f64 * 4_294_967_296.0) as u128 * WEIGHT_ONE as u128;
+        let floor = (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128;
         for &i in cand.iter() {
             if ((out[i as usize] as u128) << 32) < floor {
                 out[i as usize] = 0;

@@ -43,6 +43,9 @@ pub const SCHEME_VERSION: u32 = 1;
 /// Largest token id (exclusive) that fits in the block counter layout.
 pub const MAX_KEY_TOKEN: u32 = 1 << 24;
 
+/// The 12 ASCII bytes at offset 8 of every ChaCha key (step 1 of the specification).
+pub const KEY_TAG: &[u8; 12] = b"argen-rng-v1";
+
 /// Number of `u64` words a single key provides.
 pub const WORDS_PER_KEY: usize = 256 * 8;
 
@@ -125,7 +128,7 @@ impl Key {
 
     /// The eight ChaCha key words for `seed` (step 1 of the specification).
     pub fn chacha_key(seed: u64) -> [u32; 8] {
-        const TAG: &[u8; 12] = b"argen-rng-v1";
+        const TAG: &[u8; 12] = KEY_TAG;
         let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         [
             seed as u32,

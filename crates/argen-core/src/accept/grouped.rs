@@ -120,7 +120,7 @@ impl<'a> GroupedParams<'a> {
                 insert_closest(&mut below, self.window, (k, i as u32), |a, b| a > b);
             }
         }
-        let tol = (self.prob_tol as f64 * 4_294_967_296.0) as u128 * total as u128;
+        let tol = (self.prob_tol as f64 * crate::dist::PROB_SCALE) as u128 * total as u128;
         let mut group = Group::new();
         let _ = group.push(x);
         for &(_, t) in above.iter().chain(below.iter()) {
