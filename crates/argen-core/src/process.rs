@@ -2,6 +2,9 @@
 //!
 //! # Specification (sampling scheme v1)
 //!
+//! Normative text: section 6 of `docs/spec/determinism-v1.md` (error order, every rounding, the
+//! known-answer vectors of `fixtures/spec_v1.txt`); this summary agrees with it.
+//!
 //! Input: a [`Guided`] row (any [`Logit`] format) of `V` logits, `1 <= V <= MAX_VOCAB`; `−∞` marks a
 //! masked token, NaN and `+∞` are errors. Output: fixed-point weights ([`crate::dist`]).
 //!

@@ -6,7 +6,9 @@
 //!
 //! # Specification (version 1)
 //!
-//! Another runtime reproduces argen's draws exactly by implementing the following.
+//! Another runtime reproduces argen's draws exactly by implementing the following. (The normative
+//! text, with every constant and known-answer vector, is `docs/spec/determinism-v1.md`; this
+//! summary agrees with it.)
 //!
 //! 1. **ChaCha key** (256 bits, eight little-endian `u32` words): bytes 0..8 are `seed` as a
 //!    little-endian `u64`; bytes 8..20 are the ASCII text `argen-rng-v1`; bytes 20..32 are zero.

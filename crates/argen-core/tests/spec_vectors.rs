@@ -39,7 +39,7 @@ const HEADER: &str = "\
 # DraftZeroMass:<token>.
 #
 #   chacha key=<8 u32 hex> counter=<u64 hex> nonce=<u64 hex> -> <16 u32 hex>         (spec 3.1)
-#   exp|silu|gelu <x bits> -> <y bits>                                               (spec 4)
+#   exp|silu|gelu <x bits> -> <y bits|nan>   (nan: any NaN; its bits are platform-defined) (spec 4)
 #   row <name> <V> <f32 bits, comma-separated>
 #   guide <name> mode=plain|two|three rows=<row>[,<row>[,<row>]] param=<bits|-> -> out=<bits,...>
 #     two: rows cond,uncond and param = scale s; three: cond,uncond,reformulated and param = w. (spec 5)
@@ -169,16 +169,27 @@ fn scalar_inputs() -> Vec<f32> {
     v
 }
 
+/// A result's bits, or `nan` for any NaN: IEEE-754 leaves the sign and payload of a NaN made by
+/// an invalid operation (`∞/∞`) to the platform — x86-64 gives `0xffc00000`, aarch64
+/// `0x7fc00000` — so the specification promises only that the result is a NaN.
+fn result32(v: f32) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else {
+        hex32(v)
+    }
+}
+
 fn scalar_lines(out: &mut String) {
     let xs = scalar_inputs();
     for &x in &xs {
-        writeln!(out, "exp {} -> {}", hex32(x), hex32(exp_f32(x))).unwrap();
+        writeln!(out, "exp {} -> {}", hex32(x), result32(exp_f32(x))).unwrap();
     }
     for &x in &xs {
-        writeln!(out, "silu {} -> {}", hex32(x), hex32(silu_f32(x))).unwrap();
+        writeln!(out, "silu {} -> {}", hex32(x), result32(silu_f32(x))).unwrap();
     }
     for &x in &xs {
-        writeln!(out, "gelu {} -> {}", hex32(x), hex32(gelu_tanh_f32(x))).unwrap();
+        writeln!(out, "gelu {} -> {}", hex32(x), result32(gelu_tanh_f32(x))).unwrap();
     }
 }
 

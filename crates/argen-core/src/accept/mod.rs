@@ -14,6 +14,9 @@
 //! | [`Criterion::Lantern`] | [`lantern`] | `TV(o, p) ≤ δ` (point-mass), closed form (sampled) |
 //! | [`Criterion::Grouped`] | [`grouped`] | closed form (sampled; `TV(o, p) ≤ TV(p, q)` only when the rejection mass is `≤ TV(p, q)`) |
 //!
+//! The exact arithmetic of every criterion (fractions, residuals, the shift rule, budgets, groups)
+//! is specified normatively in section 8 of `docs/spec/determinism-v1.md`.
+//!
 //! # Keys
 //!
 //! At absolute position `pos` of stream `stream`, sibling `i`'s test draws `U` uniform on
