@@ -636,6 +636,14 @@ struct NodeCase {
 
 const V: usize = 12;
 
+/// A criterion of the node vectors: tag, LANTERN `(k, δ, λ)`, grouped `(window, prob_tol,
+/// dist_tol)`.
+type Crit = (
+    &'static str,
+    Option<(usize, f32, Option<f32>)>,
+    Option<(usize, f32, f32)>,
+);
+
 fn table_ids() -> Vec<u32> {
     // Neighbours of token t: t+1, t−1, t+2, t−2, … (mod V), 5 per row.
     let mut ids = Vec::new();
@@ -675,11 +683,7 @@ fn node_cases() -> Vec<NodeCase> {
             })
             .collect()
     };
-    let crits: [(
-        &str,
-        Option<(usize, f32, Option<f32>)>,
-        Option<(usize, f32, f32)>,
-    ); 7] = [
+    let crits: [Crit; 7] = [
         ("exact", None, None),
         ("coupled", None, None),
         ("lantern", Some((5, 0.2, None)), None),
@@ -1050,8 +1054,8 @@ fn stated_properties_hold() {
     let mut w = p;
     let zp: u64 = p.iter().sum();
     let total = exact::residual_in_place(&mut w, zp, &q, 3).unwrap();
-    let a = (3 * SR_A as u128 >> 2) as u64;
-    let d = (3 * SR_D as u128 >> 2) as u64;
+    let a = ((3 * SR_A as u128) >> 2) as u64;
+    let d = ((3 * SR_D as u128) >> 2) as u64;
     assert_eq!(w, [a, a, a, d, 0]);
     assert_eq!(total, 3 * a + d);
     // The other reading would have shifted by 1 only.

@@ -1,4 +1,4 @@
-//! Model activations built on [`exp_f32`](super::exp_f32): SiLU and the tanh-approximated GELU.
+//! Model activations built on [`exp_f32`]: SiLU and the tanh-approximated GELU.
 //!
 //! * `silu(v) = v · σ(v) = v / (1 + e^(−v))`, evaluated as `v / (1 + exp_f32(−v))` (one negation,
 //!   one `exp_f32`, one addition, one division).
