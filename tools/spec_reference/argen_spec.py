@@ -539,7 +539,7 @@ def parse_trace(data):
     if len(data) < 37 or data[:8] != b"ARGTRACE":
         raise ValueError("bad magic")
     version, reclen, scheme, cfg, seed, tokens, name_len = struct.unpack_from("<HHIQQIB", data, 8)
-    if version != 1:
+    if version not in (1, 2):
         raise ValueError("unsupported version")
     if reclen != 40:
         raise ValueError("bad record size")
@@ -552,7 +552,7 @@ def parse_trace(data):
         kind, flags, reserved, seq, items, aux, answer, committed, adig, tdig = struct.unpack_from(
             "<BBHIIIIIQQ", data, off
         )
-        if not 1 <= kind <= 6 or reserved != 0 or flags >> 3:
+        if not 1 <= kind <= (6 if version == 1 else 7) or reserved != 0 or flags >> 3:
             raise ValueError("bad record")
         records.append((kind, flags, seq, items, aux, answer, committed, adig, tdig))
         off += 40
@@ -573,6 +573,6 @@ def parse_trace(data):
     (crc,) = struct.unpack_from("<I", data, end)
     if crc != crc32(data[:end]):
         raise ValueError("checksum")
-    header = dict(scheme=scheme, config=cfg, seed=seed, tokens=tokens, name=name)
+    header = dict(version=version, scheme=scheme, config=cfg, seed=seed, tokens=tokens, name=name)
     footer = dict(stats=stats, hist=hist, result_seq=result_seq, final=final)
     return header, records, footer

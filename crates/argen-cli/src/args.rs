@@ -144,6 +144,24 @@ pub enum CriterionArg {
     Coupled,
 }
 
+/// LANTERN's neighbour metric (`argen_core::accept::neighbours::Metric`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LanternMetricArg {
+    /// L2 between the raw codebook rows (the official LANTERN `generate_codebook.py`).
+    Raw,
+    /// L2 between l2-normalised rows: the latent space LlamaGen's VQ looks codes up in.
+    Normalised,
+}
+
+impl From<LanternMetricArg> for argen_core::accept::Metric {
+    fn from(m: LanternMetricArg) -> Self {
+        match m {
+            LanternMetricArg::Raw => argen_core::accept::Metric::Raw,
+            LanternMetricArg::Normalised => argen_core::accept::Metric::Normalised,
+        }
+    }
+}
+
 /// Draft shapes.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DraftArg {
@@ -246,6 +264,11 @@ pub struct GenerateArgs {
     /// LANTERN latent neighbours per token (capped at vocabulary − 1).
     #[arg(long, default_value_t = 1000)]
     pub lantern_k: usize,
+    /// LANTERN neighbour metric: `normalised` (default) ranks codebook rows as LlamaGen's VQ
+    /// looks them up (l2-normalised); `raw` ranks the stored rows, as the official LANTERN code
+    /// does (reproduces the paper's setting with official checkpoints).
+    #[arg(long, value_enum, default_value = "normalised")]
+    pub lantern_metric: LanternMetricArg,
     /// LANTERN++ factor λ (off by default).
     #[arg(long)]
     pub lambda: Option<f32>,

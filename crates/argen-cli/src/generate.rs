@@ -1,7 +1,7 @@
 //! `argen generate` and `argen decode`: one generic path for every decoding method.
 
-use argen_core::accept::neighbours::build_table;
-use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable};
+use argen_core::accept::neighbours::build_table_with;
+use argen_core::accept::{Criterion, GroupedParams, LanternParams, Metric, NeighbourTable};
 use argen_core::decode::{
     BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, GuidanceMode, Jacobi, JacobiConfig,
     JacobiInit, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig,
@@ -58,7 +58,7 @@ pub(crate) struct Outcome {
 /// kept for later runs (LANTERN's neighbour tables, GSD's embedding table).
 pub(crate) struct Resources<'d> {
     dir: &'d crate::model_dir::ModelDir,
-    tables: Vec<(usize, Vec<u32>)>,
+    tables: Vec<(usize, Metric, Vec<u32>)>,
     embedding: Option<Vec<f32>>,
 }
 
@@ -72,18 +72,26 @@ impl<'d> Resources<'d> {
         }
     }
 
-    /// Builds (once per `k`) LANTERN's `vocab × k` latent-neighbour table.
-    fn lantern_table<C: Compute>(&mut self, vq: &VqDecoder<C>, k: usize) -> Result<&[u32], String> {
-        let i = match self.tables.iter().position(|(kk, _)| *kk == k) {
+    /// Builds (once per `k` and metric) LANTERN's `vocab × k` latent-neighbour table from the
+    /// stored codebook rows under `metric` (`Metric::Normalised` ranks exactly the rows the VQ
+    /// decoder looks up when the model normalises at lookup).
+    fn lantern_table<C: Compute>(
+        &mut self,
+        vq: &VqDecoder<C>,
+        k: usize,
+        metric: Metric,
+    ) -> Result<&[u32], String> {
+        let i = match self.tables.iter().position(|t| (t.0, t.1) == (k, metric)) {
             Some(i) => i,
             None => {
-                let t = build_table(vq.codebook(), vq.config().codebook_embed_dim, k)
+                let dim = vq.config().codebook_embed_dim;
+                let t = build_table_with(vq.raw_codebook(), dim, k, metric)
                     .map_err(|e| e.to_string())?;
-                self.tables.push((k, t));
+                self.tables.push((k, metric, t));
                 self.tables.len() - 1
             }
         };
-        Ok(&self.tables[i].1)
+        Ok(&self.tables[i].2)
     }
 
     /// Reads (once) the target's input embedding table.
@@ -430,7 +438,9 @@ pub(crate) fn run_method<C: Runtime>(
                 Method::Sd => criterion_of(a),
                 Method::Lantern => {
                     let k = a.lantern_k.min(cfg.vocab_size - 1).max(1);
-                    let table = res.lantern_table(vq, k)?;
+                    let metric = Metric::from(a.lantern_metric);
+                    let table = res.lantern_table(vq, k, metric)?;
+                    params.insert("lantern_metric".into(), json!(metric.name()));
                     params.insert("delta".into(), json!(a.delta));
                     params.insert("lantern_k".into(), json!(k));
                     params.insert("lambda".into(), json!(a.lambda));
@@ -537,7 +547,8 @@ pub(crate) fn run_method<C: Runtime>(
                 w: RELEASE_W,
             };
             params.insert("reformulate".into(), json!(reformulate));
-            let mut dec = Box::new(GridAr::<MAX_CANDIDATES, MAX_TOKENS>::new(gc).map_err(err)?);
+            let mut dec =
+                Box::new(GridAr::<Vanilla<MAX_TOKENS>, MAX_CANDIDATES>::vanilla(gc).map_err(err)?);
             execute(
                 &mut *dec,
                 env,

@@ -394,3 +394,49 @@ fn gridar_reformulates_unless_told_not_to() {
         "2 candidates × 64 tokens, as Best-of-2"
     );
 }
+
+/// `--lantern-metric raw|normalised` picks LANTERN's neighbour metric (default normalised) and
+/// the stats record it; anything else is a one-line usage error.
+#[test]
+fn lantern_metric_is_chosen_and_recorded() {
+    let m = model();
+    for (flag, want) in [
+        (Some("raw"), "raw"),
+        (Some("normalised"), "normalised"),
+        (None, "normalised"),
+    ] {
+        let tag = format!("metric-{want}-{}", flag.is_some());
+        let (png, stats) = (tmp(&format!("{tag}.png")), tmp(&format!("{tag}.json")));
+        let (p, s) = (png.display().to_string(), stats.display().to_string());
+        let mut args = vec![
+            "generate", "--model", &m, "--class", "3", "--method", "lantern", "--seed", "4",
+            "--out", &p, "--stats", &s, "--quiet",
+        ];
+        args.extend_from_slice(&SMALL_TREE);
+        if let Some(f) = flag {
+            args.extend_from_slice(&["--lantern-metric", f]);
+        }
+        let out = argen(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        assert_eq!(v["params"]["lantern_metric"], want, "{flag:?}");
+    }
+    let out = argen(&[
+        "generate",
+        "--model",
+        &m,
+        "--class",
+        "3",
+        "--method",
+        "lantern",
+        "--lantern-metric",
+        "cosine",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("raw") && err.contains("normalised"), "{err}");
+}

@@ -987,6 +987,10 @@ fn spec_constants_table_matches_the_code() {
         ),
         ("TRACE_MAGIC", q(&trace::MAGIC)),
         ("TRACE_FORMAT_VERSION", trace::FORMAT_VERSION.to_string()),
+        (
+            "TRACE_MIN_FORMAT_VERSION",
+            trace::MIN_FORMAT_VERSION.to_string(),
+        ),
         ("TRACE_RECORD_LEN", trace::RECORD_LEN.to_string()),
         (
             "TRACE_HEADER_FIXED_LEN",

@@ -187,7 +187,13 @@ struct Made {
 struct Golden {
     name: &'static str,
     tables: Tables,
+    /// Check the format version 1 golden of `fixtures/traces/v1/` instead of the current one.
+    v1: bool,
 }
+
+/// Golden entries whose v1 trace predates lockstep candidates (protocol v2): the host's work is
+/// ordered differently now, but the tokens, stats and result must be exactly the same.
+const LOCKSTEP_SINCE_V2: [&str; 2] = ["best-of-4-vanilla", "gridar-4-reformulate"];
 
 impl Golden {
     fn lantern(&self) -> Criterion<'_> {
@@ -199,12 +205,56 @@ impl Golden {
     }
 
     fn path(&self) -> PathBuf {
-        fixtures().join(format!("{}.argtrace", self.name))
+        let dir = if self.v1 {
+            fixtures().join("v1")
+        } else {
+            fixtures()
+        };
+        dir.join(format!("{}.argtrace", self.name))
+    }
+
+    /// The check of a format version 1 golden: it still parses and replays identically, or, for
+    /// decoders whose candidates now run in lockstep, ends with the same stats, result and tokens.
+    fn check_v1<D: Decoder>(&self, mut decoder: D, config_hash: u64) -> Result<Made, String> {
+        let header = Header::new(self.name, config_hash, base().seed, base().tokens);
+        let stored = std::fs::read(self.path()).map_err(|e| format!("{}: {e}", self.name))?;
+        let trace = Trace::parse(&stored).map_err(|e| format!("{}: {e}", self.name))?;
+        if trace.version() != 1 {
+            return Err(format!("{}: not a version 1 trace", self.name));
+        }
+        trace
+            .check_header(&header)
+            .map_err(|d| format!("{}: {d}", self.name))?;
+        if LOCKSTEP_SINCE_V2.contains(&self.name) {
+            let stats = drive_with(&mut decoder, &mut host(), &mut NoObserver)
+                .map_err(|e| format!("{}: {e}", self.name))?;
+            let seq = decoder.result_seq();
+            let tokens: Vec<u32> = trace.tokens().collect();
+            if stats != *trace.stats()
+                || seq != trace.result_seq()
+                || tokens.as_slice() != decoder.tokens(seq)
+            {
+                return Err(format!(
+                    "{}: the lockstep run ends differently from the v1 trace",
+                    self.name
+                ));
+            }
+        } else {
+            replay_with(&mut decoder, &mut host(), &trace)
+                .map_err(|e| format!("{}: {e}", self.name))?;
+        }
+        Ok(Made {
+            steps: trace.record_count(),
+            bytes: stored,
+        })
     }
 
     /// The golden check of `decoder` (configured from [`base`]) with configuration hash
     /// `config_hash`: record it (bless) or replay the stored trace and require identity.
     fn check<D: Decoder + Clone>(&self, mut decoder: D, config_hash: u64) -> Result<Made, String> {
+        if self.v1 {
+            return self.check_v1(decoder, config_hash);
+        }
         let header = Header::new(self.name, config_hash, base().seed, base().tokens);
         let fresh = decoder.clone();
         if blessing() {
@@ -339,7 +389,10 @@ fn golden_table() -> Vec<(&'static str, Entry)> {
                 reformulate: true,
                 w: RELEASE_W,
             };
-            g.check(GridAr::<4, 64>::new(cfg).unwrap(), config_hash(&cfg))
+            g.check(
+                GridAr::<Vanilla<64>, 4>::vanilla(cfg).unwrap(),
+                config_hash(&cfg),
+            )
         }),
     ]
 }
@@ -357,6 +410,7 @@ fn golden_traces_replay_identically() {
         let g = Golden {
             name,
             tables: Tables::new(),
+            v1: false,
         };
         match run(&g) {
             Ok(made) => println!(
@@ -385,6 +439,32 @@ fn golden_traces_replay_identically() {
             );
         }
     }
+}
+
+#[test]
+fn version_1_goldens_still_replay() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (name, run) in golden_table() {
+        let g = Golden {
+            name,
+            tables: Tables::new(),
+            v1: true,
+        };
+        match run(&g) {
+            Ok(_) => checked += 1,
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "version 1 goldens failed:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(
+        checked,
+        std::fs::read_dir(fixtures().join("v1")).unwrap().count()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,7 +503,7 @@ fn recording_is_deterministic_and_the_layout_is_exact() {
     }
     // Byte-level spot checks of the documented layout.
     assert_eq!(&a[0..8], b"ARGTRACE");
-    assert_eq!(u16::from_le_bytes([a[8], a[9]]), 1);
+    assert_eq!(u16::from_le_bytes([a[8], a[9]]), FORMAT_VERSION);
     assert_eq!(u16::from_le_bytes([a[10], a[11]]), 40);
     assert_eq!(u64::from_le_bytes(a[24..32].try_into().unwrap()), SEED);
     assert_eq!(a[36] as usize, "vanilla".len());
@@ -533,15 +613,20 @@ fn corrupt_truncated_and_foreign_input_give_typed_errors() {
     m[0] = b'X';
     assert_eq!(Trace::parse(&m).unwrap_err(), TraceError::BadMagic);
     let mut v = good[..10].to_vec();
-    v[8] = 2;
+    v[8] = FORMAT_VERSION as u8 + 1;
     v.extend_from_slice(&[0xAB; 7]);
     assert_eq!(
         Trace::parse(&v).unwrap_err(),
         TraceError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: FORMAT_VERSION + 1,
+            supported: FORMAT_VERSION
         }
     );
+    v[8] = 0;
+    assert!(matches!(
+        Trace::parse(&v).unwrap_err(),
+        TraceError::UnsupportedVersion { found: 0, .. }
+    ));
     let mut r = good.clone();
     r[10] = 41;
     assert_eq!(
@@ -1006,6 +1091,7 @@ fn every_kind_records() -> Vec<Record> {
         r(ActionKind::Check, false, 0, 8, 1, 1),
         r(ActionKind::Score, false, 0, 16, 0, 0.25f32.to_bits()),
         r(ActionKind::Reformulate, false, 0, 0, 2, 0),
+        r(ActionKind::Batch, true, 0, 3, 0, 9),
     ]
 }
 
@@ -1025,7 +1111,7 @@ fn edge_cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let mut count = minimal.clone();
     count[footer + 4] = 1;
     let mut bad_kind = handmade("k", &every_kind_records(), &[1, 2]);
-    bad_kind[38] = 0x07;
+    bad_kind[38] = 0x08;
     let mut trailing = minimal.clone();
     trailing.extend_from_slice(&[0, 0, 0, 0]);
     let mut not_utf8 = handmade("ab", &[], &[]);
@@ -1035,9 +1121,9 @@ fn edge_cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let mut bad_crc = handmade("crc", &every_kind_records(), &[5]);
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0x80;
-    let mut version2 = b"ARGTRACE".to_vec();
-    version2.extend_from_slice(&2u16.to_le_bytes());
-    version2.extend_from_slice(&[0xEE; 40]);
+    let mut version3 = b"ARGTRACE".to_vec();
+    version3.extend_from_slice(&3u16.to_le_bytes());
+    version3.extend_from_slice(&[0xEE; 40]);
     vec![
         ("empty.bin", Vec::new(), |r| {
             matches!(
@@ -1051,8 +1137,8 @@ fn edge_cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("magic-only.bin", b"ARGTRACE".to_vec(), |r| {
             matches!(r, Err(TraceError::Truncated { .. }))
         }),
-        ("version-2.bin", version2, |r| {
-            matches!(r, Err(TraceError::UnsupportedVersion { found: 2, .. }))
+        ("version-3.bin", version3, |r| {
+            matches!(r, Err(TraceError::UnsupportedVersion { found: 3, .. }))
         }),
         ("minimal.argtrace", minimal, |r| {
             r.as_ref()

@@ -144,7 +144,8 @@ fn best_of_n_candidate_c_equals_standalone_vanilla_with_stream_base_plus_c() {
         let mut base = config(seed);
         base.stream = 5;
         let mut dec = vanilla_bon::<8>(base, 4);
-        let (stats, actions) = run_on(&mut dec, &mut host(4));
+        let mut h = host(4);
+        let (stats, actions) = run_on(&mut dec, &mut h);
         let mut scores = Vec::new();
         for c in 0..4 {
             let tokens = cand(&dec, c);
@@ -168,8 +169,11 @@ fn best_of_n_candidate_c_equals_standalone_vanilla_with_stream_base_plus_c() {
         assert_eq!(stats.prefills, 4);
         assert_eq!(stats.scorer_calls, 4);
         assert_eq!(stats.verifier_calls, 0);
-        // N forwards and one score per candidate (vanilla's own bound is N + 1).
-        assert_eq!(actions, 4 * N + 4);
+        // The four candidates run in lockstep: N batched forwards (one per token step, the first
+        // a batch of four prefills), then one score per candidate (vanilla's own bound is N + 1).
+        assert_eq!(actions, N + 4);
+        assert_eq!(h.forwards.get("target"), Some(&N));
+        assert_eq!(h.actions.get("batch"), Some(&N));
         assert_eq!(dec.action_bound(), 4 * (N + 1) + 4);
     }
 }
@@ -272,7 +276,7 @@ fn gridar_cfg(seed: u64, n: u32, verifier: bool, reformulate: bool) -> GridArCon
     }
 }
 
-type Grid = GridAr<8, 64>;
+type Grid = GridAr<Vanilla<64>, 8>;
 
 /// A plain, allocating implementation of GridAR straight from the paper's description, used as
 /// the reference: returns every candidate's final canvas.
@@ -348,7 +352,7 @@ fn reference_gridar(
 }
 
 fn run_gridar(cfg: GridArConfig, host: &mut SyntheticHost) -> (Grid, Stats, u32) {
-    let mut dec = Grid::new(cfg).unwrap();
+    let mut dec = Grid::vanilla(cfg).unwrap();
     let (stats, actions) = run_on(&mut dec, host);
     (dec, stats, actions)
 }
@@ -370,7 +374,8 @@ fn gridar_with_one_candidate_and_no_reformulation_reproduces_vanilla() {
             assert_eq!(stats.target_forwards, N);
             assert_eq!(stats.target_rows, 2 * N);
             assert_eq!(h.actions.get("target"), Some(&(N - 1)));
-            assert_eq!(actions, dec.action_bound());
+            assert_eq!(actions, N + 2 * u32::from(verifier) + 1);
+            assert!(actions <= dec.action_bound());
         }
     }
 }
@@ -411,7 +416,10 @@ fn gridar_equals_the_reference_implementation() {
                             want.iter().map(|t| default_score(&h.world, t)).collect();
                         assert_eq!(dec.result_seq(), first_argmax(&scores));
                         assert_eq!(dec.scores().collect::<Vec<_>>(), scores);
-                        assert_eq!(actions, dec.action_bound());
+                        assert!(actions <= dec.action_bound());
+                        // Lockstep: one forward per token step for all candidates, re-prefills
+                        // included (they share the step's batch).
+                        assert_eq!(h.forwards.get("target"), Some(&N));
                         assert_eq!(stats.tokens, n * N);
                         replaced += dec.report().replaced.iter().sum::<u32>();
                         if !verifier {
@@ -555,8 +563,9 @@ fn gridar_token_budget_equals_best_of_n_and_accounting_adds_up() {
         assert_eq!(h.actions.get("check"), Some(&(2 * n)));
         assert_eq!(h.actions.get("reformulate"), Some(&(2 * n)));
         assert_eq!(h.actions.get("score"), Some(&n));
-        assert_eq!(actions, dec.action_bound());
-        assert_eq!(actions, n * N + 2 * n + 2 * n + n);
+        assert!(actions <= dec.action_bound());
+        assert_eq!(actions, N + 2 * n + 2 * n + n);
+        assert_eq!(h.forwards.get("target"), Some(&N));
         // Reformulations see the post-pruning canvases.
         for (seq, rows, canvas) in &h.reformulations {
             assert_eq!(canvas.len() as u32, rows * W);
@@ -591,7 +600,7 @@ fn gridar_picks_the_scorers_argmax_ties_by_lowest_index() {
         (&[2.0, 2.0, 2.0, 2.0][..], 0),
         (&[-1.0, -5.0, -1.0, 0.5][..], 3),
     ] {
-        let mut dec = Grid::new(gridar_cfg(4, 4, true, true)).unwrap();
+        let mut dec = Grid::vanilla(gridar_cfg(4, 4, true, true)).unwrap();
         run_scripted_scores(&mut dec, &mut host(4), scores);
         assert_eq!(dec.best(), best);
         assert_eq!(dec.result_seq(), best);
@@ -600,7 +609,7 @@ fn gridar_picks_the_scorers_argmax_ties_by_lowest_index() {
 
 #[test]
 fn gridar_rejects_bad_configurations() {
-    let bad = |cfg: GridArConfig| Grid::new(cfg).expect_err("accepted");
+    let bad = |cfg: GridArConfig| Grid::vanilla(cfg).expect_err("accepted");
     let mut c = gridar_cfg(0, 0, true, true);
     assert!(matches!(bad(c), Error::InvalidParameter { name: "n", .. }));
     c.n = 9;
@@ -620,7 +629,7 @@ fn gridar_rejects_bad_configurations() {
         Error::InvalidParameter { name: "tokens", .. }
     ));
     c.base.tokens = 24; // 4 rows: cuts 1, 2, 4
-    assert_eq!(Grid::new(c).unwrap().cut_rows(), [1, 2, 4]);
+    assert_eq!(Grid::vanilla(c).unwrap().cut_rows(), [1, 2, 4]);
     c.base.stream = u32::MAX;
     assert!(matches!(
         bad(c),
@@ -730,7 +739,7 @@ fn wrong_answers_are_rejected_and_change_nothing() {
         let mut clean_host = host(4);
         clean_host.check_script = Some(Box::new(script));
         let (clean, clean_stats, _) = run_gridar(cfg, &mut clean_host);
-        let mut dec = Grid::new(cfg).unwrap();
+        let mut dec = Grid::vanilla(cfg).unwrap();
         let mut h = host(4);
         h.check_script = Some(Box::new(script));
         let stats = run_with_wrong_answers(&mut dec, &mut h);

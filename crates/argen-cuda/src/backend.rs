@@ -17,13 +17,21 @@
 use crate::error::{Error, Result};
 use crate::kernels::{Kernel, LANES};
 use crate::launch::{push_words, read_u64s, read_words, Arg, Executor, Launch};
-use argen_core::accept::Criterion;
+use argen_core::accept::{Criterion, DeviceTable, DEVICE_PARAM_WORDS};
 use argen_core::backend::ROOT;
 use argen_core::{Backend, Dtype, Logit, ProcessJob, RowGuidance, SampleJob, TreeJob, TreeVerdict};
 use half::{bf16, f16};
 
 const PROCESS_JOB_WORDS: usize = 12;
-const VERIFY_JOB_WORDS: usize = 23;
+/// Words of a verify job record: 9 fixed words, the criterion's parameter block
+/// ([`argen_core::accept::DeviceParams`]), the scratch row, the invalid-criterion flag.
+const VERIFY_JOB_WORDS: usize = PARAM_WORD + DEVICE_PARAM_WORDS + 2;
+const PARAM_WORD: usize = 9;
+/// Criterion codes `0..KERNEL_CRITERIA` have a branch in `argen_verify_tree` (exact, coupled,
+/// LANTERN, grouped); a criterion added to `argen_core::accept` raises it with its branch.
+const KERNEL_CRITERIA: u32 = 4;
+const SCRATCH_WORD: usize = PARAM_WORD + DEVICE_PARAM_WORDS;
+const INVALID_WORD: usize = SCRATCH_WORD + 1;
 const FP32: f64 = 4_294_967_296.0;
 
 /// A logit element type whose raw bits the device reads.
@@ -104,8 +112,10 @@ pub struct GpuBackend<E: Executor> {
     path: Option<E::Buffer>,
     topk_tokens: Option<E::Buffer>,
     topk_weights: Option<E::Buffer>,
-    neighbours: Option<(TableId, E::Buffer)>,
-    embedding: Option<(TableId, E::Buffer)>,
+    /// The last id table a criterion shipped ([`DeviceTable::Ids`]).
+    ids_table: Option<(TableId, E::Buffer)>,
+    /// The last `f32` table a criterion shipped ([`DeviceTable::F32`]).
+    f32_table: Option<(TableId, E::Buffer)>,
     staging: Vec<u8>,
     words: Vec<u32>,
     pairs: Vec<(u64, u32)>,
@@ -218,8 +228,8 @@ impl<E: Executor> GpuBackend<E> {
             path: None,
             topk_tokens: None,
             topk_weights: None,
-            neighbours: None,
-            embedding: None,
+            ids_table: None,
+            f32_table: None,
             staging: Vec::with_capacity(max_jobs * VERIFY_JOB_WORDS * 4),
             words: Vec::with_capacity(max_jobs * 8),
             pairs: Vec::new(),
@@ -496,12 +506,12 @@ impl<E: Executor> GpuBackend<E> {
         Ok(())
     }
 
-    /// Forgets the device copies of latent-neighbour tables and embeddings. Tables are cached
-    /// by the address and length of the borrowed host slice; call this if a table's contents
-    /// change in place between calls.
+    /// Forgets the device copies of criterion tables (latent-neighbour tables, embeddings).
+    /// Tables are cached by the address and length of the borrowed host slice; call this if a
+    /// table's contents change in place between calls.
     pub fn invalidate_tables(&mut self) {
-        self.neighbours = None;
-        self.embedding = None;
+        self.ids_table = None;
+        self.f32_table = None;
     }
 
     /// The first `n` words of each key's stream (known-answer checks of the RNG port). Keys are
@@ -834,6 +844,18 @@ impl<E: Executor> Backend for GpuBackend<E> {
             }
         }
         let crit_err = criterion.validate(v).err();
+        // The criterion packs itself (its module in argen_core::accept documents the words).
+        let params = criterion.device();
+        if params.code >= KERNEL_CRITERIA {
+            return Err(Error::Invalid {
+                op: "verify_tree".into(),
+                detail: format!(
+                    "criterion {} (device code {}) has no branch in argen_verify_tree",
+                    criterion.name(),
+                    params.code
+                ),
+            });
+        }
         let mut w = [0u32; VERIFY_JOB_WORDS];
         w[0] = n as u32;
         w[1] = job.target_base;
@@ -842,53 +864,28 @@ impl<E: Executor> Backend for GpuBackend<E> {
         w[4] = (job.keys.seed >> 32) as u32;
         w[5] = job.keys.stream;
         w[6] = job.keys.position;
+        w[7] = params.code;
         w[8] = path.len().min(u32::MAX as usize) as u32;
-        w[21] = self.rows as u32;
-        w[22] = crit_err.is_some() as u32;
-        w[7] = match criterion {
-            Criterion::Exact => 0,
-            Criterion::Coupled => 1,
-            Criterion::Lantern(_) => 2,
-            Criterion::Grouped(_) => 3,
-        };
+        w[SCRATCH_WORD] = self.rows as u32;
+        w[INVALID_WORD] = crit_err.is_some() as u32;
         if crit_err.is_none() {
-            match criterion {
-                Criterion::Lantern(l) => {
-                    Self::upload_table(
-                        &self.exec,
-                        &mut self.staging,
-                        &mut self.neighbours,
-                        l.neighbours.ids(),
-                        u32::to_le_bytes,
-                    )?;
-                    w[9] = l.neighbours.k() as u32;
-                    w[10] = l.k as u32;
-                    let d = l.delta_fixed() as u64;
-                    w[11] = d as u32;
-                    w[12] = (d >> 32) as u32;
-                    if let Some(lambda) = l.lambda {
-                        let f = ((lambda as f64 - 1.0) * FP32) as u64;
-                        w[13] = 1;
-                        w[14] = f as u32;
-                        w[15] = (f >> 32) as u32;
-                    }
-                }
-                Criterion::Grouped(g) => {
-                    Self::upload_table(
-                        &self.exec,
-                        &mut self.staging,
-                        &mut self.embedding,
-                        g.embedding,
-                        f32::to_le_bytes,
-                    )?;
-                    w[16] = g.dim as u32;
-                    w[17] = g.window as u32;
-                    let pt = (g.prob_tol as f64 * FP32) as u64;
-                    w[18] = pt as u32;
-                    w[19] = (pt >> 32) as u32;
-                    w[20] = g.dist_tol.to_bits();
-                }
-                _ => {}
+            w[PARAM_WORD..PARAM_WORD + DEVICE_PARAM_WORDS].copy_from_slice(&params.words);
+            match params.table {
+                DeviceTable::None => {}
+                DeviceTable::Ids(ids) => Self::upload_table(
+                    &self.exec,
+                    &mut self.staging,
+                    &mut self.ids_table,
+                    ids,
+                    u32::to_le_bytes,
+                )?,
+                DeviceTable::F32(values) => Self::upload_table(
+                    &self.exec,
+                    &mut self.staging,
+                    &mut self.f32_table,
+                    values,
+                    f32::to_le_bytes,
+                )?,
             }
         }
         grow(&self.exec, &mut self.tree_tokens, n * 4, Kind::Device)?;
@@ -914,13 +911,12 @@ impl<E: Executor> Backend for GpuBackend<E> {
         self.staging.clear();
         push_words(&mut self.staging, &w);
         self.exec.write(&mut self.jobs, 0, &self.staging)?;
-        let nb = match (&self.neighbours, criterion) {
-            (Some((_, b)), Criterion::Lantern(_)) => b,
-            _ => &self.dummy,
-        };
-        let eb = match (&self.embedding, criterion) {
-            (Some((_, b)), Criterion::Grouped(_)) => b,
-            _ => &self.dummy,
+        // A table of the kind this criterion ships goes to its kernel argument; the other gets
+        // the dummy buffer.
+        let (ib, fb) = match (params.table, &self.ids_table, &self.f32_table) {
+            (DeviceTable::Ids(_), Some((_, b)), _) if crit_err.is_none() => (b, &self.dummy),
+            (DeviceTable::F32(_), _, Some((_, b))) if crit_err.is_none() => (&self.dummy, b),
+            _ => (&self.dummy, &self.dummy),
         };
         let args = [
             Arg::Buf(&self.weights),
@@ -929,8 +925,8 @@ impl<E: Executor> Backend for GpuBackend<E> {
             Arg::Buf(&self.jobs),
             Arg::Buf(&*tt),
             Arg::Buf(&*tp),
-            Arg::Buf(nb),
-            Arg::Buf(eb),
+            Arg::Buf(ib),
+            Arg::Buf(fb),
             Arg::Buf(pb),
             Arg::Buf(&self.results),
         ];

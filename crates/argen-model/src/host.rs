@@ -35,7 +35,7 @@
 use std::fmt;
 
 use argen_core::backend::{Backend, ROOT};
-use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
+use argen_core::decode::{Action, Answer, FeatureRef, Group, GuidanceMode, Host, Model};
 use argen_core::detmath::{exp_f64, ln_f64};
 
 use crate::compute::{Compute, Pos};
@@ -152,15 +152,27 @@ struct SeqState {
 
 /// Model capacities for a host of `seqs` sequences whose runs leave up to `pending` entries
 /// uncommitted (target: inputs per run; drafter: nodes drafted per step). Includes the spare
-/// sequence of the built-in judge.
+/// sequence of the built-in judge. A batched forward may cover every sequence at once, so a
+/// forward holds up to `3 · pending · seqs` rows.
 pub fn host_capacity(cfg: &crate::GptConfig, seqs: usize, pending: usize) -> crate::Capacity {
     let pending = pending.max(cfg.block_size).max(cfg.cls_token_num).max(1);
     crate::Capacity {
         slots: VARIANTS * (seqs.max(1) + 1),
         seq: cfg.cls_token_num + cfg.block_size + pending,
-        rows: VARIANTS * pending,
+        rows: VARIANTS * pending * seqs.max(1),
         pending,
     }
+}
+
+/// One group of a batched forward: its sequence, inputs `start .. start + n` of the host's
+/// input buffers, guidance variants, and first answer row.
+#[derive(Clone, Copy, Debug)]
+struct TargetGroup {
+    seq: u32,
+    start: usize,
+    n: usize,
+    variants: usize,
+    answer: usize,
 }
 
 /// The feature row of `f` for variant `var` of a sequence (features are `d` wide; draft entries
@@ -240,6 +252,44 @@ pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
     parents: Vec<i32>,
     /// Keep lists handed to the models.
     keep: Vec<usize>,
+    /// Groups of the current forward.
+    groups: Vec<TargetGroup>,
+    /// Forward actions answered, by model (target, drafter).
+    calls: [u32; 2],
+}
+
+/// The model rows of a group of `n` inputs × `variants` (model rows variant-major, starting at
+/// model row `base`) in protocol order (input-major), into `order`.
+fn interleave(order: &mut Vec<u32>, base: usize, n: usize, variants: usize) {
+    order.clear();
+    for i in 0..n {
+        for var in 0..variants {
+            order.push((base + var * n + i) as u32);
+        }
+    }
+}
+
+/// The model steps of `groups` over the host's input buffers: one per group and guidance
+/// variant, in group order (so a group's model rows are contiguous, variant-major).
+fn group_steps<'s>(
+    groups: &[TargetGroup],
+    tokens: &'s [u32],
+    positions: &'s [Pos],
+    parents: &'s [i32],
+) -> Vec<Step<'s>> {
+    let mut steps = Vec::with_capacity(groups.len() * VARIANTS);
+    for g in groups {
+        let range = g.start..g.start + g.n;
+        for var in 0..g.variants {
+            steps.push(Step {
+                slot: slot(g.seq, var),
+                tokens: &tokens[range.clone()],
+                positions: &positions[range.clone()],
+                parents: Some(&parents[range.clone()]),
+            });
+        }
+    }
+    steps
 }
 
 fn slot(seq: u32, variant: usize) -> usize {
@@ -329,7 +379,16 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             positions: Vec::new(),
             parents: Vec::new(),
             keep: Vec::new(),
+            groups: Vec::new(),
+            calls: [0; 2],
         })
+    }
+
+    /// Forward actions answered so far: `(target, drafter)`. A batched action — every candidate
+    /// of Best-of-N or GridAR, or every request of a `Mux`, at one token step — counts once: it
+    /// is one model forward over all its target runs (its prefills, rare, run beside it).
+    pub fn forward_calls(&self) -> (u32, u32) {
+        (self.calls[0], self.calls[1])
     }
 
     /// Mean `log p(x_i | cond) − log p(x_i | uncond)` over `tokens` (the built-in judge), computed
@@ -411,18 +470,14 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         })
     }
 
-    /// Answer rows of a forward of `n` inputs × `variants` (model rows variant-major) in
-    /// protocol order (input-major), into `self.order`.
-    fn interleave_order(&mut self, n: usize, variants: usize) {
-        self.order.clear();
-        for i in 0..n {
-            for var in 0..variants {
-                self.order.push((var * n + i) as u32);
-            }
-        }
-    }
-
-    fn prefill(&mut self, seq: u32, tokens: &[u32], g: GuidanceMode) -> Result<(), HostError> {
+    /// Runs a prefill group whose answer rows start at `at`.
+    fn prefill(
+        &mut self,
+        seq: u32,
+        tokens: &[u32],
+        g: GuidanceMode,
+        at: usize,
+    ) -> Result<(), HostError> {
         let s = self.seq_index(seq)?;
         let (d, variants) = (self.dim, g.variants());
         let features = self.drafter.is_some();
@@ -431,7 +486,6 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 "prefill longer than the image".into(),
             ));
         }
-        self.sink.begin(&self.c, variants, self.vocab)?;
         self.hidden.resize(variants * d, 0.0);
         for var in 0..variants {
             let sl = slot(seq, var);
@@ -455,7 +509,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 )?,
             };
             if tokens.is_empty() {
-                self.sink.put(&self.c, out, &[0], var)?;
+                self.sink.put(&self.c, out, &[0], at + var)?;
             }
             if let Some(dr) = self.drafter.as_deref_mut() {
                 dr.reset(sl)?;
@@ -489,7 +543,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 };
                 let hid_rows = features.then_some(&mut hid[..]);
                 let out = self.gpt.forward_device(&[step], hid_rows)?;
-                self.sink.put(&self.c, out, &[n as u32 - 1], var)?;
+                self.sink.put(&self.c, out, &[n as u32 - 1], at + var)?;
                 self.gpt.commit(sl, &keep)?;
                 if features {
                     let base = var * tokens_per * d;
@@ -500,18 +554,13 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         Ok(())
     }
 
-    fn target(
-        &mut self,
-        seq: u32,
-        keep: &[u32],
-        inputs: &[argen_core::decode::Input],
-        g: GuidanceMode,
-    ) -> Result<(), HostError> {
+    /// Commits the kept entries of sequence `seq`'s last target run (with their features) and
+    /// drops the others: the `keep` of a [`argen_core::decode::TargetRun`].
+    fn apply_keep(&mut self, seq: u32, keep: &[u32]) -> Result<(), HostError> {
         let s = self.seq_index(seq)?;
-        let (d, variants) = (self.dim, g.variants());
+        let d = self.dim;
         let features = self.drafter.is_some();
         let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
-        // Commit the kept entries of the last run, with their features.
         self.keep.clear();
         self.keep.extend(keep.iter().map(|&k| k as usize));
         {
@@ -548,151 +597,229 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 }
             }
         }
-        let n = inputs.len();
-        self.tokens.clear();
-        self.positions.clear();
-        self.parents.clear();
-        for inp in inputs {
-            self.tokens.push(inp.token);
-            self.positions.push(pos(inp.index, self.grid));
-            self.parents.push(if inp.parent == ROOT {
-                -1
-            } else {
-                inp.parent as i32
-            });
-        }
-        for var in 0..variants {
-            self.condition(s, var)?;
-        }
-        self.sink.begin(&self.c, n * variants, self.vocab)?;
-        self.hidden.resize(variants * n * d, 0.0);
-        self.interleave_order(n, variants);
-        let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
-            slot: slot(seq, var),
-            tokens: &self.tokens,
-            positions: &self.positions,
-            parents: Some(&self.parents),
-        });
-        let out = self
-            .gpt
-            .forward_device(&steps[..variants], features.then_some(&mut self.hidden[..]))?;
-        self.sink.put(&self.c, out, &self.order, 0)?;
-        let st = &mut self.seqs[s];
-        st.last_index.clear();
-        st.last_index.extend(inputs.iter().map(|i| i.index));
-        st.last_hidden.clear();
-        if features {
-            st.last_hidden
-                .extend_from_slice(&self.hidden[..variants * n * d]);
-        }
-        st.last_variants = variants;
         Ok(())
     }
 
-    fn draft(&mut self, run: &argen_core::decode::DraftRun<'_>) -> Result<(), HostError> {
-        let s = self.seq_index(run.seq)?;
-        let (d, variants) = (self.dim, run.guidance.variants());
+    /// Runs a target forward: every target group of `action` in **one** model forward, then its
+    /// prefill groups. The answer holds `rows` rows, group after group.
+    fn target_forward(&mut self, action: &Action<'_>, rows: usize) -> Result<(), HostError> {
+        let d = self.dim;
+        let features = self.drafter.is_some();
+        self.sink.begin(&self.c, rows, self.vocab)?;
+        self.tokens.clear();
+        self.positions.clear();
+        self.parents.clear();
+        self.groups.clear();
+        let mut at = 0;
+        for group in action.groups() {
+            if let Group::Target(r) = group {
+                let s = self.seq_index(r.seq)?;
+                self.apply_keep(r.seq, r.keep)?;
+                let variants = r.guidance.variants();
+                for var in 0..variants {
+                    self.condition(s, var)?;
+                }
+                let start = self.tokens.len();
+                for inp in r.inputs {
+                    self.tokens.push(inp.token);
+                    self.positions.push(pos(inp.index, self.grid));
+                    self.parents.push(if inp.parent == ROOT {
+                        -1
+                    } else {
+                        inp.parent as i32
+                    });
+                }
+                self.groups.push(TargetGroup {
+                    seq: r.seq,
+                    start,
+                    n: r.inputs.len(),
+                    variants,
+                    answer: at,
+                });
+            }
+            at += group.logits_rows();
+        }
+        if !self.groups.is_empty() {
+            let model_rows: usize = self.groups.iter().map(|g| g.n * g.variants).sum();
+            self.hidden.resize(model_rows * d, 0.0);
+            let steps = group_steps(&self.groups, &self.tokens, &self.positions, &self.parents);
+            let out = self
+                .gpt
+                .forward_device(&steps, features.then_some(&mut self.hidden[..]))?;
+            let mut base = 0;
+            for gi in 0..self.groups.len() {
+                let g = self.groups[gi];
+                interleave(&mut self.order, base, g.n, g.variants);
+                self.sink.put(&self.c, out, &self.order, g.answer)?;
+                let s = g.seq as usize;
+                let st = &mut self.seqs[s];
+                st.last_index.clear();
+                st.last_index.extend(
+                    action
+                        .groups()
+                        .find(|x| x.seq() == g.seq)
+                        .and_then(|x| match x {
+                            Group::Target(r) => Some(r.inputs),
+                            _ => None,
+                        })
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|i| i.index),
+                );
+                st.last_hidden.clear();
+                if features {
+                    st.last_hidden
+                        .extend_from_slice(&self.hidden[base * d..(base + g.n * g.variants) * d]);
+                }
+                st.last_variants = g.variants;
+                base += g.n * g.variants;
+            }
+        }
+        let mut at = 0;
+        for group in action.groups() {
+            if let Group::Prefill(p) = group {
+                self.prefill(p.seq, p.tokens, p.guidance, at)?;
+            }
+            at += group.logits_rows();
+        }
+        Ok(())
+    }
+
+    /// Runs a drafter action: every group's committed catch-up chain in **one** drafter forward,
+    /// then every group's pending inputs in one more (a group's pending inputs may read the
+    /// drafter features of its catch-up entries). The answer holds `rows` rows, group after
+    /// group, each group's catch-up rows before its pending rows.
+    fn draft_forward(&mut self, action: &Action<'_>, rows: usize) -> Result<(), HostError> {
+        let d = self.dim;
         if self.drafter.is_none() {
             return Err(HostError::Unsupported(
                 "this method drafts, but the model has no drafter (drafter.safetensors)".into(),
             ));
         }
-        if run.commit as usize > run.inputs.len() {
-            return Err(HostError::Core(argen_core::Error::InvalidParameter {
-                name: "commit",
-                reason: "more committed inputs than inputs",
-            }));
-        }
-        if run.new_step {
-            for var in 0..VARIANTS {
-                if let Some(dr) = self.drafter.as_deref_mut() {
-                    dr.rollback(slot(run.seq, var))?;
+        self.sink.begin(&self.c, rows, self.vocab)?;
+        // Per group: the run, its sequence index, first answer row and first step entry.
+        let mut runs = Vec::new();
+        let mut at = 0;
+        for group in action.groups() {
+            if let Group::Draft(run) = group {
+                let s = self.seq_index(run.seq)?;
+                if run.commit as usize > run.inputs.len() {
+                    return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                        name: "commit",
+                        reason: "more committed inputs than inputs",
+                    }));
                 }
+                for var in 0..run.guidance.variants() {
+                    self.condition(s, var)?;
+                }
+                if run.new_step {
+                    for var in 0..VARIANTS {
+                        if let Some(dr) = self.drafter.as_deref_mut() {
+                            dr.rollback(slot(run.seq, var))?;
+                        }
+                    }
+                    self.seqs[s].entries.clear();
+                    self.seqs[s].step_committed = 0;
+                }
+                let first_entry = self.seqs[s].entries.len() / (VARIANTS * d);
+                runs.push((run, s, at, first_entry));
             }
-            self.seqs[s].entries.clear();
-            self.seqs[s].step_committed = 0;
+            at += group.logits_rows();
         }
-        let n = run.inputs.len();
-        let first_entry = self.seqs[s].entries.len() / (VARIANTS * d);
-        self.sink.begin(&self.c, n * variants, self.vocab)?;
-        // Two parts: the committed catch-up chain, then the pending inputs.
-        let parts = [
-            (true, 0usize, run.commit as usize),
-            (false, run.commit as usize, n),
-        ];
-        for (catch_up, lo, hi) in parts {
-            if lo == hi {
-                continue;
-            }
-            let m = hi - lo;
-            let step_committed = self.seqs[s].step_committed as usize;
+        // Two parts: the committed catch-up chains, then the pending inputs.
+        for catch_up in [true, false] {
             self.tokens.clear();
             self.positions.clear();
             self.parents.clear();
             self.features.clear();
-            for (j, inp) in run.inputs[lo..hi].iter().enumerate() {
-                self.tokens.push(inp.token);
-                self.positions.push(pos(inp.index, self.grid));
-                let parent = if catch_up {
-                    // Catch-up chain.
-                    if j == 0 {
+            self.groups.clear();
+            for &(run, s, at, first_entry) in &runs {
+                let (lo, hi) = if catch_up {
+                    (0, run.commit as usize)
+                } else {
+                    (run.commit as usize, run.inputs.len())
+                };
+                if lo == hi {
+                    continue;
+                }
+                let step_committed = self.seqs[s].step_committed as usize;
+                let start = self.tokens.len();
+                for (j, inp) in run.inputs[lo..hi].iter().enumerate() {
+                    self.tokens.push(inp.token);
+                    self.positions.push(pos(inp.index, self.grid));
+                    let parent = if catch_up {
+                        // Catch-up chain.
+                        j as i32 - 1
+                    } else if inp.parent == ROOT {
                         -1
                     } else {
-                        j as i32 - 1
-                    }
-                } else if inp.parent == ROOT {
-                    -1
-                } else {
-                    let e = inp.parent as usize;
-                    if e < step_committed || e >= first_entry + lo + j {
-                        return Err(HostError::Core(argen_core::Error::InvalidParameter {
-                            name: "parent",
-                            reason: "draft parent is not a pending entry of this step",
-                        }));
-                    }
-                    (e - step_committed) as i32
-                };
-                self.parents.push(parent);
-            }
-            for var in 0..variants {
-                self.condition(s, var)?;
-                for inp in &run.inputs[lo..hi] {
-                    let row = feature(&self.seqs[s], d, var, inp.feature, first_entry + lo)?;
-                    self.features.extend_from_slice(row);
+                        let e = inp.parent as usize;
+                        if e < step_committed || e >= first_entry + lo + j {
+                            return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                                name: "parent",
+                                reason: "draft parent is not a pending entry of this step",
+                            }));
+                        }
+                        (e - step_committed) as i32
+                    };
+                    self.parents.push(parent);
                 }
+                let variants = run.guidance.variants();
+                for var in 0..variants {
+                    for inp in &run.inputs[lo..hi] {
+                        let row = feature(&self.seqs[s], d, var, inp.feature, first_entry + lo)?;
+                        self.features.extend_from_slice(row);
+                    }
+                }
+                self.groups.push(TargetGroup {
+                    seq: run.seq,
+                    start,
+                    n: hi - lo,
+                    variants,
+                    answer: at + lo * variants,
+                });
             }
-            self.interleave_order(m, variants);
-            let steps: [Step<'_>; VARIANTS] = core::array::from_fn(|var| Step {
-                slot: slot(run.seq, var),
-                tokens: &self.tokens,
-                positions: &self.positions,
-                parents: Some(&self.parents),
-            });
-            let steps = &steps[..variants];
-            self.hidden.resize(variants * m * d, 0.0);
+            if self.groups.is_empty() {
+                continue;
+            }
+            let model_rows: usize = self.groups.iter().map(|g| g.n * g.variants).sum();
+            self.hidden.resize(model_rows * d, 0.0);
+            let steps = group_steps(&self.groups, &self.tokens, &self.positions, &self.parents);
             let dr = self.drafter.as_deref_mut().ok_or_else(|| {
                 HostError::Unsupported("this method drafts, but the model has no drafter".into())
             })?;
-            let out = dr.forward_device(self.gpt, steps, &self.features, Some(&mut self.hidden))?;
-            self.sink.put(&self.c, out, &self.order, lo * variants)?;
-            if catch_up {
-                self.keep.clear();
-                self.keep.extend(0..m);
-                for var in 0..variants {
-                    dr.commit(slot(run.seq, var), &self.keep)?;
-                }
-                self.seqs[s].step_committed += m as u32;
+            let out =
+                dr.forward_device(self.gpt, &steps, &self.features, Some(&mut self.hidden))?;
+            let mut base = 0;
+            for g in &self.groups {
+                interleave(&mut self.order, base, g.n, g.variants);
+                self.sink.put(&self.c, out, &self.order, g.answer)?;
+                base += g.n * g.variants;
             }
-            // Store the entries' hidden states.
-            let st = &mut self.seqs[s];
-            for j in 0..m {
-                let base = st.entries.len();
-                st.entries.resize(base + VARIANTS * d, 0.0);
-                for var in 0..variants {
-                    let src = (var * m + j) * d;
-                    st.entries[base + var * d..base + (var + 1) * d]
-                        .copy_from_slice(&self.hidden[src..src + d]);
+            let mut base = 0;
+            for g in &self.groups {
+                if catch_up {
+                    self.keep.clear();
+                    self.keep.extend(0..g.n);
+                    for var in 0..g.variants {
+                        dr.commit(slot(g.seq, var), &self.keep)?;
+                    }
                 }
+                // Store the entries' hidden states.
+                let st = &mut self.seqs[g.seq as usize];
+                if catch_up {
+                    st.step_committed += g.n as u32;
+                }
+                for j in 0..g.n {
+                    let e = st.entries.len();
+                    st.entries.resize(e + VARIANTS * d, 0.0);
+                    for var in 0..g.variants {
+                        let src = (base + var * g.n + j) * d;
+                        st.entries[e + var * d..e + (var + 1) * d]
+                            .copy_from_slice(&self.hidden[src..src + d]);
+                    }
+                }
+                base += g.n * g.variants;
             }
         }
         Ok(())
@@ -709,19 +836,24 @@ where
     type Error = HostError;
 
     fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, S::Logits>, HostError> {
+        if let (Some(model), Some(rows)) = (action.model(), action.logits_rows()) {
+            let mut seen = std::collections::BTreeSet::new();
+            for g in action.groups() {
+                if g.model() != model || !seen.insert(g.seq()) {
+                    return Err(HostError::Core(argen_core::Error::InvalidParameter {
+                        name: "batch",
+                        reason: "a batch must run one model with each sequence at most once",
+                    }));
+                }
+            }
+            self.calls[model as usize] += 1;
+            match model {
+                Model::Target => self.target_forward(action, rows)?,
+                Model::Drafter => self.draft_forward(action, rows)?,
+            }
+            return Ok(Answer::Logits(self.sink.logits()));
+        }
         match *action {
-            Action::Prefill(p) => {
-                self.prefill(p.seq, p.tokens, p.guidance)?;
-                Ok(Answer::Logits(self.sink.logits()))
-            }
-            Action::Target(r) => {
-                self.target(r.seq, r.keep, r.inputs, r.guidance)?;
-                Ok(Answer::Logits(self.sink.logits()))
-            }
-            Action::Draft(r) => {
-                self.draft(&r)?;
-                Ok(Answer::Logits(self.sink.logits()))
-            }
             Action::Check(c) => {
                 let ok = match self.judge.as_deref_mut() {
                     Some(j) => j.check(c.seq, c.rows, c.tokens).map_err(HostError::Judge)?,
@@ -752,6 +884,10 @@ where
                 Ok(Answer::Reformulated)
             }
             Action::Done => Err(HostError::Unsupported("nothing to do after Done".into())),
+            other => Err(HostError::Unsupported(format!(
+                "this host cannot answer a {} action",
+                other.kind()
+            ))),
         }
     }
 }

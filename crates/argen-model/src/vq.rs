@@ -106,6 +106,7 @@ pub struct VqDecoder<C: Compute> {
     c: C,
     cfg: VqConfig,
     codebook: Vec<f32>,
+    raw_codebook: Vec<f32>,
     post_quant: Conv<C>,
     conv_in: Conv<C>,
     mid: (Res<C>, Attn<C>, Res<C>),
@@ -149,6 +150,12 @@ impl<C: Compute> VqDecoder<C> {
         &self.codebook
     }
 
+    /// The codebook as stored in the checkpoint (`quantize.embedding.weight`, never normalised):
+    /// the rows the official LANTERN code measures neighbour distances between.
+    pub fn raw_codebook(&self) -> &[f32] {
+        &self.raw_codebook
+    }
+
     /// Loads the decoder from a VQ checkpoint (official names; the encoder, `quant_conv` and
     /// `quantize.codebook_used` are ignored).
     pub fn load(c: &C, cfg: &VqConfig, weights: impl AsRef<Path>) -> Result<Self> {
@@ -161,11 +168,11 @@ impl<C: Compute> VqDecoder<C> {
         cfg.validate(st.path())?;
         let e = cfg.codebook_embed_dim;
         let cb = st.expect("quantize.embedding.weight", &[cfg.codebook_size, e])?;
-        let mut codebook = cb.to_f32().unwrap_or_default();
+        let raw_codebook = cb.to_f32().unwrap_or_default();
+        let mut codebook = raw_codebook.clone();
         if cfg.codebook_l2_norm {
             for row in codebook.chunks_exact_mut(e) {
-                let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                row.iter_mut().for_each(|x| *x /= n);
+                argen_core::accept::neighbours::l2_normalise(row);
             }
         }
         let mut ld = Loader {
@@ -228,6 +235,7 @@ impl<C: Compute> VqDecoder<C> {
             c: c.clone(),
             cfg: cfg.clone(),
             codebook,
+            raw_codebook,
             post_quant,
             conv_in,
             mid,

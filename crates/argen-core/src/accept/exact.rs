@@ -18,8 +18,60 @@
 //! than `Z_p · Z_q < 2^128` and are shifted right by the least `s` that brings their total below
 //! `2^63` (each weight then carries at most `2^-62` relative rounding of the total), so the
 //! residual stays a `u64` row that later steps treat like any other distribution.
+//!
+//! **Trace hash:** tag byte 0, no parameters. **Device:** code 0, no parameter words, no table.
 
+use super::{foreign, Acceptance, Borrowed, DeviceParams, Draft, NodeState, Rule};
 use crate::error::{Error, Result};
+use crate::trace::{Fnv64, StableEncode};
+
+/// The tag byte of the trace hash and the device code.
+pub const TAG: u8 = 0;
+
+/// The Exact criterion's [`Rule`] ([`super::Criterion::Exact`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExactRule;
+
+/// Tag byte 0.
+impl StableEncode for ExactRule {
+    fn encode(&self, h: &mut Fnv64) {
+        h.u8(TAG);
+    }
+}
+
+impl Rule for ExactRule {
+    fn name(&self) -> &'static str {
+        "exact"
+    }
+
+    fn validate(&self, _vocab: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// `min(1, p(x)/q(x))` (sampled), `p(x)` (point-mass).
+    fn acceptance(&self, node: &NodeState<'_>, x: u32) -> Result<Acceptance> {
+        let (num, den) = node.ratio(x, node.p[x as usize])?;
+        Ok(Acceptance {
+            num,
+            den,
+            borrowed_weight: 0,
+            borrowed: Borrowed::None,
+        })
+    }
+
+    /// `norm(max(p − q, 0))` (sampled), `p` without `x` (point-mass).
+    fn reject(&self, node: &mut NodeState<'_>, x: u32, acc: &Acceptance) -> Result<()> {
+        if matches!(node.draft, Draft::PointMass) && acc.borrowed != Borrowed::None {
+            return Err(foreign());
+        }
+        let budget = node.budget;
+        node.remove(x, &[], budget)
+    }
+
+    fn device(&self) -> DeviceParams<'_> {
+        DeviceParams::bare(TAG as u32)
+    }
+}
 
 /// Replaces `p` (total `p_total`) by the residual `max(p − q, 0)` of the sampled rule, rescaled
 /// to `u64`; returns the new total. Errors with [`Error::ZeroMass`] if the residual is empty

@@ -24,9 +24,29 @@
 //!   sibling; `TV(o, p) ≤ p(G(x) \ {x})` for a single sibling.
 //!
 //! Probabilities are compared in fixed point: `|w' − w| · 2^32 < trunc(prob_tol · 2^32) · Z`.
+//!
+//! # Trace hash and device packing
+//!
+//! **Trace hash** ([`StableEncode`]): tag byte 3, the embedding (a length, then each value's
+//! `f32` bits), `dim`, `window`, `prob_tol`, `dist_tol` (`f32` bits); sizes are `u32`.
+//!
+//! **Device** ([`DeviceParams`]): code 3, table [`DeviceTable::F32`] (the embedding, row-major),
+//! words `0` `dim`, `1` `window`, `2, 3` `trunc(prob_tol·2^32)` (low, high), `4` the `f32` bits
+//! of `dist_tol`.
 
 use super::neighbours::squared_distance;
+use super::{
+    foreign, Acceptance, Borrowed, DeviceParams, DeviceTable, Draft, NodeState, Rule,
+    DEVICE_PARAM_WORDS,
+};
 use crate::error::{Error, Result};
+use crate::trace::{Fnv64, StableEncode};
+
+/// The tag byte of the trace hash and the device code.
+pub const TAG: u8 = 3;
+
+/// `2^32`, the fixed-point scale of `prob_tol`.
+const FP: f64 = crate::dist::PROB_SCALE;
 
 /// Largest supported rank window.
 pub const MAX_WINDOW: usize = 16;
@@ -90,6 +110,11 @@ impl<'a> GroupedParams<'a> {
         Ok(())
     }
 
+    /// `prob_tol` in fixed point: `trunc(prob_tol · 2^32)`.
+    pub fn prob_tol_fixed(&self) -> u64 {
+        (self.prob_tol as f64 * FP) as u64
+    }
+
     fn row(&self, t: u32) -> &[f32] {
         let t = t as usize;
         &self.embedding[t * self.dim..(t + 1) * self.dim]
@@ -120,7 +145,7 @@ impl<'a> GroupedParams<'a> {
                 insert_closest(&mut below, self.window, (k, i as u32), |a, b| a > b);
             }
         }
-        let tol = (self.prob_tol as f64 * crate::dist::PROB_SCALE) as u128 * total as u128;
+        let tol = self.prob_tol_fixed() as u128 * total as u128;
         let mut group = Group::new();
         let _ = group.push(x);
         for &(_, t) in above.iter().chain(below.iter()) {
@@ -132,6 +157,86 @@ impl<'a> GroupedParams<'a> {
             }
         }
         Ok(group)
+    }
+}
+
+/// See the [module documentation](self#trace-hash-and-device-packing).
+impl StableEncode for GroupedParams<'_> {
+    fn encode(&self, h: &mut Fnv64) {
+        h.u8(TAG);
+        h.len(self.embedding.len());
+        for &x in self.embedding {
+            h.f32(x);
+        }
+        h.len(self.dim);
+        h.len(self.window);
+        h.f32(self.prob_tol);
+        h.f32(self.dist_tol);
+    }
+}
+
+impl<'a> Rule for GroupedParams<'a> {
+    fn name(&self) -> &'static str {
+        "grouped"
+    }
+
+    fn validate(&self, vocab: usize) -> Result<()> {
+        GroupedParams::validate(self, vocab)
+    }
+
+    /// Point-mass: `p(G(x))`. Sampled: `min(1, p(G(x)) / q(G(x)))`.
+    fn acceptance(&self, node: &NodeState<'_>, x: u32) -> Result<Acceptance> {
+        node.single_sampled_sibling()?;
+        let group = self.group(node.p, node.total, x)?;
+        let p = &*node.p;
+        let borrowed_weight: u64 = group.iter().skip(1).map(|&t| p[t as usize]).sum();
+        let (num, den) = match node.draft {
+            Draft::PointMass => node.ratio(x, p[x as usize] + borrowed_weight)?,
+            Draft::Sampled(q) => {
+                let pg: u64 = group.iter().map(|&t| p[t as usize]).sum();
+                let qg: u64 = group.iter().map(|&t| q.weights()[t as usize]).sum();
+                if q.weights()[x as usize] == 0 {
+                    return Err(Error::DraftZeroMass { token: x });
+                }
+                (
+                    pg as u128 * q.total() as u128,
+                    qg as u128 * node.total as u128,
+                )
+            }
+        };
+        Ok(Acceptance {
+            num,
+            den,
+            borrowed_weight,
+            borrowed: Borrowed::Group(group),
+        })
+    }
+
+    /// Sampled: the standard residual. Point-mass: the whole group leaves the residual.
+    fn reject(&self, node: &mut NodeState<'_>, x: u32, acc: &Acceptance) -> Result<()> {
+        let budget = node.budget;
+        if let Draft::Sampled(_) = node.draft {
+            return node.remove(x, &[], budget);
+        }
+        let Borrowed::Group(group) = &acc.borrowed else {
+            return Err(foreign());
+        };
+        node.remove(x, group.get(1..).unwrap_or(&[]), budget)
+    }
+
+    fn device(&self) -> DeviceParams<'_> {
+        let pt = self.prob_tol_fixed();
+        let mut words = [0u32; DEVICE_PARAM_WORDS];
+        words[0] = self.dim as u32;
+        words[1] = self.window as u32;
+        words[2] = pt as u32;
+        words[3] = (pt >> 32) as u32;
+        words[4] = self.dist_tol.to_bits();
+        DeviceParams {
+            code: TAG as u32,
+            words,
+            table: DeviceTable::F32(self.embedding),
+        }
     }
 }
 

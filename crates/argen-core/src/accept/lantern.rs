@@ -33,9 +33,27 @@
 //!
 //! Paper settings: `k = 1000`, `δ ∈ {0.1, 0.2, 0.3}` (0.4 "high speed"), LlamaGen's 16384 × 8
 //! codebook.
+//!
+//! # Trace hash and device packing
+//!
+//! **Trace hash** ([`StableEncode`]): tag byte 2, the table's vocabulary, its `k` and its ids (a
+//! length, then each id), `k`, `δ` (`f32` bits), optional `λ` (byte 0, or byte 1 and the `f32`
+//! bits); sizes are `u32`.
+//!
+//! **Device** ([`DeviceParams`]): code 2, table [`DeviceTable::Ids`] (the neighbour table,
+//! row-major), words `0` the table's row length, `1` `k`, `2, 3` `trunc(δ·2^32)` (low, high),
+//! `4` whether `λ` is given, `5, 6` `trunc((λ − 1)·2^32)` (low, high; 0 without `λ`).
 
 use super::neighbours::NeighbourTable;
+use super::{
+    foreign, Acceptance, Borrowed, DeviceParams, DeviceTable, Draft, NodeState, Rule,
+    DEVICE_PARAM_WORDS,
+};
 use crate::error::{Error, Result};
+use crate::trace::{Fnv64, StableEncode};
+
+/// The tag byte of the trace hash and the device code.
+pub const TAG: u8 = 2;
 
 /// Parameters of the LANTERN criterion.
 #[derive(Clone, Copy, Debug)]
@@ -125,5 +143,90 @@ impl<'a> LanternParams<'a> {
             m += 1;
         }
         Ok((m, sum))
+    }
+}
+
+/// See the [module documentation](self#trace-hash-and-device-packing).
+impl StableEncode for LanternParams<'_> {
+    fn encode(&self, h: &mut Fnv64) {
+        h.u8(TAG);
+        h.len(self.neighbours.vocab());
+        h.len(self.neighbours.k());
+        h.u32s(self.neighbours.ids());
+        h.len(self.k);
+        h.f32(self.delta);
+        match self.lambda {
+            None => h.u8(0),
+            Some(l) => {
+                h.u8(1);
+                h.f32(l);
+            }
+        }
+    }
+}
+
+impl<'a> Rule for LanternParams<'a> {
+    fn name(&self) -> &'static str {
+        "lantern"
+    }
+
+    fn validate(&self, vocab: usize) -> Result<()> {
+        LanternParams::validate(self, vocab)
+    }
+
+    /// `trunc(δ·2^32) · Z`: the siblings of a node borrow at most `δ` of its mass together.
+    fn budget(&self, total: u64) -> u128 {
+        self.delta_fixed() * total as u128
+    }
+
+    /// The standard test of `x` credited with `p(x) + S_m` ([`LanternParams::borrow`]).
+    fn acceptance(&self, node: &NodeState<'_>, x: u32) -> Result<Acceptance> {
+        node.single_sampled_sibling()?;
+        let (m, borrowed_weight) = self.borrow(node.p, x, node.budget)?;
+        let (num, den) = node.ratio(x, node.p[x as usize] + borrowed_weight)?;
+        Ok(Acceptance {
+            num,
+            den,
+            borrowed_weight,
+            borrowed: Borrowed::Prefix(m),
+        })
+    }
+
+    /// Sampled: the standard residual. Point-mass: `x` and its borrowed neighbours leave the
+    /// residual, their mass leaves the budget.
+    fn reject(&self, node: &mut NodeState<'_>, x: u32, acc: &Acceptance) -> Result<()> {
+        if let Draft::Sampled(_) = node.draft {
+            let budget = node.budget;
+            return node.remove(x, &[], budget);
+        }
+        let Borrowed::Prefix(m) = acc.borrowed else {
+            return Err(foreign());
+        };
+        let removed = self.neighbours.row(x)?.get(..m).ok_or_else(foreign)?;
+        let budget = node
+            .budget
+            .checked_sub((acc.borrowed_weight as u128) << 32)
+            .ok_or_else(foreign)?;
+        node.remove(x, removed, budget)
+    }
+
+    fn device(&self) -> DeviceParams<'_> {
+        let d = self.delta_fixed() as u64;
+        let mut words = [0u32; DEVICE_PARAM_WORDS];
+        words[0] = self.neighbours.k() as u32;
+        words[1] = self.k as u32;
+        words[2] = d as u32;
+        words[3] = (d >> 32) as u32;
+        if let Some(lambda) = self.lambda {
+            let f = ((lambda as f64 - 1.0) * FP) as u64;
+            words[4] = 1;
+            words[5] = f as u32;
+            words[6] = (f >> 32) as u32;
+        }
+        DeviceParams {
+            code: TAG as u32,
+            words,
+            table: DeviceTable::Ids(self.neighbours.ids()),
+        }
     }
 }

@@ -9,44 +9,39 @@
 //! Candidate `c ∈ 0..n` is an independent run of an *inner* decoder `D` (vanilla, speculative,
 //! …) built from the base [`Config`] with sequence id `base.seq + c` and RNG stream
 //! `base.stream + c`, so its tokens are exactly those of a standalone `D` with that stream. The
-//! candidates run one after another; as soon as candidate `c` is done the host scores it
-//! ([`Action::Score`], a finite number, higher is better). The result is
+//! candidates run **in lockstep** ([`Lockstep`]): every candidate waiting on the same model joins
+//! one batched forward ([`Action::Batch`]), so `n` vanilla candidates cost one target forward per
+//! token step, not `n`. When every candidate is done, the host scores them in index order
+//! ([`Scoreboard`]: [`Action::Score`], a finite number, higher is better). The result is
 //!
 //! ```text
 //! best = argmax_c score_c      (ties: the lowest c)
 //! ```
 //!
+//! (Until protocol v2 the candidates ran one after another; the tokens, stats and result are the
+//! same, only the order of the host's work changed.)
+//!
 //! # Accounting and bounds
 //!
 //! [`Decoder::stats`] is the sum of the inner decoders' counters plus one scorer call per
-//! candidate, so the token budget is `n · H · W` tokens. The action bound is the sum of the inner
-//! bounds plus `n` score actions. A non-finite score is rejected with
-//! [`Error::InvalidParameter`] (`score`) and changes nothing; every other malformed answer is
-//! rejected by the inner decoder (which leaves its state unchanged) or as an
-//! [`Error::UnexpectedAnswer`].
+//! candidate, so the token budget is `n · H · W` tokens (`target_forwards` counts each
+//! candidate's forwards, as if it ran alone; a batch is one model call for all of them). The
+//! action bound is the sum of the inner bounds plus `n` score actions. A non-finite score is
+//! rejected with [`Error::InvalidParameter`] (`score`) and changes nothing; every other malformed
+//! answer is rejected by the inner decoder or as an [`Error::UnexpectedAnswer`].
 
+use super::batch::Lockstep;
+use super::scoreboard::Scoreboard;
 use super::{unexpected, Action, Config, Decoder, Score, Stats};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Candidate `c` is decoding.
-    Run(u32),
-    /// Candidate `c` is done and waits for its score.
-    Score(u32),
-    Done,
-}
 
 /// Best-of-`n` over inner decoders of type `D`, for up to `C` candidates.
 #[derive(Clone, Debug)]
 pub struct BestOfN<D, const C: usize> {
     base: Config,
-    candidates: heapless::Vec<D, C>,
-    scores: [f32; C],
-    best: u32,
-    phase: Phase,
-    scorer_calls: u32,
+    set: Lockstep<D, heapless::Vec<D, C>, heapless::Vec<u32, C>>,
+    board: Scoreboard<C>,
 }
 
 /// The configuration of candidate `c` of `base`: sequence `base.seq + c`, stream
@@ -94,72 +89,46 @@ impl<D: Decoder, const C: usize> BestOfN<D, C> {
         }
         Ok(BestOfN {
             base,
-            candidates,
-            scores: [0.0; C],
-            best: 0,
-            phase: Phase::Run(0),
-            scorer_calls: 0,
+            set: Lockstep::new(candidates, heapless::Vec::new(), heapless::Vec::new()),
+            board: Scoreboard::new(n),
         })
     }
 
     /// Number of candidates.
     pub fn n(&self) -> u32 {
-        self.candidates.len() as u32
+        self.set.decoders().len() as u32
     }
 
     /// The candidate decoders.
     pub fn candidates(&self) -> &[D] {
-        &self.candidates
+        self.set.decoders()
     }
 
     /// Scores received so far (one per scored candidate).
     pub fn scores(&self) -> &[f32] {
-        &self.scores[..self.scorer_calls as usize]
+        self.board.scores()
     }
 
     /// Index of the best candidate so far (0 before any score).
     pub fn best(&self) -> u32 {
-        self.best
-    }
-
-    /// After candidate `c` handled an answer: move on to its score if it is done.
-    fn advance(&mut self, c: u32) {
-        if let Some(d) = self.candidates.get(c as usize) {
-            if d.poll() == Action::Done {
-                self.phase = Phase::Score(c);
-            }
-        }
-    }
-
-    /// The running candidate, or the protocol error for answering with `found`.
-    fn running(&mut self, found: &'static str) -> Result<(u32, &mut D)> {
-        if let Phase::Run(c) = self.phase {
-            if (c as usize) < self.candidates.len() {
-                return Ok((c, &mut self.candidates[c as usize]));
-            }
-        }
-        Err(unexpected(self.poll(), found))
+        self.board.best()
     }
 }
 
 impl<D: Decoder, const C: usize> Decoder for BestOfN<D, C> {
     fn poll(&self) -> Action<'_> {
-        match self.phase {
-            Phase::Run(c) => match self.candidates.get(c as usize) {
-                Some(d) => d.poll(),
-                None => Action::Done,
-            },
-            Phase::Score(c) => match self.candidates.get(c as usize) {
-                Some(d) => {
-                    let seq = self.base.seq + c;
-                    Action::Score(Score {
-                        seq,
-                        tokens: d.tokens(seq),
-                    })
-                }
-                None => Action::Done,
-            },
-            Phase::Done => Action::Done,
+        if !self.set.is_done() {
+            return self.set.poll();
+        }
+        match self.board.next() {
+            Some(c) => {
+                let seq = self.base.seq + c;
+                Action::Score(Score {
+                    seq,
+                    tokens: self.set.decoders()[c as usize].tokens(seq),
+                })
+            }
+            None => Action::Done,
         }
     }
 
@@ -168,82 +137,59 @@ impl<D: Decoder, const C: usize> Decoder for BestOfN<D, C> {
         backend: &mut B,
         logits: &B::Logits,
     ) -> Result<(), B::Error> {
-        let (c, d) = self.running("logits")?;
-        d.handle_logits(backend, logits)?;
-        self.advance(c);
-        Ok(())
+        self.set.handle_logits(backend, logits)
     }
 
     fn handle_verdict(&mut self, possible: bool) -> Result<()> {
-        let (c, d) = self.running("verdict")?;
-        d.handle_verdict(possible)?;
-        self.advance(c);
-        Ok(())
+        self.set
+            .handle_solo("verdict", |d| d.handle_verdict(possible))
     }
 
     fn handle_reformulated(&mut self) -> Result<()> {
-        let (c, d) = self.running("reformulated")?;
-        d.handle_reformulated()?;
-        self.advance(c);
-        Ok(())
+        self.set
+            .handle_solo("reformulated", |d| d.handle_reformulated())
     }
 
     fn handle_score(&mut self, score: f32) -> Result<()> {
-        let c = match self.phase {
-            Phase::Score(c) => c,
-            _ => return Err(unexpected(self.poll(), "score")),
-        };
-        if !score.is_finite() {
-            return Err(Error::InvalidParameter {
-                name: "score",
-                reason: "a candidate's score must be finite",
-            });
+        if !self.set.is_done() {
+            return self.set.handle_solo("score", |d| d.handle_score(score));
         }
-        let i = c as usize;
-        if let Some(s) = self.scores.get_mut(i) {
-            *s = score;
+        if self.board.next().is_none() {
+            return Err(unexpected(self.poll(), "score"));
         }
-        if c > 0 && score > self.scores[self.best as usize] {
-            self.best = c;
-        }
-        self.scorer_calls += 1;
-        self.phase = if c + 1 < self.n() {
-            Phase::Run(c + 1)
-        } else {
-            Phase::Done
-        };
-        Ok(())
+        self.board.record(score)
     }
 
     fn tokens(&self, seq: u32) -> &[u32] {
         seq.checked_sub(self.base.seq)
-            .and_then(|c| self.candidates.get(c as usize))
+            .and_then(|c| self.set.decoders().get(c as usize))
             .map_or(&[], |d| d.tokens(seq))
     }
 
     fn result_seq(&self) -> u32 {
-        self.base.seq + self.best
+        self.base.seq + self.board.best()
+    }
+
+    fn sequences(&self) -> core::ops::Range<u32> {
+        self.base.seq..self.base.seq + self.n()
     }
 
     fn stats(&self) -> Stats {
         let mut s = Stats::default();
-        for d in &self.candidates {
+        for d in self.set.decoders() {
             s.add(&d.stats());
         }
-        s.scorer_calls += self.scorer_calls;
+        s.scorer_calls += self.board.calls();
         s
     }
 
     fn dist_rows_needed(&self) -> usize {
-        self.candidates
-            .iter()
-            .map(|d| d.dist_rows_needed())
-            .max()
-            .unwrap_or(0)
+        self.set.dist_rows_needed()
     }
 
     fn action_bound(&self) -> u32 {
-        self.candidates
+        self.set
+            .decoders()
             .iter()
             .fold(self.n(), |acc, d| acc.saturating_add(d.action_bound()))
     }

@@ -10,10 +10,12 @@
 //! # Algorithm
 //!
 //! An `H × W` token canvas is cut by token rows at `r₁ = ⌊H/4⌋`, `r₂ = ⌊H/2⌋` and `r₃ = H`
-//! (stage `k` generates rows `r_{k−1}..r_k`, `r₀ = 0`). Candidate `c ∈ 0..n` is sequence
-//! `base.seq + c` and draws its token at raster index `i` with key
-//! `(seed, base.stream + c, SAMPLE, i, 0)` from its processed target distribution — the same key
-//! as [`super::Vanilla`] with stream `base.stream + c`.
+//! (stage `k` generates rows `r_{k−1}..r_k`, `r₀ = 0`). Candidate `c ∈ 0..n` is an inner
+//! [`Restartable`] decoder (by default [`super::Vanilla`]) with sequence `base.seq + c` and
+//! stream `base.stream + c` ([`candidate_config`]); GridAR stops it at each cut
+//! ([`Restartable::set_stop`]) and restarts it from an anchor ([`Restartable::restart`]). The
+//! candidates of a stage run in lockstep ([`Lockstep`]): all candidates waiting on the same model
+//! share one batched forward ([`Action::Batch`]).
 //!
 //! 1. **Glimpse.** Each candidate generates rows `0..r₁`.
 //! 2. **Verify** (optional). Each candidate's canvas is judged possible / impossible
@@ -37,13 +39,14 @@
 //!    result is the argmax, ties to the lowest index.
 //!
 //! With `n = 1`, the verifier off (or always answering *possible*) and no reformulation, the
-//! tokens are exactly those of [`super::Vanilla`] with the same seed and stream.
+//! tokens are exactly those of the inner decoder run alone with the same seed and stream.
 //!
 //! # Token budget and accounting
 //!
-//! Every candidate samples each of its `H·W` tokens exactly once — the prefill that starts a
-//! stage produces that stage's first token in place of a target step — so
-//! `stats.tokens = stats.target_forwards = n·H·W`, the budget of Best-of-N with the same `n`.
+//! With vanilla candidates every candidate samples each of its `H·W` tokens exactly once — the
+//! prefill that starts a stage produces that stage's first token in place of a target step — so
+//! `stats.tokens = stats.target_forwards = n·H·W`, the budget of Best-of-N with the same `n`
+//! (`target_forwards` counts per candidate; a batched forward serves all of them at once).
 //! A replaced candidate's discarded rows are not generated again; the anchor rows it receives
 //! are *prefill work*, not new tokens, and are reported apart in [`GridArReport`]
 //! (`anchor_tokens`, and `anchor_rows` = anchor tokens × guidance variants). `stats.target_rows`
@@ -65,17 +68,19 @@
 //!
 //! # Bounds
 //!
-//! Exactly `n·H·W` forwards, `2n` checks (verifier on), `2n` reformulations (on) and `n`
-//! scores: that sum is [`Decoder::action_bound`], and GridAR always uses all of it.
+//! At most the inner decoders' action bounds (`n·H·W` forwards for vanilla; batching only
+//! lowers the count), `2n` checks (verifier on), `2n` reformulations (on) and `n` scores: that
+//! sum is [`Decoder::action_bound`].
 
+use super::batch::Lockstep;
 use super::best_of_n::candidate_config;
+use super::scoreboard::Scoreboard;
 use super::{
-    check_dist_rows, check_rows, unexpected, Action, Check, Config, Decoder, GuidanceMode, Input,
-    Prefill, Reformulate, Score, Stats, TargetRun,
+    unexpected, Action, Check, Config, Decoder, GuidanceMode, Reformulate, Restartable, Score,
+    Stats, Vanilla,
 };
-use crate::backend::{Backend, ProcessJob, SampleJob};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::rng::{Key, Purpose};
 
 /// Three-way CFG weight of the official GridAR release.
 pub const RELEASE_W: f32 = 5.0;
@@ -123,52 +128,45 @@ pub struct GridArReport {
     pub all_impossible: [bool; PRUNING_POINTS],
 }
 
-/// One candidate's state.
-#[derive(Clone, Debug)]
-struct Candidate<const T: usize> {
-    tokens: heapless::Vec<u32, T>,
-    guidance: GuidanceMode,
-    /// The next forward of this sequence is a prefill (of `tokens`).
-    needs_prefill: bool,
-    /// The last forward was a target run whose single input is pending in the KV cache.
-    pending: bool,
-    /// The single input of the next target run.
-    input: [Input; 1],
-    /// Verdict at the current pruning point.
-    possible: bool,
-    score: f32,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Gen { stage: u8, c: u32 },
+    Gen { stage: u8 },
     Check { stage: u8, c: u32 },
     Reformulate { stage: u8, c: u32 },
-    Score { c: u32 },
-    Done,
+    Score,
 }
 
-const KEEP_ONE: [u32; 1] = [0];
-
-/// GridAR over up to `C` candidates of up to `T` tokens each. Needs 1 distribution row.
+/// GridAR over up to `C` candidates of the restartable inner decoder `D` (default
+/// [`Vanilla`]; [`GridAr::vanilla`] builds those).
 #[derive(Clone, Debug)]
-pub struct GridAr<const C: usize, const T: usize> {
+pub struct GridAr<D, const C: usize> {
     cfg: GridArConfig,
     /// Cut rows `r₁, r₂, r₃`.
     cut_rows: [u32; 3],
-    cands: heapless::Vec<Candidate<T>, C>,
+    set: Lockstep<D, heapless::Vec<D, C>, heapless::Vec<u32, C>>,
+    /// Verdict of each candidate at the current pruning point.
+    possible: [bool; C],
+    /// Guidance of each candidate (three-way once reformulated).
+    guidance: [GuidanceMode; C],
     phase: Phase,
-    stats: Stats,
+    /// GridAR's own counters (verifier, reformulations); the inner decoders count the rest.
+    own: Stats,
     report: GridArReport,
-    best: u32,
+    board: Scoreboard<C>,
 }
 
-impl<const C: usize, const T: usize> GridAr<C, T> {
-    /// A decoder for `cfg`.
-    pub fn new(cfg: GridArConfig) -> Result<Self> {
+impl<const C: usize, const T: usize> GridAr<Vanilla<T>, C> {
+    /// GridAR over vanilla candidates of up to `T` tokens (the paper's setting).
+    pub fn vanilla(cfg: GridArConfig) -> Result<Self> {
+        Self::new(cfg, Vanilla::new)
+    }
+}
+
+impl<D: Restartable, const C: usize> GridAr<D, C> {
+    /// A decoder for `cfg` whose candidates `make` builds from each candidate's configuration
+    /// ([`candidate_config`]); `make` must honour the configuration's `seq` and `stream`.
+    pub fn new(cfg: GridArConfig, mut make: impl FnMut(Config) -> Result<D>) -> Result<Self> {
         let base = cfg.base;
-        base.validate(T)?;
-        base.sampler.validate(usize::MAX)?;
         if cfg.n == 0 || cfg.n as usize > C {
             return Err(Error::InvalidParameter {
                 name: "n",
@@ -181,38 +179,42 @@ impl<const C: usize, const T: usize> GridAr<C, T> {
                 reason: "three-way CFG weight must be finite",
             });
         }
-        let rows = base.tokens / base.width;
+        base.sampler.validate(usize::MAX)?;
+        // The inner decoders validate the size, the sampler and the guidance.
+        let mut cands = heapless::Vec::new();
+        for c in 0..cfg.n {
+            let ccfg = candidate_config(&base, c)?;
+            let d = make(ccfg)?;
+            if d.result_seq() != ccfg.seq {
+                return Err(Error::InvalidParameter {
+                    name: "make",
+                    reason: "the inner decoder must use the candidate's sequence id",
+                });
+            }
+            // n <= C was checked above.
+            let _ = cands.push(d);
+        }
+        let rows = base.tokens / base.width.max(1);
         if rows < 4 {
             return Err(Error::InvalidParameter {
                 name: "tokens",
                 reason: "GridAR needs a canvas of at least 4 token rows",
             });
         }
-        // Sequence and stream ids of the last candidate must not overflow.
-        candidate_config(&base, cfg.n - 1)?;
-        let mut cands = heapless::Vec::new();
-        for _ in 0..cfg.n {
-            let _ = cands.push(Candidate {
-                tokens: heapless::Vec::new(),
-                guidance: base.guidance,
-                needs_prefill: true,
-                pending: false,
-                input: [Input::root(0, 0)],
-                possible: true,
-                score: 0.0,
-            });
+        let [r1, r2] = pruning_rows(rows);
+        for d in cands.iter_mut() {
+            d.set_stop(r1 * base.width)?;
         }
         Ok(GridAr {
             cfg,
-            cut_rows: {
-                let [r1, r2] = pruning_rows(rows);
-                [r1, r2, rows]
-            },
-            cands,
-            phase: Phase::Gen { stage: 0, c: 0 },
-            stats: Stats::default(),
+            cut_rows: [r1, r2, rows],
+            set: Lockstep::new(cands, heapless::Vec::new(), heapless::Vec::new()),
+            possible: [true; C],
+            guidance: [base.guidance; C],
+            phase: Phase::Gen { stage: 0 },
+            own: Stats::default(),
             report: GridArReport::default(),
-            best: 0,
+            board: Scoreboard::new(cfg.n),
         })
     }
 
@@ -233,37 +235,39 @@ impl<const C: usize, const T: usize> GridAr<C, T> {
 
     /// Final scores of the candidates scored so far.
     pub fn scores(&self) -> impl Iterator<Item = f32> + '_ {
-        let scored = match self.phase {
-            Phase::Score { c } => c as usize,
-            Phase::Done => self.cands.len(),
-            _ => 0,
-        };
-        self.cands.iter().take(scored).map(|c| c.score)
+        self.board.scores().iter().copied()
     }
 
     /// Index of the best candidate so far (0 before any score).
     pub fn best(&self) -> u32 {
-        self.best
+        self.board.best()
+    }
+
+    /// The candidate decoders.
+    pub fn candidates(&self) -> &[D] {
+        self.set.decoders()
     }
 
     fn n(&self) -> u32 {
-        self.cands.len() as u32
+        self.set.decoders().len() as u32
     }
 
     fn seq(&self, c: u32) -> u32 {
         self.cfg.base.seq + c
     }
 
-    fn cut_tokens(&self, stage: u8) -> usize {
-        (self.cut_rows[stage as usize] * self.cfg.base.width) as usize
+    fn canvas(&self, c: u32) -> &[u32] {
+        self.set.decoders()[c as usize].tokens(self.seq(c))
     }
 
-    /// Candidate `c` finished stage `stage`.
-    fn stage_done(&mut self, stage: u8, c: u32) {
-        if c + 1 < self.n() {
-            self.phase = Phase::Gen { stage, c: c + 1 };
-        } else if stage == 2 {
-            self.phase = Phase::Score { c: 0 };
+    /// After an answer in a generation stage: once every candidate reached the cut, verify,
+    /// prune, or move on.
+    fn after_gen(&mut self, stage: u8) {
+        if !self.set.is_done() {
+            return;
+        }
+        if stage == 2 {
+            self.phase = Phase::Score;
         } else if self.cfg.verifier {
             self.phase = Phase::Check { stage, c: 0 };
         } else {
@@ -272,92 +276,98 @@ impl<const C: usize, const T: usize> GridAr<C, T> {
     }
 
     /// Round-robin replacement of the impossible candidates (see the module doc).
-    fn prune(&mut self, stage: u8) {
-        let p = self.cands.iter().filter(|c| c.possible).count();
+    fn prune(&mut self, stage: u8) -> Result<()> {
+        let n = self.n() as usize;
+        let p = self.possible[..n].iter().filter(|&&x| x).count();
         let point = stage as usize;
         self.report.possible[point] += p as u32;
         if p == 0 {
             self.report.all_impossible[point] = true;
-            return;
+            return Ok(());
         }
         let mut j = 0;
-        for dst in 0..self.cands.len() {
-            if self.cands[dst].possible {
+        for dst in 0..n {
+            if self.possible[dst] {
                 continue;
             }
             // The (j mod p)-th possible candidate; possible candidates are never overwritten.
-            let src = self
-                .cands
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.possible)
+            let src = (0..n)
+                .filter(|&i| self.possible[i])
                 .nth(j % p)
-                .map_or(dst, |(i, _)| i);
+                .unwrap_or(dst);
             j += 1;
-            let (from, to) = if src < dst {
-                let (l, r) = self.cands.split_at_mut(dst);
-                (&l[src], &mut r[0])
-            } else {
-                let (l, r) = self.cands.split_at_mut(src);
-                (&r[0], &mut l[dst])
-            };
-            to.tokens.clear();
-            // Same length, same capacity.
-            let _ = to.tokens.extend_from_slice(&from.tokens);
-            to.input = from.input;
-            to.needs_prefill = true;
+            let guidance = self.guidance[dst];
+            let base = self.cfg.base.seq;
+            self.set.update(|ds| {
+                let (from, to) = if src < dst {
+                    let (l, r) = ds.split_at_mut(dst);
+                    (&l[src], &mut r[0])
+                } else {
+                    let (l, r) = ds.split_at_mut(src);
+                    (&r[0], &mut l[dst])
+                };
+                to.restart(from.tokens(base + src as u32), guidance)
+            })?;
             self.report.replaced[point] += 1;
         }
+        Ok(())
     }
 
     /// After the (optional) pruning at the end of `stage`: reformulate, or grow.
     fn after_pruning(&mut self, stage: u8) {
-        self.phase = if self.cfg.reformulate {
-            Phase::Reformulate { stage, c: 0 }
+        if self.cfg.reformulate {
+            self.phase = Phase::Reformulate { stage, c: 0 };
         } else {
-            Phase::Gen {
-                stage: stage + 1,
-                c: 0,
+            self.grow(stage + 1);
+        }
+    }
+
+    /// Starts generation stage `stage`: raise every candidate's stop to the stage's cut and
+    /// count the anchor prefills it will run.
+    fn grow(&mut self, stage: u8) {
+        let cut = self.cut_rows[stage as usize] * self.cfg.base.width;
+        for (c, d) in self.set.decoders().iter().enumerate() {
+            if let Action::Prefill(p) = d.poll() {
+                let k = p.tokens.len() as u32;
+                if k > 0 {
+                    self.report.anchor_prefills += 1;
+                    self.report.anchor_tokens += k;
+                    self.report.anchor_rows += k * self.guidance[c].variants() as u32;
+                }
             }
-        };
+        }
+        // Every candidate stopped at the previous cut, which lies below this one.
+        let _ = self.set.update(|ds| {
+            for d in ds.iter_mut() {
+                d.set_stop(cut)?;
+            }
+            Ok::<(), Error>(())
+        });
+        self.phase = Phase::Gen { stage };
     }
 }
 
-impl<const C: usize, const T: usize> Decoder for GridAr<C, T> {
+impl<D: Restartable, const C: usize> Decoder for GridAr<D, C> {
     fn poll(&self) -> Action<'_> {
         match self.phase {
-            Phase::Gen { c, .. } => {
-                let cand = &self.cands[c as usize];
-                if cand.needs_prefill {
-                    Action::Prefill(Prefill {
-                        seq: self.seq(c),
-                        tokens: &cand.tokens,
-                        guidance: cand.guidance,
-                    })
-                } else {
-                    Action::Target(TargetRun {
-                        seq: self.seq(c),
-                        keep: if cand.pending { &KEEP_ONE } else { &[] },
-                        inputs: &cand.input,
-                        guidance: cand.guidance,
-                    })
-                }
-            }
+            Phase::Gen { .. } => self.set.poll(),
             Phase::Check { stage, c } => Action::Check(Check {
                 seq: self.seq(c),
                 rows: self.cut_rows[stage as usize],
-                tokens: &self.cands[c as usize].tokens,
+                tokens: self.canvas(c),
             }),
             Phase::Reformulate { stage, c } => Action::Reformulate(Reformulate {
                 seq: self.seq(c),
                 rows: self.cut_rows[stage as usize],
-                tokens: &self.cands[c as usize].tokens,
+                tokens: self.canvas(c),
             }),
-            Phase::Score { c } => Action::Score(Score {
-                seq: self.seq(c),
-                tokens: &self.cands[c as usize].tokens,
-            }),
-            Phase::Done => Action::Done,
+            Phase::Score => match self.board.next() {
+                Some(c) => Action::Score(Score {
+                    seq: self.seq(c),
+                    tokens: self.canvas(c),
+                }),
+                None => Action::Done,
+            },
         }
     }
 
@@ -366,68 +376,32 @@ impl<const C: usize, const T: usize> Decoder for GridAr<C, T> {
         backend: &mut B,
         logits: &B::Logits,
     ) -> Result<(), B::Error> {
-        let action = self.poll();
-        let (stage, c) = match self.phase {
-            Phase::Gen { stage, c } => (stage, c),
-            _ => return Err(unexpected(action, "logits").into()),
+        let Phase::Gen { stage } = self.phase else {
+            return Err(unexpected(self.poll(), "logits").into());
         };
-        let rows = action
-            .logits_rows()
-            .ok_or_else(|| unexpected(action, "logits"))?;
-        check_rows(backend, logits, rows)?;
-        check_dist_rows(backend, 1)?;
-        let base = self.cfg.base;
-        let cand = &self.cands[c as usize];
-        let index = cand.tokens.len() as u32;
-        let guidance = cand.guidance;
-        let prefill = cand.needs_prefill;
-        backend.process(
-            logits,
-            &[ProcessJob {
-                rows: guidance.rows(0),
-                params: base.sampler,
-                out: 0,
-            }],
-        )?;
-        let key = Key::new(base.seed, base.stream + c, Purpose::SAMPLE, index);
-        let mut token = [0u32];
-        backend.sample(&[SampleJob { row: 0, key }], &mut token)?;
-        // Nothing can fail from here on.
-        let cand = &mut self.cands[c as usize];
-        // index < cut ≤ base.tokens ≤ T, checked in `new`.
-        let _ = cand.tokens.push(token[0]);
-        cand.input = [Input::root(token[0], index)];
-        cand.pending = !prefill;
-        cand.needs_prefill = false;
-        let done = cand.tokens.len() == self.cut_tokens(stage);
-        self.stats.tokens += 1;
-        self.stats.target_forwards += 1;
-        self.stats.target_rows += rows as u32;
-        if prefill {
-            self.stats.prefills += 1;
-            if index > 0 {
-                self.report.anchor_prefills += 1;
-                self.report.anchor_tokens += index;
-                self.report.anchor_rows += index * guidance.variants() as u32;
-            }
-        }
-        if done {
-            self.stage_done(stage, c);
-        }
-        Ok(())
+        let r = self.set.handle_logits(backend, logits);
+        self.after_gen(stage);
+        r
     }
 
     fn handle_verdict(&mut self, possible: bool) -> Result<()> {
         let (stage, c) = match self.phase {
             Phase::Check { stage, c } => (stage, c),
+            Phase::Gen { stage } => {
+                let r = self
+                    .set
+                    .handle_solo("verdict", |d| d.handle_verdict(possible));
+                self.after_gen(stage);
+                return r;
+            }
             _ => return Err(unexpected(self.poll(), "verdict")),
         };
-        self.cands[c as usize].possible = possible;
-        self.stats.verifier_calls += 1;
+        self.possible[c as usize] = possible;
+        self.own.verifier_calls += 1;
         if c + 1 < self.n() {
             self.phase = Phase::Check { stage, c: c + 1 };
         } else {
-            self.prune(stage);
+            self.prune(stage)?;
             self.after_pruning(stage);
         }
         Ok(())
@@ -436,69 +410,73 @@ impl<const C: usize, const T: usize> Decoder for GridAr<C, T> {
     fn handle_reformulated(&mut self) -> Result<()> {
         let (stage, c) = match self.phase {
             Phase::Reformulate { stage, c } => (stage, c),
+            Phase::Gen { stage } => {
+                let r = self
+                    .set
+                    .handle_solo("reformulated", |d| d.handle_reformulated());
+                self.after_gen(stage);
+                return r;
+            }
             _ => return Err(unexpected(self.poll(), "reformulated")),
         };
-        let cand = &mut self.cands[c as usize];
-        cand.guidance = GuidanceMode::ThreeWay { w: self.cfg.w };
-        cand.needs_prefill = true;
-        self.stats.reformulations += 1;
-        self.phase = if c + 1 < self.n() {
-            Phase::Reformulate { stage, c: c + 1 }
+        let g = GuidanceMode::ThreeWay { w: self.cfg.w };
+        self.set.update(|ds| ds[c as usize].reguide(g))?;
+        self.guidance[c as usize] = g;
+        self.own.reformulations += 1;
+        if c + 1 < self.n() {
+            self.phase = Phase::Reformulate { stage, c: c + 1 };
         } else {
-            Phase::Gen {
-                stage: stage + 1,
-                c: 0,
-            }
-        };
+            self.grow(stage + 1);
+        }
         Ok(())
     }
 
     fn handle_score(&mut self, score: f32) -> Result<()> {
-        let c = match self.phase {
-            Phase::Score { c } => c,
-            _ => return Err(unexpected(self.poll(), "score")),
-        };
-        if !score.is_finite() {
-            return Err(Error::InvalidParameter {
-                name: "score",
-                reason: "a candidate's score must be finite",
-            });
+        match self.phase {
+            Phase::Score if self.board.next().is_some() => self.board.record(score),
+            Phase::Gen { stage } => {
+                let r = self.set.handle_solo("score", |d| d.handle_score(score));
+                self.after_gen(stage);
+                r
+            }
+            _ => Err(unexpected(self.poll(), "score")),
         }
-        self.cands[c as usize].score = score;
-        if score > self.cands[self.best as usize].score {
-            self.best = c;
-        }
-        self.stats.scorer_calls += 1;
-        self.phase = if c + 1 < self.n() {
-            Phase::Score { c: c + 1 }
-        } else {
-            Phase::Done
-        };
-        Ok(())
     }
 
     fn tokens(&self, seq: u32) -> &[u32] {
         seq.checked_sub(self.cfg.base.seq)
-            .and_then(|c| self.cands.get(c as usize))
-            .map_or(&[], |c| &c.tokens)
+            .and_then(|c| self.set.decoders().get(c as usize))
+            .map_or(&[], |d| d.tokens(seq))
     }
 
     fn result_seq(&self) -> u32 {
-        self.seq(self.best)
+        self.seq(self.board.best())
+    }
+
+    fn sequences(&self) -> core::ops::Range<u32> {
+        self.cfg.base.seq..self.cfg.base.seq + self.n()
     }
 
     fn stats(&self) -> Stats {
-        self.stats
+        let mut s = self.own;
+        for d in self.set.decoders() {
+            s.add(&d.stats());
+        }
+        s.scorer_calls += self.board.calls();
+        s
     }
 
     fn dist_rows_needed(&self) -> usize {
-        1
+        self.set.dist_rows_needed()
     }
 
     fn action_bound(&self) -> u32 {
         let n = self.n();
         let per_point = self.cfg.verifier as u32 + self.cfg.reformulate as u32;
-        n.saturating_mul(self.cfg.base.tokens)
+        self.set
+            .decoders()
+            .iter()
+            .fold(0u32, |acc, d| acc.saturating_add(d.action_bound()))
             .saturating_add(n.saturating_mul(PRUNING_POINTS as u32 * per_point))
             .saturating_add(n)
     }

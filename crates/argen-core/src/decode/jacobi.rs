@@ -204,9 +204,13 @@ impl<'c, const N: usize, const T: usize> Jacobi<'c, N, T> {
         let w = self.cfg.window.min(b.tokens - t - 1);
         let tail = avail.min(w);
         let j = self.iteration;
-        let redraw_key = |i: u32| match self.criterion {
-            Criterion::Coupled => Key::new(b.seed, b.stream, Purpose::SAMPLE, i),
-            _ => Key::new(b.seed, b.stream, Purpose::JACOBI_INIT, i).with_token(j),
+        let vanilla_keys = self.criterion.rule().vanilla_keys();
+        let redraw_key = |i: u32| {
+            if vanilla_keys {
+                Key::new(b.seed, b.stream, Purpose::SAMPLE, i)
+            } else {
+                Key::new(b.seed, b.stream, Purpose::JACOBI_INIT, i).with_token(j)
+            }
         };
         let init_key = |i: u32| Key::new(b.seed, b.stream, Purpose::JACOBI_INIT, i).with_token(j);
         let mut out = [0u32; T];

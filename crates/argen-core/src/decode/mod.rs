@@ -19,24 +19,32 @@
 //! the token with key `(seed, stream, SAMPLE, i, 0)`. Test-time-scaling decoders give candidate
 //! `c` the sequence id `seq + c` and the stream `stream + c`.
 
+pub mod batch;
 pub mod best_of_n;
 pub mod driver;
 pub mod gridar;
 pub mod jacobi;
+#[cfg(feature = "alloc")]
+pub mod mux;
 pub mod protocol;
+pub mod scoreboard;
 pub mod speculative;
 pub mod stats;
 pub mod vanilla;
 pub mod vvs;
 
+pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
 pub use gridar::{pruning_rows, GridAr, GridArConfig, GridArReport, PRUNING_POINTS, RELEASE_W};
 pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
+#[cfg(feature = "alloc")]
+pub use mux::Mux;
 pub use protocol::{
-    Action, Check, DraftInput, DraftRun, FeatureRef, GuidanceMode, Input, Prefill, Reformulate,
-    Score, TargetRun,
+    Action, Batch, Check, DraftInput, DraftRun, FeatureRef, Group, GroupIter, Groups, GuidanceMode,
+    Input, Model, Prefill, Reformulate, Score, TargetRun,
 };
+pub use scoreboard::Scoreboard;
 pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
 pub use stats::Stats;
 pub use vanilla::Vanilla;
@@ -82,6 +90,13 @@ pub trait Decoder {
     /// The sequence holding the final image once [`Action::Done`] is reached.
     fn result_seq(&self) -> u32;
 
+    /// The sequence ids the decoder uses (one for single-image decoders, `seq .. seq + n` for
+    /// `n` candidates). Decoders sharing forwards ([`Mux`]) must use disjoint ids.
+    fn sequences(&self) -> core::ops::Range<u32> {
+        let s = self.result_seq();
+        s..s.saturating_add(1)
+    }
+
     /// The counters so far.
     fn stats(&self) -> Stats;
 
@@ -92,10 +107,29 @@ pub trait Decoder {
     fn action_bound(&self) -> u32;
 }
 
+/// A decoder that can be stopped at a token count, continued, and restarted from a prefix — what
+/// GridAR needs of its inner decoders (stages end at row boundaries; a pruned candidate restarts
+/// from another's anchor).
+pub trait Restartable: Decoder {
+    /// Stop (poll returns [`Action::Done`]) once `stop` tokens are committed; `stop` must lie
+    /// after the committed tokens and within the image. Raising the stop of a stopped decoder
+    /// continues it from its KV cache.
+    fn set_stop(&mut self, stop: u32) -> Result<()>;
+
+    /// Drop everything after the condition and restart from `prefix` (the next action is a
+    /// [`Action::Prefill`] of `prefix`) with `guidance` from now on. The tokens drawn after a
+    /// restart are those an uninterrupted run would draw after the same prefix.
+    fn restart(&mut self, prefix: &[u32], guidance: GuidanceMode) -> Result<()>;
+
+    /// Keep the committed tokens but restart from them (a prefill of all of them) with
+    /// `guidance` from now on — GridAR's re-prefill after a reformulation.
+    fn reguide(&mut self, guidance: GuidanceMode) -> Result<()>;
+}
+
 /// The protocol error for answering `action` with `found`.
 pub fn unexpected(action: Action<'_>, found: &'static str) -> Error {
     let expected = match action {
-        Action::Prefill(_) | Action::Target(_) | Action::Draft(_) => "logits",
+        Action::Prefill(_) | Action::Target(_) | Action::Draft(_) | Action::Batch(_) => "logits",
         Action::Check(_) => "verdict",
         Action::Score(_) => "score",
         Action::Reformulate(_) => "reformulated",

@@ -49,7 +49,41 @@
 //! candidate, then (if enabled) reformulations of every candidate *from its post-pruning canvas*,
 //! then re-prefills ([`Action::Prefill`] with the anchor tokens) of the candidates whose canvas or
 //! prompt changed. A sequence receives [`GuidanceMode::ThreeWay`] runs only after it was
-//! reformulated, and its prefill after a reformulation is always three-way.
+//! reformulated, and its prefill after a reformulation is always three-way. Candidates that need
+//! the same model at the same time travel in one [`Action::Batch`].
+//!
+//! # Batched forwards (protocol v2)
+//!
+//! On every device argen targets a decode step is memory-bound: a forward over 8 rows costs about
+//! what a forward over 2 rows costs. So a forward may cover **several sequences**:
+//! [`Action::Batch`] is one forward of one [`Model`] over a list of [`Group`]s — per sequence a
+//! [`Prefill`], a [`TargetRun`] (target batches may mix the two) or a [`DraftRun`] (drafter
+//! batches) — each with exactly the meaning it has as a single action. One logits buffer answers
+//! the whole batch: the rows of group 0 (laid out as that group's own answer), then those of
+//! group 1, and so on ([`Batch::rows_before`]). A sequence appears at most once per batch. A host
+//! treats a single [`Action::Prefill`] / [`Action::Target`] / [`Action::Draft`] as a batch of
+//! one group ([`Action::groups`]), so one code path serves both:
+//!
+//! ```text
+//! loop {
+//!     let action = decoder.poll();
+//!     if let Some(model) = action.model() {          // a forward of the target or the drafter
+//!         for group in action.groups() {
+//!             apply group's keep / commit / reset on sequence group.seq();
+//!             add its inputs (or its condition) to the forward;
+//!         }
+//!         run one forward; lay the rows out group after group;
+//!         decoder.handle_logits(&mut backend, &logits)?;
+//!     } else {
+//!         // Check / Score / Reformulate / Done, one sequence at a time, as above
+//!     }
+//! }
+//! ```
+//!
+//! Batches come from decoders that hold several sequences (Best-of-N and GridAR step every live
+//! candidate in one forward) and from [`super::Mux`], which merges the actions of independent
+//! decoders. Every random draw is keyed by `(seed, stream, purpose, position, token)`, so how
+//! sequences are batched never changes a token.
 
 use crate::backend::ROOT;
 
@@ -233,8 +267,187 @@ pub struct Reformulate<'a> {
     pub tokens: &'a [u32],
 }
 
-/// What the host must do next.
+/// The model a forward runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Model {
+    /// The target (prefills and target runs).
+    Target,
+    /// The drafter.
+    Drafter,
+}
+
+/// One sequence's part of a forward: exactly what the single action of the same name asks.
+///
+/// `#[non_exhaustive]`: embedders must tolerate new kinds of groups.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Group<'a> {
+    /// See [`Prefill`] (target model).
+    Prefill(Prefill<'a>),
+    /// See [`TargetRun`] (target model).
+    Target(TargetRun<'a>),
+    /// See [`DraftRun`] (drafter).
+    Draft(DraftRun<'a>),
+}
+
+impl<'a> Group<'a> {
+    /// The sequence.
+    pub fn seq(&self) -> u32 {
+        match self {
+            Group::Prefill(p) => p.seq,
+            Group::Target(r) => r.seq,
+            Group::Draft(r) => r.seq,
+        }
+    }
+
+    /// The model that runs it.
+    pub fn model(&self) -> Model {
+        match self {
+            Group::Prefill(_) | Group::Target(_) => Model::Target,
+            Group::Draft(_) => Model::Drafter,
+        }
+    }
+
+    /// Logits rows of its answer: `inputs × variants` (a prefill answers with one input).
+    pub fn logits_rows(&self) -> usize {
+        match self {
+            Group::Prefill(p) => p.guidance.variants(),
+            Group::Target(r) => r.inputs.len() * r.guidance.variants(),
+            Group::Draft(r) => r.inputs.len() * r.guidance.variants(),
+        }
+    }
+
+    /// Its guidance.
+    pub fn guidance(&self) -> GuidanceMode {
+        match self {
+            Group::Prefill(p) => p.guidance,
+            Group::Target(r) => r.guidance,
+            Group::Draft(r) => r.guidance,
+        }
+    }
+
+    /// The same request as a single action.
+    pub fn action(self) -> Action<'a> {
+        match self {
+            Group::Prefill(p) => Action::Prefill(p),
+            Group::Target(r) => Action::Target(r),
+            Group::Draft(r) => Action::Draft(r),
+        }
+    }
+}
+
+/// The groups of a batched forward, in answer order. Implemented by decoders that hold several
+/// sequences; hosts read it through [`Batch`].
+pub trait Groups {
+    /// Number of groups (at least 2 in an [`Action::Batch`]).
+    fn count(&self) -> usize;
+    /// Group `i` (`i < count()`); `None` past the end.
+    fn group(&self, i: usize) -> Option<Group<'_>>;
+}
+
+/// One forward of one model over several sequences (module docs, "Batched forwards").
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    model: Model,
+    groups: &'a dyn Groups,
+}
+
+impl<'a> Batch<'a> {
+    /// A batch of `groups`, all run by `model`.
+    pub fn new(model: Model, groups: &'a dyn Groups) -> Self {
+        Batch { model, groups }
+    }
+
+    /// The model.
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.groups.count()
+    }
+
+    /// Whether the batch has no group (never true of a polled action).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Group `i`.
+    pub fn group(&self, i: usize) -> Option<Group<'a>> {
+        self.groups.group(i)
+    }
+
+    /// The groups in answer order.
+    pub fn iter(&self) -> impl Iterator<Item = Group<'a>> + 'a {
+        let groups = self.groups;
+        (0..groups.count()).filter_map(move |i| groups.group(i))
+    }
+
+    /// Logits rows of the whole answer.
+    pub fn logits_rows(&self) -> usize {
+        self.iter().map(|g| g.logits_rows()).sum()
+    }
+
+    /// The first answer row of group `i`: the rows of the groups before it.
+    pub fn rows_before(&self, i: usize) -> usize {
+        self.iter().take(i).map(|g| g.logits_rows()).sum()
+    }
+}
+
+impl PartialEq for Batch<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.model == other.model
+            && self.len() == other.len()
+            && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl core::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Batch")
+            .field("model", &self.model)
+            .field("groups", &GroupsDebug(*self))
+            .finish()
+    }
+}
+
+struct GroupsDebug<'a>(Batch<'a>);
+
+impl core::fmt::Debug for GroupsDebug<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+/// The groups of a forward action: one for a single action, every group of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupIter<'a> {
+    single: Option<Group<'a>>,
+    batch: Option<Batch<'a>>,
+    next: usize,
+}
+
+impl<'a> Iterator for GroupIter<'a> {
+    type Item = Group<'a>;
+
+    fn next(&mut self) -> Option<Group<'a>> {
+        if let Some(g) = self.single.take() {
+            return Some(g);
+        }
+        let g = self.batch?.group(self.next)?;
+        self.next += 1;
+        Some(g)
+    }
+}
+
+/// What the host must do next.
+///
+/// `#[non_exhaustive]` (as rustls' `ConnectionState`): a host matches the kinds it knows and
+/// answers any other with an error; new kinds of action come with new protocol versions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Action<'a> {
     /// See [`Prefill`]; answer with [`Decoder::handle_logits`](super::Decoder::handle_logits).
     Prefill(Prefill<'a>),
@@ -248,18 +461,54 @@ pub enum Action<'a> {
     Score(Score<'a>),
     /// See [`Reformulate`]; answer with `handle_reformulated`.
     Reformulate(Reformulate<'a>),
+    /// See [`Batch`]: one forward over several sequences; answer with `handle_logits`.
+    Batch(Batch<'a>),
     /// Decoding is finished; `tokens()` of the decoder holds the image.
     Done,
 }
 
-impl Action<'_> {
+impl<'a> Action<'a> {
     /// Number of logits rows the answer to this action must contain, if it is a forward.
     pub fn logits_rows(&self) -> Option<usize> {
         match self {
             Action::Prefill(p) => Some(p.guidance.variants()),
             Action::Target(r) => Some(r.inputs.len() * r.guidance.variants()),
             Action::Draft(r) => Some(r.inputs.len() * r.guidance.variants()),
+            Action::Batch(b) => Some(b.logits_rows()),
             _ => None,
+        }
+    }
+
+    /// The model a forward action runs (`None` for the other actions).
+    pub fn model(&self) -> Option<Model> {
+        match self {
+            Action::Prefill(_) | Action::Target(_) => Some(Model::Target),
+            Action::Draft(_) => Some(Model::Drafter),
+            Action::Batch(b) => Some(b.model()),
+            _ => None,
+        }
+    }
+
+    /// This action as a single group, if it is a single forward.
+    pub fn as_group(&self) -> Option<Group<'a>> {
+        match *self {
+            Action::Prefill(p) => Some(Group::Prefill(p)),
+            Action::Target(r) => Some(Group::Target(r)),
+            Action::Draft(r) => Some(Group::Draft(r)),
+            _ => None,
+        }
+    }
+
+    /// The groups of a forward action in answer order (a single forward is one group; empty for
+    /// the other actions).
+    pub fn groups(&self) -> GroupIter<'a> {
+        GroupIter {
+            single: self.as_group(),
+            batch: match *self {
+                Action::Batch(b) => Some(b),
+                _ => None,
+            },
+            next: 0,
         }
     }
 
@@ -272,6 +521,7 @@ impl Action<'_> {
             Action::Check(_) => "check",
             Action::Score(_) => "score",
             Action::Reformulate(_) => "reformulate",
+            Action::Batch(_) => "batch",
             Action::Done => "done",
         }
     }

@@ -3,7 +3,7 @@
 
 use super::hash::{Fnv64, StableEncode};
 use super::{TraceError, HEADER_FIXED_LEN, MAGIC, MAX_NAME_LEN, RECORD_LEN};
-use crate::decode::{Action, Answered, GuidanceMode};
+use crate::decode::{Action, Answered, GuidanceMode, Model};
 
 /// What a trace header says about the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub enum ActionKind {
     Score = 5,
     /// [`Action::Reformulate`].
     Reformulate = 6,
+    /// [`Action::Batch`] (format version 2).
+    Batch = 7,
 }
 
 impl ActionKind {
@@ -94,6 +96,7 @@ impl ActionKind {
             4 => ActionKind::Check,
             5 => ActionKind::Score,
             6 => ActionKind::Reformulate,
+            7 => ActionKind::Batch,
             _ => return None,
         })
     }
@@ -107,6 +110,7 @@ impl ActionKind {
             Action::Check(_) => ActionKind::Check,
             Action::Score(_) => ActionKind::Score,
             Action::Reformulate(_) => ActionKind::Reformulate,
+            Action::Batch(_) => ActionKind::Batch,
             Action::Done => return None,
         })
     }
@@ -115,7 +119,7 @@ impl ActionKind {
     pub const fn is_forward(self) -> bool {
         matches!(
             self,
-            ActionKind::Prefill | ActionKind::Target | ActionKind::Draft
+            ActionKind::Prefill | ActionKind::Target | ActionKind::Draft | ActionKind::Batch
         )
     }
 
@@ -128,6 +132,7 @@ impl ActionKind {
             ActionKind::Check => "check",
             ActionKind::Score => "score",
             ActionKind::Reformulate => "reformulate",
+            ActionKind::Batch => "batch",
         }
     }
 }
@@ -138,19 +143,22 @@ impl ActionKind {
 pub struct Record {
     /// Kind of the action.
     pub kind: ActionKind,
-    /// Draft runs: whether the run starts a new drafting step.
+    /// Draft runs: whether the run starts a new drafting step. Batches: whether the batch runs
+    /// the drafter.
     pub new_step: bool,
-    /// Guidance variants of a forward (1–3), 0 for other kinds.
+    /// Guidance variants of a single forward (1–3), 0 for batches and other kinds.
     pub variants: u8,
     /// The sequence.
     pub seq: u32,
-    /// Tokens (prefill, check, score) or inputs (target, draft); 0 for reformulate.
+    /// Tokens (prefill, check, score), inputs (target, draft) or groups (batch); 0 for
+    /// reformulate.
     pub items: u32,
     /// Keep-list length (target), commit count (draft), rows (check, reformulate); else 0.
     pub aux: u32,
     /// Logits rows, verdict (0/1) or score bits of the answer; 0 for reformulate.
     pub answer: u32,
-    /// Tokens committed for `seq` after the decoder handled the answer.
+    /// Tokens committed for `seq` (batch: for all its sequences) after the decoder handled the
+    /// answer.
     pub committed: u32,
     /// Digest of the action's full content.
     pub action_digest: u64,
@@ -174,6 +182,13 @@ pub fn action_digest(action: &Action<'_>) -> u64 {
     };
     h.u8(kind as u8);
     match action {
+        Action::Batch(b) => {
+            h.bool(b.model() == Model::Drafter);
+            h.len(b.len());
+            for g in b.iter() {
+                h.u64(action_digest(&g.action()));
+            }
+        }
         Action::Prefill(p) => {
             h.u32(p.seq);
             guidance(&mut h, &p.guidance);
@@ -251,6 +266,13 @@ impl Record {
             Action::Check(c) => (c.seq, len32(c.tokens.len()), c.rows, false, 0),
             Action::Score(s) => (s.seq, len32(s.tokens.len()), 0, false, 0),
             Action::Reformulate(r) => (r.seq, 0, r.rows, false, 0),
+            Action::Batch(b) => (
+                b.group(0).map_or(0, |g| g.seq()),
+                len32(b.len()),
+                0,
+                b.model() == Model::Drafter,
+                0,
+            ),
             Action::Done => return None,
         };
         Some(Record {
@@ -301,11 +323,12 @@ impl Record {
         }
         let new_step = flags & 1 != 0;
         let variants = (flags >> 1) & 3;
-        if new_step && kind != ActionKind::Draft {
-            return Err("new-step flag on an action that is not a draft run");
+        if new_step && !matches!(kind, ActionKind::Draft | ActionKind::Batch) {
+            return Err("new-step flag on an action that is not a draft run or a batch");
         }
-        if kind.is_forward() != (variants != 0) {
-            return Err("guidance variants must be 1-3 for forwards and 0 otherwise");
+        let single_forward = kind.is_forward() && kind != ActionKind::Batch;
+        if single_forward != (variants != 0) {
+            return Err("guidance variants must be 1-3 for single forwards and 0 otherwise");
         }
         if b[2] != 0 || b[3] != 0 {
             return Err("reserved bytes not zero");

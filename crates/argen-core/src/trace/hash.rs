@@ -261,35 +261,13 @@ impl StableEncode for SpeculativeConfig {
     }
 }
 
-/// Tag byte (0 exact, 1 coupled, 2 LANTERN, 3 grouped), then for LANTERN: the table's vocabulary,
-/// its `k` and its ids (as a slice), `k`, `δ`, optional `λ`; for grouped: the embedding (length,
-/// then `f32` bits), `dim`, `window`, `prob_tol`, `dist_tol`. Sizes are `u32`.
+/// The criterion's own encoding, a tag byte then its parameters ([`Rule`](crate::accept::Rule)'s
+/// [`StableEncode`] supertrait): tag 0 exact, 1 coupled ([`crate::accept::exact`],
+/// [`crate::accept::coupled`]: no parameters), 2 LANTERN ([`crate::accept::lantern`]), 3 grouped
+/// ([`crate::accept::grouped`]); each module documents its bytes.
 impl StableEncode for Criterion<'_> {
     fn encode(&self, h: &mut Fnv64) {
-        match self {
-            Criterion::Exact => h.u8(0),
-            Criterion::Coupled => h.u8(1),
-            Criterion::Lantern(l) => {
-                h.u8(2);
-                h.len(l.neighbours.vocab());
-                h.len(l.neighbours.k());
-                h.u32s(l.neighbours.ids());
-                h.len(l.k);
-                h.f32(l.delta);
-                opt_f32(h, l.lambda);
-            }
-            Criterion::Grouped(g) => {
-                h.u8(3);
-                h.len(g.embedding.len());
-                for &x in g.embedding {
-                    h.f32(x);
-                }
-                h.len(g.dim);
-                h.len(g.window);
-                h.f32(g.prob_tol);
-                h.f32(g.dist_tol);
-            }
-        }
+        self.rule().encode(h);
     }
 }
 

@@ -15,7 +15,11 @@
 //!
 //! Writer, reader and checker need no allocator.
 //!
-//! # Format, version 1
+//! # Format, version 2
+//!
+//! Version 2 (protocol v2) adds the batch record (kind 7) for [`Action::Batch`](crate::decode::Action::Batch);
+//! everything else is as in version 1, and the reader reads both (a version 1 file with a batch
+//! record is rejected).
 //!
 //! All integers are little-endian, without padding. A file is a header, zero or more records, a
 //! footer, and a checksum; nothing may follow the checksum.
@@ -25,7 +29,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic, ASCII `ARGTRACE` (`41 52 47 54 52 41 43 45`) |
-//! | 8 | 2 | format version, `u16` = [`FORMAT_VERSION`] (1) |
+//! | 8 | 2 | format version, `u16` = [`FORMAT_VERSION`] (2; 1 is read too) |
 //! | 10 | 2 | record size, `u16` = [`RECORD_LEN`] (40) |
 //! | 12 | 4 | RNG scheme version, `u32` ([`crate::rng::SCHEME_VERSION`] of the writer) |
 //! | 16 | 8 | config hash, `u64` (caller-supplied, usually [`config_hash`]) |
@@ -41,16 +45,16 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | action kind: 1 prefill, 2 target, 3 draft, 4 check, 5 score, 6 reformulate |
-//! | 1 | 1 | flags: bit 0 = the draft run starts a new step (draft only); bits 1–2 = guidance variants (1–3 for prefill, target, draft; 0 otherwise); bits 3–7 zero |
+//! | 0 | 1 | action kind: 1 prefill, 2 target, 3 draft, 4 check, 5 score, 6 reformulate, 7 batch |
+//! | 1 | 1 | flags: bit 0 = the draft run starts a new step (draft) or the batch runs the drafter (batch), 0 otherwise; bits 1–2 = guidance variants (1–3 for prefill, target, draft; 0 otherwise); bits 3–7 zero |
 //! | 2 | 2 | reserved, zero |
 //! | 4 | 4 | sequence |
-//! | 8 | 4 | `items`: prefill, check, score: tokens; target, draft: inputs; reformulate: 0 |
+//! | 8 | 4 | `items`: prefill, check, score: tokens; target, draft: inputs; batch: groups; reformulate: 0 |
 //! | 12 | 4 | `aux`: target: keep-list length; draft: commit count; check, reformulate: rows; others: 0 |
 //! | 16 | 4 | answer: logits rows (prefill, target, draft); verdict 0 or 1 (check); score as `f32` bits (score); 0 (reformulate) |
-//! | 20 | 4 | tokens the decoder had committed for that sequence after handling the answer |
+//! | 20 | 4 | tokens the decoder had committed for that sequence after handling the answer (batch: the sum over its first 64 groups' sequences) |
 //! | 24 | 8 | action digest (below) |
-//! | 32 | 8 | token digest: [`Fnv64`] of those committed tokens, each as 4 little-endian bytes |
+//! | 32 | 8 | token digest: [`Fnv64`] of those committed tokens, each as 4 little-endian bytes (batch: of each of its first 64 groups' sequence id and committed-token slice, in group order) |
 //!
 //! The kind byte of a record is never `0xFF`; `0xFF` starts the footer.
 //!
@@ -80,14 +84,17 @@
 //! is its length (`u32`) followed by its elements. A *guidance* is a tag byte (0 none, 1 two-way,
 //! 2 three-way) followed by its parameter's bits (`0` for none). The action digest covers:
 //!
-//! * every action: kind byte (as in records), sequence;
+//! * every action but a batch: kind byte (as in records), sequence;
 //! * prefill: guidance, tokens;
 //! * target: guidance, keep list, inputs (each: token, index, parent);
 //! * draft: guidance, `new_step` (byte), commit, inputs (each: token, index, parent, feature tag
 //!   byte — 0 condition, 1 target, 2 last-target, 3 draft — and feature value, 0 for condition);
 //! * check: rows, tokens;
 //! * score: tokens;
-//! * reformulate: rows.
+//! * reformulate: rows;
+//! * batch (kind 7; no sequence — the record's sequence field holds its first group's): the
+//!   drafter flag (byte), the group count, then each group's own action digest (`u64`), as if the
+//!   group were a single action.
 //!
 //! The config hash, when computed by [`config_hash`], is the [`Fnv64`] of the configuration's
 //! [`StableEncode`] encoding (documented on each implementation).
@@ -117,8 +124,10 @@ use core::fmt;
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"ARGTRACE";
-/// The format version this module writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this module writes (and the newest it reads).
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this module reads. Version 1 is version 2 without batch records.
+pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Bytes per record.
 pub const RECORD_LEN: usize = 40;
 /// Bytes of the header before the decoder name.

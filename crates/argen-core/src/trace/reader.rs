@@ -4,11 +4,11 @@
 //! record, the footer, the exact length and the checksum, in that order — so that afterwards
 //! records iterate infallibly.
 
-use super::format::{le16, le32, le64, Header, Record};
+use super::format::{le16, le32, le64, ActionKind, Header, Record};
 use super::hash::{Crc32, Fnv64};
 use super::{
     TraceError, CHECKSUM_LEN, FOOTER_FIXED_LEN, FOOTER_TAG, FORMAT_VERSION, HEADER_FIXED_LEN,
-    MAGIC, RECORD_LEN,
+    MAGIC, MIN_FORMAT_VERSION, RECORD_LEN,
 };
 use crate::decode::stats::HIST_LEN;
 use crate::decode::Stats;
@@ -17,6 +17,8 @@ use crate::decode::Stats;
 #[derive(Clone, Copy, Debug)]
 pub struct Trace<'a> {
     header: Header<'a>,
+    /// Format version of the input.
+    version: u16,
     /// The records region (a multiple of `RECORD_LEN` bytes, every record valid).
     records: &'a [u8],
     /// Offset of the records region in the input.
@@ -47,7 +49,7 @@ impl<'a> Trace<'a> {
         }
         need(data, 10)?;
         let version = le16(data, 8);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(TraceError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -86,11 +88,18 @@ impl<'a> Trace<'a> {
             need(data, at + RECORD_LEN)?;
             let mut b = [0u8; RECORD_LEN];
             b.copy_from_slice(&data[at..at + RECORD_LEN]);
-            Record::decode(&b).map_err(|reason| TraceError::BadRecord {
+            let record = Record::decode(&b).map_err(|reason| TraceError::BadRecord {
                 step: count,
                 offset: at,
                 reason,
             })?;
+            if version < 2 && record.kind == ActionKind::Batch {
+                return Err(TraceError::BadRecord {
+                    step: count,
+                    offset: at,
+                    reason: "batch record in a format version 1 trace",
+                });
+            }
             count = count.checked_add(1).ok_or(TraceError::TooLarge {
                 what: "record count",
             })?;
@@ -162,6 +171,7 @@ impl<'a> Trace<'a> {
         }
         Ok(Trace {
             header,
+            version,
             records,
             records_offset: name_end,
             stats,
@@ -174,6 +184,11 @@ impl<'a> Trace<'a> {
     /// The header.
     pub fn header(&self) -> &Header<'a> {
         &self.header
+    }
+
+    /// The format version of the input ([`MIN_FORMAT_VERSION`] ..= [`FORMAT_VERSION`]).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// Number of records (steps).

@@ -1,20 +1,31 @@
 //! Recording a run: an [`Observer`] that writes one record per answered action.
 
-use super::format::{Header, Record};
+use super::format::{ActionKind, Header, Record};
 use super::hash::Fnv64;
 use super::writer::{Sink, TraceWriter};
 use super::TraceError;
 use crate::decode::{Action, Answered, Decoder, Observer};
 
 /// Builds records from the observer callbacks; shared by [`Recorder`] and the replay checker.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Builder {
     pending: Option<Record>,
+    /// The sequences of a batch (the first [`BATCH_SEQS`] of them).
+    seqs: heapless::Vec<u32, BATCH_SEQS>,
 }
+
+/// Sequences of a batch whose committed tokens a record covers.
+pub const BATCH_SEQS: usize = 64;
 
 impl Builder {
     pub(crate) fn before(&mut self, action: &Action<'_>) {
         self.pending = Record::of_action(action);
+        self.seqs.clear();
+        if let Action::Batch(b) = action {
+            for g in b.iter().take(BATCH_SEQS) {
+                let _ = self.seqs.push(g.seq());
+            }
+        }
     }
 
     pub(crate) fn answered(&mut self, answer: Answered) {
@@ -26,6 +37,20 @@ impl Builder {
     /// The complete record once the decoder handled the answer.
     pub(crate) fn after<D: Decoder>(&mut self, decoder: &D) -> Option<Record> {
         let mut r = self.pending.take()?;
+        if r.kind == ActionKind::Batch {
+            let mut h = Fnv64::new();
+            let mut committed = 0u32;
+            for &seq in &self.seqs {
+                let tokens = decoder.tokens(seq);
+                committed =
+                    committed.saturating_add(u32::try_from(tokens.len()).unwrap_or(u32::MAX));
+                h.u32(seq);
+                h.u32s(tokens);
+            }
+            r.committed = committed;
+            r.token_digest = h.value();
+            return Some(r);
+        }
         let tokens = decoder.tokens(r.seq);
         r.committed = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
         r.token_digest = Fnv64::of_tokens(tokens);

@@ -18,7 +18,7 @@
 //!   *older* raster index than the one that predicted the token, but it must exist.
 
 use argen_core::backend::ROOT;
-use argen_core::decode::{Action, Answer, FeatureRef, GuidanceMode, Host};
+use argen_core::decode::{Action, Answer, FeatureRef, Group, GuidanceMode, Host, Model};
 use argen_core::{Error, SliceBackend};
 
 /// Vocabulary of the synthetic model.
@@ -162,6 +162,8 @@ pub struct SyntheticHost {
     logits: Vec<f32>,
     /// Counts of actions answered, by kind.
     pub actions: std::collections::BTreeMap<&'static str, u32>,
+    /// Model forwards run (single or batched), by model: "target", "drafter".
+    pub forwards: std::collections::BTreeMap<&'static str, u32>,
     /// Scores are `score_fn(tokens)`.
     pub score_fn: fn(&World, &[u32]) -> f32,
     /// Verdicts are `check_fn(tokens, rows)`.
@@ -213,6 +215,7 @@ impl SyntheticHost {
             seqs,
             logits: Vec::new(),
             actions: Default::default(),
+            forwards: Default::default(),
             score_fn: default_score,
             check_fn: default_check,
             check_script: None,
@@ -266,14 +269,11 @@ fn chain(nodes: &[Pending], mut parent: u32) -> Vec<u32> {
     out
 }
 
-impl Host<SliceBackend<'_, f32>> for SyntheticHost {
-    type Error = Error;
-
-    fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, [f32]>, Error> {
-        *self.actions.entry(action.kind()).or_default() += 1;
-        self.logits.clear();
-        match *action {
-            Action::Prefill(p) => {
+impl SyntheticHost {
+    /// Appends the logits rows of one group of a forward (checking the protocol).
+    fn group(&mut self, group: Group<'_>) {
+        match group {
+            Group::Prefill(p) => {
                 self.variants_allowed(p.seq, p.guidance);
                 self.prefills
                     .push((p.seq, p.tokens.to_vec(), p.guidance.variants()));
@@ -285,9 +285,8 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                 s.entries.clear();
                 let (class, ctx) = (s.class, s.target_committed.clone());
                 self.push_rows(false, class, p.guidance, &ctx);
-                Ok(Answer::Logits(&self.logits))
             }
-            Action::Target(r) => {
+            Group::Target(r) => {
                 self.variants_allowed(r.seq, r.guidance);
                 let s = self.seq(r.seq);
                 assert!(s.prefilled, "target run before prefill");
@@ -331,9 +330,8 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                 for ctx in contexts {
                     self.push_rows(false, class, r.guidance, &ctx);
                 }
-                Ok(Answer::Logits(&self.logits))
             }
-            Action::Draft(r) => {
+            Group::Draft(r) => {
                 self.variants_allowed(r.seq, r.guidance);
                 let stale = self.stale_features;
                 let s = self.seq(r.seq);
@@ -414,8 +412,48 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                 for ctx in contexts {
                     self.push_rows(true, class, r.guidance, &ctx);
                 }
-                Ok(Answer::Logits(&self.logits))
             }
+            _ => panic!("a group kind the synthetic host does not know"),
+        }
+    }
+}
+
+impl Host<SliceBackend<'_, f32>> for SyntheticHost {
+    type Error = Error;
+
+    fn answer(&mut self, action: &Action<'_>) -> Result<Answer<'_, [f32]>, Error> {
+        *self.actions.entry(action.kind()).or_default() += 1;
+        self.logits.clear();
+        if action.model().is_some() {
+            let mut seqs = std::collections::BTreeSet::new();
+            let model = action.model();
+            for g in action.groups() {
+                assert!(
+                    seqs.insert(g.seq()),
+                    "sequence {} twice in one forward",
+                    g.seq()
+                );
+                assert_eq!(
+                    Some(g.model()),
+                    model,
+                    "a group of another model in a batch"
+                );
+                self.group(g);
+            }
+            if let Action::Batch(b) = action {
+                assert!(b.len() >= 2, "a batch of fewer than two groups");
+                assert_eq!(b.logits_rows(), self.logits.len() / V, "batch rows");
+            }
+            *self
+                .forwards
+                .entry(model.map_or("?", |m| match m {
+                    Model::Target => "target",
+                    Model::Drafter => "drafter",
+                }))
+                .or_default() += 1;
+            return Ok(Answer::Logits(&self.logits));
+        }
+        match *action {
             Action::Check(c) => {
                 assert_eq!(
                     c.tokens.len() as u32,
@@ -441,6 +479,7 @@ impl Host<SliceBackend<'_, f32>> for SyntheticHost {
                 Ok(Answer::Reformulated)
             }
             Action::Done => panic!("host asked to answer Done"),
+            _ => unreachable!("forwards are answered above"),
         }
     }
 }

@@ -27,15 +27,15 @@ use super::model::fixture;
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, LanternParams, NeighbourTable};
 use argen_core::decode::{
-    drive, Action, Answered, Config, Decoder, DraftShape, GuidanceMode, NoObserver, Observer,
-    Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig,
+    drive, Action, Answered, BestOfN, Config, Decoder, DraftShape, GuidanceMode, NoObserver,
+    Observer, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig,
 };
 use argen_core::{SamplerParams, SliceStorage};
 use argen_cpu::Cpu;
 use argen_cuda::compute::GpuCompute;
 use argen_cuda::launch::{Executor, GemmDesc, Launch};
 use argen_cuda::{DeviceLogitSink, GpuBackend};
-use argen_model::{host_capacity, Compute, Condition, Drafter, Gpt, GptConfig, ModelHost, NoJudge};
+use argen_model::{host_capacity, Compute, Condition, Drafter, Gpt, GptConfig, Judge, ModelHost};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most inputs of one target run in these cases.
@@ -54,14 +54,20 @@ pub struct Models<C: Compute> {
 pub fn models<C: Compute>(c: &C) -> Models<C> {
     let case = "c2i_tiny";
     let cfg = GptConfig::load(fixture(case, "gpt.json")).unwrap();
-    let cap = host_capacity(&cfg, 1, TREE);
+    let cap = host_capacity(&cfg, SEQS, TREE);
     let gpt = Gpt::load(c, &cfg, fixture(case, "gpt.safetensors"), cap).unwrap();
     let drafter = Drafter::load(c, &cfg, fixture(case, "drafter.safetensors"), cap).unwrap();
     Models { gpt, drafter, cfg }
 }
 
-fn conds() -> [(Condition, Condition); 1] {
-    [(Condition::Class(Some(3)), Condition::Class(None))]
+/// Sequences of the host: Best-of-2's candidates (the single-image cases use sequence 0).
+const SEQS: usize = 2;
+
+fn conds() -> [(Condition, Condition); SEQS] {
+    [
+        (Condition::Class(Some(3)), Condition::Class(None)),
+        (Condition::Class(Some(5)), Condition::Class(None)),
+    ]
 }
 
 /// The decoding settings of every model-level decode test: CFG 3, top-k 32, temperature 1.
@@ -82,6 +88,21 @@ pub fn config(cfg: &GptConfig, seed: u64) -> Config {
     }
 }
 
+/// Scores every image 0 (Best-of-N keeps candidate 0); judges nothing else.
+struct ZeroScore;
+
+impl Judge for ZeroScore {
+    fn check(&mut self, _: u32, _: u32, _: &[u32]) -> Result<bool, String> {
+        Ok(true)
+    }
+    fn score(&mut self, _: u32, _: &[u32]) -> Result<f32, String> {
+        Ok(0.0)
+    }
+    fn reformulate(&mut self, _: u32, _: u32, _: &[u32]) -> Result<Condition, String> {
+        Err("no reformulator".into())
+    }
+}
+
 /// Runs `dec` on the host path: `m` (any compute) + `HostLogits` + `SliceBackend`.
 pub fn run_host<C: Compute, D: Decoder>(
     m: &mut Models<C>,
@@ -91,7 +112,7 @@ pub fn run_host<C: Compute, D: Decoder>(
 ) -> (Vec<u32>, Stats) {
     let mut storage = SliceStorage::new(m.cfg.vocab_size, dec.dist_rows_needed());
     let mut backend = storage.backend::<f32>().unwrap();
-    let mut judge = NoJudge;
+    let mut judge = ZeroScore;
     let dr = drafter.then_some(&mut m.drafter);
     let mut host = ModelHost::new(&mut m.gpt, dr, Some(&mut judge), &conds()).unwrap();
     let stats = drive(dec, &mut backend, &mut host, obs).unwrap();
@@ -111,7 +132,7 @@ pub fn run_device<E: Executor, D: Decoder>(
     let rows = dec.dist_rows_needed();
     let mut backend = GpuBackend::new(gc.executor(), v, rows, rows.max(1)).unwrap();
     let sink = DeviceLogitSink::new(gc, m.gpt.capacity().rows, v).unwrap();
-    let mut judge = NoJudge;
+    let mut judge = ZeroScore;
     let dr = drafter.then_some(&mut m.drafter);
     let mut host = ModelHost::with_sink(&mut m.gpt, dr, Some(&mut judge), &conds(), sink).unwrap();
     let stats = drive(dec, &mut backend, &mut host, obs).unwrap();
@@ -173,6 +194,21 @@ fn each_case(cfg: &GptConfig, seed: u64, r: &mut impl Runner) {
             dim: 4,
         };
         Vvs::<TOKENS, TREE>::new(vc, Criterion::Exact).unwrap()
+    });
+    // Batched forwards (protocol v2): both candidates' drafter and verification runs go through
+    // one forward each and the backend's row windows.
+    r.run("best-of-2 exact tree", || {
+        BestOfN::<_, SEQS>::new(base, SEQS as u32, |c| {
+            Speculative::<TOKENS, TREE>::new(
+                SpeculativeConfig {
+                    base: c,
+                    draft_sampler: c.sampler,
+                    shape: tree,
+                },
+                Criterion::Exact,
+            )
+        })
+        .unwrap()
     });
 }
 
@@ -236,7 +272,7 @@ pub fn device_logits_decode_like_the_host<E: Executor>(exec: E) {
         "{} of {} decodes equal the CPU runtime's tokens",
         cmp.same_as_cpu, cmp.cases
     );
-    assert_eq!(cmp.cases, 15);
+    assert_eq!(cmp.cases, 18);
     assert!(gc.error().is_none(), "{:?}", gc.error());
 }
 

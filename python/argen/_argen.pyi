@@ -1,0 +1,195 @@
+"""Type stubs of argen's extension module (``argen._argen``); everything is re-exported by
+``argen``."""
+
+from typing import Any, List, Optional, Sequence, Tuple, Union, overload
+
+__version__: str
+ROOT: int
+"""Parent index of a child of the root in a draft tree (``2**32 - 1``)."""
+WORDS_PER_KEY: int
+"""Number of 64-bit words one key's stream provides (2048)."""
+MAX_KEY_TOKEN: int
+"""``Key.token`` must be below this (``2**24``)."""
+PURPOSE_SAMPLE: int
+"""Drawing the committed token of a position (vanilla sampling, bonus tokens)."""
+PURPOSE_ACCEPT: int
+"""The uniform of an acceptance test."""
+PURPOSE_RESIDUAL: int
+"""A draw from a residual distribution after a rejection."""
+PURPOSE_DRAFT: int
+"""Drawing a drafted token."""
+PURPOSE_PATH: int
+"""Choosing a root-to-leaf path of a draft tree (VVS skip steps)."""
+PURPOSE_JACOBI_INIT: int
+"""Initialising a Jacobi window."""
+PURPOSE_CANDIDATE: int
+"""Per-candidate seeds of test-time scaling."""
+
+ArrayLike = Any
+"""A NumPy array, a PyTorch CPU tensor, or anything with ``__dlpack__`` or
+``__array_interface__`` (C-contiguous, host memory)."""
+
+class Key:
+    """The identity of one random draw stream (RNG scheme v1): every draw is a pure function of
+    ``(seed, stream, purpose, position, token)``."""
+
+    def __init__(
+        self, seed: int, stream: int, purpose: int, position: int, token: int = 0
+    ) -> None:
+        """Raises ``InvalidArgumentError`` if ``token >= MAX_KEY_TOKEN``; ``OverflowError`` if
+        a field does not fit its width (u64 seed, u32 others)."""
+    @property
+    def seed(self) -> int:
+        """The user's seed."""
+    @property
+    def stream(self) -> int:
+        """The sequence (image, candidate) the draw belongs to."""
+    @property
+    def purpose(self) -> int:
+        """What the draw is for (``PURPOSE_*``)."""
+    @property
+    def position(self) -> int:
+        """Absolute position of the token being decided."""
+    @property
+    def token(self) -> int:
+        """Distinguishes several draws at one position."""
+    @property
+    def nonce(self) -> int:
+        """The ChaCha nonce ``(purpose << 32) | stream``."""
+    def counter(self, block: int) -> int:
+        """The ChaCha block counter of block ``block`` (0..=255)."""
+    def words(self, n: int = 1) -> List[int]:
+        """The first ``n`` (<= 2048) 64-bit words of the key's stream."""
+    def below(self, n: int) -> int:
+        """A uniform integer in ``[0, n)``, ``1 <= n < 2**128``, from a fresh stream."""
+    def unit(self) -> float:
+        """A uniform float in ``[0, 1)`` with 53 random bits, from a fresh stream."""
+    @staticmethod
+    def chacha_key(seed: int) -> List[int]:
+        """The 256-bit ChaCha20 key of ``seed`` as eight 32-bit words."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class ProcessJob:
+    """Which logit rows, combined how, with which sampling parameters, into which distribution
+    row. Plain: ``row`` only; two-way CFG: ``uncond`` and ``cfg_scale``; three-way CFG (GridAR):
+    ``uncond``, ``reformulated`` and ``cfg_w``. ``temperature=0`` is greedy; ``top_k``, ``top_p``
+    and ``min_p`` are disabled by ``None``."""
+
+    def __init__(
+        self,
+        out: int,
+        row: int = 0,
+        *,
+        uncond: Optional[int] = None,
+        reformulated: Optional[int] = None,
+        cfg_scale: Optional[float] = None,
+        cfg_w: Optional[float] = None,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+    ) -> None: ...
+    @property
+    def out(self) -> int:
+        """Destination distribution row."""
+
+class Criterion:
+    """An acceptance criterion for :meth:`Sampler.verify_tree`."""
+
+    @staticmethod
+    def exact() -> Criterion:
+        """Exact speculative sampling: the output distribution is exactly the target's."""
+    @staticmethod
+    def coupled() -> Criterion:
+        """Accept iff the draft equals the target's own keyed draw (vanilla-identical output)."""
+    @staticmethod
+    def lantern(
+        neighbours: Union[ArrayLike, Sequence[Sequence[int]]],
+        k: int,
+        delta: float,
+        lam: Optional[float] = None,
+    ) -> Criterion:
+        """LANTERN relaxed acceptance over a ``vocab × table_k`` neighbour table (see
+        :func:`neighbour_table`), ``k`` neighbours, TV budget ``delta``, LANTERN++ ``lam``."""
+    @staticmethod
+    def grouped(
+        embedding: Union[ArrayLike, Sequence[Sequence[float]]],
+        window: int = 7,
+        prob_tol: float = 0.15,
+        dist_tol: float = 0.5,
+    ) -> Criterion:
+        """Grouped speculative decoding with the target's ``vocab × dim`` float32 embedding."""
+    @property
+    def name(self) -> str:
+        """``"exact"``, ``"coupled"``, ``"lantern"`` or ``"grouped"``."""
+    @property
+    def vocab(self) -> Optional[int]:
+        """The vocabulary of the criterion's tables (None for exact and coupled)."""
+
+class Sampler:
+    """A table of ``rows`` distribution rows over ``vocab`` tokens and argen's row operations on
+    it. Results equal argen-core's bit for bit."""
+
+    def __init__(self, vocab: int, rows: int) -> None: ...
+    @property
+    def vocab(self) -> int:
+        """Vocabulary size."""
+    @property
+    def rows(self) -> int:
+        """Number of distribution rows."""
+    def process(
+        self, logits: ArrayLike, jobs: Union[ProcessJob, Sequence[ProcessJob]]
+    ) -> None:
+        """Processes ``logits`` (float32/float16/bfloat16, shape ``(vocab,)`` or
+        ``(n, vocab)``, read in place) into distribution rows."""
+    @overload
+    def sample(self, row: int, key: Key) -> int: ...
+    @overload
+    def sample(self, row: Sequence[int], key: Sequence[Key]) -> List[int]: ...
+    def sample(self, row: Any, key: Any) -> Any:
+        """Keyed draws from distribution rows (one key per row index)."""
+    def top_k(self, row: int, k: int) -> Tuple[List[int], List[float]]:
+        """The ``k`` most likely tokens of a row and their probabilities."""
+    def fill_uniform(self, row: int) -> None:
+        """Makes a row uniform."""
+    def fill_one_hot(self, row: int, token: int) -> None:
+        """Makes a row a point mass on ``token``."""
+    def weights(self, row: int) -> Tuple[int, List[int]]:
+        """``(total, weights)``: token ``t`` has probability exactly ``weights[t] / total``."""
+    def verify_tree(
+        self,
+        tokens: Union[ArrayLike, Sequence[int]],
+        parents: Union[ArrayLike, Sequence[int]],
+        criterion: Criterion,
+        *,
+        seed: int,
+        stream: int,
+        position: int,
+        target_base: int = 0,
+        draft_base: Optional[int] = None,
+    ) -> Tuple[List[int], int]:
+        """Verifies a draft tree; returns the accepted node indices (root side first) and the
+        token committed after them. Target rows are overwritten by residuals."""
+
+def sample_rows(
+    logits: ArrayLike,
+    keys: Sequence[Key],
+    *,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    min_p: Optional[float] = None,
+) -> List[int]:
+    """One keyed draw per row of ``logits`` (no guidance)."""
+
+def neighbour_table(
+    codebook: Union[ArrayLike, Sequence[Sequence[float]]], k: int
+) -> List[List[int]]:
+    """The ``vocab × k`` latent-neighbour table of a ``vocab × dim`` float32 codebook."""
+
+def array_info(obj: ArrayLike) -> Tuple[int, str, List[int]]:
+    """``(address, dtype, shape)`` of the memory argen reads for ``obj`` (no copy is made)."""
+
+def status_name(code: int) -> str:
+    """The C name of an argen status code."""
