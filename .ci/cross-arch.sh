@@ -5,11 +5,10 @@
 # class-conditional tiny model with 1 and 2 threads, and two generations of the text-conditional
 # ShapesWorld model — and requires the token files and PNGs to be identical byte for byte.
 #
-# Cost, measured on the shared 2-core dev box (AMD EPYC Zen 4, load average 9-12 from other
-# builds): build 3 min (aarch64 release: core and cpu suites, CLI), the suites under qemu 5.5 min,
-# generations: x86-64 6 s, aarch64 under qemu ~1 min for the 20 class-conditional ones and
-# ~3 min per text-conditional one — about 15 min in all there; on an otherwise idle 2-core
-# machine roughly half of that.
+# Cost, measured on the shared 2-core dev box (AMD EPYC Zen 4): build 3 min (aarch64 release of
+# the core and cpu suites and the CLI, load average ~10), the suites under qemu 5.5 min (load
+# ~10), the 22 generations 2 min (x86-64 2 s, aarch64 under qemu 122 s, load ~5; about 8 min at
+# load ~10) — roughly 10 to 15 minutes in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=aarch64-unknown-linux-gnu
