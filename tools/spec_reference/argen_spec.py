@@ -336,10 +336,10 @@ def process(mode, rows, param, T, top_k, top_p, min_p):
     z0 = sum(w[i] for i in cand)
     drop = set()
     if top_p is not None and top_p < 1:
-        P = int(float(top_p) * 2.0**32)
+        P = max(1, int(float(top_p) * 2.0**32))
         s = 0
         for i in cand:
-            if s == 0 or (s << 32) < P * z0:
+            if (s << 32) < P * z0:
                 s += w[i]
             else:
                 drop.add(i)

@@ -2,7 +2,8 @@
 //!
 //! The models are loaded once, with capacities for the largest row, and every row
 //! ([`crate::bench_spec`]) runs on the same prompts × seeds through the same code path as
-//! `argen generate` ([`crate::generate::run_method`]). Per row:
+//! `argen generate` (a [`argen_core::decode::DecoderConfig`] run by
+//! [`crate::generate::run_config`]). Per row:
 //!
 //! * **TPF** — image tokens per target forward pass (prefills counted as passes);
 //! * **MAL** — mean accepted draft length per verification step, not counting the token the
@@ -21,16 +22,16 @@
 //! * ShapesWorld models only: the partial verifier's audit on the finished images
 //!   ([`crate::bench_audit`]: false-impossible and caught rates at GridAR's cuts).
 //!
-//! The JSON (`--json`) holds every row with its raw counters and every run (prompt index, seed,
-//! wall-clock, tokens), so the table can be recomputed and any image regenerated with
-//! `argen generate` and the row's flags.
+//! The JSON (`--json`) holds every row with its raw counters, its decoder configuration
+//! (`config`, the `argen_core::decode::DecoderConfig` of seed 0 — the runs change only
+//! `base.seed`) and every run (prompt index, seed, wall-clock, tokens), so the table can be
+//! recomputed and any image regenerated with `argen generate` and the row's flags.
 //!
 //! Prompts: for ShapesWorld models the prompts of held-out scenes (test split, seeds from
 //! [`SPLIT_TEST`], [`sample_for_scene`] variant 0); for class-conditional models the classes
 //! `0, 1, …` — there the judge of Best-of-N and GridAR is the model's implicit classifier and the
 //! alignment columns are "n/a".
 
-use std::io::Write;
 use std::time::Instant;
 
 use argen_core::decode::Stats;
@@ -46,8 +47,8 @@ use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::device::Runtime;
 use crate::generate::{
-    check_method_args, check_writable, is_speculative, pending_needed, run_method, sequences, Env,
-    Resources,
+    check_method_args, check_writable, config_json, decoder_config, fingerprint_files,
+    requirements, run_config, Env, RunCheck, Tables,
 };
 use crate::model_dir::resolve;
 use crate::output::write_json;
@@ -108,6 +109,8 @@ pub(crate) fn bench_prompts(cfg: &GptConfig, n: usize) -> Result<Vec<BenchPrompt
 #[derive(Default)]
 struct Acc {
     stats: Stats,
+    /// Model forwards run, `(target, drafter)`: a batched step counts once.
+    calls: (u32, u32),
     runs: u32,
     wall: f64,
     /// `tokens[prompt][seed]`.
@@ -178,12 +181,15 @@ fn row_json(
         "name": spec.name,
         "family": spec.family,
         "method": spec.args.method.name(),
+        "inner": spec.inner().map(|m| m.name()),
         "flags": spec.flags(),
         "sweep": spec.sweep,
         "images": images,
         "image_tokens": image_tokens,
         "tokens": s.tokens,
         "target_forwards": s.target_forwards,
+        "target_model_calls": acc.calls.0,
+        "drafter_model_calls": acc.calls.1,
         "target_rows": s.target_rows,
         "prefills": s.prefills,
         "draft_forwards": s.draft_forwards,
@@ -198,6 +204,7 @@ fn row_json(
         "mean_accepted_length": s.mean_accepted_length(),
         "per_image": {
             "target_forwards": per(s.target_forwards, images),
+            "target_model_calls": per(acc.calls.0, images),
             "target_rows": per(s.target_rows, images),
             "draft_forwards": per(s.draft_forwards, images),
             "draft_rows": per(s.draft_rows, images),
@@ -233,6 +240,19 @@ fn machine() -> Value {
 }
 
 /// `argen bench`.
+/// A row name as a file-name part: lower-case letters, digits and `-`.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
 pub fn run(a: &BenchArgs) -> Result<(), String> {
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
@@ -245,7 +265,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         return Err("--temperature must be a finite number ≥ 0".into());
     }
     let base = base_args(a.cfg, a.temperature, a.threads)?;
-    let rows = specs(a.quick, &a.methods, &base)?;
+    let rows = specs(a.quick, &a.methods, &a.inner, &base)?;
     for r in &rows {
         check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
     }
@@ -253,6 +273,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         check_writable(p)?;
     }
     if let Some(p) = &a.plots {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    }
+    if let Some(p) = &a.traces {
         std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
     }
     let prompts = bench_prompts(&cfg, n_prompts)?;
@@ -312,22 +335,28 @@ fn run_on<C: Runtime>(
         n_seeds,
     } = *plan;
     let cfg = cfg.clone();
-    let seqs = rows.iter().map(|r| sequences(&r.args)).max().unwrap_or(1);
-    let pending = rows
+    // Every row's decoder configuration (seed 0; the seed changes nothing else) and needs.
+    let judged = prompts.iter().any(|p| p.prompt.is_some());
+    let configs = rows
         .iter()
-        .map(|r| pending_needed(&r.args))
-        .max()
-        .unwrap_or(1);
+        .map(|r| decoder_config(&r.args, &cfg, judged))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reqs = configs
+        .iter()
+        .map(requirements)
+        .collect::<Result<Vec<_>, _>>()?;
+    let seqs = reqs.iter().map(|r| r.sequences as usize).max().unwrap_or(1);
+    let pending = reqs.iter().map(|r| r.pending as usize).max().unwrap_or(1);
     let cap = host_capacity(&cfg, seqs, pending);
     let load = Instant::now();
     let vq = dir.vq(c, Some(&cfg))?;
     let gpt = dir.gpt(c, &cfg, cap)?;
-    let drafter = if rows.iter().any(|r| is_speculative(r.args.method)) {
+    let drafter = if reqs.iter().any(|r| r.drafter) {
         Some(dir.drafter(c, &cfg, cap)?)
     } else {
         None
     };
-    eprintln!(
+    crate::errln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
         dir.dir.display(),
@@ -344,19 +373,28 @@ fn run_on<C: Runtime>(
         conds: Vec::new(),
         quiet: true,
     };
-    let mut res = Resources::new(dir);
+    let mut tables = Tables::new(dir);
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
     {
-        let w = &rows[0];
-        env.conds = vec![prompts[0].conds.clone(); sequences(&w.args)];
-        run_method(&w.args, &cfg, &vq, &mut res, &mut env, None)?;
+        env.conds = vec![prompts[0].conds.clone(); reqs[0].sequences as usize];
+        run_config(
+            &configs[0],
+            &cfg,
+            &vq,
+            &mut tables,
+            &mut env,
+            None,
+            &mut RunCheck::Off,
+        )?;
     }
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
+    // The model fingerprints of recorded runs (without, with the drafter), computed once.
+    let mut fingerprints: [Option<Result<String, String>>; 2] = [None, None];
     let mut vanilla_wall = None;
-    for (ri, spec) in rows.iter().enumerate() {
+    for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
         let mut acc = Acc {
             tokens: vec![Vec::new(); prompts.len()],
             ..Default::default()
@@ -367,12 +405,52 @@ fn run_on<C: Runtime>(
                 None => None,
             };
             for seed in 0..n_seeds {
-                let mut args = spec.args.clone();
-                args.seed = seed;
-                env.conds = vec![p.conds.clone(); sequences(&args)];
-                let (o, _) = run_method(&args, &cfg, &vq, &mut res, &mut env, judge.as_mut())
-                    .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                let mut dc = *row_config;
+                dc.base.seed = seed;
+                env.conds = vec![p.conds.clone(); reqs[ri].sequences as usize];
+                let mut check = match a.traces {
+                    Some(_) => RunCheck::Record(None),
+                    None => RunCheck::Off,
+                };
+                let o = run_config(
+                    &dc,
+                    &cfg,
+                    &vq,
+                    &mut tables,
+                    &mut env,
+                    judge.as_mut(),
+                    &mut check,
+                )
+                .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
+                    let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
+                    let meta = json!({
+                        "argen": env!("CARGO_PKG_VERSION"),
+                        "rng_scheme": argen_core::rng::SCHEME_VERSION,
+                        "source": "argen bench",
+                        "row": spec.name,
+                        "config": config_json(&dc)?,
+                        "seed": seed,
+                        "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
+                        "class": p.class,
+                        "model_dir": dir.dir.display().to_string(),
+                        "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
+                            .get_or_insert_with(|| {
+                                let files = fingerprint_files(dir, reqs[ri].drafter, None);
+                                crate::replay::fingerprint(&files)
+                            })
+                            .clone()? },
+                        "device": format!("{:?}", a.device).to_lowercase(),
+                        "threads": a.threads,
+                    });
+                    crate::output::write_bytes(
+                        &d.join(name),
+                        &crate::replay::encode(&meta, trace)?,
+                    )?;
+                }
                 acc.stats.add(&o.stats);
+                acc.calls.0 += o.calls.0;
+                acc.calls.1 += o.calls.1;
                 acc.runs += 1;
                 acc.wall += o.wall;
                 let mut aligned = None;
@@ -405,11 +483,12 @@ fn run_on<C: Runtime>(
                 acc.tokens[pi].push(o.tokens);
             }
         }
-        let row = row_json(spec, &acc, cfg.block_size as u32, cut_rows, vanilla_wall);
+        let mut row = row_json(spec, &acc, cfg.block_size as u32, cut_rows, vanilla_wall);
+        row["config"] = config_json(row_config)?;
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }
-        eprintln!(
+        crate::errln!(
             "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
             ri + 1,
             rows.len(),
@@ -468,12 +547,7 @@ fn run_on<C: Runtime>(
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }
-    let md = markdown(&report);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(md.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    Ok(())
+    crate::output::out(&markdown(&report))
 }
 
 fn num(v: &Value, digits: usize) -> String {

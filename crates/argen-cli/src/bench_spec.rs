@@ -18,6 +18,11 @@
 //! | `bon`     | Best-of-N, N = 4 and 8                                               |
 //! | `gridar`  | GridAR, N = 4 and 8; N = 4 without reformulation / N = 4 and 8        |
 //!
+//! `--inner` repeats the `bon` and `gridar` rows for each listed candidate method (named
+//! `bon N=4 inner=sd`, `gridar N=4 inner=…`; vanilla candidates keep the names above); the
+//! candidate method takes the flags of its own row family (tree drafts, exact criterion,
+//! LANTERN δ = 0.2 at k = 1000, VVS uniform interval 2, Jacobi window 16).
+//!
 //! LANTERN's k is capped at vocabulary − 1 (ShapesWorld's codebook is far smaller than
 //! LlamaGen's 16384, so k=1000 means "every other code").
 
@@ -44,21 +49,49 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The candidate method of a `bon` or `gridar` row.
+    pub fn inner(&self) -> Option<Method> {
+        matches!(self.args.method, Method::Bon | Method::Gridar)
+            .then(|| self.args.inner.unwrap_or(Method::Vanilla))
+    }
+
     /// The `argen generate` flags that reproduce this row for one image (model, prompt and
     /// seed are added by the caller).
     pub fn flags(&self) -> String {
         let a = &self.args;
         let mut f = format!("--method {}", a.method.name());
-        let crit = match a.criterion {
-            CriterionArg::Exact => "exact",
-            CriterionArg::Coupled => "coupled",
-        };
-        let draft = match a.draft {
-            DraftArg::Chain => format!(" --draft chain --gamma {}", a.gamma),
-            DraftArg::Tree => " --draft tree".to_string(),
-        };
-        match a.method {
-            Method::Vanilla => {}
+        match self.inner() {
+            Some(inner) => {
+                f += &format!(" --n {}", a.n);
+                if inner != Method::Vanilla {
+                    f += &format!(" --inner {}", inner.name());
+                    f += &method_flags(inner, a);
+                }
+                if a.method == Method::Gridar && a.no_reformulate {
+                    f += " --no-reformulate";
+                }
+            }
+            None => f += &method_flags(a.method, a),
+        }
+        f += &format!(" --cfg {} --temperature {}", a.cfg, a.temperature);
+        f
+    }
+}
+
+/// The flags of single-image method `m`'s parameters in `a`.
+fn method_flags(m: Method, a: &GenerateArgs) -> String {
+    let mut f = String::new();
+    let crit = match a.criterion {
+        CriterionArg::Exact => "exact",
+        CriterionArg::Coupled => "coupled",
+    };
+    let draft = match a.draft {
+        DraftArg::Chain => format!(" --draft chain --gamma {}", a.gamma),
+        DraftArg::Tree => " --draft tree".to_string(),
+    };
+    {
+        match m {
+            Method::Vanilla | Method::Bon | Method::Gridar => {}
             Method::Sd => f += &format!(" --criterion {crit}{draft}"),
             Method::Lantern => {
                 f += &format!("{draft} --delta {} --lantern-k {}", a.delta, a.lantern_k)
@@ -79,17 +112,9 @@ impl Spec {
                 }
             },
             Method::Sjd => f += &format!(" --criterion {crit} --window {}", a.window),
-            Method::Bon => f += &format!(" --n {}", a.n),
-            Method::Gridar => {
-                f += &format!(" --n {}", a.n);
-                if a.no_reformulate {
-                    f += " --no-reformulate";
-                }
-            }
         }
-        f += &format!(" --cfg {} --temperature {}", a.cfg, a.temperature);
-        f
     }
+    f
 }
 
 #[derive(Parser)]
@@ -116,8 +141,29 @@ fn with(base: &GenerateArgs, f: impl FnOnce(&mut GenerateArgs)) -> GenerateArgs 
     a
 }
 
-/// The rows to run: every family, or those named in `methods` (vanilla always), full or quick.
-pub fn specs(quick: bool, methods: &[String], base: &GenerateArgs) -> Result<Vec<Spec>, String> {
+/// The rows to run: every family, or those named in `methods` (vanilla always), full or quick;
+/// the `bon` and `gridar` rows once per candidate method of `inner` (default vanilla).
+pub fn specs(
+    quick: bool,
+    methods: &[String],
+    inner: &[Method],
+    base: &GenerateArgs,
+) -> Result<Vec<Spec>, String> {
+    if let Some(m) = inner
+        .iter()
+        .find(|m| matches!(m, Method::Bon | Method::Gridar))
+    {
+        return Err(format!(
+            "--inner {}: the candidates of bon and gridar are single-image methods (hint: --inner \
+             vanilla, sd, lantern, gsd, vvs or sjd)",
+            m.name()
+        ));
+    }
+    let inner = if inner.is_empty() {
+        &[Method::Vanilla][..]
+    } else {
+        inner
+    };
     for m in methods {
         if !FAMILIES.contains(&m.as_str()) {
             return Err(format!(
@@ -233,40 +279,70 @@ pub fn specs(quick: bool, methods: &[String], base: &GenerateArgs) -> Result<Vec
         with(base, |a| a.method = Method::Gsd),
         None,
     );
-    for n in [4u32, 8] {
-        push(
-            format!("best-of-{n}"),
-            "bon",
-            with(base, |a| {
-                a.method = Method::Bon;
-                a.n = n;
-            }),
-            Some(n as f64),
-        );
-    }
-    for n in [4u32, 8] {
-        push(
-            format!("gridar N={n}"),
-            "gridar",
-            with(base, |a| {
-                a.method = Method::Gridar;
-                a.n = n;
-            }),
-            Some(n as f64),
-        );
-    }
-    if !quick {
-        // Ablation: pruning and anchors alone, the prompt kept.
-        push(
-            "gridar N=4 no reform".into(),
-            "gridar",
-            with(base, |a| {
-                a.method = Method::Gridar;
-                a.n = 4;
-                a.no_reformulate = true;
-            }),
-            Some(4.0),
-        );
+    for &m in inner {
+        if wanted("gridar") && !crate::generate::restartable(m, base) {
+            return Err(format!(
+                "--inner {}: GridAR rows need restartable candidates and {} candidates are not \
+                 (hint: --methods bon for Best-of-N over {} only)",
+                m.name(),
+                m.name(),
+                m.name()
+            ));
+        }
+        // The candidate method with the flags of its own row family.
+        let cand = |a: &mut GenerateArgs| {
+            a.inner = (m != Method::Vanilla).then_some(m);
+            a.delta = 0.2;
+            a.lantern_k = 1000;
+        };
+        let suffix = if m == Method::Vanilla {
+            String::new()
+        } else {
+            format!(" inner={}", m.name())
+        };
+        for n in [4u32, 8] {
+            let name = if m == Method::Vanilla {
+                format!("best-of-{n}")
+            } else {
+                format!("bon N={n}{suffix}")
+            };
+            push(
+                name,
+                "bon",
+                with(base, |a| {
+                    a.method = Method::Bon;
+                    a.n = n;
+                    cand(a);
+                }),
+                Some(n as f64),
+            );
+        }
+        for n in [4u32, 8] {
+            push(
+                format!("gridar N={n}{suffix}"),
+                "gridar",
+                with(base, |a| {
+                    a.method = Method::Gridar;
+                    a.n = n;
+                    cand(a);
+                }),
+                Some(n as f64),
+            );
+        }
+        if !quick {
+            // Ablation: pruning and anchors alone, the prompt kept.
+            push(
+                format!("gridar N=4 no reform{suffix}"),
+                "gridar",
+                with(base, |a| {
+                    a.method = Method::Gridar;
+                    a.n = 4;
+                    a.no_reformulate = true;
+                    cand(a);
+                }),
+                Some(4.0),
+            );
+        }
     }
     Ok(out)
 }
@@ -279,7 +355,7 @@ mod tests {
     fn every_family_has_rows_and_names_are_unique() {
         let base = base_args(4.0, 1.0, 1).unwrap();
         for quick in [false, true] {
-            let s = specs(quick, &[], &base).unwrap();
+            let s = specs(quick, &[], &[], &base).unwrap();
             for f in FAMILIES {
                 assert!(s.iter().any(|r| r.family == f), "{f} missing");
             }
@@ -288,7 +364,7 @@ mod tests {
             names.dedup();
             assert_eq!(names.len(), s.len());
         }
-        let full = specs(false, &[], &base).unwrap();
+        let full = specs(false, &[], &[], &base).unwrap();
         assert_eq!(full.iter().filter(|r| r.family == "lantern").count(), 7);
         assert_eq!(full.iter().filter(|r| r.family == "vvs").count(), 4);
     }
@@ -296,17 +372,17 @@ mod tests {
     #[test]
     fn methods_filter_keeps_vanilla_and_rejects_unknown_names() {
         let base = base_args(4.0, 1.0, 1).unwrap();
-        let s = specs(false, &["gridar".into()], &base).unwrap();
+        let s = specs(false, &["gridar".into()], &[], &base).unwrap();
         let fams: Vec<_> = s.iter().map(|r| r.family).collect();
         assert_eq!(fams, ["vanilla", "gridar", "gridar", "gridar"]);
-        let e = specs(true, &["medusa".into()], &base).unwrap_err();
+        let e = specs(true, &["medusa".into()], &[], &base).unwrap_err();
         assert!(e.contains("medusa") && e.contains("lantern"), "{e}");
     }
 
     #[test]
     fn flags_name_the_swept_parameters() {
         let base = base_args(4.0, 1.0, 1).unwrap();
-        let s = specs(false, &[], &base).unwrap();
+        let s = specs(false, &[], &[], &base).unwrap();
         let f = |n: &str| s.iter().find(|r| r.name == n).unwrap().flags();
         assert!(f("lantern δ=0.2 k=10").contains("--delta 0.2 --lantern-k 10"));
         assert!(f("vvs uniform 3").contains("--vvs-interval 3"));

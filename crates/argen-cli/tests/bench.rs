@@ -233,19 +233,27 @@ fn bench_runs_equal_argen_generate() {
         (run["prompt"].as_u64(), run["seed"].as_u64()),
         (Some(1), Some(1))
     );
-    let tok = tmp("sd.tok.json");
-    let png = tmp("sd.png");
-    let (t, p) = (tok.display().to_string(), png.display().to_string());
+    assert_eq!(run["tokens"], generate_tokens(row, "1", "1", "sd"));
+}
+
+/// The tokens `argen generate` makes with `row`'s flags on class `class`, seed `seed`.
+fn generate_tokens(row: &Value, class: &str, seed: &str, tag: &str) -> Value {
+    let tok = tmp(&format!("{tag}.tok.json"));
+    let png = tmp(&format!("{tag}.png"));
+    let (m, t, p) = (
+        model(),
+        tok.display().to_string(),
+        png.display().to_string(),
+    );
     let mut args = vec![
-        "generate", "--model", &m, "--class", "1", "--seed", "1", "--out", &p, "--tokens", &t,
+        "generate", "--model", &m, "--class", class, "--seed", seed, "--out", &p, "--tokens", &t,
         "--quiet",
     ];
     let flags = row["flags"].as_str().unwrap().to_string();
     args.extend(flags.split(' '));
     let g = argen(&args);
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
-    assert_eq!(run["tokens"], want);
+    serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap()
 }
 
 #[test]
@@ -264,4 +272,73 @@ fn bench_errors_are_clear() {
     let out = argen(&["bench", "--model", "/nonexistent/model"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+}
+
+#[test]
+fn bench_runs_inner_methods_under_best_of_n() {
+    let json = tmp("bon-inner.json");
+    let j = json.display().to_string();
+    let m = model();
+    let out = argen(&[
+        "bench",
+        "--quick",
+        "--model",
+        &m,
+        "--json",
+        &j,
+        "--prompts",
+        "1",
+        "--seeds",
+        "2",
+        "--methods",
+        "bon",
+        "--inner",
+        "vanilla,sd",
+        "--threads",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = check_report(&r, 1, 2);
+    let names: Vec<_> = rows.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "vanilla",
+            "best-of-4",
+            "best-of-8",
+            "bon N=4 inner=sd",
+            "bon N=8 inner=sd"
+        ]
+    );
+    let row = &rows[3];
+    assert_eq!(row["inner"], "sd");
+    assert_eq!(row["config"]["scaling"]["best_of_n"]["n"], 4);
+    assert!(row["config"]["method"]["speculative"].is_object());
+    assert!(num(row, "draft_forwards") > 0.0);
+    // The row's flags reproduce its second run with `argen generate`.
+    let run = &row["runs"].as_array().unwrap()[1];
+    let flags = row["flags"].as_str().unwrap();
+    assert!(
+        flags.contains("--method bon --n 4 --inner sd --criterion exact --draft tree"),
+        "{flags}"
+    );
+    assert_eq!(run["tokens"], generate_tokens(row, "0", "1", "bon-inner"));
+    // GridAR rows cannot take Jacobi candidates: one line, with a hint.
+    let out = argen(&["bench", "--model", &m, "--inner", "sjd"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("restartable")
+            && e.contains("hint: --methods bon")
+            && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    let out = argen(&["bench", "--model", &m, "--methods", "bon", "--inner", "bon"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single-image"));
 }

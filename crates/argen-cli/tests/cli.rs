@@ -44,6 +44,23 @@ fn generate(
     threads: &str,
     tag: &str,
 ) -> (Vec<u8>, serde_json::Value, String) {
+    let mut args = vec![
+        "--class",
+        "3",
+        "--method",
+        method,
+        "--seed",
+        seed,
+        "--threads",
+        threads,
+    ];
+    args.extend_from_slice(&SMALL_TREE);
+    generate_with(&args, tag)
+}
+
+/// `argen generate` on the tiny model with `extra` flags; returns the PNG, the stats and the
+/// tokens.
+fn generate_with(extra: &[&str], tag: &str) -> (Vec<u8>, serde_json::Value, String) {
     let (png, stats, tokens) = (
         tmp(&format!("{tag}.png")),
         tmp(&format!("{tag}.json")),
@@ -56,34 +73,21 @@ fn generate(
         tokens.display().to_string(),
     );
     let mut args = vec![
-        "generate",
-        "--model",
-        &m,
-        "--class",
-        "3",
-        "--method",
-        method,
-        "--seed",
-        seed,
-        "--threads",
-        threads,
-        "--out",
-        &p,
-        "--stats",
-        &s,
-        "--tokens",
-        &t,
-        "--quiet",
+        "generate", "--model", &m, "--out", &p, "--stats", &s, "--tokens", &t, "--quiet",
     ];
-    args.extend_from_slice(&SMALL_TREE);
+    args.extend_from_slice(extra);
     let out = argen(&args);
     assert!(
         out.status.success(),
-        "{method}: {}",
+        "{extra:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let png_bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n", "{method}: not a PNG");
+    assert_eq!(
+        &png_bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{extra:?}: not a PNG"
+    );
     let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     (png_bytes, stats, std::fs::read_to_string(&tokens).unwrap())
 }
@@ -184,13 +188,13 @@ fn bad_input_gives_one_line_errors() {
             "--class",
             "1",
             "--out",
-            "/nonexistent/x.png",
+            "/proc/argen-nonexistent/x.png",
         ],
         "does not exist",
     );
     fails_with(
         &["generate", "--model", &m, "--class", "1", "--top-p", "1.5"],
-        "top_p",
+        "--top-p",
     );
     fails_with(
         &[
@@ -383,15 +387,89 @@ fn gridar_reformulates_unless_told_not_to() {
     };
     let with = run(&[], "gridar-reform");
     let without = run(&["--no-reformulate"], "gridar-keep");
-    assert_eq!(with["params"]["reformulate"], true);
+    assert_eq!(with["config"]["scaling"]["gridar"]["reformulate"], true);
     assert_eq!(with["reformulations"], 4, "2 candidates × 2 pruning points");
-    assert_eq!(without["params"]["reformulate"], false);
+    assert_eq!(without["config"]["scaling"]["gridar"]["reformulate"], false);
     assert_eq!(without["reformulations"], 0);
     // Three-way guidance computes 3 rows per input after the first cut, two-way 2.
     assert!(with["target_rows"].as_u64() > without["target_rows"].as_u64());
     assert_eq!(
         without["tokens"], 128,
         "2 candidates × 64 tokens, as Best-of-2"
+    );
+}
+
+#[test]
+fn inner_methods_run_as_best_of_n_candidates() {
+    let generate_with = |extra: &[&str], tag: &str| {
+        let mut args = vec!["--class", "4", "--seed", "5"];
+        args.extend_from_slice(extra);
+        let (_, stats, tokens) = generate_with(&args, tag);
+        (stats, tokens)
+    };
+    let bon = ["--method", "bon", "--n", "2"];
+    let (vanilla, vanilla_tokens) = generate_with(&bon, "bon-vanilla");
+    assert_eq!(vanilla["inner"], "vanilla");
+    assert_eq!(vanilla["config"]["method"], "vanilla");
+    assert_eq!(vanilla["config"]["scaling"]["best_of_n"]["n"], 2);
+    assert_eq!(vanilla["draft_forwards"], 0);
+    // Coupled speculative candidates are vanilla's token for token, so the chosen image is too.
+    let mut coupled = bon.to_vec();
+    coupled.extend(["--inner", "sd", "--criterion", "coupled"]);
+    coupled.extend(&SMALL_TREE[..6]);
+    let (sd, sd_tokens) = generate_with(&coupled, "bon-sd-coupled");
+    assert_eq!(sd_tokens, vanilla_tokens);
+    assert_eq!(sd["method"], "bon");
+    assert_eq!(sd["inner"], "sd");
+    let spec = &sd["config"]["method"]["speculative"];
+    assert_eq!(spec["criterion"], "coupled");
+    assert_eq!(spec["shape"]["tree"]["total"], 10);
+    assert!(sd["draft_forwards"].as_u64().unwrap() > 0);
+    assert_eq!(sd["tokens"], vanilla["tokens"]);
+    assert_eq!(sd["scorer_calls"], 2);
+    // LANTERN candidates: k is capped at the vocabulary − 1 in the recorded configuration.
+    let mut lantern = bon.to_vec();
+    lantern.extend(["--inner", "lantern", "--delta", "0.3"]);
+    lantern.extend(&SMALL_TREE[..6]);
+    let (l, _) = generate_with(&lantern, "bon-lantern");
+    let c = &l["config"]["method"]["speculative"]["criterion"]["lantern"];
+    assert_eq!(c["delta"].as_f64(), Some(0.3f32 as f64));
+    assert!(c["k"].as_u64().unwrap() < 1000);
+    assert_eq!(l["tokens"], 2 * 16);
+    // GridAR over vanilla names its inner method too.
+    let (g, _) = generate_with(
+        &["--method", "gridar", "--n", "2", "--inner", "vanilla"],
+        "gridar-inner",
+    );
+    assert_eq!(g["inner"], "vanilla");
+    assert_eq!(g["config"]["scaling"]["gridar"]["n"], 2);
+    let (single, _) = generate_with(&["--method", "sjd", "--window", "4"], "sjd-config");
+    assert_eq!(single["inner"], serde_json::Value::Null);
+    assert_eq!(single["config"]["method"]["jacobi"]["window"], 4);
+    assert_eq!(single["config"]["scaling"], serde_json::Value::Null);
+}
+
+#[test]
+fn unsupported_inner_combinations_are_one_line_errors() {
+    let m = model();
+    let g = |extra: &[&str], needle: &str| {
+        let mut args = vec!["generate", "--model", &m, "--class", "1"];
+        args.extend_from_slice(extra);
+        fails_with(&args, needle);
+        fails_with(&args, "hint: ");
+    };
+    g(&["--method", "gridar", "--inner", "sjd"], "restartable");
+    g(
+        &["--method", "gridar", "--inner", "sjd"],
+        "--method bon --inner sjd",
+    );
+    g(
+        &["--method", "sd", "--inner", "lantern"],
+        "--inner lantern applies to --method bon and gridar",
+    );
+    g(
+        &["--method", "bon", "--inner", "gridar"],
+        "single-image methods",
     );
 }
 
@@ -423,7 +501,8 @@ fn lantern_metric_is_chosen_and_recorded() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
-        assert_eq!(v["params"]["lantern_metric"], want, "{flag:?}");
+        let lantern = &v["config"]["method"]["speculative"]["criterion"]["lantern"];
+        assert_eq!(lantern["metric"], want, "{flag:?}");
     }
     let out = argen(&[
         "generate",

@@ -10,10 +10,11 @@
 
 use argen_core::backend::ROOT;
 use argen_core::decode::{
-    drive, Action, Answer, BestOfN, Config, Decoder, DraftInput, DraftShape, Group, GuidanceMode,
-    Host, Input, Mux, NoObserver, Speculative, SpeculativeConfig, Vanilla,
+    drive, Action, Answer, AnyDecoder, Config, CriterionConfig, Decoder, DecoderConfig, DraftInput,
+    DraftShape, Group, GuidanceMode, Host, Input, MethodConfig, Mux, NoObserver, Resources,
+    ScalingConfig, SpeculativeParams,
 };
-use argen_core::{Criterion, Error, SamplerParams, SliceBackend, SliceStorage};
+use argen_core::{Error, SamplerParams, SliceBackend, SliceStorage};
 
 const V: usize = 32;
 const W: u32 = 4;
@@ -173,73 +174,33 @@ fn config(seed: u64, seq: u32) -> Config {
     }
 }
 
-/// The three requests; `Decoder` is implemented by delegation so one `Mux` holds them all
-/// (argen's `AnyDecoder` does this for every method).
-#[allow(clippy::large_enum_variant)] // three requests in a toy: sizes do not matter
-enum Request {
-    Vanilla(Vanilla<16>),
-    BestOf3(BestOfN<Vanilla<16>, 3>),
-    Speculative(Speculative<'static, 16, 16>),
-}
-
-macro_rules! each {
-    ($self:expr, $d:ident => $e:expr) => {
-        match $self {
-            Request::Vanilla($d) => $e,
-            Request::BestOf3($d) => $e,
-            Request::Speculative($d) => $e,
-        }
-    };
-}
-
-impl Decoder for Request {
-    fn poll(&self) -> Action<'_> {
-        each!(self, d => d.poll())
-    }
-    fn handle_logits<B: argen_core::Backend>(
-        &mut self,
-        backend: &mut B,
-        logits: &B::Logits,
-    ) -> Result<(), B::Error> {
-        each!(self, d => d.handle_logits(backend, logits))
-    }
-    fn handle_verdict(&mut self, possible: bool) -> argen_core::Result<()> {
-        each!(self, d => d.handle_verdict(possible))
-    }
-    fn handle_score(&mut self, score: f32) -> argen_core::Result<()> {
-        each!(self, d => d.handle_score(score))
-    }
-    fn tokens(&self, seq: u32) -> &[u32] {
-        each!(self, d => d.tokens(seq))
-    }
-    fn result_seq(&self) -> u32 {
-        each!(self, d => d.result_seq())
-    }
-    fn sequences(&self) -> core::ops::Range<u32> {
-        each!(self, d => d.sequences())
-    }
-    fn stats(&self) -> argen_core::decode::Stats {
-        each!(self, d => d.stats())
-    }
-    fn dist_rows_needed(&self) -> usize {
-        each!(self, d => d.dist_rows_needed())
-    }
-    fn action_bound(&self) -> u32 {
-        each!(self, d => d.action_bound())
-    }
-}
-
-fn requests() -> Vec<Request> {
-    let spec = SpeculativeConfig {
-        base: config(3, 4),
-        draft_sampler: config(3, 4).sampler,
+/// The three requests, each a [`DecoderConfig`] (serialisable; what a request would carry) built
+/// into the one decoder type [`AnyDecoder`], so one `Mux` holds them all. None of them borrows
+/// a table (LANTERN's neighbours, GSD's embedding), so the resources are empty.
+fn requests() -> Vec<AnyDecoder<'static>> {
+    let speculative = MethodConfig::Speculative(SpeculativeParams {
         shape: DraftShape::Chain { gamma: 3 },
-    };
-    vec![
-        Request::Vanilla(Vanilla::new(config(1, 0)).unwrap()),
-        Request::BestOf3(BestOfN::new(config(2, 1), 3, Vanilla::new).unwrap()),
-        Request::Speculative(Speculative::new(spec, Criterion::Exact).unwrap()),
-    ]
+        criterion: CriterionConfig::Exact,
+        draft_sampler: None,
+    });
+    let configs = [
+        DecoderConfig::single(config(1, 0), MethodConfig::Vanilla),
+        DecoderConfig {
+            base: config(2, 1),
+            method: MethodConfig::Vanilla,
+            scaling: Some(ScalingConfig::BestOfN { n: 3 }),
+        },
+        DecoderConfig::single(config(3, 4), speculative),
+    ];
+    configs
+        .iter()
+        .map(|c| {
+            // What the host must provide: sequences, rows per forward, distribution rows.
+            let req = c.requirements().unwrap();
+            assert!(req.sequences <= 3 && req.logits_rows <= 3 * 4 * 2);
+            AnyDecoder::new(c, &Resources::none()).unwrap()
+        })
+        .collect()
 }
 
 fn run(decoder: &mut impl Decoder) -> u32 {

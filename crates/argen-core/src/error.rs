@@ -87,6 +87,15 @@ pub enum Error {
         /// The capacity.
         capacity: usize,
     },
+    /// A decoder configuration needs a table the caller did not supply
+    /// ([`crate::decode::Resources`]).
+    MissingResource {
+        /// The resource, as spelled in [`crate::decode::Resources`] (`neighbours`, `embedding`,
+        /// `codebook`).
+        resource: &'static str,
+        /// What needs it (`lantern criterion`, `grouped criterion`, `vvs dynamic schedule`).
+        needed_by: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -147,6 +156,13 @@ impl fmt::Display for Error {
             Error::CapacityExceeded { capacity } => {
                 write!(f, "fixed capacity of {capacity} would be exceeded")
             }
+            Error::MissingResource {
+                resource,
+                needed_by,
+            } => write!(
+                f,
+                "missing resource `{resource}`: the {needed_by} needs it (decode::Resources)"
+            ),
         }
     }
 }

@@ -17,10 +17,11 @@
 //! 5. **Weights**: a candidate gets `w_i = trunc(exp(y_i − m) · 2^40)` with the deterministic
 //!    [`crate::detmath::exp_f32`]; so the top token has exactly [`WEIGHT_ONE`] `= 2^40` and tokens
 //!    more than about 27.7 nats below it get weight 0. Non-candidates get 0. `Z = Σ w`.
-//! 6. **Top-p** (`p ∈ (0, 1]`): with `P = trunc(p · 2^32)`, candidate `j` survives iff the weight of
-//!    the candidates ranked strictly before it, `S_j`, satisfies `S_j · 2^32 < P · Z` (exact integer
-//!    arithmetic): the shortest top-ranked prefix whose mass reaches `p`. The top-ranked token
-//!    always survives (`S = 0`), also when `P = 0` (`p < 2^-32`).
+//! 6. **Top-p** (`p ∈ (0, 1]`): with `P = max(1, trunc(p · 2^32))`, candidate `j` survives iff the
+//!    weight of the candidates ranked strictly before it, `S_j`, satisfies `S_j · 2^32 < P · Z`
+//!    (exact integer arithmetic): the shortest top-ranked prefix whose mass reaches `p`. `P ≥ 1`
+//!    makes the top token survive for every valid `p`, also below `2^-32` (where `trunc` alone
+//!    would give `P = 0` and keep nothing): `S = 0 < P · Z`.
 //! 7. **Min-p** (`p ∈ [0, 1]`): with `M = trunc(p · 2^32)`, candidate `i` survives iff
 //!    `w_i · 2^32 >= M · 2^40`, i.e. its probability is at least `p` times the top token's.
 //! 8. Top-p and min-p are both evaluated against the weights of step 5; the kept set is their
@@ -44,8 +45,13 @@ use crate::MAX_VOCAB;
 pub const HOPELESS: f32 = -32.0;
 
 /// Sampling parameters of one row.
+///
+/// With the `serde` feature, a missing field takes its [`Default`] value (`temperature` 1, no
+/// truncation), so `{}` is plain sampling.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct SamplerParams {
     /// Temperature `T >= 0`; `0` means greedy.
     pub temperature: f32,
@@ -246,13 +252,11 @@ pub fn process<L: Logit>(
 
     // Step 6: top-p over the candidates in rank order.
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
-        let threshold = (p as f64 * PROB_SCALE) as u128 * total as u128;
+        let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * total as u128;
         cand.sort_unstable_by(by_rank);
         let mut before = 0u64;
         for &i in cand.iter() {
-            // The top-ranked token (nothing before it) always survives, even when
-            // trunc(p · 2^32) = 0 (p < 2^-32).
-            if before == 0 || ((before as u128) << 32) < threshold {
+            if ((before as u128) << 32) < threshold {
                 before += out[i as usize];
             } else {
                 out[i as usize] = 0;

@@ -6,14 +6,13 @@
 mod common;
 
 use argen_core::accept::neighbours::build_table;
-use argen_core::accept::{Criterion, LanternParams, NeighbourTable};
-use argen_core::backend::Backend;
+use argen_core::accept::NeighbourTable;
 use argen_core::decode::{
-    drive, Action, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig, Group, GuidanceMode,
-    Jacobi, JacobiConfig, JacobiInit, Mux, NoObserver, Schedule, Speculative, SpeculativeConfig,
-    Stats, Vanilla, Vvs, VvsConfig, RELEASE_W,
+    drive, Action, AnyDecoder, Config, CriterionConfig, Decoder, DecoderConfig, DraftShape, Group,
+    GuidanceMode, JacobiInit, JacobiParams, MethodConfig, Mux, NoObserver, Resources,
+    ScalingConfig, Schedule, SpeculativeParams, Stats, VvsParams, RELEASE_W,
 };
-use argen_core::{Error, Result, SamplerParams};
+use argen_core::{Error, SamplerParams};
 use common::synthetic::{Storage, SyntheticHost, World, V};
 
 const W: u32 = 8;
@@ -48,87 +47,12 @@ fn config(seed: u64, seq: u32) -> Config {
     }
 }
 
-fn spec(seed: u64, seq: u32, shape: DraftShape) -> SpeculativeConfig {
-    SpeculativeConfig {
-        base: config(seed, seq),
-        draft_sampler: config(seed, seq).sampler,
-        shape,
-    }
-}
-
 const CHAIN: DraftShape = DraftShape::Chain { gamma: 3 };
 const TREE: DraftShape = DraftShape::Tree {
     total: 20,
     depth: 4,
     top_k: 4,
 };
-
-/// Every method under one type (what `AnyDecoder` does for the CLI).
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-enum Any<'c> {
-    Vanilla(Vanilla<64>),
-    Spec(Speculative<'c, 64, 64>),
-    Vvs(Vvs<'c, 64, 64>),
-    Jacobi(Jacobi<'c, 64, 16>),
-    Bon(BestOfN<Vanilla<64>, 4>),
-    BonSpec(BestOfN<Speculative<'c, 64, 64>, 4>),
-    Grid(GridAr<Vanilla<64>, 4>),
-}
-
-macro_rules! each {
-    ($self:expr, $d:ident => $e:expr) => {
-        match $self {
-            Any::Vanilla($d) => $e,
-            Any::Spec($d) => $e,
-            Any::Vvs($d) => $e,
-            Any::Jacobi($d) => $e,
-            Any::Bon($d) => $e,
-            Any::BonSpec($d) => $e,
-            Any::Grid($d) => $e,
-        }
-    };
-}
-
-impl Decoder for Any<'_> {
-    fn poll(&self) -> Action<'_> {
-        each!(self, d => d.poll())
-    }
-    fn handle_logits<B: Backend>(
-        &mut self,
-        backend: &mut B,
-        logits: &B::Logits,
-    ) -> std::result::Result<(), B::Error> {
-        each!(self, d => d.handle_logits(backend, logits))
-    }
-    fn handle_verdict(&mut self, possible: bool) -> Result<()> {
-        each!(self, d => d.handle_verdict(possible))
-    }
-    fn handle_score(&mut self, score: f32) -> Result<()> {
-        each!(self, d => d.handle_score(score))
-    }
-    fn handle_reformulated(&mut self) -> Result<()> {
-        each!(self, d => d.handle_reformulated())
-    }
-    fn tokens(&self, seq: u32) -> &[u32] {
-        each!(self, d => d.tokens(seq))
-    }
-    fn result_seq(&self) -> u32 {
-        each!(self, d => d.result_seq())
-    }
-    fn sequences(&self) -> core::ops::Range<u32> {
-        each!(self, d => d.sequences())
-    }
-    fn stats(&self) -> Stats {
-        each!(self, d => d.stats())
-    }
-    fn dist_rows_needed(&self) -> usize {
-        each!(self, d => d.dist_rows_needed())
-    }
-    fn action_bound(&self) -> u32 {
-        each!(self, d => d.action_bound())
-    }
-}
 
 struct Tables {
     neighbours: Vec<u32>,
@@ -144,79 +68,91 @@ impl Tables {
         }
     }
 
-    fn lantern(&self) -> Criterion<'_> {
-        Criterion::Lantern(LanternParams {
-            neighbours: NeighbourTable::new(&self.neighbours, V, 8).unwrap(),
-            k: 8,
-            delta: 0.2,
-            lambda: None,
-        })
+    fn resources(&self) -> Resources<'_> {
+        Resources::none()
+            .with_neighbours(NeighbourTable::new(&self.neighbours, V, 8).unwrap())
+            .with_codebook(&self.codebook, 2)
+    }
+}
+
+fn speculative(shape: DraftShape, criterion: CriterionConfig) -> SpeculativeParams {
+    SpeculativeParams {
+        shape,
+        criterion,
+        draft_sampler: None,
     }
 }
 
 /// Eight requests of seven kinds; sequence ids are disjoint, seeds differ (`salt` shifts them).
-fn requests(t: &Tables, salt: u64) -> Vec<Any<'_>> {
+fn requests(t: &Tables, salt: u64) -> Vec<AnyDecoder<'_>> {
     let s = |k: u64| k * 7 + salt;
-    let bon_spec = BestOfN::new(config(s(6), 12), 3, |cfg| {
-        Speculative::new(
-            SpeculativeConfig {
-                base: cfg,
-                draft_sampler: cfg.sampler,
-                shape: TREE,
-            },
-            Criterion::Coupled,
-        )
-    })
-    .unwrap();
-    let grid = GridArConfig {
-        base: config(s(7), 16),
-        n: 3,
-        verifier: true,
-        reformulate: false,
-        w: RELEASE_W,
+    let lantern = CriterionConfig::Lantern {
+        k: 8,
+        delta: 0.2,
+        lambda: None,
+        metric: Default::default(),
     };
-    vec![
-        Any::Vanilla(Vanilla::new(config(s(1), 0)).unwrap()),
-        Any::Spec(Speculative::new(spec(s(2), 1, CHAIN), Criterion::Exact).unwrap()),
-        Any::Spec(Speculative::new(spec(s(3), 2, TREE), t.lantern()).unwrap()),
-        Any::Vvs(
-            Vvs::new(
-                VvsConfig {
-                    spec: spec(s(4), 3, TREE),
-                    schedule: Schedule::Uniform { interval: 2 },
-                    warmup: 5,
-                    codebook: &t.codebook,
-                    dim: 2,
-                },
-                Criterion::Exact,
-            )
-            .unwrap(),
+    let configs = [
+        DecoderConfig::single(config(s(1), 0), MethodConfig::Vanilla),
+        DecoderConfig::single(
+            config(s(2), 1),
+            MethodConfig::Speculative(speculative(CHAIN, CriterionConfig::Exact)),
         ),
-        Any::Jacobi(
-            Jacobi::new(
-                JacobiConfig {
-                    base: config(s(5), 4),
-                    window: 8,
-                    init: JacobiInit::Random,
-                },
-                Criterion::Coupled,
-            )
-            .unwrap(),
+        DecoderConfig::single(
+            config(s(3), 2),
+            MethodConfig::Speculative(speculative(TREE, lantern)),
         ),
-        Any::Bon(BestOfN::new(config(s(8), 5), 4, Vanilla::new).unwrap()),
-        Any::BonSpec(bon_spec),
-        Any::Grid(GridAr::new(grid, Vanilla::new).unwrap()),
-    ]
+        DecoderConfig::single(
+            config(s(4), 3),
+            MethodConfig::Vvs(VvsParams {
+                speculative: speculative(TREE, CriterionConfig::Exact),
+                schedule: Schedule::Uniform { interval: 2 },
+                warmup: 5,
+            }),
+        ),
+        DecoderConfig::single(
+            config(s(5), 4),
+            MethodConfig::Jacobi(JacobiParams {
+                window: 8,
+                init: JacobiInit::Random,
+                criterion: CriterionConfig::Coupled,
+            }),
+        ),
+        DecoderConfig {
+            base: config(s(8), 5),
+            method: MethodConfig::Vanilla,
+            scaling: Some(ScalingConfig::BestOfN { n: 4 }),
+        },
+        DecoderConfig {
+            base: config(s(6), 12),
+            method: MethodConfig::Speculative(speculative(TREE, CriterionConfig::Coupled)),
+            scaling: Some(ScalingConfig::BestOfN { n: 3 }),
+        },
+        DecoderConfig {
+            base: config(s(7), 16),
+            method: MethodConfig::Vanilla,
+            scaling: Some(ScalingConfig::GridAr {
+                n: 3,
+                verifier: true,
+                reformulate: false,
+                w: RELEASE_W,
+            }),
+        },
+    ];
+    configs
+        .iter()
+        .map(|c| AnyDecoder::new(c, &t.resources()).unwrap())
+        .collect()
 }
 
-fn alone(d: &mut Any<'_>) -> Stats {
+fn alone(d: &mut AnyDecoder<'_>) -> Stats {
     let mut storage = Storage::new(d.dist_rows_needed());
     let mut backend = storage.backend();
     drive(d, &mut backend, &mut host(), &mut NoObserver).expect("decoding alone failed")
 }
 
 /// What a decoder ended with: stats, result sequence, tokens of every sequence.
-fn outcome(d: &Any<'_>) -> (Stats, u32, Vec<Vec<u32>>) {
+fn outcome(d: &AnyDecoder<'_>) -> (Stats, u32, Vec<Vec<u32>>) {
     let seqs = d.sequences().map(|s| d.tokens(s).to_vec()).collect();
     (d.stats(), d.result_seq(), seqs)
 }
@@ -322,13 +258,21 @@ fn requests_can_join_and_leave_a_running_set() {
 #[test]
 fn overlapping_sequences_and_bad_answers_are_refused() {
     let mut mux = Mux::new();
-    mux.push(Any::Vanilla(Vanilla::new(config(1, 3)).unwrap()))
-        .unwrap();
-    let e = mux
-        .push(Any::Bon(
-            BestOfN::new(config(2, 1), 4, Vanilla::new).unwrap(),
-        ))
-        .unwrap_err();
+    let none = Resources::none();
+    let vanilla = |seed, seq| {
+        AnyDecoder::new(
+            &DecoderConfig::single(config(seed, seq), MethodConfig::Vanilla),
+            &none,
+        )
+        .unwrap()
+    };
+    mux.push(vanilla(1, 3)).unwrap();
+    let bon = DecoderConfig {
+        base: config(2, 1),
+        method: MethodConfig::Vanilla,
+        scaling: Some(ScalingConfig::BestOfN { n: 4 }),
+    };
+    let e = mux.push(AnyDecoder::new(&bon, &none).unwrap()).unwrap_err();
     assert!(matches!(
         e,
         Error::InvalidParameter {
@@ -336,8 +280,7 @@ fn overlapping_sequences_and_bad_answers_are_refused() {
             ..
         }
     ));
-    mux.push(Any::Vanilla(Vanilla::new(config(2, 4)).unwrap()))
-        .unwrap();
+    mux.push(vanilla(2, 4)).unwrap();
     // A batch of two prefills wants 4 rows; 3 rows are refused and change nothing.
     let before = format!("{:?}", mux.poll());
     let mut storage = Storage::new(4);

@@ -123,6 +123,8 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
 /// documentation](self#which-distance-metric)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Metric {
     /// L2 between the rows as stored: the official LANTERN `generate_codebook.py`.
     Raw,

@@ -78,6 +78,8 @@ use crate::rng::{Key, Purpose};
 /// How newly entering window positions are initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum JacobiInit {
     /// Uniformly random token; draft row uniform.
     Random,

@@ -12,16 +12,22 @@
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
 //! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
 //! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
-//! | [`Vvs`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
+//! | [`Vvs`] = [`Speculative`] + [`VvsPolicy`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
 //! | [`Jacobi`] | [`jacobi`] | Teng et al., ICLR 2025 (speculative Jacobi decoding, no drafter) |
+//!
+//! [`any`] puts them all behind one serialisable [`DecoderConfig`], its [`Requirements`] (buffer
+//! sizes before building) and one decoder type, `AnyDecoder` (feature `alloc`).
 //!
 //! All randomness is keyed ([`crate::rng`]): at raster index `i` of stream `stream`, vanilla draws
 //! the token with key `(seed, stream, SAMPLE, i, 0)`. Test-time-scaling decoders give candidate
 //! `c` the sequence id `seq + c` and the stream `stream + c`.
 
+pub mod any;
 pub mod batch;
 pub mod best_of_n;
 pub mod driver;
+#[cfg(feature = "alloc")]
+pub mod features;
 pub mod gridar;
 pub mod jacobi;
 #[cfg(feature = "alloc")]
@@ -33,9 +39,18 @@ pub mod stats;
 pub mod vanilla;
 pub mod vvs;
 
+#[cfg(feature = "alloc")]
+pub use any::{AnyDecoder, SingleDecoder};
+pub use any::{
+    CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds, Requirements,
+    Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES, MAX_INPUTS,
+    MAX_TOKENS,
+};
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
+#[cfg(feature = "alloc")]
+pub use features::FeatureStore;
 pub use gridar::{pruning_rows, GridAr, GridArConfig, GridArReport, PRUNING_POINTS, RELEASE_W};
 pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 #[cfg(feature = "alloc")]
@@ -45,10 +60,12 @@ pub use protocol::{
     Input, Model, Prefill, Reformulate, Score, TargetRun,
 };
 pub use scoreboard::Scoreboard;
-pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
+pub use speculative::{
+    AlwaysVerify, DraftShape, DraftedStep, Skip, Speculative, SpeculativeConfig, VerifyPolicy,
+};
 pub use stats::Stats;
 pub use vanilla::Vanilla;
-pub use vvs::{Schedule, Vvs, VvsConfig};
+pub use vvs::{Schedule, Vvs, VvsConfig, VvsPolicy};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -124,6 +141,13 @@ pub trait Restartable: Decoder {
     /// Keep the committed tokens but restart from them (a prefill of all of them) with
     /// `guidance` from now on — GridAR's re-prefill after a reformulation.
     fn reguide(&mut self, guidance: GuidanceMode) -> Result<()>;
+
+    /// An upper bound on the actions one restart ([`Restartable::restart`] or
+    /// [`Restartable::reguide`], or both before the next action) adds to
+    /// [`Decoder::action_bound`] — 0 when the prefill replaces the work it redoes, as for
+    /// [`Vanilla`]; a speculative decoder's drafter catches up on the prefix in runs of at most
+    /// `T` inputs.
+    fn restart_actions(&self) -> u32;
 }
 
 /// The protocol error for answering `action` with `found`.
@@ -141,6 +165,8 @@ pub fn unexpected(action: Action<'_>, found: &'static str) -> Error {
 /// Settings shared by every decoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Config {
     /// The user's seed.
     pub seed: u64,

@@ -90,6 +90,11 @@ use crate::backend::ROOT;
 /// Guidance applied to every logits row group of a run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "snake_case", deny_unknown_fields)
+)]
 pub enum GuidanceMode {
     /// No guidance: one row per input (conditional).
     None,
