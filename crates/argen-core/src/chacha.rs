@@ -8,7 +8,7 @@
 //! CUDA / OpenCL kernels port this function line for line; a test checks it against `rand_chacha`.
 
 /// The four ChaCha constant words, `"expand 32-byte k"` in little-endian.
-const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
+pub const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 
 #[inline(always)]
 fn quarter_round(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {

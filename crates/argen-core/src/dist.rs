@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 /// Weight of the most likely token of a processed row: `2^40`.
 pub const WEIGHT_ONE: u64 = 1 << 40;
 
+/// `2^32`, the fixed-point scale of every probability-valued parameter (top-p, min-p, LANTERN's
+/// `δ` and `λ − 1`, the grouped criterion's `prob_tol`): a parameter `p` becomes the integer
+/// `trunc(f64(p) · 2^32)`.
+pub const PROB_SCALE: f64 = 4_294_967_296.0;
+
 /// A borrowed fixed-point distribution: weights and their (checked) total.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dist<'a> {

@@ -2,6 +2,9 @@
 //!
 //! # Specification (sampling scheme v1)
 //!
+//! Normative text: section 6 of `docs/spec/determinism-v1.md` (error order, every rounding, the
+//! known-answer vectors of `fixtures/spec_v1.txt`); this summary agrees with it.
+//!
 //! Input: a [`Guided`] row (any [`Logit`] format) of `V` logits, `1 <= V <= MAX_VOCAB`; `−∞` marks a
 //! masked token, NaN and `+∞` are errors. Output: fixed-point weights ([`crate::dist`]).
 //!
@@ -31,7 +34,7 @@
 //! Every step after the `exp` is exact integer arithmetic, which is why any backend that reproduces
 //! [`crate::detmath::exp_f32`] reproduces the weights bit for bit.
 
-use crate::dist::WEIGHT_ONE;
+use crate::dist::{PROB_SCALE, WEIGHT_ONE};
 use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
@@ -39,7 +42,7 @@ use crate::MAX_VOCAB;
 
 /// Logits more than this far below the top (after temperature) always get weight 0:
 /// `exp(−32) · 2^40 ≈ 0.014 < 1`.
-const HOPELESS: f32 = -32.0;
+pub const HOPELESS: f32 = -32.0;
 
 /// Sampling parameters of one row.
 ///
@@ -609,7 +612,7 @@ fn process_reference<L: Logit>(
 
     // Step 6: top-p over the candidates in rank order.
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
-        let threshold = ((p as f64 * 4_294_967_296.0) as u128).max(1) * total as u128;
+        let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * total as u128;
         cand.sort_unstable_by(by_rank);
         let mut before = 0u64;
         for &i in cand.iter() {
@@ -623,7 +626,7 @@ fn process_reference<L: Logit>(
 
     // Step 7: min-p relative to the top token's weight 2^40.
     if let Some(p) = params.min_p.filter(|&p| p > 0.0) {
-        let floor = (p as f64 * 4_294_967_296.0) as u128 * WEIGHT_ONE as u128;
+        let floor = (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128;
         for &i in cand.iter() {
             if ((out[i as usize] as u128) << 32) < floor {
                 out[i as usize] = 0;

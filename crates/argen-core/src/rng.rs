@@ -6,7 +6,9 @@
 //!
 //! # Specification (version 1)
 //!
-//! Another runtime reproduces argen's draws exactly by implementing the following.
+//! Another runtime reproduces argen's draws exactly by implementing the following. (The normative
+//! text, with every constant and known-answer vector, is `docs/spec/determinism-v1.md`; this
+//! summary agrees with it.)
 //!
 //! 1. **ChaCha key** (256 bits, eight little-endian `u32` words): bytes 0..8 are `seed` as a
 //!    little-endian `u64`; bytes 8..20 are the ASCII text `argen-rng-v1`; bytes 20..32 are zero.
@@ -42,6 +44,9 @@ pub const SCHEME_VERSION: u32 = 1;
 
 /// Largest token id (exclusive) that fits in the block counter layout.
 pub const MAX_KEY_TOKEN: u32 = 1 << 24;
+
+/// The 12 ASCII bytes at offset 8 of every ChaCha key (step 1 of the specification).
+pub const KEY_TAG: &[u8; 12] = b"argen-rng-v1";
 
 /// Number of `u64` words a single key provides.
 pub const WORDS_PER_KEY: usize = 256 * 8;
@@ -125,7 +130,7 @@ impl Key {
 
     /// The eight ChaCha key words for `seed` (step 1 of the specification).
     pub fn chacha_key(seed: u64) -> [u32; 8] {
-        const TAG: &[u8; 12] = b"argen-rng-v1";
+        const TAG: &[u8; 12] = KEY_TAG;
         let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         [
             seed as u32,

@@ -16,6 +16,7 @@ mod ops;
 pub mod par;
 pub mod probe;
 
+use argen_core::detmath::{gelu_tanh_f32, silu_f32};
 use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
 use argen_model::safetensors::{Dtype, TensorView};
 use argen_model::{ModelError, Result};
@@ -413,14 +414,11 @@ impl Compute for Cpu {
         a[..len]
             .iter_mut()
             .zip(&b[..len])
-            .for_each(|(a, b)| *a = *a / (1.0 + (-*a).exp()) * b);
+            .for_each(|(a, b)| *a = silu_f32(*a) * b);
     }
 
     fn gelu_tanh(&self, a: &mut Vec<f32>, len: usize) {
-        const C: f32 = 0.797_884_6; // sqrt(2/pi)
-        a[..len]
-            .iter_mut()
-            .for_each(|x| *x = 0.5 * *x * (1.0 + (C * (*x + 0.044715 * *x * *x * *x)).tanh()));
+        a[..len].iter_mut().for_each(|x| *x = gelu_tanh_f32(*x));
     }
 
     fn rope_store(

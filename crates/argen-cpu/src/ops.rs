@@ -4,6 +4,7 @@
 use crate::gemm::{self, dot, WRef};
 use crate::par::Workers;
 use crate::{kv_off, CpuKv, CpuWeight};
+use argen_core::detmath::{exp_f32, silu_f32};
 use argen_model::compute::{AttnRow, KvGeometry, Pos};
 use std::cell::RefCell;
 
@@ -56,7 +57,7 @@ pub fn softmax(r: &mut [f32]) {
     let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut s = 0f32;
     for v in r.iter_mut() {
-        *v = (*v - m).exp();
+        *v = exp_f32(*v - m);
         s += *v;
     }
     let inv = 1.0 / s;
@@ -209,7 +210,7 @@ pub fn group_norm(
         for p in 0..pixels {
             for ch in c0..c1 {
                 let v = ((x[p * c + ch] as f64 - mean) * inv) as f32 * gamma.get(ch) + beta.get(ch);
-                out[p * c + ch] = if silu { v / (1.0 + (-v).exp()) } else { v };
+                out[p * c + ch] = if silu { silu_f32(v) } else { v };
             }
         }
     }

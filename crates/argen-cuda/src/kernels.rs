@@ -9,7 +9,8 @@
 //!
 //! Compile flags that are part of the determinism contract (design §5): NVRTC gets
 //! `--fmad=false` (no contraction) and IEEE division and square root; OpenCL C gets
-//! `#pragma OPENCL FP_CONTRACT OFF` from the header and no fast-math options.
+//! `#pragma OPENCL FP_CONTRACT OFF` from the header, `-cl-fp32-correctly-rounded-divide-sqrt`
+//! and no fast-math options.
 
 /// The portability header.
 pub const PORTABLE_H: &str = include_str!("../kernels/portable.h");
@@ -172,5 +173,7 @@ pub fn significant_nvrtc_log(log: &str) -> String {
         .join("\n")
 }
 
-/// OpenCL C build options (no fast-math flags; contraction is off in the header).
-pub const OPENCL_OPTIONS: &str = "-cl-std=CL1.2";
+/// OpenCL C build options (no fast-math flags; contraction is off in the header). OpenCL
+/// allows single-precision `/` and `sqrt` errors of 2.5 and 3 ulp by default; the kernels divide
+/// in `f32` (SiLU, GELU, softmax, RMSNorm), so IEEE rounding is requested explicitly.
+pub const OPENCL_OPTIONS: &str = "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt";

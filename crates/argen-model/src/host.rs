@@ -41,6 +41,7 @@ use std::fmt;
 
 use argen_core::backend::{Backend, ROOT};
 use argen_core::decode::{Action, Answer, FeatureStore, Group, GuidanceMode, Host, Model};
+use argen_core::detmath::{exp_f64, ln_f64};
 
 use crate::compute::{Compute, Pos};
 use crate::drafter::Drafter;
@@ -394,8 +395,10 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             }
             for (row, &t) in rows.chunks_exact(v).zip(tokens) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-                let z: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
-                *lp += row[t as usize] as f64 - max - z.ln();
+                // Deterministic exp / ln: the judge's score picks the image, so it must not
+                // depend on the platform's math library.
+                let z: f64 = row.iter().map(|&x| exp_f64(x as f64 - max)).sum();
+                *lp += row[t as usize] as f64 - max - ln_f64(z);
             }
         }
         Ok((logp[0] - logp[1]) / n as f64)

@@ -426,17 +426,28 @@ impl<C: Compute> Stack<C> {
 /// The 2D RoPE table `[grid, head_dim/4, (cos, sin)]`: entry `(t, i)` is the angle
 /// `t · base^(−2i/(head_dim/2))`, computed in f32 like the official
 /// `precompute_freqs_cis_2d` (rows and columns share the frequencies).
+///
+/// No platform math library is used (its last bits differ between CPU architectures): with
+/// `e = f32(2i) / f32(head_dim/2)` rounded to `f32`, `base^e` is
+/// `f32(exp_f64(f64(e) · ln_f64(f64(base))))`, the frequency is `1 / base^e` and the angle
+/// `f32(t) · freq` in `f32` (the official order), and cos / sin are
+/// [`sin_cos_f64`](argen_core::detmath::sin_cos_f64) of the angle rounded to `f32` — the same
+/// bits on every machine, and almost always the correctly rounded values PyTorch computes.
 pub fn rope_table(grid: usize, head_dim: usize, base: f32) -> Vec<f32> {
+    use argen_core::detmath::{exp_f64, ln_f64, sin_cos_f64};
     let half = head_dim / 2;
     let nf = half / 2;
+    let ln_base = ln_f64(base as f64);
     let mut t = Vec::with_capacity(grid * nf * 2);
     for pos in 0..grid {
         for i in 0..nf {
             let e = (2 * i) as f32 / half as f32;
-            let freq = 1.0f32 / base.powf(e);
+            let powered = exp_f64(e as f64 * ln_base) as f32;
+            let freq = 1.0f32 / powered;
             let ang = pos as f32 * freq;
-            t.push(ang.cos());
-            t.push(ang.sin());
+            let (sin, cos) = sin_cos_f64(ang as f64);
+            t.push(cos as f32);
+            t.push(sin as f32);
         }
     }
     t

@@ -393,7 +393,12 @@ fn soft_moments(
         }
     }
     let (u20, u02, u03, u22) = (u20 / m0, u02 / m0, u03 / m0, u22 / m0);
-    let skew = if u02 > 0.0 { u03 / u02.powf(1.5) } else { 0.0 };
+    // u02^1.5 as u02·√u02: sqrt is exact IEEE, powf is the platform's and differs across CPUs.
+    let skew = if u02 > 0.0 {
+        u03 / (u02 * u02.sqrt())
+    } else {
+        0.0
+    };
     let dependence = if u20 * u02 > 0.0 {
         (u22 - u20 * u02) / (u20 * u02)
     } else {

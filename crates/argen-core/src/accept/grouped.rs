@@ -46,7 +46,7 @@ use crate::trace::{Fnv64, StableEncode};
 pub const TAG: u8 = 3;
 
 /// `2^32`, the fixed-point scale of `prob_tol`.
-const FP: f64 = 4_294_967_296.0;
+const FP: f64 = crate::dist::PROB_SCALE;
 
 /// Largest supported rank window.
 pub const MAX_WINDOW: usize = 16;

@@ -69,7 +69,7 @@ pub struct LanternParams<'a> {
 }
 
 /// `2^32`, the fixed-point scale of the `δ` and `λ` parameters.
-const FP: f64 = 4_294_967_296.0;
+const FP: f64 = crate::dist::PROB_SCALE;
 
 impl<'a> LanternParams<'a> {
     /// Checks the parameters against `vocab`.

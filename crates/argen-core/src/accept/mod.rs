@@ -14,6 +14,9 @@
 //! | [`Criterion::Lantern`] | [`lantern`] | `TV(o, p) ≤ δ` (point-mass), closed form (sampled) |
 //! | [`Criterion::Grouped`] | [`grouped`] | closed form (sampled; `TV(o, p) ≤ TV(p, q)` only when the rejection mass is `≤ TV(p, q)`) |
 //!
+//! The exact arithmetic of every criterion (fractions, residuals, the shift rule, budgets, groups)
+//! is specified normatively in section 8 of `docs/spec/determinism-v1.md`.
+//!
 //! # Keys
 //!
 //! At absolute position `pos` of stream `stream`, sibling `i`'s test draws `U` uniform on
@@ -61,6 +64,9 @@
 //! 5. Front ends: a criterion that needs data from a model directory (a table, an embedding) is
 //!    built where the CLI builds the others (`argen-cli`, `generate.rs`), with its flags in
 //!    `args.rs`.
+//! 6. Specification: the rule's exact arithmetic in section 8 of `docs/spec/determinism-v1.md`,
+//!    node vectors in `tests/spec_vectors.rs` (bless `fixtures/spec_v1.txt`) and the rule in the
+//!    independent Python reference `tools/spec_reference/argen_spec.py`.
 //!
 //! Nothing else names a criterion: the trace format, the backends' `verify_tree` and the
 //! decoders see [`Criterion`] and [`Rule`] only.

@@ -22,7 +22,7 @@ const fn crc_table() -> [u32; 256] {
         let mut k = 0;
         while k < 8 {
             c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
+                Crc32::POLY ^ (c >> 1)
             } else {
                 c >> 1
             };
@@ -49,6 +49,9 @@ impl Default for Crc32 {
 }
 
 impl Crc32 {
+    /// The reflected polynomial of CRC-32/ISO-HDLC.
+    pub const POLY: u32 = 0xEDB8_8320;
+
     /// A fresh CRC.
     pub const fn new() -> Self {
         Crc32 { state: 0xFFFF_FFFF }

@@ -1,33 +1,37 @@
-//! Deterministic transcendental functions.
-//!
-//! Device math libraries (`expf` in CUDA, OpenCL, glibc, `libm`) differ in their last bits, so any
-//! result that must be identical on every backend uses these functions instead. They use only
-//! IEEE-754 basic operations (`+ − × /`, `floor`), each rounded to nearest-even, in one fixed order
-//! with no fused multiply-add; the CUDA/OpenCL kernels port them line for line and are compiled
-//! with contraction off, so the same bits come out everywhere.
+//! Deterministic `e^x` in `f32`: the exponential of logit processing, attention softmax and the
+//! model's activations.
 //!
 //! `exp_f32` follows the classical Cody–Waite reduction `x = k·ln2 + r`, `|r| ≤ ln2/2`, with the
 //! minimax polynomial of Cephes' `expf` (S. Moshier, *Methods and Programs for Mathematical
 //! Functions*, 1989) for `e^r`, and an exact scaling by `2^k`. Accuracy is within 2 ulp of the true
 //! value over the normal range (tested), `exp_f32(0) == 1` exactly, and inputs below about −103.97
-//! give `+0`.
+//! give `+0`. The normative, bit-exact statement (constants, evaluation order, the scaling below
+//! `2^-126`) is section 4 of `docs/spec/determinism-v1.md`.
 
-const LOG2E: f32 = core::f32::consts::LOG2_E; // 0x3fb8aa3b
-                                              // Constants are given by their bit patterns: the kernels spell the same bits as hex floats.
+// Constants are given by their bit patterns: the kernels and the specification spell the same
+// bits. Public so that a test can check the specification's constants table against them.
+/// `log2 e` rounded to `f32`.
+pub const LOG2E: f32 = f32::from_bits(0x3fb8aa3b);
 /// High part of ln 2 (nine significant bits, so `k · C1` is exact for |k| < 2^15).
-const C1: f32 = f32::from_bits(0x3f318000); // 0.693359375
+pub const C1: f32 = f32::from_bits(0x3f318000); // 0.693359375
 /// Low part of ln 2: `ln 2 − C1`.
-const C2: f32 = f32::from_bits(0xb95e8083); // -0.00021219444170128554
-const P0: f32 = f32::from_bits(0x39506967); // 0.00019875691214110702
-const P1: f32 = f32::from_bits(0x3ab743ce); // 0.001398199936375022
-const P2: f32 = f32::from_bits(0x3c088908); // 0.008333452045917511
-const P3: f32 = f32::from_bits(0x3d2aa9c1); // 0.04166579619050026
-const P4: f32 = f32::from_bits(0x3e2aaaaa); // 0.1666666567325592
-const P5: f32 = f32::from_bits(0x3f000000); // 0.5
+pub const C2: f32 = f32::from_bits(0xb95e8083); // -0.00021219444170128554
+/// Coefficient of `r^7` in `e^r ≈ 1 + r + r²·(P0·r⁵ + P1·r⁴ + P2·r³ + P3·r² + P4·r + P5)`.
+pub const P0: f32 = f32::from_bits(0x39506967); // 0.00019875691214110702
+/// Coefficient of `r^6` (see [`P0`]).
+pub const P1: f32 = f32::from_bits(0x3ab743ce); // 0.001398199936375022
+/// Coefficient of `r^5` (see [`P0`]).
+pub const P2: f32 = f32::from_bits(0x3c088908); // 0.008333452045917511
+/// Coefficient of `r^4` (see [`P0`]).
+pub const P3: f32 = f32::from_bits(0x3d2aa9c1); // 0.04166579619050026
+/// Coefficient of `r^3` (see [`P0`]).
+pub const P4: f32 = f32::from_bits(0x3e2aaaaa); // 0.1666666567325592
+/// Coefficient of `r^2` (see [`P0`]).
+pub const P5: f32 = f32::from_bits(0x3f000000); // 0.5
 /// Above this, `e^x` overflows `f32`.
-const MAX_ARG: f32 = 88.722_83;
+pub const MAX_ARG: f32 = f32::from_bits(0x42b17217); // 88.72283
 /// Below this, `e^x` is below half the smallest subnormal.
-const MIN_ARG: f32 = -103.972_08;
+pub const MIN_ARG: f32 = f32::from_bits(0xc2cff1b4); // -103.97208
 
 /// `2^k` for `k` in the normal exponent range `−126..=127`.
 #[inline(always)]
