@@ -39,9 +39,19 @@
 //! order).
 
 pub mod capi;
+pub mod decoder;
+pub mod decoder_capi;
 pub mod embed;
 pub mod guard;
 pub mod status;
 
 pub use capi::*;
+pub use decoder::{
+    argen_decoder_input, ARGEN_ACTION_BATCH, ARGEN_ACTION_CHECK, ARGEN_ACTION_DONE,
+    ARGEN_ACTION_DRAFT, ARGEN_ACTION_PREFILL, ARGEN_ACTION_REFORMULATE, ARGEN_ACTION_SCORE,
+    ARGEN_ACTION_TARGET, ARGEN_FEATURE_CONDITION, ARGEN_FEATURE_DRAFT, ARGEN_FEATURE_LAST_TARGET,
+    ARGEN_FEATURE_NONE, ARGEN_FEATURE_TARGET, ARGEN_GROUP_DRAFT, ARGEN_GROUP_PREFILL,
+    ARGEN_GROUP_TARGET, ARGEN_MODEL_DRAFTER, ARGEN_MODEL_NONE, ARGEN_MODEL_TARGET,
+};
+pub use decoder_capi::*;
 pub use status::{argen_status, FfiError, FfiResult};
