@@ -150,6 +150,9 @@
 // Metric of a neighbour table: L2 between L2-normalised rows (argen's default).
 #define ARGEN_METRIC_NORMALISED 1
 
+// Buckets of `argen_stats.accepted_hist`.
+#define ARGEN_HIST_LEN 32
+
 // Result of every fallible C entry point (a C `enum`, i.e. an `int`).
 typedef enum argen_status {
   // Success.
@@ -352,7 +355,7 @@ typedef struct argen_criterion_config {
 } argen_criterion_config;
 
 // What a host must provide for a configuration (`argen_core::decode::Requirements`).
-typedef struct argen_decoder_requirements {
+typedef struct argen_requirements {
   // Sequences used: ids `base.seq .. base.seq + sequences`.
   uint32_t sequences;
   // Image tokens per sequence.
@@ -383,7 +386,7 @@ typedef struct argen_decoder_requirements {
   uint32_t embedding;
   // 1 if the VQ codebook is needed (VVS dynamic schedule).
   uint32_t codebook;
-} argen_decoder_requirements;
+} argen_requirements;
 
 // The vocabulary and the tables a decoder may need (versioned: set `struct_size`). Tables the
 // configuration does not need may be NULL (and are ignored otherwise); the ones it needs are
@@ -487,7 +490,7 @@ typedef struct argen_decoder_action {
 } argen_decoder_action;
 
 // Counters of a decoding run (`argen_core::decode::Stats`).
-typedef struct argen_decoder_stats {
+typedef struct argen_stats {
   // Image tokens committed.
   uint32_t tokens;
   // Target forwards, prefills included.
@@ -516,7 +519,7 @@ typedef struct argen_decoder_stats {
   double tokens_per_forward;
   // Mean accepted length (MAL).
   double mean_accepted_length;
-} argen_decoder_stats;
+} argen_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -725,7 +728,7 @@ enum argen_status argen_neighbour_table_build(const float *codebook,
 // `config_json` must point to `json_len` readable bytes; `out` to a writable struct.
 enum argen_status argen_decoder_config_requirements(const char *config_json,
                                                     size_t json_len,
-                                                    struct argen_decoder_requirements *out);
+                                                    struct argen_requirements *out);
 
 // Builds a decoder from a JSON `DecoderConfig` (shape: the `argen_core::decode::any` module
 // documentation) and `resources` (vocabulary and tables, copied). On success `*out_decoder`
@@ -753,7 +756,7 @@ enum argen_status argen_decoder_free(struct argen_decoder *decoder);
 // # Safety
 // `out` must point to a writable struct.
 enum argen_status argen_decoder_requirements(struct argen_decoder *decoder,
-                                             struct argen_decoder_requirements *out);
+                                             struct argen_requirements *out);
 
 // The decoder's current action into `*out`. Pure: polling again without answering gives the
 // same action. The arrays `out` points to belong to the decoder and stay valid until the next
@@ -812,8 +815,7 @@ enum argen_status argen_decoder_result_seq(struct argen_decoder *decoder,
 //
 // # Safety
 // `out` must point to a writable struct.
-enum argen_status argen_decoder_stats(struct argen_decoder *decoder,
-                                      struct argen_decoder_stats *out);
+enum argen_status argen_decoder_stats(struct argen_decoder *decoder, struct argen_stats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -373,7 +373,7 @@ impl OwnedDecoder {
     /// Builds the decoder of `config` over a vocabulary of `vocab` tokens with copies of the
     /// tables it needs (extra tables are ignored; a missing one is an error naming it).
     pub fn new(config: DecoderConfig, vocab: usize, tables: TableArgs<'_>) -> FfiResult<Self> {
-        if vocab < 2 || vocab > MAX_VOCAB {
+        if !(2..=MAX_VOCAB).contains(&vocab) {
             return Err(FfiError::invalid(format!(
                 "vocab must be between 2 and {MAX_VOCAB}, got {vocab}"
             )));

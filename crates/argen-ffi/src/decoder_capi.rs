@@ -36,8 +36,9 @@ use argen_core::decode::{Requirements, Stats};
 pub const ARGEN_METRIC_RAW: u32 = 0;
 /// Metric of a neighbour table: L2 between L2-normalised rows (argen's default).
 pub const ARGEN_METRIC_NORMALISED: u32 = 1;
-/// Buckets of `argen_decoder_stats.accepted_hist`.
-pub const ARGEN_HIST_LEN: usize = argen_core::decode::stats::HIST_LEN;
+/// Buckets of `argen_stats.accepted_hist`.
+pub const ARGEN_HIST_LEN: usize = 32;
+const _: () = assert!(ARGEN_HIST_LEN == argen_core::decode::stats::HIST_LEN);
 
 /// The vocabulary and the tables a decoder may need (versioned: set `struct_size`). Tables the
 /// configuration does not need may be NULL (and are ignored otherwise); the ones it needs are
@@ -71,7 +72,7 @@ pub struct argen_decoder_resources {
 /// What a host must provide for a configuration (`argen_core::decode::Requirements`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct argen_decoder_requirements {
+pub struct argen_requirements {
     /// Sequences used: ids `base.seq .. base.seq + sequences`.
     pub sequences: u32,
     /// Image tokens per sequence.
@@ -104,9 +105,9 @@ pub struct argen_decoder_requirements {
     pub codebook: u32,
 }
 
-impl From<&Requirements> for argen_decoder_requirements {
+impl From<&Requirements> for argen_requirements {
     fn from(r: &Requirements) -> Self {
-        argen_decoder_requirements {
+        argen_requirements {
             sequences: r.sequences,
             tokens: r.tokens,
             inputs_per_run: r.inputs_per_run,
@@ -195,7 +196,7 @@ pub struct argen_decoder_action {
 /// Counters of a decoding run (`argen_core::decode::Stats`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct argen_decoder_stats {
+pub struct argen_stats {
     /// Image tokens committed.
     pub tokens: u32,
     /// Target forwards, prefills included.
@@ -226,9 +227,9 @@ pub struct argen_decoder_stats {
     pub mean_accepted_length: f64,
 }
 
-impl From<&Stats> for argen_decoder_stats {
+impl From<&Stats> for argen_stats {
     fn from(s: &Stats) -> Self {
-        argen_decoder_stats {
+        argen_stats {
             tokens: s.tokens,
             target_forwards: s.target_forwards,
             target_rows: s.target_rows,
@@ -327,7 +328,7 @@ fn with_decoder(
 pub unsafe extern "C" fn argen_decoder_config_requirements(
     config_json: *const core::ffi::c_char,
     json_len: usize,
-    out: *mut argen_decoder_requirements,
+    out: *mut argen_requirements,
 ) -> argen_status {
     call("argen_decoder_config_requirements", || {
         // SAFETY: the caller's contract.
@@ -364,8 +365,9 @@ pub unsafe extern "C" fn argen_decoder_new(
         }
         let config = crate::decoder::parse_config(json)?;
         let v = res.vocab;
-        let len = |dim: usize| v.checked_mul(dim).unwrap_or(usize::MAX);
-        // SAFETY (all four): the caller's contract on the tables' lengths.
+        let len = |dim: usize| v.saturating_mul(dim);
+        // SAFETY: each non-NULL table holds `vocab × its dim` elements (the caller's contract);
+        // an overflowing length saturates and is refused by `table`.
         let tables = unsafe {
             TableArgs {
                 neighbours: table(res.neighbours, len(res.neighbours_k), "neighbours")?
@@ -413,7 +415,7 @@ pub unsafe extern "C" fn argen_decoder_free(decoder: *mut argen_decoder) -> arge
 #[no_mangle]
 pub unsafe extern "C" fn argen_decoder_requirements(
     decoder: *mut argen_decoder,
-    out: *mut argen_decoder_requirements,
+    out: *mut argen_requirements,
 ) -> argen_status {
     with_decoder("argen_decoder_requirements", decoder, |d| {
         let req = d.inner.requirements().into();
@@ -624,7 +626,7 @@ pub unsafe extern "C" fn argen_decoder_result_seq(
 #[no_mangle]
 pub unsafe extern "C" fn argen_decoder_stats(
     decoder: *mut argen_decoder,
-    out: *mut argen_decoder_stats,
+    out: *mut argen_stats,
 ) -> argen_status {
     with_decoder("argen_decoder_stats", decoder, |d| {
         let stats = (&d.inner.stats()).into();

@@ -61,6 +61,7 @@ unsafe fn arr<'a, T>(p: *const T, n: usize) -> &'a [T] {
         &[]
     } else {
         assert!(!p.is_null());
+        // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
         unsafe { std::slice::from_raw_parts(p, n) }
     }
 }
@@ -299,11 +300,12 @@ fn empty_action() -> argen_decoder_action {
 }
 
 /// Runs `cfg` through the C ABI.
-fn ffi_run(json: &str) -> (Vec<u32>, argen_decoder_stats, u32) {
+fn ffi_run(json: &str) -> (Vec<u32>, argen_stats, u32) {
     let dec = new_decoder(json);
     let mut toy = Toy::default();
     let mut logits = Vec::new();
     let mut a = empty_action();
+    // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
     unsafe {
         loop {
             assert_eq!(argen_decoder_poll(dec, &mut a), argen_status::ARGEN_OK);
@@ -448,11 +450,7 @@ fn every_method_through_the_c_abi_equals_the_core() {
         let (tokens, stats, fwd) = ffi_run(&json);
         assert_eq!(tokens, core_tokens, "{name}: tokens");
         assert_eq!(tokens.len(), 16, "{name}");
-        assert_eq!(
-            stats,
-            argen_decoder_stats::from(&core_stats),
-            "{name}: stats"
-        );
+        assert_eq!(stats, argen_stats::from(&core_stats), "{name}: stats");
         assert_eq!(fwd, core_fwd, "{name}: forwards");
     }
 }
@@ -461,20 +459,23 @@ fn every_method_through_the_c_abi_equals_the_core() {
 fn requirements_match_the_core() {
     for (name, json) in all_configs() {
         let cfg: DecoderConfig = serde_json::from_str(&json).unwrap();
-        let want = argen_decoder_requirements::from(&cfg.requirements().unwrap());
-        let mut got = argen_decoder_requirements::default();
+        let want = argen_requirements::from(&cfg.requirements().unwrap());
+        let mut got = argen_requirements::default();
+        // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
         let st = unsafe {
             argen_decoder_config_requirements(json.as_ptr().cast(), json.len(), &mut got)
         };
         assert_eq!(st, argen_status::ARGEN_OK, "{name}");
         assert_eq!(got, want, "{name}");
         let dec = new_decoder(&json);
-        let mut got2 = argen_decoder_requirements::default();
+        let mut got2 = argen_requirements::default();
         assert_eq!(
+            // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
             unsafe { argen_decoder_requirements(dec, &mut got2) },
             argen_status::ARGEN_OK
         );
         assert_eq!(got2, want, "{name}");
+        // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
         assert_eq!(unsafe { argen_decoder_free(dec) }, argen_status::ARGEN_OK);
     }
 }
@@ -493,6 +494,7 @@ fn f16_and_bf16_answers_equal_the_core_on_the_same_rows() {
     core.handle_logits(&mut storage.backend::<half::f16>().unwrap(), &rows)
         .unwrap();
     let dec = new_decoder(&json);
+    // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
     unsafe {
         assert_eq!(
             argen_decoder_handle_logits(dec, rows.as_ptr().cast(), ARGEN_DTYPE_F16, rows.len()),
@@ -514,6 +516,7 @@ fn errors_are_typed_and_change_nothing() {
     let json = config(r#""vanilla""#, "null", TWO_WAY);
     let dec = new_decoder(&json);
     let mut a = empty_action();
+    // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
     unsafe {
         assert_eq!(argen_decoder_poll(dec, &mut a), argen_status::ARGEN_OK);
         assert_eq!(a.kind, ARGEN_ACTION_PREFILL);
@@ -604,6 +607,7 @@ fn bad_configs_and_missing_tables_are_refused() {
     let mut res = resources(&codebook, &embedding);
     let mut dec = null_mut();
     let bad = "{\"base\": 1}";
+    // SAFETY: valid arguments: live handles or deliberately bad ones the ABI must refuse; buffers sized as passed.
     unsafe {
         assert_eq!(
             argen_decoder_new(bad.as_ptr().cast(), bad.len(), &res, &mut dec),
@@ -647,4 +651,41 @@ fn bad_configs_and_missing_tables_are_refused() {
         );
         assert!(dec.is_null());
     }
+}
+
+/// `fixtures/ffi_decoder_v1.txt`: per configuration, the core's tokens and stats for the toy
+/// host above — the known answers `examples/c/decoder_host.c` (the same toy model in C) must
+/// reproduce. Regenerated deliberately with `ARGEN_BLESS=1 cargo test -p argen-ffi --test
+/// decoder`. One line per configuration, tab-separated: name, JSON (one line), tokens
+/// (space-separated), target forwards, draft forwards, host forwards.
+#[test]
+fn decoder_fixture_is_current() {
+    let mut text = String::from(
+        "# argen-ffi decoder known answers, computed by argen-core with the toy host of \
+         crates/argen-ffi/tests/decoder.rs (V = 32, tables from integer formulas); \
+         regenerate with ARGEN_BLESS=1 cargo test -p argen-ffi --test decoder\n",
+    );
+    for (name, json) in all_configs() {
+        let (tokens, stats, fwd) = core_run(&json);
+        let one_line: String = json.split_whitespace().collect::<Vec<_>>().join(" ");
+        let toks: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        text.push_str(&format!(
+            "{name}\t{one_line}\t{}\t{}\t{}\t{fwd}\n",
+            toks.join(" "),
+            stats.target_forwards,
+            stats.draft_forwards
+        ));
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/ffi_decoder_v1.txt"
+    );
+    if std::env::var_os("ARGEN_BLESS").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "fixtures/ffi_decoder_v1.txt is stale: rerun with ARGEN_BLESS=1 after checking why"
+    );
 }
