@@ -12,13 +12,6 @@ lib=target/release/libargen_ffi.a
 libs=(-lpthread -ldl -lm)
 flags=(-std=c11 -Wall -Wextra -Werror -Iinclude)
 "$CC" "${flags[@]}" -O2 examples/c/sample_and_verify.c "$lib" "${libs[@]}" -o "$out/sample_and_verify"
-# The decoder host: every method through poll/handle equals the core's known answers.
-"$CC" "${flags[@]}" -O2 examples/c/decoder_host.c "$lib" "${libs[@]}" -o "$out/decoder_host"
-"$out/decoder_host" fixtures/ffi_decoder_v1.txt
-"$CC" "${flags[@]}" -g -fsanitize=address,undefined -fno-sanitize-recover=all \
-  examples/c/decoder_host.c "$lib" "${libs[@]}" -o "$out/decoder_host_asan"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  "$out/decoder_host_asan" fixtures/ffi_decoder_v1.txt
 "$out/sample_and_verify"
 # The decoder host: every method through poll/handle equals the core's known answers.
 "$CC" "${flags[@]}" -O2 examples/c/decoder_host.c "$lib" "${libs[@]}" -o "$out/decoder_host"

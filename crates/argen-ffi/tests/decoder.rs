@@ -411,7 +411,7 @@ fn all_configs() -> Vec<(&'static str, String)> {
         (
             "vvs dynamic",
             config(
-                r#"{"vvs": {"speculative": {"shape": {"chain": {"gamma": 3}}, "criterion": "exact", "draft_sampler": null}, "schedule": {"dynamic": {"threshold": 0.5, "alpha": 0.5}}, "warmup": 2}}"#,
+                r#"{"vvs": {"speculative": {"shape": {"tree": {"total": 7, "depth": 3, "top_k": 2}}, "criterion": "exact", "draft_sampler": null}, "schedule": {"dynamic": {"threshold": 0.0, "alpha": 0.9}}, "warmup": 2}}"#,
                 "null",
                 TWO_WAY,
             ),
@@ -452,6 +452,18 @@ fn every_method_through_the_c_abi_equals_the_core() {
         assert_eq!(tokens.len(), 16, "{name}");
         assert_eq!(stats, argen_stats::from(&core_stats), "{name}: stats");
         assert_eq!(fwd, core_fwd, "{name}: forwards");
+        if name.starts_with("vvs") {
+            assert!(
+                core_stats.skipped_steps > 0,
+                "{name}: the schedule never skipped"
+            );
+        }
+        if name.starts_with("gridar") {
+            assert!(
+                core_stats.verifier_calls > 0 && core_stats.reformulations > 0,
+                "{name}"
+            );
+        }
     }
 }
 
