@@ -31,7 +31,6 @@
 //! `0, 1, …` — there the judge of Best-of-N and GridAR is the model's implicit classifier and the
 //! alignment columns are "n/a".
 
-use std::io::Write;
 use std::time::Instant;
 
 use argen_core::decode::Stats;
@@ -47,8 +46,8 @@ use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::device::Runtime;
 use crate::generate::{
-    check_method_args, check_writable, config_json, decoder_config, requirements, run_config, Env,
-    Tables,
+    check_method_args, check_writable, config_json, decoder_config, fingerprint_files,
+    requirements, run_config, Env, RunCheck, Tables,
 };
 use crate::model_dir::resolve;
 use crate::output::write_json;
@@ -109,6 +108,8 @@ pub(crate) fn bench_prompts(cfg: &GptConfig, n: usize) -> Result<Vec<BenchPrompt
 #[derive(Default)]
 struct Acc {
     stats: Stats,
+    /// Model forwards run, `(target, drafter)`: a batched step counts once.
+    calls: (u32, u32),
     runs: u32,
     wall: f64,
     /// `tokens[prompt][seed]`.
@@ -186,6 +187,8 @@ fn row_json(
         "image_tokens": image_tokens,
         "tokens": s.tokens,
         "target_forwards": s.target_forwards,
+        "target_model_calls": acc.calls.0,
+        "drafter_model_calls": acc.calls.1,
         "target_rows": s.target_rows,
         "prefills": s.prefills,
         "draft_forwards": s.draft_forwards,
@@ -200,6 +203,7 @@ fn row_json(
         "mean_accepted_length": s.mean_accepted_length(),
         "per_image": {
             "target_forwards": per(s.target_forwards, images),
+            "target_model_calls": per(acc.calls.0, images),
             "target_rows": per(s.target_rows, images),
             "draft_forwards": per(s.draft_forwards, images),
             "draft_rows": per(s.draft_rows, images),
@@ -235,6 +239,19 @@ fn machine() -> Value {
 }
 
 /// `argen bench`.
+/// A row name as a file-name part: lower-case letters, digits and `-`.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
 pub fn run(a: &BenchArgs) -> Result<(), String> {
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
@@ -255,6 +272,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         check_writable(p)?;
     }
     if let Some(p) = &a.plots {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    }
+    if let Some(p) = &a.traces {
         std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
     }
     let prompts = bench_prompts(&cfg, n_prompts)?;
@@ -335,7 +355,7 @@ fn run_on<C: Runtime>(
     } else {
         None
     };
-    eprintln!(
+    crate::errln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
         dir.dir.display(),
@@ -358,10 +378,20 @@ fn run_on<C: Runtime>(
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
     {
         env.conds = vec![prompts[0].conds.clone(); reqs[0].sequences as usize];
-        run_config(&configs[0], &cfg, &vq, &mut tables, &mut env, None)?;
+        run_config(
+            &configs[0],
+            &cfg,
+            &vq,
+            &mut tables,
+            &mut env,
+            None,
+            &mut RunCheck::Off,
+        )?;
     }
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
+    // The model fingerprints of recorded runs (without, with the drafter), computed once.
+    let mut fingerprints: [Option<Result<String, String>>; 2] = [None, None];
     let mut vanilla_wall = None;
     for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
         let mut acc = Acc {
@@ -377,9 +407,49 @@ fn run_on<C: Runtime>(
                 let mut dc = *row_config;
                 dc.base.seed = seed;
                 env.conds = vec![p.conds.clone(); reqs[ri].sequences as usize];
-                let o = run_config(&dc, &cfg, &vq, &mut tables, &mut env, judge.as_mut())
-                    .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                let mut check = match a.traces {
+                    Some(_) => RunCheck::Record(None),
+                    None => RunCheck::Off,
+                };
+                let o = run_config(
+                    &dc,
+                    &cfg,
+                    &vq,
+                    &mut tables,
+                    &mut env,
+                    judge.as_mut(),
+                    &mut check,
+                )
+                .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
+                    let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
+                    let meta = json!({
+                        "argen": env!("CARGO_PKG_VERSION"),
+                        "rng_scheme": argen_core::rng::SCHEME_VERSION,
+                        "source": "argen bench",
+                        "row": spec.name,
+                        "config": config_json(&dc)?,
+                        "seed": seed,
+                        "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
+                        "class": p.class,
+                        "model_dir": dir.dir.display().to_string(),
+                        "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
+                            .get_or_insert_with(|| {
+                                let files = fingerprint_files(dir, reqs[ri].drafter, None);
+                                crate::replay::fingerprint(&files)
+                            })
+                            .clone()? },
+                        "device": format!("{:?}", a.device).to_lowercase(),
+                        "threads": a.threads,
+                    });
+                    crate::output::write_bytes(
+                        &d.join(name),
+                        &crate::replay::encode(&meta, trace)?,
+                    )?;
+                }
                 acc.stats.add(&o.stats);
+                acc.calls.0 += o.calls.0;
+                acc.calls.1 += o.calls.1;
                 acc.runs += 1;
                 acc.wall += o.wall;
                 let mut aligned = None;
@@ -417,7 +487,7 @@ fn run_on<C: Runtime>(
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }
-        eprintln!(
+        crate::errln!(
             "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
             ri + 1,
             rows.len(),
@@ -476,12 +546,7 @@ fn run_on<C: Runtime>(
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }
-    let md = markdown(&report);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(md.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    Ok(())
+    crate::output::out(&markdown(&report))
 }
 
 fn num(v: &Value, digits: usize) -> String {

@@ -15,14 +15,12 @@
 
 use std::time::Instant;
 
-use argen_core::decode::{drive, Decoder, Stats};
+use argen_core::decode::{drive, Decoder, Observer, Stats};
 use argen_core::SliceStorage;
 use argen_cpu::Cpu;
 use argen_cuda::launch::Executor;
 use argen_cuda::{CudaExecutor, CudaOptions, DeviceLogitSink, GpuBackend, GpuCompute};
 use argen_model::{Compute, Condition, Drafter, Gpt, Judge, ModelHost};
-
-use crate::progress::Progress;
 
 /// Most sampling jobs `GpuBackend` launches at once (larger batches take several launches);
 /// bounds its `max_jobs · vocab` floats of processing scratch (16 MiB at vocab 16384).
@@ -39,8 +37,8 @@ pub(crate) trait Runtime: Compute + Sized {
         drafter: Option<&'a mut Drafter<Self>>,
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
-        progress: &mut Progress,
-    ) -> Result<(Stats, f64), String>;
+        observer: &mut impl Observer,
+    ) -> Result<Decoded, String>;
 }
 
 impl Runtime for Cpu {
@@ -51,14 +49,18 @@ impl Runtime for Cpu {
         drafter: Option<&'a mut Drafter<Self>>,
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
-        progress: &mut Progress,
-    ) -> Result<(Stats, f64), String> {
+        observer: &mut impl Observer,
+    ) -> Result<Decoded, String> {
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
         let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
-        let stats = drive(dec, &mut backend, &mut host, progress).map_err(|e| e.to_string())?;
-        Ok((stats, start.elapsed().as_secs_f64()))
+        let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
+        Ok(Decoded {
+            stats,
+            wall: start.elapsed().as_secs_f64(),
+            calls: host.forward_calls(),
+        })
     }
 }
 
@@ -71,8 +73,8 @@ impl<E: Executor> Runtime for GpuCompute<E> {
         drafter: Option<&'a mut Drafter<Self>>,
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
-        progress: &mut Progress,
-    ) -> Result<(Stats, f64), String> {
+        observer: &mut impl Observer,
+    ) -> Result<Decoded, String> {
         let gc = gpt.compute().clone();
         let v = gpt.config().vocab_size;
         let rows = dec.dist_rows_needed();
@@ -85,9 +87,25 @@ impl<E: Executor> Runtime for GpuCompute<E> {
         let mut host =
             ModelHost::with_sink(gpt, drafter, judge, conds, sink).map_err(|e| e.to_string())?;
         let start = Instant::now();
-        let stats = drive(dec, &mut backend, &mut host, progress).map_err(|e| e.to_string())?;
-        Ok((stats, start.elapsed().as_secs_f64()))
+        let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
+        Ok(Decoded {
+            stats,
+            wall: start.elapsed().as_secs_f64(),
+            calls: host.forward_calls(),
+        })
     }
+}
+
+/// What a decode returned: the decoder's counters, the seconds in the decoding loop, and the
+/// model forwards the host ran, `(target, drafter)` — a batched step of several candidates is
+/// one forward.
+pub struct Decoded {
+    /// The decoder's counters.
+    pub stats: Stats,
+    /// Seconds in the decoding loop.
+    pub wall: f64,
+    /// Forward actions run, by model.
+    pub calls: (u32, u32),
 }
 
 /// The model runtime on CUDA device 0 (see [`open_cuda`]); every failure is one line.
@@ -128,7 +146,7 @@ mod tests {
     #[test]
     fn cuda_without_a_gpu_fails_in_one_line() {
         if argen_cuda::probe(0).is_ok() {
-            eprintln!(
+            crate::errln!(
                 "SKIPPED device::tests::cuda_without_a_gpu_fails_in_one_line: a GPU is present"
             );
             return;

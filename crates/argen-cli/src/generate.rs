@@ -12,6 +12,7 @@ use argen_core::decode::{
     JacobiInit, JacobiParams, MethodConfig, Requirements, Resources, ScalingConfig, Schedule,
     SpeculativeParams, Stats, VvsParams, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS, RELEASE_W,
 };
+use argen_core::trace::{config_hash, Divergence, Header, Recorder, Replayer, Trace};
 use argen_core::SamplerParams;
 use argen_cpu::Cpu;
 use argen_model::{
@@ -50,6 +51,8 @@ pub(crate) struct Outcome {
     pub(crate) stats: Stats,
     /// Seconds spent decoding (judge calls included, final VQ decode excluded).
     pub(crate) wall: f64,
+    /// Model forwards run, `(target, drafter)`: a batched step counts once.
+    pub(crate) calls: (u32, u32),
 }
 
 /// The tables criteria borrow, derived from the model directory, built on first use and kept
@@ -149,28 +152,10 @@ pub(crate) fn condition(
                 "this is a text-conditional model: give --prompt TEXT (ShapesWorld) or --caption \
                  FILE (raw f32 caption features)",
             )?;
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let want = cfg.cls_token_num * cfg.caption_dim;
-            if bytes.len() != want * 4 {
-                return Err(format!(
-                    "{}: {} bytes, expected {want} little-endian f32 values ({} × {})",
-                    path.display(),
-                    bytes.len(),
-                    cfg.cls_token_num,
-                    cfg.caption_dim
-                ));
-            }
-            let features: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if features.iter().any(|x| !x.is_finite()) {
-                return Err(format!(
-                    "{}: caption features contain NaN or infinity",
-                    path.display()
-                ));
-            }
+            let want = cfg.cls_token_num as u64 * cfg.caption_dim as u64 * 4;
+            let bytes = crate::output::read_bounded("--caption", path, want)?;
+            let features = crate::parse::parse_caption(&bytes, cfg.cls_token_num, cfg.caption_dim)
+                .map_err(|e| format!("--caption {}: {e}", path.display()))?;
             Ok((
                 Condition::Caption {
                     features: Some(features),
@@ -378,12 +363,21 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     let cfg = dir.gpt_config()?;
     check_method_args(a, &cfg)?;
     let conds = condition(a, &cfg)?;
-    for path in [Some(&a.out), a.stats.as_ref(), a.tokens.as_ref()]
-        .into_iter()
-        .flatten()
+    for path in [
+        Some(&a.out),
+        a.stats.as_ref(),
+        a.tokens.as_ref(),
+        a.trace.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         check_writable(path)?;
     }
+    let mut check = match a.trace {
+        Some(_) => RunCheck::Record(None),
+        None => RunCheck::Off,
+    };
     match a.device {
         DeviceArg::Cpu => run_on(
             a,
@@ -391,20 +385,157 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
             &cfg,
             conds,
             Cpu::new(a.threads).map_err(|e| e.to_string())?,
-        ),
-        DeviceArg::Cuda => run_on(a, &dir, &cfg, conds, crate::device::cuda_compute()?),
+            Mode {
+                check: &mut check,
+                write: true,
+                config: None,
+            },
+        )?,
+        DeviceArg::Cuda => run_on(
+            a,
+            &dir,
+            &cfg,
+            conds,
+            crate::device::cuda_compute()?,
+            Mode {
+                check: &mut check,
+                write: true,
+                config: None,
+            },
+        )?,
+    };
+    Ok(())
+}
+
+/// The files a run of `dc` loads, whose bytes make the model fingerprint of a run file: the
+/// configs, the target and VQ weights, the drafter's if the method drafts, and the caption file
+/// if one was given.
+pub(crate) fn fingerprint_files(
+    dir: &crate::model_dir::ModelDir,
+    drafter: bool,
+    caption: Option<&std::path::Path>,
+) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"]
+        .iter()
+        .map(|f| dir.file(f))
+        .collect();
+    if drafter {
+        files.push(dir.file("drafter.safetensors"));
+    }
+    files.extend(caption.map(std::path::Path::to_path_buf));
+    files
+}
+
+/// What `argen replay` found.
+pub(crate) enum ReplayOutcome {
+    /// The model files differ from the recorded run's; nothing was replayed.
+    ModelDiffers {
+        /// The recorded fingerprint.
+        recorded: String,
+        /// This model's.
+        found: String,
+    },
+    /// Every step, the stats and the tokens are identical.
+    Identical {
+        /// Steps compared.
+        steps: u32,
+    },
+    /// The first divergence, and the final tokens of the trace and of the run.
+    Diverged {
+        /// Where and what.
+        divergence: Divergence,
+        /// The trace's final tokens.
+        expected: Vec<u32>,
+        /// The run's final tokens.
+        found: Vec<u32>,
+    },
+}
+
+/// Re-runs the recorded arguments `g` (or, for runs `argen bench` recorded, the recorded
+/// decoder `config` with `g`'s prompt or class) against `trace` (`argen replay`), after checking
+/// the model fingerprint against `recorded`.
+pub(crate) fn replay_run(
+    g: &GenerateArgs,
+    config: Option<&DecoderConfig>,
+    trace: Trace<'_>,
+    recorded: &str,
+) -> Result<ReplayOutcome, String> {
+    let dir = resolve(g.model.as_deref())?;
+    let cfg = dir.gpt_config()?;
+    let dc = match config {
+        Some(dc) => *dc,
+        None => {
+            check_method_args(g, &cfg)?;
+            decoder_config(g, &cfg, g.prompt.is_some())?
+        }
+    };
+    let conds = condition(g, &cfg)?;
+    let req = requirements(&dc)?;
+    let found =
+        crate::replay::fingerprint(&fingerprint_files(&dir, req.drafter, g.caption.as_deref()))?;
+    if found != recorded {
+        return Ok(ReplayOutcome::ModelDiffers {
+            recorded: recorded.to_owned(),
+            found,
+        });
+    }
+    let mut check = RunCheck::Replay(trace, None);
+    let outcome = match g.device {
+        DeviceArg::Cpu => run_on(
+            g,
+            &dir,
+            &cfg,
+            conds,
+            Cpu::new(g.threads).map_err(|e| e.to_string())?,
+            Mode {
+                check: &mut check,
+                write: false,
+                config,
+            },
+        )?,
+        DeviceArg::Cuda => run_on(
+            g,
+            &dir,
+            &cfg,
+            conds,
+            crate::device::cuda_compute()?,
+            Mode {
+                check: &mut check,
+                write: false,
+                config,
+            },
+        )?,
+    };
+    match check {
+        RunCheck::Replay(_, Some(Ok(steps))) => Ok(ReplayOutcome::Identical { steps }),
+        RunCheck::Replay(t, Some(Err(divergence))) => Ok(ReplayOutcome::Diverged {
+            divergence,
+            expected: t.tokens().collect(),
+            found: outcome.tokens,
+        }),
+        _ => Err("the replay did not run".into()),
     }
 }
 
-/// `argen generate` on the compute device `c`.
+/// `argen generate` on the compute device `c`; with `write`, writes the outputs (and the run
+/// file when `check` records).
 fn run_on<C: Runtime>(
     a: &GenerateArgs,
     dir: &crate::model_dir::ModelDir,
     cfg: &GptConfig,
     conds: (Condition, Condition),
     c: C,
-) -> Result<(), String> {
-    let dc = decoder_config(a, cfg, a.prompt.is_some())?;
+    mode: Mode<'_, '_>,
+) -> Result<Outcome, String> {
+    let Mode {
+        check,
+        write,
+        config,
+    } = mode;
+    let dc = match config {
+        Some(dc) => *dc,
+        None => decoder_config(a, cfg, a.prompt.is_some())?,
+    };
     let req = requirements(&dc)?;
     let cap = host_capacity(cfg, req.sequences as usize, req.pending as usize);
     let vq = dir.vq(&c, Some(cfg))?;
@@ -426,7 +557,18 @@ fn run_on<C: Runtime>(
         None => None,
     };
     let mut tables = Tables::new(dir);
-    let outcome = run_config(&dc, cfg, &vq, &mut tables, &mut env, shapes_judge.as_mut())?;
+    let outcome = run_config(
+        &dc,
+        cfg,
+        &vq,
+        &mut tables,
+        &mut env,
+        shapes_judge.as_mut(),
+        check,
+    )?;
+    if !write {
+        return Ok(outcome);
+    }
     let n_tokens = cfg.block_size as u32;
     let grid = cfg.grid();
     let alignment = match &shapes_judge {
@@ -446,6 +588,8 @@ fn run_on<C: Runtime>(
             "tokens": s.tokens,
             "image_tokens": n_tokens,
             "target_forwards": s.target_forwards,
+            "target_model_calls": outcome.calls.0,
+            "drafter_model_calls": outcome.calls.1,
             "target_rows": s.target_rows,
             "prefills": s.prefills,
             "draft_forwards": s.draft_forwards,
@@ -469,7 +613,32 @@ fn run_on<C: Runtime>(
     if let Some(path) = &a.tokens {
         write_json(path, &json!(outcome.tokens))?;
     }
-    println!(
+    if let (Some(path), RunCheck::Record(Some(trace))) = (&a.trace, &*check) {
+        let files = fingerprint_files(dir, req.drafter, a.caption.as_deref());
+        let meta = json!({
+            "argen": env!("CARGO_PKG_VERSION"),
+            "rng_scheme": argen_core::rng::SCHEME_VERSION,
+            "args": crate::replay::recorded_args(),
+            "config": config_json(&dc)?,
+            "seed": a.seed,
+            "prompt": a.prompt,
+            "class": a.class,
+            "model_dir": dir.dir.display().to_string(),
+            "model": {
+                "fingerprint": crate::replay::fingerprint(&files)?,
+                "files": files.iter().map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
+            },
+            "device": format!("{:?}", a.device).to_lowercase(),
+            "threads": a.threads,
+            "stats": {
+                "tokens": s.tokens,
+                "target_forwards": s.target_forwards,
+                "wall_seconds": outcome.wall,
+            },
+        });
+        crate::output::write_bytes(path, &crate::replay::encode(&meta, trace)?)?;
+    }
+    crate::outln!(
         "{}: {} tokens, {} target forwards ({:.2} tokens/forward), {} drafter forwards, {:.2} s → {}",
         a.method.name(),
         s.tokens,
@@ -478,8 +647,8 @@ fn run_on<C: Runtime>(
         s.draft_forwards,
         outcome.wall,
         a.out.display()
-    );
-    Ok(())
+    )?;
+    Ok(outcome)
 }
 
 /// The decoder configuration as JSON (`argen_core::decode::any`, "JSON shape").
@@ -487,9 +656,40 @@ pub(crate) fn config_json(dc: &DecoderConfig) -> Result<serde_json::Value, Strin
     serde_json::to_value(dc).map_err(|e| format!("cannot write the decoder configuration: {e}"))
 }
 
+/// How [`run_on`] runs: recorded or checked (`check`), whether it writes the outputs, and the
+/// decoder configuration when it is given rather than derived from the flags (replays of runs
+/// `argen bench` recorded).
+struct Mode<'a, 't> {
+    check: &'a mut RunCheck<'t>,
+    write: bool,
+    config: Option<&'a DecoderConfig>,
+}
+
+/// Whether a run is recorded or checked against a recording (`argen generate --trace`,
+/// `argen replay`).
+#[allow(clippy::large_enum_variant)] // one per run, never in a loop
+pub(crate) enum RunCheck<'t> {
+    /// Neither.
+    Off,
+    /// Record the run; the trace bytes are left here.
+    Record(Option<Vec<u8>>),
+    /// Compare the run with this trace; the first divergence (or none) is left here.
+    Replay(Trace<'t>, Option<Result<u32, Divergence>>),
+}
+
+/// The trace header of a run of `dc`: decoder name `argen/<method>`, the configuration's hash.
+fn trace_header(dc: &DecoderConfig) -> (String, u64) {
+    let name = match dc.scaling {
+        Some(s) => format!("argen/{}/{}", s.name(), dc.method.name()),
+        None => format!("argen/{}", dc.method.name()),
+    };
+    (name, config_hash(dc))
+}
+
 /// Runs `dc` once with the loaded models in `env` (their conditions set for the configuration's
-/// sequences): builds the tables it needs, the decoder, and drives it. `judge`: the ShapesWorld
-/// judge (else the model's implicit classifier judges).
+/// sequences): builds the tables it needs, the decoder, and drives it, recording or checking
+/// it as `check` says. `judge`: the ShapesWorld judge (else the model's implicit classifier
+/// judges).
 pub(crate) fn run_config<C: Runtime>(
     dc: &DecoderConfig,
     cfg: &GptConfig,
@@ -497,26 +697,69 @@ pub(crate) fn run_config<C: Runtime>(
     tables: &mut Tables<'_>,
     env: &mut Env<C>,
     judge: Option<&mut ShapesJudge<'_, C>>,
+    check: &mut RunCheck<'_>,
 ) -> Result<Outcome, String> {
     let req = requirements(dc)?;
     tables.prepare(&req, vq, cfg)?;
     let res = tables.resources(&req, vq, cfg)?;
     let mut dec = AnyDecoder::new(dc, &res).map_err(|e| e.to_string())?;
     let mut progress = Progress::new(req.tokens * req.sequences, env.quiet);
-    let result = C::decode(
-        &mut dec,
-        &mut env.gpt,
-        env.drafter.as_mut(),
-        judge.map(|j| j as &mut dyn Judge),
-        &env.conds,
-        &mut progress,
-    );
+    let (name, hash) = trace_header(dc);
+    let header = Header::new(&name, hash, dc.base.seed, dc.base.tokens);
+    let judge = judge.map(|j| j as &mut dyn Judge);
+    let (gpt, drafter, conds) = (&mut env.gpt, env.drafter.as_mut(), &env.conds);
+    let result = match check {
+        RunCheck::Off => C::decode(&mut dec, gpt, drafter, judge, conds, &mut progress),
+        RunCheck::Record(out) => {
+            let mut rec = Recorder::new(Vec::new(), &header);
+            let r = C::decode(
+                &mut dec,
+                gpt,
+                drafter,
+                judge,
+                conds,
+                &mut (&mut progress, &mut rec),
+            );
+            if r.is_ok() {
+                let (bytes, _) = rec
+                    .finish(&dec)
+                    .map_err(|e| format!("cannot record the run: {e}"))?;
+                *out = Some(bytes);
+            }
+            r
+        }
+        RunCheck::Replay(trace, out) => {
+            if let Err(d) = trace.check_header(&header) {
+                *out = Some(Err(d));
+                progress.finish();
+                return Ok(Outcome {
+                    tokens: Vec::new(),
+                    stats: Stats::default(),
+                    wall: 0.0,
+                    calls: (0, 0),
+                });
+            }
+            let mut rp = Replayer::new(*trace);
+            let r = C::decode(
+                &mut dec,
+                gpt,
+                drafter,
+                judge,
+                conds,
+                &mut (&mut progress, &mut rp),
+            );
+            let steps = rp.steps();
+            *out = Some(rp.finish(&dec).map(|()| steps));
+            r
+        }
+    };
     progress.finish();
-    let (stats, wall) = result?;
+    let d = result?;
     Ok(Outcome {
         tokens: dec.tokens(dec.result_seq()).to_vec(),
-        stats,
-        wall,
+        stats: d.stats,
+        wall: d.wall,
+        calls: d.calls,
     })
 }
 
@@ -591,23 +834,20 @@ fn detection_line(d: &argen_shapes::Detection) -> String {
 /// `argen score`.
 pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
     let prompt = shapes::parse_prompt(&a.prompt)?;
-    let img = argen_shapes::RgbImage::load_png(&a.image).map_err(|e| e.to_string())?;
+    let img = crate::output::read_score_png(&a.image, 32, 1024)?;
     let s = argen_shapes::score(&prompt, &img).map_err(|e| {
         e.to_string()
             .replace("<memory>", &a.image.display().to_string())
     })?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?
-        );
-        return Ok(());
+        let text = serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?;
+        return crate::outln!("{text}");
     }
     let v = &s.verdicts;
-    println!("prompt:  {prompt}");
-    println!("objects: {}", s.scene.objects.len());
+    let mut text = format!("prompt:  {prompt}\nobjects: {}\n", s.scene.objects.len());
     for d in &s.scene.objects {
-        println!("{}", detection_line(d));
+        text.push_str(&detection_line(d));
+        text.push('\n');
     }
     for (name, ok) in [
         ("count", v.count),
@@ -616,14 +856,13 @@ pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
         ("spatial", v.spatial),
         ("layout", v.layout),
     ] {
-        println!("{name:8} {}", if ok { "yes" } else { "no" });
+        text.push_str(&format!("{name:8} {}\n", if ok { "yes" } else { "no" }));
     }
-    println!(
-        "aligned: {} (soft score {:.3})",
+    crate::outln!(
+        "{text}aligned: {} (soft score {:.3})",
         if s.aligned { "yes" } else { "no" },
         s.soft
-    );
-    Ok(())
+    )
 }
 
 /// `argen decode`.
@@ -651,12 +890,11 @@ pub fn decode(a: &DecodeArgs) -> Result<(), String> {
     }
     let image = vq.decode(&tokens, grid, grid).map_err(|e| e.to_string())?;
     write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
-    println!(
+    crate::outln!(
         "decoded {} tokens → {}×{} px → {}",
         tokens.len(),
         image.width,
         image.height,
         a.out.display()
-    );
-    Ok(())
+    )
 }

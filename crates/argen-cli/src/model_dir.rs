@@ -5,6 +5,33 @@ use std::path::{Path, PathBuf};
 use argen_model::safetensors::SafeTensors;
 use argen_model::{Capacity, Compute, Drafter, Gpt, GptConfig, VqConfig, VqDecoder};
 
+/// The files every model directory holds (`drafter.safetensors` is optional).
+pub const FILES: [&str; 4] = ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"];
+
+/// Checks that `p` is a regular file (following symbolic links), with a message that says
+/// what it is otherwise: missing, a directory, a FIFO or device, a symbolic-link loop.
+fn check_file(p: &Path, missing_hint: &str) -> Result<(), String> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_dir() => Err(format!(
+            "{} is a directory, not a file{missing_hint}",
+            p.display()
+        )),
+        Ok(_) => Err(format!(
+            "{} is not a regular file (a FIFO, device or socket){missing_hint}",
+            p.display()
+        )),
+        Err(e) => {
+            let why = crate::output::describe_open_error(p, &e);
+            if why == "no such file" {
+                Err(format!("{} is missing{missing_hint}", p.display()))
+            } else {
+                Err(format!("cannot read {}: {why}", p.display()))
+            }
+        }
+    }
+}
+
 /// The files of a model directory.
 pub struct ModelDir {
     /// The directory.
@@ -39,21 +66,32 @@ pub fn resolve(arg: Option<&Path>) -> Result<ModelDir, String> {
 impl ModelDir {
     /// Checks that `dir` exists and holds the two configs.
     pub fn open(dir: &Path) -> Result<Self, String> {
-        if !dir.is_dir() {
-            return Err(format!("model directory {} does not exist", dir.display()));
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "model directory {} is not a directory",
+                    dir.display()
+                ))
+            }
+            Err(e) => {
+                let why = crate::output::describe_open_error(dir, &e);
+                return Err(if why == "no such file" {
+                    format!("model directory {} does not exist", dir.display())
+                } else {
+                    format!("cannot open model directory {}: {why}", dir.display())
+                });
+            }
         }
         let m = ModelDir {
             dir: dir.to_path_buf(),
         };
-        for f in ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"] {
-            let p = m.file(f);
-            if !p.is_file() {
-                return Err(format!(
-                    "{} is missing (a model directory holds gpt.json, \
-                     gpt.safetensors, vq.json, vq.safetensors and optionally drafter.safetensors)",
-                    p.display()
-                ));
-            }
+        for f in FILES {
+            check_file(
+                &m.file(f),
+                " (a model directory holds gpt.json, gpt.safetensors, vq.json, vq.safetensors \
+                 and optionally drafter.safetensors)",
+            )?;
         }
         Ok(m)
     }
@@ -86,12 +124,7 @@ impl ModelDir {
         cap: Capacity,
     ) -> Result<Drafter<C>, String> {
         let p = self.file("drafter.safetensors");
-        if !p.is_file() {
-            return Err(format!(
-                "{} is missing: speculative methods need an EAGLE drafter",
-                p.display()
-            ));
-        }
+        check_file(&p, ": speculative methods need an EAGLE drafter")?;
         Drafter::load(c, cfg, p, cap).map_err(|e| e.to_string())
     }
 

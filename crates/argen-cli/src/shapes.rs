@@ -49,8 +49,13 @@ pub fn check_model(cfg: &GptConfig) -> Result<(), String> {
     {
         return Err(format!(
             "--prompt needs a ShapesWorld model (text-conditional, {MAX_WORDS} caption tokens of \
-             {CAPTION_DIM} features); this model is {:?} with {} × {}",
-            cfg.model_type, cfg.cls_token_num, cfg.caption_dim
+             {CAPTION_DIM} features); this model is {} with {} × {}",
+            match cfg.model_type {
+                ModelType::C2i => "class-conditional (c2i)",
+                ModelType::T2i => "text-conditional (t2i)",
+            },
+            cfg.cls_token_num,
+            cfg.caption_dim
         ));
     }
     Ok(())
@@ -58,7 +63,15 @@ pub fn check_model(cfg: &GptConfig) -> Result<(), String> {
 
 /// Parses a prompt; the error lists what the grammar accepts.
 pub fn parse_prompt(text: &str) -> Result<Prompt, String> {
-    Prompt::parse(text).map_err(|e| e.to_string().replace('\n', " "))
+    Prompt::parse(text).map_err(|e| {
+        // A long prompt is echoed shortened, so that the error stays one readable line.
+        let msg = e.to_string().replace('\n', " ");
+        if text.chars().count() > crate::args::MAX_ECHO && !text.is_empty() {
+            msg.replace(text, &crate::args::clip(text))
+        } else {
+            msg
+        }
+    })
 }
 
 /// Judges candidates of one prompt by parsing their decoded images.

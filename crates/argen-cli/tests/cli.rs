@@ -194,7 +194,7 @@ fn bad_input_gives_one_line_errors() {
     );
     fails_with(
         &["generate", "--model", &m, "--class", "1", "--top-p", "1.5"],
-        "top_p",
+        "--top-p",
     );
     fails_with(
         &[
