@@ -213,6 +213,11 @@ typedef struct argen_criterion argen_criterion;
 // time (concurrent calls are refused with `ARGEN_ERR_INVALID_HANDLE`).
 typedef struct argen_decoder argen_decoder;
 
+// Independent decoders (requests) whose forwards are merged (opaque; see `argen_mux_new`): the
+// core's `Mux`. Actions and answers are those of a single decoder; each member's tokens are
+// exactly those of running it alone (keyed randomness). Not thread-safe.
+typedef struct argen_mux argen_mux;
+
 // A table of distribution rows and the row operations on it (opaque; see `argen_sampler_new`).
 // Not thread-safe: use one handle from one thread at a time (concurrent calls are refused with
 // `ARGEN_ERR_INVALID_HANDLE`).
@@ -816,6 +821,84 @@ enum argen_status argen_decoder_result_seq(struct argen_decoder *decoder,
 // # Safety
 // `out` must point to a writable struct.
 enum argen_status argen_decoder_stats(struct argen_decoder *decoder, struct argen_stats *out);
+
+// Creates an empty set of decoders over `vocab` tokens with `dist_rows` distribution rows
+// shared by its members (the sum of their `argen_requirements.dist_rows` suffices; a member
+// that does not fit is refused with `ARGEN_ERR_CAPACITY`). Free with `argen_mux_free`.
+//
+// # Safety
+// `out_mux` must point to a writable pointer.
+enum argen_status argen_mux_new(size_t vocab, size_t dist_rows, struct argen_mux **out_mux);
+
+// Frees a set and its members. NULL is a no-op; a handle that is not live is refused.
+//
+// # Safety
+// `mux` is NULL or a pointer value; it is dereferenced only if it is a live handle.
+enum argen_status argen_mux_free(struct argen_mux *mux);
+
+// Adds the decoder of a JSON `DecoderConfig` to the set (also while others run; its first
+// action joins the next merged forward). Its sequence ids (`base.seq ..`) must not overlap a
+// member's; `resources->vocab` must be the set's.
+//
+// # Safety
+// As `argen_decoder_new`.
+enum argen_status argen_mux_add(struct argen_mux *mux,
+                                const char *config_json,
+                                size_t json_len,
+                                const struct argen_decoder_resources *resources);
+
+// The set's current action (as `argen_decoder_poll`; `ARGEN_ACTION_DONE` when every member is
+// done or the set is empty).
+//
+// # Safety
+// `out` must point to a writable struct.
+enum argen_status argen_mux_poll(struct argen_mux *mux, struct argen_decoder_action *out);
+
+// Answers a merged forward (as `argen_decoder_handle_logits`).
+//
+// # Safety
+// `logits` must point to `n_elements` elements of `dtype`, aligned for it.
+enum argen_status argen_mux_handle_logits(struct argen_mux *mux,
+                                          const void *logits,
+                                          uint32_t dtype,
+                                          size_t n_elements);
+
+// Answers a Check of the set's current action (`possible`: 0 or 1).
+enum argen_status argen_mux_handle_verdict(struct argen_mux *mux, uint32_t possible);
+
+// Answers a Score of the set's current action (finite).
+enum argen_status argen_mux_handle_score(struct argen_mux *mux, float score);
+
+// Answers a Reformulate of the set's current action.
+enum argen_status argen_mux_handle_reformulated(struct argen_mux *mux);
+
+// Copies the tokens of sequence `seq` (any member's) as `argen_decoder_tokens`.
+//
+// # Safety
+// As `argen_decoder_tokens`.
+enum argen_status argen_mux_tokens(struct argen_mux *mux,
+                                   uint32_t seq,
+                                   uint32_t *out_tokens,
+                                   size_t capacity,
+                                   size_t *out_len);
+
+// The member that uses sequence `seq`: its result sequence, whether it is done (1) and its
+// stats. An unknown sequence is `ARGEN_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// Each output must point to writable memory.
+enum argen_status argen_mux_member(struct argen_mux *mux,
+                                   uint32_t seq,
+                                   uint32_t *out_result_seq,
+                                   uint32_t *out_done,
+                                   struct argen_stats *out_stats);
+
+// Removes the members that are done (read their tokens first), freeing their distribution
+// rows for new members; `*out_released` (may be NULL) receives how many were removed.
+//
+// # Safety
+// `out_released` is NULL or points to a writable `size_t`.
+enum argen_status argen_mux_release_done(struct argen_mux *mux, size_t *out_released);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -3,7 +3,9 @@
  * method (vanilla, speculative chain and tree with the exact, coupled, LANTERN and grouped
  * criteria, VVS, Jacobi, Best-of-N, GridAR), and checks that its tokens and forward counts equal
  * the core's known answers in fixtures/ffi_decoder_v1.txt (computed by argen-core with the same
- * toy model, crates/argen-ffi/tests/decoder.rs). It also exercises the decoder's error paths.
+ * toy model, crates/argen-ffi/tests/decoder.rs). Then it runs all of them at once through one
+ * argen_mux (forwards merged across requests) and checks that each still gets its solo tokens.
+ * It also exercises the error paths.
  *
  * The toy model: logits of the token after a context depend on the context's length and its last
  * token (a real host runs a transformer here). The KV cache is bookkeeping only: per sequence the
@@ -24,7 +26,7 @@
 
 #define V 32
 #define DIM 3
-#define MAX_SEQS 32
+#define MAX_SEQS 256
 #define MAX_ENTRIES 1024
 
 typedef struct {
@@ -134,6 +136,16 @@ static uint32_t toy_verdict(uint32_t seq, const uint32_t *t, size_t n) {
 
 static float codebook[V * DIM], embedding[V * DIM];
 
+#define MAX_CASES 32
+typedef struct {
+    char name[64];
+    char json[4096];
+    uint32_t want[1024];
+    size_t n_want;
+} known_case;
+static known_case cases[MAX_CASES];
+static size_t n_cases = 0;
+
 static argen_decoder_resources resources(void) {
     argen_decoder_resources r;
     memset(&r, 0, sizeof r);
@@ -216,6 +228,13 @@ static void known_answers(const char *path) {
         size_t n_want = 0;
         for (char *p = strtok_r(toks, " ", &save); p && n_want < 1024; p = strtok_r(NULL, " ", &save))
             want[n_want++] = (uint32_t)strtoul(p, NULL, 10);
+        if (n_cases < MAX_CASES && strlen(json) < sizeof cases[0].json && strlen(name) < 64) {
+            known_case *c = &cases[n_cases++];
+            strcpy(c->name, name);
+            strcpy(c->json, json);
+            memcpy(c->want, want, n_want * sizeof *want);
+            c->n_want = n_want;
+        }
         uint32_t got[1024], forwards = 0;
         size_t n_got = 0;
         argen_stats stats;
@@ -234,6 +253,76 @@ static void known_answers(const char *path) {
     }
     fclose(f);
     CHECK(n >= 10, "only %d configurations in the fixture", n);
+}
+
+/* Every known case at once through one argen_mux, case i on sequences 16 i ..: merged forwards,
+ * and each member's tokens equal its solo run's (the fixture). */
+static void mux_all(void) {
+    int before = failures;
+    static char jsons[MAX_CASES][4200];
+    size_t dist_rows = 0, max_rows = 0;
+    for (size_t i = 0; i < n_cases; i++) {
+        const char *at = strstr(cases[i].json, "\"seq\": 0");
+        if (!at) {
+            fprintf(stderr, "%s: no \"seq\": 0 in the configuration\n", cases[i].name);
+            exit(2);
+        }
+        snprintf(jsons[i], sizeof jsons[i], "%.*s\"seq\": %zu%s", (int)(at - cases[i].json),
+                 cases[i].json, 16 * i, at + strlen("\"seq\": 0"));
+        argen_requirements req;
+        CHECK(argen_decoder_config_requirements(jsons[i], strlen(jsons[i]), &req) == ARGEN_OK,
+              "requirements");
+        dist_rows += req.dist_rows;
+        max_rows += req.logits_rows;
+    }
+    argen_mux *mux = NULL;
+    CHECK(argen_mux_new(V, dist_rows, &mux) == ARGEN_OK, "mux");
+    argen_decoder_resources res = resources();
+    for (size_t i = 0; i < n_cases; i++)
+        CHECK(argen_mux_add(mux, jsons[i], strlen(jsons[i]), &res) == ARGEN_OK, "add %s",
+              cases[i].name);
+    float *logits = malloc(max_rows * V * sizeof *logits);
+    if (!logits) exit(2);
+    memset(seqs, 0, sizeof seqs);
+    uint32_t forwards = 0;
+    argen_decoder_action a;
+    for (;;) {
+        argen_status st = argen_mux_poll(mux, &a);
+        if (st != ARGEN_OK || a.kind == ARGEN_ACTION_DONE) break;
+        if (a.model != ARGEN_MODEL_NONE) {
+            size_t rows = 0;
+            for (size_t g = 0; g < a.n_groups; g++) rows += run_group(&a.groups[g], logits + rows * V);
+            forwards++;
+            st = argen_mux_handle_logits(mux, logits, ARGEN_DTYPE_F32, rows * V);
+        } else if (a.kind == ARGEN_ACTION_CHECK) {
+            /* the toy judge sees the sequence relative to its request's base, as in the solo run */
+            st = argen_mux_handle_verdict(mux, toy_verdict(a.seq % 16, a.canvas, a.n_canvas));
+        } else if (a.kind == ARGEN_ACTION_SCORE) {
+            st = argen_mux_handle_score(mux, toy_score(a.canvas, a.n_canvas));
+        } else {
+            st = argen_mux_handle_reformulated(mux);
+        }
+        CHECK(st == ARGEN_OK, "mux answer");
+        if (st != ARGEN_OK) break;
+    }
+    for (size_t i = 0; i < n_cases; i++) {
+        uint32_t result = 0, done = 0, got[1024];
+        size_t n = 0;
+        argen_stats stats;
+        CHECK(argen_mux_member(mux, (uint32_t)(16 * i), &result, &done, &stats) == ARGEN_OK &&
+                  done == 1, "%s: member", cases[i].name);
+        CHECK(argen_mux_tokens(mux, result, got, 1024, &n) == ARGEN_OK && n == cases[i].n_want &&
+                  memcmp(got, cases[i].want, n * sizeof *got) == 0,
+              "%s: multiplexed tokens differ from the solo run", cases[i].name);
+    }
+    size_t released = 0;
+    CHECK(argen_mux_release_done(mux, &released) == ARGEN_OK && released == n_cases, "release");
+    if (failures == before)
+        printf("mux: %zu requests in %u merged forwards, each equal to its solo run\n", n_cases,
+               forwards);
+    free(logits);
+    CHECK(argen_mux_free(mux) == ARGEN_OK, "mux free");
+    CHECK(argen_mux_free(mux) == ARGEN_ERR_INVALID_HANDLE, "mux double free");
 }
 
 /* Bad input gets a status and a message, never a crash. */
@@ -283,6 +372,7 @@ int main(int argc, char **argv) {
         embedding[i] = (float)(i * 53 % 97) / 40.0f - 1.2f;
     }
     known_answers(argv[1]);
+    mux_all();
     error_paths();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);

@@ -19,7 +19,7 @@ use crate::embed::Rows;
 use crate::status::{argen_status, FfiError, FfiResult};
 use argen_core::accept::NeighbourTable;
 use argen_core::decode::{
-    Action, AnyDecoder, Decoder, DecoderConfig, FeatureRef, Group, GuidanceMode, Model,
+    Action, AnyDecoder, Decoder, DecoderConfig, FeatureRef, Group, GuidanceMode, Model, Mux,
     Requirements, Resources, Stats,
 };
 use argen_core::{SliceStorage, MAX_VOCAB};
@@ -369,71 +369,83 @@ enum TableOwner {
     F32(#[allow(dead_code)] Owned<f32>),
 }
 
+/// Builds `config`'s decoder over `vocab` with copies of the tables it needs; the decoder borrows
+/// the returned owners, which must outlive it.
+fn build(
+    config: &DecoderConfig,
+    vocab: usize,
+    tables: TableArgs<'_>,
+) -> FfiResult<(AnyDecoder<'static>, Vec<TableOwner>, Requirements)> {
+    if !(2..=MAX_VOCAB).contains(&vocab) {
+        return Err(FfiError::invalid(format!(
+            "vocab must be between 2 and {MAX_VOCAB}, got {vocab}"
+        )));
+    }
+    let requirements = config.requirements()?;
+    let mut owners = Vec::new();
+    let mut res = Resources::none();
+    if let Some(needs) = requirements.neighbours {
+        let (ids, k) = match (tables.neighbours, tables.neighbour_codebook) {
+            (Some((ids, k)), _) => {
+                if vocab.checked_mul(k) != Some(ids.len()) {
+                    return Err(FfiError::new(
+                        argen_status::ARGEN_ERR_LENGTH_MISMATCH,
+                        format!(
+                            "neighbour table has {} ids, expected vocab ({vocab}) × k ({k})",
+                            ids.len()
+                        ),
+                    ));
+                }
+                (ids.to_vec(), k)
+            }
+            (None, Some((codebook, dim))) => {
+                table_len("neighbour codebook", codebook.len(), vocab, dim)?;
+                let k = needs.k as usize;
+                let ids = argen_core::accept::neighbours::build_table_with(
+                    codebook,
+                    dim,
+                    k,
+                    needs.metric,
+                )?;
+                (ids, k)
+            }
+            (None, None) => {
+                return Err(FfiError::invalid(
+                    "the lantern criterion needs a neighbour table or a codebook to build it",
+                ))
+            }
+        };
+        let (owner, ids) = Owned::new(ids);
+        owners.push(TableOwner::U32(owner));
+        res = res.with_neighbours(NeighbourTable::new(ids, vocab, k)?);
+    }
+    if requirements.embedding {
+        let (values, dim) = tables.embedding.ok_or_else(|| {
+            FfiError::invalid("the grouped criterion needs the target's input embedding")
+        })?;
+        table_len("embedding", values.len(), vocab, dim)?;
+        let (owner, values) = Owned::new(values.to_vec());
+        owners.push(TableOwner::F32(owner));
+        res = res.with_embedding(values, dim);
+    }
+    if requirements.codebook {
+        let (values, dim) = tables
+            .codebook
+            .ok_or_else(|| FfiError::invalid("the VVS dynamic schedule needs the VQ codebook"))?;
+        table_len("codebook", values.len(), vocab, dim)?;
+        let (owner, values) = Owned::new(values.to_vec());
+        owners.push(TableOwner::F32(owner));
+        res = res.with_codebook(values, dim);
+    }
+    let decoder = AnyDecoder::new(config, &res)?;
+    Ok((decoder, owners, requirements))
+}
+
 impl OwnedDecoder {
     /// Builds the decoder of `config` over a vocabulary of `vocab` tokens with copies of the
     /// tables it needs (extra tables are ignored; a missing one is an error naming it).
     pub fn new(config: DecoderConfig, vocab: usize, tables: TableArgs<'_>) -> FfiResult<Self> {
-        if !(2..=MAX_VOCAB).contains(&vocab) {
-            return Err(FfiError::invalid(format!(
-                "vocab must be between 2 and {MAX_VOCAB}, got {vocab}"
-            )));
-        }
-        let requirements = config.requirements()?;
-        let mut owners = Vec::new();
-        let mut res = Resources::none();
-        if let Some(needs) = requirements.neighbours {
-            let (ids, k) =
-                match (tables.neighbours, tables.neighbour_codebook) {
-                    (Some((ids, k)), _) => {
-                        if vocab.checked_mul(k) != Some(ids.len()) {
-                            return Err(FfiError::new(
-                                argen_status::ARGEN_ERR_LENGTH_MISMATCH,
-                                format!(
-                                "neighbour table has {} ids, expected vocab ({vocab}) × k ({k})",
-                                ids.len()
-                            ),
-                            ));
-                        }
-                        (ids.to_vec(), k)
-                    }
-                    (None, Some((codebook, dim))) => {
-                        table_len("neighbour codebook", codebook.len(), vocab, dim)?;
-                        let k = needs.k as usize;
-                        let ids = argen_core::accept::neighbours::build_table_with(
-                            codebook,
-                            dim,
-                            k,
-                            needs.metric,
-                        )?;
-                        (ids, k)
-                    }
-                    (None, None) => return Err(FfiError::invalid(
-                        "the lantern criterion needs a neighbour table or a codebook to build it",
-                    )),
-                };
-            let (owner, ids) = Owned::new(ids);
-            owners.push(TableOwner::U32(owner));
-            res = res.with_neighbours(NeighbourTable::new(ids, vocab, k)?);
-        }
-        if requirements.embedding {
-            let (values, dim) = tables.embedding.ok_or_else(|| {
-                FfiError::invalid("the grouped criterion needs the target's input embedding")
-            })?;
-            table_len("embedding", values.len(), vocab, dim)?;
-            let (owner, values) = Owned::new(values.to_vec());
-            owners.push(TableOwner::F32(owner));
-            res = res.with_embedding(values, dim);
-        }
-        if requirements.codebook {
-            let (values, dim) = tables.codebook.ok_or_else(|| {
-                FfiError::invalid("the VVS dynamic schedule needs the VQ codebook")
-            })?;
-            table_len("codebook", values.len(), vocab, dim)?;
-            let (owner, values) = Owned::new(values.to_vec());
-            owners.push(TableOwner::F32(owner));
-            res = res.with_codebook(values, dim);
-        }
-        let decoder = AnyDecoder::new(&config, &res)?;
+        let (decoder, owners, requirements) = build(&config, vocab, tables)?;
         let rows = decoder.dist_rows_needed().max(1);
         let weights = (rows + 1).checked_mul(vocab);
         if weights.is_none_or(|w| w > crate::embed::MAX_SAMPLER_WEIGHTS) {
@@ -504,23 +516,10 @@ impl OwnedDecoder {
                 ),
             ));
         }
-        let result = match logits {
-            Rows::F32(l) => {
-                let mut b = self.storage.backend::<f32>()?;
-                self.decoder.handle_logits(&mut b, l)
-            }
-            Rows::F16(l) => {
-                let mut b = self.storage.backend::<f16>()?;
-                self.decoder.handle_logits(&mut b, l)
-            }
-            Rows::Bf16(l) => {
-                let mut b = self.storage.backend::<bf16>()?;
-                self.decoder.handle_logits(&mut b, l)
-            }
-        };
+        let result = answer_logits(&mut self.decoder, &mut self.storage, logits);
         // A batch member may have taken its rows before another failed: poll again either way.
         self.refresh()?;
-        Ok(result?)
+        result
     }
 
     /// Answers a Check.
@@ -564,5 +563,192 @@ impl OwnedDecoder {
     /// Whether decoding is finished.
     pub fn is_done(&self) -> bool {
         self.view.kind == ARGEN_ACTION_DONE
+    }
+}
+
+/// Answers `decoder`'s forward with `logits` on `storage`, in the rows' own dtype.
+fn answer_logits<D: Decoder>(
+    decoder: &mut D,
+    storage: &mut SliceStorage,
+    logits: Rows<'_>,
+) -> FfiResult<()> {
+    match logits {
+        Rows::F32(l) => decoder.handle_logits(&mut storage.backend::<f32>()?, l)?,
+        Rows::F16(l) => decoder.handle_logits(&mut storage.backend::<f16>()?, l)?,
+        Rows::Bf16(l) => decoder.handle_logits(&mut storage.backend::<bf16>()?, l)?,
+    }
+    Ok(())
+}
+
+/// Independent decoders (requests) sharing forwards: a core [`Mux`] over [`AnyDecoder`]s with
+/// their tables and one table of `dist_rows` distribution rows, fixed at creation so that
+/// decoders may join while others run (each keeps its own range of rows; a decoder that does not
+/// fit is refused with [`argen_status::ARGEN_ERR_CAPACITY`]). Members are named by their
+/// sequence ids (disjoint between members).
+///
+/// Field order matters: the decoders borrow the tables and are dropped first.
+#[derive(Debug)]
+pub struct OwnedMux {
+    mux: Mux<AnyDecoder<'static>>,
+    storage: SliceStorage,
+    view: ActionView,
+    vocab: usize,
+    dist_rows: usize,
+    /// Tables of each member, parallel to `mux.decoders()`.
+    tables: Vec<Vec<TableOwner>>,
+}
+
+impl OwnedMux {
+    /// An empty set over `vocab` tokens with `dist_rows` distribution rows (the sum of the
+    /// members' `Requirements::dist_rows` suffices).
+    pub fn new(vocab: usize, dist_rows: usize) -> FfiResult<Self> {
+        if !(2..=MAX_VOCAB).contains(&vocab) {
+            return Err(FfiError::invalid(format!(
+                "vocab must be between 2 and {MAX_VOCAB}, got {vocab}"
+            )));
+        }
+        let weights = dist_rows
+            .max(1)
+            .checked_add(1)
+            .and_then(|r| r.checked_mul(vocab));
+        if weights.is_none_or(|w| w > crate::embed::MAX_SAMPLER_WEIGHTS) {
+            return Err(FfiError::new(
+                argen_status::ARGEN_ERR_ALLOCATION,
+                format!(
+                    "{dist_rows} distribution rows of {vocab} weights exceed the library's limit"
+                ),
+            ));
+        }
+        let mux = Mux::new();
+        let mut view = ActionView::default();
+        view.fill(&mux.poll())?;
+        Ok(OwnedMux {
+            mux,
+            storage: SliceStorage::new(vocab, dist_rows.max(1)),
+            view,
+            vocab,
+            dist_rows,
+            tables: Vec::new(),
+        })
+    }
+
+    /// Adds the decoder of `config` (may join while others run). Refused if its sequence ids
+    /// overlap a member's or its distribution rows do not fit.
+    pub fn add(&mut self, config: DecoderConfig, tables: TableArgs<'_>) -> FfiResult<()> {
+        let (decoder, owners, _) = build(&config, self.vocab, tables)?;
+        let mut trial = self.mux.clone();
+        trial.push(decoder)?;
+        if trial.dist_rows_needed() > self.dist_rows {
+            return Err(FfiError::new(
+                argen_status::ARGEN_ERR_CAPACITY,
+                format!(
+                    "the set would need {} distribution rows, it was created with {}",
+                    trial.dist_rows_needed(),
+                    self.dist_rows
+                ),
+            ));
+        }
+        self.mux = trial;
+        self.tables.push(owners);
+        self.refresh()
+    }
+
+    /// Drops the members that are done (after reading their results); returns how many.
+    pub fn release_done(&mut self) -> FfiResult<usize> {
+        let done: Vec<bool> = self
+            .mux
+            .decoders()
+            .iter()
+            .map(|d| d.poll() == Action::Done)
+            .collect();
+        drop(self.mux.take_done());
+        let mut i = 0;
+        self.tables.retain(|_| {
+            i += 1;
+            !done[i - 1]
+        });
+        self.refresh()?;
+        Ok(done.iter().filter(|&&d| d).count())
+    }
+
+    fn member(&self, seq: u32) -> FfiResult<&AnyDecoder<'static>> {
+        self.mux
+            .decoders()
+            .iter()
+            .find(|d| d.sequences().contains(&seq))
+            .ok_or_else(|| FfiError::invalid(format!("no member of the set uses sequence {seq}")))
+    }
+
+    /// The member using sequence `seq`: its result sequence, whether it is done, its stats.
+    pub fn member_info(&self, seq: u32) -> FfiResult<(u32, bool, Stats)> {
+        let d = self.member(seq)?;
+        Ok((d.result_seq(), d.poll() == Action::Done, d.stats()))
+    }
+
+    /// The vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.mux.decoders().len()
+    }
+
+    /// Whether the set has no members.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current action of the set (merged forwards; judges one sequence at a time).
+    pub fn poll(&self) -> &ActionView {
+        &self.view
+    }
+
+    fn refresh(&mut self) -> FfiResult<()> {
+        let action = self.mux.poll();
+        self.view.fill(&action)
+    }
+
+    /// Answers a merged forward (`logits_rows × vocab` elements).
+    pub fn handle_logits(&mut self, logits: Rows<'_>) -> FfiResult<()> {
+        let expected = self.view.logits_rows * self.vocab;
+        if self.view.model != ARGEN_MODEL_NONE && logits.len() != expected {
+            return Err(FfiError::new(
+                argen_status::ARGEN_ERR_LENGTH_MISMATCH,
+                format!(
+                    "the action needs {} logits rows of {} = {expected} elements, got {}",
+                    self.view.logits_rows,
+                    self.vocab,
+                    logits.len()
+                ),
+            ));
+        }
+        let result = answer_logits(&mut self.mux, &mut self.storage, logits);
+        self.refresh()?;
+        result
+    }
+
+    /// Answers a Check.
+    pub fn handle_verdict(&mut self, possible: bool) -> FfiResult<()> {
+        self.mux.handle_verdict(possible)?;
+        self.refresh()
+    }
+
+    /// Answers a Score.
+    pub fn handle_score(&mut self, score: f32) -> FfiResult<()> {
+        self.mux.handle_score(score)?;
+        self.refresh()
+    }
+
+    /// Answers a Reformulate.
+    pub fn handle_reformulated(&mut self) -> FfiResult<()> {
+        self.mux.handle_reformulated()?;
+        self.refresh()
+    }
+
+    /// Tokens committed so far for `seq` (any member's sequence).
+    pub fn tokens(&self, seq: u32) -> &[u32] {
+        self.mux.tokens(seq)
     }
 }

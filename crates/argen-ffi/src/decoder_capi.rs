@@ -25,7 +25,7 @@
 //! The full contract (KV-cache rules, row order) is the module documentation of
 //! `argen_core::decode::protocol`; the embedding layer is [`crate::decoder`].
 
-use crate::decoder::{argen_decoder_input, OwnedDecoder, TableArgs};
+use crate::decoder::{argen_decoder_input, ActionView, OwnedDecoder, OwnedMux, TableArgs};
 use crate::embed::{Dtype, Rows};
 use crate::guard::{call, Registry};
 use crate::status::{argen_status, FfiError, FfiResult};
@@ -304,6 +304,31 @@ unsafe fn write<T>(out: *mut T, name: &str, value: T) -> FfiResult<()> {
     Ok(())
 }
 
+/// The tables of `res` as slices (NULL ones absent).
+///
+/// # Safety
+/// Each non-NULL table of `res` must hold `vocab × its dim` elements.
+unsafe fn table_args(res: &argen_decoder_resources) -> FfiResult<TableArgs<'_>> {
+    let len = |dim: usize| res.vocab.saturating_mul(dim);
+    // SAFETY: the caller's contract; an overflowing length saturates and is refused by `table`.
+    unsafe {
+        Ok(TableArgs {
+            neighbours: table(res.neighbours, len(res.neighbours_k), "neighbours")?
+                .map(|t| (t, res.neighbours_k)),
+            neighbour_codebook: table(
+                res.neighbour_codebook,
+                len(res.neighbour_codebook_dim),
+                "neighbour_codebook",
+            )?
+            .map(|t| (t, res.neighbour_codebook_dim)),
+            embedding: table(res.embedding, len(res.embedding_dim), "embedding")?
+                .map(|t| (t, res.embedding_dim)),
+            codebook: table(res.codebook, len(res.codebook_dim), "codebook")?
+                .map(|t| (t, res.codebook_dim)),
+        })
+    }
+}
+
 /// Runs `body` on a live decoder handle.
 fn with_decoder(
     op: &str,
@@ -365,25 +390,8 @@ pub unsafe extern "C" fn argen_decoder_new(
         }
         let config = crate::decoder::parse_config(json)?;
         let v = res.vocab;
-        let len = |dim: usize| v.saturating_mul(dim);
-        // SAFETY: each non-NULL table holds `vocab × its dim` elements (the caller's contract);
-        // an overflowing length saturates and is refused by `table`.
-        let tables = unsafe {
-            TableArgs {
-                neighbours: table(res.neighbours, len(res.neighbours_k), "neighbours")?
-                    .map(|t| (t, res.neighbours_k)),
-                neighbour_codebook: table(
-                    res.neighbour_codebook,
-                    len(res.neighbour_codebook_dim),
-                    "neighbour_codebook",
-                )?
-                .map(|t| (t, res.neighbour_codebook_dim)),
-                embedding: table(res.embedding, len(res.embedding_dim), "embedding")?
-                    .map(|t| (t, res.embedding_dim)),
-                codebook: table(res.codebook, len(res.codebook_dim), "codebook")?
-                    .map(|t| (t, res.codebook_dim)),
-            }
-        };
+        // SAFETY: the caller's contract on the tables.
+        let tables = unsafe { table_args(&res)? };
         let inner = OwnedDecoder::new(config, v, tables)?;
         let handle = DECODERS.insert(argen_decoder {
             inner,
@@ -436,58 +444,62 @@ pub unsafe extern "C" fn argen_decoder_poll(
     out: *mut argen_decoder_action,
 ) -> argen_status {
     with_decoder("argen_decoder_poll", decoder, |d| {
-        let view = d.inner.poll();
-        let ptr = |s: &[u32]| {
-            if s.is_empty() {
-                core::ptr::null()
-            } else {
-                s.as_ptr()
-            }
-        };
-        d.groups.clear();
-        d.groups.extend(view.groups.iter().map(|g| {
-            let inputs = &view.inputs[g.inputs.clone()];
-            argen_decoder_group {
-                kind: g.kind,
-                seq: g.seq,
-                guidance: g.guidance,
-                variants: g.variants,
-                scale: g.scale,
-                new_step: g.new_step.into(),
-                commit: g.commit,
-                tokens: ptr(&view.tokens[g.tokens.clone()]),
-                n_tokens: g.tokens.len(),
-                keep: ptr(&view.keep[g.keep.clone()]),
-                n_keep: g.keep.len(),
-                inputs: if inputs.is_empty() {
-                    core::ptr::null()
-                } else {
-                    inputs.as_ptr()
-                },
-                n_inputs: inputs.len(),
-                first_row: g.first_row,
-                rows: g.rows,
-            }
-        }));
-        let canvas = &view.tokens[view.canvas.clone()];
-        let action = argen_decoder_action {
-            kind: view.kind,
-            model: view.model,
-            seq: view.seq,
-            canvas_rows: view.canvas_rows,
-            logits_rows: view.logits_rows,
-            groups: if d.groups.is_empty() {
-                core::ptr::null()
-            } else {
-                d.groups.as_ptr()
-            },
-            n_groups: d.groups.len(),
-            canvas: ptr(canvas),
-            n_canvas: canvas.len(),
-        };
+        let action = snapshot(d.inner.poll(), &mut d.groups);
         // SAFETY: the caller's contract.
         unsafe { write(out, "out", action) }
     })
+}
+
+/// The C view of `view`, with the groups rebuilt in `groups` (pointers into `view` and `groups`).
+fn snapshot(view: &ActionView, groups: &mut Vec<argen_decoder_group>) -> argen_decoder_action {
+    let ptr = |s: &[u32]| {
+        if s.is_empty() {
+            core::ptr::null()
+        } else {
+            s.as_ptr()
+        }
+    };
+    groups.clear();
+    groups.extend(view.groups.iter().map(|g| {
+        let inputs = &view.inputs[g.inputs.clone()];
+        argen_decoder_group {
+            kind: g.kind,
+            seq: g.seq,
+            guidance: g.guidance,
+            variants: g.variants,
+            scale: g.scale,
+            new_step: g.new_step.into(),
+            commit: g.commit,
+            tokens: ptr(&view.tokens[g.tokens.clone()]),
+            n_tokens: g.tokens.len(),
+            keep: ptr(&view.keep[g.keep.clone()]),
+            n_keep: g.keep.len(),
+            inputs: if inputs.is_empty() {
+                core::ptr::null()
+            } else {
+                inputs.as_ptr()
+            },
+            n_inputs: inputs.len(),
+            first_row: g.first_row,
+            rows: g.rows,
+        }
+    }));
+    let canvas = &view.tokens[view.canvas.clone()];
+    argen_decoder_action {
+        kind: view.kind,
+        model: view.model,
+        seq: view.seq,
+        canvas_rows: view.canvas_rows,
+        logits_rows: view.logits_rows,
+        groups: if groups.is_empty() {
+            core::ptr::null()
+        } else {
+            groups.as_ptr()
+        },
+        n_groups: groups.len(),
+        canvas: ptr(canvas),
+        n_canvas: canvas.len(),
+    }
 }
 
 /// Answers a forward with its logits: `n_elements = logits_rows × vocab` elements of `dtype`
@@ -632,5 +644,260 @@ pub unsafe extern "C" fn argen_decoder_stats(
         let stats = (&d.inner.stats()).into();
         // SAFETY: the caller's contract.
         unsafe { write(out, "out", stats) }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many decoders, shared forwards.
+
+/// Independent decoders (requests) whose forwards are merged (opaque; see `argen_mux_new`): the
+/// core's `Mux`. Actions and answers are those of a single decoder; each member's tokens are
+/// exactly those of running it alone (keyed randomness). Not thread-safe.
+pub struct argen_mux {
+    inner: OwnedMux,
+    groups: Vec<argen_decoder_group>,
+}
+
+static MUXES: Registry<argen_mux> = Registry::new("argen_mux");
+
+fn with_mux(
+    op: &str,
+    mux: *mut argen_mux,
+    body: impl FnOnce(&mut argen_mux) -> FfiResult<()>,
+) -> argen_status {
+    call(op, || {
+        let _lease = MUXES.lease_mut(mux, "mux")?;
+        // SAFETY: the registry vouches that `mux` is a live handle and the exclusive lease keeps
+        // every other call off it until `_lease` drops.
+        body(unsafe { &mut *mux })
+    })
+}
+
+/// Creates an empty set of decoders over `vocab` tokens with `dist_rows` distribution rows
+/// shared by its members (the sum of their `argen_requirements.dist_rows` suffices; a member
+/// that does not fit is refused with `ARGEN_ERR_CAPACITY`). Free with `argen_mux_free`.
+///
+/// # Safety
+/// `out_mux` must point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_new(
+    vocab: usize,
+    dist_rows: usize,
+    out_mux: *mut *mut argen_mux,
+) -> argen_status {
+    call("argen_mux_new", || {
+        if out_mux.is_null() {
+            return Err(FfiError::null("out_mux"));
+        }
+        let inner = OwnedMux::new(vocab, dist_rows)?;
+        let handle = MUXES.insert(argen_mux {
+            inner,
+            groups: Vec::new(),
+        });
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe { *out_mux = handle };
+        Ok(())
+    })
+}
+
+/// Frees a set and its members. NULL is a no-op; a handle that is not live is refused.
+///
+/// # Safety
+/// `mux` is NULL or a pointer value; it is dereferenced only if it is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_free(mux: *mut argen_mux) -> argen_status {
+    call("argen_mux_free", || {
+        drop(MUXES.remove(mux, "mux")?);
+        Ok(())
+    })
+}
+
+/// Adds the decoder of a JSON `DecoderConfig` to the set (also while others run; its first
+/// action joins the next merged forward). Its sequence ids (`base.seq ..`) must not overlap a
+/// member's; `resources->vocab` must be the set's.
+///
+/// # Safety
+/// As `argen_decoder_new`.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_add(
+    mux: *mut argen_mux,
+    config_json: *const core::ffi::c_char,
+    json_len: usize,
+    resources: *const argen_decoder_resources,
+) -> argen_status {
+    with_mux("argen_mux_add", mux, |m| {
+        // SAFETY: the caller's contract.
+        let json = unsafe { json_arg(config_json, json_len)? };
+        // SAFETY: the caller's contract.
+        let res = unsafe { crate::capi::versioned(resources, "resources")? };
+        if res.vocab != m.inner.vocab() {
+            return Err(FfiError::new(
+                argen_status::ARGEN_ERR_LENGTH_MISMATCH,
+                format!(
+                    "resources.vocab is {}, the set's vocabulary is {}",
+                    res.vocab,
+                    m.inner.vocab()
+                ),
+            ));
+        }
+        let config = crate::decoder::parse_config(json)?;
+        // SAFETY: the caller's contract on the tables.
+        let tables = unsafe { table_args(&res)? };
+        m.inner.add(config, tables)
+    })
+}
+
+/// The set's current action (as `argen_decoder_poll`; `ARGEN_ACTION_DONE` when every member is
+/// done or the set is empty).
+///
+/// # Safety
+/// `out` must point to a writable struct.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_poll(
+    mux: *mut argen_mux,
+    out: *mut argen_decoder_action,
+) -> argen_status {
+    with_mux("argen_mux_poll", mux, |m| {
+        let action = snapshot(m.inner.poll(), &mut m.groups);
+        // SAFETY: the caller's contract.
+        unsafe { write(out, "out", action) }
+    })
+}
+
+/// Answers a merged forward (as `argen_decoder_handle_logits`).
+///
+/// # Safety
+/// `logits` must point to `n_elements` elements of `dtype`, aligned for it.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_handle_logits(
+    mux: *mut argen_mux,
+    logits: *const core::ffi::c_void,
+    dtype: u32,
+    n_elements: usize,
+) -> argen_status {
+    with_mux("argen_mux_handle_logits", mux, |m| {
+        let dtype = Dtype::from_code(dtype)?;
+        // SAFETY: the caller's contract.
+        let rows = unsafe { Rows::from_raw(logits.cast(), dtype, n_elements)? };
+        m.inner.handle_logits(rows)
+    })
+}
+
+/// Answers a Check of the set's current action (`possible`: 0 or 1).
+#[no_mangle]
+pub extern "C" fn argen_mux_handle_verdict(mux: *mut argen_mux, possible: u32) -> argen_status {
+    with_mux("argen_mux_handle_verdict", mux, |m| {
+        if possible > 1 {
+            return Err(FfiError::invalid(format!(
+                "possible must be 0 or 1, got {possible}"
+            )));
+        }
+        m.inner.handle_verdict(possible == 1)
+    })
+}
+
+/// Answers a Score of the set's current action (finite).
+#[no_mangle]
+pub extern "C" fn argen_mux_handle_score(mux: *mut argen_mux, score: f32) -> argen_status {
+    with_mux("argen_mux_handle_score", mux, |m| {
+        if !score.is_finite() {
+            return Err(FfiError::invalid(format!(
+                "score must be finite, got {score}"
+            )));
+        }
+        m.inner.handle_score(score)
+    })
+}
+
+/// Answers a Reformulate of the set's current action.
+#[no_mangle]
+pub extern "C" fn argen_mux_handle_reformulated(mux: *mut argen_mux) -> argen_status {
+    with_mux("argen_mux_handle_reformulated", mux, |m| {
+        m.inner.handle_reformulated()
+    })
+}
+
+/// Copies the tokens of sequence `seq` (any member's) as `argen_decoder_tokens`.
+///
+/// # Safety
+/// As `argen_decoder_tokens`.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_tokens(
+    mux: *mut argen_mux,
+    seq: u32,
+    out_tokens: *mut u32,
+    capacity: usize,
+    out_len: *mut usize,
+) -> argen_status {
+    with_mux("argen_mux_tokens", mux, |m| {
+        let tokens = m.inner.tokens(seq);
+        if out_len.is_null() {
+            return Err(FfiError::null("out_len"));
+        }
+        if capacity < tokens.len() {
+            return Err(FfiError::new(
+                argen_status::ARGEN_ERR_BUFFER_TOO_SMALL,
+                format!(
+                    "sequence {seq} has {} tokens, capacity is {capacity}",
+                    tokens.len()
+                ),
+            ));
+        }
+        if !tokens.is_empty() {
+            // SAFETY: the caller's contract on `out_tokens` (checked: non-NULL, aligned).
+            let out = unsafe { crate::capi::slice_mut(out_tokens, capacity, "out_tokens")? };
+            out[..tokens.len()].copy_from_slice(tokens);
+        }
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe { *out_len = tokens.len() };
+        Ok(())
+    })
+}
+
+/// The member that uses sequence `seq`: its result sequence, whether it is done (1) and its
+/// stats. An unknown sequence is `ARGEN_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// Each output must point to writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_member(
+    mux: *mut argen_mux,
+    seq: u32,
+    out_result_seq: *mut u32,
+    out_done: *mut u32,
+    out_stats: *mut argen_stats,
+) -> argen_status {
+    with_mux("argen_mux_member", mux, |m| {
+        if out_result_seq.is_null() || out_done.is_null() || out_stats.is_null() {
+            return Err(FfiError::null("out_result_seq / out_done / out_stats"));
+        }
+        let (result, done, stats) = m.inner.member_info(seq)?;
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe {
+            *out_result_seq = result;
+            *out_done = done.into();
+            *out_stats = (&stats).into();
+        }
+        Ok(())
+    })
+}
+
+/// Removes the members that are done (read their tokens first), freeing their distribution
+/// rows for new members; `*out_released` (may be NULL) receives how many were removed.
+///
+/// # Safety
+/// `out_released` is NULL or points to a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn argen_mux_release_done(
+    mux: *mut argen_mux,
+    out_released: *mut usize,
+) -> argen_status {
+    with_mux("argen_mux_release_done", mux, |m| {
+        let n = m.inner.release_done()?;
+        // SAFETY: the caller's contract (NULL allowed).
+        if let Some(slot) = unsafe { out_released.as_mut() } {
+            *slot = n;
+        }
+        Ok(())
     })
 }

@@ -701,3 +701,154 @@ fn decoder_fixture_is_current() {
         "fixtures/ffi_decoder_v1.txt is stale: rerun with ARGEN_BLESS=1 after checking why"
     );
 }
+
+fn config_at(name: &str, seq: u32, seed: u64) -> String {
+    let json = all_configs()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap()
+        .1;
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["base"]["seq"] = seq.into();
+    v["base"]["seed"] = seed.into();
+    v.to_string()
+}
+
+#[test]
+fn mux_members_equal_their_solo_runs_and_share_forwards() {
+    // Three requests — GridAR (seqs 0..3), tree LANTERN (seq 5), Best-of-3 SD (seqs 6..9) — and a
+    // fourth (vanilla, seq 10) that joins after a few actions.
+    let members = [
+        ("gridar", 0u32, 21u64),
+        ("sd tree lantern", 5, 22),
+        ("best-of-3 sd", 6, 23),
+    ];
+    let late = ("vanilla", 10u32, 24u64);
+    let (codebook, embedding) = tables();
+    let res = resources(&codebook, &embedding);
+    let mut mux = null_mut();
+    let mut solo_forwards = 0;
+    let mut dist_rows = 0;
+    for (name, seq, seed) in members.iter().chain([&late]) {
+        let json = config_at(name, *seq, *seed);
+        let cfg: DecoderConfig = serde_json::from_str(&json).unwrap();
+        dist_rows += cfg.requirements().unwrap().dist_rows as usize;
+        solo_forwards += core_run(&json).2;
+    }
+    let mut toy = Toy::default();
+    let mut logits = Vec::new();
+    let mut a = empty_action();
+    // SAFETY: valid arguments throughout; pointers of `a` are read before the next call.
+    unsafe {
+        assert_eq!(
+            argen_mux_new(V, dist_rows, &mut mux),
+            argen_status::ARGEN_OK
+        );
+        for (name, seq, seed) in members {
+            let json = config_at(name, seq, seed);
+            let st = argen_mux_add(mux, json.as_ptr().cast(), json.len(), &res);
+            assert_eq!(st, argen_status::ARGEN_OK, "{}", last_error());
+        }
+        // Overlapping sequence ids are refused.
+        let clash = config_at("vanilla", 1, 1);
+        assert_eq!(
+            argen_mux_add(mux, clash.as_ptr().cast(), clash.len(), &res),
+            argen_status::ARGEN_ERR_INVALID_ARGUMENT
+        );
+        let mut actions = 0;
+        loop {
+            assert_eq!(argen_mux_poll(mux, &mut a), argen_status::ARGEN_OK);
+            if a.kind == ARGEN_ACTION_DONE {
+                break;
+            }
+            actions += 1;
+            if actions == 5 {
+                let json = config_at(late.0, late.1, late.2);
+                let st = argen_mux_add(mux, json.as_ptr().cast(), json.len(), &res);
+                assert_eq!(st, argen_status::ARGEN_OK, "{}", last_error());
+                continue; // poll again: the newcomer joins the next forward
+            }
+            let canvas = arr(a.canvas, a.n_canvas).to_vec();
+            let st = match a.kind {
+                _ if a.model != ARGEN_MODEL_NONE => {
+                    let groups: Vec<G> = arr(a.groups, a.n_groups).iter().map(from_c).collect();
+                    toy.forward(&groups, &mut logits);
+                    argen_mux_handle_logits(
+                        mux,
+                        logits.as_ptr().cast(),
+                        ARGEN_DTYPE_F32,
+                        logits.len(),
+                    )
+                }
+                ARGEN_ACTION_CHECK => argen_mux_handle_verdict(mux, verdict(a.seq, &canvas) as u32),
+                ARGEN_ACTION_SCORE => argen_mux_handle_score(mux, score(&canvas)),
+                ARGEN_ACTION_REFORMULATE => argen_mux_handle_reformulated(mux),
+                k => panic!("unknown action {k}"),
+            };
+            assert_eq!(st, argen_status::ARGEN_OK, "{}", last_error());
+        }
+        assert!(
+            toy.forwards < solo_forwards,
+            "{} vs {solo_forwards}",
+            toy.forwards
+        );
+        for (name, seq, seed) in members.iter().chain([&late]) {
+            let (want, want_stats, _) = core_run(&config_at(name, *seq, *seed));
+            let (mut result, mut done, mut stats) = (0, 0, std::mem::zeroed());
+            assert_eq!(
+                argen_mux_member(mux, *seq, &mut result, &mut done, &mut stats),
+                argen_status::ARGEN_OK
+            );
+            assert_eq!(done, 1);
+            assert_eq!(stats, argen_stats::from(&want_stats), "{name}");
+            let (mut t, mut n) = ([0u32; 16], 0);
+            assert_eq!(
+                argen_mux_tokens(mux, result, t.as_mut_ptr(), 16, &mut n),
+                argen_status::ARGEN_OK
+            );
+            assert_eq!(
+                &t[..n],
+                &want[..],
+                "{name}: multiplexed tokens differ from the solo run"
+            );
+        }
+        let mut released = 0;
+        assert_eq!(
+            argen_mux_release_done(mux, &mut released),
+            argen_status::ARGEN_OK
+        );
+        assert_eq!(released, 4);
+        let (mut r, mut d, mut s) = (0, 0, std::mem::zeroed());
+        assert_eq!(
+            argen_mux_member(mux, 5, &mut r, &mut d, &mut s),
+            argen_status::ARGEN_ERR_INVALID_ARGUMENT
+        );
+        // A member that does not fit the rows is refused; the set stays usable.
+        let big = config_at("best-of-3 sd", 0, 1);
+        let mut small = null_mut();
+        assert_eq!(argen_mux_new(V, 1, &mut small), argen_status::ARGEN_OK);
+        assert_eq!(
+            argen_mux_add(small, big.as_ptr().cast(), big.len(), &res),
+            argen_status::ARGEN_ERR_CAPACITY
+        );
+        let mut bad_res = res;
+        bad_res.vocab = V + 1;
+        assert_eq!(
+            argen_mux_add(small, big.as_ptr().cast(), big.len(), &bad_res),
+            argen_status::ARGEN_ERR_LENGTH_MISMATCH
+        );
+        assert_eq!(argen_mux_poll(small, &mut a), argen_status::ARGEN_OK);
+        assert_eq!(a.kind, ARGEN_ACTION_DONE);
+        assert_eq!(
+            argen_mux_handle_score(small, 1.0),
+            argen_status::ARGEN_ERR_PROTOCOL
+        );
+        assert_eq!(argen_mux_free(small), argen_status::ARGEN_OK);
+        assert_eq!(argen_mux_free(mux), argen_status::ARGEN_OK);
+        assert_eq!(argen_mux_free(mux), argen_status::ARGEN_ERR_INVALID_HANDLE);
+        assert_eq!(
+            argen_mux_poll(mux, &mut a),
+            argen_status::ARGEN_ERR_INVALID_HANDLE
+        );
+    }
+}
