@@ -87,6 +87,72 @@
 // Version of the low-level ABI declared in `argen.h` (returned by `argen_abi_version`).
 #define ARGEN_ABI_VERSION 1
 
+// Action kind: reset a sequence and run its condition (+ prefix tokens); one group.
+#define ARGEN_ACTION_PREFILL 0
+
+// Action kind: run the target on a sequence; one group.
+#define ARGEN_ACTION_TARGET 1
+
+// Action kind: run the drafter on a sequence; one group.
+#define ARGEN_ACTION_DRAFT 2
+
+// Action kind: judge a partial canvas (answer with `argen_decoder_handle_verdict`).
+#define ARGEN_ACTION_CHECK 3
+
+// Action kind: score a finished image (answer with `argen_decoder_handle_score`).
+#define ARGEN_ACTION_SCORE 4
+
+// Action kind: reformulate a sequence's prompt (answer with `argen_decoder_handle_reformulated`).
+#define ARGEN_ACTION_REFORMULATE 5
+
+// Action kind: one forward of one model over several groups.
+#define ARGEN_ACTION_BATCH 6
+
+// Action kind: decoding is finished.
+#define ARGEN_ACTION_DONE 7
+
+// Group kind: reset the sequence, run its condition and commit everything (target model).
+#define ARGEN_GROUP_PREFILL 0
+
+// Group kind: commit `keep`, drop other pending entries, run the inputs (target model).
+#define ARGEN_GROUP_TARGET 1
+
+// Group kind: drafter run (`new_step`, `commit`, inputs).
+#define ARGEN_GROUP_DRAFT 2
+
+// Model of an action: none (judge actions and `Done`).
+#define ARGEN_MODEL_NONE 0
+
+// Model of an action: the target.
+#define ARGEN_MODEL_TARGET 1
+
+// Model of an action: the drafter.
+#define ARGEN_MODEL_DRAFTER 2
+
+// Feature of a drafter input: none (target inputs).
+#define ARGEN_FEATURE_NONE 0
+
+// Feature: the target's hidden state at the last condition position.
+#define ARGEN_FEATURE_CONDITION 1
+
+// Feature: the target's hidden state at the committed input of raster index `feature_index`.
+#define ARGEN_FEATURE_TARGET 2
+
+// Feature: the target's hidden state at input `feature_index` of the most recent target run.
+#define ARGEN_FEATURE_LAST_TARGET 3
+
+// Feature: the drafter's output at entry `feature_index` of the current drafting step.
+#define ARGEN_FEATURE_DRAFT 4
+
+// Metric of a neighbour table: L2 between the codebook rows as stored.
+#define ARGEN_METRIC_RAW 0
+
+// Metric of a neighbour table: L2 between L2-normalised rows (argen's default).
+#define ARGEN_METRIC_NORMALISED 1
+
+// Buckets of `argen_stats.accepted_hist`.
+#define ARGEN_HIST_LEN 32
+
 // Result of every fallible C entry point (a C `enum`, i.e. an `int`).
 typedef enum argen_status {
   // Success.
@@ -142,6 +208,15 @@ typedef enum argen_status {
 // An acceptance criterion with its tables (opaque; see `argen_criterion_new`). Immutable:
 // any number of threads may use one criterion at the same time.
 typedef struct argen_criterion argen_criterion;
+
+// A decoder of any method (opaque; see `argen_decoder_new`). Not thread-safe: one thread at a
+// time (concurrent calls are refused with `ARGEN_ERR_INVALID_HANDLE`).
+typedef struct argen_decoder argen_decoder;
+
+// Independent decoders (requests) whose forwards are merged (opaque; see `argen_mux_new`): the
+// core's `Mux`. Actions and answers are those of a single decoder; each member's tokens are
+// exactly those of running it alone (keyed randomness). Not thread-safe.
+typedef struct argen_mux argen_mux;
 
 // A table of distribution rows and the row operations on it (opaque; see `argen_sampler_new`).
 // Not thread-safe: use one handle from one thread at a time (concurrent calls are refused with
@@ -283,6 +358,173 @@ typedef struct argen_criterion_config {
   // Grouped: probability tolerance in `[0, 1]` (paper: 0.15).
   float prob_tol;
 } argen_criterion_config;
+
+// What a host must provide for a configuration (`argen_core::decode::Requirements`).
+typedef struct argen_requirements {
+  // Sequences used: ids `base.seq .. base.seq + sequences`.
+  uint32_t sequences;
+  // Image tokens per sequence.
+  uint32_t tokens;
+  // Most inputs one sequence contributes to one forward.
+  uint32_t inputs_per_run;
+  // Most uncommitted entries of one sequence in one model's KV cache at once.
+  uint32_t pending;
+  // Guidance variants (KV slots per sequence and model, logits rows per input).
+  uint32_t variants;
+  // Most logits rows of one answer.
+  uint32_t logits_rows;
+  // Distribution rows the decoder holds (allocated by argen).
+  uint32_t dist_rows;
+  // 1 if drafter forwards occur.
+  uint32_t drafter;
+  // 1 if Check actions occur.
+  uint32_t check;
+  // 1 if Score actions occur.
+  uint32_t score;
+  // 1 if Reformulate actions occur.
+  uint32_t reformulate;
+  // Neighbours per token LANTERN needs (0: no neighbour table needed).
+  uint32_t neighbours_k;
+  // `ARGEN_METRIC_*` of the neighbour table (meaningful when `neighbours_k > 0`).
+  uint32_t neighbours_metric;
+  // 1 if the input embedding is needed (grouped criterion).
+  uint32_t embedding;
+  // 1 if the VQ codebook is needed (VVS dynamic schedule).
+  uint32_t codebook;
+} argen_requirements;
+
+// The vocabulary and the tables a decoder may need (versioned: set `struct_size`). Tables the
+// configuration does not need may be NULL (and are ignored otherwise); the ones it needs are
+// copied by `argen_decoder_new`, so the caller may free them afterwards.
+typedef struct argen_decoder_resources {
+  // `sizeof(argen_decoder_resources)`.
+  size_t struct_size;
+  // Vocabulary size of the model (logits row length), 2 ..= 2^24.
+  size_t vocab;
+  // LANTERN neighbour ids, `vocab × neighbours_k`, row-major (or NULL).
+  const uint32_t *neighbours;
+  // Neighbours per token in `neighbours`.
+  size_t neighbours_k;
+  // A `vocab × neighbour_codebook_dim` codebook to build LANTERN's table from when
+  // `neighbours` is NULL (ranked by the configuration's metric), or NULL.
+  const float *neighbour_codebook;
+  // Row length of `neighbour_codebook`.
+  size_t neighbour_codebook_dim;
+  // The target's `vocab × embedding_dim` input embedding (grouped criterion), or NULL.
+  const float *embedding;
+  // Row length of `embedding`.
+  size_t embedding_dim;
+  // The `vocab × codebook_dim` VQ codebook (VVS dynamic schedule), or NULL.
+  const float *codebook;
+  // Row length of `codebook`.
+  size_t codebook_dim;
+} argen_decoder_resources;
+
+// One input of a forward (target inputs have `feature_kind == ARGEN_FEATURE_NONE`).
+typedef struct argen_decoder_input {
+  // Token id.
+  uint32_t token;
+  // Raster index of the token (its logits predict index + 1).
+  uint32_t index;
+  // Parent within the run (target) or drafting step (drafter), or `ARGEN_ROOT` (0xFFFFFFFF):
+  // the committed prefix.
+  uint32_t parent;
+  // `ARGEN_FEATURE_*`: the hidden feature an EAGLE drafter reads with the token.
+  uint32_t feature_kind;
+  // The feature's index (raster index, run input or step entry, by `feature_kind`).
+  uint32_t feature_index;
+} argen_decoder_input;
+
+// One sequence's part of a forward. Pointers are owned by the decoder and valid until the next
+// call on the same decoder handle; arrays of length 0 may be NULL.
+typedef struct argen_decoder_group {
+  // `ARGEN_GROUP_PREFILL`, `_TARGET` or `_DRAFT`.
+  uint32_t kind;
+  // The sequence.
+  uint32_t seq;
+  // `ARGEN_GUIDANCE_PLAIN`, `_TWO_WAY` or `_THREE_WAY`.
+  uint32_t guidance;
+  // Logits rows per input (1, 2 or 3): cond, uncond, reformulated.
+  uint32_t variants;
+  // CFG scale (two-way) or weight (three-way); 0 without guidance.
+  float scale;
+  // Drafter: 1 if pending drafter entries are dropped first and this run's inputs are numbered
+  // from entry 0.
+  uint32_t new_step;
+  // Drafter: the first `commit` inputs join the committed prefix.
+  uint32_t commit;
+  // Prefill: teacher-forced tokens after the condition (at raster indices 0..).
+  const uint32_t *tokens;
+  // Length of `tokens`.
+  size_t n_tokens;
+  // Target: pending entries of the previous target run to commit, in this order.
+  const uint32_t *keep;
+  // Length of `keep`.
+  size_t n_keep;
+  // Target and drafter inputs.
+  const struct argen_decoder_input *inputs;
+  // Length of `inputs`.
+  size_t n_inputs;
+  // First logits row of this group in the answer.
+  size_t first_row;
+  // Logits rows of this group.
+  size_t rows;
+} argen_decoder_group;
+
+// The decoder's current action (filled by `argen_decoder_poll`). Pointers are owned by the
+// decoder and valid until the next call on the same decoder handle.
+typedef struct argen_decoder_action {
+  // `ARGEN_ACTION_*`.
+  uint32_t kind;
+  // `ARGEN_MODEL_*`: which model the forward runs (`ARGEN_MODEL_NONE` for judge actions).
+  uint32_t model;
+  // Check / Score / Reformulate: the sequence.
+  uint32_t seq;
+  // Check / Reformulate: token rows of the canvas.
+  uint32_t canvas_rows;
+  // Logits rows the answer must carry (`n_elements = logits_rows × vocab`).
+  size_t logits_rows;
+  // The forward's groups (a single prefill / target / draft is one group).
+  const struct argen_decoder_group *groups;
+  // Length of `groups` (0 unless `model != ARGEN_MODEL_NONE`).
+  size_t n_groups;
+  // Check / Score / Reformulate: the canvas tokens.
+  const uint32_t *canvas;
+  // Length of `canvas`.
+  size_t n_canvas;
+} argen_decoder_action;
+
+// Counters of a decoding run (`argen_core::decode::Stats`).
+typedef struct argen_stats {
+  // Image tokens committed.
+  uint32_t tokens;
+  // Target forwards, prefills included.
+  uint32_t target_forwards;
+  // Target logits rows.
+  uint32_t target_rows;
+  // Prefills.
+  uint32_t prefills;
+  // Drafter forwards.
+  uint32_t draft_forwards;
+  // Drafter logits rows.
+  uint32_t draft_rows;
+  // Verification steps.
+  uint32_t verify_steps;
+  // Steps that committed drafts without the target (VVS).
+  uint32_t skipped_steps;
+  // Partial-canvas verifier calls.
+  uint32_t verifier_calls;
+  // Scorer calls.
+  uint32_t scorer_calls;
+  // Prompt reformulations.
+  uint32_t reformulations;
+  // Verification steps by accepted draft length (last bucket: that many or more).
+  uint32_t accepted_hist[ARGEN_HIST_LEN];
+  // Tokens per target forward (TPF).
+  double tokens_per_forward;
+  // Mean accepted length (MAL).
+  double mean_accepted_length;
+} argen_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -482,6 +724,181 @@ enum argen_status argen_neighbour_table_build(const float *codebook,
                                               size_t k,
                                               uint32_t *out_ids,
                                               size_t out_len);
+
+// What a host must provide for the JSON `DecoderConfig` at `config_json` (`json_len` bytes of
+// UTF-8, no NUL needed), before building anything: KV-cache sizes, logits rows, whether a
+// drafter, a judge or tables are needed.
+//
+// # Safety
+// `config_json` must point to `json_len` readable bytes; `out` to a writable struct.
+enum argen_status argen_decoder_config_requirements(const char *config_json,
+                                                    size_t json_len,
+                                                    struct argen_requirements *out);
+
+// Builds a decoder from a JSON `DecoderConfig` (shape: the `argen_core::decode::any` module
+// documentation) and `resources` (vocabulary and tables, copied). On success `*out_decoder`
+// receives the handle; release it with `argen_decoder_free`. A configuration that needs a table
+// `resources` lacks is `ARGEN_ERR_INVALID_ARGUMENT` naming it.
+//
+// # Safety
+// `config_json` must point to `json_len` readable bytes; `resources` to a valid
+// `argen_decoder_resources` of `struct_size` bytes whose non-NULL tables hold the lengths it
+// states; `out_decoder` to a writable pointer.
+enum argen_status argen_decoder_new(const char *config_json,
+                                    size_t json_len,
+                                    const struct argen_decoder_resources *resources,
+                                    struct argen_decoder **out_decoder);
+
+// Frees a decoder. NULL is a no-op; a handle that is not live is refused with
+// `ARGEN_ERR_INVALID_HANDLE` and nothing is freed.
+//
+// # Safety
+// `decoder` is NULL or a pointer value; it is dereferenced only if it is a live handle.
+enum argen_status argen_decoder_free(struct argen_decoder *decoder);
+
+// The requirements of the decoder's configuration.
+//
+// # Safety
+// `out` must point to a writable struct.
+enum argen_status argen_decoder_requirements(struct argen_decoder *decoder,
+                                             struct argen_requirements *out);
+
+// The decoder's current action into `*out`. Pure: polling again without answering gives the
+// same action. The arrays `out` points to belong to the decoder and stay valid until the next
+// call on this handle (any `argen_decoder_*` function).
+//
+// # Safety
+// `out` must point to a writable struct.
+enum argen_status argen_decoder_poll(struct argen_decoder *decoder,
+                                     struct argen_decoder_action *out);
+
+// Answers a forward with its logits: `n_elements = logits_rows × vocab` elements of `dtype`
+// (`ARGEN_DTYPE_F32`, `_F16`, `_BF16`), row-major, rows group after group. A wrong row count is
+// `ARGEN_ERR_LENGTH_MISMATCH` and changes nothing; answering an action that is not a forward is
+// `ARGEN_ERR_PROTOCOL`.
+//
+// # Safety
+// `logits` must point to `n_elements` elements of `dtype`, aligned for it.
+enum argen_status argen_decoder_handle_logits(struct argen_decoder *decoder,
+                                              const void *logits,
+                                              uint32_t dtype,
+                                              size_t n_elements);
+
+// Answers a Check: `possible` is 1 if the canvas can still match the prompt, 0 if not.
+enum argen_status argen_decoder_handle_verdict(struct argen_decoder *decoder, uint32_t possible);
+
+// Answers a Score with a finite score (higher is better).
+enum argen_status argen_decoder_handle_score(struct argen_decoder *decoder, float score);
+
+// Answers a Reformulate (the host now conditions the sequence's third variant on it).
+enum argen_status argen_decoder_handle_reformulated(struct argen_decoder *decoder);
+
+// Copies the tokens committed so far for sequence `seq` into `out_tokens` (`capacity`
+// entries; `requirements.tokens` always suffices) and their number into `*out_len`. An
+// unknown sequence has no tokens.
+//
+// # Safety
+// `out_tokens` must point to `capacity` writable `uint32_t` (may be NULL when 0); `out_len` to a
+// writable `size_t`.
+enum argen_status argen_decoder_tokens(struct argen_decoder *decoder,
+                                       uint32_t seq,
+                                       uint32_t *out_tokens,
+                                       size_t capacity,
+                                       size_t *out_len);
+
+// The sequence holding the final image (meaningful once the action is `ARGEN_ACTION_DONE`),
+// and the range of sequence ids the decoder uses (`*out_first .. *out_first + *out_count`).
+//
+// # Safety
+// Each output must point to a writable `uint32_t`.
+enum argen_status argen_decoder_result_seq(struct argen_decoder *decoder,
+                                           uint32_t *out_result,
+                                           uint32_t *out_first,
+                                           uint32_t *out_count);
+
+// The counters so far.
+//
+// # Safety
+// `out` must point to a writable struct.
+enum argen_status argen_decoder_stats(struct argen_decoder *decoder, struct argen_stats *out);
+
+// Creates an empty set of decoders over `vocab` tokens with `dist_rows` distribution rows
+// shared by its members (the sum of their `argen_requirements.dist_rows` suffices; a member
+// that does not fit is refused with `ARGEN_ERR_CAPACITY`). Free with `argen_mux_free`.
+//
+// # Safety
+// `out_mux` must point to a writable pointer.
+enum argen_status argen_mux_new(size_t vocab, size_t dist_rows, struct argen_mux **out_mux);
+
+// Frees a set and its members. NULL is a no-op; a handle that is not live is refused.
+//
+// # Safety
+// `mux` is NULL or a pointer value; it is dereferenced only if it is a live handle.
+enum argen_status argen_mux_free(struct argen_mux *mux);
+
+// Adds the decoder of a JSON `DecoderConfig` to the set (also while others run; its first
+// action joins the next merged forward). Its sequence ids (`base.seq ..`) must not overlap a
+// member's; `resources->vocab` must be the set's.
+//
+// # Safety
+// As `argen_decoder_new`.
+enum argen_status argen_mux_add(struct argen_mux *mux,
+                                const char *config_json,
+                                size_t json_len,
+                                const struct argen_decoder_resources *resources);
+
+// The set's current action (as `argen_decoder_poll`; `ARGEN_ACTION_DONE` when every member is
+// done or the set is empty).
+//
+// # Safety
+// `out` must point to a writable struct.
+enum argen_status argen_mux_poll(struct argen_mux *mux, struct argen_decoder_action *out);
+
+// Answers a merged forward (as `argen_decoder_handle_logits`).
+//
+// # Safety
+// `logits` must point to `n_elements` elements of `dtype`, aligned for it.
+enum argen_status argen_mux_handle_logits(struct argen_mux *mux,
+                                          const void *logits,
+                                          uint32_t dtype,
+                                          size_t n_elements);
+
+// Answers a Check of the set's current action (`possible`: 0 or 1).
+enum argen_status argen_mux_handle_verdict(struct argen_mux *mux, uint32_t possible);
+
+// Answers a Score of the set's current action (finite).
+enum argen_status argen_mux_handle_score(struct argen_mux *mux, float score);
+
+// Answers a Reformulate of the set's current action.
+enum argen_status argen_mux_handle_reformulated(struct argen_mux *mux);
+
+// Copies the tokens of sequence `seq` (any member's) as `argen_decoder_tokens`.
+//
+// # Safety
+// As `argen_decoder_tokens`.
+enum argen_status argen_mux_tokens(struct argen_mux *mux,
+                                   uint32_t seq,
+                                   uint32_t *out_tokens,
+                                   size_t capacity,
+                                   size_t *out_len);
+
+// The member that uses sequence `seq`: its result sequence, whether it is done (1) and its
+// stats. An unknown sequence is `ARGEN_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// Each output must point to writable memory.
+enum argen_status argen_mux_member(struct argen_mux *mux,
+                                   uint32_t seq,
+                                   uint32_t *out_result_seq,
+                                   uint32_t *out_done,
+                                   struct argen_stats *out_stats);
+
+// Removes the members that are done (read their tokens first), freeing their distribution
+// rows for new members; `*out_released` (may be NULL) receives how many were removed.
+//
+// # Safety
+// `out_released` is NULL or points to a writable `size_t`.
+enum argen_status argen_mux_release_done(struct argen_mux *mux, size_t *out_released);
 
 #ifdef __cplusplus
 }  // extern "C"

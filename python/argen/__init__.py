@@ -9,7 +9,11 @@ logits and get tokens back, bit for bit as argen's Rust core and C ABI produce t
   plain, two-way or three-way CFG; temperature, top-k, top-p, min-p), keyed sampling, top-k,
   and draft-tree verification with a :class:`Criterion` (exact, coupled, LANTERN, grouped);
 * :func:`sample_rows` — one keyed draw per row, in one call;
-* :func:`neighbour_table` — LANTERN's latent-neighbour table of a codebook.
+* :func:`neighbour_table` — LANTERN's latent-neighbour table of a codebook;
+* :class:`Decoder` — a decoder of any method (vanilla, speculative decoding with the exact,
+  coupled, LANTERN or grouped criterion, VVS, Jacobi; Best-of-N, GridAR) from a config dict,
+  driven through ``poll()`` / ``handle_logits()`` by a host that runs its own model
+  (:mod:`argen.decoder`; needs NumPy).
 
 Logits are NumPy arrays or PyTorch CPU tensors, read in place through DLPack or the NumPy array
 interface — never copied (:func:`array_info` shows the address argen reads). Errors are
@@ -60,7 +64,23 @@ from .errors import (
     ProtocolError,
 )
 
+
+
+def __getattr__(name: str):
+    # The decoder API needs NumPy; import it on first use so that the rest works without it.
+    if name in ("Decoder", "Action", "Group", "config_requirements", "decoder"):
+        import importlib
+
+        decoder = importlib.import_module(".decoder", __name__)
+        return decoder if name == "decoder" else getattr(decoder, name)
+    raise AttributeError(f"module 'argen' has no attribute {name!r}")
+
+
 __all__ = [
+    "Decoder",
+    "Action",
+    "Group",
+    "config_requirements",
     "Key",
     "ProcessJob",
     "Criterion",

@@ -193,3 +193,47 @@ def array_info(obj: ArrayLike) -> Tuple[int, str, List[int]]:
 
 def status_name(code: int) -> str:
     """The C name of an argen status code."""
+
+class RawDecoder:
+    """A decoder of any method built from a JSON ``DecoderConfig`` (use :class:`argen.Decoder`,
+    which wraps it and returns action objects with NumPy arrays)."""
+
+    def __init__(
+        self,
+        config_json: str,
+        vocab: int,
+        neighbours: Optional[Any] = None,
+        neighbour_codebook: Optional[Any] = None,
+        embedding: Optional[Any] = None,
+        codebook: Optional[Any] = None,
+    ) -> None: ...
+    @property
+    def vocab(self) -> int:
+        """The vocabulary size."""
+    def poll(self) -> Tuple[int, int, int, int, int, bytes, List[Tuple[Any, ...]]]:
+        """The current action as ``(kind, model, logits_rows, seq, canvas_rows, canvas, groups)``
+        with uint32 arrays as native-endian bytes."""
+    def handle_logits(self, logits: ArrayLike) -> None:
+        """Answers a forward with its logits rows, read in place."""
+    @property
+    def last_logits_address(self) -> int:
+        """Address of the buffer the last ``handle_logits`` read."""
+    def handle_verdict(self, possible: bool) -> None:
+        """Answers a Check."""
+    def handle_score(self, score: float) -> None:
+        """Answers a Score with a finite float."""
+    def handle_reformulated(self) -> None:
+        """Answers a Reformulate."""
+    def tokens(self, seq: int) -> bytes:
+        """Tokens committed so far for ``seq`` (native-endian uint32 bytes)."""
+    def result_seq(self) -> int:
+        """The sequence holding the final image."""
+    def sequences(self) -> Tuple[int, int]:
+        """``(first, count)`` of the sequence ids the decoder uses."""
+    def stats(self) -> dict:
+        """The counters as a dict."""
+    def requirements(self) -> dict:
+        """The requirements of the configuration as a dict."""
+
+def config_requirements(config_json: str) -> dict:
+    """What a host must provide for a JSON ``DecoderConfig``, before building anything."""

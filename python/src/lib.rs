@@ -7,6 +7,7 @@
 //! thread can write the arrays argen is reading.
 
 mod array;
+mod decoder;
 mod errors;
 
 use argen_core::accept::NodeKeys;
@@ -667,6 +668,8 @@ fn _argen(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ProcessJob>()?;
     m.add_class::<Criterion>()?;
     m.add_class::<Sampler>()?;
+    m.add_class::<decoder::RawDecoder>()?;
+    m.add_function(wrap_pyfunction!(decoder::config_requirements, m)?)?;
     m.add_function(wrap_pyfunction!(sample_rows, m)?)?;
     m.add_function(wrap_pyfunction!(neighbour_table, m)?)?;
     m.add_function(wrap_pyfunction!(array_info, m)?)?;

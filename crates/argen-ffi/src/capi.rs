@@ -364,7 +364,11 @@ unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> FfiResult<&'a [
 ///
 /// # Safety
 /// If `len > 0`, `ptr` must point to `len` writable elements, not aliased during `'a`.
-unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize, name: &str) -> FfiResult<&'a mut [T]> {
+pub(crate) unsafe fn slice_mut<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    name: &str,
+) -> FfiResult<&'a mut [T]> {
     check_ptr(ptr, len, name)?;
     if len == 0 {
         return Ok(&mut []);
@@ -380,7 +384,7 @@ unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize, name: &str) -> FfiResult<&'a
 /// # Safety
 /// A non-NULL `ptr` must point to at least `struct_size` readable bytes, the first
 /// `size_of::<T>()` of them a valid `T`.
-unsafe fn versioned<T: Copy>(ptr: *const T, name: &str) -> FfiResult<T> {
+pub(crate) unsafe fn versioned<T: Copy>(ptr: *const T, name: &str) -> FfiResult<T> {
     if ptr.is_null() {
         return Err(FfiError::null(name));
     }

@@ -32,16 +32,27 @@
 //! - **Versioned config structs** start with `size_t struct_size`; a smaller size is refused, a
 //!   larger one (newer header) is accepted only if the unknown tail is zero.
 //!
-//! The decoder-level API (decoders from a serialisable config driven through poll/handle, and
-//! the high-level model API) will slot into the same plumbing: a new handle kind with its own
-//! [`guard::Registry`], config structs read by the same versioned reader, errors through the same
-//! status codes ([`argen_status::ARGEN_ERR_PROTOCOL`] already classifies answers given out of
+//! **Decoders** ([`decoder`], [`decoder_capi`]): any method built from a JSON `DecoderConfig`
+//! (`argen_decoder_new`) and driven through poll/handle with plain C structs
+//! (`argen_decoder_poll`, `argen_decoder_handle_*`), and sets of decoders whose forwards are
+//! merged (`argen_mux_*`). They use the same plumbing: a handle registry per kind, versioned
+//! structs, the same status codes ([`argen_status::ARGEN_ERR_PROTOCOL`] for answers out of
 //! order).
 
 pub mod capi;
+pub mod decoder;
+pub mod decoder_capi;
 pub mod embed;
 pub mod guard;
 pub mod status;
 
 pub use capi::*;
+pub use decoder::{
+    argen_decoder_input, ARGEN_ACTION_BATCH, ARGEN_ACTION_CHECK, ARGEN_ACTION_DONE,
+    ARGEN_ACTION_DRAFT, ARGEN_ACTION_PREFILL, ARGEN_ACTION_REFORMULATE, ARGEN_ACTION_SCORE,
+    ARGEN_ACTION_TARGET, ARGEN_FEATURE_CONDITION, ARGEN_FEATURE_DRAFT, ARGEN_FEATURE_LAST_TARGET,
+    ARGEN_FEATURE_NONE, ARGEN_FEATURE_TARGET, ARGEN_GROUP_DRAFT, ARGEN_GROUP_PREFILL,
+    ARGEN_GROUP_TARGET, ARGEN_MODEL_DRAFTER, ARGEN_MODEL_NONE, ARGEN_MODEL_TARGET,
+};
+pub use decoder_capi::*;
 pub use status::{argen_status, FfiError, FfiResult};

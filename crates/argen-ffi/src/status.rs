@@ -142,9 +142,10 @@ impl argen_status {
 pub fn status_of(e: &Error) -> argen_status {
     use argen_status::*;
     match e {
-        Error::EmptyRow | Error::VocabTooLarge { .. } | Error::InvalidParameter { .. } => {
-            ARGEN_ERR_INVALID_ARGUMENT
-        }
+        Error::EmptyRow
+        | Error::VocabTooLarge { .. }
+        | Error::InvalidParameter { .. }
+        | Error::MissingResource { .. } => ARGEN_ERR_INVALID_ARGUMENT,
         Error::LengthMismatch { .. } => ARGEN_ERR_LENGTH_MISMATCH,
         Error::NonFiniteLogit { .. } => ARGEN_ERR_NON_FINITE_LOGIT,
         Error::AllMasked => ARGEN_ERR_ALL_MASKED,
