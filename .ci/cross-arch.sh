@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Cross-architecture bit identity (issue 15, design §5): builds the argen-core and argen-cpu test
 # suites and the argen CLI for aarch64-unknown-linux-gnu (Jetson's CPU), runs the suites under
-# qemu-user, then makes the same generations on x86-64 and under qemu — every method on the
+# qemu-user, then records generations on x86-64 (`argen generate --trace`) — every method on the
 # class-conditional tiny model with 1 and 2 threads, and two generations of the text-conditional
-# ShapesWorld model — and requires the token files and PNGs to be identical byte for byte.
+# ShapesWorld model — and replays every one of them on aarch64 (`argen replay`, which compares
+# every decision, the stats and the tokens) and decodes its tokens there (`argen decode`): every
+# replay must say "identical" and every PNG must equal the x86-64 one byte for byte.
 #
 # Cost, measured on the shared 2-core dev box (AMD EPYC Zen 4): build 3 min (aarch64 release of
 # the core and cpu suites and the CLI, load average ~10), the suites under qemu 5.5 min (load
@@ -72,34 +74,42 @@ C2I_ARGS=(--model fixtures/model/tiny --class 3 --seed 2)
 gen() { # $1 = output dir, $2 = tag, $3 = method args (split on spaces), rest = argen + model args
   local out=$1 tag=$2 margs=$3; shift 3
   # shellcheck disable=SC2086
-  "$@" $margs --out "$out/$tag.png" --tokens "$out/$tag.json" >/dev/null 2>"$out/$tag.err" \
+  "$@" $margs --out "$out/$tag.png" --tokens "$out/$tag.json" --trace "$out/$tag.argrun" \
+    >/dev/null 2>"$out/$tag.err" \
     || { echo "cross-arch: $tag failed:"; cat "$out/$tag.err"; return 1; }
 }
-run_all() { # $1 = output dir, rest = the argen command
-  local out=$1; shift
-  for m in "${METHODS[@]}"; do
-    for th in 1 2; do
-      gen "$out" "c2i-${m%%|*}-t$th" "${m#*|} --threads $th" "$@" generate "${C2I_ARGS[@]}"
-    done
+for m in "${METHODS[@]}"; do
+  for th in 1 2; do
+    gen "$work/x86" "c2i-${m%%|*}-t$th" "${m#*|} --threads $th" "$X86" generate "${C2I_ARGS[@]}"
   done
-  for r in "${T2I_RUNS[@]}"; do
-    gen "$out" "t2i-${r%%|*}" "${r#*|}" "$@" generate "${T2I_ARGS[@]}"
-  done
-}
-run_all "$work/x86" "$X86"
+done
+for r in "${T2I_RUNS[@]}"; do
+  gen "$work/x86" "t2i-${r%%|*}" "${r#*|}" "$X86" generate "${T2I_ARGS[@]}"
+done
 t3=$(date +%s)
-run_all "$work/arm" "${ARM[@]}"
-t4=$(date +%s)
-echo "cross-arch: generations x86-64 $((t3 - t2)) s, aarch64 under qemu $((t4 - t3)) s"
 
+# On aarch64: replay each recorded run (the model directories are the same paths) and decode
+# its x86-64 tokens to pixels.
 n=0; bad=0
-for f in "$work"/x86/*.png "$work"/x86/*.json; do
-  b=$(basename "$f")
+for f in "$work"/x86/*.argrun; do
+  tag=$(basename "$f" .argrun)
   n=$((n + 1))
-  if ! cmp -s "$f" "$work/arm/$b"; then
-    echo "cross-arch: $b differs between x86-64 and aarch64"
+  model=fixtures/model/tiny
+  case $tag in t2i-*) model=fixtures/models/shapesworld ;; esac
+  if ! out=$("${ARM[@]}" replay "$f" --quiet 2>&1) || [ "${out%% *}" != identical ]; then
+    echo "cross-arch: $tag does not replay identically on aarch64: $out"
+    bad=$((bad + 1))
+    continue
+  fi
+  "${ARM[@]}" decode --model "$model" --tokens "$work/x86/$tag.json" --out "$work/arm/$tag.png" \
+    >/dev/null 2>"$work/arm/$tag.err" \
+    || { echo "cross-arch: decoding $tag failed:"; cat "$work/arm/$tag.err"; bad=$((bad + 1)); continue; }
+  if ! cmp -s "$work/x86/$tag.png" "$work/arm/$tag.png"; then
+    echo "cross-arch: $tag: the PNG differs between x86-64 and aarch64"
     bad=$((bad + 1))
   fi
 done
-echo "cross-arch: $n files compared, $bad differ"
+t4=$(date +%s)
+echo "cross-arch: records on x86-64 $((t3 - t2)) s, replays and decodes under qemu $((t4 - t3)) s"
+echo "cross-arch: $n x86-64 runs replayed on aarch64, $bad not identical"
 [ "$bad" -eq 0 ]
