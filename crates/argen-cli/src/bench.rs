@@ -3,7 +3,7 @@
 //! The models are loaded once, with capacities for the largest row, and every row
 //! ([`crate::bench_spec`]) runs on the same prompts × seeds through the same code path as
 //! `argen generate` (a [`argen_core::decode::DecoderConfig`] run by
-//! [`crate::generate::run_config`]). Per row:
+//! [`argen_engine::Engine::generate`]). Per row:
 //!
 //! * **TPF** — image tokens per target forward pass (prefills counted as passes);
 //! * **MAL** — mean accepted draft length per verification step, not counting the token the
@@ -36,7 +36,8 @@ use std::time::Instant;
 
 use argen_core::decode::Stats;
 use argen_cpu::Cpu;
-use argen_model::{host_capacity, Condition, GptConfig, Judge, ModelType};
+use argen_engine::{Engine, Input, Request, Runtime};
+use argen_model::{Condition, GptConfig, Judge, ModelType};
 use argen_shapes::export::SPLIT_TEST;
 use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
@@ -45,14 +46,10 @@ use serde_json::{json, Value};
 use crate::args::{BenchArgs, DeviceArg};
 use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
-use crate::device::Runtime;
-use crate::generate::{
-    check_method_args, check_writable, config_json, decoder_config, requirements, run_config, Env,
-    Tables,
-};
-use crate::model_dir::resolve;
+use crate::generate::{check_method_args, check_writable, config_json, decoder_config};
 use crate::output::write_json;
-use crate::shapes::{self, ShapesJudge};
+use argen_engine::model_dir::resolve;
+use argen_engine::shapes;
 
 /// Version of the JSON layout written by `--json`.
 pub const JSON_VERSION: u32 = 1;
@@ -67,6 +64,16 @@ pub(crate) struct BenchPrompt {
     pub(crate) prompt: Option<Prompt>,
     /// The class id (class-conditional models).
     pub(crate) class: Option<u32>,
+}
+
+impl BenchPrompt {
+    /// The engine's input for this prompt.
+    fn input(&self) -> Input {
+        match (&self.prompt, self.class) {
+            (Some(_), _) | (None, None) => Input::Prompt(self.text.clone()),
+            (None, Some(c)) => Input::Class(c),
+        }
+    }
 }
 
 /// The prompts of a benchmark of `n` prompts on a model of config `cfg`.
@@ -286,10 +293,19 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     }
 }
 
+/// A request without the final VQ decode and score (the bench scores with its own judge).
+fn quiet_request(input: Input, config: argen_core::decode::DecoderConfig) -> Request {
+    Request {
+        image: false,
+        score: false,
+        ..Request::new(input, config)
+    }
+}
+
 /// What one bench run measures, independent of the device.
 struct Plan<'p> {
     a: &'p BenchArgs,
-    dir: &'p crate::model_dir::ModelDir,
+    dir: &'p argen_engine::ModelDir,
     cfg: &'p GptConfig,
     rows: &'p [Spec],
     prompts: &'p [BenchPrompt],
@@ -320,21 +336,9 @@ fn run_on<C: Runtime>(
         .iter()
         .map(|r| decoder_config(&r.args, &cfg, judged))
         .collect::<Result<Vec<_>, _>>()?;
-    let reqs = configs
-        .iter()
-        .map(requirements)
-        .collect::<Result<Vec<_>, _>>()?;
-    let seqs = reqs.iter().map(|r| r.sequences as usize).max().unwrap_or(1);
-    let pending = reqs.iter().map(|r| r.pending as usize).max().unwrap_or(1);
-    let cap = host_capacity(&cfg, seqs, pending);
     let load = Instant::now();
-    let vq = dir.vq(c, Some(&cfg))?;
-    let gpt = dir.gpt(c, &cfg, cap)?;
-    let drafter = if reqs.iter().any(|r| r.drafter) {
-        Some(dir.drafter(c, &cfg, cap)?)
-    } else {
-        None
-    };
+    let mut engine = Engine::with_compute(dir.clone(), c.clone())?;
+    engine.reserve(&configs)?;
     eprintln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
@@ -346,20 +350,10 @@ fn run_on<C: Runtime>(
         n_seeds,
         load.elapsed().as_secs_f64()
     );
-    let mut env = Env {
-        gpt,
-        drafter,
-        conds: Vec::new(),
-        quiet: true,
-    };
-    let mut tables = Tables::new(dir);
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
-    {
-        env.conds = vec![prompts[0].conds.clone(); reqs[0].sequences as usize];
-        run_config(&configs[0], &cfg, &vq, &mut tables, &mut env, None)?;
-    }
+    engine.generate(&quiet_request(prompts[0].input(), configs[0]))?;
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
     let mut vanilla_wall = None;
@@ -369,16 +363,13 @@ fn run_on<C: Runtime>(
             ..Default::default()
         };
         for (pi, p) in prompts.iter().enumerate() {
-            let mut judge = match &p.prompt {
-                Some(pr) => Some(ShapesJudge::new(&vq, pr.clone(), grid)?),
-                None => None,
-            };
             for seed in 0..n_seeds {
                 let mut dc = *row_config;
                 dc.base.seed = seed;
-                env.conds = vec![p.conds.clone(); reqs[ri].sequences as usize];
-                let o = run_config(&dc, &cfg, &vq, &mut tables, &mut env, judge.as_mut())
+                let o = engine
+                    .generate(&quiet_request(p.input(), dc))
                     .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
                 acc.stats.add(&o.stats);
                 acc.runs += 1;
                 acc.wall += o.wall;

@@ -13,10 +13,8 @@ mod bench_plot;
 mod bench_spec;
 mod device;
 mod generate;
-mod model_dir;
 mod output;
 mod progress;
-mod shapes;
 
 use std::process::ExitCode;
 

@@ -6,6 +6,7 @@ use argen_model::safetensors::SafeTensors;
 use argen_model::{Capacity, Compute, Drafter, Gpt, GptConfig, VqConfig, VqDecoder};
 
 /// The files of a model directory.
+#[derive(Clone, Debug)]
 pub struct ModelDir {
     /// The directory.
     pub dir: PathBuf,
