@@ -32,10 +32,13 @@ use crate::shapes::{self, ShapesJudge};
 use crate::tables::Tables;
 use crate::Error;
 
+/// Most worker threads [`Engine::open`] accepts.
+pub const MAX_THREADS: usize = 256;
+
 /// How to open an [`Engine`] on the CPU runtime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Worker threads (0 = all cores). Results do not depend on it.
+    /// Worker threads (0 = all cores, at most [`MAX_THREADS`]). Results do not depend on it.
     pub threads: usize,
 }
 
@@ -231,6 +234,12 @@ impl Engine<Cpu> {
     /// Opens the model directory `dir` on the CPU runtime: checks its files, reads the configs
     /// and loads the VQ decoder (the target and drafter load on first use).
     pub fn open(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Engine<Cpu>, Error> {
+        if options.threads > MAX_THREADS {
+            return Err(Error::invalid(format!(
+                "threads must be at most {MAX_THREADS} (0 = all cores), not {}",
+                options.threads
+            )));
+        }
         let dir = ModelDir::open(dir.as_ref()).map_err(Error::model)?;
         let cpu = Cpu::new(options.threads).map_err(|e| Error::invalid(e.to_string()))?;
         Engine::with_compute(dir, cpu)

@@ -49,6 +49,8 @@ pub use engine::{
     conditions, config_json, Engine, EngineOptions, Generation, Image, Input, Request,
 };
 pub use error::{Error, ErrorKind};
-pub use method::{requirements, Criterion, Draft, Method, MethodOptions, VvsSchedule, WindowInit};
+pub use method::{
+    parse_config, requirements, Criterion, Draft, Method, MethodOptions, VvsSchedule, WindowInit,
+};
 pub use model_dir::{resolve, ModelDir, BUNDLED};
 pub use runtime::Runtime;

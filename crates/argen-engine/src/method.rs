@@ -377,3 +377,12 @@ pub fn requirements(dc: &DecoderConfig) -> Result<Requirements, Error> {
     dc.requirements()
         .map_err(|e| Error::invalid(format!("invalid decoder configuration: {e}")))
 }
+
+/// A [`DecoderConfig`] from its JSON (`argen_core::decode::any`, "JSON shape"), validated.
+pub fn parse_config(json: &str) -> Result<DecoderConfig, Error> {
+    let dc: DecoderConfig = serde_json::from_str(json)
+        .map_err(|e| Error::invalid(format!("decoder configuration JSON: {e}")))?;
+    dc.validate()
+        .map_err(|e| Error::invalid(format!("invalid decoder configuration: {e}")))?;
+    Ok(dc)
+}

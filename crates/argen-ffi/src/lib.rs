@@ -32,16 +32,23 @@
 //! - **Versioned config structs** start with `size_t struct_size`; a smaller size is refused, a
 //!   larger one (newer header) is accepted only if the unknown tail is zero.
 //!
-//! The decoder-level API (decoders from a serialisable config driven through poll/handle, and
-//! the high-level model API) will slot into the same plumbing: a new handle kind with its own
+//! **High level** ([`engine`]): `argen_engine_open` loads a model directory on the CPU runtime,
+//! `argen_generate` generates an image with any method (a method name and JSON options, or a
+//! JSON `DecoderConfig`) and returns an `argen_generation` with the tokens, RGB pixels and
+//! statistics — the pipeline of the `argen` command (`argen-engine`).
+//!
+//! The decoder-level API (decoders from a serialisable config driven through poll/handle) will
+//! slot into the same plumbing: a new handle kind with its own
 //! [`guard::Registry`], config structs read by the same versioned reader, errors through the same
 //! status codes ([`argen_status::ARGEN_ERR_PROTOCOL`] already classifies answers given out of
 //! order).
 
 pub mod capi;
 pub mod embed;
+pub mod engine;
 pub mod guard;
 pub mod status;
 
 pub use capi::*;
+pub use engine::*;
 pub use status::{argen_status, FfiError, FfiResult};
