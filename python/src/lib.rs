@@ -8,6 +8,7 @@
 
 mod array;
 mod errors;
+mod model;
 
 use argen_core::accept::NodeKeys;
 use argen_core::backend::{DraftTree, Fill, TreeJob};
@@ -667,6 +668,7 @@ fn _argen(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ProcessJob>()?;
     m.add_class::<Criterion>()?;
     m.add_class::<Sampler>()?;
+    m.add_class::<model::Engine>()?;
     m.add_function(wrap_pyfunction!(sample_rows, m)?)?;
     m.add_function(wrap_pyfunction!(neighbour_table, m)?)?;
     m.add_function(wrap_pyfunction!(array_info, m)?)?;
