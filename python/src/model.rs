@@ -65,6 +65,8 @@ impl Engine {
     /// ``prompt`` and ``class_id``; ``config_json`` (a DecoderConfig) or ``method`` with
     /// ``options_json`` (a JSON object of method options).
     #[pyo3(signature = (prompt, class_id, method, options_json, config_json, seed))]
+    // The arguments mirror the request fields one to one (as `argen_generate_request` does).
+    #[allow(clippy::too_many_arguments)]
     fn generate<'py>(
         &self,
         py: Python<'py>,
