@@ -102,42 +102,8 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
-/// Decoding methods.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// One target pass per token.
-    Vanilla,
-    /// Speculative decoding (lossless; `--criterion`, `--draft`).
-    Sd,
-    /// LANTERN relaxed speculative decoding (`--delta`, `--lantern-k`, `--lambda`).
-    Lantern,
-    /// Grouped speculative decoding (training-free relaxation).
-    Gsd,
-    /// VVS: speculative decoding that skips some verifications (`--vvs-schedule`).
-    Vvs,
-    /// Speculative Jacobi decoding, no drafter (`--window`, `--jacobi-init`).
-    Sjd,
-    /// Best-of-N (`--n`), scored by the model's judge.
-    Bon,
-    /// GridAR test-time scaling (`--n`).
-    Gridar,
-}
-
-impl Method {
-    /// The name used in stats files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Vanilla => "vanilla",
-            Method::Sd => "sd",
-            Method::Lantern => "lantern",
-            Method::Gsd => "gsd",
-            Method::Vvs => "vvs",
-            Method::Sjd => "sjd",
-            Method::Bon => "bon",
-            Method::Gridar => "gridar",
-        }
-    }
-}
+/// Decoding methods (the engine's, with their command-line names).
+pub use argen_engine::Method;
 
 /// Acceptance criteria of `--method sd`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

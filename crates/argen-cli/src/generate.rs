@@ -73,20 +73,6 @@ pub(crate) fn input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> 
     }
 }
 
-/// The engine's method named like `m`.
-pub(crate) fn engine_method(m: Method) -> argen_engine::Method {
-    match m {
-        Method::Vanilla => argen_engine::Method::Vanilla,
-        Method::Sd => argen_engine::Method::Sd,
-        Method::Lantern => argen_engine::Method::Lantern,
-        Method::Gsd => argen_engine::Method::Gsd,
-        Method::Vvs => argen_engine::Method::Vvs,
-        Method::Sjd => argen_engine::Method::Sjd,
-        Method::Bon => argen_engine::Method::Bon,
-        Method::Gridar => argen_engine::Method::Gridar,
-    }
-}
-
 /// The engine's method options of `a`'s flags.
 pub(crate) fn options(a: &GenerateArgs) -> MethodOptions {
     MethodOptions {
@@ -122,14 +108,14 @@ pub(crate) fn options(a: &GenerateArgs) -> MethodOptions {
             JacobiInitArg::CopyLeft => WindowInit::CopyLeft,
         },
         n: a.n,
-        inner: a.inner.map(engine_method),
+        inner: a.inner,
         reformulate: !a.no_reformulate,
     }
 }
 
 /// Whether candidates of method `m` (with `a`'s flags) can run under GridAR.
 pub(crate) fn restartable(m: Method, a: &GenerateArgs) -> bool {
-    options(a).restartable(engine_method(m))
+    options(a).restartable(m)
 }
 
 /// The decoder configuration of `a` on a model of config `cfg`: the one construction path of
@@ -140,7 +126,7 @@ pub(crate) fn decoder_config(
     cfg: &GptConfig,
     judged: bool,
 ) -> Result<DecoderConfig, String> {
-    Ok(options(a).decoder_config(engine_method(a.method), a.seed, cfg, judged)?)
+    Ok(options(a).decoder_config(a.method, a.seed, cfg, judged)?)
 }
 
 /// The requirements of `dc` (validated by [`decoder_config`]).

@@ -30,25 +30,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// Decoding methods, by the names the command line, C and Python use.
+/// Decoding methods, by the names the command line, C and Python use (with the `clap`
+/// feature, a `clap::ValueEnum`: the `argen` command's `--method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// One target pass per token.
     Vanilla,
-    /// Speculative decoding (lossless).
+    /// Speculative decoding (lossless; `--criterion`, `--draft`).
     Sd,
-    /// LANTERN relaxed speculative decoding.
+    /// LANTERN relaxed speculative decoding (`--delta`, `--lantern-k`, `--lambda`).
     Lantern,
-    /// Grouped speculative decoding.
+    /// Grouped speculative decoding (training-free relaxation).
     Gsd,
-    /// VVS: speculative decoding that skips some verifications.
+    /// VVS: speculative decoding that skips some verifications (`--vvs-schedule`).
     Vvs,
-    /// Speculative Jacobi decoding (no drafter).
+    /// Speculative Jacobi decoding, no drafter (`--window`, `--jacobi-init`).
     Sjd,
-    /// Best-of-N.
+    /// Best-of-N (`--n`), scored by the model's judge.
     Bon,
-    /// GridAR test-time scaling.
+    /// GridAR test-time scaling (`--n`).
     Gridar,
 }
 
