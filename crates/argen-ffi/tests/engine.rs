@@ -25,10 +25,8 @@ fn open() -> *mut argen_engine {
     };
     let mut e = null_mut();
     // SAFETY: valid config and output.
-    assert_eq!(
-        unsafe { argen_engine_open(&cfg, &mut e) },
-        argen_status::ARGEN_OK
-    );
+    let st = unsafe { argen_engine_open(&cfg, &mut e) };
+    assert_eq!(st, argen_status::ARGEN_OK);
     e
 }
 
@@ -96,10 +94,8 @@ fn generate_equals_the_engine_for_options_and_json_configs() {
     r.options_json = options.as_ptr();
     let mut g = null_mut();
     // SAFETY: valid handles and request.
-    assert_eq!(
-        unsafe { argen_generate(e, &r, &mut g) },
-        argen_status::ARGEN_OK
-    );
+    let st = unsafe { argen_generate(e, &r, &mut g) };
+    assert_eq!(st, argen_status::ARGEN_OK);
     let (tokens, rgb, stats) = take(g);
     assert_eq!(tokens, want.tokens);
     assert_eq!(rgb, want.image.as_ref().unwrap().rgb);
@@ -110,17 +106,13 @@ fn generate_equals_the_engine_for_options_and_json_configs() {
     let mut r2 = request(&prompt);
     r2.config_json = config.as_ptr();
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { argen_generate(e, &r2, &mut g) },
-        argen_status::ARGEN_OK
-    );
+    let st = unsafe { argen_generate(e, &r2, &mut g) };
+    assert_eq!(st, argen_status::ARGEN_OK);
     assert_eq!(take(g).0, want.tokens);
     r2.seed = 5;
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { argen_generate(e, &r2, &mut g) },
-        argen_status::ARGEN_OK
-    );
+    let st = unsafe { argen_generate(e, &r2, &mut g) };
+    assert_eq!(st, argen_status::ARGEN_OK);
     assert_eq!(take(g).2["seed"], 5);
     // SAFETY: a live engine.
     assert_eq!(unsafe { argen_engine_free(e) }, argen_status::ARGEN_OK);
@@ -153,10 +145,8 @@ fn errors_map_engine_kinds_to_statuses() {
     };
     let mut e2 = null_mut();
     // SAFETY: valid config and output.
-    assert_eq!(
-        unsafe { argen_engine_open(&cfg, &mut e2) },
-        argen_status::ARGEN_OK
-    );
+    let st = unsafe { argen_engine_open(&cfg, &mut e2) };
+    assert_eq!(st, argen_status::ARGEN_OK);
     let prompt = CString::new(PROMPT).unwrap();
     let sd = CString::new("sd").unwrap();
     let mut r = request(&prompt);
