@@ -182,7 +182,7 @@ fn row_json(
         }
         Value::Object(m)
     });
-    json!({
+    let mut row = json!({
         "name": spec.name,
         "family": spec.family,
         "method": spec.args.method.name(),
@@ -191,20 +191,6 @@ fn row_json(
         "sweep": spec.sweep,
         "images": images,
         "image_tokens": image_tokens,
-        "tokens": s.tokens,
-        "target_forwards": s.target_forwards,
-        "target_rows": s.target_rows,
-        "prefills": s.prefills,
-        "draft_forwards": s.draft_forwards,
-        "draft_rows": s.draft_rows,
-        "verify_steps": s.verify_steps,
-        "skipped_steps": s.skipped_steps,
-        "verifier_calls": s.verifier_calls,
-        "scorer_calls": s.scorer_calls,
-        "reformulations": s.reformulations,
-        "accepted_hist": s.accepted_hist.to_vec(),
-        "tokens_per_target_forward": s.tokens_per_target_forward(),
-        "mean_accepted_length": s.mean_accepted_length(),
         "per_image": {
             "target_forwards": per(s.target_forwards, images),
             "target_rows": per(s.target_rows, images),
@@ -220,7 +206,9 @@ fn row_json(
         "diversity": diversity(&acc.tokens),
         "verifier_audit": acc.audit.to_json(cut_rows),
         "runs": acc.runs_json,
-    })
+    });
+    argen_engine::engine::add_counters(&mut row, s);
+    row
 }
 
 fn machine() -> Value {

@@ -122,30 +122,44 @@ impl Generation {
     /// The statistics as JSON: the counters, TPF and MAL, the configuration, image size, prompt,
     /// alignment and wall-clock (the `argen generate --stats` file, less the method names).
     pub fn stats_json(&self) -> Result<serde_json::Value, Error> {
-        let s = &self.stats;
-        Ok(json!({
+        let mut value = json!({
             "seed": self.config.base.seed,
-            "tokens": s.tokens,
             "image_tokens": self.config.base.tokens,
-            "target_forwards": s.target_forwards,
-            "target_rows": s.target_rows,
-            "prefills": s.prefills,
-            "draft_forwards": s.draft_forwards,
-            "draft_rows": s.draft_rows,
-            "verify_steps": s.verify_steps,
-            "skipped_steps": s.skipped_steps,
-            "verifier_calls": s.verifier_calls,
-            "scorer_calls": s.scorer_calls,
-            "reformulations": s.reformulations,
-            "tokens_per_target_forward": s.tokens_per_target_forward(),
-            "mean_accepted_length": s.mean_accepted_length(),
-            "accepted_hist": s.accepted_hist.to_vec(),
             "config": config_json(&self.config)?,
             "image": { "width": self.size.0, "height": self.size.1 },
             "prompt": self.prompt,
             "alignment": self.alignment.as_ref().map(shapes::alignment_json),
             "wall_seconds": self.wall,
-        }))
+        });
+        add_counters(&mut value, &self.stats);
+        Ok(value)
+    }
+}
+
+/// Adds the decoder's counters to the JSON object `value`: `tokens`, `target_forwards`,
+/// `target_rows`, `prefills`, `draft_forwards`, `draft_rows`, `verify_steps`, `skipped_steps`,
+/// `verifier_calls`, `scorer_calls`, `reformulations`, `accepted_hist`,
+/// `tokens_per_target_forward` (TPF) and `mean_accepted_length` (MAL). Does nothing if `value`
+/// is not an object.
+pub fn add_counters(value: &mut serde_json::Value, s: &Stats) {
+    let counters = json!({
+        "tokens": s.tokens,
+        "target_forwards": s.target_forwards,
+        "target_rows": s.target_rows,
+        "prefills": s.prefills,
+        "draft_forwards": s.draft_forwards,
+        "draft_rows": s.draft_rows,
+        "verify_steps": s.verify_steps,
+        "skipped_steps": s.skipped_steps,
+        "verifier_calls": s.verifier_calls,
+        "scorer_calls": s.scorer_calls,
+        "reformulations": s.reformulations,
+        "accepted_hist": s.accepted_hist.to_vec(),
+        "tokens_per_target_forward": s.tokens_per_target_forward(),
+        "mean_accepted_length": s.mean_accepted_length(),
+    });
+    if let (Some(obj), serde_json::Value::Object(c)) = (value.as_object_mut(), counters) {
+        obj.extend(c);
     }
 }
 
