@@ -236,8 +236,8 @@ def main():
             "tokens_per_image": cfg.block_size,
             "target_forwards": sum(spec_passes) / len(spec_passes),
         })
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1)
+    from atomic_io import write_json
+    write_json(a.out, res, indent=1)
 
 
 if __name__ == "__main__":

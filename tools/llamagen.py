@@ -23,6 +23,7 @@ ShapesWorld training scripts.
 from __future__ import annotations
 
 import json
+import sys
 import math
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -701,9 +702,14 @@ def VQ_16(**kw):
 # safetensors helpers
 # --------------------------------------------------------------------------------------
 def save_model(module: nn.Module, weights_path: str, config_json: dict, config_path: str, dtype=torch.float32,
-               drop_prefixes=()):
-    """Write ``module``'s state dict (names unchanged) as safetensors plus a JSON config."""
+               drop_prefixes=(), outputs=None):
+    """Write ``module``'s state dict (names unchanged) as safetensors plus a JSON config,
+    atomically (tools/atomic_io.py): both files appear only when both are complete. With
+    ``outputs`` (an ``atomic_io.Outputs``) the files join that run's outputs instead."""
+    import os
     from safetensors.torch import save_file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from atomic_io import Outputs
 
     sd = {}
     for k, v in module.state_dict().items():
@@ -713,6 +719,15 @@ def save_model(module: nn.Module, weights_path: str, config_json: dict, config_p
         if t.is_floating_point():
             t = t.to(dtype)
         sd[k] = t
-    save_file(sd, weights_path)
-    with open(config_path, "w") as f:
-        json.dump(config_json, f, indent=1, sort_keys=True)
+    own = outputs is None
+    out = Outputs() if own else outputs
+    try:
+        save_file(sd, out.path(weights_path))
+        if config_path is not None:  # None: the config is written by another call
+            out.write_text(config_path, json.dumps(config_json, indent=1, sort_keys=True))
+    except BaseException:
+        if own:
+            out.__exit__(*sys.exc_info())
+        raise
+    if own:
+        out.__exit__(None, None, None)

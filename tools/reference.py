@@ -137,7 +137,9 @@ def write_case(out, name, cfg: L.ModelArgs, seed, vq_cfg=None, fc_bias=True, pad
         g["vq_pixels"] = pix[0].contiguous()
         L.save_model(vq, os.path.join(d, "vq.safetensors"), L.vq_config_to_json(vq_cfg), os.path.join(d, "vq.json"),
                      drop_prefixes=("encoder.", "quant_conv.", "quantize.codebook_used"))
-    save_file({k: v.contiguous() for k, v in g.items()}, os.path.join(d, "golden.safetensors"))
+    from atomic_io import Outputs
+    with Outputs() as out:
+        save_file({k: v.contiguous() for k, v in g.items()}, out.path(os.path.join(d, "golden.safetensors")))
     print("wrote", d)
 
 

@@ -45,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import llamagen as L  # noqa: E402
+from atomic_io import Outputs  # noqa: E402
 
 # ---- the fixed format shared with the Rust CLI -------------------------------------------------
 CANVAS = 64
@@ -87,8 +88,8 @@ def write_png(path: str, rgb: np.ndarray):
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-    with open(path, "wb") as f:
-        f.write(png)
+    with Outputs() as out:
+        out.write_bytes(path, png)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -543,22 +544,25 @@ def export_dir(out, model, cfg, drafter, vq, vq_cfg, vocab, card: str, metrics: 
 
     os.makedirs(out, exist_ok=True)
     gj = L.gpt_config_to_json(cfg)
-    L.save_model(model, os.path.join(out, "gpt.safetensors"), gj, os.path.join(out, "gpt.json"), dtype=torch.float16)
-    L.save_model(drafter, os.path.join(out, "drafter.safetensors"), gj, os.path.join(out, "gpt.json"),
-                 dtype=torch.float16)
-    L.save_model(vq, os.path.join(out, "vq.safetensors"), L.vq_config_to_json(vq_cfg), os.path.join(out, "vq.json"),
-                 dtype=torch.float16, drop_prefixes=("encoder.", "quant_conv.", "quantize.codebook_used"))
-    v = vq_cfg.codebook_size
-    k = min(1000, v - 1)
-    table = neighbour_table(vq.quantize.embedding.weight.detach().to(torch.float16), k)
-    save_file({"neighbours": torch.from_numpy(table).contiguous()}, os.path.join(out, "neighbours.safetensors"))
-    with open(os.path.join(out, "shapes.json"), "w") as f:
-        json.dump({"canvas": CANVAS, "grid": GRID, "caption_dim": CAPTION_DIM, "max_words": MAX_WORDS,
-                   "vocab": vocab}, f, indent=1)
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1, sort_keys=True)
-    with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(card)
+    # Every file of the model directory appears only when all of them are complete.
+    with Outputs() as o:
+        L.save_model(model, os.path.join(out, "gpt.safetensors"), gj, os.path.join(out, "gpt.json"),
+                     dtype=torch.float16, outputs=o)
+        L.save_model(drafter, os.path.join(out, "drafter.safetensors"), gj, None,
+                     dtype=torch.float16, outputs=o)
+        L.save_model(vq, os.path.join(out, "vq.safetensors"), L.vq_config_to_json(vq_cfg),
+                     os.path.join(out, "vq.json"), dtype=torch.float16,
+                     drop_prefixes=("encoder.", "quant_conv.", "quantize.codebook_used"), outputs=o)
+        v = vq_cfg.codebook_size
+        k = min(1000, v - 1)
+        table = neighbour_table(vq.quantize.embedding.weight.detach().to(torch.float16), k)
+        save_file({"neighbours": torch.from_numpy(table).contiguous()},
+                  o.path(os.path.join(out, "neighbours.safetensors")))
+        o.write_text(os.path.join(out, "shapes.json"),
+                     json.dumps({"canvas": CANVAS, "grid": GRID, "caption_dim": CAPTION_DIM,
+                                 "max_words": MAX_WORDS, "vocab": vocab}, indent=1))
+        o.write_text(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=1, sort_keys=True))
+        o.write_text(os.path.join(out, "README.md"), card)
 
 
 def model_card(m: dict) -> str:
@@ -784,10 +788,9 @@ def main():
     export_dir(out, model, cfg, drafter, vq, vq_cfg, vocab, model_card(metrics), metrics)
     # Card again with the final wall time.
     metrics["wall_s"] = time.time() - T0
-    with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(model_card(metrics))
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1, sort_keys=True)
+    with Outputs() as o:
+        o.write_text(os.path.join(out, "README.md"), model_card(metrics))
+        o.write_text(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=1, sort_keys=True))
     shutil.copytree(os.path.join(tmp, "png"), os.path.join(out, "png"), dirs_exist_ok=True) if not smoke else None
     log(f"exported {out}: " + ", ".join(f"{f} {os.path.getsize(os.path.join(out, f)) / 1e6:.2f} MB"
                                         for f in sorted(os.listdir(out)) if os.path.isfile(os.path.join(out, f))))

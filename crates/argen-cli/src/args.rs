@@ -25,6 +25,49 @@ pub enum Command {
     /// Benchmark every decoding method: speed and quality side by side (Markdown table on
     /// stdout, progress on stderr).
     Bench(BenchArgs),
+    /// Re-run a run recorded with `argen generate --trace FILE` and report "identical" or the
+    /// first divergence (exit 1).
+    Replay(ReplayArgs),
+    /// Read recorded runs.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+/// `argen replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The run file (`argen generate --trace FILE`).
+    pub file: PathBuf,
+    /// Model directory [default: the one the run recorded, else $ARGEN_MODEL, else the bundled
+    /// ShapesWorld model]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Device to replay on [default: the recorded one].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Worker threads (0 = all cores); results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `argen trace …`.
+#[derive(Subcommand, Debug)]
+pub enum TraceCommand {
+    /// Print a run file readably: how it was asked for, every step, the stats and tokens.
+    Show(TraceShowArgs),
+}
+
+/// `argen trace show`.
+#[derive(Args, Debug)]
+pub struct TraceShowArgs {
+    /// The run file.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Devices `argen generate` and `argen bench` can run on.
@@ -40,6 +83,7 @@ pub enum DeviceArg {
 
 /// `argen bench`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct BenchArgs {
     /// Model directory [default: $ARGEN_MODEL, else the bundled ShapesWorld model]
     #[arg(long)]
@@ -53,6 +97,10 @@ pub struct BenchArgs {
     /// Write the plots (PNG) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
+    /// Record every image the bench makes as a run file in this directory
+    /// (`ROW-pPROMPT-sSEED.argrun`, for `argen replay` and `argen trace show`).
+    #[arg(long)]
+    pub traces: Option<PathBuf>,
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
@@ -60,18 +108,18 @@ pub struct BenchArgs {
     /// bon, gridar [default: all]. Vanilla always runs: it is the speed-up baseline.
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// Prompts (ShapesWorld: held-out test-split scenes; class-conditional models: classes)
-    /// [default: 8, --quick: 2]
+    /// Prompts (ShapesWorld: held-out test-split scenes; class-conditional models: classes),
+    /// 1 to 1000 [default: 8, --quick: 2]
     #[arg(long)]
     pub prompts: Option<usize>,
-    /// Seeds per prompt [default: 4, --quick: 2]
+    /// Seeds per prompt, 1 to 1000 [default: 4, --quick: 2]
     #[arg(long)]
     pub seeds: Option<u64>,
     /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, allow_hyphen_values = true)]
     pub cfg: f32,
     /// Sampling temperature.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub temperature: f32,
     /// Also run the PyTorch peer (tools/bench_peer.py) on the same weights and prompts and
     /// report wall-clock ratios.
@@ -80,7 +128,7 @@ pub struct BenchArgs {
     /// Python interpreter for --peer.
     #[arg(long, default_value = "python3")]
     pub python: String,
-    /// Worker threads (0 = all cores); the peer uses as many.
+    /// Worker threads (0 = all cores, at most 256); the peer uses as many.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Candidate methods of the `bon` and `gridar` rows, comma-separated (vanilla, sd, lantern,
@@ -91,6 +139,7 @@ pub struct BenchArgs {
 
 /// `argen score`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct ScoreArgs {
     /// The prompt, in the ShapesWorld grammar.
     #[arg(long)]
@@ -161,6 +210,7 @@ pub enum JacobiInitArg {
 
 /// `argen generate`.
 #[derive(Args, Clone, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct GenerateArgs {
     /// Model directory: gpt.json, gpt.safetensors, vq.json, vq.safetensors, and
     /// drafter.safetensors for speculative methods [default: $ARGEN_MODEL, else the bundled
@@ -188,6 +238,10 @@ pub struct GenerateArgs {
     /// Write the generated token ids as a JSON array here.
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+    /// Record the run here (a run file: arguments, decoder configuration, model fingerprint and
+    /// the decoding trace) for `argen replay FILE` and `argen trace show FILE`.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Class id (class-conditional models).
     #[arg(long)]
     pub class: Option<u32>,
@@ -198,17 +252,17 @@ pub struct GenerateArgs {
     /// Leading padding positions of the caption.
     #[arg(long, default_value_t = 0)]
     pub caption_pad: usize,
-    /// Classifier-free guidance scale (1 = no guidance).
-    #[arg(long, default_value_t = 4.0)]
+    /// Classifier-free guidance scale (1 = no guidance), in [-1000, 1000].
+    #[arg(long, default_value_t = 4.0, allow_hyphen_values = true)]
     pub cfg: f32,
     /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub temperature: f32,
-    /// Top-k truncation (0 = off).
+    /// Top-k truncation (0 = off; at most the vocabulary size).
     #[arg(long, default_value_t = 0)]
     pub top_k: u32,
-    /// Top-p (nucleus) truncation (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Top-p (nucleus) truncation, in (0, 1] (1 = off; the top token always survives).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub top_p: f32,
     /// Acceptance criterion of `--method sd`, `vvs` and `sjd`.
     #[arg(long, value_enum, default_value = "exact")]
@@ -216,22 +270,22 @@ pub struct GenerateArgs {
     /// Draft shape of speculative methods.
     #[arg(long, value_enum, default_value = "tree")]
     pub draft: DraftArg,
-    /// Chain draft length.
+    /// Chain draft length (1 to 63; --method vvs: 1 to 31).
     #[arg(long, default_value_t = 4)]
     pub gamma: u32,
-    /// Nodes of the EAGLE-2 tree.
+    /// Nodes of the EAGLE-2 tree (total plus depth at most 63).
     #[arg(long, default_value_t = 59)]
     pub tree_total: u32,
     /// Depth of the EAGLE-2 tree.
     #[arg(long, default_value_t = 4)]
     pub tree_depth: u32,
-    /// Children per expanded node of the EAGLE-2 tree.
+    /// Children per expanded node of the EAGLE-2 tree (top-k + (depth − 1)·top-k² ≤ 512).
     #[arg(long, default_value_t = 10)]
     pub tree_top_k: u32,
     /// LANTERN total-variation budget δ.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
     pub delta: f32,
-    /// LANTERN latent neighbours per token (capped at vocabulary − 1).
+    /// LANTERN latent neighbours per token, 1 to 4096 (capped at vocabulary − 1).
     #[arg(long, default_value_t = 1000)]
     pub lantern_k: usize,
     /// LANTERN neighbour metric: `normalised` (default) ranks codebook rows as LlamaGen's VQ
@@ -240,7 +294,7 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value = "normalised")]
     pub lantern_metric: LanternMetricArg,
     /// LANTERN++ factor λ (off by default).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lambda: Option<f32>,
     /// VVS skip schedule.
     #[arg(long, value_enum, default_value = "uniform")]
@@ -249,20 +303,20 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 2)]
     pub vvs_interval: u32,
     /// VVS dynamic schedule: similarity threshold.
-    #[arg(long, default_value_t = 0.65)]
+    #[arg(long, default_value_t = 0.65, allow_hyphen_values = true)]
     pub vvs_threshold: f32,
-    /// Jacobi window length.
+    /// Jacobi window length (1 to 63).
     #[arg(long, default_value_t = 16)]
     pub window: u32,
     /// Jacobi initialisation of new window positions.
     #[arg(long, value_enum, default_value = "random")]
     pub jacobi_init: JacobiInitArg,
-    /// Candidates of Best-of-N and GridAR.
+    /// Candidates of Best-of-N and GridAR (1 to 16).
     #[arg(long, default_value_t = 4)]
     pub n: u32,
     /// The method of each candidate of `--method bon` and `gridar` (its own flags — `--criterion`,
-    /// `--draft`, `--delta`, … — apply) [default: vanilla]. GridAR needs restartable candidates:
-    /// vanilla only, for now.
+    /// `--draft`, `--delta`, … — apply) [default: vanilla]. GridAR needs restartable
+    /// candidates (not sjd; speculative ones once they are restartable).
     #[arg(long, value_enum)]
     pub inner: Option<Method>,
     /// GridAR: keep the user's prompt at the pruning points (no layout reformulation, no
@@ -270,7 +324,7 @@ pub struct GenerateArgs {
     /// reformulate.
     #[arg(long)]
     pub no_reformulate: bool,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores, at most 256).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar.
@@ -280,17 +334,298 @@ pub struct GenerateArgs {
 
 /// `argen decode`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct DecodeArgs {
     /// Model directory (vq.json, vq.safetensors) [default: as for `generate`]
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// JSON array of token ids, in raster order.
+    /// JSON array of token ids, in raster order (a square grid of at most 1024 ids; the file at
+    /// most 1 MiB).
     #[arg(long)]
     pub tokens: PathBuf,
     /// Output PNG.
     #[arg(long, default_value = "out.png")]
     pub out: PathBuf,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores, at most 256).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and validation. Every option is checked against these documented bounds before any
+// file is read or memory reserved; each message names the option as the user typed it.
+
+/// Most worker threads (`--threads`).
+pub const MAX_THREADS: usize = 256;
+/// Most prompts of `argen bench --prompts`.
+pub const MAX_BENCH_PROMPTS: usize = 1000;
+/// Most seeds per prompt of `argen bench --seeds`.
+pub const MAX_BENCH_SEEDS: u64 = 1000;
+/// Largest `|--cfg|`: far beyond any useful guidance scale, small enough that guided logits
+/// stay finite in `f32`.
+pub const MAX_CFG: f32 = 1000.0;
+/// Most LANTERN neighbours per token (`--lantern-k`): the table holds `vocab × k` ids.
+pub const MAX_LANTERN_K: usize = 4096;
+/// Largest candidate pool of the EAGLE-2 tree, `top_k + (depth − 1)·top_k²`
+/// ([`argen_core::decode`]'s `MAX_POOL`).
+pub const MAX_TREE_POOL: u64 = 512;
+/// Longest text an error message echoes, and how it is cut (shared with the engine's prompt
+/// errors).
+pub use argen_engine::shapes::clip;
+
+fn check_threads(threads: usize) -> Result<(), String> {
+    if threads > MAX_THREADS {
+        return Err(format!(
+            "--threads {threads} is too many: at most {MAX_THREADS} (0 = all cores)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_real(flag: &str, x: f32, lo: f32, hi: f32, what: &str) -> Result<(), String> {
+    if !(x.is_finite() && x >= lo && x <= hi) {
+        return Err(format!("{flag} {} is out of range: {what}", show(x)));
+    }
+    Ok(())
+}
+
+/// A number as a user would write it (exponent form when very large or small).
+fn show(x: f32) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-4..1e7).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
+/// Checks guidance and temperature (shared by `generate` and `bench`).
+fn check_sampling(cfg: f32, temperature: f32) -> Result<(), String> {
+    check_real(
+        "--cfg",
+        cfg,
+        -MAX_CFG,
+        MAX_CFG,
+        &format!("the guidance scale must be a finite number in [-{MAX_CFG}, {MAX_CFG}] (1 = no guidance)"),
+    )?;
+    check_real(
+        "--temperature",
+        temperature,
+        0.0,
+        f32::MAX,
+        "must be a finite number ≥ 0 (0 = greedy)",
+    )?;
+    if temperature > 0.0 && !(1.0 / temperature).is_finite() {
+        return Err(format!(
+            "--temperature {temperature} is too small (1/temperature overflows); use 0 for greedy"
+        ));
+    }
+    Ok(())
+}
+
+impl Cli {
+    /// Checks every option against its documented bounds (model-independent checks; see
+    /// [`GenerateArgs::check_for_model`] for the rest).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.command {
+            Command::Generate(g) => g.check(),
+            Command::Decode(d) => check_threads(d.threads),
+            Command::Score(_) => Ok(()),
+            Command::Bench(b) => b.check(),
+            Command::Replay(r) => check_threads(r.threads),
+            Command::Trace(_) => Ok(()),
+        }
+    }
+}
+
+impl BenchArgs {
+    /// Checks the options against their bounds.
+    pub fn check(&self) -> Result<(), String> {
+        check_threads(self.threads)?;
+        if let Some(p) = self.prompts {
+            if !(1..=MAX_BENCH_PROMPTS).contains(&p) {
+                return Err(format!(
+                    "--prompts {p} is out of range: 1 to {MAX_BENCH_PROMPTS}"
+                ));
+            }
+        }
+        if let Some(s) = self.seeds {
+            if !(1..=MAX_BENCH_SEEDS).contains(&s) {
+                return Err(format!(
+                    "--seeds {s} is out of range: 1 to {MAX_BENCH_SEEDS}"
+                ));
+            }
+        }
+        check_sampling(self.cfg, self.temperature)
+    }
+}
+
+impl GenerateArgs {
+    /// Checks the options against their bounds, each message naming the option.
+    pub fn check(&self) -> Result<(), String> {
+        use argen_core::decode::{MAX_CANDIDATES, MAX_INPUTS};
+        check_threads(self.threads)?;
+        check_sampling(self.cfg, self.temperature)?;
+        if !(self.top_p.is_finite() && self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!(
+                "--top-p {} is out of range: the nucleus mass must be in (0, 1] (1 = off)",
+                self.top_p
+            ));
+        }
+        if !(1..=MAX_CANDIDATES as u32).contains(&self.n) {
+            return Err(format!(
+                "--n {} is out of range: 1 to {MAX_CANDIDATES} candidates",
+                self.n
+            ));
+        }
+        let max_nodes = MAX_INPUTS as u32 - 1;
+        let speculative = matches!(
+            self.method,
+            Method::Sd | Method::Lantern | Method::Gsd | Method::Vvs
+        );
+        if self.method == Method::Sjd && !(1..=max_nodes).contains(&self.window) {
+            return Err(format!(
+                "--window {} is out of range: 1 to {max_nodes}",
+                self.window
+            ));
+        }
+        if speculative {
+            match self.draft {
+                DraftArg::Chain => {
+                    // VVS runs the chain after up to `gamma` post-verified tokens.
+                    let most = if self.method == Method::Vvs {
+                        (max_nodes - 1) / 2
+                    } else {
+                        max_nodes
+                    };
+                    if !(1..=most).contains(&self.gamma) {
+                        return Err(format!(
+                            "--gamma {} is out of range: 1 to {most} for --method {}",
+                            self.gamma,
+                            self.method.name()
+                        ));
+                    }
+                }
+                DraftArg::Tree => {
+                    let (total, depth, k) = (self.tree_total, self.tree_depth, self.tree_top_k);
+                    if total == 0 || depth == 0 || k == 0 {
+                        return Err(
+                            "--tree-total, --tree-depth and --tree-top-k must be at least 1".into(),
+                        );
+                    }
+                    if u64::from(total) + u64::from(depth) > u64::from(max_nodes) {
+                        return Err(format!(
+                            "drafts too large: --tree-total {total} plus --tree-depth {depth} \
+                             must not exceed {max_nodes}"
+                        ));
+                    }
+                    let pool = u64::from(k) + u64::from(depth - 1) * u64::from(k) * u64::from(k);
+                    if k > max_nodes || pool > MAX_TREE_POOL {
+                        return Err(format!(
+                            "--tree-top-k {k} is too large for --tree-depth {depth}: \
+                             top-k + (depth − 1)·top-k² must not exceed {MAX_TREE_POOL}"
+                        ));
+                    }
+                }
+            }
+        }
+        if self.method == Method::Lantern {
+            check_real("--delta", self.delta, 0.0, 1.0, "must be in [0, 1]")?;
+            if !(1..=MAX_LANTERN_K).contains(&self.lantern_k) {
+                return Err(format!(
+                    "--lantern-k {} is out of range: 1 to {MAX_LANTERN_K}",
+                    self.lantern_k
+                ));
+            }
+            if let Some(l) = self.lambda {
+                check_real("--lambda", l, 1.0, 2147483648.0, "must be in [1, 2^31]")?;
+            }
+        }
+        if self.method == Method::Vvs {
+            if self.vvs_interval == 0 {
+                return Err("--vvs-interval must be at least 1 (1 = never skip)".into());
+            }
+            check_real(
+                "--vvs-threshold",
+                self.vvs_threshold,
+                -1.0,
+                1.0,
+                "must be in [-1, 1]",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Checks the options that depend on the model: `--top-k` against the vocabulary,
+    /// `--caption-pad` against the condition tokens.
+    pub fn check_for_model(&self, cfg: &argen_model::GptConfig) -> Result<(), String> {
+        if self.top_k as usize > cfg.vocab_size {
+            return Err(format!(
+                "--top-k {} is out of range: 0 (off) to the vocabulary size {}",
+                self.top_k, cfg.vocab_size
+            ));
+        }
+        if self.caption_pad > cfg.cls_token_num {
+            return Err(format!(
+                "--caption-pad {} is out of range: 0 to the {} condition tokens",
+                self.caption_pad, cfg.cls_token_num
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Turns a clap error into `argen`'s one-line format: the message (first paragraph, joined),
+/// clap's tips, and a pointer to the right `--help`. Help and version requests pass through.
+pub fn clap_error_line(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => return None,
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            return Some(
+                "no command given: use one of generate, decode, score, bench (see `argen --help`)"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
+    let text = e.render().to_string();
+    let mut paragraphs = text.split("\n\n").map(str::trim).filter(|p| !p.is_empty());
+    let first = paragraphs.next().unwrap_or("invalid arguments");
+    let mut msg = first
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string();
+    // Without a usage paragraph, the subcommand typed (if any) names the help to read.
+    let mut command = match std::env::args().nth(1) {
+        Some(s) if ["generate", "decode", "score", "bench"].contains(&s.as_str()) => {
+            format!("argen {s}")
+        }
+        _ => "argen".to_string(),
+    };
+    for p in paragraphs {
+        if let Some(tip) = p.strip_prefix("tip: ") {
+            msg.push_str(&format!(" (tip: {})", tip.lines().next().unwrap_or("")));
+        } else if let Some(usage) = p.strip_prefix("Usage: ") {
+            command = usage
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+    }
+    Some(format!("{}; see `{command} --help`", clip_quoted(&msg)))
+}
+
+/// Clips every `'…'`-quoted value in `msg` with [`clip`].
+fn clip_quoted(msg: &str) -> String {
+    let parts: Vec<&str> = msg.split('\'').collect();
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i % 2 == 1 { clip(p) } else { p.to_string() })
+        .collect::<Vec<_>>()
+        .join("'")
 }

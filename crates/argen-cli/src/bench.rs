@@ -3,7 +3,7 @@
 //! The models are loaded once, with capacities for the largest row, and every row
 //! ([`crate::bench_spec`]) runs on the same prompts × seeds through the same code path as
 //! `argen generate` (a [`argen_core::decode::DecoderConfig`] run by
-//! [`argen_engine::Engine::generate`]). Per row:
+//! [`crate::generate::run_request`] on [`argen_engine::Engine`]). Per row:
 //!
 //! * **TPF** — image tokens per target forward pass (prefills counted as passes);
 //! * **MAL** — mean accepted draft length per verification step, not counting the token the
@@ -22,21 +22,20 @@
 //! * ShapesWorld models only: the partial verifier's audit on the finished images
 //!   ([`crate::bench_audit`]: false-impossible and caught rates at GridAR's cuts).
 //!
-//! The JSON (`--json`) holds every row with its raw counters and every run (prompt index, seed,
-//! wall-clock, tokens), so the table can be recomputed and any image regenerated with
-//! `argen generate` and the row's flags.
+//! The JSON (`--json`) holds every row with its raw counters, its decoder configuration
+//! (`config`, the `argen_core::decode::DecoderConfig` of seed 0 — the runs change only
+//! `base.seed`) and every run (prompt index, seed, wall-clock, tokens), so the table can be
+//! recomputed and any image regenerated with `argen generate` and the row's flags.
 //!
 //! Prompts: for ShapesWorld models the prompts of held-out scenes (test split, seeds from
 //! [`SPLIT_TEST`], [`sample_for_scene`] variant 0); for class-conditional models the classes
 //! `0, 1, …` — there the judge of Best-of-N and GridAR is the model's implicit classifier and the
 //! alignment columns are "n/a".
 
-use std::io::Write;
 use std::time::Instant;
 
 use argen_core::decode::Stats;
 use argen_cpu::Cpu;
-use argen_engine::{Engine, Input, Request, Runtime};
 use argen_model::{Condition, GptConfig, Judge, ModelType};
 use argen_shapes::export::SPLIT_TEST;
 use argen_shapes::generate::sample_for_scene;
@@ -46,10 +45,14 @@ use serde_json::{json, Value};
 use crate::args::{BenchArgs, DeviceArg};
 use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
-use crate::generate::{check_method_args, check_writable, config_json, decoder_config};
+use crate::generate::{
+    check_method_args, check_writable, config_json, decoder_config, fingerprint_files,
+    requirements, run_request, RunCheck,
+};
 use crate::output::write_json;
 use argen_engine::model_dir::resolve;
 use argen_engine::shapes;
+use argen_engine::{Engine, Input, Request, Runtime};
 
 /// Version of the JSON layout written by `--json`.
 pub const JSON_VERSION: u32 = 1;
@@ -73,6 +76,15 @@ impl BenchPrompt {
             (Some(_), _) | (None, None) => Input::Prompt(self.text.clone()),
             (None, Some(c)) => Input::Class(c),
         }
+    }
+}
+
+/// A request without the final VQ decode and score (the bench scores with its own judge).
+fn quiet_request(input: Input, config: argen_core::decode::DecoderConfig) -> Request {
+    Request {
+        image: false,
+        score: false,
+        ..Request::new(input, config)
     }
 }
 
@@ -116,6 +128,8 @@ pub(crate) fn bench_prompts(cfg: &GptConfig, n: usize) -> Result<Vec<BenchPrompt
 #[derive(Default)]
 struct Acc {
     stats: Stats,
+    /// Model forwards run, `(target, drafter)`: a batched step counts once.
+    calls: (u32, u32),
     runs: u32,
     wall: f64,
     /// `tokens[prompt][seed]`.
@@ -191,8 +205,11 @@ fn row_json(
         "sweep": spec.sweep,
         "images": images,
         "image_tokens": image_tokens,
+        "target_model_calls": acc.calls.0,
+        "drafter_model_calls": acc.calls.1,
         "per_image": {
             "target_forwards": per(s.target_forwards, images),
+            "target_model_calls": per(acc.calls.0, images),
             "target_rows": per(s.target_rows, images),
             "draft_forwards": per(s.draft_forwards, images),
             "draft_rows": per(s.draft_rows, images),
@@ -230,6 +247,19 @@ fn machine() -> Value {
 }
 
 /// `argen bench`.
+/// A row name as a file-name part: lower-case letters, digits and `-`.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
 pub fn run(a: &BenchArgs) -> Result<(), String> {
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
@@ -250,6 +280,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         check_writable(p)?;
     }
     if let Some(p) = &a.plots {
+        std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    }
+    if let Some(p) = &a.traces {
         std::fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
     }
     let prompts = bench_prompts(&cfg, n_prompts)?;
@@ -278,15 +311,6 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
             let threads = Cpu::new(a.threads).map_err(|e| e.to_string())?.threads();
             run_on(&plan, &c, name, threads)
         }
-    }
-}
-
-/// A request without the final VQ decode and score (the bench scores with its own judge).
-fn quiet_request(input: Input, config: argen_core::decode::DecoderConfig) -> Request {
-    Request {
-        image: false,
-        score: false,
-        ..Request::new(input, config)
     }
 }
 
@@ -324,10 +348,14 @@ fn run_on<C: Runtime>(
         .iter()
         .map(|r| decoder_config(&r.args, &cfg, judged))
         .collect::<Result<Vec<_>, _>>()?;
+    let reqs = configs
+        .iter()
+        .map(requirements)
+        .collect::<Result<Vec<_>, _>>()?;
     let load = Instant::now();
     let mut engine = Engine::with_compute(dir.clone(), c.clone())?;
     engine.reserve(&configs)?;
-    eprintln!(
+    crate::errln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
         dir.dir.display(),
@@ -341,9 +369,16 @@ fn run_on<C: Runtime>(
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
-    engine.generate(&quiet_request(prompts[0].input(), configs[0]))?;
+    run_request(
+        &mut engine,
+        &quiet_request(prompts[0].input(), configs[0]),
+        &mut RunCheck::Off,
+        true,
+    )?;
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
+    // The model fingerprints of recorded runs (without, with the drafter), computed once.
+    let mut fingerprints: [Option<Result<String, String>>; 2] = [None, None];
     let mut vanilla_wall = None;
     for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
         let mut acc = Acc {
@@ -354,11 +389,42 @@ fn run_on<C: Runtime>(
             for seed in 0..n_seeds {
                 let mut dc = *row_config;
                 dc.base.seed = seed;
-                let o = engine
-                    .generate(&quiet_request(p.input(), dc))
+                let mut check = match a.traces {
+                    Some(_) => RunCheck::Record(None),
+                    None => RunCheck::Off,
+                };
+                let o = run_request(&mut engine, &quiet_request(p.input(), dc), &mut check, true)
                     .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
                 let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
+                if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
+                    let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
+                    let meta = json!({
+                        "argen": env!("CARGO_PKG_VERSION"),
+                        "rng_scheme": argen_core::rng::SCHEME_VERSION,
+                        "source": "argen bench",
+                        "row": spec.name,
+                        "config": config_json(&dc)?,
+                        "seed": seed,
+                        "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
+                        "class": p.class,
+                        "model_dir": dir.dir.display().to_string(),
+                        "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
+                            .get_or_insert_with(|| {
+                                let files = fingerprint_files(dir, reqs[ri].drafter, None);
+                                crate::replay::fingerprint(&files)
+                            })
+                            .clone()? },
+                        "device": format!("{:?}", a.device).to_lowercase(),
+                        "threads": a.threads,
+                    });
+                    crate::output::write_bytes(
+                        &d.join(name),
+                        &crate::replay::encode(&meta, trace)?,
+                    )?;
+                }
                 acc.stats.add(&o.stats);
+                acc.calls.0 += o.calls.0;
+                acc.calls.1 += o.calls.1;
                 acc.runs += 1;
                 acc.wall += o.wall;
                 let mut aligned = None;
@@ -396,7 +462,7 @@ fn run_on<C: Runtime>(
         if spec.family == "vanilla" {
             vanilla_wall = row["wall_per_image"].as_f64();
         }
-        eprintln!(
+        crate::errln!(
             "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
             ri + 1,
             rows.len(),
@@ -455,12 +521,7 @@ fn run_on<C: Runtime>(
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }
-    let md = markdown(&report);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(md.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    Ok(())
+    crate::output::out(&markdown(&report))
 }
 
 fn num(v: &Value, digits: usize) -> String {

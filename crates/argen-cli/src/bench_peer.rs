@@ -13,7 +13,7 @@ use argen_model::{Condition, GptConfig};
 use serde_json::{json, Value};
 
 use crate::bench::BenchPrompt;
-use crate::output::write_json;
+use crate::output::write_json_now;
 use argen_engine::ModelDir;
 
 /// The peer script's path.
@@ -60,7 +60,7 @@ pub(crate) fn run(
         })
         .collect();
     let model_dir = std::fs::canonicalize(&dir.dir).unwrap_or_else(|_| dir.dir.clone());
-    write_json(
+    write_json_now(
         &spec_path,
         &json!({
             "model": model_dir.display().to_string(),
@@ -72,7 +72,7 @@ pub(crate) fn run(
             "image_tokens": cfg.block_size,
         }),
     )?;
-    eprintln!(
+    crate::errln!(
         "argen bench: running the PyTorch peer: {python} {} ({} images)",
         script.display(),
         prompts.len() as u64 * seeds

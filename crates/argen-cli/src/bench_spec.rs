@@ -282,8 +282,9 @@ pub fn specs(
     for &m in inner {
         if wanted("gridar") && !crate::generate::restartable(m, base) {
             return Err(format!(
-                "--inner {}: GridAR rows need restartable candidates and only vanilla is \
-                 restartable today (hint: --methods bon for Best-of-N over {} only)",
+                "--inner {}: GridAR rows need restartable candidates and {} candidates are not \
+                 (hint: --methods bon for Best-of-N over {} only)",
+                m.name(),
                 m.name(),
                 m.name()
             ));

@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn cuda_without_a_gpu_fails_in_one_line() {
         if argen_cuda::probe(0).is_ok() {
-            eprintln!(
+            crate::errln!(
                 "SKIPPED device::tests::cuda_without_a_gpu_fails_in_one_line: a GPU is present"
             );
             return;

@@ -1,15 +1,17 @@
-//! `argen generate` and `argen decode`: flags → one [`DecoderConfig`] → the engine.
+//! `argen generate`, `argen decode` and the runs `argen replay` checks: flags → one
+//! [`DecoderConfig`] → the engine.
 //!
 //! The flags become the engine's [`MethodOptions`] and a [`DecoderConfig`]
 //! ([`decoder_config`]); [`argen_engine::Engine`] loads the models its requirements ask for,
-//! builds the tables, drives [`argen_core::decode::AnyDecoder`] and VQ-decodes the result. This
-//! module only checks flags, reads `--caption`, shows progress and writes the outputs.
-//! `argen bench` uses the same path per row.
+//! builds the tables, drives [`argen_core::decode::AnyDecoder`] and VQ-decodes the result
+//! ([`run_request`], which also records or checks a trace). This module only checks flags, reads
+//! `--caption`, shows progress and writes the outputs. `argen bench` uses the same path per row.
 
 use argen_core::decode::{DecoderConfig, Requirements, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS};
+use argen_core::trace::{config_hash, Divergence, Header, Recorder, Replayer, Trace};
 use argen_cpu::Cpu;
 use argen_engine::method::{Criterion, Draft, VvsSchedule, WindowInit};
-use argen_engine::{Engine, Input, MethodOptions, Request, Runtime};
+use argen_engine::{Engine, Generation, Input, MethodOptions, Request, Runtime};
 use argen_model::{GptConfig, ModelType};
 use serde_json::json;
 
@@ -23,7 +25,7 @@ use argen_engine::model_dir::resolve;
 use argen_engine::shapes::{self, alignment_json};
 
 /// The input `a` names on a model of config `cfg` (a prompt, a class, or caption features read
-/// from `--caption`); the engine checks it against the model.
+/// from `--caption`); the engine checks it against the model ([`argen_engine::conditions`]).
 pub(crate) fn input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> {
     if let Some(text) = &a.prompt {
         return Ok(Input::Prompt(text.clone()));
@@ -36,6 +38,12 @@ pub(crate) fn input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> 
                     cfg.num_classes
                 )
             })?;
+            if class as usize >= cfg.num_classes {
+                return Err(format!(
+                    "--class {class} is out of range: the model has {} classes",
+                    cfg.num_classes
+                ));
+            }
             Ok(Input::Class(class))
         }
         ModelType::T2i => {
@@ -43,34 +51,23 @@ pub(crate) fn input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> 
                 "this is a text-conditional model: give --prompt TEXT (ShapesWorld) or --caption \
                  FILE (raw f32 caption features)",
             )?;
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let want = cfg.cls_token_num * cfg.caption_dim;
-            if bytes.len() != want * 4 {
-                return Err(format!(
-                    "{}: {} bytes, expected {want} little-endian f32 values ({} × {})",
-                    path.display(),
-                    bytes.len(),
-                    cfg.cls_token_num,
-                    cfg.caption_dim
-                ));
-            }
-            let features: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if features.iter().any(|x| !x.is_finite()) {
-                return Err(format!(
-                    "{}: caption features contain NaN or infinity",
-                    path.display()
-                ));
-            }
+            let want = cfg.cls_token_num as u64 * cfg.caption_dim as u64 * 4;
+            let bytes = crate::output::read_bounded("--caption", path, want)?;
+            let features = crate::parse::parse_caption(&bytes, cfg.cls_token_num, cfg.caption_dim)
+                .map_err(|e| format!("--caption {}: {e}", path.display()))?;
             Ok(Input::Caption {
                 features,
                 pad: a.caption_pad,
             })
         }
     }
+}
+
+/// The input of `a`, checked against the model before any compute.
+pub(crate) fn checked_input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> {
+    let input = input(a, cfg)?;
+    argen_engine::conditions(cfg, &input)?;
+    Ok(input)
 }
 
 /// The engine's method options of `a`'s flags.
@@ -178,36 +175,180 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     check_method_args(a, &cfg)?;
-    let input = input(a, &cfg)?;
-    argen_engine::conditions(&cfg, &input)?;
-    for path in [Some(&a.out), a.stats.as_ref(), a.tokens.as_ref()]
-        .into_iter()
-        .flatten()
+    let input = checked_input(a, &cfg)?;
+    for path in [
+        Some(&a.out),
+        a.stats.as_ref(),
+        a.tokens.as_ref(),
+        a.trace.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         check_writable(path)?;
     }
+    let mut check = match a.trace {
+        Some(_) => RunCheck::Record(None),
+        None => RunCheck::Off,
+    };
     match a.device {
         DeviceArg::Cpu => run_on(
             a,
             Engine::with_compute(dir, Cpu::new(a.threads).map_err(|e| e.to_string())?)?,
             input,
-        ),
+            Mode {
+                check: &mut check,
+                write: true,
+                config: None,
+            },
+        )?,
         DeviceArg::Cuda => run_on(
             a,
             Engine::with_compute(dir, crate::device::cuda_compute()?)?,
             input,
-        ),
+            Mode {
+                check: &mut check,
+                write: true,
+                config: None,
+            },
+        )?,
+    };
+    Ok(())
+}
+
+/// The files a run of `dc` loads, whose bytes make the model fingerprint of a run file: the
+/// configs, the target and VQ weights, the drafter's if the method drafts, and the caption file
+/// if one was given.
+pub(crate) fn fingerprint_files(
+    dir: &argen_engine::ModelDir,
+    drafter: bool,
+    caption: Option<&std::path::Path>,
+) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"]
+        .iter()
+        .map(|f| dir.file(f))
+        .collect();
+    if drafter {
+        files.push(dir.file("drafter.safetensors"));
+    }
+    files.extend(caption.map(std::path::Path::to_path_buf));
+    files
+}
+
+/// What `argen replay` found.
+pub(crate) enum ReplayOutcome {
+    /// The model files differ from the recorded run's; nothing was replayed.
+    ModelDiffers {
+        /// The recorded fingerprint.
+        recorded: String,
+        /// This model's.
+        found: String,
+    },
+    /// Every step, the stats and the tokens are identical.
+    Identical {
+        /// Steps compared.
+        steps: u32,
+    },
+    /// The first divergence, and the final tokens of the trace and of the run.
+    Diverged {
+        /// Where and what.
+        divergence: Divergence,
+        /// The trace's final tokens.
+        expected: Vec<u32>,
+        /// The run's final tokens.
+        found: Vec<u32>,
+    },
+}
+
+/// Re-runs the recorded arguments `g` (or, for runs `argen bench` recorded, the recorded
+/// decoder `config` with `g`'s prompt or class) against `trace` (`argen replay`), after checking
+/// the model fingerprint against `recorded`.
+pub(crate) fn replay_run(
+    g: &GenerateArgs,
+    config: Option<&DecoderConfig>,
+    trace: Trace<'_>,
+    recorded: &str,
+) -> Result<ReplayOutcome, String> {
+    let dir = resolve(g.model.as_deref())?;
+    let cfg = dir.gpt_config()?;
+    let dc = match config {
+        Some(dc) => *dc,
+        None => {
+            check_method_args(g, &cfg)?;
+            decoder_config(g, &cfg, g.prompt.is_some())?
+        }
+    };
+    let input = checked_input(g, &cfg)?;
+    let req = requirements(&dc)?;
+    let found =
+        crate::replay::fingerprint(&fingerprint_files(&dir, req.drafter, g.caption.as_deref()))?;
+    if found != recorded {
+        return Ok(ReplayOutcome::ModelDiffers {
+            recorded: recorded.to_owned(),
+            found,
+        });
+    }
+    let mut check = RunCheck::Replay(trace, None);
+    let outcome = match g.device {
+        DeviceArg::Cpu => run_on(
+            g,
+            Engine::with_compute(dir, Cpu::new(g.threads).map_err(|e| e.to_string())?)?,
+            input,
+            Mode {
+                check: &mut check,
+                write: false,
+                config,
+            },
+        )?,
+        DeviceArg::Cuda => run_on(
+            g,
+            Engine::with_compute(dir, crate::device::cuda_compute()?)?,
+            input,
+            Mode {
+                check: &mut check,
+                write: false,
+                config,
+            },
+        )?,
+    };
+    match check {
+        RunCheck::Replay(_, Some(Ok(steps))) => Ok(ReplayOutcome::Identical { steps }),
+        RunCheck::Replay(t, Some(Err(divergence))) => Ok(ReplayOutcome::Diverged {
+            divergence,
+            expected: t.tokens().collect(),
+            found: outcome.tokens,
+        }),
+        _ => Err("the replay did not run".into()),
     }
 }
 
-/// `argen generate` with the engine `engine` (on the chosen device).
-fn run_on<C: Runtime>(a: &GenerateArgs, mut engine: Engine<C>, input: Input) -> Result<(), String> {
-    let dc = decoder_config(a, engine.config(), a.prompt.is_some())?;
+/// `argen generate` with `engine` (on the chosen device); with `write`, writes the outputs (and
+/// the run file when `check` records).
+fn run_on<C: Runtime>(
+    a: &GenerateArgs,
+    mut engine: Engine<C>,
+    input: Input,
+    mode: Mode<'_, '_>,
+) -> Result<Generation, String> {
+    let Mode {
+        check,
+        write,
+        config,
+    } = mode;
+    let dc = match config {
+        Some(dc) => *dc,
+        None => decoder_config(a, engine.config(), a.prompt.is_some())?,
+    };
     let req = requirements(&dc)?;
-    let mut progress = Progress::new(req.tokens * req.sequences, a.quiet);
-    let result = engine.generate_with(&Request::new(input, dc), &mut progress);
-    progress.finish();
-    let g = result?;
+    let request = Request {
+        image: write,
+        score: write,
+        ..Request::new(input, dc)
+    };
+    let g = run_request(&mut engine, &request, check, a.quiet)?;
+    if !write {
+        return Ok(g);
+    }
     let image = g.image.as_ref().ok_or("internal error: no image decoded")?;
     write_png(&a.out, image.width, image.height, &image.rgb)?;
     let s = &g.stats;
@@ -222,7 +363,33 @@ fn run_on<C: Runtime>(a: &GenerateArgs, mut engine: Engine<C>, input: Input) -> 
     if let Some(path) = &a.tokens {
         write_json(path, &json!(g.tokens))?;
     }
-    println!(
+    if let (Some(path), RunCheck::Record(Some(trace))) = (&a.trace, &*check) {
+        let dir = engine.model_dir();
+        let files = fingerprint_files(dir, req.drafter, a.caption.as_deref());
+        let meta = json!({
+            "argen": env!("CARGO_PKG_VERSION"),
+            "rng_scheme": argen_core::rng::SCHEME_VERSION,
+            "args": crate::replay::recorded_args(),
+            "config": config_json(&dc)?,
+            "seed": a.seed,
+            "prompt": a.prompt,
+            "class": a.class,
+            "model_dir": dir.dir.display().to_string(),
+            "model": {
+                "fingerprint": crate::replay::fingerprint(&files)?,
+                "files": files.iter().map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
+            },
+            "device": format!("{:?}", a.device).to_lowercase(),
+            "threads": a.threads,
+            "stats": {
+                "tokens": s.tokens,
+                "target_forwards": s.target_forwards,
+                "wall_seconds": g.wall,
+            },
+        });
+        crate::output::write_bytes(path, &crate::replay::encode(&meta, trace)?)?;
+    }
+    crate::outln!(
         "{}: {} tokens, {} target forwards ({:.2} tokens/forward), {} drafter forwards, {:.2} s → {}",
         a.method.name(),
         s.tokens,
@@ -231,13 +398,104 @@ fn run_on<C: Runtime>(a: &GenerateArgs, mut engine: Engine<C>, input: Input) -> 
         s.draft_forwards,
         g.wall,
         a.out.display()
-    );
-    Ok(())
+    )?;
+    Ok(g)
 }
 
 /// The decoder configuration as JSON (`argen_core::decode::any`, "JSON shape").
 pub(crate) fn config_json(dc: &DecoderConfig) -> Result<serde_json::Value, String> {
-    Ok(argen_engine::config_json(dc)?)
+    serde_json::to_value(dc).map_err(|e| format!("cannot write the decoder configuration: {e}"))
+}
+
+/// How [`run_on`] runs: recorded or checked (`check`), whether it writes the outputs, and the
+/// decoder configuration when it is given rather than derived from the flags (replays of runs
+/// `argen bench` recorded).
+struct Mode<'a, 't> {
+    check: &'a mut RunCheck<'t>,
+    write: bool,
+    config: Option<&'a DecoderConfig>,
+}
+
+/// Whether a run is recorded or checked against a recording (`argen generate --trace`,
+/// `argen replay`).
+#[allow(clippy::large_enum_variant)] // one per run, never in a loop
+pub(crate) enum RunCheck<'t> {
+    /// Neither.
+    Off,
+    /// Record the run; the trace bytes are left here.
+    Record(Option<Vec<u8>>),
+    /// Compare the run with this trace; the first divergence (or none) is left here.
+    Replay(Trace<'t>, Option<Result<u32, Divergence>>),
+}
+
+/// The trace header of a run of `dc`: decoder name `argen/<method>`, the configuration's hash.
+fn trace_header(dc: &DecoderConfig) -> (String, u64) {
+    let name = match dc.scaling {
+        Some(s) => format!("argen/{}/{}", s.name(), dc.method.name()),
+        None => format!("argen/{}", dc.method.name()),
+    };
+    (name, config_hash(dc))
+}
+
+/// Runs `request` on `engine`, recording or checking it as `check` says, with a progress bar
+/// unless `quiet`.
+pub(crate) fn run_request<C: Runtime>(
+    engine: &mut Engine<C>,
+    request: &Request,
+    check: &mut RunCheck<'_>,
+    quiet: bool,
+) -> Result<Generation, String> {
+    let dc = &request.config;
+    let req = requirements(dc)?;
+    let mut progress = Progress::new(req.tokens * req.sequences, quiet);
+    let (name, hash) = trace_header(dc);
+    let header = Header::new(&name, hash, dc.base.seed, dc.base.tokens);
+    let result = match check {
+        RunCheck::Off => engine.generate_with(request, &mut progress),
+        RunCheck::Record(out) => {
+            let rec = Recorder::new(Vec::new(), &header);
+            engine
+                .generate_observed(request, (&mut progress, rec), |(_, rec), dec| {
+                    rec.finish(dec)
+                })
+                .and_then(|(g, finished)| {
+                    let (bytes, _) = finished.map_err(|e| {
+                        argen_engine::Error::runtime(format!("cannot record the run: {e}"))
+                    })?;
+                    *out = Some(bytes);
+                    Ok(g)
+                })
+        }
+        RunCheck::Replay(trace, out) => {
+            if let Err(d) = trace.check_header(&header) {
+                *out = Some(Err(d));
+                progress.finish();
+                return Ok(Generation {
+                    tokens: Vec::new(),
+                    image: None,
+                    stats: Default::default(),
+                    wall: 0.0,
+                    calls: (0, 0),
+                    alignment: None,
+                    config: *dc,
+                    prompt: None,
+                    size: (0, 0),
+                });
+            }
+            let rp = Replayer::new(*trace);
+            engine
+                .generate_observed(request, (&mut progress, rp), |(_, rp), dec| {
+                    let steps = rp.steps();
+                    rp.finish(dec).map(|()| steps)
+                })
+                .map(|(g, finished)| {
+                    *out = Some(finished);
+                    g
+                })
+        }
+    };
+    progress.finish();
+    Ok(result?)
 }
 
 /// Fails early, before any compute, if `path` cannot be created.
@@ -279,23 +537,20 @@ fn detection_line(d: &argen_shapes::Detection) -> String {
 /// `argen score`.
 pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
     let prompt = shapes::parse_prompt(&a.prompt)?;
-    let img = argen_shapes::RgbImage::load_png(&a.image).map_err(|e| e.to_string())?;
+    let img = crate::output::read_score_png(&a.image, 32, 1024)?;
     let s = argen_shapes::score(&prompt, &img).map_err(|e| {
         e.to_string()
             .replace("<memory>", &a.image.display().to_string())
     })?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?
-        );
-        return Ok(());
+        let text = serde_json::to_string_pretty(&alignment_json(&s)).map_err(|e| e.to_string())?;
+        return crate::outln!("{text}");
     }
     let v = &s.verdicts;
-    println!("prompt:  {prompt}");
-    println!("objects: {}", s.scene.objects.len());
+    let mut text = format!("prompt:  {prompt}\nobjects: {}\n", s.scene.objects.len());
     for d in &s.scene.objects {
-        println!("{}", detection_line(d));
+        text.push_str(&detection_line(d));
+        text.push('\n');
     }
     for (name, ok) in [
         ("count", v.count),
@@ -304,14 +559,13 @@ pub fn score_image(a: &ScoreArgs) -> Result<(), String> {
         ("spatial", v.spatial),
         ("layout", v.layout),
     ] {
-        println!("{name:8} {}", if ok { "yes" } else { "no" });
+        text.push_str(&format!("{name:8} {}\n", if ok { "yes" } else { "no" }));
     }
-    println!(
-        "aligned: {} (soft score {:.3})",
+    crate::outln!(
+        "{text}aligned: {} (soft score {:.3})",
         if s.aligned { "yes" } else { "no" },
         s.soft
-    );
-    Ok(())
+    )
 }
 
 /// `argen decode`.
@@ -339,12 +593,11 @@ pub fn decode(a: &DecodeArgs) -> Result<(), String> {
     }
     let image = vq.decode(&tokens, grid, grid).map_err(|e| e.to_string())?;
     write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
-    println!(
+    crate::outln!(
         "decoded {} tokens → {}×{} px → {}",
         tokens.len(),
         image.width,
         image.height,
         a.out.display()
-    );
-    Ok(())
+    )
 }

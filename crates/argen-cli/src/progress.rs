@@ -48,7 +48,7 @@ impl Progress {
     /// Ends the bar's line.
     pub fn finish(&self) {
         if self.enabled && self.last.is_some() {
-            eprintln!();
+            crate::errln!();
         }
     }
 }

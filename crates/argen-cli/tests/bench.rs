@@ -328,8 +328,8 @@ fn bench_runs_inner_methods_under_best_of_n() {
         "{flags}"
     );
     assert_eq!(run["tokens"], generate_tokens(row, "0", "1", "bon-inner"));
-    // GridAR rows cannot take speculative candidates yet: one line, with a hint.
-    let out = argen(&["bench", "--model", &m, "--inner", "sd"]);
+    // GridAR rows cannot take Jacobi candidates: one line, with a hint.
+    let out = argen(&["bench", "--model", &m, "--inner", "sjd"]);
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -14,9 +14,11 @@
 //! 5. **Weights**: a candidate gets `w_i = trunc(exp(y_i − m) · 2^40)` with the deterministic
 //!    [`crate::detmath::exp_f32`]; so the top token has exactly [`WEIGHT_ONE`] `= 2^40` and tokens
 //!    more than about 27.7 nats below it get weight 0. Non-candidates get 0. `Z = Σ w`.
-//! 6. **Top-p** (`p ∈ (0, 1]`): with `P = trunc(p · 2^32)`, candidate `j` survives iff the weight of
-//!    the candidates ranked strictly before it, `S_j`, satisfies `S_j · 2^32 < P · Z` (exact integer
-//!    arithmetic): the shortest top-ranked prefix whose mass reaches `p`.
+//! 6. **Top-p** (`p ∈ (0, 1]`): with `P = max(1, trunc(p · 2^32))`, candidate `j` survives iff the
+//!    weight of the candidates ranked strictly before it, `S_j`, satisfies `S_j · 2^32 < P · Z`
+//!    (exact integer arithmetic): the shortest top-ranked prefix whose mass reaches `p`. `P ≥ 1`
+//!    makes the top token survive for every valid `p`, also below `2^-32` (where `trunc` alone
+//!    would give `P = 0` and keep nothing): `S = 0 < P · Z`.
 //! 7. **Min-p** (`p ∈ [0, 1]`): with `M = trunc(p · 2^32)`, candidate `i` survives iff
 //!    `w_i · 2^32 >= M · 2^40`, i.e. its probability is at least `p` times the top token's.
 //! 8. Top-p and min-p are both evaluated against the weights of step 5; the kept set is their
@@ -247,7 +249,7 @@ pub fn process<L: Logit>(
 
     // Step 6: top-p over the candidates in rank order.
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
-        let threshold = (p as f64 * 4_294_967_296.0) as u128 * total as u128;
+        let threshold = ((p as f64 * 4_294_967_296.0) as u128).max(1) * total as u128;
         cand.sort_unstable_by(by_rank);
         let mut before = 0u64;
         for &i in cand.iter() {

@@ -17,9 +17,9 @@ use argen_core::accept::{Criterion, GroupedParams, LanternParams, Metric, Neighb
 use argen_core::decode::{
     drive, Action, AnyDecoder, BestOfN, Config, CriterionConfig, Decoder, DecoderConfig,
     DraftShape, GridAr, GridArConfig, Group, GuidanceMode, Jacobi, JacobiInit, JacobiParams,
-    MethodConfig, Model, NeighbourNeeds, Observer, Requirements, Resources, ScalingConfig,
-    Schedule, Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams,
-    MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS, RELEASE_W,
+    MethodConfig, NeighbourNeeds, Observer, Requirements, Resources, ScalingConfig, Schedule,
+    Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams, MAX_CANDIDATES,
+    MAX_INPUTS, MAX_TOKENS, RELEASE_W,
 };
 use argen_core::trace::config_hash;
 use argen_core::{Error, SamplerParams};
@@ -345,6 +345,55 @@ fn concrete(cfg: &DecoderConfig, t: &Tables) -> Outcome {
             w,
         })
         .unwrap()),
+        (
+            MethodConfig::Speculative(s),
+            Some(ScalingConfig::GridAr {
+                n,
+                verifier,
+                reformulate,
+                w,
+            }),
+        ) => run(&mut GridAr::<Speculative<64, 64>, 4>::new(
+            GridArConfig {
+                base: b,
+                n,
+                verifier,
+                reformulate,
+                w,
+            },
+            |c| Speculative::new(s.config(c), t.criterion(s.criterion)),
+        )
+        .unwrap()),
+        (
+            MethodConfig::Vvs(v),
+            Some(ScalingConfig::GridAr {
+                n,
+                verifier,
+                reformulate,
+                w,
+            }),
+        ) => run(&mut GridAr::<Vvs<64, 64>, 4>::new(
+            GridArConfig {
+                base: b,
+                n,
+                verifier,
+                reformulate,
+                w,
+            },
+            |c| {
+                Vvs::new(
+                    VvsConfig {
+                        spec: v.speculative.config(c),
+                        schedule: v.schedule,
+                        warmup: v.warmup,
+                        codebook: &t.codebook,
+                        dim: 2,
+                    },
+                    t.criterion(v.speculative.criterion),
+                )
+            },
+        )
+        .unwrap()),
         other => panic!("no concrete decoder for {other:?}"),
     }
 }
@@ -400,12 +449,8 @@ impl Observer for Usage {
         for g in action.groups() {
             self.seqs.insert(g.seq());
             self.variants = self.variants.max(g.guidance().variants() as u32);
-            let inputs = match g {
-                Group::Prefill(_) => 1,
-                Group::Target(r) => r.inputs.len() as u32,
-                Group::Draft(r) => r.inputs.len() as u32,
-                _ => panic!("a group kind this test does not know"),
-            };
+            // Inputs of this sequence in this forward (a prefill answers for one).
+            let inputs = (g.logits_rows() / g.guidance().variants()) as u32;
             self.inputs = self.inputs.max(inputs);
             let pending = match g {
                 Group::Draft(r) => {
@@ -421,7 +466,6 @@ impl Observer for Usage {
                 _ => inputs,
             };
             self.pending = self.pending.max(pending);
-            assert!(g.model() == Model::Drafter || !matches!(g, Group::Draft(_)));
         }
     }
     fn after<D: Decoder>(&mut self, _: &D) {}
@@ -651,14 +695,9 @@ fn bad_configs_and_missing_resources_are_typed_errors() {
     };
     assert_eq!(param(single(window(0))), "window");
     assert_eq!(param(single(window(MAX_INPUTS as u32))), "window");
-    // GridAR: restartable candidates only, finite w, four rows.
-    for inner in [
-        spec(TREE, CriterionConfig::Exact),
-        vvs(Schedule::Never),
-        window(8),
-    ] {
-        assert_eq!(param(scaled(inner, gridar(2, true).unwrap())), "inner");
-    }
+    // GridAR: restartable candidates only (Jacobi is not), finite w, four rows.
+    assert!(!window(8).restartable() && MethodConfig::Vanilla.restartable());
+    assert_eq!(param(scaled(window(8), gridar(2, true).unwrap())), "inner");
     let grid_w = |w| ScalingConfig::GridAr {
         n: 2,
         verifier: true,

@@ -5,8 +5,8 @@ mod common;
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, LanternParams, NeighbourTable};
 use argen_core::decode::{
-    drive, Config, Decoder, DraftShape, GuidanceMode, NoObserver, Speculative, SpeculativeConfig,
-    Stats, Vanilla,
+    drive, Config, Decoder, DraftShape, GuidanceMode, NoObserver, Restartable, Speculative,
+    SpeculativeConfig, Stats, Vanilla,
 };
 use argen_core::SamplerParams;
 use common::synthetic::{Storage, SyntheticHost, World};
@@ -225,6 +225,50 @@ fn exact_speculative_marginals_match_vanilla() {
             let (stat, df) = chi_square(&van[k], &spec[k]);
             let crit = chi_square_critical(df);
             println!("{shape:?} position {p}: chi2 {stat:.1} on {df} df (critical {crit:.1})");
+            assert!(
+                stat < crit,
+                "{shape:?} position {p}: chi2 {stat:.1} >= {crit:.1}"
+            );
+        }
+    }
+}
+
+/// Stopping a speculative decoder ([`Restartable::set_stop`]) limits the draft depth of the steps
+/// before the stop, so its tokens are not those of an uninterrupted run — except with Coupled
+/// (tests/compose.rs). What must hold for Exact is the output distribution: every verification
+/// samples exactly from the target whatever the tree's depth, so a run stopped at GridAR's cuts
+/// (6 and 18 tokens) and continued from its KV caches still has vanilla's marginals, at the
+/// positions around the cuts too. Same two-sample test as above (5 positions × 2 shapes).
+#[test]
+fn exact_speculative_stopped_and_continued_keeps_vanilla_marginals() {
+    const RUNS: u64 = 3000;
+    let positions = [5usize, 6, 7, 18, 19];
+    let stopped = |seed: u64, shape: DraftShape| {
+        let cfg = SpeculativeConfig {
+            base: config(seed),
+            draft_sampler: config(seed).sampler,
+            shape,
+        };
+        let mut dec = Speculative::<64, 64>::new(cfg, Criterion::Exact).unwrap();
+        let mut storage = Storage::new(dec.dist_rows_needed());
+        let mut backend = storage.backend();
+        let mut host = SyntheticHost::new(World::new(W), &[3]);
+        for stop in [6, 18, N] {
+            dec.set_stop(stop).unwrap();
+            drive(&mut dec, &mut backend, &mut host, &mut NoObserver).expect("decoding failed");
+            assert_eq!(dec.tokens(0).len() as u32, stop);
+        }
+        dec.tokens(0).to_vec()
+    };
+    let van = histograms(RUNS, &positions, |s| vanilla(s).0);
+    for shape in [CHAIN, TREE] {
+        let spec = histograms(RUNS, &positions, |s| stopped(s + 2_000_000, shape));
+        for (k, &p) in positions.iter().enumerate() {
+            let (stat, df) = chi_square(&van[k], &spec[k]);
+            let crit = chi_square_critical(df);
+            println!(
+                "stopped {shape:?} position {p}: chi2 {stat:.1} on {df} df (critical {crit:.1})"
+            );
             assert!(
                 stat < crit,
                 "{shape:?} position {p}: chi2 {stat:.1} >= {crit:.1}"

@@ -131,7 +131,7 @@ fn reference_process(x: &[f32], params: &SamplerParams) -> (Vec<u64>, Processed)
     let z: u128 = cand.iter().map(|&i| w[i] as u128).sum();
     let mut keep = vec![true; v];
     if let Some(p) = params.top_p {
-        let big_p = (p as f64 * 4_294_967_296.0).trunc() as u128;
+        let big_p = ((p as f64 * 4_294_967_296.0).trunc() as u128).max(1);
         let mut before = 0u128;
         for &i in cand {
             keep[i] &= (before << 32) < big_p * z;
@@ -310,6 +310,19 @@ fn greedy_and_ties() {
         run(&Guided::Plain(&[0.0f32, 0.0][..]), &more).unwrap().0,
         vec![WEIGHT_ONE; 2]
     );
+    // Top-p below 2^-32 (P would truncate to 0) still keeps the top token: P = max(1, ·).
+    for p in [1e-12f32, 2.0e-10, f32::MIN_POSITIVE, 1e-45] {
+        let tiny = SamplerParams {
+            top_p: Some(p),
+            ..SamplerParams::default()
+        };
+        let (w, pr) = run(&Guided::Plain(&[0.5f32, 2.0, 1.0][..]), &tiny).unwrap();
+        assert_eq!(
+            (w, pr.support, pr.total),
+            (vec![0, WEIGHT_ONE, 0], 1, WEIGHT_ONE),
+            "{p}"
+        );
+    }
     // Min-p 1 keeps exactly the tokens tied with the top.
     let minp = SamplerParams {
         min_p: Some(1.0),

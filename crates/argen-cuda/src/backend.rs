@@ -424,7 +424,8 @@ impl<E: Executor> GpuBackend<E> {
         let mut top_p = 0u32;
         if let Some(pp) = p.top_p.filter(|&pp| pp < 1.0) {
             flags |= 4;
-            top_p = (pp as f64 * FP32) as u64 as u32;
+            // P = max(1, trunc(p·2^32)): the top token survives any valid p (process.rs).
+            top_p = ((pp as f64 * FP32) as u64 as u32).max(1);
         }
         let mut floor = 0u64;
         if let Some(mp) = p.min_p.filter(|&mp| mp > 0.0) {

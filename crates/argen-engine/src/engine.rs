@@ -107,6 +107,8 @@ pub struct Generation {
     /// Seconds spent decoding (judge calls included, model loading and the final VQ decode
     /// excluded).
     pub wall: f64,
+    /// Model forwards run, `(target, drafter)`: a batched step counts once.
+    pub calls: (u32, u32),
     /// ShapesWorld prompts: the image's alignment with the prompt (`None` otherwise, or if the
     /// request said `score: false`).
     pub alignment: Option<argen_shapes::Score>,
@@ -125,6 +127,8 @@ impl Generation {
         let mut value = json!({
             "seed": self.config.base.seed,
             "image_tokens": self.config.base.tokens,
+            "target_model_calls": self.calls.0,
+            "drafter_model_calls": self.calls.1,
             "config": config_json(&self.config)?,
             "image": { "width": self.size.0, "height": self.size.1 },
             "prompt": self.prompt,
@@ -406,6 +410,19 @@ impl<C: Runtime> Engine<C> {
         request: &Request,
         observer: &mut O,
     ) -> Result<Generation, Error> {
+        self.generate_observed(request, observer, |_, _| ())
+            .map(|(g, ())| g)
+    }
+
+    /// [`Engine::generate_with`], and `finish` called with the observer and the finished
+    /// decoder after a successful decode (a trace recorder or replayer consumes itself against
+    /// the decoder's final state there); returns the generation and what `finish` returned.
+    pub fn generate_observed<O: Observer, R>(
+        &mut self,
+        request: &Request,
+        mut observer: O,
+        finish: impl FnOnce(O, &AnyDecoder<'_>) -> R,
+    ) -> Result<(Generation, R), Error> {
         let dc = &request.config;
         let req = requirements(dc)?;
         if dc.base.tokens as usize != self.cfg.block_size
@@ -442,15 +459,16 @@ impl<C: Runtime> Engine<C> {
             .gpt
             .as_mut()
             .ok_or_else(|| Error::runtime("the target is not loaded"))?;
-        let (stats, wall) = C::decode(
+        let decoded = C::decode(
             &mut dec,
             gpt,
             self.drafter.as_mut(),
             judge.as_mut().map(|j| j as &mut dyn Judge),
             &all_conds,
-            observer,
+            &mut observer,
         )
         .map_err(Error::runtime)?;
+        let finished = finish(observer, &dec);
         let tokens = dec.tokens(dec.result_seq()).to_vec();
         drop(dec);
         let alignment = match (&judge, request.score) {
@@ -463,11 +481,12 @@ impl<C: Runtime> Engine<C> {
             None
         };
         let size = self.image_size();
-        Ok(Generation {
+        let generation = Generation {
             tokens,
             image,
-            stats,
-            wall,
+            stats: decoded.stats,
+            wall: decoded.wall,
+            calls: decoded.calls,
             alignment,
             config: *dc,
             prompt: match &request.input {
@@ -475,6 +494,7 @@ impl<C: Runtime> Engine<C> {
                 _ => None,
             },
             size: (size, size),
-        })
+        };
+        Ok((generation, finished))
     }
 }

@@ -5,6 +5,60 @@ use std::path::{Path, PathBuf};
 use argen_model::safetensors::SafeTensors;
 use argen_model::{Capacity, Compute, Drafter, Gpt, GptConfig, VqConfig, VqDecoder};
 
+/// The files every model directory holds (`drafter.safetensors` is optional).
+pub const FILES: [&str; 4] = ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"];
+
+/// Checks that `p` is a regular file (following symbolic links), with a message that says
+/// what it is otherwise: missing, a directory, a FIFO or device, a symbolic-link loop.
+fn check_file(p: &Path, missing_hint: &str) -> Result<(), String> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_dir() => Err(format!(
+            "{} is a directory, not a file{missing_hint}",
+            p.display()
+        )),
+        Ok(_) => Err(format!(
+            "{} is not a regular file (a FIFO, device or socket){missing_hint}",
+            p.display()
+        )),
+        Err(e) => {
+            let why = describe_open_error(p, &e);
+            if why == "no such file" {
+                Err(format!("{} is missing{missing_hint}", p.display()))
+            } else {
+                Err(format!("cannot read {}: {why}", p.display()))
+            }
+        }
+    }
+}
+
+/// An I/O error without Rust's `(os error N)` suffix.
+pub fn io_msg(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Names the cause of a failed `stat`/`open` of `path`.
+pub fn describe_open_error(path: &Path, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(40) {
+        return "too many levels of symbolic links (a symbolic-link loop?)".into();
+    }
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                "it is a symbolic link to a file that does not exist".into()
+            } else {
+                "no such file".into()
+            }
+        }
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => io_msg(e),
+    }
+}
+
 /// The files of a model directory.
 #[derive(Clone, Debug)]
 pub struct ModelDir {
@@ -40,21 +94,32 @@ pub fn resolve(arg: Option<&Path>) -> Result<ModelDir, String> {
 impl ModelDir {
     /// Checks that `dir` exists and holds the two configs.
     pub fn open(dir: &Path) -> Result<Self, String> {
-        if !dir.is_dir() {
-            return Err(format!("model directory {} does not exist", dir.display()));
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "model directory {} is not a directory",
+                    dir.display()
+                ))
+            }
+            Err(e) => {
+                let why = describe_open_error(dir, &e);
+                return Err(if why == "no such file" {
+                    format!("model directory {} does not exist", dir.display())
+                } else {
+                    format!("cannot open model directory {}: {why}", dir.display())
+                });
+            }
         }
         let m = ModelDir {
             dir: dir.to_path_buf(),
         };
-        for f in ["gpt.json", "gpt.safetensors", "vq.json", "vq.safetensors"] {
-            let p = m.file(f);
-            if !p.is_file() {
-                return Err(format!(
-                    "{} is missing (a model directory holds gpt.json, \
-                     gpt.safetensors, vq.json, vq.safetensors and optionally drafter.safetensors)",
-                    p.display()
-                ));
-            }
+        for f in FILES {
+            check_file(
+                &m.file(f),
+                " (a model directory holds gpt.json, gpt.safetensors, vq.json, vq.safetensors \
+                 and optionally drafter.safetensors)",
+            )?;
         }
         Ok(m)
     }
@@ -87,12 +152,7 @@ impl ModelDir {
         cap: Capacity,
     ) -> Result<Drafter<C>, String> {
         let p = self.file("drafter.safetensors");
-        if !p.is_file() {
-            return Err(format!(
-                "{} is missing: speculative methods need an EAGLE drafter",
-                p.display()
-            ));
-        }
+        check_file(&p, ": speculative methods need an EAGLE drafter")?;
         Drafter::load(c, cfg, p, cap).map_err(|e| e.to_string())
     }
 

@@ -18,7 +18,8 @@ use argen_model::{Compute, Condition, Drafter, Gpt, Judge, ModelHost};
 pub trait Runtime: Compute + Sized {
     /// Drives `dec` to [`argen_core::decode::Action::Done`] with the models, the judge (else
     /// the model's implicit classifier) and the sequences' conditions; returns the decoder's
-    /// counters and the seconds spent in the decoding loop (backend setup excluded).
+    /// counters, the seconds spent in the decoding loop (backend setup excluded) and the model
+    /// forwards run.
     fn decode<'a, D: Decoder, O: Observer>(
         dec: &mut D,
         gpt: &'a mut Gpt<Self>,
@@ -26,7 +27,7 @@ pub trait Runtime: Compute + Sized {
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
         observer: &mut O,
-    ) -> Result<(Stats, f64), String>;
+    ) -> Result<Decoded, String>;
 }
 
 impl Runtime for Cpu {
@@ -38,14 +39,31 @@ impl Runtime for Cpu {
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
         observer: &mut O,
-    ) -> Result<(Stats, f64), String> {
+    ) -> Result<Decoded, String> {
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
         let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
-        Ok((stats, start.elapsed().as_secs_f64()))
+        Ok(Decoded {
+            stats,
+            wall: start.elapsed().as_secs_f64(),
+            calls: host.forward_calls(),
+        })
     }
+}
+
+/// What a decode returned: the decoder's counters, the seconds in the decoding loop, and the
+/// model forwards the host ran, `(target, drafter)` — a batched step of several candidates is
+/// one forward.
+#[derive(Clone, Copy, Debug)]
+pub struct Decoded {
+    /// The decoder's counters.
+    pub stats: Stats,
+    /// Seconds in the decoding loop.
+    pub wall: f64,
+    /// Forward actions run, by model.
+    pub calls: (u32, u32),
 }
 
 /// Most sampling jobs `GpuBackend` launches at once (larger batches take several launches);
@@ -64,7 +82,7 @@ impl<E: argen_cuda::launch::Executor> Runtime for argen_cuda::GpuCompute<E> {
         judge: Option<&'a mut (dyn Judge + 'a)>,
         conds: &[(Condition, Condition)],
         observer: &mut O,
-    ) -> Result<(Stats, f64), String> {
+    ) -> Result<Decoded, String> {
         use argen_cuda::{DeviceLogitSink, GpuBackend};
         let gc = gpt.compute().clone();
         let v = gpt.config().vocab_size;
@@ -79,6 +97,10 @@ impl<E: argen_cuda::launch::Executor> Runtime for argen_cuda::GpuCompute<E> {
             ModelHost::with_sink(gpt, drafter, judge, conds, sink).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
-        Ok((stats, start.elapsed().as_secs_f64()))
+        Ok(Decoded {
+            stats,
+            wall: start.elapsed().as_secs_f64(),
+            calls: host.forward_calls(),
+        })
     }
 }

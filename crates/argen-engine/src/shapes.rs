@@ -50,16 +50,43 @@ pub fn check_model(cfg: &GptConfig) -> Result<(), String> {
     {
         return Err(format!(
             "--prompt needs a ShapesWorld model (text-conditional, {MAX_WORDS} caption tokens of \
-             {CAPTION_DIM} features); this model is {:?} with {} × {}",
-            cfg.model_type, cfg.cls_token_num, cfg.caption_dim
+             {CAPTION_DIM} features); this model is {} with {} × {}",
+            match cfg.model_type {
+                ModelType::C2i => "class-conditional (c2i)",
+                ModelType::T2i => "text-conditional (t2i)",
+            },
+            cfg.cls_token_num,
+            cfg.caption_dim
         ));
     }
     Ok(())
 }
 
+/// Longest prompt echoed whole in an error message.
+pub const MAX_ECHO: usize = 80;
+
+/// `text` if it is at most [`MAX_ECHO`] characters, else its start and end around `…`.
+pub fn clip(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= MAX_ECHO {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(MAX_ECHO / 2).collect();
+    let tail: String = text.chars().skip(n - MAX_ECHO / 4).collect();
+    format!("{head}…{tail} ({n} characters)")
+}
+
 /// Parses a prompt; the error lists what the grammar accepts.
 pub fn parse_prompt(text: &str) -> Result<Prompt, String> {
-    Prompt::parse(text).map_err(|e| e.to_string().replace('\n', " "))
+    Prompt::parse(text).map_err(|e| {
+        // A long prompt is echoed shortened, so that the error stays one readable line.
+        let msg = e.to_string().replace('\n', " ");
+        if text.chars().count() > MAX_ECHO && !text.is_empty() {
+            msg.replace(text, &clip(text))
+        } else {
+            msg
+        }
+    })
 }
 
 /// Judges candidates of one prompt by parsing their decoded images.

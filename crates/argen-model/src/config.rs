@@ -2,10 +2,56 @@
 //!
 //! The JSON field names are those of the official LlamaGen `ModelArgs` dataclasses (written by
 //! `tools/convert_llamagen.py` and `tools/llamagen.py`), so a config is the dataclass dumped.
+//!
+//! # Bounds
+//!
+//! A config file is read only if it is a regular file of at most [`MAX_CONFIG_BYTES`].
+//! Validation bounds every size before anything is derived from it, so that every derived size
+//! ([`GptConfig::param_count`], [`GptConfig::ffn_hidden`], [`GptConfig::qkv_dim`],
+//! [`GptConfig::class_rows`], [`GptConfig::grid`], [`VqConfig::downsample`]) is computed without
+//! overflow and no loader reserves memory for an absurd size:
+//!
+//! | field | bound |
+//! |---|---|
+//! | `dim`, `caption_dim`, `multiple_of` | ≤ [`MAX_DIM`] (65 536) |
+//! | `n_layer` | ≤ [`MAX_LAYERS`] (1 024) |
+//! | `n_head` | ≤ `dim` / 4 (a head has at least 4 dims) |
+//! | `vocab_size`, `codebook_size` | ≤ [`MAX_VOCAB`] (2^20) |
+//! | `num_classes` | ≤ [`MAX_CLASSES`] (2^24) |
+//! | `cls_token_num` | ≤ [`MAX_COND_TOKENS`] (4 096) |
+//! | `block_size` | ≤ [`MAX_IMAGE_TOKENS`] (65 536, a 256 × 256 grid) |
+//! | `ffn_dim_multiplier` | in (0, 64] |
+//! | weights ([`GptConfig::param_count`]) | ≤ [`MAX_PARAMS`] (2^40) |
+//! | VQ `codebook_embed_dim`, `z_channels`, `ch · mult` | ≤ [`MAX_VQ_CHANNELS`] (8 192) |
+//! | VQ `num_res_blocks` | ≤ 16 |
+//!
+//! The bounds are far above every published LlamaGen model (GPT-7B: dim 4096, 32 layers,
+//! vocabulary 16 384, 1 024 image tokens) and far below what overflows 64-bit arithmetic.
 
 use crate::error::{ModelError, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest `dim`, `caption_dim` and `multiple_of`.
+pub const MAX_DIM: usize = 1 << 16;
+/// Most transformer blocks.
+pub const MAX_LAYERS: usize = 1024;
+/// Largest vocabulary (GPT `vocab_size`, VQ `codebook_size`).
+pub const MAX_VOCAB: usize = 1 << 20;
+/// Most classes of a class-conditional model.
+pub const MAX_CLASSES: usize = 1 << 24;
+/// Most condition tokens.
+pub const MAX_COND_TOKENS: usize = 4096;
+/// Most image tokens (`block_size`).
+pub const MAX_IMAGE_TOKENS: usize = 1 << 16;
+/// Most GPT weights.
+pub const MAX_PARAMS: u64 = 1 << 40;
+/// Widest VQ channel count.
+pub const MAX_VQ_CHANNELS: usize = 8192;
+/// Most ResNet blocks per VQ level.
+pub const MAX_RES_BLOCKS: usize = 16;
 
 /// Conditioning kind of a GPT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -158,6 +204,21 @@ impl GptConfig {
         if self.dim == 0 || self.n_layer == 0 || self.n_head == 0 || self.vocab_size == 0 {
             return err("dim, n_layer, n_head and vocab_size must be positive".into());
         }
+        for (name, value, max) in [
+            ("dim", self.dim, MAX_DIM),
+            ("n_layer", self.n_layer, MAX_LAYERS),
+            ("multiple_of", self.multiple_of, MAX_DIM),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("num_classes", self.num_classes, MAX_CLASSES),
+            ("caption_dim", self.caption_dim, MAX_DIM),
+            ("cls_token_num", self.cls_token_num, MAX_COND_TOKENS),
+            ("block_size", self.block_size, MAX_IMAGE_TOKENS),
+            ("n_kv_head", self.n_kv_head.unwrap_or(1), self.n_head),
+        ] {
+            if value > max {
+                return err(format!("{name} {value} exceeds the limit {max}"));
+            }
+        }
         if self.dim % self.n_head != 0 {
             return err(format!(
                 "dim {} is not a multiple of n_head {}",
@@ -181,8 +242,10 @@ impl GptConfig {
             return err("multiple_of must be positive".into());
         }
         if let Some(m) = self.ffn_dim_multiplier {
-            if !(m.is_finite() && m > 0.0) {
-                return err(format!("ffn_dim_multiplier {m} must be a positive number"));
+            if !(m.is_finite() && m > 0.0 && m <= 64.0) {
+                return err(format!(
+                    "ffn_dim_multiplier {m} must be a positive number of at most 64"
+                ));
             }
         }
         let g = self.grid();
@@ -209,6 +272,16 @@ impl GptConfig {
         if !(eps_ok && base_ok) {
             return err("norm_eps must be > 0 and rope_base > 1".into());
         }
+        if !(0.0..1.0).contains(&self.class_dropout_prob) {
+            return err(format!(
+                "class_dropout_prob {} must be in [0, 1)",
+                self.class_dropout_prob
+            ));
+        }
+        match self.checked_param_count() {
+            Some(p) if p as u64 <= MAX_PARAMS => {}
+            _ => return err(format!("the model has more than {MAX_PARAMS} weights")),
+        }
         Ok(())
     }
 
@@ -222,27 +295,37 @@ impl GptConfig {
         self.n_kv_head.unwrap_or(self.n_head)
     }
 
-    /// Rows of the fused `wqkv` projection: `(n_head + 2 n_kv_head) · head_dim`.
+    /// Rows of the fused `wqkv` projection: `(n_head + 2 n_kv_head) · head_dim` (saturating;
+    /// exact for a validated config).
     pub fn qkv_dim(&self) -> usize {
-        (self.n_head + 2 * self.kv_heads()) * self.head_dim()
+        self.kv_heads()
+            .saturating_mul(2)
+            .saturating_add(self.n_head)
+            .saturating_mul(self.head_dim())
     }
 
-    /// SwiGLU hidden width: `find_multiple(int(mult · int(2·4·dim/3)), multiple_of)`.
+    /// SwiGLU hidden width: `find_multiple(int(mult · int(2·4·dim/3)), multiple_of)`
+    /// (saturating; exact for a validated config).
     pub fn ffn_hidden(&self) -> usize {
-        let mut h = 2 * 4 * self.dim / 3;
+        let mut h = self.dim.saturating_mul(8) / 3;
         if let Some(m) = self.ffn_dim_multiplier {
+            // `as` saturates (NaN → 0).
             h = (m as f64 * h as f64) as usize;
         }
-        h.div_ceil(self.multiple_of) * self.multiple_of
+        let k = self.multiple_of.max(1);
+        h.div_ceil(k).saturating_mul(k)
     }
 
-    /// Image tokens per side.
+    /// Image tokens per side: the integer square root of `block_size` (exact, no overflow
+    /// for any value).
     pub fn grid(&self) -> usize {
-        let mut g = (self.block_size as f64).sqrt() as usize;
-        while g * g > self.block_size {
+        let n = self.block_size;
+        let mut g = (n as f64).sqrt() as usize;
+        // Correct the float estimate by at most a few steps, never squaring past `n`.
+        while g > 0 && g.checked_mul(g).is_none_or(|sq| sq > n) {
             g -= 1;
         }
-        while (g + 1) * (g + 1) <= self.block_size {
+        while (g + 1).checked_mul(g + 1).is_some_and(|sq| sq <= n) {
             g += 1;
         }
         g
@@ -250,18 +333,36 @@ impl GptConfig {
 
     /// Rows of the class table (`num_classes` plus the null row when CFG dropout was used).
     pub fn class_rows(&self) -> usize {
-        self.num_classes + usize::from(self.class_dropout_prob > 0.0)
+        self.num_classes
+            .saturating_add(usize::from(self.class_dropout_prob > 0.0))
     }
 
-    /// Number of weights (parameters) of the GPT.
+    /// Number of weights (parameters) of the GPT (saturating at `usize::MAX`; exact for a
+    /// validated config).
     pub fn param_count(&self) -> usize {
+        self.checked_param_count().unwrap_or(usize::MAX)
+    }
+
+    /// Number of weights, `None` if it overflows `usize`.
+    pub fn checked_param_count(&self) -> Option<usize> {
         let d = self.dim;
-        let per_layer = self.qkv_dim() * d + d * d + 3 * d * self.ffn_hidden() + 2 * d;
+        let per_layer = self
+            .qkv_dim()
+            .checked_mul(d)?
+            .checked_add(d.checked_mul(d)?)?
+            .checked_add(d.checked_mul(3)?.checked_mul(self.ffn_hidden())?)?
+            .checked_add(d.checked_mul(2)?)?;
         let cond = match self.model_type {
-            ModelType::C2i => self.class_rows() * d,
-            ModelType::T2i => self.caption_dim * d + d * d + self.cls_token_num * self.caption_dim,
+            ModelType::C2i => self.class_rows().checked_mul(d)?,
+            ModelType::T2i => self
+                .caption_dim
+                .checked_mul(d)?
+                .checked_add(d.checked_mul(d)?)?
+                .checked_add(self.cls_token_num.checked_mul(self.caption_dim)?)?,
         };
-        cond + 2 * self.vocab_size * d + self.n_layer * per_layer + d
+        cond.checked_add(self.vocab_size.checked_mul(d)?.checked_mul(2)?)?
+            .checked_add(self.n_layer.checked_mul(per_layer)?)?
+            .checked_add(d)
     }
 }
 
@@ -344,11 +445,32 @@ impl VqConfig {
         if self.codebook_size == 0 || self.codebook_embed_dim == 0 || self.z_channels == 0 {
             return err("codebook_size, codebook_embed_dim and z_channels must be positive".into());
         }
+        for (name, value, max) in [
+            ("codebook_size", self.codebook_size, MAX_VOCAB),
+            (
+                "codebook_embed_dim",
+                self.codebook_embed_dim,
+                MAX_VQ_CHANNELS,
+            ),
+            ("z_channels", self.z_channels, MAX_VQ_CHANNELS),
+            ("ch", self.ch, MAX_VQ_CHANNELS),
+            ("num_res_blocks", self.num_res_blocks, MAX_RES_BLOCKS),
+        ] {
+            if value > max {
+                return err(format!("{name} {value} exceeds the limit {max}"));
+            }
+        }
         if self.decoder_ch_mult.is_empty() || self.decoder_ch_mult.len() > 8 {
             return err("decoder_ch_mult must have 1 to 8 levels".into());
         }
         for &m in &self.decoder_ch_mult {
             let c = m.checked_mul(self.ch).unwrap_or(0);
+            if c > MAX_VQ_CHANNELS {
+                return err(format!(
+                    "channel count ch·mult = {}·{m} exceeds the limit {MAX_VQ_CHANNELS}",
+                    self.ch
+                ));
+            }
             if c == 0 || c % 32 != 0 {
                 return err(format!(
                     "channel count ch·mult = {}·{m} must be a positive multiple of 32 (GroupNorm(32))",
@@ -359,9 +481,12 @@ impl VqConfig {
         Ok(())
     }
 
-    /// Pixels per token side (2^(levels-1)).
+    /// Pixels per token side (2^(levels-1); levels are at most 8 in a validated config, and
+    /// the shift saturates otherwise).
     pub fn downsample(&self) -> usize {
-        1 << (self.decoder_ch_mult.len() - 1)
+        1usize
+            .checked_shl(self.decoder_ch_mult.len().saturating_sub(1) as u32)
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -373,10 +498,36 @@ fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result
     })
 }
 
-/// Reads a text file, naming `path` in the error.
+/// Reads a text file of at most [`MAX_CONFIG_BYTES`], naming `path` in the error.
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+    use std::io::Read;
+    let io = |source: std::io::Error| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let bad = |msg: String| ModelError::Config {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(bad(format!(
+            "{} bytes, more than the limit of {MAX_CONFIG_BYTES} for a config",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(bad(format!(
+            "more than the limit of {MAX_CONFIG_BYTES} bytes for a config"
+        )));
+    }
+    Ok(text)
 }

@@ -65,6 +65,18 @@ pub enum ModelError {
         /// The dtype found.
         dtype: String,
     },
+    /// A weight is NaN or infinite: the checkpoint is corrupt (such a weight turns every
+    /// output into NaN, e.g. an all-black image).
+    NonFinite {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// Index of the first non-finite element (row-major).
+        index: usize,
+        /// The value found there (NaN, inf or -inf).
+        value: f32,
+    },
     /// A caller-supplied argument is invalid (class id out of range, unknown slot, bad parent
     /// index, capacity exceeded, buffer too small, ...).
     Input(String),
@@ -111,6 +123,20 @@ impl fmt::Display for ModelError {
                 path.display(),
                 name,
                 dtype
+            ),
+            ModelError::NonFinite {
+                path,
+                name,
+                index,
+                value,
+            } => write!(
+                f,
+                "{}: tensor `{}` holds {} at element {} (a corrupt checkpoint: every weight must \
+                 be finite)",
+                path.display(),
+                name,
+                value,
+                index
             ),
             ModelError::Input(msg) => write!(f, "invalid input: {msg}"),
             ModelError::Device(msg) => write!(f, "compute device error: {msg}"),

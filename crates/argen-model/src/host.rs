@@ -13,7 +13,10 @@
 //!   committed before the remaining ones are run;
 //! * EAGLE features: the target's hidden state of the last prefill row (`Condition`), of each
 //!   committed input by raster index (`Target`), of the last target run (`LastTarget`), and the
-//!   drafter's own hidden states of the current drafting step (`Draft`), kept per variant.
+//!   drafter's own hidden states of the current drafting step (`Draft`), kept per variant. The
+//!   bookkeeping is the core's [`FeatureStore`]: it names the row of a host buffer
+//!   (`rows × dim` floats) that each hidden state goes to and each feature comes from; a `keep`
+//!   moves row indices, never data.
 //!
 //! The protocol lays logits rows out input-major (variants innermost); the models produce them
 //! variant-major, so rows are interleaved once per run (a copy, negligible next to the forward).
@@ -29,13 +32,15 @@
 //!
 //! What the host still reads back: the EAGLE features (hidden states of every target and
 //! drafter row, `rows × dim` floats per forward) **only when a drafter is loaded** (they are
-//! inputs of later drafter runs, kept per sequence on the host), and the teacher-forced passes
+//! inputs of later drafter runs, kept in one host buffer whose rows the core's [`FeatureStore`]
+//! assigns; keeping them on the device would take a drafter that gathers its feature input
+//! there, by the same row indices), and the teacher-forced passes
 //! of the built-in implicit-classifier judge (Check / Score actions, not the per-token path).
 
 use std::fmt;
 
 use argen_core::backend::{Backend, ROOT};
-use argen_core::decode::{Action, Answer, FeatureRef, Group, GuidanceMode, Host, Model};
+use argen_core::decode::{Action, Answer, FeatureStore, Group, GuidanceMode, Host, Model};
 
 use crate::compute::{Compute, Pos};
 use crate::drafter::Drafter;
@@ -46,7 +51,7 @@ use crate::stack::Step;
 use crate::ModelType;
 
 /// Guidance variants a sequence can have (cond, uncond, reformulated).
-pub const VARIANTS: usize = 3;
+pub const VARIANTS: usize = argen_core::decode::features::VARIANTS;
 
 /// A conditioning input of one guidance variant.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,23 +133,11 @@ impl From<argen_core::Error> for HostError {
     }
 }
 
-/// Per-sequence state of the host.
+/// Per-sequence state of the host (the EAGLE features live in the host's [`FeatureStore`]).
 #[derive(Clone, Debug, Default)]
 struct SeqState {
     /// Conditions of the variants (cond, uncond, reformulated).
     conds: [Option<Condition>; VARIANTS],
-    /// Target hidden state of the last condition row, per variant (`dim` each).
-    cond_feature: Vec<f32>,
-    /// Committed target hidden states by raster index, per variant: `[VARIANTS][tokens][dim]`.
-    committed: Vec<f32>,
-    /// Raster index of each input of the last target run.
-    last_index: Vec<u32>,
-    /// Hidden states of the last target run, `[VARIANTS][inputs][dim]` (only used variants).
-    last_hidden: Vec<f32>,
-    /// Variants of the last target run.
-    last_variants: usize,
-    /// Drafter hidden states of the current step's entries, `[entries][VARIANTS][dim]`.
-    entries: Vec<f32>,
     /// Entries of the current step committed to the drafter prefix.
     step_committed: u32,
 }
@@ -172,53 +165,6 @@ struct TargetGroup {
     n: usize,
     variants: usize,
     answer: usize,
-}
-
-/// The feature row of `f` for variant `var` of a sequence (features are `d` wide; draft entries
-/// below `step_base` exist).
-fn feature(
-    st: &SeqState,
-    d: usize,
-    var: usize,
-    f: FeatureRef,
-    step_base: usize,
-) -> Result<&[f32], HostError> {
-    let tokens_per = st.committed.len() / (VARIANTS * d);
-    let bad = |what: &str| {
-        HostError::Core(argen_core::Error::InvalidParameter {
-            name: "feature",
-            reason: match what {
-                "target" => "Target feature index beyond the image",
-                "last" => "LastTarget feature beyond the last target run",
-                _ => "Draft feature of an entry that does not exist yet",
-            },
-        })
-    };
-    Ok(match f {
-        FeatureRef::Condition => &st.cond_feature[var * d..(var + 1) * d],
-        FeatureRef::Target(i) => {
-            if i as usize >= tokens_per {
-                return Err(bad("target"));
-            }
-            let o = (var * tokens_per + i as usize) * d;
-            &st.committed[o..o + d]
-        }
-        FeatureRef::LastTarget(k) => {
-            let n = st.last_index.len();
-            if k as usize >= n || var >= st.last_variants {
-                return Err(bad("last"));
-            }
-            let o = (var * n + k as usize) * d;
-            &st.last_hidden[o..o + d]
-        }
-        FeatureRef::Draft(e) => {
-            let o = (e as usize * VARIANTS + var) * d;
-            if e as usize >= step_base || o + d > st.entries.len() {
-                return Err(bad("draft"));
-            }
-            &st.entries[o..o + d]
-        }
-    })
 }
 
 /// Runs protocol actions with a target GPT, an optional drafter and a judge.
@@ -255,6 +201,12 @@ pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
     groups: Vec<TargetGroup>,
     /// Forward actions answered, by model (target, drafter).
     calls: [u32; 2],
+    /// EAGLE feature bookkeeping: which row of `feature_rows` holds each feature.
+    store: FeatureStore,
+    /// Feature rows, `store.rows() × dim` (only with a drafter).
+    feature_rows: Vec<f32>,
+    /// Image tokens per sequence.
+    image_tokens: usize,
 }
 
 /// The model rows of a group of `n` inputs × `variants` (model rows variant-major, starting at
@@ -356,8 +308,6 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             .iter()
             .map(|(c, u)| SeqState {
                 conds: [Some(c.clone()), Some(u.clone()), None],
-                cond_feature: vec![0.0; VARIANTS * cfg.dim],
-                committed: vec![0.0; VARIANTS * tokens * cfg.dim],
                 ..Default::default()
             })
             .collect();
@@ -380,6 +330,9 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             keep: Vec::new(),
             groups: Vec::new(),
             calls: [0; 2],
+            store: FeatureStore::new(conds.len(), tokens as u32),
+            feature_rows: Vec::new(),
+            image_tokens: tokens,
         })
     }
 
@@ -478,10 +431,14 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         let s = self.seq_index(seq)?;
         let (d, variants) = (self.dim, g.variants());
         let features = self.drafter.is_some();
-        if tokens.len() >= self.seqs[s].committed.len() / (VARIANTS * d).max(1) {
+        if tokens.len() >= self.image_tokens {
             return Err(HostError::Unsupported(
                 "prefill longer than the image".into(),
             ));
+        }
+        self.store.prefill(seq, variants, tokens.len() as u32)?;
+        if features {
+            self.feature_rows.resize(self.store.rows() * d, 0.0);
         }
         self.hidden.resize(variants * d, 0.0);
         for var in 0..variants {
@@ -512,14 +469,13 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 dr.reset(sl)?;
             }
         }
-        let st = &mut self.seqs[s];
         if features {
-            st.cond_feature[..variants * d].copy_from_slice(&self.hidden[..variants * d]);
+            for var in 0..variants {
+                let r = self.store.condition_row(seq, var)? as usize * d;
+                self.feature_rows[r..r + d].copy_from_slice(&self.hidden[var * d..(var + 1) * d]);
+            }
         }
-        st.last_index.clear();
-        st.last_variants = variants;
-        st.entries.clear();
-        st.step_committed = 0;
+        self.seqs[s].step_committed = 0;
         if !tokens.is_empty() {
             // Teacher-force the anchor tokens as a chain and commit them; the last row predicts
             // the next index.
@@ -529,7 +485,6 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 .extend((0..n as u32).map(|i| pos(i, self.grid)));
             let mut hid = vec![0.0; n * d];
             let keep: Vec<usize> = (0..n).collect();
-            let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
             for var in 0..variants {
                 let sl = slot(seq, var);
                 let step = Step {
@@ -543,8 +498,10 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 self.sink.put(&self.c, out, &[n as u32 - 1], at + var)?;
                 self.gpt.commit(sl, &keep)?;
                 if features {
-                    let base = var * tokens_per * d;
-                    self.seqs[s].committed[base..base + n * d].copy_from_slice(&hid);
+                    for (i, h) in hid.chunks_exact(d).enumerate() {
+                        let r = self.store.committed_row(seq, i as u32, var)? as usize * d;
+                        self.feature_rows[r..r + d].copy_from_slice(h);
+                    }
                 }
             }
         }
@@ -554,32 +511,11 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
     /// Commits the kept entries of sequence `seq`'s last target run (with their features) and
     /// drops the others: the `keep` of a [`argen_core::decode::TargetRun`].
     fn apply_keep(&mut self, seq: u32, keep: &[u32]) -> Result<(), HostError> {
-        let s = self.seq_index(seq)?;
-        let d = self.dim;
-        let features = self.drafter.is_some();
-        let tokens_per = self.seqs[s].committed.len() / (VARIANTS * d);
+        self.seq_index(seq)?;
+        // Validates the list (indices within the last run, none twice) before anything moves.
+        self.store.keep(seq, keep)?;
         self.keep.clear();
         self.keep.extend(keep.iter().map(|&k| k as usize));
-        {
-            let st = &mut self.seqs[s];
-            let n_last = st.last_index.len();
-            for &k in &self.keep {
-                if k >= n_last {
-                    return Err(HostError::Core(argen_core::Error::InvalidParameter {
-                        name: "keep",
-                        reason: "index beyond the last target run",
-                    }));
-                }
-            }
-            for var in 0..st.last_variants * usize::from(features) {
-                for &k in &self.keep {
-                    let idx = st.last_index[k] as usize;
-                    let src = (var * n_last + k) * d;
-                    let dst = (var * tokens_per + idx) * d;
-                    st.committed[dst..dst + d].copy_from_slice(&st.last_hidden[src..src + d]);
-                }
-            }
-        }
         for var in 0..VARIANTS {
             let sl = slot(seq, var);
             if self
@@ -648,27 +584,26 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 let g = self.groups[gi];
                 interleave(&mut self.order, base, g.n, g.variants);
                 self.sink.put(&self.c, out, &self.order, g.answer)?;
-                let s = g.seq as usize;
-                let st = &mut self.seqs[s];
-                st.last_index.clear();
-                st.last_index.extend(
-                    action
-                        .groups()
-                        .find(|x| x.seq() == g.seq)
-                        .and_then(|x| match x {
-                            Group::Target(r) => Some(r.inputs),
-                            _ => None,
-                        })
-                        .unwrap_or(&[])
-                        .iter()
-                        .map(|i| i.index),
-                );
-                st.last_hidden.clear();
+                let inputs = action
+                    .groups()
+                    .find(|x| x.seq() == g.seq)
+                    .and_then(|x| match x {
+                        Group::Target(r) => Some(r.inputs),
+                        _ => None,
+                    })
+                    .unwrap_or(&[]);
+                self.store
+                    .target_run(g.seq, inputs.iter().map(|i| i.index), g.variants)?;
                 if features {
-                    st.last_hidden
-                        .extend_from_slice(&self.hidden[base * d..(base + g.n * g.variants) * d]);
+                    self.feature_rows.resize(self.store.rows() * d, 0.0);
+                    for var in 0..g.variants {
+                        for i in 0..g.n {
+                            let r = self.store.last_row(g.seq, i as u32, var)? as usize * d;
+                            let h = (base + var * g.n + i) * d;
+                            self.feature_rows[r..r + d].copy_from_slice(&self.hidden[h..h + d]);
+                        }
+                    }
                 }
-                st.last_variants = g.variants;
                 base += g.n * g.variants;
             }
         }
@@ -715,10 +650,10 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                             dr.rollback(slot(run.seq, var))?;
                         }
                     }
-                    self.seqs[s].entries.clear();
+                    self.store.new_draft_step(run.seq)?;
                     self.seqs[s].step_committed = 0;
                 }
-                let first_entry = self.seqs[s].entries.len() / (VARIANTS * d);
+                let first_entry = self.store.entry_count(run.seq)? as usize;
                 runs.push((run, s, at, first_entry));
             }
             at += group.logits_rows();
@@ -764,8 +699,9 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 let variants = run.guidance.variants();
                 for var in 0..variants {
                     for inp in &run.inputs[lo..hi] {
-                        let row = feature(&self.seqs[s], d, var, inp.feature, first_entry + lo)?;
-                        self.features.extend_from_slice(row);
+                        let r = self.store.resolve(run.seq, inp.feature, var)? as usize * d;
+                        self.features
+                            .extend_from_slice(&self.feature_rows[r..r + d]);
                     }
                 }
                 self.groups.push(TargetGroup {
@@ -802,18 +738,17 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                         dr.commit(slot(g.seq, var), &self.keep)?;
                     }
                 }
-                // Store the entries' hidden states.
-                let st = &mut self.seqs[g.seq as usize];
                 if catch_up {
-                    st.step_committed += g.n as u32;
+                    self.seqs[g.seq as usize].step_committed += g.n as u32;
                 }
+                // Store the entries' hidden states.
+                let first = self.store.add_entries(g.seq, g.n, g.variants)?;
+                self.feature_rows.resize(self.store.rows() * d, 0.0);
                 for j in 0..g.n {
-                    let e = st.entries.len();
-                    st.entries.resize(e + VARIANTS * d, 0.0);
                     for var in 0..g.variants {
+                        let r = self.store.entry_row(g.seq, first + j as u32, var)? as usize * d;
                         let src = (base + var * g.n + j) * d;
-                        st.entries[e + var * d..e + (var + 1) * d]
-                            .copy_from_slice(&self.hidden[src..src + d]);
+                        self.feature_rows[r..r + d].copy_from_slice(&self.hidden[src..src + d]);
                     }
                 }
                 base += g.n * g.variants;

@@ -6,6 +6,11 @@
 //!
 //! Every length and offset is checked (with overflow-checked arithmetic) before any byte is
 //! touched, so a truncated or hostile file yields [`ModelError::Safetensors`], never a panic.
+//! As in the reference implementation, the tensors must tile the data section exactly: no two
+//! overlap, none leaves a gap, and no bytes follow the last one. [`SafeTensors::open`] reads the
+//! header first (at most [`MAX_HEADER_LEN`] bytes, and never more than the file holds) and the
+//! data only once the header is valid; [`SafeTensors::expect`] rejects a weight holding NaN or
+//! an infinity ([`ModelError::NonFinite`], naming the file and the tensor).
 //! The parser is fuzzed (`fuzz/fuzz_targets/safetensors_header.rs`) and run over a committed
 //! corpus plus mutations in the test suite.
 
@@ -142,30 +147,48 @@ pub struct Header {
 ///
 /// Errors are plain messages; [`SafeTensors::from_bytes`] attaches the file name.
 pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
-    if bytes.len() < 8 {
+    let n = header_len(bytes, bytes.len() as u64)?;
+    parse_prefix(&bytes[..8 + n], bytes.len() as u64)
+}
+
+/// Reads the 8-byte header length of a file of `file_len` bytes starting with `prefix` and
+/// checks it against [`MAX_HEADER_LEN`] and the file length.
+fn header_len(prefix: &[u8], file_len: u64) -> std::result::Result<usize, String> {
+    if file_len < 8 || prefix.len() < 8 {
         return Err(format!(
-            "file is {} bytes long, shorter than the 8-byte header length",
-            bytes.len()
+            "file is {file_len} bytes long, shorter than the 8-byte header length"
         ));
     }
     let mut len_bytes = [0u8; 8];
-    len_bytes.copy_from_slice(&bytes[..8]);
+    len_bytes.copy_from_slice(&prefix[..8]);
     let n = u64::from_le_bytes(len_bytes);
     if n > MAX_HEADER_LEN {
         return Err(format!(
             "header length {n} exceeds the limit {MAX_HEADER_LEN}"
         ));
     }
-    let avail = (bytes.len() - 8) as u64;
+    let avail = file_len - 8;
     if n > avail {
         return Err(format!(
             "header length {n} exceeds the {avail} bytes after the length field (truncated file?)"
         ));
     }
-    let n = n as usize;
+    Ok(n as usize)
+}
+
+/// Parses the header in `prefix` (the length field and the JSON, nothing more) of a file of
+/// `file_len` bytes, and checks that the tensors tile the data section exactly: sorted by
+/// offset, each starts where the previous one ended, the first at 0, the last at the end of
+/// the file (no overlap, no gap, no trailing bytes).
+fn parse_prefix(prefix: &[u8], file_len: u64) -> std::result::Result<Header, String> {
+    let n = header_len(prefix, file_len)?;
+    if prefix.len() < 8 + n {
+        return Err("header is cut short".into());
+    }
     let data_start = 8 + n;
-    let data_len = bytes.len() - data_start;
-    let text = std::str::from_utf8(&bytes[8..data_start])
+    let data_len = usize::try_from(file_len - data_start as u64)
+        .map_err(|_| format!("data section of {file_len} bytes is too large for this machine"))?;
+    let text = std::str::from_utf8(&prefix[8..data_start])
         .map_err(|e| format!("header is not UTF-8: {e}"))?;
     let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("header is not valid JSON: {e}"))?;
@@ -192,7 +215,48 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
         let info = parse_entry(name, entry, data_len)?;
         header.tensors.insert(name.clone(), info);
     }
+    check_tiling(&header, data_len)?;
     Ok(header)
+}
+
+/// Checks that the tensors' byte ranges tile `[0, data_len)` exactly.
+fn check_tiling(header: &Header, data_len: usize) -> std::result::Result<(), String> {
+    let mut ranges: Vec<(usize, usize, &str)> = header
+        .tensors
+        .iter()
+        .map(|(name, t)| (t.begin, t.end, name.as_str()))
+        .collect();
+    ranges.sort_unstable();
+    let mut at = 0usize;
+    let mut prev = "";
+    for (begin, end, name) in ranges {
+        if begin < at {
+            return Err(format!(
+                "tensor `{name}`: data [{begin}, {end}) overlaps tensor `{prev}`, which ends at {at}"
+            ));
+        }
+        if begin > at {
+            return Err(format!(
+                "tensor `{name}`: data starts at {begin}, leaving a gap of {} bytes after {}",
+                begin - at,
+                if prev.is_empty() {
+                    "the header".to_string()
+                } else {
+                    format!("tensor `{prev}`")
+                }
+            ));
+        }
+        at = end;
+        prev = name;
+    }
+    if at != data_len {
+        return Err(format!(
+            "{} bytes after the last tensor's data (the data section has {data_len} bytes, the \
+             tensors cover {at})",
+            data_len - at
+        ));
+    }
+    Ok(())
 }
 
 fn parse_entry(
@@ -289,14 +353,50 @@ pub struct TensorView<'a> {
 }
 
 impl SafeTensors {
-    /// Reads and validates a file.
+    /// Reads and validates a file: the length field and header first (bounded by
+    /// [`MAX_HEADER_LEN`] and the file's size), then exactly the data section the header
+    /// describes — so a corrupt header is rejected before the data is read.
     pub fn open(path: impl AsRef<Path>) -> Result<SafeTensors> {
+        use std::io::Read;
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        let io = |source: std::io::Error| ModelError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::from_bytes(path, bytes)
+        };
+        let bad = |msg: String| ModelError::Safetensors {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(bad("not a regular file".into()));
+        }
+        let file_len = meta.len();
+        let mut reader = file.take(file_len);
+        let mut bytes = vec![0u8; 8.min(file_len as usize)];
+        reader.read_exact(&mut bytes).map_err(io)?;
+        let n = header_len(&bytes, file_len).map_err(bad)?;
+        bytes.resize(8 + n, 0);
+        reader.read_exact(&mut bytes[8..]).map_err(io)?;
+        let header = parse_prefix(&bytes, file_len).map_err(bad)?;
+        let total =
+            usize::try_from(file_len).map_err(|_| bad("file too large for this machine".into()))?;
+        bytes
+            .try_reserve_exact(total - bytes.len())
+            .map_err(|_| bad(format!("cannot allocate {file_len} bytes to read the file")))?;
+        reader.read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() != total {
+            return Err(bad(format!(
+                "file shrank while being read ({} of {file_len} bytes)",
+                bytes.len()
+            )));
+        }
+        Ok(SafeTensors {
+            path: path.to_path_buf(),
+            bytes,
+            header,
+        })
     }
 
     /// Validates an in-memory file; `path` is used in error messages.
@@ -362,11 +462,46 @@ impl SafeTensors {
                 dtype: v.dtype.name().to_string(),
             });
         }
+        if let Some((index, value)) = v.first_non_finite() {
+            return Err(ModelError::NonFinite {
+                path: self.path.clone(),
+                name: name.to_string(),
+                index,
+                value,
+            });
+        }
         Ok(v)
     }
 }
 
 impl TensorView<'_> {
+    /// The first NaN or infinite element (index, value) of a float tensor, if any.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        match self.dtype {
+            Dtype::F32 => self
+                .data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .enumerate()
+                .find(|(_, x)| !x.is_finite()),
+            Dtype::F16 => self
+                .data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .enumerate()
+                .find(|(_, x)| !x.is_finite())
+                .map(|(i, x)| (i, x.to_f32())),
+            Dtype::BF16 => self
+                .data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
+                .enumerate()
+                .find(|(_, x)| !x.is_finite())
+                .map(|(i, x)| (i, x.to_f32())),
+            Dtype::Other(_) => None,
+        }
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

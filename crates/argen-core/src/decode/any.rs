@@ -82,9 +82,7 @@ use super::{
     Config, DraftShape, Jacobi, JacobiConfig, JacobiInit, Schedule, Speculative, SpeculativeConfig,
     Vvs, VvsConfig,
 };
-use crate::accept::grouped::MAX_WINDOW;
 use crate::accept::Criterion;
-#[cfg(feature = "alloc")]
 use crate::accept::{GroupedParams, LanternParams};
 use crate::accept::{Metric, NeighbourTable};
 #[cfg(feature = "alloc")]
@@ -177,43 +175,42 @@ impl CriterionConfig {
         }
     }
 
+    /// Checks the parameters with the criterion's own rules, on two-token stand-in tables (the
+    /// real tables are checked when the decoder is built).
     fn validate(&self) -> Result<()> {
-        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
-        match *self {
-            CriterionConfig::Exact | CriterionConfig::Coupled => Ok(()),
+        const IDS: [u32; 2] = [1, 0];
+        const EMBEDDING: [f32; 2] = [0.0, 1.0];
+        let criterion = match *self {
+            CriterionConfig::Exact | CriterionConfig::Coupled => return Ok(()),
             CriterionConfig::Lantern {
                 k, delta, lambda, ..
             } => {
                 if k == 0 {
-                    return bad("lantern_k", "must be at least 1");
+                    return Err(Error::InvalidParameter {
+                        name: "lantern_k",
+                        reason: "must be at least 1",
+                    });
                 }
-                if !(0.0..=1.0).contains(&delta) {
-                    return bad("delta", "must be in [0, 1]");
-                }
-                match lambda {
-                    Some(l) if !(1.0..=2_147_483_648.0).contains(&l) => {
-                        bad("lambda", "must be in [1, 2^31]")
-                    }
-                    _ => Ok(()),
-                }
+                Criterion::Lantern(LanternParams {
+                    neighbours: NeighbourTable::new(&IDS, 2, 1)?,
+                    k: 1,
+                    delta,
+                    lambda,
+                })
             }
             CriterionConfig::Grouped {
                 window,
                 prob_tol,
                 dist_tol,
-            } => {
-                if window == 0 || window as usize > MAX_WINDOW {
-                    return bad("window", "must be in 1..=16");
-                }
-                if !(0.0..=1.0).contains(&prob_tol) {
-                    return bad("prob_tol", "must be in [0, 1]");
-                }
-                if !(dist_tol.is_finite() && dist_tol >= 0.0) {
-                    return bad("dist_tol", "must be finite and >= 0");
-                }
-                Ok(())
-            }
-        }
+            } => Criterion::Grouped(GroupedParams {
+                embedding: &EMBEDDING,
+                dim: 1,
+                window: window as usize,
+                prob_tol,
+                dist_tol,
+            }),
+        };
+        criterion.validate(2)
     }
 
     /// The criterion over the tables of `res`; a missing table is [`Error::MissingResource`],
@@ -393,7 +390,10 @@ impl MethodConfig {
     /// speculative candidates: flip their arm here and in [`SingleDecoder`]'s `Restartable`
     /// once [`super::Speculative`] implements it.
     pub fn restartable(&self) -> bool {
-        matches!(self, MethodConfig::Vanilla)
+        matches!(
+            self,
+            MethodConfig::Vanilla | MethodConfig::Speculative(_) | MethodConfig::Vvs(_)
+        )
     }
 
     /// The acceptance criterion, if the method verifies drafts.
@@ -606,8 +606,7 @@ impl DecoderConfig {
             if !self.method.restartable() {
                 return Err(Error::InvalidParameter {
                     name: "inner",
-                    reason: "GridAR needs restartable candidates: only vanilla is restartable \
-                             (speculative, VVS and Jacobi are not yet)",
+                    reason: "GridAR needs restartable candidates (MethodConfig::restartable)",
                 });
             }
             if !w.is_finite() {
@@ -629,7 +628,13 @@ impl DecoderConfig {
     /// What a host must provide (see [`Requirements`]); fails as [`DecoderConfig::validate`].
     pub fn requirements(&self) -> Result<Requirements> {
         self.validate()?;
-        let needs = self.method.needs();
+        let mut needs = self.method.needs();
+        if matches!(self.scaling, Some(ScalingConfig::GridAr { .. })) && needs.drafter {
+            // A restarted speculative candidate catches its drafter up on the anchor prefix in
+            // runs of up to MAX_INPUTS inputs (every run of an AnyDecoder has at most that many).
+            needs.inputs = MAX_INPUTS as u32;
+            needs.pending = needs.pending.max(needs.inputs);
+        }
         let sequences = self.scaling.map_or(1, |s| s.n());
         let reformulate = matches!(
             self.scaling,
@@ -881,7 +886,7 @@ delegate_decoder!(AnyDecoder<'_>, each_any);
 fn not_restartable() -> Error {
     Error::InvalidParameter {
         name: "inner",
-        reason: "only vanilla candidates are restartable",
+        reason: "this candidate method is not restartable",
     }
 }
 
@@ -892,6 +897,8 @@ impl Restartable for SingleDecoder<'_> {
     fn set_stop(&mut self, stop: u32) -> Result<()> {
         match self {
             SingleDecoder::Vanilla(d) => d.set_stop(stop),
+            SingleDecoder::Speculative(d) => d.set_stop(stop),
+            SingleDecoder::Vvs(d) => d.set_stop(stop),
             _ => Err(not_restartable()),
         }
     }
@@ -899,6 +906,8 @@ impl Restartable for SingleDecoder<'_> {
     fn restart(&mut self, prefix: &[u32], guidance: GuidanceMode) -> Result<()> {
         match self {
             SingleDecoder::Vanilla(d) => d.restart(prefix, guidance),
+            SingleDecoder::Speculative(d) => d.restart(prefix, guidance),
+            SingleDecoder::Vvs(d) => d.restart(prefix, guidance),
             _ => Err(not_restartable()),
         }
     }
@@ -906,7 +915,18 @@ impl Restartable for SingleDecoder<'_> {
     fn reguide(&mut self, guidance: GuidanceMode) -> Result<()> {
         match self {
             SingleDecoder::Vanilla(d) => d.reguide(guidance),
+            SingleDecoder::Speculative(d) => d.reguide(guidance),
+            SingleDecoder::Vvs(d) => d.reguide(guidance),
             _ => Err(not_restartable()),
+        }
+    }
+
+    fn restart_actions(&self) -> u32 {
+        match self {
+            SingleDecoder::Vanilla(d) => d.restart_actions(),
+            SingleDecoder::Speculative(d) => d.restart_actions(),
+            SingleDecoder::Vvs(d) => d.restart_actions(),
+            _ => 0,
         }
     }
 }

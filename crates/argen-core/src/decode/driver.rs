@@ -74,6 +74,34 @@ pub trait Observer {
     fn after<D: Decoder>(&mut self, decoder: &D);
 }
 
+/// Two observers, called in order (e.g. a progress display and a trace recorder).
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn before(&mut self, action: &Action<'_>) {
+        self.0.before(action);
+        self.1.before(action);
+    }
+    fn answered(&mut self, answer: Answered) {
+        self.0.answered(answer);
+        self.1.answered(answer);
+    }
+    fn after<D: Decoder>(&mut self, decoder: &D) {
+        self.0.after(decoder);
+        self.1.after(decoder);
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn before(&mut self, action: &Action<'_>) {
+        (**self).before(action);
+    }
+    fn answered(&mut self, answer: Answered) {
+        (**self).answered(answer);
+    }
+    fn after<D: Decoder>(&mut self, decoder: &D) {
+        (**self).after(decoder);
+    }
+}
+
 /// An observer that does nothing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoObserver;

@@ -11,7 +11,9 @@
 //!
 //! An `H × W` token canvas is cut by token rows at `r₁ = ⌊H/4⌋`, `r₂ = ⌊H/2⌋` and `r₃ = H`
 //! (stage `k` generates rows `r_{k−1}..r_k`, `r₀ = 0`). Candidate `c ∈ 0..n` is an inner
-//! [`Restartable`] decoder (by default [`super::Vanilla`]) with sequence `base.seq + c` and
+//! [`Restartable`] decoder (by default [`super::Vanilla`]; [`super::Speculative`] with any
+//! criterion — sd, LANTERN, GSD — or verification policy — VVS — is restartable too, and with the
+//! Coupled criterion gives exactly the vanilla candidates' tokens) with sequence `base.seq + c` and
 //! stream `base.stream + c` ([`candidate_config`]); GridAR stops it at each cut
 //! ([`Restartable::set_stop`]) and restarts it from an anchor ([`Restartable::restart`]). The
 //! candidates of a stage run in lockstep ([`Lockstep`]): all candidates waiting on the same model
@@ -69,7 +71,8 @@
 //! # Bounds
 //!
 //! At most the inner decoders' action bounds (`n·H·W` forwards for vanilla; batching only
-//! lowers the count), `2n` checks (verifier on), `2n` reformulations (on) and `n` scores: that
+//! lowers the count) plus, per candidate, [`PRUNING_POINTS`] times the actions a restart may add
+//! ([`Restartable::restart_actions`]: 0 for vanilla), `2n` checks (verifier on), `2n` reformulations (on) and `n` scores: that
 //! sum is [`Decoder::action_bound`].
 
 use super::batch::Lockstep;
@@ -473,10 +476,14 @@ impl<D: Restartable, const C: usize> Decoder for GridAr<D, C> {
     fn action_bound(&self) -> u32 {
         let n = self.n();
         let per_point = self.cfg.verifier as u32 + self.cfg.reformulate as u32;
+        let restarts = PRUNING_POINTS as u32;
         self.set
             .decoders()
             .iter()
-            .fold(0u32, |acc, d| acc.saturating_add(d.action_bound()))
+            .fold(0u32, |acc, d| {
+                acc.saturating_add(d.action_bound())
+                    .saturating_add(restarts.saturating_mul(d.restart_actions()))
+            })
             .saturating_add(n.saturating_mul(PRUNING_POINTS as u32 * per_point))
             .saturating_add(n)
     }

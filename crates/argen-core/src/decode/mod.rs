@@ -12,7 +12,7 @@
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
 //! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
 //! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
-//! | [`Vvs`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
+//! | [`Vvs`] = [`Speculative`] + [`VvsPolicy`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
 //! | [`Jacobi`] | [`jacobi`] | Teng et al., ICLR 2025 (speculative Jacobi decoding, no drafter) |
 //!
 //! [`any`] puts them all behind one serialisable [`DecoderConfig`], its [`Requirements`] (buffer
@@ -26,6 +26,8 @@ pub mod any;
 pub mod batch;
 pub mod best_of_n;
 pub mod driver;
+#[cfg(feature = "alloc")]
+pub mod features;
 pub mod gridar;
 pub mod jacobi;
 #[cfg(feature = "alloc")]
@@ -47,6 +49,8 @@ pub use any::{
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
+#[cfg(feature = "alloc")]
+pub use features::FeatureStore;
 pub use gridar::{pruning_rows, GridAr, GridArConfig, GridArReport, PRUNING_POINTS, RELEASE_W};
 pub use jacobi::{Jacobi, JacobiConfig, JacobiInit};
 #[cfg(feature = "alloc")]
@@ -56,10 +60,12 @@ pub use protocol::{
     Input, Model, Prefill, Reformulate, Score, TargetRun,
 };
 pub use scoreboard::Scoreboard;
-pub use speculative::{DraftShape, Speculative, SpeculativeConfig};
+pub use speculative::{
+    AlwaysVerify, DraftShape, DraftedStep, Skip, Speculative, SpeculativeConfig, VerifyPolicy,
+};
 pub use stats::Stats;
 pub use vanilla::Vanilla;
-pub use vvs::{Schedule, Vvs, VvsConfig};
+pub use vvs::{Schedule, Vvs, VvsConfig, VvsPolicy};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -135,6 +141,13 @@ pub trait Restartable: Decoder {
     /// Keep the committed tokens but restart from them (a prefill of all of them) with
     /// `guidance` from now on — GridAR's re-prefill after a reformulation.
     fn reguide(&mut self, guidance: GuidanceMode) -> Result<()>;
+
+    /// An upper bound on the actions one restart ([`Restartable::restart`] or
+    /// [`Restartable::reguide`], or both before the next action) adds to
+    /// [`Decoder::action_bound`] — 0 when the prefill replaces the work it redoes, as for
+    /// [`Vanilla`]; a speculative decoder's drafter catches up on the prefix in runs of at most
+    /// `T` inputs.
+    fn restart_actions(&self) -> u32;
 }
 
 /// The protocol error for answering `action` with `found`.

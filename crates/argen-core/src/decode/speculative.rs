@@ -8,7 +8,7 @@
 //! 1. **Catch-up.** The drafter runs on the tokens committed since its last step, each paired with
 //!    the target feature that predicted it (EAGLE: token `c_j` with the target's hidden state at
 //!    `c_{j−1}`); its last row is the draft distribution `q_0` at index `t`.
-//! 2. **Drafting** up to depth `D = min(depth, N − t − 1)`:
+//! 2. **Drafting** up to depth `D = min(depth, stop − t − 1)` (`stop = N` unless stopped earlier):
 //!    * *chain* (`γ`): `x_d ~ q_d` with key `(seed, stream, DRAFT, t + d, 0)`, then the drafter runs
 //!      on `x_d` for `q_{d+1}`; drafts are *sampled*, so verification uses `q`;
 //!    * *tree* (EAGLE-2, `total / depth / top_k`): every expanded node proposes its `top_k` most
@@ -22,26 +22,67 @@
 //!    path plus one more token (residual draw, or the target's own draw past a leaf).
 //!
 //! CFG applies to drafter and target alike (the host runs the guidance variants of each input).
-//! When `D = 0` (the last token) the step is a plain target step. Each step commits at least one
+//! When `D = 0` (the last token, or the last before a stop) the step is a plain target step. Each step commits at least one
 //! token and issues at most `depth + 1` actions, so decoding ends within `1 + N·(depth + 1) + 1`
 //! actions ([`Decoder::action_bound`]). With the [`Criterion::Coupled`] criterion, the tokens are
 //! exactly those of [`super::Vanilla`] for the same seed.
 //!
-//! The same state machine runs [`super::Vvs`] (verification skipping): a skip step commits a path
-//! of the drafted tree without the verification run, and the next target run then starts with
-//! the chain `[c_{t−1}, skipped…]` (all kept) before the tree, whose root children hang below the
-//! last skipped token. Without a skip policy — plain [`Speculative`] — that chain is `[c_{t−1}]`.
-
-use super::vvs::SkipPolicy;
+//! # Stops and restarts ([`Restartable`])
+//!
+//! GridAR ([`super::GridAr`]) and Best-of-N run speculative candidates like vanilla ones:
+//!
+//! * [`Restartable::set_stop`]`(k)` ends the run with exactly `k` tokens committed: the drafting
+//!   depth of a step at `t` is `min(depth, k − t − 1)`, so a verification (which commits at most
+//!   `depth + 1` tokens) never crosses the stop, and the step at `t = k − 1` is a plain target
+//!   step. Raising the stop of a stopped decoder continues from both KV caches: the next step
+//!   starts with the keep list of the last verification, exactly as if it had not stopped.
+//! * [`Restartable::restart`]`(prefix, guidance)` prefills the condition and the prefix (one
+//!   [`Action::Prefill`], whose answer draws the token at index `prefix.len()` with that index's
+//!   `SAMPLE` key, as vanilla does), then the drafter catches up on every committed token, each
+//!   paired with the target feature of the index before it ([`FeatureRef::Target`], the
+//!   condition's for index 0), in runs of at most `T` inputs (each a new drafting step whose
+//!   inputs are all committed; only the last run's final row is used).
+//!   [`Restartable::reguide`] does the same with the committed tokens as the prefix.
+//!
+//! What holds: with [`Criterion::Coupled`] the tokens are exactly vanilla's whatever the stops
+//! and restarts (every committed token is the target's own keyed draw); with
+//! [`Criterion::Exact`] the tokens differ from an uninterrupted run (the draft trees before a
+//! stop are shallower) but every verification still samples exactly from the target, so the
+//! output distribution is vanilla's; LANTERN and GSD keep their per-position guarantees (their
+//! acceptance does not depend on the tree's depth). Tests: `tests/compose.rs` (Coupled, GridAR,
+//! Best-of-N) and `tests/decoders.rs` (Exact marginals of a stopped run).
+//!
+//! # Verification policies ([`VerifyPolicy`])
+//!
+//! Once a step's tree is drafted, the decoder's policy `P` decides whether to verify it. Plain
+//! speculative decoding ([`AlwaysVerify`], the default) always does. A policy may instead answer
+//! [`Skip`]: commit the first `γ` tokens of the root-to-leaf path to a chosen leaf *unverified*.
+//! The core then runs the mechanism every such policy needs:
+//!
+//! * **Stale features.** The next catch-up feeds the drafter the `γ` unverified tokens, which have
+//!   no target feature yet: unverified token `x_j` is paired with the target feature at index
+//!   `j − 1 − γ` instead of `j − 1` (the features of the `γ` most recent verified tokens, in
+//!   order; the condition's where that index is below 0).
+//! * **Post-verification.** The next target run starts with the chain `[c_{t−1}, x_t, …]` (the
+//!   last verified token and the unverified ones, each the parent of the next) before the tree,
+//!   whose root children hang below the last unverified token; one pass fills their KV entries
+//!   and features, they are always kept and never tested (verification starts at the last
+//!   unverified token's row). The keep list of the run before the skip is applied by this run.
+//!   Without skips that chain is `[c_{t−1}]`.
+//!
+//! The policy sees the tree, the committed and unverified counts, the seed and the stream
+//! ([`DraftedStep`]) and owns any schedule state; [`super::Vvs`] is `Speculative` with the VVS
+//! policy ([`super::vvs::VvsPolicy`]: which steps skip, which path, how many tokens).
 use super::{
     check_dist_rows, check_rows, unexpected, Action, Config, Decoder, DraftInput, DraftRun,
-    FeatureRef, Input, Prefill, Stats, TargetRun,
+    FeatureRef, GuidanceMode, Input, Prefill, Restartable, Stats, TargetRun,
 };
 use crate::accept::{Criterion, NodeKeys};
 use crate::backend::{Backend, DraftTree, ProcessJob, SampleJob, TreeJob, ROOT};
 use crate::error::{Error, Result};
 use crate::process::SamplerParams;
 use crate::rng::{Key, Purpose};
+use core::fmt::Debug;
 
 /// Most candidate nodes an EAGLE-2 drafting step may hold (`top_k + (depth − 1)·top_k²`).
 pub const MAX_POOL: usize = 512;
@@ -125,6 +166,73 @@ pub struct SpeculativeConfig {
     pub shape: DraftShape,
 }
 
+/// What a [`VerifyPolicy`] sees once a step's tree is drafted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DraftedStep<'a> {
+    /// Tokens committed so far (verified or not).
+    pub committed: u32,
+    /// The last `unverified` of them were committed by a skip and await post-verification
+    /// (0 unless the previous step skipped).
+    pub unverified: u32,
+    /// The decoder's seed.
+    pub seed: u64,
+    /// The decoder's RNG stream.
+    pub stream: u32,
+    /// Tokens of the drafted tree, in target-input order (non-empty).
+    pub tokens: &'a [u32],
+    /// Parent of each node: an earlier node's index, or [`ROOT`] for a root child.
+    pub parents: &'a [u32],
+}
+
+/// A policy's decision to commit drafted tokens without verification: the first `gamma`
+/// (`>= 1`, at most the path's length) tokens of the root-to-`leaf` path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// A node of the tree (any node; its path is the one committed).
+    pub leaf: u32,
+    /// Tokens of the path to commit.
+    pub gamma: u32,
+}
+
+/// When a speculative decoder verifies its drafts (module docs, "Verification policies").
+pub trait VerifyPolicy: Clone + Debug {
+    /// The decoder's settings: [`SpeculativeConfig`] plus whatever the policy needs.
+    type Config: Copy;
+
+    /// Splits `cfg` into the speculative settings and the policy, checking the policy's
+    /// settings (`max_inputs`: the decoder's target run capacity `T`).
+    fn build(cfg: Self::Config, max_inputs: usize) -> Result<(SpeculativeConfig, Self)>;
+
+    /// Checks the policy against the backend's vocabulary before an answer is handled.
+    fn check_vocab(&self, vocab: usize) -> Result<()> {
+        let _ = vocab;
+        Ok(())
+    }
+
+    /// Decides a drafted step: `None` verifies it, [`Skip`] commits a path unverified.
+    fn decide(&mut self, step: &DraftedStep<'_>) -> Option<Skip>;
+
+    /// The decoder restarted from a prefix ([`Restartable::restart`] / `reguide`): forget the
+    /// state of the run before it.
+    fn restart(&mut self) {}
+}
+
+/// Plain speculative decoding: every drafted step is verified.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlwaysVerify;
+
+impl VerifyPolicy for AlwaysVerify {
+    type Config = SpeculativeConfig;
+
+    fn build(cfg: SpeculativeConfig, _: usize) -> Result<(SpeculativeConfig, Self)> {
+        Ok((cfg, AlwaysVerify))
+    }
+
+    fn decide(&mut self, _: &DraftedStep<'_>) -> Option<Skip> {
+        None
+    }
+}
+
 /// A candidate node of the drafting step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct PoolNode {
@@ -148,9 +256,10 @@ enum Phase {
 }
 
 /// Speculative decoding of up to `N` tokens with target runs of up to `T` inputs (so trees of up
-/// to `T − 1` nodes). Needs `2·T` distribution rows.
+/// to `T − 1` nodes), verifying as the policy `P` says ([`AlwaysVerify`] by default). Needs
+/// `2·T` distribution rows.
 #[derive(Clone, Debug)]
-pub struct Speculative<'c, const N: usize, const T: usize> {
+pub struct Speculative<'c, const N: usize, const T: usize, P = AlwaysVerify> {
     cfg: SpeculativeConfig,
     criterion: Criterion<'c>,
     phase: Phase,
@@ -182,22 +291,22 @@ pub struct Speculative<'c, const N: usize, const T: usize> {
     last_run_base: u32,
     /// Accepted path (node indices) of the last target run.
     last_path: heapless::Vec<u32, T>,
-    /// Chain inputs before the tree in the last target run (1, plus post-verified VVS tokens).
+    /// Chain inputs before the tree in the last target run (1, plus post-verified tokens).
     last_prefix: u32,
-    /// Tokens committed by a VVS skip step that still lack target KV entries and features
-    /// (the last `pending` committed tokens); the next target run prepends them as a chain.
+    /// Tokens committed by a skip that still lack target KV entries and features (the last
+    /// `pending` committed tokens); the next target run prepends them as a chain.
     pending: u32,
-    /// Drafting steps decided so far (verified or skipped).
-    steps: u32,
-    /// Whether the last drafting step was skipped.
-    last_skipped: bool,
-    /// VVS verification skipping (`None`: plain speculative decoding).
-    skip: Option<SkipPolicy<'c>>,
+    /// The verification policy.
+    policy: P,
+    /// Decoding stops (poll returns Done) once this many tokens are committed.
+    stop: u32,
 }
 
-impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
-    /// A decoder for `cfg` with acceptance `criterion`.
-    pub fn new(cfg: SpeculativeConfig, criterion: Criterion<'c>) -> Result<Self> {
+impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, P> {
+    /// A decoder for `cfg` ([`SpeculativeConfig`] for plain speculative decoding, the policy's
+    /// configuration otherwise) with acceptance `criterion`.
+    pub fn new(cfg: P::Config, criterion: Criterion<'c>) -> Result<Self> {
+        let (cfg, policy) = P::build(cfg, T)?;
         cfg.base.validate(N)?;
         if T < 2 {
             return Err(Error::InvalidParameter {
@@ -228,26 +337,14 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             last_path: heapless::Vec::new(),
             last_prefix: 1,
             pending: 0,
-            steps: 0,
-            last_skipped: false,
-            skip: None,
+            policy,
+            stop: cfg.base.tokens,
         })
     }
 
-    /// A decoder that skips verification as `policy` says (VVS; see [`super::vvs`]).
-    pub(crate) fn with_skipping(
-        cfg: SpeculativeConfig,
-        criterion: Criterion<'c>,
-        policy: SkipPolicy<'c>,
-    ) -> Result<Self> {
-        let mut dec = Self::new(cfg, criterion)?;
-        dec.skip = Some(policy);
-        Ok(dec)
-    }
-
-    /// The skipping policy, if any.
-    pub(crate) fn skip_policy(&self) -> Option<&SkipPolicy<'c>> {
-        self.skip.as_ref()
+    /// The verification policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
     }
 
     /// The criterion.
@@ -285,12 +382,11 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
     /// Sets up the next step after a commit.
     fn next_step(&mut self) {
         let t = self.t();
-        let n = self.cfg.base.tokens;
-        if t == n {
+        if t >= self.stop {
             self.phase = Phase::Done;
             return;
         }
-        let depth = self.cfg.shape.depth().min(n - t - 1);
+        let depth = self.max_depth();
         // Input 0 is the last token with a target KV entry's successor: the last committed token,
         // preceded (VVS post-verification) by the `pending` skipped tokens as a chain.
         self.target_inputs.clear();
@@ -307,12 +403,22 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             self.phase = Phase::Plain;
             return;
         }
-        // Catch-up run of the drafter on the tokens it has not seen.
+        self.pool.clear();
+        self.tree.clear();
+        self.entries = 0;
+        self.catch_up();
+    }
+
+    /// Sets up the next catch-up run of the drafter: the committed tokens it has not seen, at
+    /// most `T` of them (more arrive only after a restart from a long prefix).
+    fn catch_up(&mut self) {
+        let t = self.t();
         self.draft_inputs.clear();
         let skipped_from = t - self.pending;
-        for j in self.drafter_committed..t {
-            // VVS: a skipped token has no target feature yet; it reuses the stale feature `pending`
-            // indices older (see `super::vvs`, "Stale features").
+        let end = t.min(self.drafter_committed.saturating_add(T as u32));
+        for j in self.drafter_committed..end {
+            // An unverified token has no target feature yet; it reuses the stale feature
+            // `pending` indices older (module docs, "Verification policies").
             let feature = if j >= skipped_from {
                 // Index 0 or before: the condition's feature (only with a warm-up below γ + 1).
                 self.feature_for(j.saturating_sub(self.pending))
@@ -325,22 +431,19 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
                 parent: ROOT,
                 feature,
             };
-            // At most T − 1 accepted + 1 committed tokens arrive per step.
+            // At most T inputs (`end` above).
             let _ = self.draft_inputs.push(input);
         }
         self.draft_new_step = true;
         self.draft_commit = self.draft_inputs.len() as u32;
-        self.pool.clear();
-        self.tree.clear();
-        self.entries = 0;
         self.phase = Phase::CatchUp;
     }
 
+    /// Drafting depth of the current step: the shape's depth, limited so that the step commits
+    /// nothing past the stop (a verification commits at most depth + 1 tokens).
     fn max_depth(&self) -> u32 {
-        self.cfg
-            .shape
-            .depth()
-            .min(self.cfg.base.tokens - self.t() - 1)
+        let left = self.stop.saturating_sub(self.t()).saturating_sub(1);
+        self.cfg.shape.depth().min(left)
     }
 
     /// Commits `token` (and, first, the accepted path) after a target run.
@@ -442,9 +545,14 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
     }
 
     fn finalise_tree(&mut self, total: usize) {
-        let mut order: heapless::Vec<u32, MAX_POOL> = (0..self.pool.len() as u32).collect();
+        // Nodes deeper than the current limit exist only if the stop was lowered mid-step.
+        let limit = self.max_depth();
+        let mut order: heapless::Vec<u32, MAX_POOL> = (0..self.pool.len() as u32)
+            .filter(|&i| self.pool[i as usize].depth <= limit)
+            .collect();
         order.sort_unstable_by(|&a, &b| self.rank(a, b));
-        let chosen = &mut order[..total.min(self.pool.len())];
+        let count = total.min(order.len());
+        let chosen = &mut order[..count];
         // Parents before children: by depth, then rank.
         chosen.sort_unstable_by(|&a, &b| {
             self.pool[a as usize]
@@ -477,7 +585,7 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
             });
         }
         self.phase = Phase::Verify;
-        self.decide_skip();
+        self.decide();
     }
 
     /// The drafted tree (tokens, parents as node indices or ROOT) in `tokens` / `parents`;
@@ -497,31 +605,31 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
         n
     }
 
-    /// VVS: once the tree is drafted, either verify it (leave the phase at `Verify`) or commit
-    /// a random root-to-leaf path unverified and start the next drafting step.
-    fn decide_skip(&mut self) {
-        let step = self.steps;
-        self.steps += 1;
-        let Some(policy) = self.skip else {
-            return;
-        };
+    /// Once the tree is drafted, the policy either verifies it (the phase stays at `Verify`) or
+    /// commits a root-to-leaf path unverified, and the next drafting step starts.
+    fn decide(&mut self) {
         let mut tokens = [0u32; T];
         let mut parents = [ROOT; T];
         let n = self.tree_arrays(&mut tokens, &mut parents);
+        if n == 0 {
+            return;
+        }
         let b = self.cfg.base;
-        let key = Key::new(b.seed, b.stream, Purpose::PATH, self.t());
-        let plan = policy.plan(
-            step,
-            self.t(),
-            self.last_skipped,
-            &tokens[..n],
-            &parents[..n],
-            key,
-        );
-        let Some(plan) = plan else {
-            self.last_skipped = false;
+        let step = DraftedStep {
+            committed: self.t(),
+            unverified: self.pending,
+            seed: b.seed,
+            stream: b.stream,
+            tokens: &tokens[..n],
+            parents: &parents[..n],
+        };
+        let Some(plan) = self.policy.decide(&step) else {
             return;
         };
+        if plan.leaf as usize >= n || plan.gamma == 0 {
+            // A policy's malformed answer verifies the step.
+            return;
+        }
         // The path, root side first: walk up from the leaf, then reverse.
         let mut path = [0u32; T];
         let mut len = 0usize;
@@ -539,7 +647,6 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
         self.pending = gamma as u32;
         self.stats.tokens += gamma as u32;
         self.stats.skipped_steps += 1;
-        self.last_skipped = true;
         // The keep list of the last target run stays: the next target run applies it.
         self.next_step();
     }
@@ -572,14 +679,14 @@ impl<'c, const N: usize, const T: usize> Speculative<'c, N, T> {
 /// Largest `top_k` of a tree shape (bounded by the node capacity as well).
 pub const MAX_TOP_K: usize = 64;
 
-impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
+impl<const N: usize, const T: usize, P: VerifyPolicy> Decoder for Speculative<'_, N, T, P> {
     fn poll(&self) -> Action<'_> {
         let g = self.cfg.base.guidance;
         let seq = self.cfg.base.seq;
         match self.phase {
             Phase::Prefill => Action::Prefill(Prefill {
                 seq,
-                tokens: &[],
+                tokens: &self.tokens,
                 guidance: g,
             }),
             Phase::CatchUp | Phase::Expand { .. } => Action::Draft(DraftRun {
@@ -604,6 +711,7 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
         backend: &mut B,
         logits: &B::Logits,
     ) -> Result<(), B::Error> {
+        self.policy.check_vocab(backend.vocab())?;
         let action = self.poll();
         let rows = action
             .logits_rows()
@@ -637,6 +745,15 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
             }
             Phase::CatchUp => {
                 let last = self.draft_inputs.len() as u32 - 1;
+                let seen = self.drafter_committed + self.draft_inputs.len() as u32;
+                if seen < t {
+                    // An early part of a long catch-up: its rows are not needed.
+                    self.stats.draft_forwards += 1;
+                    self.stats.draft_rows += rows as u32;
+                    self.drafter_committed = seen;
+                    self.catch_up();
+                    return Ok(());
+                }
                 self.process_rows(
                     backend,
                     logits,
@@ -763,7 +880,7 @@ impl<const N: usize, const T: usize> Decoder for Speculative<'_, N, T> {
     }
 }
 
-impl<const N: usize, const T: usize> Speculative<'_, N, T> {
+impl<const N: usize, const T: usize, P: VerifyPolicy> Speculative<'_, N, T, P> {
     /// Draws chain node at `depth` from draft row `row` (key DRAFT at its index) below `parent`.
     fn draw_chain_node<B: Backend>(
         &mut self,
@@ -788,5 +905,61 @@ impl<const N: usize, const T: usize> Speculative<'_, N, T> {
             .push(node)
             .map_err(|_| Error::CapacityExceeded { capacity: MAX_POOL })?;
         Ok(())
+    }
+}
+
+impl<const N: usize, const T: usize, P: VerifyPolicy> Restartable for Speculative<'_, N, T, P> {
+    fn set_stop(&mut self, stop: u32) -> Result<()> {
+        if stop <= self.t() || stop > self.cfg.base.tokens {
+            return Err(Error::InvalidParameter {
+                name: "stop",
+                reason: "must lie after the committed tokens and within the image",
+            });
+        }
+        self.stop = stop;
+        if self.phase == Phase::Done {
+            // Continue from the KV caches: the next step starts where the last one ended.
+            self.next_step();
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, prefix: &[u32], guidance: GuidanceMode) -> Result<()> {
+        if prefix.len() >= self.cfg.base.tokens as usize {
+            return Err(Error::InvalidParameter {
+                name: "prefix",
+                reason: "a restart prefix must be shorter than the image",
+            });
+        }
+        self.tokens.clear();
+        // prefix.len() < cfg.tokens <= N.
+        let _ = self.tokens.extend_from_slice(prefix);
+        self.reguide(guidance)
+    }
+
+    fn reguide(&mut self, guidance: GuidanceMode) -> Result<()> {
+        if self.t() >= self.cfg.base.tokens {
+            return Err(Error::InvalidParameter {
+                name: "prefix",
+                reason: "a finished decoder cannot restart",
+            });
+        }
+        self.cfg.base.guidance = guidance;
+        self.phase = Phase::Prefill;
+        // The prefill resets both KV caches: nothing is pending, the drafter has seen nothing.
+        self.pending = 0;
+        self.drafter_committed = 0;
+        self.last_run_base = ROOT;
+        self.last_prefix = 1;
+        self.last_path.clear();
+        self.keep.clear();
+        self.policy.restart();
+        Ok(())
+    }
+
+    fn restart_actions(&self) -> u32 {
+        // The catch-up after a restart covers up to `tokens` committed tokens, `T` per run,
+        // where an uninterrupted step runs one catch-up.
+        self.cfg.base.tokens.div_ceil(T as u32).saturating_sub(1)
     }
 }

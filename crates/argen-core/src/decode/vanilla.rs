@@ -175,4 +175,9 @@ impl<const N: usize> Restartable for Vanilla<N> {
         self.pending = false;
         Ok(())
     }
+
+    fn restart_actions(&self) -> u32 {
+        // The prefill draws the token a target step would have drawn.
+        0
+    }
 }

@@ -6,8 +6,12 @@
 //! without running the target at all; the paper reports 2.8× fewer target passes than vanilla
 //! decoding at unchanged quality. VVS is **lossy**: skipped tokens are never tested.
 //!
-//! VVS runs the [`Speculative`] state machine (chain or EAGLE-2 tree drafts) and, once a step's
-//! tree is drafted, decides between verifying it (the plain speculative step) and a *skip step*:
+//! VVS is the [`Speculative`] state machine (chain or EAGLE-2 tree drafts) with the verification
+//! policy [`VvsPolicy`] ([`Vvs`] = `Speculative<'c, N, T, VvsPolicy<'c>>`). Once a step's tree is
+//! drafted, the policy decides between verifying it (the plain speculative step) and a *skip
+//! step*; the speculative core carries out skips (stale features, post-verification: see
+//! [`super::speculative`], "Verification policies"), this module holds only the decision and its
+//! state:
 //!
 //! 1. **Path choice.** A root-to-leaf path of the drafted (pruned) tree is chosen uniformly among
 //!    the tree's leaves (listed in target-input order) with key `(seed, stream, PATH, t, 0)`, `t`
@@ -63,11 +67,11 @@
 //! same drafter actions as a verified step and commits `γ ≥ 1` tokens, so
 //! [`Speculative`]'s action bound `2 + N·(depth + 1)` holds unchanged.
 
-use super::{Action, Decoder, Speculative, SpeculativeConfig, Stats};
-use crate::accept::Criterion;
-use crate::backend::{Backend, ROOT};
+use super::speculative::{DraftedStep, Skip, VerifyPolicy};
+use super::{DraftShape, Speculative, SpeculativeConfig};
+use crate::backend::ROOT;
 use crate::error::{Error, Result};
-use crate::rng::Key;
+use crate::rng::{Key, Purpose};
 
 /// When VVS skips verification.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,23 +117,113 @@ pub struct VvsConfig<'c> {
     pub dim: u32,
 }
 
-/// The skip decision rule handed to the speculative state machine.
+/// VVS's verification policy: the schedule, the warm-up, the codebook of the dynamic schedule,
+/// and the schedule's state (the drafting step count).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct SkipPolicy<'c> {
+pub struct VvsPolicy<'c> {
     schedule: Schedule,
     warmup: u32,
     codebook: &'c [f32],
     dim: u32,
+    /// Drafting steps decided so far (verified or skipped) since the start or the last restart.
+    steps: u32,
 }
 
-/// A skip step: commit the first `gamma` tokens of the path to `leaf`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub(crate) leaf: u32,
-    pub(crate) gamma: u32,
+/// VVS decoding of up to `N` tokens with target runs of up to `T` inputs: [`Speculative`] with
+/// the [`VvsPolicy`]. Build it with `Vvs::new(`[`VvsConfig`]`, criterion)`. Needs `2·T`
+/// distribution rows.
+pub type Vvs<'c, const N: usize, const T: usize> = Speculative<'c, N, T, VvsPolicy<'c>>;
+
+impl<'c> VerifyPolicy for VvsPolicy<'c> {
+    type Config = VvsConfig<'c>;
+
+    fn build(cfg: VvsConfig<'c>, max_inputs: usize) -> Result<(SpeculativeConfig, Self)> {
+        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
+        match cfg.schedule {
+            Schedule::Never => {}
+            Schedule::Uniform { interval } => {
+                if interval == 0 {
+                    return bad("interval", "must be at least 1");
+                }
+            }
+            Schedule::Dynamic { threshold, alpha } => {
+                if !(threshold.is_finite() && (-1.0..=1.0).contains(&threshold)) {
+                    return bad("threshold", "must lie in [-1, 1]");
+                }
+                if !(alpha.is_finite() && alpha > 0.0 && alpha <= 1.0) {
+                    return bad("alpha", "must lie in (0, 1]");
+                }
+                if cfg.dim == 0
+                    || cfg.codebook.is_empty()
+                    || cfg.codebook.len() % cfg.dim as usize != 0
+                {
+                    return bad(
+                        "codebook",
+                        "must be a non-empty vocab × dim matrix (dim >= 1) for the dynamic schedule",
+                    );
+                }
+                if cfg.codebook.iter().any(|x| !x.is_finite()) {
+                    return bad("codebook", "must be finite");
+                }
+            }
+        }
+        let nodes = match cfg.spec.shape {
+            DraftShape::Chain { gamma } => gamma as u64,
+            DraftShape::Tree { total, .. } => total as u64,
+        };
+        if 1 + cfg.spec.shape.depth() as u64 + nodes > max_inputs as u64 {
+            return bad(
+                "T",
+                "VVS needs T >= 1 + depth + tree nodes (post-verified tokens share the run)",
+            );
+        }
+        let policy = VvsPolicy {
+            schedule: cfg.schedule,
+            warmup: cfg.warmup,
+            codebook: cfg.codebook,
+            dim: cfg.dim,
+            steps: 0,
+        };
+        Ok((cfg.spec, policy))
+    }
+
+    fn check_vocab(&self, vocab: usize) -> Result<()> {
+        if matches!(self.schedule, Schedule::Dynamic { .. }) && self.rows() < vocab {
+            return Err(Error::LengthMismatch {
+                expected: vocab,
+                found: self.rows(),
+            });
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, step: &DraftedStep<'_>) -> Option<Skip> {
+        let n = self.steps;
+        self.steps += 1;
+        // The previous step skipped iff its tokens still await post-verification.
+        let last_skipped = step.unverified > 0;
+        let key = Key::new(step.seed, step.stream, Purpose::PATH, step.committed);
+        self.plan(
+            n,
+            step.committed,
+            last_skipped,
+            step.tokens,
+            step.parents,
+            key,
+        )
+    }
+
+    fn restart(&mut self) {
+        self.steps = 0;
+    }
 }
 
-impl SkipPolicy<'_> {
+impl VvsPolicy<'_> {
+    /// The schedule.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
     /// Codebook rows.
     fn rows(&self) -> usize {
         if self.dim == 0 {
@@ -141,7 +235,7 @@ impl SkipPolicy<'_> {
 
     /// Whether drafting step `step` (with `t` tokens committed) skips, and how; `tokens` and
     /// `parents` describe the drafted tree (parents are earlier nodes or [`ROOT`]).
-    pub(crate) fn plan(
+    fn plan(
         &self,
         step: u32,
         t: u32,
@@ -149,7 +243,7 @@ impl SkipPolicy<'_> {
         tokens: &[u32],
         parents: &[u32],
         key: Key,
-    ) -> Option<Plan> {
+    ) -> Option<Skip> {
         if tokens.is_empty() || last_skipped || t < self.warmup {
             return None;
         }
@@ -172,7 +266,7 @@ impl SkipPolicy<'_> {
             .nth(pick)?;
         let len = depth(parents, leaf);
         let gamma = len.min(libm::floor(mean) as u32).max(1);
-        Some(Plan {
+        Some(Skip {
             leaf: leaf as u32,
             gamma,
         })
@@ -268,115 +362,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// VVS decoding of up to `N` tokens with target runs of up to `T` inputs. Needs `2·T`
-/// distribution rows (as [`Speculative`]).
-#[derive(Clone, Debug)]
-pub struct Vvs<'c, const N: usize, const T: usize> {
-    inner: Speculative<'c, N, T>,
-}
-
-impl<'c, const N: usize, const T: usize> Vvs<'c, N, T> {
-    /// A decoder for `cfg` verifying with `criterion`.
-    pub fn new(cfg: VvsConfig<'c>, criterion: Criterion<'c>) -> Result<Self> {
-        let bad = |name, reason| Err(Error::InvalidParameter { name, reason });
-        match cfg.schedule {
-            Schedule::Never => {}
-            Schedule::Uniform { interval } => {
-                if interval == 0 {
-                    return bad("interval", "must be at least 1");
-                }
-            }
-            Schedule::Dynamic { threshold, alpha } => {
-                if !(threshold.is_finite() && (-1.0..=1.0).contains(&threshold)) {
-                    return bad("threshold", "must lie in [-1, 1]");
-                }
-                if !(alpha.is_finite() && alpha > 0.0 && alpha <= 1.0) {
-                    return bad("alpha", "must lie in (0, 1]");
-                }
-                if cfg.dim == 0
-                    || cfg.codebook.is_empty()
-                    || cfg.codebook.len() % cfg.dim as usize != 0
-                {
-                    return bad(
-                        "codebook",
-                        "must be a non-empty vocab × dim matrix (dim >= 1) for the dynamic schedule",
-                    );
-                }
-                if cfg.codebook.iter().any(|x| !x.is_finite()) {
-                    return bad("codebook", "must be finite");
-                }
-            }
-        }
-        let nodes = match cfg.spec.shape {
-            super::DraftShape::Chain { gamma } => gamma as u64,
-            super::DraftShape::Tree { total, .. } => total as u64,
-        };
-        if 1 + cfg.spec.shape.depth() as u64 + nodes > T as u64 {
-            return bad(
-                "T",
-                "VVS needs T >= 1 + depth + tree nodes (post-verified tokens share the run)",
-            );
-        }
-        let policy = SkipPolicy {
-            schedule: cfg.schedule,
-            warmup: cfg.warmup,
-            codebook: cfg.codebook,
-            dim: cfg.dim,
-        };
-        Ok(Vvs {
-            inner: Speculative::with_skipping(cfg.spec, criterion, policy)?,
-        })
-    }
-
-    /// The criterion.
-    pub fn criterion(&self) -> &Criterion<'c> {
-        self.inner.criterion()
-    }
-}
-
-impl<const N: usize, const T: usize> Decoder for Vvs<'_, N, T> {
-    fn poll(&self) -> Action<'_> {
-        self.inner.poll()
-    }
-
-    fn handle_logits<B: Backend>(
-        &mut self,
-        backend: &mut B,
-        logits: &B::Logits,
-    ) -> Result<(), B::Error> {
-        if let Some(p) = self.inner.skip_policy() {
-            if matches!(p.schedule, Schedule::Dynamic { .. }) && p.rows() < backend.vocab() {
-                return Err(Error::LengthMismatch {
-                    expected: backend.vocab(),
-                    found: p.rows(),
-                }
-                .into());
-            }
-        }
-        self.inner.handle_logits(backend, logits)
-    }
-
-    fn tokens(&self, seq: u32) -> &[u32] {
-        self.inner.tokens(seq)
-    }
-
-    fn result_seq(&self) -> u32 {
-        self.inner.result_seq()
-    }
-
-    fn stats(&self) -> Stats {
-        self.inner.stats()
-    }
-
-    fn dist_rows_needed(&self) -> usize {
-        self.inner.dist_rows_needed()
-    }
-
-    fn action_bound(&self) -> u32 {
-        self.inner.action_bound()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,11 +401,12 @@ mod tests {
 
     #[test]
     fn plan_respects_warmup_schedule_and_gamma() {
-        let policy = SkipPolicy {
+        let policy = VvsPolicy {
             schedule: Schedule::Uniform { interval: 2 },
             warmup: 5,
             codebook: &[],
             dim: 0,
+            steps: 0,
         };
         let key = Key::new(1, 0, crate::rng::Purpose::PATH, 9);
         let tokens = [0u32; 5];

@@ -16,9 +16,17 @@
 //!   reformulations and prefills, and takes scripted verdicts (`check_script`) for GridAR tests.
 //!   With [`SyntheticHost::stale_features`] set (VVS), a drafter feature may instead come from an
 //!   *older* raster index than the one that predicted the token, but it must exist.
+//! * **Features**: the host keeps its EAGLE feature bookkeeping in the core's [`FeatureStore`],
+//!   with a buffer whose rows are *tags* (what produced the row: the condition, a target input's
+//!   index and token, a draft entry's index and token, and the variant) instead of hidden states.
+//!   Every drafter input's feature is resolved through the store, for every variant, and the tag
+//!   must be the state that predicted the input's token — so the store's row moves are checked
+//!   end to end.
 
 use argen_core::backend::ROOT;
-use argen_core::decode::{Action, Answer, FeatureRef, Group, GuidanceMode, Host, Model};
+use argen_core::decode::{
+    Action, Answer, FeatureRef, FeatureStore, Group, GuidanceMode, Host, Model,
+};
 use argen_core::{Error, SliceBackend};
 
 /// Vocabulary of the synthetic model.
@@ -151,6 +159,22 @@ struct SeqState {
     entries: Vec<Pending>,
 }
 
+/// What produced a feature row (the synthetic host's stand-in for a hidden state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    /// Never written.
+    Unset,
+    /// The condition's last position, variant.
+    Cond(usize),
+    /// A target input: raster index, token, variant.
+    Target(u32, u32, usize),
+    /// A drafter entry: raster index, token, variant.
+    Draft(u32, u32, usize),
+}
+
+/// Image tokens per sequence the host's feature store covers.
+const STORE_TOKENS: u32 = 4096;
+
 /// A scripted verifier: `(seq, canvas, rows) -> possible`.
 pub type CheckScript = Box<dyn FnMut(u32, &[u32], u32) -> bool>;
 
@@ -179,6 +203,9 @@ pub struct SyntheticHost {
     pub prefills: Vec<(u32, Vec<u32>, usize)>,
     /// Accept drafter features from older indices than `index − 1` (VVS stale features).
     pub stale_features: bool,
+    /// The EAGLE feature bookkeeping (the core's store) and its rows.
+    features: FeatureStore,
+    rows: Vec<Tag>,
 }
 
 /// Default scorer: how far right the image's mean latent x lies (an arbitrary, deterministic
@@ -223,7 +250,14 @@ impl SyntheticHost {
             reformulations: Vec::new(),
             prefills: Vec::new(),
             stale_features: false,
+            features: FeatureStore::new(classes.len(), STORE_TOKENS),
+            rows: Vec::new(),
         }
+    }
+
+    fn put(&mut self, row: u32, tag: Tag) {
+        self.rows.resize(self.features.rows(), Tag::Unset);
+        self.rows[row as usize] = tag;
     }
 
     fn seq(&mut self, seq: u32) -> &mut SeqState {
@@ -285,6 +319,18 @@ impl SyntheticHost {
                 s.entries.clear();
                 let (class, ctx) = (s.class, s.target_committed.clone());
                 self.push_rows(false, class, p.guidance, &ctx);
+                let variants = p.guidance.variants();
+                self.features
+                    .prefill(p.seq, variants, p.tokens.len() as u32)
+                    .expect("feature store: prefill");
+                for var in 0..variants {
+                    let r = self.features.condition_row(p.seq, var).unwrap();
+                    self.put(r, Tag::Cond(var));
+                    for (i, &t) in p.tokens.iter().enumerate() {
+                        let r = self.features.committed_row(p.seq, i as u32, var).unwrap();
+                        self.put(r, Tag::Target(i as u32, t, var));
+                    }
+                }
             }
             Group::Target(r) => {
                 self.variants_allowed(r.seq, r.guidance);
@@ -330,11 +376,35 @@ impl SyntheticHost {
                 for ctx in contexts {
                     self.push_rows(false, class, r.guidance, &ctx);
                 }
+                let variants = r.guidance.variants();
+                self.features
+                    .keep(r.seq, r.keep)
+                    .expect("feature store: keep");
+                self.features
+                    .target_run(r.seq, r.inputs.iter().map(|i| i.index), variants)
+                    .expect("feature store: target run");
+                for (k, input) in r.inputs.iter().enumerate() {
+                    for var in 0..variants {
+                        let row = self.features.last_row(r.seq, k as u32, var).unwrap();
+                        self.put(row, Tag::Target(input.index, input.token, var));
+                    }
+                }
             }
             Group::Draft(r) => {
                 self.variants_allowed(r.seq, r.guidance);
                 let stale = self.stale_features;
-                let s = self.seq(r.seq);
+                let variants = r.guidance.variants();
+                if r.new_step {
+                    self.features
+                        .new_draft_step(r.seq)
+                        .expect("feature store: new step");
+                }
+                let features = &mut self.features;
+                let rows = &mut self.rows;
+                let s = self
+                    .seqs
+                    .get_mut(r.seq as usize)
+                    .unwrap_or_else(|| panic!("unknown sequence {}", r.seq));
                 assert!(s.prefilled, "drafter run before prefill");
                 if r.new_step {
                     s.entries.clear();
@@ -357,45 +427,53 @@ impl SyntheticHost {
                         input.index,
                         "draft index != context length"
                     );
-                    // The feature must be the state that predicted this token: index − 1.
+                    // The feature must be the state that predicted this token: index − 1 (or,
+                    // stale, an older target state), in every variant.
                     let want = input.index.checked_sub(1);
-                    match input.feature {
-                        FeatureRef::Condition => {
-                            assert!(stale || want.is_none(), "condition feature")
+                    for var in 0..variants {
+                        let row = features
+                            .resolve(r.seq, input.feature, var)
+                            .unwrap_or_else(|e| panic!("feature {:?}: {e}", input.feature));
+                        let tag = rows[row as usize];
+                        match (tag, want) {
+                            (Tag::Cond(v), None) => assert_eq!(v, var),
+                            (Tag::Cond(v), Some(_)) if stale => assert_eq!(v, var),
+                            (Tag::Target(i, t, v), Some(w)) => {
+                                assert_eq!(v, var, "feature variant");
+                                assert!(
+                                    matches!(
+                                        input.feature,
+                                        FeatureRef::Target(_) | FeatureRef::LastTarget(_)
+                                    ),
+                                    "a target state under {:?}",
+                                    input.feature
+                                );
+                                if stale {
+                                    assert!(i <= w, "stale target feature from the future");
+                                } else {
+                                    assert_eq!(i, w, "target feature index");
+                                    assert_eq!(t, ctx[w as usize], "target feature token");
+                                }
+                            }
+                            (Tag::Draft(i, t, v), Some(w)) => {
+                                assert_eq!(v, var, "feature variant");
+                                assert!(matches!(input.feature, FeatureRef::Draft(_)));
+                                assert_eq!(i, w, "draft feature index");
+                                assert_eq!(t, ctx[w as usize], "draft feature token");
+                            }
+                            (tag, want) => panic!(
+                                "feature {:?} resolves to {tag:?}, want index {want:?}",
+                                input.feature
+                            ),
                         }
-                        FeatureRef::Target(r) if stale => {
-                            assert!(want.is_some_and(|w| r <= w), "stale target feature");
-                            assert!(
-                                (r as usize) < s.target_committed.len() + s.target_pending.len()
-                            );
-                        }
-                        FeatureRef::LastTarget(k) if stale => {
-                            let p = s.target_pending.get(k as usize).expect("last-target input");
-                            assert!(want.is_some_and(|w| p.index <= w), "stale last-target");
-                        }
-                        FeatureRef::Target(r) => {
-                            assert_eq!(Some(r), want, "target feature index");
-                            assert!(
-                                (r as usize) < s.target_committed.len() + s.target_pending.len()
-                            );
-                        }
-                        FeatureRef::LastTarget(k) => {
-                            let p = s.target_pending.get(k as usize).expect("last-target input");
-                            assert_eq!(Some(p.index), want, "last-target feature index");
-                            assert_eq!(
-                                Some(&p.token),
-                                ctx.last().filter(|_| want.is_some()).or(Some(&p.token))
-                            );
-                        }
-                        FeatureRef::Draft(e) => {
-                            let idx = if (e as usize) < first_entry {
-                                s.entries[e as usize].index
-                            } else {
-                                r.inputs[e as usize - first_entry].index
-                            };
-                            assert!((e as usize) < first_entry + i, "feature of a later entry");
-                            assert_eq!(Some(idx), want, "draft feature index");
-                        }
+                    }
+                    let e = features
+                        .add_entries(r.seq, 1, variants)
+                        .expect("feature store: entries");
+                    for var in 0..variants {
+                        let row = features.entry_row(r.seq, e, var).unwrap();
+                        rows.resize(features.rows(), Tag::Unset);
+                        rows[row as usize] = Tag::Draft(input.index, input.token, var);
                     }
                     ctx.push(input.token);
                     s.entries.push(Pending {
