@@ -13,7 +13,7 @@
 //! The metadata object: `argen` (version of the writer), `rng_scheme`, `args` (the `argen
 //! generate` arguments that decide the run — prompt or class, method and every option — without
 //! output paths, device, threads and model directory), `config` (the full
-//! [`DecoderConfig`](argen_core::decode::DecoderConfig) as JSON), `seed`, `prompt`, `class`,
+//! [`DecoderConfig`] as JSON), `seed`, `prompt`, `class`,
 //! `model` (`fingerprint`: FNV-64 of the model files the run loaded, name, length and bytes of
 //! each, in the order `files` lists them), `caption` (the caption file's fingerprint, if any),
 //! `device`, `threads`, `kernels`.
