@@ -327,6 +327,11 @@ pub struct GenerateArgs {
     /// Worker threads (0 = all cores, at most 256).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// CPU: opt-in fast kernels (AVX512-BF16 dot products for bf16 weights, where the CPU has
+    /// them) with their own reduction order, so results differ from the default exact
+    /// kernels; the stats record the class that ran. Also `ARGEN_FAST_KERNELS=1`.
+    #[arg(long)]
+    pub fast_kernels: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,

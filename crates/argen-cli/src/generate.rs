@@ -194,7 +194,14 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     match a.device {
         DeviceArg::Cpu => run_on(
             a,
-            Engine::with_compute(dir, Cpu::new(a.threads).map_err(|e| e.to_string())?)?,
+            Engine::with_compute(
+                dir,
+                Cpu::with_fast_kernels(
+                    a.threads,
+                    a.fast_kernels || argen_cpu::fast_kernels_from_env(),
+                )
+                .map_err(|e| e.to_string())?,
+            )?,
             input,
             Mode {
                 check: &mut check,
@@ -251,6 +258,8 @@ pub(crate) enum ReplayOutcome {
     },
     /// The first divergence, and the final tokens of the trace and of the run.
     Diverged {
+        /// The kernel class the replay ran (a run of another class is not expected to match).
+        kernels: &'static str,
         /// Where and what.
         divergence: Divergence,
         /// The trace's final tokens.
@@ -292,7 +301,14 @@ pub(crate) fn replay_run(
     let outcome = match g.device {
         DeviceArg::Cpu => run_on(
             g,
-            Engine::with_compute(dir, Cpu::new(g.threads).map_err(|e| e.to_string())?)?,
+            Engine::with_compute(
+                dir,
+                Cpu::with_fast_kernels(
+                    g.threads,
+                    g.fast_kernels || argen_cpu::fast_kernels_from_env(),
+                )
+                .map_err(|e| e.to_string())?,
+            )?,
             input,
             Mode {
                 check: &mut check,
@@ -314,6 +330,7 @@ pub(crate) fn replay_run(
     match check {
         RunCheck::Replay(_, Some(Ok(steps))) => Ok(ReplayOutcome::Identical { steps }),
         RunCheck::Replay(t, Some(Err(divergence))) => Ok(ReplayOutcome::Diverged {
+            kernels: outcome.kernels,
             divergence,
             expected: t.tokens().collect(),
             found: outcome.tokens,
@@ -381,6 +398,7 @@ fn run_on<C: Runtime>(
             },
             "device": format!("{:?}", a.device).to_lowercase(),
             "threads": a.threads,
+            "kernels": g.kernels,
             "stats": {
                 "tokens": s.tokens,
                 "target_forwards": s.target_forwards,
@@ -476,6 +494,7 @@ pub(crate) fn run_request<C: Runtime>(
                     stats: Default::default(),
                     wall: 0.0,
                     calls: (0, 0),
+                    kernels: "",
                     alignment: None,
                     config: *dc,
                     prompt: None,

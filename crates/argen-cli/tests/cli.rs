@@ -108,6 +108,8 @@ fn every_method_writes_a_png_stats_and_tokens() {
         ] {
             assert!(stats.get(key).is_some(), "{method}: stats lack {key}");
         }
+        // The tiny fixture is f32: the exact kernels ran.
+        assert_eq!(stats["kernels"], "exact", "{method}");
         let ids: Vec<u32> = serde_json::from_str(&tokens).unwrap();
         assert_eq!(ids.len(), 16, "{method}");
         assert!(stats["tokens_per_target_forward"].as_f64().unwrap() >= 1.0);
@@ -518,4 +520,52 @@ fn lantern_metric_is_chosen_and_recorded() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("raw") && err.contains("normalised"), "{err}");
+}
+
+#[test]
+fn fast_kernels_flag_on_an_f32_model_keeps_the_exact_class_and_tokens() {
+    // The fast classes only cover bf16 weights; the tiny fixture is f32, so `--fast-kernels`
+    // must leave the tokens unchanged and the stats must say the exact kernels ran.
+    let (_, plain, tokens) = generate("vanilla", "5", "1", "fast-off");
+    let (png, stats, toks) = (
+        tmp("fast-on.png"),
+        tmp("fast-on.json"),
+        tmp("fast-on.tok.json"),
+    );
+    let (m, p, s, t) = (
+        model(),
+        png.display().to_string(),
+        stats.display().to_string(),
+        toks.display().to_string(),
+    );
+    let out = argen(&[
+        "generate",
+        "--model",
+        &m,
+        "--class",
+        "3",
+        "--method",
+        "vanilla",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+        "--out",
+        &p,
+        "--stats",
+        &s,
+        "--tokens",
+        &t,
+        "--quiet",
+        "--fast-kernels",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fast: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(fast["kernels"], "exact");
+    assert_eq!(plain["kernels"], "exact");
+    assert_eq!(std::fs::read_to_string(&toks).unwrap(), tokens);
 }

@@ -115,7 +115,7 @@ fn main() {
         .unwrap_or(grid * grid)
         .min(grid * grid);
     assert!(
-        tokens % grid == 0 && tokens as usize <= MAX_TOKENS,
+        tokens.is_multiple_of(grid) && tokens as usize <= MAX_TOKENS,
         "tokens must be whole rows"
     );
     let cap = host_capacity(&cfg, n as usize, 1);

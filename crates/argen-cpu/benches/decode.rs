@@ -19,7 +19,6 @@ use argen_cpu::gemm::WRef;
 use argen_cpu::{Cpu, Gpt};
 use argen_model::safetensors::SafeTensors;
 use argen_model::{Capacity, ClassPrefill, GptConfig, ModelType, Pos, Step};
-use rayon::prelude::*;
 use std::time::Instant;
 
 mod common;
@@ -38,83 +37,252 @@ fn cpu_time() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// Read bandwidth in bytes/s over the 256 MiB `buf`, the faster of two probes: (best wall clock
-/// of 5, on-CPU mean of 5).
-fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    let mut best = 0f64;
-    let mut cpu = 0f64;
-    for _ in 0..5 {
-        let c = cpu_time();
-        let t = Instant::now();
-        let s: u64 = pool.install(|| {
-            buf.par_chunks(1 << 15)
-                .map(|c| {
-                    // Integer sums vectorise without AVX flags (the bench is built for baseline
-                    // x86-64) and are bandwidth-bound. Four interleaved streams (quarters of
-                    // the chunk, 4 KiB at a time): one stream alone reads slower.
-                    let q = c.len() / 4;
-                    let mut acc = 0u64;
-                    for b in (0..q).step_by(512) {
-                        for st in 0..4 {
-                            let e = (b + 512).min(q);
-                            acc = c[st * q + b..st * q + e]
-                                .iter()
-                                .fold(acc, |a, &x| a.wrapping_add(x));
+/// One read pass of a probe over `c` (a chunk of the probe buffer); returns a checksum.
+type ProbeFn = fn(&[u64]) -> u64;
+
+/// Integer sum, four interleaved streams (quarters of the chunk, 4 KiB at a time): vectorises
+/// with SSE2 in the bench's baseline x86-64 build.
+fn probe_sum4(c: &[u64]) -> u64 {
+    let q = c.len() / 4;
+    let mut acc = 0u64;
+    for b in (0..q).step_by(512) {
+        for st in 0..4 {
+            let e = (b + 512).min(q);
+            acc = c[st * q + b..st * q + e]
+                .iter()
+                .fold(acc, |a, &x| a.wrapping_add(x));
+        }
+    }
+    acc
+}
+
+/// `W`-byte vector loads (32: AVX2, 64: AVX-512), eight independent accumulators, one
+/// sequential stream; `PF`: software prefetch 1 KiB ahead (`NTA`: non-temporal).
+#[cfg(target_arch = "x86_64")]
+mod simd_probe {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sum256<const PF: bool, const NTA: bool>(c: &[u64]) -> u64 {
+        let n = c.len() / 32 * 32;
+        let p = c.as_ptr() as *const __m256i;
+        let mut a = [_mm256_setzero_si256(); 8];
+        let mut i = 0;
+        while i < n / 4 {
+            // SAFETY: i + 8 ≤ n/4 vectors of 4 u64 lie in c; prefetches never fault.
+            unsafe {
+                if PF {
+                    let q = (p as *const i8).wrapping_add(i * 32 + 1024);
+                    if NTA {
+                        _mm_prefetch::<_MM_HINT_NTA>(q);
+                        _mm_prefetch::<_MM_HINT_NTA>(q.wrapping_add(64));
+                        _mm_prefetch::<_MM_HINT_NTA>(q.wrapping_add(128));
+                        _mm_prefetch::<_MM_HINT_NTA>(q.wrapping_add(192));
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T0>(q);
+                        _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(64));
+                        _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(128));
+                        _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(192));
+                    }
+                }
+                for (l, al) in a.iter_mut().enumerate() {
+                    *al = _mm256_add_epi64(*al, _mm256_loadu_si256(p.add(i + l)));
+                }
+            }
+            i += 8;
+        }
+        let mut t = _mm256_setzero_si256();
+        for al in a {
+            t = _mm256_add_epi64(t, al);
+        }
+        let mut o = [0u64; 4];
+        // SAFETY: o holds 4 u64.
+        unsafe { _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, t) };
+        o.iter().fold(0, |x, &y| x.wrapping_add(y))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sum512<const PF: bool, const NTA: bool>(c: &[u64]) -> u64 {
+        let n = c.len() / 64 * 64;
+        let p = c.as_ptr() as *const __m512i;
+        let mut a = [_mm512_setzero_si512(); 8];
+        let mut i = 0;
+        while i < n / 8 {
+            // SAFETY: i + 8 ≤ n/8 vectors of 8 u64 lie in c; prefetches never fault.
+            unsafe {
+                if PF {
+                    for l in 0..8 {
+                        let q = (p as *const i8).wrapping_add((i + l) * 64 + 1024);
+                        if NTA {
+                            _mm_prefetch::<_MM_HINT_NTA>(q);
+                        } else {
+                            _mm_prefetch::<_MM_HINT_T0>(q);
                         }
                     }
-                    acc
+                }
+                for (l, al) in a.iter_mut().enumerate() {
+                    *al = _mm512_add_epi64(*al, _mm512_loadu_si512(p.add(i + l)));
+                }
+            }
+            i += 8;
+        }
+        let mut t = _mm512_setzero_si512();
+        for al in a {
+            t = _mm512_add_epi64(t, al);
+        }
+        _mm512_reduce_add_epi64(t) as u64
+    }
+}
+
+/// Safe entry points of the SIMD probes: each is listed by [`probes`] only when the CPU has
+/// its feature.
+#[cfg(target_arch = "x86_64")]
+macro_rules! probe_entry {
+    ($name:ident, $f:ident, $pf:literal, $nta:literal, $feat:tt) => {
+        fn $name(c: &[u64]) -> u64 {
+            assert!(std::is_x86_feature_detected!($feat));
+            // SAFETY: the CPU has the feature (asserted above).
+            unsafe { simd_probe::$f::<$pf, $nta>(c) }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx2_plain, sum256, false, false, "avx2");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx2_t0, sum256, true, false, "avx2");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx2_nta, sum256, true, true, "avx2");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx512_plain, sum512, false, false, "avx512f");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx512_t0, sum512, true, false, "avx512f");
+#[cfg(target_arch = "x86_64")]
+probe_entry!(avx512_nta, sum512, true, true, "avx512f");
+
+/// The read-bandwidth probes this CPU can run: (name, pass).
+fn probes() -> Vec<(&'static str, ProbeFn)> {
+    #[allow(unused_mut)] // only x86_64 adds probes
+    let mut v: Vec<(&'static str, ProbeFn)> = vec![("int sum ×4 streams", probe_sum4)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            v.push(("avx2 load", avx2_plain));
+            v.push(("avx2 load + prefetcht0", avx2_t0));
+            v.push(("avx2 load + prefetchnta", avx2_nta));
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            v.push(("avx512 load", avx512_plain));
+            v.push(("avx512 load + prefetcht0", avx512_t0));
+            v.push(("avx512 load + prefetchnta", avx512_nta));
+        }
+    }
+    v
+}
+
+/// Read bandwidth in bytes/s over the 256 MiB `buf`: the best of every probe (integer sum,
+/// AVX2 / AVX-512 loads with and without software prefetch, one-row f32 and packed-bf16 GEMVs
+/// through the kernels) at every thread count `1..=threads` (chunks of 256 KiB claimed
+/// dynamically); each probe's best wall clock of 3 and its on-CPU rate (mean of 3). Returns
+/// (best wall, best on-CPU) and prints the table of probes.
+fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64) {
+    let bytes = (buf.len() * 8) as f64;
+    let mut best = (0f64, 0f64, String::new());
+    let mut best_cpu = 0f64;
+    let mut lines = Vec::new();
+    for t in 1..=threads {
+        let workers = argen_cpu::par::Workers::new(t).unwrap();
+        let chunk = (256usize << 10) / 8;
+        let chunks = buf.len().div_ceil(chunk);
+        let mut row = |name: String, pass: &dyn Fn()| {
+            pass();
+            let mut wall = f64::MAX;
+            let mut cpu = 0f64;
+            for _ in 0..3 {
+                let c = cpu_time();
+                let s = Instant::now();
+                pass();
+                wall = wall.min(s.elapsed().as_secs_f64());
+                cpu += (cpu_time() - c) / t as f64 / 3.0;
+            }
+            let (gw, gc) = (bytes / wall, bytes / cpu);
+            if gw > best.0 {
+                best = (gw, 0.0, format!("{name}, {t} thread(s)"));
+            }
+            best_cpu = best_cpu.max(gc);
+            lines.push(format!(
+                "{:.1} / {:.1}  {name}, {t} thread(s)",
+                gw / 1e9,
+                gc / 1e9
+            ));
+        };
+        for (name, f) in probes() {
+            let sink = std::sync::atomic::AtomicU64::new(0);
+            row(name.to_string(), &|| {
+                workers.run(chunks, |i| {
+                    let c = &buf[i * chunk..((i + 1) * chunk).min(buf.len())];
+                    sink.fetch_add(f(c), std::sync::atomic::Ordering::Relaxed);
                 })
-                .reduce(|| 0, u64::wrapping_add)
-        });
-        let dt = t.elapsed().as_secs_f64();
-        cpu += (cpu_time() - c) / threads as f64;
-        std::hint::black_box(s);
-        best = best.max((buf.len() * 8) as f64 / dt);
-    }
-    // Second probe: a one-row f32 GEMV over the same 256 MiB, read as a [65536, 1024] weight
-    // (the least compute per byte our kernel does, with its software prefetch). The floor uses
-    // the faster of the two probes, so it is never flattered by a slow probe.
-    let workers = argen_cpu::par::Workers::new(threads).unwrap();
-    let w: &[f32] = bytemuck_f32(buf);
-    let (n, k) = (w.len() / 1024, 1024);
-    let x = vec![1f32; k];
-    let mut out = vec![0f32; n];
-    let mut best_g = 0f64;
-    let mut cpu_g = 0f64;
-    for _ in 0..5 {
-        let c = cpu_time();
-        let t = Instant::now();
-        argen_cpu::gemm::gemm(
-            &workers,
-            if threads == 1 { 1 } else { 4 * threads },
-            &x,
-            1,
-            k,
-            WRef::F32(w),
-            n,
-            None,
-            &mut out,
+            });
+            std::hint::black_box(sink.into_inner());
+        }
+        // Our own kernels: a one-row GEMV over the buffer as a [65536, 1024] f32 weight, and
+        // as a packed bf16 [131072, 1024] weight (any bit pattern is a valid float).
+        let tasks = if t == 1 { 1 } else { 4 * t };
+        let w: &[f32] = bytemuck_f32(buf);
+        let (n, k) = (w.len() / 1024, 1024);
+        let x = vec![1f32; 2 * k];
+        let mut out = vec![0f32; 4 * n];
+        let out = std::cell::RefCell::new(&mut out);
+        row(
+            format!("f32 GEMV ({})", argen_cpu::gemm::best_variant().name()),
+            &|| {
+                argen_cpu::gemm::gemm(
+                    &workers,
+                    tasks,
+                    &x,
+                    1,
+                    k,
+                    WRef::F32(w),
+                    n,
+                    None,
+                    &mut out.borrow_mut()[..],
+                );
+            },
         );
-        let dt = t.elapsed().as_secs_f64();
-        cpu_g += (cpu_time() - c) / threads as f64;
-        best_g = best_g.max((n * k * 4) as f64 / dt);
+        let wb = bytemuck_bf16(buf);
+        row(
+            format!(
+                "bf16 packed GEMV ({})",
+                argen_cpu::gemm::best_variant().name()
+            ),
+            &|| {
+                argen_cpu::gemm::gemm(
+                    &workers,
+                    tasks,
+                    &x,
+                    1,
+                    k,
+                    WRef::BF16Packed(wb),
+                    2 * n,
+                    None,
+                    &mut out.borrow_mut()[..],
+                );
+            },
+        );
     }
-    drop(workers);
-    let cpu_g = (n * k * 4 * 5) as f64 / cpu_g;
-    let sum_bw = (buf.len() * 8 * 5) as f64 / cpu;
-    println!(
-        "  read-bandwidth probes: integer sum {:.1} GB/s wall / {:.1} on-CPU; f32 GEMV {:.1} GB/s \
-         wall / {:.1} on-CPU",
-        best / 1e9,
-        sum_bw / 1e9,
-        best_g / 1e9,
-        cpu_g / 1e9
-    );
-    (best.max(best_g), sum_bw.max(cpu_g))
+    println!("  read-bandwidth probes, GB/s wall best of 3 / on-CPU mean of 3:");
+    for l in &lines {
+        println!("    {l}");
+    }
+    println!("  best: {:.1} GB/s ({})", best.0 / 1e9, best.2);
+    (best.0, best_cpu)
+}
+
+/// Views the probe buffer's bytes as bf16 (any bit pattern is a valid bf16).
+fn bytemuck_bf16(b: &[u64]) -> &[half::bf16] {
+    // SAFETY: u64 has stricter alignment than bf16 (a 2-byte POD), the length covers the same
+    // bytes, and every bit pattern is a valid bf16.
+    unsafe { std::slice::from_raw_parts(b.as_ptr() as *const half::bf16, b.len() * 4) }
 }
 
 /// Views the probe buffer's bytes as f32 (any bit pattern is a valid f32).
@@ -144,9 +312,14 @@ fn main() {
         .clamp(1, 188);
     let cfg = GptConfig::preset("GPT-B", ModelType::C2i, 256).unwrap();
     println!(
-        "threads: {threads}; GPT-B c2i, {} params; each dtype's floor uses read-bandwidth probes \
-         run just before its decode steps (the faster probe, wall best of 5 / on-CPU mean of 5)\n",
-        cfg.param_count()
+        "threads: {threads}; GPT-B c2i, {} params; kernels {:?}; load average {}; each \
+         dtype's floor uses read-bandwidth probes run just before its decode steps (the best \
+         probe and thread count)\n",
+        cfg.param_count(),
+        argen_cpu::Cpu::new(threads).unwrap().kernels(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     let probe_buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
     let mut rows_out = Vec::new();
@@ -159,6 +332,16 @@ fn main() {
         pending: 64,
     };
     let mut curve = Vec::new();
+    let (peak, peak_cpu, lanes) = {
+        let w = argen_cpu::par::Workers::new(threads).unwrap();
+        argen_cpu::probe::fma_peak(&w, 3)
+    };
+    println!(
+        "measured f32 FMA peak: {:.1} GFLOP/s wall / {:.1} on-CPU ({threads} thread(s), \
+         {lanes}-lane FMAs)\n",
+        peak / 1e9,
+        peak_cpu / 1e9
+    );
     for &dt in &dts {
         let bytes = checkpoint(&cfg, dt);
         if dt == Dt::F32 {
@@ -228,6 +411,14 @@ fn main() {
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let med = times[times.len() / 2];
         let floor = wbytes as f64 / bw;
+        if wbytes as f64 / times[0] > bw {
+            println!(
+                "  PROBE BUG (or the load changed between probes and steps): the fastest decode step \
+                 streamed {:.1} GB/s, more than every probe ({:.1} GB/s)",
+                wbytes as f64 / times[0] / 1e9,
+                bw / 1e9
+            );
+        }
         let floor_cpu = wbytes as f64 / bw_cpu;
         rows_out.push(format!(
             "| {} | {:.0} MB | {:.1} / {:.1} GB/s | {:.2} ms | {:.2} ms (median of {}) | {:.2}x \
@@ -284,7 +475,20 @@ fn main() {
             }
             row.push((n, best, cpu));
         }
-        curve.push((dt, row));
+        // Roofline of each point: max(weight bytes ÷ bandwidth, FLOPs ÷ FMA peak), FLOPs of
+        // the GEMMs (2 per weight and row; attention is < 5 % at these lengths and left out).
+        // Wall time against the wall probes, on-CPU time against the on-CPU probes.
+        let roof: Vec<(f64, f64)> = row
+            .iter()
+            .map(|&(n, _, _)| {
+                let flops = 2.0 * (2 * n) as f64 * (wbytes / es) as f64;
+                (
+                    (wbytes as f64 / bw).max(flops / peak),
+                    (wbytes as f64 / bw_cpu).max(flops / peak_cpu),
+                )
+            })
+            .collect();
+        curve.push((dt, row, roof));
     }
     println!(
         "\n| weights | weight bytes | bandwidth wall / on-CPU | floor (bytes/bw) \
@@ -301,21 +505,32 @@ fn main() {
         "\nVerification cost (n query tokens on each of the 2 CFG rows; wall best of 3, \
          on-CPU mean of 3):\n"
     );
-    let mut head = String::from("| n |");
-    for (dt, _) in &curve {
-        head += &format!(" {} wall |", dt.name());
+    let mut head = String::from("| n (rows) |");
+    for (dt, _, _) in &curve {
+        head += &format!(" {0} wall | roofline | ratio |", dt.name());
     }
-    for (dt, _) in &curve {
-        head += &format!(" {} on-CPU |", dt.name());
+    for (dt, _, _) in &curve {
+        head += &format!(" {0} on-CPU | roofline | ratio |", dt.name());
     }
-    println!("{head}\n|---|{}", "---|".repeat(2 * curve.len()));
+    println!("{head}\n|---|{}", "---|".repeat(6 * curve.len()));
     for i in 0..curve[0].1.len() {
-        let mut line = format!("| {} |", curve[0].1[i].0);
-        for (_, row) in &curve {
-            line += &format!(" {:.2} ms |", row[i].1 * 1e3);
+        let n = curve[0].1[i].0;
+        let mut line = format!("| {n} ({}) |", 2 * n);
+        for (_, row, roof) in &curve {
+            line += &format!(
+                " {:.2} ms | {:.2} ms | {:.2}x |",
+                row[i].1 * 1e3,
+                roof[i].0 * 1e3,
+                row[i].1 / roof[i].0
+            );
         }
-        for (_, row) in &curve {
-            line += &format!(" {:.2} ms |", row[i].2 * 1e3);
+        for (_, row, roof) in &curve {
+            line += &format!(
+                " {:.2} ms | {:.2} ms | {:.2}x |",
+                row[i].2 * 1e3,
+                roof[i].1 * 1e3,
+                row[i].2 / roof[i].1
+            );
         }
         println!("{line}");
     }

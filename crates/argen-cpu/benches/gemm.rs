@@ -70,12 +70,14 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
     println!("|---|---|---|---|");
     for &dt in dts {
         let mut w32: Vec<Vec<f32>> = Vec::new();
+        let mut w32p: Vec<Vec<f32>> = Vec::new();
         let mut wb: Vec<Vec<bf16>> = Vec::new();
         let mut wh: Vec<Vec<f16>> = Vec::new();
         for &(n, k) in &shapes {
             let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
             match dt {
                 "f32" => w32.push(m),
+                "f32p" => w32p.push(pack(&m, n, k, 0f32)),
                 "bf16" => {
                     let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
                     wb.push(pack(&h, n, k, bf16::ZERO));
@@ -86,13 +88,14 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
                 }
             }
         }
-        let es = if dt == "f32" { 4 } else { 2 };
+        let es = if dt.starts_with("f32") { 4 } else { 2 };
         let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
         for &rows in row_list.iter().filter(|&&r| r <= 8) {
             let pass = |out: &mut [f32]| {
                 for (i, &(n, k)) in shapes.iter().enumerate() {
                     let w = match dt {
                         "f32" => WRef::F32(&w32[i]),
+                        "f32p" => WRef::F32Packed(&w32p[i]),
                         "bf16" => WRef::BF16Packed(&wb[i]),
                         _ => WRef::F16Packed(&wh[i]),
                     };
@@ -126,7 +129,8 @@ fn main() {
     let mut args = all.iter().filter_map(|a| a.parse::<usize>().ok());
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
-    let mut dts: Vec<&str> = ["f32", "bf16", "f16"]
+    // `f32p`: f32 in the packed layout (as `Cpu` stores f32 where `gemm::tuning` says so).
+    let mut dts: Vec<&str> = ["f32", "f32p", "bf16", "f16"]
         .into_iter()
         .filter(|d| all.iter().any(|a| a == d))
         .collect();
@@ -178,15 +182,25 @@ fn main() {
                 pack(&h, n, k, f16::ZERO)
             })
             .collect();
-        (wb, wh)
+        let wf: Vec<Vec<f32>> = w32.iter().map(|w| pack(w, n, k, 0f32)).collect();
+        (wb, wh, wf)
     };
     let halves = [packed(f, d), packed(d, f)];
     let max_rows = 128;
     let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
     let mut out = vec![0f32; max_rows * f];
+    let (peak, peak_cpu, lanes) = argen_cpu::probe::fma_peak(&pool, 3);
     println!(
-        "threads {threads}, {reps} reps, {} time; fastest / median\n",
-        if cpu_time { "on-CPU" } else { "wall" }
+        "threads {threads}, {reps} reps, {} time; fastest / median; variant {} (override with \
+         ARGEN_CPU_VARIANT); measured f32 FMA peak {:.1} GFLOP/s wall / {:.1} on-CPU \
+         ({lanes}-lane FMAs); load average {}\n",
+        if cpu_time { "on-CPU" } else { "wall" },
+        argen_cpu::gemm::best_variant().name(),
+        peak / 1e9,
+        peak_cpu / 1e9,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     println!("| weights | rows | time (8×w1 + 8×w2) | weight GB/s | GFLOP/s |");
     println!("|---|---|---|---|---|");
@@ -197,6 +211,7 @@ fn main() {
                     for (u, (n, k)) in [(f, d), (d, f)].into_iter().enumerate() {
                         let w = match dt {
                             "f32" => WRef::F32(wm),
+                            "f32p" => WRef::F32Packed(&halves[u].2[m]),
                             "bf16" => WRef::BF16Packed(&halves[u].0[m]),
                             _ => WRef::F16Packed(&halves[u].1[m]),
                         };
@@ -225,7 +240,7 @@ fn main() {
             times.remove(0);
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let (lo, med) = (times[0], times[times.len() / 2]);
-            let es = if dt == "f32" { 4.0 } else { 2.0 };
+            let es = if dt.starts_with("f32") { 4.0 } else { 2.0 };
             let bytes = (2 * mats * d * f) as f64 * es;
             let flop = (2 * mats * d * f * rows * 2) as f64;
             println!(

@@ -9,15 +9,20 @@
 //! Type aliases [`Gpt`], [`Drafter`] and [`VqDecoder`] give the models on this backend; see
 //! `docs/runtime.md` for the API, the KV-cache contract and the threading model.
 
+pub mod amx;
+pub mod fast;
 pub mod gemm;
 mod ops;
 pub mod par;
+pub mod probe;
 
 use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
 use argen_model::safetensors::{Dtype, TensorView};
 use argen_model::{ModelError, Result};
 use gemm::WRef;
+pub use gemm::{Class, Kernels, Variant};
 use half::{bf16, f16};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// The GPT on the CPU backend.
@@ -32,18 +37,40 @@ pub type VqDecoder = argen_model::VqDecoder<Cpu>;
 pub struct Cpu {
     pool: Arc<par::Workers>,
     threads: usize,
+    kernels: Kernels,
+    /// The fastest class that ran on this backend (or a clone of it): 0 exact, 1
+    /// avx512-bf16, 2 amx-bf16.
+    ran: Arc<AtomicU8>,
 }
 
 impl std::fmt::Debug for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Cpu {{ threads: {} }}", self.threads)
+        write!(
+            f,
+            "Cpu {{ threads: {}, kernels: {:?} }}",
+            self.threads, self.kernels
+        )
     }
+}
+
+/// Whether the environment asks for the fast kernels: `ARGEN_FAST_KERNELS=1` (or `true`).
+pub fn fast_kernels_from_env() -> bool {
+    std::env::var("ARGEN_FAST_KERNELS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 impl Cpu {
     /// A backend with `threads` worker threads (0 = one per available core): the thread that
-    /// calls the model and `threads − 1` helper threads ([`par::Workers`]).
+    /// calls the model and `threads − 1` helper threads ([`par::Workers`]). Runs the exact
+    /// kernels on the CPU's best [`Variant`], or the opt-in fast class where
+    /// `ARGEN_FAST_KERNELS=1` ([`Cpu::with_fast_kernels`]).
     pub fn new(threads: usize) -> Result<Cpu> {
+        Cpu::with_fast_kernels(threads, fast_kernels_from_env())
+    }
+
+    /// As [`Cpu::new`], with the fast kernel class ([`fast`]) on or off whatever the
+    /// environment says. The fast class changes the results (its own reduction order);
+    /// [`Cpu::kernel_class`] reports whether it ran.
+    pub fn with_fast_kernels(threads: usize, fast: bool) -> Result<Cpu> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -54,7 +81,67 @@ impl Cpu {
         Ok(Cpu {
             pool: Arc::new(pool),
             threads,
+            kernels: Kernels {
+                variant: gemm::best_variant(),
+                fast,
+            },
+            ran: Arc::new(AtomicU8::new(0)),
         })
+    }
+
+    /// The kernels this backend runs.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The class of kernels that ran so far: a fast class once any GEMM ran on it, else
+    /// [`Class::Exact`] (with `--fast-kernels` on a model without bf16 weights, or a CPU
+    /// without AVX512-BF16 or AMX, the results are the exact class's).
+    pub fn kernel_class(&self) -> Class {
+        match self.ran.load(Ordering::Relaxed) {
+            0 => Class::Exact,
+            1 => Class::Avx512Bf16,
+            _ => Class::AmxBf16,
+        }
+    }
+
+    /// Whether bf16 matrices are stored in the AMX tile layout (fast kernels on, AMX usable).
+    fn amx(&self) -> bool {
+        self.kernels.fast && amx::unsupported().is_none()
+    }
+
+    /// One GEMM with this backend's kernels, recording the class that ran.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        w: WRef<'_>,
+        n: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let class = gemm::gemm_with(
+            &self.kernels,
+            &self.pool,
+            self.tasks(),
+            x,
+            rows,
+            k,
+            w,
+            n,
+            bias,
+            out,
+        );
+        let code = match class {
+            Class::Exact => 0,
+            Class::Avx512Bf16 => 1,
+            Class::AmxBf16 => 2,
+        };
+        if code > self.ran.load(Ordering::Relaxed) {
+            self.ran.store(code, Ordering::Relaxed);
+        }
     }
 
     /// Number of worker threads.
@@ -86,22 +173,29 @@ pub struct CpuWeight {
 #[derive(Clone, Debug)]
 enum WData {
     F32(Vec<f32>),
+    /// `[rows, cols]` in the packed layout of [`gemm::pack`] (CPUs whose [`gemm::Tuning`]
+    /// says so).
+    F32Packed(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
     F16Packed(Vec<f16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
     BF16Packed(Vec<bf16>),
+    /// `[rows, cols]` in the AMX tile layout of [`amx::pack`].
+    BF16Amx(Vec<bf16>),
 }
 
 impl CpuWeight {
     fn as_ref(&self) -> WRef<'_> {
         match &self.data {
             WData::F32(v) => WRef::F32(v),
+            WData::F32Packed(v) => WRef::F32Packed(v),
             WData::F16(v) => WRef::F16(v),
             WData::BF16(v) => WRef::BF16(v),
             WData::F16Packed(v) => WRef::F16Packed(v),
             WData::BF16Packed(v) => WRef::BF16Packed(v),
+            WData::BF16Amx(v) => WRef::BF16Amx(v),
         }
     }
 
@@ -110,10 +204,12 @@ impl CpuWeight {
         let p = |i: usize| gemm::packed_index(i / self.cols, i % self.cols, self.cols);
         match &self.data {
             WData::F32(v) => v[i],
+            WData::F32Packed(v) => v[p(i)],
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
             WData::F16Packed(v) => v[p(i)].to_f32(),
             WData::BF16Packed(v) => v[p(i)].to_f32(),
+            WData::BF16Amx(v) => v[amx::index(i / self.cols, i % self.cols, self.cols)].to_f32(),
         }
     }
 
@@ -122,6 +218,11 @@ impl CpuWeight {
         let c = self.cols;
         match &self.data {
             WData::F32(v) => out.copy_from_slice(&v[r * c..(r + 1) * c]),
+            WData::F32Packed(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::packed_index(r, col, c)];
+                }
+            }
             WData::F16(v) => {
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[r * c..(r + 1) * c], out)
             }
@@ -138,6 +239,11 @@ impl CpuWeight {
                     *o = v[gemm::packed_index(r, col, c)].to_f32();
                 }
             }
+            WData::BF16Amx(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[amx::index(r, col, c)].to_f32();
+                }
+            }
         }
     }
 
@@ -145,7 +251,7 @@ impl CpuWeight {
     /// last partial tile are not counted).
     pub fn bytes(&self) -> usize {
         let es = match &self.data {
-            WData::F32(_) => 4,
+            WData::F32(_) | WData::F32Packed(_) => 4,
             _ => 2,
         };
         es * self.rows * self.cols
@@ -175,12 +281,18 @@ impl Compute for Cpu {
         let rows = if t.shape.len() >= 2 { t.shape[0] } else { 1 };
         let cols = numel.checked_div(rows).unwrap_or(0);
         let data = match t.dtype {
-            Dtype::F32 => WData::F32(
-                t.data
+            Dtype::F32 => {
+                let v: Vec<f32> = t
+                    .data
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
+                    .collect();
+                if t.shape.len() >= 2 && gemm::tuning().pack_f32 {
+                    WData::F32Packed(gemm::pack(&v, rows, cols, 0.0))
+                } else {
+                    WData::F32(v)
+                }
+            }
             Dtype::F16 => {
                 let v: Vec<f16> = t
                     .data
@@ -199,7 +311,11 @@ impl Compute for Cpu {
                     .chunks_exact(2)
                     .map(|c| bf16::from_le_bytes([c[0], c[1]]))
                     .collect();
-                if t.shape.len() >= 2 {
+                if t.shape.len() == 2 && self.amx() {
+                    // Matrices of linear layers and embeddings (conv kernels are 4-D and stay
+                    // on the exact path).
+                    WData::BF16Amx(amx::pack(&v, rows, cols))
+                } else if t.shape.len() >= 2 {
                     WData::BF16Packed(gemm::pack(&v, rows, cols, bf16::ZERO))
                 } else {
                     WData::BF16(v)
@@ -276,30 +392,10 @@ impl Compute for Cpu {
             let wide: Vec<f32> = (0..w.rows)
                 .map(|i| bias.map_or(0.0, |b| b.get(i)))
                 .collect();
-            gemm::gemm(
-                &self.pool,
-                self.tasks(),
-                x,
-                rows,
-                w.cols,
-                w.as_ref(),
-                w.rows,
-                Some(&wide),
-                out,
-            );
+            self.gemm(x, rows, w.cols, w.as_ref(), w.rows, Some(&wide), out);
             return;
         }
-        gemm::gemm(
-            &self.pool,
-            self.tasks(),
-            x,
-            rows,
-            w.cols,
-            w.as_ref(),
-            w.rows,
-            b,
-            out,
-        );
+        self.gemm(x, rows, w.cols, w.as_ref(), w.rows, b, out);
     }
 
     fn rms_norm(&self, x: &Vec<f32>, rows: usize, w: &CpuWeight, eps: f32, out: &mut Vec<f32>) {

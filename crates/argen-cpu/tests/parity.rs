@@ -368,3 +368,50 @@ fn rollback_leaves_no_trace() {
     }
     assert_eq!(got, want);
 }
+
+#[test]
+fn fast_kernels_stay_close_to_pytorch_and_report_their_class() {
+    let case = "c2i_tiny";
+    let g = Golden::open(case);
+    let cfg = GptConfig::load(fixture(case, "gpt.json")).unwrap();
+    let fast = Cpu::with_fast_kernels(2, true).unwrap();
+    let mut gpt = Gpt::load(
+        &fast,
+        &cfg,
+        fixture(case, "gpt.bf16.safetensors"),
+        cap(&cfg),
+    )
+    .unwrap();
+    let t = cfg.cls_token_num;
+    let (logits, _) = full_run(&mut gpt, &g);
+    let e = rel_err(&logits, &golden_rows(&g, "logits_bf16", t));
+    let usable = [
+        ("amx-bf16", argen_cpu::amx::unsupported()),
+        ("avx512-bf16", argen_cpu::fast::unsupported()),
+    ];
+    match usable.iter().find(|(_, why)| why.is_none()) {
+        Some((name, _)) => {
+            assert_eq!(fast.kernel_class().name(), *name);
+            // Activations rounded to bf16 (8 significant bits) on top of bf16 weights.
+            assert!(e < 2e-2, "{case}: fast-kernel logits rel err {e}");
+        }
+        None => {
+            for (name, why) in usable {
+                println!("SKIPPED {name}: {}", why.unwrap_or_default());
+            }
+            assert_eq!(fast.kernel_class(), argen_cpu::Class::Exact);
+            assert!(e < 1e-4, "{case}: logits rel err {e}");
+        }
+    }
+    // The default backend runs the exact class.
+    let exact = Cpu::with_fast_kernels(2, false).unwrap();
+    let mut gpt = Gpt::load(
+        &exact,
+        &cfg,
+        fixture(case, "gpt.bf16.safetensors"),
+        cap(&cfg),
+    )
+    .unwrap();
+    full_run(&mut gpt, &g);
+    assert_eq!(exact.kernel_class(), argen_cpu::Class::Exact);
+}

@@ -109,6 +109,8 @@ pub struct Generation {
     pub wall: f64,
     /// Model forwards run, `(target, drafter)`: a batched step counts once.
     pub calls: (u32, u32),
+    /// The class of compute kernels that ran (`exact`, `avx512-bf16`, `amx-bf16`, `cuda`).
+    pub kernels: &'static str,
     /// ShapesWorld prompts: the image's alignment with the prompt (`None` otherwise, or if the
     /// request said `score: false`).
     pub alignment: Option<argen_shapes::Score>,
@@ -134,6 +136,7 @@ impl Generation {
             "prompt": self.prompt,
             "alignment": self.alignment.as_ref().map(shapes::alignment_json),
             "wall_seconds": self.wall,
+            "kernels": self.kernels,
         });
         add_counters(&mut value, &self.stats);
         Ok(value)
@@ -487,6 +490,7 @@ impl<C: Runtime> Engine<C> {
             stats: decoded.stats,
             wall: decoded.wall,
             calls: decoded.calls,
+            kernels: decoded.kernels,
             alignment,
             config: *dc,
             prompt: match &request.input {

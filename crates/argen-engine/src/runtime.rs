@@ -28,9 +28,17 @@ pub trait Runtime: Compute + Sized {
         conds: &[(Condition, Condition)],
         observer: &mut O,
     ) -> Result<Decoded, String>;
+
+    /// The class of compute kernels that runs (for the stats): the CPU's `exact` or
+    /// `avx512-bf16` (`argen_cpu::Class`), `cuda` on the GPU.
+    fn kernel_class(&self) -> &'static str;
 }
 
 impl Runtime for Cpu {
+    fn kernel_class(&self) -> &'static str {
+        Cpu::kernel_class(self).name()
+    }
+
     /// `SliceBackend` over host rows: the logits are host memory already.
     fn decode<'a, D: Decoder, O: Observer>(
         dec: &mut D,
@@ -40,6 +48,7 @@ impl Runtime for Cpu {
         conds: &[(Condition, Condition)],
         observer: &mut O,
     ) -> Result<Decoded, String> {
+        let kernels = Runtime::kernel_class(gpt.compute());
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
         let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
@@ -49,6 +58,7 @@ impl Runtime for Cpu {
             stats,
             wall: start.elapsed().as_secs_f64(),
             calls: host.forward_calls(),
+            kernels,
         })
     }
 }
@@ -64,6 +74,8 @@ pub struct Decoded {
     pub wall: f64,
     /// Forward actions run, by model.
     pub calls: (u32, u32),
+    /// The class of compute kernels that ran ([`Runtime::kernel_class`]).
+    pub kernels: &'static str,
 }
 
 /// Most sampling jobs `GpuBackend` launches at once (larger batches take several launches);
@@ -73,6 +85,10 @@ const MAX_DEVICE_JOBS: usize = 256;
 
 #[cfg(feature = "cuda")]
 impl<E: argen_cuda::launch::Executor> Runtime for argen_cuda::GpuCompute<E> {
+    fn kernel_class(&self) -> &'static str {
+        "cuda"
+    }
+
     /// `GpuBackend` on the model's executor, fed by a `DeviceLogitSink`: no logits row is read
     /// back.
     fn decode<'a, D: Decoder, O: Observer>(
@@ -101,6 +117,7 @@ impl<E: argen_cuda::launch::Executor> Runtime for argen_cuda::GpuCompute<E> {
             stats,
             wall: start.elapsed().as_secs_f64(),
             calls: host.forward_calls(),
+            kernels: "cuda",
         })
     }
 }
