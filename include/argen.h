@@ -203,6 +203,11 @@ typedef enum argen_status {
   ARGEN_ERR_PANIC = 19,
   // An error this version of the embedding layer does not classify.
   ARGEN_ERR_UNKNOWN = 20,
+  // A model directory cannot be used: a file missing, unreadable or malformed, or a file the
+  // method needs (the drafter) absent.
+  ARGEN_ERR_MODEL = 21,
+  // The runtime failed while generating (thread pool, device, a decoding error).
+  ARGEN_ERR_RUNTIME = 22,
 } argen_status;
 
 // An acceptance criterion with its tables (opaque; see `argen_criterion_new`). Immutable:
@@ -212,6 +217,15 @@ typedef struct argen_criterion argen_criterion;
 // A decoder of any method (opaque; see `argen_decoder_new`). Not thread-safe: one thread at a
 // time (concurrent calls are refused with `ARGEN_ERR_INVALID_HANDLE`).
 typedef struct argen_decoder argen_decoder;
+
+// A loaded model directory on the CPU runtime (opaque; see `argen_engine_open`). Not
+// thread-safe: use one engine from one thread at a time (concurrent calls are refused with
+// `ARGEN_ERR_INVALID_HANDLE`); open one engine per thread to generate in parallel.
+typedef struct argen_engine argen_engine;
+
+// The result of `argen_generate` (opaque): tokens, RGB pixels, statistics. Immutable; the
+// pointers its accessors return stay valid until `argen_generation_free`.
+typedef struct argen_generation argen_generation;
 
 // Independent decoders (requests) whose forwards are merged (opaque; see `argen_mux_new`): the
 // core's `Mux`. Actions and answers are those of a single decoder; each member's tokens are
@@ -525,6 +539,43 @@ typedef struct argen_stats {
   // Mean accepted length (MAL).
   double mean_accepted_length;
 } argen_stats;
+
+// Configuration of `argen_engine_open` (versioned: set
+// `struct_size = sizeof(argen_engine_config)`).
+typedef struct argen_engine_config {
+  // `sizeof(argen_engine_config)` as the caller compiled it.
+  size_t struct_size;
+  // Path of the model directory (NUL-terminated UTF-8): `gpt.json`, `gpt.safetensors`,
+  // `vq.json`, `vq.safetensors`, and `drafter.safetensors` for speculative methods.
+  const char *model_dir;
+  // Worker threads of the CPU runtime (0 = all cores, at most 256); results do not depend
+  // on it.
+  size_t threads;
+} argen_engine_config;
+
+// One image to generate (versioned: set `struct_size = sizeof(argen_generate_request)`; a
+// zero-initialised request with `struct_size` set is invalid until it names a prompt or a
+// class).
+typedef struct argen_generate_request {
+  // `sizeof(argen_generate_request)` as the caller compiled it.
+  size_t struct_size;
+  // A ShapesWorld prompt (NUL-terminated UTF-8), or NULL when `class_id` is used.
+  const char *prompt;
+  // A class id (class-conditional models), or `-1` when `prompt` is used.
+  int64_t class_id;
+  // The method's name (`"vanilla"`, `"sd"`, `"lantern"`, `"gsd"`, `"vvs"`, `"sjd"`, `"bon"`,
+  // `"gridar"`); NULL with `config_json` NULL means `"vanilla"`.
+  const char *method;
+  // The method's options as a JSON object (NULL: the `argen` command's defaults), e.g.
+  // `{"cfg": 4.0, "draft": "chain", "gamma": 4, "inner": "sd", "n": 4}`; unknown fields are
+  // refused.
+  const char *options_json;
+  // Instead of `method` and `options_json`: a whole `DecoderConfig` as JSON (the shape the
+  // stats JSON records under `"config"`); its seed is replaced by `seed`.
+  const char *config_json;
+  // The seed: the same seed gives the same image, on any thread count.
+  uint64_t seed;
+} argen_generate_request;
 
 #ifdef __cplusplus
 extern "C" {
@@ -899,6 +950,77 @@ enum argen_status argen_mux_member(struct argen_mux *mux,
 // # Safety
 // `out_released` is NULL or points to a writable `size_t`.
 enum argen_status argen_mux_release_done(struct argen_mux *mux, size_t *out_released);
+
+// Opens the model directory `config->model_dir` on the CPU runtime and stores the engine in
+// `*out_engine`. The target and drafter load on the first `argen_generate` that needs them.
+//
+// # Safety
+// `config` must point to an `argen_engine_config` whose `model_dir` is NULL or a
+// NUL-terminated string; `out_engine` must be writable.
+enum argen_status argen_engine_open(const struct argen_engine_config *config,
+                                    struct argen_engine **out_engine);
+
+// Frees an engine (NULL is a no-op). Generations it produced stay valid.
+//
+// # Safety
+// `engine` must be NULL or a pointer this library returned (freed or foreign pointers are
+// detected and refused).
+enum argen_status argen_engine_free(struct argen_engine *engine);
+
+// The image an engine generates: `*out_tokens` tokens (`grid × grid`), `*out_width` ×
+// `*out_height` pixels.
+//
+// # Safety
+// `engine` must be a live engine; the outputs must be writable.
+enum argen_status argen_engine_shape(const struct argen_engine *engine,
+                                     size_t *out_tokens,
+                                     size_t *out_width,
+                                     size_t *out_height);
+
+// Generates one image and stores the result in `*out_generation` (free it with
+// `argen_generation_free`).
+//
+// # Safety
+// `engine` must be a live engine; `request` must point to an `argen_generate_request` whose
+// string fields are NULL or NUL-terminated; `out_generation` must be writable.
+enum argen_status argen_generate(struct argen_engine *engine,
+                                 const struct argen_generate_request *request,
+                                 struct argen_generation **out_generation);
+
+// The generated tokens (raster order): `*out_tokens` points to `*out_len` values, valid until
+// `argen_generation_free`.
+//
+// # Safety
+// `generation` must be a live generation; the outputs must be writable.
+enum argen_status argen_generation_tokens(const struct argen_generation *generation,
+                                          const uint32_t **out_tokens,
+                                          size_t *out_len);
+
+// The image: `*out_rgb` points to `*out_height` rows of `*out_width` pixels of R, G, B bytes,
+// valid until `argen_generation_free`.
+//
+// # Safety
+// `generation` must be a live generation; the outputs must be writable.
+enum argen_status argen_generation_image(const struct argen_generation *generation,
+                                         const uint8_t **out_rgb,
+                                         size_t *out_width,
+                                         size_t *out_height);
+
+// The statistics as a NUL-terminated JSON object (the `argen generate --stats` fields less the
+// method names: counters, `tokens_per_target_forward`, `mean_accepted_length`, `config`,
+// `image`, `prompt`, `alignment`, `wall_seconds`), valid until `argen_generation_free`.
+//
+// # Safety
+// `generation` must be a live generation; `out_json` must be writable.
+enum argen_status argen_generation_stats_json(const struct argen_generation *generation,
+                                              const char **out_json);
+
+// Frees a generation (NULL is a no-op); the pointers its accessors returned become invalid.
+//
+// # Safety
+// `generation` must be NULL or a pointer this library returned (freed or foreign pointers are
+// detected and refused).
+enum argen_status argen_generation_free(struct argen_generation *generation);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -15,6 +15,10 @@ logits and get tokens back, bit for bit as argen's Rust core and C ABI produce t
   driven through ``poll()`` / ``handle_logits()`` by a host that runs its own model
   (:mod:`argen.decoder`; needs NumPy).
 
+The high-level API loads an argen model directory and generates images with any method, the
+pipeline of the ``argen`` command: :class:`Model` (``Model(dir).generate(prompt=…, method=…,
+seed=…, **options)`` → :class:`Generation` with tokens, an RGB image array and stats).
+
 Logits are NumPy arrays or PyTorch CPU tensors, read in place through DLPack or the NumPy array
 interface — never copied (:func:`array_info` shows the address argen reads). Errors are
 :mod:`argen.errors` exceptions carrying argen's message and C status code.
@@ -50,8 +54,11 @@ from ._argen import (
     sample_rows,
     status_name,
 )
+from .model import METHODS, Generation, Model
 from .errors import (
     ArgenError,
+    ArgenRuntimeError,
+    ModelError,
     ArgenTypeError,
     CapacityError,
     DistributionError,
@@ -81,6 +88,11 @@ __all__ = [
     "Action",
     "Group",
     "config_requirements",
+    "Model",
+    "Generation",
+    "METHODS",
+    "ModelError",
+    "ArgenRuntimeError",
     "Key",
     "ProcessJob",
     "Criterion",

@@ -237,3 +237,25 @@ class RawDecoder:
 
 def config_requirements(config_json: str) -> dict:
     """What a host must provide for a JSON ``DecoderConfig``, before building anything."""
+class Engine:
+    """A model directory loaded on the CPU runtime (use ``argen.Model``, which wraps it)."""
+
+    def __init__(self, path: str, threads: int = 0) -> None:
+        """Raises ``ModelError`` for an unusable directory, ``InvalidArgumentError`` for more
+        than 256 threads."""
+    @property
+    def tokens(self) -> int:
+        """Tokens per image."""
+    @property
+    def image_size(self) -> int:
+        """Image width (= height) in pixels."""
+    def generate(
+        self,
+        prompt: Optional[str],
+        class_id: Optional[int],
+        method: Optional[str],
+        options_json: Optional[str],
+        config_json: Optional[str],
+        seed: int,
+    ) -> Tuple[bytes, bytes, int, int, str]:
+        """``(tokens as little-endian u32 bytes, RGB bytes, width, height, stats JSON)``."""

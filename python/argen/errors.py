@@ -26,6 +26,8 @@ __all__ = [
     "ProtocolError",
     "CapacityError",
     "InternalError",
+    "ModelError",
+    "ArgenRuntimeError",
 ]
 
 
@@ -85,3 +87,12 @@ class CapacityError(ArgenError):
 
 class InternalError(ArgenError):
     """A bug in argen (a caught panic); please report it."""
+
+
+class ModelError(ArgenError, OSError):
+    """A model directory argen cannot use: a file missing, unreadable or malformed, or a file
+    the method needs (the drafter of speculative methods) absent."""
+
+
+class ArgenRuntimeError(ArgenError, RuntimeError):
+    """The runtime failed while generating (thread pool, a decoding error)."""

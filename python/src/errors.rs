@@ -22,6 +22,8 @@ pub fn class_name(status: argen_status) -> &'static str {
         ARGEN_ERR_PROTOCOL | ARGEN_ERR_INVALID_HANDLE => "ProtocolError",
         ARGEN_ERR_CAPACITY | ARGEN_ERR_ALLOCATION => "CapacityError",
         ARGEN_ERR_PANIC | ARGEN_ERR_UNKNOWN | ARGEN_OK => "InternalError",
+        ARGEN_ERR_MODEL => "ModelError",
+        ARGEN_ERR_RUNTIME => "ArgenRuntimeError",
         ARGEN_ERR_NULL_POINTER
         | ARGEN_ERR_STRUCT_SIZE
         | ARGEN_ERR_INVALID_ARGUMENT

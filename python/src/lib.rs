@@ -9,6 +9,7 @@
 mod array;
 mod decoder;
 mod errors;
+mod model;
 
 use argen_core::accept::NodeKeys;
 use argen_core::backend::{DraftTree, Fill, TreeJob};
@@ -670,6 +671,7 @@ fn _argen(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Sampler>()?;
     m.add_class::<decoder::RawDecoder>()?;
     m.add_function(wrap_pyfunction!(decoder::config_requirements, m)?)?;
+    m.add_class::<model::Engine>()?;
     m.add_function(wrap_pyfunction!(sample_rows, m)?)?;
     m.add_function(wrap_pyfunction!(neighbour_table, m)?)?;
     m.add_function(wrap_pyfunction!(array_info, m)?)?;

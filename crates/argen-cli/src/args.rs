@@ -151,42 +151,8 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
-/// Decoding methods.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// One target pass per token.
-    Vanilla,
-    /// Speculative decoding (lossless; `--criterion`, `--draft`).
-    Sd,
-    /// LANTERN relaxed speculative decoding (`--delta`, `--lantern-k`, `--lambda`).
-    Lantern,
-    /// Grouped speculative decoding (training-free relaxation).
-    Gsd,
-    /// VVS: speculative decoding that skips some verifications (`--vvs-schedule`).
-    Vvs,
-    /// Speculative Jacobi decoding, no drafter (`--window`, `--jacobi-init`).
-    Sjd,
-    /// Best-of-N (`--n`), scored by the model's judge.
-    Bon,
-    /// GridAR test-time scaling (`--n`).
-    Gridar,
-}
-
-impl Method {
-    /// The name used in stats files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Vanilla => "vanilla",
-            Method::Sd => "sd",
-            Method::Lantern => "lantern",
-            Method::Gsd => "gsd",
-            Method::Vvs => "vvs",
-            Method::Sjd => "sjd",
-            Method::Bon => "bon",
-            Method::Gridar => "gridar",
-        }
-    }
-}
+/// Decoding methods (the engine's, with their command-line names).
+pub use argen_engine::Method;
 
 /// Acceptance criteria of `--method sd`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,19 +374,9 @@ pub const MAX_LANTERN_K: usize = 4096;
 /// Largest candidate pool of the EAGLE-2 tree, `top_k + (depth − 1)·top_k²`
 /// ([`argen_core::decode`]'s `MAX_POOL`).
 pub const MAX_TREE_POOL: u64 = 512;
-/// Longest text an error message echoes (prompts, values): longer text is cut in the middle.
-pub const MAX_ECHO: usize = 80;
-
-/// `text` if it is at most [`MAX_ECHO`] characters, else its start and end around `…`.
-pub fn clip(text: &str) -> String {
-    let n = text.chars().count();
-    if n <= MAX_ECHO {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(MAX_ECHO / 2).collect();
-    let tail: String = text.chars().skip(n - MAX_ECHO / 4).collect();
-    format!("{head}…{tail} ({n} characters)")
-}
+/// Longest text an error message echoes, and how it is cut (shared with the engine's prompt
+/// errors).
+pub use argen_engine::shapes::clip;
 
 fn check_threads(threads: usize) -> Result<(), String> {
     if threads > MAX_THREADS {

@@ -3,7 +3,7 @@
 //! The models are loaded once, with capacities for the largest row, and every row
 //! ([`crate::bench_spec`]) runs on the same prompts × seeds through the same code path as
 //! `argen generate` (a [`argen_core::decode::DecoderConfig`] run by
-//! [`crate::generate::run_config`]). Per row:
+//! [`crate::generate::run_request`] on [`argen_engine::Engine`]). Per row:
 //!
 //! * **TPF** — image tokens per target forward pass (prefills counted as passes);
 //! * **MAL** — mean accepted draft length per verification step, not counting the token the
@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use argen_core::decode::Stats;
 use argen_cpu::Cpu;
-use argen_model::{host_capacity, Condition, GptConfig, Judge, ModelType};
+use argen_model::{Condition, GptConfig, Judge, ModelType};
 use argen_shapes::export::SPLIT_TEST;
 use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
@@ -45,14 +45,14 @@ use serde_json::{json, Value};
 use crate::args::{BenchArgs, DeviceArg};
 use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
-use crate::device::Runtime;
 use crate::generate::{
     check_method_args, check_writable, config_json, decoder_config, fingerprint_files,
-    requirements, run_config, Env, RunCheck, Tables,
+    requirements, run_request, RunCheck,
 };
-use crate::model_dir::resolve;
 use crate::output::write_json;
-use crate::shapes::{self, ShapesJudge};
+use argen_engine::model_dir::resolve;
+use argen_engine::shapes;
+use argen_engine::{Engine, Input, Request, Runtime};
 
 /// Version of the JSON layout written by `--json`.
 pub const JSON_VERSION: u32 = 1;
@@ -67,6 +67,25 @@ pub(crate) struct BenchPrompt {
     pub(crate) prompt: Option<Prompt>,
     /// The class id (class-conditional models).
     pub(crate) class: Option<u32>,
+}
+
+impl BenchPrompt {
+    /// The engine's input for this prompt.
+    fn input(&self) -> Input {
+        match (&self.prompt, self.class) {
+            (Some(_), _) | (None, None) => Input::Prompt(self.text.clone()),
+            (None, Some(c)) => Input::Class(c),
+        }
+    }
+}
+
+/// A request without the final VQ decode and score (the bench scores with its own judge).
+fn quiet_request(input: Input, config: argen_core::decode::DecoderConfig) -> Request {
+    Request {
+        image: false,
+        score: false,
+        ..Request::new(input, config)
+    }
 }
 
 /// The prompts of a benchmark of `n` prompts on a model of config `cfg`.
@@ -177,7 +196,7 @@ fn row_json(
         }
         Value::Object(m)
     });
-    json!({
+    let mut row = json!({
         "name": spec.name,
         "family": spec.family,
         "method": spec.args.method.name(),
@@ -186,22 +205,8 @@ fn row_json(
         "sweep": spec.sweep,
         "images": images,
         "image_tokens": image_tokens,
-        "tokens": s.tokens,
-        "target_forwards": s.target_forwards,
         "target_model_calls": acc.calls.0,
         "drafter_model_calls": acc.calls.1,
-        "target_rows": s.target_rows,
-        "prefills": s.prefills,
-        "draft_forwards": s.draft_forwards,
-        "draft_rows": s.draft_rows,
-        "verify_steps": s.verify_steps,
-        "skipped_steps": s.skipped_steps,
-        "verifier_calls": s.verifier_calls,
-        "scorer_calls": s.scorer_calls,
-        "reformulations": s.reformulations,
-        "accepted_hist": s.accepted_hist.to_vec(),
-        "tokens_per_target_forward": s.tokens_per_target_forward(),
-        "mean_accepted_length": s.mean_accepted_length(),
         "per_image": {
             "target_forwards": per(s.target_forwards, images),
             "target_model_calls": per(acc.calls.0, images),
@@ -218,7 +223,9 @@ fn row_json(
         "diversity": diversity(&acc.tokens),
         "verifier_audit": acc.audit.to_json(cut_rows),
         "runs": acc.runs_json,
-    })
+    });
+    argen_engine::engine::add_counters(&mut row, s);
+    row
 }
 
 fn machine() -> Value {
@@ -310,7 +317,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
 /// What one bench run measures, independent of the device.
 struct Plan<'p> {
     a: &'p BenchArgs,
-    dir: &'p crate::model_dir::ModelDir,
+    dir: &'p argen_engine::ModelDir,
     cfg: &'p GptConfig,
     rows: &'p [Spec],
     prompts: &'p [BenchPrompt],
@@ -345,17 +352,9 @@ fn run_on<C: Runtime>(
         .iter()
         .map(requirements)
         .collect::<Result<Vec<_>, _>>()?;
-    let seqs = reqs.iter().map(|r| r.sequences as usize).max().unwrap_or(1);
-    let pending = reqs.iter().map(|r| r.pending as usize).max().unwrap_or(1);
-    let cap = host_capacity(&cfg, seqs, pending);
     let load = Instant::now();
-    let vq = dir.vq(c, Some(&cfg))?;
-    let gpt = dir.gpt(c, &cfg, cap)?;
-    let drafter = if reqs.iter().any(|r| r.drafter) {
-        Some(dir.drafter(c, &cfg, cap)?)
-    } else {
-        None
-    };
+    let mut engine = Engine::with_compute(dir.clone(), c.clone())?;
+    engine.reserve(&configs)?;
     crate::errln!(
         "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
          models loaded in {:.2} s",
@@ -367,28 +366,15 @@ fn run_on<C: Runtime>(
         n_seeds,
         load.elapsed().as_secs_f64()
     );
-    let mut env = Env {
-        gpt,
-        drafter,
-        conds: Vec::new(),
-        quiet: true,
-    };
-    let mut tables = Tables::new(dir);
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
-    {
-        env.conds = vec![prompts[0].conds.clone(); reqs[0].sequences as usize];
-        run_config(
-            &configs[0],
-            &cfg,
-            &vq,
-            &mut tables,
-            &mut env,
-            None,
-            &mut RunCheck::Off,
-        )?;
-    }
+    run_request(
+        &mut engine,
+        &quiet_request(prompts[0].input(), configs[0]),
+        &mut RunCheck::Off,
+        true,
+    )?;
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
     // The model fingerprints of recorded runs (without, with the drafter), computed once.
@@ -400,28 +386,16 @@ fn run_on<C: Runtime>(
             ..Default::default()
         };
         for (pi, p) in prompts.iter().enumerate() {
-            let mut judge = match &p.prompt {
-                Some(pr) => Some(ShapesJudge::new(&vq, pr.clone(), grid)?),
-                None => None,
-            };
             for seed in 0..n_seeds {
                 let mut dc = *row_config;
                 dc.base.seed = seed;
-                env.conds = vec![p.conds.clone(); reqs[ri].sequences as usize];
                 let mut check = match a.traces {
                     Some(_) => RunCheck::Record(None),
                     None => RunCheck::Off,
                 };
-                let o = run_config(
-                    &dc,
-                    &cfg,
-                    &vq,
-                    &mut tables,
-                    &mut env,
-                    judge.as_mut(),
-                    &mut check,
-                )
-                .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                let o = run_request(&mut engine, &quiet_request(p.input(), dc), &mut check, true)
+                    .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+                let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
                 if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
                     let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
                     let meta = json!({

@@ -14,7 +14,7 @@
 //!   impossible at a cut: what pruning at that cut can save.
 //!
 //! Each finished image is judged at GridAR's pruning cuts (token rows `⌊H/4⌋` and `⌊H/2⌋`,
-//! `argen_core::decode::gridar`) with the same [`crate::shapes::ShapesJudge`] that GridAR uses,
+//! `argen_core::decode::gridar`) with the same [`argen_engine::shapes::ShapesJudge`] that GridAR uses,
 //! on the decoded top rows of the image's own tokens. The audit runs after the timed decode, so
 //! it does not change a row's wall-clock.
 

@@ -13,8 +13,8 @@ use argen_model::{Condition, GptConfig};
 use serde_json::{json, Value};
 
 use crate::bench::BenchPrompt;
-use crate::model_dir::ModelDir;
 use crate::output::write_json_now;
+use argen_engine::ModelDir;
 
 /// The peer script's path.
 fn script() -> PathBuf {

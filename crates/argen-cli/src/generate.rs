@@ -1,137 +1,34 @@
-//! `argen generate` and `argen decode`: one construction path and one drive loop for every
-//! decoding method.
+//! `argen generate`, `argen decode` and the runs `argen replay` checks: flags → one
+//! [`DecoderConfig`] → the engine.
 //!
-//! The flags become a [`DecoderConfig`] ([`decoder_config`]); its [`Requirements`] size the
-//! models' capacities, say whether the drafter is loaded and which tables ([`Tables`]) are
-//! built; [`AnyDecoder`] runs it ([`run_config`]). `argen bench` uses the same path per row.
+//! The flags become the engine's [`MethodOptions`] and a [`DecoderConfig`]
+//! ([`decoder_config`]); [`argen_engine::Engine`] loads the models its requirements ask for,
+//! builds the tables, drives [`argen_core::decode::AnyDecoder`] and VQ-decodes the result
+//! ([`run_request`], which also records or checks a trace). This module only checks flags, reads
+//! `--caption`, shows progress and writes the outputs. `argen bench` uses the same path per row.
 
-use argen_core::accept::neighbours::build_table_with;
-use argen_core::accept::{Metric, NeighbourTable};
-use argen_core::decode::{
-    AnyDecoder, Config, CriterionConfig, Decoder, DecoderConfig, DraftShape, GuidanceMode,
-    JacobiInit, JacobiParams, MethodConfig, Requirements, Resources, ScalingConfig, Schedule,
-    SpeculativeParams, Stats, VvsParams, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS, RELEASE_W,
-};
+use argen_core::decode::{DecoderConfig, Requirements, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS};
 use argen_core::trace::{config_hash, Divergence, Header, Recorder, Replayer, Trace};
-use argen_core::SamplerParams;
 use argen_cpu::Cpu;
-use argen_model::{
-    host_capacity, Compute, Condition, Drafter, Gpt, GptConfig, Judge, ModelType, VqDecoder,
-};
+use argen_engine::method::{Criterion, Draft, VvsSchedule, WindowInit};
+use argen_engine::{Engine, Generation, Input, MethodOptions, Request, Runtime};
+use argen_model::{GptConfig, ModelType};
 use serde_json::json;
 
 use crate::args::{
     CriterionArg, DecodeArgs, DeviceArg, DraftArg, GenerateArgs, JacobiInitArg, Method, ScoreArgs,
     VvsScheduleArg,
 };
-use crate::device::Runtime;
-use crate::model_dir::resolve;
 use crate::output::{read_tokens, write_json, write_png};
 use crate::progress::Progress;
-use crate::shapes::{self, ShapesJudge};
+use argen_engine::model_dir::resolve;
+use argen_engine::shapes::{self, alignment_json};
 
-/// What every run needs: the loaded models (loaded once, reused by every run) and the
-/// conditions of the run's sequences.
-pub(crate) struct Env<C: Compute> {
-    /// The target.
-    pub(crate) gpt: Gpt<C>,
-    /// The drafter, if speculative methods will run.
-    pub(crate) drafter: Option<Drafter<C>>,
-    /// Conditional and unconditional inputs, one pair per sequence.
-    pub(crate) conds: Vec<(Condition, Condition)>,
-    /// No progress bar.
-    pub(crate) quiet: bool,
-}
-
-/// The result of one run.
-pub(crate) struct Outcome {
-    /// The chosen image's tokens.
-    pub(crate) tokens: Vec<u32>,
-    /// The decoder's counters.
-    pub(crate) stats: Stats,
-    /// Seconds spent decoding (judge calls included, final VQ decode excluded).
-    pub(crate) wall: f64,
-    /// Model forwards run, `(target, drafter)`: a batched step counts once.
-    pub(crate) calls: (u32, u32),
-    /// The class of compute kernels that ran (`exact`, `avx512-bf16`, `amx-bf16`, `cuda`).
-    pub(crate) kernels: &'static str,
-}
-
-/// The tables criteria borrow, derived from the model directory, built on first use and kept
-/// for later runs (LANTERN's neighbour tables per `k` and metric, GSD's embedding); the VQ
-/// codebook (VVS's dynamic schedule) is the VQ decoder's own.
-pub(crate) struct Tables<'d> {
-    dir: &'d crate::model_dir::ModelDir,
-    neighbours: Vec<(usize, Metric, Vec<u32>)>,
-    embedding: Option<Vec<f32>>,
-}
-
-impl<'d> Tables<'d> {
-    /// Nothing built yet.
-    pub(crate) fn new(dir: &'d crate::model_dir::ModelDir) -> Self {
-        Tables {
-            dir,
-            neighbours: Vec::new(),
-            embedding: None,
-        }
-    }
-
-    /// Builds what `req` asks for and has not been built yet.
-    fn prepare<C: Compute>(
-        &mut self,
-        req: &Requirements,
-        vq: &VqDecoder<C>,
-        cfg: &GptConfig,
-    ) -> Result<(), String> {
-        if let Some(n) = req.neighbours {
-            let (k, metric) = (n.k as usize, n.metric);
-            if !self.neighbours.iter().any(|t| (t.0, t.1) == (k, metric)) {
-                // `Metric::Normalised` ranks exactly the rows the VQ decoder looks up.
-                let dim = vq.config().codebook_embed_dim;
-                let t = build_table_with(vq.raw_codebook(), dim, k, metric)
-                    .map_err(|e| e.to_string())?;
-                self.neighbours.push((k, metric, t));
-            }
-        }
-        if req.embedding && self.embedding.is_none() {
-            self.embedding = Some(self.dir.token_embeddings(cfg)?);
-        }
-        Ok(())
-    }
-
-    /// The resources `req` asks for (built by [`Tables::prepare`]).
-    fn resources<'t, C: Compute>(
-        &'t self,
-        req: &Requirements,
-        vq: &'t VqDecoder<C>,
-        cfg: &GptConfig,
-    ) -> Result<Resources<'t>, String> {
-        let mut res = Resources::none();
-        if let Some(n) = req.neighbours {
-            let (k, metric) = (n.k as usize, n.metric);
-            if let Some((_, _, ids)) = self.neighbours.iter().find(|t| (t.0, t.1) == (k, metric)) {
-                let table =
-                    NeighbourTable::new(ids, cfg.vocab_size, k).map_err(|e| e.to_string())?;
-                res = res.with_neighbours(table);
-            }
-        }
-        if let Some(e) = self.embedding.as_deref().filter(|_| req.embedding) {
-            res = res.with_embedding(e, cfg.dim);
-        }
-        if req.codebook {
-            res = res.with_codebook(vq.codebook(), vq.config().codebook_embed_dim);
-        }
-        Ok(res)
-    }
-}
-
-pub(crate) fn condition(
-    a: &GenerateArgs,
-    cfg: &GptConfig,
-) -> Result<(Condition, Condition), String> {
+/// The input `a` names on a model of config `cfg` (a prompt, a class, or caption features read
+/// from `--caption`); the engine checks it against the model ([`argen_engine::conditions`]).
+pub(crate) fn input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> {
     if let Some(text) = &a.prompt {
-        shapes::check_model(cfg)?;
-        return Ok(shapes::conditions(&shapes::parse_prompt(text)?));
+        return Ok(Input::Prompt(text.clone()));
     }
     match cfg.model_type {
         ModelType::C2i => {
@@ -147,7 +44,7 @@ pub(crate) fn condition(
                     cfg.num_classes
                 ));
             }
-            Ok((Condition::Class(Some(class)), Condition::Class(None)))
+            Ok(Input::Class(class))
         }
         ModelType::T2i => {
             let path = a.caption.as_ref().ok_or(
@@ -158,167 +55,80 @@ pub(crate) fn condition(
             let bytes = crate::output::read_bounded("--caption", path, want)?;
             let features = crate::parse::parse_caption(&bytes, cfg.cls_token_num, cfg.caption_dim)
                 .map_err(|e| format!("--caption {}: {e}", path.display()))?;
-            Ok((
-                Condition::Caption {
-                    features: Some(features),
-                    pad: a.caption_pad,
-                },
-                Condition::Caption {
-                    features: None,
-                    pad: a.caption_pad,
-                },
-            ))
+            Ok(Input::Caption {
+                features,
+                pad: a.caption_pad,
+            })
         }
     }
 }
 
-fn criterion_of(a: &GenerateArgs) -> CriterionConfig {
-    match a.criterion {
-        CriterionArg::Exact => CriterionConfig::Exact,
-        CriterionArg::Coupled => CriterionConfig::Coupled,
-    }
+/// The input of `a`, checked against the model before any compute.
+pub(crate) fn checked_input(a: &GenerateArgs, cfg: &GptConfig) -> Result<Input, String> {
+    let input = input(a, cfg)?;
+    argen_engine::conditions(cfg, &input)?;
+    Ok(input)
 }
 
-fn sampler(a: &GenerateArgs) -> SamplerParams {
-    SamplerParams {
+/// The engine's method options of `a`'s flags.
+pub(crate) fn options(a: &GenerateArgs) -> MethodOptions {
+    MethodOptions {
+        cfg: a.cfg,
         temperature: a.temperature,
-        top_k: (a.top_k > 0).then_some(a.top_k),
-        top_p: (a.top_p != 1.0).then_some(a.top_p),
-        min_p: None,
-    }
-}
-
-fn shape(a: &GenerateArgs) -> DraftShape {
-    match a.draft {
-        DraftArg::Chain => DraftShape::Chain { gamma: a.gamma },
-        DraftArg::Tree => DraftShape::Tree {
-            total: a.tree_total,
-            depth: a.tree_depth,
-            top_k: a.tree_top_k,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        criterion: match a.criterion {
+            CriterionArg::Exact => Criterion::Exact,
+            CriterionArg::Coupled => Criterion::Coupled,
         },
+        draft: match a.draft {
+            DraftArg::Chain => Draft::Chain,
+            DraftArg::Tree => Draft::Tree,
+        },
+        gamma: a.gamma,
+        tree_total: a.tree_total,
+        tree_depth: a.tree_depth,
+        tree_top_k: a.tree_top_k,
+        delta: a.delta,
+        lantern_k: a.lantern_k,
+        lantern_metric: a.lantern_metric.into(),
+        lambda: a.lambda,
+        vvs_schedule: match a.vvs_schedule {
+            VvsScheduleArg::Uniform => VvsSchedule::Uniform,
+            VvsScheduleArg::Dynamic => VvsSchedule::Dynamic,
+        },
+        vvs_interval: a.vvs_interval,
+        vvs_threshold: a.vvs_threshold,
+        window: a.window,
+        jacobi_init: match a.jacobi_init {
+            JacobiInitArg::Random => WindowInit::Random,
+            JacobiInitArg::CopyLeft => WindowInit::CopyLeft,
+        },
+        n: a.n,
+        inner: a.inner,
+        reformulate: !a.no_reformulate,
     }
-}
-
-/// The single-image method `m` with `a`'s flags, for a vocabulary of `vocab` tokens (LANTERN's
-/// `k` is capped at `vocab − 1`). `None` for the test-time scaling methods.
-fn method_config(m: Method, a: &GenerateArgs, vocab: usize) -> Option<MethodConfig> {
-    let speculative = |criterion| SpeculativeParams {
-        shape: shape(a),
-        criterion,
-        draft_sampler: None,
-    };
-    Some(match m {
-        Method::Vanilla => MethodConfig::Vanilla,
-        Method::Sd => MethodConfig::Speculative(speculative(criterion_of(a))),
-        Method::Lantern => MethodConfig::Speculative(speculative(CriterionConfig::Lantern {
-            k: a.lantern_k.min(vocab.saturating_sub(1)).max(1) as u32,
-            delta: a.delta,
-            lambda: a.lambda,
-            metric: Metric::from(a.lantern_metric),
-        })),
-        Method::Gsd => MethodConfig::Speculative(speculative(CriterionConfig::GROUPED_PAPER)),
-        Method::Vvs => MethodConfig::Vvs(VvsParams {
-            speculative: speculative(criterion_of(a)),
-            schedule: match a.vvs_schedule {
-                VvsScheduleArg::Uniform => Schedule::Uniform {
-                    interval: a.vvs_interval,
-                },
-                VvsScheduleArg::Dynamic => Schedule::Dynamic {
-                    threshold: a.vvs_threshold,
-                    alpha: 0.9,
-                },
-            },
-            warmup: 5,
-        }),
-        Method::Sjd => MethodConfig::Jacobi(JacobiParams {
-            window: a.window,
-            init: match a.jacobi_init {
-                JacobiInitArg::Random => JacobiInit::Random,
-                JacobiInitArg::CopyLeft => JacobiInit::CopyLeft,
-            },
-            criterion: criterion_of(a),
-        }),
-        Method::Bon | Method::Gridar => return None,
-    })
 }
 
 /// Whether candidates of method `m` (with `a`'s flags) can run under GridAR.
 pub(crate) fn restartable(m: Method, a: &GenerateArgs) -> bool {
-    method_config(m, a, 2).is_some_and(|c| c.restartable())
+    options(a).restartable(m)
 }
 
 /// The decoder configuration of `a` on a model of config `cfg`: the one construction path of
-/// `argen generate` and `argen bench`. `judged`: a ShapesWorld judge is present (GridAR
-/// reformulates prompts only with it).
+/// `argen generate` and `argen bench` ([`MethodOptions::decoder_config`]). `judged`: a
+/// ShapesWorld judge is present (GridAR reformulates prompts only with it).
 pub(crate) fn decoder_config(
     a: &GenerateArgs,
     cfg: &GptConfig,
     judged: bool,
 ) -> Result<DecoderConfig, String> {
-    let base = Config {
-        seed: a.seed,
-        stream: 0,
-        seq: 0,
-        tokens: cfg.block_size as u32,
-        width: cfg.grid() as u32,
-        sampler: sampler(a),
-        guidance: if a.cfg == 1.0 {
-            GuidanceMode::None
-        } else {
-            GuidanceMode::TwoWay { scale: a.cfg }
-        },
-    };
-    let scaling = match a.method {
-        Method::Bon => Some(ScalingConfig::BestOfN { n: a.n }),
-        Method::Gridar => Some(ScalingConfig::GridAr {
-            n: a.n,
-            verifier: true,
-            reformulate: judged && !a.no_reformulate,
-            w: RELEASE_W,
-        }),
-        _ => None,
-    };
-    let inner = match (scaling, a.inner) {
-        (None, Some(i)) => {
-            return Err(format!(
-            "--inner {} applies to --method bon and gridar only (hint: --method bon --inner {})",
-            i.name(),
-            i.name()
-        ))
-        }
-        (None, None) => a.method,
-        (Some(_), i) => i.unwrap_or(Method::Vanilla),
-    };
-    let method = method_config(inner, a, cfg.vocab_size).ok_or_else(|| {
-        format!(
-            "--inner {}: the candidates of bon and gridar are single-image methods (hint: --inner \
-             vanilla, sd, lantern, gsd, vvs or sjd)",
-            inner.name()
-        )
-    })?;
-    if matches!(scaling, Some(ScalingConfig::GridAr { .. })) && !method.restartable() {
-        return Err(format!(
-            "--method gridar --inner {}: GridAR restarts its candidates from anchors, and {} \
-             candidates are not restartable (hint: --method bon --inner {}, or --inner vanilla)",
-            inner.name(),
-            inner.name(),
-            inner.name()
-        ));
-    }
-    let dc = DecoderConfig {
-        base,
-        method,
-        scaling,
-    };
-    dc.validate()
-        .map_err(|e| format!("invalid decoder configuration: {e}"))?;
-    Ok(dc)
+    Ok(options(a).decoder_config(a.method, a.seed, cfg, judged)?)
 }
 
 /// The requirements of `dc` (validated by [`decoder_config`]).
 pub(crate) fn requirements(dc: &DecoderConfig) -> Result<Requirements, String> {
-    dc.requirements()
-        .map_err(|e| format!("invalid decoder configuration: {e}"))
+    Ok(argen_engine::requirements(dc)?)
 }
 
 /// Checks `a`'s method parameters against the model before any compute (flag-level messages
@@ -353,7 +163,8 @@ pub(crate) fn check_method_args(a: &GenerateArgs, cfg: &GptConfig) -> Result<(),
     if !a.cfg.is_finite() {
         return Err("--cfg must be a finite number".into());
     }
-    sampler(a)
+    options(a)
+        .sampler()
         .validate(cfg.vocab_size)
         .map_err(|e| e.to_string())?;
     decoder_config(a, cfg, a.prompt.is_some()).map(|_| ())
@@ -364,7 +175,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
     check_method_args(a, &cfg)?;
-    let conds = condition(a, &cfg)?;
+    let input = checked_input(a, &cfg)?;
     for path in [
         Some(&a.out),
         a.stats.as_ref(),
@@ -383,14 +194,15 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
     match a.device {
         DeviceArg::Cpu => run_on(
             a,
-            &dir,
-            &cfg,
-            conds,
-            Cpu::with_fast_kernels(
-                a.threads,
-                a.fast_kernels || argen_cpu::fast_kernels_from_env(),
-            )
-            .map_err(|e| e.to_string())?,
+            Engine::with_compute(
+                dir,
+                Cpu::with_fast_kernels(
+                    a.threads,
+                    a.fast_kernels || argen_cpu::fast_kernels_from_env(),
+                )
+                .map_err(|e| e.to_string())?,
+            )?,
+            input,
             Mode {
                 check: &mut check,
                 write: true,
@@ -399,10 +211,8 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         )?,
         DeviceArg::Cuda => run_on(
             a,
-            &dir,
-            &cfg,
-            conds,
-            crate::device::cuda_compute()?,
+            Engine::with_compute(dir, crate::device::cuda_compute()?)?,
+            input,
             Mode {
                 check: &mut check,
                 write: true,
@@ -417,7 +227,7 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
 /// configs, the target and VQ weights, the drafter's if the method drafts, and the caption file
 /// if one was given.
 pub(crate) fn fingerprint_files(
-    dir: &crate::model_dir::ModelDir,
+    dir: &argen_engine::ModelDir,
     drafter: bool,
     caption: Option<&std::path::Path>,
 ) -> Vec<std::path::PathBuf> {
@@ -477,7 +287,7 @@ pub(crate) fn replay_run(
             decoder_config(g, &cfg, g.prompt.is_some())?
         }
     };
-    let conds = condition(g, &cfg)?;
+    let input = checked_input(g, &cfg)?;
     let req = requirements(&dc)?;
     let found =
         crate::replay::fingerprint(&fingerprint_files(&dir, req.drafter, g.caption.as_deref()))?;
@@ -491,14 +301,15 @@ pub(crate) fn replay_run(
     let outcome = match g.device {
         DeviceArg::Cpu => run_on(
             g,
-            &dir,
-            &cfg,
-            conds,
-            Cpu::with_fast_kernels(
-                g.threads,
-                g.fast_kernels || argen_cpu::fast_kernels_from_env(),
-            )
-            .map_err(|e| e.to_string())?,
+            Engine::with_compute(
+                dir,
+                Cpu::with_fast_kernels(
+                    g.threads,
+                    g.fast_kernels || argen_cpu::fast_kernels_from_env(),
+                )
+                .map_err(|e| e.to_string())?,
+            )?,
+            input,
             Mode {
                 check: &mut check,
                 write: false,
@@ -507,10 +318,8 @@ pub(crate) fn replay_run(
         )?,
         DeviceArg::Cuda => run_on(
             g,
-            &dir,
-            &cfg,
-            conds,
-            crate::device::cuda_compute()?,
+            Engine::with_compute(dir, crate::device::cuda_compute()?)?,
+            input,
             Mode {
                 check: &mut check,
                 write: false,
@@ -530,16 +339,14 @@ pub(crate) fn replay_run(
     }
 }
 
-/// `argen generate` on the compute device `c`; with `write`, writes the outputs (and the run
-/// file when `check` records).
+/// `argen generate` with `engine` (on the chosen device); with `write`, writes the outputs (and
+/// the run file when `check` records).
 fn run_on<C: Runtime>(
     a: &GenerateArgs,
-    dir: &crate::model_dir::ModelDir,
-    cfg: &GptConfig,
-    conds: (Condition, Condition),
-    c: C,
+    mut engine: Engine<C>,
+    input: Input,
     mode: Mode<'_, '_>,
-) -> Result<Outcome, String> {
+) -> Result<Generation, String> {
     let Mode {
         check,
         write,
@@ -547,87 +354,34 @@ fn run_on<C: Runtime>(
     } = mode;
     let dc = match config {
         Some(dc) => *dc,
-        None => decoder_config(a, cfg, a.prompt.is_some())?,
+        None => decoder_config(a, engine.config(), a.prompt.is_some())?,
     };
     let req = requirements(&dc)?;
-    let cap = host_capacity(cfg, req.sequences as usize, req.pending as usize);
-    let vq = dir.vq(&c, Some(cfg))?;
-    let gpt = dir.gpt(&c, cfg, cap)?;
-    let drafter = if req.drafter {
-        Some(dir.drafter(&c, cfg, cap)?)
-    } else {
-        None
+    let request = Request {
+        image: write,
+        score: write,
+        ..Request::new(input, dc)
     };
-    let mut env = Env {
-        gpt,
-        drafter,
-        conds: vec![conds; req.sequences as usize],
-        quiet: a.quiet,
-    };
-    let prompt = a.prompt.as_deref().map(shapes::parse_prompt).transpose()?;
-    let mut shapes_judge = match &prompt {
-        Some(p) => Some(ShapesJudge::new(&vq, p.clone(), cfg.grid())?),
-        None => None,
-    };
-    let mut tables = Tables::new(dir);
-    let outcome = run_config(
-        &dc,
-        cfg,
-        &vq,
-        &mut tables,
-        &mut env,
-        shapes_judge.as_mut(),
-        check,
-    )?;
+    let g = run_request(&mut engine, &request, check, a.quiet)?;
     if !write {
-        return Ok(outcome);
+        return Ok(g);
     }
-    let n_tokens = cfg.block_size as u32;
-    let grid = cfg.grid();
-    let alignment = match &shapes_judge {
-        Some(j) => Some(alignment_json(&j.score_tokens(&outcome.tokens)?)),
-        None => None,
-    };
-    let image = vq
-        .decode(&outcome.tokens, grid, grid)
-        .map_err(|e| e.to_string())?;
-    write_png(&a.out, image.width, image.height, &image.to_rgb8())?;
-    let s = &outcome.stats;
+    let image = g.image.as_ref().ok_or("internal error: no image decoded")?;
+    write_png(&a.out, image.width, image.height, &image.rgb)?;
+    let s = &g.stats;
     if let Some(path) = &a.stats {
-        let value = json!({
-            "method": a.method.name(),
-            "inner": dc.scaling.map(|_| a.inner.unwrap_or(Method::Vanilla).name()),
-            "seed": a.seed,
-            "tokens": s.tokens,
-            "image_tokens": n_tokens,
-            "target_forwards": s.target_forwards,
-            "target_model_calls": outcome.calls.0,
-            "drafter_model_calls": outcome.calls.1,
-            "target_rows": s.target_rows,
-            "prefills": s.prefills,
-            "draft_forwards": s.draft_forwards,
-            "draft_rows": s.draft_rows,
-            "verify_steps": s.verify_steps,
-            "skipped_steps": s.skipped_steps,
-            "verifier_calls": s.verifier_calls,
-            "scorer_calls": s.scorer_calls,
-            "reformulations": s.reformulations,
-            "tokens_per_target_forward": s.tokens_per_target_forward(),
-            "mean_accepted_length": s.mean_accepted_length(),
-            "accepted_hist": s.accepted_hist.to_vec(),
-            "config": config_json(&dc)?,
-            "image": { "width": image.width, "height": image.height },
-            "prompt": a.prompt,
-            "alignment": alignment,
-            "wall_seconds": outcome.wall,
-            "kernels": c.kernel_class(),
-        });
+        let mut value = g.stats_json()?;
+        value["method"] = json!(a.method.name());
+        value["inner"] = json!(dc
+            .scaling
+            .map(|_| a.inner.unwrap_or(Method::Vanilla).name()));
         write_json(path, &value)?;
     }
     if let Some(path) = &a.tokens {
-        write_json(path, &json!(outcome.tokens))?;
+        write_json(path, &json!(g.tokens))?;
     }
     if let (Some(path), RunCheck::Record(Some(trace))) = (&a.trace, &*check) {
+        let dir = engine.model_dir();
         let files = fingerprint_files(dir, req.drafter, a.caption.as_deref());
         let meta = json!({
             "argen": env!("CARGO_PKG_VERSION"),
@@ -644,11 +398,11 @@ fn run_on<C: Runtime>(
             },
             "device": format!("{:?}", a.device).to_lowercase(),
             "threads": a.threads,
-            "kernels": c.kernel_class(),
+            "kernels": g.kernels,
             "stats": {
                 "tokens": s.tokens,
                 "target_forwards": s.target_forwards,
-                "wall_seconds": outcome.wall,
+                "wall_seconds": g.wall,
             },
         });
         crate::output::write_bytes(path, &crate::replay::encode(&meta, trace)?)?;
@@ -660,10 +414,10 @@ fn run_on<C: Runtime>(
         s.target_forwards,
         s.tokens_per_target_forward(),
         s.draft_forwards,
-        outcome.wall,
+        g.wall,
         a.out.display()
     )?;
-    Ok(outcome)
+    Ok(g)
 }
 
 /// The decoder configuration as JSON (`argen_core::decode::any`, "JSON shape").
@@ -701,83 +455,66 @@ fn trace_header(dc: &DecoderConfig) -> (String, u64) {
     (name, config_hash(dc))
 }
 
-/// Runs `dc` once with the loaded models in `env` (their conditions set for the configuration's
-/// sequences): builds the tables it needs, the decoder, and drives it, recording or checking
-/// it as `check` says. `judge`: the ShapesWorld judge (else the model's implicit classifier
-/// judges).
-pub(crate) fn run_config<C: Runtime>(
-    dc: &DecoderConfig,
-    cfg: &GptConfig,
-    vq: &VqDecoder<C>,
-    tables: &mut Tables<'_>,
-    env: &mut Env<C>,
-    judge: Option<&mut ShapesJudge<'_, C>>,
+/// Runs `request` on `engine`, recording or checking it as `check` says, with a progress bar
+/// unless `quiet`.
+pub(crate) fn run_request<C: Runtime>(
+    engine: &mut Engine<C>,
+    request: &Request,
     check: &mut RunCheck<'_>,
-) -> Result<Outcome, String> {
+    quiet: bool,
+) -> Result<Generation, String> {
+    let dc = &request.config;
     let req = requirements(dc)?;
-    tables.prepare(&req, vq, cfg)?;
-    let res = tables.resources(&req, vq, cfg)?;
-    let mut dec = AnyDecoder::new(dc, &res).map_err(|e| e.to_string())?;
-    let mut progress = Progress::new(req.tokens * req.sequences, env.quiet);
+    let mut progress = Progress::new(req.tokens * req.sequences, quiet);
     let (name, hash) = trace_header(dc);
     let header = Header::new(&name, hash, dc.base.seed, dc.base.tokens);
-    let judge = judge.map(|j| j as &mut dyn Judge);
-    let (gpt, drafter, conds) = (&mut env.gpt, env.drafter.as_mut(), &env.conds);
     let result = match check {
-        RunCheck::Off => C::decode(&mut dec, gpt, drafter, judge, conds, &mut progress),
+        RunCheck::Off => engine.generate_with(request, &mut progress),
         RunCheck::Record(out) => {
-            let mut rec = Recorder::new(Vec::new(), &header);
-            let r = C::decode(
-                &mut dec,
-                gpt,
-                drafter,
-                judge,
-                conds,
-                &mut (&mut progress, &mut rec),
-            );
-            if r.is_ok() {
-                let (bytes, _) = rec
-                    .finish(&dec)
-                    .map_err(|e| format!("cannot record the run: {e}"))?;
-                *out = Some(bytes);
-            }
-            r
+            let rec = Recorder::new(Vec::new(), &header);
+            engine
+                .generate_observed(request, (&mut progress, rec), |(_, rec), dec| {
+                    rec.finish(dec)
+                })
+                .and_then(|(g, finished)| {
+                    let (bytes, _) = finished.map_err(|e| {
+                        argen_engine::Error::runtime(format!("cannot record the run: {e}"))
+                    })?;
+                    *out = Some(bytes);
+                    Ok(g)
+                })
         }
         RunCheck::Replay(trace, out) => {
             if let Err(d) = trace.check_header(&header) {
                 *out = Some(Err(d));
                 progress.finish();
-                return Ok(Outcome {
+                return Ok(Generation {
                     tokens: Vec::new(),
-                    stats: Stats::default(),
+                    image: None,
+                    stats: Default::default(),
                     wall: 0.0,
                     calls: (0, 0),
                     kernels: "",
+                    alignment: None,
+                    config: *dc,
+                    prompt: None,
+                    size: (0, 0),
                 });
             }
-            let mut rp = Replayer::new(*trace);
-            let r = C::decode(
-                &mut dec,
-                gpt,
-                drafter,
-                judge,
-                conds,
-                &mut (&mut progress, &mut rp),
-            );
-            let steps = rp.steps();
-            *out = Some(rp.finish(&dec).map(|()| steps));
-            r
+            let rp = Replayer::new(*trace);
+            engine
+                .generate_observed(request, (&mut progress, rp), |(_, rp), dec| {
+                    let steps = rp.steps();
+                    rp.finish(dec).map(|()| steps)
+                })
+                .map(|(g, finished)| {
+                    *out = Some(finished);
+                    g
+                })
         }
     };
     progress.finish();
-    let d = result?;
-    Ok(Outcome {
-        tokens: dec.tokens(dec.result_seq()).to_vec(),
-        stats: d.stats,
-        wall: d.wall,
-        calls: d.calls,
-        kernels: d.kernels,
-    })
+    Ok(result?)
 }
 
 /// Fails early, before any compute, if `path` cannot be created.
@@ -800,38 +537,6 @@ pub(crate) fn check_writable(path: &std::path::Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-pub(crate) fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
-    let v = &s.verdicts;
-    json!({
-        "aligned": s.aligned,
-        "soft": s.soft,
-        "count": v.count,
-        "shape": v.shape,
-        "colour": v.colour,
-        "spatial": v.spatial,
-        "layout": v.layout,
-        "objects": s.scene.objects.len(),
-        "detections": s.scene.objects.iter().map(detection_json).collect::<Vec<_>>(),
-    })
-}
-
-/// What the scorer saw of one object (`shape` null: a blob no shape noun describes).
-fn detection_json(d: &argen_shapes::Detection) -> serde_json::Value {
-    json!({
-        "colour": d.colour.to_string(),
-        "shape": d.shape.map(|s| s.to_string()),
-        "cx": d.cx,
-        "cy": d.cy,
-        "width": d.width(),
-        "height": d.height(),
-        "area": d.area,
-        "shape_iou": d.shape_iou,
-        "skew": d.skew,
-        "dependence": d.dependence,
-        "cut": d.cut,
-    })
 }
 
 /// One line per detected object, for `argen score`'s text output.

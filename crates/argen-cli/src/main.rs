@@ -8,6 +8,8 @@
 //! closed stdout ends the command quietly (exit 0, outputs written); a file-size limit
 //! (`ulimit -f`) is an error on the write that exceeds it, not a `SIGXFSZ` kill.
 
+use argen_engine::model_dir;
+
 mod args;
 mod bench;
 mod bench_audit;
@@ -16,12 +18,10 @@ mod bench_plot;
 mod bench_spec;
 mod device;
 mod generate;
-mod model_dir;
 mod output;
 mod parse;
 mod progress;
 mod replay;
-mod shapes;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -238,14 +238,7 @@ fn write_special(dest: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| io_msg(&e))
 }
 
-/// An I/O error without Rust's `(os error N)` suffix.
-pub fn io_msg(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
+pub use argen_engine::model_dir::{describe_open_error, io_msg};
 
 /// What identifies a file for conflict checks: its inode when it exists, else its normalised
 /// absolute path.
@@ -405,24 +398,6 @@ pub fn open_regular(path: &Path) -> Result<File, String> {
         return Err("it is not a regular file (a device, FIFO or socket)".into());
     }
     File::open(path).map_err(|e| describe_open_error(path, &e))
-}
-
-/// Names the cause of a failed `stat`/`open`.
-pub fn describe_open_error(path: &Path, e: &std::io::Error) -> String {
-    if e.raw_os_error() == Some(40) {
-        return "too many levels of symbolic links (a symbolic-link loop?)".into();
-    }
-    match e.kind() {
-        ErrorKind::NotFound => {
-            if std::fs::symlink_metadata(path).is_ok() {
-                "it is a symbolic link to a file that does not exist".into()
-            } else {
-                "no such file".into()
-            }
-        }
-        ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => io_msg(e),
-    }
 }
 
 /// Reads a JSON array of at most [`crate::parse::MAX_DECODE_TOKENS`] token ids.

@@ -317,7 +317,7 @@ unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
 ///
 /// # Safety
 /// A non-NULL `ptr` must point to a valid, writable `T` not aliased elsewhere.
-unsafe fn out<'a, T>(ptr: *mut T, name: &str) -> FfiResult<&'a mut T> {
+pub(crate) unsafe fn out<'a, T>(ptr: *mut T, name: &str) -> FfiResult<&'a mut T> {
     // SAFETY: the caller's contract; NULL is turned into an error.
     unsafe { ptr.as_mut() }.ok_or_else(|| FfiError::null(name))
 }

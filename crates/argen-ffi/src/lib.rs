@@ -35,14 +35,22 @@
 //! **Decoders** ([`decoder`], [`decoder_capi`]): any method built from a JSON `DecoderConfig`
 //! (`argen_decoder_new`) and driven through poll/handle with plain C structs
 //! (`argen_decoder_poll`, `argen_decoder_handle_*`), and sets of decoders whose forwards are
-//! merged (`argen_mux_*`). They use the same plumbing: a handle registry per kind, versioned
-//! structs, the same status codes ([`argen_status::ARGEN_ERR_PROTOCOL`] for answers out of
+//! merged (`argen_mux_*`).
+//!
+//! **High level** ([`engine`]): `argen_engine_open` loads a model directory on the CPU runtime,
+//! `argen_generate` generates an image with any method (a method name and JSON options, or a
+//! JSON `DecoderConfig`) and returns an `argen_generation` with the tokens, RGB pixels and
+//! statistics — the pipeline of the `argen` command (`argen-engine`).
+//!
+//! Both use the same plumbing: a handle registry per kind, versioned structs, the same status
+//! codes ([`argen_status::ARGEN_ERR_PROTOCOL`] for answers out of
 //! order).
 
 pub mod capi;
 pub mod decoder;
 pub mod decoder_capi;
 pub mod embed;
+pub mod engine;
 pub mod guard;
 pub mod status;
 
@@ -55,4 +63,5 @@ pub use decoder::{
     ARGEN_GROUP_TARGET, ARGEN_MODEL_DRAFTER, ARGEN_MODEL_NONE, ARGEN_MODEL_TARGET,
 };
 pub use decoder_capi::*;
+pub use engine::*;
 pub use status::{argen_status, FfiError, FfiResult};

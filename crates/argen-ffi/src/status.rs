@@ -64,10 +64,15 @@ pub enum argen_status {
     ARGEN_ERR_PANIC = 19,
     /// An error this version of the embedding layer does not classify.
     ARGEN_ERR_UNKNOWN = 20,
+    /// A model directory cannot be used: a file missing, unreadable or malformed, or a file the
+    /// method needs (the drafter) absent.
+    ARGEN_ERR_MODEL = 21,
+    /// The runtime failed while generating (thread pool, device, a decoding error).
+    ARGEN_ERR_RUNTIME = 22,
 }
 
 /// Every status, in code order (the index is the code).
-const ALL_STATUSES: [argen_status; 21] = [
+const ALL_STATUSES: [argen_status; 23] = [
     argen_status::ARGEN_OK,
     argen_status::ARGEN_ERR_NULL_POINTER,
     argen_status::ARGEN_ERR_INVALID_HANDLE,
@@ -89,6 +94,8 @@ const ALL_STATUSES: [argen_status; 21] = [
     argen_status::ARGEN_ERR_ALLOCATION,
     argen_status::ARGEN_ERR_PANIC,
     argen_status::ARGEN_ERR_UNKNOWN,
+    argen_status::ARGEN_ERR_MODEL,
+    argen_status::ARGEN_ERR_RUNTIME,
 ];
 
 impl argen_status {
@@ -118,6 +125,8 @@ impl argen_status {
             argen_status::ARGEN_ERR_LENGTH_MISMATCH => c"ARGEN_ERR_LENGTH_MISMATCH",
             argen_status::ARGEN_ERR_BUFFER_TOO_SMALL => c"ARGEN_ERR_BUFFER_TOO_SMALL",
             argen_status::ARGEN_ERR_TOKEN_OUT_OF_RANGE => c"ARGEN_ERR_TOKEN_OUT_OF_RANGE",
+            argen_status::ARGEN_ERR_MODEL => c"ARGEN_ERR_MODEL",
+            argen_status::ARGEN_ERR_RUNTIME => c"ARGEN_ERR_RUNTIME",
             argen_status::ARGEN_ERR_NON_FINITE_LOGIT => c"ARGEN_ERR_NON_FINITE_LOGIT",
             argen_status::ARGEN_ERR_ALL_MASKED => c"ARGEN_ERR_ALL_MASKED",
             argen_status::ARGEN_ERR_OVERFLOW => c"ARGEN_ERR_OVERFLOW",

@@ -22,7 +22,7 @@ fn check_file(p: &Path, missing_hint: &str) -> Result<(), String> {
             p.display()
         )),
         Err(e) => {
-            let why = crate::output::describe_open_error(p, &e);
+            let why = describe_open_error(p, &e);
             if why == "no such file" {
                 Err(format!("{} is missing{missing_hint}", p.display()))
             } else {
@@ -32,7 +32,35 @@ fn check_file(p: &Path, missing_hint: &str) -> Result<(), String> {
     }
 }
 
+/// An I/O error without Rust's `(os error N)` suffix.
+pub fn io_msg(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Names the cause of a failed `stat`/`open` of `path`.
+pub fn describe_open_error(path: &Path, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(40) {
+        return "too many levels of symbolic links (a symbolic-link loop?)".into();
+    }
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                "it is a symbolic link to a file that does not exist".into()
+            } else {
+                "no such file".into()
+            }
+        }
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => io_msg(e),
+    }
+}
+
 /// The files of a model directory.
+#[derive(Clone, Debug)]
 pub struct ModelDir {
     /// The directory.
     pub dir: PathBuf,
@@ -75,7 +103,7 @@ impl ModelDir {
                 ))
             }
             Err(e) => {
-                let why = crate::output::describe_open_error(dir, &e);
+                let why = describe_open_error(dir, &e);
                 return Err(if why == "no such file" {
                     format!("model directory {} does not exist", dir.display())
                 } else {

@@ -1,4 +1,4 @@
-//! ShapesWorld on the command line: prompts as caption features, and the scene-parsing judge
+//! ShapesWorld in the engine: prompts as caption features, and the scene-parsing judge
 //! (Best-of-N / final scorer, GridAR's verifier and reformulator).
 //!
 //! Caption features (the format `tools/shapes/train.py` trains with): a prompt's word ids
@@ -12,6 +12,7 @@ use argen_shapes::perceive::perceive;
 use argen_shapes::score::infer_layout_clauses;
 use argen_shapes::vocab::{encode, MAX_WORDS};
 use argen_shapes::{check_partial, score, Prompt, RgbImage, ScorerConfig};
+use serde_json::json;
 
 /// Width of one caption feature row: 32 word dims + 36 position dims.
 pub const CAPTION_DIM: usize = 32 + MAX_WORDS;
@@ -61,13 +62,27 @@ pub fn check_model(cfg: &GptConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest prompt echoed whole in an error message.
+pub const MAX_ECHO: usize = 80;
+
+/// `text` if it is at most [`MAX_ECHO`] characters, else its start and end around `…`.
+pub fn clip(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= MAX_ECHO {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(MAX_ECHO / 2).collect();
+    let tail: String = text.chars().skip(n - MAX_ECHO / 4).collect();
+    format!("{head}…{tail} ({n} characters)")
+}
+
 /// Parses a prompt; the error lists what the grammar accepts.
 pub fn parse_prompt(text: &str) -> Result<Prompt, String> {
     Prompt::parse(text).map_err(|e| {
         // A long prompt is echoed shortened, so that the error stays one readable line.
         let msg = e.to_string().replace('\n', " ");
-        if text.chars().count() > crate::args::MAX_ECHO && !text.is_empty() {
-            msg.replace(text, &crate::args::clip(text))
+        if text.chars().count() > MAX_ECHO && !text.is_empty() {
+            msg.replace(text, &clip(text))
         } else {
             msg
         }
@@ -84,14 +99,14 @@ pub struct ShapesJudge<'v, C: Compute> {
 
 impl<'v, C: Compute> ShapesJudge<'v, C> {
     /// A judge for `prompt` whose images are decoded by `vq` from `grid × grid` tokens.
-    pub fn new(vq: &'v VqDecoder<C>, prompt: Prompt, grid: usize) -> Result<Self, String> {
+    pub fn new(vq: &'v VqDecoder<C>, prompt: Prompt, grid: usize) -> Self {
         let size = grid * vq.config().downsample();
-        Ok(ShapesJudge {
+        ShapesJudge {
             vq,
             prompt,
             grid,
             cfg: ScorerConfig::for_canvas(size),
-        })
+        }
     }
 
     fn size(&self) -> usize {
@@ -156,6 +171,39 @@ impl<C: Compute> Judge for ShapesJudge<'_, C> {
             pad: 0,
         })
     }
+}
+
+/// A ShapesWorld score as JSON: the verdicts, the soft score and what the scene parser saw.
+pub fn alignment_json(s: &argen_shapes::Score) -> serde_json::Value {
+    let v = &s.verdicts;
+    json!({
+        "aligned": s.aligned,
+        "soft": s.soft,
+        "count": v.count,
+        "shape": v.shape,
+        "colour": v.colour,
+        "spatial": v.spatial,
+        "layout": v.layout,
+        "objects": s.scene.objects.len(),
+        "detections": s.scene.objects.iter().map(detection_json).collect::<Vec<_>>(),
+    })
+}
+
+/// What the scorer saw of one object (`shape` null: a blob no shape noun describes).
+fn detection_json(d: &argen_shapes::Detection) -> serde_json::Value {
+    json!({
+        "colour": d.colour.to_string(),
+        "shape": d.shape.map(|s| s.to_string()),
+        "cx": d.cx,
+        "cy": d.cy,
+        "width": d.width(),
+        "height": d.height(),
+        "area": d.area,
+        "shape_iou": d.shape_iou,
+        "skew": d.skew,
+        "dependence": d.dependence,
+        "cut": d.cut,
+    })
 }
 
 #[cfg(test)]
