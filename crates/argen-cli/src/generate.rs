@@ -191,36 +191,40 @@ pub fn run(a: &GenerateArgs) -> Result<(), String> {
         Some(_) => RunCheck::Record(None),
         None => RunCheck::Off,
     };
+    run_on_device(
+        a,
+        dir,
+        input,
+        Mode {
+            check: &mut check,
+            write: true,
+            config: None,
+        },
+    )?;
+    Ok(())
+}
+
+/// [`run_on`] on the device `a.device` asks for (the CPU runtime with `--fast-kernels` or
+/// `ARGEN_FAST_KERNELS`, or CUDA device 0).
+fn run_on_device(
+    a: &GenerateArgs,
+    dir: argen_engine::ModelDir,
+    input: Input,
+    mode: Mode<'_, '_>,
+) -> Result<Generation, String> {
     match a.device {
-        DeviceArg::Cpu => run_on(
-            a,
-            Engine::with_compute(
-                dir,
-                Cpu::with_fast_kernels(
-                    a.threads,
-                    a.fast_kernels || argen_cpu::fast_kernels_from_env(),
-                )
-                .map_err(|e| e.to_string())?,
-            )?,
-            input,
-            Mode {
-                check: &mut check,
-                write: true,
-                config: None,
-            },
-        )?,
+        DeviceArg::Cpu => {
+            let fast = a.fast_kernels || argen_cpu::fast_kernels_from_env();
+            let cpu = Cpu::with_fast_kernels(a.threads, fast).map_err(|e| e.to_string())?;
+            run_on(a, Engine::with_compute(dir, cpu)?, input, mode)
+        }
         DeviceArg::Cuda => run_on(
             a,
             Engine::with_compute(dir, crate::device::cuda_compute()?)?,
             input,
-            Mode {
-                check: &mut check,
-                write: true,
-                config: None,
-            },
-        )?,
-    };
-    Ok(())
+            mode,
+        ),
+    }
 }
 
 /// The files a run of `dc` loads, whose bytes make the model fingerprint of a run file: the
@@ -298,35 +302,16 @@ pub(crate) fn replay_run(
         });
     }
     let mut check = RunCheck::Replay(trace, None);
-    let outcome = match g.device {
-        DeviceArg::Cpu => run_on(
-            g,
-            Engine::with_compute(
-                dir,
-                Cpu::with_fast_kernels(
-                    g.threads,
-                    g.fast_kernels || argen_cpu::fast_kernels_from_env(),
-                )
-                .map_err(|e| e.to_string())?,
-            )?,
-            input,
-            Mode {
-                check: &mut check,
-                write: false,
-                config,
-            },
-        )?,
-        DeviceArg::Cuda => run_on(
-            g,
-            Engine::with_compute(dir, crate::device::cuda_compute()?)?,
-            input,
-            Mode {
-                check: &mut check,
-                write: false,
-                config,
-            },
-        )?,
-    };
+    let outcome = run_on_device(
+        g,
+        dir,
+        input,
+        Mode {
+            check: &mut check,
+            write: false,
+            config,
+        },
+    )?;
     match check {
         RunCheck::Replay(_, Some(Ok(steps))) => Ok(ReplayOutcome::Identical { steps }),
         RunCheck::Replay(t, Some(Err(divergence))) => Ok(ReplayOutcome::Diverged {
