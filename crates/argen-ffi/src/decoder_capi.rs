@@ -580,27 +580,8 @@ pub unsafe extern "C" fn argen_decoder_tokens(
     out_len: *mut usize,
 ) -> argen_status {
     with_decoder("argen_decoder_tokens", decoder, |d| {
-        let tokens = d.inner.tokens(seq);
-        if out_len.is_null() {
-            return Err(FfiError::null("out_len"));
-        }
-        if capacity < tokens.len() {
-            return Err(FfiError::new(
-                argen_status::ARGEN_ERR_BUFFER_TOO_SMALL,
-                format!(
-                    "sequence {seq} has {} tokens, capacity is {capacity}",
-                    tokens.len()
-                ),
-            ));
-        }
-        if !tokens.is_empty() {
-            // SAFETY: the caller's contract on `out_tokens` (checked: non-NULL, aligned).
-            let out = unsafe { crate::capi::slice_mut(out_tokens, capacity, "out_tokens")? };
-            out[..tokens.len()].copy_from_slice(tokens);
-        }
-        // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out_len = tokens.len() };
-        Ok(())
+        // SAFETY: the caller's contract on `out_tokens` and `out_len` (this function's).
+        unsafe { copy_tokens(d.inner.tokens(seq), seq, out_tokens, capacity, out_len) }
     })
 }
 
@@ -817,6 +798,41 @@ pub extern "C" fn argen_mux_handle_reformulated(mux: *mut argen_mux) -> argen_st
     })
 }
 
+/// Writes `tokens` (of sequence `seq`) to `out_tokens` and their count to `out_len`: the body of
+/// `argen_decoder_tokens` and `argen_mux_tokens`.
+///
+/// # Safety
+/// `out_tokens` must point to `capacity` writable `uint32_t` (may be NULL when 0); `out_len` to a
+/// writable `size_t` (checked non-NULL here).
+unsafe fn copy_tokens(
+    tokens: &[u32],
+    seq: u32,
+    out_tokens: *mut u32,
+    capacity: usize,
+    out_len: *mut usize,
+) -> Result<(), FfiError> {
+    if out_len.is_null() {
+        return Err(FfiError::null("out_len"));
+    }
+    if capacity < tokens.len() {
+        return Err(FfiError::new(
+            argen_status::ARGEN_ERR_BUFFER_TOO_SMALL,
+            format!(
+                "sequence {seq} has {} tokens, capacity is {capacity}",
+                tokens.len()
+            ),
+        ));
+    }
+    if !tokens.is_empty() {
+        // SAFETY: the caller's contract on `out_tokens` (checked: non-NULL, aligned).
+        let out = unsafe { crate::capi::slice_mut(out_tokens, capacity, "out_tokens")? };
+        out[..tokens.len()].copy_from_slice(tokens);
+    }
+    // SAFETY: checked non-NULL; writable by the caller's contract.
+    unsafe { *out_len = tokens.len() };
+    Ok(())
+}
+
 /// Copies the tokens of sequence `seq` (any member's) as `argen_decoder_tokens`.
 ///
 /// # Safety
@@ -830,27 +846,8 @@ pub unsafe extern "C" fn argen_mux_tokens(
     out_len: *mut usize,
 ) -> argen_status {
     with_mux("argen_mux_tokens", mux, |m| {
-        let tokens = m.inner.tokens(seq);
-        if out_len.is_null() {
-            return Err(FfiError::null("out_len"));
-        }
-        if capacity < tokens.len() {
-            return Err(FfiError::new(
-                argen_status::ARGEN_ERR_BUFFER_TOO_SMALL,
-                format!(
-                    "sequence {seq} has {} tokens, capacity is {capacity}",
-                    tokens.len()
-                ),
-            ));
-        }
-        if !tokens.is_empty() {
-            // SAFETY: the caller's contract on `out_tokens` (checked: non-NULL, aligned).
-            let out = unsafe { crate::capi::slice_mut(out_tokens, capacity, "out_tokens")? };
-            out[..tokens.len()].copy_from_slice(tokens);
-        }
-        // SAFETY: checked non-NULL; writable by the caller's contract.
-        unsafe { *out_len = tokens.len() };
-        Ok(())
+        // SAFETY: the caller's contract on `out_tokens` and `out_len` (this function's).
+        unsafe { copy_tokens(m.inner.tokens(seq), seq, out_tokens, capacity, out_len) }
     })
 }
 
