@@ -31,7 +31,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use argen_core::decode::DecoderConfig;
-use argen_core::trace::{Divergence, Fnv64, Location, Trace};
+use argen_core::trace::{Fnv64, Trace};
 use serde_json::{json, Value};
 
 use crate::args::{ReplayArgs, TraceShowArgs};
@@ -288,22 +288,11 @@ pub fn run(a: &ReplayArgs) -> Result<bool, String> {
                 )?;
                 return Ok(false);
             }
-            crate::outln!("{}", describe(&divergence))?;
+            crate::outln!("diverged at {divergence}")?;
             print_tokens_around(&expected, &found)?;
             Ok(false)
         }
     }
-}
-
-/// One line for a divergence.
-fn describe(d: &Divergence) -> String {
-    let at = match d.at {
-        Location::Header => "in the header".to_owned(),
-        Location::Step(s) => format!("at step {s}"),
-        Location::Footer => "in the final stats and tokens".to_owned(),
-    };
-    let _ = at;
-    format!("diverged at {d}")
 }
 
 /// The final tokens of both runs around the first index where they differ.

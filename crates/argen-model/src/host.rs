@@ -194,6 +194,8 @@ pub struct ModelHost<'m, C: Compute, S: LogitSink<C> = HostLogits> {
     hidden: Vec<f32>,
     features: Vec<f32>,
     tokens: Vec<u32>,
+    /// Raster index of each input of the current target forward (beside `tokens`).
+    indices: Vec<u32>,
     positions: Vec<Pos>,
     parents: Vec<i32>,
     /// Keep lists handed to the models.
@@ -326,6 +328,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
             hidden: Vec::new(),
             features: Vec::new(),
             tokens: Vec::new(),
+            indices: Vec::new(),
             positions: Vec::new(),
             parents: Vec::new(),
             keep: Vec::new(),
@@ -543,6 +546,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
         let features = self.drafter.is_some();
         self.sink.begin(&self.c, rows, self.vocab)?;
         self.tokens.clear();
+        self.indices.clear();
         self.positions.clear();
         self.parents.clear();
         self.groups.clear();
@@ -558,6 +562,7 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 let start = self.tokens.len();
                 for inp in r.inputs {
                     self.tokens.push(inp.token);
+                    self.indices.push(inp.index);
                     self.positions.push(pos(inp.index, self.grid));
                     self.parents.push(if inp.parent == ROOT {
                         -1
@@ -587,16 +592,9 @@ impl<'m, C: Compute, S: LogitSink<C>> ModelHost<'m, C, S> {
                 let g = self.groups[gi];
                 interleave(&mut self.order, base, g.n, g.variants);
                 self.sink.put(&self.c, out, &self.order, g.answer)?;
-                let inputs = action
-                    .groups()
-                    .find(|x| x.seq() == g.seq)
-                    .and_then(|x| match x {
-                        Group::Target(r) => Some(r.inputs),
-                        _ => None,
-                    })
-                    .unwrap_or(&[]);
+                let indices = &self.indices[g.start..g.start + g.n];
                 self.store
-                    .target_run(g.seq, inputs.iter().map(|i| i.index), g.variants)?;
+                    .target_run(g.seq, indices.iter().copied(), g.variants)?;
                 if features {
                     self.feature_rows.resize(self.store.rows() * d, 0.0);
                     for var in 0..g.variants {
