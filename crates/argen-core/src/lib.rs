@@ -25,6 +25,7 @@ extern crate std;
 pub mod accept;
 pub mod backend;
 pub mod chacha;
+pub mod cost;
 pub mod decode;
 pub mod detmath;
 pub mod dist;

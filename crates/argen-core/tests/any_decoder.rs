@@ -945,3 +945,29 @@ fn requirements_struct_is_the_one_documented() {
         (1, 1, 2, 1)
     );
 }
+
+#[test]
+fn cost_profile_json_round_trips_and_rejects_bad_curves() {
+    use argen_core::cost::{CostCurve, CostProfile};
+    let p = CostProfile {
+        target: CostCurve::new(&[(2, 300_000), (8, 420_000)]).unwrap(),
+        drafter: Some(CostCurve::new(&[(1, 50_000)]).unwrap()),
+    };
+    let json = serde_json::to_string(&p).unwrap();
+    assert_eq!(
+        json,
+        r#"{"target":[[2,300000],[8,420000]],"drafter":[[1,50000]]}"#
+    );
+    assert_eq!(serde_json::from_str::<CostProfile>(&json).unwrap(), p);
+    let no_drafter: CostProfile = serde_json::from_str(r#"{"target":[[1,5]]}"#).unwrap();
+    assert_eq!(no_drafter.drafter, None);
+    for bad in [
+        r#"{"target":[]}"#,
+        r#"{"target":[[0,5]]}"#,
+        r#"{"target":[[2,5],[1,6]]}"#,
+        r#"{"target":[[1,0]]}"#,
+        r#"{"target":[[1,5]],"extra":1}"#,
+    ] {
+        assert!(serde_json::from_str::<CostProfile>(bad).is_err(), "{bad}");
+    }
+}
