@@ -198,7 +198,7 @@ mod serde_impl {
                 points[n] = p;
                 n += 1;
             }
-            CostCurve::new(&points[..n]).map_err(|e| de::Error::custom(e))
+            CostCurve::new(&points[..n]).map_err(de::Error::custom)
         }
     }
 
