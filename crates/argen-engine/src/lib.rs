@@ -29,6 +29,7 @@
 //!
 //! ## Modules
 //! - [`engine`]: [`Engine`], [`Request`], [`Generation`];
+//! - [`cost_file`]: the model directory's measured cost profile (`cost-profile.json`);
 //! - [`method`]: methods by name with flat options → one `DecoderConfig`;
 //! - [`model_dir`]: model directories, with errors that name the file;
 //! - [`shapes`]: ShapesWorld prompts as caption features, and the scene-parsing judge;
@@ -36,6 +37,7 @@
 //!
 //! Errors are [`Error`]s: an [`ErrorKind`] and one line of text.
 
+pub mod cost_file;
 pub mod engine;
 mod error;
 pub mod method;
