@@ -15,6 +15,7 @@ pub mod gemm;
 mod ops;
 pub mod par;
 pub mod probe;
+pub mod rows;
 
 use argen_core::detmath::{gelu_tanh_f32, silu_f32};
 use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
@@ -23,6 +24,7 @@ use argen_model::{ModelError, Result};
 use gemm::WRef;
 pub use gemm::{Class, Kernels, Variant};
 use half::{bf16, f16};
+pub use rows::{row_kernels, RowSimd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 

@@ -50,7 +50,11 @@ impl Runtime for Cpu {
     ) -> Result<Decoded, String> {
         let kernels = Runtime::kernel_class(gpt.compute());
         let mut storage = SliceStorage::new(gpt.config().vocab_size, dec.dist_rows_needed());
-        let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
+        // The per-element passes of row processing with this CPU's SIMD (same bits).
+        let mut backend = storage
+            .backend::<f32>()
+            .map_err(|e| e.to_string())?
+            .with_kernels(argen_cpu::row_kernels());
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = drive(dec, &mut backend, &mut host, observer).map_err(|e| e.to_string())?;
