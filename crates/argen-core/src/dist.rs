@@ -99,8 +99,9 @@ impl<'a> Dist<'a> {
     /// order (saturating at `u64::MAX`); this is the inverse-CDF step of every draw.
     ///
     /// Implementation: whole chunks of [`LOCATE_CHUNK`] weights are skipped by their exact sum
-    /// (the low and high 32-bit halves summed separately in `u64` lanes, which vectorises and
-    /// cannot overflow), the prefix kept exactly in `u128`; only the chunk holding `r` is walked.
+    /// (a plain `u64` sum when every weight of the chunk is below `2^58`, as processed rows'
+    /// are, else the low and high 32-bit halves summed separately; both vectorise and cannot
+    /// overflow), the prefix kept exactly in `u128`; only the chunk holding `r` is walked.
     /// The saturating prefix reaches `u64::MAX` only where the exact one does, and no `r` is
     /// below `u64::MAX` there unless it was below the exact prefix already, so the exact prefix
     /// gives the same token (and `r = u64::MAX` is never located, as with saturation).
@@ -113,12 +114,22 @@ impl<'a> Dist<'a> {
         let mut chunks = self.weights.chunks_exact(LOCATE_CHUNK);
         let mut start = 0usize;
         for ws in chunks.by_ref() {
-            let (mut lo, mut hi) = (0u64, 0u64);
+            let (mut sum, mut any) = (0u64, 0u64);
             for &w in ws {
-                lo += w & 0xffff_ffff;
-                hi += w >> 32;
+                sum = sum.wrapping_add(w);
+                any |= w;
             }
-            let sum = ((hi as u128) << 32) + lo as u128;
+            // Below 2^58 each, 32 weights sum below 2^63: the wrapping sum is exact.
+            let sum = if any < 1 << 58 {
+                sum as u128
+            } else {
+                let (mut lo, mut hi) = (0u64, 0u64);
+                for &w in ws {
+                    lo += w & 0xffff_ffff;
+                    hi += w >> 32;
+                }
+                ((hi as u128) << 32) + lo as u128
+            };
             if r < acc + sum {
                 break;
             }

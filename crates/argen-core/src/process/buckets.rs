@@ -28,7 +28,7 @@
 //! mass (itself included) reaches the threshold. A member of an earlier bucket `b` has
 //! `S_j ≤ Σ_{b' ≤ b} mass[b'] < P·Z / 2^32`: it survives. A member of a later bucket has
 //! `S_j ≥ Σ_{b' ≤ c} mass[b'] ≥ P·Z / 2^32`: it is dropped. Only the members of `c` are sorted
-//! by key and walked with the exact test. (No property of `exp` is needed: the argument uses
+//! by key (heapsort, in place) and walked with the exact test. (No property of `exp` is needed: the argument uses
 //! only the rank order and the weights themselves.)
 
 use super::rank_key;
@@ -50,29 +50,51 @@ pub(super) fn bucket(d: f32) -> usize {
         .min(BUCKETS - 1)
 }
 
-/// Step 4 on the candidates `cand` (more than `k ≥ 1` of them): rearranges `cand` so that its
-/// first `k` entries are the `k` top-ranked candidates (in no particular order). `keys` is
-/// scratch of at least `cand.len()` entries.
-pub(super) fn top_k(y: &[f32], m: f32, cand: &mut [u32], k: usize, keys: &mut [u64]) {
-    let mut count = [0u32; BUCKETS];
-    for &i in cand.iter() {
-        count[bucket(m - y[i as usize])] += 1;
+/// Sub-histograms the counts are spread over (consecutive candidates often share a bucket;
+/// separate counters keep their increments from waiting on each other).
+const WAYS: usize = 4;
+
+/// The `y` whose rank key is `key` (the inverse of the order map of [`rank_key`]).
+#[inline(always)]
+fn key_value(key: u64) -> f32 {
+    let ord = (key >> 32) as u32;
+    f32::from_bits(if ord & 0x8000_0000 != 0 {
+        ord & 0x7fff_ffff
+    } else {
+        !ord
+    })
+}
+
+/// Step 4 on the candidates (values `cy`, ids `cid`, more than `k ≥ 1` of them): moves the
+/// `k` top-ranked candidates to the front of both arrays (in no particular order). `keys` is
+/// scratch of at least `cy.len()` entries.
+pub(super) fn top_k(m: f32, cy: &mut [f32], cid: &mut [u32], k: usize, keys: &mut [u64]) {
+    let mut count = [[0u32; BUCKETS]; WAYS];
+    let mut groups = cy.chunks_exact(WAYS);
+    for g in groups.by_ref() {
+        for (c, &yj) in count.iter_mut().zip(g) {
+            c[bucket(m - yj)] += 1;
+        }
     }
+    for &yj in groups.remainder() {
+        count[0][bucket(m - yj)] += 1;
+    }
+    let members = |b: usize| count.iter().map(|c| c[b] as usize).sum::<usize>();
     let (mut before, mut cut) = (0usize, 0usize);
-    while cut < BUCKETS - 1 && before + (count[cut] as usize) < k {
-        before += count[cut] as usize;
+    while cut < BUCKETS - 1 && before + members(cut) < k {
+        before += members(cut);
         cut += 1;
     }
-    // Branch-free partition: earlier buckets stay in `cand` (compacted in place, never ahead
-    // of the read position), the cut bucket's keys go to `keys`.
+    // Branch-free partition: earlier buckets stay (compacted in place, never ahead of the
+    // read position), the cut bucket's keys go to `keys`.
     let (mut kept, mut tied) = (0usize, 0usize);
-    for j in 0..cand.len() {
-        let i = cand[j];
-        let yi = y[i as usize];
-        let b = bucket(m - yi);
-        cand[kept] = i;
+    for j in 0..cy.len() {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = bucket(m - yj);
+        cy[kept] = yj;
+        cid[kept] = i;
         kept += (b < cut) as usize;
-        keys[tied] = rank_key(yi, i);
+        keys[tied] = rank_key(yj, i);
         tied += (b == cut) as usize;
     }
     let need = k - kept;
@@ -80,21 +102,58 @@ pub(super) fn top_k(y: &[f32], m: f32, cand: &mut [u32], k: usize, keys: &mut [u
     if need < tied {
         keys.select_nth_unstable_by(need - 1, |a, b| b.cmp(a));
     }
-    for (c, &key) in cand[kept..k].iter_mut().zip(keys.iter()) {
-        *c = !(key as u32);
+    for ((y, i), &key) in cy[kept..k]
+        .iter_mut()
+        .zip(&mut cid[kept..k])
+        .zip(keys.iter())
+    {
+        *y = key_value(key);
+        *i = !(key as u32);
     }
 }
 
-/// Step 6: zeroes in `out` the weights of the candidates `cand` that top-p drops, given
-/// `mass[b]`, the weight of each bucket, and `threshold = P·Z`. Reorders `cand`.
+/// Sorts the pairs `(cy[j], cid[j])` into rank order (heapsort: in place, no allocation,
+/// `O(n log n)` whatever the input).
+fn sort_by_rank(cy: &mut [f32], cid: &mut [u32]) {
+    let key = |cy: &[f32], cid: &[u32], j: usize| rank_key(cy[j], cid[j]);
+    // A min-heap on the key: the lowest-ranked pair at the root goes to the back.
+    let sift = |cy: &mut [f32], cid: &mut [u32], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            break;
+        }
+        if child + 1 < end && key(cy, cid, child + 1) < key(cy, cid, child) {
+            child += 1;
+        }
+        if key(cy, cid, child) >= key(cy, cid, root) {
+            break;
+        }
+        cy.swap(root, child);
+        cid.swap(root, child);
+        root = child;
+    };
+    let n = cy.len();
+    for root in (0..n / 2).rev() {
+        sift(cy, cid, root, n);
+    }
+    for end in (1..n).rev() {
+        cy.swap(0, end);
+        cid.swap(0, end);
+        sift(cy, cid, 0, end);
+    }
+}
+
+/// Step 6 on the candidates (values `cy`, ids `cid`) whose weights are in `out`, given
+/// `mass[b]`, the weight of each bucket, and `threshold = P·Z`: zeroes the weights top-p
+/// drops and returns `s`, with every survivor among the first `s` pairs (which it reorders).
 pub(super) fn top_p(
-    y: &[f32],
     m: f32,
-    cand: &mut [u32],
+    cy: &mut [f32],
+    cid: &mut [u32],
     out: &mut [u64],
     mass: &[u64; BUCKETS],
     threshold: u128,
-) {
+) -> usize {
     let mut before = 0u64;
     let mut cut = None;
     for (b, &w) in mass.iter().enumerate() {
@@ -105,25 +164,70 @@ pub(super) fn top_p(
         before += w;
     }
     let Some(cut) = cut else {
-        return; // everything survives
+        return cy.len(); // everything survives
     };
-    // Later buckets are dropped; the cut bucket's members move to the front (an
-    // unconditional swap keeps `cand[..n]` members and `cand[n..j]` non-members).
-    let mut n = 0;
-    for j in 0..cand.len() {
-        let i = cand[j];
-        let b = bucket(m - y[i as usize]);
+    // Later buckets are dropped; the others are compacted to the front.
+    let mut s = 0;
+    for j in 0..cy.len() {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = bucket(m - yj);
         let w = &mut out[i as usize];
         *w = if b > cut { 0 } else { *w };
-        cand.swap(n, j);
+        cy[s] = yj;
+        cid[s] = i;
+        s += (b <= cut) as usize;
+    }
+    // The cut bucket's members to the front (an unconditional swap keeps members before
+    // `n` and non-members from `n` to `j`), in rank order, walked with the exact test.
+    let mut n = 0;
+    for j in 0..s {
+        let b = bucket(m - cy[j]);
+        cy.swap(n, j);
+        cid.swap(n, j);
         n += (b == cut) as usize;
     }
-    cand[..n].sort_unstable_by_key(|&i| core::cmp::Reverse(rank_key(y[i as usize], i)));
-    for &i in &cand[..n] {
+    sort_by_rank(&mut cy[..n], &mut cid[..n]);
+    for &i in &cid[..n] {
         if ((before as u128) << 32) < threshold {
             before += out[i as usize];
         } else {
             out[i as usize] = 0;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn key_value_inverts_rank_key() {
+        for y in [0.0f32, 1.5, -1.5, -32.0, 7.0e-40, -7.0e-40, 3.0e38, -3.0e38] {
+            assert_eq!(key_value(rank_key(y, 12345)).to_bits(), y.to_bits());
+        }
+    }
+
+    #[test]
+    fn sort_by_rank_orders_pairs() {
+        let mut s = 0x1234_5678u64;
+        for n in [0usize, 1, 2, 3, 10, 100, 257] {
+            let mut cy: Vec<f32> = Vec::new();
+            let mut cid: Vec<u32> = Vec::new();
+            for i in 0..n {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                cy.push([1.0f32, -2.0, 0.5, 1.0][(s % 4) as usize]);
+                cid.push(i as u32 * 7 % 1000);
+            }
+            let mut want: Vec<u64> = cy.iter().zip(&cid).map(|(&y, &i)| rank_key(y, i)).collect();
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            sort_by_rank(&mut cy, &mut cid);
+            let got: Vec<u64> = cy.iter().zip(&cid).map(|(&y, &i)| rank_key(y, i)).collect();
+            assert_eq!(got, want, "n={n}");
         }
     }
 }

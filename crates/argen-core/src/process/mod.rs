@@ -256,7 +256,7 @@ pub fn process_with<L: Logit>(
             m
         }
     };
-    let y = &ws.logits[..v];
+    let y = &mut ws.logits[..v];
     let order = &mut ws.order[..v];
     let out = &mut out[..v];
     if params.temperature == 0.0 {
@@ -270,43 +270,46 @@ pub fn process_with<L: Logit>(
             support: 1,
         });
     }
-    let mut candidates = kernels.candidates(y, m, order);
+    let n = kernels.candidates(y, m, order);
+    // From here on only candidates matter: their values move to the front of `y`, beside
+    // their ids (in place: `order[j] >= j`, and entries below `j` are never read again), so
+    // every later pass reads two compact arrays in step.
+    for j in 0..n {
+        y[j] = y[order[j] as usize];
+    }
+    let (mut cy, mut cid) = (&mut y[..n], &mut order[..n]);
     // The top-ranked token is the first candidate (ascending ids) holding the maximum.
-    let argmax = order[..candidates]
-        .iter()
-        .copied()
-        .find(|&i| y[i as usize] == m)
-        .unwrap_or(0);
+    let argmax = cy.iter().position(|&yj| yj == m).map_or(0, |j| cid[j]);
     // Step 4 (`out` is free scratch until the weights).
     if let Some(k) = params.top_k {
         let k = k as usize;
-        if k < candidates {
-            buckets::top_k(y, m, &mut order[..candidates], k, out);
-            candidates = k;
+        if k < n {
+            buckets::top_k(m, cy, cid, k, out);
+            (cy, cid) = (&mut cy[..k], &mut cid[..k]);
         }
     }
-    let cand = &mut order[..candidates];
     out.fill(0);
 
     // Step 5.
     let mut mass = [0u64; buckets::BUCKETS];
     let top_p = params.top_p.filter(|&p| p < 1.0);
     let total = if top_p.is_some() {
-        weights::weights::<true>(y, m, cand, out, &mut mass)
+        weights::weights::<true>(m, cy, cid, out, &mut mass)
     } else {
-        weights::weights::<false>(y, m, cand, out, &mut mass)
+        weights::weights::<false>(m, cy, cid, out, &mut mass)
     };
 
-    // Step 6.
+    // Step 6 (the survivors move to the front).
     if let Some(p) = top_p {
         let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * total as u128;
-        buckets::top_p(y, m, cand, out, &mass, threshold);
+        let s = buckets::top_p(m, cy, cid, out, &mass, threshold);
+        cid = &mut cid[..s];
     }
 
     // Step 7: min-p relative to the top token's weight 2^40.
     if let Some(p) = params.min_p.filter(|&p| p > 0.0) {
         let floor = (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128;
-        for &i in cand.iter() {
+        for &i in cid.iter() {
             let w = &mut out[i as usize];
             *w = if ((*w as u128) << 32) < floor { 0 } else { *w };
         }
@@ -314,7 +317,7 @@ pub fn process_with<L: Logit>(
 
     let mut total = 0u64;
     let mut support = 0u32;
-    for &i in cand.iter() {
+    for &i in cid.iter() {
         let w = out[i as usize];
         total += w;
         support += (w > 0) as u32;

@@ -3,7 +3,7 @@
 //! Every surviving candidate has `x = y − m ∈ [−32, 0]`, where
 //! [`crate::detmath::exp::exp_f32_nonpos`] — the same operations as
 //! [`crate::detmath::exp_f32`] without its range branches, bit-identical on `[−87, 0]` — is
-//! branch-free. The candidates are processed in blocks of [`BLOCK`]: their `x` are gathered,
+//! branch-free. The candidates (compact values and ids) are processed in blocks of [`BLOCK`]:
 //! the block's exponentials are evaluated in one loop the compiler vectorises, and the weights
 //! are scattered to `out` while the total and the mass of each rank bucket (for top-p,
 //! [`super::buckets`]) accumulate. The truncation `trunc(e · 2^40)` is taken from the bits of
@@ -26,32 +26,28 @@ fn fixed_point(e: f32) -> u64 {
     (mantissa << 17) >> shift
 }
 
-/// Writes the weight of every candidate in `cand` to `out` and returns the total weight; with
-/// `MASS`, also adds each weight to `mass[bucket]` (for top-p).
+/// Writes the weight of every candidate (values `cy`, ids `cid`) to `out` and returns the
+/// total weight; with `MASS`, also adds each weight to `mass[bucket]` (for top-p).
 pub(super) fn weights<const MASS: bool>(
-    y: &[f32],
     m: f32,
-    cand: &[u32],
+    cy: &[f32],
+    cid: &[u32],
     out: &mut [u64],
     mass: &mut [u64; BUCKETS],
 ) -> u64 {
-    let mut x = [0.0f32; BLOCK];
     let mut e = [0.0f32; BLOCK];
     let mut total = 0u64;
-    for ids in cand.chunks(BLOCK) {
-        for (xj, &i) in x.iter_mut().zip(ids) {
-            *xj = y[i as usize] - m;
+    for (ys, ids) in cy.chunks(BLOCK).zip(cid.chunks(BLOCK)) {
+        // The block's exponentials in one vectorised loop.
+        for (ej, &yj) in e.iter_mut().zip(ys) {
+            *ej = exp_f32_nonpos(yj - m);
         }
-        // The whole block (stale entries of a short last block are in the domain too).
-        for (ej, &xj) in e.iter_mut().zip(&x) {
-            *ej = exp_f32_nonpos(xj);
-        }
-        for ((&i, &xj), &ej) in ids.iter().zip(&x).zip(&e) {
+        for ((&i, &yj), &ej) in ids.iter().zip(ys).zip(&e) {
             let w = fixed_point(ej);
             out[i as usize] = w;
             total += w;
             if MASS {
-                mass[bucket(-xj)] += w;
+                mass[bucket(m - yj)] += w;
             }
         }
     }
