@@ -535,9 +535,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--draft", choices=["chain", "tree"])
     ap.add_argument("--device")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: the bundled model is tiny)")
     ap.add_argument("--check", action="store_true", help="compare with argen's Rust runtime")
     a = ap.parse_args(argv)
     opts = {"draft": a.draft} if a.draft else {}
+    torch.set_num_threads(a.threads)
     model = argen.Model(a.model, threads=1)
     host = TorchHost(a.model, a.device)
     t0 = time.perf_counter()
