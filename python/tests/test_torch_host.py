@@ -172,6 +172,8 @@ def test_torch_logits_match_argen_on_the_first_steps(th, model, host, torch):
         (lambda x: x.astype(np.float64), "DtypeError"),
         (lambda x: x.astype(np.int32), "DtypeError"),
         (lambda x: x[:-1], "LengthError"),
+        (lambda x: np.ascontiguousarray(x[:, :-1]), "LengthError"),
+        (lambda x: x[None], "LayoutError"),
         (lambda x: np.asfortranarray(np.concatenate([x, x], axis=1))[:, : x.shape[1]], "LayoutError"),
         (lambda x: "logits", "ArgenTypeError"),
     ],
