@@ -191,3 +191,16 @@ def test_bad_logits_from_the_host_raise_typed_errors(th, model, host, torch, bad
         dec.handle_logits(torch.from_numpy(good).double())
     dec.handle_logits(torch.from_numpy(good))
     assert dec.poll().kind != a.kind or dec.poll().groups[0].kind != "prefill"
+
+
+@pytest.mark.parametrize("method, options", [("vanilla", {}), ("sd", {}), ("lantern", {})])
+def test_class_conditional_replay(th, method, options):
+    """A class-conditional model (fixtures/model/tiny: c2i, one class token, null class row)."""
+    path = REPO / "fixtures" / "model" / "tiny"
+    m = argen.Model(path, threads=1)
+    host = th.TorchHost(str(path), "cpu")
+    g, answers = m.generate_recorded(class_id=3, method=method, seed=2, **options)
+    dec = th.make_decoder(m, m.decoder_config(class_id=3, method=method, seed=2, **options))
+    tokens = host.run(dec, m.condition(class_id=3), replay=answers)
+    np.testing.assert_array_equal(tokens, g.tokens)
+    assert host.max_diff < 1e-3
