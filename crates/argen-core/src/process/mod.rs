@@ -334,7 +334,7 @@ mod tests {
     extern crate std;
     use super::reference::process_reference;
     use super::*;
-    use half::bf16;
+    use half::{bf16, f16};
     use std::vec;
     use std::vec::Vec;
 
@@ -400,13 +400,20 @@ mod tests {
     fn fast_pipeline_equals_the_reference_on_random_rows() {
         let mut r = Rng(0x9e37_79b9_7f4a_7c15);
         for case in 0..3000 {
-            let v = [1usize, 2, 5, 16, 17, 33, 100, 1000][r.below(8) as usize];
+            let v =
+                [1usize, 2, 3, 5, 7, 16, 17, 31, 33, 100, 513, 1000, 4099][r.below(13) as usize];
             let style = r.below(4);
             let rows: [Vec<f32>; 3] =
                 core::array::from_fn(|_| (0..v).map(|_| r.logit(style)).collect());
             let params = SamplerParams {
                 temperature: [0.0, 1.0, 0.7, 1.3, 1e-3][r.below(5) as usize],
-                top_k: (r.below(3) > 0).then(|| 1 + r.below(v as u64) as u32),
+                // k = 1, k = V, k = V + 1 (an error both must report), or random.
+                top_k: match r.below(6) {
+                    0 | 1 => None,
+                    2 => Some(1),
+                    3 => Some(v as u32 + r.below(2) as u32),
+                    _ => Some(1 + r.below(v as u64) as u32),
+                },
                 top_p: (r.below(3) > 0)
                     .then(|| [0.05f32, 0.5, 0.9, 0.999, 1.0][r.below(5) as usize]),
                 min_p: (r.below(3) == 0).then(|| [0.0f32, 0.01, 0.3, 1.0][r.below(4) as usize]),
@@ -429,12 +436,51 @@ mod tests {
             check(&three, &params, v, &what);
             let b: [Vec<bf16>; 2] =
                 core::array::from_fn(|i| rows[i].iter().map(|&x| bf16::from_f32(x)).collect());
+            check(&Guided::Plain(&b[0][..]), &params, v, &what);
             let two_b = Guided::TwoWay {
                 cond: &b[0][..],
                 uncond: &b[1][..],
                 scale,
             };
             check(&two_b, &params, v, &what);
+            let h: [Vec<f16>; 2] =
+                core::array::from_fn(|i| rows[i].iter().map(|&x| f16::from_f32(x)).collect());
+            check(&Guided::Plain(&h[0][..]), &params, v, &what);
+            let two_h = Guided::TwoWay {
+                cond: &h[0][..],
+                uncond: &h[1][..],
+                scale,
+            };
+            check(&two_h, &params, v, &what);
+        }
+    }
+
+    /// Flat and nearly flat rows put every candidate into one rank bucket: the top-k
+    /// selection and the top-p heapsort then work on the whole row.
+    #[test]
+    fn one_bucket_rows_equal_the_reference() {
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        for case in 0..300 {
+            let v = [2usize, 64, 1000, 5000][case % 4];
+            let row: Vec<f32> = (0..v)
+                .map(|_| match case % 3 {
+                    0 => 1.0,
+                    1 => 1.0 + (r.below(4) as f32) * 1e-3,
+                    _ => -(r.below(3) as f32) * 0.01,
+                })
+                .collect();
+            let params = SamplerParams {
+                temperature: 1.0,
+                top_k: (case % 2 == 0).then(|| 1 + r.below(v as u64) as u32),
+                top_p: Some([0.1f32, 0.5, 0.9][r.below(3) as usize]),
+                min_p: None,
+            };
+            check(
+                &Guided::Plain(&row[..]),
+                &params,
+                v,
+                &std::format!("flat case {case}"),
+            );
         }
     }
 }
