@@ -17,7 +17,7 @@ pub trait Logit: Copy + Send + Sync + 'static {
     fn row(slice: &[Self]) -> LogitRow<'_>;
     /// [`Logit::to_f32`] in a form that vectorises (branch-free; no run-time CPU-feature
     /// dispatch): the same value for every non-NaN input, some NaN for a NaN (the payload may
-    /// differ). Used by the fused pass of [`crate::process`], which treats any NaN alike.
+    /// differ). Used by the fused pass of [`crate::process()`], which treats any NaN alike.
     #[inline(always)]
     fn widen(self) -> f32 {
         self.to_f32()

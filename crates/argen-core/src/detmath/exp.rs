@@ -71,7 +71,7 @@ pub fn exp_f32(x: f32) -> f32 {
 
 /// [`exp_f32`] for `x ∈ [−87, 0]` without its range branches: the same operations in the same
 /// order, so bit-identical there (tested exhaustively in release builds), and branch-free, so
-/// a loop over a block of arguments vectorises (logit weights, [`crate::process`]).
+/// a loop over a block of arguments vectorises (logit weights, [`crate::process()`]).
 ///
 /// On that domain `v = LOG2E·x + 0.5 ∈ [−125.1, 0.5]`, so `k = floor(v)` lies in `−126..=0`
 /// (the normal scaling branch of [`exp_f32`]). It is computed without a float-to-integer

@@ -173,15 +173,15 @@ pub fn rank_key(y: f32, id: u32) -> u64 {
 /// Processes one guided row into fixed-point weights `out[..V]` (see the module documentation).
 ///
 /// Implementation (each part's argument in its module): one fused, branch-free pass combines
-/// the rows, applies the temperature and finds the maximum ([`scan`]); candidates are
+/// the rows, applies the temperature and finds the maximum (module `process::scan`); candidates are
 /// compacted branch-free (these two passes over the whole row are the [`RowKernels`] of
 /// [`process_with`]); top-k and top-p select by counting candidates and
-/// weight per *rank bucket* and order only the one bucket where the cut falls ([`buckets`]);
+/// weight per *rank bucket* and order only the one bucket where the cut falls (module `process::buckets`);
 /// the weights of the survivors are computed by a branch-free `exp` in vectorised blocks
-/// ([`weights`]). A row with a mask takes a slower per-element first pass; a row with any NaN,
-/// `+∞` or overflow goes through the straightforward implementation ([`reference`]), which
+/// (module `process::weights`). A row with a mask takes a slower per-element first pass; a row with any NaN,
+/// `+∞` or overflow goes through the straightforward implementation (module `process::reference`), which
 /// reports the error exactly as the specification orders it. The integer results are
-/// identical to the specification's (tested against [`reference`] on random rows with ties,
+/// identical to the specification's (tested against the reference on random rows with ties,
 /// `±0` and `−∞`, in every element format).
 pub fn process<L: Logit>(
     input: &Guided<'_, L>,

@@ -1,7 +1,7 @@
 //! The AVX2 (+ F16C) row kernels (see [`super`] for the contracts and the table of
 //! variants): the AVX-512 kernels' operations on 8 lanes. The candidate scan has no
 //! compress instruction here: the 8-bit mask of a compare (`vmovmskps`) indexes
-//! [`SET_BITS`], whose row lists the set lanes first, and `vpermd` gathers those lanes' ids
+//! a table (`SET_BITS`) whose row lists the set lanes first, and `vpermd` gathers those lanes' ids
 //! to the front of one 32-byte store.
 
 use super::join;
