@@ -61,6 +61,7 @@ pub fn row_kernels() -> &'static RowSimd {
 }
 
 /// Combines a vector body's maximum and finiteness with the portable tail's.
+#[cfg(target_arch = "x86_64")]
 fn join(body: Option<f32>, tail: Option<f32>, tail_len: usize) -> Option<f32> {
     match (body, tail_len) {
         (b, 0) => b,
