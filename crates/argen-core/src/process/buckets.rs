@@ -50,10 +50,6 @@ pub(super) fn bucket(d: f32) -> usize {
         .min(BUCKETS - 1)
 }
 
-/// Sub-histograms the counts are spread over (consecutive candidates often share a bucket;
-/// separate counters keep their increments from waiting on each other).
-const WAYS: usize = 4;
-
 /// The `y` whose rank key is `key` (the inverse of the order map of [`rank_key`]).
 #[inline(always)]
 fn key_value(key: u64) -> f32 {
@@ -69,24 +65,18 @@ fn key_value(key: u64) -> f32 {
 /// `k` top-ranked candidates to the front of both arrays (in no particular order). `keys` is
 /// scratch of at least `cy.len()` entries.
 pub(super) fn top_k(m: f32, cy: &mut [f32], cid: &mut [u32], k: usize, keys: &mut [u64]) {
-    let mut count = [[0u32; BUCKETS]; WAYS];
-    let mut groups = cy.chunks_exact(WAYS);
-    for g in groups.by_ref() {
-        for (c, &yj) in count.iter_mut().zip(g) {
-            c[bucket(m - yj)] += 1;
-        }
+    let mut count = [0u32; BUCKETS];
+    for &yj in cy.iter() {
+        count[bucket(m - yj)] += 1;
     }
-    for &yj in groups.remainder() {
-        count[0][bucket(m - yj)] += 1;
-    }
-    let members = |b: usize| count.iter().map(|c| c[b] as usize).sum::<usize>();
     let (mut before, mut cut) = (0usize, 0usize);
-    while cut < BUCKETS - 1 && before + members(cut) < k {
-        before += members(cut);
+    while cut < BUCKETS - 1 && before + (count[cut] as usize) < k {
+        before += count[cut] as usize;
         cut += 1;
     }
-    // Branch-free partition: earlier buckets stay (compacted in place, never ahead of the
-    // read position), the cut bucket's keys go to `keys`.
+    // Partition: earlier buckets stay (compacted in place, never ahead of the read position,
+    // branch-free: about half the candidates stay, in no predictable pattern), the cut
+    // bucket's keys go to `keys` (a branch: one narrow bucket, rarely taken).
     let (mut kept, mut tied) = (0usize, 0usize);
     for j in 0..cy.len() {
         let (yj, i) = (cy[j], cid[j]);
@@ -94,8 +84,10 @@ pub(super) fn top_k(m: f32, cy: &mut [f32], cid: &mut [u32], k: usize, keys: &mu
         cy[kept] = yj;
         cid[kept] = i;
         kept += (b < cut) as usize;
-        keys[tied] = rank_key(yj, i);
-        tied += (b == cut) as usize;
+        if b == cut {
+            keys[tied] = rank_key(yj, i);
+            tied += 1;
+        }
     }
     let need = k - kept;
     let keys = &mut keys[..tied];
@@ -171,8 +163,9 @@ pub(super) fn top_p(
     for j in 0..cy.len() {
         let (yj, i) = (cy[j], cid[j]);
         let b = bucket(m - yj);
-        let w = &mut out[i as usize];
-        *w = if b > cut { 0 } else { *w };
+        if b > cut {
+            out[i as usize] = 0; // most candidates: a well-predicted branch, a store only
+        }
         cy[s] = yj;
         cid[s] = i;
         s += (b <= cut) as usize;
