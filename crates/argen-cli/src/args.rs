@@ -25,6 +25,10 @@ pub enum Command {
     /// Benchmark every decoding method: speed and quality side by side (Markdown table on
     /// stdout, progress on stderr).
     Bench(BenchArgs),
+    /// Measure what one target and one drafter action cost on this machine for 1…128 model
+    /// rows and write the model directory's cost profile (`cost-profile.json`), which
+    /// `argen bench` predicts speed-ups from (progress on stderr).
+    Calibrate(CalibrateArgs),
     /// Re-run a run recorded with `argen generate --trace FILE` and report "identical" or the
     /// first divergence (exit 1).
     Replay(ReplayArgs),
@@ -135,6 +139,35 @@ pub struct BenchArgs {
     /// gsd, vvs, sjd): one set of rows per method, named `… inner=METHOD` [default: vanilla].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub inner: Vec<Method>,
+}
+
+/// `argen calibrate`.
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Model directory [default: $ARGEN_MODEL, else the bundled ShapesWorld model]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Where to write the profile [default: MODEL/cost-profile.json]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Device to measure.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Worker threads (0 = all cores, at most 256); a profile holds for one thread count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Row counts to measure, comma-separated, strictly increasing, at most 16.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64,128")]
+    pub rows: Vec<u32>,
+    /// Image tokens in the KV cache while measuring [default: half the image]
+    #[arg(long)]
+    pub context: Option<u32>,
+    /// Seconds the measured rounds should take (5 to 25 rounds whatever the budget).
+    #[arg(long, default_value_t = 2.0)]
+    pub budget: f64,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `argen score`.
@@ -436,6 +469,16 @@ impl Cli {
             Command::Decode(d) => check_threads(d.threads),
             Command::Score(_) => Ok(()),
             Command::Bench(b) => b.check(),
+            Command::Calibrate(c) => {
+                check_threads(c.threads)?;
+                if !(c.budget.is_finite() && (0.0..=3600.0).contains(&c.budget)) {
+                    return Err(format!(
+                        "--budget {} is out of range: 0 to 3600 seconds",
+                        c.budget
+                    ));
+                }
+                Ok(())
+            }
             Command::Replay(r) => check_threads(r.threads),
             Command::Trace(_) => Ok(()),
         }
