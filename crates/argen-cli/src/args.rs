@@ -143,6 +143,7 @@ pub struct BenchArgs {
 
 /// `argen calibrate`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct CalibrateArgs {
     /// Model directory [default: $ARGEN_MODEL, else the bundled ShapesWorld model]
     #[arg(long)]
