@@ -256,7 +256,7 @@ pub(crate) fn prediction(
         return json!({ "ms_per_image": null, "speedup": null, "error": null,
                        "note": "judge calls are not in the cost profile" });
     }
-    let ms = match predict_nanos(&profile.profile, hist) {
+    let ms = match predict_nanos(&profile.profile, profile.prefill, hist) {
         Ok(ns) => ns as f64 / 1e6 / images.max(1) as f64,
         Err(e) => {
             return json!({ "ms_per_image": null, "speedup": null, "error": null,
@@ -454,6 +454,7 @@ fn run_on<C: Runtime>(
     for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
         let mut acc = Acc {
             tokens: vec![Vec::new(); prompts.len()],
+            hist: RowHistogram::new(cfg.cls_token_num),
             ..Default::default()
         };
         for (pi, p) in prompts.iter().enumerate() {

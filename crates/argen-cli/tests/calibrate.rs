@@ -203,9 +203,12 @@ fn bench_predictions_are_the_profiles_costs_of_each_rows_calls() {
     let ms = |row: &Value| {
         let h = RowHistogram::from_json(&row["row_histogram"]).unwrap();
         let images = row["images"].as_u64().unwrap() as f64;
-        predict_nanos(&profile.profile, &h).unwrap() as f64 / 1e6 / images
+        predict_nanos(&profile.profile, profile.prefill, &h).unwrap() as f64 / 1e6 / images
     };
     let vanilla = ms(&rows[0]);
+    // The tiny model's condition is one class token.
+    assert_eq!(rows[0]["row_histogram"]["cls_token_num"], 1);
+    assert!(profile.prefill.is_some());
     // Through JSON: equal up to the last bit of the float parser.
     let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() <= 1e-12 * b.abs().max(1.0);
     for row in rows {

@@ -216,7 +216,7 @@ fn run() -> Result<(), String> {
         for (_, p) in &profiles {
             let mut t = h.scaled(factor);
             t.cls = 1;
-            per_shape.push(predict_nanos(&p.profile, &t)? as f64 / images / 1e6);
+            per_shape.push(predict_nanos(&p.profile, p.prefill, &t)? as f64 / images / 1e6);
         }
         table.push((
             row["name"].as_str().unwrap_or("?").to_string(),

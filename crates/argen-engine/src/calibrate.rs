@@ -19,7 +19,13 @@
 //!    run's entries are dropped, so the context stays `cls_token_num + m`;
 //! 3. the decoder handles each answer as a decoding step does: every input's guided rows are
 //!    processed into a distribution (CFG, temperature, top-k/top-p, integer weights) and one
-//!    keyed token is drawn from each.
+//!    keyed token is drawn from each;
+//! 4. a prefill of the condition alone with two-way guidance on a second sequence (the first
+//!    action of every decode; [`CostFile::prefill`]).
+//!
+//! A span runs from the host receiving the action to it receiving the next one (the last: to
+//! the answer being handled), as the bench's per-action accounting does, so the decoder's
+//! choice of the next action is included.
 //!
 //! # Context length
 //! Per row, the forward's matrix products cost the same at every position; only attention
@@ -37,7 +43,11 @@
 //! rounds then visit the points round-robin — round 1 all points, round 2 all points, … — so a
 //! burst of load from another process spreads over every point instead of inflating one, and
 //! each point's cost is the median of its `rounds` times (rounded to whole nanoseconds, at
-//! least 1).
+//! least 1). Within a round each point runs **twice in a row and the second call is timed**:
+//! the cost of a call in a stream of calls of its size. Measured on ShapesWorld (whose 3.4 MB
+//! of weights live in the caches), a 2-row call right after 128-row calls costs ~30 % more than
+//! in a stream of 2-row calls, as vanilla decoding makes them; on models that stream their
+//! weights from memory the difference vanishes.
 
 use std::path::Path;
 use std::time::Instant;
@@ -196,9 +206,10 @@ pub fn weight_dtype(path: &Path) -> String {
     read().unwrap_or_else(|| "unknown".into())
 }
 
-/// The model capacity the probe needs on a model of `cfg`.
+/// The model capacity the probe needs on a model of `cfg` (two sequences: the context and the
+/// prefill point).
 pub fn capacity(cfg: &GptConfig, opts: &CalibrateOptions) -> argen_model::Capacity {
-    host_capacity(cfg, 1, opts.max_inputs())
+    host_capacity(cfg, 2, opts.max_inputs())
 }
 
 /// Calibrates the model directory `dir` (target, and the drafter if it has one) on `compute`,
@@ -234,21 +245,37 @@ pub fn calibrate_models<C: Runtime>(
     opts.check()?;
     let cfg = gpt.config().clone();
     let m = context_tokens(&cfg, opts);
-    let conds = [probe_conditions(&cfg)];
+    let conds = [probe_conditions(&cfg), probe_conditions(&cfg)];
     let kernels = Runtime::kernel_class(gpt.compute());
     let has_drafter = drafter.is_some();
-    let points: Vec<(bool, u32)> = [false, true]
-        .into_iter()
-        .filter(|&d| !d || has_drafter)
-        .flat_map(|d| opts.rows.iter().map(move |&r| (d, r)))
-        .collect();
+    let mut points: Vec<Point> = opts.rows.iter().map(|&r| Point::Target(r)).collect();
+    if has_drafter {
+        points.extend(opts.rows.iter().map(|&r| Point::Drafter(r)));
+    }
+    points.push(Point::Prefill);
     let run = |rounds: u32, gpt: &mut Gpt<C>, drafter: Option<&mut Drafter<C>>| {
         let mut probe = Probe::new(&cfg, m, opts, &points, rounds, has_drafter);
         let mut timer = Timer::default();
         C::decode(&mut probe, gpt, drafter, None, &conds, &mut timer).map_err(Error::runtime)?;
-        // The first one or two actions set up the context.
+        timer.finish();
+        // The first one or two actions set up the context; of each pair the second is timed.
         let skip = 1 + usize::from(has_drafter);
-        Ok::<_, Error>(timer.nanos.split_off(skip.min(timer.nanos.len())))
+        let timed: Vec<u64> = timer
+            .nanos
+            .iter()
+            .skip(skip)
+            .skip(1)
+            .step_by(2)
+            .copied()
+            .collect();
+        if timed.len() != points.len() * rounds as usize {
+            return Err(Error::runtime(format!(
+                "calibration timed {} actions, expected {}",
+                timed.len(),
+                points.len() * rounds as usize
+            )));
+        }
+        Ok::<_, Error>(timed)
     };
     progress(&format!(
         "calibrating {} target{} at context {} ({} + {m} image tokens): {} row counts",
@@ -260,7 +287,8 @@ pub fn calibrate_models<C: Runtime>(
     ));
     let start = Instant::now();
     let warm = run(1, gpt, drafter.as_deref_mut())?;
-    let round: u64 = warm.iter().sum();
+    // A round runs every point twice.
+    let round: u64 = 2 * warm.iter().sum::<u64>();
     let want = (opts.budget_seconds * 1e9 / round.max(1) as f64).ceil();
     let rounds = (want.min(u32::MAX as f64) as u32).clamp(opts.min_rounds, opts.max_rounds);
     progress(&format!(
@@ -268,30 +296,32 @@ pub fn calibrate_models<C: Runtime>(
         round as f64 / 1e6
     ));
     let times = run(rounds, gpt, drafter)?;
-    if times.len() != points.len() * rounds as usize {
-        return Err(Error::runtime(format!(
-            "calibration timed {} actions, expected {}",
-            times.len(),
-            points.len() * rounds as usize
-        )));
-    }
     let mut target = Vec::new();
     let mut draft = Vec::new();
-    for (i, &(d, r)) in points.iter().enumerate() {
+    let mut prefill = 0;
+    for (i, &p) in points.iter().enumerate() {
         let mut t: Vec<u64> = (0..rounds as usize)
             .map(|k| times[k * points.len() + i])
             .collect();
         let med = median(&mut t).max(1);
+        let what = match p {
+            Point::Target(r) => {
+                target.push((r, med));
+                format!("target  {r:>4} rows")
+            }
+            Point::Drafter(r) => {
+                draft.push((r, med));
+                format!("drafter {r:>4} rows")
+            }
+            Point::Prefill => {
+                prefill = med;
+                "prefill (condition)".to_string()
+            }
+        };
         progress(&format!(
-            "  {:<7} {r:>4} rows: {:>10.3} ms (median of {rounds})",
-            if d { "drafter" } else { "target" },
+            "  {what}: {:>10.3} ms (median of {rounds})",
             med as f64 / 1e6
         ));
-        if d {
-            draft.push((r, med));
-        } else {
-            target.push((r, med));
-        }
     }
     let curve = |p: &[(u32, u64)]| CostCurve::new(p).map_err(|e| Error::runtime(e.to_string()));
     let profile = CostProfile {
@@ -314,6 +344,7 @@ pub fn calibrate_models<C: Runtime>(
         threads: opts.threads,
         dtype: dtype.into(),
         context: cfg.cls_token_num as u32 + m,
+        prefill: Some(prefill),
         profile,
     })
 }
@@ -352,24 +383,49 @@ fn probe_conditions(cfg: &GptConfig) -> (Condition, Condition) {
     }
 }
 
-/// Times each action from the host receiving it to the decoder having handled the answer.
+/// Times each action from the host receiving it to the host receiving the next one; the last
+/// action's span ends when its answer was handled.
 #[derive(Default)]
 struct Timer {
     start: Option<Instant>,
+    last_after: Option<Instant>,
     nanos: Vec<u64>,
+}
+
+impl Timer {
+    fn close(&mut self, end: Instant) {
+        if let Some(s) = self.start.take() {
+            self.nanos.push(
+                u64::try_from(end.saturating_duration_since(s).as_nanos()).unwrap_or(u64::MAX),
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(end) = self.last_after {
+            self.close(end);
+        }
+    }
 }
 
 impl Observer for Timer {
     fn before(&mut self, _: &Action<'_>) {
-        self.start = Some(Instant::now());
+        let now = Instant::now();
+        self.close(now);
+        self.start = Some(now);
     }
 
     fn after<D: Decoder>(&mut self, _: &D) {
-        if let Some(s) = self.start.take() {
-            self.nanos
-                .push(u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        }
+        self.last_after = Some(Instant::now());
     }
+}
+
+/// A measured point: a target or drafter call of some rows, or the condition prefill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Point {
+    Target(u32),
+    Drafter(u32),
+    Prefill,
 }
 
 /// Where the probe is.
@@ -389,8 +445,8 @@ struct Probe {
     catch_up: Vec<DraftInput>,
     inputs: Vec<Input>,
     drafts: Vec<DraftInput>,
-    /// `(drafter?, rows)` of each measured action.
-    schedule: Vec<(bool, u32)>,
+    /// The point of each action after the set-up, each twice in a row (module doc).
+    schedule: Vec<Point>,
     opts_cfg: f32,
     sampler: SamplerParams,
     has_drafter: bool,
@@ -406,7 +462,7 @@ impl Probe {
         cfg: &GptConfig,
         m: u32,
         opts: &CalibrateOptions,
-        points: &[(bool, u32)],
+        points: &[Point],
         rounds: u32,
         has_drafter: bool,
     ) -> Probe {
@@ -437,7 +493,9 @@ impl Probe {
                 feature: FeatureRef::Target(m - 1),
             })
             .collect();
-        let schedule = (0..rounds).flat_map(|_| points.iter().copied()).collect();
+        let schedule = (0..rounds)
+            .flat_map(|_| points.iter().flat_map(|&p| [p, p]))
+            .collect();
         Probe {
             phase: Phase::Prefill,
             prefix,
@@ -501,7 +559,7 @@ impl Decoder for Probe {
             }),
             Phase::Run(i) => match self.schedule.get(i) {
                 None => Action::Done,
-                Some(&(false, rows)) => {
+                Some(&Point::Target(rows)) => {
                     let (n, guidance) = self.shape(rows);
                     Action::Target(TargetRun {
                         seq: 0,
@@ -510,7 +568,7 @@ impl Decoder for Probe {
                         guidance,
                     })
                 }
-                Some(&(true, rows)) => {
+                Some(&Point::Drafter(rows)) => {
                     let (n, guidance) = self.shape(rows);
                     Action::Draft(DraftRun {
                         seq: 0,
@@ -520,6 +578,11 @@ impl Decoder for Probe {
                         guidance,
                     })
                 }
+                Some(Point::Prefill) => Action::Prefill(Prefill {
+                    seq: 1,
+                    tokens: &[],
+                    guidance: self.two_way(),
+                }),
             },
         }
     }

@@ -106,7 +106,7 @@ impl RowHistogram {
         bump(&mut self.drafter, pending);
     }
 
-    /// Adds `other`'s counts to these.
+    /// Adds `other`'s counts to these (the condition length stays this histogram's).
     pub fn add(&mut self, other: &RowHistogram) {
         for (mine, theirs) in [
             (&mut self.target, &other.target),
@@ -264,14 +264,25 @@ impl Observer for CallTimes {
     }
 }
 
-/// The time in nanoseconds `profile` predicts for the model calls of `h` (module doc); an error
-/// if `h` has drafter calls and the profile no drafter curve. Judge calls are not included.
-pub fn predict_nanos(profile: &CostProfile, h: &RowHistogram) -> Result<u64, Error> {
+/// The time in nanoseconds `profile` predicts for the model calls of `h` (module doc), with
+/// `prefill` the measured cost of a prefill of the condition alone with two-way guidance
+/// ([`crate::cost_file::CostFile::prefill`]) if known — other prefills, and all of them without
+/// it, cost a target call of their rows. An error if `h` has drafter calls and the profile no
+/// drafter curve. Judge calls are not included.
+pub fn predict_nanos(
+    profile: &CostProfile,
+    prefill: Option<u64>,
+    h: &RowHistogram,
+) -> Result<u64, Error> {
     let mut total: u128 = 0;
     for (&(tokens, variants), &n) in &h.prefill {
         let rows = (h.cls as u64 + tokens as u64) * variants as u64;
         let rows = u32::try_from(rows).unwrap_or(u32::MAX);
-        total += profile.target.nanos(rows) as u128 * n as u128;
+        let t = match prefill {
+            Some(t) if (tokens, variants) == (0, 2) => t,
+            _ => profile.target.nanos(rows),
+        };
+        total += t as u128 * n as u128;
     }
     for (&r, &n) in &h.target {
         total += profile.target.nanos(r) as u128 * n as u128;
@@ -348,30 +359,39 @@ mod tests {
         };
         // target: 4 · t(6) + t(76) = 4 · 1400 + (4400 + 12 · 50) = 5600 + 5000;
         // drafter: t(1) + t(4) + t(6) = 100 + 180 + 260.
-        assert_eq!(predict_nanos(&profile, &h).unwrap(), 10_600 + 540);
+        assert_eq!(predict_nanos(&profile, None, &h).unwrap(), 10_600 + 540);
         let round = RowHistogram::from_json(&h.to_json()).unwrap();
         assert_eq!(round, h);
         let mut sum = round.clone();
         sum.add(&h);
-        assert_eq!(predict_nanos(&profile, &sum).unwrap(), 2 * 11_140);
+        assert_eq!(predict_nanos(&profile, None, &sum).unwrap(), 2 * 11_140);
         // Another condition length changes the prefill only: (1 + 2) · 2 = 6 rows, 1400 ns.
         let short = RowHistogram {
             cls: 1,
             ..h.clone()
         };
         assert_eq!(
-            predict_nanos(&profile, &short).unwrap(),
+            predict_nanos(&profile, None, &short).unwrap(),
             11_140 - 5000 + 1400
         );
         // Stretched twice: every target and drafter call twice, the prefill once.
         assert_eq!(
-            predict_nanos(&profile, &h.scaled(2)).unwrap(),
+            predict_nanos(&profile, None, &h.scaled(2)).unwrap(),
             2 * 11_140 - 5000
         );
         let no_drafter = CostProfile {
             drafter: None,
             ..profile
         };
-        assert!(predict_nanos(&no_drafter, &h).is_err());
+        assert!(predict_nanos(&no_drafter, None, &h).is_err());
+        // A measured prefill replaces the rows rule for condition-only two-way prefills only:
+        // this one prefilled two tokens.
+        assert_eq!(predict_nanos(&profile, Some(7), &h).unwrap(), 11_140);
+        let mut cond_only = h.clone();
+        cond_only.prefill = BTreeMap::from([((0, 2), 3)]);
+        assert_eq!(
+            predict_nanos(&profile, Some(7), &cond_only).unwrap(),
+            11_140 - 5000 + 3 * 7
+        );
     }
 }

@@ -48,11 +48,13 @@ fn calibration_gives_a_valid_profile_for_target_and_drafter() {
         .as_ref()
         .expect("the tiny model has a drafter");
     assert_eq!(rows(d), DEFAULT_ROWS);
-    // One progress line per point, after the header and warm-up lines.
+    // One progress line per point (8 target, 8 drafter, the prefill), after the header and
+    // warm-up lines.
     assert_eq!(
         lines.iter().filter(|l| l.contains("median of 3")).count(),
-        16
+        17
     );
+    assert!(file.prefill.is_some_and(|t| t > 0));
     // The file round-trips through cost-profile.json.
     let dir = temp_dir("valid");
     let p = cost_file::path_in(&dir);
@@ -148,7 +150,7 @@ fn a_prediction_is_the_sum_of_the_calls_costs() {
     };
     // 63 · 300 µs + t(72) = 18.9 ms + (2 ms + 8 · 1 ms / 64 · …): t(72) = 2_000_000 + 1_000_000 · 8 / 64.
     assert_eq!(
-        predict_nanos(&profile, &v).unwrap(),
+        predict_nanos(&profile, None, &v).unwrap(),
         63 * 300_000 + 2_000_000 + 125_000
     );
 }
