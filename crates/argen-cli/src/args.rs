@@ -135,6 +135,12 @@ pub struct BenchArgs {
     /// Worker threads (0 = all cores, at most 256); the peer uses as many.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Run the images interleaved — image 1 of every row, then image 2, … — instead of row by
+    /// row, so that a change in the machine's load over the run hits every row alike (the
+    /// speed-ups and the cost model's errors are ratios between rows); rows are reported at the
+    /// end. Tokens do not depend on the order.
+    #[arg(long)]
+    pub interleave: bool,
     /// Candidate methods of the `bon` and `gridar` rows, comma-separated (vanilla, sd, lantern,
     /// gsd, vvs, sjd): one set of rows per method, named `… inner=METHOD` [default: vanilla].
     #[arg(long, value_enum, value_delimiter = ',')]

@@ -451,118 +451,143 @@ fn run_on<C: Runtime>(
     let mut fingerprints: [Option<Result<String, String>>; 2] = [None, None];
     let mut vanilla_wall = None;
     let mut vanilla_predicted = None;
-    for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
-        let mut acc = Acc {
+    let mut accs: Vec<Acc> = rows
+        .iter()
+        .map(|_| Acc {
             tokens: vec![Vec::new(); prompts.len()],
             hist: RowHistogram::new(cfg.cls_token_num),
             ..Default::default()
+        })
+        .collect();
+    // The runs, row by row or (--interleave) image by image across the rows.
+    let per_row = prompts.len() * n_seeds as usize;
+    let mut order = Vec::with_capacity(rows.len() * per_row);
+    for i in 0..rows.len() * per_row {
+        let (ri, image) = if a.interleave {
+            (i % rows.len(), i / rows.len())
+        } else {
+            (i / per_row, i % per_row)
         };
-        for (pi, p) in prompts.iter().enumerate() {
-            for seed in 0..n_seeds {
-                let mut dc = *row_config;
-                dc.base.seed = seed;
-                let mut check = match a.traces {
-                    Some(_) => RunCheck::Record(None),
-                    None => RunCheck::Off,
-                };
-                let mut watch = (RowHistogram::new(cfg.cls_token_num), CallTimes::default());
-                let o = run_request(
-                    &mut engine,
-                    &quiet_request(p.input(), dc),
-                    &mut check,
-                    true,
-                    &mut watch,
-                )
-                .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
-                acc.hist.add(&watch.0);
-                watch.1.finish();
-                acc.times.add(&watch.1);
-                let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
-                if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
-                    let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
-                    let meta = json!({
-                        "argen": env!("CARGO_PKG_VERSION"),
-                        "rng_scheme": argen_core::rng::SCHEME_VERSION,
-                        "source": "argen bench",
-                        "row": spec.name,
-                        "config": config_json(&dc)?,
-                        "seed": seed,
-                        "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
-                        "class": p.class,
-                        "model_dir": dir.dir.display().to_string(),
-                        "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
-                            .get_or_insert_with(|| {
-                                let files = fingerprint_files(dir, reqs[ri].drafter, None);
-                                crate::replay::fingerprint(&files)
-                            })
-                            .clone()? },
-                        "device": format!("{:?}", a.device).to_lowercase(),
-                        "threads": a.threads,
-                    });
-                    crate::output::write_bytes(
-                        &d.join(name),
-                        &crate::replay::encode(&meta, trace)?,
-                    )?;
+        order.push((
+            ri,
+            image / n_seeds as usize,
+            (image % n_seeds as usize) as u64,
+        ));
+    }
+    let mut done = vec![0usize; rows.len()];
+    let mut finished = 0;
+    for (ri, pi, seed) in order {
+        let (spec, row_config, acc, p) = (&rows[ri], &configs[ri], &mut accs[ri], &prompts[pi]);
+        let mut dc = *row_config;
+        dc.base.seed = seed;
+        let mut check = match a.traces {
+            Some(_) => RunCheck::Record(None),
+            None => RunCheck::Off,
+        };
+        let mut watch = (RowHistogram::new(cfg.cls_token_num), CallTimes::default());
+        let o = run_request(
+            &mut engine,
+            &quiet_request(p.input(), dc),
+            &mut check,
+            true,
+            &mut watch,
+        )
+        .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+        acc.hist.add(&watch.0);
+        watch.1.finish();
+        acc.times.add(&watch.1);
+        let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
+        if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
+            let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
+            let meta = json!({
+                "argen": env!("CARGO_PKG_VERSION"),
+                "rng_scheme": argen_core::rng::SCHEME_VERSION,
+                "source": "argen bench",
+                "row": spec.name,
+                "config": config_json(&dc)?,
+                "seed": seed,
+                "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
+                "class": p.class,
+                "model_dir": dir.dir.display().to_string(),
+                "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
+                    .get_or_insert_with(|| {
+                        let files = fingerprint_files(dir, reqs[ri].drafter, None);
+                        crate::replay::fingerprint(&files)
+                    })
+                    .clone()? },
+                "device": format!("{:?}", a.device).to_lowercase(),
+                "threads": a.threads,
+            });
+            crate::output::write_bytes(&d.join(name), &crate::replay::encode(&meta, trace)?)?;
+        }
+        acc.stats.add(&o.stats);
+        acc.calls.0 += o.calls.0;
+        acc.calls.1 += o.calls.1;
+        acc.runs += 1;
+        acc.wall += o.wall;
+        let mut aligned = None;
+        if let (Some(j), Some(pr)) = (judge.as_mut(), &p.prompt) {
+            let sc = j.score_tokens(&o.tokens)?;
+            let mut possible = [true; crate::bench_audit::CUTS];
+            for (v, r) in possible.iter_mut().zip(cut_rows) {
+                *v = j.check(0, r, &o.tokens[..r as usize * grid])?;
+            }
+            acc.audit.add(sc.aligned, possible);
+            aligned = Some(sc.aligned);
+            acc.scored += 1;
+            acc.aligned += u32::from(sc.aligned);
+            acc.valid += u32::from((1..=3).contains(&sc.scene.objects.len()));
+            let tags = pr.tags();
+            for (i, c) in Category::ALL.iter().enumerate() {
+                if tags.has(*c) {
+                    acc.cat_n[i] += 1;
+                    acc.cat_ok[i] += u32::from(sc.verdicts.get(*c));
                 }
-                acc.stats.add(&o.stats);
-                acc.calls.0 += o.calls.0;
-                acc.calls.1 += o.calls.1;
-                acc.runs += 1;
-                acc.wall += o.wall;
-                let mut aligned = None;
-                if let (Some(j), Some(pr)) = (judge.as_mut(), &p.prompt) {
-                    let sc = j.score_tokens(&o.tokens)?;
-                    let mut possible = [true; crate::bench_audit::CUTS];
-                    for (v, r) in possible.iter_mut().zip(cut_rows) {
-                        *v = j.check(0, r, &o.tokens[..r as usize * grid])?;
-                    }
-                    acc.audit.add(sc.aligned, possible);
-                    aligned = Some(sc.aligned);
-                    acc.scored += 1;
-                    acc.aligned += u32::from(sc.aligned);
-                    acc.valid += u32::from((1..=3).contains(&sc.scene.objects.len()));
-                    let tags = pr.tags();
-                    for (i, c) in Category::ALL.iter().enumerate() {
-                        if tags.has(*c) {
-                            acc.cat_n[i] += 1;
-                            acc.cat_ok[i] += u32::from(sc.verdicts.get(*c));
-                        }
-                    }
-                }
-                acc.runs_json.push(json!({
-                    "prompt": pi,
-                    "seed": seed,
-                    "wall_seconds": o.wall,
-                    "aligned": aligned,
-                    "tokens": o.tokens,
-                }));
-                acc.tokens[pi].push(o.tokens);
             }
         }
-        let mut row = row_json(
-            spec,
-            &acc,
-            cfg.block_size as u32,
-            cut_rows,
-            vanilla_wall,
-            &profile,
-            vanilla_predicted,
-        );
-        row["config"] = config_json(row_config)?;
-        if spec.family == "vanilla" {
-            vanilla_wall = row["wall_per_image"].as_f64();
-            vanilla_predicted = row["predicted"]["ms_per_image"].as_f64();
+        acc.runs_json.push(json!({
+            "prompt": pi,
+            "seed": seed,
+            "wall_seconds": o.wall,
+            "aligned": aligned,
+            "tokens": o.tokens,
+        }));
+        acc.tokens[pi].push(o.tokens);
+        done[ri] += 1;
+        // Rows are reported in order, each once all its runs are done.
+        while finished < rows.len() && done[finished] == per_row {
+            let (ri, spec, row_config, acc) = (
+                finished,
+                &rows[finished],
+                &configs[finished],
+                &accs[finished],
+            );
+            let mut row = row_json(
+                spec,
+                acc,
+                cfg.block_size as u32,
+                cut_rows,
+                vanilla_wall,
+                &profile,
+                vanilla_predicted,
+            );
+            row["config"] = config_json(row_config)?;
+            if spec.family == "vanilla" {
+                vanilla_wall = row["wall_per_image"].as_f64();
+                vanilla_predicted = row["predicted"]["ms_per_image"].as_f64();
+            }
+            crate::errln!(
+                "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
+                ri + 1,
+                rows.len(),
+                spec.name,
+                acc.stats.tokens_per_target_forward(),
+                1e3 * row["wall_per_image"].as_f64().unwrap_or(0.0),
+                started.elapsed().as_secs_f64()
+            );
+            out_rows.push(row);
+            finished += 1;
         }
-        crate::errln!(
-            "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
-            ri + 1,
-            rows.len(),
-            spec.name,
-            acc.stats.tokens_per_target_forward(),
-            1e3 * row["wall_per_image"].as_f64().unwrap_or(0.0),
-            started.elapsed().as_secs_f64()
-        );
-        out_rows.push(row);
     }
     let peer = if a.peer {
         Some(crate::bench_peer::run(
