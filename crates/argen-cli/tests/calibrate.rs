@@ -228,3 +228,48 @@ fn bench_predictions_are_the_profiles_costs_of_each_rows_calls() {
         }
     }
 }
+
+#[test]
+fn interleaved_bench_runs_make_the_same_images_and_counts() {
+    let m = tiny().display().to_string();
+    let rows = |interleave: bool| -> Vec<Value> {
+        let json = tmp(&format!("interleave-{interleave}.json"));
+        let j = json.display().to_string();
+        let mut args = vec![
+            "bench",
+            "--quick",
+            "--model",
+            &m,
+            "--methods",
+            "sd,sjd",
+            "--prompts",
+            "2",
+            "--seeds",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+            &j,
+        ];
+        if interleave {
+            args.push("--interleave");
+        }
+        let o = argen(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        r["rows"].as_array().unwrap().clone()
+    };
+    let (a, b) = (rows(false), rows(true));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["name"], y["name"]);
+        assert_eq!(x["row_histogram"], y["row_histogram"], "{}", x["name"]);
+        let tokens = |r: &Value| -> Vec<Value> {
+            let runs = r["runs"].as_array().unwrap();
+            runs.iter()
+                .map(|u| serde_json::json!([u["prompt"], u["seed"], u["tokens"]]))
+                .collect()
+        };
+        assert_eq!(tokens(x), tokens(y), "{}", x["name"]);
+    }
+}
