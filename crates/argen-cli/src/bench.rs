@@ -422,9 +422,10 @@ fn run_on<C: Runtime>(
         DeviceArg::Cpu => "cpu",
         DeviceArg::Cuda => "cuda",
     };
-    let (profile, source) = crate::calibrate::profile_for(dir, c, kind, &device, threads, |l| {
-        crate::errln!("argen bench: {l}")
-    })?;
+    let (profile, source) =
+        crate::calibrate::profile_for(&mut engine, kind, &device, threads, |l| {
+            crate::errln!("argen bench: {l}")
+        })?;
     let profile_source = match &source {
         crate::calibrate::ProfileSource::File(p) => {
             crate::errln!("argen bench: cost profile {}", p.display());

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use argen_cpu::Cpu;
 use argen_engine::calibrate::{calibrate_dir, CalibrateOptions};
 use argen_engine::cost_file::{self, CostFile};
-use argen_engine::model_dir::{resolve, ModelDir};
-use argen_engine::Runtime;
+use argen_engine::model_dir::resolve;
+use argen_engine::{Engine, Runtime};
 
 use crate::args::{CalibrateArgs, DeviceArg};
 
@@ -53,35 +53,31 @@ pub enum ProfileSource {
     Calibrated(String),
 }
 
-/// The cost profile of `dir` for a run on `compute` (`device`: `"cpu"` or `"cuda"`, device
-/// name `name`) with `threads` threads: the directory's `cost-profile.json` if it was measured
-/// for the same device, kernels and thread count; otherwise a fresh calibration (not written).
-/// A malformed profile file is an error naming it.
+/// The cost profile for a run of `engine` (on `device`, `"cpu"` or `"cuda"`, named `name`, with
+/// `threads` threads): its model directory's `cost-profile.json` if it was measured for the same
+/// device, kernels and thread count; otherwise a fresh calibration of the engine's own models
+/// ([`argen_engine::Engine::calibrate`], not written). A malformed profile file is an error
+/// naming it.
 pub fn profile_for<C: Runtime>(
-    dir: &ModelDir,
-    compute: &C,
+    engine: &mut Engine<C>,
     device: &str,
     name: &str,
     threads: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<(CostFile, ProfileSource), String> {
-    let path = cost_file::path_in(&dir.dir);
+    let path = cost_file::path_in(&engine.model_dir().dir);
+    let kernels = engine.compute().kernel_class();
     let why = match cost_file::read(&path)? {
-        Some(f)
-            if f.device == device
-                && f.threads == threads
-                && f.kernels == compute.kernel_class() =>
-        {
+        Some(f) if f.device == device && f.threads == threads && f.kernels == kernels => {
             return Ok((f, ProfileSource::File(path)));
         }
         Some(f) => format!(
             "{} was measured on {} with {} threads and {} kernels, this run uses {device} with \
-             {threads} threads and {} kernels",
+             {threads} threads and {kernels} kernels",
             path.display(),
             f.device,
             f.threads,
             f.kernels,
-            compute.kernel_class()
         ),
         None => format!("{} does not exist", path.display()),
     };
@@ -92,6 +88,6 @@ pub fn profile_for<C: Runtime>(
     if device != "cpu" {
         opts.cpu = name.into();
     }
-    let file = calibrate_dir(dir, compute, &opts, &mut progress)?;
+    let file = engine.calibrate(&opts, &mut progress)?;
     Ok((file, ProfileSource::Calibrated(why)))
 }
