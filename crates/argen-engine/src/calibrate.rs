@@ -256,7 +256,8 @@ pub fn calibrate_models<C: Runtime>(
     let run = |rounds: u32, gpt: &mut Gpt<C>, drafter: Option<&mut Drafter<C>>| {
         let mut probe = Probe::new(&cfg, m, opts, &points, rounds, has_drafter);
         let mut timer = Timer::default();
-        C::decode(&mut probe, gpt, drafter, None, &conds, &mut timer).map_err(Error::runtime)?;
+        C::decode(&mut probe, gpt, drafter, None, &conds, &mut timer, None)
+            .map_err(Error::runtime)?;
         timer.finish();
         // The first one or two actions set up the context; of each pair the second is timed.
         let skip = 1 + usize::from(has_drafter);
