@@ -75,7 +75,7 @@ fn calibrate_errors_are_one_line_and_leave_files_alone() {
     let keep = tmp("keep.json");
     std::fs::write(&keep, b"previous contents").unwrap();
     let k = keep.display().to_string();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["calibrate", "--model", "/nonexistent/argen-model"],
             "does not exist",
@@ -97,6 +97,10 @@ fn calibrate_errors_are_one_line_and_leave_files_alone() {
         (
             &["calibrate", "--model", &m, "--out", &k, "--budget", "-1"],
             "--budget",
+        ),
+        (
+            &["calibrate", "--model", &m, "--out", &k, "--context", "99"],
+            "1 to 15 image tokens",
         ),
         (
             &[

@@ -178,12 +178,19 @@ pub fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// The image tokens of the calibration context for a model of `cfg` (module doc).
-pub fn context_tokens(cfg: &GptConfig, opts: &CalibrateOptions) -> u32 {
+/// The image tokens of the calibration context for a model of `cfg` (module doc): `opts.context`,
+/// which must lie in `1 ..= tokens − 1`, else half the image.
+pub fn context_tokens(cfg: &GptConfig, opts: &CalibrateOptions) -> Result<u32, Error> {
     let tokens = cfg.block_size as u32;
-    opts.context
-        .unwrap_or(tokens / 2)
-        .clamp(1, tokens.saturating_sub(1).max(1))
+    match opts.context {
+        None => Ok((tokens / 2).max(1)),
+        Some(c) if (1..tokens).contains(&c) => Ok(c),
+        Some(c) => Err(Error::invalid(format!(
+            "the calibration context must be 1 to {} image tokens for this {tokens}-token model, \
+             not {c}",
+            tokens.saturating_sub(1)
+        ))),
+    }
 }
 
 /// The weight dtype of the safetensors file at `path` (that of `output.weight`), read from the
@@ -244,7 +251,7 @@ pub fn calibrate_models<C: Runtime>(
 ) -> Result<CostFile, Error> {
     opts.check()?;
     let cfg = gpt.config().clone();
-    let m = context_tokens(&cfg, opts);
+    let m = context_tokens(&cfg, opts)?;
     let conds = [probe_conditions(&cfg), probe_conditions(&cfg)];
     let kernels = Runtime::kernel_class(gpt.compute());
     let has_drafter = drafter.is_some();

@@ -73,6 +73,8 @@ fn bad_options_are_typed_errors() {
         |o| o.rows = (1..=17).collect(),
         |o| o.budget_seconds = f64::NAN,
         |o| o.min_rounds = 0,
+        |o| o.context = Some(0),
+        |o| o.context = Some(16),
     ] {
         let mut opts = CalibrateOptions::for_cpu(&cpu);
         f(&mut opts);
