@@ -172,9 +172,22 @@ pub struct CalibrateArgs {
     /// Seconds the measured rounds should take (5 to 25 rounds whatever the budget).
     #[arg(long, default_value_t = 2.0)]
     pub budget: f64,
+    /// How a point's times are summarised: median (an undisturbed call) or mean (disturbances
+    /// from other processes included, for shared machines).
+    #[arg(long, value_enum, default_value = "median")]
+    pub statistic: StatisticArg,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `argen calibrate --statistic`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatisticArg {
+    /// The median of the rounds.
+    Median,
+    /// The mean of the rounds.
+    Mean,
 }
 
 /// `argen score`.

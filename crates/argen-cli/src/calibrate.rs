@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 
 use argen_cpu::Cpu;
-use argen_engine::calibrate::{calibrate_dir, CalibrateOptions};
+use argen_engine::calibrate::{calibrate_dir, CalibrateOptions, Statistic};
 use argen_engine::cost_file::{self, CostFile};
 use argen_engine::model_dir::resolve;
 use argen_engine::{Engine, Runtime};
 
-use crate::args::{CalibrateArgs, DeviceArg};
+use crate::args::{CalibrateArgs, DeviceArg, StatisticArg};
 
 /// `argen calibrate`.
 pub fn run(a: &CalibrateArgs) -> Result<(), String> {
@@ -31,6 +31,10 @@ pub fn run(a: &CalibrateArgs) -> Result<(), String> {
     opts.rows = a.rows.clone();
     opts.context = a.context;
     opts.budget_seconds = a.budget;
+    opts.statistic = match a.statistic {
+        StatisticArg::Median => Statistic::Median,
+        StatisticArg::Mean => Statistic::Mean,
+    };
     let file = match a.device {
         DeviceArg::Cpu => calibrate_dir(&dir, &cpu, &opts, &mut progress)?,
         DeviceArg::Cuda => {

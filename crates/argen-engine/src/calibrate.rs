@@ -48,6 +48,13 @@
 //! of weights live in the caches), a 2-row call right after 128-row calls costs ~30 % more than
 //! in a stream of 2-row calls, as vanilla decoding makes them; on models that stream their
 //! weights from memory the difference vanishes.
+//!
+//! The median is the cost of an undisturbed call. On a machine whose CPU is shared with other
+//! processes, a call shorter than a scheduler time slice is rarely preempted, so its median
+//! misses the time that a decode of many such calls loses to the other processes; a call longer
+//! than a slice is preempted nearly every time, and its median includes it.
+//! [`Statistic::Mean`] summarises by the mean instead, which contains those losses in proportion
+//! (noisier: the disturbances are rare and large).
 
 use std::path::Path;
 use std::time::Instant;
@@ -87,6 +94,8 @@ pub struct CalibrateOptions {
     pub min_rounds: u32,
     /// Most measured rounds.
     pub max_rounds: u32,
+    /// How a point's times are summarised.
+    pub statistic: Statistic,
     /// Guidance scale of the two-way rows.
     pub cfg: f32,
     /// Sampling parameters of the processed rows.
@@ -110,6 +119,7 @@ impl CalibrateOptions {
             budget_seconds: 2.0,
             min_rounds: 5,
             max_rounds: 25,
+            statistic: Statistic::Median,
             cfg: m.cfg,
             sampler: m.sampler(),
             cpu: cpu_name(),
@@ -162,6 +172,28 @@ impl CalibrateOptions {
             .map(|&r| self.shape(r).0)
             .max()
             .unwrap_or(1)
+    }
+}
+
+/// How the times of a calibration point are summarised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Statistic {
+    /// The median: the cost of an undisturbed call (the default; robust to outliers).
+    Median,
+    /// The mean: the cost of an average call, disturbances included. On a machine whose CPU
+    /// is shared, calls shorter than a scheduler time slice are rarely preempted, so their
+    /// median misses the time a long sequence of them loses to other processes, which their
+    /// mean contains (module doc).
+    Mean,
+}
+
+impl Statistic {
+    /// `median` or `mean`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::Median => "median",
+            Statistic::Mean => "mean",
+        }
     }
 }
 
@@ -311,7 +343,11 @@ pub fn calibrate_models<C: Runtime>(
         let mut t: Vec<u64> = (0..rounds as usize)
             .map(|k| times[k * points.len() + i])
             .collect();
-        let med = median(&mut t).max(1);
+        let med = match opts.statistic {
+            Statistic::Median => median(&mut t),
+            Statistic::Mean => t.iter().sum::<u64>() / t.len().max(1) as u64,
+        }
+        .max(1);
         let what = match p {
             Point::Target(r) => {
                 target.push((r, med));
@@ -327,8 +363,9 @@ pub fn calibrate_models<C: Runtime>(
             }
         };
         progress(&format!(
-            "  {what}: {:>10.3} ms (median of {rounds})",
-            med as f64 / 1e6
+            "  {what}: {:>10.3} ms ({} of {rounds})",
+            med as f64 / 1e6,
+            opts.statistic.name()
         ));
     }
     let curve = |p: &[(u32, u64)]| CostCurve::new(p).map_err(|e| Error::runtime(e.to_string()));
