@@ -67,6 +67,27 @@ fn calibrate_writes_a_profile() {
         e.contains("target    16 rows") && e.contains("wrote"),
         "{e}"
     );
+    assert!(e.contains("(median of "), "{e}");
+    // The mean instead of the median: the same points.
+    let o = argen(&[
+        "calibrate",
+        "--model",
+        &tiny().display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--threads",
+        "1",
+        "--budget",
+        "0",
+        "--rows",
+        "2,4",
+        "--statistic",
+        "mean",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(mean of "), "{}", stderr(&o));
+    let f = cost_file::read(&out).unwrap().unwrap();
+    assert_eq!(f.profile.target.len(), 2);
 }
 
 #[test]
