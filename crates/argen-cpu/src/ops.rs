@@ -1,15 +1,14 @@
-//! Row operations of the CPU backend other than the GEMM: RMSNorm, 2D RoPE, tree attention,
-//! convolution (im2col + GEMM), GroupNorm, softmax.
+//! Row operations of the CPU backend other than the GEMM and attention ([`crate::attn`]):
+//! RMSNorm, 2D RoPE, convolution (im2col + GEMM), GroupNorm.
 
 use crate::gemm::{self, dot, WRef};
 use crate::par::Workers;
-use crate::{kv_off, CpuKv, CpuWeight};
-use argen_core::detmath::{exp_f32, silu_f32};
-use argen_model::compute::{AttnRow, KvGeometry, Pos};
+use crate::{CpuWeight, Gain};
+use argen_core::detmath::silu_f32;
+use argen_model::compute::Pos;
 use std::cell::RefCell;
 
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -20,8 +19,27 @@ pub fn rms_norm(x: &[f32], rows: usize, w: &CpuWeight, eps: f32, out: &mut [f32]
         let xr = &x[r * d..(r + 1) * d];
         let ss = dot(xr, xr);
         let inv = 1.0 / (ss / d as f32 + eps).sqrt();
-        for (i, o) in out[r * d..(r + 1) * d].iter_mut().enumerate() {
-            *o = (xr[i] * inv) * w.get(i);
+        let or = &mut out[r * d..(r + 1) * d];
+        // The gain read in its stored dtype without a per-element dispatch (the same
+        // `(x · inv) · w` in each arm, so the same bits; the loops vectorise).
+        match w.data_1d() {
+            Gain::F32(g) => or
+                .iter_mut()
+                .zip(xr.iter().zip(g))
+                .for_each(|(o, (x, g))| *o = (x * inv) * g),
+            Gain::BF16(g) => or
+                .iter_mut()
+                .zip(xr.iter().zip(g))
+                .for_each(|(o, (x, g))| *o = (x * inv) * g.to_f32()),
+            Gain::F16(g) => or
+                .iter_mut()
+                .zip(xr.iter().zip(g))
+                .for_each(|(o, (x, g))| *o = (x * inv) * g.to_f32()),
+            Gain::Other => {
+                for (i, o) in or.iter_mut().enumerate() {
+                    *o = (xr[i] * inv) * w.get(i);
+                }
+            }
         }
     }
 }
@@ -50,64 +68,6 @@ pub fn rope_row(x: &mut [f32], head_dim: usize, freqs: &[f32], pos: Pos) {
             }
         }
     }
-}
-
-/// In-place softmax (max-subtracted, sum in index order).
-pub fn softmax(r: &mut [f32]) {
-    let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0f32;
-    for v in r.iter_mut() {
-        *v = exp_f32(*v - m);
-        s += *v;
-    }
-    let inv = 1.0 / s;
-    r.iter_mut().for_each(|v| *v *= inv);
-}
-
-/// Tree attention: one task per (row, head); keys are `[start, end)` then the extra list.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    pool: &Workers,
-    qkv: &[f32],
-    g: &KvGeometry,
-    kv: &CpuKv,
-    layer: usize,
-    rows: &[AttnRow],
-    extra: &[u32],
-    out: &mut [f32],
-) {
-    let hd = g.head_dim;
-    let stride = (g.heads + 2 * g.kv_heads) * hd;
-    let group = g.heads / g.kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let n = rows.len() * g.heads;
-    let work = |i: usize, o: &mut [f32]| {
-        let (r, h) = (i / g.heads, i % g.heads);
-        let ar = rows[r];
-        let q = &qkv[r * stride + h * hd..r * stride + (h + 1) * hd];
-        let base = kv_off(g, layer, ar.slot as usize, h / group, 0);
-        let ex = &extra[ar.extra_off as usize..(ar.extra_off + ar.extra_len) as usize];
-        let range = ar.start as usize..ar.end as usize;
-        let nk = range.len() + ex.len();
-        SCORES.with(|cell| {
-            let mut sc = cell.borrow_mut();
-            if sc.len() < nk {
-                sc.resize(nk, 0.0);
-            }
-            let keys = range.clone().chain(ex.iter().map(|&e| e as usize));
-            for (j, key) in keys.clone().enumerate() {
-                let k = &kv.k[base + key * hd..base + (key + 1) * hd];
-                sc[j] = dot(q, k) * scale;
-            }
-            softmax(&mut sc[..nk]);
-            o.iter_mut().for_each(|v| *v = 0.0);
-            for (j, key) in keys.enumerate() {
-                let v = &kv.v[base + key * hd..base + (key + 1) * hd];
-                gemm::axpy(sc[j], v, o);
-            }
-        });
-    };
-    pool.chunks_mut(&mut out[..n * hd], hd, work);
 }
 
 /// 3×3 (or k×k) convolution with zero padding k/2 in HWC layout via im2col in pixel blocks.
