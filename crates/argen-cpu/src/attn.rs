@@ -25,7 +25,8 @@ use argen_model::compute::{AttnRow, KvGeometry};
 use std::cell::RefCell;
 
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread scores and key offsets (grown once, then reused: no allocation per call).
+    static SCRATCH: RefCell<(Vec<f32>, Vec<usize>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// In-place softmax (max-subtracted, sum in index order), exponentials on `variant`'s lanes.
@@ -67,47 +68,41 @@ pub fn attention(
         let ex = &extra[ar.extra_off as usize..(ar.extra_off + ar.extra_len) as usize];
         let (start, rl) = (ar.start as usize, (ar.end - ar.start) as usize);
         let nk = rl + ex.len();
-        let key = |j: usize| {
-            let idx = if j < rl {
-                start + j
-            } else {
-                ex[j - rl] as usize
-            };
-            base + idx * hd
-        };
-        // Every key row lies inside the cache (the host checked the indices against the
-        // capacity); the pointers below are derived from these bounds-checked slices.
-        let (kc, vc) = (&kv.k[..], &kv.v[..]);
-        SCORES.with(|cell| {
-            let mut sc = cell.borrow_mut();
-            if sc.len() < nk {
-                sc.resize(nk, 0.0);
-            }
-            let sc = &mut sc[..nk];
+        // Offsets of the key (and value) rows from `base`, each checked to lie inside the cache
+        // once here, so that the kernels below index without checks.
+        let (kc, vc) = (&kv.k[base..], &kv.v[base..]);
+        SCRATCH.with(|cell| {
+            let (sc, offs) = &mut *cell.borrow_mut();
+            sc.clear();
+            sc.resize(nk, 0.0);
+            offs.clear();
+            let keys = (start..start + rl).chain(ex.iter().map(|&e| e as usize));
+            offs.extend(keys.map(|idx| {
+                let o = idx * hd;
+                assert!(
+                    o + hd <= kc.len(),
+                    "attention key {idx} outside the KV cache"
+                );
+                o
+            }));
             if simd {
                 #[cfg(target_arch = "x86_64")]
                 {
-                    // SAFETY: AVX2/FMA available (`simd_ok`); each key pointer comes from a
-                    // bounds-checked slice of hd floats, and q holds hd floats.
-                    unsafe {
-                        let kp = |j: usize| kc[key(j)..key(j) + hd].as_ptr();
-                        x86::scores(q, &kp, nk, scale, sc);
-                    }
+                    // SAFETY: AVX2/FMA available (`simd_ok`); every offset + hd lies inside
+                    // `kc` and `vc` (same length; checked above); q and o hold hd floats.
+                    unsafe { x86::scores(q, kc, offs, scale, sc) };
                     softmax(variant, sc);
-                    // SAFETY: as above, for the value rows (hd floats each); o holds hd floats.
-                    unsafe {
-                        let vp = |j: usize| vc[key(j)..key(j) + hd].as_ptr();
-                        x86::weighted_sum(sc, &vp, o);
-                    }
+                    // SAFETY: as above.
+                    unsafe { x86::weighted_sum(sc, vc, offs, o) };
                 }
             } else {
-                for (j, s) in sc.iter_mut().enumerate() {
-                    *s = dot(q, &kc[key(j)..key(j) + hd]) * scale;
+                for (s, &off) in sc.iter_mut().zip(offs.iter()) {
+                    *s = dot(q, &kc[off..off + hd]) * scale;
                 }
                 softmax(variant, sc);
                 o.iter_mut().for_each(|v| *v = 0.0);
-                for (j, &p) in sc.iter().enumerate() {
-                    gemm::axpy(p, &vc[key(j)..key(j) + hd], o);
+                for (&p, &off) in sc.iter().zip(offs.iter()) {
+                    gemm::axpy(p, &vc[off..off + hd], o);
                 }
             }
         });
@@ -126,21 +121,15 @@ mod x86 {
     use crate::gemm::avx2_hsum as hsum;
     use std::arch::x86_64::*;
 
-    /// `s[j] = dot(q, k_j) · scale` for `j < nk`, four keys at a time.
+    /// `s[j] = dot(q, k[off[j] ..]) · scale` for every key, four keys at a time.
     ///
     /// # Safety
-    /// Requires AVX2 and FMA; `q` and every `key(j)` address `q.len()` floats.
+    /// Requires AVX2 and FMA; `off[j] + q.len() <= k.len()` for every `j`; `s.len() == off.len()`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scores(
-        q: &[f32],
-        key: &dyn Fn(usize) -> *const f32,
-        nk: usize,
-        scale: f32,
-        s: &mut [f32],
-    ) {
+    pub unsafe fn scores(q: &[f32], k: &[f32], off: &[usize], scale: f32, s: &mut [f32]) {
         let d = q.len();
         let db = d / 8 * 8;
-        let qp = q.as_ptr();
+        let (qp, kb) = (q.as_ptr(), k.as_ptr());
         let tail = |kp: *const f32, mut t: f32| {
             for e in db..d {
                 // SAFETY: e < d; both rows hold d floats.
@@ -148,9 +137,11 @@ mod x86 {
             }
             t * scale
         };
+        let nk = off.len();
         let mut j = 0;
         while j + 4 <= nk {
-            let kp = [key(j), key(j + 1), key(j + 2), key(j + 3)];
+            // SAFETY: each offset + d lies inside `k` (caller).
+            let kp: [*const f32; 4] = std::array::from_fn(|t| unsafe { kb.add(off[j + t]) });
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut e = 0;
             while e < db {
@@ -169,7 +160,8 @@ mod x86 {
             j += 4;
         }
         while j < nk {
-            let kp = key(j);
+            // SAFETY: as above.
+            let kp = unsafe { kb.add(off[j]) };
             let mut acc = _mm256_setzero_ps();
             let mut e = 0;
             while e < db {
@@ -185,51 +177,52 @@ mod x86 {
         }
     }
 
-    /// `o = Σ_j p[j] · v_j` from `o = 0`, one FMA per key and element in key order, the
-    /// accumulators in registers (64 columns at a time).
+    /// `o = Σ_j p[j] · v[off[j] ..]` from `o = 0`, one FMA per key and element in key order,
+    /// the accumulators in registers (64 columns at a time).
     ///
     /// # Safety
-    /// Requires AVX2 and FMA; every `val(j)` addresses `o.len()` floats.
+    /// Requires AVX2 and FMA; `off[j] + o.len() <= v.len()` for every `j`; `p.len() == off.len()`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn weighted_sum(p: &[f32], val: &dyn Fn(usize) -> *const f32, o: &mut [f32]) {
+    pub unsafe fn weighted_sum(p: &[f32], v: &[f32], off: &[usize], o: &mut [f32]) {
         let d = o.len();
         let db = d / 8 * 8;
-        let op = o.as_mut_ptr();
+        let (op, vb) = (o.as_mut_ptr(), v.as_ptr());
         let mut c = 0;
         while c + 64 <= db {
             let mut acc = [_mm256_setzero_ps(); 8];
-            for (j, &pj) in p.iter().enumerate() {
-                let (pv, vp) = (_mm256_set1_ps(pj), val(j));
+            for (&pj, &oj) in p.iter().zip(off) {
+                let pv = _mm256_set1_ps(pj);
+                // SAFETY: oj + c + 64 <= oj + d <= v.len() (caller).
+                let vp = unsafe { vb.add(oj + c) };
                 for (b, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: c + 8b + 8 <= db <= d.
-                    *a = _mm256_fmadd_ps(pv, unsafe { _mm256_loadu_ps(vp.add(c + 8 * b)) }, *a);
+                    // SAFETY: as above.
+                    *a = _mm256_fmadd_ps(pv, unsafe { _mm256_loadu_ps(vp.add(8 * b)) }, *a);
                 }
             }
             for (b, a) in acc.iter().enumerate() {
-                // SAFETY: as above, `o` holds d floats.
+                // SAFETY: c + 8b + 8 <= d; `o` holds d floats.
                 unsafe { _mm256_storeu_ps(op.add(c + 8 * b), *a) };
             }
             c += 64;
         }
         while c < db {
             let mut a = _mm256_setzero_ps();
-            for (j, &pj) in p.iter().enumerate() {
-                // SAFETY: c + 8 <= db <= d.
+            for (&pj, &oj) in p.iter().zip(off) {
+                // SAFETY: oj + c + 8 <= oj + d <= v.len().
                 a = _mm256_fmadd_ps(
                     _mm256_set1_ps(pj),
-                    unsafe { _mm256_loadu_ps(val(j).add(c)) },
+                    unsafe { _mm256_loadu_ps(vb.add(oj + c)) },
                     a,
                 );
             }
-            // SAFETY: as above.
+            // SAFETY: c + 8 <= d.
             unsafe { _mm256_storeu_ps(op.add(c), a) };
             c += 8;
         }
         for e in db..d {
             let mut t = 0f32;
-            for (j, &pj) in p.iter().enumerate() {
-                // SAFETY: e < d.
-                t = pj.mul_add(unsafe { *val(j).add(e) }, t);
+            for (&pj, &oj) in p.iter().zip(off) {
+                t = pj.mul_add(v[oj + e], t);
             }
             o[e] = t;
         }
