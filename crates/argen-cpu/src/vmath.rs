@@ -69,7 +69,7 @@ pub fn silu_mul(variant: Variant, a: &mut [f32], b: &[f32]) {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use argen_core::detmath::exp::{C1, C2, LOG2E, MAX_ARG, MIN_ARG, P0, P1, P2, P3, P4, P5};
-    use argen_core::detmath::{exp_f32, silu_f32};
+    use argen_core::detmath::silu_f32;
     use std::arch::x86_64::*;
 
     /// 16 lanes of `exp_f32` (module docs).
@@ -127,7 +127,17 @@ mod avx512 {
             }
             i += 16;
         }
-        x[n..].iter_mut().for_each(|v| *v = exp_f32(*v - sub));
+        let rest = x.len() - n;
+        if rest > 0 {
+            // The tail in one masked vector (short softmax rows are mostly tail); the masked-off
+            // lanes compute exp(0 − sub) and are not stored.
+            let mask: __mmask16 = (1u32 << rest) as u16 - 1;
+            // SAFETY: the mask covers exactly the rest elements from n on.
+            unsafe {
+                let v = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, p.add(n)), m);
+                _mm512_mask_storeu_ps(p.add(n), mask, exp16(v));
+            }
+        }
     }
 
     /// # Safety
@@ -162,7 +172,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use argen_core::detmath::exp::{C1, C2, LOG2E, MAX_ARG, MIN_ARG, P0, P1, P2, P3, P4, P5};
-    use argen_core::detmath::{exp_f32, silu_f32};
+    use argen_core::detmath::silu_f32;
     use std::arch::x86_64::*;
 
     /// 8 lanes of `exp_f32` (module docs).
@@ -220,7 +230,18 @@ mod avx2 {
             }
             i += 8;
         }
-        x[n..].iter_mut().for_each(|v| *v = exp_f32(*v - sub));
+        let rest = x.len() - n;
+        if rest > 0 {
+            // The tail through an 8-float buffer (short softmax rows are mostly tail).
+            let mut buf = [0f32; 8];
+            buf[..rest].copy_from_slice(&x[n..]);
+            // SAFETY: `buf` holds 8 floats.
+            unsafe {
+                let v = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr()), m);
+                _mm256_storeu_ps(buf.as_mut_ptr(), exp8(v));
+            }
+            x[n..].copy_from_slice(&buf[..rest]);
+        }
     }
 
     /// # Safety
