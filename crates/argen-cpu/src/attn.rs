@@ -6,7 +6,7 @@
 //! - `dot` is the GEMM's documented reduction order ([`crate::gemm::dot`]: 8 lanes of FMAs over
 //!   the first `⌊d/8⌋·8` elements, the fixed lane tree, then FMAs over the tail);
 //! - the softmax subtracts the maximum, takes [`argen_core::detmath::exp_f32`], sums in key order
-//!   and multiplies by the reciprocal of the sum ([`crate::ops::softmax`]);
+//!   and multiplies by the reciprocal of the sum ([`softmax`]);
 //! - `o` starts at zero and takes one FMA `o_e ← fma(p_j, v_j[e], o_e)` per key in key order
 //!   ([`crate::gemm::axpy`]).
 //!
