@@ -7,7 +7,9 @@
 //! ([`run_request`], which also records or checks a trace). This module only checks flags, reads
 //! `--caption`, shows progress and writes the outputs. `argen bench` uses the same path per row.
 
-use argen_core::decode::{DecoderConfig, Requirements, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS};
+use argen_core::decode::{
+    DecoderConfig, NoObserver, Observer, Requirements, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS,
+};
 use argen_core::trace::{config_hash, Divergence, Header, Recorder, Replayer, Trace};
 use argen_cpu::Cpu;
 use argen_engine::method::{Criterion, Draft, VvsSchedule, WindowInit};
@@ -347,7 +349,7 @@ fn run_on<C: Runtime>(
         score: write,
         ..Request::new(input, dc)
     };
-    let g = run_request(&mut engine, &request, check, a.quiet)?;
+    let g = run_request(&mut engine, &request, check, a.quiet, &mut NoObserver)?;
     if !write {
         return Ok(g);
     }
@@ -441,16 +443,17 @@ fn trace_header(dc: &DecoderConfig) -> (String, u64) {
 }
 
 /// Runs `request` on `engine`, recording or checking it as `check` says, with a progress bar
-/// unless `quiet`.
-pub(crate) fn run_request<C: Runtime>(
+/// unless `quiet`, with `extra` watching the decoding loop too (the bench's call counts).
+pub(crate) fn run_request<C: Runtime, O: Observer>(
     engine: &mut Engine<C>,
     request: &Request,
     check: &mut RunCheck<'_>,
     quiet: bool,
+    extra: &mut O,
 ) -> Result<Generation, String> {
     let dc = &request.config;
     let req = requirements(dc)?;
-    let mut progress = Progress::new(req.tokens * req.sequences, quiet);
+    let mut progress = (Progress::new(req.tokens * req.sequences, quiet), extra);
     let (name, hash) = trace_header(dc);
     let header = Header::new(&name, hash, dc.base.seed, dc.base.tokens);
     let result = match check {
@@ -472,7 +475,7 @@ pub(crate) fn run_request<C: Runtime>(
         RunCheck::Replay(trace, out) => {
             if let Err(d) = trace.check_header(&header) {
                 *out = Some(Err(d));
-                progress.finish();
+                progress.0.finish();
                 return Ok(Generation {
                     tokens: Vec::new(),
                     image: None,
@@ -498,7 +501,7 @@ pub(crate) fn run_request<C: Runtime>(
                 })
         }
     };
-    progress.finish();
+    progress.0.finish();
     Ok(result?)
 }
 
