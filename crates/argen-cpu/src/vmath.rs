@@ -67,7 +67,7 @@ pub fn silu_mul(variant: Variant, a: &mut [f32], b: &[f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use argen_core::detmath::exp::{C1, C2, LOG2E, MAX_ARG, MIN_ARG, P0, P1, P2, P3, P4, P5};
     use argen_core::detmath::silu_f32;
     use std::arch::x86_64::*;
@@ -140,6 +140,40 @@ mod avx512 {
         }
     }
 
+    /// `e[i] = exp_f32(x[i] − sub)` for `i < x.len()` (logit weights: argen-core's
+    /// `RowKernels::exp_shifted`).
+    ///
+    /// # Safety
+    /// Requires AVX-512F; `e.len() >= x.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn exp_sub_to(x: &[f32], sub: f32, e: &mut [f32]) {
+        assert!(
+            e.len() >= x.len(),
+            "exp_sub_to: output shorter than the input"
+        );
+        let n = x.len() / 16 * 16;
+        let m = _mm512_set1_ps(sub);
+        let (px, pe) = (x.as_ptr(), e.as_mut_ptr());
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 16 <= n <= x.len() <= e.len().
+            unsafe {
+                let v = _mm512_sub_ps(_mm512_loadu_ps(px.add(i)), m);
+                _mm512_storeu_ps(pe.add(i), exp16(v));
+            }
+            i += 16;
+        }
+        let rest = x.len() - n;
+        if rest > 0 {
+            let mask: __mmask16 = (1u32 << rest) as u16 - 1;
+            // SAFETY: the mask covers exactly the rest elements from n on, inside both slices.
+            unsafe {
+                let v = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, px.add(n)), m);
+                _mm512_mask_storeu_ps(pe.add(n), mask, exp16(v));
+            }
+        }
+    }
+
     /// # Safety
     /// Requires AVX-512F; `a.len() == b.len()`.
     #[target_feature(enable = "avx512f")]
@@ -170,7 +204,7 @@ mod avx512 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use argen_core::detmath::exp::{C1, C2, LOG2E, MAX_ARG, MIN_ARG, P0, P1, P2, P3, P4, P5};
     use argen_core::detmath::silu_f32;
     use std::arch::x86_64::*;
@@ -212,6 +246,34 @@ mod avx2 {
         y = _mm256_blendv_ps(y, s(f32::INFINITY), over);
         y = _mm256_blendv_ps(y, s(0.0), under);
         _mm256_blendv_ps(y, x, nan)
+    }
+
+    /// `e[i] = exp_f32(x[i] − sub)` for `i < x.len()` (logit weights: argen-core's
+    /// `RowKernels::exp_shifted`).
+    ///
+    /// # Safety
+    /// Requires AVX2; `e.len() >= x.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn exp_sub_to(x: &[f32], sub: f32, e: &mut [f32]) {
+        assert!(
+            e.len() >= x.len(),
+            "exp_sub_to: output shorter than the input"
+        );
+        let n = x.len() / 8 * 8;
+        let m = _mm256_set1_ps(sub);
+        let (px, pe) = (x.as_ptr(), e.as_mut_ptr());
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n <= x.len() <= e.len().
+            unsafe {
+                let v = _mm256_sub_ps(_mm256_loadu_ps(px.add(i)), m);
+                _mm256_storeu_ps(pe.add(i), exp8(v));
+            }
+            i += 8;
+        }
+        for (ej, &xj) in e[n..x.len()].iter_mut().zip(&x[n..]) {
+            *ej = argen_core::detmath::exp_f32(xj - sub);
+        }
     }
 
     /// # Safety

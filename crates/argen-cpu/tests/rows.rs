@@ -3,7 +3,9 @@
 //! and two-way rows, tails and odd lengths, masks, NaN/±∞/overflow, ties, ±0, every
 //! truncation). Variants the machine lacks print `SKIPPED rows-<name>: <reason>`.
 
-use argen_core::process::{portable_candidates, portable_plain, portable_two_way, HOPELESS};
+use argen_core::process::{
+    portable_candidates, portable_exp_shifted, portable_plain, portable_two_way, HOPELESS,
+};
 use argen_core::{process, process_with, Guided, Logit, SamplerParams, Workspace};
 use argen_cpu::{RowSimd, Variant};
 use half::{bf16, f16};
@@ -56,6 +58,64 @@ fn variants() -> Vec<RowSimd> {
 }
 
 const LENGTHS: [usize; 14] = [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 513, 4099];
+
+/// The exponentials of the weights equal argen-core's (and `exp_f32`) bit for bit on the whole
+/// contract domain `y − m ∈ [−87, 0]`: random candidates (wide, clustered near the top, tied,
+/// ±0, the ends −32 / −87, subnormal differences), every length 0…67 and long blocks, and a
+/// sweep of every 97th float of `[−87, 0]`; nothing past `y.len()` is written.
+#[test]
+fn exp_shifted_equals_the_portable_one() {
+    let mut rng = Rng(0x5eed_e4b0_11f7_0001);
+    let mut rows: Vec<(Vec<f32>, f32)> = Vec::new();
+    for n in (0..=67).chain([100, 513, 4099]) {
+        for style in 0..4u64 {
+            let m = [0.0f32, 3.25, -7.5, 1.0e4][style as usize];
+            let y: Vec<f32> = (0..n)
+                .map(|_| {
+                    let d = match rng.below(8) {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 => -32.0,
+                        3 => -87.0,
+                        4 => -(f32::from_bits(rng.below(1 << 23) as u32)),
+                        _ => -((rng.next() >> 40) as f32 / (1u64 << 24) as f32) * 87.0,
+                    };
+                    m + d
+                })
+                .filter(|&v| (-87.0..=0.0).contains(&(v - m)))
+                .collect();
+            rows.push((y, m));
+        }
+    }
+    // A sweep of `[−87, 0]` (m = 0): every 97th bit pattern of the non-positive floats.
+    let lim = (-87.0f32).to_bits();
+    let sweep: Vec<f32> = (0x8000_0000u32..=lim)
+        .step_by(97)
+        .map(f32::from_bits)
+        .collect();
+    rows.push((sweep, 0.0));
+    for k in variants() {
+        let what = k.variant().name();
+        for (y, m) in &rows {
+            let n = y.len();
+            let mut a = vec![f32::NAN; n + 3];
+            let mut b = vec![f32::NAN; n + 3];
+            portable_exp_shifted(y, *m, &mut a);
+            argen_core::RowKernels::exp_shifted(&k, y, *m, &mut b);
+            for j in 0..n {
+                let x = y[j] - m;
+                assert_eq!(a[j].to_bits(), b[j].to_bits(), "{what}: exp({x}), n={n}");
+                let e = argen_core::detmath::exp_f32(x);
+                assert_eq!(e.to_bits(), b[j].to_bits(), "{what}: exp_f32({x})");
+            }
+            assert!(
+                b[n..].iter().all(|v| v.is_nan()),
+                "{what}: wrote past y.len()"
+            );
+        }
+        println!("rows-{what}: exp_shifted ran");
+    }
+}
 
 fn same(a: Option<f32>, b: Option<f32>) -> bool {
     match (a, b) {

@@ -7,7 +7,10 @@
 //!
 //! 1. the **clean pass** ([`RowKernels::scale_plain`], [`RowKernels::scale_two_way`]): steps 1–2
 //!    of the specification and the maximum, for rows without masks or errors;
-//! 2. the **candidate scan** ([`RowKernels::candidates`]): the ids with `y − m ≥ HOPELESS`.
+//! 2. the **candidate scan** ([`RowKernels::candidates`]): the ids with `y − m ≥ HOPELESS`;
+//!
+//! and one pass over the candidates: the **exponentials of the weights**
+//! ([`RowKernels::exp_shifted`], step 5, in blocks of up to 64 candidates).
 //!
 //! Their contracts are exact, so every implementation gives the same bits (argen-cpu's tests
 //! compare each variant it can run with [`Portable`] on random rows, every format, tails and
@@ -19,7 +22,11 @@
 //!   of `y` if every `y_i` is finite and `None` otherwise (what it wrote is then ignored);
 //! * the candidate scan writes the ids `i` with `y_i − m ≥ −32` (IEEE subtraction, ordered
 //!   comparison) in ascending order to `order[..n]` and returns `n`; it may write anything to
-//!   `order[n..]`.
+//!   `order[n..]`;
+//! * the exponentials write `e_j = exp_f32(y_j − m)` ([`crate::detmath::exp_f32`], the IEEE
+//!   subtraction first) for every `j < y.len()` with `y_j − m ∈ [−87, 0]`, bit for bit; for
+//!   other `j` the value of `e_j` is unspecified (the caller passes candidates only, all in
+//!   `[−32, 0]`). `e.len() >= y.len()`; it writes nothing past `e[y.len() − 1]`.
 //!
 //! [`Portable`] is this crate's implementation (vectorised by the compiler at the target's
 //! baseline width, see [`super::scan`]).
@@ -67,6 +74,12 @@ pub trait RowKernels: Sync + core::fmt::Debug {
     fn candidates(&self, y: &[f32], m: f32, order: &mut [u32]) -> usize {
         scan::candidates(y, m, order)
     }
+
+    /// The exponentials `e_j = exp_f32(y_j − m)` of the weights for `y_j − m ∈ [−87, 0]`
+    /// (`e.len() >= y.len()`).
+    fn exp_shifted(&self, y: &[f32], m: f32, e: &mut [f32]) {
+        portable_exp_shifted(y, m, e)
+    }
 }
 
 /// This crate's implementation of [`RowKernels`].
@@ -107,4 +120,13 @@ pub fn portable_two_way(
 /// [`Portable`]'s candidate scan.
 pub fn portable_candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
     scan::candidates(y, m, order)
+}
+
+/// [`Portable`]'s exponentials of the weights: [`crate::detmath::exp::exp_f32_nonpos`] per
+/// element (bit-identical to [`crate::detmath::exp_f32`] on `[−87, 0]`; a loop the compiler
+/// vectorises at the baseline width).
+pub fn portable_exp_shifted(y: &[f32], m: f32, e: &mut [f32]) {
+    for (ej, &yj) in e.iter_mut().zip(y) {
+        *ej = crate::detmath::exp::exp_f32_nonpos(yj - m);
+    }
 }

@@ -47,7 +47,8 @@ mod scan;
 mod weights;
 
 pub use kernels::{
-    portable_candidates, portable_plain, portable_two_way, LogitRow, Portable, RowKernels, PORTABLE,
+    portable_candidates, portable_exp_shifted, portable_plain, portable_two_way, LogitRow,
+    Portable, RowKernels, PORTABLE,
 };
 
 /// Logits more than this far below the top (after temperature) always get weight 0:
@@ -294,9 +295,9 @@ pub fn process_with<L: Logit>(
     let mut mass = [0u64; buckets::BUCKETS];
     let top_p = params.top_p.filter(|&p| p < 1.0);
     let total = if top_p.is_some() {
-        weights::weights::<true>(m, cy, cid, out, &mut mass)
+        weights::weights::<true>(kernels, m, cy, cid, out, &mut mass)
     } else {
-        weights::weights::<false>(m, cy, cid, out, &mut mass)
+        weights::weights::<false>(kernels, m, cy, cid, out, &mut mass)
     };
 
     // Step 6 (the survivors move to the front).

@@ -4,13 +4,14 @@
 //! [`crate::detmath::exp::exp_f32_nonpos`] — the same operations as
 //! [`crate::detmath::exp_f32`] without its range branches, bit-identical on `[−87, 0]` — is
 //! branch-free. The candidates (compact values and ids) are processed in blocks of [`BLOCK`]:
-//! the block's exponentials are evaluated in one loop the compiler vectorises, and the weights
+//! the block's exponentials are evaluated by [`RowKernels::exp_shifted`] (the portable one a
+//! loop the compiler vectorises, argen-cpu's at AVX-512/AVX2 width), and the weights
 //! are scattered to `out` while the total and the mass of each rank bucket (for top-p,
 //! [`super::buckets`]) accumulate. The truncation `trunc(e · 2^40)` is taken from the bits of
 //! `e` ([`fixed_point`]).
 
 use super::buckets::{bucket, BUCKETS};
-use crate::detmath::exp::exp_f32_nonpos;
+use super::kernels::RowKernels;
 
 /// Candidates per block.
 const BLOCK: usize = 64;
@@ -29,6 +30,7 @@ fn fixed_point(e: f32) -> u64 {
 /// Writes the weight of every candidate (values `cy`, ids `cid`) to `out` and returns the
 /// total weight; with `MASS`, also adds each weight to `mass[bucket]` (for top-p).
 pub(super) fn weights<const MASS: bool>(
+    kernels: &dyn RowKernels,
     m: f32,
     cy: &[f32],
     cid: &[u32],
@@ -38,10 +40,8 @@ pub(super) fn weights<const MASS: bool>(
     let mut e = [0.0f32; BLOCK];
     let mut total = 0u64;
     for (ys, ids) in cy.chunks(BLOCK).zip(cid.chunks(BLOCK)) {
-        // The block's exponentials in one vectorised loop.
-        for (ej, &yj) in e.iter_mut().zip(ys) {
-            *ej = exp_f32_nonpos(yj - m);
-        }
+        // The block's exponentials in one vectorised pass.
+        kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
         for ((&i, &yj), &ej) in ids.iter().zip(ys).zip(&e) {
             let w = fixed_point(ej);
             out[i as usize] = w;

@@ -15,6 +15,10 @@
 //! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
 //! | portable (NEON builds too) | argen-core's | argen-core's |
 //!
+//! The exponentials of the weights (`exp_shifted`) are [`crate::vmath`]'s `exp_f32` lanes
+//! (16 with AVX-512F, 8 with AVX2, the last `len mod 8` scalar; bit-identical to
+//! `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the contract's `[−87, 0]`).
+//!
 //! The variant is the one [`crate::gemm::best_variant`] picks (`ARGEN_CPU_VARIANT` overrides
 //! it), so the row kernels follow the GEMM kernels' choice. A compacting store writes a whole
 //! vector at the current count, up to 15 ids past the candidates found so far but never past
@@ -27,7 +31,9 @@ pub mod avx2;
 pub mod avx512;
 
 use crate::gemm::Variant;
-use argen_core::process::{portable_candidates, portable_plain, portable_two_way};
+use argen_core::process::{
+    portable_candidates, portable_exp_shifted, portable_plain, portable_two_way,
+};
 use argen_core::{LogitRow, RowKernels};
 
 /// argen-core's [`RowKernels`] with the SIMD variant of this CPU.
@@ -118,6 +124,19 @@ impl RowKernels for RowSimd {
             // SAFETY: as above, AVX2.
             Variant::Avx2 => unsafe { avx2::candidates(y, m, order) },
             _ => portable_candidates(y, m, order),
+        }
+    }
+
+    fn exp_shifted(&self, y: &[f32], m: f32, e: &mut [f32]) {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F; the
+            // kernel asserts `e.len() >= y.len()`.
+            Variant::Avx512 => unsafe { crate::vmath::avx512::exp_sub_to(y, m, e) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, AVX2.
+            Variant::Avx2 => unsafe { crate::vmath::avx2::exp_sub_to(y, m, e) },
+            _ => portable_exp_shifted(y, m, e),
         }
     }
 }
