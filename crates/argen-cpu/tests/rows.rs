@@ -4,7 +4,8 @@
 //! truncation). Variants the machine lacks print `SKIPPED rows-<name>: <reason>`.
 
 use argen_core::process::{
-    portable_candidates, portable_exp_shifted, portable_plain, portable_two_way, HOPELESS,
+    portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut,
+    portable_two_way, rank_bucket, rank_key, HOPELESS,
 };
 use argen_core::{process, process_with, Guided, Logit, SamplerParams, Workspace};
 use argen_cpu::{RowSimd, Variant};
@@ -114,6 +115,70 @@ fn exp_shifted_equals_the_portable_one() {
             );
         }
         println!("rows-{what}: exp_shifted ran");
+    }
+}
+
+/// Top-k's partition at the cut bucket equals argen-core's: the kept pairs (in input order),
+/// the cut bucket's keys (in input order) and the counts, for every cut 0…513, candidate rows
+/// of every length 0…67 and longer ones (values on bucket edges, ties, ±0, `d` outside
+/// `[0, 32]`), checked against the definition too.
+#[test]
+fn split_cut_equals_the_portable_one() {
+    let mut rng = Rng(0x0005_9117_c075_0002);
+    for k in variants() {
+        let what = k.variant().name();
+        for n in (0..=67).chain([100, 513, 1700, 4099]) {
+            let m = [0.0f32, 2.75, -11.0][n % 3];
+            let y: Vec<f32> = (0..n)
+                .map(|_| match rng.below(10) {
+                    0 => m,
+                    1 => m - (rng.below(513) as f32) / 16.0,
+                    2 => m - (rng.below(1026) as f32 + 1.0) / 32.0,
+                    3 => -0.0,
+                    4 => m - 40.0,
+                    5 => m + 1.0,
+                    _ => m - ((rng.next() >> 40) as f32 / (1u64 << 24) as f32) * 32.0,
+                })
+                .collect();
+            let ids: Vec<u32> = (0..n as u32).map(|i| i * 3 + 1).collect();
+            let cuts: Vec<usize> = if n == 1700 {
+                (0..=513).collect()
+            } else {
+                vec![
+                    0,
+                    1,
+                    rng.below(514) as usize,
+                    rng.below(64) as usize,
+                    512,
+                    513,
+                ]
+            };
+            for cut in cuts {
+                let (mut ya, mut ia, mut ka) = (y.clone(), ids.clone(), vec![0u64; n]);
+                let (mut yb, mut ib, mut kb) = (y.clone(), ids.clone(), vec![0u64; n]);
+                let (kept, tied) = portable_split_cut(m, cut, &mut ya, &mut ia, &mut ka);
+                let got = argen_core::RowKernels::split_cut(&k, m, cut, &mut yb, &mut ib, &mut kb);
+                assert_eq!((kept, tied), got, "{what}: counts, n={n} cut={cut}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&ya[..kept]),
+                    bits(&yb[..kept]),
+                    "{what}: values, n={n} cut={cut}"
+                );
+                assert_eq!(ia[..kept], ib[..kept], "{what}: ids, n={n} cut={cut}");
+                assert_eq!(ka[..tied], kb[..tied], "{what}: keys, n={n} cut={cut}");
+                // The definition.
+                let b = |j: usize| rank_bucket(m - y[j]);
+                let want: Vec<u32> = (0..n).filter(|&j| b(j) < cut).map(|j| ids[j]).collect();
+                let keys: Vec<u64> = (0..n)
+                    .filter(|&j| b(j) == cut)
+                    .map(|j| rank_key(y[j], ids[j]))
+                    .collect();
+                assert_eq!(ib[..kept], want[..], "{what}: kept ids by definition");
+                assert_eq!(kb[..tied], keys[..], "{what}: keys by definition");
+            }
+        }
+        println!("rows-{what}: split_cut ran");
     }
 }
 

@@ -31,17 +31,21 @@
 //! by key (heapsort, in place) and walked with the exact test. (No property of `exp` is needed: the argument uses
 //! only the rank order and the weights themselves.)
 
+use super::kernels::RowKernels;
 use super::rank_key;
 
 /// Buckets per nat.
 const SCALE: f32 = 16.0;
 
-/// Number of buckets: `d ∈ [0, 32]` gives `0..=512`.
-pub(super) const BUCKETS: usize = 32 * SCALE as usize + 1;
+/// Number of rank buckets: `d ∈ [0, 32]` gives `0..=512`.
+pub const BUCKETS: usize = 32 * SCALE as usize + 1;
 
-/// The bucket of a candidate with `d = m − y` (see the module documentation).
+/// The rank bucket of a candidate with `d = m − y`: `min(bits(d·16 + 2^23) − bits(2^23), 512)`
+/// (IEEE multiply, then add, never fused; the subtraction of the bits wrapping as `u32`),
+/// `round(16·d)` for a candidate. Top-k and top-p select by counting these buckets
+/// (`process::buckets`; [`RowKernels::split_cut`]).
 #[inline(always)]
-pub(super) fn bucket(d: f32) -> usize {
+pub fn rank_bucket(d: f32) -> usize {
     // `d ∈ [0, 32]` for a candidate; the `min` only keeps a broken caller from indexing out
     // of the tables (it cannot change a candidate's bucket).
     ((d * SCALE + 8_388_608.0)
@@ -64,31 +68,25 @@ fn key_value(key: u64) -> f32 {
 /// Step 4 on the candidates (values `cy`, ids `cid`, more than `k ≥ 1` of them): moves the
 /// `k` top-ranked candidates to the front of both arrays (in no particular order). `keys` is
 /// scratch of at least `cy.len()` entries.
-pub(super) fn top_k(m: f32, cy: &mut [f32], cid: &mut [u32], k: usize, keys: &mut [u64]) {
+pub(super) fn top_k(
+    kernels: &dyn RowKernels,
+    m: f32,
+    cy: &mut [f32],
+    cid: &mut [u32],
+    k: usize,
+    keys: &mut [u64],
+) {
     let mut count = [0u32; BUCKETS];
     for &yj in cy.iter() {
-        count[bucket(m - yj)] += 1;
+        count[rank_bucket(m - yj)] += 1;
     }
     let (mut before, mut cut) = (0usize, 0usize);
     while cut < BUCKETS - 1 && before + (count[cut] as usize) < k {
         before += count[cut] as usize;
         cut += 1;
     }
-    // Partition: earlier buckets stay (compacted in place, never ahead of the read position,
-    // branch-free: about half the candidates stay, in no predictable pattern), the cut
-    // bucket's keys go to `keys` (a branch: one narrow bucket, rarely taken).
-    let (mut kept, mut tied) = (0usize, 0usize);
-    for j in 0..cy.len() {
-        let (yj, i) = (cy[j], cid[j]);
-        let b = bucket(m - yj);
-        cy[kept] = yj;
-        cid[kept] = i;
-        kept += (b < cut) as usize;
-        if b == cut {
-            keys[tied] = rank_key(yj, i);
-            tied += 1;
-        }
-    }
+    // Partition: earlier buckets stay (compacted in place), the cut bucket's keys go to `keys`.
+    let (kept, tied) = kernels.split_cut(m, cut, cy, cid, keys);
     let need = k - kept;
     let keys = &mut keys[..tied];
     if need < tied {
@@ -162,7 +160,7 @@ pub(super) fn top_p(
     let mut s = 0;
     for j in 0..cy.len() {
         let (yj, i) = (cy[j], cid[j]);
-        let b = bucket(m - yj);
+        let b = rank_bucket(m - yj);
         if b > cut {
             out[i as usize] = 0; // most candidates: a well-predicted branch, a store only
         }
@@ -174,7 +172,7 @@ pub(super) fn top_p(
     // `n` and non-members from `n` to `j`), in rank order, walked with the exact test.
     let mut n = 0;
     for j in 0..s {
-        let b = bucket(m - cy[j]);
+        let b = rank_bucket(m - cy[j]);
         cy.swap(n, j);
         cid.swap(n, j);
         n += (b == cut) as usize;

@@ -10,7 +10,8 @@
 //! 2. the **candidate scan** ([`RowKernels::candidates`]): the ids with `y − m ≥ HOPELESS`;
 //!
 //! and one pass over the candidates: the **exponentials of the weights**
-//! ([`RowKernels::exp_shifted`], step 5, in blocks of up to 64 candidates).
+//! ([`RowKernels::exp_shifted`], step 5, in blocks of up to 64 candidates), and top-k's
+//! **partition** of the candidates at the cut bucket ([`RowKernels::split_cut`], step 4).
 //!
 //! Their contracts are exact, so every implementation gives the same bits (argen-cpu's tests
 //! compare each variant it can run with [`Portable`] on random rows, every format, tails and
@@ -26,7 +27,13 @@
 //! * the exponentials write `e_j = exp_f32(y_j − m)` ([`crate::detmath::exp_f32`], the IEEE
 //!   subtraction first) for every `j < y.len()` with `y_j − m ∈ [−87, 0]`, bit for bit; for
 //!   other `j` the value of `e_j` is unspecified (the caller passes candidates only, all in
-//!   `[−32, 0]`). `e.len() >= y.len()`; it writes nothing past `e[y.len() − 1]`.
+//!   `[−32, 0]`). `e.len() >= y.len()`; it writes nothing past `e[y.len() − 1]`;
+//! * the partition, with `b_j = rank_bucket(m − cy_j)` ([`super::rank_bucket`], IEEE
+//!   subtraction) of the input pairs `(cy_j, cid_j)`: moves the pairs with `b_j < cut` to
+//!   `cy[..kept]`, `cid[..kept]` in their input order, writes `rank_key(cy_j, cid_j)`
+//!   ([`super::rank_key`]) of the pairs with `b_j == cut` to `keys[..tied]` in their input
+//!   order, and returns `(kept, tied)`; `cy[kept..]`, `cid[kept..]` are unspecified afterwards
+//!   and nothing else is written (`cid.len() == cy.len() <= keys.len()`).
 //!
 //! [`Portable`] is this crate's implementation (vectorised by the compiler at the target's
 //! baseline width, see [`super::scan`]).
@@ -80,6 +87,19 @@ pub trait RowKernels: Sync + core::fmt::Debug {
     fn exp_shifted(&self, y: &[f32], m: f32, e: &mut [f32]) {
         portable_exp_shifted(y, m, e)
     }
+
+    /// Top-k's partition of the candidates `(cy, cid)` at the bucket `cut` (`keys.len() >=
+    /// cy.len() == cid.len()`): returns `(kept, tied)`.
+    fn split_cut(
+        &self,
+        m: f32,
+        cut: usize,
+        cy: &mut [f32],
+        cid: &mut [u32],
+        keys: &mut [u64],
+    ) -> (usize, usize) {
+        portable_split_cut(m, cut, cy, cid, keys)
+    }
 }
 
 /// This crate's implementation of [`RowKernels`].
@@ -129,4 +149,29 @@ pub fn portable_exp_shifted(y: &[f32], m: f32, e: &mut [f32]) {
     for (ej, &yj) in e.iter_mut().zip(y) {
         *ej = crate::detmath::exp::exp_f32_nonpos(yj - m);
     }
+}
+
+/// [`Portable`]'s partition of the candidates at the cut bucket: compacted in place, never
+/// ahead of the read position, branch-free (about half the candidates stay, in no predictable
+/// pattern); the cut bucket's keys by a branch (one narrow bucket, rarely taken).
+pub fn portable_split_cut(
+    m: f32,
+    cut: usize,
+    cy: &mut [f32],
+    cid: &mut [u32],
+    keys: &mut [u64],
+) -> (usize, usize) {
+    let (mut kept, mut tied) = (0usize, 0usize);
+    for j in 0..cy.len().min(cid.len()) {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = super::rank_bucket(m - yj);
+        cy[kept] = yj;
+        cid[kept] = i;
+        kept += (b < cut) as usize;
+        if b == cut {
+            keys[tied] = super::rank_key(yj, i);
+            tied += 1;
+        }
+    }
+    (kept, tied)
 }

@@ -46,9 +46,10 @@ mod reference;
 mod scan;
 mod weights;
 
+pub use buckets::{rank_bucket, BUCKETS};
 pub use kernels::{
-    portable_candidates, portable_exp_shifted, portable_plain, portable_two_way, LogitRow,
-    Portable, RowKernels, PORTABLE,
+    portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut,
+    portable_two_way, LogitRow, Portable, RowKernels, PORTABLE,
 };
 
 /// Logits more than this far below the top (after temperature) always get weight 0:
@@ -285,7 +286,7 @@ pub fn process_with<L: Logit>(
     if let Some(k) = params.top_k {
         let k = k as usize;
         if k < n {
-            buckets::top_k(m, cy, cid, k, out);
+            buckets::top_k(kernels, m, cy, cid, k, out);
             (cy, cid) = (&mut cy[..k], &mut cid[..k]);
         }
     }

@@ -10,7 +10,7 @@
 //! [`super::buckets`]) accumulate. The truncation `trunc(e · 2^40)` is taken from the bits of
 //! `e` ([`fixed_point`]).
 
-use super::buckets::{bucket, BUCKETS};
+use super::buckets::{rank_bucket as bucket, BUCKETS};
 use super::kernels::RowKernels;
 
 /// Candidates per block.

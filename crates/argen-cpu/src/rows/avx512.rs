@@ -8,7 +8,7 @@
 //! pass.
 
 use super::join;
-use argen_core::process::{portable_plain, portable_two_way, HOPELESS};
+use argen_core::process::{portable_plain, portable_two_way, rank_bucket, rank_key, HOPELESS};
 use argen_core::LogitRow;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -247,4 +247,78 @@ pub unsafe fn candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
         count += (yj - m >= HOPELESS) as usize;
     }
     count
+}
+
+/// Top-k's partition at the bucket `cut` (argen-core's `RowKernels::split_cut`): 16 candidates
+/// per step, their buckets `min(bits(d·16 + 2^23) − bits(2^23), 512)` with `d = m − y`
+/// (`vsubps`, `vmulps`, `vaddps`, never fused; `vpsubd`, `vpminud`), the kept pairs
+/// compressed into registers (`vpcompressd`) and stored whole at the kept count (in place: the
+/// count never passes the chunk's first index, so the store ends inside the chunk, which is
+/// already loaded); the cut bucket's members (one narrow bucket: rarely any) from their mask.
+/// The last `len mod 16` pairs go through the scalar step.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn split_cut(
+    m: f32,
+    cut: usize,
+    cy: &mut [f32],
+    cid: &mut [u32],
+    keys: &mut [u64],
+) -> (usize, usize) {
+    let len = cy.len();
+    assert!(
+        cid.len() == len && keys.len() >= len,
+        "split_cut: slices of different lengths"
+    );
+    let body = len / 16 * 16;
+    let (vm, scale, round) = (
+        _mm512_set1_ps(m),
+        _mm512_set1_ps(16.0),
+        _mm512_set1_ps(8_388_608.0),
+    );
+    let (bias, top) = (_mm512_set1_epi32(0x4b00_0000), _mm512_set1_epi32(512));
+    // `cut` above 512 keeps everything (no bucket reaches it); clamp so the lane compare is exact.
+    let vcut = _mm512_set1_epi32(cut.min(513) as i32);
+    let (py, pi) = (cy.as_mut_ptr(), cid.as_mut_ptr());
+    let (mut kept, mut tied) = (0usize, 0usize);
+    let mut j = 0;
+    while j < body {
+        // SAFETY: `j + 16 <= body <= len`; the stores write `[kept, kept + 16)` with
+        // `kept <= j`, inside both slices, after this chunk was loaded.
+        unsafe {
+            let y = _mm512_loadu_ps(py.add(j));
+            let ids = _mm512_loadu_si512(pi.add(j) as *const _);
+            let d = _mm512_sub_ps(vm, y);
+            let t = _mm512_add_ps(_mm512_mul_ps(d, scale), round);
+            let b = _mm512_min_epu32(_mm512_sub_epi32(_mm512_castps_si512(t), bias), top);
+            let keep = _mm512_cmplt_epu32_mask(b, vcut);
+            let mut eq = _mm512_cmpeq_epi32_mask(b, vcut);
+            while eq != 0 {
+                let l = eq.trailing_zeros() as usize;
+                keys[tied] = rank_key(*py.add(j + l), *pi.add(j + l));
+                tied += 1;
+                eq &= eq - 1;
+            }
+            let ky = _mm512_maskz_compress_ps(keep, y);
+            let ki = _mm512_maskz_compress_epi32(keep, ids);
+            _mm512_storeu_ps(py.add(kept), ky);
+            _mm512_storeu_si512(pi.add(kept) as *mut _, ki);
+            kept += keep.count_ones() as usize;
+        }
+        j += 16;
+    }
+    for j in body..len {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = rank_bucket(m - yj);
+        cy[kept] = yj;
+        cid[kept] = i;
+        kept += (b < cut) as usize;
+        if b == cut {
+            keys[tied] = rank_key(yj, i);
+            tied += 1;
+        }
+    }
+    (kept, tied)
 }

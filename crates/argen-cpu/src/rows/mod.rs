@@ -15,6 +15,10 @@
 //! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
 //! | portable (NEON builds too) | argen-core's | argen-core's |
 //!
+//! Top-k's partition at the cut bucket (`split_cut`) is AVX-512F only (`vpcompressd` of the
+//! values and ids into registers, stored whole at the kept count); AVX2 and portable run
+//! argen-core's.
+//!
 //! The exponentials of the weights (`exp_shifted`) are [`crate::vmath`]'s `exp_f32` lanes
 //! (16 with AVX-512F, 8 with AVX2, the last `len mod 8` scalar; bit-identical to
 //! `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the contract's `[−87, 0]`).
@@ -32,7 +36,7 @@ pub mod avx512;
 
 use crate::gemm::Variant;
 use argen_core::process::{
-    portable_candidates, portable_exp_shifted, portable_plain, portable_two_way,
+    portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut, portable_two_way,
 };
 use argen_core::{LogitRow, RowKernels};
 
@@ -137,6 +141,23 @@ impl RowKernels for RowSimd {
             // SAFETY: as above, AVX2.
             Variant::Avx2 => unsafe { crate::vmath::avx2::exp_sub_to(y, m, e) },
             _ => portable_exp_shifted(y, m, e),
+        }
+    }
+
+    fn split_cut(
+        &self,
+        m: f32,
+        cut: usize,
+        cy: &mut [f32],
+        cid: &mut [u32],
+        keys: &mut [u64],
+    ) -> (usize, usize) {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F; the
+            // kernel asserts the slice lengths.
+            Variant::Avx512 => unsafe { avx512::split_cut(m, cut, cy, cid, keys) },
+            _ => portable_split_cut(m, cut, cy, cid, keys),
         }
     }
 }
