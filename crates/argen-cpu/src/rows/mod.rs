@@ -19,8 +19,8 @@
 //! values and ids into registers, stored whole at the kept count); AVX2 and portable run
 //! argen-core's.
 //!
-//! The exponentials of the weights (`exp_shifted`) are [`crate::vmath`]'s `exp_f32` lanes
-//! (16 with AVX-512F, 8 with AVX2, the last `len mod 8` scalar; bit-identical to
+//! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
+//! (16 with AVX-512F and a masked tail, 8 with AVX2 and a scalar tail; bit-identical to
 //! `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the contract's `[−87, 0]`).
 //!
 //! The variant is the one [`crate::gemm::best_variant`] picks (`ARGEN_CPU_VARIANT` overrides
