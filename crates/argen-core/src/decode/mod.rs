@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`Vanilla`] | [`vanilla`] | one target pass per token |
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
+//! | [`AutoSpeculative`] = [`Speculative`] + [`AutoDraft`] | [`auto_draft`] | cost-aware draft depth per step (Sequoia, SpecDec++, DISCO) |
 //! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
 //! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
 //! | [`Vvs`] = [`Speculative`] + [`VvsPolicy`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
@@ -23,6 +24,7 @@
 //! `c` the sequence id `seq + c` and the stream `stream + c`.
 
 pub mod any;
+pub mod auto_draft;
 pub mod batch;
 pub mod best_of_n;
 pub mod driver;
@@ -60,8 +62,10 @@ pub use protocol::{
     Input, Model, Prefill, Reformulate, Score, TargetRun,
 };
 pub use scoreboard::Scoreboard;
+pub use auto_draft::{AutoDraft, AutoDraftConfig, AutoSpeculative};
 pub use speculative::{
-    AlwaysVerify, DraftShape, DraftedStep, Skip, Speculative, SpeculativeConfig, VerifyPolicy,
+    AlwaysVerify, DraftShape, DraftedStep, PlanStep, Skip, Speculative, SpeculativeConfig,
+    VerifyPolicy,
 };
 pub use stats::Stats;
 pub use vanilla::Vanilla;
