@@ -6,8 +6,8 @@ use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, LanternParams, NeighbourTable};
 use argen_core::cost::{CostCurve, CostProfile};
 use argen_core::decode::{
-    drive, AutoDraftConfig, AutoSpeculative, Config, Decoder, DraftShape, GuidanceMode,
-    NoObserver, Restartable, Speculative, SpeculativeConfig, Stats, Vanilla,
+    drive, AutoDraftConfig, AutoSpeculative, Config, Decoder, DraftShape, GuidanceMode, NoObserver,
+    Restartable, Speculative, SpeculativeConfig, Stats, Vanilla,
 };
 use argen_core::SamplerParams;
 use common::synthetic::{Storage, SyntheticHost, World};
@@ -342,7 +342,11 @@ fn coupled_auto_equals_vanilla_whatever_it_chooses() {
                 let (a, s) = auto(seed, shape, profile, Criterion::Coupled);
                 assert_eq!(v, a, "{name} {shape:?} seed {seed}");
                 let steps: u32 = s.draft_depth_hist.iter().sum();
-                assert_eq!(steps + s.prefills, s.target_forwards, "{name}: a step per target run");
+                assert_eq!(
+                    steps + s.prefills,
+                    s.target_forwards,
+                    "{name}: a step per target run"
+                );
                 total.add(&s);
             }
             let h = &total.draft_depth_hist;
@@ -403,7 +407,10 @@ fn exact_auto_marginals_match_vanilla() {
             let (stat, df) = chi_square(&van[k], &spec[k]);
             let crit = chi_square_critical(df);
             println!("auto {name} position {p}: chi2 {stat:.1} on {df} df (critical {crit:.1})");
-            assert!(stat < crit, "{name} position {p}: chi2 {stat:.1} >= {crit:.1}");
+            assert!(
+                stat < crit,
+                "{name} position {p}: chi2 {stat:.1} >= {crit:.1}"
+            );
         }
     }
 }

@@ -16,9 +16,9 @@ use argen_core::accept::{Criterion, GroupedParams, LanternParams, NeighbourTable
 use argen_core::backend::SliceBackend;
 use argen_core::cost::{CostCurve, CostProfile};
 use argen_core::decode::{
-    drive, Action, Answer, AutoDraftConfig, AutoSpeculative, BestOfN, Config, Decoder, DraftShape, GridAr, GridArConfig,
-    GuidanceMode, Host, Jacobi, JacobiConfig, JacobiInit, NoObserver, Observer, Schedule,
-    Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig, RELEASE_W,
+    drive, Action, Answer, AutoDraftConfig, AutoSpeculative, BestOfN, Config, Decoder, DraftShape,
+    GridAr, GridArConfig, GuidanceMode, Host, Jacobi, JacobiConfig, JacobiInit, NoObserver,
+    Observer, Schedule, Speculative, SpeculativeConfig, Stats, Vanilla, Vvs, VvsConfig, RELEASE_W,
 };
 use argen_core::trace::{
     config_hash, replay, trace_len, ActionKind, Crc32, Divergence, Field, Header, Location, Record,
@@ -470,7 +470,11 @@ fn version_1_goldens_still_replay() {
     for (name, run) in golden_table() {
         // Decoders added after format version 1 have no v1 trace (the count below still
         // requires every v1 trace to be checked).
-        if !fixtures().join("v1").join(format!("{name}.argtrace")).exists() {
+        if !fixtures()
+            .join("v1")
+            .join(format!("{name}.argtrace"))
+            .exists()
+        {
             continue;
         }
         let g = Golden {

@@ -85,12 +85,12 @@ use super::{
     AutoDraftConfig, AutoSpeculative, Config, DraftShape, Jacobi, JacobiConfig, JacobiInit,
     Schedule, Speculative, SpeculativeConfig, Vvs, VvsConfig,
 };
-use crate::cost::CostProfile;
 use crate::accept::Criterion;
 use crate::accept::{GroupedParams, LanternParams};
 use crate::accept::{Metric, NeighbourTable};
 #[cfg(feature = "alloc")]
 use crate::backend::Backend;
+use crate::cost::CostProfile;
 use crate::error::{Error, Result};
 use crate::process::SamplerParams;
 use crate::trace::{Fnv64, StableEncode};

@@ -44,10 +44,11 @@ pub mod vvs;
 #[cfg(feature = "alloc")]
 pub use any::{AnyDecoder, SingleDecoder};
 pub use any::{
-    CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds, Requirements,
-    Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES, MAX_INPUTS,
-    MAX_TOKENS,
+    AutoParams, CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds,
+    Requirements, Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES,
+    MAX_INPUTS, MAX_TOKENS,
 };
+pub use auto_draft::{AutoDraft, AutoDraftConfig, AutoSpeculative};
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
@@ -62,7 +63,6 @@ pub use protocol::{
     Input, Model, Prefill, Reformulate, Score, TargetRun,
 };
 pub use scoreboard::Scoreboard;
-pub use auto_draft::{AutoDraft, AutoDraftConfig, AutoSpeculative};
 pub use speculative::{
     AlwaysVerify, DraftShape, DraftedStep, PlanStep, Skip, Speculative, SpeculativeConfig,
     VerifyPolicy,
