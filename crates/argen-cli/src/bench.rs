@@ -271,7 +271,19 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err("--temperature must be a finite number ≥ 0".into());
     }
-    let base = base_args(a.cfg, a.temperature, a.threads)?;
+    let mut base = base_args(a.cfg, a.temperature, a.threads)?;
+    // The `sd auto` rows run when the model directory holds this machine's cost profile.
+    base.cost_profile = argen_engine::cost_file::read(&argen_engine::cost_file::path_in(&dir.dir))?
+        .map(|f| f.profile);
+    let auto_rows = a.methods.is_empty() || a.methods.iter().any(|m| m == "sd" || m == "coupled");
+    if base.cost_profile.is_none() && auto_rows {
+        eprintln!(
+            "note: {} has no cost-profile.json, so the `sd auto` rows are left out (run `argen \
+             calibrate --model {}` to add them)",
+            dir.dir.display(),
+            dir.dir.display()
+        );
+    }
     let rows = specs(a.quick, &a.methods, &a.inner, &base)?;
     for r in &rows {
         check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
