@@ -279,7 +279,7 @@ pub struct GenerateArgs {
     /// The cost profile `--draft auto` decides with (set from the model directory's
     /// cost-profile.json, or by `argen bench`; never a flag).
     #[arg(skip)]
-    pub cost_profile: Option<argen_core::cost::CostProfile>,
+    pub cost_profile: Option<Box<argen_core::cost::CostProfile>>,
     /// Chain draft length (1 to 63; --method vvs: 1 to 31).
     #[arg(long, default_value_t = 4)]
     pub gamma: u32,

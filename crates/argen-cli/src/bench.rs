@@ -274,7 +274,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     let mut base = base_args(a.cfg, a.temperature, a.threads)?;
     // The `sd auto` rows run when the model directory holds this machine's cost profile.
     base.cost_profile = argen_engine::cost_file::read(&argen_engine::cost_file::path_in(&dir.dir))?
-        .map(|f| f.profile);
+        .map(|f| Box::new(f.profile));
     let auto_rows = a.methods.is_empty() || a.methods.iter().any(|m| m == "sd" || m == "coupled");
     if base.cost_profile.is_none() && auto_rows {
         eprintln!(

@@ -397,10 +397,10 @@ mod tests {
         use argen_core::cost::{CostCurve, CostProfile};
         let mut base = base_args(4.0, 1.0, 1).unwrap();
         let curve = CostCurve::new(&[(2, 1000)]).unwrap();
-        base.cost_profile = Some(CostProfile {
+        base.cost_profile = Some(Box::new(CostProfile {
             target: curve,
             drafter: Some(curve),
-        });
+        }));
         let s = specs(true, &["sd".into(), "coupled".into()], &[], &base).unwrap();
         let names: Vec<_> = s.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(

@@ -111,7 +111,7 @@ pub(crate) fn options(a: &GenerateArgs) -> MethodOptions {
         n: a.n,
         inner: a.inner,
         reformulate: !a.no_reformulate,
-        cost_profile: a.cost_profile,
+        cost_profile: a.cost_profile.as_deref().copied(),
     }
 }
 
@@ -136,7 +136,7 @@ pub(crate) fn with_cost_profile(
     if a.cost_profile.is_none() && wants_cost_profile(&a) {
         let path = argen_engine::cost_file::path_in(&dir.dir);
         match argen_engine::cost_file::read(&path)? {
-            Some(f) => a.cost_profile = Some(f.profile),
+            Some(f) => a.cost_profile = Some(Box::new(f.profile)),
             None => {
                 return Err(format!(
                     "--draft auto needs this machine's cost profile and {} does not exist (run \

@@ -395,6 +395,9 @@ impl JacobiParams {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
+// The auto variant carries its cost profile inline (two curves of 16 points, ≈ 400 bytes) so the
+// configuration stays `Copy` and allocation-free; configurations are built once per run.
+#[allow(clippy::large_enum_variant)]
 pub enum MethodConfig {
     /// One target pass per token ([`super::Vanilla`]).
     Vanilla,
