@@ -409,12 +409,12 @@ mod tests {
                 "vanilla",
                 "exact chain γ=4",
                 "exact tree",
-                "sd auto",
                 "coupled tree",
+                "sd auto",
                 "coupled auto"
             ]
         );
-        let auto = &s[3];
+        let auto = &s[4];
         assert!(auto
             .flags()
             .contains("--criterion exact --draft auto --gamma 4"));
