@@ -275,15 +275,6 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     // The `sd auto` rows run when the model directory holds this machine's cost profile.
     base.cost_profile = argen_engine::cost_file::read(&argen_engine::cost_file::path_in(&dir.dir))?
         .map(|f| Box::new(f.profile));
-    let auto_rows = a.methods.is_empty() || a.methods.iter().any(|m| m == "sd" || m == "coupled");
-    if base.cost_profile.is_none() && auto_rows {
-        eprintln!(
-            "note: {} has no cost-profile.json, so the `sd auto` rows are left out (run `argen \
-             calibrate --model {}` to add them)",
-            dir.dir.display(),
-            dir.dir.display()
-        );
-    }
     let rows = specs(a.quick, &a.methods, &a.inner, &base)?;
     for r in &rows {
         check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
@@ -378,6 +369,15 @@ fn run_on<C: Runtime>(
         n_seeds,
         load.elapsed().as_secs_f64()
     );
+    let auto_rows = a.methods.is_empty() || a.methods.iter().any(|m| m == "sd" || m == "coupled");
+    if auto_rows && !rows.iter().any(|r| r.name.ends_with(" auto")) {
+        crate::errln!(
+            "argen bench: {} has no cost-profile.json, so the `sd auto` rows are left out (run \
+             `argen calibrate --model {}` to add them)",
+            dir.dir.display(),
+            dir.dir.display()
+        );
+    }
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
