@@ -117,6 +117,10 @@ fn main() -> Result<(), String> {
         engine.generate(&per[0]).map_err(|e| e.to_string())?;
     }
     let images = requests[0].len();
+    // `by_image[k][m]`: image `k` of method `m`.
+    let by_image: Vec<Vec<&Request>> = (0..images)
+        .map(|k| requests.iter().map(|per| &per[k]).collect())
+        .collect();
     let mut total = vec![0f64; methods.len()];
     let mut stats = vec![Stats::default(); methods.len()];
     println!(
@@ -126,13 +130,11 @@ fn main() -> Result<(), String> {
     );
     for round in 0..rounds {
         let mut wall = vec![0f64; methods.len()];
-        for k in 0..images {
+        for (k, row) in by_image.iter().enumerate() {
             for j in 0..methods.len() {
                 let m = (j + k + round) % methods.len();
                 let t = Instant::now();
-                let g = engine
-                    .generate(&requests[m][k])
-                    .map_err(|e| e.to_string())?;
+                let g = engine.generate(row[m]).map_err(|e| e.to_string())?;
                 wall[m] += t.elapsed().as_secs_f64();
                 if round == 0 {
                     stats[m].add(&g.stats);
