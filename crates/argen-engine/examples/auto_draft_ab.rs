@@ -1,12 +1,13 @@
 //! Interleaved wall-clock comparison of `--draft auto` with vanilla decoding and fixed chains.
 //!
 //! ```text
-//! cargo run --release -p argen-engine --example auto_draft_ab -- MODEL_DIR [THREADS] [ROUNDS]
+//! cargo run --release -p argen-engine --example auto_draft_ab -- MODEL_DIR [THREADS] [ROUNDS] [INPUTS] [SEEDS] [CFG]
 //! ```
 //!
 //! `MODEL_DIR` must hold a `cost-profile.json` (`argen calibrate --model MODEL_DIR --threads
-//! THREADS`). Every round decodes the same 8 inputs (ShapesWorld prompts of the bench's held-out
-//! set, or classes 0–7) × 4 seeds with every method, switching method after each image and
+//! THREADS`). Every round decodes the same `INPUTS` inputs (default 8: ShapesWorld prompts of the
+//! bench's held-out set, or classes 0–7) × `SEEDS` seeds (default 4) with every method (guidance
+//! scale `CFG`, default 4; 1 = no guidance, one model row per input), switching method after each image and
 //! rotating the method order per image, so that a changing machine load (this machine is shared)
 //! falls on all methods alike. Prints ms/img per method per round and over all rounds, the ratio
 //! to vanilla, what auto chose, and the load average before and after. Images are not VQ-decoded
@@ -29,7 +30,6 @@ const PROMPTS: [&str; 8] = [
     "two green circles and a purple triangle",
     "a purple triangle and a red triangle",
 ];
-const SEEDS: u64 = 4;
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -50,17 +50,31 @@ fn main() -> Result<(), String> {
         .get(3)
         .map_or(Ok(3), |s| s.parse())
         .map_err(|e| format!("{e}"))?;
+    let n_inputs: usize = args
+        .get(4)
+        .map_or(Ok(8), |s| s.parse())
+        .map_err(|e| format!("{e}"))?;
+    let seeds: u64 = args
+        .get(5)
+        .map_or(Ok(4), |s| s.parse())
+        .map_err(|e| format!("{e}"))?;
     let profile = cost_file::read(&cost_file::path_in(std::path::Path::new(dir)))?
         .ok_or("the model directory has no cost-profile.json (run `argen calibrate`)")?;
     let mut engine = Engine::open(dir, &EngineOptions { threads }).map_err(|e| e.to_string())?;
     let inputs: Vec<Input> = match engine.config().model_type {
         ModelType::T2i => PROMPTS
             .iter()
+            .take(n_inputs)
             .map(|p| Input::Prompt(p.to_string()))
             .collect(),
-        _ => (0..8).map(Input::Class).collect(),
+        _ => (0..n_inputs as u32).map(Input::Class).collect(),
     };
+    let cfg: f32 = args
+        .get(6)
+        .map_or(Ok(4.0), |s| s.parse())
+        .map_err(|e| format!("{e}"))?;
     let base = MethodOptions {
+        cfg,
         cost_profile: Some(profile.profile),
         ..MethodOptions::default()
     };
@@ -97,7 +111,7 @@ fn main() -> Result<(), String> {
     for (i, (_, opts)) in methods.iter().enumerate() {
         let mut per = Vec::new();
         for input in &inputs {
-            for seed in 0..SEEDS {
+            for seed in 0..seeds {
                 let dc = engine
                     .decoder_config(method_of(i), opts, seed, input)
                     .map_err(|e| e.to_string())?;
@@ -124,7 +138,7 @@ fn main() -> Result<(), String> {
     let mut total = vec![0f64; methods.len()];
     let mut stats = vec![Stats::default(); methods.len()];
     println!(
-        "model {dir}, {threads} thread(s), {} inputs × {SEEDS} seeds, {rounds} rounds; load before: {}",
+        "model {dir}, {threads} thread(s), cfg {cfg}, {} inputs × {seeds} seeds, {rounds} rounds; load before: {}",
         inputs.len(),
         loadavg()
     );
