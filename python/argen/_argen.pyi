@@ -259,3 +259,37 @@ class Engine:
         seed: int,
     ) -> Tuple[bytes, bytes, int, int, str]:
         """``(tokens as little-endian u32 bytes, RGB bytes, width, height, stats JSON)``."""
+    def generate_recorded(
+        self,
+        prompt: Optional[str],
+        class_id: Optional[int],
+        method: Optional[str],
+        options_json: Optional[str],
+        config_json: Optional[str],
+        seed: int,
+    ) -> Tuple[
+        Tuple[bytes, bytes, int, int, str], List[Tuple[str, int, Optional[bytes], float]]
+    ]:
+        """``generate`` plus every answer of the model host, in order: ``(kind, rows, values,
+        value)``, kind ``"logits"`` (float32 bytes), ``"verdict"``, ``"score"`` or
+        ``"reformulated"``."""
+    def decoder_config(
+        self,
+        prompt: Optional[str],
+        class_id: Optional[int],
+        method: Optional[str],
+        options_json: Optional[str],
+        config_json: Optional[str],
+        seed: int,
+    ) -> str:
+        """The decoder configuration ``generate`` runs, as JSON."""
+    def condition(
+        self, prompt: Optional[str], class_id: Optional[int]
+    ) -> Tuple[str, Optional[bytes], int, int, int]:
+        """``("caption", float32 bytes, rows, cols, pad)`` or ``("class", None, 0, 0, id)``."""
+    def table(self, name: str) -> Tuple[bytes, int, int]:
+        """``"codebook"``, ``"raw_codebook"`` or ``"embedding"``: ``(float32 bytes, rows, cols)``."""
+    def judge(
+        self, prompt: str, what: str, rows: int, tokens: List[int]
+    ) -> Tuple[float, Optional[bytes]]:
+        """ShapesWorld's judge: ``"check"``, ``"score"`` or ``"reformulate"``."""

@@ -30,7 +30,6 @@ arrays, PyTorch CPU tensors; float32, float16, bfloat16; C-contiguous).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
@@ -61,9 +60,8 @@ def _u32(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype=np.uint32)
 
 
-@dataclass(frozen=True)
 class Group:
-    """One sequence's part of a forward.
+    """One sequence's part of a forward (read-only).
 
     * ``kind``: ``"prefill"`` (reset ``seq``, run its condition and then ``tokens`` teacher-forced
       at raster indices ``0..``, commit everything), ``"target"`` (commit the ``keep`` entries of
@@ -76,45 +74,155 @@ class Group:
       ``parent`` (input within the run / drafting-step entry, or :data:`argen.ROOT`),
       ``feature_kind`` / ``feature_index`` (the EAGLE feature of a drafter input, :data:`FEATURES`);
     * ``first_row``, ``rows``: where this group's logits rows lie in the answer.
+
+    The arrays are built on first access (a host that reads only some fields pays for those).
     """
 
-    kind: str
-    seq: int
-    guidance: Optional[str]
-    scale: float
-    variants: int
-    tokens: np.ndarray
-    keep: np.ndarray
-    new_step: bool
-    commit: int
-    inputs: np.ndarray
-    first_row: int
-    rows: int
+    __slots__ = ("_g", "_tokens", "_keep", "_inputs")
+
+    def __init__(self, raw: tuple) -> None:
+        self._g = raw
+        self._tokens = self._keep = self._inputs = None
+
+    @property
+    def kind(self) -> str:
+        """``"prefill"``, ``"target"`` or ``"draft"``."""
+        return _GROUPS[self._g[0]]
+
+    @property
+    def seq(self) -> int:
+        """The sequence."""
+        return self._g[1]
+
+    @property
+    def guidance(self) -> Optional[str]:
+        """``None``, ``"two_way"`` or ``"three_way"``."""
+        return _GUIDANCE[self._g[2]]
+
+    @property
+    def scale(self) -> float:
+        """The guidance scale (two-way) or weight (three-way)."""
+        return self._g[3]
+
+    @property
+    def variants(self) -> int:
+        """Logits rows per input (guidance variants)."""
+        return self._g[4]
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """A prefill's teacher-forced image tokens (``uint32``)."""
+        if self._tokens is None:
+            self._tokens = _u32(self._g[5])
+        return self._tokens
+
+    @property
+    def keep(self) -> np.ndarray:
+        """A target run's keep list (``uint32``)."""
+        if self._keep is None:
+            self._keep = _u32(self._g[6])
+        return self._keep
+
+    @property
+    def new_step(self) -> bool:
+        """A drafter run that starts a new drafting step."""
+        return self._g[7]
+
+    @property
+    def commit(self) -> int:
+        """A drafter run's committed catch-up inputs."""
+        return self._g[8]
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """The inputs (:data:`INPUT_DTYPE`)."""
+        if self._inputs is None:
+            self._inputs = np.frombuffer(self._g[9], dtype=INPUT_DTYPE)
+        return self._inputs
+
+    @property
+    def first_row(self) -> int:
+        """The first answer row of this group."""
+        return self._g[10]
+
+    @property
+    def rows(self) -> int:
+        """Answer rows of this group."""
+        return self._g[11]
+
+    def __repr__(self) -> str:
+        return (
+            f"Group(kind={self.kind!r}, seq={self.seq}, guidance={self.guidance!r}, "
+            f"variants={self.variants}, inputs={len(self.inputs)}, first_row={self.first_row}, "
+            f"rows={self.rows})"
+        )
 
 
-@dataclass(frozen=True)
 class Action:
-    """What the decoder asks for next.
+    """What the decoder asks for next (read-only).
 
     ``kind``: ``"prefill"``, ``"target"``, ``"draft"`` (a forward of one group), ``"batch"`` (a
     forward of several groups), ``"check"``, ``"score"``, ``"reformulate"`` (judges, about
     ``seq`` and its ``canvas`` of ``canvas_rows`` token rows) or ``"done"``. ``model`` is
     ``"target"`` or ``"drafter"`` for forwards, else ``None``; a forward is answered with
-    ``logits_rows`` rows laid out group after group.
+    ``logits_rows`` rows laid out group after group (``groups``, built on first access).
     """
 
-    kind: str
-    model: Optional[str]
-    logits_rows: int
-    groups: List[Group]
-    seq: int
-    canvas_rows: int
-    canvas: np.ndarray
+    __slots__ = ("_a", "_groups", "_canvas")
+
+    def __init__(self, raw: tuple) -> None:
+        self._a = raw
+        self._groups = self._canvas = None
+
+    @property
+    def kind(self) -> str:
+        """The action's kind."""
+        return _ACTIONS[self._a[0]]
+
+    @property
+    def model(self) -> Optional[str]:
+        """``"target"`` or ``"drafter"`` for a forward, else ``None``."""
+        return _MODELS[self._a[1]]
+
+    @property
+    def logits_rows(self) -> int:
+        """Rows of the answer of a forward."""
+        return self._a[2]
+
+    @property
+    def seq(self) -> int:
+        """The sequence a judge action is about."""
+        return self._a[3]
+
+    @property
+    def canvas_rows(self) -> int:
+        """Token rows of a judge action's canvas."""
+        return self._a[4]
+
+    @property
+    def canvas(self) -> np.ndarray:
+        """A judge action's canvas (``uint32``, ``canvas_rows × width`` tokens)."""
+        if self._canvas is None:
+            self._canvas = _u32(self._a[5])
+        return self._canvas
+
+    @property
+    def groups(self) -> List[Group]:
+        """The groups of a forward, in answer order."""
+        if self._groups is None:
+            self._groups = [Group(g) for g in self._a[6]]
+        return self._groups
 
     @property
     def is_forward(self) -> bool:
         """Whether the answer is logits (``model`` is set)."""
-        return self.model is not None
+        return self._a[1] != 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Action(kind={self.kind!r}, model={self.model!r}, logits_rows={self.logits_rows}, "
+            f"groups={self.groups!r})"
+        )
 
 
 def _config_json(config: Any) -> str:
@@ -166,25 +274,7 @@ class Decoder:
 
     def poll(self) -> Action:
         """The current action (the same until it is answered)."""
-        kind, model, rows, seq, canvas_rows, canvas, groups = self._raw.poll()
-        gs = [
-            Group(
-                kind=_GROUPS[g[0]],
-                seq=g[1],
-                guidance=_GUIDANCE[g[2]],
-                scale=g[3],
-                variants=g[4],
-                tokens=_u32(g[5]),
-                keep=_u32(g[6]),
-                new_step=g[7],
-                commit=g[8],
-                inputs=np.frombuffer(g[9], dtype=INPUT_DTYPE),
-                first_row=g[10],
-                rows=g[11],
-            )
-            for g in groups
-        ]
-        return Action(_ACTIONS[kind], _MODELS[model], rows, gs, seq, canvas_rows, _u32(canvas))
+        return Action(self._raw.poll())
 
     def handle_logits(self, logits: Any) -> None:
         """Answers a forward with its rows: ``(logits_rows, vocab)`` or flat, float32 / float16 /

@@ -416,13 +416,24 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 pub fn view<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<ArrayView<'py>> {
     let py = obj.py();
     let mut dlpack_error = None;
-    if obj.hasattr("__dlpack__")? {
+    // NumPy cannot export a read-only array through DLPack 0.x: it raises BufferError, and
+    // building that exception costs microseconds per call. Such arrays go straight to the array
+    // interface (which reads them in place too).
+    // (Looked up on the type: on a NumPy array the attribute is a property that builds a dict.)
+    let type_ai = obj.get_type().hasattr("__array_interface__")?;
+    let readonly = type_ai
+        && obj
+            .getattr("flags")
+            .and_then(|f| f.getattr("writeable"))
+            .and_then(|w| w.extract::<bool>())
+            .is_ok_and(|w| !w);
+    if !readonly && obj.hasattr("__dlpack__")? {
         match obj.call_method0("__dlpack__") {
             Ok(capsule) => return from_dlpack(obj, capsule),
             Err(e) => dlpack_error = Some(e.value(py).to_string()),
         }
     }
-    if obj.hasattr("__array_interface__")? {
+    if type_ai || obj.hasattr("__array_interface__")? {
         let ai = obj.getattr("__array_interface__")?;
         return from_array_interface(obj, ai);
     }

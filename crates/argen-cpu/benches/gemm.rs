@@ -15,7 +15,16 @@
 //! step in order (12 × {wqkv, wo, w1, w3, w2} + output, 111M distinct weights, 195 MB in bf16,
 //! half precision packed as `Cpu` stores it) with the tasks the backend issues (1 on one thread,
 //! else `4 × threads`), on process CPU time; it prints the fastest and median pass as weight
-//! GB/s: the decode step without its non-GEMM work.
+//! GB/s: the decode step without its non-GEMM work. There `f32` is stored as `Cpu` stores it
+//! (packed where `gemm::tuning().pack_f32_max_k` allows), `f32r` all row-major, `f32p` all
+//! packed.
+//!
+//! `shapes=w1` or `shapes=w2` times only that FFN shape (rates count its bytes and FLOPs only).
+//!
+//! `… -- 1 [reps] resident [rows=R,…]` times the kernels with weights resident in L1 (f32
+//! `[16, 256]`, 16 KiB) and in L2 (`[64, 768]`, 192 KiB, the size of a column block) instead of
+//! DRAM, as GFLOP/s and % of the FMA peak measured in the same run: what the micro-kernel
+//! reaches when memory is not the limit.
 
 use argen_cpu::gemm::{gemm, pack, WRef};
 use argen_cpu::par::Workers;
@@ -75,9 +84,10 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
         let mut wh: Vec<Vec<f16>> = Vec::new();
         for &(n, k) in &shapes {
             let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+            let as_cpu = dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k;
             match dt {
-                "f32" => w32.push(m),
-                "f32p" => w32p.push(pack(&m, n, k, 0f32)),
+                "f32" | "f32r" if !as_cpu => w32.push(m),
+                "f32" | "f32p" => w32p.push(pack(&m, n, k, 0f32)),
                 "bf16" => {
                     let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
                     wb.push(pack(&h, n, k, bf16::ZERO));
@@ -92,10 +102,20 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
         let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
         for &rows in row_list.iter().filter(|&&r| r <= 8) {
             let pass = |out: &mut [f32]| {
-                for (i, &(n, k)) in shapes.iter().enumerate() {
+                let (mut ir, mut ip) = (0, 0);
+                for &(n, k) in shapes.iter() {
+                    let packed_f32 = dt == "f32p"
+                        || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
+                    let i = if dt.starts_with("f32") && !packed_f32 {
+                        ir += 1;
+                        ir - 1
+                    } else {
+                        ip += 1;
+                        ip - 1
+                    };
                     let w = match dt {
-                        "f32" => WRef::F32(&w32[i]),
-                        "f32p" => WRef::F32Packed(&w32p[i]),
+                        _ if dt.starts_with("f32") && !packed_f32 => WRef::F32(&w32[i]),
+                        "f32" | "f32p" => WRef::F32Packed(&w32p[i]),
                         "bf16" => WRef::BF16Packed(&wb[i]),
                         _ => WRef::F16Packed(&wh[i]),
                     };
@@ -130,7 +150,7 @@ fn main() {
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
     // `f32p`: f32 in the packed layout (as `Cpu` stores f32 where `gemm::tuning` says so).
-    let mut dts: Vec<&str> = ["f32", "f32p", "bf16", "f16"]
+    let mut dts: Vec<&str> = ["f32", "f32r", "f32p", "bf16", "f16"]
         .into_iter()
         .filter(|d| all.iter().any(|a| a == d))
         .collect();
@@ -151,6 +171,11 @@ fn main() {
         model(threads, reps, &dts, &row_list);
         return;
     }
+    if all.iter().any(|a| a == "resident") {
+        resident(reps, &row_list);
+        return;
+    }
+    let only = all.iter().find_map(|a| a.strip_prefix("shapes="));
     let pool = Workers::new(threads).unwrap();
     let tasks = if threads == 1 { 1 } else { 4 * threads };
     let cpu_time = threads == 1 && thread_cpu_ns().is_some();
@@ -209,8 +234,11 @@ fn main() {
             let pass = |out: &mut [f32]| {
                 for (m, wm) in w32.iter().enumerate() {
                     for (u, (n, k)) in [(f, d), (d, f)].into_iter().enumerate() {
+                        if only.is_some_and(|o| o != ["w1", "w2"][u]) {
+                            continue;
+                        }
                         let w = match dt {
-                            "f32" => WRef::F32(wm),
+                            "f32" | "f32r" => WRef::F32(wm),
                             "f32p" => WRef::F32Packed(&halves[u].2[m]),
                             "bf16" => WRef::BF16Packed(&halves[u].0[m]),
                             _ => WRef::F16Packed(&halves[u].1[m]),
@@ -241,8 +269,9 @@ fn main() {
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let (lo, med) = (times[0], times[times.len() / 2]);
             let es = if dt.starts_with("f32") { 4.0 } else { 2.0 };
-            let bytes = (2 * mats * d * f) as f64 * es;
-            let flop = (2 * mats * d * f * rows * 2) as f64;
+            let shapes = if only.is_some() { 1 } else { 2 };
+            let bytes = (shapes * mats * d * f) as f64 * es;
+            let flop = (shapes * mats * d * f * rows * 2) as f64;
             println!(
                 "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} |",
                 lo * 1e3,
@@ -252,6 +281,63 @@ fn main() {
                 flop / lo / 1e9,
                 flop / med / 1e9
             );
+        }
+    }
+}
+
+/// The kernels on cache-resident weights (see the module docs), one thread, on-CPU time.
+fn resident(reps: usize, row_list: &[usize]) {
+    let pool = Workers::new(1).unwrap();
+    let (_, peak, lanes) = argen_cpu::probe::fma_peak(&pool, 3);
+    println!(
+        "1 thread, on-CPU time, best of {reps}; variant {}; measured f32 FMA peak {:.1} GFLOP/s \
+         on-CPU ({lanes}-lane FMAs); load average {}\n",
+        argen_cpu::gemm::best_variant().name(),
+        peak / 1e9,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!("| weights | where | rows | GFLOP/s | % of peak |");
+    println!("|---|---|---|---|---|");
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    for (place, n, k) in [("L1", 16usize, 256usize), ("L2", 64, 768)] {
+        let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+        let wp = pack(&w, n, k, 0f32);
+        let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+        let hp = pack(&h, n, k, bf16::ZERO);
+        let x: Vec<f32> = (0..128 * k).map(|_| rnd()).collect();
+        let mut out = vec![0f32; 128 * n];
+        for (name, wr) in [
+            ("f32", WRef::F32(&w)),
+            ("f32 packed", WRef::F32Packed(&wp)),
+            ("bf16 packed", WRef::BF16Packed(&hp)),
+        ] {
+            for &rows in row_list {
+                let flop = (2 * rows * n * k) as f64;
+                // ~50 ms per sample.
+                let calls = ((5e9 / flop) as usize).max(1);
+                let mut best = f64::MAX;
+                for _ in 0..reps.max(1) + 1 {
+                    let c = thread_cpu_ns().unwrap_or(0);
+                    for _ in 0..calls {
+                        gemm(&pool, 1, &x, rows, k, wr, n, None, &mut out);
+                    }
+                    let t = (thread_cpu_ns().unwrap_or(0) - c) as f64 * 1e-9 / calls as f64;
+                    best = best.min(t);
+                }
+                println!(
+                    "| {name} | {place} ([{n}, {k}]) | {rows} | {:.1} | {:.0} % |",
+                    flop / best / 1e9,
+                    100.0 * flop / best / peak
+                );
+            }
         }
     }
 }

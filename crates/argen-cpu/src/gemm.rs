@@ -15,8 +15,9 @@
 //! the hardware prefetcher does not follow; the kernel then spends much of its time waiting for
 //! memory. Measured on one core of the dev box (decode-step GEMMs of GPT-B, 195 MB of bf16,
 //! `cargo bench -p argen-cpu --bench gemm -- 1 6 bf16 model rows=1,2`): row-major 10.5–11.3 GB/s,
-//! packed 15.7–16.5 GB/s. f32 rows are twice as long, and packing them measured slower
-//! (11.8 vs 14.9 GB/s), so f32 stays row-major.
+//! packed 15.7–16.5 GB/s. f32 rows are twice as long, and on Zen 2 packing them measured
+//! slower (11.8 vs 14.9 GB/s), so f32 stays row-major there; on Zen 4 the f32 matrices with
+//! short rows (k ≤ 1024) are packed too ([`Tuning::pack_f32_max_k`]).
 //!
 //! # Loop structure
 //! The output columns (weight rows) are split into `tasks` contiguous ranges of whole
@@ -167,13 +168,21 @@ pub struct Tuning {
     pub no_prefetch_rows: usize,
     /// Software prefetch distance in the packed tile stream, in bytes.
     pub pf_packed_bytes: usize,
-    /// Store f32 matrices in the packed layout too ([`crate::Cpu`]).
-    pub pack_f32: bool,
+    /// [`Tuning::no_prefetch_rows`] for packed f32 weights.
+    pub f32_no_prefetch_rows: usize,
+    /// [`crate::Cpu`] stores f32 matrices with at most this many columns (`k`) in the packed
+    /// layout too (0: none).
+    pub pack_f32_max_k: usize,
 }
 
-// Packed f32 on Zen 4 (one core, `… --bench gemm -- 1 3 f32 f32p`, same runs): faster at 1–2
-// rows (28.6 / 23.6 vs 20.1 / 19.4 GB/s) but slower at 4–32 rows (8 rows 40–43 vs 60
-// GFLOP/s, 16 rows 57–60 vs 74), so no CPU packs f32 by default yet (`pack_f32: false`).
+// Packed f32 on Zen 4 (one core; `… --bench gemm -- 1 3 f32 f32p rows=…` with
+// `shapes=w1` or `shapes=w2`, the two FFN shapes apart, several interleaved runs at load
+// 4–7, weight GB/s): for k = 768 ([2048, 768]) packed streams 28 / 26 / 23 GB/s at 1 / 2 / 4
+// rows (with `f32_no_prefetch_rows = 4`) against row-major's 14.5 / 15 / 14, ≈ 17 vs 14 at 6
+// rows, and loses at 8 (10–11 vs 12–13.5); for k = 2048 ([768, 2048], 8 KiB rows, which the
+// hardware prefetcher follows well) row-major wins at every row count (1 row 24 vs 19, 8 rows
+// 15–18 vs 10). Hence `pack_f32_max_k = 1024`: GPT-B's wqkv, wo, w1, w3 and output matrices
+// (k = 768) are packed, w2 (k = 2048) stays row-major.
 
 /// The [`Tuning`] for this CPU, by model: AMD with AVX-512 (Zen 4 and later) streams packed
 /// weights faster with the hardware prefetcher alone at 1–2 rows (decode-step GEMMs on one
@@ -183,7 +192,8 @@ pub struct Tuning {
 /// (`… --bench gemm -- 1 3 bf16 rows=4,8,16,32`, two rounds of 1 / 4 / 8 KiB: bf16 at 4 rows
 /// 42–44 / 46–49 / 51–53, 8 rows 64–70 / 69–73 / 76–79 GFLOP/s); on Zen 2 the software prefetch
 /// measured faster at 1–2 rows too (15.7 vs 12.9 GB/s), with 1 KiB best, so every other CPU
-/// keeps that. Decided once per process.
+/// keeps that. On the same CPUs f32 matrices with k ≤ 1024 are stored packed and stream
+/// their 1–4-row calls like that (the comment above). Decided once per process.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
@@ -198,14 +208,16 @@ pub fn tuning() -> Tuning {
                 return Tuning {
                     no_prefetch_rows: 2,
                     pf_packed_bytes: 4 << 10,
-                    pack_f32: false,
+                    f32_no_prefetch_rows: 4,
+                    pack_f32_max_k: 1024,
                 };
             }
         }
         Tuning {
             no_prefetch_rows: 0,
             pf_packed_bytes: PF_PACKED_BYTES,
-            pack_f32: false,
+            f32_no_prefetch_rows: 0,
+            pack_f32_max_k: 0,
         }
     })
 }
@@ -576,8 +588,18 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // passes find the block in L2: prefetching into L1 then helps half-precision tiles
             // (f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB rows at
             // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
-            let pf = if PACKED && a.rows <= tuning().no_prefetch_rows {
-                // The line being loaded: no prefetch in effect.
+            let no_pf_rows = if W::BYTES == 4 {
+                tuning().f32_no_prefetch_rows
+            } else {
+                tuning().no_prefetch_rows
+            };
+            let pf = if PACKED && a.rows <= no_pf_rows {
+                // The line being loaded: no prefetch ahead, but not a no-op either. With a
+                // single row block this is `prefetchnta` of the line the kernel loads next,
+                // and on Zen 4 that hint is worth keeping: without the instruction the packed
+                // f32 stream measured 21 instead of 28–30 GB/s at 1 row (`… --bench gemm -- 1
+                // 3 f32p rows=1,2`, same load), presumably because the non-temporal fill
+                // keeps the streamed lines out of L2 and L3 (no victim traffic).
                 0
             } else if PACKED {
                 tuning().pf_packed_bytes / W::BYTES
@@ -637,14 +659,23 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     }
                 }
                 for (mi, accm) in acc.iter().enumerate().take(mr) {
-                    for (ni, &v) in accm.iter().enumerate().take(nr) {
-                        let v = match a.bias {
-                            Some(b) => v + b[j + ni],
-                            None => v,
-                        };
-                        // SAFETY: (r+mi, j+ni) is inside rows x n and j+ni is in n0..n1, which
-                        // only this task writes.
-                        unsafe { *a.out.0.add((r + mi) * a.n + j + ni) = v };
+                    let mut v = *accm;
+                    if let Some(b) = a.bias {
+                        for (ni, vi) in v.iter_mut().enumerate().take(nr) {
+                            *vi += b[j + ni];
+                        }
+                    }
+                    // SAFETY: (r+mi, j..j+nr) is inside rows x n and j..j+nr lies in n0..n1,
+                    // which only this task writes.
+                    unsafe {
+                        let dst = a.out.0.add((r + mi) * a.n + j);
+                        if nr == NR {
+                            (dst as *mut [f32; NR]).write_unaligned(v);
+                        } else {
+                            for (ni, &vi) in v.iter().enumerate().take(nr) {
+                                *dst.add(ni) = vi;
+                            }
+                        }
                     }
                 }
                 j += nr;
@@ -1111,23 +1142,60 @@ mod avx512 {
             }
             i += 8;
         }
-        for (m, am) in a.iter().enumerate() {
-            for (p, &ap) in am.iter().enumerate() {
-                let v = _mm512_castps_pd(ap);
-                let lo = _mm256_castpd_ps(_mm512_castpd512_pd256(v));
-                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(v));
-                for (h, half) in [lo, hi].into_iter().enumerate() {
-                    let j = 2 * p + h;
-                    let mut t = super::avx2::hsum(half);
+        reduce(&a, acc);
+        if kb < k {
+            for (m, accm) in acc.iter_mut().enumerate().take(M) {
+                for (j, t) in accm.iter_mut().enumerate() {
                     for kk in kb..k {
                         // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
                         unsafe {
-                            t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), t);
+                            *t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), *t);
                         }
                     }
-                    acc[m][j] = t;
                 }
             }
+        }
+    }
+
+    /// Step 2 of the reduction order (the lane tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`)
+    /// for a whole tile at once, with the same additions on the same operands as
+    /// [`super::avx2::hsum`] but four rows' columns per instruction: `acc[m][j]` = the tree of
+    /// column `j`'s 8 lanes in `a[m]` (rows past `M` of a group of four get the tree of zeros).
+    /// Per tile of 8 rows this is 28 shuffles and 14 additions instead of 32 scalar trees
+    /// (about 200 instructions, 10–15 % of a tile's FMAs at k = 768).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce<const M: usize>(a: &[[__m512; 2]; M], acc: &mut [[f32; NR]; MR_WIDE]) {
+        let z = _mm512_setzero_ps();
+        // r[m], 128-bit chunk c: column c's [a0+a4, a1+a5, a2+a6, a3+a7] (chunks of
+        // a[m][p]: column 2p lanes 0–3, 4–7, column 2p + 1 lanes 0–3, 4–7).
+        let mut r = [z; MR_WIDE];
+        for (rm, am) in r.iter_mut().zip(a) {
+            let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(am[0], am[1]);
+            let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(am[0], am[1]);
+            *rm = _mm512_add_ps(lo, hi);
+        }
+        // Lane i*4 + c of the result takes lane c*4 + i of F (a 4 × 4 transpose).
+        let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        for g in 0..M.div_ceil(4) {
+            let q = &r[4 * g..4 * g + 4];
+            // s, chunk c: [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7)] of rows 4g (+1), then 4g+2 (+3).
+            let s0 = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(q[0], q[1]),
+                _mm512_shuffle_ps::<0xEE>(q[0], q[1]),
+            );
+            let s1 = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(q[2], q[3]),
+                _mm512_shuffle_ps::<0xEE>(q[2], q[3]),
+            );
+            // f, chunk c, lane i: the whole tree of row 4g + i, column c.
+            let f = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x88>(s0, s1),
+                _mm512_shuffle_ps::<0xDD>(s0, s1),
+            );
+            let t = _mm512_permutexvar_ps(idx, f);
+            // SAFETY: rows 4g..4g+4 of acc are 16 contiguous floats (4g + 4 <= MR_WIDE).
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().cast::<f32>().add(16 * g), t) };
         }
     }
 }
@@ -1301,8 +1369,10 @@ mod tests {
                 let bias: Vec<f32> = (0..n).map(|_| r()).collect();
                 let wbp = pack(&wb, n, k, bf16::ZERO);
                 let whp = pack(&wh, n, k, f16::ZERO);
-                let wides: [(WRef<'_>, Vec<f32>); 5] = [
+                let w32p = pack(&w32, n, k, 0f32);
+                let wides: [(WRef<'_>, Vec<f32>); 6] = [
                     (WRef::F32(&w32), w32.clone()),
+                    (WRef::F32Packed(&w32p), w32.clone()),
                     (WRef::BF16(&wb), wb.iter().map(|v| v.to_f32()).collect()),
                     (WRef::F16(&wh), wh.iter().map(|v| v.to_f32()).collect()),
                     (

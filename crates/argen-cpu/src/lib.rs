@@ -288,7 +288,7 @@ impl Compute for Cpu {
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                if t.shape.len() >= 2 && gemm::tuning().pack_f32 {
+                if t.shape.len() >= 2 && cols <= gemm::tuning().pack_f32_max_k {
                     WData::F32Packed(gemm::pack(&v, rows, cols, 0.0))
                 } else {
                     WData::F32(v)

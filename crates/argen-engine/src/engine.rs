@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::method::{requirements, Method, MethodOptions};
 use crate::model_dir::ModelDir;
-use crate::runtime::Runtime;
+use crate::runtime::{Recorded, Runtime};
 use crate::shapes::{self, ShapesJudge};
 use crate::tables::Tables;
 use crate::Error;
@@ -427,8 +427,32 @@ impl<C: Runtime> Engine<C> {
     pub fn generate_observed<O: Observer, R>(
         &mut self,
         request: &Request,
+        observer: O,
+        finish: impl FnOnce(O, &AnyDecoder<'_>) -> R,
+    ) -> Result<(Generation, R), Error> {
+        self.generate_inner(request, observer, finish, None)
+    }
+
+    /// [`Engine::generate`] that also returns every answer the model host gave, in order: the
+    /// logits rows of each forward action, the verdicts, scores and reformulations
+    /// ([`Recorded`]). A host that runs its own model (the Python package's PyTorch host) answers
+    /// the same actions with these rows to show that its action handling gives exactly these
+    /// tokens. CPU runtime only; it copies every logits row (a testing aid).
+    pub fn generate_recorded(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Generation, Vec<Recorded>), Error> {
+        let mut log = Vec::new();
+        let (g, ()) = self.generate_inner(request, NoObserver, |_, _| (), Some(&mut log))?;
+        Ok((g, log))
+    }
+
+    fn generate_inner<O: Observer, R>(
+        &mut self,
+        request: &Request,
         mut observer: O,
         finish: impl FnOnce(O, &AnyDecoder<'_>) -> R,
+        record: Option<&mut Vec<Recorded>>,
     ) -> Result<(Generation, R), Error> {
         let dc = &request.config;
         let req = requirements(dc)?;
@@ -473,6 +497,7 @@ impl<C: Runtime> Engine<C> {
             judge.as_mut().map(|j| j as &mut dyn Judge),
             &all_conds,
             &mut observer,
+            record,
         )
         .map_err(Error::runtime)?;
         let finished = finish(observer, &dec);

@@ -55,4 +55,4 @@ pub use method::{
     parse_config, requirements, Criterion, Draft, Method, MethodOptions, VvsSchedule, WindowInit,
 };
 pub use model_dir::{resolve, ModelDir, BUNDLED};
-pub use runtime::{Decoded, Runtime};
+pub use runtime::{Decoded, Recorded, Runtime};

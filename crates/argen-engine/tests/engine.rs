@@ -2,7 +2,8 @@
 //! different sizes, and typed errors.
 
 use argen_engine::{
-    Engine, EngineOptions, Error, ErrorKind, Input, Method, MethodOptions, Request, BUNDLED,
+    Engine, EngineOptions, Error, ErrorKind, Input, Method, MethodOptions, Recorded, Request,
+    BUNDLED,
 };
 
 const PROMPT: &str = "a red circle left of a blue square";
@@ -67,6 +68,47 @@ fn coupled_speculative_decoding_equals_vanilla() {
     let c = e.generate(&request(&e, Method::Sd, &coupled, 8)).unwrap();
     assert_eq!(v.tokens, c.tokens);
     assert!(c.stats.target_forwards < v.stats.target_forwards);
+}
+
+#[test]
+fn recorded_answers_are_the_runs_answers() {
+    // GridAR over SD: target and drafter forwards, batches of candidates, checks,
+    // reformulations and scores.
+    let opts = MethodOptions {
+        inner: Some(Method::Sd),
+        ..MethodOptions::default()
+    };
+    let mut e = engine(1);
+    let req = request(&e, Method::Gridar, &opts, 5);
+    let plain = e.generate(&req).unwrap();
+    let (g, log) = e.generate_recorded(&req).unwrap();
+    assert_eq!(g.tokens, plain.tokens, "recording changes nothing");
+    let vocab = e.config().vocab_size;
+    let (mut forwards, mut rows, mut verdicts, mut reforms, mut scores) = (0, 0, 0, 0, 0);
+    for r in &log {
+        match r {
+            Recorded::Logits { rows: n, values } => {
+                assert_eq!(values.len(), n * vocab);
+                assert!(values.iter().all(|x| x.is_finite()));
+                forwards += 1;
+                rows += n;
+            }
+            Recorded::Verdict(_) => verdicts += 1,
+            Recorded::Score(s) => {
+                assert!(s.is_finite());
+                scores += 1
+            }
+            Recorded::Reformulated => reforms += 1,
+        }
+    }
+    let s = &g.stats;
+    assert_eq!(forwards, g.calls.0 + g.calls.1);
+    // Every target and drafter row, plus one row per prefill variant.
+    assert!(rows as u32 >= s.target_rows + s.draft_rows, "{rows} rows");
+    assert_eq!(verdicts, s.verifier_calls);
+    assert_eq!(reforms, s.reformulations);
+    assert_eq!(scores, s.scorer_calls);
+    assert!(verdicts > 0 && scores > 0);
 }
 
 fn kind(r: Result<impl Sized, Error>) -> (ErrorKind, String) {
