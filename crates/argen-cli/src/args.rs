@@ -25,6 +25,10 @@ pub enum Command {
     /// Benchmark every decoding method: speed and quality side by side (Markdown table on
     /// stdout, progress on stderr).
     Bench(BenchArgs),
+    /// Measure what one target and one drafter action cost on this machine for 1…128 model
+    /// rows and write the model directory's cost profile (`cost-profile.json`), which
+    /// `argen bench` predicts speed-ups from (progress on stderr).
+    Calibrate(CalibrateArgs),
     /// Re-run a run recorded with `argen generate --trace FILE` and report "identical" or the
     /// first divergence (exit 1).
     Replay(ReplayArgs),
@@ -131,10 +135,59 @@ pub struct BenchArgs {
     /// Worker threads (0 = all cores, at most 256); the peer uses as many.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Run the images interleaved — image 1 of every row, then image 2, … — instead of row by
+    /// row, so that a change in the machine's load over the run hits every row alike (the
+    /// speed-ups and the cost model's errors are ratios between rows); rows are reported at the
+    /// end. Tokens do not depend on the order.
+    #[arg(long)]
+    pub interleave: bool,
     /// Candidate methods of the `bon` and `gridar` rows, comma-separated (vanilla, sd, lantern,
     /// gsd, vvs, sjd): one set of rows per method, named `… inner=METHOD` [default: vanilla].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub inner: Vec<Method>,
+}
+
+/// `argen calibrate`.
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct CalibrateArgs {
+    /// Model directory [default: $ARGEN_MODEL, else the bundled ShapesWorld model]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Where to write the profile [default: MODEL/cost-profile.json]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Device to measure.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Worker threads (0 = all cores, at most 256); a profile holds for one thread count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Row counts to measure, comma-separated, strictly increasing, at most 16.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64,128")]
+    pub rows: Vec<u32>,
+    /// Image tokens in the KV cache while measuring [default: half the image]
+    #[arg(long)]
+    pub context: Option<u32>,
+    /// Seconds the measured rounds should take (5 to 25 rounds whatever the budget).
+    #[arg(long, default_value_t = 2.0)]
+    pub budget: f64,
+    /// How a point's times are summarised: median (an undisturbed call) or mean (disturbances
+    /// from other processes included, for shared machines).
+    #[arg(long, value_enum, default_value = "median")]
+    pub statistic: StatisticArg,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `argen calibrate --statistic`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatisticArg {
+    /// The median of the rounds.
+    Median,
+    /// The mean of the rounds.
+    Mean,
 }
 
 /// `argen score`.
@@ -446,6 +499,16 @@ impl Cli {
             Command::Decode(d) => check_threads(d.threads),
             Command::Score(_) => Ok(()),
             Command::Bench(b) => b.check(),
+            Command::Calibrate(c) => {
+                check_threads(c.threads)?;
+                if !(c.budget.is_finite() && (0.0..=3600.0).contains(&c.budget)) {
+                    return Err(format!(
+                        "--budget {} is out of range: 0 to 3600 seconds",
+                        c.budget
+                    ));
+                }
+                Ok(())
+            }
             Command::Replay(r) => check_threads(r.threads),
             Command::Trace(_) => Ok(()),
         }

@@ -50,7 +50,9 @@ use crate::generate::{
     requirements, run_request, RunCheck,
 };
 use crate::output::write_json;
+use argen_engine::cost_file::CostFile;
 use argen_engine::model_dir::resolve;
+use argen_engine::predict::{predict_nanos, CallTimes, RowHistogram};
 use argen_engine::shapes;
 use argen_engine::{Engine, Input, Request, Runtime};
 
@@ -143,6 +145,10 @@ struct Acc {
     runs_json: Vec<Value>,
     /// The partial verifier's verdicts on the finished images.
     audit: Audit,
+    /// Model calls by row count, over every run.
+    hist: RowHistogram,
+    /// Measured time per action kind and rows, over every run.
+    times: CallTimes,
 }
 
 /// Mean pairwise Hamming distance (fraction of positions) between the grids of each prompt,
@@ -184,6 +190,8 @@ fn row_json(
     image_tokens: u32,
     cut_rows: [u32; crate::bench_audit::CUTS],
     vanilla_wall: Option<f64>,
+    profile: &CostFile,
+    vanilla_predicted: Option<f64>,
 ) -> Value {
     let s = &acc.stats;
     let images = acc.runs;
@@ -222,10 +230,53 @@ fn row_json(
         "valid_scene_rate": pct(acc.valid, acc.scored),
         "diversity": diversity(&acc.tokens),
         "verifier_audit": acc.audit.to_json(cut_rows),
+        "row_histogram": acc.hist.to_json(),
+        "measured_actions": acc.times.to_json(),
+        "predicted": prediction(profile, &acc.hist, images, wall, vanilla_wall, vanilla_predicted),
         "runs": acc.runs_json,
     });
     argen_engine::engine::add_counters(&mut row, s);
     row
+}
+
+/// The cost model's prediction for a row whose runs made the model calls `hist` over `images`
+/// images (`argen_engine::predict`): predicted ms per image, the predicted speed-up over
+/// vanilla (ratio of predicted times) and the error of the measured speed-up against it
+/// (`measured / predicted − 1`). Rows with judge calls get no prediction (the profile has no
+/// cost for a judge call), and neither does a row the profile cannot cost.
+pub(crate) fn prediction(
+    profile: &CostFile,
+    hist: &RowHistogram,
+    images: u32,
+    wall: f64,
+    vanilla_wall: Option<f64>,
+    vanilla_predicted: Option<f64>,
+) -> Value {
+    if hist.judge > 0 {
+        return json!({ "ms_per_image": null, "speedup": null, "error": null,
+                       "note": "judge calls are not in the cost profile" });
+    }
+    let ms = match predict_nanos(&profile.profile, profile.prefill, hist) {
+        Ok(ns) => ns as f64 / 1e6 / images.max(1) as f64,
+        Err(e) => {
+            return json!({ "ms_per_image": null, "speedup": null, "error": null,
+                                 "note": e.to_string() })
+        }
+    };
+    // The vanilla row itself: its own prediction is the reference.
+    let reference = vanilla_predicted.unwrap_or(ms);
+    let speedup = (ms > 0.0).then(|| reference / ms);
+    let measured = vanilla_wall.filter(|_| wall > 0.0).map(|v| v / wall);
+    let error = match (measured, speedup) {
+        (Some(m), Some(p)) if p > 0.0 => Some(m / p - 1.0),
+        _ => None,
+    };
+    json!({
+        "ms_per_image": ms,
+        "speedup": speedup,
+        "error": error,
+        "measured_over_predicted_ms": (ms > 0.0).then(|| wall * 1e3 / ms),
+    })
 }
 
 fn machine() -> Value {
@@ -378,6 +429,25 @@ fn run_on<C: Runtime>(
             dir.dir.display()
         );
     }
+    // The cost profile the predictions use: the model directory's, else measured now.
+    let kind = match a.device {
+        DeviceArg::Cpu => "cpu",
+        DeviceArg::Cuda => "cuda",
+    };
+    let (profile, source) =
+        crate::calibrate::profile_for(&mut engine, kind, &device, threads, |l| {
+            crate::errln!("argen bench: {l}")
+        })?;
+    let profile_source = match &source {
+        crate::calibrate::ProfileSource::File(p) => {
+            crate::errln!("argen bench: cost profile {}", p.display());
+            json!({ "file": p.display().to_string() })
+        }
+        crate::calibrate::ProfileSource::Calibrated(why) => {
+            crate::errln!("argen bench: calibrated the cost profile at the start ({why})");
+            json!({ "calibrated": why })
+        }
+    };
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.
@@ -386,104 +456,151 @@ fn run_on<C: Runtime>(
         &quiet_request(prompts[0].input(), configs[0]),
         &mut RunCheck::Off,
         true,
+        &mut argen_core::decode::NoObserver,
     )?;
     let started = Instant::now();
     let mut out_rows: Vec<Value> = Vec::new();
     // The model fingerprints of recorded runs (without, with the drafter), computed once.
     let mut fingerprints: [Option<Result<String, String>>; 2] = [None, None];
     let mut vanilla_wall = None;
-    for (ri, (spec, row_config)) in rows.iter().zip(&configs).enumerate() {
-        let mut acc = Acc {
+    let mut vanilla_predicted = None;
+    let mut accs: Vec<Acc> = rows
+        .iter()
+        .map(|_| Acc {
             tokens: vec![Vec::new(); prompts.len()],
+            hist: RowHistogram::new(cfg.cls_token_num),
             ..Default::default()
+        })
+        .collect();
+    // The runs, row by row or (--interleave) image by image across the rows.
+    let per_row = prompts.len() * n_seeds as usize;
+    let mut order = Vec::with_capacity(rows.len() * per_row);
+    for i in 0..rows.len() * per_row {
+        let (ri, image) = if a.interleave {
+            (i % rows.len(), i / rows.len())
+        } else {
+            (i / per_row, i % per_row)
         };
-        for (pi, p) in prompts.iter().enumerate() {
-            for seed in 0..n_seeds {
-                let mut dc = *row_config;
-                dc.base.seed = seed;
-                let mut check = match a.traces {
-                    Some(_) => RunCheck::Record(None),
-                    None => RunCheck::Off,
-                };
-                let o = run_request(&mut engine, &quiet_request(p.input(), dc), &mut check, true)
-                    .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
-                let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
-                if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
-                    let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
-                    let meta = json!({
-                        "argen": env!("CARGO_PKG_VERSION"),
-                        "rng_scheme": argen_core::rng::SCHEME_VERSION,
-                        "source": "argen bench",
-                        "row": spec.name,
-                        "config": config_json(&dc)?,
-                        "seed": seed,
-                        "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
-                        "class": p.class,
-                        "model_dir": dir.dir.display().to_string(),
-                        "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
-                            .get_or_insert_with(|| {
-                                let files = fingerprint_files(dir, reqs[ri].drafter, None);
-                                crate::replay::fingerprint(&files)
-                            })
-                            .clone()? },
-                        "device": format!("{:?}", a.device).to_lowercase(),
-                        "threads": a.threads,
-                    });
-                    crate::output::write_bytes(
-                        &d.join(name),
-                        &crate::replay::encode(&meta, trace)?,
-                    )?;
+        order.push((
+            ri,
+            image / n_seeds as usize,
+            (image % n_seeds as usize) as u64,
+        ));
+    }
+    let mut done = vec![0usize; rows.len()];
+    let mut finished = 0;
+    for (ri, pi, seed) in order {
+        let (spec, row_config, acc, p) = (&rows[ri], &configs[ri], &mut accs[ri], &prompts[pi]);
+        let mut dc = *row_config;
+        dc.base.seed = seed;
+        let mut check = match a.traces {
+            Some(_) => RunCheck::Record(None),
+            None => RunCheck::Off,
+        };
+        let mut watch = (RowHistogram::new(cfg.cls_token_num), CallTimes::default());
+        let o = run_request(
+            &mut engine,
+            &quiet_request(p.input(), dc),
+            &mut check,
+            true,
+            &mut watch,
+        )
+        .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
+        acc.hist.add(&watch.0);
+        watch.1.finish();
+        acc.times.add(&watch.1);
+        let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
+        if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
+            let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
+            let meta = json!({
+                "argen": env!("CARGO_PKG_VERSION"),
+                "rng_scheme": argen_core::rng::SCHEME_VERSION,
+                "source": "argen bench",
+                "row": spec.name,
+                "config": config_json(&dc)?,
+                "seed": seed,
+                "prompt": p.prompt.as_ref().map(|_| p.text.clone()),
+                "class": p.class,
+                "model_dir": dir.dir.display().to_string(),
+                "model": { "fingerprint": fingerprints[usize::from(reqs[ri].drafter)]
+                    .get_or_insert_with(|| {
+                        let files = fingerprint_files(dir, reqs[ri].drafter, None);
+                        crate::replay::fingerprint(&files)
+                    })
+                    .clone()? },
+                "device": format!("{:?}", a.device).to_lowercase(),
+                "threads": a.threads,
+            });
+            crate::output::write_bytes(&d.join(name), &crate::replay::encode(&meta, trace)?)?;
+        }
+        acc.stats.add(&o.stats);
+        acc.calls.0 += o.calls.0;
+        acc.calls.1 += o.calls.1;
+        acc.runs += 1;
+        acc.wall += o.wall;
+        let mut aligned = None;
+        if let (Some(j), Some(pr)) = (judge.as_mut(), &p.prompt) {
+            let sc = j.score_tokens(&o.tokens)?;
+            let mut possible = [true; crate::bench_audit::CUTS];
+            for (v, r) in possible.iter_mut().zip(cut_rows) {
+                *v = j.check(0, r, &o.tokens[..r as usize * grid])?;
+            }
+            acc.audit.add(sc.aligned, possible);
+            aligned = Some(sc.aligned);
+            acc.scored += 1;
+            acc.aligned += u32::from(sc.aligned);
+            acc.valid += u32::from((1..=3).contains(&sc.scene.objects.len()));
+            let tags = pr.tags();
+            for (i, c) in Category::ALL.iter().enumerate() {
+                if tags.has(*c) {
+                    acc.cat_n[i] += 1;
+                    acc.cat_ok[i] += u32::from(sc.verdicts.get(*c));
                 }
-                acc.stats.add(&o.stats);
-                acc.calls.0 += o.calls.0;
-                acc.calls.1 += o.calls.1;
-                acc.runs += 1;
-                acc.wall += o.wall;
-                let mut aligned = None;
-                if let (Some(j), Some(pr)) = (judge.as_mut(), &p.prompt) {
-                    let sc = j.score_tokens(&o.tokens)?;
-                    let mut possible = [true; crate::bench_audit::CUTS];
-                    for (v, r) in possible.iter_mut().zip(cut_rows) {
-                        *v = j.check(0, r, &o.tokens[..r as usize * grid])?;
-                    }
-                    acc.audit.add(sc.aligned, possible);
-                    aligned = Some(sc.aligned);
-                    acc.scored += 1;
-                    acc.aligned += u32::from(sc.aligned);
-                    acc.valid += u32::from((1..=3).contains(&sc.scene.objects.len()));
-                    let tags = pr.tags();
-                    for (i, c) in Category::ALL.iter().enumerate() {
-                        if tags.has(*c) {
-                            acc.cat_n[i] += 1;
-                            acc.cat_ok[i] += u32::from(sc.verdicts.get(*c));
-                        }
-                    }
-                }
-                acc.runs_json.push(json!({
-                    "prompt": pi,
-                    "seed": seed,
-                    "wall_seconds": o.wall,
-                    "aligned": aligned,
-                    "tokens": o.tokens,
-                }));
-                acc.tokens[pi].push(o.tokens);
             }
         }
-        let mut row = row_json(spec, &acc, cfg.block_size as u32, cut_rows, vanilla_wall);
-        row["config"] = config_json(row_config)?;
-        if spec.family == "vanilla" {
-            vanilla_wall = row["wall_per_image"].as_f64();
+        acc.runs_json.push(json!({
+            "prompt": pi,
+            "seed": seed,
+            "wall_seconds": o.wall,
+            "aligned": aligned,
+            "tokens": o.tokens,
+        }));
+        acc.tokens[pi].push(o.tokens);
+        done[ri] += 1;
+        // Rows are reported in order, each once all its runs are done.
+        while finished < rows.len() && done[finished] == per_row {
+            let (ri, spec, row_config, acc) = (
+                finished,
+                &rows[finished],
+                &configs[finished],
+                &accs[finished],
+            );
+            let mut row = row_json(
+                spec,
+                acc,
+                cfg.block_size as u32,
+                cut_rows,
+                vanilla_wall,
+                &profile,
+                vanilla_predicted,
+            );
+            row["config"] = config_json(row_config)?;
+            if spec.family == "vanilla" {
+                vanilla_wall = row["wall_per_image"].as_f64();
+                vanilla_predicted = row["predicted"]["ms_per_image"].as_f64();
+            }
+            crate::errln!(
+                "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
+                ri + 1,
+                rows.len(),
+                spec.name,
+                acc.stats.tokens_per_target_forward(),
+                1e3 * row["wall_per_image"].as_f64().unwrap_or(0.0),
+                started.elapsed().as_secs_f64()
+            );
+            out_rows.push(row);
+            finished += 1;
         }
-        crate::errln!(
-            "[{}/{}] {:<20} {:>6.2} tokens/target pass, {:>8.2} ms/image ({:.0} s elapsed)",
-            ri + 1,
-            rows.len(),
-            spec.name,
-            acc.stats.tokens_per_target_forward(),
-            1e3 * row["wall_per_image"].as_f64().unwrap_or(0.0),
-            started.elapsed().as_secs_f64()
-        );
-        out_rows.push(row);
     }
     let peer = if a.peer {
         Some(crate::bench_peer::run(
@@ -525,6 +642,8 @@ fn run_on<C: Runtime>(
         "seeds": n_seeds,
         "cfg": a.cfg,
         "temperature": a.temperature,
+        "cost_profile": { "source": profile_source, "profile": serde_json::to_value(&profile)
+            .map_err(|e| format!("cannot write the cost profile: {e}"))? },
         "rows": out_rows,
         "peer": peer,
         "plots": plots,
@@ -541,6 +660,40 @@ fn num(v: &Value, digits: usize) -> String {
         Some(x) => format!("{x:.digits$}"),
         None => "n/a".into(),
     }
+}
+
+/// The cost model's table: per row the measured and the predicted speed-up and ms per image,
+/// and the prediction error (`measured / predicted − 1` of the speed-up).
+pub(crate) fn cost_model_markdown(r: &Value) -> String {
+    let p = &r["cost_profile"]["profile"];
+    let source = &r["cost_profile"]["source"];
+    let from = match (source["file"].as_str(), source["calibrated"].as_str()) {
+        (Some(f), _) => format!("profile {f}"),
+        (None, Some(_)) => "profile calibrated at the start of the run".into(),
+        _ => "profile ?".into(),
+    };
+    let mut s = format!(
+        "\nCost model ({from}: {} kernels, {} threads, context {}): predicted = Σ over the row's \
+         model calls of the profile's cost for their rows; error = measured speed-up ÷ predicted − 1.\n\n",
+        p["kernels"].as_str().unwrap_or("?"),
+        p["threads"],
+        p["context"],
+    );
+    s += "| method | speed-up | predicted speed-up | error % | ms/img | predicted ms/img |\n";
+    s += "|---|---:|---:|---:|---:|---:|\n";
+    for row in r["rows"].as_array().into_iter().flatten() {
+        let pr = &row["predicted"];
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            row["name"].as_str().unwrap_or("?"),
+            num(&row["speedup"], 2),
+            num(&pr["speedup"], 2),
+            num(&json!(pr["error"].as_f64().map(|e| e * 100.0)), 1),
+            num(&json!(row["wall_per_image"].as_f64().map(|w| w * 1e3)), 2),
+            num(&pr["ms_per_image"], 2),
+        );
+    }
+    s
 }
 
 /// The Markdown report: the table, then the peer's ratios.
@@ -589,6 +742,7 @@ pub(crate) fn markdown(r: &Value) -> String {
             num(&row["diversity"], 3),
         );
     }
+    s += &cost_model_markdown(r);
     s += &crate::bench_audit::markdown(r["rows"].as_array().map_or(&[], |v| v.as_slice()));
     if let Some(peer) = r["peer"].as_object() {
         s += &format!(

@@ -8,7 +8,8 @@
 //! `--caption`, shows progress and writes the outputs. `argen bench` uses the same path per row.
 
 use argen_core::decode::{
-    DecoderConfig, MethodConfig, Requirements, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS,
+    DecoderConfig, MethodConfig, NoObserver, Observer, Requirements, MAX_CANDIDATES, MAX_INPUTS,
+    MAX_TOKENS,
 };
 use argen_core::trace::{config_hash, Divergence, Header, Recorder, Replayer, Trace};
 use argen_cpu::Cpu;
@@ -389,7 +390,7 @@ fn run_on<C: Runtime>(
         score: write,
         ..Request::new(input, dc)
     };
-    let g = run_request(&mut engine, &request, check, a.quiet)?;
+    let g = run_request(&mut engine, &request, check, a.quiet, &mut NoObserver)?;
     if !write {
         return Ok(g);
     }
@@ -494,16 +495,17 @@ fn trace_header(dc: &DecoderConfig) -> (String, u64) {
 }
 
 /// Runs `request` on `engine`, recording or checking it as `check` says, with a progress bar
-/// unless `quiet`.
-pub(crate) fn run_request<C: Runtime>(
+/// unless `quiet`, with `extra` watching the decoding loop too (the bench's call counts).
+pub(crate) fn run_request<C: Runtime, O: Observer>(
     engine: &mut Engine<C>,
     request: &Request,
     check: &mut RunCheck<'_>,
     quiet: bool,
+    extra: &mut O,
 ) -> Result<Generation, String> {
     let dc = &request.config;
     let req = requirements(dc)?;
-    let mut progress = Progress::new(req.tokens * req.sequences, quiet);
+    let mut progress = (Progress::new(req.tokens * req.sequences, quiet), extra);
     let (name, hash) = trace_header(dc);
     let header = Header::new(&name, hash, dc.base.seed, dc.base.tokens);
     let result = match check {
@@ -525,7 +527,7 @@ pub(crate) fn run_request<C: Runtime>(
         RunCheck::Replay(trace, out) => {
             if let Err(d) = trace.check_header(&header) {
                 *out = Some(Err(d));
-                progress.finish();
+                progress.0.finish();
                 return Ok(Generation {
                     tokens: Vec::new(),
                     image: None,
@@ -551,7 +553,7 @@ pub(crate) fn run_request<C: Runtime>(
                 })
         }
     };
-    progress.finish();
+    progress.0.finish();
     Ok(result?)
 }
 

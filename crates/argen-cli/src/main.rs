@@ -16,6 +16,7 @@ mod bench_audit;
 mod bench_peer;
 mod bench_plot;
 mod bench_spec;
+mod calibrate;
 mod device;
 mod generate;
 mod output;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         args::Command::Decode(d) => check_decode(d).and_then(|()| generate::decode(d)),
         args::Command::Score(s) => generate::score_image(s),
         args::Command::Bench(b) => check_bench(b).and_then(|()| bench::run(b)),
+        args::Command::Calibrate(c) => calibrate::run(c),
         args::Command::Replay(r) => replay::run(r).map(|identical| {
             if !identical {
                 code = ExitCode::FAILURE;

@@ -8,7 +8,7 @@
 //!
 //! ```json
 //! {"version": 1, "cpu": "AMD EPYC", "device": "cpu", "kernels": "exact", "threads": 2,
-//!  "dtype": "f32", "context": 32,
+//!  "dtype": "f32", "context": 32, "prefill": 2000000,
 //!  "profile": {"target": [[2, 310000], [4, 330000]], "drafter": [[2, 90000]]}}
 //! ```
 //!
@@ -52,6 +52,13 @@ pub struct CostFile {
     pub dtype: String,
     /// Context length (tokens in the KV cache) the calls were measured at.
     pub context: u32,
+    /// Nanoseconds of one prefill of the condition alone (no image tokens) with two-way
+    /// guidance — the first action of every decode — measured by `argen calibrate`; `None` in
+    /// files without it (a prefill is then costed as a target call of
+    /// `cls_token_num × 2` rows, `argen_engine::predict`). Optional and added after version 1
+    /// was first written: older files still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<u64>,
     /// The curves.
     pub profile: CostProfile,
 }
@@ -149,6 +156,7 @@ mod tests {
             threads: 2,
             dtype: "f32".into(),
             context: 32,
+            prefill: Some(2_000_000),
             profile: CostProfile {
                 target: CostCurve::new(&[(2, 310_000), (4, 330_000)]).unwrap(),
                 drafter: Some(CostCurve::new(&[(2, 90_000)]).unwrap()),

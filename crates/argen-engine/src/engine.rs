@@ -25,6 +25,8 @@ use argen_model::{host_capacity, Capacity, Condition, Drafter, Gpt, GptConfig, J
 use argen_shapes::Prompt;
 use serde_json::json;
 
+use crate::calibrate::CalibrateOptions;
+use crate::cost_file::CostFile;
 use crate::method::{requirements, Method, MethodOptions};
 use crate::model_dir::ModelDir;
 use crate::runtime::{Recorded, Runtime};
@@ -344,7 +346,13 @@ impl<C: Runtime> Engine<C> {
             pending = pending.max(r.pending as usize);
             drafter |= r.drafter;
         }
-        let mut cap = host_capacity(&self.cfg, seqs, pending);
+        self.reserve_capacity(host_capacity(&self.cfg, seqs, pending), drafter)
+    }
+
+    /// Loads (or reloads, larger) the target — and the drafter if `drafter` — with at least
+    /// capacity `cap`.
+    fn reserve_capacity(&mut self, mut cap: Capacity, mut drafter: bool) -> Result<(), Error> {
+        drafter |= self.drafter.is_some();
         if let Some(have) = &self.cap {
             if covers(have, &cap) && (!drafter || self.drafter.is_some()) && self.gpt.is_some() {
                 return Ok(());
@@ -372,6 +380,27 @@ impl<C: Runtime> Engine<C> {
         }
         self.cap = Some(cap);
         Ok(())
+    }
+
+    /// Measures the cost profile of this engine's own model instances
+    /// ([`crate::calibrate`]): the target and, if the directory has one, the drafter, loaded or
+    /// enlarged as the probe needs. Calibrating the instances that generate (rather than a
+    /// second copy) matters on machines where a forward's speed depends on where its buffers
+    /// landed in memory.
+    pub fn calibrate(
+        &mut self,
+        opts: &CalibrateOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<CostFile, Error> {
+        let need = crate::calibrate::capacity(&self.cfg, opts);
+        let has_drafter = self.dir.file("drafter.safetensors").exists();
+        self.reserve_capacity(need, has_drafter)?;
+        let dtype = crate::calibrate::weight_dtype(&self.dir.file("gpt.safetensors"));
+        let gpt = self
+            .gpt
+            .as_mut()
+            .ok_or_else(|| Error::runtime("the target is not loaded"))?;
+        crate::calibrate::calibrate_models(gpt, self.drafter.as_mut(), &dtype, opts, progress)
     }
 
     /// A ShapesWorld judge for `prompt` (scores and partial checks of this model's images).

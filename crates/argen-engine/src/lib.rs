@@ -29,7 +29,9 @@
 //!
 //! ## Modules
 //! - [`engine`]: [`Engine`], [`Request`], [`Generation`];
+//! - [`calibrate`]: measuring a model's cost profile on this machine (`argen calibrate`);
 //! - [`cost_file`]: the model directory's measured cost profile (`cost-profile.json`);
+//! - [`predict`]: a run's model calls by row count, and the time a cost profile predicts for them;
 //! - [`method`]: methods by name with flat options → one `DecoderConfig`;
 //! - [`model_dir`]: model directories, with errors that name the file;
 //! - [`shapes`]: ShapesWorld prompts as caption features, and the scene-parsing judge;
@@ -37,11 +39,13 @@
 //!
 //! Errors are [`Error`]s: an [`ErrorKind`] and one line of text.
 
+pub mod calibrate;
 pub mod cost_file;
 pub mod engine;
 mod error;
 pub mod method;
 pub mod model_dir;
+pub mod predict;
 pub mod runtime;
 pub mod shapes;
 mod tables;

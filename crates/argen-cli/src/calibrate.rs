@@ -1,0 +1,97 @@
+//! `argen calibrate`: measure the model directory's cost profile on this machine
+//! ([`argen_engine::calibrate`]) and write it (default `MODEL/cost-profile.json`,
+//! [`argen_engine::cost_file`]); and [`profile_for`], which `argen bench` uses to read the
+//! profile of a model directory or to calibrate when there is none.
+
+use std::path::PathBuf;
+
+use argen_cpu::Cpu;
+use argen_engine::calibrate::{calibrate_dir, CalibrateOptions, Statistic};
+use argen_engine::cost_file::{self, CostFile};
+use argen_engine::model_dir::resolve;
+use argen_engine::{Engine, Runtime};
+
+use crate::args::{CalibrateArgs, DeviceArg, StatisticArg};
+
+/// `argen calibrate`.
+pub fn run(a: &CalibrateArgs) -> Result<(), String> {
+    let dir = resolve(a.model.as_deref())?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| cost_file::path_in(&dir.dir));
+    crate::generate::check_writable(&out)?;
+    let mut progress = |line: &str| {
+        if !a.quiet {
+            crate::errln!("argen calibrate: {line}");
+        }
+    };
+    let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
+    let mut opts = CalibrateOptions::for_cpu(&cpu);
+    opts.rows = a.rows.clone();
+    opts.context = a.context;
+    opts.budget_seconds = a.budget;
+    opts.statistic = match a.statistic {
+        StatisticArg::Median => Statistic::Median,
+        StatisticArg::Mean => Statistic::Mean,
+    };
+    let file = match a.device {
+        DeviceArg::Cpu => calibrate_dir(&dir, &cpu, &opts, &mut progress)?,
+        DeviceArg::Cuda => {
+            let c = crate::device::cuda_compute()?;
+            opts.cpu = argen_cuda::launch::Executor::describe(c.executor());
+            opts.device = "cuda".into();
+            calibrate_dir(&dir, &c, &opts, &mut progress)?
+        }
+    };
+    cost_file::write(&out, &file)?;
+    progress(&format!("wrote {}", out.display()));
+    Ok(())
+}
+
+/// Where a bench's profile came from.
+pub enum ProfileSource {
+    /// Read from this file.
+    File(PathBuf),
+    /// Measured at the start of the run, for this reason.
+    Calibrated(String),
+}
+
+/// The cost profile for a run of `engine` (on `device`, `"cpu"` or `"cuda"`, named `name`, with
+/// `threads` threads): its model directory's `cost-profile.json` if it was measured for the same
+/// device, kernels and thread count; otherwise a fresh calibration of the engine's own models
+/// ([`argen_engine::Engine::calibrate`], not written). A malformed profile file is an error
+/// naming it.
+pub fn profile_for<C: Runtime>(
+    engine: &mut Engine<C>,
+    device: &str,
+    name: &str,
+    threads: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<(CostFile, ProfileSource), String> {
+    let path = cost_file::path_in(&engine.model_dir().dir);
+    let kernels = engine.compute().kernel_class();
+    let why = match cost_file::read(&path)? {
+        Some(f) if f.device == device && f.threads == threads && f.kernels == kernels => {
+            return Ok((f, ProfileSource::File(path)));
+        }
+        Some(f) => format!(
+            "{} was measured on {} with {} threads and {} kernels, this run uses {device} with \
+             {threads} threads and {kernels} kernels",
+            path.display(),
+            f.device,
+            f.threads,
+            f.kernels,
+        ),
+        None => format!("{} does not exist", path.display()),
+    };
+    let cpu = Cpu::new(threads).map_err(|e| e.to_string())?;
+    let mut opts = CalibrateOptions::for_cpu(&cpu);
+    opts.device = device.into();
+    opts.threads = threads;
+    if device != "cpu" {
+        opts.cpu = name.into();
+    }
+    let file = engine.calibrate(&opts, &mut progress)?;
+    Ok((file, ProfileSource::Calibrated(why)))
+}
