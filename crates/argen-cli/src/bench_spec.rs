@@ -23,9 +23,10 @@
 //! candidate method takes the flags of its own row family (tree drafts, exact criterion,
 //! LANTERN δ = 0.2 at k = 1000, VVS uniform interval 2, Jacobi window 16).
 //!
-//! `sd auto` / `coupled auto` (cost-aware chains of up to γ=4, `--draft auto`) run only when
-//! the base arguments carry a cost profile (`argen bench` reads the model directory's
-//! `cost-profile.json`).
+//! `sd auto` / `coupled auto` (cost-aware chains of up to γ=4, `--draft auto`) run when the
+//! base arguments carry a cost profile with a drafter curve: `argen bench` hands them the
+//! profile its predictions use (the model directory's `cost-profile.json` when it was measured
+//! under the run's conditions, else one calibrated at the start of the run).
 //!
 //! LANTERN's k is capped at vocabulary − 1 (ShapesWorld's codebook is far smaller than
 //! LlamaGen's 16384, so k=1000 means "every other code").
@@ -220,7 +221,12 @@ pub fn specs(
         }),
         None,
     );
-    if base.cost_profile.is_some() {
+    // Cost-aware drafting needs the drafter's curve (a model without a drafter has no sd rows).
+    if base
+        .cost_profile
+        .as_ref()
+        .is_some_and(|p| p.drafter.is_some())
+    {
         for (name, family, criterion) in [
             ("sd auto", "sd", CriterionArg::Exact),
             ("coupled auto", "coupled", CriterionArg::Coupled),
