@@ -3,7 +3,7 @@
 //! [`argen_core::cost::CostProfile`] that `--draft auto` and the bench's predictions read.
 //!
 //! # What is timed
-//! A point `(r, t)` of a curve is the median wall-clock time `t` of one action of `r` model
+//! A point `(r, t)` of a curve is the median time `t` of one action of `r` model
 //! rows, from the host receiving the action to the decoder having handled its logits — exactly
 //! the span a decoding step pays (`argen_core::cost` defines the unit). The actions are real
 //! protocol actions driven through the runtime's own host and backend
@@ -25,7 +25,9 @@
 //!
 //! A span runs from the host receiving the action to it receiving the next one (the last: to
 //! the answer being handled), as the bench's per-action accounting does, so the decoder's
-//! choice of the next action is included.
+//! choice of the next action is included. It is timed by the [`Clock`] of the options: wall
+//! clock (the default) or the CPU time of the runtime's threads ([`crate::clock`], for a shared
+//! or loaded machine); the file records which.
 //!
 //! # Context length
 //! Per row, the forward's matrix products cost the same at every position; only attention
@@ -58,6 +60,8 @@
 
 use std::path::Path;
 use std::time::Instant;
+
+use crate::clock::Clock;
 
 use argen_core::backend::{Backend, ProcessJob, SampleJob, ROOT};
 use argen_core::cost::{CostCurve, CostProfile, MAX_POINTS};
@@ -106,6 +110,8 @@ pub struct CalibrateOptions {
     pub device: String,
     /// Worker threads of the runtime, recorded in the file.
     pub threads: usize,
+    /// The clock the calls are timed with ([`Clock`], module doc), recorded in the file.
+    pub clock: Clock,
 }
 
 impl CalibrateOptions {
@@ -125,6 +131,7 @@ impl CalibrateOptions {
             cpu: cpu_name(),
             device: "cpu".into(),
             threads: cpu.threads(),
+            clock: Clock::Wall,
         }
     }
 
@@ -150,6 +157,7 @@ impl CalibrateOptions {
                 "calibration rounds: need 1 ≤ min_rounds ≤ max_rounds",
             ));
         }
+        self.clock.check(&self.device)?;
         if !self.cfg.is_finite() {
             return Err(Error::invalid("the guidance scale must be finite"));
         }
@@ -294,7 +302,7 @@ pub fn calibrate_models<C: Runtime>(
     points.push(Point::Prefill);
     let run = |rounds: u32, gpt: &mut Gpt<C>, drafter: Option<&mut Drafter<C>>| {
         let mut probe = Probe::new(&cfg, m, opts, &points, rounds, has_drafter);
-        let mut timer = Timer::default();
+        let mut timer = Timer::new(opts.clock, opts.threads);
         C::decode(&mut probe, gpt, drafter, None, &conds, &mut timer, None)
             .map_err(Error::runtime)?;
         timer.finish();
@@ -390,6 +398,7 @@ pub fn calibrate_models<C: Runtime>(
         dtype: dtype.into(),
         context: cfg.cls_token_num as u32 + m,
         prefill: Some(prefill),
+        clock: opts.clock.name().into(),
         profile,
     })
 }
@@ -428,21 +437,30 @@ fn probe_conditions(cfg: &GptConfig) -> (Condition, Condition) {
     }
 }
 
-/// Times each action from the host receiving it to the host receiving the next one; the last
-/// action's span ends when its answer was handled.
-#[derive(Default)]
+/// Times each action by the options' clock from the host receiving it to the host receiving
+/// the next one; the last action's span ends when its answer was handled.
 struct Timer {
-    start: Option<Instant>,
-    last_after: Option<Instant>,
+    clock: Clock,
+    threads: usize,
+    start: Option<u64>,
+    last_after: Option<u64>,
     nanos: Vec<u64>,
 }
 
 impl Timer {
-    fn close(&mut self, end: Instant) {
+    fn new(clock: Clock, threads: usize) -> Timer {
+        Timer {
+            clock,
+            threads,
+            start: None,
+            last_after: None,
+            nanos: Vec::new(),
+        }
+    }
+
+    fn close(&mut self, end: u64) {
         if let Some(s) = self.start.take() {
-            self.nanos.push(
-                u64::try_from(end.saturating_duration_since(s).as_nanos()).unwrap_or(u64::MAX),
-            );
+            self.nanos.push(end.saturating_sub(s));
         }
     }
 
@@ -455,13 +473,13 @@ impl Timer {
 
 impl Observer for Timer {
     fn before(&mut self, _: &Action<'_>) {
-        let now = Instant::now();
+        let now = self.clock.now(self.threads);
         self.close(now);
         self.start = Some(now);
     }
 
     fn after<D: Decoder>(&mut self, _: &D) {
-        self.last_after = Some(Instant::now());
+        self.last_after = Some(self.clock.now(self.threads));
     }
 }
 
