@@ -5,7 +5,8 @@
 //! (default: all three) against the floor weight-bytes ÷ read bandwidth, the bandwidth probed
 //! just before each dtype's steps (the load on a shared machine drifts), and the verification
 //! cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` times N decode steps
-//! instead of 20). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
+//! instead of 20; `verify=N [reps=R]` runs only R verifications of N tokens per CFG row, for a
+//! profiler). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
 //! for `tools/bench_torch.py`.
 //!
 //! Every time is given twice: wall clock (median or best, as labelled) and on-CPU time (process
@@ -303,6 +304,16 @@ fn main() {
         dts = vec![Dt::F32, Dt::Bf16, Dt::F16];
     }
     let with_curve = !args.iter().any(|a| a == "steps" || a.starts_with("steps="));
+    // `verify=N` (profiling aid, e.g. under `perf record`): only the verification of N query
+    // tokens per CFG row, repeated `reps=R` times (default 20), printing its mean on-CPU time.
+    let verify_only = args
+        .iter()
+        .find_map(|a| a.strip_prefix("verify=")?.parse::<usize>().ok());
+    let reps = args
+        .iter()
+        .find_map(|a| a.strip_prefix("reps=")?.parse::<usize>().ok())
+        .unwrap_or(20)
+        .max(1);
     // `steps=N`: N timed decode steps (after 4 warm-up steps) instead of 20; at most 188 so
     // that every position stays on the 16×16 grid.
     let timed = args
@@ -332,7 +343,9 @@ fn main() {
         pending: 64,
     };
     let mut curve = Vec::new();
-    let (peak, peak_cpu, lanes) = {
+    let (peak, peak_cpu, lanes) = if verify_only.is_some() {
+        (f64::NAN, f64::NAN, 0)
+    } else {
         let w = argen_cpu::par::Workers::new(threads).unwrap();
         argen_cpu::probe::fma_peak(&w, 3)
     };
@@ -372,6 +385,33 @@ fn main() {
         ];
         gpt.prefill_class(&reqs, &mut logits, None).unwrap();
         println!("{}:", dt.name());
+        if let Some(n) = verify_only {
+            let toks: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
+            let pos: Vec<Pos> = (0..n)
+                .map(|i| Pos::Grid {
+                    row: (i / 16) as u32,
+                    col: (i % 16) as u32,
+                })
+                .collect();
+            let c = cpu_time();
+            for _ in 0..reps {
+                let steps = [0, 1].map(|slot| Step {
+                    slot,
+                    tokens: &toks,
+                    positions: &pos,
+                    parents: None,
+                });
+                gpt.forward(&steps, &mut logits, None).unwrap();
+                gpt.rollback(0).unwrap();
+                gpt.rollback(1).unwrap();
+            }
+            println!(
+                "  verification of {n} tokens per CFG row ({} rows): {:.2} ms on-CPU (mean of {reps})",
+                2 * n,
+                (cpu_time() - c) / threads as f64 / reps as f64 * 1e3
+            );
+            continue;
+        }
         let (bw, bw_cpu) = bandwidth(threads, &probe_buf);
         let steps_n = timed + 4;
         let mut times = Vec::new();

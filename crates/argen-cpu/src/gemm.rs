@@ -843,6 +843,10 @@ fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
     t
 }
 
+/// The AVX2 lane tree (for the attention kernels).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::hsum as avx2_hsum;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Elem, TilePtrs, MR_WIDE, NR};
@@ -852,7 +856,7 @@ mod avx2 {
     /// Horizontal sum in the fixed tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn hsum(v: __m256) -> f32 {
+    pub(crate) fn hsum(v: __m256) -> f32 {
         // [a0+a4, a1+a5, a2+a6, a3+a7]
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         // [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7), ..]

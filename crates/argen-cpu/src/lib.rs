@@ -10,13 +10,15 @@
 //! `docs/runtime.md` for the API, the KV-cache contract and the threading model.
 
 pub mod amx;
+mod attn;
 pub mod fast;
 pub mod gemm;
 mod ops;
 pub mod par;
 pub mod probe;
+mod vmath;
 
-use argen_core::detmath::{gelu_tanh_f32, silu_f32};
+use argen_core::detmath::gelu_tanh_f32;
 use argen_model::compute::{AttnRow, Compute, KvDest, KvGeometry, Pos};
 use argen_model::safetensors::{Dtype, TensorView};
 use argen_model::{ModelError, Result};
@@ -214,6 +216,16 @@ impl CpuWeight {
         }
     }
 
+    /// The elements of a row-major f32, bf16 or f16 weight (norm gains), else [`Gain::Other`].
+    fn data_1d(&self) -> Gain<'_> {
+        match &self.data {
+            WData::F32(v) => Gain::F32(v),
+            WData::BF16(v) => Gain::BF16(v),
+            WData::F16(v) => Gain::F16(v),
+            _ => Gain::Other,
+        }
+    }
+
     /// Row `r` widened into `out`.
     fn row_into(&self, r: usize, out: &mut [f32]) {
         let c = self.cols;
@@ -257,6 +269,14 @@ impl CpuWeight {
         };
         es * self.rows * self.cols
     }
+}
+
+/// A vector weight's elements in their stored dtype ([`CpuWeight::data_1d`]).
+enum Gain<'a> {
+    F32(&'a [f32]),
+    BF16(&'a [bf16]),
+    F16(&'a [f16]),
+    Other,
 }
 
 /// KV cache: keys and values, `[layer][slot][kv_head][index][head_dim]`.
@@ -411,10 +431,7 @@ impl Compute for Cpu {
     }
 
     fn silu_mul(&self, a: &mut Vec<f32>, b: &Vec<f32>, len: usize) {
-        a[..len]
-            .iter_mut()
-            .zip(&b[..len])
-            .for_each(|(a, b)| *a = silu_f32(*a) * b);
+        vmath::silu_mul(self.kernels.variant, &mut a[..len], &b[..len]);
     }
 
     fn gelu_tanh(&self, a: &mut Vec<f32>, len: usize) {
@@ -456,7 +473,17 @@ impl Compute for Cpu {
         extra: &[u32],
         out: &mut Vec<f32>,
     ) {
-        ops::attention(&self.pool, qkv, g, kv, layer, rows, extra, out)
+        attn::attention(
+            &self.pool,
+            self.kernels.variant,
+            qkv,
+            g,
+            kv,
+            layer,
+            rows,
+            extra,
+            out,
+        )
     }
 
     fn kv_move(
@@ -560,7 +587,7 @@ impl Compute for Cpu {
 
     fn softmax_rows(&self, x: &mut Vec<f32>, rows: usize, cols: usize) {
         for r in x[..rows * cols].chunks_exact_mut(cols) {
-            ops::softmax(r);
+            attn::softmax(self.kernels.variant, r);
         }
     }
 

@@ -1,15 +1,14 @@
-//! Row operations of the CPU backend other than the GEMM: RMSNorm, 2D RoPE, tree attention,
-//! convolution (im2col + GEMM), GroupNorm, softmax.
+//! Row operations of the CPU backend other than the GEMM and attention ([`crate::attn`]):
+//! RMSNorm, 2D RoPE, convolution (im2col + GEMM), GroupNorm.
 
 use crate::gemm::{self, dot, WRef};
 use crate::par::Workers;
-use crate::{kv_off, CpuKv, CpuWeight};
-use argen_core::detmath::{exp_f32, silu_f32};
-use argen_model::compute::{AttnRow, KvGeometry, Pos};
+use crate::{CpuWeight, Gain};
+use argen_core::detmath::silu_f32;
+use argen_model::compute::Pos;
 use std::cell::RefCell;
 
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -20,8 +19,27 @@ pub fn rms_norm(x: &[f32], rows: usize, w: &CpuWeight, eps: f32, out: &mut [f32]
         let xr = &x[r * d..(r + 1) * d];
         let ss = dot(xr, xr);
         let inv = 1.0 / (ss / d as f32 + eps).sqrt();
-        for (i, o) in out[r * d..(r + 1) * d].iter_mut().enumerate() {
-            *o = (xr[i] * inv) * w.get(i);
+        let or = &mut out[r * d..(r + 1) * d];
+        // The gain read in its stored dtype without a per-element dispatch (the same
+        // `(x · inv) · w` in each arm, so the same bits; the loops vectorise).
+        match w.data_1d() {
+            Gain::F32(g) => or
+                .iter_mut()
+                .zip(xr.iter().zip(g))
+                .for_each(|(o, (x, g))| *o = (x * inv) * g),
+            Gain::BF16(g) => or
+                .iter_mut()
+                .zip(xr.iter().zip(g))
+                .for_each(|(o, (x, g))| *o = (x * inv) * g.to_f32()),
+            Gain::F16(g) => or
+                .iter_mut()
+                .zip(xr.iter().zip(g))
+                .for_each(|(o, (x, g))| *o = (x * inv) * g.to_f32()),
+            Gain::Other => {
+                for (i, o) in or.iter_mut().enumerate() {
+                    *o = (xr[i] * inv) * w.get(i);
+                }
+            }
         }
     }
 }
@@ -36,78 +54,22 @@ pub fn rope_row(x: &mut [f32], head_dim: usize, freqs: &[f32], pos: Pos) {
         Pos::Grid { row, col } => {
             let tr = &freqs[row as usize * nf * 2..(row as usize + 1) * nf * 2];
             let tc = &freqs[col as usize * nf * 2..(col as usize + 1) * nf * 2];
-            for head in x.chunks_exact_mut(head_dim) {
-                for p in 0..head_dim / 2 {
-                    let (cs, sn) = if p < nf {
-                        (tr[2 * p], tr[2 * p + 1])
-                    } else {
-                        (tc[2 * (p - nf)], tc[2 * (p - nf) + 1])
-                    };
-                    let (a, b) = (head[2 * p], head[2 * p + 1]);
-                    head[2 * p] = a * cs - b * sn;
-                    head[2 * p + 1] = b * cs + a * sn;
+            // Pairs `0..nf` by the row angles, `nf..2nf` by the column angles (two loops
+            // without a per-pair branch, so they vectorise; the same operations per pair).
+            let rotate = |xs: &mut [f32], t: &[f32]| {
+                for (v, cs) in xs.chunks_exact_mut(2).zip(t.chunks_exact(2)) {
+                    let (a, b, c, s) = (v[0], v[1], cs[0], cs[1]);
+                    v[0] = a * c - b * s;
+                    v[1] = b * c + a * s;
                 }
+            };
+            for head in x.chunks_exact_mut(head_dim) {
+                let (first, second) = head.split_at_mut(2 * nf);
+                rotate(first, tr);
+                rotate(&mut second[..2 * nf], tc);
             }
         }
     }
-}
-
-/// In-place softmax (max-subtracted, sum in index order).
-pub fn softmax(r: &mut [f32]) {
-    let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0f32;
-    for v in r.iter_mut() {
-        *v = exp_f32(*v - m);
-        s += *v;
-    }
-    let inv = 1.0 / s;
-    r.iter_mut().for_each(|v| *v *= inv);
-}
-
-/// Tree attention: one task per (row, head); keys are `[start, end)` then the extra list.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    pool: &Workers,
-    qkv: &[f32],
-    g: &KvGeometry,
-    kv: &CpuKv,
-    layer: usize,
-    rows: &[AttnRow],
-    extra: &[u32],
-    out: &mut [f32],
-) {
-    let hd = g.head_dim;
-    let stride = (g.heads + 2 * g.kv_heads) * hd;
-    let group = g.heads / g.kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let n = rows.len() * g.heads;
-    let work = |i: usize, o: &mut [f32]| {
-        let (r, h) = (i / g.heads, i % g.heads);
-        let ar = rows[r];
-        let q = &qkv[r * stride + h * hd..r * stride + (h + 1) * hd];
-        let base = kv_off(g, layer, ar.slot as usize, h / group, 0);
-        let ex = &extra[ar.extra_off as usize..(ar.extra_off + ar.extra_len) as usize];
-        let range = ar.start as usize..ar.end as usize;
-        let nk = range.len() + ex.len();
-        SCORES.with(|cell| {
-            let mut sc = cell.borrow_mut();
-            if sc.len() < nk {
-                sc.resize(nk, 0.0);
-            }
-            let keys = range.clone().chain(ex.iter().map(|&e| e as usize));
-            for (j, key) in keys.clone().enumerate() {
-                let k = &kv.k[base + key * hd..base + (key + 1) * hd];
-                sc[j] = dot(q, k) * scale;
-            }
-            softmax(&mut sc[..nk]);
-            o.iter_mut().for_each(|v| *v = 0.0);
-            for (j, key) in keys.enumerate() {
-                let v = &kv.v[base + key * hd..base + (key + 1) * hd];
-                gemm::axpy(sc[j], v, o);
-            }
-        });
-    };
-    pool.chunks_mut(&mut out[..n * hd], hd, work);
 }
 
 /// 3×3 (or k×k) convolution with zero padding k/2 in HWC layout via im2col in pixel blocks.
@@ -211,6 +173,62 @@ pub fn group_norm(
             for ch in c0..c1 {
                 let v = ((x[p * c + ch] as f64 - mean) * inv) as f32 * gamma.get(ch) + beta.get(ch);
                 out[p * c + ch] = if silu { silu_f32(v) } else { v };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-pair transcription of the rotation (one branch per pair).
+    fn reference(x: &mut [f32], head_dim: usize, freqs: &[f32], row: usize, col: usize) {
+        let nf = head_dim / 4;
+        let tr = &freqs[row * nf * 2..(row + 1) * nf * 2];
+        let tc = &freqs[col * nf * 2..(col + 1) * nf * 2];
+        for head in x.chunks_exact_mut(head_dim) {
+            for p in 0..head_dim / 2 {
+                let (cs, sn) = if p < nf {
+                    (tr[2 * p], tr[2 * p + 1])
+                } else {
+                    (tc[2 * (p - nf)], tc[2 * (p - nf) + 1])
+                };
+                let (a, b) = (head[2 * p], head[2 * p + 1]);
+                head[2 * p] = a * cs - b * sn;
+                head[2 * p + 1] = b * cs + a * sn;
+            }
+        }
+    }
+
+    #[test]
+    fn rope_matches_the_per_pair_rotation_bit_for_bit() {
+        let mut s = 0x9e3779b97f4a7c15u64;
+        let mut r = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 22) as f32 - 2.0
+        };
+        for &hd in &[4usize, 8, 12, 64, 72] {
+            let grid = 5;
+            let freqs: Vec<f32> = (0..grid * hd / 2).map(|_| r()).collect();
+            let x: Vec<f32> = (0..3 * hd).map(|_| r()).collect();
+            for (row, col) in [(0, 0), (1, 4), (4, 2)] {
+                let mut got = x.clone();
+                rope_row(
+                    &mut got,
+                    hd,
+                    &freqs,
+                    Pos::Grid {
+                        row: row as u32,
+                        col: col as u32,
+                    },
+                );
+                let mut want = x.clone();
+                reference(&mut want, hd, &freqs, row, col);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "hd={hd} ({row}, {col})");
             }
         }
     }
