@@ -20,7 +20,7 @@ pub use crate::dist::Fill;
 use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
-use crate::process::{process, SamplerParams, Workspace};
+use crate::process::{process_with, RowKernels, SamplerParams, Workspace};
 use crate::rng::{Key, Purpose};
 use crate::sample::sample;
 
@@ -193,6 +193,7 @@ pub struct SliceBackend<'s, L> {
     totals: &'s mut [u64],
     work_f32: &'s mut [f32],
     work_u32: &'s mut [u32],
+    kernels: &'s dyn RowKernels,
     _logit: core::marker::PhantomData<L>,
 }
 
@@ -241,6 +242,13 @@ impl SliceStorage {
 }
 
 impl<'s, L: Logit> SliceBackend<'s, L> {
+    /// The same backend with the per-element passes of row processing taken from `kernels`
+    /// (e.g. argen-cpu's SIMD kernels; the results are the same bits, see [`RowKernels`]).
+    pub fn with_kernels(mut self, kernels: &'s dyn RowKernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
     /// Builds the backend over storage of at least [`slice_backend_sizes`] elements.
     pub fn new(
         vocab: usize,
@@ -272,6 +280,7 @@ impl<'s, L: Logit> SliceBackend<'s, L> {
             totals,
             work_f32,
             work_u32,
+            kernels: &crate::process::PORTABLE,
             _logit: core::marker::PhantomData,
         })
     }
@@ -359,7 +368,8 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
                 logits: self.work_f32,
                 order: self.work_u32,
             };
-            let done = process(
+            let done = process_with(
+                self.kernels,
                 &guided,
                 &job.params,
                 &mut ws,

@@ -21,6 +21,9 @@ pub const WEIGHT_ONE: u64 = 1 << 40;
 /// `trunc(f64(p) · 2^32)`.
 pub const PROB_SCALE: f64 = 4_294_967_296.0;
 
+/// Weights per chunk skipped at once by [`Dist::locate`].
+pub const LOCATE_CHUNK: usize = 128;
+
 /// A borrowed fixed-point distribution: weights and their (checked) total.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dist<'a> {
@@ -93,11 +96,46 @@ impl<'a> Dist<'a> {
     }
 
     /// The token `t` with `prefix(t) <= r < prefix(t + 1)`, where `prefix` sums weights in index
-    /// order; this is the inverse-CDF step of every draw.
+    /// order (saturating at `u64::MAX`); this is the inverse-CDF step of every draw.
+    ///
+    /// Implementation: whole chunks of [`LOCATE_CHUNK`] weights are skipped by their exact sum
+    /// (a plain `u64` sum when every weight of the chunk is below `2^56`, as processed rows'
+    /// are, else the low and high 32-bit halves summed separately; both vectorise and cannot
+    /// overflow), the prefix kept exactly in `u128`; only the chunk holding `r` is walked.
+    /// The saturating prefix reaches `u64::MAX` only where the exact one does, and no `r` is
+    /// below `u64::MAX` there unless it was below the exact prefix already, so the exact prefix
+    /// gives the same token (and `r = u64::MAX` is never located, as with saturation).
     pub fn locate(&self, r: u64) -> Result<u32> {
-        let mut acc = 0u64;
-        for (i, &w) in self.weights.iter().enumerate() {
-            acc = acc.saturating_add(w);
+        if r == u64::MAX {
+            return Err(Error::ZeroMass);
+        }
+        let r = r as u128;
+        let mut acc = 0u128;
+        let mut chunks = self.weights.chunks_exact(LOCATE_CHUNK);
+        let mut start = 0usize;
+        for ws in chunks.by_ref() {
+            // Two plain reductions (each vectorises).
+            let sum = ws.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+            let any = ws.iter().fold(0u64, |a, &x| a | x);
+            // Below 2^56 each, 128 weights sum below 2^63: the wrapping sum is exact.
+            let sum = if any < 1 << 56 {
+                sum as u128
+            } else {
+                let (mut lo, mut hi) = (0u64, 0u64);
+                for &w in ws {
+                    lo += w & 0xffff_ffff;
+                    hi += w >> 32;
+                }
+                ((hi as u128) << 32) + lo as u128
+            };
+            if r < acc + sum {
+                break;
+            }
+            acc += sum;
+            start += LOCATE_CHUNK;
+        }
+        for (i, &w) in self.weights.iter().enumerate().skip(start) {
+            acc += w as u128;
             if r < acc {
                 return Ok(i as u32);
             }
@@ -147,6 +185,63 @@ pub fn fill(weights: &mut [u64], fill: Fill) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward saturating walk that [`Dist::locate`] must agree with.
+    fn locate_reference(w: &[u64], r: u64) -> Result<u32> {
+        let mut acc = 0u64;
+        for (i, &x) in w.iter().enumerate() {
+            acc = acc.saturating_add(x);
+            if r < acc {
+                return Ok(i as u32);
+            }
+        }
+        Err(Error::ZeroMass)
+    }
+
+    #[test]
+    fn locate_equals_the_saturating_walk() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for case in 0..4000 {
+            let v = [1usize, 3, 31, 127, 128, 129, 257, 300, 1000][case % 9];
+            let huge = case % 5 == 0;
+            let mut w = [0u64; 1000];
+            for x in &mut w[..v] {
+                *x = match next() % 4 {
+                    0 => 0,
+                    _ if huge => next() >> (next() % 4),
+                    _ => next() >> 20,
+                };
+            }
+            let w = &w[..v];
+            let d = Dist {
+                weights: w,
+                total: 1,
+            };
+            let exact: u128 = w.iter().map(|&x| x as u128).sum();
+            let sat = exact.min(u64::MAX as u128) as u64;
+            let mut rs = [0, 1, sat.saturating_sub(1), sat, u64::MAX, u64::MAX - 1];
+            for r in &mut rs[..2] {
+                *r = next() % sat.max(1);
+            }
+            for r in rs {
+                assert_eq!(d.locate(r), locate_reference(w, r), "case {case} r={r}");
+            }
+            // Every prefix boundary.
+            let mut acc = 0u64;
+            for &x in w.iter().take(300) {
+                acc = acc.saturating_add(x);
+                for r in [acc.saturating_sub(1), acc] {
+                    assert_eq!(d.locate(r), locate_reference(w, r), "case {case} r={r}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn fills() {

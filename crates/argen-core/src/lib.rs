@@ -48,7 +48,9 @@ pub use dist::{Dist, WEIGHT_ONE};
 pub use error::{Error, Result};
 pub use guidance::Guided;
 pub use logit::{Dtype, Logit};
-pub use process::{process, Processed, SamplerParams, Workspace};
+pub use process::{
+    process, process_with, LogitRow, Processed, RowKernels, SamplerParams, Workspace,
+};
 pub use rng::{Key, KeyedStream, Purpose};
 pub use sample::sample;
 

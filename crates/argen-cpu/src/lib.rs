@@ -16,6 +16,7 @@ pub mod gemm;
 mod ops;
 pub mod par;
 pub mod probe;
+pub mod rows;
 mod vmath;
 
 use argen_core::detmath::gelu_tanh_f32;
@@ -25,6 +26,7 @@ use argen_model::{ModelError, Result};
 use gemm::WRef;
 pub use gemm::{Class, Kernels, Variant};
 use half::{bf16, f16};
+pub use rows::{row_kernels, RowSimd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 

@@ -56,7 +56,11 @@ impl Runtime for Cpu {
         let kernels = Runtime::kernel_class(gpt.compute());
         let vocab = gpt.config().vocab_size;
         let mut storage = SliceStorage::new(vocab, dec.dist_rows_needed());
-        let mut backend = storage.backend::<f32>().map_err(|e| e.to_string())?;
+        // The per-element passes of row processing with this CPU's SIMD (same bits).
+        let mut backend = storage
+            .backend::<f32>()
+            .map_err(|e| e.to_string())?
+            .with_kernels(argen_cpu::row_kernels());
         let mut host = ModelHost::new(gpt, drafter, judge, conds).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let stats = match record {

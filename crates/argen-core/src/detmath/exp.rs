@@ -69,6 +69,32 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// [`exp_f32`] for `x ∈ [−87, 0]` without its range branches: the same operations in the same
+/// order, so bit-identical there (tested exhaustively in release builds), and branch-free, so
+/// a loop over a block of arguments vectorises (logit weights, [`crate::process()`]).
+///
+/// On that domain `v = LOG2E·x + 0.5 ∈ [−125.1, 0.5]`, so `k = floor(v)` lies in `−126..=0`
+/// (the normal scaling branch of [`exp_f32`]). It is computed without a float-to-integer
+/// conversion: adding and subtracting `R = 1.5·2^23` rounds `v` to the nearest integer `t`
+/// exactly (every float in `[2^23, 2^24)` is an integer), `k = t − 1` if `t > v`, else `t` —
+/// `floorf` for every `|v| < 2^22`. `k + R` is exact too, and its bits are `0x4b40_0000 + k`,
+/// which gives the exponent field of `2^k` directly. Outside the domain the result is
+/// unspecified (but it never panics).
+#[inline(always)]
+pub fn exp_f32_nonpos(x: f32) -> f32 {
+    const R: f32 = 12_582_912.0; // 1.5 · 2^23
+    let v = LOG2E * x + 0.5;
+    let t = (v + R) - R;
+    let k = if t > v { t - 1.0 } else { t };
+    let r = (x - k * C1) - k * C2;
+    let z = r * r;
+    let poly = ((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5;
+    let p = (poly * z + r) + 1.0;
+    // (k + R) bits − 0x4b40_0000 = k, so adding 127 − 0x4b40_0000 gives k + 127.
+    let biased = (k + R).to_bits().wrapping_sub(0x4b40_0000 - 127);
+    p * f32::from_bits(biased << 23)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +147,68 @@ mod tests {
             assert!(y >= prev, "not monotone at {x}");
             prev = y;
             x += 0.0173;
+        }
+    }
+    #[test]
+    #[cfg_attr(
+        any(debug_assertions, not(target_arch = "x86_64")),
+        ignore = "exhaustive: runs in x86-64 release builds (cargo test --release), not under qemu"
+    )]
+    fn nonpos_equals_exp_f32_on_every_float_of_its_domain() {
+        // Every f32 in [-87, 0] (bit patterns 0x8000_0000 ..= 0xc2ae_0000), both zeros
+        // included, split over four threads.
+        extern crate std;
+        let count = |range: core::ops::Range<u32>| {
+            range
+                .filter(|&bits| {
+                    let x = f32::from_bits(bits);
+                    exp_f32_nonpos(x).to_bits() != exp_f32(x).to_bits()
+                })
+                .count()
+        };
+        let (lo, hi) = (0x8000_0000u32, 0xc2ae_0001u32);
+        let step = (hi - lo) / 4 + 1;
+        let bad: usize = std::thread::scope(|s| {
+            let parts: [_; 4] = core::array::from_fn(|t| {
+                let a = lo + t as u32 * step;
+                let b = (a + step).min(hi);
+                s.spawn(move || count(a..b))
+            });
+            parts
+                .into_iter()
+                .map(|p| p.join().unwrap_or(usize::MAX))
+                .sum()
+        });
+        assert_eq!(bad + count(0..1), 0);
+        assert_eq!(f32::from_bits(0xc2ae_0000), -87.0);
+    }
+
+    #[test]
+    fn nonpos_equals_exp_f32_on_a_grid() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            for y in [
+                x,
+                f32::from_bits(x.to_bits() + 1),
+                f32::from_bits(x.to_bits() - 1),
+            ] {
+                if (-87.0..=0.0).contains(&y) {
+                    assert_eq!(exp_f32_nonpos(y).to_bits(), exp_f32(y).to_bits(), "{y}");
+                }
+            }
+            x += 0.003_17;
+        }
+        for y in [
+            0.0f32,
+            -0.0,
+            -87.0,
+            -32.0,
+            -1.0,
+            -0.5,
+            -f32::MIN_POSITIVE,
+            -1e-30,
+        ] {
+            assert_eq!(exp_f32_nonpos(y).to_bits(), exp_f32(y).to_bits(), "{y}");
         }
     }
 }

@@ -1,0 +1,226 @@
+//! Top-k (step 4) and top-p (step 6) by *rank buckets*: selection by counting, not sorting.
+//!
+//! # Rank buckets
+//!
+//! Every candidate has `d = m − y ∈ [0, 32]` (`y − m ≥ HOPELESS = −32`, and `fl(m − y) =
+//! −fl(y − m)` because round-to-nearest-even is symmetric). Its bucket is `b = round(d ·
+//! SCALE)`, `0 ≤ b ≤ 32 · SCALE`, rounded to nearest by adding `2^23` (every float in `[2^23,
+//! 2^24)` is an integer, and the sum's low mantissa bits are `b`: no conversion instruction,
+//! so the computation vectorises). Rounded subtraction, multiplication by a positive constant
+//! and rounding to an integer are all monotone, so `b` never decreases along the rank
+//! order (`y` descending, ties by id ascending): the buckets cut the rank order into
+//! consecutive segments, bucket 0 first. Within a bucket the exact rank order is recovered from
+//! the `u64` rank keys ([`super::rank_key`]) of its members only.
+//!
+//! # Top-k
+//!
+//! With `count[b]` the members of each bucket, the cut bucket `c` is the first with
+//! `Σ_{b ≤ c} count[b] ≥ k`. Every member of a bucket before `c` is among the `k` best; none
+//! after `c` is; the `k − Σ_{b < c} count[b]` best members of `c` are selected on their keys
+//! (`select_nth_unstable`). The histogram costs one increment per candidate and the selection
+//! touches only one bucket (`1/SCALE` nat wide), instead of selecting among all candidates.
+//!
+//! # Top-p
+//!
+//! Candidate `j` survives iff `S_j · 2^32 < P·Z` ([`super`] step 6), `S_j` the weight ranked
+//! strictly before `j`; `S_j` grows along the rank order, so the survivors are a rank prefix.
+//! With `mass[b]` the weight of each bucket, the cut bucket `c` is the first whose cumulative
+//! mass (itself included) reaches the threshold. A member of an earlier bucket `b` has
+//! `S_j ≤ Σ_{b' ≤ b} mass[b'] < P·Z / 2^32`: it survives. A member of a later bucket has
+//! `S_j ≥ Σ_{b' ≤ c} mass[b'] ≥ P·Z / 2^32`: it is dropped. Only the members of `c` are sorted
+//! by key (heapsort, in place) and walked with the exact test. (No property of `exp` is needed: the argument uses
+//! only the rank order and the weights themselves.)
+
+use super::rank_key;
+
+/// Buckets per nat.
+const SCALE: f32 = 16.0;
+
+/// Number of buckets: `d ∈ [0, 32]` gives `0..=512`.
+pub(super) const BUCKETS: usize = 32 * SCALE as usize + 1;
+
+/// The bucket of a candidate with `d = m − y` (see the module documentation).
+#[inline(always)]
+pub(super) fn bucket(d: f32) -> usize {
+    // `d ∈ [0, 32]` for a candidate; the `min` only keeps a broken caller from indexing out
+    // of the tables (it cannot change a candidate's bucket).
+    ((d * SCALE + 8_388_608.0)
+        .to_bits()
+        .wrapping_sub(0x4b00_0000) as usize)
+        .min(BUCKETS - 1)
+}
+
+/// The `y` whose rank key is `key` (the inverse of the order map of [`rank_key`]).
+#[inline(always)]
+fn key_value(key: u64) -> f32 {
+    let ord = (key >> 32) as u32;
+    f32::from_bits(if ord & 0x8000_0000 != 0 {
+        ord & 0x7fff_ffff
+    } else {
+        !ord
+    })
+}
+
+/// Step 4 on the candidates (values `cy`, ids `cid`, more than `k ≥ 1` of them): moves the
+/// `k` top-ranked candidates to the front of both arrays (in no particular order). `keys` is
+/// scratch of at least `cy.len()` entries.
+pub(super) fn top_k(m: f32, cy: &mut [f32], cid: &mut [u32], k: usize, keys: &mut [u64]) {
+    let mut count = [0u32; BUCKETS];
+    for &yj in cy.iter() {
+        count[bucket(m - yj)] += 1;
+    }
+    let (mut before, mut cut) = (0usize, 0usize);
+    while cut < BUCKETS - 1 && before + (count[cut] as usize) < k {
+        before += count[cut] as usize;
+        cut += 1;
+    }
+    // Partition: earlier buckets stay (compacted in place, never ahead of the read position,
+    // branch-free: about half the candidates stay, in no predictable pattern), the cut
+    // bucket's keys go to `keys` (a branch: one narrow bucket, rarely taken).
+    let (mut kept, mut tied) = (0usize, 0usize);
+    for j in 0..cy.len() {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = bucket(m - yj);
+        cy[kept] = yj;
+        cid[kept] = i;
+        kept += (b < cut) as usize;
+        if b == cut {
+            keys[tied] = rank_key(yj, i);
+            tied += 1;
+        }
+    }
+    let need = k - kept;
+    let keys = &mut keys[..tied];
+    if need < tied {
+        keys.select_nth_unstable_by(need - 1, |a, b| b.cmp(a));
+    }
+    for ((y, i), &key) in cy[kept..k]
+        .iter_mut()
+        .zip(&mut cid[kept..k])
+        .zip(keys.iter())
+    {
+        *y = key_value(key);
+        *i = !(key as u32);
+    }
+}
+
+/// Sorts the pairs `(cy[j], cid[j])` into rank order (heapsort: in place, no allocation,
+/// `O(n log n)` whatever the input).
+fn sort_by_rank(cy: &mut [f32], cid: &mut [u32]) {
+    let key = |cy: &[f32], cid: &[u32], j: usize| rank_key(cy[j], cid[j]);
+    // A min-heap on the key: the lowest-ranked pair at the root goes to the back.
+    let sift = |cy: &mut [f32], cid: &mut [u32], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            break;
+        }
+        if child + 1 < end && key(cy, cid, child + 1) < key(cy, cid, child) {
+            child += 1;
+        }
+        if key(cy, cid, child) >= key(cy, cid, root) {
+            break;
+        }
+        cy.swap(root, child);
+        cid.swap(root, child);
+        root = child;
+    };
+    let n = cy.len();
+    for root in (0..n / 2).rev() {
+        sift(cy, cid, root, n);
+    }
+    for end in (1..n).rev() {
+        cy.swap(0, end);
+        cid.swap(0, end);
+        sift(cy, cid, 0, end);
+    }
+}
+
+/// Step 6 on the candidates (values `cy`, ids `cid`) whose weights are in `out`, given
+/// `mass[b]`, the weight of each bucket, and `threshold = P·Z`: zeroes the weights top-p
+/// drops and returns `s`, with every survivor among the first `s` pairs (which it reorders).
+pub(super) fn top_p(
+    m: f32,
+    cy: &mut [f32],
+    cid: &mut [u32],
+    out: &mut [u64],
+    mass: &[u64; BUCKETS],
+    threshold: u128,
+) -> usize {
+    let mut before = 0u64;
+    let mut cut = None;
+    for (b, &w) in mass.iter().enumerate() {
+        if (((before + w) as u128) << 32) >= threshold {
+            cut = Some(b);
+            break;
+        }
+        before += w;
+    }
+    let Some(cut) = cut else {
+        return cy.len(); // everything survives
+    };
+    // Later buckets are dropped; the others are compacted to the front.
+    let mut s = 0;
+    for j in 0..cy.len() {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = bucket(m - yj);
+        if b > cut {
+            out[i as usize] = 0; // most candidates: a well-predicted branch, a store only
+        }
+        cy[s] = yj;
+        cid[s] = i;
+        s += (b <= cut) as usize;
+    }
+    // The cut bucket's members to the front (an unconditional swap keeps members before
+    // `n` and non-members from `n` to `j`), in rank order, walked with the exact test.
+    let mut n = 0;
+    for j in 0..s {
+        let b = bucket(m - cy[j]);
+        cy.swap(n, j);
+        cid.swap(n, j);
+        n += (b == cut) as usize;
+    }
+    sort_by_rank(&mut cy[..n], &mut cid[..n]);
+    for &i in &cid[..n] {
+        if ((before as u128) << 32) < threshold {
+            before += out[i as usize];
+        } else {
+            out[i as usize] = 0;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn key_value_inverts_rank_key() {
+        for y in [0.0f32, 1.5, -1.5, -32.0, 7.0e-40, -7.0e-40, 3.0e38, -3.0e38] {
+            assert_eq!(key_value(rank_key(y, 12345)).to_bits(), y.to_bits());
+        }
+    }
+
+    #[test]
+    fn sort_by_rank_orders_pairs() {
+        let mut s = 0x1234_5678u64;
+        for n in [0usize, 1, 2, 3, 10, 100, 257] {
+            let mut cy: Vec<f32> = Vec::new();
+            let mut cid: Vec<u32> = Vec::new();
+            for i in 0..n {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                cy.push([1.0f32, -2.0, 0.5, 1.0][(s % 4) as usize]);
+                cid.push(i as u32 * 7 % 1000);
+            }
+            let mut want: Vec<u64> = cy.iter().zip(&cid).map(|(&y, &i)| rank_key(y, i)).collect();
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            sort_by_rank(&mut cy, &mut cid);
+            let got: Vec<u64> = cy.iter().zip(&cid).map(|(&y, &i)| rank_key(y, i)).collect();
+            assert_eq!(got, want, "n={n}");
+        }
+    }
+}

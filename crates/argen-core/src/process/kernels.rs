@@ -1,0 +1,110 @@
+//! The two per-element passes of logit processing behind a trait, so that a crate that may
+//! use run-time-dispatched SIMD (argen-cpu: AVX-512, AVX2) can supply them while this crate
+//! stays `no_std` and free of `unsafe`.
+//!
+//! [`process_with`](super::process_with) spends most of its time in two passes over the whole
+//! row; everything after them touches only the candidates:
+//!
+//! 1. the **clean pass** ([`RowKernels::scale_plain`], [`RowKernels::scale_two_way`]): steps 1–2
+//!    of the specification and the maximum, for rows without masks or errors;
+//! 2. the **candidate scan** ([`RowKernels::candidates`]): the ids with `y − m ≥ HOPELESS`.
+//!
+//! Their contracts are exact, so every implementation gives the same bits (argen-cpu's tests
+//! compare each variant it can run with [`Portable`] on random rows, every format, tails and
+//! odd lengths):
+//!
+//! * a clean pass writes `y_i = (u_i + s·(c_i − u_i))·scale + 0` (two-way) or
+//!   `y_i = x_i·scale + 0` (plain), each operation one IEEE `f32` operation in that order (no
+//!   fused multiply-add), inputs widened exactly ([`crate::Logit::to_f32`]); it returns the maximum
+//!   of `y` if every `y_i` is finite and `None` otherwise (what it wrote is then ignored);
+//! * the candidate scan writes the ids `i` with `y_i − m ≥ −32` (IEEE subtraction, ordered
+//!   comparison) in ascending order to `order[..n]` and returns `n`; it may write anything to
+//!   `order[n..]`.
+//!
+//! [`Portable`] is this crate's implementation (vectorised by the compiler at the target's
+//! baseline width, see [`super::scan`]).
+
+use super::scan;
+use half::{bf16, f16};
+
+/// A borrowed row of logits in one of the element formats (see [`crate::Logit::row`]).
+#[derive(Clone, Copy, Debug)]
+pub enum LogitRow<'a> {
+    /// `f32` elements.
+    F32(&'a [f32]),
+    /// IEEE binary16 elements.
+    F16(&'a [f16]),
+    /// bfloat16 elements.
+    Bf16(&'a [bf16]),
+}
+
+/// The per-element passes of logit processing (see the module documentation for the exact
+/// contracts). Every method has the portable implementation as its default.
+pub trait RowKernels: Sync + core::fmt::Debug {
+    /// Short name of the implementation (`portable`, `avx512`, …), for benchmarks and tests.
+    fn name(&self) -> &'static str {
+        "portable"
+    }
+
+    /// The clean pass of an unguided row into `y` (`y.len() == row length`).
+    fn scale_plain(&self, row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32> {
+        portable_plain(row, scale, y)
+    }
+
+    /// The clean pass of a two-way guided row into `y` (rows of equal length, `y` as long).
+    fn scale_two_way(
+        &self,
+        cond: LogitRow<'_>,
+        uncond: LogitRow<'_>,
+        cfg: f32,
+        scale: f32,
+        y: &mut [f32],
+    ) -> Option<f32> {
+        portable_two_way(cond, uncond, cfg, scale, y)
+    }
+
+    /// The candidate scan of `y` (maximum `m`, finite) into `order` (`order.len() >= y.len()`).
+    fn candidates(&self, y: &[f32], m: f32, order: &mut [u32]) -> usize {
+        scan::candidates(y, m, order)
+    }
+}
+
+/// This crate's implementation of [`RowKernels`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Portable;
+
+/// A `'static` [`Portable`], the default kernels of [`crate::SliceBackend`].
+pub static PORTABLE: Portable = Portable;
+
+impl RowKernels for Portable {}
+
+/// [`Portable`]'s clean pass of an unguided row.
+pub fn portable_plain(row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32> {
+    match row {
+        LogitRow::F32(r) => scan::clean_plain(r, scale, y),
+        LogitRow::F16(r) => scan::clean_plain(r, scale, y),
+        LogitRow::Bf16(r) => scan::clean_plain(r, scale, y),
+    }
+}
+
+/// [`Portable`]'s clean pass of a two-way guided row (`None` also for rows of different
+/// formats, which no caller passes).
+pub fn portable_two_way(
+    cond: LogitRow<'_>,
+    uncond: LogitRow<'_>,
+    cfg: f32,
+    scale: f32,
+    y: &mut [f32],
+) -> Option<f32> {
+    match (cond, uncond) {
+        (LogitRow::F32(c), LogitRow::F32(u)) => scan::clean_two_way(c, u, cfg, scale, y),
+        (LogitRow::F16(c), LogitRow::F16(u)) => scan::clean_two_way(c, u, cfg, scale, y),
+        (LogitRow::Bf16(c), LogitRow::Bf16(u)) => scan::clean_two_way(c, u, cfg, scale, y),
+        _ => None,
+    }
+}
+
+/// [`Portable`]'s candidate scan.
+pub fn portable_candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
+    scan::candidates(y, m, order)
+}

@@ -1,0 +1,123 @@
+//! Run-time-dispatched SIMD for the per-element passes of logit processing: argen-core's
+//! [`RowKernels`] (the clean pass — guidance, temperature, maximum, finiteness — and the
+//! candidate scan), which argen-core, being `no_std` and free of `unsafe`, can only vectorise
+//! at the target's baseline width (SSE2 on x86-64).
+//!
+//! The contracts are exact (argen-core's `process::kernels` module): the same IEEE operations
+//! in the same order per element (no fused multiply-add), exact widening of `f16`/`bf16`, an
+//! ordered `y − m ≥ −32` test; a lane-wise maximum is exact whatever the order. So every
+//! variant gives the same bits as [`argen_core::process::Portable`] — tested on random rows of
+//! every format with tails, odd lengths, masks, NaN and infinities (`tests/rows.rs`).
+//!
+//! | variant | clean pass | candidate scan |
+//! |---|---|---|
+//! | AVX-512F ([`avx512`]) | 16 lanes; `bf16` by a 16-bit shift, `f16` by `vcvtph2ps` | compare to a mask, `vpcompressd` into a register, one 64-byte store |
+//! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
+//! | portable (NEON builds too) | argen-core's | argen-core's |
+//!
+//! The variant is the one [`crate::gemm::best_variant`] picks (`ARGEN_CPU_VARIANT` overrides
+//! it), so the row kernels follow the GEMM kernels' choice. A compacting store writes a whole
+//! vector at the current count, up to 15 ids past the candidates found so far but never past
+//! the chunk's own last index, so it stays inside `order` (which the kernels check is at least
+//! as long as `y`) and later stores overwrite it.
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+
+use crate::gemm::Variant;
+use argen_core::process::{portable_candidates, portable_plain, portable_two_way};
+use argen_core::{LogitRow, RowKernels};
+
+/// argen-core's [`RowKernels`] with the SIMD variant of this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowSimd {
+    variant: Variant,
+}
+
+impl RowSimd {
+    /// The row kernels of `variant`, or why this CPU cannot run them. [`Variant::Neon`] and
+    /// [`Variant::Portable`] run argen-core's portable passes.
+    pub fn new(variant: Variant) -> Result<Self, &'static str> {
+        match variant.unsupported() {
+            Some(why) => Err(why),
+            None => Ok(RowSimd { variant }),
+        }
+    }
+
+    /// The variant whose passes run.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+}
+
+/// The row kernels of [`crate::gemm::best_variant`], for [`argen_core::SliceBackend::with_kernels`].
+pub fn row_kernels() -> &'static RowSimd {
+    static BEST: std::sync::OnceLock<RowSimd> = std::sync::OnceLock::new();
+    BEST.get_or_init(|| RowSimd {
+        variant: crate::gemm::best_variant(),
+    })
+}
+
+/// Combines a vector body's maximum and finiteness with the portable tail's.
+#[cfg(target_arch = "x86_64")]
+fn join(body: Option<f32>, tail: Option<f32>, tail_len: usize) -> Option<f32> {
+    match (body, tail_len) {
+        (b, 0) => b,
+        (Some(b), _) => tail.map(|t| if t > b { t } else { b }),
+        (None, _) => None,
+    }
+}
+
+impl RowKernels for RowSimd {
+    fn name(&self) -> &'static str {
+        match self.variant {
+            Variant::Avx512 | Variant::Avx2 => self.variant.name(),
+            Variant::Neon | Variant::Portable => "portable",
+        }
+    }
+
+    fn scale_plain(&self, row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32> {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F.
+            Variant::Avx512 => unsafe { avx512::plain(row, scale, y) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, AVX2 and F16C.
+            Variant::Avx2 => unsafe { avx2::plain(row, scale, y) },
+            _ => portable_plain(row, scale, y),
+        }
+    }
+
+    fn scale_two_way(
+        &self,
+        cond: LogitRow<'_>,
+        uncond: LogitRow<'_>,
+        cfg: f32,
+        scale: f32,
+        y: &mut [f32],
+    ) -> Option<f32> {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F.
+            Variant::Avx512 => unsafe { avx512::two_way(cond, uncond, cfg, scale, y) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, AVX2 and F16C.
+            Variant::Avx2 => unsafe { avx2::two_way(cond, uncond, cfg, scale, y) },
+            _ => portable_two_way(cond, uncond, cfg, scale, y),
+        }
+    }
+
+    fn candidates(&self, y: &[f32], m: f32, order: &mut [u32]) -> usize {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F.
+            Variant::Avx512 => unsafe { avx512::candidates(y, m, order) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, AVX2.
+            Variant::Avx2 => unsafe { avx2::candidates(y, m, order) },
+            _ => portable_candidates(y, m, order),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Every row-kernel variant this CPU runs gives the bits of argen-core's portable passes and,
+//! through `process_with`, the same distributions as `process` (formats f32/f16/bf16, plain
+//! and two-way rows, tails and odd lengths, masks, NaN/±∞/overflow, ties, ±0, every
+//! truncation). Variants the machine lacks print `SKIPPED rows-<name>: <reason>`.
+
+use argen_core::process::{portable_candidates, portable_plain, portable_two_way, HOPELESS};
+use argen_core::{process, process_with, Guided, Logit, SamplerParams, Workspace};
+use argen_cpu::{RowSimd, Variant};
+use half::{bf16, f16};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Logits from several regimes: wide values, a few repeated values (ties), ±0, −∞,
+    /// subnormals, rare NaN / +∞ / huge values.
+    fn logit(&mut self, style: u64) -> f32 {
+        match self.below(24) {
+            0 => f32::NEG_INFINITY,
+            1 => 0.0,
+            2 => -0.0,
+            3 if style == 4 => f32::from_bits(self.below(1 << 23) as u32), // subnormal
+            _ => match style {
+                0 => ((self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0,
+                1 => [1.0f32, 2.0, -3.5, 7.25, 0.5][self.below(5) as usize],
+                2 => ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 3.0,
+                _ => {
+                    if self.below(300) == 0 {
+                        [f32::NAN, f32::INFINITY, 3.0e38, -3.0e38][self.below(4) as usize]
+                    } else {
+                        (self.below(64) as f32) * 0.25 - 8.0
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The variants this machine runs; prints a SKIPPED line for the others.
+fn variants() -> Vec<RowSimd> {
+    let mut out = Vec::new();
+    for v in Variant::ALL {
+        match RowSimd::new(v) {
+            Ok(k) => out.push(k),
+            Err(why) => println!("SKIPPED rows-{}: {why}", v.name()),
+        }
+    }
+    out
+}
+
+const LENGTHS: [usize; 14] = [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 513, 4099];
+
+fn same(a: Option<f32>, b: Option<f32>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => x.to_bits() == y.to_bits(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn check_clean<L: Logit>(k: &RowSimd, c: &[L], u: &[L], cfg: f32, scale: f32, what: &str) {
+    let n = c.len();
+    let (mut y0, mut y1) = (vec![1.5f32; n], vec![2.5f32; n]);
+    let want = portable_plain(L::row(c), scale, &mut y0);
+    let got = argen_core::RowKernels::scale_plain(k, L::row(c), scale, &mut y1);
+    assert!(same(want, got), "{what}: plain {want:?} vs {got:?}");
+    if want.is_some() {
+        assert!(
+            y0.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what}: plain rows differ"
+        );
+    }
+    let want = portable_two_way(L::row(c), L::row(u), cfg, scale, &mut y0);
+    let got = argen_core::RowKernels::scale_two_way(k, L::row(c), L::row(u), cfg, scale, &mut y1);
+    assert!(same(want, got), "{what}: two-way {want:?} vs {got:?}");
+    if want.is_some() {
+        assert!(
+            y0.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what}: two-way rows differ"
+        );
+    }
+}
+
+#[test]
+fn clean_pass_and_candidates_equal_the_portable_ones() {
+    for k in variants() {
+        let mut r = Rng(0x5851_f42d_4c95_7f2d);
+        for case in 0..3000 {
+            let n = LENGTHS[case % LENGTHS.len()];
+            let style = r.below(5);
+            let c: Vec<f32> = (0..n).map(|_| r.logit(style)).collect();
+            let u: Vec<f32> = (0..n).map(|_| r.logit(style)).collect();
+            let cfg = [4.0f32, 1.0, 0.0, -2.0, 1e30][r.below(5) as usize];
+            let scale = [1.0f32, 1.0 / 0.7, 1e3, 0.5][r.below(4) as usize];
+            let what = format!("{} case {case} n={n} style={style}", k.variant().name());
+            check_clean(&k, &c, &u, cfg, scale, &what);
+            let cb: Vec<bf16> = c.iter().map(|&x| bf16::from_f32(x)).collect();
+            let ub: Vec<bf16> = u.iter().map(|&x| bf16::from_f32(x)).collect();
+            check_clean(&k, &cb, &ub, cfg, scale, &what);
+            // f16: also raw bit patterns (subnormal halves, NaN payloads).
+            let ch: Vec<f16> = if style == 4 {
+                (0..n).map(|_| f16::from_bits(r.next() as u16)).collect()
+            } else {
+                c.iter().map(|&x| f16::from_f32(x)).collect()
+            };
+            let uh: Vec<f16> = u.iter().map(|&x| f16::from_f32(x)).collect();
+            check_clean(&k, &ch, &uh, cfg, scale, &what);
+
+            // Candidates on a row of finite values and −∞ with its maximum (and a maximum
+            // far above, leaving few or none).
+            let y: Vec<f32> = c
+                .iter()
+                .map(|&x| {
+                    if x.is_finite() || x == f32::NEG_INFINITY {
+                        x
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            let top = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for m in [top, top + 20.0, top + 40.0, 1.0] {
+                if !m.is_finite() {
+                    continue;
+                }
+                let (mut o0, mut o1) = (vec![0u32; n], vec![0u32; n]);
+                let a = portable_candidates(&y, m, &mut o0);
+                let b = argen_core::RowKernels::candidates(&k, &y, m, &mut o1);
+                assert_eq!(a, b, "{what}: candidate count, m={m}");
+                assert_eq!(o0[..a], o1[..b], "{what}: candidates, m={m}");
+                let direct = y.iter().filter(|&&v| v - m >= HOPELESS).count();
+                assert_eq!(a, direct, "{what}: candidate definition");
+            }
+        }
+        println!("rows-{}: ran", k.variant().name());
+    }
+}
+
+fn run<L: Logit>(
+    k: Option<&RowSimd>,
+    g: &Guided<'_, L>,
+    p: &SamplerParams,
+    v: usize,
+) -> (argen_core::Result<argen_core::Processed>, Vec<u64>) {
+    let (mut y, mut o, mut w) = (vec![7.0f32; v], vec![3u32; v], vec![5u64; v]);
+    let mut ws = Workspace {
+        logits: &mut y,
+        order: &mut o,
+    };
+    let res = match k {
+        Some(k) => process_with(k, g, p, &mut ws, &mut w),
+        None => process(g, p, &mut ws, &mut w),
+    };
+    (res, w)
+}
+
+fn check<L: Logit>(k: &RowSimd, g: &Guided<'_, L>, p: &SamplerParams, v: usize, what: &str) {
+    let (want, ww) = run(None, g, p, v);
+    let (got, gw) = run(Some(k), g, p, v);
+    assert_eq!(got, want, "{what} {p:?}");
+    if want.is_ok() {
+        assert_eq!(gw, ww, "{what} {p:?}");
+    }
+}
+
+#[test]
+fn process_with_each_variant_equals_process() {
+    for k in variants() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..1500 {
+            let v = LENGTHS[r.below(LENGTHS.len() as u64) as usize];
+            let style = r.below(4);
+            let c: Vec<f32> = (0..v).map(|_| r.logit(style)).collect();
+            let u: Vec<f32> = (0..v).map(|_| r.logit(style)).collect();
+            let params = SamplerParams {
+                temperature: [0.0, 1.0, 0.7, 1.3, 1e-3][r.below(5) as usize],
+                top_k: match r.below(4) {
+                    0 => None,
+                    1 => Some(1),
+                    2 => Some(v as u32),
+                    _ => Some(1 + r.below(v as u64) as u32),
+                },
+                top_p: (r.below(3) > 0)
+                    .then(|| [0.05f32, 0.5, 0.9, 0.999, 1.0][r.below(5) as usize]),
+                min_p: (r.below(3) == 0).then(|| [0.0f32, 0.01, 0.3, 1.0][r.below(4) as usize]),
+            };
+            let cfg = [4.0f32, 1.0, 0.0, -2.0, 1e30][r.below(5) as usize];
+            let what = format!(
+                "{} case {case} v={v} style={style} cfg={cfg}",
+                k.variant().name()
+            );
+            check(&k, &Guided::Plain(&c[..]), &params, v, &what);
+            let two = Guided::TwoWay {
+                cond: &c[..],
+                uncond: &u[..],
+                scale: cfg,
+            };
+            check(&k, &two, &params, v, &what);
+            let cb: Vec<bf16> = c.iter().map(|&x| bf16::from_f32(x)).collect();
+            let ub: Vec<bf16> = u.iter().map(|&x| bf16::from_f32(x)).collect();
+            let two_b = Guided::TwoWay {
+                cond: &cb[..],
+                uncond: &ub[..],
+                scale: cfg,
+            };
+            check(&k, &two_b, &params, v, &what);
+            let ch: Vec<f16> = c.iter().map(|&x| f16::from_f32(x)).collect();
+            check(&k, &Guided::Plain(&ch[..]), &params, v, &what);
+        }
+    }
+}
+
+#[test]
+fn row_simd_names_its_variant() {
+    let best = argen_cpu::row_kernels();
+    assert_eq!(Some(*best), RowSimd::new(best.variant()).ok());
+    for k in variants() {
+        let name = argen_core::RowKernels::name(&k);
+        match k.variant() {
+            Variant::Avx512 | Variant::Avx2 => assert_eq!(name, k.variant().name()),
+            Variant::Neon | Variant::Portable => assert_eq!(name, "portable"),
+        }
+    }
+}
