@@ -163,7 +163,9 @@ class Model:
                 ``stats["config"]`` records, or its JSON); its seed is replaced by ``seed``.
             **options: the method's options, named like the ``argen generate`` flags with
                 ``_`` for ``-``: ``cfg``, ``temperature``, ``top_k``, ``top_p``, ``criterion``
-                (``"exact"``/``"coupled"``), ``draft`` (``"chain"``/``"tree"``), ``gamma``,
+                (``"exact"``/``"coupled"``), ``draft`` (``"chain"``/``"tree"``, or the
+                cost-aware ``"auto"``/``"auto_tree"`` with ``cost_profile``, a dict
+                ``{"target": [[rows, ns], …], "drafter": [[rows, ns], …]}``), ``gamma``,
                 ``tree_total``, ``tree_depth``, ``tree_top_k``, ``delta``, ``lantern_k``,
                 ``lantern_metric`` (``"raw"``/``"normalised"``), ``lambda`` (pass it as
                 ``**{"lambda": 1.5}``), ``vvs_schedule``, ``vvs_interval``, ``vvs_threshold``,

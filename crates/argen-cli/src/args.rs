@@ -270,6 +270,12 @@ pub enum DraftArg {
     Chain,
     /// An EAGLE-2 dynamic tree (`--tree-total`, `--tree-depth`, `--tree-top-k`).
     Tree,
+    /// Cost-aware chains: each step drafts 0 to `--gamma` tokens, whatever is fastest on this
+    /// machine (reads the model directory's cost-profile.json, written by `argen calibrate`).
+    /// --method sd, lantern, gsd.
+    Auto,
+    /// Cost-aware EAGLE-2 trees: each step drafts to depth 0 to `--tree-depth`.
+    AutoTree,
 }
 
 /// VVS skip schedules.
@@ -352,6 +358,10 @@ pub struct GenerateArgs {
     /// Draft shape of speculative methods.
     #[arg(long, value_enum, default_value = "tree")]
     pub draft: DraftArg,
+    /// The cost profile `--draft auto` decides with (set from the model directory's
+    /// cost-profile.json, or by `argen bench`; never a flag).
+    #[arg(skip)]
+    pub cost_profile: Option<Box<argen_core::cost::CostProfile>>,
     /// Chain draft length (1 to 63; --method vvs: 1 to 31).
     #[arg(long, default_value_t = 4)]
     pub gamma: u32,
@@ -586,8 +596,17 @@ impl GenerateArgs {
             ));
         }
         if speculative {
+            if self.method == Method::Vvs
+                && matches!(self.draft, DraftArg::Auto | DraftArg::AutoTree)
+            {
+                return Err(
+                    "--draft auto is not available for --method vvs (its skip schedule is its own \
+                     policy; hint: --draft chain or tree)"
+                        .into(),
+                );
+            }
             match self.draft {
-                DraftArg::Chain => {
+                DraftArg::Chain | DraftArg::Auto => {
                     // VVS runs the chain after up to `gamma` post-verified tokens.
                     let most = if self.method == Method::Vvs {
                         (max_nodes - 1) / 2
@@ -602,7 +621,7 @@ impl GenerateArgs {
                         ));
                     }
                 }
-                DraftArg::Tree => {
+                DraftArg::Tree | DraftArg::AutoTree => {
                     let (total, depth, k) = (self.tree_total, self.tree_depth, self.tree_top_k);
                     if total == 0 || depth == 0 || k == 0 {
                         return Err(

@@ -44,7 +44,7 @@ use argen_shapes::generate::sample_for_scene;
 use argen_shapes::{Category, GenConfig, Prompt, Scene};
 use serde_json::{json, Value};
 
-use crate::args::{BenchArgs, DeviceArg};
+use crate::args::{BenchArgs, DeviceArg, GenerateArgs};
 use crate::bench_audit::Audit;
 use crate::bench_spec::{base_args, specs, Spec};
 use crate::generate::{
@@ -289,17 +289,8 @@ pub(crate) fn prediction(
 }
 
 fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
     json!({
-        "cpu": cpu,
+        "cpu": argen_engine::calibrate::cpu_name(),
         "logical_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
@@ -331,12 +322,16 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err("--temperature must be a finite number ≥ 0".into());
     }
-    let base = base_args(a.cfg, a.temperature, a.threads)?;
     let clock_device = match a.device {
         DeviceArg::Cpu => "cpu",
         DeviceArg::Cuda => "cuda",
     };
     a.clock.clock().check(clock_device)?;
+    let mut base = base_args(a.cfg, a.temperature, a.threads)?;
+    // The rows are checked here, before any model loads, with the directory's profile (if any)
+    // standing in for the one `run_on` settles on (the `sd auto` rows need one to exist).
+    base.cost_profile = argen_engine::cost_file::read(&argen_engine::cost_file::path_in(&dir.dir))?
+        .map(|f| Box::new(f.profile));
     let rows = specs(a.quick, &a.methods, &a.inner, &base)?;
     for r in &rows {
         check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
@@ -355,7 +350,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         a,
         dir: &dir,
         cfg: &cfg,
-        rows: &rows,
+        base: &base,
         prompts: &prompts,
         n_prompts,
         n_seeds,
@@ -384,7 +379,8 @@ struct Plan<'p> {
     a: &'p BenchArgs,
     dir: &'p argen_engine::ModelDir,
     cfg: &'p GptConfig,
-    rows: &'p [Spec],
+    /// The rows' common flags; the rows themselves are built once the cost profile is known.
+    base: &'p GenerateArgs,
     prompts: &'p [BenchPrompt],
     n_prompts: usize,
     n_seeds: u64,
@@ -401,37 +397,16 @@ fn run_on<C: Runtime>(
         a,
         dir,
         cfg,
-        rows,
+        base,
         prompts,
         n_prompts,
         n_seeds,
     } = *plan;
     let cfg = cfg.clone();
-    // Every row's decoder configuration (seed 0; the seed changes nothing else) and needs.
-    let judged = prompts.iter().any(|p| p.prompt.is_some());
-    let configs = rows
-        .iter()
-        .map(|r| decoder_config(&r.args, &cfg, judged))
-        .collect::<Result<Vec<_>, _>>()?;
-    let reqs = configs
-        .iter()
-        .map(requirements)
-        .collect::<Result<Vec<_>, _>>()?;
     let load = Instant::now();
     let mut engine = Engine::with_compute(dir.clone(), c.clone())?;
-    engine.reserve(&configs)?;
-    crate::errln!(
-        "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
-         models loaded in {:.2} s",
-        dir.dir.display(),
-        cfg.model_type,
-        cfg.block_size,
-        rows.len(),
-        n_prompts,
-        n_seeds,
-        load.elapsed().as_secs_f64()
-    );
-    // The cost profile the predictions use: the model directory's, else measured now.
+    // The cost profile of the predictions and of the `sd auto` rows: the model directory's when
+    // it was measured under this run's conditions, else measured now.
     let kind = match a.device {
         DeviceArg::Cpu => "cpu",
         DeviceArg::Cuda => "cuda",
@@ -451,6 +426,34 @@ fn run_on<C: Runtime>(
             json!({ "calibrated": why })
         }
     };
+    let mut base = base.clone();
+    base.cost_profile = Some(Box::new(profile.profile));
+    let rows = &specs(a.quick, &a.methods, &a.inner, &base)?[..];
+    for r in rows {
+        check_method_args(&r.args, &cfg).map_err(|e| format!("row {:?}: {e}", r.name))?;
+    }
+    // Every row's decoder configuration (seed 0; the seed changes nothing else) and needs.
+    let judged = prompts.iter().any(|p| p.prompt.is_some());
+    let configs = rows
+        .iter()
+        .map(|r| decoder_config(&r.args, &cfg, judged))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reqs = configs
+        .iter()
+        .map(requirements)
+        .collect::<Result<Vec<_>, _>>()?;
+    engine.reserve(&configs)?;
+    crate::errln!(
+        "argen bench: {} ({:?}, {} image tokens), {} rows × {} prompts × {} seeds, {threads} threads; \
+         models loaded in {:.2} s",
+        dir.dir.display(),
+        cfg.model_type,
+        cfg.block_size,
+        rows.len(),
+        n_prompts,
+        n_seeds,
+        load.elapsed().as_secs_f64()
+    );
     let grid = cfg.grid();
     let cut_rows = crate::bench_audit::cuts(grid);
     // Warm-up (caches, thread pool, page faults): one vanilla image, not counted.

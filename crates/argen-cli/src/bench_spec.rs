@@ -9,8 +9,8 @@
 //! | family    | rows                                                                 |
 //! |-----------|----------------------------------------------------------------------|
 //! | `vanilla` | one target pass per token (always runs: the speed-up baseline)       |
-//! | `sd`      | Exact speculative decoding, chain γ=4 and EAGLE-2 tree (59, 4, 10)   |
-//! | `coupled` | Coupled criterion, tree                                              |
+//! | `sd`      | Exact speculative decoding, chain γ=4 and EAGLE-2 tree (59, 4, 10); `sd auto` |
+//! | `coupled` | Coupled criterion, tree; `coupled auto`                              |
 //! | `lantern` | δ ∈ {0.05, 0.1, 0.2, 0.3, 0.4} at k=1000; k ∈ {10, 100} at δ=0.2 / δ ∈ {0.1, 0.2, 0.4} |
 //! | `vvs`     | uniform intervals 2, 3, 4 and dynamic (s=0.65) / interval 2 and dynamic |
 //! | `sjd`     | speculative Jacobi, window 16, random init                           |
@@ -22,6 +22,11 @@
 //! `bon N=4 inner=sd`, `gridar N=4 inner=…`; vanilla candidates keep the names above); the
 //! candidate method takes the flags of its own row family (tree drafts, exact criterion,
 //! LANTERN δ = 0.2 at k = 1000, VVS uniform interval 2, Jacobi window 16).
+//!
+//! `sd auto` / `coupled auto` (cost-aware chains of up to γ=4, `--draft auto`) run when the
+//! base arguments carry a cost profile with a drafter curve: `argen bench` hands them the
+//! profile its predictions use (the model directory's `cost-profile.json` when it was measured
+//! under the run's conditions, else one calibrated at the start of the run).
 //!
 //! LANTERN's k is capped at vocabulary − 1 (ShapesWorld's codebook is far smaller than
 //! LlamaGen's 16384, so k=1000 means "every other code").
@@ -88,6 +93,8 @@ fn method_flags(m: Method, a: &GenerateArgs) -> String {
     let draft = match a.draft {
         DraftArg::Chain => format!(" --draft chain --gamma {}", a.gamma),
         DraftArg::Tree => " --draft tree".to_string(),
+        DraftArg::Auto => format!(" --draft auto --gamma {}", a.gamma),
+        DraftArg::AutoTree => " --draft auto-tree".to_string(),
     };
     {
         match m {
@@ -214,6 +221,28 @@ pub fn specs(
         }),
         None,
     );
+    // Cost-aware drafting needs the drafter's curve (a model without a drafter has no sd rows).
+    if base
+        .cost_profile
+        .as_ref()
+        .is_some_and(|p| p.drafter.is_some())
+    {
+        for (name, family, criterion) in [
+            ("sd auto", "sd", CriterionArg::Exact),
+            ("coupled auto", "coupled", CriterionArg::Coupled),
+        ] {
+            push(
+                name.into(),
+                family,
+                with(base, |a| {
+                    a.method = Method::Sd;
+                    a.draft = DraftArg::Auto;
+                    a.criterion = criterion;
+                }),
+                None,
+            );
+        }
+    }
     let deltas: &[f32] = if quick {
         &[0.1, 0.2, 0.4]
     } else {
@@ -370,6 +399,35 @@ mod tests {
     }
 
     #[test]
+    fn auto_rows_run_with_a_profile() {
+        use argen_core::cost::{CostCurve, CostProfile};
+        let mut base = base_args(4.0, 1.0, 1).unwrap();
+        let curve = CostCurve::new(&[(2, 1000)]).unwrap();
+        base.cost_profile = Some(Box::new(CostProfile {
+            target: curve,
+            drafter: Some(curve),
+        }));
+        let s = specs(true, &["sd".into(), "coupled".into()], &[], &base).unwrap();
+        let names: Vec<_> = s.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "vanilla",
+                "exact chain γ=4",
+                "exact tree",
+                "coupled tree",
+                "sd auto",
+                "coupled auto"
+            ]
+        );
+        let auto = &s[4];
+        assert!(auto
+            .flags()
+            .contains("--criterion exact --draft auto --gamma 4"));
+        assert!(s[5].flags().contains("--criterion coupled --draft auto"));
+    }
+
+    #[test]
     fn methods_filter_keeps_vanilla_and_rejects_unknown_names() {
         let base = base_args(4.0, 1.0, 1).unwrap();
         let s = specs(false, &["gridar".into()], &[], &base).unwrap();
@@ -387,6 +445,10 @@ mod tests {
         assert!(f("lantern δ=0.2 k=10").contains("--delta 0.2 --lantern-k 10"));
         assert!(f("vvs uniform 3").contains("--vvs-interval 3"));
         assert!(f("exact chain γ=4").contains("--draft chain --gamma 4"));
+        assert!(
+            !s.iter().any(|r| r.name.contains("auto")),
+            "no profile, no auto rows"
+        );
         assert!(f("gridar N=8").contains("--method gridar --n 8"));
         assert!(!f("gridar N=8").contains("--no-reformulate"));
         assert!(

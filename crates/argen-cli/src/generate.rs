@@ -8,7 +8,8 @@
 //! `--caption`, shows progress and writes the outputs. `argen bench` uses the same path per row.
 
 use argen_core::decode::{
-    DecoderConfig, NoObserver, Observer, Requirements, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS,
+    DecoderConfig, MethodConfig, NoObserver, Observer, Requirements, MAX_CANDIDATES, MAX_INPUTS,
+    MAX_TOKENS,
 };
 use argen_core::trace::{config_hash, Divergence, Header, Recorder, Replayer, Trace};
 use argen_cpu::Cpu;
@@ -86,6 +87,8 @@ pub(crate) fn options(a: &GenerateArgs) -> MethodOptions {
         draft: match a.draft {
             DraftArg::Chain => Draft::Chain,
             DraftArg::Tree => Draft::Tree,
+            DraftArg::Auto => Draft::Auto,
+            DraftArg::AutoTree => Draft::AutoTree,
         },
         gamma: a.gamma,
         tree_total: a.tree_total,
@@ -109,7 +112,43 @@ pub(crate) fn options(a: &GenerateArgs) -> MethodOptions {
         n: a.n,
         inner: a.inner,
         reformulate: !a.no_reformulate,
+        cost_profile: a.cost_profile.as_deref().copied(),
     }
+}
+
+/// Whether `a` asks for cost-aware drafting in a method that drafts (`--draft auto` or
+/// `auto-tree` with `sd`, `lantern`, `gsd`, directly or as the candidates of `bon` / `gridar`).
+pub(crate) fn wants_cost_profile(a: &GenerateArgs) -> bool {
+    let m = match (a.method, a.inner) {
+        (Method::Bon | Method::Gridar, Some(i)) => i,
+        (m, _) => m,
+    };
+    matches!(a.draft, DraftArg::Auto | DraftArg::AutoTree)
+        && matches!(m, Method::Sd | Method::Lantern | Method::Gsd)
+}
+
+/// `a` with the cost profile of model directory `dir` when it asks for cost-aware drafting
+/// (and has none yet): the profile file must exist.
+pub(crate) fn with_cost_profile(
+    a: &GenerateArgs,
+    dir: &argen_engine::ModelDir,
+) -> Result<GenerateArgs, String> {
+    let mut a = a.clone();
+    if a.cost_profile.is_none() && wants_cost_profile(&a) {
+        let path = argen_engine::cost_file::path_in(&dir.dir);
+        match argen_engine::cost_file::read(&path)? {
+            Some(f) => a.cost_profile = Some(Box::new(f.profile)),
+            None => {
+                return Err(format!(
+                    "--draft auto needs this machine's cost profile and {} does not exist (run \
+                     `argen calibrate --model {}` first)",
+                    path.display(),
+                    dir.dir.display()
+                ))
+            }
+        }
+    }
+    Ok(a)
 }
 
 /// Whether candidates of method `m` (with `a`'s flags) can run under GridAR.
@@ -153,8 +192,8 @@ pub(crate) fn check_method_args(a: &GenerateArgs, cfg: &GptConfig) -> Result<(),
         return Err(format!("--window must be between 1 and {}", MAX_INPUTS - 1));
     }
     let nodes = match a.draft {
-        DraftArg::Chain => a.gamma as usize,
-        DraftArg::Tree => a.tree_total as usize + a.tree_depth as usize,
+        DraftArg::Chain | DraftArg::Auto => a.gamma as usize,
+        DraftArg::Tree | DraftArg::AutoTree => a.tree_total as usize + a.tree_depth as usize,
     };
     if matches!(m, Method::Sd | Method::Lantern | Method::Gsd | Method::Vvs) && nodes >= MAX_INPUTS
     {
@@ -176,6 +215,7 @@ pub(crate) fn check_method_args(a: &GenerateArgs, cfg: &GptConfig) -> Result<(),
 pub fn run(a: &GenerateArgs) -> Result<(), String> {
     let dir = resolve(a.model.as_deref())?;
     let cfg = dir.gpt_config()?;
+    let a = &with_cost_profile(a, &dir)?;
     check_method_args(a, &cfg)?;
     let input = checked_input(a, &cfg)?;
     for path in [
@@ -289,6 +329,7 @@ pub(crate) fn replay_run(
     let dc = match config {
         Some(dc) => *dc,
         None => {
+            let g = &with_cost_profile(g, &dir)?;
             check_method_args(g, &cfg)?;
             decoder_config(g, &cfg, g.prompt.is_some())?
         }
@@ -404,6 +445,17 @@ fn run_on<C: Runtime>(
         g.wall,
         a.out.display()
     )?;
+    if matches!(dc.method, MethodConfig::AutoSpeculative(_)) {
+        // What the cost-aware policy chose: steps per draft depth (0 = plain target step).
+        let h = &s.draft_depth_hist;
+        let last = h.iter().rposition(|&n| n > 0).unwrap_or(0);
+        let hist: Vec<String> = (0..=last).map(|d| format!("{d}:{}", h[d])).collect();
+        crate::outln!(
+            "draft auto: mean depth {:.2}, steps per depth {}",
+            s.mean_draft_depth(),
+            hist.join(" ")
+        )?;
+    }
     Ok(g)
 }
 

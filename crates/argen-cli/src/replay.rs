@@ -30,7 +30,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use argen_core::decode::DecoderConfig;
+use argen_core::decode::{DecoderConfig, MethodConfig};
 use argen_core::trace::{Fnv64, Trace};
 use serde_json::{json, Value};
 
@@ -200,7 +200,13 @@ pub fn run(a: &ReplayArgs) -> Result<bool, String> {
     let config: Option<DecoderConfig> = match run.meta.get("args") {
         Some(_) => {
             argv.extend(args_of(&run, &a.file)?);
-            None
+            // `--draft auto` decided with the cost profile the model directory held when the run
+            // was recorded; the recorded configuration holds that profile, so the replay runs it
+            // whatever the file says today.
+            run.meta
+                .get("config")
+                .and_then(|c| serde_json::from_value::<DecoderConfig>(c.clone()).ok())
+                .filter(|dc| matches!(dc.method, MethodConfig::AutoSpeculative(_)))
         }
         None => {
             let config = run

@@ -128,7 +128,17 @@ fn check_report(r: &Value, prompts: usize, seeds: u64) -> Vec<Value> {
             family => {
                 let s = num(row, "speedup");
                 assert!(s.is_finite() && s > 0.0, "{name}: speed-up {s}");
-                if matches!(family, "sd" | "coupled" | "lantern" | "vvs" | "gsd") {
+                if name.ends_with(" auto") {
+                    // Cost-aware drafting may choose plain steps throughout; what it chose is
+                    // in the histogram of draft depths, one entry per step.
+                    let hist = row["draft_depth_hist"].as_array().unwrap();
+                    let steps: f64 = hist.iter().map(|v| v.as_f64().unwrap()).sum();
+                    assert_eq!(
+                        steps,
+                        fwd - num(row, "prefills"),
+                        "{name}: one depth per step"
+                    );
+                } else if matches!(family, "sd" | "coupled" | "lantern" | "vvs" | "gsd") {
                     assert!(num(row, "draft_forwards") > 0.0, "{name} drafts");
                     assert!(num(row, "verify_steps") > 0.0, "{name} verifies");
                 }
@@ -225,7 +235,9 @@ fn bench_runs_equal_argen_generate() {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = check_report(&r, 2, 2);
     let fams: Vec<_> = rows.iter().map(|x| x["family"].as_str().unwrap()).collect();
-    assert_eq!(fams, ["vanilla", "sd", "sd"]);
+    // Chain, tree, and `sd auto` (the fixture has no cost profile: the bench calibrates one).
+    assert_eq!(fams, ["vanilla", "sd", "sd", "sd"]);
+    assert!(r["cost_profile"]["source"]["calibrated"].is_string());
     // The models are loaded once and reused: a later run equals a fresh `argen generate`.
     let row = &rows[2];
     let run = &row["runs"].as_array().unwrap()[3];

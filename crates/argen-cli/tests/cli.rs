@@ -569,3 +569,160 @@ fn fast_kernels_flag_on_an_f32_model_keeps_the_exact_class_and_tokens() {
     assert_eq!(plain["kernels"], "exact");
     assert_eq!(std::fs::read_to_string(&toks).unwrap(), tokens);
 }
+
+/// A copy of the tiny model in a fresh directory, with `profile` (JSON of a `CostProfile`) as its
+/// `cost-profile.json` when given.
+fn tiny_copy(tag: &str, profile: Option<&str>) -> String {
+    let dir = tmp(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(model()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    if let Some(p) = profile {
+        let file = format!(
+            r#"{{"version": 1, "cpu": "test", "device": "cpu", "kernels": "exact", "threads": 1,
+                "dtype": "f32", "context": 8, "profile": {p}}}"#
+        );
+        std::fs::write(dir.join("cost-profile.json"), file).unwrap();
+    }
+    dir.display().to_string()
+}
+
+/// A profile whose drafter costs far more than the target (auto never drafts) and one whose
+/// drafter is nearly free next to a flat target (auto drafts as deep as allowed).
+const NEVER: &str = r#"{"target": [[2, 1000], [64, 32000]], "drafter": [[1, 1000000000]]}"#;
+const DEEP: &str = r#"{"target": [[2, 1000000000], [64, 1000000000]], "drafter": [[1, 1]]}"#;
+
+#[test]
+fn draft_auto_reads_the_model_directory_profile() {
+    // Without a profile: one line naming the file and the command that writes it.
+    let bare = tiny_copy("auto-bare", None);
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &bare,
+            "--class",
+            "3",
+            "--method",
+            "sd",
+            "--draft",
+            "auto",
+            "--out",
+            &tmp("auto-bare.png").display().to_string(),
+        ],
+        "argen calibrate --model",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &bare,
+            "--class",
+            "3",
+            "--method",
+            "vvs",
+            "--draft",
+            "auto",
+            "--out",
+            &tmp("auto-vvs.png").display().to_string(),
+        ],
+        "not available for --method vvs",
+    );
+    let run = |dir: &str, method: &str, extra: &[&str], tag: &str| {
+        let (png, stats, tokens) = (
+            tmp(&format!("{tag}.png")).display().to_string(),
+            tmp(&format!("{tag}.json")).display().to_string(),
+            tmp(&format!("{tag}.tok.json")).display().to_string(),
+        );
+        let mut args = vec![
+            "generate", "--model", dir, "--class", "5", "--method", method, "--seed", "11",
+            "--out", &png, "--stats", &stats, "--tokens", &tokens, "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let out = argen(&args);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        (s, std::fs::read_to_string(&tokens).unwrap())
+    };
+    let (_, vanilla) = run(&bare, "vanilla", &[], "auto-vanilla");
+    let coupled = ["--criterion", "coupled", "--draft", "auto", "--gamma", "3"];
+    let never = tiny_copy("auto-never", Some(NEVER));
+    let (s, t) = run(&never, "sd", &coupled, "auto-never");
+    assert_eq!(t, vanilla, "coupled auto equals vanilla");
+    assert_eq!(s["draft_forwards"], 0, "{s}");
+    assert_eq!(s["draft_depth_hist"][0], 15, "every step plain: {s}");
+    let deep = tiny_copy("auto-deep", Some(DEEP));
+    let (s, t) = run(&deep, "sd", &coupled, "auto-deep");
+    assert_eq!(t, vanilla, "coupled auto equals vanilla");
+    assert!(s["draft_depth_hist"][3].as_u64().unwrap() > 0, "{s}");
+    assert!(s["mean_draft_depth"].as_f64().unwrap() > 1.0, "{s}");
+    assert_eq!(
+        s["config"]["method"]["auto_speculative"]["profile"]["drafter"][0][1],
+        1
+    );
+    // Trees and candidates of Best-of-N take the profile too.
+    let (_, t) = run(
+        &deep,
+        "sd",
+        &[
+            "--criterion",
+            "coupled",
+            "--draft",
+            "auto-tree",
+            "--tree-total",
+            "10",
+            "--tree-depth",
+            "3",
+            "--tree-top-k",
+            "3",
+        ],
+        "auto-deep-tree",
+    );
+    assert_eq!(t, vanilla);
+    run(
+        &deep,
+        "bon",
+        &["--inner", "lantern", "--draft", "auto", "--n", "2"],
+        "auto-bon",
+    );
+}
+
+#[test]
+fn draft_auto_replays_with_the_recorded_profile() {
+    let dir = tiny_copy("auto-replay", Some(DEEP));
+    let trace = tmp("auto.argrun").display().to_string();
+    let png = tmp("auto-replay.png").display().to_string();
+    let out = argen(&[
+        "generate", "--model", &dir, "--class", "2", "--method", "sd", "--draft", "auto", "--seed",
+        "5", "--out", &png, "--trace", &trace, "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Today's file says something else: the replay still runs the recorded profile.
+    std::fs::write(
+        Path::new(&dir).join("cost-profile.json"),
+        format!(
+            r#"{{"version": 1, "cpu": "test", "device": "cpu", "kernels": "exact", "threads": 1,
+                "dtype": "f32", "context": 8, "profile": {NEVER}}}"#
+        ),
+    )
+    .unwrap();
+    let out = argen(&["replay", &trace, "--quiet"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
+}

@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, GroupedParams, LanternParams, Metric, NeighbourTable};
+use argen_core::cost::{CostCurve, CostProfile};
 use argen_core::decode::{
-    drive, Action, AnyDecoder, BestOfN, Config, CriterionConfig, Decoder, DecoderConfig,
-    DraftShape, GridAr, GridArConfig, Group, GuidanceMode, Jacobi, JacobiInit, JacobiParams,
-    MethodConfig, NeighbourNeeds, Observer, Requirements, Resources, ScalingConfig, Schedule,
-    Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig, VvsParams, MAX_CANDIDATES,
-    MAX_INPUTS, MAX_TOKENS, RELEASE_W,
+    drive, Action, AnyDecoder, AutoParams, AutoSpeculative, BestOfN, Config, CriterionConfig,
+    Decoder, DecoderConfig, DraftShape, GridAr, GridArConfig, Group, GuidanceMode, Jacobi,
+    JacobiInit, JacobiParams, MethodConfig, NeighbourNeeds, Observer, Requirements, Resources,
+    ScalingConfig, Schedule, Speculative, SpeculativeParams, Stats, Vanilla, Vvs, VvsConfig,
+    VvsParams, MAX_CANDIDATES, MAX_INPUTS, MAX_TOKENS, RELEASE_W,
 };
 use argen_core::trace::config_hash;
 use argen_core::{Error, SamplerParams};
@@ -76,6 +77,23 @@ fn spec(shape: DraftShape, criterion: CriterionConfig) -> MethodConfig {
         shape,
         criterion,
         draft_sampler: None,
+    })
+}
+
+/// Cost-aware drafting up to `shape` under a profile near the break-even point (plain steps and
+/// drafts of several depths).
+fn auto(shape: DraftShape, criterion: CriterionConfig) -> MethodConfig {
+    let curve = |p: &[(u32, u64)]| CostCurve::new(p).unwrap();
+    MethodConfig::AutoSpeculative(AutoParams {
+        speculative: SpeculativeParams {
+            shape,
+            criterion,
+            draft_sampler: None,
+        },
+        profile: CostProfile {
+            target: curve(&[(2, 1000), (10, 1300), (128, 20_000)]),
+            drafter: Some(curve(&[(2, 120), (64, 400)])),
+        },
     })
 }
 
@@ -195,6 +213,20 @@ fn cases() -> Vec<(&'static str, DecoderConfig)> {
             10,
             jacobi(JacobiInit::CopyLeft, CriterionConfig::Exact),
         ),
+        one("auto chain exact", 19, auto(CHAIN, CriterionConfig::Exact)),
+        one("auto tree lantern", 20, auto(TREE, LANTERN)),
+        scaled(
+            "bon auto chain coupled",
+            21,
+            auto(CHAIN, CriterionConfig::Coupled),
+            Some(ScalingConfig::BestOfN { n: 2 }),
+        ),
+        scaled(
+            "gridar auto chain exact",
+            22,
+            auto(CHAIN, CriterionConfig::Exact),
+            gridar(2, false),
+        ),
         scaled(
             "bon vanilla",
             11,
@@ -296,6 +328,11 @@ fn concrete(cfg: &DecoderConfig, t: &Tables) -> Outcome {
             t.criterion(v.speculative.criterion),
         )
         .unwrap()),
+        (MethodConfig::AutoSpeculative(a), None) => run(&mut AutoSpeculative::<64, 64>::new(
+            a.config(b),
+            t.criterion(a.speculative.criterion),
+        )
+        .unwrap()),
         (MethodConfig::Jacobi(j), None) => {
             run(&mut Jacobi::<64, 64>::new(j.config(b), t.criterion(j.criterion)).unwrap())
         }
@@ -323,6 +360,31 @@ fn concrete(cfg: &DecoderConfig, t: &Tables) -> Outcome {
             })
             .unwrap())
         }
+        (MethodConfig::AutoSpeculative(a), Some(ScalingConfig::BestOfN { n })) => {
+            run(&mut BestOfN::<AutoSpeculative<64, 64>, 4>::new(b, n, |c| {
+                AutoSpeculative::new(a.config(c), t.criterion(a.speculative.criterion))
+            })
+            .unwrap())
+        }
+        (
+            MethodConfig::AutoSpeculative(a),
+            Some(ScalingConfig::GridAr {
+                n,
+                verifier,
+                reformulate,
+                w,
+            }),
+        ) => run(&mut GridAr::<AutoSpeculative<64, 64>, 4>::new(
+            GridArConfig {
+                base: b,
+                n,
+                verifier,
+                reformulate,
+                w,
+            },
+            |c| AutoSpeculative::new(a.config(c), t.criterion(a.speculative.criterion)),
+        )
+        .unwrap()),
         (MethodConfig::Jacobi(j), Some(ScalingConfig::BestOfN { n })) => {
             run(&mut BestOfN::<Jacobi<64, 64>, 4>::new(b, n, |c| {
                 Jacobi::new(j.config(c), t.criterion(j.criterion))

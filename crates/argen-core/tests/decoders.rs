@@ -4,9 +4,10 @@ mod common;
 
 use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, LanternParams, NeighbourTable};
+use argen_core::cost::{CostCurve, CostProfile};
 use argen_core::decode::{
-    drive, Config, Decoder, DraftShape, GuidanceMode, NoObserver, Restartable, Speculative,
-    SpeculativeConfig, Stats, Vanilla,
+    drive, AutoDraftConfig, AutoSpeculative, Config, Decoder, DraftShape, GuidanceMode, NoObserver,
+    Restartable, Speculative, SpeculativeConfig, Stats, Vanilla,
 };
 use argen_core::SamplerParams;
 use common::synthetic::{Storage, SyntheticHost, World};
@@ -272,6 +273,144 @@ fn exact_speculative_stopped_and_continued_keeps_vanilla_marginals() {
             assert!(
                 stat < crit,
                 "{shape:?} position {p}: chi2 {stat:.1} >= {crit:.1}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost-aware drafting (`argen_core::decode::auto_draft`).
+
+/// Profiles that make the policy never draft, always draft to the maximum depth, or change its
+/// mind along the way (its choices depend on the acceptance it measures).
+fn profiles() -> [(&'static str, CostProfile); 3] {
+    let curve = |p: &[(u32, u64)]| CostCurve::new(p).unwrap();
+    [
+        (
+            "never",
+            CostProfile {
+                target: curve(&[(2, 1000), (128, 64_000)]),
+                drafter: Some(curve(&[(1, 1_000_000_000)])),
+            },
+        ),
+        (
+            "deep",
+            CostProfile {
+                target: curve(&[(2, 1_000_000_000), (128, 1_000_000_000)]),
+                drafter: Some(curve(&[(1, 1)])),
+            },
+        ),
+        (
+            "mixed",
+            CostProfile {
+                target: curve(&[(2, 1000), (10, 1300), (128, 20_000)]),
+                drafter: Some(curve(&[(2, 120), (64, 400)])),
+            },
+        ),
+    ]
+}
+
+fn auto(
+    seed: u64,
+    shape: DraftShape,
+    profile: CostProfile,
+    criterion: Criterion<'_>,
+) -> (Vec<u32>, Stats) {
+    let cfg = AutoDraftConfig {
+        spec: SpeculativeConfig {
+            base: config(seed),
+            draft_sampler: config(seed).sampler,
+            shape,
+        },
+        profile,
+    };
+    run(&mut AutoSpeculative::<64, 64>::new(cfg, criterion).unwrap())
+}
+
+const DEEP_CHAIN: DraftShape = DraftShape::Chain { gamma: 6 };
+
+/// With Coupled the tokens are vanilla's whatever depths the policy chooses: never drafting,
+/// always drafting to the maximum, and choices that change along the run (catch-up after
+/// plain steps included); chains and trees.
+#[test]
+fn coupled_auto_equals_vanilla_whatever_it_chooses() {
+    for (name, profile) in profiles() {
+        for shape in [DEEP_CHAIN, TREE] {
+            let mut total = Stats::default();
+            for seed in 0..60 {
+                let (v, _) = vanilla(seed);
+                let (a, s) = auto(seed, shape, profile, Criterion::Coupled);
+                assert_eq!(v, a, "{name} {shape:?} seed {seed}");
+                let steps: u32 = s.draft_depth_hist.iter().sum();
+                assert_eq!(
+                    steps + s.prefills,
+                    s.target_forwards,
+                    "{name}: a step per target run"
+                );
+                total.add(&s);
+            }
+            let h = &total.draft_depth_hist;
+            println!(
+                "auto {name} {shape:?}: depths {:?}, mean depth {:.2}, TPF {:.3}",
+                &h[..8],
+                total.mean_draft_depth(),
+                total.tokens_per_target_forward()
+            );
+            let steps: u32 = h.iter().sum();
+            let max = shape.depth() as usize;
+            match name {
+                "never" => {
+                    assert_eq!(h[0], steps, "never drafts");
+                    assert_eq!(total.draft_forwards, 0);
+                }
+                // Depths below the maximum only where the stop limits them (the last `max`
+                // tokens of each image).
+                "deep" => assert!(steps - h[max] <= 60 * max as u32, "drafts deep: {h:?}"),
+                _ => {
+                    // Plain steps beyond the last token of each image, and drafting steps.
+                    let drafted: u32 = h[1..].iter().sum();
+                    assert!(h[0] > 60 && drafted > 60, "changes its mind: {h:?}");
+                }
+            }
+        }
+    }
+}
+
+/// The choices are a function of the configuration and seed: two runs agree in every token and
+/// counter, and a different profile changes the actions, not the Coupled tokens.
+#[test]
+fn auto_is_deterministic() {
+    let [_, (_, deep), (_, mixed)] = profiles();
+    for seed in [3, 11] {
+        let a = auto(seed, DEEP_CHAIN, mixed, Criterion::Exact);
+        let b = auto(seed, DEEP_CHAIN, mixed, Criterion::Exact);
+        assert_eq!(a, b);
+        let c = auto(seed, DEEP_CHAIN, deep, Criterion::Exact);
+        assert_ne!(a.1, c.1);
+    }
+}
+
+/// Exact auto samples every position from vanilla's marginal, with the mixed profile (whose
+/// depths vary with the verdicts seen so far, plain steps and catch-ups included; the deep
+/// profile drafts like the fixed chains of `exact_speculative_marginals_match_vanilla`); the
+/// same two-sample chi-square test (5 positions at α = 1e-6).
+#[test]
+fn exact_auto_marginals_match_vanilla() {
+    const RUNS: u64 = 3000;
+    let positions = [1usize, 7, 13, 20, 35];
+    let van = histograms(RUNS, &positions, |s| vanilla(s).0);
+    let [_, _, mixed] = profiles();
+    for (name, profile) in [mixed] {
+        let spec = histograms(RUNS, &positions, |s| {
+            auto(s + 3_000_000, DEEP_CHAIN, profile, Criterion::Exact).0
+        });
+        for (k, &p) in positions.iter().enumerate() {
+            let (stat, df) = chi_square(&van[k], &spec[k]);
+            let crit = chi_square_critical(df);
+            println!("auto {name} position {p}: chi2 {stat:.1} on {df} df (critical {crit:.1})");
+            assert!(
+                stat < crit,
+                "{name} position {p}: chi2 {stat:.1} >= {crit:.1}"
             );
         }
     }

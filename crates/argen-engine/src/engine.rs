@@ -147,8 +147,10 @@ impl Generation {
 
 /// Adds the decoder's counters to the JSON object `value`: `tokens`, `target_forwards`,
 /// `target_rows`, `prefills`, `draft_forwards`, `draft_rows`, `verify_steps`, `skipped_steps`,
-/// `verifier_calls`, `scorer_calls`, `reformulations`, `accepted_hist`,
-/// `tokens_per_target_forward` (TPF) and `mean_accepted_length` (MAL). Does nothing if `value`
+/// `verifier_calls`, `scorer_calls`, `reformulations`, `accepted_hist`, `draft_depth_hist`
+/// (speculative steps by the depth they drafted, 0 = plain target step: what `--draft auto`
+/// chose), `tokens_per_target_forward` (TPF), `mean_accepted_length` (MAL) and
+/// `mean_draft_depth`. Does nothing if `value`
 /// is not an object.
 pub fn add_counters(value: &mut serde_json::Value, s: &Stats) {
     let counters = json!({
@@ -164,8 +166,10 @@ pub fn add_counters(value: &mut serde_json::Value, s: &Stats) {
         "scorer_calls": s.scorer_calls,
         "reformulations": s.reformulations,
         "accepted_hist": s.accepted_hist.to_vec(),
+        "draft_depth_hist": s.draft_depth_hist.to_vec(),
         "tokens_per_target_forward": s.tokens_per_target_forward(),
         "mean_accepted_length": s.mean_accepted_length(),
+        "mean_draft_depth": s.mean_draft_depth(),
     });
     if let (Some(obj), serde_json::Value::Object(c)) = (value.as_object_mut(), counters) {
         obj.extend(c);

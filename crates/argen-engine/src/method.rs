@@ -15,14 +15,21 @@
 //!   grouped criterion with the paper's parameters; `vvs` — `sd` plus a skip schedule (uniform
 //!   every `vvs_interval` steps, or dynamic with `vvs_threshold`, α = 0.9, 5 warm-up steps);
 //!   `sjd` — speculative Jacobi decoding (`window`, `jacobi_init`, `criterion`);
+//! * `draft` `auto` / `auto_tree` (for `sd`, `lantern`, `gsd`, and as their candidates):
+//!   cost-aware drafting ([`argen_core::decode::auto_draft`]) up to the chain (`gamma`) or the
+//!   tree (`tree_total`, `tree_depth`, `tree_top_k`), choosing each step's depth from
+//!   `cost_profile` (required; a [`CostProfile`] as `argen calibrate` writes it, with a drafter
+//!   curve) and the run's acceptance; not available for `vvs`;
 //! * `bon` / `gridar` — Best-of-`n` / GridAR (verifier on, reformulation when a ShapesWorld
 //!   judge is present and `reformulate`, `w` = the release setting) over candidates of method
 //!   `inner` (default vanilla).
 
 use argen_core::accept::Metric;
+use argen_core::cost::CostProfile;
 use argen_core::decode::{
-    Config, CriterionConfig, DecoderConfig, DraftShape, GuidanceMode, JacobiInit, JacobiParams,
-    MethodConfig, Requirements, ScalingConfig, Schedule, SpeculativeParams, VvsParams, RELEASE_W,
+    AutoParams, Config, CriterionConfig, DecoderConfig, DraftShape, GuidanceMode, JacobiInit,
+    JacobiParams, MethodConfig, Requirements, ScalingConfig, Schedule, SpeculativeParams,
+    VvsParams, RELEASE_W,
 };
 use argen_core::SamplerParams;
 use argen_model::GptConfig;
@@ -112,6 +119,18 @@ pub enum Draft {
     Chain,
     /// An EAGLE-2 dynamic tree.
     Tree,
+    /// Cost-aware chains: each step drafts 0 to `gamma` tokens, as the cost profile and the
+    /// measured acceptance say ([`argen_core::decode::auto_draft`]).
+    Auto,
+    /// Cost-aware EAGLE-2 trees: each step drafts to depth 0 to `tree_depth`.
+    AutoTree,
+}
+
+impl Draft {
+    /// Whether the depth is chosen per step from a cost profile.
+    pub fn is_auto(self) -> bool {
+        matches!(self, Draft::Auto | Draft::AutoTree)
+    }
 }
 
 /// VVS skip schedules.
@@ -184,6 +203,9 @@ pub struct MethodOptions {
     pub inner: Option<Method>,
     /// GridAR: reformulate the prompt at the pruning points (needs the ShapesWorld judge).
     pub reformulate: bool,
+    /// The device's cost profile, needed by `draft` `auto` / `auto_tree` (the `argen` command
+    /// reads it from the model directory's `cost-profile.json`).
+    pub cost_profile: Option<CostProfile>,
 }
 
 impl Default for MethodOptions {
@@ -211,6 +233,7 @@ impl Default for MethodOptions {
             n: 4,
             inner: None,
             reformulate: true,
+            cost_profile: None,
         }
     }
 }
@@ -243,8 +266,8 @@ impl MethodOptions {
 
     fn shape(&self) -> DraftShape {
         match self.draft {
-            Draft::Chain => DraftShape::Chain { gamma: self.gamma },
-            Draft::Tree => DraftShape::Tree {
+            Draft::Chain | Draft::Auto => DraftShape::Chain { gamma: self.gamma },
+            Draft::Tree | Draft::AutoTree => DraftShape::Tree {
                 total: self.tree_total,
                 depth: self.tree_depth,
                 top_k: self.tree_top_k,
@@ -253,23 +276,32 @@ impl MethodOptions {
     }
 
     /// The single-image method `m` with these options, for a vocabulary of `vocab` tokens.
-    /// `None` for the test-time scaling methods.
+    /// `None` for the test-time scaling methods. With an `auto` draft but no `cost_profile`, the
+    /// drafting methods are built with the fixed shape ([`MethodOptions::decoder_config`] refuses
+    /// that combination first).
     pub fn method_config(&self, m: Method, vocab: usize) -> Option<MethodConfig> {
         let speculative = |criterion| SpeculativeParams {
             shape: self.shape(),
             criterion,
             draft_sampler: None,
         };
+        let drafting = |criterion| match (self.draft.is_auto(), self.cost_profile) {
+            (true, Some(profile)) => MethodConfig::AutoSpeculative(AutoParams {
+                speculative: speculative(criterion),
+                profile,
+            }),
+            _ => MethodConfig::Speculative(speculative(criterion)),
+        };
         Some(match m {
             Method::Vanilla => MethodConfig::Vanilla,
-            Method::Sd => MethodConfig::Speculative(speculative(self.criterion())),
-            Method::Lantern => MethodConfig::Speculative(speculative(CriterionConfig::Lantern {
+            Method::Sd => drafting(self.criterion()),
+            Method::Lantern => drafting(CriterionConfig::Lantern {
                 k: self.lantern_k.min(vocab.saturating_sub(1)).max(1) as u32,
                 delta: self.delta,
                 lambda: self.lambda,
                 metric: self.lantern_metric,
-            })),
-            Method::Gsd => MethodConfig::Speculative(speculative(CriterionConfig::GROUPED_PAPER)),
+            }),
+            Method::Gsd => drafting(CriterionConfig::GROUPED_PAPER),
             Method::Vvs => MethodConfig::Vvs(VvsParams {
                 speculative: speculative(self.criterion()),
                 schedule: match self.vvs_schedule {
@@ -347,6 +379,19 @@ impl MethodOptions {
             (None, None) => method,
             (Some(_), i) => i.unwrap_or(Method::Vanilla),
         };
+        if self.draft.is_auto() && matches!(inner, Method::Sd | Method::Lantern | Method::Gsd) {
+            if self.cost_profile.is_none() {
+                return Err(Error::invalid(
+                    "--draft auto needs the device's cost profile (run `argen calibrate --model DIR`, \
+                     or pass cost_profile)",
+                ));
+            }
+        } else if self.draft.is_auto() && inner == Method::Vvs {
+            return Err(Error::invalid(
+                "--draft auto is not available for --method vvs (its skip schedule is its own \
+                 policy; hint: --draft chain or tree)",
+            ));
+        }
         let single = self.method_config(inner, cfg.vocab_size).ok_or_else(|| {
             Error::invalid(format!(
                 "--inner {}: the candidates of bon and gridar are single-image methods (hint: \

@@ -55,7 +55,10 @@
 //! * `method`: `"vanilla"`; `{"speculative": {shape, criterion, draft_sampler}}`;
 //!   `{"vvs": {"speculative": {…}, "schedule": …, "warmup": 5}}` with schedule `"never"`,
 //!   `{"uniform": {"interval": i}}` or `{"dynamic": {"threshold": s, "alpha": a}}`;
-//!   `{"jacobi": {"window": 16, "init": "random" | "copy_left", "criterion": …}}`.
+//!   `{"jacobi": {"window": 16, "init": "random" | "copy_left", "criterion": …}}`;
+//!   `{"auto_speculative": {"speculative": {…}, "profile": {"target": [[rows, ns], …],
+//!   "drafter": [[rows, ns], …]}}}` (cost-aware drafting, [`super::auto_draft`]: the shape is
+//!   the deepest draft allowed, the profile a [`CostProfile`]).
 //! * `shape`: `{"chain": {"gamma": g}}` or `{"tree": {"total", "depth", "top_k"}}`;
 //!   `criterion`: `"exact"`, `"coupled"`, `{"lantern": {"k", "delta", "lambda", "metric"}}`,
 //!   `{"grouped": {"window", "prob_tol", "dist_tol"}}`; `draft_sampler` `null` = the target's.
@@ -79,14 +82,15 @@ use super::GuidanceMode;
 #[cfg(feature = "alloc")]
 use super::{Action, BestOfN, Decoder, GridAr, GridArConfig, Restartable, Stats, Vanilla};
 use super::{
-    Config, DraftShape, Jacobi, JacobiConfig, JacobiInit, Schedule, Speculative, SpeculativeConfig,
-    Vvs, VvsConfig,
+    AutoDraftConfig, AutoSpeculative, Config, DraftShape, Jacobi, JacobiConfig, JacobiInit,
+    Schedule, Speculative, SpeculativeConfig, Vvs, VvsConfig,
 };
 use crate::accept::Criterion;
 use crate::accept::{GroupedParams, LanternParams};
 use crate::accept::{Metric, NeighbourTable};
 #[cfg(feature = "alloc")]
 use crate::backend::Backend;
+use crate::cost::CostProfile;
 use crate::error::{Error, Result};
 use crate::process::SamplerParams;
 use crate::trace::{Fnv64, StableEncode};
@@ -302,6 +306,33 @@ impl SpeculativeParams {
     }
 }
 
+/// Speculative decoding whose draft depth is chosen per step from a device cost profile
+/// ([`super::auto_draft`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct AutoParams {
+    /// The speculative decoding it drafts for; the shape is the deepest draft allowed.
+    pub speculative: SpeculativeParams,
+    /// The device's measured costs (target and drafter curves).
+    pub profile: CostProfile,
+}
+
+impl AutoParams {
+    /// The [`AutoDraftConfig`] of these parameters over `base`.
+    pub fn config(&self, base: Config) -> AutoDraftConfig {
+        AutoDraftConfig {
+            spec: self.speculative.config(base),
+            profile: self.profile,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        AutoSpeculative::<1, MAX_INPUTS>::new(self.config(probe()), Criterion::Exact)?;
+        self.speculative.criterion.validate()
+    }
+}
+
 /// VVS: speculative decoding that skips some verifications ([`super::vvs`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -364,6 +395,9 @@ impl JacobiParams {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
+// The auto variant carries its cost profile inline (two curves of 16 points, ≈ 400 bytes) so the
+// configuration stays `Copy` and allocation-free; configurations are built once per run.
+#[allow(clippy::large_enum_variant)]
 pub enum MethodConfig {
     /// One target pass per token ([`super::Vanilla`]).
     Vanilla,
@@ -373,16 +407,19 @@ pub enum MethodConfig {
     Vvs(VvsParams),
     /// Speculative Jacobi decoding ([`super::Jacobi`]).
     Jacobi(JacobiParams),
+    /// Speculative decoding with cost-aware drafting ([`super::AutoSpeculative`]).
+    AutoSpeculative(AutoParams),
 }
 
 impl MethodConfig {
-    /// Short name: `vanilla`, `speculative`, `vvs`, `jacobi`.
+    /// Short name: `vanilla`, `speculative`, `vvs`, `jacobi`, `auto_speculative`.
     pub fn name(&self) -> &'static str {
         match self {
             MethodConfig::Vanilla => "vanilla",
             MethodConfig::Speculative(_) => "speculative",
             MethodConfig::Vvs(_) => "vvs",
             MethodConfig::Jacobi(_) => "jacobi",
+            MethodConfig::AutoSpeculative(_) => "auto_speculative",
         }
     }
 
@@ -392,7 +429,10 @@ impl MethodConfig {
     pub fn restartable(&self) -> bool {
         matches!(
             self,
-            MethodConfig::Vanilla | MethodConfig::Speculative(_) | MethodConfig::Vvs(_)
+            MethodConfig::Vanilla
+                | MethodConfig::Speculative(_)
+                | MethodConfig::Vvs(_)
+                | MethodConfig::AutoSpeculative(_)
         )
     }
 
@@ -403,6 +443,7 @@ impl MethodConfig {
             MethodConfig::Speculative(s) => Some(s.criterion),
             MethodConfig::Vvs(v) => Some(v.speculative.criterion),
             MethodConfig::Jacobi(j) => Some(j.criterion),
+            MethodConfig::AutoSpeculative(a) => Some(a.speculative.criterion),
         }
     }
 
@@ -412,6 +453,7 @@ impl MethodConfig {
             MethodConfig::Speculative(s) => s.validate(),
             MethodConfig::Vvs(v) => v.validate(),
             MethodConfig::Jacobi(j) => j.validate(),
+            MethodConfig::AutoSpeculative(a) => a.validate(),
         }
     }
 
@@ -426,6 +468,7 @@ impl MethodConfig {
             },
             MethodConfig::Speculative(s) => speculative_needs(s, false),
             MethodConfig::Vvs(v) => speculative_needs(&v.speculative, true),
+            MethodConfig::AutoSpeculative(a) => speculative_needs(&a.speculative, false),
             MethodConfig::Jacobi(j) => Needs {
                 inputs: j.window + 1,
                 pending: j.window + 1,
@@ -759,6 +802,8 @@ pub enum SingleDecoder<'c> {
     Vvs(Box<Vvs<'c, MAX_TOKENS, MAX_INPUTS>>),
     /// See [`Jacobi`].
     Jacobi(Box<Jacobi<'c, MAX_TOKENS, MAX_INPUTS>>),
+    /// See [`AutoSpeculative`].
+    AutoSpeculative(Box<AutoSpeculative<'c, MAX_TOKENS, MAX_INPUTS>>),
 }
 
 #[cfg(feature = "alloc")]
@@ -802,6 +847,9 @@ impl<'c> SingleDecoder<'c> {
                 j.config(base),
                 j.criterion.build(res)?,
             )?)),
+            MethodConfig::AutoSpeculative(a) => SingleDecoder::AutoSpeculative(Box::new(
+                AutoSpeculative::new(a.config(base), a.speculative.criterion.build(res)?)?,
+            )),
         })
     }
 }
@@ -815,6 +863,7 @@ macro_rules! each_single {
             SingleDecoder::Speculative($d) => $e,
             SingleDecoder::Vvs($d) => $e,
             SingleDecoder::Jacobi($d) => $e,
+            SingleDecoder::AutoSpeculative($d) => $e,
         }
     };
 }
@@ -899,6 +948,7 @@ impl Restartable for SingleDecoder<'_> {
             SingleDecoder::Vanilla(d) => d.set_stop(stop),
             SingleDecoder::Speculative(d) => d.set_stop(stop),
             SingleDecoder::Vvs(d) => d.set_stop(stop),
+            SingleDecoder::AutoSpeculative(d) => d.set_stop(stop),
             _ => Err(not_restartable()),
         }
     }
@@ -908,6 +958,7 @@ impl Restartable for SingleDecoder<'_> {
             SingleDecoder::Vanilla(d) => d.restart(prefix, guidance),
             SingleDecoder::Speculative(d) => d.restart(prefix, guidance),
             SingleDecoder::Vvs(d) => d.restart(prefix, guidance),
+            SingleDecoder::AutoSpeculative(d) => d.restart(prefix, guidance),
             _ => Err(not_restartable()),
         }
     }
@@ -917,6 +968,7 @@ impl Restartable for SingleDecoder<'_> {
             SingleDecoder::Vanilla(d) => d.reguide(guidance),
             SingleDecoder::Speculative(d) => d.reguide(guidance),
             SingleDecoder::Vvs(d) => d.reguide(guidance),
+            SingleDecoder::AutoSpeculative(d) => d.reguide(guidance),
             _ => Err(not_restartable()),
         }
     }
@@ -926,6 +978,7 @@ impl Restartable for SingleDecoder<'_> {
             SingleDecoder::Vanilla(d) => d.restart_actions(),
             SingleDecoder::Speculative(d) => d.restart_actions(),
             SingleDecoder::Vvs(d) => d.restart_actions(),
+            SingleDecoder::AutoSpeculative(d) => d.restart_actions(),
             _ => 0,
         }
     }
@@ -1032,9 +1085,9 @@ impl StableEncode for SpeculativeParams {
     }
 }
 
-/// Tag byte (0 vanilla, 1 speculative, 2 VVS, 3 Jacobi), then: speculative parameters; VVS's
-/// speculative parameters, schedule, warm-up; Jacobi's window, initialisation byte (0 random,
-/// 1 copy-left), criterion.
+/// Tag byte (0 vanilla, 1 speculative, 2 VVS, 3 Jacobi, 4 auto speculative), then: speculative
+/// parameters; VVS's speculative parameters, schedule, warm-up; Jacobi's window, initialisation
+/// byte (0 random, 1 copy-left), criterion; auto's speculative parameters and cost profile.
 impl StableEncode for MethodConfig {
     fn encode(&self, h: &mut Fnv64) {
         match self {
@@ -1057,6 +1110,11 @@ impl StableEncode for MethodConfig {
                     JacobiInit::CopyLeft => 1,
                 });
                 j.criterion.encode(h);
+            }
+            MethodConfig::AutoSpeculative(a) => {
+                h.u8(4);
+                a.speculative.encode(h);
+                a.profile.encode(h);
             }
         }
     }

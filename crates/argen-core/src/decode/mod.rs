@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`Vanilla`] | [`vanilla`] | one target pass per token |
 //! | [`Speculative`] | [`speculative`] | Leviathan et al. 2023; EAGLE-2 (Li et al. 2024) trees |
+//! | [`AutoSpeculative`] = [`Speculative`] + [`AutoDraft`] | [`auto_draft`] | cost-aware draft depth per step (Sequoia, SpecDec++, DISCO) |
 //! | [`BestOfN`] | [`best_of_n`] | `n` candidates of any inner decoder, scorer's argmax |
 //! | [`GridAr`] | [`gridar`] | Park et al. 2025 (GridAR, arXiv:2511.21185) |
 //! | [`Vvs`] = [`Speculative`] + [`VvsPolicy`] | [`vvs`] | Dong et al., CVPR 2026 (verification skipping; lossy) |
@@ -23,6 +24,7 @@
 //! `c` the sequence id `seq + c` and the stream `stream + c`.
 
 pub mod any;
+pub mod auto_draft;
 pub mod batch;
 pub mod best_of_n;
 pub mod driver;
@@ -42,10 +44,11 @@ pub mod vvs;
 #[cfg(feature = "alloc")]
 pub use any::{AnyDecoder, SingleDecoder};
 pub use any::{
-    CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds, Requirements,
-    Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES, MAX_INPUTS,
-    MAX_TOKENS,
+    AutoParams, CriterionConfig, DecoderConfig, JacobiParams, MethodConfig, NeighbourNeeds,
+    Requirements, Resources, ScalingConfig, SpeculativeParams, Table, VvsParams, MAX_CANDIDATES,
+    MAX_INPUTS, MAX_TOKENS,
 };
+pub use auto_draft::{AutoDraft, AutoDraftConfig, AutoSpeculative};
 pub use batch::{IndexList, Lockstep, RowWindow};
 pub use best_of_n::{candidate_config, BestOfN};
 pub use driver::{drive, Answer, Answered, Host, NoObserver, Observer};
@@ -61,7 +64,8 @@ pub use protocol::{
 };
 pub use scoreboard::Scoreboard;
 pub use speculative::{
-    AlwaysVerify, DraftShape, DraftedStep, Skip, Speculative, SpeculativeConfig, VerifyPolicy,
+    AlwaysVerify, DraftShape, DraftedStep, PlanStep, Skip, Speculative, SpeculativeConfig,
+    VerifyPolicy,
 };
 pub use stats::Stats;
 pub use vanilla::Vanilla;

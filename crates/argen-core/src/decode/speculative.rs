@@ -73,6 +73,15 @@
 //! The policy sees the tree, the committed and unverified counts, the seed and the stream
 //! ([`DraftedStep`]) and owns any schedule state; [`super::Vvs`] is `Speculative` with the VVS
 //! policy ([`super::vvs::VvsPolicy`]: which steps skip, which path, how many tokens).
+//!
+//! A policy also chooses each step's drafting depth before the step starts
+//! ([`VerifyPolicy::plan_depth`], seeing [`PlanStep`]; default: the shape's depth) and observes
+//! every verification's verdict ([`VerifyPolicy::observe`]). A depth of 0 makes the step a plain
+//! target step: the drafter does not run, and the next drafting step's catch-up covers every
+//! committed token it has not seen (in runs of at most `T`, as after a restart). A smaller
+//! depth is a shallower chain, or a tree drafted to that depth with the same `total` and
+//! `top_k`. [`super::AutoSpeculative`] is `Speculative` with the cost-aware policy
+//! ([`super::auto_draft`]). [`Stats::draft_depth_hist`] counts the depths drafted.
 use super::{
     check_dist_rows, check_rows, unexpected, Action, Config, Decoder, DraftInput, DraftRun,
     FeatureRef, GuidanceMode, Input, Prefill, Restartable, Stats, TargetRun,
@@ -215,6 +224,39 @@ pub trait VerifyPolicy: Clone + Debug {
     /// The decoder restarted from a prefix ([`Restartable::restart`] / `reguide`): forget the
     /// state of the run before it.
     fn restart(&mut self) {}
+
+    /// Chooses the drafting depth of the step about to start, at most `step.max_depth` (a larger
+    /// answer is capped; 0 makes the step a plain target step). The default drafts as deep as
+    /// the shape allows.
+    fn plan_depth(&mut self, step: &PlanStep) -> u32 {
+        step.max_depth
+    }
+
+    /// A verification tested a tree of depth `drafted` and accepted `accepted` drafted tokens
+    /// (the length of the accepted path; the target's own token is not counted).
+    fn observe(&mut self, drafted: u32, accepted: u32) {
+        let _ = (drafted, accepted);
+    }
+}
+
+/// What [`VerifyPolicy::plan_depth`] sees before a drafting step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PlanStep {
+    /// Tokens committed so far.
+    pub committed: u32,
+    /// The deepest draft this step may have: the shape's depth, limited by the stop (≥ 1).
+    pub max_depth: u32,
+    /// Committed tokens the drafter has not seen: the inputs of this step's catch-up, in runs of
+    /// at most `max_inputs` (paid only if the step drafts).
+    pub catch_up: u32,
+    /// Inputs of the target run before the draft nodes (the last committed token plus any
+    /// tokens awaiting post-verification).
+    pub chain: u32,
+    /// Guidance variants: model rows per input.
+    pub variants: u32,
+    /// The decoder's target run capacity `T` (also the longest catch-up run).
+    pub max_inputs: u32,
 }
 
 /// Plain speculative decoding: every drafted step is verified.
@@ -300,6 +342,8 @@ pub struct Speculative<'c, const N: usize, const T: usize, P = AlwaysVerify> {
     policy: P,
     /// Decoding stops (poll returns Done) once this many tokens are committed.
     stop: u32,
+    /// The policy's depth limit for the current step ([`VerifyPolicy::plan_depth`]).
+    step_depth: u32,
 }
 
 impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, P> {
@@ -339,6 +383,7 @@ impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, 
             pending: 0,
             policy,
             stop: cfg.base.tokens,
+            step_depth: u32::MAX,
         })
     }
 
@@ -386,7 +431,21 @@ impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, 
             self.phase = Phase::Done;
             return;
         }
+        self.step_depth = u32::MAX;
+        let limit = self.max_depth();
+        if limit > 0 {
+            let plan = PlanStep {
+                committed: t,
+                max_depth: limit,
+                catch_up: t - self.drafter_committed,
+                chain: 1 + self.pending,
+                variants: self.cfg.base.guidance.variants() as u32,
+                max_inputs: T as u32,
+            };
+            self.step_depth = self.policy.plan_depth(&plan).min(limit);
+        }
         let depth = self.max_depth();
+        self.stats.record_depth(depth);
         // Input 0 is the last token with a target KV entry's successor: the last committed token,
         // preceded (VVS post-verification) by the `pending` skipped tokens as a chain.
         self.target_inputs.clear();
@@ -443,7 +502,7 @@ impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, 
     /// nothing past the stop (a verification commits at most depth + 1 tokens).
     fn max_depth(&self) -> u32 {
         let left = self.stop.saturating_sub(self.t()).saturating_sub(1);
-        self.cfg.shape.depth().min(left)
+        self.cfg.shape.depth().min(left).min(self.step_depth)
     }
 
     /// Commits `token` (and, first, the accepted path) after a target run.
@@ -847,6 +906,12 @@ impl<const N: usize, const T: usize, P: VerifyPolicy> Decoder for Speculative<'_
                 self.stats.target_forwards += 1;
                 self.stats.target_rows += rows as u32;
                 self.stats.record_accepted(verdict.accepted);
+                let drafted = self.target_inputs[prefix as usize..]
+                    .iter()
+                    .map(|i| i.index + 1 - t)
+                    .max()
+                    .unwrap_or(0);
+                self.policy.observe(drafted, verdict.accepted as u32);
                 self.commit(&path[..verdict.accepted], verdict.token);
                 self.next_step();
             }

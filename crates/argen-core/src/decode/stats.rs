@@ -32,6 +32,11 @@ pub struct Stats {
     /// `accepted_hist[a]`: verification steps that accepted `a` drafted tokens (the last bucket
     /// collects `a >= HIST_LEN − 1`).
     pub accepted_hist: [u32; HIST_LEN],
+    /// `draft_depth_hist[d]`: steps of a speculative decoder that drafted to depth `d` (0: a
+    /// plain target step; the last bucket collects `d >= HIST_LEN − 1`) — what a fixed shape
+    /// or the cost-aware policy ([`super::auto_draft`]) chose. Not part of trace footers (each
+    /// trace step records its run's inputs instead).
+    pub draft_depth_hist: [u32; HIST_LEN],
 }
 
 impl Stats {
@@ -65,6 +70,26 @@ impl Stats {
         self.verify_steps += 1;
     }
 
+    /// Records a drafting step of depth `depth` (0: a plain target step).
+    pub fn record_depth(&mut self, depth: u32) {
+        self.draft_depth_hist[(depth as usize).min(HIST_LEN - 1)] += 1;
+    }
+
+    /// Mean draft depth per step of a speculative decoder (plain target steps count 0).
+    pub fn mean_draft_depth(&self) -> f64 {
+        let steps: u32 = self.draft_depth_hist.iter().sum();
+        if steps == 0 {
+            return 0.0;
+        }
+        let total: u64 = self
+            .draft_depth_hist
+            .iter()
+            .enumerate()
+            .map(|(d, &n)| d as u64 * n as u64)
+            .sum();
+        total as f64 / steps as f64
+    }
+
     /// Adds another run's counters (used by test-time-scaling decoders).
     pub fn add(&mut self, other: &Stats) {
         self.tokens += other.tokens;
@@ -82,6 +107,13 @@ impl Stats {
             .accepted_hist
             .iter_mut()
             .zip(other.accepted_hist.iter())
+        {
+            *a += b;
+        }
+        for (a, b) in self
+            .draft_depth_hist
+            .iter_mut()
+            .zip(other.draft_depth_hist.iter())
         {
             *a += b;
         }

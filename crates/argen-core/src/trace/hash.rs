@@ -261,6 +261,14 @@ impl StableEncode for SpeculativeConfig {
     }
 }
 
+/// Speculative settings, then the cost profile ([`crate::cost::CostProfile`]'s encoding).
+impl StableEncode for crate::decode::AutoDraftConfig {
+    fn encode(&self, h: &mut Fnv64) {
+        self.spec.encode(h);
+        self.profile.encode(h);
+    }
+}
+
 /// The criterion's own encoding, a tag byte then its parameters ([`Rule`](crate::accept::Rule)'s
 /// [`StableEncode`] supertrait): tag 0 exact, 1 coupled ([`crate::accept::exact`],
 /// [`crate::accept::coupled`]: no parameters), 2 LANTERN ([`crate::accept::lantern`]), 3 grouped

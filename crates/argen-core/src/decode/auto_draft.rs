@@ -1,0 +1,388 @@
+//! Cost-aware drafting (`--draft auto`): per step, the draft depth that maximises expected
+//! committed tokens per second on this device, from a measured [`CostProfile`] and the run's own
+//! acceptance statistics.
+//!
+//! Speculative decoding pays for drafts whether or not they are accepted: on a small model, or
+//! with a drafter that is not cheap relative to the target, a fixed shape loses to plain decoding.
+//! Sequoia (Chen et al. 2024, arXiv 2402.12374) sizes the draft tree from a device profile of
+//! verification cost against tree size and the drafter's measured acceptance vector; dynamic
+//! speculation lets the length vary from step to step — SpecDec++ (Huang et al. 2024,
+//! arXiv 2405.19715) stops drafting when the predicted acceptance makes another token not worth
+//! its cost, DISCO (Mamou et al. 2024, arXiv 2405.04304) decides per step whether to continue;
+//! EAGLE-2 (Li et al. 2024, arXiv 2406.16858) shapes trees by the drafter's confidence. This
+//! policy takes from them the objective (tokens per unit of time, with a measured cost curve) and
+//! the per-step decision, in the simplest form that is deterministic and replayable.
+//!
+//! [`AutoDraft`] is a [`VerifyPolicy`]: [`AutoSpeculative`] `= Speculative<'c, N, T, AutoDraft>`.
+//! Every drafted step is verified (nothing is committed unverified), so the criterion's
+//! guarantees are those of [`Speculative`]: with [`crate::accept::Criterion::Coupled`] the tokens
+//! are vanilla's whatever depths are chosen; with [`crate::accept::Criterion::Exact`] every
+//! verification samples exactly from the target (the depth is chosen before drafting, from
+//! committed tokens and past verdicts only, so it is a stopping rule that does not look at the
+//! current draft).
+//!
+//! # The decision ([`AutoDraft::choose`])
+//!
+//! Before each step the decoder asks for a depth `D ∈ {0, …, D_max}` (`D_max`: the configured
+//! shape's depth, limited by the stop). With `v` guidance variants (model rows per input),
+//! `c_T(r)`, `c_D(r)` the target's and the drafter's curves of the profile
+//! ([`crate::cost::CostCurve::nanos`], integer nanoseconds per call of `r` rows):
+//!
+//! * **Cost.** `C(0) = c_T(h·v)` (a plain target step over the `h` chain inputs: the last
+//!   committed token) and, for `D ≥ 1`,
+//!   `C(D) = Σ_runs c_D(k_i·v) + (D − 1)·c_D(f·v) + c_T((h + n_D)·v)`: the drafter's catch-up
+//!   over the `k` committed tokens it has not seen, in runs `k_i` of at most `T`; `D − 1`
+//!   expansion runs of `f` inputs (chain 1, tree `top_k`); one verification of `h + n_D` inputs
+//!   (chain `n_D = D`; tree `n_D = min(total, top_k + (D − 1)·top_k²)`, the nodes the pool can
+//!   offer). Plain steps leave the drafter behind; the catch-up term charges that debt to the
+//!   next drafting step (the decoder runs it in runs of `T`, [`Speculative`]'s restart
+//!   machinery), so the decision sees the real price of resuming after a pause.
+//! * **Expected tokens.** `E(D) = 1 + Σ_{d=1}^{D} Π_{i=1}^{d} â_i`, with `â_d` the estimated
+//!   probability that draft depth `d` is accepted given that depth `d − 1` was (the target
+//!   always adds one token). For trees `â_d` is the same conditional rate measured on trees of
+//!   the configured shape.
+//! * **Choice.** `D⁺ = argmax_{D ≥ 1} E(D) / C(D)` (ties: the shallower depth); the step drafts
+//!   to `D⁺` if that beats a plain step by the safety margin `μ = 1/8`,
+//!   `E(D⁺)·C(0) > (1 + μ)·E(0)·C(D⁺)`, and is a plain target step (`D* = 0`) otherwise. Ratios
+//!   are compared by cross-multiplication in IEEE-754 `f64`. The margin is the policy's allowance
+//!   for the cost model's own error (a profile is measured per call, in isolation; a drafting
+//!   step in a real run has been measured up to ~25 % dearer relative to a plain step than its
+//!   profile says, on the bundled model on a loaded 2-core machine): speculation that the
+//!   profile says wins by less than the margin is not worth the risk of losing to vanilla.
+//!
+//! Maximising the ratio per step is the renewal-reward optimum when steps are alike (long-run
+//! tokens per second is `E[tokens per step] / E[time per step]`); it is myopic about the
+//! drafter's debt, which only makes resuming after a long pause slightly less attractive.
+//!
+//! # Acceptance statistics ([`AutoDraft::rate`])
+//!
+//! Per depth `d` two decayed counters: a verification of a tree of depth `D'` that accepted `a`
+//! drafts is a trial at every depth `d ≤ min(a + 1, D')` and a success at every `d ≤ a`;
+//! `n_d ← ρ·n_d + 1`, `s_d ← ρ·s_d + [d ≤ a]` with `ρ = 15/16` (about the last 16 trials count),
+//! and `â_d = s_d / n_d`. Both start at the prior `s_d = w·p₀`, `n_d = w` with `p₀ = 3/4`,
+//! `w = 2`. The prior is deliberately **optimistic** (the bundled ShapesWorld drafter is accepted
+//! about half the time at depth 1; drafters that pay are accepted more often): a depth is only
+//! ever measured by drafting it, so a pessimistic prior would never find out that drafting pays
+//! on a model where it does, while an optimistic one pays for its optimism at most a step or two
+//! per image — one rejection moves `â_1` from 0.75 to 0.49, two to 0.36 — and only where the
+//! prior puts drafting above break-even. A depth that is never tried keeps its prior. The
+//! statistics start afresh with each decoder (each image), so every image is decided from the
+//! configuration and its own verdicts alone, and they survive
+//! [`Restartable`](super::Restartable) restarts: they describe the drafter against the target,
+//! not the prefix.
+//!
+//! # Determinism
+//!
+//! Costs are integers from the profile; the statistics use IEEE-754 addition, multiplication and
+//! division only (correctly rounded everywhere, no transcendental functions), updated in a fixed
+//! order from the verdicts; so the depths, and with them every action, are a function of the
+//! configuration (profile included: [`AutoDraftConfig`] is part of the hashed and serialised
+//! decoder configuration) and the seed. `argen replay` reproduces an auto run.
+use super::speculative::{
+    DraftShape, DraftedStep, PlanStep, Skip, Speculative, SpeculativeConfig, VerifyPolicy,
+};
+use crate::cost::{CostCurve, CostProfile};
+use crate::error::{Error, Result};
+
+/// Deepest draft the policy tracks (and so the deepest shape it accepts).
+pub const MAX_AUTO_DEPTH: usize = 64;
+/// Decay of the acceptance counters per trial (`ρ`, exact in binary).
+pub const DECAY: f64 = 0.9375;
+/// Prior acceptance rate per depth (`p₀`).
+pub const PRIOR_RATE: f64 = 0.75;
+/// Safety margin `μ`: a draft must beat a plain step's predicted rate by this fraction.
+pub const MARGIN: f64 = 0.125;
+/// Weight of the prior in trials (`w`).
+pub const PRIOR_WEIGHT: f64 = 2.0;
+
+/// Settings of [`AutoSpeculative`]: the speculative settings (whose shape is the deepest draft
+/// allowed) and the device's cost profile, which must have a drafter curve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AutoDraftConfig {
+    /// Speculative settings; `shape` bounds the drafts (chain `γ`: lengths `0 … γ`; tree:
+    /// depths `0 … depth` with the same `total` and `top_k`).
+    pub spec: SpeculativeConfig,
+    /// Measured costs of target and drafter calls on this device.
+    pub profile: CostProfile,
+}
+
+/// Speculative decoding whose draft depth is chosen per step by [`AutoDraft`].
+pub type AutoSpeculative<'c, const N: usize, const T: usize> = Speculative<'c, N, T, AutoDraft>;
+
+/// The cost-aware drafting policy (module docs): the profile, the shape's bounds and the
+/// running per-depth acceptance statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoDraft {
+    target: CostCurve,
+    drafter: CostCurve,
+    shape: DraftShape,
+    /// Decayed successes per depth (index `d − 1`).
+    hits: [f64; MAX_AUTO_DEPTH],
+    /// Decayed trials per depth.
+    trials: [f64; MAX_AUTO_DEPTH],
+}
+
+impl AutoDraft {
+    /// The policy for `shape` under `profile`, with the prior statistics.
+    pub fn new(shape: DraftShape, profile: &CostProfile) -> Result<Self> {
+        let drafter = profile.drafter.ok_or(Error::InvalidParameter {
+            name: "profile",
+            reason: "cost-aware drafting needs the drafter's cost curve",
+        })?;
+        if shape.depth() as usize > MAX_AUTO_DEPTH {
+            return Err(Error::InvalidParameter {
+                name: "shape",
+                reason: "cost-aware drafting tracks depths up to 64",
+            });
+        }
+        Ok(AutoDraft {
+            target: profile.target,
+            drafter,
+            shape,
+            hits: [PRIOR_WEIGHT * PRIOR_RATE; MAX_AUTO_DEPTH],
+            trials: [PRIOR_WEIGHT; MAX_AUTO_DEPTH],
+        })
+    }
+
+    /// The estimated acceptance rate `â_d` of depth `d ≥ 1` given depth `d − 1` was accepted
+    /// (0 beyond [`MAX_AUTO_DEPTH`]).
+    pub fn rate(&self, d: u32) -> f64 {
+        match d.checked_sub(1).map(|i| i as usize) {
+            Some(i) if i < MAX_AUTO_DEPTH => self.hits[i] / self.trials[i],
+            _ => 0.0,
+        }
+    }
+
+    /// Expected tokens `E(D)` committed by a step of depth `depth` (1 for a plain step).
+    pub fn expected_tokens(&self, depth: u32) -> f64 {
+        let mut e = 1.0;
+        let mut reach = 1.0;
+        for d in 1..=depth {
+            reach *= self.rate(d);
+            e += reach;
+        }
+        e
+    }
+
+    /// Draft nodes a step of depth `depth ≥ 1` verifies.
+    fn nodes(&self, depth: u32) -> u64 {
+        match self.shape {
+            DraftShape::Chain { .. } => depth as u64,
+            DraftShape::Tree { total, top_k, .. } => {
+                let k = top_k as u64;
+                (k + (depth as u64 - 1) * k * k).min(total as u64)
+            }
+        }
+    }
+
+    /// Modelled cost `C(D)` in nanoseconds of a step of depth `depth` in situation `step`
+    /// (module docs), saturating.
+    pub fn step_cost(&self, step: &PlanStep, depth: u32) -> u64 {
+        let v = step.variants.max(1) as u64;
+        let rows = |inputs: u64| u32::try_from(inputs.saturating_mul(v)).unwrap_or(u32::MAX);
+        let chain = step.chain as u64;
+        if depth == 0 {
+            return self.target.nanos(rows(chain));
+        }
+        let mut cost = 0u64;
+        let run = step.max_inputs.max(1);
+        let mut left = step.catch_up;
+        while left > 0 {
+            let k = left.min(run);
+            cost = cost.saturating_add(self.drafter.nanos(rows(k as u64)));
+            left -= k;
+        }
+        let frontier = match self.shape {
+            DraftShape::Chain { .. } => 1,
+            DraftShape::Tree { top_k, .. } => top_k as u64,
+        };
+        let expand = self.drafter.nanos(rows(frontier));
+        cost = cost.saturating_add(expand.saturating_mul(depth as u64 - 1));
+        cost.saturating_add(self.target.nanos(rows(chain + self.nodes(depth))))
+    }
+
+    /// The depth `D*` in `0 ..= step.max_depth` (module docs, "The decision"): the best
+    /// drafting depth by `E(D) / C(D)` if it beats a plain step by the margin [`MARGIN`], else 0.
+    pub fn choose(&self, step: &PlanStep) -> u32 {
+        let max = step.max_depth.min(MAX_AUTO_DEPTH as u32);
+        if max == 0 {
+            return 0;
+        }
+        let mut best = 1u32;
+        let mut best_e = self.expected_tokens(1);
+        let mut best_c = self.step_cost(step, 1) as f64;
+        for d in 2..=max {
+            let e = self.expected_tokens(d);
+            let c = self.step_cost(step, d) as f64;
+            if e * best_c > best_e * c {
+                best = d;
+                best_e = e;
+                best_c = c;
+            }
+        }
+        let plain_c = self.step_cost(step, 0) as f64;
+        if best_e * plain_c > (1.0 + MARGIN) * self.expected_tokens(0) * best_c {
+            best
+        } else {
+            0
+        }
+    }
+
+    /// Records a verification of a tree of depth `drafted` that accepted `accepted` drafts.
+    pub fn record(&mut self, drafted: u32, accepted: u32) {
+        let last = accepted.saturating_add(1).min(drafted) as usize;
+        for i in 0..last.min(MAX_AUTO_DEPTH) {
+            let hit = if (i as u32) < accepted { 1.0 } else { 0.0 };
+            self.trials[i] = self.trials[i] * DECAY + 1.0;
+            self.hits[i] = self.hits[i] * DECAY + hit;
+        }
+    }
+}
+
+impl VerifyPolicy for AutoDraft {
+    type Config = AutoDraftConfig;
+
+    fn build(cfg: AutoDraftConfig, _max_inputs: usize) -> Result<(SpeculativeConfig, Self)> {
+        Ok((cfg.spec, AutoDraft::new(cfg.spec.shape, &cfg.profile)?))
+    }
+
+    fn decide(&mut self, _: &DraftedStep<'_>) -> Option<Skip> {
+        None
+    }
+
+    fn plan_depth(&mut self, step: &PlanStep) -> u32 {
+        self.choose(step)
+    }
+
+    fn observe(&mut self, drafted: u32, accepted: u32) {
+        self.record(drafted, accepted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(target: &[(u32, u64)], drafter: &[(u32, u64)]) -> CostProfile {
+        CostProfile {
+            target: CostCurve::new(target).unwrap(),
+            drafter: Some(CostCurve::new(drafter).unwrap()),
+        }
+    }
+
+    fn step(catch_up: u32, max_depth: u32) -> PlanStep {
+        PlanStep {
+            committed: 10,
+            max_depth,
+            catch_up,
+            chain: 1,
+            variants: 2,
+            max_inputs: 64,
+        }
+    }
+
+    const CHAIN: DraftShape = DraftShape::Chain { gamma: 8 };
+
+    #[test]
+    fn needs_a_drafter_curve() {
+        let p = CostProfile {
+            target: CostCurve::new(&[(1, 10)]).unwrap(),
+            drafter: None,
+        };
+        assert!(AutoDraft::new(CHAIN, &p).is_err());
+    }
+
+    #[test]
+    fn costs_follow_the_module_formula() {
+        // Target: 1000 ns up to 2 rows, +100 per row; drafter 300 ns flat-ish.
+        let p = profile(&[(2, 1000), (18, 2600)], &[(2, 300), (130, 1580)]);
+        let a = AutoDraft::new(CHAIN, &p).unwrap();
+        let s = step(2, 8);
+        assert_eq!(a.step_cost(&s, 0), 1000);
+        // catch-up 4 rows (320) + 2 expansions of 2 rows (300 each) + target 8 rows (1600).
+        assert_eq!(a.step_cost(&s, 3), 320 + 600 + 1600);
+        // A long catch-up runs in runs of T = 64 inputs: 64 and 6 inputs.
+        let long = step(70, 8);
+        assert_eq!(a.step_cost(&long, 1), 1560 + 400 + 1200);
+        let tree = AutoDraft::new(
+            DraftShape::Tree {
+                total: 20,
+                depth: 3,
+                top_k: 4,
+            },
+            &p,
+        )
+        .unwrap();
+        // Depth 2: min(20, 4 + 16) = 20 nodes; one expansion of 4 inputs (8 rows).
+        // Target over (1 + 20)·2 = 42 rows: 2600 + 24·100, extrapolated.
+        assert_eq!(tree.step_cost(&s, 2), 320 + 360 + 5000);
+    }
+
+    #[test]
+    fn expensive_drafts_are_not_drawn_and_cheap_ones_are_drawn_deep() {
+        // Drafter as expensive as the target: never worth it at the prior.
+        let slow = AutoDraft::new(CHAIN, &profile(&[(2, 1000)], &[(2, 1000), (64, 1000)])).unwrap();
+        assert_eq!(slow.choose(&step(1, 8)), 0);
+        // Flat target, nearly free drafter: with high acceptance, draft to the maximum.
+        let mut fast =
+            AutoDraft::new(CHAIN, &profile(&[(2, 1000), (64, 1000)], &[(1, 1)])).unwrap();
+        for _ in 0..40 {
+            fast.record(8, 8);
+        }
+        assert_eq!(fast.choose(&step(9, 8)), 8);
+        assert_eq!(fast.choose(&step(9, 3)), 3);
+    }
+
+    #[test]
+    fn a_draft_must_win_by_the_margin() {
+        // Flat target (1000 ns), drafter x ns: at the prior a depth-1 step is worth
+        // 1.75·1000 / (x + 1000) plain steps, more than 1 + 1/8 only for x < 555.
+        let at = |x: u64| {
+            let a = AutoDraft::new(
+                CHAIN,
+                &profile(&[(2, 1000), (64, 1000)], &[(1, x), (64, x)]),
+            )
+            .unwrap();
+            a.choose(&step(1, 1))
+        };
+        assert_eq!(at(500), 1);
+        assert_eq!(at(555), 1);
+        assert_eq!(at(556), 0);
+        assert_eq!(at(600), 0, "1.09× better by the profile is not enough");
+    }
+
+    #[test]
+    fn statistics_move_from_the_prior_toward_the_verdicts() {
+        let mut a = AutoDraft::new(CHAIN, &profile(&[(1, 1)], &[(1, 1)])).unwrap();
+        assert_eq!(a.rate(1), 0.75);
+        assert_eq!(a.expected_tokens(0), 1.0);
+        assert_eq!(a.expected_tokens(2), 1.0 + 0.75 + 0.5625);
+        // Depth 3 drafted, 1 accepted: trials at depths 1 and 2, success at depth 1.
+        a.record(3, 1);
+        assert_eq!(a.rate(1), (1.5 * DECAY + 1.0) / (2.0 * DECAY + 1.0));
+        assert_eq!(a.rate(2), (1.5 * DECAY) / (2.0 * DECAY + 1.0));
+        assert_eq!(a.rate(3), 0.75);
+        for _ in 0..200 {
+            a.record(1, 0);
+        }
+        assert!(a.rate(1) < 0.01);
+        assert_eq!(a.rate(0), 0.0);
+        assert_eq!(a.rate(65), 0.0);
+    }
+
+    #[test]
+    fn acceptance_decides_between_shallow_and_deep() {
+        // Target 1000 ns + 50 per row beyond 2; drafter 100 ns per call.
+        let p = profile(&[(2, 1000), (130, 7400)], &[(2, 100), (130, 100)]);
+        let mut a = AutoDraft::new(CHAIN, &p).unwrap();
+        for _ in 0..64 {
+            a.record(8, 0);
+        }
+        assert_eq!(a.choose(&step(1, 8)), 0, "drafts are never accepted");
+        let mut b = AutoDraft::new(CHAIN, &p).unwrap();
+        for _ in 0..64 {
+            b.record(8, 8);
+        }
+        assert_eq!(b.choose(&step(9, 8)), 8, "drafts are always accepted");
+    }
+}
