@@ -141,6 +141,11 @@ pub struct BenchArgs {
     /// end. Tokens do not depend on the order.
     #[arg(long)]
     pub interleave: bool,
+    /// Clock the images are timed with: wall (elapsed time) or cpu (CPU time of the runtime's
+    /// threads, for a shared or loaded machine; CPU device only). The model directory's cost
+    /// profile is used only if it was measured with the same clock.
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: ClockArg,
     /// Candidate methods of the `bon` and `gridar` rows, comma-separated (vanilla, sd, lantern,
     /// gsd, vvs, sjd): one set of rows per method, named `… inner=METHOD` [default: vanilla].
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -176,6 +181,11 @@ pub struct CalibrateArgs {
     /// from other processes included, for shared machines).
     #[arg(long, value_enum, default_value = "median")]
     pub statistic: StatisticArg,
+    /// Clock the calls and images are timed with: wall (elapsed time) or cpu (CPU time of the
+    /// runtime's threads, for a shared or loaded machine; CPU device only). A profile records
+    /// its clock.
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: ClockArg,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -188,6 +198,25 @@ pub enum StatisticArg {
     Median,
     /// The mean of the rounds.
     Mean,
+}
+
+/// `argen calibrate --clock` and `argen bench --clock`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockArg {
+    /// Wall-clock time.
+    Wall,
+    /// CPU time of the runtime's threads (`argen_engine::clock`).
+    Cpu,
+}
+
+impl ClockArg {
+    /// The engine's clock.
+    pub fn clock(self) -> argen_engine::clock::Clock {
+        match self {
+            ClockArg::Wall => argen_engine::clock::Clock::Wall,
+            ClockArg::Cpu => argen_engine::clock::Clock::Cpu,
+        }
+    }
 }
 
 /// `argen score`.

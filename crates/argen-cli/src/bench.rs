@@ -11,8 +11,10 @@
 //! * target and drafter forwards and logits **rows** per image (a CFG pass computes two rows per
 //!   input, GridAR's three-way guidance three): rows are the cost measure of test-time scaling;
 //! * verifier calls per image (GridAR's partial-canvas checks);
-//! * wall-clock seconds per image (decoding and judge calls; the final VQ decode is excluded) and
-//!   the speed-up over vanilla (ratio of wall-clock per image);
+//! * seconds per image (decoding and judge calls; the final VQ decode is excluded) and the
+//!   speed-up over vanilla (ratio of seconds per image), by the clock `--clock` names: wall
+//!   clock (the default) or the CPU time of the runtime's threads ([`argen_engine::clock`], for
+//!   a shared or loaded machine); the JSON keeps the wall clock in `wall_per_image` either way;
 //! * ShapesWorld models only: alignment per category, in % of the images whose prompt exercises
 //!   the category ([`argen_shapes::Prompt::tags`]), and overall (every constraint met); the
 //!   **valid-scene rate**, the share of images the scene parser reads as 1–3 objects;
@@ -50,6 +52,7 @@ use crate::generate::{
     requirements, run_request, RunCheck,
 };
 use crate::output::write_json;
+use argen_engine::clock::{Clock, DecodeSpan};
 use argen_engine::cost_file::CostFile;
 use argen_engine::model_dir::resolve;
 use argen_engine::predict::{predict_nanos, CallTimes, RowHistogram};
@@ -134,6 +137,8 @@ struct Acc {
     calls: (u32, u32),
     runs: u32,
     wall: f64,
+    /// Seconds by the run's clock (`--clock`; equal to `wall` for the wall clock).
+    clocked: f64,
     /// `tokens[prompt][seed]`.
     tokens: Vec<Vec<Vec<u32>>>,
     scored: u32,
@@ -189,13 +194,14 @@ fn row_json(
     acc: &Acc,
     image_tokens: u32,
     cut_rows: [u32; crate::bench_audit::CUTS],
-    vanilla_wall: Option<f64>,
+    vanilla_time: Option<f64>,
     profile: &CostFile,
     vanilla_predicted: Option<f64>,
 ) -> Value {
     let s = &acc.stats;
     let images = acc.runs;
     let wall = acc.wall / images.max(1) as f64;
+    let time = acc.clocked / images.max(1) as f64;
     let alignment = (acc.scored > 0).then(|| {
         let mut m = serde_json::Map::new();
         m.insert("overall".into(), json!(pct(acc.aligned, acc.scored)));
@@ -225,14 +231,16 @@ fn row_json(
         },
         "wall_seconds": acc.wall,
         "wall_per_image": wall,
-        "speedup": vanilla_wall.filter(|_| wall > 0.0).map(|v| v / wall),
+        "clock_seconds": acc.clocked,
+        "clock_per_image": time,
+        "speedup": vanilla_time.filter(|_| time > 0.0).map(|v| v / time),
         "alignment": alignment,
         "valid_scene_rate": pct(acc.valid, acc.scored),
         "diversity": diversity(&acc.tokens),
         "verifier_audit": acc.audit.to_json(cut_rows),
         "row_histogram": acc.hist.to_json(),
         "measured_actions": acc.times.to_json(),
-        "predicted": prediction(profile, &acc.hist, images, wall, vanilla_wall, vanilla_predicted),
+        "predicted": prediction(profile, &acc.hist, images, time, vanilla_time, vanilla_predicted),
         "runs": acc.runs_json,
     });
     argen_engine::engine::add_counters(&mut row, s);
@@ -242,14 +250,15 @@ fn row_json(
 /// The cost model's prediction for a row whose runs made the model calls `hist` over `images`
 /// images (`argen_engine::predict`): predicted ms per image, the predicted speed-up over
 /// vanilla (ratio of predicted times) and the error of the measured speed-up against it
-/// (`measured / predicted − 1`). Rows with judge calls get no prediction (the profile has no
+/// (`measured / predicted − 1`); `time` and `vanilla_time` are seconds per image by the run's
+/// clock, the profile's clock. Rows with judge calls get no prediction (the profile has no
 /// cost for a judge call), and neither does a row the profile cannot cost.
 pub(crate) fn prediction(
     profile: &CostFile,
     hist: &RowHistogram,
     images: u32,
-    wall: f64,
-    vanilla_wall: Option<f64>,
+    time: f64,
+    vanilla_time: Option<f64>,
     vanilla_predicted: Option<f64>,
 ) -> Value {
     if hist.judge > 0 {
@@ -266,7 +275,7 @@ pub(crate) fn prediction(
     // The vanilla row itself: its own prediction is the reference.
     let reference = vanilla_predicted.unwrap_or(ms);
     let speedup = (ms > 0.0).then(|| reference / ms);
-    let measured = vanilla_wall.filter(|_| wall > 0.0).map(|v| v / wall);
+    let measured = vanilla_time.filter(|_| time > 0.0).map(|v| v / time);
     let error = match (measured, speedup) {
         (Some(m), Some(p)) if p > 0.0 => Some(m / p - 1.0),
         _ => None,
@@ -275,22 +284,13 @@ pub(crate) fn prediction(
         "ms_per_image": ms,
         "speedup": speedup,
         "error": error,
-        "measured_over_predicted_ms": (ms > 0.0).then(|| wall * 1e3 / ms),
+        "measured_over_predicted_ms": (ms > 0.0).then(|| time * 1e3 / ms),
     })
 }
 
 fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
     json!({
-        "cpu": cpu,
+        "cpu": argen_engine::calibrate::cpu_name(),
         "logical_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
@@ -322,6 +322,11 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err("--temperature must be a finite number ≥ 0".into());
     }
+    let clock_device = match a.device {
+        DeviceArg::Cpu => "cpu",
+        DeviceArg::Cuda => "cuda",
+    };
+    a.clock.clock().check(clock_device)?;
     let mut base = base_args(a.cfg, a.temperature, a.threads)?;
     // The rows are checked here, before any model loads, with the directory's profile (if any)
     // standing in for the one `run_on` settles on (the `sd auto` rows need one to exist).
@@ -406,8 +411,9 @@ fn run_on<C: Runtime>(
         DeviceArg::Cpu => "cpu",
         DeviceArg::Cuda => "cuda",
     };
+    let clock = a.clock.clock();
     let (profile, source) =
-        crate::calibrate::profile_for(&mut engine, kind, &device, threads, |l| {
+        crate::calibrate::profile_for(&mut engine, kind, &device, threads, clock, |l| {
             crate::errln!("argen bench: {l}")
         })?;
     let profile_source = match &source {
@@ -462,7 +468,7 @@ fn run_on<C: Runtime>(
     let mut out_rows: Vec<Value> = Vec::new();
     // The model fingerprints of recorded runs (without, with the drafter), computed once.
     let mut fingerprints: [Option<Result<String, String>>; 2] = [None, None];
-    let mut vanilla_wall = None;
+    let mut vanilla_time = None;
     let mut vanilla_predicted = None;
     let mut accs: Vec<Acc> = rows
         .iter()
@@ -497,7 +503,13 @@ fn run_on<C: Runtime>(
             Some(_) => RunCheck::Record(None),
             None => RunCheck::Off,
         };
-        let mut watch = (RowHistogram::new(cfg.cls_token_num), CallTimes::default());
+        let mut watch = (
+            (
+                RowHistogram::new(cfg.cls_token_num),
+                CallTimes::new(clock, threads),
+            ),
+            DecodeSpan::new(clock, threads),
+        );
         let o = run_request(
             &mut engine,
             &quiet_request(p.input(), dc),
@@ -506,9 +518,13 @@ fn run_on<C: Runtime>(
             &mut watch,
         )
         .map_err(|e| format!("{} on {:?}, seed {seed}: {e}", spec.name, p.text))?;
-        acc.hist.add(&watch.0);
-        watch.1.finish();
-        acc.times.add(&watch.1);
+        acc.hist.add(&watch.0 .0);
+        watch.0 .1.finish();
+        acc.times.add(&watch.0 .1);
+        let clocked = match clock {
+            Clock::Wall => o.wall,
+            Clock::Cpu => watch.1.seconds(),
+        };
         let mut judge = p.prompt.clone().map(|pr| engine.judge(pr));
         if let (Some(d), RunCheck::Record(Some(trace))) = (&a.traces, &check) {
             let name = format!("{}-p{pi}-s{seed}.argrun", slug(&spec.name));
@@ -538,6 +554,7 @@ fn run_on<C: Runtime>(
         acc.calls.1 += o.calls.1;
         acc.runs += 1;
         acc.wall += o.wall;
+        acc.clocked += clocked;
         let mut aligned = None;
         if let (Some(j), Some(pr)) = (judge.as_mut(), &p.prompt) {
             let sc = j.score_tokens(&o.tokens)?;
@@ -562,6 +579,7 @@ fn run_on<C: Runtime>(
             "prompt": pi,
             "seed": seed,
             "wall_seconds": o.wall,
+            "clock_seconds": clocked,
             "aligned": aligned,
             "tokens": o.tokens,
         }));
@@ -580,13 +598,13 @@ fn run_on<C: Runtime>(
                 acc,
                 cfg.block_size as u32,
                 cut_rows,
-                vanilla_wall,
+                vanilla_time,
                 &profile,
                 vanilla_predicted,
             );
             row["config"] = config_json(row_config)?;
             if spec.family == "vanilla" {
-                vanilla_wall = row["wall_per_image"].as_f64();
+                vanilla_time = row["clock_per_image"].as_f64();
                 vanilla_predicted = row["predicted"]["ms_per_image"].as_f64();
             }
             crate::errln!(
@@ -595,7 +613,7 @@ fn run_on<C: Runtime>(
                 rows.len(),
                 spec.name,
                 acc.stats.tokens_per_target_forward(),
-                1e3 * row["wall_per_image"].as_f64().unwrap_or(0.0),
+                1e3 * row["clock_per_image"].as_f64().unwrap_or(0.0),
                 started.elapsed().as_secs_f64()
             );
             out_rows.push(row);
@@ -636,6 +654,7 @@ fn run_on<C: Runtime>(
         "machine": machine(),
         "device": device,
         "threads": threads,
+        "clock": clock.name(),
         "model": model,
         "quick": a.quick,
         "prompts": prompts.iter().map(|p| json!({"text": p.text, "class": p.class})).collect::<Vec<_>>(),
@@ -662,6 +681,15 @@ fn num(v: &Value, digits: usize) -> String {
     }
 }
 
+/// A row's milliseconds per image by the run's clock (`wall_per_image` in reports written before
+/// `--clock` existed).
+fn clock_ms(row: &Value) -> Option<f64> {
+    row["clock_per_image"]
+        .as_f64()
+        .or_else(|| row["wall_per_image"].as_f64())
+        .map(|t| t * 1e3)
+}
+
 /// The cost model's table: per row the measured and the predicted speed-up and ms per image,
 /// and the prediction error (`measured / predicted − 1` of the speed-up).
 pub(crate) fn cost_model_markdown(r: &Value) -> String {
@@ -673,11 +701,13 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
         _ => "profile ?".into(),
     };
     let mut s = format!(
-        "\nCost model ({from}: {} kernels, {} threads, context {}): predicted = Σ over the row's \
-         model calls of the profile's cost for their rows; error = measured speed-up ÷ predicted − 1.\n\n",
+        "\nCost model ({from}: {} kernels, {} threads, context {}, {} clock): predicted = Σ over \
+         the row's model calls of the profile's cost for their rows; error = measured speed-up ÷ \
+         predicted − 1.\n\n",
         p["kernels"].as_str().unwrap_or("?"),
         p["threads"],
         p["context"],
+        p["clock"].as_str().unwrap_or("wall"),
     );
     s += "| method | speed-up | predicted speed-up | error % | ms/img | predicted ms/img |\n";
     s += "|---|---:|---:|---:|---:|---:|\n";
@@ -689,7 +719,7 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
             num(&row["speedup"], 2),
             num(&pr["speedup"], 2),
             num(&json!(pr["error"].as_f64().map(|e| e * 100.0)), 1),
-            num(&json!(row["wall_per_image"].as_f64().map(|w| w * 1e3)), 2),
+            num(&json!(clock_ms(row)), 2),
             num(&pr["ms_per_image"], 2),
         );
     }
@@ -702,7 +732,7 @@ pub(crate) fn markdown(r: &Value) -> String {
     let m = &r["model"];
     s += &format!(
         "argen bench — model {} ({}, {} image tokens), {} prompts × {} seeds, cfg {}, temperature {}, \
-         {} threads on {}\n\n",
+         {} threads on {}; times by the {} clock\n\n",
         m["dir"].as_str().unwrap_or("?"),
         m["model_type"].as_str().unwrap_or("?"),
         m["image_tokens"],
@@ -712,6 +742,7 @@ pub(crate) fn markdown(r: &Value) -> String {
         r["temperature"],
         r["threads"],
         r["machine"]["cpu"].as_str().unwrap_or("?"),
+        r["clock"].as_str().unwrap_or("wall"),
     );
     s += "| method | TPF | MAL | target fwd/img | target rows/img | drafter fwd/img | drafter rows/img \
           | verifier calls/img | ms/img | speed-up | aligned % | count | shape | colour | spatial \
@@ -730,7 +761,7 @@ pub(crate) fn markdown(r: &Value) -> String {
             num(&p["draft_forwards"], 1),
             num(&p["draft_rows"], 1),
             num(&p["verifier_calls"], 1),
-            num(&json!(row["wall_per_image"].as_f64().map(|w| w * 1e3)), 2),
+            num(&json!(clock_ms(row)), 2),
             num(&row["speedup"], 2),
             num(&al["overall"], 1),
             num(&al["count"], 1),

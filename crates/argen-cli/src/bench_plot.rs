@@ -308,7 +308,7 @@ pub fn write_all(dir: &Path, rows: &[Value]) -> Result<Vec<String>, String> {
         chart(
             &p,
             "speed vs quality",
-            "speed-up over vanilla (wall-clock per image)",
+            "speed-up over vanilla (time per image by the run's --clock)",
             ql,
             &series,
         )?;

@@ -298,3 +298,135 @@ fn interleaved_bench_runs_make_the_same_images_and_counts() {
         assert_eq!(tokens(x), tokens(y), "{}", x["name"]);
     }
 }
+
+#[test]
+fn clock_flag_errors_are_one_line_and_leave_files_alone() {
+    let m = tiny().display().to_string();
+    let keep = tmp("keep-clock.json");
+    std::fs::write(&keep, b"previous contents").unwrap();
+    let k = keep.display().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "calibrate",
+                "--model",
+                &m,
+                "--out",
+                &k,
+                "--clock",
+                "monotonic",
+            ],
+            "invalid value 'monotonic' for '--clock",
+        ),
+        (
+            &[
+                "calibrate",
+                "--model",
+                &m,
+                "--out",
+                &k,
+                "--clock",
+                "cpu",
+                "--device",
+                "cuda",
+            ],
+            "cannot time the cuda device",
+        ),
+        (
+            &["bench", "--model", &m, "--clock", "gpu"],
+            "invalid value 'gpu' for '--clock",
+        ),
+        (
+            &["bench", "--model", &m, "--clock", "cpu", "--device", "cuda"],
+            "cannot time the cuda device",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = argen(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.starts_with("argen: error: ") && e.contains(want),
+            "{args:?}: {e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert_eq!(std::fs::read(&keep).unwrap(), b"previous contents");
+    }
+}
+
+#[test]
+fn the_profile_records_its_clock_and_the_bench_recalibrates_on_another() {
+    let dir = tmp("clocked-model");
+    let m = tiny_copy(&dir);
+    let o = argen(&[
+        "calibrate",
+        "--model",
+        &m,
+        "--threads",
+        "1",
+        "--budget",
+        "0",
+        "--rows",
+        "1,2,4,8,16,32",
+        "--clock",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let profile = cost_file::read(&cost_file::path_in(&dir)).unwrap().unwrap();
+    assert_eq!(profile.clock, "cpu");
+    let bench = |clock: &str| -> (String, Value, String) {
+        let json = tmp(&format!("clocked-{clock}.json"));
+        let j = json.display().to_string();
+        let o = argen(&[
+            "bench",
+            "--model",
+            &m,
+            "--methods",
+            "sd",
+            "--prompts",
+            "1",
+            "--seeds",
+            "1",
+            "--threads",
+            "1",
+            "--clock",
+            clock,
+            "--json",
+            &j,
+        ]);
+        let e = stderr(&o);
+        assert!(o.status.success(), "{e}");
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (e, r, String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    // The same clock: the directory's profile.
+    let (e, r, md) = bench("cpu");
+    assert!(e.contains("argen bench: cost profile "), "{e}");
+    assert_eq!(r["clock"], "cpu");
+    assert_eq!(
+        r["cost_profile"]["profile"],
+        serde_json::to_value(&profile).unwrap()
+    );
+    assert!(md.contains("times by the cpu clock"), "{md}");
+    assert!(md.contains("context 9, cpu clock)"), "{md}");
+    for row in r["rows"].as_array().unwrap() {
+        assert!(row["clock_per_image"].as_f64().is_some(), "{}", row["name"]);
+        assert!(row["wall_per_image"].as_f64().is_some(), "{}", row["name"]);
+    }
+    // Another clock: a fresh calibration by that clock, which says why.
+    let (e, r, md) = bench("wall");
+    assert!(
+        e.contains("calibrated the cost profile at the start")
+            && e.contains("the cpu clock; this run uses cpu with 1 threads")
+            && e.contains("kernels and the wall clock)"),
+        "{e}"
+    );
+    assert_eq!(r["clock"], "wall");
+    assert_eq!(r["cost_profile"]["profile"]["clock"], "wall");
+    assert!(md.contains("times by the wall clock"), "{md}");
+    // The directory's profile is left as it was.
+    assert_eq!(
+        cost_file::read(&cost_file::path_in(&dir)).unwrap().unwrap(),
+        profile
+    );
+}

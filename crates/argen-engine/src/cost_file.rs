@@ -8,7 +8,7 @@
 //!
 //! ```json
 //! {"version": 1, "cpu": "AMD EPYC", "device": "cpu", "kernels": "exact", "threads": 2,
-//!  "dtype": "f32", "context": 32, "prefill": 2000000,
+//!  "dtype": "f32", "context": 32, "prefill": 2000000, "clock": "wall",
 //!  "profile": {"target": [[2, 310000], [4, 330000]], "drafter": [[2, 90000]]}}
 //! ```
 //!
@@ -59,8 +59,17 @@ pub struct CostFile {
     /// was first written: older files still read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefill: Option<u64>,
+    /// The clock the costs were measured with: `"wall"` or `"cpu"`
+    /// ([`crate::clock::Clock::name`]). Added after version 1 was first written: files without
+    /// it were measured by wall clock and read as `"wall"`.
+    #[serde(default = "wall")]
+    pub clock: String,
     /// The curves.
     pub profile: CostProfile,
+}
+
+fn wall() -> String {
+    crate::clock::Clock::Wall.name().into()
 }
 
 /// The path of the profile inside `dir`.
@@ -157,6 +166,7 @@ mod tests {
             dtype: "f32".into(),
             context: 32,
             prefill: Some(2_000_000),
+            clock: "cpu".into(),
             profile: CostProfile {
                 target: CostCurve::new(&[(2, 310_000), (4, 330_000)]).unwrap(),
                 drafter: Some(CostCurve::new(&[(2, 90_000)]).unwrap()),
@@ -180,6 +190,30 @@ mod tests {
         assert_eq!(read(&p).unwrap(), Some(sample()));
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_clock_round_trips_and_defaults_to_wall() {
+        let d = temp_dir("clock");
+        let p = path_in(&d);
+        for clock in ["wall", "cpu"] {
+            let f = CostFile {
+                clock: clock.into(),
+                ..sample()
+            };
+            write(&p, &f).unwrap();
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.contains(&format!("\"clock\": \"{clock}\"")), "{text}");
+            assert_eq!(read(&p).unwrap(), Some(f));
+        }
+        // A file written before the field existed was measured by wall clock.
+        std::fs::write(
+            &p,
+            br#"{"version":1,"cpu":"x","device":"cpu","kernels":"exact","threads":1,"dtype":"f32","context":1,"profile":{"target":[[1,5]]}}"#,
+        )
+        .unwrap();
+        assert_eq!(read(&p).unwrap().unwrap().clock, "wall");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

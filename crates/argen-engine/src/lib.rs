@@ -30,6 +30,7 @@
 //! ## Modules
 //! - [`engine`]: [`Engine`], [`Request`], [`Generation`];
 //! - [`calibrate`]: measuring a model's cost profile on this machine (`argen calibrate`);
+//! - [`clock`]: the wall or on-CPU clock that calibration and the bench time with;
 //! - [`cost_file`]: the model directory's measured cost profile (`cost-profile.json`);
 //! - [`predict`]: a run's model calls by row count, and the time a cost profile predicts for them;
 //! - [`method`]: methods by name with flat options → one `DecoderConfig`;
@@ -40,6 +41,7 @@
 //! Errors are [`Error`]s: an [`ErrorKind`] and one line of text.
 
 pub mod calibrate;
+pub mod clock;
 pub mod cost_file;
 pub mod engine;
 mod error;

@@ -37,6 +37,7 @@ use argen_core::cost::CostProfile;
 use argen_core::decode::{Action, Decoder, Group, Observer};
 use serde_json::{json, Value};
 
+use crate::clock::Clock;
 use crate::Error;
 
 /// Model calls by model and row count, and judge calls (see the module doc).
@@ -201,26 +202,36 @@ impl Observer for RowHistogram {
     fn after<D: Decoder>(&mut self, _: &D) {}
 }
 
-/// Measured wall-clock per action, by kind and logits rows: the span from the host receiving an
-/// action to it receiving the next one (the model call, the decoder handling the answer, and
-/// the decoder choosing the next action), the last action's span ending when its answer was
-/// handled. Timings, so not deterministic: the bench reports them beside the prediction to show
-/// where it is off.
+/// Measured time per action, by kind and logits rows, by a [`Clock`] (wall clock by default):
+/// the span from the host receiving an action to it receiving the next one (the model call,
+/// the decoder handling the answer, and the decoder choosing the next action), the last
+/// action's span ending when its answer was handled. Timings, so not deterministic: the bench
+/// reports them beside the prediction to show where it is off.
 #[derive(Clone, Debug, Default)]
 pub struct CallTimes {
     /// `(kind, rows)` → (actions, total nanoseconds).
     pub spans: BTreeMap<(&'static str, u32), (u64, u64)>,
-    pending: Option<((&'static str, u32), std::time::Instant)>,
-    last_after: Option<std::time::Instant>,
+    clock: Clock,
+    threads: usize,
+    pending: Option<((&'static str, u32), u64)>,
+    last_after: Option<u64>,
 }
 
 impl CallTimes {
-    fn close(&mut self, end: std::time::Instant) {
+    /// Times by `clock` for a runtime of `threads` threads ([`Clock::now`]).
+    pub fn new(clock: Clock, threads: usize) -> CallTimes {
+        CallTimes {
+            clock,
+            threads,
+            ..CallTimes::default()
+        }
+    }
+
+    fn close(&mut self, end: u64) {
         if let Some((key, start)) = self.pending.take() {
             let e = self.spans.entry(key).or_insert((0, 0));
             e.0 += 1;
-            e.1 +=
-                u64::try_from(end.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX);
+            e.1 += end.saturating_sub(start);
         }
     }
 
@@ -253,14 +264,14 @@ impl CallTimes {
 
 impl Observer for CallTimes {
     fn before(&mut self, action: &Action<'_>) {
-        let now = std::time::Instant::now();
+        let now = self.clock.now(self.threads);
         self.close(now);
         let rows = u32::try_from(action.logits_rows().unwrap_or(0)).unwrap_or(u32::MAX);
         self.pending = Some(((action.kind(), rows), now));
     }
 
     fn after<D: Decoder>(&mut self, _: &D) {
-        self.last_after = Some(std::time::Instant::now());
+        self.last_after = Some(self.clock.now(self.threads));
     }
 }
 
