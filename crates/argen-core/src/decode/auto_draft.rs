@@ -54,6 +54,33 @@
 //! tokens per second is `E[tokens per step] / E[time per step]`); it is myopic about the
 //! drafter's debt, which only makes resuming after a long pause slightly less attractive.
 //!
+//! # Tree size ([`AutoDraft::choose_nodes`])
+//!
+//! For tree shapes the policy also chooses, once the tree is drafted, how many of its nodes the
+//! target verifies ([`VerifyPolicy::plan_nodes`]). EAGLE-2 (Li et al. 2024) ranks the
+//! candidate nodes by their *value* `v`, the product of the draft probabilities along the path
+//! from the root, which estimates the probability that the target accepts the path: with
+//! point-mass drafts, a node is on the accepted path exactly when the target's draws agree
+//! with every token on its path (siblings are tested one after another and at most one is
+//! accepted), so `E[accepted drafts] = Σ_nodes P(node on path)`, estimated by `Σ v`. EAGLE-2
+//! keeps a fixed number of the best; this policy keeps the best `n`, for the `n` that
+//! maximises the step's tokens per nanosecond,
+//!
+//! `n* = argmax_{0 ≤ n ≤ m} (1 + Σ_{i<n} min(1, κ·v_i)) / (C_D + c_T((h + n)·v))`
+//!
+//! (`m`: the shape's `total` or the pool, whichever is smaller; `v_0 ≥ v_1 ≥ …` the candidates
+//! in EAGLE-2 order, so every prefix is ancestor-closed; `C_D` the drafter's catch-up and
+//! expansions of this step, already spent but part of the step's cost as in the depth choice;
+//! ties: fewer nodes). `n = 0` verifies no draft (the target's own token is committed, as in a
+//! plain step). Drafters are not calibrated: `κ` is the decayed (ρ) ratio of drafts accepted to
+//! `Σ min(1, v)` verified over the image's sized trees, from a prior of 2 : 2 (`κ = 1`). A step
+//! that verifies no node is recorded as a rejection at depth 1 (the depth choice learns that
+//! drafting did not pay). The depth choice still prices a depth-`D` step at the full
+//! `nodes(D)`, an upper bound. The node values are the drafter's top-`k` probabilities, exact
+//! functions of the drafter's logits, so the choice is as reproducible as the drafting itself,
+//! and it never looks at the target's output of the step, so the criteria's guarantees hold
+//! for every `n` (Coupled: vanilla's tokens; Exact: the target's distribution).
+//!
 //! # Acceptance statistics ([`AutoDraft::rate`])
 //!
 //! Per depth `d` two decayed counters: a verification of a tree of depth `D'` that accepted `a`
@@ -94,6 +121,8 @@ pub const PRIOR_RATE: f64 = 0.75;
 pub const MARGIN: f64 = 0.125;
 /// Weight of the prior in trials (`w`).
 pub const PRIOR_WEIGHT: f64 = 2.0;
+/// Prior of both calibration sums (`κ = 1` until verdicts arrive): worth two accepted drafts.
+pub const CALIBRATION_PRIOR: f64 = 2.0;
 
 /// Settings of [`AutoSpeculative`]: the speculative settings (whose shape is the deepest draft
 /// allowed) and the device's cost profile, which must have a drafter curve.
@@ -120,6 +149,15 @@ pub struct AutoDraft {
     hits: [f64; MAX_AUTO_DEPTH],
     /// Decayed trials per depth.
     trials: [f64; MAX_AUTO_DEPTH],
+    /// The situation and depth of the step in progress ([`AutoDraft::plan_depth`]).
+    planned: Option<(PlanStep, u32)>,
+    /// Decayed accepted drafts of node-sized trees (calibration numerator, prior included).
+    calib_seen: f64,
+    /// Decayed sum of the capped node values those trees verified (denominator).
+    calib_valued: f64,
+    /// Σ of the capped, uncalibrated values of the nodes chosen for the pending verification
+    /// (`None` when the step was not sized from node values).
+    pending_value: Option<f64>,
 }
 
 impl AutoDraft {
@@ -141,6 +179,10 @@ impl AutoDraft {
             shape,
             hits: [PRIOR_WEIGHT * PRIOR_RATE; MAX_AUTO_DEPTH],
             trials: [PRIOR_WEIGHT; MAX_AUTO_DEPTH],
+            planned: None,
+            calib_seen: CALIBRATION_PRIOR,
+            calib_valued: CALIBRATION_PRIOR,
+            pending_value: None,
         })
     }
 
@@ -184,6 +226,18 @@ impl AutoDraft {
         if depth == 0 {
             return self.target.nanos(rows(chain));
         }
+        self.draft_cost(step, depth)
+            .saturating_add(self.target.nanos(rows(chain + self.nodes(depth))))
+    }
+
+    /// The drafter's part of [`AutoDraft::step_cost`] for depth `depth ≥ 1`: catch-up and
+    /// `depth − 1` expansions, in nanoseconds (saturating).
+    pub fn draft_cost(&self, step: &PlanStep, depth: u32) -> u64 {
+        let v = step.variants.max(1) as u64;
+        let rows = |inputs: u64| u32::try_from(inputs.saturating_mul(v)).unwrap_or(u32::MAX);
+        if depth == 0 {
+            return 0;
+        }
         let mut cost = 0u64;
         let run = step.max_inputs.max(1);
         let mut left = step.catch_up;
@@ -197,8 +251,7 @@ impl AutoDraft {
             DraftShape::Tree { top_k, .. } => top_k as u64,
         };
         let expand = self.drafter.nanos(rows(frontier));
-        cost = cost.saturating_add(expand.saturating_mul(depth as u64 - 1));
-        cost.saturating_add(self.target.nanos(rows(chain + self.nodes(depth))))
+        cost.saturating_add(expand.saturating_mul(depth as u64 - 1))
     }
 
     /// The depth `D*` in `0 ..= step.max_depth` (module docs, "The decision"): the best
@@ -228,8 +281,48 @@ impl AutoDraft {
         }
     }
 
+    /// The calibration factor `κ` of node values (module docs, "Tree size"): decayed accepted
+    /// drafts over decayed Σ of the capped values verified, both from the prior
+    /// [`CALIBRATION_PRIOR`] (so `κ = 1` before any evidence).
+    pub fn calibration(&self) -> f64 {
+        self.calib_seen / self.calib_valued
+    }
+
+    /// How many of the candidate nodes `values` (best first) a tree step of depth `depth` in
+    /// situation `step` verifies (module docs, "Tree size"): the `n ∈ 0 ..= values.len()`
+    /// maximising `(1 + Σ_{i<n} min(1, κ·v_i)) / (draft_cost + c_T((chain + n)·v))` (ties: fewer
+    /// nodes).
+    pub fn choose_nodes(&self, step: &PlanStep, depth: u32, values: &[f64]) -> usize {
+        let v = step.variants.max(1) as u64;
+        let rows = |inputs: u64| u32::try_from(inputs.saturating_mul(v)).unwrap_or(u32::MAX);
+        let kappa = self.calibration();
+        let sunk = self.draft_cost(step, depth);
+        let cost = |n: usize| {
+            let target = self.target.nanos(rows(step.chain as u64 + n as u64));
+            sunk.saturating_add(target) as f64
+        };
+        let mut best = 0usize;
+        let mut best_e = 1.0;
+        let mut best_c = cost(0);
+        let mut e = 1.0;
+        for (i, &value) in values.iter().enumerate() {
+            e += (kappa * value).min(1.0);
+            let c = cost(i + 1);
+            if e * best_c > best_e * c {
+                best = i + 1;
+                best_e = e;
+                best_c = c;
+            }
+        }
+        best
+    }
+
     /// Records a verification of a tree of depth `drafted` that accepted `accepted` drafts.
     pub fn record(&mut self, drafted: u32, accepted: u32) {
+        if let Some(valued) = self.pending_value.take() {
+            self.calib_seen = self.calib_seen * DECAY + accepted as f64;
+            self.calib_valued = self.calib_valued * DECAY + valued;
+        }
         let last = accepted.saturating_add(1).min(drafted) as usize;
         for i in 0..last.min(MAX_AUTO_DEPTH) {
             let hit = if (i as u32) < accepted { 1.0 } else { 0.0 };
@@ -251,11 +344,29 @@ impl VerifyPolicy for AutoDraft {
     }
 
     fn plan_depth(&mut self, step: &PlanStep) -> u32 {
-        self.choose(step)
+        let depth = self.choose(step);
+        self.planned = Some((*step, depth));
+        self.pending_value = None;
+        depth
+    }
+
+    fn plan_nodes(&mut self, values: &[f64]) -> usize {
+        let Some((step, depth)) = self.planned else {
+            return values.len();
+        };
+        let n = self.choose_nodes(&step, depth, values);
+        self.pending_value = Some(values[..n].iter().map(|&v| v.min(1.0)).sum());
+        n
     }
 
     fn observe(&mut self, drafted: u32, accepted: u32) {
-        self.record(drafted, accepted);
+        if drafted == 0 && self.pending_value.is_some() {
+            // The node values said no draft was worth verifying: a drafting step that did not
+            // pay, counted as a rejection at depth 1 so that the depth choice learns it.
+            self.record(1, 0);
+        } else {
+            self.record(drafted, accepted);
+        }
     }
 }
 
@@ -368,6 +479,71 @@ mod tests {
         assert!(a.rate(1) < 0.01);
         assert_eq!(a.rate(0), 0.0);
         assert_eq!(a.rate(65), 0.0);
+    }
+
+    const TREE: DraftShape = DraftShape::Tree {
+        total: 20,
+        depth: 3,
+        top_k: 4,
+    };
+
+    #[test]
+    fn tree_size_maximises_valued_tokens_per_nanosecond() {
+        // Target 1000 ns up to 2 rows, +100 per row; drafter 300 ns up to 2 rows, +10 per row.
+        let p = profile(&[(2, 1000), (18, 2600)], &[(2, 300), (130, 1580)]);
+        let a = AutoDraft::new(TREE, &p).unwrap();
+        let s = step(2, 3);
+        // Depth 2: catch-up of 2 inputs (4 rows, 320 ns) and one expansion of 4 inputs
+        // (8 rows, 360 ns) are spent; n nodes cost 1000 + 200·n more (2 rows per input).
+        assert_eq!(a.draft_cost(&s, 2), 680);
+        // E/C: n=0 1/1680, n=1 1.9/1880 = 1.011e-3, n=2 2.4/2080 = 1.154e-3,
+        // n=3 2.6/2280 = 1.140e-3, n=4 2.65/2480 = 1.069e-3.
+        assert_eq!(a.choose_nodes(&s, 2, &[0.9, 0.5, 0.2, 0.05]), 2);
+        // Drafts the drafter itself doubts are not worth a row: 1.01/1880 < 1/1680.
+        assert_eq!(a.choose_nodes(&s, 2, &[0.01, 0.01]), 0);
+        // Sure drafts: (1 + n)/(1680 + 200·n) grows with n, so all of them.
+        assert_eq!(a.choose_nodes(&s, 2, &[1.0; 6]), 6);
+        // Values above 1 (impossible for probabilities) count as 1.
+        assert_eq!(a.choose_nodes(&s, 2, &[7.0, 7.0]), 2);
+        assert_eq!(a.choose_nodes(&s, 2, &[]), 0);
+        // Flat costs (sunk 1 ns, every n 1001 ns): E grows with every positive value, and a
+        // zero value ties, which keeps the smaller tree.
+        let flat =
+            AutoDraft::new(TREE, &profile(&[(2, 1000), (64, 1000)], &[(1, 1), (64, 1)])).unwrap();
+        assert_eq!(flat.choose_nodes(&s, 1, &[0.5, 0.0, 0.25, 0.0]), 3);
+    }
+
+    #[test]
+    fn node_values_are_calibrated_by_the_verdicts() {
+        let p = profile(&[(2, 1000), (18, 2600)], &[(2, 300), (130, 1580)]);
+        let mut a = AutoDraft::new(TREE, &p).unwrap();
+        let s = step(2, 2);
+        assert_eq!(a.calibration(), 1.0);
+        // κ = 1: n=1 1.9/1880 = 1.0106e-3 beats n=2 2.1/2080 = 1.0096e-3.
+        assert_eq!(a.choose_nodes(&s, 2, &[0.9, 0.2]), 1);
+        // (The depth choice prices the full 20-node tree and would not draft here; the step is
+        // set to depth 2 by hand.)
+        a.planned = Some((s, 2));
+        assert_eq!(a.plan_nodes(&[0.9, 0.5, 0.2, 0.05]), 2);
+        // The tree of 2 nodes (values 0.9 + 0.5) had both accepted.
+        a.observe(2, 2);
+        let kappa = (2.0 * DECAY + 2.0) / (2.0 * DECAY + (0.9 + 0.5));
+        assert_eq!(a.calibration(), kappa);
+        assert!(kappa > 1.18);
+        // κ ≈ 1.183: n=2 (2 + 0.237)/2080 = 1.075e-3 beats n=1 2/1880 = 1.064e-3.
+        assert_eq!(a.choose_nodes(&s, 2, &[0.9, 0.2]), 2);
+        // A step whose nodes were all judged worthless counts as a rejection at depth 1 and
+        // leaves κ's ratio as it was.
+        let before = a.rate(1);
+        a.planned = Some((s, 2));
+        assert_eq!(a.plan_nodes(&[1e-6, 1e-7]), 0);
+        a.observe(0, 0);
+        assert_eq!(a.calibration(), kappa);
+        assert!(a.rate(1) < before);
+        // Chains are not sized from values: no calibration.
+        let mut c = AutoDraft::new(CHAIN, &p).unwrap();
+        c.observe(3, 3);
+        assert_eq!(c.calibration(), 1.0);
     }
 
     #[test]
