@@ -100,18 +100,53 @@ fn main() -> Result<(), String> {
     use argen_engine::Criterion::{Coupled, Exact};
     let all: Vec<(&str, String, MethodOptions)> = vec![
         ("vanilla", "vanilla".into(), base),
-        ("vanilla2", "vanilla again (A/A: the noise floor)".into(), base),
-        ("auto", "sd auto (exact, γ ≤ 4)".into(), tree(Draft::Auto, Exact)),
-        ("cauto", "coupled auto (γ ≤ 4)".into(), tree(Draft::Auto, Coupled)),
-        ("autotree", "sd auto-tree (exact)".into(), tree(Draft::AutoTree, Exact)),
-        ("cautotree", "coupled auto-tree".into(), tree(Draft::AutoTree, Coupled)),
+        (
+            "vanilla2",
+            "vanilla again (A/A: the noise floor)".into(),
+            base,
+        ),
+        (
+            "auto",
+            "sd auto (exact, γ ≤ 4)".into(),
+            tree(Draft::Auto, Exact),
+        ),
+        (
+            "cauto",
+            "coupled auto (γ ≤ 4)".into(),
+            tree(Draft::Auto, Coupled),
+        ),
+        (
+            "autotree",
+            "sd auto-tree (exact)".into(),
+            tree(Draft::AutoTree, Exact),
+        ),
+        (
+            "cautotree",
+            "coupled auto-tree".into(),
+            tree(Draft::AutoTree, Coupled),
+        ),
         ("g1", "exact chain γ=1".into(), chain(1)),
         ("g2", "exact chain γ=2".into(), chain(2)),
         ("g3", "exact chain γ=3".into(), chain(3)),
         ("g4", "exact chain γ=4".into(), chain(4)),
-        ("cg1", "coupled chain γ=1".into(), MethodOptions { criterion: Coupled, ..chain(1) }),
-        ("tree", "exact tree 59/4/10".into(), tree(Draft::Tree, Exact)),
-        ("ctree", "coupled tree 59/4/10".into(), tree(Draft::Tree, Coupled)),
+        (
+            "cg1",
+            "coupled chain γ=1".into(),
+            MethodOptions {
+                criterion: Coupled,
+                ..chain(1)
+            },
+        ),
+        (
+            "tree",
+            "exact tree 59/4/10".into(),
+            tree(Draft::Tree, Exact),
+        ),
+        (
+            "ctree",
+            "coupled tree 59/4/10".into(),
+            tree(Draft::Tree, Coupled),
+        ),
     ];
     // Which methods (argument 7, comma-separated keys; vanilla always first).
     let keys = args

@@ -50,6 +50,14 @@
 //!   profile says, on the bundled model on a loaded 2-core machine): speculation that the
 //!   profile says wins by less than the margin is not worth the risk of losing to vanilla.
 //!
+//! * **Exploration budget.** Until the first verdict (depth 1 still at its prior) a draft is
+//!   an exploration on the optimistic prior; it is taken only if its worst case — every draft
+//!   rejected, one token for `C(D⁺)` instead of `C(0)` — costs at most `β = 2 %` of the rest
+//!   of the image decoded plainly: `C(D⁺) − C(0) ≤ β·r·C(0)`, `r` the tokens still to commit
+//!   ([`PlanStep::remaining`]). So on a drafter that never pays, the price of finding out is
+//!   bounded by `β` of the image (plus the at most two further steps the decaying prior may
+//!   still draft, see below), while on a long image, or a cheap drafter, it is always paid.
+//!
 //! Maximising the ratio per step is the renewal-reward optimum when steps are alike (long-run
 //! tokens per second is `E[tokens per step] / E[time per step]`); it is myopic about the
 //! drafter's debt, which only makes resuming after a long pause slightly less attractive.
@@ -121,6 +129,9 @@ pub const PRIOR_RATE: f64 = 0.75;
 pub const MARGIN: f64 = 0.125;
 /// Weight of the prior in trials (`w`).
 pub const PRIOR_WEIGHT: f64 = 2.0;
+/// Exploration budget `β`: the first draft of an image (on the prior alone) may cost, if every
+/// draft is rejected, at most this fraction of the rest of the image decoded plainly.
+pub const EXPLORATION_BUDGET: f64 = 0.02;
 /// Prior of both calibration sums (`κ = 1` until verdicts arrive): worth two accepted drafts.
 pub const CALIBRATION_PRIOR: f64 = 2.0;
 
@@ -274,11 +285,19 @@ impl AutoDraft {
             }
         }
         let plain_c = self.step_cost(step, 0) as f64;
-        if best_e * plain_c > (1.0 + MARGIN) * self.expected_tokens(0) * best_c {
-            best
-        } else {
-            0
+        if best_e * plain_c <= (1.0 + MARGIN) * self.expected_tokens(0) * best_c {
+            return 0;
         }
+        if self.trials[0] == PRIOR_WEIGHT {
+            // No verdict yet: the draft is an exploration on the prior alone. Its worst case
+            // (every draft rejected: one token for C(D⁺)) may cost at most the budget β of
+            // the rest of the image decoded plainly.
+            let loss = best_c - plain_c;
+            if loss > EXPLORATION_BUDGET * step.remaining as f64 * plain_c {
+                return 0;
+            }
+        }
+        best
     }
 
     /// The calibration factor `κ` of node values (module docs, "Tree size"): decayed accepted
@@ -389,6 +408,7 @@ mod tests {
             chain: 1,
             variants: 2,
             max_inputs: 64,
+            remaining: 54,
         }
     }
 
@@ -460,6 +480,30 @@ mod tests {
         assert_eq!(at(555), 1);
         assert_eq!(at(556), 0);
         assert_eq!(at(600), 0, "1.09× better by the profile is not enough");
+    }
+
+    #[test]
+    fn the_first_draft_is_bounded_by_the_exploration_budget() {
+        // Flat target 1000 ns, drafter 500 ns: at the prior depth 1 is worth
+        // 1.75·1000/1500 = 1.17 plain steps (> 1 + 1/8); if rejected it loses 500 ns, within
+        // β = 2 % of r·1000 ns only for r ≥ 25 tokens left.
+        let p = profile(&[(2, 1000), (64, 1000)], &[(1, 500), (64, 500)]);
+        let mut a = AutoDraft::new(CHAIN, &p).unwrap();
+        let at = |a: &AutoDraft, remaining| {
+            a.choose(&PlanStep {
+                remaining,
+                ..step(1, 1)
+            })
+        };
+        assert_eq!(at(&a, 25), 1);
+        assert_eq!(
+            at(&a, 24),
+            0,
+            "a short rest of the image is not worth exploring"
+        );
+        // After a verdict the budget no longer applies: accepted drafts keep the depth.
+        a.record(1, 1);
+        assert_eq!(at(&a, 2), 1);
     }
 
     #[test]

@@ -269,6 +269,8 @@ pub struct PlanStep {
     pub variants: u32,
     /// The decoder's target run capacity `T` (also the longest catch-up run).
     pub max_inputs: u32,
+    /// Tokens still to commit before the stop, this step's included (≥ 2 when it may draft).
+    pub remaining: u32,
 }
 
 /// Plain speculative decoding: every drafted step is verified.
@@ -453,6 +455,7 @@ impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, 
                 chain: 1 + self.pending,
                 variants: self.cfg.base.guidance.variants() as u32,
                 max_inputs: T as u32,
+                remaining: self.stop - t,
             };
             self.step_depth = self.policy.plan_depth(&plan).min(limit);
         }
