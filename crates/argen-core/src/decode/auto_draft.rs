@@ -154,6 +154,8 @@ pub type AutoSpeculative<'c, const N: usize, const T: usize> = Speculative<'c, N
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoDraft {
     target: CostCurve,
+    /// The smallest cost on the target curve (a lower bound of every target call).
+    target_floor: u64,
     drafter: CostCurve,
     shape: DraftShape,
     /// Decayed successes per depth (index `d − 1`).
@@ -186,6 +188,7 @@ impl AutoDraft {
         }
         Ok(AutoDraft {
             target: profile.target,
+            target_floor: profile.target.points().map(|(_, t)| t).min().unwrap_or(0),
             drafter,
             shape,
             hits: [PRIOR_WEIGHT * PRIOR_RATE; MAX_AUTO_DEPTH],
@@ -249,14 +252,7 @@ impl AutoDraft {
         if depth == 0 {
             return 0;
         }
-        let mut cost = 0u64;
-        let run = step.max_inputs.max(1);
-        let mut left = step.catch_up;
-        while left > 0 {
-            let k = left.min(run);
-            cost = cost.saturating_add(self.drafter.nanos(rows(k as u64)));
-            left -= k;
-        }
+        let cost = self.catch_up_cost(step);
         let frontier = match self.shape {
             DraftShape::Chain { .. } => 1,
             DraftShape::Tree { top_k, .. } => top_k as u64,
@@ -265,11 +261,37 @@ impl AutoDraft {
         cost.saturating_add(expand.saturating_mul(depth as u64 - 1))
     }
 
+    /// The drafter's catch-up over the `step.catch_up` committed tokens it has not seen, in
+    /// runs of at most `step.max_inputs` inputs, in nanoseconds (saturating).
+    fn catch_up_cost(&self, step: &PlanStep) -> u64 {
+        let v = step.variants.max(1) as u64;
+        let mut cost = 0u64;
+        let run = step.max_inputs.max(1);
+        let mut left = step.catch_up;
+        while left > 0 {
+            let k = left.min(run);
+            let rows = u32::try_from((k as u64).saturating_mul(v)).unwrap_or(u32::MAX);
+            cost = cost.saturating_add(self.drafter.nanos(rows));
+            left -= k;
+        }
+        cost
+    }
+
     /// The depth `D*` in `0 ..= step.max_depth` (module docs, "The decision"): the best
     /// drafting depth by `E(D) / C(D)` if it beats a plain step by the margin [`MARGIN`], else 0.
     pub fn choose(&self, step: &PlanStep) -> u32 {
         let max = step.max_depth.min(MAX_AUTO_DEPTH as u32);
         if max == 0 {
+            return 0;
+        }
+        // Shortcut, same answer: `E(D) ≤ E(max)` (E never decreases with D) and
+        // `C(D) ≥ catch-up + the target curve's smallest point` (a curve never goes below its
+        // smallest point for r ≥ 1), so if even that pair does not beat a plain step by the
+        // margin, no depth does. A run that has stopped drafting then pays a few
+        // multiplications per step instead of the whole search (it is asked every step).
+        let plain = self.step_cost(step, 0) as f64;
+        let floor = self.catch_up_cost(step).saturating_add(self.target_floor) as f64;
+        if self.expected_tokens(max) * plain <= (1.0 + MARGIN) * floor {
             return 0;
         }
         let mut best = 1u32;
@@ -284,7 +306,7 @@ impl AutoDraft {
                 best_c = c;
             }
         }
-        let plain_c = self.step_cost(step, 0) as f64;
+        let plain_c = plain;
         if best_e * plain_c <= (1.0 + MARGIN) * self.expected_tokens(0) * best_c {
             return 0;
         }
@@ -504,6 +526,73 @@ mod tests {
         // After a verdict the budget no longer applies: accepted drafts keep the depth.
         a.record(1, 1);
         assert_eq!(at(&a, 2), 1);
+    }
+
+    /// The search without the shortcut, as it was written first.
+    fn choose_by_search(a: &AutoDraft, step: &PlanStep) -> u32 {
+        let max = step.max_depth.min(MAX_AUTO_DEPTH as u32);
+        if max == 0 {
+            return 0;
+        }
+        let (mut best, mut best_e, mut best_c) =
+            (1, a.expected_tokens(1), a.step_cost(step, 1) as f64);
+        for d in 2..=max {
+            let (e, c) = (a.expected_tokens(d), a.step_cost(step, d) as f64);
+            if e * best_c > best_e * c {
+                (best, best_e, best_c) = (d, e, c);
+            }
+        }
+        let plain = a.step_cost(step, 0) as f64;
+        if best_e * plain <= (1.0 + MARGIN) * best_c {
+            return 0;
+        }
+        if a.trials[0] == PRIOR_WEIGHT
+            && best_c - plain > EXPLORATION_BUDGET * step.remaining as f64 * plain
+        {
+            return 0;
+        }
+        best
+    }
+
+    #[test]
+    fn the_shortcut_never_changes_the_choice() {
+        // Pseudo-random profiles (non-monotone ones included), situations and verdicts.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut drafted = 0;
+        for _ in 0..3000 {
+            let mut pts = [(0u32, 0u64); 4];
+            let mut r = 0;
+            for p in &mut pts {
+                r += 1 + next(8) as u32;
+                *p = (r, 1 + next(4000));
+            }
+            let d = [(1, 1 + next(1500)), (64, 1 + next(3000))];
+            let shape = if next(2) == 0 { CHAIN } else { TREE };
+            let mut a = AutoDraft::new(shape, &profile(&pts, &d)).unwrap();
+            for _ in 0..next(6) {
+                let depth = 1 + next(3) as u32;
+                a.record(depth, next(depth as u64 + 1) as u32);
+            }
+            let s = PlanStep {
+                catch_up: next(80) as u32,
+                remaining: 2 + next(60) as u32,
+                variants: 1 + next(2) as u32,
+                ..step(0, 1 + next(3) as u32)
+            };
+            let got = a.choose(&s);
+            assert_eq!(got, choose_by_search(&a, &s), "{pts:?} {d:?} {s:?}");
+            drafted += (got > 0) as u32;
+        }
+        assert!(
+            drafted > 300 && drafted < 2700,
+            "both answers occur: {drafted}"
+        );
     }
 
     #[test]
