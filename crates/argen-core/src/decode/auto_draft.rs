@@ -162,6 +162,14 @@ pub struct AutoDraft {
     hits: [f64; MAX_AUTO_DEPTH],
     /// Decayed trials per depth.
     trials: [f64; MAX_AUTO_DEPTH],
+    /// `hits / trials` per depth (`â_d`), updated with them.
+    rates: [f64; MAX_AUTO_DEPTH],
+    /// The `(chain, variants)` situation `target_by_depth` and `expand_cost` are for.
+    cost_key: Option<(u32, u32)>,
+    /// `c_T((chain + nodes(d))·v)` for `d = 0 ..= shape depth` (`nodes(0) = 0`).
+    target_by_depth: [u64; MAX_AUTO_DEPTH + 1],
+    /// One expansion run's cost, `c_D(frontier·v)`.
+    expand_cost: u64,
     /// The situation and depth of the step in progress ([`AutoDraft::plan_depth`]).
     planned: Option<(PlanStep, u32)>,
     /// Decayed accepted drafts of node-sized trees (calibration numerator, prior included).
@@ -193,6 +201,10 @@ impl AutoDraft {
             shape,
             hits: [PRIOR_WEIGHT * PRIOR_RATE; MAX_AUTO_DEPTH],
             trials: [PRIOR_WEIGHT; MAX_AUTO_DEPTH],
+            rates: [PRIOR_WEIGHT * PRIOR_RATE / PRIOR_WEIGHT; MAX_AUTO_DEPTH],
+            cost_key: None,
+            target_by_depth: [0; MAX_AUTO_DEPTH + 1],
+            expand_cost: 0,
             planned: None,
             calib_seen: CALIBRATION_PRIOR,
             calib_valued: CALIBRATION_PRIOR,
@@ -204,7 +216,7 @@ impl AutoDraft {
     /// (0 beyond [`MAX_AUTO_DEPTH`]).
     pub fn rate(&self, d: u32) -> f64 {
         match d.checked_sub(1).map(|i| i as usize) {
-            Some(i) if i < MAX_AUTO_DEPTH => self.hits[i] / self.trials[i],
+            Some(i) if i < MAX_AUTO_DEPTH => self.rates[i],
             _ => 0.0,
         }
     }
@@ -253,11 +265,7 @@ impl AutoDraft {
             return 0;
         }
         let cost = self.catch_up_cost(step);
-        let frontier = match self.shape {
-            DraftShape::Chain { .. } => 1,
-            DraftShape::Tree { top_k, .. } => top_k as u64,
-        };
-        let expand = self.drafter.nanos(rows(frontier));
+        let expand = self.drafter.nanos(rows(self.frontier()));
         cost.saturating_add(expand.saturating_mul(depth as u64 - 1))
     }
 
@@ -284,42 +292,92 @@ impl AutoDraft {
         if max == 0 {
             return 0;
         }
+        // The target and expansion costs of this situation, from the cache that
+        // `plan_depth` keeps when it applies (same integers as `step_cost`).
+        let cached =
+            self.cost_key == Some((step.chain, step.variants)) && max <= self.shape.depth();
+        let v = step.variants.max(1) as u64;
+        let rows = |inputs: u64| u32::try_from(inputs.saturating_mul(v)).unwrap_or(u32::MAX);
+        let target_at = |d: u32| {
+            if cached {
+                self.target_by_depth[d as usize]
+            } else if d == 0 {
+                self.target.nanos(rows(step.chain as u64))
+            } else {
+                self.target.nanos(rows(step.chain as u64 + self.nodes(d)))
+            }
+        };
+        let plain = target_at(0) as f64;
+        let catch = self.catch_up_cost(step);
         // Shortcut, same answer: `E(D) ≤ E(max)` (E never decreases with D) and
         // `C(D) ≥ catch-up + the target curve's smallest point` (a curve never goes below its
         // smallest point for r ≥ 1), so if even that pair does not beat a plain step by the
-        // margin, no depth does. A run that has stopped drafting then pays a few
-        // multiplications per step instead of the whole search (it is asked every step).
-        let plain = self.step_cost(step, 0) as f64;
-        let floor = self.catch_up_cost(step).saturating_add(self.target_floor) as f64;
+        // margin, no depth does.
+        let floor = catch.saturating_add(self.target_floor) as f64;
         if self.expected_tokens(max) * plain <= (1.0 + MARGIN) * floor {
             return 0;
         }
-        let mut best = 1u32;
-        let mut best_e = self.expected_tokens(1);
-        let mut best_c = self.step_cost(step, 1) as f64;
-        for d in 2..=max {
-            let e = self.expected_tokens(d);
-            let c = self.step_cost(step, d) as f64;
-            if e * best_c > best_e * c {
+        let expand = if cached {
+            self.expand_cost
+        } else {
+            self.drafter.nanos(rows(self.frontier()))
+        };
+        // `E(D)` and `C(D)` (module docs) built up depth by depth, in the operation order of
+        // `expected_tokens` and `step_cost`.
+        let (mut best, mut best_e, mut best_c) = (0u32, 0.0, 0.0);
+        let (mut e, mut reach) = (1.0, 1.0);
+        for d in 1..=max {
+            reach *= self.rate(d);
+            e += reach;
+            let c = catch
+                .saturating_add(expand.saturating_mul(d as u64 - 1))
+                .saturating_add(target_at(d)) as f64;
+            if d == 1 || e * best_c > best_e * c {
                 best = d;
                 best_e = e;
                 best_c = c;
             }
         }
-        let plain_c = plain;
-        if best_e * plain_c <= (1.0 + MARGIN) * self.expected_tokens(0) * best_c {
+        if best_e * plain <= (1.0 + MARGIN) * self.expected_tokens(0) * best_c {
             return 0;
         }
         if self.trials[0] == PRIOR_WEIGHT {
             // No verdict yet: the draft is an exploration on the prior alone. Its worst case
             // (every draft rejected: one token for C(D⁺)) may cost at most the budget β of
             // the rest of the image decoded plainly.
-            let loss = best_c - plain_c;
-            if loss > EXPLORATION_BUDGET * step.remaining as f64 * plain_c {
+            let loss = best_c - plain;
+            if loss > EXPLORATION_BUDGET * step.remaining as f64 * plain {
                 return 0;
             }
         }
         best
+    }
+
+    /// Inputs of one expansion run: 1 for chains, `top_k` for trees.
+    fn frontier(&self) -> u64 {
+        match self.shape {
+            DraftShape::Chain { .. } => 1,
+            DraftShape::Tree { top_k, .. } => top_k as u64,
+        }
+    }
+
+    /// Fills the cost cache for the situation of `step` (its chain and variants), if it is not
+    /// already for it: the target's cost per depth `0 ..= shape depth` and one expansion's.
+    fn cache_costs(&mut self, step: &PlanStep) {
+        let key = Some((step.chain, step.variants));
+        if self.cost_key == key {
+            return;
+        }
+        let v = step.variants.max(1) as u64;
+        let rows = |inputs: u64| u32::try_from(inputs.saturating_mul(v)).unwrap_or(u32::MAX);
+        let top = (self.shape.depth() as usize).min(MAX_AUTO_DEPTH);
+        self.target_by_depth[0] = self.target.nanos(rows(step.chain as u64));
+        for d in 1..=top {
+            let nodes = self.nodes(d as u32);
+            self.target_by_depth[d] = self.target.nanos(rows(step.chain as u64 + nodes));
+        }
+        self.expand_cost = self.drafter.nanos(rows(self.frontier()));
+        self.cost_key = key;
     }
 
     /// The calibration factor `κ` of node values (module docs, "Tree size"): decayed accepted
@@ -369,6 +427,7 @@ impl AutoDraft {
             let hit = if (i as u32) < accepted { 1.0 } else { 0.0 };
             self.trials[i] = self.trials[i] * DECAY + 1.0;
             self.hits[i] = self.hits[i] * DECAY + hit;
+            self.rates[i] = self.hits[i] / self.trials[i];
         }
     }
 }
@@ -385,6 +444,7 @@ impl VerifyPolicy for AutoDraft {
     }
 
     fn plan_depth(&mut self, step: &PlanStep) -> u32 {
+        self.cache_costs(step);
         let depth = self.choose(step);
         self.planned = Some((*step, depth));
         self.pending_value = None;
@@ -587,6 +647,10 @@ mod tests {
             };
             let got = a.choose(&s);
             assert_eq!(got, choose_by_search(&a, &s), "{pts:?} {d:?} {s:?}");
+            // Through `plan_depth`, with the cost cache.
+            let mut b = a.clone();
+            assert_eq!(b.plan_depth(&s), got, "cached: {pts:?} {d:?} {s:?}");
+            assert_eq!(b.plan_depth(&s), got, "cached again");
             drafted += (got > 0) as u32;
         }
         assert!(
