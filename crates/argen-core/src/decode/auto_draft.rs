@@ -62,6 +62,18 @@
 //! tokens per second is `E[tokens per step] / E[time per step]`); it is myopic about the
 //! drafter's debt, which only makes resuming after a long pause slightly less attractive.
 //!
+//! # Never drafting ([`AutoDraft::never_drafts`])
+//!
+//! Some profiles rule drafting out before the first step: if for every depth even perfect
+//! acceptance, `E(D) = 1 + D` (an upper bound of the estimate, in floating point too), does
+//! not beat a plain step by the margin against the least a drafting step can cost — a
+//! catch-up of at least one token (at least the drafter curve's smallest point), `D − 1`
+//! expansions and the verification of `1 + nodes(D)` inputs — then [`AutoDraft::choose`]
+//! answers 0 at every step of every run. [`crate::decode::SingleDecoder`] then builds
+//! [`super::Vanilla`] for the configuration instead: the same tokens (a plain step draws
+//! vanilla's keyed token) without the speculative decoder's per-step and per-image overhead
+//! (measured: 3 % of a step on the 16-token test model), and no drafter calls.
+//!
 //! # Tree size ([`AutoDraft::choose_nodes`])
 //!
 //! For tree shapes the policy also chooses, once the tree is drafted, how many of its nodes the
@@ -209,6 +221,26 @@ impl AutoDraft {
             calib_seen: CALIBRATION_PRIOR,
             calib_valued: CALIBRATION_PRIOR,
             pending_value: None,
+        })
+    }
+
+    /// Whether this policy can never draft in a run with `variants` model rows per input (module
+    /// docs, "Never drafting"): for every depth `D`, even `E(D) = 1 + D` (every draft accepted)
+    /// against the least the step can cost (catch-up of one run at the drafter curve's smallest
+    /// point, the `D − 1` expansions and the full verification) does not beat a plain step by
+    /// the margin.
+    pub fn never_drafts(&self, variants: u32) -> bool {
+        let v = variants.max(1) as u64;
+        let rows = |inputs: u64| u32::try_from(inputs.saturating_mul(v)).unwrap_or(u32::MAX);
+        let plain = self.target.nanos(rows(1)) as f64;
+        let catch = self.drafter.points().map(|(_, t)| t).min().unwrap_or(0);
+        let expand = self.drafter.nanos(rows(self.frontier()));
+        let top = self.shape.depth().min(MAX_AUTO_DEPTH as u32);
+        (1..=top).all(|d| {
+            let least = catch
+                .saturating_add(expand.saturating_mul(d as u64 - 1))
+                .saturating_add(self.target.nanos(rows(1 + self.nodes(d))));
+            (1.0 + d as f64) * plain <= (1.0 + MARGIN) * least as f64
         })
     }
 
@@ -657,6 +689,38 @@ mod tests {
             drafted > 300 && drafted < 2700,
             "both answers occur: {drafted}"
         );
+    }
+
+    #[test]
+    fn never_drafting_is_recognised_before_the_run() {
+        // Flat target 1000 ns; drafter x ns per call. Depth 1 at best: 2 tokens for a catch-up
+        // (x) and a verification (1000) against 1000 for one: drafting is possible iff
+        // 2000 > 1.125·(x + 1000), i.e. x ≤ 777.
+        let at = |x: u64, gamma| {
+            AutoDraft::new(
+                DraftShape::Chain { gamma },
+                &profile(&[(2, 1000), (64, 1000)], &[(1, x), (64, x)]),
+            )
+            .unwrap()
+            .never_drafts(2)
+        };
+        assert!(!at(777, 1));
+        assert!(at(778, 1));
+        // Deeper drafts: depth D gives (1 + D)·1000 vs 1.125·(D·x + 1000); at x = 778 depth 2
+        // still pays (3000 > 2875.5) and the run may draft.
+        assert!(!at(778, 2));
+        assert!(
+            at(900, 8),
+            "(1 + D)·1000 ≤ 1.125·(900·D + 1000) for every D"
+        );
+        // Whenever `never_drafts` says so, `choose` answers 0, whatever the statistics.
+        let p = profile(&[(2, 1000), (64, 1000)], &[(1, 900), (64, 900)]);
+        let mut a = AutoDraft::new(DraftShape::Chain { gamma: 8 }, &p).unwrap();
+        for _ in 0..50 {
+            a.record(8, 8);
+        }
+        assert!(a.never_drafts(2));
+        assert_eq!(a.choose(&step(1, 8)), 0);
     }
 
     #[test]
