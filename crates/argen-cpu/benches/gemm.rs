@@ -26,7 +26,7 @@
 //! DRAM, as GFLOP/s and % of the FMA peak measured in the same run: what the micro-kernel
 //! reaches when memory is not the limit.
 
-use argen_cpu::gemm::{gemm, pack, WRef};
+use argen_cpu::gemm::{gemm, pack, pack_bf16, WRef};
 use argen_cpu::par::Workers;
 use half::{bf16, f16};
 use std::time::Instant;
@@ -90,7 +90,7 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
                 "f32" | "f32p" => w32p.push(pack(&m, n, k, 0f32)),
                 "bf16" => {
                     let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
-                    wb.push(pack(&h, n, k, bf16::ZERO));
+                    wb.push(pack_bf16(&h, n, k));
                 }
                 _ => {
                     let h: Vec<f16> = m.iter().map(|&v| f16::from_f32(v)).collect();
@@ -197,7 +197,7 @@ fn main() {
             .iter()
             .map(|w| {
                 let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-                pack(&h, n, k, bf16::ZERO)
+                pack_bf16(&h, n, k)
             })
             .collect();
         let wh: Vec<Vec<f16>> = w32
@@ -311,7 +311,7 @@ fn resident(reps: usize, row_list: &[usize]) {
         let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let wp = pack(&w, n, k, 0f32);
         let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-        let hp = pack(&h, n, k, bf16::ZERO);
+        let hp = pack_bf16(&h, n, k);
         let x: Vec<f32> = (0..128 * k).map(|_| rnd()).collect();
         let mut out = vec![0f32; 128 * n];
         for (name, wr) in [

@@ -207,13 +207,14 @@ impl CpuWeight {
     /// Element `i` (row-major order) widened to f32.
     fn get(&self, i: usize) -> f32 {
         let p = |i: usize| gemm::packed_index(i / self.cols, i % self.cols, self.cols);
+        let pb = |i: usize| gemm::packed_index_bf16(i / self.cols, i % self.cols, self.cols);
         match &self.data {
             WData::F32(v) => v[i],
             WData::F32Packed(v) => v[p(i)],
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
             WData::F16Packed(v) => v[p(i)].to_f32(),
-            WData::BF16Packed(v) => v[p(i)].to_f32(),
+            WData::BF16Packed(v) => v[pb(i)].to_f32(),
             WData::BF16Amx(v) => v[amx::index(i / self.cols, i % self.cols, self.cols)].to_f32(),
         }
     }
@@ -251,7 +252,7 @@ impl CpuWeight {
             }
             WData::BF16Packed(v) => {
                 for (col, o) in out[..c].iter_mut().enumerate() {
-                    *o = v[gemm::packed_index(r, col, c)].to_f32();
+                    *o = v[gemm::packed_index_bf16(r, col, c)].to_f32();
                 }
             }
             WData::BF16Amx(v) => {
@@ -339,7 +340,7 @@ impl Compute for Cpu {
                     // on the exact path).
                     WData::BF16Amx(amx::pack(&v, rows, cols))
                 } else if t.shape.len() >= 2 {
-                    WData::BF16Packed(gemm::pack(&v, rows, cols, bf16::ZERO))
+                    WData::BF16Packed(gemm::pack_bf16(&v, rows, cols))
                 } else {
                     WData::BF16(v)
                 }
