@@ -80,6 +80,7 @@
 //! computed alone or in a batch, on any of these CPUs. The opt-in fast class ([`crate::fast`])
 //! has its own order.
 
+use crate::hugemem::Buf;
 use crate::par::Workers;
 use half::{bf16, f16};
 
@@ -127,7 +128,7 @@ pub fn packed_index(row: usize, col: usize, k: usize) -> usize {
 ///
 /// # Panics
 /// If `w` holds fewer than `n · k` elements.
-pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Vec<T> {
+pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Buf<T> {
     assert!(
         w.len() >= n * k,
         "pack: {} elements for [{n}, {k}]",
@@ -152,7 +153,7 @@ pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Vec<T> {
             put(t * NR + j, kb, k);
         }
     }
-    out
+    Buf::from_slice(&out)
 }
 
 /// Offset of element `(row, col)` of an `[n, k]` bf16 matrix in the interleaved packed layout
@@ -175,13 +176,13 @@ pub fn packed_index_bf16(row: usize, col: usize, k: usize) -> usize {
 ///
 /// # Panics
 /// If `w` holds fewer than `n · k` elements.
-pub fn pack_bf16(w: &[bf16], n: usize, k: usize) -> Vec<bf16> {
+pub fn pack_bf16(w: &[bf16], n: usize, k: usize) -> Buf<bf16> {
     assert!(
         w.len() >= n * k,
         "pack_bf16: {} elements for [{n}, {k}]",
         w.len()
     );
-    let mut out = vec![bf16::ZERO; packed_len(n, k)];
+    let mut out = Buf::from_fn(packed_len(n, k), |_| bf16::ZERO);
     for r in 0..n {
         for (c, &v) in w[r * k..(r + 1) * k].iter().enumerate() {
             out[packed_index_bf16(r, c, k)] = v;
@@ -715,7 +716,13 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     // Interleaved bf16 (module docs): row i's elements are every other half of
                     // the words of rows i mod 2, starting at the high half for rows 2–3.
                     let es = if W::PAIRED { 2 } else { 1 };
-                    let first = |i: usize| if W::PAIRED { (i % 2) * 16 + i / 2 } else { i * 8 };
+                    let first = |i: usize| {
+                        if W::PAIRED {
+                            (i % 2) * 16 + i / 2
+                        } else {
+                            i * 8
+                        }
+                    };
                     TilePtrs {
                         // (Only dereferenced when k >= 8, where they lie in the tile.)
                         blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
@@ -745,8 +752,12 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                         ($m:literal) => {{
                             let xs: [*const f32; $m] = std::array::from_fn(xp);
                             match hint {
-                                PF_NTA => W::tile::<$m, PACKED, PF_NTA>(isa, xs, &tp, k, pf, &mut acc),
-                                PF_T1 => W::tile::<$m, PACKED, PF_T1>(isa, xs, &tp, k, pf, &mut acc),
+                                PF_NTA => {
+                                    W::tile::<$m, PACKED, PF_NTA>(isa, xs, &tp, k, pf, &mut acc)
+                                }
+                                PF_T1 => {
+                                    W::tile::<$m, PACKED, PF_T1>(isa, xs, &tp, k, pf, &mut acc)
+                                }
                                 _ => W::tile::<$m, PACKED, PF_T0>(isa, xs, &tp, k, pf, &mut acc),
                             }
                         }};
@@ -1376,7 +1387,10 @@ mod neon {
         /// # Safety
         /// The block lies in the tile ([`super::Kernel::tile`]).
         #[inline(always)]
-        unsafe fn load_row<const PACKED: bool>(p: *const Self, _j: usize) -> (float32x4_t, float32x4_t) {
+        unsafe fn load_row<const PACKED: bool>(
+            p: *const Self,
+            _j: usize,
+        ) -> (float32x4_t, float32x4_t) {
             // SAFETY: forwarded.
             unsafe { Self::load8(p) }
         }
@@ -1404,7 +1418,10 @@ mod neon {
         }
 
         #[inline(always)]
-        unsafe fn load_row<const PACKED: bool>(p: *const bf16, j: usize) -> (float32x4_t, float32x4_t) {
+        unsafe fn load_row<const PACKED: bool>(
+            p: *const bf16,
+            j: usize,
+        ) -> (float32x4_t, float32x4_t) {
             if PACKED {
                 // Interleaved (module docs): the 8 words at p − j/2 hold row j mod 2 in their
                 // low halves and row j mod 2 + 2 in their high halves.
