@@ -44,7 +44,9 @@
 //! flight); packed, 1 KiB ahead in the tile stream, non-temporally (`prefetchnta`) when the call
 //! has a single row block — the weights are not needed again, and keeping them out of L2
 //! measured 15.7 vs 12.9 GB/s — and into L1/L2 otherwise, where later row blocks reuse the
-//! column block from L2.
+//! column block from L2 (per CPU model, [`tuning`]: Zen 4 prefetches 16 KiB ahead into L2 for
+//! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
+//! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
 //! # Variants (chosen at run time, all bit-identical)
 //! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
@@ -56,8 +58,8 @@
 //! (columns `2p` and `2p + 1` in lanes 0–7 and 8–15, the input block broadcast to both
 //! halves; a packed half-precision line widens to exactly two such pairs) and its 32 vector
 //! registers hold tiles of up to [`MR_WIDE`] = 8 rows × [`NR`] columns (16 accumulators), so
-//! up to 8 rows stream each weight once with non-temporal prefetch and larger batches pass
-//! over an L2-resident column block once per 8 rows (AVX2: 3). NEON splits each 8-lane
+//! up to 8 rows stream each weight once and larger batches pass over an L2-resident column
+//! block once per 8 rows (AVX2: 3). NEON splits each 8-lane
 //! accumulator into two `float32x4_t` (`vfmaq_f32` is fused, like `vfmadd`). Measured on
 //! the 2-core AMD EPYC (Zen 4) dev box, f32 GEMM at 128 rows: AVX2 79, AVX-512 88 GFLOP/s
 //! per core (`ARGEN_CPU_VARIANT=avx2|avx512 cargo bench -p argen-cpu --bench gemm -- 1 3`).
@@ -264,7 +266,20 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// 42–44 / 46–49 / 51–53, 8 rows 64–70 / 69–73 / 76–79 GFLOP/s); on Zen 2 the software prefetch
 /// measured faster at 1–2 rows too (15.7 vs 12.9 GB/s), with 1 KiB best, so every other CPU
 /// keeps that. On the same CPUs f32 matrices with k ≤ 1024 are stored packed and stream
-/// their 1–4-row calls like that (the comment above). Decided once per process.
+/// their 1–2-row calls like that (the comment above).
+///
+/// Calls of 3 or more rows on Zen 4 prefetch 16 KiB ahead into L2 (`prefetcht1`,
+/// [`Tuning::l2_prefetch`]) instead of 4 KiB ahead non-temporally (one row block) or into L1
+/// (several): the non-temporal and L1 prefetches hold one of the core's few L1 miss buffers
+/// each until the line arrives from DRAM, which capped a multi-row call's stream at
+/// 10–12 GB/s, while an L2 prefetch is tracked by the L2. GPT-B decode-step GEMMs on one core
+/// (`cargo bench -p argen-cpu --bench gemm -- 1 3 f32 bf16 model rows=3,4,8`, the same build
+/// with each kind and distance, interleaved, load 4–7, on-CPU time): f32 at 8 rows 35 ms
+/// (NTA 4 KiB) / 36 ms (T0 4 KiB) / 23–24 ms (T1 4 KiB) / 22 ms (T1 16 KiB) / 22–23 ms
+/// (T1 32–128 KiB); f32 at 4 rows (which streamed without prefetch before) 30.7 → 19.8 ms;
+/// bf16 at 4 rows 14.3 → 12.3 ms. Later passes over a column block (more than 8 rows) measured
+/// the same or slightly faster with T1 (bf16 at 64 rows 92 → 94.5 GFLOP/s). Decided once per
+/// process.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
