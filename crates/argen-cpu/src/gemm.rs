@@ -15,9 +15,11 @@
 //! `⌊i/8⌋` of the block and, in its high half, the same element of row `2 + ⌊i/8⌋`. Widening
 //! a bf16 to f32 is a 16-bit left shift, so one vector load then yields rows 0–1 by shifting
 //! each word left by 16 and rows 2–3 by masking its low half away — two simple integer
-//! operations per line instead of a lane-crossing zero-extension per pair of rows, which on
-//! Zen 4 took FMA issue slots (a bf16 micro-kernel from L1 at 4 rows: 89 → 112 GFLOP/s of a
-//! 117 GFLOP/s peak, at 8 rows 104 → 113; the tails are stored as in the plain layout).
+//! operations per line instead of a lane-crossing zero-extension and a shift per pair of
+//! rows, which on Zen 4 competed with the FMAs for the vector pipes (one core, weights
+//! resident in L2, `cargo bench -p argen-cpu --bench gemm -- 1 2 resident`, % of the 117
+//! GFLOP/s FMA peak measured in the same run: 2 rows 60 → 77 %, 4 rows 73 → 87 %, 8 and 16
+//! rows 84 → 92 %). The tails are stored as in the plain layout.
 //!
 //! Why: at decode (1–2 rows) the GEMM only streams weights, and with row-major half-precision
 //! rows of 1.5 KiB (GPT-B's k = 768) every 4 KiB page holds ~3 interleaved row streams, which
