@@ -282,34 +282,59 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// bf16 at 4 rows 14.3 → 12.3 ms. Later passes over a column block (more than 8 rows) measured
 /// the same or slightly faster with T1 (bf16 at 64 rows 92 → 94.5 GFLOP/s). Decided once per
 /// process.
+///
+/// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
+/// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
+/// `l2_prefetch=0|1` (`pack_f32_max_k` is fixed, as it decides the stored layout); malformed
+/// entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe in newer
-            // Rust).
-            #[allow(unused_unsafe)]
-            let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
-            let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
-            if amd && best_variant() == Variant::Avx512 {
-                return Tuning {
-                    no_prefetch_rows: 2,
-                    pf_packed_bytes: 16 << 10,
-                    f32_no_prefetch_rows: 2,
-                    pack_f32_max_k: 1024,
-                    l2_prefetch: true,
+        let mut t = cpu_tuning();
+        if let Ok(spec) = std::env::var("ARGEN_GEMM_TUNING") {
+            for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
+                let Ok(v) = value.trim().parse::<usize>() else {
+                    continue;
                 };
+                match key.trim() {
+                    "no_prefetch_rows" => t.no_prefetch_rows = v,
+                    "pf_packed_bytes" => t.pf_packed_bytes = v,
+                    "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
+                    "l2_prefetch" => t.l2_prefetch = v != 0,
+                    _ => {}
+                }
             }
         }
-        Tuning {
-            no_prefetch_rows: 0,
-            pf_packed_bytes: PF_PACKED_BYTES,
-            f32_no_prefetch_rows: 0,
-            pack_f32_max_k: 0,
-            l2_prefetch: false,
-        }
+        t
     })
+}
+
+/// [`tuning`] by CPU model alone.
+fn cpu_tuning() -> Tuning {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe in newer
+        // Rust).
+        #[allow(unused_unsafe)]
+        let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
+        let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        if amd && best_variant() == Variant::Avx512 {
+            return Tuning {
+                no_prefetch_rows: 2,
+                pf_packed_bytes: 16 << 10,
+                f32_no_prefetch_rows: 2,
+                pack_f32_max_k: 1024,
+                l2_prefetch: true,
+            };
+        }
+    }
+    Tuning {
+        no_prefetch_rows: 0,
+        pf_packed_bytes: PF_PACKED_BYTES,
+        f32_no_prefetch_rows: 0,
+        pack_f32_max_k: 0,
+        l2_prefetch: false,
+    }
 }
 
 /// An exact kernel variant: every variant computes the module's reduction order bit for bit,
