@@ -33,6 +33,8 @@
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 use crate::gemm::Variant;
 use argen_core::process::{
@@ -47,8 +49,8 @@ pub struct RowSimd {
 }
 
 impl RowSimd {
-    /// The row kernels of `variant`, or why this CPU cannot run them. [`Variant::Neon`] and
-    /// [`Variant::Portable`] run argen-core's portable passes.
+    /// The row kernels of `variant`, or why this CPU cannot run them. [`Variant::Portable`]
+    /// runs argen-core's portable passes.
     pub fn new(variant: Variant) -> Result<Self, &'static str> {
         match variant.unsupported() {
             Some(why) => Err(why),
@@ -71,7 +73,7 @@ pub fn row_kernels() -> &'static RowSimd {
 }
 
 /// Combines a vector body's maximum and finiteness with the portable tail's.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn join(body: Option<f32>, tail: Option<f32>, tail_len: usize) -> Option<f32> {
     match (body, tail_len) {
         (b, 0) => b,
@@ -83,8 +85,8 @@ fn join(body: Option<f32>, tail: Option<f32>, tail_len: usize) -> Option<f32> {
 impl RowKernels for RowSimd {
     fn name(&self) -> &'static str {
         match self.variant {
-            Variant::Avx512 | Variant::Avx2 => self.variant.name(),
-            Variant::Neon | Variant::Portable => "portable",
+            Variant::Avx512 | Variant::Avx2 | Variant::Neon => self.variant.name(),
+            Variant::Portable => "portable",
         }
     }
 
@@ -96,6 +98,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2 and F16C.
             Variant::Avx2 => unsafe { avx2::plain(row, scale, y) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::plain(row, scale, y),
             _ => portable_plain(row, scale, y),
         }
     }
@@ -115,6 +119,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2 and F16C.
             Variant::Avx2 => unsafe { avx2::two_way(cond, uncond, cfg, scale, y) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::two_way(cond, uncond, cfg, scale, y),
             _ => portable_two_way(cond, uncond, cfg, scale, y),
         }
     }
@@ -127,6 +133,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2.
             Variant::Avx2 => unsafe { avx2::candidates(y, m, order) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::candidates(y, m, order),
             _ => portable_candidates(y, m, order),
         }
     }
@@ -140,6 +148,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2.
             Variant::Avx2 => unsafe { crate::vmath::avx2::exp_sub_to(y, m, e) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => crate::vmath::neon::exp_sub_to(y, m, e),
             _ => portable_exp_shifted(y, m, e),
         }
     }
@@ -157,6 +167,8 @@ impl RowKernels for RowSimd {
             // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F; the
             // kernel asserts the slice lengths.
             Variant::Avx512 => unsafe { avx512::split_cut(m, cut, cy, cid, keys) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::split_cut(m, cut, cy, cid, keys),
             _ => portable_split_cut(m, cut, cy, cid, keys),
         }
     }
