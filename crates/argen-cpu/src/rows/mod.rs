@@ -13,15 +13,22 @@
 //! |---|---|---|
 //! | AVX-512F ([`avx512`]) | 16 lanes; `bf16` by a 16-bit shift, `f16` by `vcvtph2ps` | compare to a mask, `vpcompressd` into a register, one 64-byte store |
 //! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
-//! | portable (NEON builds too) | argen-core's | argen-core's |
+//! | NEON (`neon`, aarch64 only) | 4 lanes × 4 per step; `bf16` by `shll` #16, `f16` by `fcvtl`/`fcvtl2` | 8 per step: `fcmge`, narrowed to an 8-bit mask (`addv`); each 4-bit half indexes a 16-entry table of set-bit positions, added to the group's first id, one 16-byte store |
+//! | portable | argen-core's | argen-core's |
 //!
-//! Top-k's partition at the cut bucket (`split_cut`) is AVX-512F only (`vpcompressd` of the
-//! values and ids into registers, stored whole at the kept count); AVX2 and portable run
+//! Top-k's partition at the cut bucket (`split_cut`): AVX-512F compresses the values and ids
+//! into registers (`vpcompressd`) and stores them whole at the kept count; NEON does the same
+//! 4 pairs at a time with a byte shuffle (`tbl`) from a 16-entry table; AVX2 and portable run
 //! argen-core's.
 //!
 //! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
-//! (16 with AVX-512F and a masked tail, 8 with AVX2 and a scalar tail; bit-identical to
-//! `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the contract's `[−87, 0]`).
+//! (16 with AVX-512F and a masked tail, 8 with AVX2 and 4 with NEON and a scalar tail;
+//! bit-identical to `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the
+//! contract's `[−87, 0]`).
+//!
+//! The NEON kernels cannot run on the x86-64 development machine: `.ci/cross-arch.sh` builds
+//! the suites for `aarch64-unknown-linux-gnu` and runs them under qemu-user, where
+//! `tests/rows.rs` checks them bit for bit like the x86 variants.
 //!
 //! The variant is the one [`crate::gemm::best_variant`] picks (`ARGEN_CPU_VARIANT` overrides
 //! it), so the row kernels follow the GEMM kernels' choice. A compacting store writes a whole

@@ -20,14 +20,14 @@
 //! (`xtn`) to eight 16-bit lanes, ANDed with the lane bits `1, 2, …, 128` and summed (`addv`)
 //! into an 8-bit mask. The ids of a group are its first index plus the positions of its set
 //! bits, so each 4-bit half of the mask indexes a 16-row table of set-bit positions
-//! ([`SET_BITS`]): base + row is stored whole (4 ids) at the current count, which then grows by
+//! (`SET_BITS`): base + row is stored whole (4 ids) at the current count, which then grows by
 //! the half's popcount — no shuffle at all.
 //!
 //! Top-k's partition at the cut bucket, 4 pairs per step: the buckets
 //! `min(bits(d·16 + 2^23) − bits(2^23), 512)` with `d = m − y` (`fsub`, `fmul`, `fadd`, never
 //! fused; `sub`, `umin`), the keep mask (`cmhi`) as 4 bits, and the kept values and ids moved
 //! to the front of their registers by one byte shuffle each (`tbl` with the row of
-//! [`COMPACT`] for the mask), stored whole at the kept count (in place: the count never passes
+//! `COMPACT` for the mask), stored whole at the kept count (in place: the count never passes
 //! the step's first index, so the store ends inside the step's 4 pairs, which are already
 //! loaded); the cut bucket's members (one narrow bucket: rarely any) from their mask, read
 //! before the store. The last `len mod 4` pairs go through the scalar step.
