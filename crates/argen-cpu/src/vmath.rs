@@ -333,7 +333,7 @@ pub(crate) mod avx2 {
 }
 
 #[cfg(target_arch = "aarch64")]
-pub(crate) mod neon {
+mod neon {
     use argen_core::detmath::exp::{C1, C2, LOG2E, MAX_ARG, MIN_ARG, P0, P1, P2, P3, P4, P5};
     use argen_core::detmath::{exp_f32, silu_f32};
     use std::arch::aarch64::*;
@@ -382,26 +382,6 @@ pub(crate) mod neon {
             }
         }
         x[n..].iter_mut().for_each(|v| *v = exp_f32(*v - sub));
-    }
-
-    /// `e[i] = exp_f32(x[i] − sub)` for `i < x.len()` (logit weights: argen-core's
-    /// `RowKernels::exp_shifted`); nothing past `e[x.len() − 1]` is written.
-    pub(crate) fn exp_sub_to(x: &[f32], sub: f32, e: &mut [f32]) {
-        assert!(
-            e.len() >= x.len(),
-            "exp_sub_to: output shorter than the input"
-        );
-        let n = x.len() / 4 * 4;
-        for (ce, cx) in e[..n].chunks_exact_mut(4).zip(x[..n].chunks_exact(4)) {
-            // SAFETY: both chunks hold 4 floats; Advanced SIMD is baseline.
-            unsafe {
-                let v = vsubq_f32(vld1q_f32(cx.as_ptr()), vdupq_n_f32(sub));
-                vst1q_f32(ce.as_mut_ptr(), exp4(v));
-            }
-        }
-        for (ej, &xj) in e[n..x.len()].iter_mut().zip(&x[n..]) {
-            *ej = exp_f32(xj - sub);
-        }
     }
 
     pub fn silu_mul(a: &mut [f32], b: &[f32]) {

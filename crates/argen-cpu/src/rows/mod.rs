@@ -22,13 +22,20 @@
 //! argen-core's.
 //!
 //! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
-//! (16 with AVX-512F and a masked tail, 8 with AVX2 and 4 with NEON and a scalar tail;
-//! bit-identical to `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the
-//! contract's `[−87, 0]`).
+//! (16 with AVX-512F and a masked tail, 8 with AVX2 and a scalar tail; bit-identical to
+//! `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the contract's `[−87, 0]`).
+//! NEON keeps argen-core's: on aarch64 the compiler already vectorises `exp_f32_nonpos` at
+//! the full NEON width (4 lanes), and it is leaner than `vmath`'s general `exp_f32` lanes
+//! (no overflow, subnormal or NaN branches to select between): llvm-mca puts its loop at
+//! 4.0 cycles per element on Neoverse N2 and 10.8 on Cortex-A57 against 6.0 and 12.8 for the
+//! `vmath` NEON lanes (static estimates; `docs/runtime-performance.md`).
 //!
-//! The NEON kernels cannot run on the x86-64 development machine: `.ci/cross-arch.sh` builds
-//! the suites for `aarch64-unknown-linux-gnu` and runs them under qemu-user, where
-//! `tests/rows.rs` checks them bit for bit like the x86 variants.
+//! On aarch64 argen-core's passes are already vectorised at NEON's width (the baseline), so
+//! the NEON kernels win by cheaper steps, not wider ones: `fcvtl` instead of integer `f16`
+//! widening, vector compares and one vector-to-general move per 8 candidates tested, a
+//! vectorised partition. They cannot run on the x86-64 development machine:
+//! `.ci/cross-arch.sh` builds the suites for `aarch64-unknown-linux-gnu` and runs them under
+//! qemu-user, where `tests/rows.rs` checks them bit for bit like the x86 variants.
 //!
 //! The variant is the one [`crate::gemm::best_variant`] picks (`ARGEN_CPU_VARIANT` overrides
 //! it), so the row kernels follow the GEMM kernels' choice. A compacting store writes a whole
@@ -155,8 +162,6 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2.
             Variant::Avx2 => unsafe { crate::vmath::avx2::exp_sub_to(y, m, e) },
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon => crate::vmath::neon::exp_sub_to(y, m, e),
             _ => portable_exp_shifted(y, m, e),
         }
     }

@@ -21,11 +21,13 @@
 //! into an 8-bit mask. The ids of a group are its first index plus the positions of its set
 //! bits, so each 4-bit half of the mask indexes a 16-row table of set-bit positions
 //! (`SET_BITS`): base + row is stored whole (4 ids) at the current count, which then grows by
-//! the half's popcount — no shuffle at all.
+//! the half's popcount (`POPCOUNT`, a table) — no shuffle at all, and one move from a vector
+//! to a general register per 8 elements (the bases stay in vector registers).
 //!
 //! Top-k's partition at the cut bucket, 4 pairs per step: the buckets
 //! `min(bits(d·16 + 2^23) − bits(2^23), 512)` with `d = m − y` (`fsub`, `fmul`, `fadd`, never
-//! fused; `sub`, `umin`), the keep mask (`cmhi`) as 4 bits, and the kept values and ids moved
+//! fused; `sub`, `umin`), the keep (`cmhi`) and cut-bucket (`cmeq`) masks as 4 bits each in
+//! one `addv`, and the kept values and ids moved
 //! to the front of their registers by one byte shuffle each (`tbl` with the row of
 //! `COMPACT` for the mask), stored whole at the kept count (in place: the count never passes
 //! the step's first index, so the store ends inside the step's 4 pairs, which are already
@@ -55,6 +57,10 @@ static SET_BITS: [[u32; 4]; 16] = {
     }
     t
 };
+
+/// The number of set bits of each 4-bit mask (a table load: `count_ones` would move the mask
+/// to a vector register and back).
+static POPCOUNT: [u8; 16] = [0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4];
 
 /// For each 4-bit mask, the `tbl` byte indices that move the 32-bit lanes of its set bits to
 /// the front, lowest first (the remaining bytes pick lane 0; they land past the kept count).
@@ -311,6 +317,11 @@ pub fn candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
         )
     };
     let (py, po) = (y.as_ptr(), order.as_mut_ptr());
+    // The group's first id in every lane, for each 4-lane half (kept in vector registers:
+    // moves between the general and the vector registers are the scarce resource here).
+    // SAFETY: register initialisation; Advanced SIMD is baseline.
+    let (mut base_lo, mut base_hi, eight) =
+        unsafe { (vdupq_n_u32(0), vdupq_n_u32(4), vdupq_n_u32(8)) };
     let mut count = 0usize;
     let mut i = 0;
     while i < body {
@@ -322,19 +333,19 @@ pub fn candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
             let c1 = vcgeq_f32(vsubq_f32(vld1q_f32(py.add(i + 4)), vm), floor);
             let c = vcombine_u16(vmovn_u32(c0), vmovn_u32(c1));
             let mask = vaddvq_u16(vandq_u16(c, bits)) as usize;
-            let (lo, hi) = (mask & 15, mask >> 4);
-            let base = vdupq_n_u32(i as u32);
+            let (lo, hi) = (mask & 15, (mask >> 4) & 15);
             vst1q_u32(
                 po.add(count),
-                vaddq_u32(base, vld1q_u32(SET_BITS[lo].as_ptr())),
+                vaddq_u32(base_lo, vld1q_u32(SET_BITS[lo].as_ptr())),
             );
-            count += lo.count_ones() as usize;
-            let base = vdupq_n_u32(i as u32 + 4);
+            count += POPCOUNT[lo] as usize;
             vst1q_u32(
                 po.add(count),
-                vaddq_u32(base, vld1q_u32(SET_BITS[hi].as_ptr())),
+                vaddq_u32(base_hi, vld1q_u32(SET_BITS[hi].as_ptr())),
             );
-            count += hi.count_ones() as usize;
+            count += POPCOUNT[hi] as usize;
+            base_lo = vaddq_u32(base_lo, eight);
+            base_hi = vaddq_u32(base_hi, eight);
         }
         i += 8;
     }
@@ -362,7 +373,7 @@ pub fn split_cut(
     let body = len / 4 * 4;
     // `cut` above 512 keeps everything (no bucket reaches it); clamp so the lane compare is exact.
     // SAFETY: register initialisation; Advanced SIMD is baseline.
-    let (vm, scale, round, bias, top, vcut, lanes) = unsafe {
+    let (vm, scale, round, bias, top, vcut, lanes, lanes_eq) = unsafe {
         (
             vdupq_n_f32(m),
             vdupq_n_f32(16.0),
@@ -371,6 +382,7 @@ pub fn split_cut(
             vdupq_n_u32(512),
             vdupq_n_u32(cut.min(513) as u32),
             vld1q_u32([1u32, 2, 4, 8].as_ptr()),
+            vld1q_u32([16u32, 32, 64, 128].as_ptr()),
         )
     };
     let (py, pi) = (cy.as_mut_ptr(), cid.as_mut_ptr());
@@ -386,23 +398,25 @@ pub fn split_cut(
             let d = vsubq_f32(vm, y);
             let t = vaddq_f32(vmulq_f32(d, scale), round);
             let b = vminq_u32(vsubq_u32(vreinterpretq_u32_f32(t), bias), top);
-            let keep = vaddvq_u32(vandq_u32(vcltq_u32(b, vcut), lanes)) as usize;
-            let eq = vceqq_u32(b, vcut);
-            if vmaxvq_u32(eq) != 0 {
-                let mut e = vaddvq_u32(vandq_u32(eq, lanes));
-                while e != 0 {
-                    let l = e.trailing_zeros() as usize;
-                    keys[tied] = rank_key(*py.add(j + l), *pi.add(j + l));
-                    tied += 1;
-                    e &= e - 1;
-                }
+            // Keep in bits 0–3, the cut bucket in bits 4–7: one move to a general register.
+            let both = vorrq_u32(
+                vandq_u32(vcltq_u32(b, vcut), lanes),
+                vandq_u32(vceqq_u32(b, vcut), lanes_eq),
+            );
+            let mask = vaddvq_u32(both) as usize;
+            let (keep, mut e) = (mask & 15, (mask >> 4) & 15);
+            while e != 0 {
+                let l = e.trailing_zeros() as usize;
+                keys[tied] = rank_key(*py.add(j + l), *pi.add(j + l));
+                tied += 1;
+                e &= e - 1;
             }
             let idx = vld1q_u8(COMPACT[keep].as_ptr());
             let ky = vqtbl1q_u8(vreinterpretq_u8_f32(y), idx);
             let ki = vqtbl1q_u8(vreinterpretq_u8_u32(ids), idx);
             vst1q_f32(py.add(kept), vreinterpretq_f32_u8(ky));
             vst1q_u32(pi.add(kept), vreinterpretq_u32_u8(ki));
-            kept += keep.count_ones() as usize;
+            kept += POPCOUNT[keep] as usize;
         }
         j += 4;
     }
