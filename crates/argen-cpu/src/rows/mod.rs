@@ -11,9 +11,9 @@
 //!
 //! | variant | clean pass | candidate scan |
 //! |---|---|---|
-//! | AVX-512F ([`avx512`]) | 16 lanes; `bf16` by a 16-bit shift, `f16` by `vcvtph2ps` | compare to a mask, `vpcompressd` into a register, one 64-byte store |
-//! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
-//! | NEON (`neon`, aarch64 only) | 4 lanes × 4 per step; `bf16` by `shll` #16, `f16` by `fcvtl`/`fcvtl2` | 8 per step: `fcmge`, narrowed to an 8-bit mask (`addv`); each 4-bit half indexes a 16-entry table of set-bit positions, added to the group's first id, one 16-byte store |
+//! | AVX-512F (`avx512`, x86-64) | 16 lanes; `bf16` by a 16-bit shift, `f16` by `vcvtph2ps` | compare to a mask, `vpcompressd` into a register, one 64-byte store |
+//! | AVX2 + F16C (`avx2`, x86-64) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
+//! | NEON (`neon`, aarch64) | 4 lanes × 4 per step; `bf16` by `shll` #16, `f16` by `fcvtl`/`fcvtl2` | 8 per step: `fcmge`, narrowed to an 8-bit mask (`addv`); each 4-bit half indexes a 16-entry table of set-bit positions, added to the group's first id, one 16-byte store |
 //! | portable | argen-core's | argen-core's |
 //!
 //! Top-k's partition at the cut bucket (`split_cut`): AVX-512F compresses the values and ids

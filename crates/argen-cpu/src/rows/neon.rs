@@ -27,12 +27,16 @@
 //! Top-k's partition at the cut bucket, 4 pairs per step: the buckets
 //! `min(bits(d·16 + 2^23) − bits(2^23), 512)` with `d = m − y` (`fsub`, `fmul`, `fadd`, never
 //! fused; `sub`, `umin`), the keep (`cmhi`) and cut-bucket (`cmeq`) masks as 4 bits each in
-//! one `addv`, and the kept values and ids moved
-//! to the front of their registers by one byte shuffle each (`tbl` with the row of
-//! `COMPACT` for the mask), stored whole at the kept count (in place: the count never passes
-//! the step's first index, so the store ends inside the step's 4 pairs, which are already
-//! loaded); the cut bucket's members (one narrow bucket: rarely any) from their mask, read
-//! before the store. The last `len mod 4` pairs go through the scalar step.
+//! one `addv`, and the kept values and ids moved to the front of their registers by one byte
+//! shuffle each (`tbl` with the row of `COMPACT` for the mask), stored whole at the kept count
+//! (in place: the count never passes the step's first index, so the store ends inside the
+//! step's 4 pairs, which are already loaded); the cut bucket's members (one narrow bucket:
+//! rarely any) from their mask, read before the store. The last `len mod 4` pairs go through
+//! the scalar step.
+//!
+//! No aarch64 hardware was at hand: these kernels are tested bit for bit under qemu-user, and
+//! their speed against argen-core's passes is estimated with llvm-mca, not measured
+//! (`docs/runtime-performance.md`, `tools/aarch64_loop_mca.py`).
 
 use super::join;
 use argen_core::process::{portable_plain, portable_two_way, rank_bucket, rank_key, HOPELESS};
