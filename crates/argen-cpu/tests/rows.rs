@@ -354,3 +354,51 @@ fn row_simd_names_its_variant() {
         }
     }
 }
+
+/// The chunk skipping of a draw equals argen-core's (`portable_skip_chunks`), and so does the
+/// located token (`Dist::locate_with` vs `Dist::locate`): rows of every length around the
+/// chunk size (tails), processed-row weights (below `2^56`), huge weights (the exact 32-bit
+/// halves path, chunk sums near `2^64` and beyond), zero chunks, and `r` on every chunk
+/// boundary, either side of it, random, and at the ends.
+#[test]
+fn skip_chunks_equals_the_portable_one() {
+    use argen_core::dist::{portable_skip_chunks, LOCATE_CHUNK};
+    use argen_core::{Dist, RowKernels};
+    let mut rng = Rng(0x0c4a_7c5e_0000_0003);
+    for k in variants() {
+        let what = k.variant().name();
+        for case in 0..400 {
+            let v = [1usize, 127, 128, 129, 255, 256, 257, 1000, 4096, 16384][case % 10];
+            let style = (case / 10) % 4;
+            let w: Vec<u64> = (0..v)
+                .map(|_| match (style, rng.below(4)) {
+                    (_, 0) => 0,
+                    (0, _) => rng.next() >> 23, // processed rows: below 2^41
+                    (1, _) => rng.next() >> (rng.below(3) * 4), // huge, sums wrap u64
+                    (2, _) if rng.below(50) == 0 => u64::MAX >> rng.below(8),
+                    _ => rng.next() >> 40,
+                })
+                .collect();
+            let d = Dist::with_total(&w, 1).unwrap();
+            let mut rs: Vec<u128> = vec![0, 1, u64::MAX as u128 - 1, u64::MAX as u128];
+            let mut acc = 0u128;
+            for c in w.chunks(LOCATE_CHUNK) {
+                acc += c.iter().map(|&x| x as u128).sum::<u128>();
+                rs.extend([acc.saturating_sub(1), acc, acc + 1]);
+            }
+            for _ in 0..8 {
+                rs.push((rng.next() as u128) % acc.max(1));
+            }
+            for r in rs {
+                let want = portable_skip_chunks(&w, r);
+                let got = k.skip_chunks(&w, r);
+                assert_eq!(got, want, "{what}: case {case} v={v} style={style} r={r}");
+                if r < u64::MAX as u128 {
+                    let r = r as u64;
+                    assert_eq!(d.locate_with(&k, r), d.locate(r), "{what}: locate r={r}");
+                }
+            }
+        }
+        println!("rows-{what}: skip_chunks ran");
+    }
+}

@@ -29,10 +29,13 @@
 //! `S_j ≤ Σ_{b' ≤ b} mass[b'] < P·Z / 2^32`: it survives. A member of a later bucket has
 //! `S_j ≥ Σ_{b' ≤ c} mass[b'] ≥ P·Z / 2^32`: it is dropped. Only the members of `c` are sorted
 //! by key (heapsort, in place) and walked with the exact test. (No property of `exp` is needed: the argument uses
-//! only the rank order and the weights themselves.)
+//! only the rank order and the weights themselves.) The bucket masses come from a pass that
+//! writes no weights (module `process::weights`); only the survivors' weights are written to
+//! the row afterwards.
 
 use super::kernels::RowKernels;
 use super::rank_key;
+use super::weights::{fixed_point, BLOCK};
 
 /// Buckets per nat.
 const SCALE: f32 = 16.0;
@@ -133,14 +136,16 @@ fn sort_by_rank(cy: &mut [f32], cid: &mut [u32]) {
     }
 }
 
-/// Step 6 on the candidates (values `cy`, ids `cid`) whose weights are in `out`, given
-/// `mass[b]`, the weight of each bucket, and `threshold = P·Z`: zeroes the weights top-p
-/// drops and returns `s`, with every survivor among the first `s` pairs (which it reorders).
+/// Step 6 on the candidates (values `cy`, ids `cid`), given `mass[b]`, the weight of each
+/// bucket, and `threshold = P·Z`: moves the survivors to the front of both arrays (in no
+/// particular order) and returns their number. Writes no weights: the caller scatters the
+/// survivors' weights afterwards, so the dropped candidates (usually most of them) cost no
+/// store into the weight row.
 pub(super) fn top_p(
+    kernels: &dyn RowKernels,
     m: f32,
     cy: &mut [f32],
     cid: &mut [u32],
-    out: &mut [u64],
     mass: &[u64; BUCKETS],
     threshold: u128,
 ) -> usize {
@@ -156,20 +161,17 @@ pub(super) fn top_p(
     let Some(cut) = cut else {
         return cy.len(); // everything survives
     };
-    // Later buckets are dropped; the others are compacted to the front.
+    // Later buckets are dropped; the others are compacted to the front (branch-free).
     let mut s = 0;
     for j in 0..cy.len() {
         let (yj, i) = (cy[j], cid[j]);
-        let b = rank_bucket(m - yj);
-        if b > cut {
-            out[i as usize] = 0; // most candidates: a well-predicted branch, a store only
-        }
         cy[s] = yj;
         cid[s] = i;
-        s += (b <= cut) as usize;
+        s += (rank_bucket(m - yj) <= cut) as usize;
     }
     // The cut bucket's members to the front (an unconditional swap keeps members before
-    // `n` and non-members from `n` to `j`), in rank order, walked with the exact test.
+    // `n` and non-members from `n` to `j`), in rank order, walked with the exact test: the
+    // survivors among them are a rank prefix (`before` stops growing at the first failure).
     let mut n = 0;
     for j in 0..s {
         let b = rank_bucket(m - cy[j]);
@@ -178,14 +180,22 @@ pub(super) fn top_p(
         n += (b == cut) as usize;
     }
     sort_by_rank(&mut cy[..n], &mut cid[..n]);
-    for &i in &cid[..n] {
-        if ((before as u128) << 32) < threshold {
-            before += out[i as usize];
-        } else {
-            out[i as usize] = 0;
+    let mut kept = 0;
+    let mut e = [0.0f32; BLOCK];
+    'walk: for ys in cy[..n].chunks(BLOCK) {
+        kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
+        for &ej in &e[..ys.len()] {
+            if ((before as u128) << 32) >= threshold {
+                break 'walk;
+            }
+            before += fixed_point(ej);
+            kept += 1;
         }
     }
-    s
+    // Survivors: the walked prefix, then the earlier buckets' members.
+    cy.copy_within(n..s, kept);
+    cid.copy_within(n..s, kept);
+    kept + (s - n)
 }
 
 #[cfg(test)]

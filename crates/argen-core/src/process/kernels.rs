@@ -13,6 +13,9 @@
 //! ([`RowKernels::exp_shifted`], step 5, in blocks of up to 64 candidates), and top-k's
 //! **partition** of the candidates at the cut bucket ([`RowKernels::split_cut`], step 4).
 //!
+//! Sampling from the processed row skips whole chunks of weights by their exact sums
+//! ([`RowKernels::skip_chunks`], the inner loop of [`crate::Dist::locate_with`]).
+//!
 //! Their contracts are exact, so every implementation gives the same bits (argen-cpu's tests
 //! compare each variant it can run with [`Portable`] on random rows, every format, tails and
 //! odd lengths):
@@ -34,6 +37,8 @@
 //!   ([`super::rank_key`]) of the pairs with `b_j == cut` to `keys[..tied]` in their input
 //!   order, and returns `(kept, tied)`; `cy[kept..]`, `cid[kept..]` are unspecified afterwards
 //!   and nothing else is written (`cid.len() == cy.len() <= keys.len()`).
+//! * the chunk skipping returns exactly [`crate::dist::portable_skip_chunks`]'s pair (whole
+//!   chunks of [`crate::dist::LOCATE_CHUNK`] weights summed exactly).
 //!
 //! [`Portable`] is this crate's implementation (vectorised by the compiler at the target's
 //! baseline width, see [`super::scan`]).
@@ -99,6 +104,12 @@ pub trait RowKernels: Sync + core::fmt::Debug {
         keys: &mut [u64],
     ) -> (usize, usize) {
         portable_split_cut(m, cut, cy, cid, keys)
+    }
+
+    /// The whole chunks of weights that a draw skips before `r`
+    /// ([`crate::dist::portable_skip_chunks`]): `(first index not skipped, exact sum before it)`.
+    fn skip_chunks(&self, weights: &[u64], r: u128) -> (usize, u128) {
+        crate::dist::portable_skip_chunks(weights, r)
     }
 }
 

@@ -292,38 +292,23 @@ pub fn process_with<L: Logit>(
     }
     out.fill(0);
 
-    // Step 5.
-    let mut mass = [0u64; buckets::BUCKETS];
-    let top_p = params.top_p.filter(|&p| p < 1.0);
-    let total = if top_p.is_some() {
-        weights::weights::<true>(kernels, m, cy, cid, out, &mut mass)
-    } else {
-        weights::weights::<false>(kernels, m, cy, cid, out, &mut mass)
-    };
-
-    // Step 6 (the survivors move to the front).
-    if let Some(p) = top_p {
-        let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * total as u128;
-        let s = buckets::top_p(m, cy, cid, out, &mass, threshold);
-        cid = &mut cid[..s];
+    // Steps 5–6: with top-p, the weights' total and bucket masses first, then the survivors
+    // move to the front.
+    if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
+        let mut mass = [0u64; buckets::BUCKETS];
+        let z = weights::mass(kernels, m, cy, &mut mass);
+        let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * z as u128;
+        let s = buckets::top_p(kernels, m, cy, cid, &mass, threshold);
+        (cy, cid) = (&mut cy[..s], &mut cid[..s]);
     }
 
-    // Step 7: min-p relative to the top token's weight 2^40.
-    if let Some(p) = params.min_p.filter(|&p| p > 0.0) {
-        let floor = (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128;
-        for &i in cid.iter() {
-            let w = &mut out[i as usize];
-            *w = if ((*w as u128) << 32) < floor { 0 } else { *w };
-        }
-    }
-
-    let mut total = 0u64;
-    let mut support = 0u32;
-    for &i in cid.iter() {
-        let w = out[i as usize];
-        total += w;
-        support += (w > 0) as u32;
-    }
+    // Step 7 (min-p relative to the top token's weight 2^40) as the survivors' weights are
+    // written.
+    let floor = params
+        .min_p
+        .filter(|&p| p > 0.0)
+        .map_or(0, |p| (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128);
+    let (total, support) = weights::scatter(kernels, m, cy, cid, out, floor);
     Ok(Processed {
         total,
         argmax,

@@ -35,6 +35,7 @@ pub mod avx2;
 pub mod avx512;
 
 use crate::gemm::Variant;
+use argen_core::dist::portable_skip_chunks;
 use argen_core::process::{
     portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut, portable_two_way,
 };
@@ -158,6 +159,15 @@ impl RowKernels for RowSimd {
             // kernel asserts the slice lengths.
             Variant::Avx512 => unsafe { avx512::split_cut(m, cut, cy, cid, keys) },
             _ => portable_split_cut(m, cut, cy, cid, keys),
+        }
+    }
+
+    fn skip_chunks(&self, weights: &[u64], r: u128) -> (usize, u128) {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F.
+            Variant::Avx512 => unsafe { avx512::skip_chunks(weights, r) },
+            _ => portable_skip_chunks(weights, r),
         }
     }
 }
