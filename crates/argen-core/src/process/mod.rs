@@ -290,17 +290,16 @@ pub fn process_with<L: Logit>(
             (cy, cid) = (&mut cy[..k], &mut cid[..k]);
         }
     }
-    out.fill(0);
-
     // Steps 5–6: with top-p, the weights' total and bucket masses first, then the survivors
-    // move to the front.
+    // move to the front (`out` still scratch).
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
         let mut mass = [0u64; buckets::BUCKETS];
         let z = weights::mass(kernels, m, cy, &mut mass);
         let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * z as u128;
-        let s = buckets::top_p(kernels, m, cy, cid, &mass, threshold);
+        let s = buckets::top_p(kernels, m, cy, cid, &mass, threshold, out);
         (cy, cid) = (&mut cy[..s], &mut cid[..s]);
     }
+    out.fill(0);
 
     // Step 7 (min-p relative to the top token's weight 2^40) as the survivors' weights are
     // written.
@@ -443,7 +442,7 @@ mod tests {
     }
 
     /// Flat and nearly flat rows put every candidate into one rank bucket: the top-k
-    /// selection and the top-p heapsort then work on the whole row.
+    /// selection and the top-p sort then work on the whole row.
     #[test]
     fn one_bucket_rows_equal_the_reference() {
         let mut r = Rng(0x2545_f491_4f6c_dd1d);
