@@ -402,3 +402,43 @@ fn skip_chunks_equals_the_portable_one() {
         println!("rows-{what}: skip_chunks ran");
     }
 }
+
+/// The rank buckets equal argen-core's (`portable_buckets`, and `rank_bucket` by definition)
+/// for every length 0…67 and longer rows (masked tails), values on and between bucket edges,
+/// `d = m − y` outside `[0, 32]` (negative, beyond 32, infinite, NaN), `±0`; nothing past
+/// `y.len()` is written.
+#[test]
+fn buckets_equal_the_portable_one() {
+    use argen_core::process::portable_buckets;
+    let mut rng = Rng(0x0b0c_4e75_0000_0004);
+    for k in variants() {
+        let what = k.variant().name();
+        for n in (0..=67).chain([100, 513, 4099]) {
+            for m in [0.0f32, 2.75, -11.0, 1.0e4] {
+                let y: Vec<f32> = (0..n)
+                    .map(|_| match rng.below(12) {
+                        0 => m,
+                        1 => m - (rng.below(600) as f32) / 16.0,
+                        2 => m - (rng.below(1200) as f32 + 1.0) / 32.0,
+                        3 => -0.0,
+                        4 => 0.0,
+                        5 => m - 40.0,
+                        6 => m + 1.0,
+                        7 => [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3) as usize],
+                        _ => m - ((rng.next() >> 40) as f32 / (1u64 << 24) as f32) * 32.0,
+                    })
+                    .collect();
+                let mut a = vec![0xeeeeu16; n + 5];
+                let mut b = vec![0xeeeeu16; n + 5];
+                portable_buckets(m, &y, &mut a);
+                argen_core::RowKernels::buckets(&k, m, &y, &mut b);
+                assert_eq!(a, b, "{what}: n={n} m={m}");
+                for j in 0..n {
+                    assert_eq!(b[j] as usize, rank_bucket(m - y[j]), "{what}: y={}", y[j]);
+                }
+                assert!(b[n..].iter().all(|&x| x == 0xeeee), "{what}: wrote past y.len()");
+            }
+        }
+        println!("rows-{what}: buckets ran");
+    }
+}

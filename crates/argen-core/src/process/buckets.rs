@@ -80,8 +80,12 @@ pub(super) fn top_k(
     keys: &mut [u64],
 ) {
     let mut count = [0u32; BUCKETS];
-    for &yj in cy.iter() {
-        count[rank_bucket(m - yj)] += 1;
+    let mut b = [0u16; BLOCK];
+    for ys in cy.chunks(BLOCK) {
+        kernels.buckets(m, ys, &mut b);
+        for &bj in &b[..ys.len()] {
+            count[bj as usize] += 1;
+        }
     }
     let (mut before, mut cut) = (0usize, 0usize);
     while cut < BUCKETS - 1 && before + (count[cut] as usize) < k {

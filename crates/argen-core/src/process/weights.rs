@@ -12,7 +12,7 @@
 //! full-vocabulary row. The truncation `trunc(e · 2^40)` is taken from the bits of
 //! `e` ([`fixed_point`]).
 
-use super::buckets::{rank_bucket as bucket, BUCKETS};
+use super::buckets::BUCKETS;
 use super::kernels::RowKernels;
 
 /// Candidates per block.
@@ -32,15 +32,16 @@ pub(super) fn fixed_point(e: f32) -> u64 {
 /// The total weight of the candidates (values `cy`) and the weight of each rank bucket, added
 /// to `mass` (for top-p, [`super::buckets`]); writes no weights.
 pub(super) fn mass(kernels: &dyn RowKernels, m: f32, cy: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
-    let mut e = [0.0f32; BLOCK];
+    let (mut e, mut b) = ([0.0f32; BLOCK], [0u16; BLOCK]);
     let mut total = 0u64;
     for ys in cy.chunks(BLOCK) {
-        // The block's exponentials in one vectorised pass.
+        // The block's exponentials and rank buckets in vectorised passes.
         kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
-        for (&yj, &ej) in ys.iter().zip(&e) {
+        kernels.buckets(m, ys, &mut b);
+        for (&bj, &ej) in b[..ys.len()].iter().zip(&e) {
             let w = fixed_point(ej);
             total += w;
-            mass[bucket(m - yj)] += w;
+            mass[bj as usize] += w;
         }
     }
     total

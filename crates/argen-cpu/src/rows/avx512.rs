@@ -375,3 +375,40 @@ pub unsafe fn skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
     }
     (start, acc)
 }
+
+/// The rank buckets `min(bits(d·16 + 2^23) − bits(2^23), 512)` of `d = m − y_j` (argen-core's
+/// `RowKernels::buckets`): 16 lanes per step (`vsubps`, `vmulps`, `vaddps`, never fused;
+/// `vpsubd`, `vpminud`), narrowed to 16 bits (`vpmovdw`); the last `len mod 16` lanes masked
+/// (loads and stores), so nothing past `b[y.len() − 1]` is written.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f,popcnt")]
+pub unsafe fn buckets(m: f32, y: &[f32], b: &mut [u16]) {
+    let n = y.len();
+    assert!(b.len() >= n, "buckets: output shorter than the input");
+    let (vm, scale, round) = (
+        _mm512_set1_ps(m),
+        _mm512_set1_ps(16.0),
+        _mm512_set1_ps(8_388_608.0),
+    );
+    let (bias, top) = (_mm512_set1_epi32(0x4b00_0000), _mm512_set1_epi32(512));
+    let mut j = 0;
+    while j < n {
+        let lanes = (n - j).min(16);
+        let k: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1u16 << lanes) - 1
+        };
+        // SAFETY: the masked load reads `y[j..j + lanes]` and the masked store writes
+        // `b[j..j + lanes]`, both in bounds (`b.len() >= n`, asserted).
+        unsafe {
+            let yv = _mm512_maskz_loadu_ps(k, y.as_ptr().add(j));
+            let t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(vm, yv), scale), round);
+            let bk = _mm512_min_epu32(_mm512_sub_epi32(_mm512_castps_si512(t), bias), top);
+            _mm512_mask_cvtepi32_storeu_epi16(b.as_mut_ptr().add(j) as *mut _, k, bk);
+        }
+        j += 16;
+    }
+}

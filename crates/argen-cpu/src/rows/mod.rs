@@ -37,7 +37,8 @@ pub mod avx512;
 use crate::gemm::Variant;
 use argen_core::dist::portable_skip_chunks;
 use argen_core::process::{
-    portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut, portable_two_way,
+    portable_buckets, portable_candidates, portable_exp_shifted, portable_plain,
+    portable_split_cut, portable_two_way,
 };
 use argen_core::{LogitRow, RowKernels};
 
@@ -159,6 +160,16 @@ impl RowKernels for RowSimd {
             // kernel asserts the slice lengths.
             Variant::Avx512 => unsafe { avx512::split_cut(m, cut, cy, cid, keys) },
             _ => portable_split_cut(m, cut, cy, cid, keys),
+        }
+    }
+
+    fn buckets(&self, m: f32, y: &[f32], b: &mut [u16]) {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F; the
+            // kernel asserts `b.len() >= y.len()`.
+            Variant::Avx512 => unsafe { avx512::buckets(m, y, b) },
+            _ => portable_buckets(m, y, b),
         }
     }
 
