@@ -436,7 +436,10 @@ fn buckets_equal_the_portable_one() {
                 for j in 0..n {
                     assert_eq!(b[j] as usize, rank_bucket(m - y[j]), "{what}: y={}", y[j]);
                 }
-                assert!(b[n..].iter().all(|&x| x == 0xeeee), "{what}: wrote past y.len()");
+                assert!(
+                    b[n..].iter().all(|&x| x == 0xeeee),
+                    "{what}: wrote past y.len()"
+                );
             }
         }
         println!("rows-{what}: buckets ran");

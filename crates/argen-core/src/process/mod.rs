@@ -179,8 +179,8 @@ pub fn rank_key(y: f32, id: u32) -> u64 {
 /// compacted branch-free (these two passes over the whole row are the [`RowKernels`] of
 /// [`process_with`]); top-k and top-p select by counting candidates and
 /// weight per *rank bucket* and order only the one bucket where the cut falls (module `process::buckets`);
-/// the weights of the survivors are computed by a branch-free `exp` in vectorised blocks
-/// (module `process::weights`). A row with a mask takes a slower per-element first pass; a row with any NaN,
+/// the weights are computed by a branch-free `exp` in vectorised blocks (module
+/// `process::weights`), and with top-p only the survivors' weights are written to `out`. A row with a mask takes a slower per-element first pass; a row with any NaN,
 /// `+∞` or overflow goes through the straightforward implementation (module `process::reference`), which
 /// reports the error exactly as the specification orders it. The integer results are
 /// identical to the specification's (tested against the reference on random rows with ties,

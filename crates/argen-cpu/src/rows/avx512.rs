@@ -335,7 +335,7 @@ pub unsafe fn split_cut(
 /// The CPU must have AVX-512F.
 #[target_feature(enable = "avx512f,popcnt")]
 pub unsafe fn skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
-    const _: () = assert!(LOCATE_CHUNK % 16 == 0);
+    const _: () = assert!(LOCATE_CHUNK.is_multiple_of(16));
     let mut acc = 0u128;
     let mut start = 0usize;
     for ws in weights.chunks_exact(LOCATE_CHUNK) {

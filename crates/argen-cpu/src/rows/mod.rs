@@ -1,6 +1,6 @@
 //! Run-time-dispatched SIMD for the per-element passes of logit processing: argen-core's
-//! [`RowKernels`] (the clean pass — guidance, temperature, maximum, finiteness — and the
-//! candidate scan), which argen-core, being `no_std` and free of `unsafe`, can only vectorise
+//! [`RowKernels`] (the clean pass — guidance, temperature, maximum, finiteness — the candidate
+//! scan, and the per-candidate passes of truncation and sampling), which argen-core, being `no_std` and free of `unsafe`, can only vectorise
 //! at the target's baseline width (SSE2 on x86-64).
 //!
 //! The contracts are exact (argen-core's `process::kernels` module): the same IEEE operations
@@ -15,9 +15,13 @@
 //! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
 //! | portable (NEON builds too) | argen-core's | argen-core's |
 //!
-//! Top-k's partition at the cut bucket (`split_cut`) is AVX-512F only (`vpcompressd` of the
-//! values and ids into registers, stored whole at the kept count); AVX2 and portable run
-//! argen-core's.
+//! Top-k's and top-p's partition at the cut bucket (`split_cut`) is AVX-512F only
+//! (`vpcompressd` of the values and ids into registers, stored whole at the kept count), as are
+//! the rank buckets of top-k's histogram and top-p's bucket masses (`buckets`: 16 lanes,
+//! narrowed by `vpmovdw`, masked tail) and a draw's skipping of whole chunks of weights by
+//! their exact sums (`skip_chunks`: 8 `u64` lanes, `vpaddq` and `vporq`); AVX2 and portable
+//! run argen-core's. The compacting kernels count set mask bits with `popcnt` (part of both
+//! x86 variants' requirements).
 //!
 //! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
 //! (16 with AVX-512F and a masked tail, 8 with AVX2 and a scalar tail; bit-identical to
