@@ -332,7 +332,9 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    let probe_buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
+    // Backed by huge pages like the model's weights (`argen_cpu::hugemem`), so that the probes
+    // stream under the same conditions as the decode they bound.
+    let probe_buf = argen_cpu::hugemem::Buf::from_fn((256usize << 20) / 8, |i| i as u64);
     let mut rows_out = Vec::new();
 
     let cpu = Cpu::new(threads).unwrap();

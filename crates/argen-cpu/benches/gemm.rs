@@ -26,7 +26,8 @@
 //! DRAM, as GFLOP/s and % of the FMA peak measured in the same run: what the micro-kernel
 //! reaches when memory is not the limit.
 
-use argen_cpu::gemm::{gemm, pack, WRef};
+use argen_cpu::gemm::{gemm, pack, pack_bf16, WRef};
+use argen_cpu::hugemem::Buf;
 use argen_cpu::par::Workers;
 use half::{bf16, f16};
 use std::time::Instant;
@@ -78,19 +79,19 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
     println!("| weights | rows | decode-step GEMMs: fastest / median pass | weight GB/s |");
     println!("|---|---|---|---|");
     for &dt in dts {
-        let mut w32: Vec<Vec<f32>> = Vec::new();
-        let mut w32p: Vec<Vec<f32>> = Vec::new();
-        let mut wb: Vec<Vec<bf16>> = Vec::new();
-        let mut wh: Vec<Vec<f16>> = Vec::new();
+        let mut w32: Vec<Buf<f32>> = Vec::new();
+        let mut w32p: Vec<Buf<f32>> = Vec::new();
+        let mut wb: Vec<Buf<bf16>> = Vec::new();
+        let mut wh: Vec<Buf<f16>> = Vec::new();
         for &(n, k) in &shapes {
             let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
             let as_cpu = dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k;
             match dt {
-                "f32" | "f32r" if !as_cpu => w32.push(m),
+                "f32" | "f32r" if !as_cpu => w32.push(argen_cpu::hugemem::Buf::from_slice(&m)),
                 "f32" | "f32p" => w32p.push(pack(&m, n, k, 0f32)),
                 "bf16" => {
                     let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
-                    wb.push(pack(&h, n, k, bf16::ZERO));
+                    wb.push(pack_bf16(&h, n, k));
                 }
                 _ => {
                     let h: Vec<f16> = m.iter().map(|&v| f16::from_f32(v)).collect();
@@ -193,21 +194,21 @@ fn main() {
         .collect();
     // Half precision packed as `Cpu` stores it, once per use: as [f, d] (w1) and [d, f] (w2).
     let packed = |n: usize, k: usize| {
-        let wb: Vec<Vec<bf16>> = w32
+        let wb: Vec<Buf<bf16>> = w32
             .iter()
             .map(|w| {
                 let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-                pack(&h, n, k, bf16::ZERO)
+                pack_bf16(&h, n, k)
             })
             .collect();
-        let wh: Vec<Vec<f16>> = w32
+        let wh: Vec<Buf<f16>> = w32
             .iter()
             .map(|w| {
                 let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
                 pack(&h, n, k, f16::ZERO)
             })
             .collect();
-        let wf: Vec<Vec<f32>> = w32.iter().map(|w| pack(w, n, k, 0f32)).collect();
+        let wf: Vec<Buf<f32>> = w32.iter().map(|w| pack(w, n, k, 0f32)).collect();
         (wb, wh, wf)
     };
     let halves = [packed(f, d), packed(d, f)];
@@ -311,7 +312,7 @@ fn resident(reps: usize, row_list: &[usize]) {
         let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let wp = pack(&w, n, k, 0f32);
         let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-        let hp = pack(&h, n, k, bf16::ZERO);
+        let hp = pack_bf16(&h, n, k);
         let x: Vec<f32> = (0..128 * k).map(|_| rnd()).collect();
         let mut out = vec![0f32; 128 * n];
         for (name, wr) in [

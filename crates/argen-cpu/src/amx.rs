@@ -59,13 +59,13 @@ pub fn index(row: usize, col: usize, k: usize) -> usize {
 ///
 /// # Panics
 /// If `w` holds fewer than `n · k` elements.
-pub fn pack(w: &[bf16], n: usize, k: usize) -> Vec<bf16> {
+pub fn pack(w: &[bf16], n: usize, k: usize) -> crate::hugemem::Buf<bf16> {
     assert!(
         w.len() >= n * k,
         "amx::pack: {} elements for [{n}, {k}]",
         w.len()
     );
-    let mut out = vec![bf16::ZERO; packed_len(n, k)];
+    let mut out = crate::hugemem::Buf::from_fn(packed_len(n, k), |_| bf16::ZERO);
     for r in 0..n {
         for c in 0..k {
             out[index(r, c, k)] = w[r * k + c];

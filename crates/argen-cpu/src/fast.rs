@@ -22,9 +22,11 @@
 //! 5. the bias (if any) is added last.
 //!
 //! As in the exact class, nothing depends on the row count, the blocking or the thread count.
-//! Weights are read from the packed tile layout of [`crate::gemm::pack`]: one 64-byte line
-//! holds the 8-column blocks of the tile's 4 rows, which is exactly one `zmm` of 32 bf16, so
-//! one `vdpbf16ps` per input row and line computes 4 columns × 4 lane pairs.
+//! Weights are read from the packed tile layout of [`crate::gemm::pack_bf16`]: one 64-byte
+//! line holds the 8-column blocks of the tile's 4 rows, which is exactly one `zmm` of 32 bf16;
+//! one `vpermw` puts each row's 8 elements back together (that layout interleaves rows 0–1
+//! with rows 2–3 for the exact kernels), and one `vdpbf16ps` per input row and line computes 4
+//! columns × 4 lane pairs.
 
 use crate::gemm::NR;
 use crate::par::Workers;
@@ -41,12 +43,13 @@ pub fn unsupported() -> Option<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512bf16")
             && std::is_x86_feature_detected!("fma")
         {
             None
         } else {
-            Some("the CPU lacks AVX512-BF16 (vdpbf16ps)")
+            Some("the CPU lacks AVX512-BF16 (vdpbf16ps) or AVX512-BW (vpermw)")
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -257,7 +260,7 @@ mod avx512 {
     /// # Safety
     /// Requires AVX512-BF16; x pointers address `k` halves, `tile` the packed tile (`NR·k`).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bf16,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma")]
     unsafe fn tile_dp<const M: usize, const NTA: bool>(
         x: [*const u16; M],
         tile: *const bf16,
@@ -266,6 +269,15 @@ mod avx512 {
     ) {
         let kb = k / 8 * 8;
         let mut a = [_mm512_setzero_ps(); M];
+        let idx = {
+            let mut v = [0i16; 32];
+            for (q, d) in v.iter_mut().enumerate() {
+                let (c, e) = (q / 8, q % 8);
+                *d = (2 * (8 * (c % 2) + e) + c / 2) as i16;
+            }
+            // SAFETY: v holds 32 halves.
+            unsafe { _mm512_loadu_si512(v.as_ptr() as *const __m512i) }
+        };
         let mut i = 0;
         while i < kb {
             // SAFETY: block i/8 of the tile is the 32 halves at tile + i·NR; x rows hold k.
@@ -277,9 +289,10 @@ mod avx512 {
                 } else {
                     _mm_prefetch::<_MM_HINT_T0>(pf);
                 }
-                let wv: __m512bh = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                    p as *const __m512i,
-                ));
+                // Half q = 8c + e of the de-interleaved line (row c, element e) sits at half
+                // 2·(8·(c mod 2) + e) + ⌊c/2⌋ of the interleaved one.
+                let line = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(p as *const __m512i));
+                let wv: __m512bh = std::mem::transmute::<__m512i, __m512bh>(line);
                 for m in 0..M {
                     let xv = _mm512_broadcast_i32x4(_mm_loadu_si128(x[m].add(i) as *const __m128i));
                     let xv = std::mem::transmute::<__m512i, __m512bh>(xv);
@@ -313,7 +326,7 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gemm::pack;
+    use crate::gemm::pack_bf16;
 
     fn rng(seed: u64) -> impl FnMut() -> f32 {
         let mut s = seed | 1;
@@ -345,7 +358,7 @@ mod tests {
                 .map(|i| bf16::from_f32(if i % 13 == 0 { r() * 1e-38 } else { r() }))
                 .collect();
             let bias: Vec<f32> = (0..n).map(|_| r()).collect();
-            let wp = pack(&w, n, k, bf16::ZERO);
+            let wp = pack_bf16(&w, n, k);
             let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
             for b in [None, Some(&bias[..])] {
                 let want: Vec<f32> = (0..max_rows * n)
@@ -381,7 +394,7 @@ mod tests {
         let (rows, k, n) = (5usize, 200usize, 9usize);
         let x: Vec<f32> = (0..rows * k).map(|_| r()).collect();
         let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(r())).collect();
-        let wp = pack(&w, n, k, bf16::ZERO);
+        let wp = pack_bf16(&w, n, k);
         let mut out = vec![0f32; rows * n];
         gemm(
             &Workers::new(1).unwrap(),

@@ -10,6 +10,17 @@
 //! the rows' `k mod 8` tail elements row by row. A tile is thus one sequential stream that the
 //! micro-kernel reads front to back, one cache line per 8-column step.
 //!
+//! bf16 tiles ([`pack_bf16`], [`packed_index_bf16`]) interleave each 64-byte line by pairs of
+//! rows: its 32-bit word `i` (`i < 16`) holds, in its low half, element `i mod 8` of row
+//! `⌊i/8⌋` of the block and, in its high half, the same element of row `2 + ⌊i/8⌋`. Widening
+//! a bf16 to f32 is a 16-bit left shift, so one vector load then yields rows 0–1 by shifting
+//! each word left by 16 and rows 2–3 by masking its low half away — two simple integer
+//! operations per line instead of a lane-crossing zero-extension and a shift per pair of
+//! rows, which on Zen 4 competed with the FMAs for the vector pipes (one core, weights
+//! resident in L2, `cargo bench -p argen-cpu --bench gemm -- 1 2 resident`, % of the 117
+//! GFLOP/s FMA peak measured in the same run: 2 rows 60 → 77 %, 4 rows 73 → 87 %, 8 and 16
+//! rows 84 → 92 %). The tails are stored as in the plain layout.
+//!
 //! Why: at decode (1–2 rows) the GEMM only streams weights, and with row-major half-precision
 //! rows of 1.5 KiB (GPT-B's k = 768) every 4 KiB page holds ~3 interleaved row streams, which
 //! the hardware prefetcher does not follow; the kernel then spends much of its time waiting for
@@ -35,7 +46,9 @@
 //! flight); packed, 1 KiB ahead in the tile stream, non-temporally (`prefetchnta`) when the call
 //! has a single row block — the weights are not needed again, and keeping them out of L2
 //! measured 15.7 vs 12.9 GB/s — and into L1/L2 otherwise, where later row blocks reuse the
-//! column block from L2.
+//! column block from L2 (per CPU model, [`tuning`]: Zen 4 prefetches 16 KiB ahead into L2 for
+//! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
+//! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
 //! # Variants (chosen at run time, all bit-identical)
 //! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
@@ -47,8 +60,8 @@
 //! (columns `2p` and `2p + 1` in lanes 0–7 and 8–15, the input block broadcast to both
 //! halves; a packed half-precision line widens to exactly two such pairs) and its 32 vector
 //! registers hold tiles of up to [`MR_WIDE`] = 8 rows × [`NR`] columns (16 accumulators), so
-//! up to 8 rows stream each weight once with non-temporal prefetch and larger batches pass
-//! over an L2-resident column block once per 8 rows (AVX2: 3). NEON splits each 8-lane
+//! up to 8 rows stream each weight once and larger batches pass over an L2-resident column
+//! block once per 8 rows (AVX2: 3). NEON splits each 8-lane
 //! accumulator into two `float32x4_t` (`vfmaq_f32` is fused, like `vfmadd`). Measured on
 //! the 2-core AMD EPYC (Zen 4) dev box, f32 GEMM at 128 rows: AVX2 79, AVX-512 88 GFLOP/s
 //! per core (`ARGEN_CPU_VARIANT=avx2|avx512 cargo bench -p argen-cpu --bench gemm -- 1 3`).
@@ -71,6 +84,7 @@
 //! computed alone or in a batch, on any of these CPUs. The opt-in fast class ([`crate::fast`])
 //! has its own order.
 
+use crate::hugemem::Buf;
 use crate::par::Workers;
 use half::{bf16, f16};
 
@@ -87,7 +101,8 @@ pub enum WRef<'a> {
     F32Packed(&'a [f32]),
     /// f16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
     F16Packed(&'a [f16]),
-    /// bf16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
+    /// bf16 weights in the interleaved packed layout of [`pack_bf16`] (`packed_len(n, k)`
+    /// elements).
     BF16Packed(&'a [bf16]),
     /// bf16 weights in the AMX tile layout of [`crate::amx::pack`]: only the `amx-bf16` class
     /// ([`gemm_with`]) reads it.
@@ -117,7 +132,7 @@ pub fn packed_index(row: usize, col: usize, k: usize) -> usize {
 ///
 /// # Panics
 /// If `w` holds fewer than `n · k` elements.
-pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Vec<T> {
+pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Buf<T> {
     assert!(
         w.len() >= n * k,
         "pack: {} elements for [{n}, {k}]",
@@ -140,6 +155,41 @@ pub fn pack<T: Copy>(w: &[T], n: usize, k: usize, zero: T) -> Vec<T> {
         }
         for j in 0..NR {
             put(t * NR + j, kb, k);
+        }
+    }
+    Buf::from_slice(&out)
+}
+
+/// Offset of element `(row, col)` of an `[n, k]` bf16 matrix in the interleaved packed layout
+/// of [`pack_bf16`] (module docs).
+#[inline]
+pub fn packed_index_bf16(row: usize, col: usize, k: usize) -> usize {
+    let kb = k / 8 * 8;
+    let (t, j) = (row / NR, row % NR);
+    let tile = t * NR * k;
+    if col < kb {
+        tile + (col / 8) * NR * 8 + 2 * ((j % 2) * 8 + col % 8) + j / 2
+    } else {
+        tile + NR * kb + j * (k - kb) + (col - kb)
+    }
+}
+
+/// Repacks a row-major `[n, k]` bf16 matrix into the interleaved packed layout
+/// ([`packed_index_bf16`], module docs) that [`WRef::BF16Packed`] weights are in; the padding
+/// rows of the last tile are zero.
+///
+/// # Panics
+/// If `w` holds fewer than `n · k` elements.
+pub fn pack_bf16(w: &[bf16], n: usize, k: usize) -> Buf<bf16> {
+    assert!(
+        w.len() >= n * k,
+        "pack_bf16: {} elements for [{n}, {k}]",
+        w.len()
+    );
+    let mut out = Buf::from_fn(packed_len(n, k), |_| bf16::ZERO);
+    for r in 0..n {
+        for (c, &v) in w[r * k..(r + 1) * k].iter().enumerate() {
+            out[packed_index_bf16(r, c, k)] = v;
         }
     }
     out
@@ -173,6 +223,31 @@ pub struct Tuning {
     /// [`crate::Cpu`] stores f32 matrices with at most this many columns (`k`) in the packed
     /// layout too (0: none).
     pub pack_f32_max_k: usize,
+    /// Packed calls that prefetch ahead do it into L2 (`prefetcht1`) rather than
+    /// non-temporally (one row block) or into L1 (several).
+    pub l2_prefetch: bool,
+}
+
+/// Prefetch kind `prefetchnta` (a kernel's `HINT`).
+const PF_NTA: u8 = 0;
+/// Prefetch kind `prefetcht0` (into L1).
+const PF_T0: u8 = 1;
+/// Prefetch kind `prefetcht1` (into L2).
+const PF_T1: u8 = 2;
+
+/// Prefetches the line at `p` with kind `HINT` (never faults).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch<const HINT: u8>(p: *const i8) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE is baseline on x86_64, and a prefetch never faults whatever the address.
+    unsafe {
+        match HINT {
+            PF_NTA => _mm_prefetch::<_MM_HINT_NTA>(p),
+            PF_T1 => _mm_prefetch::<_MM_HINT_T1>(p),
+            _ => _mm_prefetch::<_MM_HINT_T0>(p),
+        }
+    }
 }
 
 // Packed f32 on Zen 4 (one core; `… --bench gemm -- 1 3 f32 f32p rows=…` with
@@ -193,33 +268,73 @@ pub struct Tuning {
 /// 42–44 / 46–49 / 51–53, 8 rows 64–70 / 69–73 / 76–79 GFLOP/s); on Zen 2 the software prefetch
 /// measured faster at 1–2 rows too (15.7 vs 12.9 GB/s), with 1 KiB best, so every other CPU
 /// keeps that. On the same CPUs f32 matrices with k ≤ 1024 are stored packed and stream
-/// their 1–4-row calls like that (the comment above). Decided once per process.
+/// their 1–2-row calls like that (the comment above).
+///
+/// Calls of 3 or more rows on Zen 4 prefetch 16 KiB ahead into L2 (`prefetcht1`,
+/// [`Tuning::l2_prefetch`]) instead of 4 KiB ahead non-temporally (one row block) or into L1
+/// (several): the non-temporal and L1 prefetches hold one of the core's few L1 miss buffers
+/// each until the line arrives from DRAM, which capped a multi-row call's stream at
+/// 10–12 GB/s, while an L2 prefetch is tracked by the L2. GPT-B decode-step GEMMs on one core
+/// (`cargo bench -p argen-cpu --bench gemm -- 1 3 f32 bf16 model rows=3,4,8`, the same build
+/// with each kind and distance, interleaved, load 4–7, on-CPU time): f32 at 8 rows 35 ms
+/// (NTA 4 KiB) / 36 ms (T0 4 KiB) / 23–24 ms (T1 4 KiB) / 22 ms (T1 16 KiB) / 22–23 ms
+/// (T1 32–128 KiB); f32 at 4 rows (which streamed without prefetch before) 30.7 → 19.8 ms;
+/// bf16 at 4 rows 14.3 → 12.3 ms. Later passes over a column block (more than 8 rows) measured
+/// the same or slightly faster with T1 (bf16 at 64 rows 92 → 94.5 GFLOP/s). Decided once per
+/// process.
+///
+/// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
+/// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
+/// `l2_prefetch=0|1` (`pack_f32_max_k` is fixed, as it decides the stored layout); malformed
+/// entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe in newer
-            // Rust).
-            #[allow(unused_unsafe)]
-            let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
-            let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
-            if amd && best_variant() == Variant::Avx512 {
-                return Tuning {
-                    no_prefetch_rows: 2,
-                    pf_packed_bytes: 4 << 10,
-                    f32_no_prefetch_rows: 4,
-                    pack_f32_max_k: 1024,
+        let mut t = cpu_tuning();
+        if let Ok(spec) = std::env::var("ARGEN_GEMM_TUNING") {
+            for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
+                let Ok(v) = value.trim().parse::<usize>() else {
+                    continue;
                 };
+                match key.trim() {
+                    "no_prefetch_rows" => t.no_prefetch_rows = v,
+                    "pf_packed_bytes" => t.pf_packed_bytes = v,
+                    "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
+                    "l2_prefetch" => t.l2_prefetch = v != 0,
+                    _ => {}
+                }
             }
         }
-        Tuning {
-            no_prefetch_rows: 0,
-            pf_packed_bytes: PF_PACKED_BYTES,
-            f32_no_prefetch_rows: 0,
-            pack_f32_max_k: 0,
-        }
+        t
     })
+}
+
+/// [`tuning`] by CPU model alone.
+fn cpu_tuning() -> Tuning {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe in newer
+        // Rust).
+        #[allow(unused_unsafe)]
+        let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
+        let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        if amd && best_variant() == Variant::Avx512 {
+            return Tuning {
+                no_prefetch_rows: 2,
+                pf_packed_bytes: 16 << 10,
+                f32_no_prefetch_rows: 2,
+                pack_f32_max_k: 1024,
+                l2_prefetch: true,
+            };
+        }
+    }
+    Tuning {
+        no_prefetch_rows: 0,
+        pf_packed_bytes: PF_PACKED_BYTES,
+        f32_no_prefetch_rows: 0,
+        pack_f32_max_k: 0,
+        l2_prefetch: false,
+    }
 }
 
 /// An exact kernel variant: every variant computes the module's reduction order bit for bit,
@@ -368,6 +483,8 @@ impl Kernels {
 trait Elem: Copy + Send + Sync {
     /// Size in bytes.
     const BYTES: usize;
+    /// Packed tiles of this type use the interleaved bf16 layout ([`pack_bf16`]).
+    const PAIRED: bool = false;
     /// Exact widening to f32.
     fn widen(self) -> f32;
 }
@@ -382,6 +499,7 @@ impl Elem for f32 {
 
 impl Elem for bf16 {
     const BYTES: usize = 2;
+    const PAIRED: bool = true;
     #[inline(always)]
     fn widen(self) -> f32 {
         f32::from_bits((self.to_bits() as u32) << 16)
@@ -558,12 +676,15 @@ fn row_block(rem: usize, mr: usize) -> usize {
     }
 }
 
-/// Where one tile's weights are: the 8-element block `b` of its row `j` starts at
-/// `blk[j] + b·step`, and that row's `k mod 8` tail elements at `tail[j]`.
+/// Where one tile's weights are: element `e` of the 8-element block `b` of its row `j` is at
+/// `blk[j] + b·step + e·es`, and that row's `k mod 8` tail elements at `tail[j]`.
 #[derive(Clone, Copy)]
 struct TilePtrs<W> {
     blk: [*const W; NR],
     step: usize,
+    /// Distance between a block's consecutive elements of one row: 2 in the interleaved bf16
+    /// layout (where `blk[j]` is `j / 2` past the start of its 32-bit words), else 1.
+    es: usize,
     tail: [*const W; NR],
 }
 
@@ -609,16 +730,47 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 0
             };
+            // The prefetch's kind: row-major tiles and later passes over a column block into
+            // L1 (`T0`); a single row block streaming without prefetch ahead, `prefetchnta` of
+            // the line being loaded (see above); prefetching ahead, into L2 (`T1`) where the
+            // CPU's [`Tuning::l2_prefetch`] says so, else non-temporally with a single row
+            // block and into L1 otherwise.
+            let hint = if !PACKED {
+                PF_T0
+            } else if a.rows <= no_pf_rows {
+                if nta {
+                    PF_NTA
+                } else {
+                    PF_T0
+                }
+            } else if tuning().l2_prefetch {
+                PF_T1
+            } else if nta {
+                PF_NTA
+            } else {
+                PF_T0
+            };
             let mut j = c0;
             while j < c1 {
                 let nr = (c1 - j).min(NR);
                 let tp = if PACKED {
                     // The tile's rows past n are zero padding; computed, never stored.
                     let base = &w[j * k..];
+                    // Interleaved bf16 (module docs): row i's elements are every other half of
+                    // the words of rows i mod 2, starting at the high half for rows 2–3.
+                    let es = if W::PAIRED { 2 } else { 1 };
+                    let first = |i: usize| {
+                        if W::PAIRED {
+                            (i % 2) * 16 + i / 2
+                        } else {
+                            i * 8
+                        }
+                    };
                     TilePtrs {
                         // (Only dereferenced when k >= 8, where they lie in the tile.)
-                        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(i * 8)),
+                        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
                         step: NR * 8,
+                        es,
                         tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
                     }
                 } else {
@@ -627,6 +779,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     TilePtrs {
                         blk: std::array::from_fn(|i| w[row(i)..].as_ptr()),
                         step: 8,
+                        es: 1,
                         tail: std::array::from_fn(|i| w[row(i) + kb..].as_ptr()),
                     }
                 };
@@ -641,10 +794,14 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     macro_rules! go {
                         ($m:literal) => {{
                             let xs: [*const f32; $m] = std::array::from_fn(xp);
-                            if nta {
-                                W::tile::<$m, PACKED, true>(isa, xs, &tp, k, pf, &mut acc)
-                            } else {
-                                W::tile::<$m, PACKED, false>(isa, xs, &tp, k, pf, &mut acc)
+                            match hint {
+                                PF_NTA => {
+                                    W::tile::<$m, PACKED, PF_NTA>(isa, xs, &tp, k, pf, &mut acc)
+                                }
+                                PF_T1 => {
+                                    W::tile::<$m, PACKED, PF_T1>(isa, xs, &tp, k, pf, &mut acc)
+                                }
+                                _ => W::tile::<$m, PACKED, PF_T0>(isa, xs, &tp, k, pf, &mut acc),
                             }
                         }};
                     }
@@ -690,14 +847,14 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
 /// Micro-kernel dispatch for one weight element type.
 trait Kernel: Elem {
     /// `acc[m][j] = Σ_k x[m][k] · w[j][k]` for `m < M`, `j < NR`, in the module's reduction order.
-    /// `PACKED`: the tile is one stream (prefetch once per block); `NTA`: prefetch
-    /// non-temporally.
+    /// `PACKED`: the tile is one stream (prefetch once per block); `HINT`: the prefetch's
+    /// kind ([`PF_NTA`], [`PF_T0`] or [`PF_T1`]).
     ///
     /// # Safety
     /// Every x pointer addresses `k` readable floats, every `w.blk` pointer `⌊k/8⌋` blocks of 8
     /// `w.step` apart and every `w.tail` pointer `k mod 8` elements; `isa` is supported by the
     /// CPU.
-    unsafe fn tile<const M: usize, const PACKED: bool, const NTA: bool>(
+    unsafe fn tile<const M: usize, const PACKED: bool, const HINT: u8>(
         isa: Variant,
         x: [*const f32; M],
         w: &TilePtrs<Self>,
@@ -711,7 +868,7 @@ macro_rules! kernel_impl {
     ($t:ty, $avx:ident) => {
         impl Kernel for $t {
             #[inline(always)]
-            unsafe fn tile<const M: usize, const PACKED: bool, const NTA: bool>(
+            unsafe fn tile<const M: usize, const PACKED: bool, const HINT: u8>(
                 isa: Variant,
                 x: [*const f32; M],
                 w: &TilePtrs<Self>,
@@ -725,15 +882,15 @@ macro_rules! kernel_impl {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: forwarded from the caller's contract (Avx2 only when supported).
-                    Variant::Avx2 => unsafe { avx2::$avx::<M, PACKED, NTA>(x, w, k, pf, acc) },
+                    Variant::Avx2 => unsafe { avx2::$avx::<M, PACKED, HINT>(x, w, k, pf, acc) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: forwarded from the caller's contract (Avx512 only when supported).
                     Variant::Avx512 => unsafe {
-                        avx512::tile::<$t, M, PACKED, NTA>(x, w, k, pf, acc)
+                        avx512::tile::<$t, M, PACKED, HINT>(x, w, k, pf, acc)
                     },
                     #[cfg(target_arch = "aarch64")]
                     // SAFETY: forwarded from the caller's contract (NEON is baseline).
-                    Variant::Neon => unsafe { neon::tile::<$t, M>(x, w, k, acc) },
+                    Variant::Neon => unsafe { neon::tile::<$t, M, PACKED>(x, w, k, acc) },
                     // SAFETY: forwarded from the caller's contract.
                     _ => unsafe { portable_tile::<$t, M>(x, w, k, acc) },
                 }
@@ -769,9 +926,8 @@ unsafe fn portable_tile<W: Elem, const M: usize>(
     let mut o = 0;
     while i < kb {
         for (j, &blk) in w.blk.iter().enumerate() {
-            // SAFETY: block i/8 < kb/8 of row j lies at blk[j] + o and holds 8 elements.
-            let wb = unsafe { std::slice::from_raw_parts(blk.add(o), 8) };
-            let wv: [f32; 8] = std::array::from_fn(|l| wb[l].widen());
+            // SAFETY: element l of block i/8 < kb/8 of row j lies at blk[j] + o + l·es.
+            let wv: [f32; 8] = std::array::from_fn(|l| unsafe { *blk.add(o + l * w.es) }.widen());
             for (lm, xm) in lanes.iter_mut().zip(&xs) {
                 for l in 0..8 {
                     lm[j][l] = xm[i + l].mul_add(wv[l], lm[j][l]);
@@ -867,16 +1023,17 @@ mod avx2 {
         _mm_cvtss_f32(u)
     }
 
-    /// Shared body: `|p| load` yields the 8 widened weights at `p`.
+    /// Shared body: `|p, j| load` yields the 8 widened weights of tile row `j` whose block
+    /// starts at `p`.
     macro_rules! tile_body {
-        ($name:ident, $t:ty, |$p:ident| $load:block) => {
+        ($name:ident, $t:ty, |$p:ident, $j:ident| $load:block) => {
             /// AVX2 micro-kernel for one weight element type (see the module docs).
             ///
             /// # Safety
             /// Requires AVX2, FMA and F16C; pointers as [`super::Kernel::tile`].
             #[inline]
             #[target_feature(enable = "avx2,fma,f16c")]
-            pub unsafe fn $name<const M: usize, const PACKED: bool, const NTA: bool>(
+            pub unsafe fn $name<const M: usize, const PACKED: bool, const HINT: u8>(
                 x: [*const f32; M],
                 w: &TilePtrs<$t>,
                 k: usize,
@@ -903,12 +1060,7 @@ mod avx2 {
                                 // accumulator of 3-row tiles and halved their throughput).
                                 // `wrapping_add`: the address may lie past the matrix, and a
                                 // prefetch never faults.
-                                let p = w.blk[j].wrapping_add(o + pf) as *const i8;
-                                if NTA {
-                                    _mm_prefetch::<_MM_HINT_NTA>(p);
-                                } else {
-                                    _mm_prefetch::<_MM_HINT_T0>(p);
-                                }
+                                super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                             } else {
                                 // Software prefetch of the same offset in the *next* tile's
                                 // rows (`NR·k` elements on) plus one line: the hardware
@@ -923,6 +1075,7 @@ mod avx2 {
                             }
                             let wv: __m256 = {
                                 let $p = w.blk[j].add(o);
+                                let $j = j;
                                 $load
                             };
                             for m in 0..M {
@@ -966,12 +1119,23 @@ mod avx2 {
         }
     }
 
-    tile_body!(tile_f32, f32, |p| { _mm256_loadu_ps(p) });
-    tile_body!(tile_bf16, bf16, |p| {
-        let h = _mm_loadu_si128(p as *const __m128i);
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+    tile_body!(tile_f32, f32, |p, _j| { _mm256_loadu_ps(p) });
+    tile_body!(tile_bf16, bf16, |p, j| {
+        if PACKED {
+            // Interleaved (module docs): the 8 words at p − j/2 hold row j mod 2 in their low
+            // halves and row j mod 2 + 2 in their high halves.
+            let v = _mm256_loadu_si256(p.sub(j / 2) as *const __m256i);
+            if j < 2 {
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v))
+            } else {
+                _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(-0x1_0000)))
+            }
+        } else {
+            let h = _mm_loadu_si128(p as *const __m128i);
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+        }
     });
-    tile_body!(tile_f16, f16, |p| {
+    tile_body!(tile_f16, f16, |p, _j| {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     });
 
@@ -1037,6 +1201,22 @@ mod avx512 {
         /// Requires AVX-512F; `p` and `q` address 8 elements each; with `PACKED`, `q = p + 8`
         /// (the two rows' blocks are adjacent in the tile stream) and only `p` is used.
         unsafe fn pair<const PACKED: bool>(p: *const Self, q: *const Self) -> __m512;
+
+        /// The block at offset `o` of a tile's four rows, widened, as the pairs (rows 0–1,
+        /// rows 2–3).
+        ///
+        /// # Safety
+        /// Requires AVX-512F; the block lies in the tile ([`super::Kernel::tile`]).
+        #[inline(always)]
+        unsafe fn line<const PACKED: bool>(w: &TilePtrs<Self>, o: usize) -> [__m512; 2] {
+            // SAFETY: forwarded.
+            unsafe {
+                [
+                    Self::pair::<PACKED>(w.blk[0].add(o), w.blk[1].add(o)),
+                    Self::pair::<PACKED>(w.blk[2].add(o), w.blk[3].add(o)),
+                ]
+            }
+        }
     }
 
     impl Pair for f32 {
@@ -1075,12 +1255,34 @@ mod avx512 {
     }
 
     impl Pair for bf16 {
+        /// Row-major only (packed bf16 tiles are interleaved and go through `line`).
         #[inline]
         #[target_feature(enable = "avx512f,avx2")]
         unsafe fn pair<const PACKED: bool>(p: *const bf16, q: *const bf16) -> __m512 {
             // SAFETY: forwarded.
-            let h = unsafe { halves::<PACKED>(p as *const u16, q as *const u16) };
+            let h = unsafe { halves::<false>(p as *const u16, q as *const u16) };
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx512f,avx2")]
+        unsafe fn line<const PACKED: bool>(w: &TilePtrs<bf16>, o: usize) -> [__m512; 2] {
+            // SAFETY: forwarded; a packed block is the 64-byte line at blk[0] + o.
+            unsafe {
+                if PACKED {
+                    // Interleaved (module docs): low halves rows 0–1, high halves rows 2–3.
+                    let v = _mm512_loadu_si512(w.blk[0].add(o) as *const __m512i);
+                    [
+                        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v)),
+                        _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-0x1_0000))),
+                    ]
+                } else {
+                    [
+                        Self::pair::<false>(w.blk[0].add(o), w.blk[1].add(o)),
+                        Self::pair::<false>(w.blk[2].add(o), w.blk[3].add(o)),
+                    ]
+                }
+            }
         }
     }
 
@@ -1103,7 +1305,7 @@ mod avx512 {
     /// Requires AVX-512F, AVX2, FMA and F16C; pointers as [`super::Kernel::tile`].
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const NTA: bool>(
+    pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
         x: [*const f32; M],
         w: &TilePtrs<W>,
         k: usize,
@@ -1122,22 +1324,14 @@ mod avx512 {
                     // The step's lines of the tile stream: one for half precision (both
                     // prefetches hit it), two for f32.
                     for j in [0, 2] {
-                        let p = w.blk[j].wrapping_add(o + pf) as *const i8;
-                        if NTA {
-                            _mm_prefetch::<_MM_HINT_NTA>(p);
-                        } else {
-                            _mm_prefetch::<_MM_HINT_T0>(p);
-                        }
+                        super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                     }
                 } else {
                     for j in 0..NR {
                         _mm_prefetch::<_MM_HINT_T0>(w.blk[j].wrapping_add(o + pf) as *const i8);
                     }
                 }
-                let wv = [
-                    W::pair::<PACKED>(w.blk[0].add(o), w.blk[1].add(o)),
-                    W::pair::<PACKED>(w.blk[2].add(o), w.blk[3].add(o)),
-                ];
+                let wv = W::line::<PACKED>(w, o);
                 for m in 0..M {
                     let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
                     let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
@@ -1230,6 +1424,19 @@ mod neon {
         /// # Safety
         /// `p` addresses 8 elements.
         unsafe fn load8(p: *const Self) -> (float32x4_t, float32x4_t);
+
+        /// The block of tile row `j` at `p` (`w.blk[j] + o`).
+        ///
+        /// # Safety
+        /// The block lies in the tile ([`super::Kernel::tile`]).
+        #[inline(always)]
+        unsafe fn load_row<const PACKED: bool>(
+            p: *const Self,
+            _j: usize,
+        ) -> (float32x4_t, float32x4_t) {
+            // SAFETY: forwarded.
+            unsafe { Self::load8(p) }
+        }
     }
 
     impl Load8 for f32 {
@@ -1252,6 +1459,37 @@ mod neon {
                 )
             }
         }
+
+        #[inline(always)]
+        unsafe fn load_row<const PACKED: bool>(
+            p: *const bf16,
+            j: usize,
+        ) -> (float32x4_t, float32x4_t) {
+            if PACKED {
+                // Interleaved (module docs): the 8 words at p − j/2 hold row j mod 2 in their
+                // low halves and row j mod 2 + 2 in their high halves.
+                // SAFETY: the 8 words lie in the block's line.
+                unsafe {
+                    let q = p.sub(j / 2) as *const u32;
+                    let (lo, hi) = (vld1q_u32(q), vld1q_u32(q.add(4)));
+                    if j < 2 {
+                        (
+                            vreinterpretq_f32_u32(vshlq_n_u32::<16>(lo)),
+                            vreinterpretq_f32_u32(vshlq_n_u32::<16>(hi)),
+                        )
+                    } else {
+                        let m = vdupq_n_u32(0xFFFF_0000);
+                        (
+                            vreinterpretq_f32_u32(vandq_u32(lo, m)),
+                            vreinterpretq_f32_u32(vandq_u32(hi, m)),
+                        )
+                    }
+                }
+            } else {
+                // SAFETY: forwarded.
+                unsafe { Self::load8(p) }
+            }
+        }
     }
 
     impl Load8 for f16 {
@@ -1271,7 +1509,7 @@ mod neon {
     /// # Safety
     /// Pointers as [`super::Kernel::tile`].
     #[inline]
-    pub unsafe fn tile<W: Load8, const M: usize>(
+    pub unsafe fn tile<W: Load8, const M: usize, const PACKED: bool>(
         x: [*const f32; M],
         w: &TilePtrs<W>,
         k: usize,
@@ -1288,7 +1526,7 @@ mod neon {
                 let xv: [(float32x4_t, float32x4_t); M] =
                     std::array::from_fn(|m| (vld1q_f32(x[m].add(i)), vld1q_f32(x[m].add(i + 4))));
                 for (j, &blk) in w.blk.iter().enumerate() {
-                    let (wl, wh) = W::load8(blk.add(o));
+                    let (wl, wh) = W::load_row::<PACKED>(blk.add(o), j);
                     for (am, xm) in a.iter_mut().zip(&xv) {
                         am[j].0 = vfmaq_f32(am[j].0, xm.0, wl);
                         am[j].1 = vfmaq_f32(am[j].1, xm.1, wh);
@@ -1372,7 +1610,7 @@ mod tests {
                 let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
                 let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
                 let bias: Vec<f32> = (0..n).map(|_| r()).collect();
-                let wbp = pack(&wb, n, k, bf16::ZERO);
+                let wbp = pack_bf16(&wb, n, k);
                 let whp = pack(&wh, n, k, f16::ZERO);
                 let w32p = pack(&w32, n, k, 0f32);
                 let wides: [(WRef<'_>, Vec<f32>); 6] = [
@@ -1437,7 +1675,7 @@ mod tests {
             let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
             let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
             let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
-            let wbp = pack(&wb, n, k, bf16::ZERO);
+            let wbp = pack_bf16(&wb, n, k);
             let whp = pack(&wh, n, k, f16::ZERO);
             let w32p = pack(&w32, n, k, 0f32);
             let cases: [(WRef<'_>, Vec<f32>); 4] = [
@@ -1487,24 +1725,45 @@ mod tests {
             (9, 16),
             (13, 100),
         ] {
-            let mut seen = vec![false; packed_len(n, k)];
-            for r in 0..n {
-                for c in 0..k {
-                    let i = packed_index(r, c, k);
-                    assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
-                    seen[i] = true;
+            for index in [packed_index, packed_index_bf16] {
+                let mut seen = vec![false; packed_len(n, k)];
+                for r in 0..n {
+                    for c in 0..k {
+                        let i = index(r, c, k);
+                        assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
+                        seen[i] = true;
+                    }
                 }
+                // Padding rows of the last tile are the only elements left over.
+                let padding = n.div_ceil(NR) * NR * k - n * k;
+                assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
             }
-            // Padding rows of the last tile are the only elements left over.
-            let padding = n.div_ceil(NR) * NR * k - n * k;
-            assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
             let w: Vec<u32> = (0..(n * k) as u32).collect();
             let p = pack(&w, n, k, u32::MAX);
+            let wb: Vec<bf16> = (0..n * k).map(|i| bf16::from_bits(i as u16 | 1)).collect();
+            let pb = pack_bf16(&wb, n, k);
             for r in 0..n {
                 for c in 0..k {
                     assert_eq!(p[packed_index(r, c, k)], (r * k + c) as u32);
+                    assert_eq!(pb[packed_index_bf16(r, c, k)], wb[r * k + c]);
                 }
             }
+            // Padding is zero.
+            let filled = pb.iter().filter(|v| v.to_bits() != 0).count();
+            assert_eq!(filled, n * k, "n={n} k={k}");
+        }
+    }
+
+    #[test]
+    fn interleaved_bf16_lines_hold_rows_0_1_low_and_2_3_high() {
+        // One tile, one block: word i = (row i/8, element i%8) low, (row 2 + i/8, same) high.
+        let k = 8;
+        let w: Vec<bf16> = (0..4 * k).map(|i| bf16::from_bits(i as u16)).collect();
+        let p = pack_bf16(&w, 4, k);
+        for i in 0..16 {
+            let (lo, hi) = (p[2 * i].to_bits() as usize, p[2 * i + 1].to_bits() as usize);
+            assert_eq!(lo, (i / 8) * k + i % 8, "word {i} low");
+            assert_eq!(hi, (2 + i / 8) * k + i % 8, "word {i} high");
         }
     }
 

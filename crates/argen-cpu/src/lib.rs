@@ -13,6 +13,8 @@ pub mod amx;
 mod attn;
 pub mod fast;
 pub mod gemm;
+pub mod hugemem;
+use hugemem::Buf;
 mod ops;
 pub mod par;
 pub mod probe;
@@ -177,18 +179,18 @@ pub struct CpuWeight {
 
 #[derive(Clone, Debug)]
 enum WData {
-    F32(Vec<f32>),
+    F32(Buf<f32>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`] (CPUs whose [`gemm::Tuning`]
     /// says so).
-    F32Packed(Vec<f32>),
-    F16(Vec<f16>),
-    BF16(Vec<bf16>),
+    F32Packed(Buf<f32>),
+    F16(Buf<f16>),
+    BF16(Buf<bf16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
-    F16Packed(Vec<f16>),
+    F16Packed(Buf<f16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
-    BF16Packed(Vec<bf16>),
+    BF16Packed(Buf<bf16>),
     /// `[rows, cols]` in the AMX tile layout of [`amx::pack`].
-    BF16Amx(Vec<bf16>),
+    BF16Amx(Buf<bf16>),
 }
 
 impl CpuWeight {
@@ -207,13 +209,14 @@ impl CpuWeight {
     /// Element `i` (row-major order) widened to f32.
     fn get(&self, i: usize) -> f32 {
         let p = |i: usize| gemm::packed_index(i / self.cols, i % self.cols, self.cols);
+        let pb = |i: usize| gemm::packed_index_bf16(i / self.cols, i % self.cols, self.cols);
         match &self.data {
             WData::F32(v) => v[i],
             WData::F32Packed(v) => v[p(i)],
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
             WData::F16Packed(v) => v[p(i)].to_f32(),
-            WData::BF16Packed(v) => v[p(i)].to_f32(),
+            WData::BF16Packed(v) => v[pb(i)].to_f32(),
             WData::BF16Amx(v) => v[amx::index(i / self.cols, i % self.cols, self.cols)].to_f32(),
         }
     }
@@ -251,7 +254,7 @@ impl CpuWeight {
             }
             WData::BF16Packed(v) => {
                 for (col, o) in out[..c].iter_mut().enumerate() {
-                    *o = v[gemm::packed_index(r, col, c)].to_f32();
+                    *o = v[gemm::packed_index_bf16(r, col, c)].to_f32();
                 }
             }
             WData::BF16Amx(v) => {
@@ -313,7 +316,7 @@ impl Compute for Cpu {
                 if t.shape.len() >= 2 && cols <= gemm::tuning().pack_f32_max_k {
                     WData::F32Packed(gemm::pack(&v, rows, cols, 0.0))
                 } else {
-                    WData::F32(v)
+                    WData::F32(Buf::from_slice(&v))
                 }
             }
             Dtype::F16 => {
@@ -325,7 +328,7 @@ impl Compute for Cpu {
                 if t.shape.len() >= 2 {
                     WData::F16Packed(gemm::pack(&v, rows, cols, f16::ZERO))
                 } else {
-                    WData::F16(v)
+                    WData::F16(Buf::from_slice(&v))
                 }
             }
             Dtype::BF16 => {
@@ -339,9 +342,9 @@ impl Compute for Cpu {
                     // on the exact path).
                     WData::BF16Amx(amx::pack(&v, rows, cols))
                 } else if t.shape.len() >= 2 {
-                    WData::BF16Packed(gemm::pack(&v, rows, cols, bf16::ZERO))
+                    WData::BF16Packed(gemm::pack_bf16(&v, rows, cols))
                 } else {
-                    WData::BF16(v)
+                    WData::BF16(Buf::from_slice(&v))
                 }
             }
             Dtype::Other(_) => {
@@ -356,7 +359,7 @@ impl Compute for Cpu {
 
     fn weight_f32(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuWeight> {
         Ok(CpuWeight {
-            data: WData::F32(data.to_vec()),
+            data: WData::F32(Buf::from_slice(data)),
             rows,
             cols,
         })
@@ -406,7 +409,7 @@ impl Compute for Cpu {
         out: &mut Vec<f32>,
     ) {
         let b = bias.and_then(|b| match &b.data {
-            WData::F32(v) => Some(v.as_slice()),
+            WData::F32(v) => Some(&v[..]),
             _ => None,
         });
         if bias.is_some() && b.is_none() {

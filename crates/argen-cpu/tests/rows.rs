@@ -349,8 +349,10 @@ fn row_simd_names_its_variant() {
     for k in variants() {
         let name = argen_core::RowKernels::name(&k);
         match k.variant() {
-            Variant::Avx512 | Variant::Avx2 => assert_eq!(name, k.variant().name()),
-            Variant::Neon | Variant::Portable => assert_eq!(name, "portable"),
+            Variant::Avx512 | Variant::Avx2 | Variant::Neon => {
+                assert_eq!(name, k.variant().name())
+            }
+            Variant::Portable => assert_eq!(name, "portable"),
         }
     }
 }

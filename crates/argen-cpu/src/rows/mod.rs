@@ -1,7 +1,8 @@
 //! Run-time-dispatched SIMD for the per-element passes of logit processing: argen-core's
 //! [`RowKernels`] (the clean pass — guidance, temperature, maximum, finiteness — the candidate
-//! scan, and the per-candidate passes of truncation and sampling), which argen-core, being `no_std` and free of `unsafe`, can only vectorise
-//! at the target's baseline width (SSE2 on x86-64).
+//! scan, and the per-candidate passes of truncation and sampling), which argen-core, being
+//! `no_std` and free of `unsafe`, can only vectorise at the target's baseline width (SSE2 on
+//! x86-64).
 //!
 //! The contracts are exact (argen-core's `process::kernels` module): the same IEEE operations
 //! in the same order per element (no fused multiply-add), exact widening of `f16`/`bf16`, an
@@ -11,21 +12,35 @@
 //!
 //! | variant | clean pass | candidate scan |
 //! |---|---|---|
-//! | AVX-512F ([`avx512`]) | 16 lanes; `bf16` by a 16-bit shift, `f16` by `vcvtph2ps` | compare to a mask, `vpcompressd` into a register, one 64-byte store |
-//! | AVX2 + F16C ([`avx2`]) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
-//! | portable (NEON builds too) | argen-core's | argen-core's |
+//! | AVX-512F (`avx512`, x86-64) | 16 lanes; `bf16` by a 16-bit shift, `f16` by `vcvtph2ps` | compare to a mask, `vpcompressd` into a register, one 64-byte store |
+//! | AVX2 + F16C (`avx2`, x86-64) | 8 lanes, same conversions | `vmovmskps`, a 256-entry table of set-bit positions, `vpermd`, one 32-byte store |
+//! | NEON (`neon`, aarch64) | 4 lanes × 4 per step; `bf16` by `shll` #16, `f16` by `fcvtl`/`fcvtl2` | 8 per step: `fcmge`, narrowed to an 8-bit mask (`addv`); each 4-bit half indexes a 16-entry table of set-bit positions, added to the group's first id, one 16-byte store |
+//! | portable | argen-core's | argen-core's |
 //!
-//! Top-k's and top-p's partition at the cut bucket (`split_cut`) is AVX-512F only
-//! (`vpcompressd` of the values and ids into registers, stored whole at the kept count), as are
-//! the rank buckets of top-k's histogram and top-p's bucket masses (`buckets`: 16 lanes,
-//! narrowed by `vpmovdw`, masked tail) and a draw's skipping of whole chunks of weights by
-//! their exact sums (`skip_chunks`: 8 `u64` lanes, `vpaddq` and `vporq`); AVX2 and portable
-//! run argen-core's. The compacting kernels count set mask bits with `popcnt` (part of both
-//! x86 variants' requirements).
+//! Top-k's and top-p's partition at the cut bucket (`split_cut`): AVX-512F compresses the
+//! values and ids into registers (`vpcompressd`) and stores them whole at the kept count; NEON
+//! does the same 4 pairs at a time with a byte shuffle (`tbl`) from a 16-entry table; AVX2 and
+//! portable run argen-core's. AVX-512F also computes the rank buckets of top-k's histogram and
+//! top-p's bucket masses (`buckets`: 16 lanes, narrowed by `vpmovdw`, masked tail) and a
+//! draw's skipping of whole chunks of weights by their exact sums (`skip_chunks`: 8 `u64`
+//! lanes, `vpaddq` and `vporq`); the other variants run argen-core's. The x86 compacting
+//! kernels count set mask bits with `popcnt` (part of both x86 variants' requirements).
 //!
 //! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
 //! (16 with AVX-512F and a masked tail, 8 with AVX2 and a scalar tail; bit-identical to
 //! `exp_f32` everywhere, so to argen-core's `exp_f32_nonpos` on the contract's `[−87, 0]`).
+//! NEON keeps argen-core's: on aarch64 the compiler already vectorises `exp_f32_nonpos` at
+//! the full NEON width (4 lanes), and it is leaner than `vmath`'s general `exp_f32` lanes
+//! (no overflow, subnormal or NaN branches to select between): llvm-mca puts its loop at
+//! 4.0 cycles per element on Neoverse N2 and 10.8 on Cortex-A57 against 6.0 and 12.8 for the
+//! `vmath` NEON lanes (static estimates; `docs/runtime-performance.md`).
+//!
+//! On aarch64 argen-core's passes are already vectorised at NEON's width (the baseline), so
+//! the NEON kernels win by cheaper steps, not wider ones: `fcvtl` instead of integer `f16`
+//! widening, vector compares and one vector-to-general move per 8 candidates tested, a
+//! vectorised partition. They cannot run on the x86-64 development machine:
+//! `.ci/cross-arch.sh` builds the suites for `aarch64-unknown-linux-gnu` and runs them under
+//! qemu-user, where `tests/rows.rs` checks them bit for bit like the x86 variants.
 //!
 //! The variant is the one [`crate::gemm::best_variant`] picks (`ARGEN_CPU_VARIANT` overrides
 //! it), so the row kernels follow the GEMM kernels' choice. A compacting store writes a whole
@@ -37,6 +52,8 @@
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 use crate::gemm::Variant;
 use argen_core::dist::portable_skip_chunks;
@@ -53,8 +70,8 @@ pub struct RowSimd {
 }
 
 impl RowSimd {
-    /// The row kernels of `variant`, or why this CPU cannot run them. [`Variant::Neon`] and
-    /// [`Variant::Portable`] run argen-core's portable passes.
+    /// The row kernels of `variant`, or why this CPU cannot run them. [`Variant::Portable`]
+    /// runs argen-core's portable passes.
     pub fn new(variant: Variant) -> Result<Self, &'static str> {
         match variant.unsupported() {
             Some(why) => Err(why),
@@ -77,7 +94,7 @@ pub fn row_kernels() -> &'static RowSimd {
 }
 
 /// Combines a vector body's maximum and finiteness with the portable tail's.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn join(body: Option<f32>, tail: Option<f32>, tail_len: usize) -> Option<f32> {
     match (body, tail_len) {
         (b, 0) => b,
@@ -89,8 +106,8 @@ fn join(body: Option<f32>, tail: Option<f32>, tail_len: usize) -> Option<f32> {
 impl RowKernels for RowSimd {
     fn name(&self) -> &'static str {
         match self.variant {
-            Variant::Avx512 | Variant::Avx2 => self.variant.name(),
-            Variant::Neon | Variant::Portable => "portable",
+            Variant::Avx512 | Variant::Avx2 | Variant::Neon => self.variant.name(),
+            Variant::Portable => "portable",
         }
     }
 
@@ -102,6 +119,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2 and F16C.
             Variant::Avx2 => unsafe { avx2::plain(row, scale, y) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::plain(row, scale, y),
             _ => portable_plain(row, scale, y),
         }
     }
@@ -121,6 +140,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2 and F16C.
             Variant::Avx2 => unsafe { avx2::two_way(cond, uncond, cfg, scale, y) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::two_way(cond, uncond, cfg, scale, y),
             _ => portable_two_way(cond, uncond, cfg, scale, y),
         }
     }
@@ -133,6 +154,8 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, AVX2.
             Variant::Avx2 => unsafe { avx2::candidates(y, m, order) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::candidates(y, m, order),
             _ => portable_candidates(y, m, order),
         }
     }
@@ -163,6 +186,8 @@ impl RowKernels for RowSimd {
             // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F; the
             // kernel asserts the slice lengths.
             Variant::Avx512 => unsafe { avx512::split_cut(m, cut, cy, cid, keys) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => neon::split_cut(m, cut, cy, cid, keys),
             _ => portable_split_cut(m, cut, cy, cid, keys),
         }
     }
