@@ -448,13 +448,21 @@ fn run_on<C: Runtime>(
     if matches!(dc.method, MethodConfig::AutoSpeculative(_)) {
         // What the cost-aware policy chose: steps per draft depth (0 = plain target step).
         let h = &s.draft_depth_hist;
-        let last = h.iter().rposition(|&n| n > 0).unwrap_or(0);
-        let hist: Vec<String> = (0..=last).map(|d| format!("{d}:{}", h[d])).collect();
-        crate::outln!(
-            "draft auto: mean depth {:.2}, steps per depth {}",
-            s.mean_draft_depth(),
-            hist.join(" ")
-        )?;
+        if h.iter().all(|&n| n == 0) {
+            // `argen_core::decode::auto_draft`, "Never drafting".
+            crate::outln!(
+                "draft auto: the cost profile rules drafting out at every step; decoded with \
+                 the plain (vanilla) decoder"
+            )?;
+        } else {
+            let last = h.iter().rposition(|&n| n > 0).unwrap_or(0);
+            let hist: Vec<String> = (0..=last).map(|d| format!("{d}:{}", h[d])).collect();
+            crate::outln!(
+                "draft auto: mean depth {:.2}, steps per depth {}",
+                s.mean_draft_depth(),
+                hist.join(" ")
+            )?;
+        }
     }
     Ok(g)
 }

@@ -657,7 +657,11 @@ fn draft_auto_reads_the_model_directory_profile() {
     let (s, t) = run(&never, "sd", &coupled, "auto-never");
     assert_eq!(t, vanilla, "coupled auto equals vanilla");
     assert_eq!(s["draft_forwards"], 0, "{s}");
-    assert_eq!(s["draft_depth_hist"][0], 15, "every step plain: {s}");
+    // The profile rules drafting out before the run: the plain decoder ran (no speculative
+    // steps counted), under the auto configuration.
+    assert_eq!(s["draft_depth_hist"][0], 0, "decoded as vanilla: {s}");
+    assert_eq!(s["target_forwards"], 16, "{s}");
+    assert!(s["config"]["method"]["auto_speculative"].is_object(), "{s}");
     let deep = tiny_copy("auto-deep", Some(DEEP));
     let (s, t) = run(&deep, "sd", &coupled, "auto-deep");
     assert_eq!(t, vanilla, "coupled auto equals vanilla");

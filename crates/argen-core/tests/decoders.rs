@@ -6,8 +6,9 @@ use argen_core::accept::neighbours::build_table;
 use argen_core::accept::{Criterion, LanternParams, NeighbourTable};
 use argen_core::cost::{CostCurve, CostProfile};
 use argen_core::decode::{
-    drive, AutoDraftConfig, AutoSpeculative, Config, Decoder, DraftShape, GuidanceMode, NoObserver,
-    Restartable, Speculative, SpeculativeConfig, Stats, Vanilla,
+    drive, AutoDraft, AutoDraftConfig, AutoSpeculative, Config, Decoder, DraftShape, DraftedStep,
+    GuidanceMode, NoObserver, PlanStep, Restartable, Skip, Speculative, SpeculativeConfig, Stats,
+    Vanilla, VerifyPolicy,
 };
 use argen_core::SamplerParams;
 use common::synthetic::{Storage, SyntheticHost, World};
@@ -412,6 +413,97 @@ fn exact_auto_marginals_match_vanilla() {
                 stat < crit,
                 "{name} position {p}: chi2 {stat:.1} >= {crit:.1}"
             );
+        }
+    }
+}
+
+thread_local! {
+    /// `(chosen, offered)` node counts of every tree sized by [`Recorded`] on this thread.
+    static SIZES: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`AutoDraft`] with its tree-size answers recorded in [`SIZES`].
+#[derive(Clone, Debug)]
+struct Recorded(AutoDraft);
+
+impl VerifyPolicy for Recorded {
+    type Config = AutoDraftConfig;
+
+    fn build(
+        cfg: AutoDraftConfig,
+        max_inputs: usize,
+    ) -> argen_core::Result<(SpeculativeConfig, Self)> {
+        let (spec, policy) = AutoDraft::build(cfg, max_inputs)?;
+        Ok((spec, Recorded(policy)))
+    }
+
+    fn decide(&mut self, step: &DraftedStep<'_>) -> Option<Skip> {
+        self.0.decide(step)
+    }
+
+    fn plan_depth(&mut self, step: &PlanStep) -> u32 {
+        self.0.plan_depth(step)
+    }
+
+    fn observe(&mut self, drafted: u32, accepted: u32) {
+        self.0.observe(drafted, accepted)
+    }
+
+    fn plan_nodes(&mut self, values: &[f64]) -> usize {
+        let n = self.0.plan_nodes(values);
+        SIZES.with(|s| s.borrow_mut().push((n, values.len())));
+        n
+    }
+}
+
+/// Auto-tree sizes each tree from its nodes' EAGLE-2 values (none, some or all of the offered
+/// nodes, as the values and costs say) and Coupled still gives vanilla's tokens, over many
+/// seeds; the same run twice makes the same choices.
+#[test]
+fn coupled_auto_tree_sizes_vary_and_equal_vanilla() {
+    let [_, (_, deep), (_, mixed)] = profiles();
+    // A second row is dear (+40 %), more are nearly free: a tree is worth verifying only if
+    // its best node is likely to be accepted.
+    let step = CostProfile {
+        target: CostCurve::new(&[(2, 1000), (4, 1400), (128, 1600)]).unwrap(),
+        drafter: Some(CostCurve::new(&[(1, 1)]).unwrap()),
+    };
+    for (name, profile) in [("deep", deep), ("mixed", mixed), ("step", step)] {
+        SIZES.with(|s| s.borrow_mut().clear());
+        let cfg = |seed| AutoDraftConfig {
+            spec: SpeculativeConfig {
+                base: config(seed),
+                draft_sampler: config(seed).sampler,
+                shape: TREE,
+            },
+            profile,
+        };
+        for seed in 0..100 {
+            let (v, _) = vanilla(seed);
+            let mut dec =
+                Speculative::<64, 64, Recorded>::new(cfg(seed), Criterion::Coupled).unwrap();
+            let (a, s) = run(&mut dec);
+            assert_eq!(v, a, "{name} seed {seed}");
+            let mut again =
+                Speculative::<64, 64, Recorded>::new(cfg(seed), Criterion::Coupled).unwrap();
+            assert_eq!(run(&mut again), (a, s), "{name} seed {seed}: replay");
+        }
+        let sizes = SIZES.with(|s| s.borrow().clone());
+        let none = sizes.iter().filter(|&&(n, _)| n == 0).count();
+        let some = sizes.iter().filter(|&&(n, m)| n > 0 && n < m).count();
+        let all = sizes.iter().filter(|&&(n, m)| n == m).count();
+        println!(
+            "{name}: {} trees: none {none}, some {some}, all {all}",
+            sizes.len()
+        );
+        assert!(sizes.iter().all(|&(n, m)| n <= m && m <= 20));
+        match name {
+            // Flat target: every node with a positive value is worth its (free) row.
+            "deep" => assert_eq!(all, sizes.len()),
+            // Rows dearer beyond 10: larger trees are cut.
+            "mixed" => assert!(some > 100 && all > 100, "{name}: {some} / {all}"),
+            // The second row is dear: trees whose best value is low are not verified at all.
+            _ => assert!(none > 0 && all > 100, "{name}: {none} / {all}"),
         }
     }
 }

@@ -270,7 +270,7 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// keeps that. On the same CPUs f32 matrices with k ≤ 1024 are stored packed and stream
 /// their 1–2-row calls like that (the comment above).
 ///
-/// Calls of 3 or more rows on Zen 4 prefetch 16 KiB ahead into L2 (`prefetcht1`,
+/// Calls of 3 or more rows (half precision: 2 or more) on Zen 4 prefetch 16 KiB ahead into L2 (`prefetcht1`,
 /// [`Tuning::l2_prefetch`]) instead of 4 KiB ahead non-temporally (one row block) or into L1
 /// (several): the non-temporal and L1 prefetches hold one of the core's few L1 miss buffers
 /// each until the line arrives from DRAM, which capped a multi-row call's stream at
@@ -282,6 +282,13 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// bf16 at 4 rows 14.3 → 12.3 ms. Later passes over a column block (more than 8 rows) measured
 /// the same or slightly faster with T1 (bf16 at 64 rows 92 → 94.5 GFLOP/s). Decided once per
 /// process.
+///
+/// Half-precision calls of 2 rows do so too since weights live in huge pages
+/// ([`crate::hugemem`]): GPT-B decode-step GEMMs at 2 rows, three interleaved rounds at load
+/// ≈ 2.5 (`ARGEN_GEMM_TUNING=no_prefetch_rows=1` against the default then of 2, same
+/// binary): bf16 8.3 / 8.9 / 9.2 against 9.2 / 9.5 / 9.9 ms, f16 7.6–8.8 against 9.0–10.2 ms;
+/// one row still streams fastest with the hardware prefetcher alone (6.0 against 8.3–8.6 ms
+/// with the L2 prefetch), and f32 at 2 rows too (14 against 18 ms).
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
@@ -320,7 +327,7 @@ fn cpu_tuning() -> Tuning {
         let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
         if amd && best_variant() == Variant::Avx512 {
             return Tuning {
-                no_prefetch_rows: 2,
+                no_prefetch_rows: 1,
                 pf_packed_bytes: 16 << 10,
                 f32_no_prefetch_rows: 2,
                 pack_f32_max_k: 1024,

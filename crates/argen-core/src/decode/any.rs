@@ -78,6 +78,8 @@
 use alloc::boxed::Box;
 
 #[cfg(feature = "alloc")]
+use super::AutoDraft;
+#[cfg(feature = "alloc")]
 use super::GuidanceMode;
 #[cfg(feature = "alloc")]
 use super::{Action, BestOfN, Decoder, GridAr, GridArConfig, Restartable, Stats, Vanilla};
@@ -595,7 +597,8 @@ pub struct Requirements {
     /// Distribution rows the backend must hold ([`Decoder::dist_rows_needed`] of the built
     /// decoder, exactly).
     pub dist_rows: u32,
-    /// Whether drafter forwards ([`Action::Draft`]) occur.
+    /// Whether drafter forwards ([`Action::Draft`]) occur (with cost-aware drafting: may
+    /// occur; the policy may never draft).
     pub drafter: bool,
     /// Whether [`Action::Check`] occurs (GridAR with the verifier).
     pub check: bool,
@@ -847,9 +850,20 @@ impl<'c> SingleDecoder<'c> {
                 j.config(base),
                 j.criterion.build(res)?,
             )?)),
-            MethodConfig::AutoSpeculative(a) => SingleDecoder::AutoSpeculative(Box::new(
-                AutoSpeculative::new(a.config(base), a.speculative.criterion.build(res)?)?,
-            )),
+            MethodConfig::AutoSpeculative(a) => {
+                let cfg = a.config(base);
+                let variants = base.guidance.variants() as u32;
+                if AutoDraft::new(cfg.spec.shape, &cfg.profile)?.never_drafts(variants) {
+                    // The profile rules drafting out (`auto_draft`, "Never drafting"): the
+                    // same tokens from the plain decoder, without its overhead.
+                    SingleDecoder::Vanilla(Box::new(Vanilla::new(base)?))
+                } else {
+                    SingleDecoder::AutoSpeculative(Box::new(AutoSpeculative::new(
+                        cfg,
+                        a.speculative.criterion.build(res)?,
+                    )?))
+                }
+            }
         })
     }
 }

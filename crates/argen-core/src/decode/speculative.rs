@@ -80,7 +80,9 @@
 //! target step: the drafter does not run, and the next drafting step's catch-up covers every
 //! committed token it has not seen (in runs of at most `T`, as after a restart). A smaller
 //! depth is a shallower chain, or a tree drafted to that depth with the same `total` and
-//! `top_k`. [`super::AutoSpeculative`] is `Speculative` with the cost-aware policy
+//! `top_k`. Once a tree is drafted, the policy may also verify only its best `n` nodes by
+//! EAGLE-2 value ([`VerifyPolicy::plan_nodes`]; default: the shape's `total`).
+//! [`super::AutoSpeculative`] is `Speculative` with the cost-aware policy
 //! ([`super::auto_draft`]). [`Stats::draft_depth_hist`] counts the depths drafted.
 use super::{
     check_dist_rows, check_rows, unexpected, Action, Config, Decoder, DraftInput, DraftRun,
@@ -237,6 +239,16 @@ pub trait VerifyPolicy: Clone + Debug {
     fn observe(&mut self, drafted: u32, accepted: u32) {
         let _ = (drafted, accepted);
     }
+
+    /// Chooses how many nodes of a drafted tree to verify: `values` are the EAGLE-2 values of
+    /// the candidate nodes, best first (ties: shallower, then earlier), at most the shape's
+    /// `total`; the tree becomes the first `n` of them (ancestor-closed for every `n`, since a
+    /// child's value never exceeds its parent's), `n` the answer capped at `values.len()`
+    /// (0 verifies no draft: the step commits the target's own token). Asked for tree shapes
+    /// only, after drafting and before [`VerifyPolicy::decide`]. The default verifies them all.
+    fn plan_nodes(&mut self, values: &[f64]) -> usize {
+        values.len()
+    }
 }
 
 /// What [`VerifyPolicy::plan_depth`] sees before a drafting step.
@@ -257,6 +269,8 @@ pub struct PlanStep {
     pub variants: u32,
     /// The decoder's target run capacity `T` (also the longest catch-up run).
     pub max_inputs: u32,
+    /// Tokens still to commit before the stop, this step's included (≥ 2 when it may draft).
+    pub remaining: u32,
 }
 
 /// Plain speculative decoding: every drafted step is verified.
@@ -441,6 +455,7 @@ impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, 
                 chain: 1 + self.pending,
                 variants: self.cfg.base.guidance.variants() as u32,
                 max_inputs: T as u32,
+                remaining: self.stop - t,
             };
             self.step_depth = self.policy.plan_depth(&plan).min(limit);
         }
@@ -610,7 +625,14 @@ impl<'c, const N: usize, const T: usize, P: VerifyPolicy> Speculative<'c, N, T, 
             .filter(|&i| self.pool[i as usize].depth <= limit)
             .collect();
         order.sort_unstable_by(|&a, &b| self.rank(a, b));
-        let count = total.min(order.len());
+        let mut count = total.min(order.len());
+        if let DraftShape::Tree { .. } = self.cfg.shape {
+            let mut values = [0f64; MAX_POOL];
+            for (v, &i) in values.iter_mut().zip(&order[..count]) {
+                *v = self.pool[i as usize].value;
+            }
+            count = self.policy.plan_nodes(&values[..count]).min(count);
+        }
         let chosen = &mut order[..count];
         // Parents before children: by depth, then rank.
         chosen.sort_unstable_by(|&a, &b| {
