@@ -22,7 +22,7 @@ use crate::guidance::Guided;
 use crate::logit::Logit;
 use crate::process::{process_with, RowKernels, SamplerParams, Workspace};
 use crate::rng::{Key, Purpose};
-use crate::sample::sample;
+use crate::sample::sample_with;
 
 /// Marks the root in [`DraftTree::parents`].
 pub const ROOT: u32 = u32::MAX;
@@ -388,7 +388,7 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
             });
         }
         for (job, o) in jobs.iter().zip(out.iter_mut()) {
-            *o = sample(&self.dist(job.row)?, job.key)?;
+            *o = sample_with(self.kernels, &self.dist(job.row)?, job.key)?;
         }
         Ok(())
     }
@@ -477,7 +477,8 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
             };
             let trow = (job.target_base + slot) as usize;
             if siblings.is_empty() {
-                let token = sample(&self.dist(trow as u32)?, keys.key(Purpose::SAMPLE, 0))?;
+                let dist = self.dist(trow as u32)?;
+                let token = sample_with(self.kernels, &dist, keys.key(Purpose::SAMPLE, 0))?;
                 return Ok(TreeVerdict { accepted, token });
             }
             // Work on a copy of the target row so the table keeps the processed target.

@@ -99,41 +99,24 @@ impl<'a> Dist<'a> {
     /// order (saturating at `u64::MAX`); this is the inverse-CDF step of every draw.
     ///
     /// Implementation: whole chunks of [`LOCATE_CHUNK`] weights are skipped by their exact sum
-    /// (a plain `u64` sum when every weight of the chunk is below `2^56`, as processed rows'
-    /// are, else the low and high 32-bit halves summed separately; both vectorise and cannot
-    /// overflow), the prefix kept exactly in `u128`; only the chunk holding `r` is walked.
+    /// ([`portable_skip_chunks`]), the prefix kept exactly in `u128`; only the chunk holding
+    /// `r` is walked.
     /// The saturating prefix reaches `u64::MAX` only where the exact one does, and no `r` is
     /// below `u64::MAX` there unless it was below the exact prefix already, so the exact prefix
     /// gives the same token (and `r = u64::MAX` is never located, as with saturation).
     pub fn locate(&self, r: u64) -> Result<u32> {
+        self.locate_with(&crate::process::PORTABLE, r)
+    }
+
+    /// [`Dist::locate`] with the chunk skipping of `kernels`
+    /// ([`crate::RowKernels::skip_chunks`], e.g. argen-cpu's SIMD): the same token, since every
+    /// implementation returns the same exact chunk prefix.
+    pub fn locate_with(&self, kernels: &dyn crate::RowKernels, r: u64) -> Result<u32> {
         if r == u64::MAX {
             return Err(Error::ZeroMass);
         }
         let r = r as u128;
-        let mut acc = 0u128;
-        let mut chunks = self.weights.chunks_exact(LOCATE_CHUNK);
-        let mut start = 0usize;
-        for ws in chunks.by_ref() {
-            // Two plain reductions (each vectorises).
-            let sum = ws.iter().fold(0u64, |a, &x| a.wrapping_add(x));
-            let any = ws.iter().fold(0u64, |a, &x| a | x);
-            // Below 2^56 each, 128 weights sum below 2^63: the wrapping sum is exact.
-            let sum = if any < 1 << 56 {
-                sum as u128
-            } else {
-                let (mut lo, mut hi) = (0u64, 0u64);
-                for &w in ws {
-                    lo += w & 0xffff_ffff;
-                    hi += w >> 32;
-                }
-                ((hi as u128) << 32) + lo as u128
-            };
-            if r < acc + sum {
-                break;
-            }
-            acc += sum;
-            start += LOCATE_CHUNK;
-        }
+        let (start, mut acc) = kernels.skip_chunks(self.weights, r);
         for (i, &w) in self.weights.iter().enumerate().skip(start) {
             acc += w as u128;
             if r < acc {
@@ -142,6 +125,39 @@ impl<'a> Dist<'a> {
         }
         Err(Error::ZeroMass)
     }
+}
+
+/// The whole chunks of [`LOCATE_CHUNK`] weights that [`Dist::locate`] skips before `r`: with
+/// `S_c` the exact sum of the first `c` chunks, the first `c` with `r < S_{c+1}` (or the number
+/// of whole chunks if there is none), returned as `(c · LOCATE_CHUNK, S_c)`.
+///
+/// A chunk's exact sum is a plain `u64` sum when every weight of the chunk is below `2^56`
+/// (as processed rows' are: 128 of them sum below `2^63`), else the low and high 32-bit
+/// halves summed separately; both vectorise and cannot overflow.
+pub fn portable_skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
+    let mut acc = 0u128;
+    let mut start = 0usize;
+    for ws in weights.chunks_exact(LOCATE_CHUNK) {
+        // Two plain reductions (each vectorises).
+        let sum = ws.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+        let any = ws.iter().fold(0u64, |a, &x| a | x);
+        let sum = if any < 1 << 56 {
+            sum as u128
+        } else {
+            let (mut lo, mut hi) = (0u64, 0u64);
+            for &w in ws {
+                lo += w & 0xffff_ffff;
+                hi += w >> 32;
+            }
+            ((hi as u128) << 32) + lo as u128
+        };
+        if r < acc + sum {
+            break;
+        }
+        acc += sum;
+        start += LOCATE_CHUNK;
+    }
+    (start, acc)
 }
 
 /// A synthetic distribution row written by [`crate::Backend::fill_dist`] (Jacobi decoding's draft

@@ -52,7 +52,7 @@ pub use process::{
     process, process_with, LogitRow, Processed, RowKernels, SamplerParams, Workspace,
 };
 pub use rng::{Key, KeyedStream, Purpose};
-pub use sample::sample;
+pub use sample::{sample, sample_with};
 
 /// Largest supported vocabulary: `2^24 − 1` tokens (token ids fit the RNG counter layout and
 /// `V · 2^40` total weights fit a `u64`).

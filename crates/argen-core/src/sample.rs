@@ -8,13 +8,19 @@
 
 use crate::dist::Dist;
 use crate::error::Result;
+use crate::process::RowKernels;
 use crate::rng::Key;
 
 /// Draws a token from `dist` with the random stream of `key`.
 pub fn sample(dist: &Dist<'_>, key: Key) -> Result<u32> {
+    sample_with(&crate::process::PORTABLE, dist, key)
+}
+
+/// [`sample`] with the chunk skipping of `kernels` ([`Dist::locate_with`]): the same token.
+pub fn sample_with(kernels: &dyn RowKernels, dist: &Dist<'_>, key: Key) -> Result<u32> {
     key.validate()?;
     let r = key.stream().below(dist.total() as u128)? as u64;
-    dist.locate(r)
+    dist.locate_with(kernels, r)
 }
 
 /// The greedy choice of `dist`: the highest weight, ties to the lowest id.

@@ -4,11 +4,14 @@
 //! [`argen_cpu::RowSimd`] this CPU runs, next to the read bandwidth probed in the same run.
 //!
 //! Run: `cargo bench -p argen-cpu --bench pipeline` (add `-- quick` for 3 repeats instead
-//! of 7). Each number is the best of the repeats of on-CPU time (`CLOCK_THREAD_CPUTIME_ID`),
+//! of 7; any other argument keeps only the variants and workloads whose name contains it, e.g.
+//! `-- avx512 "k1000 p0.9"`). Each number is the best of the repeats of on-CPU time (`CLOCK_THREAD_CPUTIME_ID`),
 //! so time the core spent on other processes is left out; the probe is the faster of a
 //! one-stream and a four-stream 256 MiB `u64` sum, measured the same way.
 
-use argen_core::{process_with, sample, Dist, Guided, Key, Logit, Purpose, RowKernels};
+use argen_core::{
+    process_with, sample_with, Dist, Guided, Key, Logit, LogitRow, Purpose, RowKernels,
+};
 use argen_core::{SamplerParams, Workspace};
 use argen_cpu::{RowSimd, Variant};
 use half::{bf16, f16};
@@ -91,9 +94,67 @@ fn run<L: Logit>(
         };
         let p = process_with(k, &g, params, &mut w, &mut ws.2).unwrap();
         let d = Dist::with_total(&ws.2[..v], p.total).unwrap();
-        acc += sample(&d, Key::new(1, r as u32, Purpose::SAMPLE, 7)).unwrap() as u64;
+        acc += sample_with(k, &d, Key::new(1, r as u32, Purpose::SAMPLE, 7)).unwrap() as u64;
     }
     acc
+}
+
+/// `-- parts`: the head workload's stages, cumulatively (µs per row).
+fn parts(
+    k: &dyn RowKernels,
+    cond: &[f32],
+    uncond: &[f32],
+    params: &SamplerParams,
+    ws: &mut (Vec<f32>, Vec<u32>, Vec<u64>),
+    repeats: usize,
+) {
+    let rows = || cond.chunks_exact(V).zip(uncond.chunks_exact(V));
+    let us = |s: f64| s * 1e6 / BATCH as f64;
+    let (y, o) = (&mut ws.0, &mut ws.1);
+    let clean = best_cpu(repeats, || {
+        rows()
+            .map(|(c, u)| {
+                let m = k.scale_two_way(LogitRow::F32(c), LogitRow::F32(u), 4.0, 1.0, &mut y[..V]);
+                m.unwrap_or(0.0) as u64
+            })
+            .sum()
+    });
+    let scan = best_cpu(repeats, || {
+        rows()
+            .map(|(c, u)| {
+                let m = k
+                    .scale_two_way(LogitRow::F32(c), LogitRow::F32(u), 4.0, 1.0, &mut y[..V])
+                    .unwrap();
+                k.candidates(&y[..V], m, o) as u64
+            })
+            .sum()
+    });
+    let (y, o, w) = (&mut ws.0, &mut ws.1, &mut ws.2);
+    let process = best_cpu(repeats, || {
+        rows()
+            .map(|(c, u)| {
+                let g = Guided::TwoWay {
+                    cond: c,
+                    uncond: u,
+                    scale: 4.0,
+                };
+                let mut wsp = Workspace {
+                    logits: y,
+                    order: o,
+                };
+                process_with(k, &g, params, &mut wsp, w).unwrap().total
+            })
+            .fold(0, u64::wrapping_add)
+    });
+    let all = best_cpu(repeats, || run(k, cond, uncond, V, params, ws));
+    println!(
+        "{:<8} parts (us/row): clean {:.2}, clean+scan {:.2}, process_with {:.2}, +sample {:.2}",
+        k.name(),
+        us(clean),
+        us(scan),
+        us(process),
+        us(all)
+    );
 }
 
 fn main() {
@@ -102,6 +163,11 @@ fn main() {
     } else {
         7
     };
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "quick" && !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| filters.iter().all(|f| name.contains(f.as_str()));
     const N: usize = 256 << 20 >> 3;
     let src: Vec<u64> = (0..N as u64).collect();
     let gib = |bytes: usize, s: f64| bytes as f64 / s / (1u64 << 30) as f64;
@@ -177,16 +243,29 @@ fn main() {
                 100.0 * t / probe
             );
         };
-        for (name, params) in &workloads {
-            let s = best_cpu(repeats, || run(&k, &cond, &uncond, V, params, &mut ws));
-            report(name, BATCH, b4, s);
+        let on = |name: &str| wanted(&format!("{} {name}", variant.name()));
+        if std::env::args().any(|a| a == "parts") {
+            parts(&k, &cond, &uncond, &head, &mut ws, repeats);
+            continue;
         }
-        let s = best_cpu(repeats, || run(&k, &cond16, &uncond16, V, &head, &mut ws));
-        report("bf16 k1000 p0.9", BATCH, b2, s);
-        let s = best_cpu(repeats, || run(&k, &condh, &uncondh, V, &head, &mut ws));
-        report("f16 k1000 p0.9", BATCH, b2, s);
-        let small = p(Some(50), Some(0.9));
-        let s = best_cpu(repeats, || run(&k, &cond, &uncond, 512, &small, &mut ws));
-        report("f32 k50 p0.9 V=512", BATCH * V / 512, b4, s);
+        for (name, params) in &workloads {
+            if on(name) {
+                let s = best_cpu(repeats, || run(&k, &cond, &uncond, V, params, &mut ws));
+                report(name, BATCH, b4, s);
+            }
+        }
+        if on("bf16 k1000 p0.9") {
+            let s = best_cpu(repeats, || run(&k, &cond16, &uncond16, V, &head, &mut ws));
+            report("bf16 k1000 p0.9", BATCH, b2, s);
+        }
+        if on("f16 k1000 p0.9") {
+            let s = best_cpu(repeats, || run(&k, &condh, &uncondh, V, &head, &mut ws));
+            report("f16 k1000 p0.9", BATCH, b2, s);
+        }
+        if on("f32 k50 p0.9 V=512") {
+            let small = p(Some(50), Some(0.9));
+            let s = best_cpu(repeats, || run(&k, &cond, &uncond, 512, &small, &mut ws));
+            report("f32 k50 p0.9 V=512", BATCH * V / 512, b4, s);
+        }
     }
 }

@@ -378,12 +378,13 @@ impl Variant {
             #[cfg(target_arch = "x86_64")]
             Variant::Avx2 => (!(std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("f16c")))
-            .then_some("the CPU lacks AVX2, FMA or F16C"),
+                && std::is_x86_feature_detected!("f16c")
+                && std::is_x86_feature_detected!("popcnt")))
+            .then_some("the CPU lacks AVX2, FMA, F16C or POPCNT"),
             #[cfg(target_arch = "x86_64")]
             Variant::Avx512 => (Variant::Avx2.unsupported().is_some()
                 || !std::is_x86_feature_detected!("avx512f"))
-            .then_some("the CPU lacks AVX-512F (or AVX2/FMA/F16C)"),
+            .then_some("the CPU lacks AVX-512F (or AVX2/FMA/F16C/POPCNT)"),
             #[cfg(not(target_arch = "x86_64"))]
             Variant::Avx2 | Variant::Avx512 => Some("not an x86_64 build"),
             #[cfg(target_arch = "aarch64")]

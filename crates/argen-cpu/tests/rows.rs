@@ -356,3 +356,94 @@ fn row_simd_names_its_variant() {
         }
     }
 }
+
+/// The chunk skipping of a draw equals argen-core's (`portable_skip_chunks`), and so does the
+/// located token (`Dist::locate_with` vs `Dist::locate`): rows of every length around the
+/// chunk size (tails), processed-row weights (below `2^56`), huge weights (the exact 32-bit
+/// halves path, chunk sums near `2^64` and beyond), zero chunks, and `r` on every chunk
+/// boundary, either side of it, random, and at the ends.
+#[test]
+fn skip_chunks_equals_the_portable_one() {
+    use argen_core::dist::{portable_skip_chunks, LOCATE_CHUNK};
+    use argen_core::{Dist, RowKernels};
+    let mut rng = Rng(0x0c4a_7c5e_0000_0003);
+    for k in variants() {
+        let what = k.variant().name();
+        for case in 0..400 {
+            let v = [1usize, 127, 128, 129, 255, 256, 257, 1000, 4096, 16384][case % 10];
+            let style = (case / 10) % 4;
+            let w: Vec<u64> = (0..v)
+                .map(|_| match (style, rng.below(4)) {
+                    (_, 0) => 0,
+                    (0, _) => rng.next() >> 23, // processed rows: below 2^41
+                    (1, _) => rng.next() >> (rng.below(3) * 4), // huge, sums wrap u64
+                    (2, _) if rng.below(50) == 0 => u64::MAX >> rng.below(8),
+                    _ => rng.next() >> 40,
+                })
+                .collect();
+            let d = Dist::with_total(&w, 1).unwrap();
+            let mut rs: Vec<u128> = vec![0, 1, u64::MAX as u128 - 1, u64::MAX as u128];
+            let mut acc = 0u128;
+            for c in w.chunks(LOCATE_CHUNK) {
+                acc += c.iter().map(|&x| x as u128).sum::<u128>();
+                rs.extend([acc.saturating_sub(1), acc, acc + 1]);
+            }
+            for _ in 0..8 {
+                rs.push((rng.next() as u128) % acc.max(1));
+            }
+            for r in rs {
+                let want = portable_skip_chunks(&w, r);
+                let got = k.skip_chunks(&w, r);
+                assert_eq!(got, want, "{what}: case {case} v={v} style={style} r={r}");
+                if r < u64::MAX as u128 {
+                    let r = r as u64;
+                    assert_eq!(d.locate_with(&k, r), d.locate(r), "{what}: locate r={r}");
+                }
+            }
+        }
+        println!("rows-{what}: skip_chunks ran");
+    }
+}
+
+/// The rank buckets equal argen-core's (`portable_buckets`, and `rank_bucket` by definition)
+/// for every length 0…67 and longer rows (masked tails), values on and between bucket edges,
+/// `d = m − y` outside `[0, 32]` (negative, beyond 32, infinite, NaN), `±0`; nothing past
+/// `y.len()` is written.
+#[test]
+fn buckets_equal_the_portable_one() {
+    use argen_core::process::portable_buckets;
+    let mut rng = Rng(0x0b0c_4e75_0000_0004);
+    for k in variants() {
+        let what = k.variant().name();
+        for n in (0..=67).chain([100, 513, 4099]) {
+            for m in [0.0f32, 2.75, -11.0, 1.0e4] {
+                let y: Vec<f32> = (0..n)
+                    .map(|_| match rng.below(12) {
+                        0 => m,
+                        1 => m - (rng.below(600) as f32) / 16.0,
+                        2 => m - (rng.below(1200) as f32 + 1.0) / 32.0,
+                        3 => -0.0,
+                        4 => 0.0,
+                        5 => m - 40.0,
+                        6 => m + 1.0,
+                        7 => [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3) as usize],
+                        _ => m - ((rng.next() >> 40) as f32 / (1u64 << 24) as f32) * 32.0,
+                    })
+                    .collect();
+                let mut a = vec![0xeeeeu16; n + 5];
+                let mut b = vec![0xeeeeu16; n + 5];
+                portable_buckets(m, &y, &mut a);
+                argen_core::RowKernels::buckets(&k, m, &y, &mut b);
+                assert_eq!(a, b, "{what}: n={n} m={m}");
+                for j in 0..n {
+                    assert_eq!(b[j] as usize, rank_bucket(m - y[j]), "{what}: y={}", y[j]);
+                }
+                assert!(
+                    b[n..].iter().all(|&x| x == 0xeeee),
+                    "{what}: wrote past y.len()"
+                );
+            }
+        }
+        println!("rows-{what}: buckets ran");
+    }
+}

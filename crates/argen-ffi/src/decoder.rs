@@ -22,7 +22,7 @@ use argen_core::decode::{
     Action, AnyDecoder, Decoder, DecoderConfig, FeatureRef, Group, GuidanceMode, Model, Mux,
     Requirements, Resources, Stats,
 };
-use argen_core::{SliceStorage, MAX_VOCAB};
+use argen_core::{SliceBackend, SliceStorage, MAX_VOCAB};
 use core::ops::Range;
 use half::{bf16, f16};
 
@@ -566,6 +566,12 @@ impl OwnedDecoder {
     }
 }
 
+/// The backend with this CPU's SIMD row kernels ([`argen_cpu::row_kernels`]: the portable
+/// passes' bits, faster).
+fn simd<L: argen_core::Logit>(b: SliceBackend<'_, L>) -> SliceBackend<'_, L> {
+    b.with_kernels(argen_cpu::row_kernels())
+}
+
 /// Answers `decoder`'s forward with `logits` on `storage`, in the rows' own dtype.
 fn answer_logits<D: Decoder>(
     decoder: &mut D,
@@ -573,9 +579,9 @@ fn answer_logits<D: Decoder>(
     logits: Rows<'_>,
 ) -> FfiResult<()> {
     match logits {
-        Rows::F32(l) => decoder.handle_logits(&mut storage.backend::<f32>()?, l)?,
-        Rows::F16(l) => decoder.handle_logits(&mut storage.backend::<f16>()?, l)?,
-        Rows::Bf16(l) => decoder.handle_logits(&mut storage.backend::<bf16>()?, l)?,
+        Rows::F32(l) => decoder.handle_logits(&mut simd(storage.backend::<f32>()?), l)?,
+        Rows::F16(l) => decoder.handle_logits(&mut simd(storage.backend::<f16>()?), l)?,
+        Rows::Bf16(l) => decoder.handle_logits(&mut simd(storage.backend::<bf16>()?), l)?,
     }
     Ok(())
 }

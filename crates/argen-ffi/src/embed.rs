@@ -3,8 +3,9 @@
 //! Both bindings reduce their foreign inputs (raw pointers and codes in C, NumPy arrays, DLPack
 //! capsules and keyword arguments in Python) to the types of this module and call the same
 //! methods, so the two bindings validate identically and produce the same bits: every method is a
-//! thin wrapper over `argen-core`'s portable reference backend ([`argen_core::SliceBackend`]) and
-//! free functions, never a reimplementation.
+//! thin wrapper over `argen-core`'s reference backend ([`argen_core::SliceBackend`], its row
+//! processing with argen-cpu's run-time-dispatched SIMD passes, [`argen_cpu::row_kernels`], which
+//! give the portable passes' bits) and free functions, never a reimplementation.
 //!
 //! - [`Dtype`] codes and [`Rows`], a borrowed batch of logit rows in f32, f16 or bf16;
 //! - [`Sampler`]: a table of distribution rows (owned [`SliceStorage`]) with the row operations
@@ -216,7 +217,10 @@ impl Sampler {
     }
 
     fn backend<L: argen_core::Logit>(&mut self) -> FfiResult<SliceBackend<'_, L>> {
-        Ok(self.storage.backend::<L>()?)
+        Ok(self
+            .storage
+            .backend::<L>()?
+            .with_kernels(argen_cpu::row_kernels()))
     }
 
     fn check_logits(&self, logits: &Rows<'_>) -> FfiResult<()> {

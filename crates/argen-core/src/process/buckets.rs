@@ -27,12 +27,15 @@
 //! With `mass[b]` the weight of each bucket, the cut bucket `c` is the first whose cumulative
 //! mass (itself included) reaches the threshold. A member of an earlier bucket `b` has
 //! `S_j ≤ Σ_{b' ≤ b} mass[b'] < P·Z / 2^32`: it survives. A member of a later bucket has
-//! `S_j ≥ Σ_{b' ≤ c} mass[b'] ≥ P·Z / 2^32`: it is dropped. Only the members of `c` are sorted
-//! by key (heapsort, in place) and walked with the exact test. (No property of `exp` is needed: the argument uses
-//! only the rank order and the weights themselves.)
+//! `S_j ≥ Σ_{b' ≤ c} mass[b'] ≥ P·Z / 2^32`: it is dropped. The candidates are partitioned as
+//! for top-k ([`RowKernels::split_cut`]); only the rank keys of `c`'s members are sorted and
+//! walked with the exact test. (No property of `exp` is needed: the argument uses only the
+//! rank order and the weights themselves.) The bucket masses come from a pass that
+//! writes no weights (module `process::weights`); only the survivors' weights are written to
+//! the row afterwards.
 
 use super::kernels::RowKernels;
-use super::rank_key;
+use super::weights::{fixed_point, BLOCK};
 
 /// Buckets per nat.
 const SCALE: f32 = 16.0;
@@ -77,8 +80,12 @@ pub(super) fn top_k(
     keys: &mut [u64],
 ) {
     let mut count = [0u32; BUCKETS];
-    for &yj in cy.iter() {
-        count[rank_bucket(m - yj)] += 1;
+    let mut b = [0u16; BLOCK];
+    for ys in cy.chunks(BLOCK) {
+        kernels.buckets(m, ys, &mut b);
+        for &bj in &b[..ys.len()] {
+            count[bj as usize] += 1;
+        }
     }
     let (mut before, mut cut) = (0usize, 0usize);
     while cut < BUCKETS - 1 && before + (count[cut] as usize) < k {
@@ -102,47 +109,19 @@ pub(super) fn top_k(
     }
 }
 
-/// Sorts the pairs `(cy[j], cid[j])` into rank order (heapsort: in place, no allocation,
-/// `O(n log n)` whatever the input).
-fn sort_by_rank(cy: &mut [f32], cid: &mut [u32]) {
-    let key = |cy: &[f32], cid: &[u32], j: usize| rank_key(cy[j], cid[j]);
-    // A min-heap on the key: the lowest-ranked pair at the root goes to the back.
-    let sift = |cy: &mut [f32], cid: &mut [u32], mut root: usize, end: usize| loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            break;
-        }
-        if child + 1 < end && key(cy, cid, child + 1) < key(cy, cid, child) {
-            child += 1;
-        }
-        if key(cy, cid, child) >= key(cy, cid, root) {
-            break;
-        }
-        cy.swap(root, child);
-        cid.swap(root, child);
-        root = child;
-    };
-    let n = cy.len();
-    for root in (0..n / 2).rev() {
-        sift(cy, cid, root, n);
-    }
-    for end in (1..n).rev() {
-        cy.swap(0, end);
-        cid.swap(0, end);
-        sift(cy, cid, 0, end);
-    }
-}
-
-/// Step 6 on the candidates (values `cy`, ids `cid`) whose weights are in `out`, given
-/// `mass[b]`, the weight of each bucket, and `threshold = P·Z`: zeroes the weights top-p
-/// drops and returns `s`, with every survivor among the first `s` pairs (which it reorders).
+/// Step 6 on the candidates (values `cy`, ids `cid`), given `mass[b]`, the weight of each
+/// bucket, and `threshold = P·Z`: moves the survivors to the front of both arrays (in no
+/// particular order) and returns their number. `keys` is scratch of at least `cy.len()`
+/// entries. Writes no weights: the caller scatters the survivors' weights afterwards, so the
+/// dropped candidates (usually most of them) cost no store into the weight row.
 pub(super) fn top_p(
+    kernels: &dyn RowKernels,
     m: f32,
     cy: &mut [f32],
     cid: &mut [u32],
-    out: &mut [u64],
     mass: &[u64; BUCKETS],
     threshold: u128,
+    keys: &mut [u64],
 ) -> usize {
     let mut before = 0u64;
     let mut cut = None;
@@ -156,33 +135,29 @@ pub(super) fn top_p(
     let Some(cut) = cut else {
         return cy.len(); // everything survives
     };
-    // Later buckets are dropped; the others are compacted to the front.
-    let mut s = 0;
-    for j in 0..cy.len() {
-        let (yj, i) = (cy[j], cid[j]);
-        let b = rank_bucket(m - yj);
-        if b > cut {
-            out[i as usize] = 0; // most candidates: a well-predicted branch, a store only
+    // Earlier buckets survive (compacted to the front), later ones are dropped, the cut
+    // bucket's keys go to `keys`: the partition of top-k.
+    let (kept, tied) = kernels.split_cut(m, cut, cy, cid, keys);
+    let keys = &mut keys[..tied];
+    // The cut bucket in rank order (descending keys), walked with the exact test: its
+    // survivors are a rank prefix (`before` stops growing at the first failure).
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    let mut s = kept;
+    let (mut ys, mut e) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+    'walk: for block in keys.chunks(BLOCK) {
+        let ys = &mut ys[..block.len()];
+        for (y, &key) in ys.iter_mut().zip(block) {
+            *y = key_value(key);
         }
-        cy[s] = yj;
-        cid[s] = i;
-        s += (b <= cut) as usize;
-    }
-    // The cut bucket's members to the front (an unconditional swap keeps members before
-    // `n` and non-members from `n` to `j`), in rank order, walked with the exact test.
-    let mut n = 0;
-    for j in 0..s {
-        let b = rank_bucket(m - cy[j]);
-        cy.swap(n, j);
-        cid.swap(n, j);
-        n += (b == cut) as usize;
-    }
-    sort_by_rank(&mut cy[..n], &mut cid[..n]);
-    for &i in &cid[..n] {
-        if ((before as u128) << 32) < threshold {
-            before += out[i as usize];
-        } else {
-            out[i as usize] = 0;
+        kernels.exp_shifted(ys, m, &mut e[..block.len()]);
+        for ((&key, &y), &ej) in block.iter().zip(ys.iter()).zip(&e) {
+            if ((before as u128) << 32) >= threshold {
+                break 'walk;
+            }
+            before += fixed_point(ej);
+            cy[s] = y;
+            cid[s] = !(key as u32);
+            s += 1;
         }
     }
     s
@@ -192,33 +167,12 @@ pub(super) fn top_p(
 mod tests {
     extern crate std;
     use super::*;
-    use std::vec::Vec;
+    use crate::process::rank_key;
 
     #[test]
     fn key_value_inverts_rank_key() {
         for y in [0.0f32, 1.5, -1.5, -32.0, 7.0e-40, -7.0e-40, 3.0e38, -3.0e38] {
             assert_eq!(key_value(rank_key(y, 12345)).to_bits(), y.to_bits());
-        }
-    }
-
-    #[test]
-    fn sort_by_rank_orders_pairs() {
-        let mut s = 0x1234_5678u64;
-        for n in [0usize, 1, 2, 3, 10, 100, 257] {
-            let mut cy: Vec<f32> = Vec::new();
-            let mut cid: Vec<u32> = Vec::new();
-            for i in 0..n {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                cy.push([1.0f32, -2.0, 0.5, 1.0][(s % 4) as usize]);
-                cid.push(i as u32 * 7 % 1000);
-            }
-            let mut want: Vec<u64> = cy.iter().zip(&cid).map(|(&y, &i)| rank_key(y, i)).collect();
-            want.sort_unstable_by(|a, b| b.cmp(a));
-            sort_by_rank(&mut cy, &mut cid);
-            let got: Vec<u64> = cy.iter().zip(&cid).map(|(&y, &i)| rank_key(y, i)).collect();
-            assert_eq!(got, want, "n={n}");
         }
     }
 }

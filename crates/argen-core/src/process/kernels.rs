@@ -13,6 +13,9 @@
 //! ([`RowKernels::exp_shifted`], step 5, in blocks of up to 64 candidates), and top-k's
 //! **partition** of the candidates at the cut bucket ([`RowKernels::split_cut`], step 4).
 //!
+//! Sampling from the processed row skips whole chunks of weights by their exact sums
+//! ([`RowKernels::skip_chunks`], the inner loop of [`crate::Dist::locate_with`]).
+//!
 //! Their contracts are exact, so every implementation gives the same bits (argen-cpu's tests
 //! compare each variant it can run with [`Portable`] on random rows, every format, tails and
 //! odd lengths):
@@ -34,6 +37,10 @@
 //!   ([`super::rank_key`]) of the pairs with `b_j == cut` to `keys[..tied]` in their input
 //!   order, and returns `(kept, tied)`; `cy[kept..]`, `cid[kept..]` are unspecified afterwards
 //!   and nothing else is written (`cid.len() == cy.len() <= keys.len()`).
+//! * the rank buckets write `b_j = rank_bucket(m − y_j)` ([`super::rank_bucket`], IEEE
+//!   subtraction) for every `j < y.len()` (`b.len() >= y.len()`) and nothing past `b[y.len() − 1]`;
+//! * the chunk skipping returns exactly [`crate::dist::portable_skip_chunks`]'s pair (whole
+//!   chunks of [`crate::dist::LOCATE_CHUNK`] weights summed exactly).
 //!
 //! [`Portable`] is this crate's implementation (vectorised by the compiler at the target's
 //! baseline width, see [`super::scan`]).
@@ -100,6 +107,18 @@ pub trait RowKernels: Sync + core::fmt::Debug {
     ) -> (usize, usize) {
         portable_split_cut(m, cut, cy, cid, keys)
     }
+
+    /// The rank buckets `b_j = rank_bucket(m − y_j)` of candidates (`b.len() >= y.len()`), for
+    /// top-k's histogram and top-p's bucket masses.
+    fn buckets(&self, m: f32, y: &[f32], b: &mut [u16]) {
+        portable_buckets(m, y, b)
+    }
+
+    /// The whole chunks of weights that a draw skips before `r`
+    /// ([`crate::dist::portable_skip_chunks`]): `(first index not skipped, exact sum before it)`.
+    fn skip_chunks(&self, weights: &[u64], r: u128) -> (usize, u128) {
+        crate::dist::portable_skip_chunks(weights, r)
+    }
 }
 
 /// This crate's implementation of [`RowKernels`].
@@ -148,6 +167,13 @@ pub fn portable_candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
 pub fn portable_exp_shifted(y: &[f32], m: f32, e: &mut [f32]) {
     for (ej, &yj) in e.iter_mut().zip(y) {
         *ej = crate::detmath::exp::exp_f32_nonpos(yj - m);
+    }
+}
+
+/// [`Portable`]'s rank buckets (a loop the compiler vectorises at the baseline width).
+pub fn portable_buckets(m: f32, y: &[f32], b: &mut [u16]) {
+    for (bj, &yj) in b.iter_mut().zip(y) {
+        *bj = super::rank_bucket(m - yj) as u16;
     }
 }
 

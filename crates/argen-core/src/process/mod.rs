@@ -48,8 +48,8 @@ mod weights;
 
 pub use buckets::{rank_bucket, BUCKETS};
 pub use kernels::{
-    portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut,
-    portable_two_way, LogitRow, Portable, RowKernels, PORTABLE,
+    portable_buckets, portable_candidates, portable_exp_shifted, portable_plain,
+    portable_split_cut, portable_two_way, LogitRow, Portable, RowKernels, PORTABLE,
 };
 
 /// Logits more than this far below the top (after temperature) always get weight 0:
@@ -179,8 +179,8 @@ pub fn rank_key(y: f32, id: u32) -> u64 {
 /// compacted branch-free (these two passes over the whole row are the [`RowKernels`] of
 /// [`process_with`]); top-k and top-p select by counting candidates and
 /// weight per *rank bucket* and order only the one bucket where the cut falls (module `process::buckets`);
-/// the weights of the survivors are computed by a branch-free `exp` in vectorised blocks
-/// (module `process::weights`). A row with a mask takes a slower per-element first pass; a row with any NaN,
+/// the weights are computed by a branch-free `exp` in vectorised blocks (module
+/// `process::weights`), and with top-p only the survivors' weights are written to `out`. A row with a mask takes a slower per-element first pass; a row with any NaN,
 /// `+∞` or overflow goes through the straightforward implementation (module `process::reference`), which
 /// reports the error exactly as the specification orders it. The integer results are
 /// identical to the specification's (tested against the reference on random rows with ties,
@@ -290,40 +290,24 @@ pub fn process_with<L: Logit>(
             (cy, cid) = (&mut cy[..k], &mut cid[..k]);
         }
     }
+    // Steps 5–6: with top-p, the weights' total and bucket masses first, then the survivors
+    // move to the front (`out` still scratch).
+    if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
+        let mut mass = [0u64; buckets::BUCKETS];
+        let z = weights::mass(kernels, m, cy, &mut mass);
+        let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * z as u128;
+        let s = buckets::top_p(kernels, m, cy, cid, &mass, threshold, out);
+        (cy, cid) = (&mut cy[..s], &mut cid[..s]);
+    }
     out.fill(0);
 
-    // Step 5.
-    let mut mass = [0u64; buckets::BUCKETS];
-    let top_p = params.top_p.filter(|&p| p < 1.0);
-    let total = if top_p.is_some() {
-        weights::weights::<true>(kernels, m, cy, cid, out, &mut mass)
-    } else {
-        weights::weights::<false>(kernels, m, cy, cid, out, &mut mass)
-    };
-
-    // Step 6 (the survivors move to the front).
-    if let Some(p) = top_p {
-        let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * total as u128;
-        let s = buckets::top_p(m, cy, cid, out, &mass, threshold);
-        cid = &mut cid[..s];
-    }
-
-    // Step 7: min-p relative to the top token's weight 2^40.
-    if let Some(p) = params.min_p.filter(|&p| p > 0.0) {
-        let floor = (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128;
-        for &i in cid.iter() {
-            let w = &mut out[i as usize];
-            *w = if ((*w as u128) << 32) < floor { 0 } else { *w };
-        }
-    }
-
-    let mut total = 0u64;
-    let mut support = 0u32;
-    for &i in cid.iter() {
-        let w = out[i as usize];
-        total += w;
-        support += (w > 0) as u32;
-    }
+    // Step 7 (min-p relative to the top token's weight 2^40) as the survivors' weights are
+    // written.
+    let floor = params
+        .min_p
+        .filter(|&p| p > 0.0)
+        .map_or(0, |p| (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128);
+    let (total, support) = weights::scatter(kernels, m, cy, cid, out, floor);
     Ok(Processed {
         total,
         argmax,
@@ -458,7 +442,7 @@ mod tests {
     }
 
     /// Flat and nearly flat rows put every candidate into one rank bucket: the top-k
-    /// selection and the top-p heapsort then work on the whole row.
+    /// selection and the top-p sort then work on the whole row.
     #[test]
     fn one_bucket_rows_equal_the_reference() {
         let mut r = Rng(0x2545_f491_4f6c_dd1d);

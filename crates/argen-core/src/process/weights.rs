@@ -5,53 +5,73 @@
 //! [`crate::detmath::exp_f32`] without its range branches, bit-identical on `[−87, 0]` — is
 //! branch-free. The candidates (compact values and ids) are processed in blocks of [`BLOCK`]:
 //! the block's exponentials are evaluated by [`RowKernels::exp_shifted`] (the portable one a
-//! loop the compiler vectorises, argen-cpu's at AVX-512/AVX2 width), and the weights
-//! are scattered to `out` while the total and the mass of each rank bucket (for top-p,
-//! [`super::buckets`]) accumulate. The truncation `trunc(e · 2^40)` is taken from the bits of
+//! loop the compiler vectorises, argen-cpu's at AVX-512/AVX2 width). With top-p, a first pass
+//! ([`mass`]) only sums the total and the mass of each rank bucket ([`super::buckets`]); the
+//! weights of the survivors alone are then written to `out` ([`scatter`], which also applies
+//! min-p and counts the support), so the candidates that top-p drops cost no store into the
+//! full-vocabulary row. The truncation `trunc(e · 2^40)` is taken from the bits of
 //! `e` ([`fixed_point`]).
 
-use super::buckets::{rank_bucket as bucket, BUCKETS};
+use super::buckets::BUCKETS;
 use super::kernels::RowKernels;
 
 /// Candidates per block.
-const BLOCK: usize = 64;
+pub(super) const BLOCK: usize = 64;
 
 /// `trunc(e · 2^40)` for `e = exp(x)`, `x ∈ [−32, 0]` (so `e ∈ [2^-47, 1]` is normal), from
 /// the bits of `e = M · 2^(E − 23)`: `(M · 2^17) >> −E`. Exact (a right shift truncates) and
 /// without the range checks of a saturating float-to-integer conversion.
 #[inline(always)]
-fn fixed_point(e: f32) -> u64 {
+pub(super) fn fixed_point(e: f32) -> u64 {
     let b = e.to_bits();
     let mantissa = ((b & 0x007f_ffff) | 0x0080_0000) as u64;
     let shift = 127u32.wrapping_sub(b >> 23).min(63);
     (mantissa << 17) >> shift
 }
 
-/// Writes the weight of every candidate (values `cy`, ids `cid`) to `out` and returns the
-/// total weight; with `MASS`, also adds each weight to `mass[bucket]` (for top-p).
-pub(super) fn weights<const MASS: bool>(
+/// The total weight of the candidates (values `cy`) and the weight of each rank bucket, added
+/// to `mass` (for top-p, [`super::buckets`]); writes no weights.
+pub(super) fn mass(kernels: &dyn RowKernels, m: f32, cy: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
+    let (mut e, mut b) = ([0.0f32; BLOCK], [0u16; BLOCK]);
+    let mut total = 0u64;
+    for ys in cy.chunks(BLOCK) {
+        // The block's exponentials and rank buckets in vectorised passes.
+        kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
+        kernels.buckets(m, ys, &mut b);
+        for (&bj, &ej) in b[..ys.len()].iter().zip(&e) {
+            let w = fixed_point(ej);
+            total += w;
+            mass[bj as usize] += w;
+        }
+    }
+    total
+}
+
+/// Writes the weight of every candidate (values `cy`, ids `cid`) to `out`, set to 0 where
+/// `w · 2^32 < floor` (min-p, step 7; `floor = 0` keeps every weight), and returns the total
+/// and the number of positive weights.
+pub(super) fn scatter(
     kernels: &dyn RowKernels,
     m: f32,
     cy: &[f32],
     cid: &[u32],
     out: &mut [u64],
-    mass: &mut [u64; BUCKETS],
-) -> u64 {
+    floor: u128,
+) -> (u64, u32) {
     let mut e = [0.0f32; BLOCK];
-    let mut total = 0u64;
+    let (mut total, mut support) = (0u64, 0u32);
     for (ys, ids) in cy.chunks(BLOCK).zip(cid.chunks(BLOCK)) {
         // The block's exponentials in one vectorised pass.
         kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
-        for ((&i, &yj), &ej) in ids.iter().zip(ys).zip(&e) {
+        for (&i, &ej) in ids.iter().zip(&e) {
             let w = fixed_point(ej);
+            let w = if ((w as u128) << 32) < floor { 0 } else { w };
             out[i as usize] = w;
             total += w;
-            if MASS {
-                mass[bucket(m - yj)] += w;
-            }
+            support += (w > 0) as u32;
         }
     }
-    total
+    (total, support)
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl Acc {
     }
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
 fn plain_body<E: Lanes>(x: &[E], scale: f32, y: &mut [f32]) -> Option<f32> {
     let body = x.len() / 8 * 8;
     assert!(y.len() >= body, "output row shorter than the input");
@@ -137,7 +137,7 @@ fn plain_body<E: Lanes>(x: &[E], scale: f32, y: &mut [f32]) -> Option<f32> {
     unsafe { acc.finish() }
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
 fn two_way_body<E: Lanes>(c: &[E], u: &[E], cfg: f32, scale: f32, y: &mut [f32]) -> Option<f32> {
     let body = c.len() / 8 * 8;
     assert!(
@@ -169,7 +169,7 @@ fn two_way_body<E: Lanes>(c: &[E], u: &[E], cfg: f32, scale: f32, y: &mut [f32])
 ///
 /// # Safety
 /// The CPU must have AVX2 and F16C.
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
 pub unsafe fn plain(row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32> {
     let n = match row {
         LogitRow::F32(r) => r.len(),
@@ -190,7 +190,7 @@ pub unsafe fn plain(row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32>
 ///
 /// # Safety
 /// The CPU must have AVX2 and F16C.
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,popcnt")]
 pub unsafe fn two_way(
     cond: LogitRow<'_>,
     uncond: LogitRow<'_>,
@@ -240,7 +240,7 @@ pub unsafe fn two_way(
 ///
 /// # Safety
 /// The CPU must have AVX2.
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt")]
 pub unsafe fn candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
     assert!(order.len() >= y.len(), "order shorter than the row");
     let body = y.len() / 8 * 8;

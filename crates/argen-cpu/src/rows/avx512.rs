@@ -8,6 +8,7 @@
 //! pass.
 
 use super::join;
+use argen_core::dist::LOCATE_CHUNK;
 use argen_core::process::{portable_plain, portable_two_way, rank_bucket, rank_key, HOPELESS};
 use argen_core::LogitRow;
 use core::arch::x86_64::*;
@@ -95,7 +96,7 @@ impl Acc {
     }
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 fn plain_body<E: Lanes>(x: &[E], scale: f32, y: &mut [f32]) -> Option<f32> {
     let body = x.len() / 16 * 16;
     assert!(y.len() >= body, "output row shorter than the input");
@@ -116,7 +117,7 @@ fn plain_body<E: Lanes>(x: &[E], scale: f32, y: &mut [f32]) -> Option<f32> {
     unsafe { acc.finish() }
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 fn two_way_body<E: Lanes>(c: &[E], u: &[E], cfg: f32, scale: f32, y: &mut [f32]) -> Option<f32> {
     let body = c.len() / 16 * 16;
     assert!(
@@ -147,7 +148,7 @@ fn two_way_body<E: Lanes>(c: &[E], u: &[E], cfg: f32, scale: f32, y: &mut [f32])
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 pub unsafe fn plain(row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32> {
     let n = match row {
         LogitRow::F32(r) => r.len(),
@@ -168,7 +169,7 @@ pub unsafe fn plain(row: LogitRow<'_>, scale: f32, y: &mut [f32]) -> Option<f32>
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 pub unsafe fn two_way(
     cond: LogitRow<'_>,
     uncond: LogitRow<'_>,
@@ -218,7 +219,7 @@ pub unsafe fn two_way(
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 pub unsafe fn candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
     assert!(order.len() >= y.len(), "order shorter than the row");
     let body = y.len() / 16 * 16;
@@ -259,7 +260,7 @@ pub unsafe fn candidates(y: &[f32], m: f32, order: &mut [u32]) -> usize {
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 pub unsafe fn split_cut(
     m: f32,
     cut: usize,
@@ -321,4 +322,93 @@ pub unsafe fn split_cut(
         }
     }
     (kept, tied)
+}
+
+/// The whole chunks of weights a draw skips before `r` (argen-core's
+/// `RowKernels::skip_chunks`, the same pair as `portable_skip_chunks`): each chunk of
+/// [`LOCATE_CHUNK`] weights summed in 8 `u64` lanes (two accumulators, `vpaddq`, wrapping) with
+/// an OR of its weights beside it (`vporq`); when every weight is below `2^56` the wrapping sum
+/// is exact (`128 · 2^56 = 2^63`), otherwise the chunk is summed exactly by 32-bit halves
+/// (scalar; no processed row takes that path).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f,popcnt")]
+pub unsafe fn skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
+    const _: () = assert!(LOCATE_CHUNK.is_multiple_of(16));
+    let mut acc = 0u128;
+    let mut start = 0usize;
+    for ws in weights.chunks_exact(LOCATE_CHUNK) {
+        let p = ws.as_ptr();
+        let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let (mut o0, mut o1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut v = 0;
+        while v < LOCATE_CHUNK {
+            // SAFETY: `v + 16 <= LOCATE_CHUNK == ws.len()`.
+            unsafe {
+                let a = _mm512_loadu_si512(p.add(v) as *const _);
+                let b = _mm512_loadu_si512(p.add(v + 8) as *const _);
+                s0 = _mm512_add_epi64(s0, a);
+                s1 = _mm512_add_epi64(s1, b);
+                o0 = _mm512_or_si512(o0, a);
+                o1 = _mm512_or_si512(o1, b);
+            }
+            v += 16;
+        }
+        let sum = _mm512_reduce_add_epi64(_mm512_add_epi64(s0, s1)) as u64;
+        let any = _mm512_reduce_or_epi64(_mm512_or_si512(o0, o1)) as u64;
+        let sum = if any < 1 << 56 {
+            sum as u128
+        } else {
+            let (mut lo, mut hi) = (0u64, 0u64);
+            for &w in ws {
+                lo += w & 0xffff_ffff;
+                hi += w >> 32;
+            }
+            ((hi as u128) << 32) + lo as u128
+        };
+        if r < acc + sum {
+            break;
+        }
+        acc += sum;
+        start += LOCATE_CHUNK;
+    }
+    (start, acc)
+}
+
+/// The rank buckets `min(bits(d·16 + 2^23) − bits(2^23), 512)` of `d = m − y_j` (argen-core's
+/// `RowKernels::buckets`): 16 lanes per step (`vsubps`, `vmulps`, `vaddps`, never fused;
+/// `vpsubd`, `vpminud`), narrowed to 16 bits (`vpmovdw`); the last `len mod 16` lanes masked
+/// (loads and stores), so nothing past `b[y.len() − 1]` is written.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f,popcnt")]
+pub unsafe fn buckets(m: f32, y: &[f32], b: &mut [u16]) {
+    let n = y.len();
+    assert!(b.len() >= n, "buckets: output shorter than the input");
+    let (vm, scale, round) = (
+        _mm512_set1_ps(m),
+        _mm512_set1_ps(16.0),
+        _mm512_set1_ps(8_388_608.0),
+    );
+    let (bias, top) = (_mm512_set1_epi32(0x4b00_0000), _mm512_set1_epi32(512));
+    let mut j = 0;
+    while j < n {
+        let lanes = (n - j).min(16);
+        let k: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1u16 << lanes) - 1
+        };
+        // SAFETY: the masked load reads `y[j..j + lanes]` and the masked store writes
+        // `b[j..j + lanes]`, both in bounds (`b.len() >= n`, asserted).
+        unsafe {
+            let yv = _mm512_maskz_loadu_ps(k, y.as_ptr().add(j));
+            let t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(vm, yv), scale), round);
+            let bk = _mm512_min_epu32(_mm512_sub_epi32(_mm512_castps_si512(t), bias), top);
+            _mm512_mask_cvtepi32_storeu_epi16(b.as_mut_ptr().add(j) as *mut _, k, bk);
+        }
+        j += 16;
+    }
 }

@@ -1,7 +1,8 @@
 //! Run-time-dispatched SIMD for the per-element passes of logit processing: argen-core's
-//! [`RowKernels`] (the clean pass — guidance, temperature, maximum, finiteness — and the
-//! candidate scan), which argen-core, being `no_std` and free of `unsafe`, can only vectorise
-//! at the target's baseline width (SSE2 on x86-64).
+//! [`RowKernels`] (the clean pass — guidance, temperature, maximum, finiteness — the candidate
+//! scan, and the per-candidate passes of truncation and sampling), which argen-core, being
+//! `no_std` and free of `unsafe`, can only vectorise at the target's baseline width (SSE2 on
+//! x86-64).
 //!
 //! The contracts are exact (argen-core's `process::kernels` module): the same IEEE operations
 //! in the same order per element (no fused multiply-add), exact widening of `f16`/`bf16`, an
@@ -16,10 +17,14 @@
 //! | NEON (`neon`, aarch64) | 4 lanes × 4 per step; `bf16` by `shll` #16, `f16` by `fcvtl`/`fcvtl2` | 8 per step: `fcmge`, narrowed to an 8-bit mask (`addv`); each 4-bit half indexes a 16-entry table of set-bit positions, added to the group's first id, one 16-byte store |
 //! | portable | argen-core's | argen-core's |
 //!
-//! Top-k's partition at the cut bucket (`split_cut`): AVX-512F compresses the values and ids
-//! into registers (`vpcompressd`) and stores them whole at the kept count; NEON does the same
-//! 4 pairs at a time with a byte shuffle (`tbl`) from a 16-entry table; AVX2 and portable run
-//! argen-core's.
+//! Top-k's and top-p's partition at the cut bucket (`split_cut`): AVX-512F compresses the
+//! values and ids into registers (`vpcompressd`) and stores them whole at the kept count; NEON
+//! does the same 4 pairs at a time with a byte shuffle (`tbl`) from a 16-entry table; AVX2 and
+//! portable run argen-core's. AVX-512F also computes the rank buckets of top-k's histogram and
+//! top-p's bucket masses (`buckets`: 16 lanes, narrowed by `vpmovdw`, masked tail) and a
+//! draw's skipping of whole chunks of weights by their exact sums (`skip_chunks`: 8 `u64`
+//! lanes, `vpaddq` and `vporq`); the other variants run argen-core's. The x86 compacting
+//! kernels count set mask bits with `popcnt` (part of both x86 variants' requirements).
 //!
 //! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
 //! (16 with AVX-512F and a masked tail, 8 with AVX2 and a scalar tail; bit-identical to
@@ -51,8 +56,10 @@ pub mod avx512;
 pub mod neon;
 
 use crate::gemm::Variant;
+use argen_core::dist::portable_skip_chunks;
 use argen_core::process::{
-    portable_candidates, portable_exp_shifted, portable_plain, portable_split_cut, portable_two_way,
+    portable_buckets, portable_candidates, portable_exp_shifted, portable_plain,
+    portable_split_cut, portable_two_way,
 };
 use argen_core::{LogitRow, RowKernels};
 
@@ -182,6 +189,25 @@ impl RowKernels for RowSimd {
             #[cfg(target_arch = "aarch64")]
             Variant::Neon => neon::split_cut(m, cut, cy, cid, keys),
             _ => portable_split_cut(m, cut, cy, cid, keys),
+        }
+    }
+
+    fn buckets(&self, m: f32, y: &[f32], b: &mut [u16]) {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F; the
+            // kernel asserts `b.len() >= y.len()`.
+            Variant::Avx512 => unsafe { avx512::buckets(m, y, b) },
+            _ => portable_buckets(m, y, b),
+        }
+    }
+
+    fn skip_chunks(&self, weights: &[u64], r: u128) -> (usize, u128) {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F.
+            Variant::Avx512 => unsafe { avx512::skip_chunks(weights, r) },
+            _ => portable_skip_chunks(weights, r),
         }
     }
 }
