@@ -7,7 +7,8 @@
 //! of 7; any other argument keeps only the variants and workloads whose name contains it, e.g.
 //! `-- avx512 "k1000 p0.9"`). Each number is the best of the repeats of on-CPU time (`CLOCK_THREAD_CPUTIME_ID`),
 //! so time the core spent on other processes is left out; the probe is the faster of a
-//! one-stream and a four-stream 256 MiB `u64` sum, measured the same way.
+//! one-stream and a four-stream 256 MiB `u64` sum (in huge pages where Linux allows, as the
+//! model's weights), measured the same way.
 
 use argen_core::{
     process_with, sample_with, Dist, Guided, Key, Logit, LogitRow, Purpose, RowKernels,
@@ -169,19 +170,23 @@ fn main() {
         .collect();
     let wanted = |name: &str| filters.iter().all(|f| name.contains(f.as_str()));
     const N: usize = 256 << 20 >> 3;
-    let src: Vec<u64> = (0..N as u64).collect();
+    // In huge pages, like the model's weights and the decode bench's probes
+    // (`argen_cpu::hugemem`): the faster the probe, the harder the percentage.
+    let src = argen_cpu::hugemem::Buf::from_fn(N, |i| i as u64);
     let gib = |bytes: usize, s: f64| bytes as f64 / s / (1u64 << 30) as f64;
     let sum1 = gib(
         N * 8,
         best_cpu(repeats, || {
-            black_box(&src).iter().fold(0u64, |a, &x| a.wrapping_add(x))
+            black_box(&src[..])
+                .iter()
+                .fold(0u64, |a, &x| a.wrapping_add(x))
         }),
     );
     let sum4 = gib(
         N * 8,
         best_cpu(repeats, || {
             let q = N / 4;
-            let s = black_box(&src);
+            let s = black_box(&src[..]);
             let mut acc = [0u64; 8];
             for j in (0..q).step_by(2) {
                 for l in 0..2 {
