@@ -11,22 +11,7 @@ use core::arch::x86_64::*;
 use half::{bf16, f16};
 
 /// For each 8-bit mask, the positions of its set bits, lowest first (padded with 0).
-static SET_BITS: [[u32; 8]; 256] = {
-    let mut t = [[0u32; 8]; 256];
-    let mut mask = 0;
-    while mask < 256 {
-        let (mut n, mut bit) = (0, 0);
-        while bit < 8 {
-            if mask >> bit & 1 == 1 {
-                t[mask][n] = bit as u32;
-                n += 1;
-            }
-            bit += 1;
-        }
-        mask += 1;
-    }
-    t
-};
+static SET_BITS: [[u32; 8]; 256] = super::set_bits::<8, 256>();
 
 /// Exact widening of 8 elements to `f32` lanes.
 trait Lanes: Copy {

@@ -9,7 +9,7 @@
 
 use super::join;
 use argen_core::dist::LOCATE_CHUNK;
-use argen_core::process::{portable_plain, portable_two_way, rank_bucket, rank_key, HOPELESS};
+use argen_core::process::{portable_plain, portable_two_way, rank_key, HOPELESS};
 use argen_core::LogitRow;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -310,18 +310,7 @@ pub unsafe fn split_cut(
         }
         j += 16;
     }
-    for j in body..len {
-        let (yj, i) = (cy[j], cid[j]);
-        let b = rank_bucket(m - yj);
-        cy[kept] = yj;
-        cid[kept] = i;
-        kept += (b < cut) as usize;
-        if b == cut {
-            keys[tied] = rank_key(yj, i);
-            tied += 1;
-        }
-    }
-    (kept, tied)
+    super::split_cut_tail(m, cut, cy, cid, keys, body, (kept, tied))
 }
 
 /// The whole chunks of weights a draw skips before `r` (argen-core's

@@ -63,6 +63,59 @@ use argen_core::process::{
 };
 use argen_core::{LogitRow, RowKernels};
 
+/// For each `W`-bit mask (`N = 2^W` of them), the positions of its set bits, lowest first
+/// and padded with 0: the compaction tables of the AVX2 (8 lanes) and NEON (4 lanes)
+/// candidate scans.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+const fn set_bits<const W: usize, const N: usize>() -> [[u32; W]; N] {
+    let mut t = [[0u32; W]; N];
+    let mut mask = 0;
+    while mask < N {
+        let (mut n, mut bit) = (0, 0);
+        while bit < W {
+            if mask >> bit & 1 == 1 {
+                t[mask][n] = bit as u32;
+                n += 1;
+            }
+            bit += 1;
+        }
+        mask += 1;
+    }
+    t
+}
+
+/// The scalar end of a SIMD `split_cut` (argen-core's contract): elements `from..` of
+/// `cy`/`cid` after the vector body, continuing its `kept` and `tied` counts.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+fn split_cut_tail(
+    m: f32,
+    cut: usize,
+    cy: &mut [f32],
+    cid: &mut [u32],
+    keys: &mut [u64],
+    from: usize,
+    (mut kept, mut tied): (usize, usize),
+) -> (usize, usize) {
+    for j in from..cy.len() {
+        let (yj, i) = (cy[j], cid[j]);
+        let b = argen_core::process::rank_bucket(m - yj);
+        cy[kept] = yj;
+        cid[kept] = i;
+        kept += (b < cut) as usize;
+        if b == cut {
+            keys[tied] = argen_core::process::rank_key(yj, i);
+            tied += 1;
+        }
+    }
+    (kept, tied)
+}
+
 /// argen-core's [`RowKernels`] with the SIMD variant of this CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowSimd {

@@ -39,28 +39,13 @@
 //! (`docs/runtime-performance.md`, `tools/aarch64_loop_mca.py`).
 
 use super::join;
-use argen_core::process::{portable_plain, portable_two_way, rank_bucket, rank_key, HOPELESS};
+use argen_core::process::{portable_plain, portable_two_way, rank_key, HOPELESS};
 use argen_core::LogitRow;
 use core::arch::aarch64::*;
 use half::{bf16, f16};
 
 /// For each 4-bit mask, the positions of its set bits, lowest first (padded with 0).
-static SET_BITS: [[u32; 4]; 16] = {
-    let mut t = [[0u32; 4]; 16];
-    let mut mask = 0;
-    while mask < 16 {
-        let (mut n, mut bit) = (0, 0);
-        while bit < 4 {
-            if mask >> bit & 1 == 1 {
-                t[mask][n] = bit as u32;
-                n += 1;
-            }
-            bit += 1;
-        }
-        mask += 1;
-    }
-    t
-};
+static SET_BITS: [[u32; 4]; 16] = super::set_bits::<4, 16>();
 
 /// The number of set bits of each 4-bit mask (a table load: `count_ones` would move the mask
 /// to a vector register and back).
@@ -424,16 +409,5 @@ pub fn split_cut(
         }
         j += 4;
     }
-    for j in body..len {
-        let (yj, i) = (cy[j], cid[j]);
-        let b = rank_bucket(m - yj);
-        cy[kept] = yj;
-        cid[kept] = i;
-        kept += (b < cut) as usize;
-        if b == cut {
-            keys[tied] = rank_key(yj, i);
-            tied += 1;
-        }
-    }
-    (kept, tied)
+    super::split_cut_tail(m, cut, cy, cid, keys, body, (kept, tied))
 }
