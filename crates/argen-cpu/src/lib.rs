@@ -308,35 +308,33 @@ impl Compute for Cpu {
         let cols = numel.checked_div(rows).unwrap_or(0);
         let data = match t.dtype {
             Dtype::F32 => {
-                let v: Vec<f32> = t
-                    .data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
+                // Decoded straight into the buffer the weight keeps (row-major) or packs from.
+                let d = t.data;
+                let v = Buf::from_fn(d.len() / 4, |i| {
+                    f32::from_le_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]])
+                });
                 if t.shape.len() >= 2 && cols <= gemm::tuning().pack_f32_max_k {
                     WData::F32Packed(gemm::pack(&v, rows, cols, 0.0))
                 } else {
-                    WData::F32(Buf::from_slice(&v))
+                    WData::F32(v)
                 }
             }
             Dtype::F16 => {
-                let v: Vec<f16> = t
-                    .data
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect();
+                let d = t.data;
+                let v = Buf::from_fn(d.len() / 2, |i| {
+                    f16::from_le_bytes([d[2 * i], d[2 * i + 1]])
+                });
                 if t.shape.len() >= 2 {
                     WData::F16Packed(gemm::pack(&v, rows, cols, f16::ZERO))
                 } else {
-                    WData::F16(Buf::from_slice(&v))
+                    WData::F16(v)
                 }
             }
             Dtype::BF16 => {
-                let v: Vec<bf16> = t
-                    .data
-                    .chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                    .collect();
+                let d = t.data;
+                let v = Buf::from_fn(d.len() / 2, |i| {
+                    bf16::from_le_bytes([d[2 * i], d[2 * i + 1]])
+                });
                 if t.shape.len() == 2 && self.amx() {
                     // Matrices of linear layers and embeddings (conv kernels are 4-D and stay
                     // on the exact path).
@@ -344,7 +342,7 @@ impl Compute for Cpu {
                 } else if t.shape.len() >= 2 {
                     WData::BF16Packed(gemm::pack_bf16(&v, rows, cols))
                 } else {
-                    WData::BF16(Buf::from_slice(&v))
+                    WData::BF16(v)
                 }
             }
             Dtype::Other(_) => {
