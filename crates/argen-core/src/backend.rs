@@ -15,12 +15,12 @@
 //! rows are indexed within the backend's table (`0..dist_rows()`).
 
 use crate::accept::{verify_siblings, Criterion, Draft, NodeKeys, Outcome};
-use crate::dist::Dist;
 pub use crate::dist::Fill;
+use crate::dist::{Dist, SupportList};
 use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
-use crate::process::{process_with, RowKernels, SamplerParams, Workspace};
+use crate::process::{process_tracked_with, process_with, RowKernels, SamplerParams, Workspace};
 use crate::rng::{Key, Purpose};
 use crate::sample::sample_with;
 
@@ -194,6 +194,8 @@ pub struct SliceBackend<'s, L> {
     work_f32: &'s mut [f32],
     work_u32: &'s mut [u32],
     kernels: &'s dyn RowKernels,
+    /// One support list per distribution row, or none ([`SliceBackend::with_supports`]).
+    supports: &'s mut [SupportList],
     _logit: core::marker::PhantomData<L>,
 }
 
@@ -205,6 +207,11 @@ pub const fn slice_backend_sizes(vocab: usize, rows: usize) -> (usize, usize, us
 
 /// Owned storage for a [`SliceBackend`] (feature `alloc`): the four buffers of
 /// [`slice_backend_sizes`], allocated once, borrowed by [`SliceStorage::backend`].
+///
+/// The storage also keeps a [`SupportList`] per row, which its backends use and keep up to date
+/// from one [`SliceStorage::backend`] call to the next (the rows are written only through
+/// them), so a truncated row with few positive weights is cleared and sampled without touching
+/// the whole row.
 #[cfg(feature = "alloc")]
 #[derive(Clone, Debug, Default)]
 pub struct SliceStorage {
@@ -213,6 +220,7 @@ pub struct SliceStorage {
     totals: alloc::vec::Vec<u64>,
     work_f32: alloc::vec::Vec<f32>,
     work_u32: alloc::vec::Vec<u32>,
+    supports: alloc::vec::Vec<SupportList>,
 }
 
 #[cfg(feature = "alloc")]
@@ -226,18 +234,24 @@ impl SliceStorage {
             totals: alloc::vec![0; t],
             work_f32: alloc::vec![0.0; f],
             work_u32: alloc::vec![0; u],
+            supports: alloc::vec![SupportList::new(); t],
         }
     }
 
-    /// A [`SliceBackend`] over this storage (errors as [`SliceBackend::new`]).
+    /// A [`SliceBackend`] over this storage (errors as [`SliceBackend::new`]), with the
+    /// storage's support lists.
     pub fn backend<L: Logit>(&mut self) -> Result<SliceBackend<'_, L>> {
-        SliceBackend::new(
+        let mut b = SliceBackend::new(
             self.vocab,
             &mut self.weights,
             &mut self.totals,
             &mut self.work_f32,
             &mut self.work_u32,
-        )
+        )?;
+        // Kept, not reset: only this storage's backends write its rows, and they keep the
+        // lists true (`SliceBackend::with_supports` resets lists of caller-owned rows).
+        b.supports = &mut self.supports;
+        Ok(b)
     }
 }
 
@@ -246,6 +260,20 @@ impl<'s, L: Logit> SliceBackend<'s, L> {
     /// (e.g. argen-cpu's SIMD kernels; the results are the same bits, see [`RowKernels`]).
     pub fn with_kernels(mut self, kernels: &'s dyn RowKernels) -> Self {
         self.kernels = kernels;
+        self
+    }
+
+    /// The same backend keeping one [`SupportList`] per distribution row in `supports` (one
+    /// per row: `supports.len()` must equal the number of rows, i.e. the `totals` length; any
+    /// other length leaves the backend without lists): processing then clears a row with few
+    /// positive weights entry by entry and draws walk only those entries
+    /// ([`crate::dist`], "Rows with a known, small support"). Every result is the same bits.
+    /// The lists are reset (they know nothing of rows the caller may have written).
+    pub fn with_supports(mut self, supports: &'s mut [SupportList]) -> Self {
+        if supports.len() == self.totals.len() {
+            supports.iter_mut().for_each(SupportList::forget);
+            self.supports = supports;
+        }
         self
     }
 
@@ -281,6 +309,7 @@ impl<'s, L: Logit> SliceBackend<'s, L> {
             work_f32,
             work_u32,
             kernels: &crate::process::PORTABLE,
+            supports: &mut [],
             _logit: core::marker::PhantomData,
         })
     }
@@ -297,12 +326,16 @@ impl<'s, L: Logit> SliceBackend<'s, L> {
     }
 
     /// Distribution row `row`.
+    ///
+    /// With support lists ([`SliceBackend::with_supports`]), a row with few positive weights
+    /// carries their ids ([`Dist::support`]) and draws from it walk only those.
     pub fn dist(&self, row: u32) -> Result<Dist<'_>> {
         let r = self.check_row(row)?;
-        Dist::with_total(
-            &self.weights[r * self.vocab..(r + 1) * self.vocab],
-            self.totals[r],
-        )
+        let w = &self.weights[r * self.vocab..(r + 1) * self.vocab];
+        match self.supports.get(r) {
+            Some(list) => list.dist(w, self.totals[r]),
+            None => Dist::with_total(w, self.totals[r]),
+        }
     }
 
     fn logit_row<'l>(&self, logits: &'l [L], row: u32) -> Result<&'l [L]> {
@@ -368,13 +401,13 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
                 logits: self.work_f32,
                 order: self.work_u32,
             };
-            let done = process_with(
-                self.kernels,
-                &guided,
-                &job.params,
-                &mut ws,
-                &mut self.weights[out * v..(out + 1) * v],
-            )?;
+            let row = &mut self.weights[out * v..(out + 1) * v];
+            let done = match self.supports.get_mut(out) {
+                Some(list) => {
+                    process_tracked_with(self.kernels, &guided, &job.params, &mut ws, row, list)
+                }
+                None => process_with(self.kernels, &guided, &job.params, &mut ws, row),
+            }?;
             self.totals[out] = done.total;
         }
         Ok(())
@@ -514,6 +547,9 @@ impl<L: Logit> Backend for SliceBackend<'_, L> {
     fn fill_dist(&mut self, row: u32, fill: Fill) -> Result<()> {
         let r = self.check_row(row)?;
         let v = self.vocab;
+        if let Some(list) = self.supports.get_mut(r) {
+            list.forget();
+        }
         self.totals[r] = crate::dist::fill(&mut self.weights[r * v..(r + 1) * v], fill)?;
         Ok(())
     }

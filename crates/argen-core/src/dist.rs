@@ -10,6 +10,21 @@
 //! top-p, acceptance ratios and residuals are the same on every backend whatever the reduction order,
 //! and the distribution that a draw samples from is *exactly* the one the acceptance rules reason
 //! about — which lets the tests compute each criterion's output distribution exactly.
+//!
+//! # Rows with a known, small support
+//!
+//! A truncated row usually has few positive weights (top-p 0.9 over LlamaGen's 16384 logits
+//! keeps a handful), yet the row is `V` weights wide. A [`SupportList`] records, beside one
+//! weight row, the ids of its positive weights in ascending order when there are at most
+//! [`SUPPORT_CAP`] of them. Row processing ([`crate::process::process_tracked_with`]) then
+//! clears the previous result by zeroing only those entries instead of the whole row, and a
+//! [`Dist`] built by [`SupportList::dist`] draws by walking the listed ids instead of the row.
+//! The dense row stays complete and exact at all times (every other consumer — acceptance
+//! rules, residuals, top-k — reads it as before), and a draw returns the same token: the
+//! prefix sums of the specification (`prefix(t) = Σ_{i<t} w_i`, id order) gain nothing from a
+//! zero weight, so the prefix at each listed id, walked in ascending id order, is exactly the
+//! dense row's, and the located token (the first `t` with `r < prefix(t + 1)`) always has a
+//! positive weight, hence is listed.
 
 use crate::error::{Error, Result};
 
@@ -24,11 +39,13 @@ pub const PROB_SCALE: f64 = 4_294_967_296.0;
 /// Weights per chunk skipped at once by [`Dist::locate`].
 pub const LOCATE_CHUNK: usize = 128;
 
-/// A borrowed fixed-point distribution: weights and their (checked) total.
+/// A borrowed fixed-point distribution: weights and their (checked) total, and, when it was
+/// built by [`SupportList::dist`], the ascending ids of its positive weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dist<'a> {
     weights: &'a [u64],
     total: u64,
+    support: Option<&'a [u32]>,
 }
 
 impl<'a> Dist<'a> {
@@ -48,7 +65,11 @@ impl<'a> Dist<'a> {
         if total == 0 {
             return Err(Error::ZeroMass);
         }
-        Ok(Dist { weights, total })
+        Ok(Dist {
+            weights,
+            total,
+            support: None,
+        })
     }
 
     /// Wraps `weights` whose total the caller has already computed (as row processing does).
@@ -61,7 +82,11 @@ impl<'a> Dist<'a> {
         if total == 0 {
             return Err(Error::ZeroMass);
         }
-        Ok(Dist { weights, total })
+        Ok(Dist {
+            weights,
+            total,
+            support: None,
+        })
     }
 
     /// The weights.
@@ -72,6 +97,12 @@ impl<'a> Dist<'a> {
     /// The total weight `Z`.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The ids of the positive weights in ascending order, when the distribution was built by
+    /// [`SupportList::dist`] from a row whose support is listed (every other weight is 0).
+    pub fn support(&self) -> Option<&'a [u32]> {
+        self.support
     }
 
     /// Vocabulary size.
@@ -111,11 +142,27 @@ impl<'a> Dist<'a> {
     /// [`Dist::locate`] with the chunk skipping of `kernels`
     /// ([`crate::RowKernels::skip_chunks`], e.g. argen-cpu's SIMD): the same token, since every
     /// implementation returns the same exact chunk prefix.
+    ///
+    /// With a listed support ([`Dist::support`]) only the listed weights are walked, in their
+    /// (ascending id) order: the same prefixes at every positive weight, so the same token
+    /// (module documentation).
     pub fn locate_with(&self, kernels: &dyn crate::RowKernels, r: u64) -> Result<u32> {
         if r == u64::MAX {
             return Err(Error::ZeroMass);
         }
         let r = r as u128;
+        if let Some(ids) = self.support {
+            let mut acc = 0u128;
+            for &i in ids {
+                // A listed id is in range (`SupportList` lists only ids of its own row); `get`
+                // keeps a broken list from panicking.
+                acc += self.weights.get(i as usize).copied().unwrap_or(0) as u128;
+                if r < acc {
+                    return Ok(i);
+                }
+            }
+            return Err(Error::ZeroMass);
+        }
         let (start, mut acc) = kernels.skip_chunks(self.weights, r);
         for (i, &w) in self.weights.iter().enumerate().skip(start) {
             acc += w as u128;
@@ -158,6 +205,109 @@ pub fn portable_skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
         start += LOCATE_CHUNK;
     }
     (start, acc)
+}
+
+/// Most positive weights a [`SupportList`] lists.
+pub const SUPPORT_CAP: usize = 64;
+
+/// `SupportList::len` of a list that knows nothing about its row.
+const UNKNOWN: u32 = u32::MAX;
+
+/// The ids of the positive weights of one weight row, when there are at most [`SUPPORT_CAP`]
+/// of them (module documentation, "Rows with a known, small support").
+///
+/// A list describes the row it was last recorded for (by
+/// [`crate::process::process_tracked_with`]); it remembers that row's address and length, and
+/// for any other row it knows nothing (full clears, dense draws: never a wrong weight). Whoever
+/// writes the row by other means must call [`SupportList::forget`] first. A list never
+/// allocates: the ids live inline (`SUPPORT_CAP` `u32`s).
+#[derive(Clone, Debug)]
+pub struct SupportList {
+    /// Number of listed ids, or [`UNKNOWN`].
+    len: u32,
+    /// Address and length of the described row.
+    row: (usize, usize),
+    /// The listed ids, ascending, in `ids[..len]`.
+    ids: [u32; SUPPORT_CAP],
+}
+
+impl Default for SupportList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SupportList {
+    /// A list that knows nothing about any row.
+    pub const fn new() -> Self {
+        SupportList {
+            len: UNKNOWN,
+            row: (0, 0),
+            ids: [0; SUPPORT_CAP],
+        }
+    }
+
+    /// Forgets the row (call it before writing the row other than through the processing that
+    /// records the list).
+    pub fn forget(&mut self) {
+        self.len = UNKNOWN;
+    }
+
+    /// The listed ids (ascending) if the list describes `row`: then every weight of `row`
+    /// outside them is 0.
+    pub fn ids_for(&self, row: &[u64]) -> Option<&[u32]> {
+        (self.len != UNKNOWN && self.row == (row.as_ptr() as usize, row.len()))
+            .then(|| &self.ids[..self.len as usize])
+    }
+
+    /// The distribution of `weights` with total `total` ([`Dist::with_total`]), drawing over
+    /// the listed ids when the list describes `weights` (the same tokens, faster).
+    pub fn dist<'a>(&'a self, weights: &'a [u64], total: u64) -> Result<Dist<'a>> {
+        let mut d = Dist::with_total(weights, total)?;
+        d.support = self.ids_for(weights);
+        Ok(d)
+    }
+
+    /// Zeroes `row` — only the listed entries when the list describes it, else every entry —
+    /// and forgets it. `row` must be the row the list will describe afterwards.
+    pub(crate) fn clear(&mut self, row: &mut [u64]) {
+        match self.ids_for(row) {
+            Some(ids) => {
+                for &i in ids {
+                    if let Some(w) = row.get_mut(i as usize) {
+                        *w = 0;
+                    }
+                }
+            }
+            None => row.fill(0),
+        }
+        self.len = UNKNOWN;
+    }
+
+    /// Whether the list describes `row` (see [`SupportList::ids_for`]).
+    pub(crate) fn describes(&self, row: &[u64]) -> bool {
+        self.ids_for(row).is_some()
+    }
+
+    /// Records the support of `row` from `ids`, which must hold every id of a positive weight
+    /// of `row` (and may hold ids of zero weights and repeat none): lists the positive ones in
+    /// ascending order if there are at most [`SUPPORT_CAP`], else forgets.
+    pub(crate) fn record(&mut self, row: &[u64], ids: &[u32]) {
+        self.len = UNKNOWN;
+        let mut n = 0usize;
+        for &i in ids {
+            if row.get(i as usize).is_some_and(|&w| w > 0) {
+                if n == SUPPORT_CAP {
+                    return;
+                }
+                self.ids[n] = i;
+                n += 1;
+            }
+        }
+        self.ids[..n].sort_unstable();
+        self.row = (row.as_ptr() as usize, row.len());
+        self.len = n as u32;
+    }
 }
 
 /// A synthetic distribution row written by [`crate::Backend::fill_dist`] (Jacobi decoding's draft
@@ -238,6 +388,7 @@ mod tests {
             let d = Dist {
                 weights: w,
                 total: 1,
+                support: None,
             };
             let exact: u128 = w.iter().map(|&x| x as u128).sum();
             let sat = exact.min(u64::MAX as u128) as u64;

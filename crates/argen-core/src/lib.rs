@@ -44,12 +44,13 @@ pub use backend::SliceStorage;
 pub use backend::{
     Backend, DraftTree, ProcessJob, RowGuidance, SampleJob, SliceBackend, TreeJob, TreeVerdict,
 };
-pub use dist::{Dist, WEIGHT_ONE};
+pub use dist::{Dist, SupportList, WEIGHT_ONE};
 pub use error::{Error, Result};
 pub use guidance::Guided;
 pub use logit::{Dtype, Logit};
 pub use process::{
-    process, process_with, LogitRow, Processed, RowKernels, SamplerParams, Workspace,
+    process, process_tracked_with, process_with, LogitRow, Processed, RowKernels, SamplerParams,
+    Workspace,
 };
 pub use rng::{Key, KeyedStream, Purpose};
 pub use sample::{sample, sample_with};

@@ -70,7 +70,7 @@ fn key_value(key: u64) -> f32 {
 
 /// Step 4 on the candidates (values `cy`, ids `cid`, more than `k ≥ 1` of them): moves the
 /// `k` top-ranked candidates to the front of both arrays (in no particular order). `keys` is
-/// scratch of at least `cy.len()` entries.
+/// scratch of at least `cy.len()` entries; returns how many of them were written (a prefix).
 pub(super) fn top_k(
     kernels: &dyn RowKernels,
     m: f32,
@@ -78,7 +78,7 @@ pub(super) fn top_k(
     cid: &mut [u32],
     k: usize,
     keys: &mut [u64],
-) {
+) -> usize {
     let mut count = [0u32; BUCKETS];
     let mut b = [0u16; BLOCK];
     for ys in cy.chunks(BLOCK) {
@@ -107,12 +107,13 @@ pub(super) fn top_k(
         *y = key_value(key);
         *i = !(key as u32);
     }
+    tied
 }
 
 /// Step 6 on the candidates (values `cy`, ids `cid`), given `mass[b]`, the weight of each
 /// bucket, and `threshold = P·Z`: moves the survivors to the front of both arrays (in no
-/// particular order) and returns their number. `keys` is scratch of at least `cy.len()`
-/// entries. Writes no weights: the caller scatters the survivors' weights afterwards, so the
+/// particular order) and returns their number and how many entries of `keys` (scratch of at
+/// least `cy.len()` entries, a prefix) were written. Writes no weights: the caller scatters the survivors' weights afterwards, so the
 /// dropped candidates (usually most of them) cost no store into the weight row.
 pub(super) fn top_p(
     kernels: &dyn RowKernels,
@@ -122,7 +123,7 @@ pub(super) fn top_p(
     mass: &[u64; BUCKETS],
     threshold: u128,
     keys: &mut [u64],
-) -> usize {
+) -> (usize, usize) {
     let mut before = 0u64;
     let mut cut = None;
     for (b, &w) in mass.iter().enumerate() {
@@ -133,7 +134,7 @@ pub(super) fn top_p(
         before += w;
     }
     let Some(cut) = cut else {
-        return cy.len(); // everything survives
+        return (cy.len(), 0); // everything survives
     };
     // Earlier buckets survive (compacted to the front), later ones are dropped, the cut
     // bucket's keys go to `keys`: the partition of top-k.
@@ -160,7 +161,7 @@ pub(super) fn top_p(
             s += 1;
         }
     }
-    s
+    (s, tied)
 }
 
 #[cfg(test)]

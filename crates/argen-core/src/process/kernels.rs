@@ -14,7 +14,9 @@
 //! **partition** of the candidates at the cut bucket ([`RowKernels::split_cut`], step 4).
 //!
 //! Sampling from the processed row skips whole chunks of weights by their exact sums
-//! ([`RowKernels::skip_chunks`], the inner loop of [`crate::Dist::locate_with`]).
+//! ([`RowKernels::skip_chunks`], the inner loop of [`crate::Dist::locate_with`]) — unless the
+//! row's few positive weights are listed ([`crate::SupportList`]), when the draw walks only
+//! those.
 //!
 //! Their contracts are exact, so every implementation gives the same bits (argen-cpu's tests
 //! compare each variant it can run with [`Portable`] on random rows, every format, tails and

@@ -33,8 +33,14 @@
 //!
 //! Every step after the `exp` is exact integer arithmetic, which is why any backend that reproduces
 //! [`crate::detmath::exp_f32`] reproduces the weights bit for bit.
+//!
+//! [`process_tracked_with`] writes the same row into a weight row that a
+//! [`SupportList`] tracks: when the previous result had at most [`crate::dist::SUPPORT_CAP`]
+//! positive weights only those entries are zeroed (not all `V`), and the new ones are listed
+//! for the draw ([`crate::dist`], "Rows with a known, small support"). `SliceBackend` does this
+//! for every distribution row it rewrites when it has lists (`SliceStorage`'s backends do).
 
-use crate::dist::{PROB_SCALE, WEIGHT_ONE};
+use crate::dist::{SupportList, PROB_SCALE, WEIGHT_ONE};
 use crate::error::{Error, Result};
 use crate::guidance::Guided;
 use crate::logit::Logit;
@@ -204,6 +210,49 @@ pub fn process_with<L: Logit>(
     ws: &mut Workspace<'_>,
     out: &mut [u64],
 ) -> Result<Processed> {
+    run(kernels, input, params, ws, out, None)
+}
+
+/// [`process_with`] into a row whose support `list` tracks ([`crate::dist`], "Rows with a
+/// known, small support"): the same weights in `out[..V]` and the same result, bit for bit.
+///
+/// If `list` describes `out[..V]` (it recorded this row's previous result), the previous
+/// weights are cleared by zeroing only the listed entries (and the few entries top-k and top-p
+/// used as scratch) instead of all `V`; afterwards `list` lists the new positive weights if
+/// there are at most [`crate::dist::SUPPORT_CAP`], so that [`SupportList::dist`] draws over
+/// them instead of the row. After an error the list is still true of the row (it forgets the
+/// row wherever an error path may have written it).
+pub fn process_tracked_with<L: Logit>(
+    kernels: &dyn RowKernels,
+    input: &Guided<'_, L>,
+    params: &SamplerParams,
+    ws: &mut Workspace<'_>,
+    out: &mut [u64],
+    list: &mut SupportList,
+) -> Result<Processed> {
+    run(kernels, input, params, ws, out, Some(list))
+}
+
+/// Zeroes `out` before the weights are written: with a list that describes `out`, only the
+/// listed entries and the scratch prefix `out[..scratch]` (every other entry is 0 already).
+fn clear(out: &mut [u64], list: Option<&mut SupportList>, scratch: usize) {
+    match list {
+        Some(list) if list.describes(out) => {
+            out[..scratch].fill(0);
+            list.clear(out);
+        }
+        _ => out.fill(0),
+    }
+}
+
+fn run<L: Logit>(
+    kernels: &dyn RowKernels,
+    input: &Guided<'_, L>,
+    params: &SamplerParams,
+    ws: &mut Workspace<'_>,
+    out: &mut [u64],
+    mut list: Option<&mut SupportList>,
+) -> Result<Processed> {
     let v = input.validate()?;
     if v > MAX_VOCAB {
         return Err(Error::VocabTooLarge { vocab: v });
@@ -250,6 +299,9 @@ pub fn process_with<L: Logit>(
                 }
             };
             let Some(m) = top else {
+                if let Some(list) = list {
+                    list.forget();
+                }
                 return reference::process_reference(input, params, ws, out);
             };
             if m == f32::NEG_INFINITY {
@@ -264,8 +316,11 @@ pub fn process_with<L: Logit>(
     if params.temperature == 0.0 {
         // The top-ranked token: the lowest id holding the maximum (−0 became +0 in step 2).
         let argmax = scan::first_equal(y, m) as u32;
-        out.fill(0);
+        clear(out, list.as_deref_mut(), 0);
         out[argmax as usize] = WEIGHT_ONE;
+        if let Some(list) = list {
+            list.record(out, &[argmax]);
+        }
         return Ok(Processed {
             total: WEIGHT_ONE,
             argmax,
@@ -282,11 +337,12 @@ pub fn process_with<L: Logit>(
     let (mut cy, mut cid) = (&mut y[..n], &mut order[..n]);
     // The top-ranked token is the first candidate (ascending ids) holding the maximum.
     let argmax = cy.iter().position(|&yj| yj == m).map_or(0, |j| cid[j]);
-    // Step 4 (`out` is free scratch until the weights).
+    // Step 4 (`out` is free scratch until the weights; `scratch` of it is used).
+    let mut scratch = 0;
     if let Some(k) = params.top_k {
         let k = k as usize;
         if k < n {
-            buckets::top_k(kernels, m, cy, cid, k, out);
+            scratch = buckets::top_k(kernels, m, cy, cid, k, out);
             (cy, cid) = (&mut cy[..k], &mut cid[..k]);
         }
     }
@@ -296,10 +352,11 @@ pub fn process_with<L: Logit>(
         let mut mass = [0u64; buckets::BUCKETS];
         let z = weights::mass(kernels, m, cy, &mut mass);
         let threshold = ((p as f64 * PROB_SCALE) as u128).max(1) * z as u128;
-        let s = buckets::top_p(kernels, m, cy, cid, &mass, threshold, out);
+        let (s, used) = buckets::top_p(kernels, m, cy, cid, &mass, threshold, out);
+        scratch = scratch.max(used);
         (cy, cid) = (&mut cy[..s], &mut cid[..s]);
     }
-    out.fill(0);
+    clear(out, list.as_deref_mut(), scratch);
 
     // Step 7 (min-p relative to the top token's weight 2^40) as the survivors' weights are
     // written.
@@ -308,6 +365,9 @@ pub fn process_with<L: Logit>(
         .filter(|&p| p > 0.0)
         .map_or(0, |p| (p as f64 * PROB_SCALE) as u128 * WEIGHT_ONE as u128);
     let (total, support) = weights::scatter(kernels, m, cy, cid, out, floor);
+    if let Some(list) = list {
+        list.record(out, cid);
+    }
     Ok(Processed {
         total,
         argmax,
@@ -439,6 +499,125 @@ mod tests {
             };
             check(&two_h, &params, v, &what);
         }
+    }
+
+    /// Tracked processing into one reused row equals processing into a fresh row, row after
+    /// row: the same result, the same weights in the whole row (so the partial clear removed
+    /// every earlier weight and every scratch entry of top-k and top-p), a list that holds
+    /// exactly the positive weights' ids whenever there are at most `SUPPORT_CAP`, and the
+    /// same token from the listed draw as from the dense one at every prefix boundary and at
+    /// random `r`. Rows mix wide and tied values, masks, errors (the reference path writes the
+    /// row), greedy rows, top-p keeping everything, min-p, and a vocabulary change (a list of
+    /// another row length describes nothing).
+    #[test]
+    fn tracked_processing_equals_fresh_processing_row_after_row() {
+        use crate::dist::{Dist, SupportList, SUPPORT_CAP};
+        let mut r = Rng(0x5eed_0f5b_a25e);
+        let (mut y, mut o, mut out) = (vec![0.0f32; 4099], vec![0u32; 4099], vec![0u64; 4099]);
+        let mut list = SupportList::new();
+        let (mut listed, mut sparse_draws) = (0usize, 0usize);
+        let mut v = 1000usize;
+        for case in 0..4000 {
+            if r.below(40) == 0 {
+                v = [1usize, 2, 17, 100, 513, 1000, 4099][r.below(7) as usize];
+            }
+            let style = r.below(5);
+            let row: Vec<f32> = (0..v)
+                .map(|_| match style {
+                    // Ties in one bucket: many keys in top-k's and top-p's scratch.
+                    4 => [1.0f32, 1.0, 1.0 + 1e-3, 0.97][r.below(4) as usize],
+                    _ => r.logit(style),
+                })
+                .collect();
+            let params = SamplerParams {
+                temperature: [0.0, 1.0, 1.0, 0.7, 0.05][r.below(5) as usize],
+                top_k: match r.below(5) {
+                    0 | 1 => None,
+                    2 => Some(1),
+                    _ => Some(1 + r.below(v as u64) as u32),
+                },
+                top_p: (r.below(4) > 0)
+                    .then(|| [0.05f32, 0.5, 0.9, 0.999, 1.0][r.below(5) as usize]),
+                min_p: (r.below(4) == 0).then(|| [0.0f32, 0.01, 0.3, 1.0][r.below(4) as usize]),
+            };
+            let g = Guided::Plain(&row[..]);
+            let what = std::format!("case {case} v={v} style={style} {params:?}");
+            let (want, fresh) = run(process, &g, &params, v);
+            let mut ws = Workspace {
+                logits: &mut y,
+                order: &mut o,
+            };
+            let got = process_tracked_with(&Portable, &g, &params, &mut ws, &mut out, &mut list);
+            assert_eq!(got, want, "{what}");
+            let Ok(p) = want else { continue };
+            let row_out = &out[..v];
+            assert_eq!(row_out, &fresh[..], "{what}");
+            let positive: Vec<u32> = (0..v as u32).filter(|&i| fresh[i as usize] > 0).collect();
+            match list.ids_for(row_out) {
+                Some(ids) => {
+                    assert_eq!(ids, &positive[..], "{what}");
+                    listed += 1;
+                }
+                None => assert!(positive.len() > SUPPORT_CAP, "{what}: not listed"),
+            }
+            let sparse = list.dist(row_out, p.total).unwrap();
+            let dense = Dist::with_total(&fresh, p.total).unwrap();
+            assert_eq!(dense.support(), None);
+            sparse_draws += sparse.support().is_some() as usize;
+            let mut rs = vec![0u64, p.total - 1, p.total, u64::MAX - 1];
+            let mut acc = 0u64;
+            for &i in &positive {
+                acc += fresh[i as usize];
+                rs.extend([acc - 1, acc, acc + 1]);
+            }
+            rs.extend((0..8).map(|_| r.below(p.total)));
+            for x in rs {
+                assert_eq!(sparse.locate(x), dense.locate(x), "{what}: r={x}");
+            }
+            for pos in 0..4 {
+                let key = crate::rng::Key::new(case as u64, 3, crate::rng::Purpose::SAMPLE, pos);
+                assert_eq!(
+                    crate::sample::sample(&sparse, key),
+                    crate::sample::sample(&dense, key),
+                    "{what}"
+                );
+            }
+        }
+        // The fast paths ran (the bounds are far below what this seed gives).
+        assert!(
+            listed > 1500 && sparse_draws > 1500,
+            "{listed} {sparse_draws}"
+        );
+    }
+
+    /// A list describes only the row it recorded: another row (or the same memory with another
+    /// length) is cleared in full and drawn from densely.
+    #[test]
+    fn a_list_describes_only_its_own_row() {
+        use crate::dist::SupportList;
+        let row = [3.0f32, 1.0, 2.0, 0.5];
+        let params = SamplerParams {
+            top_p: Some(0.5),
+            ..SamplerParams::default()
+        };
+        let (mut y, mut o) = (vec![0.0f32; 4], vec![0u32; 4]);
+        let mut ws = Workspace {
+            logits: &mut y,
+            order: &mut o,
+        };
+        let (mut a, mut b) = ([0u64; 4], [9u64; 4]);
+        let mut list = SupportList::new();
+        let g = Guided::Plain(&row[..]);
+        let p = process_tracked_with(&Portable, &g, &params, &mut ws, &mut a, &mut list).unwrap();
+        assert_eq!(list.ids_for(&a), Some(&[0u32][..]));
+        assert_eq!(list.ids_for(&a[..3]), None);
+        assert_eq!(list.ids_for(&b), None);
+        assert_eq!(list.dist(&b, p.total).unwrap().support(), None);
+        // Processing `b` (full of stale weights) with `a`'s list clears `b` in full.
+        process_tracked_with(&Portable, &g, &params, &mut ws, &mut b, &mut list).unwrap();
+        assert_eq!(b, a);
+        list.forget();
+        assert_eq!(list.ids_for(&b), None);
     }
 
     /// Flat and nearly flat rows put every candidate into one rank bucket: the top-k

@@ -27,7 +27,7 @@ use argen_core::backend::ROOT;
 use argen_core::decode::{
     Action, Answer, FeatureRef, FeatureStore, Group, GuidanceMode, Host, Model,
 };
-use argen_core::{Error, SliceBackend};
+use argen_core::{Error, SliceBackend, SupportList};
 
 /// Vocabulary of the synthetic model.
 pub const V: usize = 64;
@@ -568,6 +568,7 @@ pub struct Storage {
     totals: Vec<u64>,
     f: Vec<f32>,
     u: Vec<u32>,
+    lists: Vec<SupportList>,
 }
 
 impl Storage {
@@ -578,7 +579,22 @@ impl Storage {
             totals: vec![0; rows],
             f: vec![0.0; V],
             u: vec![0; V],
+            lists: vec![SupportList::new(); rows],
         }
+    }
+
+    /// The backend over this storage with support lists (sparse clears and draws; the same
+    /// results as [`Storage::backend`]).
+    pub fn backend_with_lists(&mut self) -> SliceBackend<'_, f32> {
+        SliceBackend::new(
+            V,
+            &mut self.weights,
+            &mut self.totals,
+            &mut self.f,
+            &mut self.u,
+        )
+        .unwrap()
+        .with_supports(&mut self.lists)
     }
 
     /// The backend over this storage.
