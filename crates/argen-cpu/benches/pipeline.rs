@@ -1,7 +1,10 @@
 //! The logit pipeline with each row-kernel variant: on-CPU time of argen-core's bench workload
 //! (two-way CFG, scale 4 → temperature 1 → truncation → keyed sample over 32 rows of 16384
-//! logits; `argen-core/benches/pipeline.rs`) through `process_with` and every
+//! logits; `argen-core/benches/pipeline.rs`) through `process_tracked_with` and every
 //! [`argen_cpu::RowSimd`] this CPU runs, next to the read bandwidth probed in the same run.
+//! Each row is processed into one reused weight row with its `SupportList` and drawn from
+//! there, as `SliceBackend` (with the lists of `SliceStorage`) does for a distribution row
+//! rewritten every step.
 //!
 //! Run: `cargo bench -p argen-cpu --bench pipeline` (add `-- quick` for 3 repeats instead
 //! of 7; any other argument keeps only the variants and workloads whose name contains it, e.g.
@@ -11,7 +14,8 @@
 //! model's weights), measured the same way.
 
 use argen_core::{
-    process_with, sample_with, Dist, Guided, Key, Logit, LogitRow, Purpose, RowKernels,
+    process_tracked_with, sample_with, Guided, Key, Logit, LogitRow, Purpose, RowKernels,
+    SupportList,
 };
 use argen_core::{SamplerParams, Workspace};
 use argen_cpu::{RowSimd, Variant};
@@ -74,13 +78,16 @@ fn best_cpu(repeats: usize, mut f: impl FnMut() -> u64) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// The workspace, the weight row and its support list (`SliceBackend`'s per-row state).
+type Ws = (Vec<f32>, Vec<u32>, Vec<u64>, SupportList);
+
 fn run<L: Logit>(
     k: &dyn RowKernels,
     cond: &[L],
     uncond: &[L],
     v: usize,
     params: &SamplerParams,
-    ws: &mut (Vec<f32>, Vec<u32>, Vec<u64>),
+    ws: &mut Ws,
 ) -> u64 {
     let mut acc = 0u64;
     for (r, (c, u)) in cond.chunks_exact(v).zip(uncond.chunks_exact(v)).enumerate() {
@@ -93,8 +100,8 @@ fn run<L: Logit>(
             logits: &mut ws.0,
             order: &mut ws.1,
         };
-        let p = process_with(k, &g, params, &mut w, &mut ws.2).unwrap();
-        let d = Dist::with_total(&ws.2[..v], p.total).unwrap();
+        let p = process_tracked_with(k, &g, params, &mut w, &mut ws.2, &mut ws.3).unwrap();
+        let d = ws.3.dist(&ws.2[..v], p.total).unwrap();
         acc += sample_with(k, &d, Key::new(1, r as u32, Purpose::SAMPLE, 7)).unwrap() as u64;
     }
     acc
@@ -106,7 +113,7 @@ fn parts(
     cond: &[f32],
     uncond: &[f32],
     params: &SamplerParams,
-    ws: &mut (Vec<f32>, Vec<u32>, Vec<u64>),
+    ws: &mut Ws,
     repeats: usize,
 ) {
     let rows = || cond.chunks_exact(V).zip(uncond.chunks_exact(V));
@@ -130,7 +137,7 @@ fn parts(
             })
             .sum()
     });
-    let (y, o, w) = (&mut ws.0, &mut ws.1, &mut ws.2);
+    let (y, o, w, list) = (&mut ws.0, &mut ws.1, &mut ws.2, &mut ws.3);
     let process = best_cpu(repeats, || {
         rows()
             .map(|(c, u)| {
@@ -143,13 +150,15 @@ fn parts(
                     logits: y,
                     order: o,
                 };
-                process_with(k, &g, params, &mut wsp, w).unwrap().total
+                process_tracked_with(k, &g, params, &mut wsp, w, list)
+                    .unwrap()
+                    .total
             })
             .fold(0, u64::wrapping_add)
     });
     let all = best_cpu(repeats, || run(k, cond, uncond, V, params, ws));
     println!(
-        "{:<8} parts (us/row): clean {:.2}, clean+scan {:.2}, process_with {:.2}, +sample {:.2}",
+        "{:<8} parts (us/row): clean {:.2}, clean+scan {:.2}, process {:.2}, +sample {:.2}",
         k.name(),
         us(clean),
         us(scan),
@@ -210,7 +219,12 @@ fn main() {
     let uncond16: Vec<bf16> = uncond.iter().map(|&x| bf16::from_f32(x)).collect();
     let condh: Vec<f16> = cond.iter().map(|&x| f16::from_f32(x)).collect();
     let uncondh: Vec<f16> = uncond.iter().map(|&x| f16::from_f32(x)).collect();
-    let mut ws = (vec![0.0f32; V], vec![0u32; V], vec![0u64; V]);
+    let mut ws = (
+        vec![0.0f32; V],
+        vec![0u32; V],
+        vec![0u64; V],
+        SupportList::new(),
+    );
     let p = |k: Option<u32>, p: Option<f32>| SamplerParams {
         temperature: 1.0,
         top_k: k,

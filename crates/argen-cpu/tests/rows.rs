@@ -342,6 +342,79 @@ fn process_with_each_variant_equals_process() {
     }
 }
 
+/// `process_tracked_with` and each variant, into ONE reused weight row with its support list,
+/// equals `process` into a fresh row, row after row: the same result and whole row (the
+/// partial clear removed every earlier weight and the variant's scratch keys), the list holds
+/// exactly the positive ids whenever there are at most `SUPPORT_CAP`, and the listed draw
+/// gives the dense draw's token for every key tried.
+#[test]
+fn process_tracked_with_each_variant_equals_process() {
+    use argen_core::dist::SUPPORT_CAP;
+    use argen_core::{process_tracked_with, sample_with, Dist, Key, Purpose, SupportList};
+    for k in variants() {
+        let mut r = Rng(0x7ac4_ed00_0000_0005);
+        let vmax = 4099;
+        let (mut y, mut o, mut out) = (vec![0.0f32; vmax], vec![0u32; vmax], vec![0u64; vmax]);
+        let mut list = SupportList::new();
+        let mut listed = 0usize;
+        let mut v = 1000usize;
+        for case in 0..1500 {
+            if r.below(30) == 0 {
+                v = LENGTHS[r.below(LENGTHS.len() as u64) as usize].min(vmax);
+            }
+            let style = r.below(5);
+            let spread = if style == 0 { 40.0 } else { 1.0 };
+            let c: Vec<f32> = (0..v).map(|_| r.logit(style) * spread).collect();
+            let u: Vec<f32> = (0..v).map(|_| r.logit(style)).collect();
+            let params = SamplerParams {
+                temperature: [0.0, 1.0, 1.0, 0.7][r.below(4) as usize],
+                top_k: match r.below(4) {
+                    0 => None,
+                    1 => Some(1),
+                    _ => Some(1 + r.below(v as u64) as u32),
+                },
+                top_p: (r.below(4) > 0).then(|| [0.05f32, 0.5, 0.9, 1.0][r.below(4) as usize]),
+                min_p: (r.below(4) == 0).then(|| [0.0f32, 0.01, 0.3][r.below(3) as usize]),
+            };
+            let g = Guided::TwoWay {
+                cond: &c[..],
+                uncond: &u[..],
+                scale: 2.0,
+            };
+            let what = format!("{} case {case} v={v} style={style}", k.variant().name());
+            let (want, fresh) = run(None, &g, &params, v);
+            let mut ws = Workspace {
+                logits: &mut y,
+                order: &mut o,
+            };
+            let got = process_tracked_with(&k, &g, &params, &mut ws, &mut out, &mut list);
+            assert_eq!(got, want, "{what} {params:?}");
+            let Ok(p) = want else { continue };
+            assert_eq!(&out[..v], &fresh[..], "{what} {params:?}");
+            let positive: Vec<u32> = (0..v as u32).filter(|&i| fresh[i as usize] > 0).collect();
+            match list.ids_for(&out[..v]) {
+                Some(ids) => {
+                    assert_eq!(ids, &positive[..], "{what}");
+                    listed += 1;
+                }
+                None => assert!(positive.len() > SUPPORT_CAP, "{what}: not listed"),
+            }
+            let sparse = list.dist(&out[..v], p.total).unwrap();
+            let dense = Dist::with_total(&fresh, p.total).unwrap();
+            for pos in 0..16 {
+                let key = Key::new(case, 1, Purpose::SAMPLE, pos);
+                assert_eq!(
+                    sample_with(&k, &sparse, key),
+                    sample_with(&k, &dense, key),
+                    "{what}"
+                );
+            }
+        }
+        assert!(listed > 500, "{listed}");
+        println!("rows-{}: tracked processing ran", k.variant().name());
+    }
+}
+
 #[test]
 fn row_simd_names_its_variant() {
     let best = argen_cpu::row_kernels();
