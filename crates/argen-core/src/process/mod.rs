@@ -336,7 +336,8 @@ fn run<L: Logit>(
     }
     let (mut cy, mut cid) = (&mut y[..n], &mut order[..n]);
     // The top-ranked token is the first candidate (ascending ids) holding the maximum.
-    let argmax = cy.iter().position(|&yj| yj == m).map_or(0, |j| cid[j]);
+    let argmax = scan::first_equal(cy, m);
+    let argmax = cid.get(argmax).copied().unwrap_or(0);
     // Step 4 (`out` is free scratch until the weights; `scratch` of it is used).
     let mut scratch = 0;
     if let Some(k) = params.top_k {
