@@ -75,7 +75,7 @@ pub(crate) mod avx512 {
     /// 16 lanes of `exp_f32` (module docs).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn exp16(x: __m512) -> __m512 {
+    pub(crate) fn exp16(x: __m512) -> __m512 {
         let s = _mm512_set1_ps;
         let t = _mm512_add_ps(_mm512_mul_ps(s(LOG2E), x), s(0.5));
         let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);

@@ -520,3 +520,54 @@ fn buckets_equal_the_portable_one() {
         println!("rows-{what}: buckets ran");
     }
 }
+
+/// Top-p's bucket masses of candidates and their total equal argen-core's
+/// (`portable_bucket_masses`) and the specification's, summed here from
+/// `trunc(exp_f32(y − m) · 2^40)` computed in `f64` (exact: the product by `2^40` of an
+/// `f32`) and `rank_bucket(m − y)`, for every length 0…67 and longer rows (masked tails),
+/// candidates across `[m − 32, m]` (on bucket edges, at `m`, at `m − 32`, where the weight
+/// falls to 0 near `m − 27.7`, `±0`), added onto masses that are not zero.
+#[test]
+fn bucket_masses_equal_the_portable_ones() {
+    use argen_core::detmath::exp_f32;
+    use argen_core::process::{portable_bucket_masses, BUCKETS};
+    let mut rng = Rng(0x3e19_4b5c_0000_0006);
+    for k in variants() {
+        let what = k.variant().name();
+        for n in (0..=67).chain([100, 513, 4099]) {
+            for m in [0.0f32, 2.75, -11.0, 1.0e4, 31.5] {
+                let y: Vec<f32> = (0..n)
+                    .map(|_| match rng.below(10) {
+                        0 => m,
+                        1 => m - (rng.below(513) as f32) / 16.0,
+                        2 => m - 32.0,
+                        3 => m - 27.72 - (rng.below(100) as f32) * 1e-4,
+                        4 if m == 0.0 => -0.0,
+                        _ => m - ((rng.next() >> 40) as f32 / (1u64 << 24) as f32) * 32.0,
+                    })
+                    .map(|y: f32| if m - y > 32.0 { m - 32.0 } else { y })
+                    .collect();
+                let start: Vec<u64> = (0..BUCKETS).map(|_| rng.next() >> 30).collect();
+                let mut want: [u64; BUCKETS] = start.clone().try_into().unwrap();
+                let mut total = 0u64;
+                for &yj in &y {
+                    let w = (exp_f32(yj - m) as f64 * (1u64 << 40) as f64) as u64;
+                    want[rank_bucket(m - yj)] += w;
+                    total += w;
+                }
+                let mut a: [u64; BUCKETS] = start.clone().try_into().unwrap();
+                let mut b = a;
+                assert_eq!(
+                    portable_bucket_masses(m, &y, &mut a),
+                    total,
+                    "{what}: n={n}"
+                );
+                assert_eq!(a, want, "portable: n={n} m={m}");
+                let got = argen_core::RowKernels::bucket_masses(&k, m, &y, &mut b);
+                assert_eq!(got, total, "{what}: n={n} m={m}");
+                assert_eq!(b, want, "{what}: n={n} m={m}");
+            }
+        }
+        println!("rows-{what}: bucket_masses ran");
+    }
+}

@@ -41,12 +41,17 @@
 //!   and nothing else is written (`cid.len() == cy.len() <= keys.len()`).
 //! * the rank buckets write `b_j = rank_bucket(m − y_j)` ([`super::rank_bucket`], IEEE
 //!   subtraction) for every `j < y.len()` (`b.len() >= y.len()`) and nothing past `b[y.len() − 1]`;
+//! * the bucket masses, for candidates `y` (`y_j − m ∈ [−32, 0]`), add each candidate's
+//!   fixed-point weight `w_j = trunc(exp_f32(y_j − m) · 2^40)` (the exponential as above; the
+//!   product is exact, truncated toward zero) to `mass[rank_bucket(m − y_j)]` and return
+//!   `Σ w_j` (exact integer sums, so the order of the additions does not matter);
 //! * the chunk skipping returns exactly [`crate::dist::portable_skip_chunks`]'s pair (whole
 //!   chunks of [`crate::dist::LOCATE_CHUNK`] weights summed exactly).
 //!
 //! [`Portable`] is this crate's implementation (vectorised by the compiler at the target's
 //! baseline width, see [`super::scan`]).
 
+use super::buckets::BUCKETS;
 use super::scan;
 use half::{bf16, f16};
 
@@ -116,6 +121,14 @@ pub trait RowKernels: Sync + core::fmt::Debug {
         portable_buckets(m, y, b)
     }
 
+    /// Top-p's bucket masses of candidates `y`: adds each fixed-point weight
+    /// `trunc(exp_f32(y_j − m) · 2^40)` to `mass[rank_bucket(m − y_j)]` and returns their sum.
+    /// The default composes [`RowKernels::exp_shifted`] and [`RowKernels::buckets`] of `self`
+    /// ([`composed_bucket_masses`]).
+    fn bucket_masses(&self, m: f32, y: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
+        composed_bucket_masses(self, m, y, mass)
+    }
+
     /// The whole chunks of weights that a draw skips before `r`
     /// ([`crate::dist::portable_skip_chunks`]): `(first index not skipped, exact sum before it)`.
     fn skip_chunks(&self, weights: &[u64], r: u128) -> (usize, u128) {
@@ -177,6 +190,34 @@ pub fn portable_buckets(m: f32, y: &[f32], b: &mut [u16]) {
     for (bj, &yj) in b.iter_mut().zip(y) {
         *bj = super::rank_bucket(m - yj) as u16;
     }
+}
+
+/// [`Portable`]'s bucket masses of candidates ([`RowKernels::bucket_masses`]).
+pub fn portable_bucket_masses(m: f32, y: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
+    composed_bucket_masses(&Portable, m, y, mass)
+}
+
+/// [`RowKernels::bucket_masses`] from `kernels`' [`RowKernels::exp_shifted`] and
+/// [`RowKernels::buckets`], in blocks of 64: the weight `trunc(e · 2^40)` of each exponential
+/// taken from its bits (exact; module `process::weights`), added to its bucket and the total.
+pub fn composed_bucket_masses<K: RowKernels + ?Sized>(
+    kernels: &K,
+    m: f32,
+    y: &[f32],
+    mass: &mut [u64; BUCKETS],
+) -> u64 {
+    let (mut e, mut b) = ([0.0f32; 64], [0u16; 64]);
+    let mut total = 0u64;
+    for ys in y.chunks(64) {
+        kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
+        kernels.buckets(m, ys, &mut b);
+        for (&bj, &ej) in b[..ys.len()].iter().zip(&e) {
+            let w = super::weights::fixed_point(ej);
+            total += w;
+            mass[bj as usize] += w;
+        }
+    }
+    total
 }
 
 /// [`Portable`]'s partition of the candidates at the cut bucket: compacted in place, never

@@ -54,8 +54,9 @@ mod weights;
 
 pub use buckets::{rank_bucket, BUCKETS};
 pub use kernels::{
-    portable_buckets, portable_candidates, portable_exp_shifted, portable_plain,
-    portable_split_cut, portable_two_way, LogitRow, Portable, RowKernels, PORTABLE,
+    composed_bucket_masses, portable_bucket_masses, portable_buckets, portable_candidates,
+    portable_exp_shifted, portable_plain, portable_split_cut, portable_two_way, LogitRow, Portable,
+    RowKernels, PORTABLE,
 };
 
 /// Logits more than this far below the top (after temperature) always get weight 0:

@@ -22,7 +22,7 @@ pub(super) const BLOCK: usize = 64;
 /// the bits of `e = M · 2^(E − 23)`: `(M · 2^17) >> −E`. Exact (a right shift truncates) and
 /// without the range checks of a saturating float-to-integer conversion.
 #[inline(always)]
-pub(super) fn fixed_point(e: f32) -> u64 {
+pub(crate) fn fixed_point(e: f32) -> u64 {
     let b = e.to_bits();
     let mantissa = ((b & 0x007f_ffff) | 0x0080_0000) as u64;
     let shift = 127u32.wrapping_sub(b >> 23).min(63);
@@ -32,19 +32,9 @@ pub(super) fn fixed_point(e: f32) -> u64 {
 /// The total weight of the candidates (values `cy`) and the weight of each rank bucket, added
 /// to `mass` (for top-p, [`super::buckets`]); writes no weights.
 pub(super) fn mass(kernels: &dyn RowKernels, m: f32, cy: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
-    let (mut e, mut b) = ([0.0f32; BLOCK], [0u16; BLOCK]);
-    let mut total = 0u64;
-    for ys in cy.chunks(BLOCK) {
-        // The block's exponentials and rank buckets in vectorised passes.
-        kernels.exp_shifted(ys, m, &mut e[..ys.len()]);
-        kernels.buckets(m, ys, &mut b);
-        for (&bj, &ej) in b[..ys.len()].iter().zip(&e) {
-            let w = fixed_point(ej);
-            total += w;
-            mass[bj as usize] += w;
-        }
-    }
-    total
+    // One kernel call: the weights' exponentials, fixed points and buckets in vectorised
+    // passes (`RowKernels::bucket_masses`).
+    kernels.bucket_masses(m, cy, mass)
 }
 
 /// Writes the weight of every candidate (values `cy`, ids `cid`) to `out`, set to 0 where

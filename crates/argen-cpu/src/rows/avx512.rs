@@ -9,7 +9,7 @@
 
 use super::join;
 use argen_core::dist::LOCATE_CHUNK;
-use argen_core::process::{portable_plain, portable_two_way, rank_key, HOPELESS};
+use argen_core::process::{portable_plain, portable_two_way, rank_key, BUCKETS, HOPELESS};
 use argen_core::LogitRow;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -394,6 +394,92 @@ pub unsafe fn buckets(m: f32, y: &[f32], b: &mut [u16]) {
         // `b[j..j + lanes]`, both in bounds (`b.len() >= n`, asserted).
         unsafe {
             let yv = _mm512_maskz_loadu_ps(k, y.as_ptr().add(j));
+            let t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(vm, yv), scale), round);
+            let bk = _mm512_min_epu32(_mm512_sub_epi32(_mm512_castps_si512(t), bias), top);
+            _mm512_mask_cvtepi32_storeu_epi16(b.as_mut_ptr().add(j) as *mut _, k, bk);
+        }
+        j += 16;
+    }
+}
+
+/// Top-p's bucket masses of candidates (argen-core's `RowKernels::bucket_masses`): per block
+/// of 64 candidates, their weights and buckets by [`weights_buckets`], then each weight added
+/// to its bucket and the total (scalar: a histogram).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f,popcnt")]
+pub unsafe fn bucket_masses(m: f32, y: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
+    let (mut w, mut b) = ([0u64; 64], [0u16; 64]);
+    let mut total = 0u64;
+    for ys in y.chunks(64) {
+        // SAFETY: AVX-512F (this function's precondition); `w`, `b` hold 64 >= ys.len().
+        unsafe { weights_buckets(m, ys, &mut w, &mut b) };
+        for (&bj, &wj) in b[..ys.len()].iter().zip(&w) {
+            total += wj;
+            // `bj <= 512 < BUCKETS` (the bucket's `min`); the index check stays for safety.
+            mass[bj as usize] += wj;
+        }
+    }
+    total
+}
+
+/// The fixed-point weights `trunc(exp_f32(y_j − m) · 2^40)` and rank buckets of candidates
+/// (`y_j − m ∈ [−32, 0]`; for [`bucket_masses`]): 16 lanes per step, the exponential by
+/// [`crate::vmath`]'s `exp16` (bit-identical to `exp_f32`), the weight from the bits of
+/// `e = M · 2^(E − 150)` as `((M | 2^23) · 2^17) >> min(127 − E, 63)` in two 8-lane `u64`
+/// halves (`vpmovzxdq`, `vpsllq`, `vpsrlvq`; exact, as argen-core's `fixed_point`), the
+/// bucket as in [`buckets`]; the last `len mod 16` lanes masked (loads and stores), so nothing
+/// past `y.len()` is written.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f,popcnt")]
+unsafe fn weights_buckets(m: f32, y: &[f32], w: &mut [u64], b: &mut [u16]) {
+    let n = y.len();
+    assert!(
+        w.len() >= n && b.len() >= n,
+        "weights_buckets: output shorter than the input"
+    );
+    let (vm, scale, round) = (
+        _mm512_set1_ps(m),
+        _mm512_set1_ps(16.0),
+        _mm512_set1_ps(8_388_608.0),
+    );
+    let (bias, top) = (_mm512_set1_epi32(0x4b00_0000), _mm512_set1_epi32(512));
+    let (mant, one, e127, max_shift) = (
+        _mm512_set1_epi64(0x007f_ffff),
+        _mm512_set1_epi64(0x0080_0000),
+        _mm512_set1_epi64(127),
+        _mm512_set1_epi64(63),
+    );
+    // `trunc(e · 2^40)` of 8 `f32` bit patterns widened to `u64` lanes.
+    let fixed = |bits: __m512i| {
+        let m = _mm512_or_si512(_mm512_and_si512(bits, mant), one);
+        let shift = _mm512_min_epu64(
+            _mm512_sub_epi64(e127, _mm512_srli_epi64::<23>(bits)),
+            max_shift,
+        );
+        _mm512_srlv_epi64(_mm512_slli_epi64::<17>(m), shift)
+    };
+    let mut j = 0;
+    while j < n {
+        let lanes = (n - j).min(16);
+        let k: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1u16 << lanes) - 1
+        };
+        // SAFETY: the masked load reads `y[j..j + lanes]`; the masked stores write
+        // `w[j..j + lanes]` and `b[j..j + lanes]`, all in bounds (asserted).
+        unsafe {
+            let yv = _mm512_maskz_loadu_ps(k, y.as_ptr().add(j));
+            let e = _mm512_castps_si512(crate::vmath::avx512::exp16(_mm512_sub_ps(yv, vm)));
+            let lo = fixed(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(e)));
+            let hi = fixed(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(e)));
+            let pw = w.as_mut_ptr().add(j) as *mut i64;
+            _mm512_mask_storeu_epi64(pw, k as __mmask8, lo);
+            _mm512_mask_storeu_epi64(pw.add(8), (k >> 8) as __mmask8, hi);
             let t = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(vm, yv), scale), round);
             let bk = _mm512_min_epu32(_mm512_sub_epi32(_mm512_castps_si512(t), bias), top);
             _mm512_mask_cvtepi32_storeu_epi16(b.as_mut_ptr().add(j) as *mut _, k, bk);

@@ -58,8 +58,8 @@ pub mod neon;
 use crate::gemm::Variant;
 use argen_core::dist::portable_skip_chunks;
 use argen_core::process::{
-    portable_buckets, portable_candidates, portable_exp_shifted, portable_plain,
-    portable_split_cut, portable_two_way,
+    composed_bucket_masses, portable_buckets, portable_candidates, portable_exp_shifted,
+    portable_plain, portable_split_cut, portable_two_way, BUCKETS,
 };
 use argen_core::{LogitRow, RowKernels};
 
@@ -252,6 +252,16 @@ impl RowKernels for RowSimd {
             // kernel asserts `b.len() >= y.len()`.
             Variant::Avx512 => unsafe { avx512::buckets(m, y, b) },
             _ => portable_buckets(m, y, b),
+        }
+    }
+
+    fn bucket_masses(&self, m: f32, y: &[f32], mass: &mut [u64; BUCKETS]) -> u64 {
+        match self.variant {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `RowSimd::new` / `row_kernels` checked that the CPU has AVX-512F.
+            Variant::Avx512 => unsafe { avx512::bucket_masses(m, y, mass) },
+            // This variant's `exp_shifted` and `buckets`, composed.
+            _ => composed_bucket_masses(self, m, y, mass),
         }
     }
 
