@@ -403,7 +403,7 @@ pub unsafe fn buckets(m: f32, y: &[f32], b: &mut [u16]) {
 }
 
 /// Top-p's bucket masses of candidates (argen-core's `RowKernels::bucket_masses`): per block
-/// of 64 candidates, their weights and buckets by [`weights_buckets`], then each weight added
+/// of 64 candidates, their weights and buckets by `weights_buckets` (below), then each weight added
 /// to its bucket and the total (scalar: a histogram).
 ///
 /// # Safety
