@@ -23,7 +23,11 @@
 //! portable run argen-core's. AVX-512F also computes the rank buckets of top-k's histogram and
 //! top-p's bucket masses (`buckets`: 16 lanes, narrowed by `vpmovdw`, masked tail) and a
 //! draw's skipping of whole chunks of weights by their exact sums (`skip_chunks`: 8 `u64`
-//! lanes, `vpaddq` and `vporq`); the other variants run argen-core's. The x86 compacting
+//! lanes, `vpaddq` and `vporq`); the other variants run argen-core's. Top-p's bucket masses
+//! (`bucket_masses`): AVX-512F computes each candidate's fixed-point weight in vector lanes
+//! (the exponential, then `trunc(e · 2^40)` from its bits with `vpsrlvq` in 8-lane `u64`
+//! halves) and its bucket, 16 at a time, leaving only the histogram's additions scalar; the
+//! other variants compose their `exp_shifted` and `buckets` as argen-core does. The x86 compacting
 //! kernels count set mask bits with `popcnt` (part of both x86 variants' requirements).
 //!
 //! The exponentials of the weights (`exp_shifted`) are the crate's `vmath` `exp_f32` lanes
