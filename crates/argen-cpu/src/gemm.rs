@@ -27,8 +27,8 @@
 //! memory. Measured on one core of the dev box (decode-step GEMMs of GPT-B, 195 MB of bf16,
 //! `cargo bench -p argen-cpu --bench gemm -- 1 6 bf16 model rows=1,2`): row-major 10.5–11.3 GB/s,
 //! packed 15.7–16.5 GB/s. f32 rows are twice as long, and on Zen 2 packing them measured
-//! slower (11.8 vs 14.9 GB/s), so f32 stays row-major there; on Zen 4 the f32 matrices with
-//! short rows (k ≤ 1024) are packed too ([`Tuning::pack_f32_max_k`]).
+//! slower (11.8 vs 14.9 GB/s), so f32 stays row-major there; on Zen 4 every f32 matrix is
+//! packed too ([`Tuning::pack_f32_max_k`]).
 //!
 //! # Loop structure
 //! The output columns (weight rows) are split into `tasks` contiguous ranges of whole
@@ -226,6 +226,9 @@ pub struct Tuning {
     /// Packed calls that prefetch ahead do it into L2 (`prefetcht1`) rather than
     /// non-temporally (one row block) or into L1 (several).
     pub l2_prefetch: bool,
+    /// Row-major calls of 3 or more rows prefetch the next tile's rows into L2
+    /// (`prefetcht1`) rather than into L1.
+    pub row_major_l2_prefetch: bool,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -256,8 +259,18 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 // rows (with `f32_no_prefetch_rows = 4`) against row-major's 14.5 / 15 / 14, ≈ 17 vs 14 at 6
 // rows, and loses at 8 (10–11 vs 12–13.5); for k = 2048 ([768, 2048], 8 KiB rows, which the
 // hardware prefetcher follows well) row-major wins at every row count (1 row 24 vs 19, 8 rows
-// 15–18 vs 10). Hence `pack_f32_max_k = 1024`: GPT-B's wqkv, wo, w1, w3 and output matrices
-// (k = 768) are packed, w2 (k = 2048) stays row-major.
+// 15–18 vs 10). Hence `pack_f32_max_k = 1024` in session 6: GPT-B's wqkv, wo, w1, w3 and
+// output matrices (k = 768) packed, w2 (k = 2048) row-major.
+//
+// Session 7 (branch `multirow`), with the L2 prefetch and huge pages in place, measured the
+// other way round for w2: the decode-step GEMMs with every f32 matrix packed (`f32p`) against
+// w2 row-major (`f32`), `… --bench gemm -- 1 3 f32 f32p model rows=1,2`, three interleaved
+// rounds at load 2–3, fastest pass: 1 row 10.9–11.9 vs 12.7–13.5 ms, 2 rows 12.4–12.7 vs
+// 13.3–13.8 ms; and with many rows the packed kernel keeps its FMAs busier (w2 alone, 64 rows,
+// `… -- 1 2 f32 f32p rows=64 shapes=w2`: 108 vs 93 GFLOP/s, the row-major tile widening two
+// 8-float loads into one `zmm` per column pair). Hence `pack_f32_max_k = usize::MAX` on Zen 4:
+// every f32 matrix packed (the verification table of `… --bench decode -- 1`, on-CPU: 1.17×
+// to 1.42× at 2–128 rows from 1.27–1.69× with the main build of the same window).
 
 /// The [`Tuning`] for this CPU, by model: AMD with AVX-512 (Zen 4 and later) streams packed
 /// weights faster with the hardware prefetcher alone at 1–2 rows (decode-step GEMMs on one
@@ -301,6 +314,7 @@ pub fn tuning() -> Tuning {
                     "pf_packed_bytes" => t.pf_packed_bytes = v,
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
+                    "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
                     _ => {}
                 }
             }
@@ -323,8 +337,9 @@ fn cpu_tuning() -> Tuning {
                 no_prefetch_rows: 2,
                 pf_packed_bytes: 16 << 10,
                 f32_no_prefetch_rows: 2,
-                pack_f32_max_k: 1024,
+                pack_f32_max_k: usize::MAX,
                 l2_prefetch: true,
+                row_major_l2_prefetch: true,
             };
         }
     }
@@ -334,6 +349,7 @@ fn cpu_tuning() -> Tuning {
         f32_no_prefetch_rows: 0,
         pack_f32_max_k: 0,
         l2_prefetch: false,
+        row_major_l2_prefetch: false,
     }
 }
 
@@ -730,13 +746,19 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 0
             };
-            // The prefetch's kind: row-major tiles and later passes over a column block into
-            // L1 (`T0`); a single row block streaming without prefetch ahead, `prefetchnta` of
+            // The prefetch's kind: row-major tiles into L1 (`T0`), or into L2 (`T1`) for calls
+            // of 3 or more rows where the CPU's [`Tuning::row_major_l2_prefetch`] says so (the
+            // next tile's rows are 4·k elements ahead, 32 KiB for f32 at k = 2048: into L1 they
+            // evicted the tile in use); a single row block streaming without prefetch ahead, `prefetchnta` of
             // the line being loaded (see above); prefetching ahead, into L2 (`T1`) where the
             // CPU's [`Tuning::l2_prefetch`] says so, else non-temporally with a single row
             // block and into L1 otherwise.
             let hint = if !PACKED {
-                PF_T0
+                if tuning().row_major_l2_prefetch && a.rows > 2 {
+                    PF_T1
+                } else {
+                    PF_T0
+                }
             } else if a.rows <= no_pf_rows {
                 if nta {
                     PF_NTA
@@ -1069,9 +1091,7 @@ mod avx2 {
                                 // 16.5 → 18.3 GB/s). `pf == 0` prefetches the line being
                                 // loaded: a no-op, cheaper than a branch here (which cost
                                 // bf16 at 32 rows a third).
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    w.blk[j].wrapping_add(o + pf) as *const i8
-                                );
+                                super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                             }
                             let wv: __m256 = {
                                 let $p = w.blk[j].add(o);
@@ -1328,7 +1348,7 @@ mod avx512 {
                     }
                 } else {
                     for j in 0..NR {
-                        _mm_prefetch::<_MM_HINT_T0>(w.blk[j].wrapping_add(o + pf) as *const i8);
+                        super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                     }
                 }
                 let wv = W::line::<PACKED>(w, o);
