@@ -229,6 +229,10 @@ pub struct Tuning {
     /// Row-major calls of 3 or more rows prefetch the next tile's rows into L2
     /// (`prefetcht1`) rather than into L1.
     pub row_major_l2_prefetch: bool,
+    /// Packed f16 calls of at least this many rows (and more than one AVX-512 row block)
+    /// widen each column block once into an f32 copy that later row blocks read (staged
+    /// calls, module docs); `usize::MAX`: never.
+    pub stage_f16_min_rows: usize,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -315,6 +319,7 @@ pub fn tuning() -> Tuning {
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
+                    "stage_f16_min_rows" => t.stage_f16_min_rows = v,
                     _ => {}
                 }
             }
@@ -340,6 +345,7 @@ fn cpu_tuning() -> Tuning {
                 pack_f32_max_k: usize::MAX,
                 l2_prefetch: true,
                 row_major_l2_prefetch: true,
+                stage_f16_min_rows: 9,
             };
         }
     }
@@ -350,6 +356,7 @@ fn cpu_tuning() -> Tuning {
         pack_f32_max_k: 0,
         l2_prefetch: false,
         row_major_l2_prefetch: false,
+        stage_f16_min_rows: usize::MAX,
     }
 }
 
@@ -655,8 +662,8 @@ fn gemm_isa(
                     WRef::F16(s) => task::<_, false>(&a, s),
                     WRef::BF16(s) => task::<_, false>(&a, s),
                     WRef::F32Packed(s) => task::<_, true>(&a, s),
-                    WRef::F16Packed(s) => task::<_, true>(&a, s),
-                    WRef::BF16Packed(s) => task::<_, true>(&a, s),
+                    WRef::F16Packed(s) => task_packed_half(&a, s),
+                    WRef::BF16Packed(s) => task_packed_half(&a, s),
                     WRef::BF16Amx(_) => unreachable!("rejected above"),
                 }
             }
@@ -702,6 +709,67 @@ struct TilePtrs<W> {
     /// layout (where `blk[j]` is `j / 2` past the start of its 32-bit words), else 1.
     es: usize,
     tail: [*const W; NR],
+}
+
+/// The pointers of the packed tile at the start of `base` (which holds at least its `NR·k`
+/// elements).
+#[inline]
+fn packed_tile<W: Elem>(base: &[W], k: usize) -> TilePtrs<W> {
+    let kb = k / 8 * 8;
+    // The tile's rows past n are zero padding; computed, never stored.
+    // Interleaved bf16 (module docs): row i's elements are every other half of the words of
+    // rows i mod 2, starting at the high half for rows 2–3.
+    let es = if W::PAIRED { 2 } else { 1 };
+    let first = |i: usize| {
+        if W::PAIRED {
+            (i % 2) * 16 + i / 2
+        } else {
+            i * 8
+        }
+    };
+    TilePtrs {
+        // (Only dereferenced when k >= 8, where they lie in the tile.)
+        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
+        step: NR * 8,
+        es,
+        tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
+    }
+}
+
+/// Writes rows `r..r + mr`, columns `j..j + nr` of the output from a tile's sums (step 4 of
+/// the reduction order: plus the bias, if any).
+///
+/// # Safety
+/// As [`task`]: the columns lie in the task's range and the rows in the call's.
+#[inline]
+unsafe fn write_tile(
+    a: &Args<'_>,
+    r: usize,
+    mr: usize,
+    j: usize,
+    nr: usize,
+    acc: &[[f32; NR]; MR_WIDE],
+) {
+    for (mi, accm) in acc.iter().enumerate().take(mr) {
+        let mut v = *accm;
+        if let Some(b) = a.bias {
+            for (ni, vi) in v.iter_mut().enumerate().take(nr) {
+                *vi += b[j + ni];
+            }
+        }
+        // SAFETY: (r+mi, j..j+nr) is inside rows x n and j..j+nr lies in n0..n1, which only
+        // this task writes.
+        unsafe {
+            let dst = a.out.0.add((r + mi) * a.n + j);
+            if nr == NR {
+                (dst as *mut [f32; NR]).write_unaligned(v);
+            } else {
+                for (ni, &vi) in v.iter().enumerate().take(nr) {
+                    *dst.add(ni) = vi;
+                }
+            }
+        }
+    }
 }
 
 /// # Safety
@@ -776,25 +844,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             while j < c1 {
                 let nr = (c1 - j).min(NR);
                 let tp = if PACKED {
-                    // The tile's rows past n are zero padding; computed, never stored.
-                    let base = &w[j * k..];
-                    // Interleaved bf16 (module docs): row i's elements are every other half of
-                    // the words of rows i mod 2, starting at the high half for rows 2–3.
-                    let es = if W::PAIRED { 2 } else { 1 };
-                    let first = |i: usize| {
-                        if W::PAIRED {
-                            (i % 2) * 16 + i / 2
-                        } else {
-                            i * 8
-                        }
-                    };
-                    TilePtrs {
-                        // (Only dereferenced when k >= 8, where they lie in the tile.)
-                        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
-                        step: NR * 8,
-                        es,
-                        tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
-                    }
+                    packed_tile(&w[j * k..], k)
                 } else {
                     // Short tiles repeat their last column; the duplicates are not stored.
                     let row = |i: usize| (j + i.min(nr - 1)) * k;
@@ -838,32 +888,155 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                         _ => go!(8),
                     }
                 }
-                for (mi, accm) in acc.iter().enumerate().take(mr) {
-                    let mut v = *accm;
-                    if let Some(b) = a.bias {
-                        for (ni, vi) in v.iter_mut().enumerate().take(nr) {
-                            *vi += b[j + ni];
-                        }
-                    }
-                    // SAFETY: (r+mi, j..j+nr) is inside rows x n and j..j+nr lies in n0..n1,
-                    // which only this task writes.
-                    unsafe {
-                        let dst = a.out.0.add((r + mi) * a.n + j);
-                        if nr == NR {
-                            (dst as *mut [f32; NR]).write_unaligned(v);
-                        } else {
-                            for (ni, &vi) in v.iter().enumerate().take(nr) {
-                                *dst.add(ni) = vi;
-                            }
-                        }
-                    }
-                }
+                // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
+                unsafe { write_tile(a, r, mr, j, nr, &acc) };
                 j += nr;
             }
             r += mr;
         }
         c0 = c1;
     }
+}
+
+/// A packed half-precision task: staged (module docs) where [`Tuning::stage_min_rows`] says
+/// so and the variant is AVX-512, else [`task`].
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn task_packed_half<W: Elem + Kernel + avx512::Pair>(a: &Args<'_>, w: &[W]) {
+    // bf16 is not staged: its widening is two integer operations per line (module docs),
+    // and staging measured slower at 16 rows and the same at 32–64.
+    let staged = !W::PAIRED
+        && a.isa == Variant::Avx512
+        && a.rows > MR_WIDE
+        && a.rows >= tuning().stage_f16_min_rows;
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        if staged {
+            task_staged(a, w)
+        } else {
+            task::<W, true>(a, w)
+        }
+    }
+}
+
+/// A packed half-precision task ([`task`]; staging is x86-only).
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn task_packed_half<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { task::<W, true>(a, w) }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// This thread's f32 copy of the column block a staged task works on (module docs);
+    /// grown once to the largest block, never shrunk.
+    static STAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A staged task (AVX-512, packed half precision, more than one row block; module docs): per
+/// column block of at most `BLOCK_BYTES` of f32, the first row block runs
+/// [`avx512::tile_staging`], which streams the half-precision tiles as [`task`] does and also
+/// stores every widened line into this thread's [`STAGE`] buffer, so that the buffer ends up
+/// holding the block in the packed f32 layout; the other row blocks then run [`task`] on that
+/// f32 block instead of widening the same weights again. Widening is exact and the f32 kernel
+/// computes the same lanes in the same order, so the bits are those of [`task`].
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`; the CPU supports AVX-512F, AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
+    let k = a.k;
+    let kb = k / 8 * 8;
+    let cb = (BLOCK_BYTES / (k * 4).max(1) / NR).max(1) * NR;
+    let mr = row_block(a.rows, MR_WIDE);
+    // The first pass streams the weights from memory as `task` does for a call of several
+    // row blocks.
+    let t = tuning();
+    let (pf, hint) = if a.rows <= t.no_prefetch_rows {
+        (0, PF_T0)
+    } else {
+        (
+            t.pf_packed_bytes / W::BYTES,
+            if t.l2_prefetch { PF_T1 } else { PF_T0 },
+        )
+    };
+    STAGE.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < cb * k {
+            buf.resize(cb * k, 0.0);
+        }
+        let stage = buf.as_mut_ptr();
+        let mut c0 = a.n0;
+        while c0 < a.n1 {
+            let c1 = (c0 + cb).min(a.n1);
+            let mut j = c0;
+            while j < c1 {
+                let nr = (c1 - j).min(NR);
+                let tp = packed_tile(&w[j * k..], k);
+                // This tile's place in the staged block: the same packed layout in f32.
+                // SAFETY: (j - c0)·k + NR·k <= cb·k, the buffer's length.
+                let dst = unsafe { stage.add((j - c0) * k) };
+                let xs: [*const f32; MR_WIDE] =
+                    std::array::from_fn(|i| a.x[i.min(mr - 1) * k..].as_ptr());
+                let mut acc = [[0f32; NR]; MR_WIDE];
+                // SAFETY: as in `task` (x pointers address k floats, the tile is whole), and
+                // `dst` addresses the tile's NR·k floats of the buffer.
+                unsafe {
+                    macro_rules! go {
+                        ($m:literal) => {{
+                            let xs: [*const f32; $m] = std::array::from_fn(|i| xs[i]);
+                            if hint == PF_T1 {
+                                avx512::tile_staging::<W, $m, PF_T1>(xs, &tp, k, pf, &mut acc, dst)
+                            } else {
+                                avx512::tile_staging::<W, $m, PF_T0>(xs, &tp, k, pf, &mut acc, dst)
+                            }
+                        }};
+                    }
+                    match mr {
+                        5 => go!(5),
+                        6 => go!(6),
+                        7 => go!(7),
+                        _ => go!(8),
+                    }
+                    // The k mod 8 tails, widened into the f32 layout's tail positions.
+                    for (i, &tl) in tp.tail.iter().enumerate() {
+                        for c in 0..k - kb {
+                            *dst.add(NR * kb + i * (k - kb) + c) = (*tl.add(c)).widen();
+                        }
+                    }
+                    write_tile(a, 0, mr, j, nr, &acc);
+                }
+                j += nr;
+            }
+            // The other row blocks, on the staged block: columns c0..c1 become 0..c1 - c0 of
+            // an output (and bias) shifted by c0, rows mr.. of x and the output.
+            let sub = Args {
+                isa: a.isa,
+                x: &a.x[mr * k..],
+                rows: a.rows - mr,
+                k,
+                n: a.n,
+                n0: 0,
+                n1: c1 - c0,
+                bias: a.bias.map(|b| &b[c0..]),
+                // SAFETY: row mr, column c0 lies in the rows·n output.
+                out: OutPtr(unsafe { a.out.0.add(mr * a.n + c0) }),
+            };
+            // SAFETY: the sub-task writes rows mr..rows, columns c0..c1 of this task's output,
+            // reads rows mr..rows of x (k floats each) and the staged block, which holds the
+            // packed f32 layout of its ⌈(c1 - c0)/NR⌉ tiles (written above).
+            unsafe {
+                let block = std::slice::from_raw_parts(stage, (c1 - c0).div_ceil(NR) * NR * k);
+                task::<f32, true>(&sub, block);
+            }
+            c0 = c1;
+        }
+    });
 }
 
 /// Micro-kernel dispatch for one weight element type.
@@ -1337,6 +1510,7 @@ mod avx512 {
         let mut i = 0;
         while i < kb {
             let o = if PACKED { i * NR } else { i };
+
             // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
             // never fault (`wrapping_add`).
             unsafe {
@@ -1352,6 +1526,62 @@ mod avx512 {
                     }
                 }
                 let wv = W::line::<PACKED>(w, o);
+                for m in 0..M {
+                    let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
+                    let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
+                    a[m][0] = _mm512_fmadd_ps(xv, wv[0], a[m][0]);
+                    a[m][1] = _mm512_fmadd_ps(xv, wv[1], a[m][1]);
+                }
+            }
+            i += 8;
+        }
+        reduce(&a, acc);
+        if kb < k {
+            for (m, accm) in acc.iter_mut().enumerate().take(M) {
+                for (j, t) in accm.iter_mut().enumerate() {
+                    for kk in kb..k {
+                        // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
+                        unsafe {
+                            *t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), *t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`tile`] over a packed tile (`M ≥ 5` rows) that also stores every widened line at the
+    /// same offset of `dst`, in f32: `dst` ends up holding the tile's `⌊k/8⌋` blocks in the
+    /// packed f32 layout (the staged calls of [`super::task_staged`]; the caller widens the
+    /// tails).
+    ///
+    /// # Safety
+    /// As [`tile`] with `PACKED`; `dst` addresses `NR·k` writable floats.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn tile_staging<W: Pair, const M: usize, const HINT: u8>(
+        x: [*const f32; M],
+        w: &TilePtrs<W>,
+        k: usize,
+        pf: usize,
+        acc: &mut [[f32; NR]; MR_WIDE],
+        dst: *mut f32,
+    ) {
+        let kb = k / 8 * 8;
+        let mut a = [[_mm512_setzero_ps(); 2]; M];
+        let mut i = 0;
+        while i < kb {
+            // Block i/8 is at offset i·NR in the packed layout of any element type, so the
+            // f32 copy of its line (two pairs of rows, 16 floats each) goes to dst + i·NR.
+            let o = i * NR;
+            // SAFETY: as in `tile`; dst + o + 32 <= dst + NR·kb.
+            unsafe {
+                for j in [0, 2] {
+                    super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
+                }
+                let wv = W::line::<true>(w, o);
+                _mm512_storeu_ps(dst.add(o), wv[0]);
+                _mm512_storeu_ps(dst.add(o + 16), wv[1]);
                 for m in 0..M {
                     let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
                     let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
@@ -1624,7 +1854,9 @@ mod tests {
                 if n == 200 && k != 769 {
                     continue;
                 }
-                let rows_max = 9;
+                // 10 and 17 rows: two and three AVX-512 row blocks (staged f16 calls on CPUs
+                // whose tuning stages them, `task_staged`), over several column blocks at n = 200.
+                let rows_max = 17;
                 let x: Vec<f32> = (0..rows_max * k).map(|_| r()).collect();
                 let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
                 let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -1648,8 +1880,8 @@ mod tests {
                     ),
                 ];
                 for (wref, wide) in &wides {
-                    for rows in 1usize..=9 {
-                        if n == 200 && ![1, 2, 4, 9].contains(&rows) {
+                    for rows in (1usize..=10).chain([17]) {
+                        if n == 200 && ![1, 2, 4, 9, 10, 17].contains(&rows) {
                             continue;
                         }
                         for (bi, b) in [None, Some(&bias[..])].into_iter().enumerate() {
