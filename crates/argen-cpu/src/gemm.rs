@@ -300,6 +300,24 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// the same or slightly faster with T1 (bf16 at 64 rows 92 → 94.5 GFLOP/s). Decided once per
 /// process.
 ///
+/// Why neither way reaches the probe's ~33 GB/s beyond one row (session 7, one Zen 4 core,
+/// `… --bench gemm -- 1 2 bf16 model rows=…`, best of several interleaved runs at load 2–3,
+/// no hardware counters in this VM, so the mechanism is inferred from the shape of the data):
+/// *without* software prefetch a call streams about as fast as its out-of-order window can
+/// keep demand misses in flight, i.e. inversely to the instructions per 64-byte line (about
+/// 8, 11, 14, 17 and 29 at 1, 2, 3, 4 and 8 rows): 6.0 / 7.5 / 11.2 / 13.6 / 27.5 ms; *with*
+/// a software prefetch of every line, of any kind (`prefetcht1` 2–16 KiB ahead, NTA/T0
+/// 128 B–4 KiB ahead), the stream sits at 19–22 GB/s whatever the row count (3 / 4 / 8 rows:
+/// 8.9 / 10.3 / 18.2 ms), as if each prefetch held one of the core's L1 miss buffers until
+/// DRAM answers; adding a `prefetcht1` ahead to the 1–2-row path (every line or every other
+/// line, 2–8 KiB ahead) cost 1 row 6.0 → 7.8–9.5 ms. Loads through two `ymm` halves instead
+/// of one `zmm`, a pre-broadcast copy of the inputs (no `vbroadcastf64x4`) and two tiles at
+/// once (more independent FMA chains: from L2 1 row 47 → 66 %, 2 rows 75 → 89 % of the FMA
+/// peak, but 2× slower from DRAM, two streams or one) all measured slower; what helped is
+/// fewer instructions per line: one prefetch per half-precision line (two hit the same line
+/// before) and two 8-column steps per loop iteration for 1–2 rows (−1 … −6 % at 1–2 rows,
+/// f32 / bf16 / f16).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
 /// `l2_prefetch=0|1` (`pack_f32_max_k` is fixed, as it decides the stored layout); malformed
@@ -1507,18 +1525,19 @@ mod avx512 {
     ) {
         let kb = k / 8 * 8;
         let mut a = [[_mm512_setzero_ps(); 2]; M];
-        let mut i = 0;
-        while i < kb {
+        // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
+        let step = |a: &mut [[__m512; 2]; M], i: usize| {
             let o = if PACKED { i * NR } else { i };
 
             // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
             // never fault (`wrapping_add`).
             unsafe {
                 if PACKED {
-                    // The step's lines of the tile stream: one for half precision (both
-                    // prefetches hit it), two for f32.
-                    for j in [0, 2] {
-                        super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
+                    // The step's lines of the tile stream: one for half precision (rows 0–3
+                    // share it), two for f32 (rows 0–1, rows 2–3).
+                    super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+                    if W::BYTES == 4 {
+                        super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
                     }
                 } else {
                     for j in 0..NR {
@@ -1526,13 +1545,27 @@ mod avx512 {
                     }
                 }
                 let wv = W::line::<PACKED>(w, o);
-                for m in 0..M {
+                for (m, am) in a.iter_mut().enumerate() {
                     let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
                     let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
-                    a[m][0] = _mm512_fmadd_ps(xv, wv[0], a[m][0]);
-                    a[m][1] = _mm512_fmadd_ps(xv, wv[1], a[m][1]);
+                    am[0] = _mm512_fmadd_ps(xv, wv[0], am[0]);
+                    am[1] = _mm512_fmadd_ps(xv, wv[1], am[1]);
                 }
             }
+        };
+        let mut i = 0;
+        if M <= 2 {
+            // Decode (one or two rows) waits on memory, and the lines it can have in flight
+            // are about the out-of-order window divided by the instructions per line: two
+            // steps per iteration save a loop's increment and branch per line.
+            while i + 16 <= kb {
+                step(&mut a, i);
+                step(&mut a, i + 8);
+                i += 16;
+            }
+        }
+        while i < kb {
+            step(&mut a, i);
             i += 8;
         }
         reduce(&a, acc);
