@@ -233,6 +233,9 @@ pub struct Tuning {
     /// widen each column block once into an f32 copy that later row blocks read (staged
     /// calls, module docs); `usize::MAX`: never.
     pub stage_f16_min_rows: usize,
+    /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
+    /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
+    pub f32_prefetch_every: usize,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -338,6 +341,7 @@ pub fn tuning() -> Tuning {
                     "l2_prefetch" => t.l2_prefetch = v != 0,
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
                     "stage_f16_min_rows" => t.stage_f16_min_rows = v,
+                    "f32_prefetch_every" => t.f32_prefetch_every = v,
                     _ => {}
                 }
             }
@@ -364,6 +368,7 @@ fn cpu_tuning() -> Tuning {
                 l2_prefetch: true,
                 row_major_l2_prefetch: true,
                 stage_f16_min_rows: 9,
+                f32_prefetch_every: 16,
             };
         }
     }
@@ -375,6 +380,7 @@ fn cpu_tuning() -> Tuning {
         l2_prefetch: false,
         row_major_l2_prefetch: false,
         stage_f16_min_rows: usize::MAX,
+        f32_prefetch_every: 1,
     }
 }
 
@@ -1526,13 +1532,24 @@ mod avx512 {
         let kb = k / 8 * 8;
         let mut a = [[_mm512_setzero_ps(); 2]; M];
         // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
+        // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
+        // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]).
+        let pf_mask = if PACKED && M > 2 && W::BYTES == 4 {
+            super::tuning()
+                .f32_prefetch_every
+                .max(1)
+                .next_power_of_two()
+                - 1
+        } else {
+            0
+        };
         let step = |a: &mut [[__m512; 2]; M], i: usize| {
             let o = if PACKED { i * NR } else { i };
 
             // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
             // never fault (`wrapping_add`).
             unsafe {
-                if PACKED {
+                if PACKED && (i / 8) & pf_mask == 0 {
                     // The step's lines of the tile stream: one for half precision (rows 0–3
                     // share it), two for f32 (rows 0–1, rows 2–3).
                     super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
