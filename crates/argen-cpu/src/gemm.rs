@@ -236,6 +236,8 @@ pub struct Tuning {
     /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
     /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
     pub f32_prefetch_every: usize,
+    /// [`Tuning::f32_prefetch_every`] for half precision.
+    pub half_prefetch_every: usize,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -342,6 +344,7 @@ pub fn tuning() -> Tuning {
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
                     "stage_f16_min_rows" => t.stage_f16_min_rows = v,
                     "f32_prefetch_every" => t.f32_prefetch_every = v,
+                    "half_prefetch_every" => t.half_prefetch_every = v,
                     _ => {}
                 }
             }
@@ -369,6 +372,7 @@ fn cpu_tuning() -> Tuning {
                 row_major_l2_prefetch: true,
                 stage_f16_min_rows: 9,
                 f32_prefetch_every: 16,
+                half_prefetch_every: 1,
             };
         }
     }
@@ -381,6 +385,7 @@ fn cpu_tuning() -> Tuning {
         row_major_l2_prefetch: false,
         stage_f16_min_rows: usize::MAX,
         f32_prefetch_every: 1,
+        half_prefetch_every: 1,
     }
 }
 
@@ -1534,12 +1539,14 @@ mod avx512 {
         // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
         // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
         // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]).
-        let pf_mask = if PACKED && M > 2 && W::BYTES == 4 {
-            super::tuning()
-                .f32_prefetch_every
-                .max(1)
-                .next_power_of_two()
-                - 1
+        let pf_mask = if PACKED && M > 2 {
+            let t = super::tuning();
+            let every = if W::BYTES == 4 {
+                t.f32_prefetch_every
+            } else {
+                t.half_prefetch_every
+            };
+            every.max(1).next_power_of_two() - 1
         } else {
             0
         };
