@@ -770,7 +770,7 @@ fn packed_tile<W: Elem>(base: &[W], k: usize) -> TilePtrs<W> {
 ///
 /// # Safety
 /// As [`task`]: the columns lie in the task's range and the rows in the call's.
-#[inline]
+#[inline(always)]
 unsafe fn write_tile(
     a: &Args<'_>,
     r: usize,
