@@ -50,6 +50,22 @@
 //! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
 //! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
+//! **Staged f16 calls.** f16 widens with `vcvtph2ps`, which competes with the FMAs for the
+//! vector pipes (weights resident in L2, 64 rows: f16 81 %, bf16 90 %, packed f32 92 % of the
+//! FMA peak, `… --bench gemm -- 1 2 f32p bf16 f16 rows=64 shapes=w1`), and a call of more
+//! than one row block widened every weight once per row block. On AVX-512, where the CPU's
+//! [`Tuning::stage_f16_min_rows`] says so, a task of packed f16 weights with more than
+//! [`MR_WIDE`] rows instead takes column blocks of at most ~192 KiB *of f32*; its first row
+//! block runs a kernel that also stores each widened line into a per-thread buffer, which
+//! thereby holds the column block in the packed f32 layout, and the other row blocks run the
+//! f32 kernel on that buffer (`task_staged`). Widening is exact and the f32 kernel computes
+//! the same lanes in the same order, so the bits do not change. One Zen 4 core, GPT-B
+//! decode-step GEMMs (`… --bench gemm -- 1 2 f16 model rows=…`, staging off/on in the same
+//! build, two interleaved rounds at load 2–3): 9 rows 23.3–23.6 → 22.5–23.0 ms, 16 rows
+//! 34.1–36.1 → 33.0–35.6 ms, 32 rows 67.3–69.2 → 62.2–65.3 ms, 64 rows 134.4–136.8 →
+//! 119.9–124.2 ms. bf16, whose widening is two integer operations per line, measured slower
+//! staged at 16 rows (30.1 → 32.5 ms) and the same at 32–64 rows, so it is not staged.
+//!
 //! # Variants (chosen at run time, all bit-identical)
 //! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
 //! Zen 2/3, older Intel), [`Variant::Neon`] (aarch64: Jetson, Graviton) and
@@ -236,8 +252,6 @@ pub struct Tuning {
     /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
     /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
     pub f32_prefetch_every: usize,
-    /// [`Tuning::f32_prefetch_every`] for half precision.
-    pub half_prefetch_every: usize,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -323,10 +337,32 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// before) and two 8-column steps per loop iteration for 1–2 rows (−1 … −6 % at 1–2 rows,
 /// f32 / bf16 / f16).
 ///
+/// Session 7 (branch `multirow`, one Zen 4 core, calls of 3 or more rows; GPT-B decode-step
+/// GEMMs, `… --bench gemm -- 1 2 f32 bf16 f16 model rows=…`, overrides below interleaved in
+/// the same build, load 2–4, fastest pass):
+/// - *Sparse f32 prefetch* ([`Tuning::f32_prefetch_every`] = 16): a packed f32 tile of 3–8
+///   rows that prefetches its step's two lines only every 16th step streams faster than one
+///   that prefetches every line, in line with the miss-buffer reading above — a few
+///   `prefetcht1`s start the L2's own stream without holding the L1's buffers. Three rounds,
+///   every step → every 16th: 3 rows 17.6–18.5 → 15.5–16.4 ms, 4 rows 17.8–18.2 → 14.5–16.1
+///   ms, 6 rows 13.9–15.0 → 12.6–14.0 ms, 8 rows 16.7–17.0 → 16.0–16.2 ms; 16 rows the same;
+///   every 4th / 8th / 32nd / 64th step in between or the same as 16; 4 / 64 KiB ahead or
+///   `l2_prefetch=0` slower. Half precision (one line per step) measured the same every step,
+///   every 16th and every 64th (an override tried and removed): bf16 at 4 rows 9.0–10.3 ms
+///   either way, the noise of identical runs, so it prefetches every line.
+/// - *Row-major calls prefetch into L2* ([`Tuning::row_major_l2_prefetch`]): the next tile's
+///   rows are `4·k` elements ahead (32 KiB of f32 at k = 2048, all of L1); as `prefetcht0` they
+///   evicted the tile in use. With every f32 matrix of GPT-B still row-major at k = 2048
+///   (session 6's layout), two rounds: 3 rows 18.0–18.2 → 16.9–17.4 ms, 4 rows 18.0–18.1 →
+///   16.8–17.4 ms, 8 rows 20.1–20.3 → 18.1–18.3 ms, 16 rows 36.2–36.9 → 33.9 ms; one, two or
+///   four tiles ahead the same.
+/// - *Staged f16 calls* ([`Tuning::stage_f16_min_rows`] = 9): module docs.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
-/// `l2_prefetch=0|1` (`pack_f32_max_k` is fixed, as it decides the stored layout); malformed
-/// entries are ignored.
+/// `l2_prefetch=0|1`, `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`,
+/// `f32_prefetch_every=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
@@ -344,7 +380,6 @@ pub fn tuning() -> Tuning {
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
                     "stage_f16_min_rows" => t.stage_f16_min_rows = v,
                     "f32_prefetch_every" => t.f32_prefetch_every = v,
-                    "half_prefetch_every" => t.half_prefetch_every = v,
                     _ => {}
                 }
             }
@@ -372,7 +407,6 @@ fn cpu_tuning() -> Tuning {
                 row_major_l2_prefetch: true,
                 stage_f16_min_rows: 9,
                 f32_prefetch_every: 16,
-                half_prefetch_every: 1,
             };
         }
     }
@@ -385,7 +419,6 @@ fn cpu_tuning() -> Tuning {
         row_major_l2_prefetch: false,
         stage_f16_min_rows: usize::MAX,
         f32_prefetch_every: 1,
-        half_prefetch_every: 1,
     }
 }
 
@@ -1536,23 +1569,20 @@ mod avx512 {
     ) {
         let kb = k / 8 * 8;
         let mut a = [[_mm512_setzero_ps(); 2]; M];
-        // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
         // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
         // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]).
-        let pf_mask = if PACKED && M > 2 {
-            let t = super::tuning();
-            let every = if W::BYTES == 4 {
-                t.f32_prefetch_every
-            } else {
-                t.half_prefetch_every
-            };
-            every.max(1).next_power_of_two() - 1
+        let pf_mask = if PACKED && M > 2 && W::BYTES == 4 {
+            super::tuning()
+                .f32_prefetch_every
+                .max(1)
+                .next_power_of_two()
+                - 1
         } else {
             0
         };
+        // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
         let step = |a: &mut [[__m512; 2]; M], i: usize| {
             let o = if PACKED { i * NR } else { i };
-
             // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
             // never fault (`wrapping_add`).
             unsafe {
@@ -1633,8 +1663,10 @@ mod avx512 {
             let o = i * NR;
             // SAFETY: as in `tile`; dst + o + 32 <= dst + NR·kb.
             unsafe {
-                for j in [0, 2] {
-                    super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
+                // One line per step for half precision, two for f32 (as in `tile`).
+                super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+                if W::BYTES == 4 {
+                    super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
                 }
                 let wv = W::line::<true>(w, o);
                 _mm512_storeu_ps(dst.add(o), wv[0]);
