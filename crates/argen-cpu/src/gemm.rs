@@ -966,6 +966,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
 /// # Safety
 /// As [`task`] with `PACKED = true`.
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 unsafe fn task_packed_half<W: Elem + Kernel + avx512::Pair>(a: &Args<'_>, w: &[W]) {
     // bf16 is not staged: its widening is two integer operations per line (module docs),
     // and staging measured slower at 16 rows and the same at 32–64.
@@ -1011,6 +1012,7 @@ thread_local! {
 /// # Safety
 /// As [`task`] with `PACKED = true`; the CPU supports AVX-512F, AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
+#[inline(never)]
 unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
     let k = a.k;
     let kb = k / 8 * 8;
