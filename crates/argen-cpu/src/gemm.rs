@@ -252,6 +252,9 @@ pub struct Tuning {
     /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
     /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
     pub f32_prefetch_every: usize,
+    /// Packed f32 calls of a single AVX-512 row block of 3 or more rows run tiles of at least
+    /// this many rows (padded with copies of the last input row, not stored; 0: none).
+    pub f32_min_tile_rows: usize,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -380,6 +383,7 @@ pub fn tuning() -> Tuning {
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
                     "stage_f16_min_rows" => t.stage_f16_min_rows = v,
                     "f32_prefetch_every" => t.f32_prefetch_every = v,
+                    "f32_min_tile_rows" => t.f32_min_tile_rows = v,
                     _ => {}
                 }
             }
@@ -407,6 +411,7 @@ fn cpu_tuning() -> Tuning {
                 row_major_l2_prefetch: true,
                 stage_f16_min_rows: 9,
                 f32_prefetch_every: 16,
+                f32_min_tile_rows: 6,
             };
         }
     }
@@ -419,6 +424,7 @@ fn cpu_tuning() -> Tuning {
         row_major_l2_prefetch: false,
         stage_f16_min_rows: usize::MAX,
         f32_prefetch_every: 1,
+        f32_min_tile_rows: 0,
     }
 }
 
@@ -713,6 +719,7 @@ fn gemm_isa(
                 n1,
                 bias,
                 out: ptr,
+                from_memory: true,
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
             // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
@@ -745,6 +752,9 @@ struct Args<'a> {
     n1: usize,
     bias: Option<&'a [f32]>,
     out: OutPtr,
+    /// The weights come from memory (not from a staged copy in L2): small packed f32 tiles
+    /// may be padded ([`Tuning::f32_min_tile_rows`]).
+    from_memory: bool,
 }
 
 /// Input rows in the next row block, given `rem` rows left and at most `mr` rows per tile:
@@ -902,6 +912,21 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 PF_T0
             };
+            // A packed f32 call of a single row block of 3 or more rows, streaming from
+            // memory, runs tiles of at least `f32_min_tile_rows` rows on AVX-512: the padding
+            // rows repeat the last input row (`xp`) and are neither summed into nor stored
+            // with the real rows, so the bits do not change; measured faster ([`tuning`]).
+            let pad_to = if PACKED
+                && W::BYTES == 4
+                && a.isa == Variant::Avx512
+                && a.from_memory
+                && mr > 2
+                && a.rows <= a.isa.mr()
+            {
+                tuning().f32_min_tile_rows.min(MR_WIDE)
+            } else {
+                0
+            };
             let mut j = c0;
             while j < c1 {
                 let nr = (c1 - j).min(NR);
@@ -939,7 +964,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                             }
                         }};
                     }
-                    match mr {
+                    match mr.max(pad_to) {
                         1 => go!(1),
                         2 => go!(2),
                         3 => go!(3),
@@ -1090,6 +1115,7 @@ unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
                 bias: a.bias.map(|b| &b[c0..]),
                 // SAFETY: row mr, column c0 lies in the rows·n output.
                 out: OutPtr(unsafe { a.out.0.add(mr * a.n + c0) }),
+                from_memory: false,
             };
             // SAFETY: the sub-task writes rows mr..rows, columns c0..c1 of this task's output,
             // reads rows mr..rows of x (k floats each) and the staged block, which holds the
