@@ -731,8 +731,9 @@ fn gemm_isa(
                     WRef::F16(s) => task::<_, false>(&a, s),
                     WRef::BF16(s) => task::<_, false>(&a, s),
                     WRef::F32Packed(s) => task::<_, true>(&a, s),
-                    WRef::F16Packed(s) => task_packed_half(&a, s),
-                    WRef::BF16Packed(s) => task_packed_half(&a, s),
+                    WRef::F16Packed(s) if staged_f16(&a) => task_staged_f16(&a, s),
+                    WRef::F16Packed(s) => task::<_, true>(&a, s),
+                    WRef::BF16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Amx(_) => unreachable!("rejected above"),
                 }
             }
@@ -985,38 +986,34 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     }
 }
 
-/// A packed half-precision task: staged (module docs) where [`Tuning::stage_min_rows`] says
-/// so and the variant is AVX-512, else [`task`].
-///
-/// # Safety
-/// As [`task`] with `PACKED = true`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn task_packed_half<W: Elem + Kernel + avx512::Pair>(a: &Args<'_>, w: &[W]) {
-    // bf16 is not staged: its widening is two integer operations per line (module docs),
-    // and staging measured slower at 16 rows and the same at 32–64.
-    let staged = !W::PAIRED
+/// Whether a task of packed f16 weights is staged (module docs): AVX-512, more than one row
+/// block, and at least [`Tuning::stage_f16_min_rows`] rows. bf16 is not staged: its widening
+/// is two integer operations per line (module docs), and staging measured slower at 16 rows
+/// and the same at 32–64.
+fn staged_f16(a: &Args<'_>) -> bool {
+    cfg!(target_arch = "x86_64")
         && a.isa == Variant::Avx512
         && a.rows > MR_WIDE
-        && a.rows >= tuning().stage_f16_min_rows;
-    // SAFETY: forwarded from this function's contract.
-    unsafe {
-        if staged {
-            task_staged(a, w)
-        } else {
-            task::<W, true>(a, w)
-        }
-    }
+        && a.rows >= tuning().stage_f16_min_rows
 }
 
-/// A packed half-precision task ([`task`]; staging is x86-only).
+/// A staged task of packed f16 weights ([`staged_f16`]).
 ///
 /// # Safety
-/// As [`task`] with `PACKED = true`.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn task_packed_half<W: Elem + Kernel>(a: &Args<'_>, w: &[W]) {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { task::<W, true>(a, w) }
+/// As [`task`] with `PACKED = true`; `a.isa` is [`Variant::Avx512`].
+#[inline(never)]
+unsafe fn task_staged_f16(a: &Args<'_>, w: &[f16]) {
+    // SAFETY: forwarded from this function's contract (AVX-512 implies AVX2, FMA and F16C
+    // here: `Variant::unsupported`).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        task_staged(a, w)
+    }
+    // SAFETY: forwarded from this function's contract (never called: `staged_f16`).
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        task::<f16, true>(a, w)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1037,7 +1034,7 @@ thread_local! {
 /// # Safety
 /// As [`task`] with `PACKED = true`; the CPU supports AVX-512F, AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
-#[inline(never)]
+#[inline(always)]
 unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
     let k = a.k;
     let kb = k / 8 * 8;
