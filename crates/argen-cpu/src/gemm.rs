@@ -359,6 +359,13 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 ///   (session 6's layout), two rounds: 3 rows 18.0–18.2 → 16.9–17.4 ms, 4 rows 18.0–18.1 →
 ///   16.8–17.4 ms, 8 rows 20.1–20.3 → 18.1–18.3 ms, 16 rows 36.2–36.9 → 33.9 ms; one, two or
 ///   four tiles ahead the same.
+/// - *6-row tiles for f32 calls of 3–5 rows* ([`Tuning::f32_min_tile_rows`] = 6): a packed
+///   f32 call of one AVX-512 row block, streaming from memory, computes padding rows (copies of
+///   its last input row, never stored) and is faster for it, in seven interleaved rounds: 3 rows
+///   15.4–16.8 → 12.2–12.95 ms, 4 rows 14.7–16.2 → 12.3–13.3 ms, 5 rows the same; padding to 8
+///   rows no better. Padding half-precision tiles of 3–4 rows to 6 (nearer the FMA limit) was
+///   20–50 % slower and padding the 1–2-row decode tiles 5–50 % slower, so neither pads; nor
+///   do the later row blocks of a staged call (weights in L2, FMA-bound).
 /// - *Staged f16 calls* ([`Tuning::stage_f16_min_rows`] = 9): module docs.
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
