@@ -15,7 +15,8 @@
 //! step in order (12 × {wqkv, wo, w1, w3, w2} + output, 111M distinct weights, 195 MB in bf16,
 //! half precision packed as `Cpu` stores it) with the tasks the backend issues (1 on one thread,
 //! else `4 × threads`), on process CPU time; it prints the fastest and median pass as weight
-//! GB/s: the decode step without its non-GEMM work. There `f32` is stored as `Cpu` stores it
+//! GB/s and GFLOP/s: the decode step (1–2 rows) or a verification step (more rows, up to 128)
+//! without its non-GEMM work. There `f32` is stored as `Cpu` stores it
 //! (packed where `gemm::tuning().pack_f32_max_k` allows), `f32r` all row-major, `f32p` all
 //! packed.
 //!
@@ -73,11 +74,14 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
         s ^= s << 17;
         0.04 * ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
     };
-    let x: Vec<f32> = (0..8 * v).map(|_| rnd()).collect();
-    let mut out = vec![0f32; 8 * v];
+    let max_rows = row_list.iter().copied().max().unwrap_or(1);
+    let x: Vec<f32> = (0..max_rows * f).map(|_| rnd()).collect();
+    let mut out = vec![0f32; max_rows * v];
     println!("threads {threads} ({tasks} tasks), {reps} samples of 5 passes, process CPU time\n");
-    println!("| weights | rows | decode-step GEMMs: fastest / median pass | weight GB/s |");
-    println!("|---|---|---|---|");
+    println!(
+        "| weights | rows | decode-step GEMMs: fastest / median pass | weight GB/s | GFLOP/s |"
+    );
+    println!("|---|---|---|---|---|");
     for &dt in dts {
         let mut w32: Vec<Buf<f32>> = Vec::new();
         let mut w32p: Vec<Buf<f32>> = Vec::new();
@@ -101,7 +105,7 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
         }
         let es = if dt.starts_with("f32") { 4 } else { 2 };
         let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
-        for &rows in row_list.iter().filter(|&&r| r <= 8) {
+        for &rows in row_list {
             let pass = |out: &mut [f32]| {
                 let (mut ir, mut ip) = (0, 0);
                 for &(n, k) in shapes.iter() {
@@ -134,12 +138,15 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let (lo, med) = (times[0], times[times.len() / 2]);
+            let flops = 2.0 * rows as f64 * (bytes / es) as f64;
             println!(
-                "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} |",
+                "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} |",
                 lo * 1e3,
                 med * 1e3,
                 bytes as f64 / lo / 1e9,
-                bytes as f64 / med / 1e9
+                bytes as f64 / med / 1e9,
+                flops / lo / 1e9,
+                flops / med / 1e9
             );
         }
     }

@@ -27,8 +27,8 @@
 //! memory. Measured on one core of the dev box (decode-step GEMMs of GPT-B, 195 MB of bf16,
 //! `cargo bench -p argen-cpu --bench gemm -- 1 6 bf16 model rows=1,2`): row-major 10.5–11.3 GB/s,
 //! packed 15.7–16.5 GB/s. f32 rows are twice as long, and on Zen 2 packing them measured
-//! slower (11.8 vs 14.9 GB/s), so f32 stays row-major there; on Zen 4 the f32 matrices with
-//! short rows (k ≤ 1024) are packed too ([`Tuning::pack_f32_max_k`]).
+//! slower (11.8 vs 14.9 GB/s), so f32 stays row-major there; on Zen 4 every f32 matrix is
+//! packed too ([`Tuning::pack_f32_max_k`]).
 //!
 //! # Loop structure
 //! The output columns (weight rows) are split into `tasks` contiguous ranges of whole
@@ -49,6 +49,22 @@
 //! column block from L2 (per CPU model, [`tuning`]: Zen 4 prefetches 16 KiB ahead into L2 for
 //! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
 //! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
+//!
+//! **Staged f16 calls.** f16 widens with `vcvtph2ps`, which competes with the FMAs for the
+//! vector pipes (weights resident in L2, 64 rows: f16 81 %, bf16 90 %, packed f32 92 % of the
+//! FMA peak, `… --bench gemm -- 1 2 f32p bf16 f16 rows=64 shapes=w1`), and a call of more
+//! than one row block widened every weight once per row block. On AVX-512, where the CPU's
+//! [`Tuning::stage_f16_min_rows`] says so, a task of packed f16 weights with more than
+//! [`MR_WIDE`] rows instead takes column blocks of at most ~192 KiB *of f32*; its first row
+//! block runs a kernel that also stores each widened line into a per-thread buffer, which
+//! thereby holds the column block in the packed f32 layout, and the other row blocks run the
+//! f32 kernel on that buffer (`task_staged`). Widening is exact and the f32 kernel computes
+//! the same lanes in the same order, so the bits do not change. One Zen 4 core, GPT-B
+//! decode-step GEMMs (`… --bench gemm -- 1 2 f16 model rows=…`, staging off/on in the same
+//! build, two interleaved rounds at load 2–3): 9 rows 23.3–23.6 → 22.5–23.0 ms, 16 rows
+//! 34.1–36.1 → 33.0–35.6 ms, 32 rows 67.3–69.2 → 62.2–65.3 ms, 64 rows 134.4–136.8 →
+//! 119.9–124.2 ms. bf16, whose widening is two integer operations per line, measured slower
+//! staged at 16 rows (30.1 → 32.5 ms) and the same at 32–64 rows, so it is not staged.
 //!
 //! # Variants (chosen at run time, all bit-identical)
 //! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
@@ -226,6 +242,19 @@ pub struct Tuning {
     /// Packed calls that prefetch ahead do it into L2 (`prefetcht1`) rather than
     /// non-temporally (one row block) or into L1 (several).
     pub l2_prefetch: bool,
+    /// Row-major calls of 3 or more rows prefetch the next tile's rows into L2
+    /// (`prefetcht1`) rather than into L1.
+    pub row_major_l2_prefetch: bool,
+    /// Packed f16 calls of at least this many rows (and more than one AVX-512 row block)
+    /// widen each column block once into an f32 copy that later row blocks read (staged
+    /// calls, module docs); `usize::MAX`: never.
+    pub stage_f16_min_rows: usize,
+    /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
+    /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
+    pub f32_prefetch_every: usize,
+    /// Packed f32 calls of a single AVX-512 row block of 3 or more rows run tiles of at least
+    /// this many rows (padded with copies of the last input row, not stored; 0: none).
+    pub f32_min_tile_rows: usize,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -256,8 +285,18 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 // rows (with `f32_no_prefetch_rows = 4`) against row-major's 14.5 / 15 / 14, ≈ 17 vs 14 at 6
 // rows, and loses at 8 (10–11 vs 12–13.5); for k = 2048 ([768, 2048], 8 KiB rows, which the
 // hardware prefetcher follows well) row-major wins at every row count (1 row 24 vs 19, 8 rows
-// 15–18 vs 10). Hence `pack_f32_max_k = 1024`: GPT-B's wqkv, wo, w1, w3 and output matrices
-// (k = 768) are packed, w2 (k = 2048) stays row-major.
+// 15–18 vs 10). Hence `pack_f32_max_k = 1024` in session 6: GPT-B's wqkv, wo, w1, w3 and
+// output matrices (k = 768) packed, w2 (k = 2048) row-major.
+//
+// Session 7 (branch `multirow`), with the L2 prefetch and huge pages in place, measured the
+// other way round for w2: the decode-step GEMMs with every f32 matrix packed (`f32p`) against
+// w2 row-major (`f32`), `… --bench gemm -- 1 3 f32 f32p model rows=1,2`, three interleaved
+// rounds at load 2–3, fastest pass: 1 row 10.9–11.9 vs 12.7–13.5 ms, 2 rows 12.4–12.7 vs
+// 13.3–13.8 ms; and with many rows the packed kernel keeps its FMAs busier (w2 alone, 64 rows,
+// `… -- 1 2 f32 f32p rows=64 shapes=w2`: 108 vs 93 GFLOP/s, the row-major tile widening two
+// 8-float loads into one `zmm` per column pair). Hence `pack_f32_max_k = usize::MAX` on Zen 4:
+// every f32 matrix packed (the verification table of `… --bench decode -- 1`, on-CPU: 1.17×
+// to 1.42× at 2–128 rows from 1.27–1.69× with the main build of the same window).
 
 /// The [`Tuning`] for this CPU, by model: AMD with AVX-512 (Zen 4 and later) streams packed
 /// weights faster with the hardware prefetcher alone at 1–2 rows (decode-step GEMMs on one
@@ -301,10 +340,39 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// before) and two 8-column steps per loop iteration for 1–2 rows (−1 … −6 % at 1–2 rows,
 /// f32 / bf16 / f16).
 ///
+/// Session 7 (branch `multirow`, one Zen 4 core, calls of 3 or more rows; GPT-B decode-step
+/// GEMMs, `… --bench gemm -- 1 2 f32 bf16 f16 model rows=…`, overrides below interleaved in
+/// the same build, load 2–4, fastest pass):
+/// - *Sparse f32 prefetch* ([`Tuning::f32_prefetch_every`] = 16): a packed f32 tile of 3–8
+///   rows that prefetches its step's two lines only every 16th step streams faster than one
+///   that prefetches every line, in line with the miss-buffer reading above — a few
+///   `prefetcht1`s start the L2's own stream without holding the L1's buffers. Three rounds,
+///   every step → every 16th: 3 rows 17.6–18.5 → 15.5–16.4 ms, 4 rows 17.8–18.2 → 14.5–16.1
+///   ms, 6 rows 13.9–15.0 → 12.6–14.0 ms, 8 rows 16.7–17.0 → 16.0–16.2 ms; 16 rows the same;
+///   every 4th / 8th / 32nd / 64th step in between or the same as 16; 4 / 64 KiB ahead or
+///   `l2_prefetch=0` slower. Half precision (one line per step) measured the same every step,
+///   every 16th and every 64th (an override tried and removed): bf16 at 4 rows 9.0–10.3 ms
+///   either way, the noise of identical runs, so it prefetches every line.
+/// - *Row-major calls prefetch into L2* ([`Tuning::row_major_l2_prefetch`]): the next tile's
+///   rows are `4·k` elements ahead (32 KiB of f32 at k = 2048, all of L1); as `prefetcht0` they
+///   evicted the tile in use. With every f32 matrix of GPT-B still row-major at k = 2048
+///   (session 6's layout), two rounds: 3 rows 18.0–18.2 → 16.9–17.4 ms, 4 rows 18.0–18.1 →
+///   16.8–17.4 ms, 8 rows 20.1–20.3 → 18.1–18.3 ms, 16 rows 36.2–36.9 → 33.9 ms; one, two or
+///   four tiles ahead the same.
+/// - *6-row tiles for f32 calls of 3–5 rows* ([`Tuning::f32_min_tile_rows`] = 6): a packed
+///   f32 call of one AVX-512 row block, streaming from memory, computes padding rows (copies of
+///   its last input row, never stored) and is faster for it, in seven interleaved rounds: 3 rows
+///   15.4–16.8 → 12.2–12.95 ms, 4 rows 14.7–16.2 → 12.3–13.3 ms, 5 rows the same; padding to 8
+///   rows no better. Padding half-precision tiles of 3–4 rows to 6 (nearer the FMA limit) was
+///   20–50 % slower and padding the 1–2-row decode tiles 5–50 % slower, so neither pads; nor
+///   do the later row blocks of a staged call (weights in L2, FMA-bound).
+/// - *Staged f16 calls* ([`Tuning::stage_f16_min_rows`] = 9): module docs.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
-/// `l2_prefetch=0|1` (`pack_f32_max_k` is fixed, as it decides the stored layout); malformed
-/// entries are ignored.
+/// `l2_prefetch=0|1`, `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`,
+/// `f32_prefetch_every=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
@@ -319,6 +387,10 @@ pub fn tuning() -> Tuning {
                     "pf_packed_bytes" => t.pf_packed_bytes = v,
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
+                    "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
+                    "stage_f16_min_rows" => t.stage_f16_min_rows = v,
+                    "f32_prefetch_every" => t.f32_prefetch_every = v,
+                    "f32_min_tile_rows" => t.f32_min_tile_rows = v,
                     _ => {}
                 }
             }
@@ -341,8 +413,12 @@ fn cpu_tuning() -> Tuning {
                 no_prefetch_rows: 2,
                 pf_packed_bytes: 16 << 10,
                 f32_no_prefetch_rows: 2,
-                pack_f32_max_k: 1024,
+                pack_f32_max_k: usize::MAX,
                 l2_prefetch: true,
+                row_major_l2_prefetch: true,
+                stage_f16_min_rows: 9,
+                f32_prefetch_every: 16,
+                f32_min_tile_rows: 6,
             };
         }
     }
@@ -352,6 +428,10 @@ fn cpu_tuning() -> Tuning {
         f32_no_prefetch_rows: 0,
         pack_f32_max_k: 0,
         l2_prefetch: false,
+        row_major_l2_prefetch: false,
+        stage_f16_min_rows: usize::MAX,
+        f32_prefetch_every: 1,
+        f32_min_tile_rows: 0,
     }
 }
 
@@ -646,6 +726,7 @@ fn gemm_isa(
                 n1,
                 bias,
                 out: ptr,
+                from_memory: true,
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
             // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
@@ -657,6 +738,7 @@ fn gemm_isa(
                     WRef::F16(s) => task::<_, false>(&a, s),
                     WRef::BF16(s) => task::<_, false>(&a, s),
                     WRef::F32Packed(s) => task::<_, true>(&a, s),
+                    WRef::F16Packed(s) if staged_f16(&a) => task_staged_f16(&a, s),
                     WRef::F16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Amx(_) => unreachable!("rejected above"),
@@ -678,6 +760,9 @@ struct Args<'a> {
     n1: usize,
     bias: Option<&'a [f32]>,
     out: OutPtr,
+    /// The weights come from memory (not from a staged copy in L2): small packed f32 tiles
+    /// may be padded ([`Tuning::f32_min_tile_rows`]).
+    from_memory: bool,
 }
 
 /// Input rows in the next row block, given `rem` rows left and at most `mr` rows per tile:
@@ -704,6 +789,67 @@ struct TilePtrs<W> {
     /// layout (where `blk[j]` is `j / 2` past the start of its 32-bit words), else 1.
     es: usize,
     tail: [*const W; NR],
+}
+
+/// The pointers of the packed tile at the start of `base` (which holds at least its `NR·k`
+/// elements).
+#[inline]
+fn packed_tile<W: Elem>(base: &[W], k: usize) -> TilePtrs<W> {
+    let kb = k / 8 * 8;
+    // The tile's rows past n are zero padding; computed, never stored.
+    // Interleaved bf16 (module docs): row i's elements are every other half of the words of
+    // rows i mod 2, starting at the high half for rows 2–3.
+    let es = if W::PAIRED { 2 } else { 1 };
+    let first = |i: usize| {
+        if W::PAIRED {
+            (i % 2) * 16 + i / 2
+        } else {
+            i * 8
+        }
+    };
+    TilePtrs {
+        // (Only dereferenced when k >= 8, where they lie in the tile.)
+        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
+        step: NR * 8,
+        es,
+        tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
+    }
+}
+
+/// Writes rows `r..r + mr`, columns `j..j + nr` of the output from a tile's sums (step 4 of
+/// the reduction order: plus the bias, if any).
+///
+/// # Safety
+/// As [`task`]: the columns lie in the task's range and the rows in the call's.
+#[inline(always)]
+unsafe fn write_tile(
+    a: &Args<'_>,
+    r: usize,
+    mr: usize,
+    j: usize,
+    nr: usize,
+    acc: &[[f32; NR]; MR_WIDE],
+) {
+    for (mi, accm) in acc.iter().enumerate().take(mr) {
+        let mut v = *accm;
+        if let Some(b) = a.bias {
+            for (ni, vi) in v.iter_mut().enumerate().take(nr) {
+                *vi += b[j + ni];
+            }
+        }
+        // SAFETY: (r+mi, j..j+nr) is inside rows x n and j..j+nr lies in n0..n1, which only
+        // this task writes.
+        unsafe {
+            let dst = a.out.0.add((r + mi) * a.n + j);
+            if nr == NR {
+                (dst as *mut [f32; NR]).write_unaligned(v);
+            } else {
+                for (ni, &vi) in v.iter().enumerate().take(nr) {
+                    *dst.add(ni) = vi;
+                }
+            }
+        }
+    }
 }
 
 /// # Safety
@@ -748,13 +894,19 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 0
             };
-            // The prefetch's kind: row-major tiles and later passes over a column block into
-            // L1 (`T0`); a single row block streaming without prefetch ahead, `prefetchnta` of
+            // The prefetch's kind: row-major tiles into L1 (`T0`), or into L2 (`T1`) for calls
+            // of 3 or more rows where the CPU's [`Tuning::row_major_l2_prefetch`] says so (the
+            // next tile's rows are 4·k elements ahead, 32 KiB for f32 at k = 2048: into L1 they
+            // evicted the tile in use); a single row block streaming without prefetch ahead, `prefetchnta` of
             // the line being loaded (see above); prefetching ahead, into L2 (`T1`) where the
             // CPU's [`Tuning::l2_prefetch`] says so, else non-temporally with a single row
             // block and into L1 otherwise.
             let hint = if !PACKED {
-                PF_T0
+                if tuning().row_major_l2_prefetch && a.rows > 2 {
+                    PF_T1
+                } else {
+                    PF_T0
+                }
             } else if a.rows <= no_pf_rows {
                 if nta {
                     PF_NTA
@@ -768,29 +920,26 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 PF_T0
             };
+            // A packed f32 call of a single row block of 3 or more rows, streaming from
+            // memory, runs tiles of at least `f32_min_tile_rows` rows on AVX-512: the padding
+            // rows repeat the last input row (`xp`) and are neither summed into nor stored
+            // with the real rows, so the bits do not change; measured faster ([`tuning`]).
+            let pad_to = if PACKED
+                && W::BYTES == 4
+                && a.isa == Variant::Avx512
+                && a.from_memory
+                && mr > 2
+                && a.rows <= a.isa.mr()
+            {
+                tuning().f32_min_tile_rows.min(MR_WIDE)
+            } else {
+                0
+            };
             let mut j = c0;
             while j < c1 {
                 let nr = (c1 - j).min(NR);
                 let tp = if PACKED {
-                    // The tile's rows past n are zero padding; computed, never stored.
-                    let base = &w[j * k..];
-                    // Interleaved bf16 (module docs): row i's elements are every other half of
-                    // the words of rows i mod 2, starting at the high half for rows 2–3.
-                    let es = if W::PAIRED { 2 } else { 1 };
-                    let first = |i: usize| {
-                        if W::PAIRED {
-                            (i % 2) * 16 + i / 2
-                        } else {
-                            i * 8
-                        }
-                    };
-                    TilePtrs {
-                        // (Only dereferenced when k >= 8, where they lie in the tile.)
-                        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
-                        step: NR * 8,
-                        es,
-                        tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
-                    }
+                    packed_tile(&w[j * k..], k)
                 } else {
                     // Short tiles repeat their last column; the duplicates are not stored.
                     let row = |i: usize| (j + i.min(nr - 1)) * k;
@@ -823,7 +972,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                             }
                         }};
                     }
-                    match mr {
+                    match mr.max(pad_to) {
                         1 => go!(1),
                         2 => go!(2),
                         3 => go!(3),
@@ -834,32 +983,154 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                         _ => go!(8),
                     }
                 }
-                for (mi, accm) in acc.iter().enumerate().take(mr) {
-                    let mut v = *accm;
-                    if let Some(b) = a.bias {
-                        for (ni, vi) in v.iter_mut().enumerate().take(nr) {
-                            *vi += b[j + ni];
-                        }
-                    }
-                    // SAFETY: (r+mi, j..j+nr) is inside rows x n and j..j+nr lies in n0..n1,
-                    // which only this task writes.
-                    unsafe {
-                        let dst = a.out.0.add((r + mi) * a.n + j);
-                        if nr == NR {
-                            (dst as *mut [f32; NR]).write_unaligned(v);
-                        } else {
-                            for (ni, &vi) in v.iter().enumerate().take(nr) {
-                                *dst.add(ni) = vi;
-                            }
-                        }
-                    }
-                }
+                // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
+                unsafe { write_tile(a, r, mr, j, nr, &acc) };
                 j += nr;
             }
             r += mr;
         }
         c0 = c1;
     }
+}
+
+/// Whether a task of packed f16 weights is staged (module docs): AVX-512, more than one row
+/// block, and at least [`Tuning::stage_f16_min_rows`] rows. bf16 is not staged: its widening
+/// is two integer operations per line (module docs), and staging measured slower at 16 rows
+/// and the same at 32–64.
+fn staged_f16(a: &Args<'_>) -> bool {
+    cfg!(target_arch = "x86_64")
+        && a.isa == Variant::Avx512
+        && a.rows > MR_WIDE
+        && a.rows >= tuning().stage_f16_min_rows
+}
+
+/// A staged task of packed f16 weights ([`staged_f16`]).
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`; `a.isa` is [`Variant::Avx512`].
+#[inline(never)]
+unsafe fn task_staged_f16(a: &Args<'_>, w: &[f16]) {
+    // SAFETY: forwarded from this function's contract (AVX-512 implies AVX2, FMA and F16C
+    // here: `Variant::unsupported`).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        task_staged(a, w)
+    }
+    // SAFETY: forwarded from this function's contract (never called: `staged_f16`).
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        task::<f16, true>(a, w)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// This thread's f32 copy of the column block a staged task works on (module docs);
+    /// grown once to the largest block, never shrunk.
+    static STAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A staged task (AVX-512, packed half precision, more than one row block; module docs): per
+/// column block of at most `BLOCK_BYTES` of f32, the first row block runs
+/// [`avx512::tile_staging`], which streams the half-precision tiles as [`task`] does and also
+/// stores every widened line into this thread's [`STAGE`] buffer, so that the buffer ends up
+/// holding the block in the packed f32 layout; the other row blocks then run [`task`] on that
+/// f32 block instead of widening the same weights again. Widening is exact and the f32 kernel
+/// computes the same lanes in the same order, so the bits are those of [`task`].
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`; the CPU supports AVX-512F, AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
+    let k = a.k;
+    let kb = k / 8 * 8;
+    let cb = (BLOCK_BYTES / (k * 4).max(1) / NR).max(1) * NR;
+    let mr = row_block(a.rows, MR_WIDE);
+    // The first pass streams the weights from memory as `task` does for a call of several
+    // row blocks.
+    let t = tuning();
+    let (pf, hint) = if a.rows <= t.no_prefetch_rows {
+        (0, PF_T0)
+    } else {
+        (
+            t.pf_packed_bytes / W::BYTES,
+            if t.l2_prefetch { PF_T1 } else { PF_T0 },
+        )
+    };
+    STAGE.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < cb * k {
+            buf.resize(cb * k, 0.0);
+        }
+        let stage = buf.as_mut_ptr();
+        let mut c0 = a.n0;
+        while c0 < a.n1 {
+            let c1 = (c0 + cb).min(a.n1);
+            let mut j = c0;
+            while j < c1 {
+                let nr = (c1 - j).min(NR);
+                let tp = packed_tile(&w[j * k..], k);
+                // This tile's place in the staged block: the same packed layout in f32.
+                // SAFETY: (j - c0)·k + NR·k <= cb·k, the buffer's length.
+                let dst = unsafe { stage.add((j - c0) * k) };
+                let xs: [*const f32; MR_WIDE] =
+                    std::array::from_fn(|i| a.x[i.min(mr - 1) * k..].as_ptr());
+                let mut acc = [[0f32; NR]; MR_WIDE];
+                // SAFETY: as in `task` (x pointers address k floats, the tile is whole), and
+                // `dst` addresses the tile's NR·k floats of the buffer.
+                unsafe {
+                    macro_rules! go {
+                        ($m:literal) => {{
+                            let xs: [*const f32; $m] = std::array::from_fn(|i| xs[i]);
+                            if hint == PF_T1 {
+                                avx512::tile_staging::<W, $m, PF_T1>(xs, &tp, k, pf, &mut acc, dst)
+                            } else {
+                                avx512::tile_staging::<W, $m, PF_T0>(xs, &tp, k, pf, &mut acc, dst)
+                            }
+                        }};
+                    }
+                    match mr {
+                        5 => go!(5),
+                        6 => go!(6),
+                        7 => go!(7),
+                        _ => go!(8),
+                    }
+                    // The k mod 8 tails, widened into the f32 layout's tail positions.
+                    for (i, &tl) in tp.tail.iter().enumerate() {
+                        for c in 0..k - kb {
+                            *dst.add(NR * kb + i * (k - kb) + c) = (*tl.add(c)).widen();
+                        }
+                    }
+                    write_tile(a, 0, mr, j, nr, &acc);
+                }
+                j += nr;
+            }
+            // The other row blocks, on the staged block: columns c0..c1 become 0..c1 - c0 of
+            // an output (and bias) shifted by c0, rows mr.. of x and the output.
+            let sub = Args {
+                isa: a.isa,
+                x: &a.x[mr * k..],
+                rows: a.rows - mr,
+                k,
+                n: a.n,
+                n0: 0,
+                n1: c1 - c0,
+                bias: a.bias.map(|b| &b[c0..]),
+                // SAFETY: row mr, column c0 lies in the rows·n output.
+                out: OutPtr(unsafe { a.out.0.add(mr * a.n + c0) }),
+                from_memory: false,
+            };
+            // SAFETY: the sub-task writes rows mr..rows, columns c0..c1 of this task's output,
+            // reads rows mr..rows of x (k floats each) and the staged block, which holds the
+            // packed f32 layout of its ⌈(c1 - c0)/NR⌉ tiles (written above).
+            unsafe {
+                let block = std::slice::from_raw_parts(stage, (c1 - c0).div_ceil(NR) * NR * k);
+                task::<f32, true>(&sub, block);
+            }
+            c0 = c1;
+        }
+    });
 }
 
 /// Micro-kernel dispatch for one weight element type.
@@ -1087,9 +1358,7 @@ mod avx2 {
                                 // 16.5 → 18.3 GB/s). `pf == 0` prefetches the line being
                                 // loaded: a no-op, cheaper than a branch here (which cost
                                 // bf16 at 32 rows a third).
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    w.blk[j].wrapping_add(o + pf) as *const i8
-                                );
+                                super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                             }
                             let wv: __m256 = {
                                 let $p = w.blk[j].add(o);
@@ -1332,13 +1601,24 @@ mod avx512 {
     ) {
         let kb = k / 8 * 8;
         let mut a = [[_mm512_setzero_ps(); 2]; M];
+        // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
+        // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]).
+        let pf_mask = if PACKED && M > 2 && W::BYTES == 4 {
+            super::tuning()
+                .f32_prefetch_every
+                .max(1)
+                .next_power_of_two()
+                - 1
+        } else {
+            0
+        };
         // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
         let step = |a: &mut [[__m512; 2]; M], i: usize| {
             let o = if PACKED { i * NR } else { i };
             // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
             // never fault (`wrapping_add`).
             unsafe {
-                if PACKED {
+                if PACKED && (i / 8) & pf_mask == 0 {
                     // The step's lines of the tile stream: one for half precision (rows 0–3
                     // share it), two for f32 (rows 0–1, rows 2–3).
                     super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
@@ -1347,7 +1627,7 @@ mod avx512 {
                     }
                 } else {
                     for j in 0..NR {
-                        _mm_prefetch::<_MM_HINT_T0>(w.blk[j].wrapping_add(o + pf) as *const i8);
+                        super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                     }
                 }
                 let wv = W::line::<PACKED>(w, o);
@@ -1372,6 +1652,64 @@ mod avx512 {
         }
         while i < kb {
             step(&mut a, i);
+            i += 8;
+        }
+        reduce(&a, acc);
+        if kb < k {
+            for (m, accm) in acc.iter_mut().enumerate().take(M) {
+                for (j, t) in accm.iter_mut().enumerate() {
+                    for kk in kb..k {
+                        // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
+                        unsafe {
+                            *t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), *t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`tile`] over a packed tile (`M ≥ 5` rows) that also stores every widened line at the
+    /// same offset of `dst`, in f32: `dst` ends up holding the tile's `⌊k/8⌋` blocks in the
+    /// packed f32 layout (the staged calls of [`super::task_staged`]; the caller widens the
+    /// tails).
+    ///
+    /// # Safety
+    /// As [`tile`] with `PACKED`; `dst` addresses `NR·k` writable floats.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn tile_staging<W: Pair, const M: usize, const HINT: u8>(
+        x: [*const f32; M],
+        w: &TilePtrs<W>,
+        k: usize,
+        pf: usize,
+        acc: &mut [[f32; NR]; MR_WIDE],
+        dst: *mut f32,
+    ) {
+        let kb = k / 8 * 8;
+        let mut a = [[_mm512_setzero_ps(); 2]; M];
+        let mut i = 0;
+        while i < kb {
+            // Block i/8 is at offset i·NR in the packed layout of any element type, so the
+            // f32 copy of its line (two pairs of rows, 16 floats each) goes to dst + i·NR.
+            let o = i * NR;
+            // SAFETY: as in `tile`; dst + o + 32 <= dst + NR·kb.
+            unsafe {
+                // One line per step for half precision, two for f32 (as in `tile`).
+                super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+                if W::BYTES == 4 {
+                    super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+                }
+                let wv = W::line::<true>(w, o);
+                _mm512_storeu_ps(dst.add(o), wv[0]);
+                _mm512_storeu_ps(dst.add(o + 16), wv[1]);
+                for m in 0..M {
+                    let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
+                    let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
+                    a[m][0] = _mm512_fmadd_ps(xv, wv[0], a[m][0]);
+                    a[m][1] = _mm512_fmadd_ps(xv, wv[1], a[m][1]);
+                }
+            }
             i += 8;
         }
         reduce(&a, acc);
@@ -1637,7 +1975,9 @@ mod tests {
                 if n == 200 && k != 769 {
                     continue;
                 }
-                let rows_max = 9;
+                // 10 and 17 rows: two and three AVX-512 row blocks (staged f16 calls on CPUs
+                // whose tuning stages them, `task_staged`), over several column blocks at n = 200.
+                let rows_max = 17;
                 let x: Vec<f32> = (0..rows_max * k).map(|_| r()).collect();
                 let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
                 let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -1661,8 +2001,8 @@ mod tests {
                     ),
                 ];
                 for (wref, wide) in &wides {
-                    for rows in 1usize..=9 {
-                        if n == 200 && ![1, 2, 4, 9].contains(&rows) {
+                    for rows in (1usize..=10).chain([17]) {
+                        if n == 200 && ![1, 2, 4, 9, 10, 17].contains(&rows) {
                             continue;
                         }
                         for (bi, b) in [None, Some(&bias[..])].into_iter().enumerate() {
