@@ -338,7 +338,12 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 /// peak, but 2× slower from DRAM, two streams or one) all measured slower; what helped is
 /// fewer instructions per line: one prefetch per half-precision line (two hit the same line
 /// before) and two 8-column steps per loop iteration for 1–2 rows (−1 … −6 % at 1–2 rows,
-/// f32 / bf16 / f16).
+/// f32 / bf16 / f16). These sweeps ran before [`crate::hugemem`] mapped weights fresh, when
+/// most of a model's weights sat in small pages; re-checked afterwards with every weight in
+/// huge pages (quiet, `… --bench gemm -- 1 2 bf16 model rows=1,2,4,8`, best of 3): default
+/// 5.76 / 6.61 / 7.98 / 14.66 ms at 1 / 2 / 4 / 8 rows, a software prefetch at every row
+/// count 7.98 / 7.55 / 7.93 / 14.72 ms, none up to 8 rows 5.64 / 6.54 / 10.98 / 23.65 ms:
+/// the choice stands, and the prefetched 4-row stream now reaches 24.7 GB/s.
 ///
 /// Session 7 (branch `multirow`, one Zen 4 core, calls of 3 or more rows; GPT-B decode-step
 /// GEMMs, `… --bench gemm -- 1 2 f32 bf16 f16 model rows=…`, overrides below interleaved in

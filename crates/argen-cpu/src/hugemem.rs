@@ -319,7 +319,9 @@ mod tests {
         #[cfg(target_os = "linux")]
         {
             assert!(bufs.iter().all(|b| b.in_arena()));
-            assert!(bufs.iter().all(|b| (b.as_ptr() as usize).is_multiple_of(PAGE)));
+            assert!(bufs
+                .iter()
+                .all(|b| (b.as_ptr() as usize).is_multiple_of(PAGE)));
             let mut ranges: Vec<(usize, usize)> = bufs
                 .iter()
                 .map(|b| (b.as_ptr() as usize, b.as_ptr() as usize + b.len()))
