@@ -1486,6 +1486,31 @@ mod avx512 {
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
+    /// Steps 2 and 3 of the reduction order for a tile ending its `k` loop (`a`: the lane
+    /// accumulators): the lane tree of each ([`reduce`]), then the scalar tail
+    /// `k = ⌊k/8⌋·8 … k−1` with `fma`, in order. A macro so that it inlines into each kernel
+    /// with the kernel's target features (every x pointer addresses `k` floats and every tail
+    /// pointer `k mod 8` elements, the kernels' contract).
+    macro_rules! finish {
+        ($a:expr, $acc:expr, $x:expr, $w:expr, $k:expr) => {{
+            let kb = $k / 8 * 8;
+            reduce(&$a, $acc);
+            if kb < $k {
+                for (m, accm) in $acc.iter_mut().enumerate().take(M) {
+                    for (j, t) in accm.iter_mut().enumerate() {
+                        for kk in kb..$k {
+                            // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
+                            unsafe {
+                                *t = (*$x[m].add(kk))
+                                    .mul_add((*$w.tail[j].add(kk - kb)).widen(), *t);
+                            }
+                        }
+                    }
+                }
+            }
+        }};
+    }
+
     /// Loads the 8-element blocks of two weight rows, widened, as one `zmm`: lanes 0–7 from
     /// `p`, lanes 8–15 from `q`.
     pub trait Pair: Elem {
@@ -1659,19 +1684,7 @@ mod avx512 {
             step(&mut a, i);
             i += 8;
         }
-        reduce(&a, acc);
-        if kb < k {
-            for (m, accm) in acc.iter_mut().enumerate().take(M) {
-                for (j, t) in accm.iter_mut().enumerate() {
-                    for kk in kb..k {
-                        // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
-                        unsafe {
-                            *t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), *t);
-                        }
-                    }
-                }
-            }
-        }
+        finish!(a, acc, x, w, k);
     }
 
     /// [`tile`] over a packed tile (`M ≥ 5` rows) that also stores every widened line at the
@@ -1717,19 +1730,7 @@ mod avx512 {
             }
             i += 8;
         }
-        reduce(&a, acc);
-        if kb < k {
-            for (m, accm) in acc.iter_mut().enumerate().take(M) {
-                for (j, t) in accm.iter_mut().enumerate() {
-                    for kk in kb..k {
-                        // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
-                        unsafe {
-                            *t = (*x[m].add(kk)).mul_add((*w.tail[j].add(kk - kb)).widen(), *t);
-                        }
-                    }
-                }
-            }
-        }
+        finish!(a, acc, x, w, k);
     }
 
     /// Step 2 of the reduction order (the lane tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`)
