@@ -232,6 +232,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hugemem::Buf;
     use argen_core::detmath::exp_f32;
 
     fn rng(seed: u64) -> impl FnMut() -> f32 {
@@ -303,8 +304,8 @@ mod tests {
                 };
                 let n = g.layers * g.slots * kv_heads * g.capacity * hd;
                 let kv = CpuKv {
-                    k: (0..n).map(|_| 3.0 * r()).collect(),
-                    v: (0..n).map(|_| r()).collect(),
+                    k: Buf::from_slice(&(0..n).map(|_| 3.0 * r()).collect::<Vec<f32>>()),
+                    v: Buf::from_slice(&(0..n).map(|_| r()).collect::<Vec<f32>>()),
                 };
                 // Chains of several lengths, a tree row with extras, a single key.
                 let extra = [30u32, 33, 34, 39];

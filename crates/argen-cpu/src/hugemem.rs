@@ -130,6 +130,29 @@ impl<T: Copy> Buf<T> {
     }
 }
 
+impl Buf<f32> {
+    /// `len` zeros. Arena memory is fresh from the kernel, hence already zero, and is not
+    /// written here: its pages are faulted in (as huge pages) only when first used, like
+    /// `vec![0.0; len]`'s, so a KV cache sized for its largest batch costs memory only for
+    /// what it holds.
+    ///
+    /// # Panics
+    /// As [`Buf::from_fn`].
+    pub fn zeroed(len: usize) -> Self {
+        let bytes = len
+            .checked_mul(size_of::<f32>())
+            .filter(|&b| b <= isize::MAX as usize / 2)
+            .expect("hugemem::Buf: size overflows");
+        let (ptr, store) = Self::alloc(bytes);
+        if let Store::Heap(_) = store {
+            // SAFETY: the allocation holds `len` f32 (or `len = 0`), and all-zero bits are
+            // the f32 value +0.
+            unsafe { ptr.as_ptr().write_bytes(0, len) };
+        }
+        Buf { ptr, len, store }
+    }
+}
+
 /// One anonymous mapping of the arena: `len` bytes at `base`, 2 MiB-aligned.
 #[cfg(target_os = "linux")]
 struct Chunk {
@@ -296,6 +319,11 @@ mod tests {
         assert!(!s.in_arena());
         let e: Buf<f32> = Buf::from_fn(0, |_| 0.0);
         assert!(e.is_empty());
+        for n in [0, 5, 3 << 20] {
+            let z = Buf::zeroed(n);
+            assert_eq!(z.len(), n);
+            assert!(z.iter().all(|&v| v.to_bits() == 0));
+        }
     }
 
     /// Arena buffers are page-aligned, disjoint, keep their contents while others come and

@@ -287,8 +287,8 @@ enum Gain<'a> {
 /// KV cache: keys and values, `[layer][slot][kv_head][index][head_dim]`.
 #[derive(Clone, Debug)]
 pub struct CpuKv {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Buf<f32>,
+    v: Buf<f32>,
 }
 
 fn kv_off(g: &KvGeometry, layer: usize, slot: usize, head: usize, index: usize) -> usize {
@@ -380,8 +380,9 @@ impl Compute for Cpu {
     fn kv(&self, g: KvGeometry) -> Result<CpuKv> {
         let n = g.layers * g.slots * g.kv_heads * g.capacity * g.head_dim;
         Ok(CpuKv {
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+            // Huge pages where the OS allows (`hugemem`): attention streams every cached row.
+            k: Buf::zeroed(n),
+            v: Buf::zeroed(n),
         })
     }
 
