@@ -188,16 +188,7 @@ pub fn portable_skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
         // Two plain reductions (each vectorises).
         let sum = ws.iter().fold(0u64, |a, &x| a.wrapping_add(x));
         let any = ws.iter().fold(0u64, |a, &x| a | x);
-        let sum = if any < 1 << 56 {
-            sum as u128
-        } else {
-            let (mut lo, mut hi) = (0u64, 0u64);
-            for &w in ws {
-                lo += w & 0xffff_ffff;
-                hi += w >> 32;
-            }
-            ((hi as u128) << 32) + lo as u128
-        };
+        let sum = chunk_sum(ws, sum, any);
         if r < acc + sum {
             break;
         }
@@ -205,6 +196,24 @@ pub fn portable_skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
         start += LOCATE_CHUNK;
     }
     (start, acc)
+}
+
+/// The exact sum of one chunk of at most [`LOCATE_CHUNK`] weights (see
+/// [`portable_skip_chunks`]), given its wrapping `u64` sum and the OR of its weights: the
+/// wrapping sum itself when every weight is below `2^56` (then it cannot have wrapped), else
+/// the low and high 32-bit halves summed separately. Shared by every `skip_chunks` kernel.
+#[inline]
+pub fn chunk_sum(ws: &[u64], wrapping_sum: u64, or: u64) -> u128 {
+    if or < 1 << 56 {
+        wrapping_sum as u128
+    } else {
+        let (mut lo, mut hi) = (0u64, 0u64);
+        for &w in ws {
+            lo += w & 0xffff_ffff;
+            hi += w >> 32;
+        }
+        ((hi as u128) << 32) + lo as u128
+    }
 }
 
 /// Most positive weights a [`SupportList`] lists.

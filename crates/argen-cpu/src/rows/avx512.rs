@@ -315,6 +315,16 @@ pub unsafe fn split_cut(
 
 /// The whole chunks of weights a draw skips before `r` (argen-core's
 /// `RowKernels::skip_chunks`, the same pair as `portable_skip_chunks`): each chunk of
+/// The mask of the first `lanes` (1 to 16) of 16 lanes.
+#[inline(always)]
+fn lane_mask(lanes: usize) -> __mmask16 {
+    if lanes >= 16 {
+        0xffff
+    } else {
+        (1u16 << lanes) - 1
+    }
+}
+
 /// [`LOCATE_CHUNK`] weights summed in 8 `u64` lanes (two accumulators, `vpaddq`, wrapping) with
 /// an OR of its weights beside it (`vporq`); when every weight is below `2^56` the wrapping sum
 /// is exact (`128 · 2^56 = 2^63`), otherwise the chunk is summed exactly by 32-bit halves
@@ -346,16 +356,7 @@ pub unsafe fn skip_chunks(weights: &[u64], r: u128) -> (usize, u128) {
         }
         let sum = _mm512_reduce_add_epi64(_mm512_add_epi64(s0, s1)) as u64;
         let any = _mm512_reduce_or_epi64(_mm512_or_si512(o0, o1)) as u64;
-        let sum = if any < 1 << 56 {
-            sum as u128
-        } else {
-            let (mut lo, mut hi) = (0u64, 0u64);
-            for &w in ws {
-                lo += w & 0xffff_ffff;
-                hi += w >> 32;
-            }
-            ((hi as u128) << 32) + lo as u128
-        };
+        let sum = argen_core::dist::chunk_sum(ws, sum, any);
         if r < acc + sum {
             break;
         }
@@ -385,11 +386,7 @@ pub unsafe fn buckets(m: f32, y: &[f32], b: &mut [u16]) {
     let mut j = 0;
     while j < n {
         let lanes = (n - j).min(16);
-        let k: __mmask16 = if lanes == 16 {
-            0xffff
-        } else {
-            (1u16 << lanes) - 1
-        };
+        let k = lane_mask(lanes);
         // SAFETY: the masked load reads `y[j..j + lanes]` and the masked store writes
         // `b[j..j + lanes]`, both in bounds (`b.len() >= n`, asserted).
         unsafe {
@@ -465,11 +462,7 @@ unsafe fn weights_buckets(m: f32, y: &[f32], w: &mut [u64], b: &mut [u16]) {
     let mut j = 0;
     while j < n {
         let lanes = (n - j).min(16);
-        let k: __mmask16 = if lanes == 16 {
-            0xffff
-        } else {
-            (1u16 << lanes) - 1
-        };
+        let k = lane_mask(lanes);
         // SAFETY: the masked load reads `y[j..j + lanes]`; the masked stores write
         // `w[j..j + lanes]` and `b[j..j + lanes]`, all in bounds (asserted).
         unsafe {
