@@ -25,8 +25,11 @@
 //! back to back in huge pages with no gap to round up to. A buffer larger than half a chunk
 //! gets a mapping of its own, rounded up to whole huge pages (at most 2 MiB over, under 7 % of
 //! it). Measured on the 2-core AMD EPYC (Zen 4) dev box, `cargo bench -p argen-cpu --bench
-//! decode -- 1 bf16 steps`, GPT-B, same binary, two processes each: allocator-placed 7.96 /
-//! 8.37 ms per step, every weight in huge pages 7.05 / 6.98 ms.
+//! decode -- 1 steps`, GPT-B 1-thread bf16 step (median of 20), the commit before this arena
+//! and the arena's, four processes each in ABBA order: 12.27 / 10.01 / 10.71 / 10.83 ms
+//! before, 7.95 / 8.42 / 8.05 / 7.38 ms with the arena (f16 11.22 / 10.34 / 10.36 / 8.99 →
+//! 7.73 / 8.25 / 8.53 / 7.84 ms); the quiet-machine tables are in
+//! `docs/runtime-performance.md` (session 7).
 //!
 //! A dropped buffer returns its whole pages at once (`MADV_DONTNEED`; the bump pointer never
 //! moves back, so the range is not reused) and the chunk itself is unmapped when its last
