@@ -50,6 +50,16 @@ pub struct Cpu {
     ran: Arc<AtomicU8>,
 }
 
+/// The decoded elements of a checkpoint tensor that is about to be packed: a plain `Vec`, not a
+/// [`Buf`]. A short-lived buffer from the huge-page arena would sit between the packed
+/// matrices it is dropped among, and returning its pages (`MADV_DONTNEED`) split the huge
+/// pages it shared with them: half of a GPT-B model's packed weights ended up in small pages
+/// (`/proc/<pid>/smaps`), which cost the 1-thread bf16 decode step ~10 %
+/// (`docs/runtime-performance.md`, session 8).
+fn staging<T>(len: usize, f: impl FnMut(usize) -> T) -> Vec<T> {
+    (0..len).map(f).collect()
+}
+
 impl std::fmt::Debug for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -310,39 +320,35 @@ impl Compute for Cpu {
             Dtype::F32 => {
                 // Decoded straight into the buffer the weight keeps (row-major) or packs from.
                 let d = t.data;
-                let v = Buf::from_fn(d.len() / 4, |i| {
+                let at = |i: usize| {
                     f32::from_le_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]])
-                });
+                };
                 if t.shape.len() >= 2 && cols <= gemm::tuning().pack_f32_max_k {
-                    WData::F32Packed(gemm::pack(&v, rows, cols, 0.0))
+                    WData::F32Packed(gemm::pack(&staging(d.len() / 4, at), rows, cols, 0.0))
                 } else {
-                    WData::F32(v)
+                    WData::F32(Buf::from_fn(d.len() / 4, at))
                 }
             }
             Dtype::F16 => {
                 let d = t.data;
-                let v = Buf::from_fn(d.len() / 2, |i| {
-                    f16::from_le_bytes([d[2 * i], d[2 * i + 1]])
-                });
+                let at = |i: usize| f16::from_le_bytes([d[2 * i], d[2 * i + 1]]);
                 if t.shape.len() >= 2 {
-                    WData::F16Packed(gemm::pack(&v, rows, cols, f16::ZERO))
+                    WData::F16Packed(gemm::pack(&staging(d.len() / 2, at), rows, cols, f16::ZERO))
                 } else {
-                    WData::F16(v)
+                    WData::F16(Buf::from_fn(d.len() / 2, at))
                 }
             }
             Dtype::BF16 => {
                 let d = t.data;
-                let v = Buf::from_fn(d.len() / 2, |i| {
-                    bf16::from_le_bytes([d[2 * i], d[2 * i + 1]])
-                });
+                let at = |i: usize| bf16::from_le_bytes([d[2 * i], d[2 * i + 1]]);
                 if t.shape.len() == 2 && self.amx() {
                     // Matrices of linear layers and embeddings (conv kernels are 4-D and stay
                     // on the exact path).
-                    WData::BF16Amx(amx::pack(&v, rows, cols))
+                    WData::BF16Amx(amx::pack(&staging(d.len() / 2, at), rows, cols))
                 } else if t.shape.len() >= 2 {
-                    WData::BF16Packed(gemm::pack_bf16(&v, rows, cols))
+                    WData::BF16Packed(gemm::pack_bf16(&staging(d.len() / 2, at), rows, cols))
                 } else {
-                    WData::BF16(v)
+                    WData::BF16(Buf::from_fn(d.len() / 2, at))
                 }
             }
             Dtype::Other(_) => {
