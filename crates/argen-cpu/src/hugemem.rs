@@ -31,11 +31,18 @@
 //! 7.73 / 8.25 / 8.53 / 7.84 ms); the quiet-machine tables are in
 //! `docs/runtime-performance.md` (session 7).
 //!
-//! A dropped buffer returns its whole pages at once (`MADV_DONTNEED`; the bump pointer never
-//! moves back, so the range is not reused) and the chunk itself is unmapped when its last
-//! buffer and the arena have let go of it, so loading and dropping models does not accumulate
-//! memory. Memory cost: the pages a buffer shares with its neighbours, and at most one partly
-//! used huge page per chunk. With `never`, when the kernel has no free huge page, or when a
+//! Memory goes back to the OS one huge page at a time: each chunk counts the live buffers on
+//! each of its 2 MiB pages, and a dropped buffer returns (`MADV_DONTNEED`) the pages whose
+//! count falls to zero; the bump pointer never moves back, so a dropped range is not handed
+//! out again, and the chunk itself is unmapped when its last buffer and the arena have let go
+//! of it, so loading and dropping models does not accumulate memory. Session 7 returned every
+//! 4 KiB page inside a dropped buffer instead, and that *split* the huge pages it shared with
+//! its neighbours: a checkpoint tensor decoded into a short-lived arena buffer before packing
+//! left half of GPT-B's packed bf16 weights in small pages (`/proc/<pid>/smaps`, session 8;
+//! the tensors are now decoded into plain `Vec`s, and no drop splits a live neighbour's page).
+//! Memory cost: a huge page stays resident while any buffer on it lives (at most the two
+//! partly used pages at a live buffer's ends), and at most one partly used huge page per
+//! chunk. With `never`, when the kernel has no free huge page, or when a
 //! mapping fails, the memory is ordinary (small pages, or the global allocator as before);
 //! on other systems buffers come from the global allocator, 64-byte aligned. Placement cannot
 //! change a result.
@@ -156,11 +163,39 @@ impl Buf<f32> {
     }
 }
 
-/// One anonymous mapping of the arena: `len` bytes at `base`, 2 MiB-aligned.
+/// One anonymous mapping of the arena: `len` bytes at `base`, 2 MiB-aligned, and the number
+/// of live buffers on each of its huge pages.
 #[cfg(target_os = "linux")]
 struct Chunk {
     base: NonNull<u8>,
     len: usize,
+    live: Mutex<Vec<u32>>,
+}
+
+#[cfg(target_os = "linux")]
+/// The huge pages that bytes `start..end` of a chunk touch (`start < end`).
+fn pages(start: usize, end: usize) -> std::ops::Range<usize> {
+    start / HUGE..end.div_ceil(HUGE)
+}
+
+#[cfg(target_os = "linux")]
+/// Counts a new buffer on bytes `start..end` (`start < end`) into `live`.
+fn hold(live: &mut [u32], start: usize, end: usize) {
+    for c in &mut live[pages(start, end)] {
+        *c += 1;
+    }
+}
+
+#[cfg(target_os = "linux")]
+/// Takes the buffer on bytes `start..end` (`start < end`) out of `live` and calls `free` with
+/// each huge page that no buffer uses any more.
+fn release(live: &mut [u32], start: usize, end: usize, mut free: impl FnMut(usize)) {
+    for p in pages(start, end) {
+        live[p] -= 1;
+        if live[p] == 0 {
+            free(p);
+        }
+    }
 }
 
 // SAFETY: a chunk is plain memory; which part of it each buffer owns is decided under the
@@ -211,7 +246,18 @@ impl Chunk {
         Some(Chunk {
             base: NonNull::new(base as *mut u8)?,
             len,
+            live: Mutex::new(vec![0; len / HUGE]),
         })
+    }
+
+    /// Counts a buffer of `bytes` at `p` (inside this chunk).
+    fn hold(&self, p: NonNull<u8>, bytes: usize) {
+        let at = p.as_ptr() as usize - self.base.as_ptr() as usize;
+        hold(
+            &mut self.live.lock().unwrap_or_else(|e| e.into_inner()),
+            at,
+            at + bytes,
+        );
     }
 }
 
@@ -233,8 +279,11 @@ static ARENA: Mutex<Option<(Arc<Chunk>, usize)>> = Mutex::new(None);
 fn arena_alloc(bytes: usize) -> Option<(NonNull<u8>, Arc<Chunk>)> {
     if bytes > CHUNK / 2 {
         let chunk = Arc::new(Chunk::map(bytes.checked_next_multiple_of(HUGE)?)?);
+        chunk.hold(chunk.base, bytes);
         return Some((chunk.base, chunk));
     }
+    // Held while the new buffer is counted on its pages, so that no drop returns a page
+    // between the choice of the range and the count (drops take only the chunk's lock).
     let mut arena = ARENA.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((chunk, used)) = arena.as_mut() {
         let at = used.next_multiple_of(PAGE);
@@ -242,10 +291,12 @@ fn arena_alloc(bytes: usize) -> Option<(NonNull<u8>, Arc<Chunk>)> {
             *used = at + bytes;
             // SAFETY: at + bytes <= len, inside the chunk's mapping.
             let p = unsafe { NonNull::new_unchecked(chunk.base.as_ptr().add(at)) };
+            chunk.hold(p, bytes);
             return Some((p, Arc::clone(chunk)));
         }
     }
     let chunk = Arc::new(Chunk::map(CHUNK)?);
+    chunk.hold(chunk.base, bytes);
     *arena = Some((Arc::clone(&chunk), bytes));
     Some((chunk.base, chunk))
 }
@@ -266,18 +317,26 @@ impl<T: Copy> Drop for Buf<T> {
                 }
             }
             #[cfg(target_os = "linux")]
-            Store::Arena(_) => {
-                // Give the whole pages inside this buffer back now: no other buffer uses them
-                // (buffers are page-aligned and never overlap) and the arena never hands this
-                // range out again. The chunk is unmapped when its last `Arc` goes.
-                let start = (self.ptr.as_ptr() as usize).next_multiple_of(PAGE);
-                let end = (self.ptr.as_ptr() as usize + self.len * size_of::<T>()) / PAGE * PAGE;
-                if end > start {
-                    // SAFETY: [start, end) lies inside this buffer's part of a live mapping.
+            Store::Arena(chunk) => {
+                // Give back the huge pages that no live buffer uses any more (module docs):
+                // the arena never hands this range out again, and a page shared with a live
+                // neighbour stays whole. The chunk is unmapped when its last `Arc` goes.
+                let at = self.ptr.as_ptr() as usize - chunk.base.as_ptr() as usize;
+                let bytes = (self.len * size_of::<T>()).max(1);
+                let mut live = chunk.live.lock().unwrap_or_else(|e| e.into_inner());
+                release(&mut live, at, at + bytes, |p| {
+                    let len = HUGE.min(chunk.len - p * HUGE);
+                    // SAFETY: huge page p of the chunk's live mapping, on which no buffer
+                    // lives (its count is zero) and which no carve can claim while the lock
+                    // is held: returning it changes no live buffer's contents.
                     unsafe {
-                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                        libc::madvise(
+                            chunk.base.as_ptr().add(p * HUGE) as *mut libc::c_void,
+                            len,
+                            libc::MADV_DONTNEED,
+                        )
                     };
-                }
+                });
             }
         }
     }
@@ -327,6 +386,32 @@ mod tests {
             assert_eq!(z.len(), n);
             assert!(z.iter().all(|&v| v.to_bits() == 0));
         }
+    }
+
+    /// A page is returned exactly when the last buffer on it goes, whichever order the
+    /// buffers go in.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pages_are_returned_when_their_last_buffer_goes() {
+        let mut live = vec![0u32; 4];
+        // a: pages 0–1, b: pages 1–2 (shares page 1 with a), c: page 2 only.
+        let (a, b, c) = (
+            (0, HUGE + 10),
+            (HUGE + 4096, 2 * HUGE + 5),
+            (2 * HUGE + 4096, 3 * HUGE),
+        );
+        for &(s, e) in &[a, b, c] {
+            hold(&mut live, s, e);
+        }
+        assert_eq!(live, [1, 2, 2, 0]);
+        let mut freed = Vec::new();
+        release(&mut live, b.0, b.1, |p| freed.push(p));
+        assert!(freed.is_empty(), "{freed:?}");
+        release(&mut live, a.0, a.1, |p| freed.push(p));
+        assert_eq!(freed, [0, 1]);
+        release(&mut live, c.0, c.1, |p| freed.push(p));
+        assert_eq!(freed, [0, 1, 2]);
+        assert_eq!(live, [0; 4]);
     }
 
     /// Arena buffers are page-aligned, disjoint, keep their contents while others come and
