@@ -53,9 +53,12 @@ pub struct Cpu {
 /// The decoded elements of a checkpoint tensor that is about to be packed: a plain `Vec`, not a
 /// [`Buf`]. A short-lived buffer from the huge-page arena would sit between the packed
 /// matrices it is dropped among, and returning its pages (`MADV_DONTNEED`) split the huge
-/// pages it shared with them: half of a GPT-B model's packed weights ended up in small pages
-/// (`/proc/<pid>/smaps`), which cost the 1-thread bf16 decode step ~10 %
-/// (`docs/runtime-performance.md`, session 8).
+/// pages it shared with them (before [`crate::hugemem`] counted buffers per huge page): a
+/// quarter to a half of each chunk of GPT-B's packed bf16 weights was in small pages
+/// (`/proc/<pid>/smaps`). It also keeps the temporary copy out of the arena's chunks, which
+/// are returned to the OS only a whole huge page at a time. (The 1-thread bf16 decode step
+/// measured the same either way, within this machine's ±8 % noise: session 8 in
+/// `docs/runtime-performance.md`.)
 fn staging<T>(len: usize, f: impl FnMut(usize) -> T) -> Vec<T> {
     (0..len).map(f).collect()
 }
