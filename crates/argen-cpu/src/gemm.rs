@@ -255,6 +255,10 @@ pub struct Tuning {
     /// Packed f32 calls of a single AVX-512 row block of 3 or more rows run tiles of at least
     /// this many rows (padded with copies of the last input row, not stored; 0: none).
     pub f32_min_tile_rows: usize,
+    /// In a packed call of several row blocks, the second row block of each column block
+    /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
+    /// so that the next block's first row block does not wait on memory ([`tuning`]).
+    pub prefetch_next_block: bool,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -263,6 +267,9 @@ const PF_NTA: u8 = 0;
 const PF_T0: u8 = 1;
 /// Prefetch kind `prefetcht1` (into L2).
 const PF_T1: u8 = 2;
+/// Prefetch kind `prefetcht1`, on every step even where [`Tuning::f32_prefetch_every`] thins
+/// the prefetches out (the next column block, [`Tuning::prefetch_next_block`]).
+const PF_T1_EVERY: u8 = 3;
 
 /// Prefetches the line at `p` with kind `HINT` (never faults).
 #[cfg(target_arch = "x86_64")]
@@ -273,7 +280,7 @@ fn prefetch<const HINT: u8>(p: *const i8) {
     unsafe {
         match HINT {
             PF_NTA => _mm_prefetch::<_MM_HINT_NTA>(p),
-            PF_T1 => _mm_prefetch::<_MM_HINT_T1>(p),
+            PF_T1 | PF_T1_EVERY => _mm_prefetch::<_MM_HINT_T1>(p),
             _ => _mm_prefetch::<_MM_HINT_T0>(p),
         }
     }
@@ -373,10 +380,29 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 ///   do the later row blocks of a staged call (weights in L2, FMA-bound).
 /// - *Staged f16 calls* ([`Tuning::stage_f16_min_rows`] = 9): module docs.
 ///
+/// Session 8 (one or two Zen 4 cores; `… --bench gemm -- T 2 f32 bf16 model rows=…`, three
+/// interleaved rounds each, fastest pass, process CPU time; load 0.6–0.9):
+/// - *The next column block into L2* ([`Tuning::prefetch_next_block`]): a call of more than 8
+///   rows streams each column block from memory in its first row block and then runs the
+///   other row blocks on it from L2, bound by their FMAs while memory idles. Its second row
+///   block now prefetches the next column block (`prefetcht1` of every line, at the same
+///   offsets). Off → on, 2 threads: f32 at 16 / 32 / 128 rows 33.89 / 62.64 / 239.21 →
+///   33.11 / 61.15 / 238.20 ms, bf16 30.24 / 59.06 / 232.82 → 29.38 / 58.96 / 232.59 ms;
+///   1 thread: f32 at 16 / 32 rows 30.36 / 59.62 → 29.27 / 58.74 ms, bf16 29.13 / 58.11 →
+///   28.97 / 57.75 ms. Small (1–4 %) but never slower; prefetching in every later row block
+///   instead measured the same at 16 rows and slower at 64 (f32, 1 thread, 118 → 125 ms).
+///   Staged f16 calls run their later row blocks on the staged copy and do not prefetch.
+/// - *Rejected:* for 1–2-row calls, a `prefetcht1` 4–16 KiB ahead on every 8th–64th step
+///   besides the `prefetchnta` of the line (bf16 / f16 at 2 rows 6.57 / 7.14 → 6.63–6.81 /
+///   7.06–7.33 ms), and the inputs pre-broadcast into a buffer that the FMAs read as their
+///   memory operand (fewer instructions per line: bf16 at 1 / 2 rows 5.61 / 6.50 → 6.49 /
+///   9.83 ms).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
 /// `l2_prefetch=0|1`, `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`,
-/// `f32_prefetch_every=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// `f32_prefetch_every=N`, `f32_min_tile_rows=N`, `prefetch_next_block=0|1`
+/// (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
@@ -396,6 +422,7 @@ pub fn tuning() -> Tuning {
                     "stage_f16_min_rows" => t.stage_f16_min_rows = v,
                     "f32_prefetch_every" => t.f32_prefetch_every = v,
                     "f32_min_tile_rows" => t.f32_min_tile_rows = v,
+                    "prefetch_next_block" => t.prefetch_next_block = v != 0,
                     _ => {}
                 }
             }
@@ -424,6 +451,7 @@ fn cpu_tuning() -> Tuning {
                 stage_f16_min_rows: 9,
                 f32_prefetch_every: 16,
                 f32_min_tile_rows: 6,
+                prefetch_next_block: true,
             };
         }
     }
@@ -437,6 +465,7 @@ fn cpu_tuning() -> Tuning {
         stage_f16_min_rows: usize::MAX,
         f32_prefetch_every: 1,
         f32_min_tile_rows: 0,
+        prefetch_next_block: false,
     }
 }
 
@@ -884,7 +913,18 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 tuning().no_prefetch_rows
             };
-            let pf = if PACKED && a.rows <= no_pf_rows {
+            // The second row block of a column block finds the block in L2 and is bound by
+            // its FMAs; it prefetches the next column block (the same offsets, `c1 - c0`
+            // columns further on) so that memory works while the FMAs do ([`tuning`]).
+            let next_block = PACKED
+                && tuning().prefetch_next_block
+                && a.from_memory
+                && r > 0
+                && r == row_block(a.rows, a.isa.mr())
+                && c1 < a.n1;
+            let pf = if next_block {
+                (c1 - c0) * k
+            } else if PACKED && a.rows <= no_pf_rows {
                 // The line being loaded: no prefetch ahead, but not a no-op either. With a
                 // single row block this is `prefetchnta` of the line the kernel loads next,
                 // and on Zen 4 that hint is worth keeping: without the instruction the packed
@@ -906,7 +946,9 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // the line being loaded (see above); prefetching ahead, into L2 (`T1`) where the
             // CPU's [`Tuning::l2_prefetch`] says so, else non-temporally with a single row
             // block and into L1 otherwise.
-            let hint = if !PACKED {
+            let hint = if next_block {
+                PF_T1_EVERY
+            } else if !PACKED {
                 if tuning().row_major_l2_prefetch && a.rows > 2 {
                     PF_T1
                 } else {
@@ -973,6 +1015,9 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                 PF_T1 => {
                                     W::tile::<$m, PACKED, PF_T1>(isa, xs, &tp, k, pf, &mut acc)
                                 }
+                                PF_T1_EVERY => W::tile::<$m, PACKED, PF_T1_EVERY>(
+                                    isa, xs, &tp, k, pf, &mut acc,
+                                ),
                                 _ => W::tile::<$m, PACKED, PF_T0>(isa, xs, &tp, k, pf, &mut acc),
                             }
                         }};
@@ -1142,7 +1187,7 @@ unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
 trait Kernel: Elem {
     /// `acc[m][j] = Σ_k x[m][k] · w[j][k]` for `m < M`, `j < NR`, in the module's reduction order.
     /// `PACKED`: the tile is one stream (prefetch once per block); `HINT`: the prefetch's
-    /// kind ([`PF_NTA`], [`PF_T0`] or [`PF_T1`]).
+    /// kind ([`PF_NTA`], [`PF_T0`], [`PF_T1`] or [`PF_T1_EVERY`]).
     ///
     /// # Safety
     /// Every x pointer addresses `k` readable floats, every `w.blk` pointer `⌊k/8⌋` blocks of 8
@@ -1632,8 +1677,9 @@ mod avx512 {
         let kb = k / 8 * 8;
         let mut a = [[_mm512_setzero_ps(); 2]; M];
         // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
-        // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]).
-        let pf_mask = if PACKED && M > 2 && W::BYTES == 4 {
+        // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]), except when
+        // they prefetch the next column block (`PF_T1_EVERY`).
+        let pf_mask = if PACKED && M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
             super::tuning()
                 .f32_prefetch_every
                 .max(1)
@@ -2087,6 +2133,61 @@ mod tests {
                                      element {e}",
                                 );
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls of several column blocks and row blocks (the next-block prefetch, staged f16,
+    /// padded f32 tiles and the row-block loop all in play), every variant and thread count.
+    #[test]
+    fn several_column_and_row_blocks_match_the_documented_order() {
+        let isas = supported();
+        let pools: Vec<(Workers, usize)> = [(1, 1), (2, 3), (3, 8)]
+            .iter()
+            .map(|&(t, tasks)| (Workers::new(t).unwrap(), tasks))
+            .collect();
+        let mut r = rng(31);
+        // f32: column blocks of 20 columns at this k; half precision: 44.
+        let (k, n, max_rows) = (2053usize, 50usize, 40usize);
+        assert!(BLOCK_BYTES / (k * 4) / NR * NR < n && BLOCK_BYTES / (k * 2) / NR * NR < n);
+        let x: Vec<f32> = (0..max_rows * k).map(|_| r()).collect();
+        let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
+        let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let (wbp, whp, w32p) = (
+            pack_bf16(&wb, n, k),
+            pack(&wh, n, k, f16::ZERO),
+            pack(&w32, n, k, 0f32),
+        );
+        let cases: [(WRef<'_>, Vec<f32>); 3] = [
+            (WRef::F32Packed(&w32p), w32.clone()),
+            (
+                WRef::BF16Packed(&wbp),
+                wb.iter().map(|v| v.to_f32()).collect(),
+            ),
+            (
+                WRef::F16Packed(&whp),
+                wh.iter().map(|v| v.to_f32()).collect(),
+            ),
+        ];
+        for (wref, wide) in &cases {
+            let want: Vec<f32> = (0..max_rows * n)
+                .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
+                .collect();
+            for &isa in &isas {
+                for (pool, tasks) in &pools {
+                    for rows in [3usize, 9, 16, 17, 40] {
+                        let mut out = vec![f32::NAN; rows * n];
+                        gemm_isa(isa, pool, *tasks, &x, rows, k, *wref, n, None, &mut out);
+                        for e in 0..rows * n {
+                            assert_eq!(
+                                out[e].to_bits(),
+                                want[e].to_bits(),
+                                "{isa:?} {wref:?} rows={rows} tasks={tasks} element {e}",
+                            );
                         }
                     }
                 }
