@@ -396,7 +396,10 @@ fn prefetch<const HINT: u8>(p: *const i8) {
 ///   besides the `prefetchnta` of the line (bf16 / f16 at 2 rows 6.57 / 7.14 → 6.63–6.81 /
 ///   7.06–7.33 ms), and the inputs pre-broadcast into a buffer that the FMAs read as their
 ///   memory operand (fewer instructions per line: bf16 at 1 / 2 rows 5.61 / 6.50 → 6.49 /
-///   9.83 ms).
+///   9.83 ms); f16 widened by `vcvtph2ps` straight from memory (`_mm512_cvtph_ps` emits the
+///   `{sae}` form, which cannot take a memory operand, so each pair is a load and a
+///   conversion): f16 at 1 / 2 / 4 / 8 / 16 rows 5.66 / 6.98 / 9.42 / 16.47 / 31.35 → 5.69 /
+///   7.22 / 9.40 / 16.45 / 31.21 ms, the same.
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
