@@ -1,0 +1,294 @@
+//! AVX-512 micro-kernels ([`super::Variant::Avx512`]): each `zmm` accumulator holds the 8 lanes of two output columns.
+
+use super::{Elem, TilePtrs, MR_WIDE, NR};
+use half::{bf16, f16};
+use std::arch::x86_64::*;
+
+/// Steps 2 and 3 of the reduction order for a tile ending its `k` loop (`a`: the lane
+/// accumulators): the lane tree of each ([`reduce`]), then the scalar tail
+/// `k = ⌊k/8⌋·8 … k−1` with `fma`, in order. A macro so that it inlines into each kernel
+/// with the kernel's target features (every x pointer addresses `k` floats and every tail
+/// pointer `k mod 8` elements, the kernels' contract).
+macro_rules! finish {
+    ($a:expr, $acc:expr, $x:expr, $w:expr, $k:expr) => {{
+        let kb = $k / 8 * 8;
+        reduce(&$a, $acc);
+        if kb < $k {
+            for (m, accm) in $acc.iter_mut().enumerate().take(M) {
+                for (j, t) in accm.iter_mut().enumerate() {
+                    for kk in kb..$k {
+                        // SAFETY: kk < k, and the tail pointer addresses k - kb elements.
+                        unsafe {
+                            *t = (*$x[m].add(kk)).mul_add((*$w.tail[j].add(kk - kb)).widen(), *t);
+                        }
+                    }
+                }
+            }
+        }
+    }};
+}
+
+/// Loads the 8-element blocks of two weight rows, widened, as one `zmm`: lanes 0–7 from
+/// `p`, lanes 8–15 from `q`.
+pub trait Pair: Elem {
+    /// # Safety
+    /// Requires AVX-512F; `p` and `q` address 8 elements each; with `PACKED`, `q = p + 8`
+    /// (the two rows' blocks are adjacent in the tile stream) and only `p` is used.
+    unsafe fn pair<const PACKED: bool>(p: *const Self, q: *const Self) -> __m512;
+
+    /// The block at offset `o` of a tile's four rows, widened, as the pairs (rows 0–1,
+    /// rows 2–3).
+    ///
+    /// # Safety
+    /// Requires AVX-512F; the block lies in the tile ([`super::Kernel::tile`]).
+    #[inline(always)]
+    unsafe fn line<const PACKED: bool>(w: &TilePtrs<Self>, o: usize) -> [__m512; 2] {
+        // SAFETY: forwarded.
+        unsafe {
+            [
+                Self::pair::<PACKED>(w.blk[0].add(o), w.blk[1].add(o)),
+                Self::pair::<PACKED>(w.blk[2].add(o), w.blk[3].add(o)),
+            ]
+        }
+    }
+}
+
+impl Pair for f32 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn pair<const PACKED: bool>(p: *const f32, q: *const f32) -> __m512 {
+        // SAFETY: 8 floats at p and at q (16 at p when packed).
+        unsafe {
+            if PACKED {
+                _mm512_loadu_ps(p)
+            } else {
+                let lo = _mm512_castps256_ps512(_mm256_loadu_ps(p));
+                let hi = _mm256_castps_pd(_mm256_loadu_ps(q));
+                _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), hi))
+            }
+        }
+    }
+}
+
+/// 16 half-precision elements of two rows as one `ymm`.
+///
+/// # Safety
+/// As [`Pair::pair`] with 2-byte elements.
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn halves<const PACKED: bool>(p: *const u16, q: *const u16) -> __m256i {
+    // SAFETY: 8 halves at p and at q (16 at p when packed).
+    unsafe {
+        if PACKED {
+            _mm256_loadu_si256(p as *const __m256i)
+        } else {
+            let lo = _mm256_castsi128_si256(_mm_loadu_si128(p as *const __m128i));
+            _mm256_inserti128_si256::<1>(lo, _mm_loadu_si128(q as *const __m128i))
+        }
+    }
+}
+
+impl Pair for bf16 {
+    /// Row-major only (packed bf16 tiles are interleaved and go through `line`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn pair<const PACKED: bool>(p: *const bf16, q: *const bf16) -> __m512 {
+        // SAFETY: forwarded.
+        let h = unsafe { halves::<false>(p as *const u16, q as *const u16) };
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn line<const PACKED: bool>(w: &TilePtrs<bf16>, o: usize) -> [__m512; 2] {
+        // SAFETY: forwarded; a packed block is the 64-byte line at blk[0] + o.
+        unsafe {
+            if PACKED {
+                // Interleaved (module docs): low halves rows 0–1, high halves rows 2–3.
+                let v = _mm512_loadu_si512(w.blk[0].add(o) as *const __m512i);
+                [
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v)),
+                    _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-0x1_0000))),
+                ]
+            } else {
+                [
+                    Self::pair::<false>(w.blk[0].add(o), w.blk[1].add(o)),
+                    Self::pair::<false>(w.blk[2].add(o), w.blk[3].add(o)),
+                ]
+            }
+        }
+    }
+}
+
+impl Pair for f16 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn pair<const PACKED: bool>(p: *const f16, q: *const f16) -> __m512 {
+        // SAFETY: forwarded.
+        let h = unsafe { halves::<PACKED>(p as *const u16, q as *const u16) };
+        _mm512_cvtph_ps(h)
+    }
+}
+
+/// AVX-512 micro-kernel: `M ≤ 8` rows × `NR = 4` columns, accumulator `a[m][p]` holding
+/// the 8 lanes of columns `2p` (lanes 0–7) and `2p + 1` (lanes 8–15) of row `m`; the
+/// input block is broadcast to both halves. Lane for lane this is the 8-lane order of the
+/// module docs.
+///
+/// # Safety
+/// Requires AVX-512F, AVX2, FMA and F16C; pointers as [`super::Kernel::tile`].
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
+    x: [*const f32; M],
+    w: &TilePtrs<W>,
+    k: usize,
+    pf: usize,
+    acc: &mut [[f32; NR]; MR_WIDE],
+) {
+    let kb = k / 8 * 8;
+    let mut a = [[_mm512_setzero_ps(); 2]; M];
+    // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
+    // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]), except when
+    // they prefetch the next column block (`PF_T1_EVERY`).
+    let pf_mask = if PACKED && M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
+        super::tuning()
+            .f32_prefetch_every
+            .max(1)
+            .next_power_of_two()
+            - 1
+    } else {
+        0
+    };
+    // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
+    let step = |a: &mut [[__m512; 2]; M], i: usize| {
+        let o = if PACKED { i * NR } else { i };
+        // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
+        // never fault (`wrapping_add`).
+        unsafe {
+            if PACKED && (i / 8) & pf_mask == 0 {
+                // The step's lines of the tile stream: one for half precision (rows 0–3
+                // share it), two for f32 (rows 0–1, rows 2–3).
+                super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+                if W::BYTES == 4 {
+                    super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+                }
+            } else {
+                for j in 0..NR {
+                    super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
+                }
+            }
+            let wv = W::line::<PACKED>(w, o);
+            for (m, am) in a.iter_mut().enumerate() {
+                let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
+                let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
+                am[0] = _mm512_fmadd_ps(xv, wv[0], am[0]);
+                am[1] = _mm512_fmadd_ps(xv, wv[1], am[1]);
+            }
+        }
+    };
+    let mut i = 0;
+    if M <= 2 {
+        // Decode (one or two rows) waits on memory, and the lines it can have in flight
+        // are about the out-of-order window divided by the instructions per line: two
+        // steps per iteration save a loop's increment and branch per line.
+        while i + 16 <= kb {
+            step(&mut a, i);
+            step(&mut a, i + 8);
+            i += 16;
+        }
+    }
+    while i < kb {
+        step(&mut a, i);
+        i += 8;
+    }
+    finish!(a, acc, x, w, k);
+}
+
+/// [`tile`] over a packed tile (`M ≥ 5` rows) that also stores every widened line at the
+/// same offset of `dst`, in f32: `dst` ends up holding the tile's `⌊k/8⌋` blocks in the
+/// packed f32 layout (the staged calls of [`super::task_staged`]; the caller widens the
+/// tails).
+///
+/// # Safety
+/// As [`tile`] with `PACKED`; `dst` addresses `NR·k` writable floats.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn tile_staging<W: Pair, const M: usize, const HINT: u8>(
+    x: [*const f32; M],
+    w: &TilePtrs<W>,
+    k: usize,
+    pf: usize,
+    acc: &mut [[f32; NR]; MR_WIDE],
+    dst: *mut f32,
+) {
+    let kb = k / 8 * 8;
+    let mut a = [[_mm512_setzero_ps(); 2]; M];
+    let mut i = 0;
+    while i < kb {
+        // Block i/8 is at offset i·NR in the packed layout of any element type, so the
+        // f32 copy of its line (two pairs of rows, 16 floats each) goes to dst + i·NR.
+        let o = i * NR;
+        // SAFETY: as in `tile`; dst + o + 32 <= dst + NR·kb.
+        unsafe {
+            // One line per step for half precision, two for f32 (as in `tile`).
+            super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+            if W::BYTES == 4 {
+                super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+            }
+            let wv = W::line::<true>(w, o);
+            _mm512_storeu_ps(dst.add(o), wv[0]);
+            _mm512_storeu_ps(dst.add(o + 16), wv[1]);
+            for m in 0..M {
+                let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
+                let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
+                a[m][0] = _mm512_fmadd_ps(xv, wv[0], a[m][0]);
+                a[m][1] = _mm512_fmadd_ps(xv, wv[1], a[m][1]);
+            }
+        }
+        i += 8;
+    }
+    finish!(a, acc, x, w, k);
+}
+
+/// Step 2 of the reduction order (the lane tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`)
+/// for a whole tile at once, with the same additions on the same operands as
+/// [`super::avx2::hsum`] but four rows' columns per instruction: `acc[m][j]` = the tree of
+/// column `j`'s 8 lanes in `a[m]` (rows past `M` of a group of four get the tree of zeros).
+/// Per tile of 8 rows this is 28 shuffles and 14 additions instead of 32 scalar trees
+/// (about 200 instructions, 10–15 % of a tile's FMAs at k = 768).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce<const M: usize>(a: &[[__m512; 2]; M], acc: &mut [[f32; NR]; MR_WIDE]) {
+    let z = _mm512_setzero_ps();
+    // r[m], 128-bit chunk c: column c's [a0+a4, a1+a5, a2+a6, a3+a7] (chunks of
+    // a[m][p]: column 2p lanes 0–3, 4–7, column 2p + 1 lanes 0–3, 4–7).
+    let mut r = [z; MR_WIDE];
+    for (rm, am) in r.iter_mut().zip(a) {
+        let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(am[0], am[1]);
+        let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(am[0], am[1]);
+        *rm = _mm512_add_ps(lo, hi);
+    }
+    // Lane i*4 + c of the result takes lane c*4 + i of F (a 4 × 4 transpose).
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for g in 0..M.div_ceil(4) {
+        let q = &r[4 * g..4 * g + 4];
+        // s, chunk c: [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7)] of rows 4g (+1), then 4g+2 (+3).
+        let s0 = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(q[0], q[1]),
+            _mm512_shuffle_ps::<0xEE>(q[0], q[1]),
+        );
+        let s1 = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(q[2], q[3]),
+            _mm512_shuffle_ps::<0xEE>(q[2], q[3]),
+        );
+        // f, chunk c, lane i: the whole tree of row 4g + i, column c.
+        let f = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(s0, s1),
+            _mm512_shuffle_ps::<0xDD>(s0, s1),
+        );
+        let t = _mm512_permutexvar_ps(idx, f);
+        // SAFETY: rows 4g..4g+4 of acc are 16 contiguous floats (4g + 4 <= MR_WIDE).
+        unsafe { _mm512_storeu_ps(acc.as_mut_ptr().cast::<f32>().add(16 * g), t) };
+    }
+}

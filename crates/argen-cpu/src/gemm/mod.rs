@@ -1,0 +1,1038 @@
+//! `out[r, n] = Σ_k x[r, k] · w[n, k] (+ bias[n])` with weights in f32, f16 or bf16, computed in
+//! f32.
+//!
+//! # Weight layouts
+//! f32 weights (and any weight given as [`WRef::F32`], [`WRef::F16`] or [`WRef::BF16`]) are
+//! row-major `[n, k]`. Half-precision model weights are stored *packed* ([`pack`],
+//! [`WRef::F16Packed`], [`WRef::BF16Packed`]): the rows are grouped in tiles of [`NR`] (the last
+//! tile padded with zero rows), and each tile is stored as its `⌊k/8⌋` blocks of 8 columns, each
+//! block holding the `NR` rows' 8 elements one after the other (`NR·8` halves = 64 bytes), then
+//! the rows' `k mod 8` tail elements row by row. A tile is thus one sequential stream that the
+//! micro-kernel reads front to back, one cache line per 8-column step.
+//!
+//! bf16 tiles ([`pack_bf16`], [`packed_index_bf16`]) interleave each 64-byte line by pairs of
+//! rows: its 32-bit word `i` (`i < 16`) holds, in its low half, element `i mod 8` of row
+//! `⌊i/8⌋` of the block and, in its high half, the same element of row `2 + ⌊i/8⌋`. Widening
+//! a bf16 to f32 is a 16-bit left shift, so one vector load then yields rows 0–1 by shifting
+//! each word left by 16 and rows 2–3 by masking its low half away — two simple integer
+//! operations per line instead of a lane-crossing zero-extension and a shift per pair of
+//! rows, which on Zen 4 competed with the FMAs for the vector pipes (one core, weights
+//! resident in L2, `cargo bench -p argen-cpu --bench gemm -- 1 2 resident`, % of the 117
+//! GFLOP/s FMA peak measured in the same run: 2 rows 60 → 77 %, 4 rows 73 → 87 %, 8 and 16
+//! rows 84 → 92 %). The tails are stored as in the plain layout.
+//!
+//! Why: at decode (1–2 rows) the GEMM only streams weights, and with row-major half-precision
+//! rows of 1.5 KiB (GPT-B's k = 768) every 4 KiB page holds ~3 interleaved row streams, which
+//! the hardware prefetcher does not follow; the kernel then spends much of its time waiting for
+//! memory. Measured on one core of the dev box (decode-step GEMMs of GPT-B, 195 MB of bf16,
+//! `cargo bench -p argen-cpu --bench gemm -- 1 6 bf16 model rows=1,2`): row-major 10.5–11.3 GB/s,
+//! packed 15.7–16.5 GB/s. f32 rows are twice as long, and on Zen 2 packing them measured
+//! slower (11.8 vs 14.9 GB/s), so f32 stays row-major there; on Zen 4 every f32 matrix is
+//! packed too ([`Tuning::pack_f32_max_k`]).
+//!
+//! # Loop structure
+//! The output columns (weight rows) are split into `tasks` contiguous ranges of whole
+//! [`NR`]-column tiles, run on the [`Workers`] (the caller included). A task walks its range in
+//! *column blocks* sized so that the block's weights (`cb · k` elements) stay in L2 (~192 KiB);
+//! for each column block it walks the input rows in *row blocks* of at most three rows, and for
+//! each row block it runs the register-tiled micro-kernel over the block's `NR`-column tiles. The
+//! micro-kernel keeps `MR × NR` (≤ 3 × 4) accumulators of 8 f32 lanes in AVX2 registers, loads
+//! each input vector once per `k` step and each weight vector once per `k` step, widening
+//! half-precision weights in registers (bf16: zero-extend u16 → u32 and shift left by 16; f16:
+//! F16C `vcvtph2ps`). Weights are therefore read from memory once per call whatever the row
+//! count, and every weight byte loaded into a register is used for all rows of the block (both
+//! CFG rows at decode). While it streams a tile the kernel prefetches ahead: row-major, the next
+//! tile's rows (the hardware prefetcher alone keeps too few of these short row streams in
+//! flight); packed, 1 KiB ahead in the tile stream, non-temporally (`prefetchnta`) when the call
+//! has a single row block — the weights are not needed again, and keeping them out of L2
+//! measured 15.7 vs 12.9 GB/s — and into L1/L2 otherwise, where later row blocks reuse the
+//! column block from L2 (per CPU model, [`tuning`]: Zen 4 prefetches 16 KiB ahead into L2 for
+//! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
+//! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
+//!
+//! **Staged f16 calls.** f16 widens with `vcvtph2ps`, which competes with the FMAs for the
+//! vector pipes (weights resident in L2, 64 rows: f16 81 %, bf16 90 %, packed f32 92 % of the
+//! FMA peak, `… --bench gemm -- 1 2 f32p bf16 f16 rows=64 shapes=w1`), and a call of more
+//! than one row block widened every weight once per row block. On AVX-512, where the CPU's
+//! [`Tuning::stage_f16_min_rows`] says so, a task of packed f16 weights with more than
+//! [`MR_WIDE`] rows instead takes column blocks of at most ~192 KiB *of f32*; its first row
+//! block runs a kernel that also stores each widened line into a per-thread buffer, which
+//! thereby holds the column block in the packed f32 layout, and the other row blocks run the
+//! f32 kernel on that buffer (`task_staged`). Widening is exact and the f32 kernel computes
+//! the same lanes in the same order, so the bits do not change. One Zen 4 core, GPT-B
+//! decode-step GEMMs (`… --bench gemm -- 1 2 f16 model rows=…`, staging off/on in the same
+//! build, two interleaved rounds at load 2–3): 9 rows 23.3–23.6 → 22.5–23.0 ms, 16 rows
+//! 34.1–36.1 → 33.0–35.6 ms, 32 rows 67.3–69.2 → 62.2–65.3 ms, 64 rows 134.4–136.8 →
+//! 119.9–124.2 ms. bf16, whose widening is two integer operations per line, measured slower
+//! staged at 16 rows (30.1 → 32.5 ms) and the same at 32–64 rows, so it is not staged.
+//!
+//! # Variants (chosen at run time, all bit-identical)
+//! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
+//! Zen 2/3, older Intel), [`Variant::Neon`] (aarch64: Jetson, Graviton) and
+//! [`Variant::Portable`] (scalar `mul_add`) all compute the order below; [`best_variant`]
+//! picks the first the CPU supports, in that order (`ARGEN_CPU_VARIANT` overrides it for
+//! benchmarks). Being bit-identical, the choice can only change speed. The AVX-512 kernel keeps
+//! the 8-lane structure by giving each `zmm` accumulator the 8 lanes of *two* output columns
+//! (columns `2p` and `2p + 1` in lanes 0–7 and 8–15, the input block broadcast to both
+//! halves; a packed half-precision line widens to exactly two such pairs) and its 32 vector
+//! registers hold tiles of up to [`MR_WIDE`] = 8 rows × [`NR`] columns (16 accumulators), so
+//! up to 8 rows stream each weight once and larger batches pass over an L2-resident column
+//! block once per 8 rows (AVX2: 3). NEON splits each 8-lane
+//! accumulator into two `float32x4_t` (`vfmaq_f32` is fused, like `vfmadd`). Measured on
+//! the 2-core AMD EPYC (Zen 4) dev box, f32 GEMM at 128 rows: AVX2 79, AVX-512 88 GFLOP/s
+//! per core (`ARGEN_CPU_VARIANT=avx2|avx512 cargo bench -p argen-cpu --bench gemm -- 1 3`).
+//!
+//! # Reduction order (determinism contract)
+//! Every output element is computed the same way, whatever the row count, the batch
+//! composition, the tile an element falls in, the column/row blocking, the weight layout or the
+//! number of threads:
+//! 1. eight lane accumulators `acc[l] = fma(x[k], w[k], acc[l])` over `k = l, l + 8, …` for
+//!    `k < ⌊K/8⌋·8`, in increasing `k`;
+//! 2. the lanes are summed in the fixed tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`;
+//! 3. the scalar tail `k = ⌊K/8⌋·8 … K-1` is accumulated onto that sum with `fma`, in order;
+//! 4. the bias (if any) is added last.
+//!
+//! Widening f16/bf16 to f32 is exact, so it does not matter where it happens. The portable
+//! fallback uses `f32::mul_add` in the same lane structure and the same tree, so every variant
+//! matches it bit for bit (tested below for every variant the machine runs, f32 / bf16 / f16
+//! weights in both layouts, tails, 1–128 rows and 1–3 threads; the others print
+//! `SKIPPED <variant>: <reason>`). A row's result is therefore bit-identical whether it is
+//! computed alone or in a batch, on any of these CPUs. The opt-in fast class ([`crate::fast`])
+//! has its own order.
+//!
+//! # Files
+//! `layout.rs` (the packed layouts), `tune.rs` (speed-only choices per CPU, with their
+//! measurements), `avx2.rs`, `avx512.rs`, `neon.rs` (the micro-kernels per instruction set);
+//! this file holds the API, the task loops and the portable kernel; `tests.rs` the bit-for-bit
+//! tests.
+
+use crate::par::Workers;
+use half::{bf16, f16};
+
+/// A borrowed weight matrix `[n, k]`.
+#[derive(Clone, Copy, Debug)]
+pub enum WRef<'a> {
+    /// f32 weights, row-major.
+    F32(&'a [f32]),
+    /// f16 weights, row-major.
+    F16(&'a [f16]),
+    /// bf16 weights, row-major.
+    BF16(&'a [bf16]),
+    /// f32 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
+    F32Packed(&'a [f32]),
+    /// f16 weights in the packed layout of [`pack`] (`packed_len(n, k)` elements).
+    F16Packed(&'a [f16]),
+    /// bf16 weights in the interleaved packed layout of [`pack_bf16`] (`packed_len(n, k)`
+    /// elements).
+    BF16Packed(&'a [bf16]),
+    /// bf16 weights in the AMX tile layout of [`crate::amx::pack`]: only the `amx-bf16` class
+    /// ([`gemm_with`]) reads it.
+    BF16Amx(&'a [bf16]),
+}
+
+mod layout;
+mod tune;
+
+pub use layout::{pack, pack_bf16, packed_index, packed_index_bf16, packed_len};
+#[cfg(target_arch = "x86_64")]
+use tune::prefetch;
+pub use tune::{tuning, Tuning};
+use tune::{PF_NTA, PF_T0, PF_T1, PF_T1_EVERY};
+
+/// Columns (weight rows) per micro-kernel tile.
+pub const NR: usize = 4;
+/// Most input rows per micro-kernel tile of the AVX2, NEON and portable variants.
+pub const MR: usize = 3;
+/// Most input rows per micro-kernel tile of the AVX-512 variant (32 vector registers).
+pub const MR_WIDE: usize = 8;
+/// Target bytes of weights per column block (kept in L2 while every row block passes over it).
+const BLOCK_BYTES: usize = 192 << 10;
+/// Prefetch distance past the next tile's offset (row-major weights), in bytes.
+const PF_BYTES: usize = 64;
+/// Prefetch distance ahead in the tile stream (packed weights), in bytes, unless the CPU's
+/// [`Tuning`] says otherwise.
+const PF_PACKED_BYTES: usize = 1024;
+
+/// An exact kernel variant: every variant computes the module's reduction order bit for bit,
+/// so the choice only changes speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Scalar `mul_add` code with the 8-lane structure (any CPU).
+    Portable,
+    /// AVX2 + FMA + F16C: `MR × NR` tiles of 8-lane `ymm` accumulators.
+    Avx2,
+    /// AVX-512F (plus AVX2/FMA/F16C for tails): each `zmm` accumulator holds the 8 lanes of
+    /// two output columns, tiles of up to [`MR_WIDE`] rows × [`NR`] columns.
+    Avx512,
+    /// aarch64 Advanced SIMD: each 8-lane accumulator is a pair of `float32x4_t`.
+    Neon,
+}
+
+impl Variant {
+    /// Every variant, fastest-first preference order.
+    pub const ALL: [Variant; 4] = [
+        Variant::Avx512,
+        Variant::Avx2,
+        Variant::Neon,
+        Variant::Portable,
+    ];
+
+    /// Short name (`portable`, `avx2`, `avx512`, `neon`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Portable => "portable",
+            Variant::Avx2 => "avx2",
+            Variant::Avx512 => "avx512",
+            Variant::Neon => "neon",
+        }
+    }
+
+    /// Why this CPU (or this build's target) cannot run the variant; `None` if it can.
+    pub fn unsupported(self) -> Option<&'static str> {
+        match self {
+            Variant::Portable => None,
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => (!(std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma")
+                && std::is_x86_feature_detected!("f16c")
+                && std::is_x86_feature_detected!("popcnt")))
+            .then_some("the CPU lacks AVX2, FMA, F16C or POPCNT"),
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => (Variant::Avx2.unsupported().is_some()
+                || !std::is_x86_feature_detected!("avx512f"))
+            .then_some("the CPU lacks AVX-512F (or AVX2/FMA/F16C/POPCNT)"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Variant::Avx2 | Variant::Avx512 => Some("not an x86_64 build"),
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => None,
+            #[cfg(not(target_arch = "aarch64"))]
+            Variant::Neon => Some("not an aarch64 build"),
+        }
+    }
+
+    /// Most rows per micro-kernel tile.
+    fn mr(self) -> usize {
+        if self == Variant::Avx512 {
+            MR_WIDE
+        } else {
+            MR
+        }
+    }
+}
+
+/// The variant [`gemm`] uses: the first supported one of [`Variant::ALL`], unless the
+/// environment variable `ARGEN_CPU_VARIANT` names another supported variant (for benchmarks;
+/// the results are the same bits either way). Decided once per process.
+pub fn best_variant() -> Variant {
+    static BEST: std::sync::OnceLock<Variant> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| {
+        let forced = std::env::var("ARGEN_CPU_VARIANT").ok();
+        Variant::ALL
+            .into_iter()
+            .filter(|v| v.unsupported().is_none())
+            .find(|v| forced.as_deref().is_none_or(|f| f == v.name()))
+            .unwrap_or(Variant::Portable)
+    })
+}
+
+/// A class of kernels. Within a class the results are the same bits on every machine that
+/// runs it; different classes have different reduction orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// The exact kernels of this module (any [`Variant`]), the default.
+    Exact,
+    /// The opt-in AVX512-BF16 dot products of [`crate::fast`] (bf16 weights only).
+    Avx512Bf16,
+    /// The opt-in AMX tiles of [`crate::amx`] (bf16 weights in the tile layout).
+    AmxBf16,
+}
+
+impl Class {
+    /// Short name for stats and traces: `exact`, `avx512-bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Exact => "exact",
+            Class::Avx512Bf16 => "avx512-bf16",
+            Class::AmxBf16 => "amx-bf16",
+        }
+    }
+}
+
+/// Which kernels a backend runs: an exact [`Variant`] and, opt-in, the fast class for the
+/// weights it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernels {
+    /// The exact variant (must be supported by the CPU).
+    pub variant: Variant,
+    /// Use a fast class where the CPU has it: [`crate::amx`] for bf16 weights stored in its
+    /// tile layout (a [`crate::Cpu`] stores them so when AMX is usable), else [`crate::fast`]
+    /// for packed bf16 weights with AVX512-BF16; other weights, and CPUs without either, keep
+    /// the exact class.
+    pub fast: bool,
+}
+
+impl Kernels {
+    /// The exact class on [`best_variant`].
+    pub fn exact() -> Kernels {
+        Kernels {
+            variant: best_variant(),
+            fast: false,
+        }
+    }
+
+    /// The class a GEMM with weights `w` runs.
+    pub fn class_for(&self, w: &WRef<'_>) -> Class {
+        if matches!(w, WRef::BF16Amx(_)) {
+            Class::AmxBf16
+        } else if self.fast
+            && matches!(w, WRef::BF16Packed(_))
+            && crate::fast::unsupported().is_none()
+        {
+            Class::Avx512Bf16
+        } else {
+            Class::Exact
+        }
+    }
+}
+
+/// A weight element type: widened exactly to f32.
+trait Elem: Copy + Send + Sync {
+    /// Size in bytes.
+    const BYTES: usize;
+    /// Packed tiles of this type use the interleaved bf16 layout ([`pack_bf16`]).
+    const PAIRED: bool = false;
+    /// Exact widening to f32.
+    fn widen(self) -> f32;
+}
+
+impl Elem for f32 {
+    const BYTES: usize = 4;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for bf16 {
+    const BYTES: usize = 2;
+    const PAIRED: bool = true;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+
+impl Elem for f16 {
+    const BYTES: usize = 2;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the pointer is only used to write disjoint output columns from different tasks
+// (see `gemm`), and the buffer outlives the parallel section.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; shared only to be copied into tasks that write disjoint elements.
+unsafe impl Sync for OutPtr {}
+
+#[allow(clippy::too_many_arguments)]
+/// Computes `out[..rows·n]` (row-major `[rows, n]`) from `x[..rows·k]` and `w` (`[n, k]`),
+/// splitting the columns into `tasks` ranges run on `workers`.
+pub fn gemm(
+    workers: &Workers,
+    tasks: usize,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: WRef<'_>,
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    gemm_isa(best_variant(), workers, tasks, x, rows, k, w, n, bias, out)
+}
+
+/// [`gemm`] with the given kernels; returns the class that ran.
+///
+/// # Panics
+/// If `kern.variant` is not supported by the CPU ([`Variant::unsupported`]), or a buffer is
+/// too small.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    kern: &Kernels,
+    workers: &Workers,
+    tasks: usize,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: WRef<'_>,
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Class {
+    let class = kern.class_for(&w);
+    match (class, w) {
+        (Class::Avx512Bf16, WRef::BF16Packed(s)) => {
+            crate::fast::gemm(workers, tasks, x, rows, k, s, n, bias, out)
+        }
+        (Class::AmxBf16, WRef::BF16Amx(s)) => {
+            crate::amx::gemm(workers, tasks, x, rows, k, s, n, bias, out)
+        }
+        _ => {
+            assert!(
+                kern.variant.unsupported().is_none(),
+                "gemm variant {} is not supported here",
+                kern.variant.name()
+            );
+            gemm_isa(kern.variant, workers, tasks, x, rows, k, w, n, bias, out)
+        }
+    }
+    class
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_isa(
+    isa: Variant,
+    workers: &Workers,
+    tasks: usize,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: WRef<'_>,
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (wlen, need) = match w {
+        WRef::F32(s) => (s.len(), n * k),
+        WRef::F16(s) => (s.len(), n * k),
+        WRef::BF16(s) => (s.len(), n * k),
+        WRef::F32Packed(s) => (s.len(), packed_len(n, k)),
+        WRef::F16Packed(s) => (s.len(), packed_len(n, k)),
+        WRef::BF16Packed(s) => (s.len(), packed_len(n, k)),
+        WRef::BF16Amx(_) => panic!("AMX-layout weights run only on the amx-bf16 class (gemm_with)"),
+    };
+    assert!(
+        x.len() >= rows * k
+            && out.len() >= rows * n
+            && wlen >= need
+            && bias.is_none_or(|b| b.len() >= n),
+        "gemm buffers too small"
+    );
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let ptr = OutPtr(out.as_mut_ptr());
+    // Tile-aligned column ranges.
+    let tiles = n.div_ceil(NR);
+    let tasks = tasks.clamp(1, tiles);
+    let per = tiles.div_ceil(tasks);
+    let run = |t: usize| {
+        let n0 = (t * per * NR).min(n);
+        let n1 = ((t + 1) * per * NR).min(n);
+        if n0 < n1 {
+            let a = Args {
+                isa,
+                x,
+                rows,
+                k,
+                n,
+                n0,
+                n1,
+                bias,
+                out: ptr,
+                from_memory: true,
+            };
+            // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
+            // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
+            // holds rows*n floats (asserted above), as do `x` (rows*k) and `w` (n*k, or the
+            // packed length).
+            unsafe {
+                match w {
+                    WRef::F32(s) => task::<_, false>(&a, s),
+                    WRef::F16(s) => task::<_, false>(&a, s),
+                    WRef::BF16(s) => task::<_, false>(&a, s),
+                    WRef::F32Packed(s) => task::<_, true>(&a, s),
+                    WRef::F16Packed(s) if staged_f16(&a) => task_staged_f16(&a, s),
+                    WRef::F16Packed(s) => task::<_, true>(&a, s),
+                    WRef::BF16Packed(s) => task::<_, true>(&a, s),
+                    WRef::BF16Amx(_) => unreachable!("rejected above"),
+                }
+            }
+        }
+    };
+    workers.run(tasks, run);
+}
+
+/// Per-task arguments.
+struct Args<'a> {
+    isa: Variant,
+    x: &'a [f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    n0: usize,
+    n1: usize,
+    bias: Option<&'a [f32]>,
+    out: OutPtr,
+    /// The weights come from memory (not from a staged copy in L2): small packed f32 tiles
+    /// may be padded ([`Tuning::f32_min_tile_rows`]).
+    from_memory: bool,
+}
+
+/// Input rows in the next row block, given `rem` rows left and at most `mr` rows per tile:
+/// `mr` at a time, but never leaving a lone row behind when it can be avoided (with `mr = 3`,
+/// 4 → 2 + 2; with `mr = 8`, 9 → 5 + 4).
+#[inline]
+fn row_block(rem: usize, mr: usize) -> usize {
+    if rem <= mr {
+        rem
+    } else if rem < 2 * mr && rem % mr == 1 {
+        rem.div_ceil(2)
+    } else {
+        mr
+    }
+}
+
+/// Where one tile's weights are: element `e` of the 8-element block `b` of its row `j` is at
+/// `blk[j] + b·step + e·es`, and that row's `k mod 8` tail elements at `tail[j]`.
+#[derive(Clone, Copy)]
+struct TilePtrs<W> {
+    blk: [*const W; NR],
+    step: usize,
+    /// Distance between a block's consecutive elements of one row: 2 in the interleaved bf16
+    /// layout (where `blk[j]` is `j / 2` past the start of its 32-bit words), else 1.
+    es: usize,
+    tail: [*const W; NR],
+}
+
+/// The pointers of the packed tile at the start of `base` (which holds at least its `NR·k`
+/// elements).
+#[inline]
+fn packed_tile<W: Elem>(base: &[W], k: usize) -> TilePtrs<W> {
+    let kb = k / 8 * 8;
+    // The tile's rows past n are zero padding; computed, never stored.
+    // Interleaved bf16 (module docs): row i's elements are every other half of the words of
+    // rows i mod 2, starting at the high half for rows 2–3.
+    let es = if W::PAIRED { 2 } else { 1 };
+    let first = |i: usize| {
+        if W::PAIRED {
+            (i % 2) * 16 + i / 2
+        } else {
+            i * 8
+        }
+    };
+    TilePtrs {
+        // (Only dereferenced when k >= 8, where they lie in the tile.)
+        blk: std::array::from_fn(|i| base.as_ptr().wrapping_add(first(i))),
+        step: NR * 8,
+        es,
+        tail: std::array::from_fn(|i| base[NR * kb + i * (k - kb)..].as_ptr()),
+    }
+}
+
+/// Writes rows `r..r + mr`, columns `j..j + nr` of the output from a tile's sums (step 4 of
+/// the reduction order: plus the bias, if any).
+///
+/// # Safety
+/// As [`task`]: the columns lie in the task's range and the rows in the call's.
+#[inline(always)]
+unsafe fn write_tile(
+    a: &Args<'_>,
+    r: usize,
+    mr: usize,
+    j: usize,
+    nr: usize,
+    acc: &[[f32; NR]; MR_WIDE],
+) {
+    for (mi, accm) in acc.iter().enumerate().take(mr) {
+        let mut v = *accm;
+        if let Some(b) = a.bias {
+            for (ni, vi) in v.iter_mut().enumerate().take(nr) {
+                *vi += b[j + ni];
+            }
+        }
+        // SAFETY: (r+mi, j..j+nr) is inside rows x n and j..j+nr lies in n0..n1, which only
+        // this task writes.
+        unsafe {
+            let dst = a.out.0.add((r + mi) * a.n + j);
+            if nr == NR {
+                (dst as *mut [f32; NR]).write_unaligned(v);
+            } else {
+                for (ni, &vi) in v.iter().enumerate().take(nr) {
+                    *dst.add(ni) = vi;
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `out` must point to a `rows·n` buffer of which this call is the only writer of columns
+/// `n0..n1`; `x` holds `rows·k` floats and `w` holds `n·k` elements (`PACKED = false`) or the
+/// packed layout of an `[n, k]` matrix (`PACKED = true`); `n0` is a multiple of `NR`.
+unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
+    let k = a.k;
+    let kb = k / 8 * 8;
+    let cb = (BLOCK_BYTES / (k * W::BYTES).max(1) / NR).max(1) * NR;
+    // One row block: the weights are streamed once and not needed again (module docs).
+    let nta = PACKED && a.rows <= a.isa.mr();
+    let mut c0 = a.n0;
+    while c0 < a.n1 {
+        let c1 = (c0 + cb).min(a.n1);
+        let mut r = 0;
+        while r < a.rows {
+            let mr = row_block(a.rows - r, a.isa.mr());
+            // Prefetch offset in elements past the current weight offset (0: none in
+            // effect), see the kernel. Packed: ahead in the tile stream. Row-major: the next
+            // tile's rows. The first pass over a column block streams it from memory. Later
+            // passes find the block in L2: prefetching into L1 then helps half-precision tiles
+            // (f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB rows at
+            // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
+            let no_pf_rows = if W::BYTES == 4 {
+                tuning().f32_no_prefetch_rows
+            } else {
+                tuning().no_prefetch_rows
+            };
+            // The second row block of a column block finds the block in L2 and is bound by
+            // its FMAs; it prefetches the next column block (the same offsets, `c1 - c0`
+            // columns further on) so that memory works while the FMAs do ([`tuning`]).
+            let next_block = PACKED
+                && tuning().prefetch_next_block
+                && a.from_memory
+                && r > 0
+                && r == row_block(a.rows, a.isa.mr())
+                && c1 < a.n1;
+            let pf = if next_block {
+                (c1 - c0) * k
+            } else if PACKED && a.rows <= no_pf_rows {
+                // The line being loaded: no prefetch ahead, but not a no-op either. With a
+                // single row block this is `prefetchnta` of the line the kernel loads next,
+                // and on Zen 4 that hint is worth keeping: without the instruction the packed
+                // f32 stream measured 21 instead of 28–30 GB/s at 1 row (`… --bench gemm -- 1
+                // 3 f32p rows=1,2`, same load), presumably because the non-temporal fill
+                // keeps the streamed lines out of L2 and L3 (no victim traffic).
+                0
+            } else if PACKED {
+                tuning().pf_packed_bytes / W::BYTES
+            } else if r == 0 || W::BYTES == 2 {
+                NR * k + PF_BYTES / W::BYTES
+            } else {
+                0
+            };
+            // The prefetch's kind: row-major tiles into L1 (`T0`), or into L2 (`T1`) for calls
+            // of 3 or more rows where the CPU's [`Tuning::row_major_l2_prefetch`] says so (the
+            // next tile's rows are 4·k elements ahead, 32 KiB for f32 at k = 2048: into L1 they
+            // evicted the tile in use); a single row block streaming without prefetch ahead, `prefetchnta` of
+            // the line being loaded (see above); prefetching ahead, into L2 (`T1`) where the
+            // CPU's [`Tuning::l2_prefetch`] says so, else non-temporally with a single row
+            // block and into L1 otherwise.
+            let hint = if next_block {
+                PF_T1_EVERY
+            } else if !PACKED {
+                if tuning().row_major_l2_prefetch && a.rows > 2 {
+                    PF_T1
+                } else {
+                    PF_T0
+                }
+            } else if a.rows <= no_pf_rows {
+                if nta {
+                    PF_NTA
+                } else {
+                    PF_T0
+                }
+            } else if tuning().l2_prefetch {
+                PF_T1
+            } else if nta {
+                PF_NTA
+            } else {
+                PF_T0
+            };
+            // A packed f32 call of a single row block of 3 or more rows, streaming from
+            // memory, runs tiles of at least `f32_min_tile_rows` rows on AVX-512: the padding
+            // rows repeat the last input row (`xp`) and are neither summed into nor stored
+            // with the real rows, so the bits do not change; measured faster ([`tuning`]).
+            let pad_to = if PACKED
+                && W::BYTES == 4
+                && a.isa == Variant::Avx512
+                && a.from_memory
+                && mr > 2
+                && a.rows <= a.isa.mr()
+            {
+                tuning().f32_min_tile_rows.min(MR_WIDE)
+            } else {
+                0
+            };
+            let mut j = c0;
+            while j < c1 {
+                let nr = (c1 - j).min(NR);
+                let tp = if PACKED {
+                    packed_tile(&w[j * k..], k)
+                } else {
+                    // Short tiles repeat their last column; the duplicates are not stored.
+                    let row = |i: usize| (j + i.min(nr - 1)) * k;
+                    TilePtrs {
+                        blk: std::array::from_fn(|i| w[row(i)..].as_ptr()),
+                        step: 8,
+                        es: 1,
+                        tail: std::array::from_fn(|i| w[row(i) + kb..].as_ptr()),
+                    }
+                };
+                let xp = |i: usize| a.x[(r + i.min(mr - 1)) * k..].as_ptr();
+                let mut acc = [[0f32; NR]; MR_WIDE];
+                // SAFETY: every x pointer addresses k floats, every block pointer kb/8 blocks
+                // `step` apart and every tail pointer k - kb elements (asserted lengths in
+                // gemm_isa; packed tiles are whole), and `a.isa` is supported by the CPU
+                // (`gemm_isa`'s contract).
+                unsafe {
+                    let isa = a.isa;
+                    macro_rules! go {
+                        ($m:literal) => {{
+                            let xs: [*const f32; $m] = std::array::from_fn(xp);
+                            match hint {
+                                PF_NTA => {
+                                    W::tile::<$m, PACKED, PF_NTA>(isa, xs, &tp, k, pf, &mut acc)
+                                }
+                                PF_T1 => {
+                                    W::tile::<$m, PACKED, PF_T1>(isa, xs, &tp, k, pf, &mut acc)
+                                }
+                                PF_T1_EVERY => W::tile::<$m, PACKED, PF_T1_EVERY>(
+                                    isa, xs, &tp, k, pf, &mut acc,
+                                ),
+                                _ => W::tile::<$m, PACKED, PF_T0>(isa, xs, &tp, k, pf, &mut acc),
+                            }
+                        }};
+                    }
+                    match mr.max(pad_to) {
+                        1 => go!(1),
+                        2 => go!(2),
+                        3 => go!(3),
+                        4 => go!(4),
+                        5 => go!(5),
+                        6 => go!(6),
+                        7 => go!(7),
+                        _ => go!(8),
+                    }
+                }
+                // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
+                unsafe { write_tile(a, r, mr, j, nr, &acc) };
+                j += nr;
+            }
+            r += mr;
+        }
+        c0 = c1;
+    }
+}
+
+/// Whether a task of packed f16 weights is staged (module docs): AVX-512, more than one row
+/// block, and at least [`Tuning::stage_f16_min_rows`] rows. bf16 is not staged: its widening
+/// is two integer operations per line (module docs), and staging measured slower at 16 rows
+/// and the same at 32–64.
+fn staged_f16(a: &Args<'_>) -> bool {
+    cfg!(target_arch = "x86_64")
+        && a.isa == Variant::Avx512
+        && a.rows > MR_WIDE
+        && a.rows >= tuning().stage_f16_min_rows
+}
+
+/// A staged task of packed f16 weights ([`staged_f16`]).
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`; `a.isa` is [`Variant::Avx512`].
+#[inline(never)]
+unsafe fn task_staged_f16(a: &Args<'_>, w: &[f16]) {
+    // SAFETY: forwarded from this function's contract (AVX-512 implies AVX2, FMA and F16C
+    // here: `Variant::unsupported`).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        task_staged(a, w)
+    }
+    // SAFETY: forwarded from this function's contract (never called: `staged_f16`).
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        task::<f16, true>(a, w)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// This thread's f32 copy of the column block a staged task works on (module docs);
+    /// grown once to the largest block, never shrunk.
+    static STAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A staged task (AVX-512, packed half precision, more than one row block; module docs): per
+/// column block of at most `BLOCK_BYTES` of f32, the first row block runs
+/// [`avx512::tile_staging`], which streams the half-precision tiles as [`task`] does and also
+/// stores every widened line into this thread's [`STAGE`] buffer, so that the buffer ends up
+/// holding the block in the packed f32 layout; the other row blocks then run [`task`] on that
+/// f32 block instead of widening the same weights again. Widening is exact and the f32 kernel
+/// computes the same lanes in the same order, so the bits are those of [`task`].
+///
+/// # Safety
+/// As [`task`] with `PACKED = true`; the CPU supports AVX-512F, AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
+    let k = a.k;
+    let kb = k / 8 * 8;
+    let cb = (BLOCK_BYTES / (k * 4).max(1) / NR).max(1) * NR;
+    let mr = row_block(a.rows, MR_WIDE);
+    // The first pass streams the weights from memory as `task` does for a call of several
+    // row blocks.
+    let t = tuning();
+    let (pf, hint) = if a.rows <= t.no_prefetch_rows {
+        (0, PF_T0)
+    } else {
+        (
+            t.pf_packed_bytes / W::BYTES,
+            if t.l2_prefetch { PF_T1 } else { PF_T0 },
+        )
+    };
+    STAGE.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < cb * k {
+            buf.resize(cb * k, 0.0);
+        }
+        let stage = buf.as_mut_ptr();
+        let mut c0 = a.n0;
+        while c0 < a.n1 {
+            let c1 = (c0 + cb).min(a.n1);
+            let mut j = c0;
+            while j < c1 {
+                let nr = (c1 - j).min(NR);
+                let tp = packed_tile(&w[j * k..], k);
+                // This tile's place in the staged block: the same packed layout in f32.
+                // SAFETY: (j - c0)·k + NR·k <= cb·k, the buffer's length.
+                let dst = unsafe { stage.add((j - c0) * k) };
+                let xs: [*const f32; MR_WIDE] =
+                    std::array::from_fn(|i| a.x[i.min(mr - 1) * k..].as_ptr());
+                let mut acc = [[0f32; NR]; MR_WIDE];
+                // SAFETY: as in `task` (x pointers address k floats, the tile is whole), and
+                // `dst` addresses the tile's NR·k floats of the buffer.
+                unsafe {
+                    macro_rules! go {
+                        ($m:literal) => {{
+                            let xs: [*const f32; $m] = std::array::from_fn(|i| xs[i]);
+                            if hint == PF_T1 {
+                                avx512::tile_staging::<W, $m, PF_T1>(xs, &tp, k, pf, &mut acc, dst)
+                            } else {
+                                avx512::tile_staging::<W, $m, PF_T0>(xs, &tp, k, pf, &mut acc, dst)
+                            }
+                        }};
+                    }
+                    match mr {
+                        5 => go!(5),
+                        6 => go!(6),
+                        7 => go!(7),
+                        _ => go!(8),
+                    }
+                    // The k mod 8 tails, widened into the f32 layout's tail positions.
+                    for (i, &tl) in tp.tail.iter().enumerate() {
+                        for c in 0..k - kb {
+                            *dst.add(NR * kb + i * (k - kb) + c) = (*tl.add(c)).widen();
+                        }
+                    }
+                    write_tile(a, 0, mr, j, nr, &acc);
+                }
+                j += nr;
+            }
+            // The other row blocks, on the staged block: columns c0..c1 become 0..c1 - c0 of
+            // an output (and bias) shifted by c0, rows mr.. of x and the output.
+            let sub = Args {
+                isa: a.isa,
+                x: &a.x[mr * k..],
+                rows: a.rows - mr,
+                k,
+                n: a.n,
+                n0: 0,
+                n1: c1 - c0,
+                bias: a.bias.map(|b| &b[c0..]),
+                // SAFETY: row mr, column c0 lies in the rows·n output.
+                out: OutPtr(unsafe { a.out.0.add(mr * a.n + c0) }),
+                from_memory: false,
+            };
+            // SAFETY: the sub-task writes rows mr..rows, columns c0..c1 of this task's output,
+            // reads rows mr..rows of x (k floats each) and the staged block, which holds the
+            // packed f32 layout of its ⌈(c1 - c0)/NR⌉ tiles (written above).
+            unsafe {
+                let block = std::slice::from_raw_parts(stage, (c1 - c0).div_ceil(NR) * NR * k);
+                task::<f32, true>(&sub, block);
+            }
+            c0 = c1;
+        }
+    });
+}
+
+/// Micro-kernel dispatch for one weight element type.
+trait Kernel: Elem {
+    /// `acc[m][j] = Σ_k x[m][k] · w[j][k]` for `m < M`, `j < NR`, in the module's reduction order.
+    /// `PACKED`: the tile is one stream (prefetch once per block); `HINT`: the prefetch's
+    /// kind ([`PF_NTA`], [`PF_T0`], [`PF_T1`] or [`PF_T1_EVERY`]).
+    ///
+    /// # Safety
+    /// Every x pointer addresses `k` readable floats, every `w.blk` pointer `⌊k/8⌋` blocks of 8
+    /// `w.step` apart and every `w.tail` pointer `k mod 8` elements; `isa` is supported by the
+    /// CPU.
+    unsafe fn tile<const M: usize, const PACKED: bool, const HINT: u8>(
+        isa: Variant,
+        x: [*const f32; M],
+        w: &TilePtrs<Self>,
+        k: usize,
+        pf: usize,
+        acc: &mut [[f32; NR]; MR_WIDE],
+    );
+}
+
+macro_rules! kernel_impl {
+    ($t:ty, $avx:ident) => {
+        impl Kernel for $t {
+            #[inline(always)]
+            unsafe fn tile<const M: usize, const PACKED: bool, const HINT: u8>(
+                isa: Variant,
+                x: [*const f32; M],
+                w: &TilePtrs<Self>,
+                k: usize,
+                pf: usize,
+                acc: &mut [[f32; NR]; MR_WIDE],
+            ) {
+                // The prefetch distance only steers the x86 kernels.
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = pf;
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: forwarded from the caller's contract (Avx2 only when supported).
+                    Variant::Avx2 => unsafe { avx2::$avx::<M, PACKED, HINT>(x, w, k, pf, acc) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: forwarded from the caller's contract (Avx512 only when supported).
+                    Variant::Avx512 => unsafe {
+                        avx512::tile::<$t, M, PACKED, HINT>(x, w, k, pf, acc)
+                    },
+                    #[cfg(target_arch = "aarch64")]
+                    // SAFETY: forwarded from the caller's contract (NEON is baseline).
+                    Variant::Neon => unsafe { neon::tile::<$t, M, PACKED>(x, w, k, acc) },
+                    // SAFETY: forwarded from the caller's contract.
+                    _ => unsafe { portable_tile::<$t, M>(x, w, k, acc) },
+                }
+            }
+        }
+    };
+}
+kernel_impl!(f32, tile_f32);
+kernel_impl!(bf16, tile_bf16);
+kernel_impl!(f16, tile_f16);
+
+/// The fixed lane tree of the reduction order.
+#[inline(always)]
+fn hsum(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+/// Portable micro-kernel with the AVX2 lane structure.
+///
+/// # Safety
+/// As [`Kernel::tile`].
+unsafe fn portable_tile<W: Elem, const M: usize>(
+    x: [*const f32; M],
+    w: &TilePtrs<W>,
+    k: usize,
+    acc: &mut [[f32; NR]; MR_WIDE],
+) {
+    // SAFETY: the caller guarantees k readable floats behind each x pointer.
+    let xs: [&[f32]; M] = std::array::from_fn(|m| unsafe { std::slice::from_raw_parts(x[m], k) });
+    let kb = k / 8 * 8;
+    let mut lanes = [[[0f32; 8]; NR]; M];
+    let mut i = 0;
+    let mut o = 0;
+    while i < kb {
+        for (j, &blk) in w.blk.iter().enumerate() {
+            // SAFETY: element l of block i/8 < kb/8 of row j lies at blk[j] + o + l·es.
+            let wv: [f32; 8] = std::array::from_fn(|l| unsafe { *blk.add(o + l * w.es) }.widen());
+            for (lm, xm) in lanes.iter_mut().zip(&xs) {
+                for l in 0..8 {
+                    lm[j][l] = xm[i + l].mul_add(wv[l], lm[j][l]);
+                }
+            }
+        }
+        i += 8;
+        o += w.step;
+    }
+    for m in 0..M {
+        for j in 0..NR {
+            // SAFETY: the tail pointer addresses k - kb elements.
+            let tail = unsafe { std::slice::from_raw_parts(w.tail[j], k - kb) };
+            let mut t = hsum(lanes[m][j]);
+            for (kk, wt) in (kb..k).zip(tail) {
+                t = xs[m][kk].mul_add(wt.widen(), t);
+            }
+            acc[m][j] = t;
+        }
+    }
+}
+
+/// Dot product of two vectors with the reduction order of [`gemm`].
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let k = a.len().min(b.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if matches!(best_variant(), Variant::Avx2 | Variant::Avx512) {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); both slices hold >= k
+            // floats.
+            return unsafe { avx2::dot(a.as_ptr(), b.as_ptr(), k) };
+        }
+    }
+    portable_dot(&a[..k], &b[..k])
+}
+
+/// `y[i] = fma(a, x[i], y[i])` for `i < min(len)`: element-wise, so the AVX2 path and the
+/// portable path give identical bits (one rounding per element either way).
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let k = x.len().min(y.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if matches!(best_variant(), Variant::Avx2 | Variant::Avx512) {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); both slices hold >= k
+            // floats and `y` is exclusively borrowed.
+            unsafe { avx2::axpy(a, x.as_ptr(), y.as_mut_ptr(), k) };
+            return;
+        }
+    }
+    for (o, &v) in y[..k].iter_mut().zip(&x[..k]) {
+        *o = a.mul_add(v, *o);
+    }
+}
+
+fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
+    let k = a.len();
+    let kb = k / 8 * 8;
+    let mut lanes = [0f32; 8];
+    for (ca, cb) in a[..kb].chunks_exact(8).zip(b[..kb].chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] = ca[l].mul_add(cb[l], lanes[l]);
+        }
+    }
+    let mut t = hsum(lanes);
+    for kk in kb..k {
+        t = a[kk].mul_add(b[kk], t);
+    }
+    t
+}
+
+/// The AVX2 lane tree (for the attention kernels).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::hsum as avx2_hsum;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+use super::*;
+
+fn rng(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+}
+
+/// Straight transcription of the documented reduction order, one element at a time.
+fn reference(x: &[f32], w: &[f32], k: usize, bias: Option<f32>) -> f32 {
+    let kb = k / 8 * 8;
+    let mut lanes = [0f32; 8];
+    for i in 0..kb {
+        lanes[i % 8] = x[i].mul_add(w[i], lanes[i % 8]);
+    }
+    let mut t = hsum(lanes);
+    for i in kb..k {
+        t = x[i].mul_add(w[i], t);
+    }
+    bias.map_or(t, |b| t + b)
+}
+
+/// The variants this machine runs; prints `SKIPPED <name>: <reason>` for the others.
+fn supported() -> Vec<Variant> {
+    let mut v = Vec::new();
+    for var in Variant::ALL {
+        match var.unsupported() {
+            None => v.push(var),
+            Some(why) => println!("SKIPPED {}: {why}", var.name()),
+        }
+    }
+    v
+}
+
+fn pools() -> Vec<Workers> {
+    [1, 3].iter().map(|&t| Workers::new(t).unwrap()).collect()
+}
+
+#[test]
+fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
+    let pools = pools();
+    let isas = supported();
+    let mut r = rng(7);
+    for &k in &[1usize, 7, 8, 13, 64, 100, 769] {
+        for &n in &[1usize, 3, 4, 5, 13, 37, 200] {
+            // n = 200 at k = 769 spans several column blocks and task ranges; once is
+            // enough.
+            if n == 200 && k != 769 {
+                continue;
+            }
+            // 10 and 17 rows: two and three AVX-512 row blocks (staged f16 calls on CPUs
+            // whose tuning stages them, `task_staged`), over several column blocks at n = 200.
+            let rows_max = 17;
+            let x: Vec<f32> = (0..rows_max * k).map(|_| r()).collect();
+            let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
+            let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+            let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| r()).collect();
+            let wbp = pack_bf16(&wb, n, k);
+            let whp = pack(&wh, n, k, f16::ZERO);
+            let w32p = pack(&w32, n, k, 0f32);
+            let wides: [(WRef<'_>, Vec<f32>); 6] = [
+                (WRef::F32(&w32), w32.clone()),
+                (WRef::F32Packed(&w32p), w32.clone()),
+                (WRef::BF16(&wb), wb.iter().map(|v| v.to_f32()).collect()),
+                (WRef::F16(&wh), wh.iter().map(|v| v.to_f32()).collect()),
+                (
+                    WRef::BF16Packed(&wbp),
+                    wb.iter().map(|v| v.to_f32()).collect(),
+                ),
+                (
+                    WRef::F16Packed(&whp),
+                    wh.iter().map(|v| v.to_f32()).collect(),
+                ),
+            ];
+            for (wref, wide) in &wides {
+                for rows in (1usize..=10).chain([17]) {
+                    if n == 200 && ![1, 2, 4, 9, 10, 17].contains(&rows) {
+                        continue;
+                    }
+                    for (bi, b) in [None, Some(&bias[..])].into_iter().enumerate() {
+                        let want: Vec<f32> = (0..rows * n)
+                            .map(|e| {
+                                let (ri, ni) = (e / n, e % n);
+                                reference(&x[ri * k..], &wide[ni * k..], k, b.map(|b| b[ni]))
+                            })
+                            .collect();
+                        for &isa in &isas {
+                            for (pi, pool) in pools.iter().enumerate() {
+                                let tasks = [1, 5][pi];
+                                let mut out = vec![f32::NAN; rows * n];
+                                gemm_isa(isa, pool, tasks, &x, rows, k, *wref, n, b, &mut out);
+                                for e in 0..rows * n {
+                                    assert_eq!(
+                                        out[e].to_bits(),
+                                        want[e].to_bits(),
+                                        "{isa:?} {wref:?} k={k} n={n} rows={rows} bias={bi} \
+                                         tasks={tasks} element {e}",
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_variant_matches_the_documented_order_for_1_to_128_rows_and_thread_counts() {
+    let isas = supported();
+    let pools: Vec<(Workers, usize)> = [(1, 1), (2, 3), (3, 8)]
+        .iter()
+        .map(|&(t, tasks)| (Workers::new(t).unwrap(), tasks))
+        .collect();
+    let mut r = rng(29);
+    let max_rows = 128;
+    for &(k, n) in &[(40usize, 9usize), (77, 36), (300, 5)] {
+        let x: Vec<f32> = (0..max_rows * k).map(|_| r()).collect();
+        let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
+        let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let wbp = pack_bf16(&wb, n, k);
+        let whp = pack(&wh, n, k, f16::ZERO);
+        let w32p = pack(&w32, n, k, 0f32);
+        let cases: [(WRef<'_>, Vec<f32>); 4] = [
+            (WRef::F32(&w32), w32.clone()),
+            (WRef::F32Packed(&w32p), w32.clone()),
+            (
+                WRef::BF16Packed(&wbp),
+                wb.iter().map(|v| v.to_f32()).collect(),
+            ),
+            (
+                WRef::F16Packed(&whp),
+                wh.iter().map(|v| v.to_f32()).collect(),
+            ),
+        ];
+        for (wref, wide) in &cases {
+            // A row's result does not depend on the batch: one reference for all counts.
+            let want: Vec<f32> = (0..max_rows * n)
+                .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
+                .collect();
+            for &isa in &isas {
+                for (pool, tasks) in &pools {
+                    for rows in 1..=max_rows {
+                        let mut out = vec![f32::NAN; rows * n];
+                        gemm_isa(isa, pool, *tasks, &x, rows, k, *wref, n, None, &mut out);
+                        for e in 0..rows * n {
+                            assert_eq!(
+                                out[e].to_bits(),
+                                want[e].to_bits(),
+                                "{isa:?} {wref:?} k={k} n={n} rows={rows} tasks={tasks} \
+                                 element {e}",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls of several column blocks and row blocks (the next-block prefetch, staged f16,
+/// padded f32 tiles and the row-block loop all in play), every variant and thread count.
+#[test]
+fn several_column_and_row_blocks_match_the_documented_order() {
+    let isas = supported();
+    let pools: Vec<(Workers, usize)> = [(1, 1), (2, 3), (3, 8)]
+        .iter()
+        .map(|&(t, tasks)| (Workers::new(t).unwrap(), tasks))
+        .collect();
+    let mut r = rng(31);
+    // f32: column blocks of 20 columns at this k; half precision: 44.
+    let (k, n, max_rows) = (2053usize, 50usize, 40usize);
+    assert!(BLOCK_BYTES / (k * 4) / NR * NR < n && BLOCK_BYTES / (k * 2) / NR * NR < n);
+    let x: Vec<f32> = (0..max_rows * k).map(|_| r()).collect();
+    let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
+    let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+    let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+    let (wbp, whp, w32p) = (
+        pack_bf16(&wb, n, k),
+        pack(&wh, n, k, f16::ZERO),
+        pack(&w32, n, k, 0f32),
+    );
+    let cases: [(WRef<'_>, Vec<f32>); 3] = [
+        (WRef::F32Packed(&w32p), w32.clone()),
+        (
+            WRef::BF16Packed(&wbp),
+            wb.iter().map(|v| v.to_f32()).collect(),
+        ),
+        (
+            WRef::F16Packed(&whp),
+            wh.iter().map(|v| v.to_f32()).collect(),
+        ),
+    ];
+    for (wref, wide) in &cases {
+        let want: Vec<f32> = (0..max_rows * n)
+            .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
+            .collect();
+        for &isa in &isas {
+            for (pool, tasks) in &pools {
+                for rows in [3usize, 9, 16, 17, 40] {
+                    let mut out = vec![f32::NAN; rows * n];
+                    gemm_isa(isa, pool, *tasks, &x, rows, k, *wref, n, None, &mut out);
+                    for e in 0..rows * n {
+                        assert_eq!(
+                            out[e].to_bits(),
+                            want[e].to_bits(),
+                            "{isa:?} {wref:?} rows={rows} tasks={tasks} element {e}",
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
+    for (n, k) in [
+        (1usize, 1usize),
+        (3, 7),
+        (4, 8),
+        (5, 13),
+        (9, 16),
+        (13, 100),
+    ] {
+        for index in [packed_index, packed_index_bf16] {
+            let mut seen = vec![false; packed_len(n, k)];
+            for r in 0..n {
+                for c in 0..k {
+                    let i = index(r, c, k);
+                    assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
+                    seen[i] = true;
+                }
+            }
+            // Padding rows of the last tile are the only elements left over.
+            let padding = n.div_ceil(NR) * NR * k - n * k;
+            assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
+        }
+        let w: Vec<u32> = (0..(n * k) as u32).collect();
+        let p = pack(&w, n, k, u32::MAX);
+        let wb: Vec<bf16> = (0..n * k).map(|i| bf16::from_bits(i as u16 | 1)).collect();
+        let pb = pack_bf16(&wb, n, k);
+        for r in 0..n {
+            for c in 0..k {
+                assert_eq!(p[packed_index(r, c, k)], (r * k + c) as u32);
+                assert_eq!(pb[packed_index_bf16(r, c, k)], wb[r * k + c]);
+            }
+        }
+        // Padding is zero.
+        let filled = pb.iter().filter(|v| v.to_bits() != 0).count();
+        assert_eq!(filled, n * k, "n={n} k={k}");
+    }
+}
+
+#[test]
+fn interleaved_bf16_lines_hold_rows_0_1_low_and_2_3_high() {
+    // One tile, one block: word i = (row i/8, element i%8) low, (row 2 + i/8, same) high.
+    let k = 8;
+    let w: Vec<bf16> = (0..4 * k).map(|i| bf16::from_bits(i as u16)).collect();
+    let p = pack_bf16(&w, 4, k);
+    for i in 0..16 {
+        let (lo, hi) = (p[2 * i].to_bits() as usize, p[2 * i + 1].to_bits() as usize);
+        assert_eq!(lo, (i / 8) * k + i % 8, "word {i} low");
+        assert_eq!(hi, (2 + i / 8) * k + i % 8, "word {i} high");
+    }
+}
+
+#[test]
+fn dot_matches_the_documented_order() {
+    let mut r = rng(11);
+    for k in [0usize, 1, 5, 8, 9, 64, 67, 300] {
+        let a: Vec<f32> = (0..k).map(|_| r()).collect();
+        let b: Vec<f32> = (0..k).map(|_| r()).collect();
+        let want = reference(&a, &b, k, None);
+        assert_eq!(dot(&a, &b).to_bits(), want.to_bits(), "k={k}");
+        assert_eq!(portable_dot(&a, &b).to_bits(), want.to_bits(), "k={k}");
+    }
+}
+
+#[test]
+fn axpy_is_an_elementwise_fma() {
+    let mut r = rng(5);
+    for k in [0usize, 3, 8, 21, 64] {
+        let a = r();
+        let x: Vec<f32> = (0..k).map(|_| r()).collect();
+        let y0: Vec<f32> = (0..k).map(|_| r()).collect();
+        let mut y = y0.clone();
+        axpy(a, &x, &mut y);
+        for i in 0..k {
+            assert_eq!(
+                y[i].to_bits(),
+                a.mul_add(x[i], y0[i]).to_bits(),
+                "k={k} i={i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn result_is_close_to_exact_arithmetic() {
+    let mut r = rng(3);
+    let (rows, k, n) = (5usize, 200usize, 9usize);
+    let x: Vec<f32> = (0..rows * k).map(|_| r()).collect();
+    let w: Vec<f32> = (0..n * k).map(|_| r()).collect();
+    let mut out = vec![0f32; rows * n];
+    let pool = Workers::new(1).unwrap();
+    gemm(&pool, 2, &x, rows, k, WRef::F32(&w), n, None, &mut out);
+    for ri in 0..rows {
+        for ni in 0..n {
+            let exact: f64 = (0..k)
+                .map(|i| x[ri * k + i] as f64 * w[ni * k + i] as f64)
+                .sum();
+            assert!((out[ri * n + ni] as f64 - exact).abs() < 1e-4, "{ri},{ni}");
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Speed-only choices per microarchitecture ([`Tuning`]), with the measurements behind them,
+//! and the software prefetch kinds the kernels take.
+
+use super::PF_PACKED_BYTES;
+#[cfg(target_arch = "x86_64")]
+use super::{best_variant, Variant};
+
+/// Speed-only choices per microarchitecture (results are the same bits whatever they are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Calls with at most this many rows stream packed weights without software prefetch
+    /// (the hardware prefetcher alone is faster there); larger calls prefetch
+    /// `pf_packed_bytes` ahead in the tile stream.
+    pub no_prefetch_rows: usize,
+    /// Software prefetch distance in the packed tile stream, in bytes.
+    pub pf_packed_bytes: usize,
+    /// [`Tuning::no_prefetch_rows`] for packed f32 weights.
+    pub f32_no_prefetch_rows: usize,
+    /// [`crate::Cpu`] stores f32 matrices with at most this many columns (`k`) in the packed
+    /// layout too (0: none).
+    pub pack_f32_max_k: usize,
+    /// Packed calls that prefetch ahead do it into L2 (`prefetcht1`) rather than
+    /// non-temporally (one row block) or into L1 (several).
+    pub l2_prefetch: bool,
+    /// Row-major calls of 3 or more rows prefetch the next tile's rows into L2
+    /// (`prefetcht1`) rather than into L1.
+    pub row_major_l2_prefetch: bool,
+    /// Packed f16 calls of at least this many rows (and more than one AVX-512 row block)
+    /// widen each column block once into an f32 copy that later row blocks read (staged
+    /// calls, module docs); `usize::MAX`: never.
+    pub stage_f16_min_rows: usize,
+    /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
+    /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
+    pub f32_prefetch_every: usize,
+    /// Packed f32 calls of a single AVX-512 row block of 3 or more rows run tiles of at least
+    /// this many rows (padded with copies of the last input row, not stored; 0: none).
+    pub f32_min_tile_rows: usize,
+    /// In a packed call of several row blocks, the second row block of each column block
+    /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
+    /// so that the next block's first row block does not wait on memory ([`tuning`]).
+    pub prefetch_next_block: bool,
+}
+
+/// Prefetch kind `prefetchnta` (a kernel's `HINT`).
+pub(super) const PF_NTA: u8 = 0;
+/// Prefetch kind `prefetcht0` (into L1).
+pub(super) const PF_T0: u8 = 1;
+/// Prefetch kind `prefetcht1` (into L2).
+pub(super) const PF_T1: u8 = 2;
+/// Prefetch kind `prefetcht1`, on every step even where [`Tuning::f32_prefetch_every`] thins
+/// the prefetches out (the next column block, [`Tuning::prefetch_next_block`]).
+pub(super) const PF_T1_EVERY: u8 = 3;
+
+/// Prefetches the line at `p` with kind `HINT` (never faults).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE is baseline on x86_64, and a prefetch never faults whatever the address.
+    unsafe {
+        match HINT {
+            PF_NTA => _mm_prefetch::<_MM_HINT_NTA>(p),
+            PF_T1 | PF_T1_EVERY => _mm_prefetch::<_MM_HINT_T1>(p),
+            _ => _mm_prefetch::<_MM_HINT_T0>(p),
+        }
+    }
+}
+
+// Packed f32 on Zen 4 (one core; `… --bench gemm -- 1 3 f32 f32p rows=…` with
+// `shapes=w1` or `shapes=w2`, the two FFN shapes apart, several interleaved runs at load
+// 4–7, weight GB/s): for k = 768 ([2048, 768]) packed streams 28 / 26 / 23 GB/s at 1 / 2 / 4
+// rows (with `f32_no_prefetch_rows = 4`) against row-major's 14.5 / 15 / 14, ≈ 17 vs 14 at 6
+// rows, and loses at 8 (10–11 vs 12–13.5); for k = 2048 ([768, 2048], 8 KiB rows, which the
+// hardware prefetcher follows well) row-major wins at every row count (1 row 24 vs 19, 8 rows
+// 15–18 vs 10). Hence `pack_f32_max_k = 1024` in session 6: GPT-B's wqkv, wo, w1, w3 and
+// output matrices (k = 768) packed, w2 (k = 2048) row-major.
+//
+// Session 7 (branch `multirow`), with the L2 prefetch and huge pages in place, measured the
+// other way round for w2: the decode-step GEMMs with every f32 matrix packed (`f32p`) against
+// w2 row-major (`f32`), `… --bench gemm -- 1 3 f32 f32p model rows=1,2`, three interleaved
+// rounds at load 2–3, fastest pass: 1 row 10.9–11.9 vs 12.7–13.5 ms, 2 rows 12.4–12.7 vs
+// 13.3–13.8 ms; and with many rows the packed kernel keeps its FMAs busier (w2 alone, 64 rows,
+// `… -- 1 2 f32 f32p rows=64 shapes=w2`: 108 vs 93 GFLOP/s, the row-major tile widening two
+// 8-float loads into one `zmm` per column pair). Hence `pack_f32_max_k = usize::MAX` on Zen 4:
+// every f32 matrix packed (the verification table of `… --bench decode -- 1`, on-CPU: 1.17×
+// to 1.42× at 2–128 rows from 1.27–1.69× with the main build of the same window).
+
+/// The [`Tuning`] for this CPU, by model: AMD with AVX-512 (Zen 4 and later) streams packed
+/// weights faster with the hardware prefetcher alone at 1–2 rows (decode-step GEMMs on one
+/// Zen 4 core, `cargo bench -p argen-cpu --bench gemm -- 1 4 bf16 f16 model rows=1,2,4`, two
+/// interleaved runs each: bf16 1 row 24–28 vs 16–19 GB/s, 2 rows 19–20 vs 15–17 GB/s; from 4
+/// rows on the prefetch helps: 8 rows 70 vs 57 GFLOP/s), and further ahead than on Zen 2
+/// (`… --bench gemm -- 1 3 bf16 rows=4,8,16,32`, two rounds of 1 / 4 / 8 KiB: bf16 at 4 rows
+/// 42–44 / 46–49 / 51–53, 8 rows 64–70 / 69–73 / 76–79 GFLOP/s); on Zen 2 the software prefetch
+/// measured faster at 1–2 rows too (15.7 vs 12.9 GB/s), with 1 KiB best, so every other CPU
+/// keeps that. On the same CPUs f32 matrices with k ≤ 1024 are stored packed and stream
+/// their 1–2-row calls like that (the comment above).
+///
+/// Calls of 3 or more rows on Zen 4 prefetch 16 KiB ahead into L2 (`prefetcht1`,
+/// [`Tuning::l2_prefetch`]) instead of 4 KiB ahead non-temporally (one row block) or into L1
+/// (several): the non-temporal and L1 prefetches hold one of the core's few L1 miss buffers
+/// each until the line arrives from DRAM, which capped a multi-row call's stream at
+/// 10–12 GB/s, while an L2 prefetch is tracked by the L2. GPT-B decode-step GEMMs on one core
+/// (`cargo bench -p argen-cpu --bench gemm -- 1 3 f32 bf16 model rows=3,4,8`, the same build
+/// with each kind and distance, interleaved, load 4–7, on-CPU time): f32 at 8 rows 35 ms
+/// (NTA 4 KiB) / 36 ms (T0 4 KiB) / 23–24 ms (T1 4 KiB) / 22 ms (T1 16 KiB) / 22–23 ms
+/// (T1 32–128 KiB); f32 at 4 rows (which streamed without prefetch before) 30.7 → 19.8 ms;
+/// bf16 at 4 rows 14.3 → 12.3 ms. Later passes over a column block (more than 8 rows) measured
+/// the same or slightly faster with T1 (bf16 at 64 rows 92 → 94.5 GFLOP/s). Decided once per
+/// process.
+///
+/// Why neither way reaches the probe's ~33 GB/s beyond one row (session 7, one Zen 4 core,
+/// `… --bench gemm -- 1 2 bf16 model rows=…`, best of several interleaved runs at load 2–3,
+/// no hardware counters in this VM, so the mechanism is inferred from the shape of the data):
+/// *without* software prefetch a call streams about as fast as its out-of-order window can
+/// keep demand misses in flight, i.e. inversely to the instructions per 64-byte line (about
+/// 8, 11, 14, 17 and 29 at 1, 2, 3, 4 and 8 rows): 6.0 / 7.5 / 11.2 / 13.6 / 27.5 ms; *with*
+/// a software prefetch of every line, of any kind (`prefetcht1` 2–16 KiB ahead, NTA/T0
+/// 128 B–4 KiB ahead), the stream sits at 19–22 GB/s whatever the row count (3 / 4 / 8 rows:
+/// 8.9 / 10.3 / 18.2 ms), as if each prefetch held one of the core's L1 miss buffers until
+/// DRAM answers; adding a `prefetcht1` ahead to the 1–2-row path (every line or every other
+/// line, 2–8 KiB ahead) cost 1 row 6.0 → 7.8–9.5 ms. Loads through two `ymm` halves instead
+/// of one `zmm`, a pre-broadcast copy of the inputs (no `vbroadcastf64x4`) and two tiles at
+/// once (more independent FMA chains: from L2 1 row 47 → 66 %, 2 rows 75 → 89 % of the FMA
+/// peak, but 2× slower from DRAM, two streams or one) all measured slower; what helped is
+/// fewer instructions per line: one prefetch per half-precision line (two hit the same line
+/// before) and two 8-column steps per loop iteration for 1–2 rows (−1 … −6 % at 1–2 rows,
+/// f32 / bf16 / f16). These sweeps ran before [`crate::hugemem`] mapped weights fresh, when
+/// most of a model's weights sat in small pages; re-checked afterwards with every weight in
+/// huge pages (quiet, `… --bench gemm -- 1 2 bf16 model rows=1,2,4,8`, best of 3): default
+/// 5.76 / 6.61 / 7.98 / 14.66 ms at 1 / 2 / 4 / 8 rows, a software prefetch at every row
+/// count 7.98 / 7.55 / 7.93 / 14.72 ms, none up to 8 rows 5.64 / 6.54 / 10.98 / 23.65 ms:
+/// the choice stands, and the prefetched 4-row stream now reaches 24.7 GB/s.
+///
+/// Session 7 (branch `multirow`, one Zen 4 core, calls of 3 or more rows; GPT-B decode-step
+/// GEMMs, `… --bench gemm -- 1 2 f32 bf16 f16 model rows=…`, overrides below interleaved in
+/// the same build, load 2–4, fastest pass):
+/// - *Sparse f32 prefetch* ([`Tuning::f32_prefetch_every`] = 16): a packed f32 tile of 3–8
+///   rows that prefetches its step's two lines only every 16th step streams faster than one
+///   that prefetches every line, in line with the miss-buffer reading above — a few
+///   `prefetcht1`s start the L2's own stream without holding the L1's buffers. Three rounds,
+///   every step → every 16th: 3 rows 17.6–18.5 → 15.5–16.4 ms, 4 rows 17.8–18.2 → 14.5–16.1
+///   ms, 6 rows 13.9–15.0 → 12.6–14.0 ms, 8 rows 16.7–17.0 → 16.0–16.2 ms; 16 rows the same;
+///   every 4th / 8th / 32nd / 64th step in between or the same as 16; 4 / 64 KiB ahead or
+///   `l2_prefetch=0` slower. Half precision (one line per step) measured the same every step,
+///   every 16th and every 64th (an override tried and removed): bf16 at 4 rows 9.0–10.3 ms
+///   either way, the noise of identical runs, so it prefetches every line.
+/// - *Row-major calls prefetch into L2* ([`Tuning::row_major_l2_prefetch`]): the next tile's
+///   rows are `4·k` elements ahead (32 KiB of f32 at k = 2048, all of L1); as `prefetcht0` they
+///   evicted the tile in use. With every f32 matrix of GPT-B still row-major at k = 2048
+///   (session 6's layout), two rounds: 3 rows 18.0–18.2 → 16.9–17.4 ms, 4 rows 18.0–18.1 →
+///   16.8–17.4 ms, 8 rows 20.1–20.3 → 18.1–18.3 ms, 16 rows 36.2–36.9 → 33.9 ms; one, two or
+///   four tiles ahead the same.
+/// - *6-row tiles for f32 calls of 3–5 rows* ([`Tuning::f32_min_tile_rows`] = 6): a packed
+///   f32 call of one AVX-512 row block, streaming from memory, computes padding rows (copies of
+///   its last input row, never stored) and is faster for it, in seven interleaved rounds: 3 rows
+///   15.4–16.8 → 12.2–12.95 ms, 4 rows 14.7–16.2 → 12.3–13.3 ms, 5 rows the same; padding to 8
+///   rows no better. Padding half-precision tiles of 3–4 rows to 6 (nearer the FMA limit) was
+///   20–50 % slower and padding the 1–2-row decode tiles 5–50 % slower, so neither pads; nor
+///   do the later row blocks of a staged call (weights in L2, FMA-bound).
+/// - *Staged f16 calls* ([`Tuning::stage_f16_min_rows`] = 9): module docs.
+///
+/// Session 8 (one or two Zen 4 cores; `… --bench gemm -- T 2 f32 bf16 model rows=…`, three
+/// interleaved rounds each, fastest pass, process CPU time; load 0.6–0.9):
+/// - *The next column block into L2* ([`Tuning::prefetch_next_block`]): a call of more than 8
+///   rows streams each column block from memory in its first row block and then runs the
+///   other row blocks on it from L2, bound by their FMAs while memory idles. Its second row
+///   block now prefetches the next column block (`prefetcht1` of every line, at the same
+///   offsets). Off → on, 2 threads: f32 at 16 / 32 / 128 rows 33.89 / 62.64 / 239.21 →
+///   33.11 / 61.15 / 238.20 ms, bf16 30.24 / 59.06 / 232.82 → 29.38 / 58.96 / 232.59 ms;
+///   1 thread: f32 at 16 / 32 rows 30.36 / 59.62 → 29.27 / 58.74 ms, bf16 29.13 / 58.11 →
+///   28.97 / 57.75 ms. Small (1–4 %) but never slower; prefetching in every later row block
+///   instead measured the same at 16 rows and slower at 64 (f32, 1 thread, 118 → 125 ms).
+///   Staged f16 calls run their later row blocks on the staged copy and do not prefetch.
+/// - *Rejected:* for 1–2-row calls, a `prefetcht1` 4–16 KiB ahead on every 8th–64th step
+///   besides the `prefetchnta` of the line (bf16 / f16 at 2 rows 6.57 / 7.14 → 6.63–6.81 /
+///   7.06–7.33 ms), and the inputs pre-broadcast into a buffer that the FMAs read as their
+///   memory operand (fewer instructions per line: bf16 at 1 / 2 rows 5.61 / 6.50 → 6.49 /
+///   9.83 ms); f16 widened by `vcvtph2ps` straight from memory (`_mm512_cvtph_ps` emits the
+///   `{sae}` form, which cannot take a memory operand, so each pair is a load and a
+///   conversion): f16 at 1 / 2 / 4 / 8 / 16 rows 5.66 / 6.98 / 9.42 / 16.47 / 31.35 → 5.69 /
+///   7.22 / 9.40 / 16.45 / 31.21 ms, the same.
+///
+/// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
+/// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
+/// `l2_prefetch=0|1`, `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`,
+/// `f32_prefetch_every=N`, `f32_min_tile_rows=N`, `prefetch_next_block=0|1`
+/// (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// malformed entries are ignored.
+pub fn tuning() -> Tuning {
+    static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        let mut t = cpu_tuning();
+        if let Ok(spec) = std::env::var("ARGEN_GEMM_TUNING") {
+            for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
+                let Ok(v) = value.trim().parse::<usize>() else {
+                    continue;
+                };
+                match key.trim() {
+                    "no_prefetch_rows" => t.no_prefetch_rows = v,
+                    "pf_packed_bytes" => t.pf_packed_bytes = v,
+                    "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
+                    "l2_prefetch" => t.l2_prefetch = v != 0,
+                    "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
+                    "stage_f16_min_rows" => t.stage_f16_min_rows = v,
+                    "f32_prefetch_every" => t.f32_prefetch_every = v,
+                    "f32_min_tile_rows" => t.f32_min_tile_rows = v,
+                    "prefetch_next_block" => t.prefetch_next_block = v != 0,
+                    _ => {}
+                }
+            }
+        }
+        t
+    })
+}
+
+/// [`tuning`] by CPU model alone.
+fn cpu_tuning() -> Tuning {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe in newer
+        // Rust).
+        #[allow(unused_unsafe)]
+        let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
+        let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        if amd && best_variant() == Variant::Avx512 {
+            return Tuning {
+                no_prefetch_rows: 2,
+                pf_packed_bytes: 16 << 10,
+                f32_no_prefetch_rows: 2,
+                pack_f32_max_k: usize::MAX,
+                l2_prefetch: true,
+                row_major_l2_prefetch: true,
+                stage_f16_min_rows: 9,
+                f32_prefetch_every: 16,
+                f32_min_tile_rows: 6,
+                prefetch_next_block: true,
+            };
+        }
+    }
+    Tuning {
+        no_prefetch_rows: 0,
+        pf_packed_bytes: PF_PACKED_BYTES,
+        f32_no_prefetch_rows: 0,
+        pack_f32_max_k: 0,
+        l2_prefetch: false,
+        row_major_l2_prefetch: false,
+        stage_f16_min_rows: usize::MAX,
+        f32_prefetch_every: 1,
+        f32_min_tile_rows: 0,
+        prefetch_next_block: false,
+    }
+}
