@@ -94,7 +94,7 @@
 //!
 //! Widening f16/bf16 to f32 is exact, so it does not matter where it happens. The portable
 //! fallback uses `f32::mul_add` in the same lane structure and the same tree, so every variant
-//! matches it bit for bit (tested below for every variant the machine runs, f32 / bf16 / f16
+//! matches it bit for bit (tested in `tests.rs` for every variant the machine runs, f32 / bf16 / f16
 //! weights in both layouts, tails, 1–128 rows and 1–3 threads; the others print
 //! `SKIPPED <variant>: <reason>`). A row's result is therefore bit-identical whether it is
 //! computed alone or in a batch, on any of these CPUs. The opt-in fast class ([`crate::fast`])
