@@ -559,7 +559,19 @@ impl Compute for Cpu {
         silu: bool,
         out: &mut Vec<f32>,
     ) {
-        ops::group_norm(x, pixels, c, groups, gamma, beta, eps, silu, out)
+        ops::group_norm(
+            &self.pool,
+            self.kernels.variant,
+            x,
+            pixels,
+            c,
+            groups,
+            gamma,
+            beta,
+            eps,
+            silu,
+            out,
+        )
     }
 
     fn upsample2x(&self, x: &Vec<f32>, h: usize, w: usize, c: usize, out: &mut Vec<f32>) {

@@ -1,5 +1,5 @@
-//! Vectorised deterministic `exp` and SwiGLU: [`argen_core::detmath::exp_f32`] and
-//! `silu_f32(a) · b` on 16 (AVX-512), 8 (AVX2) or 4 (NEON) lanes, bit for bit.
+//! Vectorised deterministic `exp`, SiLU and SwiGLU: [`argen_core::detmath::exp_f32`],
+//! `silu_f32(a)` and `silu_f32(a) · b` on 16 (AVX-512), 8 (AVX2) or 4 (NEON) lanes, bit for bit.
 //!
 //! The scalar definition (normative: `docs/spec/determinism-v1.md` §4.1) is a Cody–Waite
 //! reduction `x = k·ln2 + r` with `k = floor(log2e·x + 0.5)`, `r = (x − k·C1) − k·C2`, Cephes'
@@ -42,6 +42,15 @@ pub fn exp_sub(variant: Variant, x: &mut [f32], sub: f32) {
         #[cfg(target_arch = "aarch64")]
         Variant::Neon => neon::exp_sub(x, sub),
         _ => x.iter_mut().for_each(|v| *v = exp_f32(*v - sub)),
+    }
+}
+
+/// `a[i] = silu_f32(a[i])` for every `i`: [`silu_mul`] by `1.0`, which is exact (`v · 1 = v`
+/// for every `f32`, NaN staying NaN), in pieces of 256.
+pub fn silu(variant: Variant, a: &mut [f32]) {
+    const ONES: [f32; 256] = [1.0; 256];
+    for c in a.chunks_mut(ONES.len()) {
+        silu_mul(variant, c, &ONES);
     }
 }
 
@@ -464,6 +473,26 @@ mod tests {
                     assert!(
                         same(y, want),
                         "{}: exp({x:e} - {sub}) = {y:e}, want {want:e}",
+                        var.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn silu_matches_the_scalar_definition_bit_for_bit() {
+        let xs = inputs();
+        for var in supported() {
+            // Every length 0…600 (pieces and vector tails), then the whole sweep.
+            for n in (0..600).chain([xs.len()]) {
+                let mut y = xs[..n].to_vec();
+                silu(var, &mut y);
+                for (&x, &y) in xs.iter().zip(&y) {
+                    let want = silu_f32(x);
+                    assert!(
+                        same(y, want),
+                        "{}: silu({x:e}) = {y:e}, want {want:e}",
                         var.name()
                     );
                 }
