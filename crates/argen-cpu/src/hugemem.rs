@@ -38,8 +38,9 @@
 //! of it, so loading and dropping models does not accumulate memory. Session 7 returned every
 //! 4 KiB page inside a dropped buffer instead, and that *split* the huge pages it shared with
 //! its neighbours: a checkpoint tensor decoded into a short-lived arena buffer before packing
-//! left half of GPT-B's packed bf16 weights in small pages (`/proc/<pid>/smaps`, session 8;
-//! the tensors are now decoded into plain `Vec`s, and no drop splits a live neighbour's page).
+//! left about a quarter of GPT-B's packed bf16 weights (up to half of a chunk) in small pages
+//! (`/proc/<pid>/smaps`, session 8; the tensors are now decoded into plain `Vec`s, and no drop
+//! splits a live neighbour's page).
 //! Memory cost: a huge page stays resident while any buffer on it lives (at most the two
 //! partly used pages at a live buffer's ends), and at most one partly used huge page per
 //! chunk. With `never`, when the kernel has no free huge page, or when a

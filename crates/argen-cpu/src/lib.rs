@@ -53,8 +53,8 @@ pub struct Cpu {
 /// The decoded elements of a checkpoint tensor that is about to be packed: a plain `Vec`, not a
 /// [`Buf`]. A short-lived buffer from the huge-page arena would sit between the packed
 /// matrices it is dropped among, and returning its pages (`MADV_DONTNEED`) split the huge
-/// pages it shared with them (before [`crate::hugemem`] counted buffers per huge page): a
-/// quarter to a half of each chunk of GPT-B's packed bf16 weights was in small pages
+/// pages it shared with them (before [`crate::hugemem`] counted buffers per huge page): about a
+/// quarter of GPT-B's packed bf16 weights, up to half of a chunk, was in small pages
 /// (`/proc/<pid>/smaps`). It also keeps the temporary copy out of the arena's chunks, which
 /// are returned to the OS only a whole huge page at a time. (The 1-thread bf16 decode step
 /// measured the same either way, within this machine's ±8 % noise: session 8 in
