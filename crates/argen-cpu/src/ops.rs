@@ -509,13 +509,7 @@ mod tests {
 
     #[test]
     fn rope_matches_the_per_pair_rotation_bit_for_bit() {
-        let mut s = 0x9e3779b97f4a7c15u64;
-        let mut r = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 22) as f32 - 2.0
-        };
+        let mut r = rng(0x9e3779b97f4a7c15);
         for &hd in &[4usize, 8, 12, 64, 72] {
             let grid = 5;
             let freqs: Vec<f32> = (0..grid * hd / 2).map(|_| r()).collect();
