@@ -235,15 +235,7 @@ mod tests {
     use crate::hugemem::Buf;
     use argen_core::detmath::exp_f32;
 
-    fn rng(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        }
-    }
+    use crate::test_rng as rng;
 
     /// The documented order, one key and element at a time.
     fn reference(q: &[f32], keys: &[&[f32]], vals: &[&[f32]], out: &mut [f32]) {

@@ -328,15 +328,7 @@ mod tests {
     use super::*;
     use crate::gemm::pack_bf16;
 
-    fn rng(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        }
-    }
+    use crate::test_rng as rng;
 
     #[test]
     fn avx512_bf16_matches_its_documented_order() {

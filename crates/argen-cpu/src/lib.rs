@@ -63,6 +63,19 @@ fn staging<T>(len: usize, f: impl FnMut(usize) -> T) -> Vec<T> {
     (0..len).map(f).collect()
 }
 
+/// Test inputs: xorshift64 from `seed`, uniform in [−0.5, 0.5) in steps of 2⁻²⁴ (the tests of
+/// every kernel module draw from it).
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+}
+
 impl std::fmt::Debug for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

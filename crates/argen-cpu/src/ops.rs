@@ -332,14 +332,10 @@ mod tests {
         }
     }
 
+    /// [`crate::test_rng`] scaled to [−2, 2) (exactly: the scaling is by a power of two).
     fn rng(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 22) as f32 - 2.0
-        }
+        let mut r = crate::test_rng(seed);
+        move || 4.0 * r()
     }
 
     /// The element-by-element im2col gather that [`conv2d`] replaced.

@@ -1,14 +1,6 @@
 use super::*;
 
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-}
+use crate::test_rng as rng;
 
 /// Straight transcription of the documented reduction order, one element at a time.
 fn reference(x: &[f32], w: &[f32], k: usize, bias: Option<f32>) -> f32 {
