@@ -5,8 +5,9 @@
 //! (default: all three) against the floor weight-bytes ÷ read bandwidth, the bandwidth probed
 //! just before each dtype's steps (the load on a shared machine drifts), and the verification
 //! cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` times N decode steps
-//! instead of 20; `verify=N [reps=R]` runs only R verifications of N tokens per CFG row, for a
-//! profiler). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
+//! instead of 20, and `windows` adds the median step of each 32 of them, to show what the
+//! growing KV cache costs; `verify=N [reps=R]` runs only R verifications of N tokens per CFG
+//! row, for a profiler). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
 //! for `tools/bench_torch.py`.
 //!
 //! Every time is given twice: wall clock (median or best, as labelled) and on-CPU time (process
@@ -321,6 +322,8 @@ fn main() {
         .find_map(|a| a.strip_prefix("steps=")?.parse::<usize>().ok())
         .unwrap_or(20)
         .clamp(1, 188);
+    // `windows`: also the median step of each 32 timed steps, as the KV cache grows.
+    let windows = args.iter().any(|a| a == "windows");
     let cfg = GptConfig::preset("GPT-B", ModelType::C2i, 256).unwrap();
     println!(
         "threads: {threads}; GPT-B c2i, {} params; kernels {:?}; load average {}; each \
@@ -450,6 +453,20 @@ fn main() {
         }
         let cpu = cpu / (steps_n - 4) as f64;
         times.drain(..4);
+        if windows {
+            // The step's cost as the KV cache grows: the median of each 32 steps.
+            for (wi, win) in times.chunks(32).enumerate() {
+                let mut win = win.to_vec();
+                win.sort_by(|a, b| a.total_cmp(b));
+                println!(
+                    "  {} steps at context {}..{}: median {:.2} ms",
+                    dt.name(),
+                    5 + 32 * wi,
+                    4 + 32 * wi + win.len(),
+                    win[win.len() / 2] * 1e3
+                );
+            }
+        }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let med = times[times.len() / 2];
         let floor = wbytes as f64 / bw;

@@ -21,6 +21,8 @@
 //! packed.
 //!
 //! `shapes=w1` or `shapes=w2` times only that FFN shape (rates count its bytes and FLOPs only).
+//! With `model`, `breakdown` adds a line per row count with each kind of matrix timed apart
+//! (wall clock over the samples: wqkv, wo, w1, w3, w2, output), to find the one that is slow.
 //!
 //! `… -- 1 [reps] resident [rows=R,…]` times the kernels with weights resident in L1 (f32
 //! `[16, 256]`, 16 KiB) and in L2 (`[64, 768]`, 192 KiB, the size of a column block) instead of
@@ -58,7 +60,7 @@ fn process_cpu_ns() -> u64 {
 
 /// The GEMMs of one GPT-B decode step, in order, with distinct weights (see the module docs).
 /// Half-precision weights are packed as `Cpu` stores them.
-fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
+fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize], breakdown: bool) {
     let pool = Workers::new(threads).unwrap();
     let tasks = if threads == 1 { 1 } else { 4 * threads };
     let (d, f, v) = (768usize, 2048usize, 16384usize);
@@ -139,6 +141,48 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize]) {
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let (lo, med) = (times[0], times[times.len() / 2]);
             let flops = 2.0 * rows as f64 * (bytes / es) as f64;
+            if breakdown {
+                // Wall time per matrix kind over `reps` passes (in model order).
+                let names = ["wqkv", "wo", "w1", "w3", "w2", "output"];
+                let mut t = [0f64; 6];
+                let mut b = [0usize; 6];
+                for _ in 0..reps {
+                    let (mut ir, mut ip) = (0, 0);
+                    for (si, &(n, k)) in shapes.iter().enumerate() {
+                        let kind = if si + 1 == shapes.len() { 5 } else { si % 5 };
+                        let packed_f32 = dt == "f32p"
+                            || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
+                        let i = if dt.starts_with("f32") && !packed_f32 {
+                            ir += 1;
+                            ir - 1
+                        } else {
+                            ip += 1;
+                            ip - 1
+                        };
+                        let w = match dt {
+                            _ if dt.starts_with("f32") && !packed_f32 => WRef::F32(&w32[i]),
+                            "f32" | "f32p" => WRef::F32Packed(&w32p[i]),
+                            "bf16" => WRef::BF16Packed(&wb[i]),
+                            _ => WRef::F16Packed(&wh[i]),
+                        };
+                        let c = std::time::Instant::now();
+                        gemm(&pool, tasks, &x, rows, k, w, n, None, &mut out);
+                        t[kind] += c.elapsed().as_secs_f64();
+                        b[kind] += n * k * es;
+                    }
+                }
+                let parts: Vec<String> = (0..6)
+                    .map(|i| {
+                        format!(
+                            "{} {:.2} ms {:.1} GB/s",
+                            names[i],
+                            t[i] / reps as f64 * 1e3,
+                            b[i] as f64 / t[i] / 1e9
+                        )
+                    })
+                    .collect();
+                println!("  {dt} {rows} rows by matrix: {}", parts.join(", "));
+            }
             println!(
                 "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} |",
                 lo * 1e3,
@@ -176,7 +220,13 @@ fn main() {
         })
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32, 64, 128]);
     if all.iter().any(|a| a == "model") {
-        model(threads, reps, &dts, &row_list);
+        model(
+            threads,
+            reps,
+            &dts,
+            &row_list,
+            all.iter().any(|a| a == "breakdown"),
+        );
         return;
     }
     if all.iter().any(|a| a == "resident") {

@@ -176,6 +176,16 @@ fn several_column_and_row_blocks_match_the_documented_order() {
     check_layouts(&mut rng(31), k, n, &[3, 9, 16, 17, 40]);
 }
 
+/// One- and two-row calls whose inputs are too long to stay in L1 (the prefetch-ahead path
+/// of [`Tuning::no_prefetch_max_x_bytes`] on CPUs that set it), every variant and thread count.
+#[test]
+fn short_calls_of_long_inputs_match_the_documented_order() {
+    for (k, seed) in [(2053usize, 37u64), (3100, 41)] {
+        assert!(2 * k * 4 > 12 << 10);
+        check_layouts(&mut rng(seed), k, 13, &[1, 2]);
+    }
+}
+
 #[test]
 fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
     for (n, k) in [

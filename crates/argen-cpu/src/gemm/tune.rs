@@ -12,6 +12,10 @@ pub struct Tuning {
     /// (the hardware prefetcher alone is faster there); larger calls prefetch
     /// `pf_packed_bytes` ahead in the tile stream.
     pub no_prefetch_rows: usize,
+    /// Half-precision calls of at most [`Tuning::no_prefetch_rows`] rows whose input rows
+    /// (`rows · k` f32) take more than this many bytes prefetch ahead like larger calls: their
+    /// inputs no longer stay in L1 beside the stream ([`tuning`], session 9).
+    pub no_prefetch_max_x_bytes: usize,
     /// Software prefetch distance in the packed tile stream, in bytes.
     pub pf_packed_bytes: usize,
     /// [`Tuning::no_prefetch_rows`] for packed f32 weights.
@@ -39,6 +43,9 @@ pub struct Tuning {
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
     pub prefetch_next_block: bool,
+    /// Attention prefetches each task's values while it scores the keys, and the next task's
+    /// keys and values while it sums the values ([`crate::attn`]).
+    pub attn_prefetch: bool,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -181,11 +188,38 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///   conversion): f16 at 1 / 2 / 4 / 8 / 16 rows 5.66 / 6.98 / 9.42 / 16.47 / 31.35 → 5.69 /
 ///   7.22 / 9.40 / 16.45 / 31.21 ms, the same.
 ///
+/// Session 9 (one or two Zen 4 cores), *1–2-row calls with long inputs*
+/// ([`Tuning::no_prefetch_max_x_bytes`] = 12 KiB). Timing each matrix of the decode step apart
+/// (`… --bench gemm -- T 3 bf16 f16 model rows=1,2 breakdown`) showed that at 2 rows only w2
+/// (k = 2048) was slow: bf16 ~19 GB/s and f16 ~17 GB/s against 28–31 GB/s for the k = 768
+/// matrices and ~33 GB/s for every matrix at 1 row. A synthetic kernel (the same loads,
+/// widening and FMAs over a sequential 192 MiB stream; `cargo bench -p argen-cpu --bench
+/// input_sweep`, `docs/results/session9/input-sweep.txt`) showed the cause: the inputs. Per tile
+/// the kernel sweeps all `rows · k` floats of its inputs, and when those no longer stay in L1
+/// beside the weight stream (2 rows at k = 2048: 16 KiB) it slows to 22–23 GB/s, 4 rows to
+/// 10 GB/s; the same kernel reading a 64-float window of inputs streams 33–34 GB/s at any k,
+/// and prefetching the inputs, aligning them or `prefetchnta` at any distance did not help.
+/// So calls of 1–2 rows whose inputs exceed 12 KiB (GPT-B: w2 at 2 rows) now take the
+/// prefetch-ahead path of larger calls (`prefetcht1` 16 KiB ahead), which keeps the stream
+/// flowing while the inputs come from L2. Five interleaved rounds of old / new policy
+/// (`docs/results/session9/gemm-long-inputs-ab.txt`), w2 at 2 rows, median: 1 thread bf16
+/// 1.97 → 1.55 ms, f16 2.46 → 1.34 ms; 2 threads bf16 1.22 → 0.74 ms, f16 1.26 → 0.75 ms; all
+/// decode-step GEMMs at 2 rows, 1 thread, fastest pass, median of the rounds: bf16 7.24 →
+/// 6.52 ms, f16 7.81 → 6.59 ms. f32 (k = 2048 tiles of 32 KiB) measured slower that way (w2 at
+/// 2 rows 3.05–3.34 → 3.73–4.11 ms; every distance and kind tried), so it keeps the plain
+/// stream. *Rejected:* the inputs' blocks stored in reverse order (the synthetic kernel
+/// streamed 7 % faster at k = 768; the real one was the same at 2 rows and slower at 1);
+/// k-panels that keep a slice of the inputs in L1 across tiles (fast in the synthetic kernel
+/// only while the accumulators stayed in registers, which a real kernel cannot do; with them
+/// saved and reloaded per panel, or with the tiles read in strided runs, 10–27 GB/s); several
+/// tiles in lockstep sharing each input load (2 rows, 4 tiles: 25 GB/s at k = 2048).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
-/// way): comma-separated `no_prefetch_rows=N`, `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`,
-/// `l2_prefetch=0|1`, `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`,
-/// `f32_prefetch_every=N`, `f32_min_tile_rows=N`, `prefetch_next_block=0|1`
-/// (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
+/// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
+/// `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`, `f32_prefetch_every=N`,
+/// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1` (`pack_f32_max_k`
+/// is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
@@ -198,6 +232,7 @@ pub fn tuning() -> Tuning {
                 };
                 match key.trim() {
                     "no_prefetch_rows" => t.no_prefetch_rows = v,
+                    "no_prefetch_max_x_bytes" => t.no_prefetch_max_x_bytes = v,
                     "pf_packed_bytes" => t.pf_packed_bytes = v,
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
@@ -206,6 +241,7 @@ pub fn tuning() -> Tuning {
                     "f32_prefetch_every" => t.f32_prefetch_every = v,
                     "f32_min_tile_rows" => t.f32_min_tile_rows = v,
                     "prefetch_next_block" => t.prefetch_next_block = v != 0,
+                    "attn_prefetch" => t.attn_prefetch = v != 0,
                     _ => {}
                 }
             }
@@ -226,6 +262,7 @@ fn cpu_tuning() -> Tuning {
         if amd && best_variant() == Variant::Avx512 {
             return Tuning {
                 no_prefetch_rows: 2,
+                no_prefetch_max_x_bytes: 12 << 10,
                 pf_packed_bytes: 16 << 10,
                 f32_no_prefetch_rows: 2,
                 pack_f32_max_k: usize::MAX,
@@ -235,11 +272,13 @@ fn cpu_tuning() -> Tuning {
                 f32_prefetch_every: 16,
                 f32_min_tile_rows: 6,
                 prefetch_next_block: true,
+                attn_prefetch: true,
             };
         }
     }
     Tuning {
         no_prefetch_rows: 0,
+        no_prefetch_max_x_bytes: usize::MAX,
         pf_packed_bytes: PF_PACKED_BYTES,
         f32_no_prefetch_rows: 0,
         pack_f32_max_k: 0,
@@ -249,5 +288,8 @@ fn cpu_tuning() -> Tuning {
         f32_prefetch_every: 1,
         f32_min_tile_rows: 0,
         prefetch_next_block: false,
+        // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
+        // be read costs a few instructions at worst.
+        attn_prefetch: true,
     }
 }
