@@ -44,7 +44,7 @@ pub struct Tuning {
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
     pub prefetch_next_block: bool,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
-    /// keys and values while it sums the values ([`crate::attn`]).
+    /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
 }
 
@@ -207,7 +207,14 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// decode-step GEMMs at 2 rows, 1 thread, fastest pass, median of the rounds: bf16 7.24 →
 /// 6.52 ms, f16 7.81 → 6.59 ms. f32 (k = 2048 tiles of 32 KiB) measured slower that way (w2 at
 /// 2 rows 3.05–3.34 → 3.73–4.11 ms; every distance and kind tried), so it keeps the plain
-/// stream. *Rejected:* the inputs' blocks stored in reverse order (the synthetic kernel
+/// stream. For w2 at 2 rows (bf16, 1 thread, w2's time over the k = 768 matrices', three
+/// rounds each) `prefetcht1` 16 KiB ahead measured 1.12–1.52, 4 KiB 1.59–1.72, 64 KiB
+/// 1.38–1.55, `prefetcht0` 1–2 KiB ahead 1.95–2.08 (none: 1.61–2.12); prefetching the
+/// inputs themselves changed nothing in the synthetic kernel. *Rejected:* the inputs
+/// interleaved by 8-float blocks, one step's rows on one line (the synthetic kernel streamed
+/// 9 % faster at 2 rows and 18 % at 4, k = 768; the real kernel, three interleaved rounds of
+/// `… model rows=2,4,8`, the same or slower: bf16 at 4 rows 7.87–8.14 → 7.98–9.50 ms, f16
+/// 9.24–9.61 → 9.44–9.55 ms); the inputs' blocks stored in reverse order (the synthetic kernel
 /// streamed 7 % faster at k = 768; the real one was the same at 2 rows and slower at 1);
 /// k-panels that keep a slice of the inputs in L1 across tiles (fast in the synthetic kernel
 /// only while the accumulators stayed in registers, which a real kernel cannot do; with them
