@@ -107,25 +107,28 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize], breakdow
         }
         let es = if dt.starts_with("f32") { 4 } else { 2 };
         let bytes: usize = shapes.iter().map(|&(n, k)| n * k * es).sum();
+        // The weights of shape `si`, in the layout built above.
+        let (mut ir, mut ip) = (0, 0);
+        let weights: Vec<WRef<'_>> = shapes
+            .iter()
+            .map(|&(_, k)| {
+                let packed_f32 =
+                    dt == "f32p" || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
+                if dt.starts_with("f32") && !packed_f32 {
+                    ir += 1;
+                    return WRef::F32(&w32[ir - 1]);
+                }
+                ip += 1;
+                match dt {
+                    "f32" | "f32p" => WRef::F32Packed(&w32p[ip - 1]),
+                    "bf16" => WRef::BF16Packed(&wb[ip - 1]),
+                    _ => WRef::F16Packed(&wh[ip - 1]),
+                }
+            })
+            .collect();
         for &rows in row_list {
             let pass = |out: &mut [f32]| {
-                let (mut ir, mut ip) = (0, 0);
-                for &(n, k) in shapes.iter() {
-                    let packed_f32 = dt == "f32p"
-                        || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
-                    let i = if dt.starts_with("f32") && !packed_f32 {
-                        ir += 1;
-                        ir - 1
-                    } else {
-                        ip += 1;
-                        ip - 1
-                    };
-                    let w = match dt {
-                        _ if dt.starts_with("f32") && !packed_f32 => WRef::F32(&w32[i]),
-                        "f32" | "f32p" => WRef::F32Packed(&w32p[i]),
-                        "bf16" => WRef::BF16Packed(&wb[i]),
-                        _ => WRef::F16Packed(&wh[i]),
-                    };
+                for (&(n, k), &w) in shapes.iter().zip(&weights) {
                     gemm(&pool, tasks, &x, rows, k, w, n, None, out);
                 }
             };
@@ -147,24 +150,8 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize], breakdow
                 let mut t = [0f64; 6];
                 let mut b = [0usize; 6];
                 for _ in 0..reps {
-                    let (mut ir, mut ip) = (0, 0);
-                    for (si, &(n, k)) in shapes.iter().enumerate() {
+                    for (si, (&(n, k), &w)) in shapes.iter().zip(&weights).enumerate() {
                         let kind = if si + 1 == shapes.len() { 5 } else { si % 5 };
-                        let packed_f32 = dt == "f32p"
-                            || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
-                        let i = if dt.starts_with("f32") && !packed_f32 {
-                            ir += 1;
-                            ir - 1
-                        } else {
-                            ip += 1;
-                            ip - 1
-                        };
-                        let w = match dt {
-                            _ if dt.starts_with("f32") && !packed_f32 => WRef::F32(&w32[i]),
-                            "f32" | "f32p" => WRef::F32Packed(&w32p[i]),
-                            "bf16" => WRef::BF16Packed(&wb[i]),
-                            _ => WRef::F16Packed(&wh[i]),
-                        };
                         let c = std::time::Instant::now();
                         gemm(&pool, tasks, &x, rows, k, w, n, None, &mut out);
                         t[kind] += c.elapsed().as_secs_f64();

@@ -25,9 +25,12 @@
 //! values it prefetches the keys (into L1) and values (into L2) of the task the same thread
 //! will most likely run next (index `i + threads`: the workers claim indices in increasing
 //! order). Prefetches change no result. One Zen 4 core, the 12 layers' attention of a GPT-B
-//! CFG pair from a cold cache (`cargo test --release -p argen-cpu attention_timing --
-//! --ignored --nocapture`), before → after: context 8 0.20 → 0.12 ms, 32 0.47 → 0.35 ms, 96
-//! 1.01 → 0.75 ms, 160 1.38 → 1.15 ms, 256 1.9 → 1.7–1.9 ms.
+//! CFG pair from a cold cache (`cargo bench -p argen-cpu --bench attention -- 1`, against
+//! `ARGEN_GEMM_TUNING=attn_prefetch=0`; `docs/results/session9/quiet/attention1-*.txt`), off →
+//! on: context 8 0.188 → 0.113 ms, 32 0.450 → 0.336 ms, 96 1.012 → 0.717 ms, 160 1.402 →
+//! 1.112 ms, 256 1.692 → 1.573 ms. In a GPT-B decode step on that CPU the cache (≤ 30 MB at
+//! these contexts) stays in L3 between steps and the step time did not change measurably;
+//! the prefetches are for caches larger than L3.
 
 use crate::gemm::{self, dot, Variant};
 use crate::par::Workers;
@@ -106,17 +109,23 @@ pub fn attention(
         // once here, so that the kernels below index without checks.
         let (kc, vc) = (&kv.k[base..], &kv.v[base..]);
         SCRATCH.with(|cell| {
-            let (sc, offs) = &mut *cell.borrow_mut();
-            sc.clear();
-            sc.resize(nk, 0.0);
+            let (scores, offs) = &mut *cell.borrow_mut();
+            // Every score is written below before it is read: grow only, never re-zero.
+            if scores.len() < nk {
+                scores.resize(nk, 0.0);
+            }
+            let sc = &mut scores[..nk];
             offs.clear();
-            let keys = (start..start + rl).chain(ex.iter().map(|&e| e as usize));
-            offs.extend(keys.map(|idx| {
-                let o = idx * hd;
-                assert!(
-                    o + hd <= kc.len(),
-                    "attention key {idx} outside the KV cache"
-                );
+            // The contiguous range is checked once, the extras one by one.
+            assert!(
+                rl == 0 || (start + rl) * hd <= kc.len(),
+                "attention keys {start}..{} outside the KV cache",
+                start + rl
+            );
+            offs.extend((start..start + rl).map(|idx| idx * hd));
+            offs.extend(ex.iter().map(|&e| {
+                let o = e as usize * hd;
+                assert!(o + hd <= kc.len(), "attention key {e} outside the KV cache");
                 o
             }));
             if simd {

@@ -592,6 +592,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // passes find the block in L2: prefetching into L1 then helps half-precision tiles
             // (f16 at 32 rows 29 → 57 GFLOP/s) but evicts the f32 tile in use (8 KiB rows at
             // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
+            // Half-precision calls whose inputs no longer stay in L1 beside the stream
+            // prefetch ahead whatever their row count ([`Tuning::no_prefetch_max_x_bytes`]).
             let no_pf_rows = if W::BYTES == 2 && a.rows * k * 4 > tuning().no_prefetch_max_x_bytes {
                 0
             } else if W::BYTES == 4 {
