@@ -723,7 +723,41 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
             num(&pr["ms_per_image"], 2),
         );
     }
+    s += &profile_drift_note(r);
     s
+}
+
+/// How far vanilla's measured time per image may stray from the profile's prediction before
+/// the report says that the profile does not describe the run's machine.
+const PROFILE_DRIFT: f64 = 0.15;
+
+/// A note under the cost model's table when vanilla (one- or two-row target steps only, the
+/// row the profile predicts most directly) ran more than [`PROFILE_DRIFT`] away from its
+/// prediction: the machine was not in the state it was calibrated in (other load, a host that
+/// moved the VM, a profile from another run), and the rows' errors then mix that drift, which
+/// need not be the same for every row count, with the cost model's own error.
+fn profile_drift_note(r: &Value) -> String {
+    let vanilla = r["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["name"].as_str() == Some("vanilla"));
+    let Some((measured, predicted)) =
+        vanilla.and_then(|row| Some((clock_ms(row)?, row["predicted"]["ms_per_image"].as_f64()?)))
+    else {
+        return String::new();
+    };
+    let drift = measured / predicted - 1.0;
+    if !drift.is_finite() || drift.abs() <= PROFILE_DRIFT {
+        return String::new();
+    }
+    format!(
+        "\nNote: vanilla ran at {measured:.2} ms/img against the profile's {predicted:.2} \
+         ({:+.0} %): the machine was not in the state the profile was calibrated in, so the \
+         errors above include that drift. Calibrate again under the bench's conditions \
+         (`argen calibrate`) or rerun before reading them as the cost model's.\n",
+        drift * 100.0
+    )
 }
 
 /// The Markdown report: the table, then the peer's ratios.
@@ -820,6 +854,34 @@ pub(crate) fn markdown(r: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vanilla_row_far_from_its_prediction_gets_a_note() {
+        let report = |measured_s: f64| {
+            json!({"rows": [{
+                "name": "vanilla",
+                "clock_per_image": measured_s,
+                "predicted": {"ms_per_image": 10.0},
+            }]})
+        };
+        // Within 15 %: no note; beyond it, either way: a note with the drift.
+        assert_eq!(profile_drift_note(&report(0.0114)), "");
+        assert_eq!(profile_drift_note(&report(0.0086)), "");
+        let slow = profile_drift_note(&report(0.0158));
+        assert!(
+            slow.contains("15.80 ms/img") && slow.contains("+58 %"),
+            "{slow}"
+        );
+        let fast = profile_drift_note(&report(0.0080));
+        assert!(fast.contains("-20 %"), "{fast}");
+        // No vanilla row or no prediction: nothing to say.
+        assert_eq!(profile_drift_note(&json!({"rows": []})), "");
+        assert_eq!(
+            profile_drift_note(&json!({"rows": [{"name": "vanilla", "clock_per_image": 0.01}]})),
+            ""
+        );
+        assert!(cost_model_markdown(&report(0.0158)).contains("Note: vanilla ran"));
+    }
 
     #[test]
     fn diversity_is_mean_pairwise_hamming_fraction() {
