@@ -135,10 +135,12 @@ pub struct BenchArgs {
     /// Worker threads (0 = all cores, at most 256); the peer uses as many.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Run the images interleaved — image 1 of every row, then image 2, … — instead of row by
-    /// row, so that a change in the machine's load over the run hits every row alike (the
-    /// speed-ups and the cost model's errors are ratios between rows); rows are reported at the
-    /// end. Tokens do not depend on the order.
+    /// Run the images interleaved — image 1 of every row (in a fresh pseudo-random order per
+    /// image), then image 2, … — instead of row by row, so that a change in the machine's load
+    /// over the run hits every row alike (the speed-ups and the cost model's errors are ratios
+    /// between rows); rows are reported at the end. A profile the run calibrates itself is
+    /// measured again before later images and the predictions use each point's median. Tokens
+    /// do not depend on the order.
     #[arg(long)]
     pub interleave: bool,
     /// Clock the images are timed with: wall (elapsed time) or cpu (CPU time of the runtime's

@@ -416,7 +416,7 @@ fn run_on<C: Runtime>(
         crate::calibrate::profile_for(&mut engine, kind, &device, threads, clock, |l| {
             crate::errln!("argen bench: {l}")
         })?;
-    let profile_source = match &source {
+    let mut profile_source = match &source {
         crate::calibrate::ProfileSource::File(p) => {
             crate::errln!("argen bench: cost profile {}", p.display());
             json!({ "file": p.display().to_string() })
@@ -426,6 +426,14 @@ fn run_on<C: Runtime>(
             json!({ "calibrated": why })
         }
     };
+    // A profile this run calibrated itself is measured again before later rounds of an
+    // interleaved run, and the predictions use each point's median over those calibrations, so
+    // that they see the machine in the states the rows were measured in (a host can change
+    // speed between the start and the rows). The `auto` rows keep deciding with the profile
+    // of the start, so their tokens do not depend on the recalibrations.
+    let recalibrate =
+        a.interleave && matches!(source, crate::calibrate::ProfileSource::Calibrated(_));
+    let mut calibrations = vec![profile.clone()];
     let mut base = base.clone();
     base.cost_profile = Some(Box::new(profile.profile));
     let rows = &specs(a.quick, &a.methods, &a.inner, &base)?[..];
@@ -481,9 +489,15 @@ fn run_on<C: Runtime>(
     // The runs, row by row or (--interleave) image by image across the rows.
     let per_row = prompts.len() * n_seeds as usize;
     let mut order = Vec::with_capacity(rows.len() * per_row);
+    // Interleaved, each image's rows run in a fresh pseudo-random order (`round_order`): a
+    // fixed rotation made the first row pay for what the previous image left behind.
+    let mut round = Vec::new();
     for i in 0..rows.len() * per_row {
         let (ri, image) = if a.interleave {
-            (i % rows.len(), i / rows.len())
+            if i % rows.len() == 0 {
+                round = argen_engine::round_order::round_order(rows.len(), (i / rows.len()) as u64);
+            }
+            (round[i % rows.len()], i / rows.len())
         } else {
             (i / per_row, i % per_row)
         };
@@ -493,9 +507,40 @@ fn run_on<C: Runtime>(
             (image % n_seeds as usize) as u64,
         ));
     }
+    // Rounds (of one image per row) before which an interleaved run recalibrates: a quarter,
+    // half and three quarters of the way and before the last round, which precedes every
+    // row's report.
+    let recalibrate_before: Vec<usize> = if recalibrate && per_row > 1 {
+        let mut r: Vec<usize> = (1..4)
+            .map(|q| q * per_row / 4)
+            .chain([per_row - 1])
+            .collect();
+        r.retain(|&x| x > 0);
+        r.dedup();
+        r
+    } else {
+        Vec::new()
+    };
+    let mut merged: Option<CostFile> = None;
     let mut done = vec![0usize; rows.len()];
     let mut finished = 0;
-    for (ri, pi, seed) in order {
+    for (i, (ri, pi, seed)) in order.into_iter().enumerate() {
+        if i % rows.len() == 0 && recalibrate_before.contains(&(i / rows.len())) {
+            let file = crate::calibrate::calibrate_now(
+                &mut engine,
+                kind,
+                &device,
+                threads,
+                clock,
+                &mut |_: &str| {},
+            )?;
+            crate::errln!(
+                "argen bench: recalibrated before round {} of {per_row} (1-row target step {:.3} ms)",
+                i / rows.len() + 1,
+                file.profile.target.points().next().map_or(0.0, |p| p.1 as f64 / 1e6)
+            );
+            calibrations.push(file);
+        }
         let (spec, row_config, acc, p) = (&rows[ri], &configs[ri], &mut accs[ri], &prompts[pi]);
         let mut dc = *row_config;
         dc.base.seed = seed;
@@ -593,13 +638,16 @@ fn run_on<C: Runtime>(
                 &configs[finished],
                 &accs[finished],
             );
+            let predict_with = merged.get_or_insert_with(|| {
+                crate::calibrate::median_profile(&calibrations).unwrap_or_else(|| profile.clone())
+            });
             let mut row = row_json(
                 spec,
                 acc,
                 cfg.block_size as u32,
                 cut_rows,
                 vanilla_time,
-                &profile,
+                predict_with,
                 vanilla_predicted,
             );
             row["config"] = config_json(row_config)?;
@@ -619,6 +667,9 @@ fn run_on<C: Runtime>(
             out_rows.push(row);
             finished += 1;
         }
+    }
+    if calibrations.len() > 1 {
+        profile_source["recalibrations"] = json!(calibrations.len() - 1);
     }
     let peer = if a.peer {
         Some(crate::bench_peer::run(
@@ -661,7 +712,7 @@ fn run_on<C: Runtime>(
         "seeds": n_seeds,
         "cfg": a.cfg,
         "temperature": a.temperature,
-        "cost_profile": { "source": profile_source, "profile": serde_json::to_value(&profile)
+        "cost_profile": { "source": profile_source, "profile": serde_json::to_value(merged.as_ref().unwrap_or(&profile))
             .map_err(|e| format!("cannot write the cost profile: {e}"))? },
         "rows": out_rows,
         "peer": peer,
@@ -697,7 +748,13 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
     let source = &r["cost_profile"]["source"];
     let from = match (source["file"].as_str(), source["calibrated"].as_str()) {
         (Some(f), _) => format!("profile {f}"),
-        (None, Some(_)) => "profile calibrated at the start of the run".into(),
+        (None, Some(_)) => match source["recalibrations"].as_u64() {
+            Some(n) => format!(
+                "profile calibrated at the start of the run and again before {n} later rounds, \
+                 each point's median"
+            ),
+            None => "profile calibrated at the start of the run".into(),
+        },
         _ => "profile ?".into(),
     };
     let mut s = format!(

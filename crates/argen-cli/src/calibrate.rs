@@ -113,6 +113,20 @@ pub fn profile_for<C: Runtime>(
         },
         None => format!("{} does not exist", path.display()),
     };
+    let file = calibrate_now(engine, device, name, threads, clock, &mut progress)?;
+    Ok((file, ProfileSource::Calibrated(why)))
+}
+
+/// A fresh calibration of the engine's own models for a run on `device` (named `name`) with
+/// `threads` threads, timed by `clock` ([`argen_engine::Engine::calibrate`], not written).
+pub fn calibrate_now<C: Runtime>(
+    engine: &mut Engine<C>,
+    device: &str,
+    name: &str,
+    threads: usize,
+    clock: Clock,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CostFile, String> {
     let cpu = Cpu::new(threads).map_err(|e| e.to_string())?;
     let mut opts = CalibrateOptions::for_cpu(&cpu);
     opts.device = device.into();
@@ -121,8 +135,61 @@ pub fn profile_for<C: Runtime>(
     if device != "cpu" {
         opts.cpu = name.into();
     }
-    let file = engine.calibrate(&opts, &mut progress)?;
-    Ok((file, ProfileSource::Calibrated(why)))
+    Ok(engine.calibrate(&opts, progress)?)
+}
+
+/// The profile whose every point (target and drafter curves, prefill) is the median, over
+/// `files`, of that point's cost (the upper median of an even count): the calibrations of one
+/// run taken at several moments, merged so that a change of the machine's speed partway
+/// through weighs as much as it lasted. Files measured at other points, or an empty slice,
+/// give the first file unchanged (`None` for an empty slice).
+pub fn median_profile(files: &[CostFile]) -> Option<CostFile> {
+    use argen_core::cost::CostCurve;
+    let first = files.first()?;
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let curve = |pick: &dyn Fn(&CostFile) -> Option<&CostCurve>| -> Option<Option<CostCurve>> {
+        let Some(c0) = pick(first) else {
+            return Some(None);
+        };
+        let rows: Vec<u32> = c0.points().map(|(r, _)| r).collect();
+        let mut columns = vec![Vec::with_capacity(files.len()); rows.len()];
+        for f in files {
+            let c = pick(f)?;
+            let points: Vec<(u32, u64)> = c.points().collect();
+            if points.len() != rows.len() || points.iter().zip(&rows).any(|(p, r)| p.0 != *r) {
+                return None;
+            }
+            for (col, p) in columns.iter_mut().zip(points) {
+                col.push(p.1);
+            }
+        }
+        let merged: Vec<(u32, u64)> = rows
+            .into_iter()
+            .zip(columns.into_iter().map(median))
+            .collect();
+        CostCurve::new(&merged).ok().map(Some)
+    };
+    let (Some(Some(target)), Some(drafter)) = (
+        curve(&|f: &CostFile| Some(&f.profile.target)),
+        curve(&|f: &CostFile| f.profile.drafter.as_ref()),
+    ) else {
+        return Some(first.clone());
+    };
+    let prefill = if files.iter().all(|f| f.prefill.is_some()) {
+        first
+            .prefill
+            .map(|_| median(files.iter().filter_map(|f| f.prefill).collect()))
+    } else {
+        first.prefill
+    };
+    let mut out = first.clone();
+    out.profile.target = target;
+    out.profile.drafter = drafter;
+    out.prefill = prefill;
+    Some(out)
 }
 
 #[cfg(test)]
@@ -146,6 +213,48 @@ mod tests {
                 drafter: None,
             },
         }
+    }
+
+    fn curve_file(
+        target: &[(u32, u64)],
+        drafter: Option<&[(u32, u64)]>,
+        prefill: Option<u64>,
+    ) -> CostFile {
+        let mut f = file("wall");
+        f.profile.target = CostCurve::new(target).unwrap();
+        f.profile.drafter = drafter.map(|d| CostCurve::new(d).unwrap());
+        f.prefill = prefill;
+        f
+    }
+
+    #[test]
+    fn the_median_profile_takes_each_points_median() {
+        let a = curve_file(&[(1, 10), (2, 20)], Some(&[(1, 5)]), Some(100));
+        let b = curve_file(&[(1, 30), (2, 21)], Some(&[(1, 7)]), Some(300));
+        let c = curve_file(&[(1, 20), (2, 90)], Some(&[(1, 6)]), Some(200));
+        let m = median_profile(&[a.clone(), b.clone(), c]).unwrap();
+        assert_eq!(
+            m.profile.target.points().collect::<Vec<_>>(),
+            [(1, 20), (2, 21)]
+        );
+        assert_eq!(
+            m.profile.drafter.unwrap().points().collect::<Vec<_>>(),
+            [(1, 6)]
+        );
+        assert_eq!(m.prefill, Some(200));
+        // Two files: the upper median.
+        let m2 = median_profile(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(
+            m2.profile.target.points().collect::<Vec<_>>(),
+            [(1, 30), (2, 21)]
+        );
+        // One file, or files measured at other points: the first unchanged.
+        assert_eq!(median_profile(&[a.clone()]).unwrap(), a);
+        let other = curve_file(&[(1, 1), (4, 2)], Some(&[(1, 5)]), Some(100));
+        assert_eq!(median_profile(&[a.clone(), other]).unwrap(), a);
+        let no_drafter = curve_file(&[(1, 10), (2, 20)], None, Some(100));
+        assert_eq!(median_profile(&[a.clone(), no_drafter]).unwrap(), a);
+        assert!(median_profile(&[]).is_none());
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn bench_predictions_are_the_profiles_costs_of_each_rows_calls() {
 #[test]
 fn interleaved_bench_runs_make_the_same_images_and_counts() {
     let m = tiny().display().to_string();
-    let rows = |interleave: bool| -> Vec<Value> {
+    let report = |interleave: bool| -> Value {
         let json = tmp(&format!("interleave-{interleave}.json"));
         let j = json.display().to_string();
         let mut args = vec![
@@ -281,10 +281,21 @@ fn interleaved_bench_runs_make_the_same_images_and_counts() {
         }
         let o = argen(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        r["rows"].as_array().unwrap().clone()
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
     };
-    let (a, b) = (rows(false), rows(true));
+    let (ra, rb) = (report(false), report(true));
+    // A profile the run calibrated itself is measured again before rounds 2, 3 and 4 of the
+    // four (2 prompts × 2 seeds) when interleaved, and only then.
+    for (r, again) in [(&ra, None), (&rb, Some(3))] {
+        let source = &r["cost_profile"]["source"];
+        if source["calibrated"].is_string() {
+            assert_eq!(source["recalibrations"].as_u64(), again, "{source}");
+        }
+    }
+    let (a, b) = (
+        ra["rows"].as_array().unwrap().clone(),
+        rb["rows"].as_array().unwrap().clone(),
+    );
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x["name"], y["name"]);

@@ -230,16 +230,10 @@ fn main() -> Result<(), String> {
             // A fresh pseudo-random order per image (Fisher–Yates, SplitMix64 from round and
             // image): each method follows every other equally often, so what the previous image
             // left in the caches (the same model's weights, or the drafter's) favours none.
-            let mut order: Vec<usize> = (0..methods.len()).collect();
-            let mut state = ((round as u64) << 32) ^ k as u64;
-            for i in (1..order.len()).rev() {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                order.swap(i, (z % (i as u64 + 1)) as usize);
-            }
+            let order = argen_engine::round_order::round_order(
+                methods.len(),
+                ((round as u64) << 32) ^ k as u64,
+            );
             for &m in &order {
                 let c = cpu_now();
                 let t = Instant::now();

@@ -48,6 +48,7 @@ mod error;
 pub mod method;
 pub mod model_dir;
 pub mod predict;
+pub mod round_order;
 pub mod runtime;
 pub mod shapes;
 mod tables;
