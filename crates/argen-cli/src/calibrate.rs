@@ -249,7 +249,7 @@ mod tests {
             [(1, 30), (2, 21)]
         );
         // One file, or files measured at other points: the first unchanged.
-        assert_eq!(median_profile(&[a.clone()]).unwrap(), a);
+        assert_eq!(median_profile(std::slice::from_ref(&a)).unwrap(), a);
         let other = curve_file(&[(1, 1), (4, 2)], Some(&[(1, 5)]), Some(100));
         assert_eq!(median_profile(&[a.clone(), other]).unwrap(), a);
         let no_drafter = curve_file(&[(1, 10), (2, 20)], None, Some(100));
