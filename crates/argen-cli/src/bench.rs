@@ -510,7 +510,14 @@ fn run_on<C: Runtime>(
     // Rounds (of one image per row) before which an interleaved run recalibrates: a quarter,
     // half and three quarters of the way and before the last round, which precedes every
     // row's report.
-    let recalibrate_before: Vec<usize> = if recalibrate && per_row > 1 {
+    let recalibration = if recalibrate && per_row > 1 {
+        Some(crate::calibrate::calibrate_options(
+            kind, &device, threads, clock,
+        )?)
+    } else {
+        None
+    };
+    let recalibrate_before: Vec<usize> = if recalibration.is_some() {
         let mut r: Vec<usize> = (1..4)
             .map(|q| q * per_row / 4)
             .chain([per_row - 1])
@@ -525,15 +532,11 @@ fn run_on<C: Runtime>(
     let mut done = vec![0usize; rows.len()];
     let mut finished = 0;
     for (i, (ri, pi, seed)) in order.into_iter().enumerate() {
-        if i % rows.len() == 0 && recalibrate_before.contains(&(i / rows.len())) {
-            let file = crate::calibrate::calibrate_now(
-                &mut engine,
-                kind,
-                &device,
-                threads,
-                clock,
-                &mut |_: &str| {},
-            )?;
+        if let Some(opts) = recalibration
+            .as_ref()
+            .filter(|_| i % rows.len() == 0 && recalibrate_before.contains(&(i / rows.len())))
+        {
+            let file = engine.calibrate(opts, &mut |_: &str| {})?;
             crate::errln!(
                 "argen bench: recalibrated before round {} of {per_row} (1-row target step {:.3} ms)",
                 i / rows.len() + 1,

@@ -113,20 +113,20 @@ pub fn profile_for<C: Runtime>(
         },
         None => format!("{} does not exist", path.display()),
     };
-    let file = calibrate_now(engine, device, name, threads, clock, &mut progress)?;
+    let opts = calibrate_options(device, name, threads, clock)?;
+    let file = engine.calibrate(&opts, &mut progress)?;
     Ok((file, ProfileSource::Calibrated(why)))
 }
 
-/// A fresh calibration of the engine's own models for a run on `device` (named `name`) with
-/// `threads` threads, timed by `clock` ([`argen_engine::Engine::calibrate`], not written).
-pub fn calibrate_now<C: Runtime>(
-    engine: &mut Engine<C>,
+/// The options of a calibration for a run on `device` (named `name`) with `threads` threads,
+/// timed by `clock` (for [`argen_engine::Engine::calibrate`]; `argen bench` builds them once
+/// and calibrates with them again during an interleaved run).
+pub fn calibrate_options(
     device: &str,
     name: &str,
     threads: usize,
     clock: Clock,
-    progress: &mut dyn FnMut(&str),
-) -> Result<CostFile, String> {
+) -> Result<CalibrateOptions, String> {
     let cpu = Cpu::new(threads).map_err(|e| e.to_string())?;
     let mut opts = CalibrateOptions::for_cpu(&cpu);
     opts.device = device.into();
@@ -135,7 +135,7 @@ pub fn calibrate_now<C: Runtime>(
     if device != "cpu" {
         opts.cpu = name.into();
     }
-    Ok(engine.calibrate(&opts, progress)?)
+    Ok(opts)
 }
 
 /// The profile whose every point (target and drafter curves, prefill) is the median, over

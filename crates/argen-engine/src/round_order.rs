@@ -3,8 +3,8 @@
 //! the previous image left behind (caches, the helper threads' state) favours none. A fixed
 //! rotation biased `argen bench --interleave`: on two threads the row that always ran first
 //! (vanilla, after the previous image's last row) measured 4–23 % slower than `sd auto`, which
-//! did exactly the same work; `auto_draft_ab` had seen the same with a 2 % bias (see
-//! `docs/draft-auto.md`).
+//! did exactly the same work (`docs/runtime-performance.md`, session 9); `auto_draft_ab` had seen
+//! the same with a 2 % bias (see `docs/draft-auto.md`).
 //!
 //! Fisher–Yates with SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
 //! generators", OOPSLA 2014) keyed by `key`: the same key gives the same order on every
