@@ -19,7 +19,7 @@
 //! GPT-B bf16 decode bench then had only ~50 of its 195 MB in huge pages (`/proc/self/smaps`),
 //! and how much varied from process to process with the allocator's history, which showed as
 //! 1.5–2× run-to-run swings of the 1-thread bf16 decode step. So on Linux a [`Buf`] of at least
-//! 1 MiB now comes from an *arena of fresh mappings*: chunks of [`CHUNK`] bytes mapped
+//! 1 MiB (since session 10: one page, below) now comes from an *arena of fresh mappings*: chunks of [`CHUNK`] bytes mapped
 //! anonymously (never touched before), 2 MiB-aligned and advised as a whole; buffers are
 //! carved from the current chunk one after the other (page-aligned), so a model's matrices lie
 //! back to back in huge pages with no gap to round up to. A buffer larger than half a chunk
@@ -30,6 +30,21 @@
 //! before, 7.95 / 8.42 / 8.05 / 7.38 ms with the arena (f16 11.22 / 10.34 / 10.36 / 8.99 →
 //! 7.73 / 8.25 / 8.53 / 7.84 ms); the quiet-machine tables are in
 //! `docs/runtime-performance.md` (session 7).
+//!
+//! **Small buffers too** (session 10). Buffers of a page (4 KiB) up to 1 MiB — every matrix of
+//! a small model such as ShapesWorld (dim 128: 64–200 KB each) — came from the global
+//! allocator, on whatever 4 KiB physical pages the kernel handed out, and a process then
+//! started in one of two modes: the 1- and 2-row calls ran either at their usual speed or up
+//! to 70 % slower, for the whole process, at random (the mark of physical page placement:
+//! weights that collide in the same L2 sets evict each other; switching ASLR off did not
+//! remove it). Measured with `argen calibrate --threads 1 --rows 1,2,4,8,…,128` on
+//! ShapesWorld (Zen 4, six processes of each build, alternating): target 1-row call 0.162 /
+//! 0.171 / 0.166 / 0.167 / 0.117 / 0.161 ms with the allocator's pages, 0.116–0.119 ms in
+//! all six from the arena; drafter 1-row call 0.028–0.047 → 0.026–0.027 ms; 4 to 128 rows
+//! unchanged. In `argen bench` this swing of the calibration's small calls, which vanilla
+//! decoding is made of, was the largest error of the cost model's predictions. So every
+//! buffer of at least [`PAGE`] bytes now comes from the arena (smaller ones — norm gains,
+//! biases — stay on the heap); a page-aligned carve wastes under a page per buffer.
 //!
 //! Memory goes back to the OS one huge page at a time: each chunk counts the live buffers on
 //! each of its 2 MiB pages, and a dropped buffer returns (`MADV_DONTNEED`) the pages whose
@@ -62,7 +77,7 @@ pub const CHUNK: usize = 64 << 20;
 const PAGE: usize = 4096;
 
 /// A fixed-length buffer of `T`, backed by huge pages where the OS allows when it holds at
-/// least 1 MiB (module docs); dereferences to `[T]`.
+/// least one page (4 KiB; module docs); dereferences to `[T]`.
 pub struct Buf<T: Copy> {
     ptr: NonNull<T>,
     len: usize,
@@ -113,7 +128,7 @@ impl<T: Copy> Buf<T> {
     /// Uninitialised memory for `bytes` bytes and where it comes from.
     fn alloc(bytes: usize) -> (NonNull<T>, Store) {
         #[cfg(target_os = "linux")]
-        if bytes >= HUGE / 2 && align_of::<T>() <= PAGE {
+        if bytes >= PAGE && align_of::<T>() <= PAGE {
             if let Some((p, chunk)) = arena_alloc(bytes) {
                 return (p.cast(), Store::Arena(chunk));
             }
@@ -131,7 +146,7 @@ impl<T: Copy> Buf<T> {
         (p, Store::Heap(layout))
     }
 
-    /// Whether the buffer lies in the huge-page arena (Linux, at least 1 MiB).
+    /// Whether the buffer lies in the huge-page arena (Linux, at least one page).
     pub fn in_arena(&self) -> bool {
         #[cfg(target_os = "linux")]
         if matches!(self.store, Store::Arena(_)) {
@@ -274,7 +289,7 @@ impl Drop for Chunk {
 #[cfg(target_os = "linux")]
 static ARENA: Mutex<Option<(Arc<Chunk>, usize)>> = Mutex::new(None);
 
-/// `bytes` (≥ 1 MiB) of fresh arena memory, page-aligned, and the chunk it belongs to; `None`
+/// `bytes` (at least a page) of fresh arena memory, page-aligned, and the chunk it belongs to; `None`
 /// if a mapping fails (the caller falls back to the global allocator).
 #[cfg(target_os = "linux")]
 fn arena_alloc(bytes: usize) -> Option<(NonNull<u8>, Arc<Chunk>)> {
@@ -427,6 +442,8 @@ mod tests {
             5 << 20,
             CHUNK / 2 + 1,
             7 << 20,
+            PAGE,
+            5000,
         ];
         let mut bufs: Vec<Buf<u8>> = sizes
             .iter()
@@ -445,6 +462,8 @@ mod tests {
                 .collect();
             ranges.sort();
             assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0), "{ranges:?}");
+            // Less than a page stays on the heap.
+            assert!(!Buf::from_fn(PAGE - 1, |_| 0u8).in_arena());
             // The one above half a chunk starts a mapping of its own (2 MiB-aligned).
             assert!((bufs[4].as_ptr() as usize).is_multiple_of(HUGE));
         }
@@ -452,10 +471,10 @@ mod tests {
         bufs.remove(2);
         bufs.remove(0);
         bufs.push(Buf::from_fn(2 << 20, |i| (i % 251) as u8));
-        for (b, k) in bufs.iter().zip([1usize, 3, 4, 5]) {
+        for (b, k) in bufs.iter().zip([1usize, 3, 4, 5, 6, 7]) {
             assert!(b.iter().enumerate().all(|(i, &x)| x == (i * 7 + k) as u8));
         }
-        assert!(bufs[4]
+        assert!(bufs[6]
             .iter()
             .enumerate()
             .all(|(i, &x)| x == (i % 251) as u8));
