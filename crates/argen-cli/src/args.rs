@@ -171,7 +171,11 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Row counts to measure, comma-separated, strictly increasing, at most 16.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64,128")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4,6,8,10,12,16,18,24,32,34,48,64,96,128"
+    )]
     pub rows: Vec<u32>,
     /// Image tokens in the KV cache while measuring [default: half the image]
     #[arg(long)]

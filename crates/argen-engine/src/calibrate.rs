@@ -40,16 +40,24 @@
 //! of the weight stream, so a representative context is enough; `--context` overrides it.
 //!
 //! # Statistics
-//! One warm-up round runs every point once (caches, thread pool, page faults) and sizes the
-//! measurement: `rounds = clamp(⌈budget / warm-up round⌉, min_rounds, max_rounds)`. The measured
-//! rounds then visit the points round-robin — round 1 all points, round 2 all points, … — so a
-//! burst of load from another process spreads over every point instead of inflating one, and
-//! each point's cost is the median of its `rounds` times (rounded to whole nanoseconds, at
-//! least 1). Within a round each point runs **twice in a row and the second call is timed**:
-//! the cost of a call in a stream of calls of its size. Measured on ShapesWorld (whose 3.4 MB
-//! of weights live in the caches), a 2-row call right after 128-row calls costs ~30 % more than
-//! in a stream of 2-row calls, as vanilla decoding makes them; on models that stream their
-//! weights from memory the difference vanishes.
+//! One warm-up round runs every point twice (caches, thread pool, page faults), times each
+//! point's second call and sizes the measurement:
+//! `rounds = clamp(⌈budget / warm-up round⌉, min_rounds, max_rounds)`. The measured rounds then
+//! visit the points round-robin — round 1 all points, round 2 all points, … — so a burst of
+//! load from another process spreads over every point instead of inflating one, and each
+//! point's cost is the median of its `rounds` times (rounded to whole nanoseconds, at least 1).
+//!
+//! Within a round each point runs **several times in a row and the last call is timed**: the
+//! cost of a call in a stream of calls of its size, as vanilla decoding makes them. A call
+//! right after calls of another size costs more, and the shorter the call, the longer that
+//! lasts, so the calls before the timed one span at least [`RUN_NANOS`] (1 ms), 2 to
+//! [`MAX_REPEATS`] calls in all ([`repeats_for`]; a GPT-B step is timed as the second of two,
+//! a ShapesWorld 2-row call as the eighth). Measured on ShapesWorld (Zen 4, 2 threads, four
+//! calibrations each, alternating), the 2-row target call timed as the second of its run cost
+//! 0.143–0.162 ms, as the fourth 0.142–0.146 ms, as the eighth 0.117–0.121 ms, and inside
+//! vanilla decodes of the same hour 0.117–0.134 ms; with 1 thread the eighth and the second
+//! agree within 2 %. Session 9 timed the second of two: its 2-thread profiles put vanilla
+//! 5–18 % slower than it ran, which every predicted speed-up inherited.
 //!
 //! **Each call sees new data, as in a decode**: the tokens of a call's inputs are the tokens
 //! drawn from the previous call's answer (the draws keyed by the call's ordinal), so every call
@@ -88,9 +96,22 @@ use crate::model_dir::ModelDir;
 use crate::runtime::Runtime;
 use crate::Error;
 
-/// The default row counts measured: 1-token steps without and with guidance up to a 59-node
-/// tree with CFG (118 rows) and batches of candidates.
-pub const DEFAULT_ROWS: [u32; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+/// The default row counts measured ([`MAX_POINTS`] of them): 1-token steps without and with
+/// guidance up to a 59-node tree with CFG (118 rows) and batches of candidates, with the chain
+/// and Jacobi shapes in between measured rather than interpolated.
+///
+/// A curve is linear between its points, and a kernel's cost is not linear in the rows: the
+/// AVX-512 GEMM computes tiles of up to 8 rows, so 10 rows are a tile of 8 and a tile of 2 —
+/// two passes over each weight block — and cost a step more than 8. Measured on ShapesWorld
+/// (Zen 4, 1 thread, one calibration at rows 2, 4, …, 32): 8 rows 0.590 ms, 10 rows 0.838 ms,
+/// 16 rows 1.215 ms; the line from 8 to 16 gives 0.746 ms at 10 rows, 11 % low. In `argen bench`
+/// (2 threads) the chain of γ = 4's 10-row verifications measured 8–12 % above the profile
+/// of the powers of two alone, and Jacobi's 6- to 20-row calls 6–17 %. So the
+/// points after 8, 16 and 32 rows (10, 18, 34: a chain of γ = 4, a window-8 and a window-16
+/// Jacobi step with CFG) are measured, as are 6 and 12 (chains of γ = 2 and 5) and 24, 48, 96
+/// between the powers of two.
+pub const DEFAULT_ROWS: [u32; MAX_POINTS] =
+    [1, 2, 4, 6, 8, 10, 12, 16, 18, 24, 32, 34, 48, 64, 96, 128];
 
 /// How to calibrate.
 #[derive(Clone, Debug, PartialEq)]
@@ -308,31 +329,36 @@ pub fn calibrate_models<C: Runtime>(
         points.extend(opts.rows.iter().map(|&r| Point::Drafter(r)));
     }
     points.push(Point::Prefill);
-    let run = |rounds: u32, gpt: &mut Gpt<C>, drafter: Option<&mut Drafter<C>>| {
-        let mut probe = Probe::new(&cfg, m, opts, &points, rounds, has_drafter);
-        let mut timer = Timer::new(opts.clock, opts.threads);
-        C::decode(&mut probe, gpt, drafter, None, &conds, &mut timer, None)
-            .map_err(Error::runtime)?;
-        timer.finish();
-        // The first one or two actions set up the context; of each pair the second is timed.
-        let skip = 1 + usize::from(has_drafter);
-        let timed: Vec<u64> = timer
-            .nanos
-            .iter()
-            .skip(skip)
-            .skip(1)
-            .step_by(2)
-            .copied()
-            .collect();
-        if timed.len() != points.len() * rounds as usize {
-            return Err(Error::runtime(format!(
-                "calibration timed {} actions, expected {}",
-                timed.len(),
-                points.len() * rounds as usize
-            )));
-        }
-        Ok::<_, Error>(timed)
-    };
+    // `repeats[i]`: calls of point `i` in a row, the last one timed (module doc).
+    let run =
+        |rounds: u32, repeats: &[usize], gpt: &mut Gpt<C>, drafter: Option<&mut Drafter<C>>| {
+            let mut probe = Probe::new(&cfg, m, opts, &points, repeats, rounds, has_drafter);
+            let mut timer = Timer::new(opts.clock, opts.threads);
+            C::decode(&mut probe, gpt, drafter, None, &conds, &mut timer, None)
+                .map_err(Error::runtime)?;
+            timer.finish();
+            // The first one or two actions set up the context; of each run of a point's calls
+            // the last is timed.
+            let skip = 1 + usize::from(has_drafter);
+            let mut timed = Vec::with_capacity(points.len() * rounds as usize);
+            let mut at = skip;
+            for _ in 0..rounds {
+                for &n in repeats {
+                    at += n;
+                    if let Some(&t) = timer.nanos.get(at - 1) {
+                        timed.push(t);
+                    }
+                }
+            }
+            if timed.len() != points.len() * rounds as usize || timer.nanos.len() != at {
+                return Err(Error::runtime(format!(
+                    "calibration timed {} actions, expected {}",
+                    timer.nanos.len(),
+                    at
+                )));
+            }
+            Ok::<_, Error>(timed)
+        };
     progress(&format!(
         "calibrating {} target{} at context {} ({} + {m} image tokens): {} row counts",
         describe(&cfg),
@@ -342,16 +368,16 @@ pub fn calibrate_models<C: Runtime>(
         opts.rows.len()
     ));
     let start = Instant::now();
-    let warm = run(1, gpt, drafter.as_deref_mut())?;
-    // A round runs every point twice.
-    let round: u64 = 2 * warm.iter().sum::<u64>();
+    let warm = run(1, &vec![2; points.len()], gpt, drafter.as_deref_mut())?;
+    let repeats: Vec<usize> = warm.iter().map(|&t| repeats_for(t)).collect();
+    let round: u64 = warm.iter().zip(&repeats).map(|(&t, &n)| t * n as u64).sum();
     let want = (opts.budget_seconds * 1e9 / round.max(1) as f64).ceil();
     let rounds = (want.min(u32::MAX as f64) as u32).clamp(opts.min_rounds, opts.max_rounds);
     progress(&format!(
-        "warm-up round {:.1} ms; measuring {rounds} rounds",
+        "warmed up; a measured round takes ~{:.1} ms; measuring {rounds} rounds",
         round as f64 / 1e6
     ));
-    let times = run(rounds, gpt, drafter)?;
+    let times = run(rounds, &repeats, gpt, drafter)?;
     let mut target = Vec::new();
     let mut draft = Vec::new();
     let mut prefill = 0;
@@ -416,6 +442,19 @@ fn describe(cfg: &GptConfig) -> String {
         "{}-layer dim-{} {:?} GPT",
         cfg.n_layer, cfg.dim, cfg.model_type
     )
+}
+
+/// Nanoseconds of calls that a point runs in a row before the timed one should at least
+/// span (module doc, "Statistics").
+pub const RUN_NANOS: u64 = 1_000_000;
+/// Most calls of a point in a row.
+pub const MAX_REPEATS: usize = 8;
+
+/// Calls in a row for a point whose call took `nanos` in the warm-up round: enough that the
+/// calls before the timed one span [`RUN_NANOS`], 2 to [`MAX_REPEATS`].
+pub fn repeats_for(nanos: u64) -> usize {
+    let before = RUN_NANOS.div_ceil(nanos.max(1));
+    (before.saturating_add(1)).clamp(2, MAX_REPEATS as u64) as usize
 }
 
 /// The median of `t` (the lower middle of an even count), sorting it.
@@ -516,7 +555,7 @@ struct Probe {
     catch_up: Vec<DraftInput>,
     inputs: Vec<Input>,
     drafts: Vec<DraftInput>,
-    /// The point of each action after the set-up, each twice in a row (module doc).
+    /// The point of each action after the set-up, each point's calls in a row (module doc).
     schedule: Vec<Point>,
     opts_cfg: f32,
     sampler: SamplerParams,
@@ -537,6 +576,7 @@ impl Probe {
         m: u32,
         opts: &CalibrateOptions,
         points: &[Point],
+        repeats: &[usize],
         rounds: u32,
         has_drafter: bool,
     ) -> Probe {
@@ -568,7 +608,12 @@ impl Probe {
             })
             .collect();
         let schedule = (0..rounds)
-            .flat_map(|_| points.iter().flat_map(|&p| [p, p]))
+            .flat_map(|_| {
+                points
+                    .iter()
+                    .zip(repeats)
+                    .flat_map(|(&p, &n)| std::iter::repeat_n(p, n))
+            })
             .collect();
         Probe {
             phase: Phase::Prefill,
@@ -747,5 +792,33 @@ impl Decoder for Probe {
 
     fn action_bound(&self) -> u32 {
         self.schedule.len() as u32 + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median, repeats_for, MAX_REPEATS, RUN_NANOS};
+
+    #[test]
+    fn short_calls_run_longer_before_the_timed_one() {
+        // A GPT-B step (milliseconds) is timed as the second call of its run.
+        assert_eq!(repeats_for(8_000_000), 2);
+        assert_eq!(repeats_for(RUN_NANOS), 2);
+        // Just under 1 ms: two calls before the timed one.
+        assert_eq!(repeats_for(RUN_NANOS - 1), 3);
+        // A 0.44 ms call: ⌈1 / 0.44⌉ = 3 before, the fourth timed.
+        assert_eq!(repeats_for(440_000), 4);
+        // ShapesWorld's 0.14 ms 2-row call, and degenerate times, stop at the cap.
+        assert_eq!(repeats_for(140_000), MAX_REPEATS);
+        assert_eq!(repeats_for(1), MAX_REPEATS);
+        assert_eq!(repeats_for(0), MAX_REPEATS);
+    }
+
+    #[test]
+    fn median_is_the_lower_middle() {
+        assert_eq!(median(&mut []), 0);
+        assert_eq!(median(&mut [5]), 5);
+        assert_eq!(median(&mut [9, 1, 5, 7]), 5);
+        assert_eq!(median(&mut [3, 1, 2]), 2);
     }
 }

@@ -48,11 +48,11 @@ fn calibration_gives_a_valid_profile_for_target_and_drafter() {
         .as_ref()
         .expect("the tiny model has a drafter");
     assert_eq!(rows(d), DEFAULT_ROWS);
-    // One progress line per point (8 target, 8 drafter, the prefill), after the header and
+    // One progress line per point (16 target, 16 drafter, the prefill), after the header and
     // warm-up lines.
     assert_eq!(
         lines.iter().filter(|l| l.contains("median of 3")).count(),
-        17
+        33
     );
     assert!(file.prefill.is_some_and(|t| t > 0));
     // The file round-trips through cost-profile.json.
