@@ -180,6 +180,23 @@ pub(crate) fn diversity(tokens: &[Vec<Vec<u32>>]) -> Option<f64> {
     (!per_prompt.is_empty()).then(|| per_prompt.iter().sum::<f64>() / per_prompt.len() as f64)
 }
 
+/// The standard error of the mean time per image (seconds by the run's clock) of a row whose
+/// runs are `runs` (each with `clock_seconds`): `s / √n` with the sample standard deviation
+/// `s`; `None` under two runs.
+pub(crate) fn clock_stderr(runs: &[Value]) -> Option<f64> {
+    let t: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r["clock_seconds"].as_f64())
+        .collect();
+    let n = t.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = t.iter().sum::<f64>() / n as f64;
+    let var = t.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
+    Some((var / n as f64).sqrt())
+}
+
 fn pct(ok: u32, n: u32) -> Option<f64> {
     (n > 0).then(|| 100.0 * ok as f64 / n as f64)
 }
@@ -233,6 +250,7 @@ fn row_json(
         "wall_per_image": wall,
         "clock_seconds": acc.clocked,
         "clock_per_image": time,
+        "clock_per_image_stderr": clock_stderr(&acc.runs_json),
         "speedup": vanilla_time.filter(|_| time > 0.0).map(|v| v / time),
         "alignment": alignment,
         "valid_scene_rate": pct(acc.valid, acc.scored),
@@ -769,19 +787,45 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
         p["context"],
         p["clock"].as_str().unwrap_or("wall"),
     );
-    s += "| method | speed-up | predicted speed-up | error % | ms/img | predicted ms/img |\n";
-    s += "|---|---:|---:|---:|---:|---:|\n";
-    for row in r["rows"].as_array().into_iter().flatten() {
+    s += "| method | speed-up | predicted speed-up | error % | ± % | ms/img | predicted ms/img |\n";
+    s += "|---|---:|---:|---:|---:|---:|---:|\n";
+    let rows: Vec<&Value> = r["rows"].as_array().into_iter().flatten().collect();
+    let vanilla = rows
+        .iter()
+        .find(|row| row["name"].as_str() == Some("vanilla"));
+    let rel = |row: &Value| {
+        Some(row["clock_per_image_stderr"].as_f64()? / row["clock_per_image"].as_f64()?)
+            .filter(|x| x.is_finite())
+    };
+    let mut unresolved = false;
+    for row in &rows {
         let pr = &row["predicted"];
+        let error = pr["error"].as_f64();
+        let noise = match vanilla {
+            Some(v) if !std::ptr::eq(*v, *row) && error.is_some() => {
+                rel(row).zip(rel(v)).map(|(a, b)| a.hypot(b))
+            }
+            _ => None,
+        };
+        if let (Some(e), Some(n)) = (error, noise) {
+            unresolved |= e.abs() > 0.15 && e.abs() <= 2.0 * n;
+        }
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             row["name"].as_str().unwrap_or("?"),
             num(&row["speedup"], 2),
             num(&pr["speedup"], 2),
-            num(&json!(pr["error"].as_f64().map(|e| e * 100.0)), 1),
+            num(&json!(error.map(|e| e * 100.0)), 1),
+            num(&json!(noise.map(|n| n * 100.0)), 1),
             num(&json!(clock_ms(row)), 2),
             num(&pr["ms_per_image"], 2),
         );
+    }
+    s += "\n± = one standard error of the measured speed-up, from the spread of the row's and \
+          vanilla's times per image (an upper estimate for rows whose images do unequal work).\n";
+    if unresolved {
+        s += "Some errors above 15 % lie within two standard errors: this many images cannot \
+              resolve them (more --prompts / --seeds, or fewer threads, can).\n";
     }
     s += &profile_drift_note(r);
     s
@@ -941,6 +985,47 @@ mod tests {
             ""
         );
         assert!(cost_model_markdown(&report(0.0158)).contains("Note: vanilla ran"));
+    }
+
+    #[test]
+    fn the_cost_table_gives_each_speed_up_its_standard_error() {
+        let runs = |t: &[f64]| {
+            t.iter()
+                .map(|&x| json!({"clock_seconds": x}))
+                .collect::<Vec<_>>()
+        };
+        // Times 1, 2, 3, 4: mean 2.5, sample sd √(5/3), standard error √(5/12).
+        let se = clock_stderr(&runs(&[1.0, 2.0, 3.0, 4.0])).unwrap();
+        assert!((se - (5.0f64 / 12.0).sqrt()).abs() < 1e-12);
+        assert_eq!(clock_stderr(&runs(&[1.0])), None);
+        assert_eq!(clock_stderr(&[]), None);
+        let row = |name: &str, t: f64, se: f64, error: Option<f64>| {
+            json!({"name": name, "clock_per_image": t, "clock_per_image_stderr": se,
+                   "speedup": 0.5, "predicted": {"error": error, "speedup": 0.6,
+                                                 "ms_per_image": 1.0}})
+        };
+        // 3 % of vanilla and 4 % of the row: ± 5 %.
+        let report = |error: f64| {
+            json!({"rows": [row("vanilla", 0.01, 0.0003, None),
+                            row("chain", 0.02, 0.0008, Some(error))]})
+        };
+        let table = cost_model_markdown(&report(-0.05));
+        assert!(
+            table.contains("| chain | 0.50 | 0.60 | -5.0 | 5.0 |"),
+            "{table}"
+        );
+        // Vanilla is the reference: no error and no ± of its own.
+        assert!(
+            table.contains("| vanilla | 0.50 | 0.60 | n/a | n/a |"),
+            "{table}"
+        );
+        assert!(!table.contains("cannot resolve"), "{table}");
+        // An error beyond 15 % but within two standard errors (here 10 %) is flagged…
+        let wide = json!({"rows": [row("vanilla", 0.01, 0.0003, None),
+                                   row("chain", 0.02, 0.0019, Some(-0.18))]});
+        assert!(cost_model_markdown(&wide).contains("cannot resolve"));
+        // … one beyond two standard errors is not.
+        assert!(!cost_model_markdown(&report(-0.18)).contains("cannot resolve"));
     }
 
     #[test]
