@@ -43,7 +43,7 @@
 //! all six from the arena; drafter 1-row call 0.028–0.047 → 0.026–0.027 ms; 4 to 128 rows
 //! unchanged. In `argen bench` this swing of the calibration's small calls, which vanilla
 //! decoding is made of, was the largest error of the cost model's predictions. So every
-//! buffer of at least [`PAGE`] bytes now comes from the arena (smaller ones — norm gains,
+//! buffer of at least a page (4 KiB) now comes from the arena (smaller ones — norm gains,
 //! biases — stay on the heap); a page-aligned carve wastes under a page per buffer.
 //!
 //! Memory goes back to the OS one huge page at a time: each chunk counts the live buffers on
