@@ -42,7 +42,8 @@
 //! # Statistics
 //! One warm-up round runs every point twice (caches, thread pool, page faults), times each
 //! point's second call and sizes the measurement:
-//! `rounds = clamp(⌈budget / warm-up round⌉, min_rounds, max_rounds)`. The measured rounds then
+//! `rounds = clamp(⌈budget / round⌉, min_rounds, max_rounds)`, `round` being the warm-up's
+//! estimate of a measured round (each point's time × its calls in a row, below). The measured rounds then
 //! visit the points round-robin — round 1 all points, round 2 all points, … — so a burst of
 //! load from another process spreads over every point instead of inflating one, and each
 //! point's cost is the median of its `rounds` times (rounded to whole nanoseconds, at least 1).
