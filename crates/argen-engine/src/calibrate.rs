@@ -53,7 +53,7 @@
 //! right after calls of another size costs more, and the shorter the call, the longer that
 //! lasts, so the calls before the timed one span at least [`RUN_NANOS`] (1 ms), 2 to
 //! [`MAX_REPEATS`] calls in all ([`repeats_for`]; a GPT-B step is timed as the second of two,
-//! a ShapesWorld 2-row call as the eighth). Measured on ShapesWorld (Zen 4, 2 threads, four
+//! a ShapesWorld 2-row call on 2 threads as the eighth; progress lines say which). Measured on ShapesWorld (Zen 4, 2 threads, four
 //! calibrations each, alternating), the 2-row target call timed as the second of its run cost
 //! 0.143–0.162 ms, as the fourth 0.142–0.146 ms, as the eighth 0.117–0.121 ms, and inside
 //! vanilla decodes of the same hour 0.117–0.134 ms; with 1 thread the eighth and the second
@@ -406,9 +406,10 @@ pub fn calibrate_models<C: Runtime>(
             }
         };
         progress(&format!(
-            "  {what}: {:>10.3} ms ({} of {rounds})",
+            "  {what}: {:>10.3} ms ({} of {rounds}; call {n} of {n} in a row)",
             med as f64 / 1e6,
-            opts.statistic.name()
+            opts.statistic.name(),
+            n = repeats[i],
         ));
     }
     let curve = |p: &[(u32, u64)]| CostCurve::new(p).map_err(|e| Error::runtime(e.to_string()));
