@@ -19,10 +19,11 @@
 //! GPT-B bf16 decode bench then had only ~50 of its 195 MB in huge pages (`/proc/self/smaps`),
 //! and how much varied from process to process with the allocator's history, which showed as
 //! 1.5–2× run-to-run swings of the 1-thread bf16 decode step. So on Linux a [`Buf`] of at least
-//! 1 MiB (since session 10: one page, below) now comes from an *arena of fresh mappings*: chunks of [`CHUNK`] bytes mapped
-//! anonymously (never touched before), 2 MiB-aligned and advised as a whole; buffers are
-//! carved from the current chunk one after the other (page-aligned), so a model's matrices lie
-//! back to back in huge pages with no gap to round up to. A buffer larger than half a chunk
+//! 1 MiB (since session 10: one page, below) now comes from an *arena of fresh mappings*:
+//! chunks of [`CHUNK`] bytes mapped anonymously (never touched before), 2 MiB-aligned and
+//! advised as a whole; buffers are carved from the current chunk one after the other
+//! (page-aligned), so a model's matrices lie back to back in huge pages with no gap to round
+//! up to. A buffer larger than half a chunk
 //! gets a mapping of its own, rounded up to whole huge pages (at most 2 MiB over, under 7 % of
 //! it). Measured on the 2-core AMD EPYC (Zen 4) dev box, `cargo bench -p argen-cpu --bench
 //! decode -- 1 steps`, GPT-B 1-thread bf16 step (median of 20), the commit before this arena
@@ -289,8 +290,8 @@ impl Drop for Chunk {
 #[cfg(target_os = "linux")]
 static ARENA: Mutex<Option<(Arc<Chunk>, usize)>> = Mutex::new(None);
 
-/// `bytes` (at least a page) of fresh arena memory, page-aligned, and the chunk it belongs to; `None`
-/// if a mapping fails (the caller falls back to the global allocator).
+/// `bytes` (at least a page) of fresh arena memory, page-aligned, and the chunk it belongs to;
+/// `None` if a mapping fails (the caller falls back to the global allocator).
 #[cfg(target_os = "linux")]
 fn arena_alloc(bytes: usize) -> Option<(NonNull<u8>, Arc<Chunk>)> {
     if bytes > CHUNK / 2 {

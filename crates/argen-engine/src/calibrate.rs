@@ -43,18 +43,20 @@
 //! One warm-up round runs every point twice (caches, thread pool, page faults), times each
 //! point's second call and sizes the measurement:
 //! `rounds = clamp(⌈budget / round⌉, min_rounds, max_rounds)`, `round` being the warm-up's
-//! estimate of a measured round (each point's time × its calls in a row, below). The measured rounds then
-//! visit the points round-robin — round 1 all points, round 2 all points, … — so a burst of
-//! load from another process spreads over every point instead of inflating one, and each
-//! point's cost is the median of its `rounds` times (rounded to whole nanoseconds, at least 1).
+//! estimate of a measured round (each point's time × its calls in a row, below). The measured
+//! rounds then visit the points round-robin — round 1 all points, round 2 all points, … — so a
+//! burst of load from another process spreads over every point instead of inflating one, and
+//! each point's cost is the median of its `rounds` times (rounded to whole nanoseconds, at
+//! least 1).
 //!
 //! Within a round each point runs **several times in a row and the last call is timed**: the
 //! cost of a call in a stream of calls of its size, as vanilla decoding makes them. A call
 //! right after calls of another size costs more, and the shorter the call, the longer that
 //! lasts, so the calls before the timed one span at least [`RUN_NANOS`] (1 ms), 2 to
 //! [`MAX_REPEATS`] calls in all ([`repeats_for`]; a GPT-B step is timed as the second of two,
-//! a ShapesWorld 2-row call on 2 threads as the eighth; progress lines say which). Measured on ShapesWorld (Zen 4, 2 threads, four
-//! calibrations each, alternating), the 2-row target call timed as the second of its run cost
+//! a ShapesWorld 2-row call on 2 threads as the eighth; progress lines say which). Measured on
+//! ShapesWorld (Zen 4, 2 threads, four calibrations each, alternating), the 2-row target call
+//! timed as the second of its run cost
 //! 0.143–0.162 ms, as the fourth 0.142–0.146 ms, as the eighth 0.117–0.121 ms, and inside
 //! vanilla decodes of the same hour 0.117–0.134 ms; with 1 thread the eighth and the second
 //! agree within 2 %. Session 9 timed the second of two: its 2-thread profiles put vanilla
