@@ -790,9 +790,7 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
     s += "| method | speed-up | predicted speed-up | error % | ± % | ms/img | predicted ms/img |\n";
     s += "|---|---:|---:|---:|---:|---:|---:|\n";
     let rows: Vec<&Value> = r["rows"].as_array().into_iter().flatten().collect();
-    let vanilla = rows
-        .iter()
-        .find(|row| row["name"].as_str() == Some("vanilla"));
+    let vanilla = vanilla_row(r);
     let rel = |row: &Value| {
         Some(row["clock_per_image_stderr"].as_f64()? / row["clock_per_image"].as_f64()?)
             .filter(|x| x.is_finite())
@@ -802,7 +800,7 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
         let pr = &row["predicted"];
         let error = pr["error"].as_f64();
         let noise = match vanilla {
-            Some(v) if !std::ptr::eq(*v, *row) && error.is_some() => {
+            Some(v) if !std::ptr::eq(v, *row) && error.is_some() => {
                 rel(row).zip(rel(v)).map(|(a, b)| a.hypot(b))
             }
             _ => None,
@@ -843,6 +841,14 @@ pub(crate) fn cost_model_markdown(r: &Value) -> String {
 /// cost model's table.
 const ERROR_TARGET: f64 = 0.15;
 
+/// The report's vanilla row, the reference of every speed-up.
+fn vanilla_row(r: &Value) -> Option<&Value> {
+    r["rows"]
+        .as_array()?
+        .iter()
+        .find(|row| row["name"].as_str() == Some("vanilla"))
+}
+
 /// How far vanilla's measured time per image may stray from the profile's prediction before
 /// the report says that the profile does not describe the run's machine.
 const PROFILE_DRIFT: f64 = 0.15;
@@ -853,11 +859,7 @@ const PROFILE_DRIFT: f64 = 0.15;
 /// moved the VM, a profile from another run), and the rows' errors then mix that drift, which
 /// need not be the same for every row count, with the cost model's own error.
 fn profile_drift_note(r: &Value) -> String {
-    let vanilla = r["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|row| row["name"].as_str() == Some("vanilla"));
+    let vanilla = vanilla_row(r);
     let Some((measured, predicted)) =
         vanilla.and_then(|row| Some((clock_ms(row)?, row["predicted"]["ms_per_image"].as_f64()?)))
     else {

@@ -33,7 +33,7 @@
 //! `docs/runtime-performance.md` (session 7).
 //!
 //! **Small buffers too** (session 10). Buffers of a page (4 KiB) up to 1 MiB — every matrix of
-//! a small model such as ShapesWorld (dim 128: 64–200 KB each) — came from the global
+//! a small model such as ShapesWorld (dim 128, f16: 5–128 KB each) — came from the global
 //! allocator, on whatever 4 KiB physical pages the kernel handed out, and a process then
 //! started in one of two modes: the 1- and 2-row calls ran either at their usual speed or up
 //! to 70 % slower, for the whole process, at random (the mark of physical page placement:
