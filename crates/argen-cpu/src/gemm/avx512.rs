@@ -205,50 +205,125 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
     finish!(a, acc, x, w, k);
 }
 
-/// [`tile`] over a packed tile (`M ≥ 5` rows) that also stores every widened line at the
-/// same offset of `dst`, in f32: `dst` ends up holding the tile's `⌊k/8⌋` blocks in the
-/// packed f32 layout (the staged calls of [`super::task_staged`]; the caller widens the
-/// tails).
+/// [`tile`] over a packed tile with the input rows taken in *pairs*, without broadcasts.
+///
+/// `xp[p]` addresses the paired copy of rows `2p` and `2p + 1` ([`super::pair_inputs`]):
+/// block `b` of the two rows as 16 consecutive floats, row `2p` then row `2p + 1`, so one
+/// plain `zmm` load fetches a step's inputs for both rows. Against the line's two widened
+/// pairs `w01 = [col 0 | col 1]`, `w23 = [col 2 | col 3]` and their halves swapped
+/// (`w10`, `w32`: one `vshuff32x4` each per step), four accumulators per pair of rows hold
+/// `[row 2p col 0 | row 2p+1 col 1]`, `[2p col 2 | 2p+1 col 3]`, `[2p col 1 | 2p+1 col 0]`
+/// and `[2p col 3 | 2p+1 col 2]`; an odd last row is broadcast as in [`tile`]. After the
+/// `k` loop the accumulators are moved (exact data moves) into [`tile`]'s arrangement and
+/// finished as there, so every lane sees the same FMAs in the same order: the bits are
+/// [`tile`]'s.
+///
+/// Why: per 8-column step [`tile`] issues two `vcvtph2ps` (f16) and one `vbroadcastf64x4`
+/// per row, and on Zen 4 those compete for the same pipes; with pairs a step needs two
+/// swaps whatever the row count and no broadcast. A register-only loop of one step
+/// (`tools/f16_step_probe.c`, ns per step, FMA peak in brackets): 4 rows 2.91–3.16 →
+/// 2.23–2.32 (2.19), 8 rows 5.03–5.05 → 4.37–4.40 (4.38).
 ///
 /// # Safety
-/// As [`tile`] with `PACKED`; `dst` addresses `NR·k` writable floats.
+/// As [`tile`] with `PACKED`; `xp[p]` for `p < M / 2` addresses `2·⌊k/8⌋·8` floats.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-pub unsafe fn tile_staging<W: Pair, const M: usize, const HINT: u8>(
+pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8>(
     x: [*const f32; M],
+    xp: [*const f32; MR_WIDE / 2],
     w: &TilePtrs<W>,
     k: usize,
     pf: usize,
     acc: &mut [[f32; NR]; MR_WIDE],
-    dst: *mut f32,
 ) {
+    // The `k` loop in a function of its own: inlined here, LLVM kept three of the 8-row
+    // tile's 16 accumulators on the stack, and those spills, read back every step, made
+    // 8-row calls run at half speed in processes whose stack happened to alias the inputs
+    // in the L1 (4 KiB apart).
+    // SAFETY: forwarded from this function's contract.
+    let (ap, odd) = unsafe { paired_loop::<W, M, HINT>(x, xp, w, k, pf) };
+    let z = _mm512_setzero_ps();
+    // Into `tile`'s arrangement: a[m][q] = [row m col 2q | row m col 2q + 1].
+    let mut a = [[z; 2]; M];
+    for p in 0..M / 2 {
+        let [c01, c23, c10, c32] = ap[p];
+        a[2 * p] = [
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(c01, c10),
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(c23, c32),
+        ];
+        a[2 * p + 1] = [
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(c10, c01),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(c32, c23),
+        ];
+    }
+    if M % 2 == 1 {
+        a[M - 1] = odd;
+    }
+    finish!(a, acc, x, w, k);
+}
+
+/// The `k` loop of [`tile_paired`]: the accumulators of each pair and of an odd last row.
+///
+/// # Safety
+/// As [`tile_paired`].
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn paired_loop<W: Pair, const M: usize, const HINT: u8>(
+    x: [*const f32; M],
+    xp: [*const f32; MR_WIDE / 2],
+    w: &TilePtrs<W>,
+    k: usize,
+    pf: usize,
+) -> ([[__m512; 4]; MR_WIDE / 2], [__m512; 2]) {
     let kb = k / 8 * 8;
-    let mut a = [[_mm512_setzero_ps(); 2]; M];
+    let z = _mm512_setzero_ps();
+    let mut ap = [[z; 4]; MR_WIDE / 2];
+    let mut odd = [z; 2];
+    // As in `tile`: packed f32 tiles of 3 or more rows prefetch every `f32_prefetch_every`-th
+    // step unless they prefetch the next column block.
+    let pf_mask = if M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
+        super::tuning()
+            .f32_prefetch_every
+            .max(1)
+            .next_power_of_two()
+            - 1
+    } else {
+        0
+    };
     let mut i = 0;
     while i < kb {
-        // Block i/8 is at offset i·NR in the packed layout of any element type, so the
-        // f32 copy of its line (two pairs of rows, 16 floats each) goes to dst + i·NR.
         let o = i * NR;
-        // SAFETY: as in `tile`; dst + o + 32 <= dst + NR·kb.
+        // SAFETY: i + 8 <= kb, so block i/8 lies in the tile and block i/8 of each pair in
+        // its copy (16 floats at 2i); prefetches never fault (`wrapping_add`).
         unsafe {
-            // One line per step for half precision, two for f32 (as in `tile`).
-            super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
-            if W::BYTES == 4 {
-                super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+            if (i / 8) & pf_mask == 0 {
+                super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+                if W::BYTES == 4 {
+                    super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+                }
             }
             let wv = W::line::<true>(w, o);
-            _mm512_storeu_ps(dst.add(o), wv[0]);
-            _mm512_storeu_ps(dst.add(o + 16), wv[1]);
-            for m in 0..M {
-                let xh = _mm256_castps_pd(_mm256_loadu_ps(x[m].add(i)));
+            let sw = [
+                _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[0], wv[0]),
+                _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[1], wv[1]),
+            ];
+            for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+                let xv = _mm512_loadu_ps(xp[p].add(2 * i));
+                app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
+                app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
+                app[2] = _mm512_fmadd_ps(xv, sw[0], app[2]);
+                app[3] = _mm512_fmadd_ps(xv, sw[1], app[3]);
+            }
+            if M % 2 == 1 {
+                let xh = _mm256_castps_pd(_mm256_loadu_ps(x[M - 1].add(i)));
                 let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
-                a[m][0] = _mm512_fmadd_ps(xv, wv[0], a[m][0]);
-                a[m][1] = _mm512_fmadd_ps(xv, wv[1], a[m][1]);
+                odd[0] = _mm512_fmadd_ps(xv, wv[0], odd[0]);
+                odd[1] = _mm512_fmadd_ps(xv, wv[1], odd[1]);
             }
         }
         i += 8;
     }
-    finish!(a, acc, x, w, k);
+    (ap, odd)
 }
 
 /// Step 2 of the reduction order (the lane tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`)

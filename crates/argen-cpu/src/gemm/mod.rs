@@ -50,21 +50,23 @@
 //! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
 //! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
-//! **Staged f16 calls.** f16 widens with `vcvtph2ps`, which competes with the FMAs for the
-//! vector pipes (weights resident in L2, 64 rows: f16 81 %, bf16 90 %, packed f32 92 % of the
-//! FMA peak, `… --bench gemm -- 1 2 f32p bf16 f16 rows=64 shapes=w1`), and a call of more
-//! than one row block widened every weight once per row block. On AVX-512, where the CPU's
-//! [`Tuning::stage_f16_min_rows`] says so, a task of packed f16 weights with more than
-//! [`MR_WIDE`] rows instead takes column blocks of at most ~192 KiB *of f32*; its first row
-//! block runs a kernel that also stores each widened line into a per-thread buffer, which
-//! thereby holds the column block in the packed f32 layout, and the other row blocks run the
-//! f32 kernel on that buffer (`task_staged`). Widening is exact and the f32 kernel computes
-//! the same lanes in the same order, so the bits do not change. One Zen 4 core, GPT-B
-//! decode-step GEMMs (`… --bench gemm -- 1 2 f16 model rows=…`, staging off/on in the same
-//! build, two interleaved rounds at load 2–3): 9 rows 23.3–23.6 → 22.5–23.0 ms, 16 rows
-//! 34.1–36.1 → 33.0–35.6 ms, 32 rows 67.3–69.2 → 62.2–65.3 ms, 64 rows 134.4–136.8 →
-//! 119.9–124.2 ms. bf16, whose widening is two integer operations per line, measured slower
-//! staged at 16 rows (30.1 → 32.5 ms) and the same at 32–64 rows, so it is not staged.
+//! **Paired inputs** (AVX-512, calls of 4 or more rows where the CPU's [`Tuning`] says so:
+//! packed f16 and bf16 on Zen 4). The kernel of [`avx512::tile`] broadcasts each input row's
+//! 8-float block into both halves of a `zmm` once per step, and on Zen 4 those broadcasts
+//! compete with f16's `vcvtph2ps` for the same pipes. [`avx512::tile_paired`] instead reads
+//! a per-call copy of the inputs in which rows `2p` and `2p + 1` alternate by 8-float blocks
+//! ([`pair_inputs`]), one plain load per pair of rows and step, and pairs it with the widened
+//! line and the line with its halves swapped: the same FMAs on the same lanes, moved back
+//! into the usual arrangement before the lane tree, so the bits do not change. Session 11,
+//! one Zen 4 core, GPT-B decode-step GEMMs (`… --bench gemm -- 1 2 f16 model rows=…`, three
+//! interleaved rounds): f16 at 4 / 6 / 8 rows 9.47–9.73 / 12.91–14.14 / 16.73–16.89 ms →
+//! 8.29–8.46 / 11.12–11.19 / 14.67–14.76 ms; bf16 (four rounds) 4 / 5 / 8 rows 7.96–8.22 /
+//! 9.82–10.06 / 14.82–14.90 → 7.68–7.89 / 9.35–9.45 / 14.59–14.65 ms (one round of each
+//! disturbed, left out). It replaced the *staged f16 calls* of sessions 7–10, which widened
+//! each column block once into an f32 copy that later row blocks read: with paired inputs f16
+//! measured faster unstaged (9 / 16 / 64 rows 21.2–21.6 / 31.4–33.9 / 123.3–127.3 ms staged,
+//! 18.2–19.2 / 29.2–30.0 / 116.6–118.3 ms not), and staging was removed. Packed f32 measured
+//! 2× slower paired at 6–8 rows and is not paired.
 //!
 //! # Variants (chosen at run time, all bit-identical)
 //! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
@@ -106,6 +108,7 @@
 //! this file holds the API, the task loops and the portable kernel; `tests.rs` the bit-for-bit
 //! tests.
 
+use crate::hugemem::Buf;
 use crate::par::Workers;
 use half::{bf16, f16};
 
@@ -406,6 +409,36 @@ fn gemm_isa(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    gemm_run(
+        isa,
+        Pairing::tuned(),
+        workers,
+        tasks,
+        x,
+        rows,
+        k,
+        w,
+        n,
+        bias,
+        out,
+    )
+}
+
+/// [`gemm_isa`] with the given [`Pairing`].
+#[allow(clippy::too_many_arguments)]
+fn gemm_run(
+    isa: Variant,
+    pairing: Pairing,
+    workers: &Workers,
+    tasks: usize,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: WRef<'_>,
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let (wlen, need) = match w {
         WRef::F32(s) => (s.len(), n * k),
         WRef::F16(s) => (s.len(), n * k),
@@ -425,6 +458,20 @@ fn gemm_isa(
     if rows == 0 || n == 0 {
         return;
     }
+    // The paired copy of the inputs, built once per call (on this thread's buffer) when a
+    // row block will run paired, and shared read-only by every task.
+    let paired = |mr: usize| match w {
+        WRef::F32Packed(_) => pairs_block::<f32>(isa, &pairing, rows, mr),
+        WRef::BF16Packed(_) => pairs_block::<bf16>(isa, &pairing, rows, mr),
+        WRef::F16Packed(_) => pairs_block::<f16>(isa, &pairing, rows, mr),
+        _ => false,
+    };
+    let mut pair_buf: Option<Buf<f32>> = None;
+    if row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
+        pair_buf = PAIRS.with(|c| c.take());
+        pair_inputs(x, rows, k, isa.mr(), &mut pair_buf, paired);
+    }
+    let pairs = pair_buf.as_deref();
     let ptr = OutPtr(out.as_mut_ptr());
     // Tile-aligned column ranges.
     let tiles = n.div_ceil(NR);
@@ -444,7 +491,8 @@ fn gemm_isa(
                 n1,
                 bias,
                 out: ptr,
-                from_memory: true,
+                pairing,
+                pairs,
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
             // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
@@ -456,7 +504,6 @@ fn gemm_isa(
                     WRef::F16(s) => task::<_, false>(&a, s),
                     WRef::BF16(s) => task::<_, false>(&a, s),
                     WRef::F32Packed(s) => task::<_, true>(&a, s),
-                    WRef::F16Packed(s) if staged_f16(&a) => task_staged_f16(&a, s),
                     WRef::F16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Amx(_) => unreachable!("rejected above"),
@@ -465,6 +512,45 @@ fn gemm_isa(
         }
     };
     workers.run(tasks, run);
+    if pair_buf.is_some() {
+        PAIRS.with(|c| c.replace(pair_buf));
+    }
+}
+
+/// The row blocks of a call of `rows` rows with tiles of at most `mr` rows, as `(first row,
+/// rows)` ([`row_block`]).
+fn row_blocks(rows: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut r = 0;
+    std::iter::from_fn(move || {
+        (r < rows).then(|| {
+            let m = row_block(rows - r, mr);
+            r += m;
+            (r - m, m)
+        })
+    })
+}
+
+/// Rows that a packed tile of `mr` rows is padded to, in a call of `rows` rows: a packed
+/// f32 call of a single row block of 3 or more rows, streaming from memory, runs tiles of at
+/// least `f32_min_tile_rows` rows on AVX-512. The padding rows repeat the last input row and
+/// are neither summed into nor stored with the real rows, so the bits do not change;
+/// measured faster ([`tuning`]). 0: no padding.
+fn pad_rows<W: Elem>(isa: Variant, rows: usize, mr: usize) -> usize {
+    if W::BYTES == 4 && isa == Variant::Avx512 && mr > 2 && rows <= isa.mr() {
+        tuning().f32_min_tile_rows.min(MR_WIDE)
+    } else {
+        0
+    }
+}
+
+/// Whether a row block of `mr` rows of a packed call of `rows` rows (from memory) with
+/// weights of type `W` takes its inputs in pairs ([`avx512::tile_paired`]): AVX-512, at least
+/// [`Pairing::min_rows`] rows, and not padded.
+fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize) -> bool {
+    cfg!(target_arch = "x86_64")
+        && isa == Variant::Avx512
+        && mr >= pairing.min_rows::<W>()
+        && pad_rows::<W>(isa, rows, mr) <= mr
 }
 
 /// Per-task arguments.
@@ -478,9 +564,43 @@ struct Args<'a> {
     n1: usize,
     bias: Option<&'a [f32]>,
     out: OutPtr,
-    /// The weights come from memory (not from a staged copy in L2): small packed f32 tiles
-    /// may be padded ([`Tuning::f32_min_tile_rows`]).
-    from_memory: bool,
+    /// Which AVX-512 row blocks take their inputs in pairs ([`avx512::tile_paired`]).
+    pairing: Pairing,
+    /// The call's paired copy of the inputs ([`pair_inputs`]), built once per call where
+    /// some row block pairs; `None`: no row block pairs.
+    pairs: Option<&'a [f32]>,
+}
+
+/// The smallest AVX-512 row block, per weight type, whose packed tiles run with paired
+/// inputs ([`avx512::tile_paired`]; `usize::MAX`: never). Bit-identical either way; from
+/// [`Tuning`], or forced by the tests.
+#[derive(Clone, Copy, Debug)]
+struct Pairing {
+    f32: usize,
+    bf16: usize,
+    f16: usize,
+}
+
+impl Pairing {
+    /// The CPU's choice ([`Tuning::f32_paired_min_rows`] and its siblings).
+    fn tuned() -> Pairing {
+        let t = tuning();
+        Pairing {
+            f32: t.f32_paired_min_rows,
+            bf16: t.bf16_paired_min_rows,
+            f16: t.f16_paired_min_rows,
+        }
+    }
+
+    /// The threshold for weights of type `W` (at least 2: a pair).
+    fn min_rows<W: Elem>(&self) -> usize {
+        let m = match (W::BYTES, W::PAIRED) {
+            (4, _) => self.f32,
+            (_, true) => self.bf16,
+            _ => self.f16,
+        };
+        m.max(2)
+    }
 }
 
 /// Input rows in the next row block, given `rem` rows left and at most `mr` rows per tile:
@@ -580,6 +700,17 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let cb = (BLOCK_BYTES / (k * W::BYTES).max(1) / NR).max(1) * NR;
     // One row block: the weights are streamed once and not needed again (module docs).
     let nta = PACKED && a.rows <= a.isa.mr();
+    let pad_to = |mr: usize| {
+        if PACKED {
+            pad_rows::<W>(a.isa, a.rows, mr)
+        } else {
+            0
+        }
+    };
+    // Row blocks that take their inputs in pairs, from the call's paired copy (`gemm_run`).
+    let paired =
+        |mr: usize| PACKED && a.pairs.is_some() && pairs_block::<W>(a.isa, &a.pairing, a.rows, mr);
+    let pairs_at = a.pairs.map_or(std::ptr::null(), |p| p.as_ptr());
     let mut c0 = a.n0;
     while c0 < a.n1 {
         let c1 = (c0 + cb).min(a.n1);
@@ -606,7 +737,6 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // columns further on) so that memory works while the FMAs do ([`tuning`]).
             let next_block = PACKED
                 && tuning().prefetch_next_block
-                && a.from_memory
                 && r > 0
                 && r == row_block(a.rows, a.isa.mr())
                 && c1 < a.n1;
@@ -655,21 +785,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 PF_T0
             };
-            // A packed f32 call of a single row block of 3 or more rows, streaming from
-            // memory, runs tiles of at least `f32_min_tile_rows` rows on AVX-512: the padding
-            // rows repeat the last input row (`xp`) and are neither summed into nor stored
-            // with the real rows, so the bits do not change; measured faster ([`tuning`]).
-            let pad_to = if PACKED
-                && W::BYTES == 4
-                && a.isa == Variant::Avx512
-                && a.from_memory
-                && mr > 2
-                && a.rows <= a.isa.mr()
-            {
-                tuning().f32_min_tile_rows.min(MR_WIDE)
-            } else {
-                0
-            };
+            let pad_to = pad_to(mr);
+            let pair_now = paired(mr);
             let mut j = c0;
             while j < c1 {
                 let nr = (c1 - j).min(NR);
@@ -686,27 +803,34 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     }
                 };
                 let xp = |i: usize| a.x[(r + i.min(mr - 1)) * k..].as_ptr();
+                // Pair p of the row block in the paired copy (only read for p < mr / 2).
+                let xps: [*const f32; MR_WIDE / 2] =
+                    std::array::from_fn(|p| pairs_at.wrapping_add((r + 2 * p) * k));
                 let mut acc = [[0f32; NR]; MR_WIDE];
                 // SAFETY: every x pointer addresses k floats, every block pointer kb/8 blocks
                 // `step` apart and every tail pointer k - kb elements (asserted lengths in
                 // gemm_isa; packed tiles are whole), and `a.isa` is supported by the CPU
                 // (`gemm_isa`'s contract).
+                // With `pair_now` the pairs' copies hold 2·kb floats each (`pair_inputs`).
                 unsafe {
                     let isa = a.isa;
+                    macro_rules! call {
+                        ($m:literal, $h:expr, $xs:ident) => {
+                            if pair_now {
+                                W::tile_paired::<$m, $h>(isa, $xs, xps, &tp, k, pf, &mut acc)
+                            } else {
+                                W::tile::<$m, PACKED, $h>(isa, $xs, &tp, k, pf, &mut acc)
+                            }
+                        };
+                    }
                     macro_rules! go {
                         ($m:literal) => {{
                             let xs: [*const f32; $m] = std::array::from_fn(xp);
                             match hint {
-                                PF_NTA => {
-                                    W::tile::<$m, PACKED, PF_NTA>(isa, xs, &tp, k, pf, &mut acc)
-                                }
-                                PF_T1 => {
-                                    W::tile::<$m, PACKED, PF_T1>(isa, xs, &tp, k, pf, &mut acc)
-                                }
-                                PF_T1_EVERY => W::tile::<$m, PACKED, PF_T1_EVERY>(
-                                    isa, xs, &tp, k, pf, &mut acc,
-                                ),
-                                _ => W::tile::<$m, PACKED, PF_T0>(isa, xs, &tp, k, pf, &mut acc),
+                                PF_NTA => call!($m, PF_NTA, xs),
+                                PF_T1 => call!($m, PF_T1, xs),
+                                PF_T1_EVERY => call!($m, PF_T1_EVERY, xs),
+                                _ => call!($m, PF_T0, xs),
                             }
                         }};
                     }
@@ -731,144 +855,50 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     }
 }
 
-/// Whether a task of packed f16 weights is staged (module docs): AVX-512, more than one row
-/// block, and at least [`Tuning::stage_f16_min_rows`] rows. bf16 is not staged: its widening
-/// is two integer operations per line (module docs), and staging measured slower at 16 rows
-/// and the same at 32–64.
-fn staged_f16(a: &Args<'_>) -> bool {
-    cfg!(target_arch = "x86_64")
-        && a.isa == Variant::Avx512
-        && a.rows > MR_WIDE
-        && a.rows >= tuning().stage_f16_min_rows
-}
-
-/// A staged task of packed f16 weights ([`staged_f16`]).
-///
-/// # Safety
-/// As [`task`] with `PACKED = true`; `a.isa` is [`Variant::Avx512`].
-#[inline(never)]
-unsafe fn task_staged_f16(a: &Args<'_>, w: &[f16]) {
-    // SAFETY: forwarded from this function's contract (AVX-512 implies AVX2, FMA and F16C
-    // here: `Variant::unsupported`).
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        task_staged(a, w)
-    }
-    // SAFETY: forwarded from this function's contract (never called: `staged_f16`).
-    #[cfg(not(target_arch = "x86_64"))]
-    unsafe {
-        task::<f16, true>(a, w)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
 thread_local! {
-    /// This thread's f32 copy of the column block a staged task works on (module docs);
-    /// grown once to the largest block, never shrunk.
-    static STAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The paired copy of the inputs of the calls this thread makes ([`pair_inputs`]);
+    /// replaced by a larger one when a call needs more, never shrunk. From the huge-page arena: in a buffer of the
+    /// global allocator's 4 KiB pages, 8-row calls ran either at 15.5 or at 29.3 ms per GPT-B
+    /// step's GEMMs (f16, one Zen 4 core), at random per process ([`crate::hugemem`]).
+    static PAIRS: std::cell::Cell<Option<Buf<f32>>> = const { std::cell::Cell::new(None) };
 }
 
-/// A staged task (AVX-512, packed half precision, more than one row block; module docs): per
-/// column block of at most `BLOCK_BYTES` of f32, the first row block runs
-/// [`avx512::tile_staging`], which streams the half-precision tiles as [`task`] does and also
-/// stores every widened line into this thread's [`STAGE`] buffer, so that the buffer ends up
-/// holding the block in the packed f32 layout; the other row blocks then run [`task`] on that
-/// f32 block instead of widening the same weights again. Widening is exact and the f32 kernel
-/// computes the same lanes in the same order, so the bits are those of [`task`].
-///
-/// # Safety
-/// As [`task`] with `PACKED = true`; the CPU supports AVX-512F, AVX2, FMA and F16C.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn task_staged<W: Elem + avx512::Pair>(a: &Args<'_>, w: &[W]) {
-    let k = a.k;
+/// Fills `dst` (replaced by a buffer of `rows·k` floats if absent or shorter) with the
+/// paired copy of the inputs `x` (`rows × k`) for every row block (tiles of at most `mr`
+/// rows, [`row_blocks`]) of which `paired(rows)` holds: for rows `r` and `r + 1` of such a
+/// block (`r` an even offset into it), the `⌊k/8⌋` blocks of 8 floats of row `r` and of row
+/// `r + 1` alternate from `dst[r·k]` on (`2·⌊k/8⌋·8 ≤ 2k` floats, within the two rows'
+/// share). An odd last row of a block is not copied ([`avx512::tile_paired`] reads it in
+/// place).
+fn pair_inputs(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    mr: usize,
+    dst: &mut Option<Buf<f32>>,
+    paired: impl Fn(usize) -> bool,
+) {
     let kb = k / 8 * 8;
-    let cb = (BLOCK_BYTES / (k * 4).max(1) / NR).max(1) * NR;
-    let mr = row_block(a.rows, MR_WIDE);
-    // The first pass streams the weights from memory as `task` does for a call of several
-    // row blocks.
-    let t = tuning();
-    let (pf, hint) = if a.rows <= t.no_prefetch_rows {
-        (0, PF_T0)
-    } else {
-        (
-            t.pf_packed_bytes / W::BYTES,
-            if t.l2_prefetch { PF_T1 } else { PF_T0 },
-        )
+    let dst = match dst {
+        Some(b) if b.len() >= rows * k => b,
+        _ => dst.insert(Buf::zeroed(rows * k)),
     };
-    STAGE.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        if buf.len() < cb * k {
-            buf.resize(cb * k, 0.0);
-        }
-        let stage = buf.as_mut_ptr();
-        let mut c0 = a.n0;
-        while c0 < a.n1 {
-            let c1 = (c0 + cb).min(a.n1);
-            let mut j = c0;
-            while j < c1 {
-                let nr = (c1 - j).min(NR);
-                let tp = packed_tile(&w[j * k..], k);
-                // This tile's place in the staged block: the same packed layout in f32.
-                // SAFETY: (j - c0)·k + NR·k <= cb·k, the buffer's length.
-                let dst = unsafe { stage.add((j - c0) * k) };
-                let xs: [*const f32; MR_WIDE] =
-                    std::array::from_fn(|i| a.x[i.min(mr - 1) * k..].as_ptr());
-                let mut acc = [[0f32; NR]; MR_WIDE];
-                // SAFETY: as in `task` (x pointers address k floats, the tile is whole), and
-                // `dst` addresses the tile's NR·k floats of the buffer.
-                unsafe {
-                    macro_rules! go {
-                        ($m:literal) => {{
-                            let xs: [*const f32; $m] = std::array::from_fn(|i| xs[i]);
-                            if hint == PF_T1 {
-                                avx512::tile_staging::<W, $m, PF_T1>(xs, &tp, k, pf, &mut acc, dst)
-                            } else {
-                                avx512::tile_staging::<W, $m, PF_T0>(xs, &tp, k, pf, &mut acc, dst)
-                            }
-                        }};
-                    }
-                    match mr {
-                        5 => go!(5),
-                        6 => go!(6),
-                        7 => go!(7),
-                        _ => go!(8),
-                    }
-                    // The k mod 8 tails, widened into the f32 layout's tail positions.
-                    for (i, &tl) in tp.tail.iter().enumerate() {
-                        for c in 0..k - kb {
-                            *dst.add(NR * kb + i * (k - kb) + c) = (*tl.add(c)).widen();
-                        }
-                    }
-                    write_tile(a, 0, mr, j, nr, &acc);
+    for (r, m) in row_blocks(rows, mr) {
+        if paired(m) {
+            for p in (r..r + m - 1).step_by(2) {
+                let (x0, x1) = (&x[p * k..p * k + kb], &x[(p + 1) * k..(p + 1) * k + kb]);
+                let out = &mut dst[p * k..p * k + 2 * kb];
+                for ((o, b0), b1) in out
+                    .chunks_exact_mut(16)
+                    .zip(x0.chunks_exact(8))
+                    .zip(x1.chunks_exact(8))
+                {
+                    o[..8].copy_from_slice(b0);
+                    o[8..].copy_from_slice(b1);
                 }
-                j += nr;
             }
-            // The other row blocks, on the staged block: columns c0..c1 become 0..c1 - c0 of
-            // an output (and bias) shifted by c0, rows mr.. of x and the output.
-            let sub = Args {
-                isa: a.isa,
-                x: &a.x[mr * k..],
-                rows: a.rows - mr,
-                k,
-                n: a.n,
-                n0: 0,
-                n1: c1 - c0,
-                bias: a.bias.map(|b| &b[c0..]),
-                // SAFETY: row mr, column c0 lies in the rows·n output.
-                out: OutPtr(unsafe { a.out.0.add(mr * a.n + c0) }),
-                from_memory: false,
-            };
-            // SAFETY: the sub-task writes rows mr..rows, columns c0..c1 of this task's output,
-            // reads rows mr..rows of x (k floats each) and the staged block, which holds the
-            // packed f32 layout of its ⌈(c1 - c0)/NR⌉ tiles (written above).
-            unsafe {
-                let block = std::slice::from_raw_parts(stage, (c1 - c0).div_ceil(NR) * NR * k);
-                task::<f32, true>(&sub, block);
-            }
-            c0 = c1;
         }
-    });
+    }
 }
 
 /// Micro-kernel dispatch for one weight element type.
@@ -884,6 +914,22 @@ trait Kernel: Elem {
     unsafe fn tile<const M: usize, const PACKED: bool, const HINT: u8>(
         isa: Variant,
         x: [*const f32; M],
+        w: &TilePtrs<Self>,
+        k: usize,
+        pf: usize,
+        acc: &mut [[f32; NR]; MR_WIDE],
+    );
+
+    /// [`Kernel::tile`] of a packed tile with the inputs also given in pairs (`xp`,
+    /// [`avx512::tile_paired`]); the same bits.
+    ///
+    /// # Safety
+    /// As [`Kernel::tile`] with `PACKED`; `isa` is [`Variant::Avx512`]; `xp[p]` for
+    /// `p < M / 2` addresses the paired copy of rows `2p`, `2p + 1` ([`pair_inputs`]).
+    unsafe fn tile_paired<const M: usize, const HINT: u8>(
+        isa: Variant,
+        x: [*const f32; M],
+        xp: [*const f32; MR_WIDE / 2],
         w: &TilePtrs<Self>,
         k: usize,
         pf: usize,
@@ -921,6 +967,27 @@ macro_rules! kernel_impl {
                     // SAFETY: forwarded from the caller's contract.
                     _ => unsafe { portable_tile::<$t, M>(x, w, k, acc) },
                 }
+            }
+
+            #[inline(always)]
+            unsafe fn tile_paired<const M: usize, const HINT: u8>(
+                isa: Variant,
+                x: [*const f32; M],
+                xp: [*const f32; MR_WIDE / 2],
+                w: &TilePtrs<Self>,
+                k: usize,
+                pf: usize,
+                acc: &mut [[f32; NR]; MR_WIDE],
+            ) {
+                #[cfg(target_arch = "x86_64")]
+                if isa == Variant::Avx512 {
+                    // SAFETY: forwarded from the caller's contract (AVX-512 supported).
+                    unsafe { avx512::tile_paired::<$t, M, HINT>(x, xp, w, k, pf, acc) };
+                    return;
+                }
+                let _ = xp;
+                // SAFETY: forwarded; the same bits without the pairs.
+                unsafe { Self::tile::<M, true, HINT>(isa, x, w, k, pf, acc) }
             }
         }
     };

@@ -28,6 +28,22 @@ fn supported() -> Vec<Variant> {
     v
 }
 
+/// The [`Pairing`]s to check `isa` with: the CPU's own and, on AVX-512 (the only variant
+/// that pairs), every packed row block of two or more rows paired, and none.
+fn pairings(isa: Variant) -> Vec<Pairing> {
+    let mut v = vec![Pairing::tuned()];
+    if isa == Variant::Avx512 {
+        for m in [2, usize::MAX] {
+            v.push(Pairing {
+                f32: m,
+                bf16: m,
+                f16: m,
+            });
+        }
+    }
+    v
+}
+
 fn pools() -> Vec<Workers> {
     [1, 3].iter().map(|&t| Workers::new(t).unwrap()).collect()
 }
@@ -44,8 +60,8 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
             if n == 200 && k != 769 {
                 continue;
             }
-            // 10 and 17 rows: two and three AVX-512 row blocks (staged f16 calls on CPUs
-            // whose tuning stages them, `task_staged`), over several column blocks at n = 200.
+            // 10 and 17 rows: two and three AVX-512 row blocks (paired and not, `pairings`),
+            // over several column blocks at n = 200.
             let rows_max = 17;
             let x: Vec<f32> = (0..rows_max * k).map(|_| r()).collect();
             let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
@@ -84,15 +100,20 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
                         for &isa in &isas {
                             for (pi, pool) in pools.iter().enumerate() {
                                 let tasks = [1, 5][pi];
-                                let mut out = vec![f32::NAN; rows * n];
-                                gemm_isa(isa, pool, tasks, &x, rows, k, *wref, n, b, &mut out);
-                                for e in 0..rows * n {
-                                    assert_eq!(
-                                        out[e].to_bits(),
-                                        want[e].to_bits(),
-                                        "{isa:?} {wref:?} k={k} n={n} rows={rows} bias={bi} \
-                                         tasks={tasks} element {e}",
+                                for pairing in pairings(isa) {
+                                    let mut out = vec![f32::NAN; rows * n];
+                                    gemm_run(
+                                        isa, pairing, pool, tasks, &x, rows, k, *wref, n, b,
+                                        &mut out,
                                     );
+                                    for e in 0..rows * n {
+                                        assert_eq!(
+                                            out[e].to_bits(),
+                                            want[e].to_bits(),
+                                            "{isa:?} {pairing:?} {wref:?} k={k} n={n} \
+                                             rows={rows} bias={bi} tasks={tasks} element {e}",
+                                        );
+                                    }
                                 }
                             }
                         }
@@ -140,16 +161,21 @@ fn check_layouts(r: &mut impl FnMut() -> f32, k: usize, n: usize, row_counts: &[
             .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
             .collect();
         for &isa in &isas {
-            for (pool, tasks) in &pools {
-                for &rows in row_counts {
-                    let mut out = vec![f32::NAN; rows * n];
-                    gemm_isa(isa, pool, *tasks, &x, rows, k, *wref, n, None, &mut out);
-                    for e in 0..rows * n {
-                        assert_eq!(
-                            out[e].to_bits(),
-                            want[e].to_bits(),
-                            "{isa:?} {wref:?} k={k} n={n} rows={rows} tasks={tasks} element {e}",
+            for pairing in pairings(isa) {
+                for (pool, tasks) in &pools {
+                    for &rows in row_counts {
+                        let mut out = vec![f32::NAN; rows * n];
+                        gemm_run(
+                            isa, pairing, pool, *tasks, &x, rows, k, *wref, n, None, &mut out,
                         );
+                        for e in 0..rows * n {
+                            assert_eq!(
+                                out[e].to_bits(),
+                                want[e].to_bits(),
+                                "{isa:?} {pairing:?} {wref:?} k={k} n={n} rows={rows} \
+                                 tasks={tasks} element {e}",
+                            );
+                        }
                     }
                 }
             }
@@ -166,7 +192,7 @@ fn every_variant_matches_the_documented_order_for_1_to_128_rows_and_thread_count
     }
 }
 
-/// Calls of several column blocks and row blocks (the next-block prefetch, staged f16,
+/// Calls of several column blocks and row blocks (the next-block prefetch, paired inputs,
 /// padded f32 tiles and the row-block loop all in play), every variant and thread count.
 #[test]
 fn several_column_and_row_blocks_match_the_documented_order() {

@@ -29,10 +29,6 @@ pub struct Tuning {
     /// Row-major calls of 3 or more rows prefetch the next tile's rows into L2
     /// (`prefetcht1`) rather than into L1.
     pub row_major_l2_prefetch: bool,
-    /// Packed f16 calls of at least this many rows (and more than one AVX-512 row block)
-    /// widen each column block once into an f32 copy that later row blocks read (staged
-    /// calls, module docs); `usize::MAX`: never.
-    pub stage_f16_min_rows: usize,
     /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
     /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
     pub f32_prefetch_every: usize,
@@ -43,6 +39,13 @@ pub struct Tuning {
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
     pub prefetch_next_block: bool,
+    /// Packed f16 row blocks of at least this many rows run with their inputs in pairs, no
+    /// input broadcasts (AVX-512, [`super::avx512::tile_paired`]; `usize::MAX`: never).
+    pub f16_paired_min_rows: usize,
+    /// [`Tuning::f16_paired_min_rows`] for packed bf16 weights.
+    pub bf16_paired_min_rows: usize,
+    /// [`Tuning::f16_paired_min_rows`] for packed f32 weights.
+    pub f32_paired_min_rows: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -165,7 +168,8 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///   rows no better. Padding half-precision tiles of 3–4 rows to 6 (nearer the FMA limit) was
 ///   20–50 % slower and padding the 1–2-row decode tiles 5–50 % slower, so neither pads; nor
 ///   do the later row blocks of a staged call (weights in L2, FMA-bound).
-/// - *Staged f16 calls* ([`Tuning::stage_f16_min_rows`] = 9): module docs.
+/// - *Staged f16 calls* (`stage_f16_min_rows` = 9): module docs; removed in session 11, when
+///   paired inputs made unstaged f16 calls faster.
 ///
 /// Session 8 (one or two Zen 4 cores; `… --bench gemm -- T 2 f32 bf16 model rows=…`, three
 /// interleaved rounds each, fastest pass, process CPU time; load 0.6–0.9):
@@ -178,7 +182,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///   1 thread: f32 at 16 / 32 rows 30.36 / 59.62 → 29.27 / 58.74 ms, bf16 29.13 / 58.11 →
 ///   28.97 / 57.75 ms. Small (1–4 %) but never slower; prefetching in every later row block
 ///   instead measured the same at 16 rows and slower at 64 (f32, 1 thread, 118 → 125 ms).
-///   Staged f16 calls run their later row blocks on the staged copy and do not prefetch.
+///   (Staged f16 calls, removed since, ran their later row blocks on the staged copy.)
 /// - *Rejected:* for 1–2-row calls, a `prefetcht1` 4–16 KiB ahead on every 8th–64th step
 ///   besides the `prefetchnta` of the line (bf16 / f16 at 2 rows 6.57 / 7.14 → 6.63–6.81 /
 ///   7.06–7.33 ms), and the inputs pre-broadcast into a buffer that the FMAs read as their
@@ -221,12 +225,22 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// saved and reloaded per panel, or with the tiles read in strided runs, 10–27 GB/s); several
 /// tiles in lockstep sharing each input load (2 rows, 4 tiles: 25 GB/s at k = 2048).
 ///
+/// Session 11 (one Zen 4 core), *paired inputs* ([`Tuning::f16_paired_min_rows`] =
+/// [`Tuning::bf16_paired_min_rows`] = 4; module docs of [`super`] for the gains). A 3-row
+/// block pairs two rows and broadcasts the third, and measured the same or slower paired (f16,
+/// three rounds: 7.98–8.26 against 7.71–8.11 ms), so pairs start at 4 rows; at 2 rows (the
+/// decode step, bound by memory) the two ways measured within each other's noise. Packed f32
+/// measured 2× slower paired at 6 and 8 rows (28.3–30.9 against 14.2–18.1 ms), so
+/// [`Tuning::f32_paired_min_rows`] stays off. On 2 threads, 4–16 rows, six alternating
+/// processes: within the noise of this host either way.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
-/// `row_major_l2_prefetch=0|1`, `stage_f16_min_rows=N`, `f32_prefetch_every=N`,
-/// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1` (`pack_f32_max_k`
-/// is fixed, as it decides the stored layout);
+/// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
+/// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
+/// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`
+/// (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
@@ -244,11 +258,13 @@ pub fn tuning() -> Tuning {
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
-                    "stage_f16_min_rows" => t.stage_f16_min_rows = v,
                     "f32_prefetch_every" => t.f32_prefetch_every = v,
                     "f32_min_tile_rows" => t.f32_min_tile_rows = v,
                     "prefetch_next_block" => t.prefetch_next_block = v != 0,
                     "attn_prefetch" => t.attn_prefetch = v != 0,
+                    "f16_paired_min_rows" => t.f16_paired_min_rows = v,
+                    "bf16_paired_min_rows" => t.bf16_paired_min_rows = v,
+                    "f32_paired_min_rows" => t.f32_paired_min_rows = v,
                     _ => {}
                 }
             }
@@ -275,11 +291,13 @@ fn cpu_tuning() -> Tuning {
                 pack_f32_max_k: usize::MAX,
                 l2_prefetch: true,
                 row_major_l2_prefetch: true,
-                stage_f16_min_rows: 9,
                 f32_prefetch_every: 16,
                 f32_min_tile_rows: 6,
                 prefetch_next_block: true,
                 attn_prefetch: true,
+                f16_paired_min_rows: 4,
+                bf16_paired_min_rows: 4,
+                f32_paired_min_rows: usize::MAX,
             };
         }
     }
@@ -291,10 +309,12 @@ fn cpu_tuning() -> Tuning {
         pack_f32_max_k: 0,
         l2_prefetch: false,
         row_major_l2_prefetch: false,
-        stage_f16_min_rows: usize::MAX,
         f32_prefetch_every: 1,
         f32_min_tile_rows: 0,
         prefetch_next_block: false,
+        f16_paired_min_rows: usize::MAX,
+        bf16_paired_min_rows: usize::MAX,
+        f32_paired_min_rows: usize::MAX,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
