@@ -220,9 +220,9 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 ///
 /// Why: per 8-column step [`tile`] issues two `vcvtph2ps` (f16) and one `vbroadcastf64x4`
 /// per row, and on Zen 4 those compete for the same pipes; with pairs a step needs two
-/// swaps whatever the row count and no broadcast. A register-only loop of one step
-/// (`tools/f16_step_probe.c`, ns per step, FMA peak in brackets): 4 rows 2.91–3.16 →
-/// 2.23–2.32 (2.19), 8 rows 5.03–5.05 → 4.37–4.40 (4.38).
+/// swaps whatever the row count and no broadcast. A register-only loop of one 4-row f16 step
+/// (`tools/f16_step_probe.c`, two rounds): 2.86–2.91 ns broadcast, 2.44–2.45 ns paired, FMA
+/// peak 2.18 ns.
 ///
 /// # Safety
 /// As [`tile`] with `PACKED`; `xp[p]` for `p < M / 2` addresses `2·⌊k/8⌋·8` floats.

@@ -51,18 +51,18 @@
 //! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
 //! **Paired inputs** (AVX-512, calls of 4 or more rows where the CPU's [`Tuning`] says so:
-//! packed f16 and bf16 on Zen 4). The kernel of [`avx512::tile`] broadcasts each input row's
+//! packed f16 and bf16 on Zen 4). The kernel of `avx512::tile` broadcasts each input row's
 //! 8-float block into both halves of a `zmm` once per step, and on Zen 4 those broadcasts
-//! compete with f16's `vcvtph2ps` for the same pipes. [`avx512::tile_paired`] instead reads
+//! compete with f16's `vcvtph2ps` for the same pipes. `avx512::tile_paired` instead reads
 //! a per-call copy of the inputs in which rows `2p` and `2p + 1` alternate by 8-float blocks
-//! ([`pair_inputs`]), one plain load per pair of rows and step, and pairs it with the widened
+//! (`pair_inputs`), one plain load per pair of rows and step, and pairs it with the widened
 //! line and the line with its halves swapped: the same FMAs on the same lanes, moved back
 //! into the usual arrangement before the lane tree, so the bits do not change. Session 11,
-//! one Zen 4 core, GPT-B decode-step GEMMs (`… --bench gemm -- 1 2 f16 model rows=…`, three
-//! interleaved rounds): f16 at 4 / 6 / 8 rows 9.47–9.73 / 12.91–14.14 / 16.73–16.89 ms →
-//! 8.29–8.46 / 11.12–11.19 / 14.67–14.76 ms; bf16 (four rounds) 4 / 5 / 8 rows 7.96–8.22 /
-//! 9.82–10.06 / 14.82–14.90 → 7.68–7.89 / 9.35–9.45 / 14.59–14.65 ms (one round of each
-//! disturbed, left out). It replaced the *staged f16 calls* of sessions 7–10, which widened
+//! one Zen 4 core, GPT-B decode-step GEMMs against the build before (`… --bench gemm -- 1 2
+//! bf16 f16 model rows=…`, three interleaved rounds, `docs/results/session11/base-vs-new/`):
+//! f16 at 4 / 6 / 8 rows 9.47–9.59 / 12.89–13.03 / 16.66–17.32 ms → 8.37–8.80 / 11.19–11.44 /
+//! 14.75–15.34 ms; bf16 8.03–8.05 / 11.31–11.37 / 14.82–15.23 ms → 7.71–7.81 / 11.12–11.30 /
+//! 14.59–14.77 ms. It replaced the *staged f16 calls* of sessions 7–10, which widened
 //! each column block once into an f32 copy that later row blocks read: with paired inputs f16
 //! measured faster unstaged (9 / 16 / 64 rows 21.2–21.6 / 31.4–33.9 / 123.3–127.3 ms staged,
 //! 18.2–19.2 / 29.2–30.0 / 116.6–118.3 ms not), and staging was removed. Packed f32 measured

@@ -40,7 +40,7 @@ pub struct Tuning {
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
     pub prefetch_next_block: bool,
     /// Packed f16 row blocks of at least this many rows run with their inputs in pairs, no
-    /// input broadcasts (AVX-512, [`super::avx512::tile_paired`]; `usize::MAX`: never).
+    /// input broadcasts (AVX-512, `avx512::tile_paired` in [`super`]; `usize::MAX`: never).
     pub f16_paired_min_rows: usize,
     /// [`Tuning::f16_paired_min_rows`] for packed bf16 weights.
     pub bf16_paired_min_rows: usize,
