@@ -411,7 +411,7 @@ fn gemm_isa(
 ) {
     gemm_run(
         isa,
-        Pairing::tuned(),
+        Pairing::tuned(workers.threads().min(tasks) > 1),
         workers,
         tasks,
         x,
@@ -582,13 +582,15 @@ struct Pairing {
 }
 
 impl Pairing {
-    /// The CPU's choice ([`Tuning::f32_paired_min_rows`] and its siblings).
-    fn tuned() -> Pairing {
+    /// The CPU's choice ([`Tuning::f32_paired_min_rows`] and its siblings) for a call on one
+    /// thread, or on several (`shared`: [`Tuning::shared_paired_min_rows`]).
+    fn tuned(shared: bool) -> Pairing {
         let t = tuning();
+        let floor = if shared { t.shared_paired_min_rows } else { 0 };
         Pairing {
-            f32: t.f32_paired_min_rows,
-            bf16: t.bf16_paired_min_rows,
-            f16: t.f16_paired_min_rows,
+            f32: t.f32_paired_min_rows.max(floor),
+            bf16: t.bf16_paired_min_rows.max(floor),
+            f16: t.f16_paired_min_rows.max(floor),
         }
     }
 

@@ -31,7 +31,7 @@ fn supported() -> Vec<Variant> {
 /// The [`Pairing`]s to check `isa` with: the CPU's own and, on AVX-512 (the only variant
 /// that pairs), every packed row block of two or more rows paired, and none.
 fn pairings(isa: Variant) -> Vec<Pairing> {
-    let mut v = vec![Pairing::tuned()];
+    let mut v = vec![Pairing::tuned(false), Pairing::tuned(true)];
     if isa == Variant::Avx512 {
         for m in [2, usize::MAX] {
             v.push(Pairing {

@@ -46,6 +46,10 @@ pub struct Tuning {
     pub bf16_paired_min_rows: usize,
     /// [`Tuning::f16_paired_min_rows`] for packed f32 weights.
     pub f32_paired_min_rows: usize,
+    /// Calls that run on more than one thread pair no row block of fewer rows than this,
+    /// whatever the per-type minimum: their paired copy is made by the calling thread before
+    /// the parallel section and read from its cache by the others.
+    pub shared_paired_min_rows: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -225,21 +229,30 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// saved and reloaded per panel, or with the tiles read in strided runs, 10–27 GB/s); several
 /// tiles in lockstep sharing each input load (2 rows, 4 tiles: 25 GB/s at k = 2048).
 ///
-/// Session 11 (one Zen 4 core), *paired inputs* ([`Tuning::f16_paired_min_rows`] =
-/// [`Tuning::bf16_paired_min_rows`] = 4; module docs of [`super`] for the gains). A 3-row
-/// block pairs two rows and broadcasts the third, and measured the same or slower paired (f16,
-/// three rounds: 7.98–8.26 against 7.71–8.11 ms), so pairs start at 4 rows; at 2 rows (the
-/// decode step, bound by memory) the two ways measured within each other's noise. Packed f32
-/// measured 2× slower paired at 6 and 8 rows (28.3–30.9 against 14.2–18.1 ms), so
-/// [`Tuning::f32_paired_min_rows`] stays off. On 2 threads, 4–16 rows, six alternating
-/// processes: within the noise of this host either way.
+/// Session 11 (Zen 4), *paired inputs* ([`Tuning::f16_paired_min_rows`] = 4,
+/// [`Tuning::bf16_paired_min_rows`] = 2, [`Tuning::shared_paired_min_rows`] = 4; module docs
+/// of [`super`] for the multi-row gains). A 3-row f16 block pairs two rows and broadcasts the
+/// third, and measured the same or slower paired (three rounds: 7.98–8.26 against 7.71–8.11
+/// ms), so f16 pairs from 4 rows. At 2 rows, the decode step (`… --bench decode -- 1 bf16 f16
+/// steps`, one thread, 14 alternating pairs of processes), bf16 paired streams faster (median
+/// of the median steps 5.76 against 5.98 ms, the lower in 13 of 14 pairs) and f16 does not
+/// (6.70 against 6.65 ms). On two threads the 2-row bf16 step measured the same in
+/// the host's usual state (4.81–4.92 against 4.85–4.89 ms, five pairs) and slower in its fast
+/// one (3.78 against 3.53 ms, one pair): the copy is made by the calling thread before the
+/// parallel section and read from its cache by the other, so calls on several threads pair
+/// from 4 rows. Packed f32 measured 2× slower paired at 6 and 8 rows (28.3–30.9 against
+/// 14.2–18.1 ms), so [`Tuning::f32_paired_min_rows`] stays off. On 2 threads, 4–16 rows, six
+/// alternating processes: within the noise of this host either way. *Rejected:* prefetching
+/// only every 2nd / 4th / 16th / 64th half-precision line (the sparse f32 scheme): 4 rows
+/// 12.5–16.4 ms against 8.8–9.0 ms with every line.
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
-/// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`
+/// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
+/// `shared_paired_min_rows=N`
 /// (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
@@ -265,6 +278,7 @@ pub fn tuning() -> Tuning {
                     "f16_paired_min_rows" => t.f16_paired_min_rows = v,
                     "bf16_paired_min_rows" => t.bf16_paired_min_rows = v,
                     "f32_paired_min_rows" => t.f32_paired_min_rows = v,
+                    "shared_paired_min_rows" => t.shared_paired_min_rows = v,
                     _ => {}
                 }
             }
@@ -296,8 +310,9 @@ fn cpu_tuning() -> Tuning {
                 prefetch_next_block: true,
                 attn_prefetch: true,
                 f16_paired_min_rows: 4,
-                bf16_paired_min_rows: 4,
+                bf16_paired_min_rows: 2,
                 f32_paired_min_rows: usize::MAX,
+                shared_paired_min_rows: 4,
             };
         }
     }
@@ -315,6 +330,7 @@ fn cpu_tuning() -> Tuning {
         f16_paired_min_rows: usize::MAX,
         bf16_paired_min_rows: usize::MAX,
         f32_paired_min_rows: usize::MAX,
+        shared_paired_min_rows: usize::MAX,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
