@@ -242,7 +242,11 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// parallel section and read from its cache by the other, so calls on several threads pair
 /// from 4 rows. Packed f32 measured 2× slower paired at 6 and 8 rows (28.3–30.9 against
 /// 14.2–18.1 ms), so [`Tuning::f32_paired_min_rows`] stays off. On 2 threads, 4–16 rows, six
-/// alternating processes: within the noise of this host either way. *Rejected:* prefetching
+/// alternating processes: within the noise of this host either way. *Rejected:* each pair's
+/// inputs stored in both orders, so that the step needs no swap (register-only, 2 rows f16:
+/// 1.16–1.22 against 1.78 ns per step), which doubles the copy: bf16 decode-step GEMMs at 2
+/// rows streamed 14–22 GB/s against 35 GB/s, the decode step took 12.8–13.2 against 5.7–5.8
+/// ms (bf16) and 7.6–7.8 against 6.7–6.8 ms (f16), five alternating pairs; prefetching
 /// only every 2nd / 4th / 16th / 64th half-precision line (the sparse f32 scheme): 4 rows
 /// 12.5–16.4 ms against 8.8–9.0 ms with every line.
 ///
