@@ -224,11 +224,15 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 /// (`tools/f16_step_probe.c`, two rounds): 2.86–2.91 ns broadcast, 2.44–2.45 ns paired, FMA
 /// peak 2.18 ns.
 ///
+/// With `XSWAP` the inputs are swapped instead of the line (one `vshuff32x4` per pair and
+/// step rather than two per step: fewer for a single pair), and the second pair of
+/// accumulators holds `[2p+1 col 0 | 2p col 1]` and `[2p+1 col 2 | 2p col 3]`.
+///
 /// # Safety
 /// As [`tile`] with `PACKED`; `xp[p]` for `p < M / 2` addresses `2·⌊k/8⌋·8` floats.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8>(
+pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
     x: [*const f32; M],
     xp: [*const f32; MR_WIDE / 2],
     w: &TilePtrs<W>,
@@ -241,20 +245,33 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8>(
     // 8-row calls run at half speed in processes whose stack happened to alias the inputs
     // in the L1 (4 KiB apart).
     // SAFETY: forwarded from this function's contract.
-    let (ap, odd) = unsafe { paired_loop::<W, M, HINT>(x, xp, w, k, pf) };
+    let (ap, odd) = unsafe { paired_loop::<W, M, HINT, XSWAP>(x, xp, w, k, pf) };
     let z = _mm512_setzero_ps();
     // Into `tile`'s arrangement: a[m][q] = [row m col 2q | row m col 2q + 1].
     let mut a = [[z; 2]; M];
     for p in 0..M / 2 {
-        let [c01, c23, c10, c32] = ap[p];
-        a[2 * p] = [
-            _mm512_shuffle_f32x4::<0b01_00_01_00>(c01, c10),
-            _mm512_shuffle_f32x4::<0b01_00_01_00>(c23, c32),
-        ];
-        a[2 * p + 1] = [
-            _mm512_shuffle_f32x4::<0b11_10_11_10>(c10, c01),
-            _mm512_shuffle_f32x4::<0b11_10_11_10>(c32, c23),
-        ];
+        if XSWAP {
+            // [2p c0 | 2p+1 c1], [2p c2 | 2p+1 c3], [2p+1 c0 | 2p c1], [2p+1 c2 | 2p c3].
+            let [c01, c23, d01, d23] = ap[p];
+            a[2 * p] = [
+                _mm512_mask_blend_ps(0xFF00, c01, d01),
+                _mm512_mask_blend_ps(0xFF00, c23, d23),
+            ];
+            a[2 * p + 1] = [
+                _mm512_mask_blend_ps(0xFF00, d01, c01),
+                _mm512_mask_blend_ps(0xFF00, d23, c23),
+            ];
+        } else {
+            let [c01, c23, c10, c32] = ap[p];
+            a[2 * p] = [
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(c01, c10),
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(c23, c32),
+            ];
+            a[2 * p + 1] = [
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(c10, c01),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(c32, c23),
+            ];
+        }
     }
     if M % 2 == 1 {
         a[M - 1] = odd;
@@ -268,7 +285,7 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8>(
 /// As [`tile_paired`].
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn paired_loop<W: Pair, const M: usize, const HINT: u8>(
+unsafe fn paired_loop<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
     x: [*const f32; M],
     xp: [*const f32; MR_WIDE / 2],
     w: &TilePtrs<W>,
@@ -303,16 +320,27 @@ unsafe fn paired_loop<W: Pair, const M: usize, const HINT: u8>(
                 }
             }
             let wv = W::line::<true>(w, o);
-            let sw = [
-                _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[0], wv[0]),
-                _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[1], wv[1]),
-            ];
-            for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
-                let xv = _mm512_loadu_ps(xp[p].add(2 * i));
-                app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
-                app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
-                app[2] = _mm512_fmadd_ps(xv, sw[0], app[2]);
-                app[3] = _mm512_fmadd_ps(xv, sw[1], app[3]);
+            if XSWAP {
+                for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+                    let xv = _mm512_loadu_ps(xp[p].add(2 * i));
+                    let xs = _mm512_shuffle_f32x4::<0b01_00_11_10>(xv, xv);
+                    app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
+                    app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
+                    app[2] = _mm512_fmadd_ps(xs, wv[0], app[2]);
+                    app[3] = _mm512_fmadd_ps(xs, wv[1], app[3]);
+                }
+            } else {
+                let sw = [
+                    _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[0], wv[0]),
+                    _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[1], wv[1]),
+                ];
+                for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+                    let xv = _mm512_loadu_ps(xp[p].add(2 * i));
+                    app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
+                    app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
+                    app[2] = _mm512_fmadd_ps(xv, sw[0], app[2]);
+                    app[3] = _mm512_fmadd_ps(xv, sw[1], app[3]);
+                }
             }
             if M % 2 == 1 {
                 let xh = _mm256_castps_pd(_mm256_loadu_ps(x[M - 1].add(i)));

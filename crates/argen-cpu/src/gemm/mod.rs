@@ -50,14 +50,16 @@
 //! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
 //! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
-//! **Paired inputs** (AVX-512, calls of 4 or more rows where the CPU's [`Tuning`] says so:
-//! packed f16 and bf16 on Zen 4). The kernel of `avx512::tile` broadcasts each input row's
+//! **Paired inputs** (AVX-512, row blocks of 2 or more rows where the CPU's [`Tuning`] says
+//! so: packed f16 and bf16 on Zen 4). The kernel of `avx512::tile` broadcasts each input row's
 //! 8-float block into both halves of a `zmm` once per step, and on Zen 4 those broadcasts
 //! compete with f16's `vcvtph2ps` for the same pipes. `avx512::tile_paired` instead reads
 //! a per-call copy of the inputs in which rows `2p` and `2p + 1` alternate by 8-float blocks
 //! (`pair_inputs`), one plain load per pair of rows and step, and pairs it with the widened
-//! line and the line with its halves swapped: the same FMAs on the same lanes, moved back
-//! into the usual arrangement before the lane tree, so the bits do not change. Session 11,
+//! line and the line with its halves swapped (blocks of 2–3 rows, a single pair: the inputs
+//! swapped instead, one shuffle per step rather than two): the same FMAs on the same lanes,
+//! moved back into the usual arrangement before the lane tree, so the bits do not change.
+//! The 2–3-row gains (the decode step's shape) are in [`tuning`]. Session 11,
 //! one Zen 4 core, GPT-B decode-step GEMMs against the build before (`… --bench gemm -- 1 2
 //! bf16 f16 model rows=…`, three interleaved rounds, `docs/results/session11/base-vs-new/`):
 //! f16 at 4 / 6 / 8 rows 9.47–9.59 / 12.89–13.03 / 16.66–17.32 ms → 8.37–8.80 / 11.19–11.44 /
@@ -411,7 +413,7 @@ fn gemm_isa(
 ) {
     gemm_run(
         isa,
-        Pairing::tuned(workers.threads().min(tasks) > 1),
+        Pairing::tuned(),
         workers,
         tasks,
         x,
@@ -579,18 +581,20 @@ struct Pairing {
     f32: usize,
     bf16: usize,
     f16: usize,
+    /// Paired blocks of at most this many rows swap their inputs rather than the line
+    /// (`XSWAP` of [`avx512::tile_paired`]).
+    xswap_max: usize,
 }
 
 impl Pairing {
-    /// The CPU's choice ([`Tuning::f32_paired_min_rows`] and its siblings) for a call on one
-    /// thread, or on several (`shared`: [`Tuning::shared_paired_min_rows`]).
-    fn tuned(shared: bool) -> Pairing {
+    /// The CPU's choice ([`Tuning::f32_paired_min_rows`] and its siblings).
+    fn tuned() -> Pairing {
         let t = tuning();
-        let floor = if shared { t.shared_paired_min_rows } else { 0 };
         Pairing {
-            f32: t.f32_paired_min_rows.max(floor),
-            bf16: t.bf16_paired_min_rows.max(floor),
-            f16: t.f16_paired_min_rows.max(floor),
+            f32: t.f32_paired_min_rows,
+            bf16: t.bf16_paired_min_rows,
+            f16: t.f16_paired_min_rows,
+            xswap_max: t.paired_xswap_max_rows,
         }
     }
 
@@ -789,6 +793,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             };
             let pad_to = pad_to(mr);
             let pair_now = paired(mr);
+            let xswap_now = mr <= a.pairing.xswap_max;
             let mut j = c0;
             while j < c1 {
                 let nr = (c1 - j).min(NR);
@@ -818,8 +823,10 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     let isa = a.isa;
                     macro_rules! call {
                         ($m:literal, $h:expr, $xs:ident) => {
-                            if pair_now {
-                                W::tile_paired::<$m, $h>(isa, $xs, xps, &tp, k, pf, &mut acc)
+                            if pair_now && xswap_now {
+                                W::tile_paired::<$m, $h, true>(isa, $xs, xps, &tp, k, pf, &mut acc)
+                            } else if pair_now {
+                                W::tile_paired::<$m, $h, false>(isa, $xs, xps, &tp, k, pf, &mut acc)
                             } else {
                                 W::tile::<$m, PACKED, $h>(isa, $xs, &tp, k, pf, &mut acc)
                             }
@@ -859,9 +866,9 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
 
 thread_local! {
     /// The paired copy of the inputs of the calls this thread makes ([`pair_inputs`]);
-    /// replaced by a larger one when a call needs more, never shrunk. From the huge-page arena: in a buffer of the
-    /// global allocator's 4 KiB pages, 8-row calls ran either at 15.5 or at 29.3 ms per GPT-B
-    /// step's GEMMs (f16, one Zen 4 core), at random per process ([`crate::hugemem`]).
+    /// replaced by a larger one when a call needs more, never shrunk. It comes from the
+    /// huge-page arena ([`crate::hugemem`]), like the weights, so that its physical placement
+    /// is the same in every process.
     static PAIRS: std::cell::Cell<Option<Buf<f32>>> = const { std::cell::Cell::new(None) };
 }
 
@@ -927,8 +934,9 @@ trait Kernel: Elem {
     ///
     /// # Safety
     /// As [`Kernel::tile`] with `PACKED`; `isa` is [`Variant::Avx512`]; `xp[p]` for
-    /// `p < M / 2` addresses the paired copy of rows `2p`, `2p + 1` ([`pair_inputs`]).
-    unsafe fn tile_paired<const M: usize, const HINT: u8>(
+    /// `p < M / 2` addresses the paired copy of rows `2p`, `2p + 1` ([`pair_inputs`]);
+    /// `XSWAP` as there.
+    unsafe fn tile_paired<const M: usize, const HINT: u8, const XSWAP: bool>(
         isa: Variant,
         x: [*const f32; M],
         xp: [*const f32; MR_WIDE / 2],
@@ -972,7 +980,7 @@ macro_rules! kernel_impl {
             }
 
             #[inline(always)]
-            unsafe fn tile_paired<const M: usize, const HINT: u8>(
+            unsafe fn tile_paired<const M: usize, const HINT: u8, const XSWAP: bool>(
                 isa: Variant,
                 x: [*const f32; M],
                 xp: [*const f32; MR_WIDE / 2],
@@ -984,7 +992,7 @@ macro_rules! kernel_impl {
                 #[cfg(target_arch = "x86_64")]
                 if isa == Variant::Avx512 {
                     // SAFETY: forwarded from the caller's contract (AVX-512 supported).
-                    unsafe { avx512::tile_paired::<$t, M, HINT>(x, xp, w, k, pf, acc) };
+                    unsafe { avx512::tile_paired::<$t, M, HINT, XSWAP>(x, xp, w, k, pf, acc) };
                     return;
                 }
                 let _ = xp;

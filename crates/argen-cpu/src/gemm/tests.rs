@@ -28,16 +28,18 @@ fn supported() -> Vec<Variant> {
     v
 }
 
-/// The [`Pairing`]s to check `isa` with: the CPU's own and, on AVX-512 (the only variant
-/// that pairs), every packed row block of two or more rows paired, and none.
+/// The [`Pairing`]s to check `isa` with: the CPU's own and, on
+/// AVX-512 (the only variant that pairs), every packed row block of two or more rows paired
+/// (swapping the line, and swapping the inputs), and none.
 fn pairings(isa: Variant) -> Vec<Pairing> {
-    let mut v = vec![Pairing::tuned(false), Pairing::tuned(true)];
+    let mut v = vec![Pairing::tuned()];
     if isa == Variant::Avx512 {
-        for m in [2, usize::MAX] {
+        for (m, xswap_max) in [(2, 0), (2, MR_WIDE), (usize::MAX, 0)] {
             v.push(Pairing {
                 f32: m,
                 bf16: m,
                 f16: m,
+                xswap_max,
             });
         }
     }

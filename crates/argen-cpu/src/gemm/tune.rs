@@ -46,10 +46,9 @@ pub struct Tuning {
     pub bf16_paired_min_rows: usize,
     /// [`Tuning::f16_paired_min_rows`] for packed f32 weights.
     pub f32_paired_min_rows: usize,
-    /// Calls that run on more than one thread pair no row block of fewer rows than this,
-    /// whatever the per-type minimum: their paired copy is made by the calling thread before
-    /// the parallel section and read from its cache by the others.
-    pub shared_paired_min_rows: usize,
+    /// Paired row blocks of at most this many rows swap the halves of their inputs rather
+    /// than of the line: one shuffle per pair and step instead of two per step (0: none).
+    pub paired_xswap_max_rows: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -229,20 +228,25 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// saved and reloaded per panel, or with the tiles read in strided runs, 10–27 GB/s); several
 /// tiles in lockstep sharing each input load (2 rows, 4 tiles: 25 GB/s at k = 2048).
 ///
-/// Session 11 (Zen 4), *paired inputs* ([`Tuning::f16_paired_min_rows`] = 4,
-/// [`Tuning::bf16_paired_min_rows`] = 2, [`Tuning::shared_paired_min_rows`] = 4; module docs
-/// of [`super`] for the multi-row gains). A 3-row f16 block pairs two rows and broadcasts the
-/// third, and measured the same or slower paired (three rounds: 7.98–8.26 against 7.71–8.11
-/// ms), so f16 pairs from 4 rows. At 2 rows, the decode step (`… --bench decode -- 1 bf16 f16
-/// steps`, one thread, 14 alternating pairs of processes), bf16 paired streams faster (median
-/// of the median steps 5.76 against 5.98 ms, the lower in 13 of 14 pairs) and f16 does not
-/// (6.70 against 6.65 ms). On two threads the 2-row bf16 step measured the same in
-/// the host's usual state (4.81–4.92 against 4.85–4.89 ms, five pairs) and slower in its fast
-/// one (3.78 against 3.53 ms, one pair): the copy is made by the calling thread before the
-/// parallel section and read from its cache by the other, so calls on several threads pair
-/// from 4 rows. Packed f32 measured 2× slower paired at 6 and 8 rows (28.3–30.9 against
-/// 14.2–18.1 ms), so [`Tuning::f32_paired_min_rows`] stays off. On 2 threads, 4–16 rows, six
-/// alternating processes: within the noise of this host either way. *Rejected:* each pair's
+/// Session 11 (Zen 4), *paired inputs* ([`Tuning::f16_paired_min_rows`] =
+/// [`Tuning::bf16_paired_min_rows`] = 2, [`Tuning::paired_xswap_max_rows`] = 3; module docs
+/// of [`super`] for the multi-row gains). Blocks of 2–3 rows swap their one pair's inputs
+/// instead of the line (one shuffle per step instead of two). GPT-B decode-step GEMMs, one
+/// core, three rounds (`… --bench gemm -- 1 2 bf16 f16 model rows=2,3`): f16 at 2 / 3 rows
+/// 6.19–6.32 / 7.73–7.90 ms unpaired → 5.93–5.94 / 7.46–7.49 ms; bf16 5.89–6.02 / 7.08–7.12
+/// unpaired, 5.56–5.57 / 6.66–6.71 swapping the line, 5.58–5.66 / 6.14–6.16 ms swapping the
+/// inputs (with the line swapped, a 3-row f16 block had measured the same or slower than
+/// unpaired, 7.98–8.26 against 7.71–8.11 ms). The decode step (`… --bench decode -- 1 bf16
+/// f16 steps`, alternating processes): bf16 paired from 2 rows (the line swapped) median of
+/// the median steps 5.76 against 5.98 ms, lower in 13 of 14 pairs; f16 paired with the inputs
+/// swapped 6.19–6.25 against 6.50–6.70 ms, six pairs (with the line swapped it had gained
+/// nothing: 6.70 against 6.65 ms). On two threads, where the copy is made by the calling
+/// thread and read by the other from its cache, the 2-row calls gained as well (twelve
+/// alternating pairs in the host's fast state, probes 65–77 GB/s): median step bf16 3.68
+/// against 4.05 ms, lower in 10 of 12; f16 3.93 against 4.10 ms, lower in 8 of 11, 2 level.
+/// Packed f32 measured 2× slower paired at 6 and 8 rows (28.3–30.9 against 14.2–18.1 ms), so
+/// [`Tuning::f32_paired_min_rows`] stays off. At 4–16 rows on 2 threads, six alternating
+/// processes: within the noise of this host either way. *Rejected:* each pair's
 /// inputs stored in both orders, so that the step needs no swap (register-only, 2 rows f16:
 /// 1.16–1.22 against 1.78 ns per step), which doubles the copy: bf16 decode-step GEMMs at 2
 /// rows streamed 14–22 GB/s against 35 GB/s, the decode step took 12.8–13.2 against 5.7–5.8
@@ -256,7 +260,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
-/// `shared_paired_min_rows=N`
+/// `paired_xswap_max_rows=N`
 /// (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
@@ -282,7 +286,7 @@ pub fn tuning() -> Tuning {
                     "f16_paired_min_rows" => t.f16_paired_min_rows = v,
                     "bf16_paired_min_rows" => t.bf16_paired_min_rows = v,
                     "f32_paired_min_rows" => t.f32_paired_min_rows = v,
-                    "shared_paired_min_rows" => t.shared_paired_min_rows = v,
+                    "paired_xswap_max_rows" => t.paired_xswap_max_rows = v,
                     _ => {}
                 }
             }
@@ -313,10 +317,10 @@ fn cpu_tuning() -> Tuning {
                 f32_min_tile_rows: 6,
                 prefetch_next_block: true,
                 attn_prefetch: true,
-                f16_paired_min_rows: 4,
+                f16_paired_min_rows: 2,
                 bf16_paired_min_rows: 2,
                 f32_paired_min_rows: usize::MAX,
-                shared_paired_min_rows: 4,
+                paired_xswap_max_rows: 3,
             };
         }
     }
@@ -334,7 +338,7 @@ fn cpu_tuning() -> Tuning {
         f16_paired_min_rows: usize::MAX,
         bf16_paired_min_rows: usize::MAX,
         f32_paired_min_rows: usize::MAX,
-        shared_paired_min_rows: usize::MAX,
+        paired_xswap_max_rows: 0,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
