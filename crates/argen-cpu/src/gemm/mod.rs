@@ -460,20 +460,21 @@ fn gemm_run(
     if rows == 0 || n == 0 {
         return;
     }
-    // The paired copy of the inputs, built once per call (on this thread's buffer) when a
-    // row block will run paired, and shared read-only by every task.
+    // A call in which some row block runs paired gets a number of its own: each thread that
+    // runs one of its tasks builds its own paired copy of the inputs once for that number
+    // (`task`), so that no thread waits for another's copy or reads it from another core.
     let paired = |mr: usize| match w {
         WRef::F32Packed(_) => pairs_block::<f32>(isa, &pairing, rows, mr),
         WRef::BF16Packed(_) => pairs_block::<bf16>(isa, &pairing, rows, mr),
         WRef::F16Packed(_) => pairs_block::<f16>(isa, &pairing, rows, mr),
         _ => false,
     };
-    let mut pair_buf: Option<Buf<f32>> = None;
-    if row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
-        pair_buf = PAIRS.with(|c| c.take());
-        pair_inputs(x, rows, k, isa.mr(), &mut pair_buf, paired);
-    }
-    let pairs = pair_buf.as_deref();
+    let pair_call = if row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    } else {
+        0
+    };
     let ptr = OutPtr(out.as_mut_ptr());
     // Tile-aligned column ranges.
     let tiles = n.div_ceil(NR);
@@ -494,7 +495,7 @@ fn gemm_run(
                 bias,
                 out: ptr,
                 pairing,
-                pairs,
+                pair_call,
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
             // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
@@ -514,9 +515,6 @@ fn gemm_run(
         }
     };
     workers.run(tasks, run);
-    if pair_buf.is_some() {
-        PAIRS.with(|c| c.replace(pair_buf));
-    }
 }
 
 /// The row blocks of a call of `rows` rows with tiles of at most `mr` rows, as `(first row,
@@ -568,9 +566,9 @@ struct Args<'a> {
     out: OutPtr,
     /// Which AVX-512 row blocks take their inputs in pairs ([`avx512::tile_paired`]).
     pairing: Pairing,
-    /// The call's paired copy of the inputs ([`pair_inputs`]), built once per call where
-    /// some row block pairs; `None`: no row block pairs.
-    pairs: Option<&'a [f32]>,
+    /// The call's number where some row block pairs (each thread builds its paired copy of
+    /// the inputs once per number, [`PAIRS`]); 0: no row block pairs.
+    pair_call: u64,
 }
 
 /// The smallest AVX-512 row block, per weight type, whose packed tiles run with paired
@@ -713,10 +711,19 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             0
         }
     };
-    // Row blocks that take their inputs in pairs, from the call's paired copy (`gemm_run`).
+    // Row blocks that take their inputs in pairs, from this thread's paired copy of the call's
+    // inputs, built at the thread's first task of the call.
     let paired =
-        |mr: usize| PACKED && a.pairs.is_some() && pairs_block::<W>(a.isa, &a.pairing, a.rows, mr);
-    let pairs_at = a.pairs.map_or(std::ptr::null(), |p| p.as_ptr());
+        |mr: usize| PACKED && a.pair_call != 0 && pairs_block::<W>(a.isa, &a.pairing, a.rows, mr);
+    let mut slot = PairSlot::default();
+    if a.pair_call != 0 {
+        slot = PAIRS.with(|c| c.take());
+        if slot.call != a.pair_call {
+            pair_inputs(a.x, a.rows, k, a.isa.mr(), &mut slot.buf, paired);
+            slot.call = a.pair_call;
+        }
+    }
+    let pairs_at = slot.buf.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
     let mut c0 = a.n0;
     while c0 < a.n1 {
         let c1 = (c0 + cb).min(a.n1);
@@ -862,14 +869,32 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
         }
         c0 = c1;
     }
+    if a.pair_call != 0 {
+        PAIRS.with(|c| c.set(slot));
+    }
 }
 
 thread_local! {
-    /// The paired copy of the inputs of the calls this thread makes ([`pair_inputs`]);
-    /// replaced by a larger one when a call needs more, never shrunk. It comes from the
-    /// huge-page arena ([`crate::hugemem`]), like the weights, so that its physical placement
-    /// is the same in every process.
-    static PAIRS: std::cell::Cell<Option<Buf<f32>>> = const { std::cell::Cell::new(None) };
+    /// This thread's paired copy of the inputs of the call it last ran a task of
+    /// ([`pair_inputs`]); the buffer is replaced by a larger one when a call needs more, never
+    /// shrunk. It comes from the huge-page arena ([`crate::hugemem`]), like the weights.
+    ///
+    /// Why one per thread: a copy made by the calling thread before the parallel section
+    /// made the others wait for it and read it from another core's cache. Two Zen 4 cores,
+    /// GPT-B step's GEMMs (`… --bench gemm -- 2 2 bf16 f16 model rows=4,8,16,64`, four rounds):
+    /// bf16 paired from that copy was 5–10 % slower than unpaired (64 rows 129.8–130.8 against
+    /// 119.4–121.3 ms), and f16 gained only at 64 rows.
+    static PAIRS: std::cell::Cell<PairSlot> = const {
+        std::cell::Cell::new(PairSlot { call: 0, buf: None })
+    };
+}
+
+/// A thread's paired copy ([`PAIRS`]): the number of the call it holds the inputs of (0:
+/// none), and the buffer.
+#[derive(Default)]
+struct PairSlot {
+    call: u64,
+    buf: Option<Buf<f32>>,
 }
 
 /// Fills `dst` (replaced by a buffer of `rows·k` floats if absent or shorter) with the
