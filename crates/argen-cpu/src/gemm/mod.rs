@@ -61,7 +61,7 @@
 //! moved back into the usual arrangement before the lane tree, so the bits do not change.
 //! The 2–3-row gains (the decode step's shape) are in [`tuning`]. Session 11,
 //! one Zen 4 core, GPT-B decode-step GEMMs against the build before (`… --bench gemm -- 1 2
-//! bf16 f16 model rows=…`, three interleaved rounds, `docs/results/session11/base-vs-new/`):
+//! bf16 f16 model rows=…`, three interleaved rounds, `docs/results/session11/base-vs-4row/`):
 //! f16 at 4 / 6 / 8 rows 9.47–9.59 / 12.89–13.03 / 16.66–17.32 ms → 8.37–8.80 / 11.19–11.44 /
 //! 14.75–15.34 ms; bf16 8.03–8.05 / 11.31–11.37 / 14.82–15.23 ms → 7.71–7.81 / 11.12–11.30 /
 //! 14.59–14.77 ms. It replaced the *staged f16 calls* of sessions 7–10, which widened
