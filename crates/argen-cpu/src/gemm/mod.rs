@@ -469,7 +469,7 @@ fn gemm_run(
         WRef::F16Packed(_) => pairs_block::<f16>(isa, &pairing, rows, mr),
         _ => false,
     };
-    let pair_call = if row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
+    let pair_call = if k >= pairing.min_k && row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     } else {
@@ -582,6 +582,8 @@ struct Pairing {
     /// Paired blocks of at most this many rows swap their inputs rather than the line
     /// (`XSWAP` of [`avx512::tile_paired`]).
     xswap_max: usize,
+    /// Calls with fewer input columns do not pair.
+    min_k: usize,
 }
 
 impl Pairing {
@@ -593,6 +595,7 @@ impl Pairing {
             bf16: t.bf16_paired_min_rows,
             f16: t.f16_paired_min_rows,
             xswap_max: t.paired_xswap_max_rows,
+            min_k: t.paired_min_k,
         }
     }
 

@@ -40,6 +40,7 @@ fn pairings(isa: Variant) -> Vec<Pairing> {
                 bf16: m,
                 f16: m,
                 xswap_max,
+                min_k: 0,
             });
         }
     }

@@ -49,6 +49,9 @@ pub struct Tuning {
     /// Paired row blocks of at most this many rows swap the halves of their inputs rather
     /// than of the line: one shuffle per pair and step instead of two per step (0: none).
     pub paired_xswap_max_rows: usize,
+    /// Only calls of at least this many input columns (`k`) pair: below, the copy and the
+    /// per-tile rearrangement cost more than the step saves.
+    pub paired_min_k: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -260,7 +263,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
-/// `paired_xswap_max_rows=N`
+/// `paired_xswap_max_rows=N`, `paired_min_k=N`
 /// (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
@@ -287,6 +290,7 @@ pub fn tuning() -> Tuning {
                     "bf16_paired_min_rows" => t.bf16_paired_min_rows = v,
                     "f32_paired_min_rows" => t.f32_paired_min_rows = v,
                     "paired_xswap_max_rows" => t.paired_xswap_max_rows = v,
+                    "paired_min_k" => t.paired_min_k = v,
                     _ => {}
                 }
             }
@@ -321,6 +325,7 @@ fn cpu_tuning() -> Tuning {
                 bf16_paired_min_rows: 2,
                 f32_paired_min_rows: usize::MAX,
                 paired_xswap_max_rows: 3,
+                paired_min_k: 512,
             };
         }
     }
@@ -339,6 +344,7 @@ fn cpu_tuning() -> Tuning {
         bf16_paired_min_rows: usize::MAX,
         f32_paired_min_rows: usize::MAX,
         paired_xswap_max_rows: 0,
+        paired_min_k: usize::MAX,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
