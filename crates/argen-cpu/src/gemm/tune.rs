@@ -257,6 +257,23 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// only every 2nd / 4th / 16th / 64th half-precision line (the sparse f32 scheme): 4 rows
 /// 12.5–16.4 ms against 8.8–9.0 ms with every line.
 ///
+/// Session 12 (Zen 5: AMD EPYC family 1Ah model 2, 2 vCPUs, full-width AVX-512, FMA peak
+/// 269 GFLOP/s per core, one-core read probe 45–46 GB/s). The Zen 4 settings left the 2-row
+/// calls at 36 GB/s and the multi-row f32 calls at 27–32 GB/s. GPT-B decode-step GEMMs on one
+/// core, two interleaved rounds of each setting (`cargo bench -p argen-cpu --bench gemm -- 1 2
+/// f32 bf16 f16 model rows=2,4,8,16,64`, fastest pass, Zen 4 settings → Zen 5 settings): bf16
+/// 2 rows 5.44–5.59 → 4.58–4.64 ms, f16 5.38–5.60 → 4.54–4.77 ms; f32 4 rows 13.67–13.70 →
+/// 10.63–10.77 ms, 8 rows 14.38–14.72 → 11.18–11.37 ms; 16–64 rows level (f32 16 rows
+/// 17.6 → 18.2 ms, the one loss). The distances measured with `l2_prefetch` off: 6 KiB
+/// (f32 8 rows 11.9 ms, bf16 8 rows 7.5–7.6 ms) and 12–16 KiB (f32 4 rows 11.4–11.6 ms) both
+/// worse than 8 KiB; with `prefetcht1` kept, 8 KiB left f32 at 4 / 8 rows 12.2–12.3 /
+/// 13.4–13.6 ms. The decode step (`… --bench decode -- 1 bf16 f16 steps=40`, three to four
+/// interleaved rounds): bf16 5.55–6.03 → 4.77–5.02 ms, f16 5.52–6.27 → 4.79–4.99 ms (1.08–1.15×
+/// the floor from 1.26–1.41×); on two threads the Zen 5 settings measured level or better at
+/// every row count (f32 4 rows 1.34–1.55 → 1.21–1.27× the roofline). Pairing from 2 or from 3
+/// rows, and the inputs or the line swapped, measured level at 2 rows (4.7–5.1 ms), so those
+/// keep Zen 4's values; packed f32 paired measured 2× slower at 8–16 rows here too.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
@@ -299,6 +316,21 @@ pub fn tuning() -> Tuning {
     })
 }
 
+/// The x86 display family (CPUID leaf 1: base family, plus the extended family when the
+/// base is 0Fh): 19h is Zen 3–4, 1Ah Zen 5.
+#[cfg(target_arch = "x86_64")]
+fn cpu_family() -> u32 {
+    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU (the intrinsic is safe in newer Rust).
+    #[allow(unused_unsafe)]
+    let eax = unsafe { std::arch::x86_64::__cpuid(1) }.eax;
+    let base = (eax >> 8) & 0xf;
+    if base == 0xf {
+        base + ((eax >> 20) & 0xff)
+    } else {
+        base
+    }
+}
+
 /// [`tuning`] by CPU model alone.
 fn cpu_tuning() -> Tuning {
     #[cfg(target_arch = "x86_64")]
@@ -309,7 +341,7 @@ fn cpu_tuning() -> Tuning {
         let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
         let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
         if amd && best_variant() == Variant::Avx512 {
-            return Tuning {
+            let zen4 = Tuning {
                 no_prefetch_rows: 2,
                 no_prefetch_max_x_bytes: 12 << 10,
                 pf_packed_bytes: 16 << 10,
@@ -326,6 +358,18 @@ fn cpu_tuning() -> Tuning {
                 f32_paired_min_rows: usize::MAX,
                 paired_xswap_max_rows: 3,
                 paired_min_k: 512,
+            };
+            // Zen 5 (family 1Ah) and later: 2-row calls prefetch too, 8 KiB ahead, and
+            // one-row-block calls non-temporally (session 12, [`tuning`]).
+            return if cpu_family() >= 0x1a {
+                Tuning {
+                    no_prefetch_rows: 0,
+                    pf_packed_bytes: 8 << 10,
+                    l2_prefetch: false,
+                    ..zen4
+                }
+            } else {
+                zen4
             };
         }
     }
