@@ -545,12 +545,14 @@ fn pad_rows<W: Elem>(isa: Variant, rows: usize, mr: usize) -> usize {
 
 /// Whether a row block of `mr` rows of a packed call of `rows` rows (from memory) with
 /// weights of type `W` takes its inputs in pairs ([`avx512::tile_paired`]): AVX-512, at least
-/// [`Pairing::min_rows`] rows, and not padded.
+/// [`Pairing::min_rows`] rows, and not padded; packed f32 only in calls of several row
+/// blocks, whose later passes over a column block pair (`task`).
 fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize) -> bool {
     cfg!(target_arch = "x86_64")
         && isa == Variant::Avx512
         && mr >= pairing.min_rows::<W>()
         && pad_rows::<W>(isa, rows, mr) <= mr
+        && (W::BYTES != 4 || rows > isa.mr())
 }
 
 /// Per-task arguments.
@@ -802,7 +804,10 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 PF_T0
             };
             let pad_to = pad_to(mr);
-            let pair_now = paired(mr);
+            // Packed f32 pairs only on later passes over a column block, which find it in
+            // L2 and are bound by their FMAs; the first pass streams it from memory, and
+            // paired measured slower there (`Tuning::f32_paired_min_rows`).
+            let pair_now = paired(mr) && (W::BYTES != 4 || r > 0);
             let xswap_now = mr <= a.pairing.xswap_max;
             let mut j = c0;
             while j < c1 {

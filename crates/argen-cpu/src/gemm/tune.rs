@@ -272,7 +272,20 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// the floor from 1.26–1.41×); on two threads the Zen 5 settings measured level or better at
 /// every row count (f32 4 rows 1.34–1.55 → 1.21–1.27× the roofline). Pairing from 2 or from 3
 /// rows, and the inputs or the line swapped, measured level at 2 rows (4.7–5.1 ms), so those
-/// keep Zen 4's values; packed f32 paired measured 2× slower at 8–16 rows here too.
+/// keep Zen 4's values.
+///
+/// Packed f32 paired ([`Tuning::f32_paired_min_rows`] = 2 on Zen 5) only where a call has
+/// several row blocks, and there only on the passes after the first over each column block
+/// (`task`). Paired on every pass, with the prefetches thinned as in `tile`, f32 ran 2–3×
+/// slower at 6–16 rows (8 rows 27.2–27.6 against 11.4–12.2 ms): the first pass streams the
+/// block from memory. Prefetching every step rescued it (8 rows 12.6 against 11.0 ms, still a
+/// loss; 64 rows 56.5–56.9 against 63.1 ms), and pairing only the later passes, which read the
+/// block from L2 and are bound by the FMAs, keeps the gain without the loss (two rounds, `…
+/// --bench gemm -- 1 2 f32 model rows=3,4,6,8,16,32,64,128`, fastest pass: 8 / 16 rows level,
+/// 32 rows 33.1–33.7 → 31.5–31.6, 64 rows 63.2–65.5 → 57.6–58.8, 128 rows 125.9–130.6 →
+/// 112.8–114.5 ms). The decode bench's f32 verification, one core, two rounds: 32 / 64 / 128
+/// rows 1.60–1.61 / 1.54–1.57 / 1.55–1.57× the roofline → 1.48–1.52 / 1.38–1.41 /
+/// 1.36–1.38×; two cores, three rounds: 128 rows 76.4–76.7 → 66.5–72.0 ms.
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
@@ -360,12 +373,14 @@ fn cpu_tuning() -> Tuning {
                 paired_min_k: 512,
             };
             // Zen 5 (family 1Ah) and later: 2-row calls prefetch too, 8 KiB ahead, and
-            // one-row-block calls non-temporally (session 12, [`tuning`]).
+            // one-row-block calls non-temporally; packed f32 pairs on the passes that find
+            // the column block in L2 (session 12, [`tuning`]).
             return if cpu_family() >= 0x1a {
                 Tuning {
                     no_prefetch_rows: 0,
                     pf_packed_bytes: 8 << 10,
                     l2_prefetch: false,
+                    f32_paired_min_rows: 2,
                     ..zen4
                 }
             } else {
