@@ -65,21 +65,25 @@ pub enum ProfileSource {
 }
 
 /// Why the profile `f` cannot cost a run on `device` (`"cpu"` or `"cuda"`) with `threads`
-/// threads, `kernels` and `clock`, or `None` if it can: it must have been measured on the same
-/// device, with the same thread count, kernel class and clock.
+/// threads, `kernels` and `clock` on `processor` ([`processor_for`]), or `None` if it can: it
+/// must have been measured on the same device and processor, with the same thread count,
+/// kernel class and clock.
 pub fn mismatch(
     f: &CostFile,
     device: &str,
+    processor: &str,
     threads: usize,
     kernels: &str,
     clock: Clock,
 ) -> Option<String> {
-    let same = f.device == device
+    let same_processor = f.cpu == processor;
+    let same = same_processor
+        && f.device == device
         && f.threads == threads
         && f.kernels == kernels
         && f.clock == clock.name();
     (!same).then(|| {
-        format!(
+        let mut why = format!(
             "measured on {} with {} threads, {} kernels and the {} clock; this run uses {device} \
              with {threads} threads, {kernels} kernels and the {} clock",
             f.device,
@@ -87,8 +91,25 @@ pub fn mismatch(
             f.kernels,
             f.clock,
             clock.name()
-        )
+        );
+        if !same_processor {
+            why.push_str(&format!(
+                ", on another processor ({}; this one: {processor})",
+                f.cpu
+            ));
+        }
+        why
     })
+}
+
+/// The processor a profile for `device` names on this machine: the CPU's name
+/// ([`argen_engine::calibrate::cpu_name`]) for `"cpu"`, else the device's `name`.
+pub fn processor_for(device: &str, name: &str) -> String {
+    if device == "cpu" {
+        argen_engine::calibrate::cpu_name()
+    } else {
+        name.to_owned()
+    }
 }
 
 /// The cost profile for a run of `engine` (on `device`, `"cpu"` or `"cuda"`, named `name`, with
@@ -107,7 +128,14 @@ pub fn profile_for<C: Runtime>(
     let path = cost_file::path_in(&engine.model_dir().dir);
     let kernels = engine.compute().kernel_class();
     let why = match cost_file::read(&path)? {
-        Some(f) => match mismatch(&f, device, threads, kernels, clock) {
+        Some(f) => match mismatch(
+            &f,
+            device,
+            &processor_for(device, name),
+            threads,
+            kernels,
+            clock,
+        ) {
             None => return Ok((f, ProfileSource::File(path))),
             Some(why) => format!("{} was {why}", path.display()),
         },
@@ -260,17 +288,39 @@ mod tests {
     #[test]
     fn a_profile_of_another_clock_is_recalibrated() {
         let (w, c) = (file("wall"), file("cpu"));
-        assert_eq!(mismatch(&w, "cpu", 1, "exact", Clock::Wall), None);
-        assert_eq!(mismatch(&c, "cpu", 1, "exact", Clock::Cpu), None);
-        let why = mismatch(&w, "cpu", 1, "exact", Clock::Cpu).unwrap();
+        assert_eq!(
+            mismatch(&w, "cpu", "AMD EPYC", 1, "exact", Clock::Wall),
+            None
+        );
+        assert_eq!(
+            mismatch(&c, "cpu", "AMD EPYC", 1, "exact", Clock::Cpu),
+            None
+        );
+        let why = mismatch(&w, "cpu", "AMD EPYC", 1, "exact", Clock::Cpu).unwrap();
         assert!(
             why.contains("the wall clock") && why.ends_with("the cpu clock"),
             "{why}"
         );
-        assert!(mismatch(&c, "cpu", 1, "exact", Clock::Wall).is_some());
+        assert!(mismatch(&c, "cpu", "AMD EPYC", 1, "exact", Clock::Wall).is_some());
         // The other conditions still count.
-        assert!(mismatch(&c, "cpu", 2, "exact", Clock::Cpu).is_some());
-        assert!(mismatch(&c, "cuda", 1, "exact", Clock::Cpu).is_some());
-        assert!(mismatch(&c, "cpu", 1, "avx512-bf16", Clock::Cpu).is_some());
+        assert!(mismatch(&c, "cpu", "AMD EPYC", 2, "exact", Clock::Cpu).is_some());
+        assert!(mismatch(&c, "cuda", "AMD EPYC", 1, "exact", Clock::Cpu).is_some());
+        assert!(mismatch(&c, "cpu", "AMD EPYC", 1, "avx512-bf16", Clock::Cpu).is_some());
+        // Another processor (here another generation under the same name) as well, and says so.
+        let why = mismatch(
+            &c,
+            "cpu",
+            "AMD EPYC (family 26, model 2)",
+            1,
+            "exact",
+            Clock::Cpu,
+        )
+        .unwrap();
+        assert!(
+            why.ends_with(
+                "on another processor (AMD EPYC; this one: AMD EPYC (family 26, model 2))"
+            ),
+            "{why}"
+        );
     }
 }

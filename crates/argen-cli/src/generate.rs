@@ -137,7 +137,18 @@ pub(crate) fn with_cost_profile(
     if a.cost_profile.is_none() && wants_cost_profile(&a) {
         let path = argen_engine::cost_file::path_in(&dir.dir);
         match argen_engine::cost_file::read(&path)? {
-            Some(f) => a.cost_profile = Some(Box::new(f.profile)),
+            Some(f) => {
+                if let Some(why) = profile_elsewhere(&f, &a) {
+                    crate::errln!(
+                        "argen: warning: {} was {why}; --draft auto uses it as it is (its \
+                         choices stay deterministic, but they were costed for that machine): \
+                         `argen calibrate --model {}` measures this one",
+                        path.display(),
+                        dir.dir.display()
+                    );
+                }
+                a.cost_profile = Some(Box::new(f.profile))
+            }
             None => {
                 return Err(format!(
                     "--draft auto needs this machine's cost profile and {} does not exist (run \
@@ -149,6 +160,34 @@ pub(crate) fn with_cost_profile(
         }
     }
     Ok(a)
+}
+
+/// How the profile `f` was measured elsewhere than a CPU run of `a` will run: on another
+/// device, processor or thread count (`None` when it matches, and on CUDA, whose processor is
+/// known only once the device is open).
+fn profile_elsewhere(f: &argen_engine::cost_file::CostFile, a: &GenerateArgs) -> Option<String> {
+    if !matches!(a.device, DeviceArg::Cpu) {
+        return None;
+    }
+    let threads = match a.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        t => t,
+    };
+    let cpu = argen_engine::calibrate::cpu_name();
+    let mut diff = Vec::new();
+    if f.device != "cpu" {
+        diff.push(format!("measured on {} (this run: cpu)", f.device));
+    }
+    if f.cpu != cpu {
+        diff.push(format!("measured on {} (this processor: {cpu})", f.cpu));
+    }
+    if f.threads != threads {
+        diff.push(format!(
+            "measured with {} threads (this run: {threads})",
+            f.threads
+        ));
+    }
+    (!diff.is_empty()).then(|| diff.join(", "))
 }
 
 /// Whether candidates of method `m` (with `a`'s flags) can run under GridAR.

@@ -595,6 +595,59 @@ fn tiny_copy(tag: &str, profile: Option<&str>) -> String {
 const NEVER: &str = r#"{"target": [[2, 1000], [64, 32000]], "drafter": [[1, 1000000000]]}"#;
 const DEEP: &str = r#"{"target": [[2, 1000000000], [64, 1000000000]], "drafter": [[1, 1]]}"#;
 
+/// A profile measured on another processor or thread count still drives `--draft auto` (the
+/// run is deterministic given it), with a warning that names the difference and the command
+/// that measures this machine.
+#[test]
+fn draft_auto_warns_about_a_profile_from_another_machine() {
+    let dir = tiny_copy("auto-elsewhere", Some(NEVER));
+    let png = tmp("auto-elsewhere.png").display().to_string();
+    let out = argen(&[
+        "generate",
+        "--model",
+        &dir,
+        "--class",
+        "2",
+        "--method",
+        "sd",
+        "--draft",
+        "auto",
+        "--threads",
+        "1",
+        "--out",
+        &png,
+        "--quiet",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(
+        e.contains("warning:")
+            && e.contains("cost-profile.json was measured on test (this processor: ")
+            && e.contains("argen calibrate --model"),
+        "{e}"
+    );
+    // Measured with 1 thread: a 2-thread run says that too.
+    let out = argen(&[
+        "generate",
+        "--model",
+        &dir,
+        "--class",
+        "2",
+        "--method",
+        "sd",
+        "--draft",
+        "auto",
+        "--threads",
+        "2",
+        "--out",
+        &png,
+        "--quiet",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("measured with 1 threads (this run: 2)"), "{e}");
+}
+
 #[test]
 fn draft_auto_reads_the_model_directory_profile() {
     // Without a profile: one line naming the file and the command that writes it.

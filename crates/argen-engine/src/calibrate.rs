@@ -237,17 +237,33 @@ impl Statistic {
     }
 }
 
-/// This machine's processor name (`/proc/cpuinfo`'s first `model name`, else the architecture).
+/// This machine's processor name: `/proc/cpuinfo`'s first `model name` (else the
+/// architecture), with the x86 family and model numbers where the file gives them, e.g.
+/// `AMD EPYC (family 26, model 2)`. Virtual machines often report a bare `AMD EPYC` for
+/// every generation, and a profile measured on Zen 4 should not pass for one of Zen 5.
 pub fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpu_name_from(&info)
+}
+
+/// [`cpu_name`] from the text of `/proc/cpuinfo`.
+pub fn cpu_name_from(info: &str) -> String {
+    // The value of the first line whose key (before the colon, trimmed) is `key`.
+    let field = |key: &str| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
         })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    };
+    let name = field("model name")
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) if !f.is_empty() && !m.is_empty() => {
+            format!("{name} (family {f}, model {m})")
+        }
+        _ => name,
+    }
 }
 
 /// The image tokens of the calibration context for a model of `cfg` (module doc): `opts.context`,
@@ -801,7 +817,25 @@ impl Decoder for Probe {
 
 #[cfg(test)]
 mod tests {
-    use super::{median, repeats_for, MAX_REPEATS, RUN_NANOS};
+    use super::{cpu_name_from, median, repeats_for, MAX_REPEATS, RUN_NANOS};
+
+    #[test]
+    fn the_cpu_name_carries_the_x86_family_and_model() {
+        let zen5 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n\
+                    model\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 1\n";
+        assert_eq!(cpu_name_from(zen5), "AMD EPYC (family 26, model 2)");
+        // Another generation under the same bare name is another CPU.
+        let zen4 = zen5
+            .replace("26", "25")
+            .replace("model\t\t: 2", "model\t\t: 17");
+        assert_eq!(cpu_name_from(&zen4), "AMD EPYC (family 25, model 17)");
+        // aarch64 (no family), and no file at all: the name, else the architecture.
+        assert_eq!(
+            cpu_name_from("processor\t: 0\nmodel name\t: ARMv8 Processor rev 1 (v8l)\n"),
+            "ARMv8 Processor rev 1 (v8l)"
+        );
+        assert_eq!(cpu_name_from(""), std::env::consts::ARCH);
+    }
 
     #[test]
     fn short_calls_run_longer_before_the_timed_one() {

@@ -7,7 +7,7 @@
 //! profile from another machine, kernel class or thread count can be recognised.
 //!
 //! ```json
-//! {"version": 1, "cpu": "AMD EPYC", "device": "cpu", "kernels": "exact", "threads": 2,
+//! {"version": 1, "cpu": "AMD EPYC (family 26, model 2)", "device": "cpu", "kernels": "exact", "threads": 2,
 //!  "dtype": "f32", "context": 32, "prefill": 2000000, "clock": "wall",
 //!  "profile": {"target": [[2, 310000], [4, 330000]], "drafter": [[2, 90000]]}}
 //! ```
