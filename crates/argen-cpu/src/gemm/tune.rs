@@ -287,6 +287,15 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// rows 1.60–1.61 / 1.54–1.57 / 1.55–1.57× the roofline → 1.48–1.52 / 1.38–1.41 /
 /// 1.36–1.38×; two cores, three rounds: 128 rows 76.4–76.7 → 66.5–72.0 ms.
 ///
+/// Paired bf16 and f32 tiles then ran their `k` loop and their finish in one function
+/// (`avx512::paired_tile`), so the accumulators reach the lane tree in registers instead of
+/// through the stack: three interleaved rounds against the build before (`… --bench gemm -- 1
+/// 3 bf16 f16 f32 model rows=2,4,8,16,64`), bf16 at 8 / 16 / 64 rows 6.93–7.18 / 12.51–13.42
+/// / 50.8–53.1 → 6.76–6.97 / 12.57–13.00 / 48.1–51.5 ms, f32 at 16 / 64 rows 17.9–18.1 /
+/// 56.7–57.5 → 17.3–17.8 / 55.0–56.3 ms. f16 in one function ran 8–64 rows at half speed
+/// (8 rows 11.4–11.9 against 6.7–7.1 ms: LLVM spilled accumulators in the loop), so f16
+/// keeps the loop alone (`avx512::paired_loop`).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
