@@ -126,7 +126,11 @@ impl Pair for f16 {
     unsafe fn pair<const PACKED: bool>(p: *const f16, q: *const f16) -> __m512 {
         // SAFETY: forwarded.
         let h = unsafe { halves::<PACKED>(p as *const u16, q as *const u16) };
-        _mm512_cvtph_ps(h)
+        // Not `_mm512_cvtph_ps`: that emits the `{sae}` form, which LLVM neither folds a load
+        // into nor allocates past `zmm19` here; in a paired 8-row tile with its finish that
+        // spilled accumulators in the loop (f16 8 rows 11.4–11.9 against 6.7–7.1 ms, session
+        // 12). The conversion is exact either way.
+        _mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>(h)
     }
 }
 
@@ -205,114 +209,6 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
     finish!(a, acc, x, w, k);
 }
 
-/// The `k` loop of [`tile_paired`] (a macro so that it inlines into [`paired_loop`] and
-/// [`paired_tile`] with their target features): evaluates to the accumulators of each pair and
-/// of an odd last row. Expects the generic parameters `W`, `M`, `HINT`, `XSWAP` in scope.
-macro_rules! paired_k_loop {
-    ($x:ident, $xp:ident, $w:ident, $k:ident, $pf:ident) => {{
-        let (x, xp, w, k, pf) = ($x, $xp, $w, $k, $pf);
-        let kb = k / 8 * 8;
-        let z = _mm512_setzero_ps();
-        let mut ap = [[z; 4]; MR_WIDE / 2];
-        let mut odd = [z; 2];
-        // As in `tile`: packed f32 tiles of 3 or more rows prefetch every `f32_prefetch_every`-th
-        // step unless they prefetch the next column block.
-        let pf_mask = if M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
-            super::tuning()
-                .f32_prefetch_every
-                .max(1)
-                .next_power_of_two()
-                - 1
-        } else {
-            0
-        };
-        let mut i = 0;
-        while i < kb {
-            let o = i * NR;
-            // SAFETY: i + 8 <= kb, so block i/8 lies in the tile and block i/8 of each pair in
-            // its copy (16 floats at 2i); prefetches never fault (`wrapping_add`).
-            unsafe {
-                if (i / 8) & pf_mask == 0 {
-                    super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
-                    if W::BYTES == 4 {
-                        super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
-                    }
-                }
-                let wv = W::line::<true>(w, o);
-                if XSWAP {
-                    for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
-                        let xv = _mm512_loadu_ps(xp[p].add(2 * i));
-                        let xs = _mm512_shuffle_f32x4::<0b01_00_11_10>(xv, xv);
-                        app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
-                        app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
-                        app[2] = _mm512_fmadd_ps(xs, wv[0], app[2]);
-                        app[3] = _mm512_fmadd_ps(xs, wv[1], app[3]);
-                    }
-                } else {
-                    let sw = [
-                        _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[0], wv[0]),
-                        _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[1], wv[1]),
-                    ];
-                    for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
-                        let xv = _mm512_loadu_ps(xp[p].add(2 * i));
-                        app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
-                        app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
-                        app[2] = _mm512_fmadd_ps(xv, sw[0], app[2]);
-                        app[3] = _mm512_fmadd_ps(xv, sw[1], app[3]);
-                    }
-                }
-                if M % 2 == 1 {
-                    let xh = _mm256_castps_pd(_mm256_loadu_ps(x[M - 1].add(i)));
-                    let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
-                    odd[0] = _mm512_fmadd_ps(xv, wv[0], odd[0]);
-                    odd[1] = _mm512_fmadd_ps(xv, wv[1], odd[1]);
-                }
-            }
-            i += 8;
-        }
-        (ap, odd)
-    }};
-}
-
-/// [`tile_paired`]'s accumulators `($ap, $odd)` moved (exact data moves) into [`tile`]'s
-/// arrangement `a[m][q] = [row m col 2q | row m col 2q + 1]` and finished as there.
-macro_rules! unpair_finish {
-    ($ap:ident, $odd:ident, $acc:ident, $x:ident, $w:ident, $k:ident) => {{
-        let (ap, odd, acc, x, w, k) = ($ap, $odd, $acc, $x, $w, $k);
-        let z = _mm512_setzero_ps();
-        // Into `tile`'s arrangement: a[m][q] = [row m col 2q | row m col 2q + 1].
-        let mut a = [[z; 2]; M];
-        for p in 0..M / 2 {
-            if XSWAP {
-                // [2p c0 | 2p+1 c1], [2p c2 | 2p+1 c3], [2p+1 c0 | 2p c1], [2p+1 c2 | 2p c3].
-                let [c01, c23, d01, d23] = ap[p];
-                a[2 * p] = [
-                    _mm512_mask_blend_ps(0xFF00, c01, d01),
-                    _mm512_mask_blend_ps(0xFF00, c23, d23),
-                ];
-                a[2 * p + 1] = [
-                    _mm512_mask_blend_ps(0xFF00, d01, c01),
-                    _mm512_mask_blend_ps(0xFF00, d23, c23),
-                ];
-            } else {
-                let [c01, c23, c10, c32] = ap[p];
-                a[2 * p] = [
-                    _mm512_shuffle_f32x4::<0b01_00_01_00>(c01, c10),
-                    _mm512_shuffle_f32x4::<0b01_00_01_00>(c23, c32),
-                ];
-                a[2 * p + 1] = [
-                    _mm512_shuffle_f32x4::<0b11_10_11_10>(c10, c01),
-                    _mm512_shuffle_f32x4::<0b11_10_11_10>(c32, c23),
-                ];
-            }
-        }
-        if M % 2 == 1 {
-            a[M - 1] = odd;
-        }
-        finish!(a, acc, x, w, k);
-    }};
-}
-
 /// [`tile`] over a packed tile with the input rows taken in *pairs*, without broadcasts.
 ///
 /// `xp[p]` addresses the paired copy of rows `2p` and `2p + 1` ([`super::pair_inputs`]):
@@ -348,39 +244,16 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
     pf: usize,
     acc: &mut [[f32; NR]; MR_WIDE],
 ) {
-    // bf16 and f32 run the `k` loop and the finish in one function, the accumulators going
-    // from the loop to the lane tree in registers. f16 keeps the loop in a function of its
-    // own: there LLVM then keeps three of the 8-row tile's 16 accumulators on the stack, and
-    // those spills, read back every step, ran 8-row calls at half speed (in session 11 in
-    // processes whose stack aliased the inputs in the L1; in session 12 always).
-    if W::BYTES == 2 && !W::PAIRED {
-        // SAFETY: forwarded from this function's contract.
-        let (ap, odd) = unsafe { paired_loop::<W, M, HINT, XSWAP>(x, xp, w, k, pf) };
-        unpair_finish!(ap, odd, acc, x, w, k);
-    } else {
-        // SAFETY: forwarded from this function's contract.
-        unsafe { paired_tile::<W, M, HINT, XSWAP>(x, xp, w, k, pf, acc) };
-    }
+    // The loop and the finish in a function of its own: inlined into `task`, LLVM kept three
+    // of the 8-row tile's 16 accumulators on the stack, and those spills, read back every
+    // step, made 8-row calls run at half speed in processes whose stack happened to alias the
+    // inputs in the L1 (4 KiB apart; session 11). With the finish in the same function the
+    // accumulators reach the lane tree in registers (session 12).
+    // SAFETY: forwarded from this function's contract.
+    unsafe { paired_tile::<W, M, HINT, XSWAP>(x, xp, w, k, pf, acc) };
 }
 
-/// [`tile_paired`]'s `k` loop alone, in a function of its own (f16): the accumulators of
-/// each pair and of an odd last row.
-///
-/// # Safety
-/// As [`tile_paired`].
-#[inline(never)]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn paired_loop<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
-    x: [*const f32; M],
-    xp: [*const f32; MR_WIDE / 2],
-    w: &TilePtrs<W>,
-    k: usize,
-    pf: usize,
-) -> ([[__m512; 4]; MR_WIDE / 2], [__m512; 2]) {
-    paired_k_loop!(x, xp, w, k, pf)
-}
-
-/// [`tile_paired`]'s `k` loop and finish in a function of its own (bf16 and f32).
+/// [`tile_paired`]'s `k` loop and finish.
 ///
 /// # Safety
 /// As [`tile_paired`].
@@ -394,8 +267,96 @@ unsafe fn paired_tile<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool
     pf: usize,
     acc: &mut [[f32; NR]; MR_WIDE],
 ) {
-    let (ap, odd) = paired_k_loop!(x, xp, w, k, pf);
-    unpair_finish!(ap, odd, acc, x, w, k);
+    let kb = k / 8 * 8;
+    let z = _mm512_setzero_ps();
+    let mut ap = [[z; 4]; MR_WIDE / 2];
+    let mut odd = [z; 2];
+    // As in `tile`: packed f32 tiles of 3 or more rows prefetch every `f32_prefetch_every`-th
+    // step unless they prefetch the next column block.
+    let pf_mask = if M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
+        super::tuning()
+            .f32_prefetch_every
+            .max(1)
+            .next_power_of_two()
+            - 1
+    } else {
+        0
+    };
+    let mut i = 0;
+    while i < kb {
+        let o = i * NR;
+        // SAFETY: i + 8 <= kb, so block i/8 lies in the tile and block i/8 of each pair in
+        // its copy (16 floats at 2i); prefetches never fault (`wrapping_add`).
+        unsafe {
+            if (i / 8) & pf_mask == 0 {
+                super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+                if W::BYTES == 4 {
+                    super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+                }
+            }
+            let wv = W::line::<true>(w, o);
+            if XSWAP {
+                for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+                    let xv = _mm512_loadu_ps(xp[p].add(2 * i));
+                    let xs = _mm512_shuffle_f32x4::<0b01_00_11_10>(xv, xv);
+                    app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
+                    app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
+                    app[2] = _mm512_fmadd_ps(xs, wv[0], app[2]);
+                    app[3] = _mm512_fmadd_ps(xs, wv[1], app[3]);
+                }
+            } else {
+                let sw = [
+                    _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[0], wv[0]),
+                    _mm512_shuffle_f32x4::<0b01_00_11_10>(wv[1], wv[1]),
+                ];
+                for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+                    let xv = _mm512_loadu_ps(xp[p].add(2 * i));
+                    app[0] = _mm512_fmadd_ps(xv, wv[0], app[0]);
+                    app[1] = _mm512_fmadd_ps(xv, wv[1], app[1]);
+                    app[2] = _mm512_fmadd_ps(xv, sw[0], app[2]);
+                    app[3] = _mm512_fmadd_ps(xv, sw[1], app[3]);
+                }
+            }
+            if M % 2 == 1 {
+                let xh = _mm256_castps_pd(_mm256_loadu_ps(x[M - 1].add(i)));
+                let xv = _mm512_castpd_ps(_mm512_broadcast_f64x4(xh));
+                odd[0] = _mm512_fmadd_ps(xv, wv[0], odd[0]);
+                odd[1] = _mm512_fmadd_ps(xv, wv[1], odd[1]);
+            }
+        }
+        i += 8;
+    }
+    let z = _mm512_setzero_ps();
+    // Into `tile`'s arrangement: a[m][q] = [row m col 2q | row m col 2q + 1].
+    let mut a = [[z; 2]; M];
+    for p in 0..M / 2 {
+        if XSWAP {
+            // [2p c0 | 2p+1 c1], [2p c2 | 2p+1 c3], [2p+1 c0 | 2p c1], [2p+1 c2 | 2p c3].
+            let [c01, c23, d01, d23] = ap[p];
+            a[2 * p] = [
+                _mm512_mask_blend_ps(0xFF00, c01, d01),
+                _mm512_mask_blend_ps(0xFF00, c23, d23),
+            ];
+            a[2 * p + 1] = [
+                _mm512_mask_blend_ps(0xFF00, d01, c01),
+                _mm512_mask_blend_ps(0xFF00, d23, c23),
+            ];
+        } else {
+            let [c01, c23, c10, c32] = ap[p];
+            a[2 * p] = [
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(c01, c10),
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(c23, c32),
+            ];
+            a[2 * p + 1] = [
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(c10, c01),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(c32, c23),
+            ];
+        }
+    }
+    if M % 2 == 1 {
+        a[M - 1] = odd;
+    }
+    finish!(a, acc, x, w, k);
 }
 
 /// Step 2 of the reduction order (the lane tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`)

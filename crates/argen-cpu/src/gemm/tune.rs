@@ -292,9 +292,14 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// through the stack: three interleaved rounds against the build before (`… --bench gemm -- 1
 /// 3 bf16 f16 f32 model rows=2,4,8,16,64`), bf16 at 8 / 16 / 64 rows 6.93–7.18 / 12.51–13.42
 /// / 50.8–53.1 → 6.76–6.97 / 12.57–13.00 / 48.1–51.5 ms, f32 at 16 / 64 rows 17.9–18.1 /
-/// 56.7–57.5 → 17.3–17.8 / 55.0–56.3 ms. f16 in one function ran 8–64 rows at half speed
-/// (8 rows 11.4–11.9 against 6.7–7.1 ms: LLVM spilled accumulators in the loop), so f16
-/// keeps the loop alone (`avx512::paired_loop`).
+/// 56.7–57.5 → 17.3–17.8 / 55.0–56.3 ms. f16 in one function first ran 8–64 rows at half
+/// speed (8 rows 11.4–11.9 against 6.7–7.1 ms): `_mm512_cvtph_ps` emits `vcvtph2ps {sae}`,
+/// for which LLVM used only `zmm0`–`zmm19` and spilled three accumulators in the loop. Widened
+/// with `_mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>` (the same exact conversion, now
+/// folding the load) it has no spill, but measured level with the separate loop (three rounds:
+/// 8 / 16 / 64 rows 6.96–7.16 / 13.08–13.25 / 51.96–52.28 against 6.97–7.18 / 12.94–13.22 /
+/// 51.45–52.90 ms): f16 is held by its two conversions per step (`tools/f16_step_probe.c`:
+/// 1.09–1.12 against 1.02 ns per 4-row step without them), not by the finish.
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
