@@ -48,7 +48,13 @@ impl Lanes for f16 {
     unsafe fn load16(p: *const Self) -> __m512 {
         // SAFETY: the caller guarantees 16 readable elements (32 bytes). `vcvtph2ps` converts
         // every binary16 value exactly (subnormals included; NaNs stay NaN).
-        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+        // `_mm512_cvt_roundph_ps` rather than `_mm512_cvtph_ps`, whose `{sae}` form takes no
+        // memory operand (`crate::gemm::avx512`); the same exact conversion.
+        unsafe {
+            _mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>(_mm256_loadu_si256(
+                p as *const __m256i,
+            ))
+        }
     }
 }
 
