@@ -122,6 +122,26 @@ impl Cpu {
         })
     }
 
+    /// `f(a, b)` over `a` and `b` (of equal length), split into pieces run on the workers when
+    /// `a` is long enough to pay for it (multi-row verification and batches; a decode step's
+    /// rows run on the calling thread). For element-wise `f` the bits are the same either way.
+    fn elementwise(&self, a: &mut [f32], b: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+        /// Below this many elements one thread does it all (a 2-row decode step's SwiGLU is
+        /// 4096 elements at GPT-B's width).
+        const PARALLEL_MIN: usize = 1 << 15;
+        let n = a.len().min(b.len());
+        if self.threads < 2 || n < PARALLEL_MIN {
+            f(&mut a[..n], &b[..n]);
+            return;
+        }
+        // Two pieces per thread, whole 64-byte lines.
+        let chunk = n.div_ceil(2 * self.threads).next_multiple_of(16);
+        self.pool.chunks_mut(&mut a[..n], chunk, |i, piece| {
+            let lo = i * chunk;
+            f(piece, &b[lo..lo + piece.len()]);
+        });
+    }
+
     /// The kernels this backend runs.
     pub fn kernels(&self) -> Kernels {
         self.kernels
@@ -450,14 +470,16 @@ impl Compute for Cpu {
     }
 
     fn add_assign(&self, x: &mut Vec<f32>, y: &Vec<f32>, len: usize) {
-        x[..len]
-            .iter_mut()
-            .zip(&y[..len])
-            .for_each(|(a, b)| *a += b);
+        self.elementwise(&mut x[..len], &y[..len], |a, b| {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a += b)
+        });
     }
 
     fn silu_mul(&self, a: &mut Vec<f32>, b: &Vec<f32>, len: usize) {
-        vmath::silu_mul(self.kernels.variant, &mut a[..len], &b[..len]);
+        let variant = self.kernels.variant;
+        self.elementwise(&mut a[..len], &b[..len], |a, b| {
+            vmath::silu_mul(variant, a, b)
+        });
     }
 
     fn gelu_tanh(&self, a: &mut Vec<f32>, len: usize) {
@@ -642,5 +664,43 @@ impl Cpu {
     /// Total weight bytes of a set of weights (for bandwidth accounting in benches).
     pub fn weight_bytes(ws: &[&CpuWeight]) -> usize {
         ws.iter().map(|w| w.bytes()).sum()
+    }
+}
+
+#[cfg(test)]
+mod elementwise_tests {
+    use super::*;
+
+    /// SwiGLU's product and the residual add give the same bits on one thread and split over
+    /// two (lengths below, at and above the split threshold, and not a multiple of 16).
+    #[test]
+    fn element_wise_ops_do_not_depend_on_threads() {
+        let (one, two) = (Cpu::new(1).unwrap(), Cpu::new(2).unwrap());
+        let mut r = test_rng(3);
+        for n in [1000usize, 1 << 15, (1 << 15) + 4093, 200_003] {
+            let a: Vec<f32> = (0..n).map(|_| 8.0 * r()).collect();
+            let b: Vec<f32> = (0..n).map(|_| 8.0 * r()).collect();
+            let results = [&one, &two].map(|cpu| {
+                let (mut s, mut t) = (a.clone(), a.clone());
+                cpu.silu_mul(&mut s, &b, n);
+                cpu.add_assign(&mut t, &b, n);
+                (s, t)
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&results[0].0),
+                bits(&results[1].0),
+                "silu_mul, n = {n}"
+            );
+            assert_eq!(
+                bits(&results[0].1),
+                bits(&results[1].1),
+                "add_assign, n = {n}"
+            );
+            // And the same as the element-wise definitions.
+            for i in 0..n {
+                assert_eq!(results[0].1[i].to_bits(), (a[i] + b[i]).to_bits());
+            }
+        }
     }
 }
