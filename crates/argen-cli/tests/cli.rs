@@ -602,24 +602,28 @@ const DEEP: &str = r#"{"target": [[2, 1000000000], [64, 1000000000]], "drafter":
 fn draft_auto_warns_about_a_profile_from_another_machine() {
     let dir = tiny_copy("auto-elsewhere", Some(NEVER));
     let png = tmp("auto-elsewhere.png").display().to_string();
-    let out = argen(&[
-        "generate",
-        "--model",
-        &dir,
-        "--class",
-        "2",
-        "--method",
-        "sd",
-        "--draft",
-        "auto",
-        "--threads",
-        "1",
-        "--out",
-        &png,
-        "--quiet",
-    ]);
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{e}");
+    let run = |threads: &str| {
+        let out = argen(&[
+            "generate",
+            "--model",
+            &dir,
+            "--class",
+            "2",
+            "--method",
+            "sd",
+            "--draft",
+            "auto",
+            "--threads",
+            threads,
+            "--out",
+            &png,
+            "--quiet",
+        ]);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{e}");
+        e
+    };
+    let e = run("1");
     assert!(
         e.contains("warning:")
             && e.contains("cost-profile.json was measured on test (this processor: ")
@@ -627,24 +631,7 @@ fn draft_auto_warns_about_a_profile_from_another_machine() {
         "{e}"
     );
     // Measured with 1 thread: a 2-thread run says that too.
-    let out = argen(&[
-        "generate",
-        "--model",
-        &dir,
-        "--class",
-        "2",
-        "--method",
-        "sd",
-        "--draft",
-        "auto",
-        "--threads",
-        "2",
-        "--out",
-        &png,
-        "--quiet",
-    ]);
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{e}");
+    let e = run("2");
     assert!(e.contains("measured with 1 threads (this run: 2)"), "{e}");
 }
 

@@ -234,32 +234,14 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 ///
 /// # Safety
 /// As [`tile`] with `PACKED`; `xp[p]` for `p < M / 2` addresses `2·⌊k/8⌋·8` floats.
-#[inline]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
-    x: [*const f32; M],
-    xp: [*const f32; MR_WIDE / 2],
-    w: &TilePtrs<W>,
-    k: usize,
-    pf: usize,
-    acc: &mut [[f32; NR]; MR_WIDE],
-) {
-    // The loop and the finish in a function of its own: inlined into `task`, LLVM kept three
-    // of the 8-row tile's 16 accumulators on the stack, and those spills, read back every
-    // step, made 8-row calls run at half speed in processes whose stack happened to alias the
-    // inputs in the L1 (4 KiB apart; session 11). With the finish in the same function the
-    // accumulators reach the lane tree in registers (session 12).
-    // SAFETY: forwarded from this function's contract.
-    unsafe { paired_tile::<W, M, HINT, XSWAP>(x, xp, w, k, pf, acc) };
-}
-
-/// [`tile_paired`]'s `k` loop and finish.
-///
-/// # Safety
-/// As [`tile_paired`].
+// The loop and the finish in a function of its own, never inlined: inlined into `task`, LLVM
+// kept three of the 8-row tile's 16 accumulators on the stack, and those spills, read back
+// every step, made 8-row calls run at half speed in processes whose stack happened to alias
+// the inputs in the L1 (4 KiB apart; session 11). With the finish in the same function the
+// accumulators reach the lane tree in registers (session 12).
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn paired_tile<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
+pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
     x: [*const f32; M],
     xp: [*const f32; MR_WIDE / 2],
     w: &TilePtrs<W>,

@@ -288,7 +288,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 1.36–1.38×; two cores, three rounds: 128 rows 76.4–76.7 → 66.5–72.0 ms.
 ///
 /// Paired bf16 and f32 tiles then ran their `k` loop and their finish in one function
-/// (`avx512::paired_tile`), so the accumulators reach the lane tree in registers instead of
+/// (`avx512::tile_paired`), so the accumulators reach the lane tree in registers instead of
 /// through the stack: three interleaved rounds against the build before (`… --bench gemm -- 1
 /// 3 bf16 f16 f32 model rows=2,4,8,16,64`), bf16 at 8 / 16 / 64 rows 6.93–7.18 / 12.51–13.42
 /// / 50.8–53.1 → 6.76–6.97 / 12.57–13.00 / 48.1–51.5 ms, f32 at 16 / 64 rows 17.9–18.1 /
