@@ -114,9 +114,10 @@ pub fn processor_for(device: &str, name: &str) -> String {
 
 /// The cost profile for a run of `engine` (on `device`, `"cpu"` or `"cuda"`, named `name`, with
 /// `threads` threads, timed by `clock`): its model directory's `cost-profile.json` if it was
-/// measured for the same device, kernels, thread count and clock ([`mismatch`]); otherwise a
-/// fresh calibration of the engine's own models ([`argen_engine::Engine::calibrate`], not
-/// written). A malformed profile file is an error naming it.
+/// measured for the same device, processor, kernels, thread count and clock ([`mismatch`]);
+/// otherwise a fresh calibration of the engine's own models
+/// ([`argen_engine::Engine::calibrate`], not written). A malformed profile file is an error
+/// naming it.
 pub fn profile_for<C: Runtime>(
     engine: &mut Engine<C>,
     device: &str,
@@ -160,9 +161,7 @@ pub fn calibrate_options(
     opts.device = device.into();
     opts.threads = threads;
     opts.clock = clock;
-    if device != "cpu" {
-        opts.cpu = name.into();
-    }
+    opts.cpu = processor_for(device, name);
     Ok(opts)
 }
 

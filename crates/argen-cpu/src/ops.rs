@@ -50,11 +50,8 @@ fn norm_rows(x: &[f32], rows: usize, w: &CpuWeight, eps: f32, out: &mut [f32], g
                 .iter_mut()
                 .zip(xr.iter().zip(g))
                 .for_each(|(o, (x, g))| *o = (x * inv) * g.to_f32()),
-            Gain::F16(g) => or
-                .iter_mut()
-                .zip(xr.iter().zip(g))
-                .for_each(|(o, (x, g))| *o = (x * inv) * g.to_f32()),
-            Gain::Other => {
+            // (`rms_norm` passes an f16 gain widened, as `Gain::F32`.)
+            Gain::F16(_) | Gain::Other => {
                 for (i, o) in or.iter_mut().enumerate() {
                     *o = (xr[i] * inv) * w.get(i);
                 }
