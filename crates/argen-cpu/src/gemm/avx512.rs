@@ -134,6 +134,23 @@ impl Pair for f16 {
     }
 }
 
+/// The steps of a packed tile that prefetch are those with `(i / 8) & mask == 0`: packed f32
+/// tiles of 3 or more rows prefetch (their step's two lines) only every
+/// `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]), except when they
+/// prefetch the next column block (`PF_T1_EVERY`); every other tile on every step (mask 0).
+#[inline(always)]
+fn pf_mask<W: Pair, const M: usize, const HINT: u8>() -> usize {
+    if M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
+        super::tuning()
+            .f32_prefetch_every
+            .max(1)
+            .next_power_of_two()
+            - 1
+    } else {
+        0
+    }
+}
+
 /// AVX-512 micro-kernel: `M ≤ 8` rows × `NR = 4` columns, accumulator `a[m][p]` holding
 /// the 8 lanes of columns `2p` (lanes 0–7) and `2p + 1` (lanes 8–15) of row `m`; the
 /// input block is broadcast to both halves. Lane for lane this is the 8-lane order of the
@@ -152,18 +169,7 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 ) {
     let kb = k / 8 * 8;
     let mut a = [[_mm512_setzero_ps(); 2]; M];
-    // Packed f32 tiles of 3 or more rows prefetch (their step's two lines) only every
-    // `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]), except when
-    // they prefetch the next column block (`PF_T1_EVERY`).
-    let pf_mask = if PACKED && M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
-        super::tuning()
-            .f32_prefetch_every
-            .max(1)
-            .next_power_of_two()
-            - 1
-    } else {
-        0
-    };
+    let pf_mask = if PACKED { pf_mask::<W, M, HINT>() } else { 0 };
     // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
     let step = |a: &mut [[__m512; 2]; M], i: usize| {
         let o = if PACKED { i * NR } else { i };
@@ -253,17 +259,7 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
     let z = _mm512_setzero_ps();
     let mut ap = [[z; 4]; MR_WIDE / 2];
     let mut odd = [z; 2];
-    // As in `tile`: packed f32 tiles of 3 or more rows prefetch every `f32_prefetch_every`-th
-    // step unless they prefetch the next column block.
-    let pf_mask = if M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
-        super::tuning()
-            .f32_prefetch_every
-            .max(1)
-            .next_power_of_two()
-            - 1
-    } else {
-        0
-    };
+    let pf_mask = pf_mask::<W, M, HINT>();
     let mut i = 0;
     while i < kb {
         let o = i * NR;

@@ -716,10 +716,17 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             0
         }
     };
-    // Row blocks that take their inputs in pairs, from this thread's paired copy of the call's
-    // inputs, built at the thread's first task of the call.
-    let paired =
-        |mr: usize| PACKED && a.pair_call != 0 && pairs_block::<W>(a.isa, &a.pairing, a.rows, mr);
+    // Whether the row block of `mr` rows at row `r` takes its inputs in pairs, from this
+    // thread's paired copy of the call's inputs, built at the thread's first task of the call.
+    // Packed f32 pairs only on later passes over a column block, which find it in L2 and are
+    // bound by their FMAs; the first pass streams it from memory, and paired measured slower
+    // there (`Tuning::f32_paired_min_rows`).
+    let paired = |r: usize, mr: usize| {
+        PACKED
+            && a.pair_call != 0
+            && pairs_block::<W>(a.isa, &a.pairing, a.rows, mr)
+            && (W::BYTES != 4 || r > 0)
+    };
     let mut slot = PairSlot::default();
     if a.pair_call != 0 {
         slot = PAIRS.with(|c| c.take());
@@ -804,10 +811,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 PF_T0
             };
             let pad_to = pad_to(mr);
-            // Packed f32 pairs only on later passes over a column block, which find it in
-            // L2 and are bound by their FMAs; the first pass streams it from memory, and
-            // paired measured slower there (`Tuning::f32_paired_min_rows`).
-            let pair_now = paired(mr) && (W::BYTES != 4 || r > 0);
+            let pair_now = paired(r, mr);
             let xswap_now = mr <= a.pairing.xswap_max;
             let mut j = c0;
             while j < c1 {
@@ -907,7 +911,7 @@ struct PairSlot {
 
 /// Fills `dst` (replaced by a buffer of `rows·k` floats if absent or shorter) with the
 /// paired copy of the inputs `x` (`rows × k`) for every row block (tiles of at most `mr`
-/// rows, [`row_blocks`]) of which `paired(rows)` holds: for rows `r` and `r + 1` of such a
+/// rows, [`row_blocks`]) of which `paired(first row, rows)` holds: for rows `r` and `r + 1` of such a
 /// block (`r` an even offset into it), the `⌊k/8⌋` blocks of 8 floats of row `r` and of row
 /// `r + 1` alternate from `dst[r·k]` on (`2·⌊k/8⌋·8 ≤ 2k` floats, within the two rows'
 /// share). An odd last row of a block is not copied ([`avx512::tile_paired`] reads it in
@@ -918,7 +922,7 @@ fn pair_inputs(
     k: usize,
     mr: usize,
     dst: &mut Option<Buf<f32>>,
-    paired: impl Fn(usize) -> bool,
+    paired: impl Fn(usize, usize) -> bool,
 ) {
     let kb = k / 8 * 8;
     let dst = match dst {
@@ -926,7 +930,7 @@ fn pair_inputs(
         _ => dst.insert(Buf::zeroed(rows * k)),
     };
     for (r, m) in row_blocks(rows, mr) {
-        if paired(m) {
+        if paired(r, m) {
             for p in (r..r + m - 1).step_by(2) {
                 let (x0, x1) = (&x[p * k..p * k + kb], &x[(p + 1) * k..(p + 1) * k + kb]);
                 let out = &mut dst[p * k..p * k + 2 * kb];
