@@ -1,6 +1,6 @@
 //! AVX-512 micro-kernels ([`super::Variant::Avx512`]): each `zmm` accumulator holds the 8 lanes of two output columns.
 
-use super::{Elem, TilePtrs, MR_WIDE, NR};
+use super::{Elem, Span, TilePtrs, MR_WIDE, NR};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
@@ -164,11 +164,20 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
     x: [*const f32; M],
     w: &TilePtrs<W>,
     k: usize,
+    span: Span,
     pf: usize,
     acc: &mut [[f32; NR]; MR_WIDE],
 ) {
     let kb = k / 8 * 8;
     let mut a = [[_mm512_setzero_ps(); 2]; M];
+    if span.i0 > 0 {
+        for (m, am) in a.iter_mut().enumerate() {
+            for (q, amq) in am.iter_mut().enumerate() {
+                // SAFETY: `span.st` holds the tile's saved lanes (`Span`).
+                *amq = unsafe { _mm512_loadu_ps((*span.st.add(2 * m + q)).as_ptr()) };
+            }
+        }
+    }
     let pf_mask = if PACKED { pf_mask::<W, M, HINT>() } else { 0 };
     // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
     let step = |a: &mut [[__m512; 2]; M], i: usize| {
@@ -197,20 +206,29 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
             }
         }
     };
-    let mut i = 0;
+    let mut i = span.i0;
     if M <= 2 {
         // Decode (one or two rows) waits on memory, and the lines it can have in flight
         // are about the out-of-order window divided by the instructions per line: two
         // steps per iteration save a loop's increment and branch per line.
-        while i + 16 <= kb {
+        while i + 16 <= span.i1 {
             step(&mut a, i);
             step(&mut a, i + 8);
             i += 16;
         }
     }
-    while i < kb {
+    while i < span.i1 {
         step(&mut a, i);
         i += 8;
+    }
+    if span.i1 < kb {
+        for (m, am) in a.iter().enumerate() {
+            for (q, amq) in am.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps((*span.st.add(2 * m + q)).as_mut_ptr(), *amq) };
+            }
+        }
+        return;
     }
     finish!(a, acc, x, w, k);
 }
@@ -246,12 +264,14 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 // the inputs in the L1 (4 KiB apart; session 11). With the finish in the same function the
 // accumulators reach the lane tree in registers (session 12).
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
     x: [*const f32; M],
     xp: [*const f32; MR_WIDE / 2],
     w: &TilePtrs<W>,
     k: usize,
+    span: Span,
     pf: usize,
     acc: &mut [[f32; NR]; MR_WIDE],
 ) {
@@ -259,9 +279,24 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
     let z = _mm512_setzero_ps();
     let mut ap = [[z; 4]; MR_WIDE / 2];
     let mut odd = [z; 2];
+    // Saved lanes: pair p's four accumulators at 4p…4p + 3, the odd row's at 16 and 17.
+    if span.i0 > 0 {
+        for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+            for (q, v) in app.iter_mut().enumerate() {
+                // SAFETY: `span.st` holds the tile's saved lanes (`Span`).
+                *v = unsafe { _mm512_loadu_ps((*span.st.add(4 * p + q)).as_ptr()) };
+            }
+        }
+        if M % 2 == 1 {
+            for (q, v) in odd.iter_mut().enumerate() {
+                // SAFETY: as above.
+                *v = unsafe { _mm512_loadu_ps((*span.st.add(16 + q)).as_ptr()) };
+            }
+        }
+    }
     let pf_mask = pf_mask::<W, M, HINT>();
-    let mut i = 0;
-    while i < kb {
+    let mut i = span.i0;
+    while i < span.i1 {
         let o = i * NR;
         // SAFETY: i + 8 <= kb, so block i/8 lies in the tile and block i/8 of each pair in
         // its copy (16 floats at 2i); prefetches never fault (`wrapping_add`).
@@ -303,6 +338,21 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
             }
         }
         i += 8;
+    }
+    if span.i1 < kb {
+        for (p, app) in ap.iter().enumerate().take(M / 2) {
+            for (q, v) in app.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps((*span.st.add(4 * p + q)).as_mut_ptr(), *v) };
+            }
+        }
+        if M % 2 == 1 {
+            for (q, v) in odd.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps((*span.st.add(16 + q)).as_mut_ptr(), *v) };
+            }
+        }
+        return;
     }
     let z = _mm512_setzero_ps();
     // Into `tile`'s arrangement: a[m][q] = [row m col 2q | row m col 2q + 1].

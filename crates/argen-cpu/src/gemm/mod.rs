@@ -50,6 +50,13 @@
 //! calls of 3 or more rows). [`crate::Cpu`] keeps its weights in huge pages where the OS
 //! allows ([`crate::hugemem`]), so that the stream does not keep missing the TLB.
 //!
+//! **Panels** (AVX-512, row blocks whose inputs exceed [`Tuning::panel_min_x_bytes`]): the
+//! tiles of a column block run their `k` loops a panel at a time (`Span`), every tile over
+//! one panel before any starts the next, saving their lane accumulators in between, so that a
+//! panel's inputs stay in L1 instead of being swept from L2 by every tile (GPT-B's w2 at 6–8
+//! rows: 64 KiB of inputs; measurements in [`tuning`]). The accumulators are saved exactly and
+//! each lane still sees its FMAs in increasing `k`: the bits do not change.
+//!
 //! **Paired inputs** (AVX-512, row blocks of 2 or more rows where the CPU's [`Tuning`] says
 //! so: packed f16 and bf16 on Zen 4). The kernel of `avx512::tile` broadcasts each input row's
 //! 8-float block into both halves of a `zmm` once per step, and on Zen 4 those broadcasts
@@ -586,6 +593,11 @@ struct Pairing {
     xswap_max: usize,
     /// Calls with fewer input columns do not pair.
     min_k: usize,
+    /// AVX-512 row blocks of packed weights whose inputs take more bytes run in panels
+    /// ([`Tuning::panel_min_x_bytes`]) ...
+    panel_min_x_bytes: usize,
+    /// ... of inputs of at most this many bytes ([`Tuning::panel_x_bytes`]).
+    panel_x_bytes: usize,
 }
 
 impl Pairing {
@@ -598,6 +610,8 @@ impl Pairing {
             f16: t.f16_paired_min_rows,
             xswap_max: t.paired_xswap_max_rows,
             min_k: t.paired_min_k,
+            panel_min_x_bytes: t.panel_min_x_bytes,
+            panel_x_bytes: t.panel_x_bytes,
         }
     }
 
@@ -637,6 +651,34 @@ struct TilePtrs<W> {
     es: usize,
     tail: [*const W; NR],
 }
+
+/// A tile call's share of its `k` loop, for calls that run it in *panels*
+/// ([`Tuning::panel_x_bytes`]): the 8-column steps from column `i0` to `i1` (multiples of 8,
+/// `i1 ≤ ⌊k/8⌋·8`). A span that starts past 0 resumes from the lane accumulators saved at `st`;
+/// one that ends before `⌊k/8⌋·8` saves them there and returns without finishing (its `acc` is
+/// not written). Saving and reloading a lane accumulator is exact, and each lane still sees its
+/// FMAs in increasing `k`, so a tile run in panels computes the same bits.
+#[derive(Clone, Copy)]
+struct Span {
+    i0: usize,
+    i1: usize,
+    st: *mut [f32; 16],
+}
+
+impl Span {
+    /// The whole loop (`⌊k/8⌋·8` columns), nothing saved.
+    fn whole(k: usize) -> Span {
+        Span {
+            i0: 0,
+            i1: k / 8 * 8,
+            st: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// Saved lane accumulators of one tile between panels: [`MR_WIDE`] rows × 2 `zmm`, or
+/// [`MR_WIDE`]` / 2` pairs × 4 plus an odd row's 2.
+const SPAN_LANES: usize = 2 * MR_WIDE + 2;
 
 /// The pointers of the packed tile at the start of `base` (which holds at least its `NR·k`
 /// elements).
@@ -765,6 +807,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 && r > 0
                 && r == row_block(a.rows, a.isa.mr())
                 && c1 < a.n1;
+            // Prefetching ahead in the packed tile stream (the pass streams from memory).
+            let stream_ahead = PACKED && !next_block && a.rows > no_pf_rows;
             let pf = if next_block {
                 (c1 - c0) * k
             } else if PACKED && a.rows <= no_pf_rows {
@@ -775,7 +819,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 // 3 f32p rows=1,2`, same load), presumably because the non-temporal fill
                 // keeps the streamed lines out of L2 and L3 (no victim traffic).
                 0
-            } else if PACKED {
+            } else if stream_ahead {
                 tuning().pf_packed_bytes / W::BYTES
             } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
@@ -813,69 +857,144 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             let pad_to = pad_to(mr);
             let pair_now = paired(r, mr);
             let xswap_now = mr <= a.pairing.xswap_max;
-            let mut j = c0;
-            while j < c1 {
-                let nr = (c1 - j).min(NR);
-                let tp = if PACKED {
-                    packed_tile(&w[j * k..], k)
+            // Panels: a row block whose inputs would not stay in L1 beside the weights runs
+            // its tiles' `k` loops a panel at a time, every tile of the column block over one
+            // panel before the next, so that the panel's inputs stay in L1 ([`Span`],
+            // [`Tuning::panel_x_bytes`]). A pass that streams the block from memory then
+            // reads it chunk by chunk (a tile's share of a panel), and prefetches the chunk it
+            // will read `d` chunks later instead of the tile stream ahead.
+            let kp =
+                if PACKED && a.isa == Variant::Avx512 && mr * k * 4 > a.pairing.panel_min_x_bytes {
+                    // Panels of equal length (to 8 columns), as few as keep each panel's inputs
+                    // within the limit.
+                    let n = (mr * k * 4).div_ceil(a.pairing.panel_x_bytes.max(1));
+                    kb.div_ceil(n).div_ceil(8).max(1) * 8
                 } else {
-                    // Short tiles repeat their last column; the duplicates are not stored.
-                    let row = |i: usize| (j + i.min(nr - 1)) * k;
-                    TilePtrs {
-                        blk: std::array::from_fn(|i| w[row(i)..].as_ptr()),
-                        step: 8,
-                        es: 1,
-                        tail: std::array::from_fn(|i| w[row(i) + kb..].as_ptr()),
-                    }
+                    kb.max(8)
                 };
-                let xp = |i: usize| a.x[(r + i.min(mr - 1)) * k..].as_ptr();
-                // Pair p of the row block in the paired copy (only read for p < mr / 2).
-                let xps: [*const f32; MR_WIDE / 2] =
-                    std::array::from_fn(|p| pairs_at.wrapping_add((r + 2 * p) * k));
-                let mut acc = [[0f32; NR]; MR_WIDE];
-                // SAFETY: every x pointer addresses k floats, every block pointer kb/8 blocks
-                // `step` apart and every tail pointer k - kb elements (asserted lengths in
-                // gemm_isa; packed tiles are whole), and `a.isa` is supported by the CPU
-                // (`gemm_isa`'s contract).
-                // With `pair_now` the pairs' copies hold 2·kb floats each (`pair_inputs`).
-                unsafe {
-                    let isa = a.isa;
-                    macro_rules! call {
-                        ($m:literal, $h:expr, $xs:ident) => {
-                            if pair_now && xswap_now {
-                                W::tile_paired::<$m, $h, true>(isa, $xs, xps, &tp, k, pf, &mut acc)
-                            } else if pair_now {
-                                W::tile_paired::<$m, $h, false>(isa, $xs, xps, &tp, k, pf, &mut acc)
-                            } else {
-                                W::tile::<$m, PACKED, $h>(isa, $xs, &tp, k, pf, &mut acc)
-                            }
+            let panels = kb.div_ceil(kp).max(1);
+            let block_tiles = (c1 - c0).div_ceil(NR);
+            if panels > 1 {
+                let need = block_tiles;
+                SPANS.with(|s| {
+                    let mut v = s.take();
+                    if v.len() < need {
+                        v.resize(need, Lanes([[0.0; 16]; SPAN_LANES]));
+                    }
+                    s.set(v);
+                });
+            }
+            let chunk_pf = panels > 1 && stream_ahead;
+            let chunks_ahead = (tuning().pf_packed_bytes)
+                .div_ceil(kp * NR * W::BYTES)
+                .max(1);
+            let mut spans = if panels > 1 {
+                SPANS.with(|s| s.take())
+            } else {
+                Vec::new()
+            };
+            for pi in 0..panels {
+                let i0 = pi * kp;
+                let i1 = ((pi + 1) * kp).min(kb);
+                let last = pi + 1 == panels;
+                let mut j = c0;
+                let mut ti = 0;
+                while j < c1 {
+                    let nr = (c1 - j).min(NR);
+                    let tp = if PACKED {
+                        packed_tile(&w[j * k..], k)
+                    } else {
+                        // Short tiles repeat their last column; the duplicates are not stored.
+                        let row = |i: usize| (j + i.min(nr - 1)) * k;
+                        TilePtrs {
+                            blk: std::array::from_fn(|i| w[row(i)..].as_ptr()),
+                            step: 8,
+                            es: 1,
+                            tail: std::array::from_fn(|i| w[row(i) + kb..].as_ptr()),
+                        }
+                    };
+                    let span = if panels > 1 {
+                        Span {
+                            i0,
+                            i1,
+                            st: spans[ti].0.as_mut_ptr(),
+                        }
+                    } else {
+                        Span::whole(k)
+                    };
+                    // The chunk read `chunks_ahead` chunks later: of a later tile of this
+                    // panel, of the next panel, or of the next column block's first panel.
+                    let pf = if chunk_pf {
+                        let s = pi * block_tiles + ti + chunks_ahead;
+                        let target = if s < panels * block_tiles {
+                            (c0 + s % block_tiles * NR) * k + s / block_tiles * kp * NR
+                        } else {
+                            (c1 + (s - panels * block_tiles) * NR) * k
                         };
+                        target.wrapping_sub(j * k + i0 * NR)
+                    } else {
+                        pf
+                    };
+                    let xp = |i: usize| a.x[(r + i.min(mr - 1)) * k..].as_ptr();
+                    // Pair p of the row block in the paired copy (only read for p < mr / 2).
+                    let xps: [*const f32; MR_WIDE / 2] =
+                        std::array::from_fn(|p| pairs_at.wrapping_add((r + 2 * p) * k));
+                    let mut acc = [[0f32; NR]; MR_WIDE];
+                    // SAFETY: every x pointer addresses k floats, every block pointer kb/8
+                    // blocks `step` apart and every tail pointer k - kb elements (asserted
+                    // lengths in gemm_isa; packed tiles are whole), and `a.isa` is supported
+                    // by the CPU (`gemm_isa`'s contract). With `pair_now` the pairs' copies
+                    // hold 2·kb floats each (`pair_inputs`). A span's lanes are this tile's
+                    // (`spans[ti]`, SPAN_LANES × 16 floats), and panels run only on AVX-512.
+                    unsafe {
+                        let isa = a.isa;
+                        macro_rules! call {
+                            ($m:literal, $h:expr, $xs:ident) => {
+                                if pair_now && xswap_now {
+                                    W::tile_paired::<$m, $h, true>(
+                                        isa, $xs, xps, &tp, k, span, pf, &mut acc,
+                                    )
+                                } else if pair_now {
+                                    W::tile_paired::<$m, $h, false>(
+                                        isa, $xs, xps, &tp, k, span, pf, &mut acc,
+                                    )
+                                } else {
+                                    W::tile::<$m, PACKED, $h>(isa, $xs, &tp, k, span, pf, &mut acc)
+                                }
+                            };
+                        }
+                        macro_rules! go {
+                            ($m:literal) => {{
+                                let xs: [*const f32; $m] = std::array::from_fn(xp);
+                                match hint {
+                                    PF_NTA => call!($m, PF_NTA, xs),
+                                    PF_T1 => call!($m, PF_T1, xs),
+                                    PF_T1_EVERY => call!($m, PF_T1_EVERY, xs),
+                                    _ => call!($m, PF_T0, xs),
+                                }
+                            }};
+                        }
+                        match mr.max(pad_to) {
+                            1 => go!(1),
+                            2 => go!(2),
+                            3 => go!(3),
+                            4 => go!(4),
+                            5 => go!(5),
+                            6 => go!(6),
+                            7 => go!(7),
+                            _ => go!(8),
+                        }
                     }
-                    macro_rules! go {
-                        ($m:literal) => {{
-                            let xs: [*const f32; $m] = std::array::from_fn(xp);
-                            match hint {
-                                PF_NTA => call!($m, PF_NTA, xs),
-                                PF_T1 => call!($m, PF_T1, xs),
-                                PF_T1_EVERY => call!($m, PF_T1_EVERY, xs),
-                                _ => call!($m, PF_T0, xs),
-                            }
-                        }};
+                    if last {
+                        // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
+                        unsafe { write_tile(a, r, mr, j, nr, &acc) };
                     }
-                    match mr.max(pad_to) {
-                        1 => go!(1),
-                        2 => go!(2),
-                        3 => go!(3),
-                        4 => go!(4),
-                        5 => go!(5),
-                        6 => go!(6),
-                        7 => go!(7),
-                        _ => go!(8),
-                    }
+                    j += nr;
+                    ti += 1;
                 }
-                // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
-                unsafe { write_tile(a, r, mr, j, nr, &acc) };
-                j += nr;
+            }
+            if panels > 1 {
+                SPANS.with(|s| s.set(spans));
             }
             r += mr;
         }
@@ -900,6 +1019,17 @@ thread_local! {
         std::cell::Cell::new(PairSlot { call: 0, buf: None })
     };
 }
+
+thread_local! {
+    /// This thread's saved lane accumulators for the tiles of a column block run in panels
+    /// ([`Span`]); grown when a block needs more, never shrunk.
+    static SPANS: std::cell::Cell<Vec<Lanes>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// One tile's saved lane accumulators ([`Span`]), each `zmm` on a cache line of its own.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Lanes([[f32; 16]; SPAN_LANES]);
 
 /// A thread's paired copy ([`PAIRS`]): the number of the call it holds the inputs of (0:
 /// none), and the buffer.
@@ -962,6 +1092,7 @@ trait Kernel: Elem {
         x: [*const f32; M],
         w: &TilePtrs<Self>,
         k: usize,
+        span: Span,
         pf: usize,
         acc: &mut [[f32; NR]; MR_WIDE],
     );
@@ -973,12 +1104,14 @@ trait Kernel: Elem {
     /// As [`Kernel::tile`] with `PACKED`; `isa` is [`Variant::Avx512`]; `xp[p]` for
     /// `p < M / 2` addresses the paired copy of rows `2p`, `2p + 1` ([`pair_inputs`]);
     /// `XSWAP` as there.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile_paired<const M: usize, const HINT: u8, const XSWAP: bool>(
         isa: Variant,
         x: [*const f32; M],
         xp: [*const f32; MR_WIDE / 2],
         w: &TilePtrs<Self>,
         k: usize,
+        span: Span,
         pf: usize,
         acc: &mut [[f32; NR]; MR_WIDE],
     );
@@ -993,12 +1126,15 @@ macro_rules! kernel_impl {
                 x: [*const f32; M],
                 w: &TilePtrs<Self>,
                 k: usize,
+                span: Span,
                 pf: usize,
                 acc: &mut [[f32; NR]; MR_WIDE],
             ) {
                 // The prefetch distance only steers the x86 kernels.
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = pf;
+                // Only the AVX-512 kernels run in panels (`task`).
+                debug_assert!(isa == Variant::Avx512 || (span.i0 == 0 && span.i1 == k / 8 * 8));
                 match isa {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: forwarded from the caller's contract (Avx2 only when supported).
@@ -1006,7 +1142,7 @@ macro_rules! kernel_impl {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: forwarded from the caller's contract (Avx512 only when supported).
                     Variant::Avx512 => unsafe {
-                        avx512::tile::<$t, M, PACKED, HINT>(x, w, k, pf, acc)
+                        avx512::tile::<$t, M, PACKED, HINT>(x, w, k, span, pf, acc)
                     },
                     #[cfg(target_arch = "aarch64")]
                     // SAFETY: forwarded from the caller's contract (NEON is baseline).
@@ -1017,24 +1153,28 @@ macro_rules! kernel_impl {
             }
 
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn tile_paired<const M: usize, const HINT: u8, const XSWAP: bool>(
                 isa: Variant,
                 x: [*const f32; M],
                 xp: [*const f32; MR_WIDE / 2],
                 w: &TilePtrs<Self>,
                 k: usize,
+                span: Span,
                 pf: usize,
                 acc: &mut [[f32; NR]; MR_WIDE],
             ) {
                 #[cfg(target_arch = "x86_64")]
                 if isa == Variant::Avx512 {
                     // SAFETY: forwarded from the caller's contract (AVX-512 supported).
-                    unsafe { avx512::tile_paired::<$t, M, HINT, XSWAP>(x, xp, w, k, pf, acc) };
+                    unsafe {
+                        avx512::tile_paired::<$t, M, HINT, XSWAP>(x, xp, w, k, span, pf, acc)
+                    };
                     return;
                 }
                 let _ = xp;
                 // SAFETY: forwarded; the same bits without the pairs.
-                unsafe { Self::tile::<M, true, HINT>(isa, x, w, k, pf, acc) }
+                unsafe { Self::tile::<M, true, HINT>(isa, x, w, k, span, pf, acc) }
             }
         }
     };

@@ -30,17 +30,25 @@ fn supported() -> Vec<Variant> {
 
 /// The [`Pairing`]s to check `isa` with: the CPU's own and, on
 /// AVX-512 (the only variant that pairs), every packed row block of two or more rows paired
-/// (swapping the line, and swapping the inputs), and none.
+/// (swapping the line, and swapping the inputs), and none; with `k` loops whole and in panels
+/// of 8 to 72 columns ([`Span`]), paired and not.
 fn pairings(isa: Variant) -> Vec<Pairing> {
     let mut v = vec![Pairing::tuned()];
     if isa == Variant::Avx512 {
-        for (m, xswap_max) in [(2, 0), (2, MR_WIDE), (usize::MAX, 0)] {
+        for (m, xswap_max, panel_x_bytes) in [
+            (2, 0, usize::MAX),
+            (2, MR_WIDE, 100),
+            (usize::MAX, 0, 300),
+            (2, 0, 1000),
+        ] {
             v.push(Pairing {
                 f32: m,
                 bf16: m,
                 f16: m,
                 xswap_max,
                 min_k: 0,
+                panel_min_x_bytes: panel_x_bytes,
+                panel_x_bytes,
             });
         }
     }
@@ -196,13 +204,14 @@ fn every_variant_matches_the_documented_order_for_1_to_128_rows_and_thread_count
 }
 
 /// Calls of several column blocks and row blocks (the next-block prefetch, paired inputs,
-/// padded f32 tiles and the row-block loop all in play), every variant and thread count.
+/// padded f32 tiles, `k` loops in panels where the CPU's tuning runs them, and the row-block
+/// loop all in play), every variant and thread count.
 #[test]
 fn several_column_and_row_blocks_match_the_documented_order() {
     // f32: column blocks of 20 columns at this k; half precision: 44.
     let (k, n) = (2053usize, 50usize);
     assert!(BLOCK_BYTES / (k * 4) / NR * NR < n && BLOCK_BYTES / (k * 2) / NR * NR < n);
-    check_layouts(&mut rng(31), k, n, &[3, 9, 16, 17, 40]);
+    check_layouts(&mut rng(31), k, n, &[3, 6, 8, 9, 16, 17, 40]);
 }
 
 /// One- and two-row calls whose inputs are too long to stay in L1 (the prefetch-ahead path

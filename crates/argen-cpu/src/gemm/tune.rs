@@ -52,6 +52,14 @@ pub struct Tuning {
     /// Only calls of at least this many input columns (`k`) pair: below, the copy and the
     /// per-tile rearrangement cost more than the step saves.
     pub paired_min_k: usize,
+    /// AVX-512 row blocks of packed weights whose inputs (`rows · k` f32) take more than this
+    /// many bytes run their tiles' `k` loops in *panels*, all tiles of a column block over
+    /// one panel before the next, so that a panel's inputs stay in L1 (`usize::MAX`: never;
+    /// [`tuning`], session 13).
+    pub panel_min_x_bytes: usize,
+    /// The most bytes of inputs per panel: a call runs as few panels of equal length (whole
+    /// 8-column steps) as keep within it.
+    pub panel_x_bytes: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -301,13 +309,33 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 51.45–52.90 ms): f16 is held by its two conversions per step (`tools/f16_step_probe.c`:
 /// 1.09–1.12 against 1.02 ns per 4-row step without them), not by the finish.
 ///
+/// Session 13 (the same Zen 5), *k-panels* ([`Tuning::panel_min_x_bytes`] = 32 KiB,
+/// [`Tuning::panel_x_bytes`] = 16 KiB). Timing each matrix apart (`… --bench gemm -- 1 3 bf16
+/// f16 f32 model rows=4,6,8 breakdown`) showed w2 (k = 2048) as the slow matrix of the 6–8-row
+/// calls: bf16 at 8 rows 22–23 GB/s against 29 GB/s for the k = 768 matrices, i.e. 64 % of the
+/// FMA peak where those run at 87 %. An 8-row block's inputs at k = 2048 are 64 KiB (the paired
+/// copy as much), more than the 48 KiB L1, so every tile swept them from L2. In panels, every
+/// tile of a column block runs one panel of its `k` loop before any runs the next, saving and
+/// reloading its lane accumulators in between (exact), so a panel's inputs stay in L1; a pass
+/// that streams from memory prefetches the chunk (a tile's share of a panel) that it will read
+/// 8 KiB later. w2 alone, two rounds, off → panels: bf16 at 6 / 8 rows 1.54–1.64 / 1.62–1.69 →
+/// 1.15–1.21 / 1.32–1.35 ms, f16 1.49–1.55 / 1.64–1.66 → 1.20–1.22 / 1.39–1.41 ms, f32 at 8 rows
+/// 3.11–3.23 → 2.58–2.59 ms. Panels of unequal length (24 KiB of inputs, then the rest) made
+/// 4-row calls, which stream from memory and are not bound by their FMAs, 40 % slower on w2, so
+/// panels are equal and only inputs over 32 KiB (6 rows and more at k = 2048) run in them; the
+/// 4-row f32 call was slower with two panels too (2.26–2.28 → 2.54–2.62 ms). The verification
+/// of the decode bench (`… --bench decode -- 1 DT verify=N reps=15`, alternating processes,
+/// median of 5–8): bf16 6 rows 6.46 → 6.03 ms, 8 rows 7.19 → 6.92 ms (16 KiB panels; 24 /
+/// 32 KiB: 7.00 / 6.94), f16 8 rows 7.56 → 7.33 ms, f32 8 rows 12.31 → 11.77 ms (24 / 32 KiB:
+/// 12.13 / 12.33), 6 rows level; 16 rows level for all three (13.47 / 14.30 / 19.54 ms off).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
-/// `paired_xswap_max_rows=N`, `paired_min_k=N`
+/// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`
 /// (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
@@ -335,6 +363,8 @@ pub fn tuning() -> Tuning {
                     "f32_paired_min_rows" => t.f32_paired_min_rows = v,
                     "paired_xswap_max_rows" => t.paired_xswap_max_rows = v,
                     "paired_min_k" => t.paired_min_k = v,
+                    "panel_min_x_bytes" => t.panel_min_x_bytes = v,
+                    "panel_x_bytes" => t.panel_x_bytes = v,
                     _ => {}
                 }
             }
@@ -385,6 +415,8 @@ fn cpu_tuning() -> Tuning {
                 f32_paired_min_rows: usize::MAX,
                 paired_xswap_max_rows: 3,
                 paired_min_k: 512,
+                panel_min_x_bytes: usize::MAX,
+                panel_x_bytes: usize::MAX,
             };
             // Zen 5 (family 1Ah) and later: 2-row calls prefetch too, 8 KiB ahead, and
             // one-row-block calls non-temporally; packed f32 pairs on the passes that find
@@ -395,6 +427,8 @@ fn cpu_tuning() -> Tuning {
                     pf_packed_bytes: 8 << 10,
                     l2_prefetch: false,
                     f32_paired_min_rows: 2,
+                    panel_min_x_bytes: 32 << 10,
+                    panel_x_bytes: 16 << 10,
                     ..zen4
                 }
             } else {
@@ -418,6 +452,8 @@ fn cpu_tuning() -> Tuning {
         f32_paired_min_rows: usize::MAX,
         paired_xswap_max_rows: 0,
         paired_min_k: usize::MAX,
+        panel_min_x_bytes: usize::MAX,
+        panel_x_bytes: usize::MAX,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
