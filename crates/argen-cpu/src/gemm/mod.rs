@@ -893,6 +893,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             } else {
                 Vec::new()
             };
+            // A tile's sums (every kernel writes rows 0..mr before `write_tile` reads them).
+            let mut acc = [[0f32; NR]; MR_WIDE];
             for pi in 0..panels {
                 let i0 = pi * kp;
                 let i1 = ((pi + 1) * kp).min(kb);
@@ -939,7 +941,6 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     // Pair p of the row block in the paired copy (only read for p < mr / 2).
                     let xps: [*const f32; MR_WIDE / 2] =
                         std::array::from_fn(|p| pairs_at.wrapping_add((r + 2 * p) * k));
-                    let mut acc = [[0f32; NR]; MR_WIDE];
                     // SAFETY: every x pointer addresses k floats, every block pointer kb/8
                     // blocks `step` apart and every tail pointer k - kb elements (asserted
                     // lengths in gemm_isa; packed tiles are whole), and `a.isa` is supported
@@ -1064,6 +1065,12 @@ fn pair_inputs(
             for p in (r..r + m - 1).step_by(2) {
                 let (x0, x1) = (&x[p * k..p * k + kb], &x[(p + 1) * k..(p + 1) * k + kb]);
                 let out = &mut dst[p * k..p * k + 2 * kb];
+                #[cfg(target_arch = "x86_64")]
+                if best_variant() == Variant::Avx512 {
+                    // SAFETY: the CPU has AVX-512F (`best_variant`).
+                    unsafe { avx512::interleave(x0, x1, out) };
+                    continue;
+                }
                 for ((o, b0), b1) in out
                     .chunks_exact_mut(16)
                     .zip(x0.chunks_exact(8))
