@@ -230,16 +230,7 @@ mod avx512 {
                             }
                         }};
                     }
-                    match mr {
-                        1 => go!(1),
-                        2 => go!(2),
-                        3 => go!(3),
-                        4 => go!(4),
-                        5 => go!(5),
-                        6 => go!(6),
-                        7 => go!(7),
-                        _ => go!(8),
-                    }
+                    tile_rows!(mr, go);
                     for (mi, accm) in acc.iter().enumerate().take(mr) {
                         for (ni, &v) in accm.iter().enumerate().take(nr) {
                             let v = bias.map_or(v, |b| v + b[j + ni]);

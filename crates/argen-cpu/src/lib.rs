@@ -9,6 +9,23 @@
 //! Type aliases [`Gpt`], [`Drafter`] and [`VqDecoder`] give the models on this backend; see
 //! `docs/runtime.md` for the API, the KV-cache contract and the threading model.
 
+/// `$go!(M)` with the literal `M` for a tile of `$mr` rows (1–7, else 8 = `gemm::MR_WIDE`): the
+/// dispatch from a run-time row count to the kernels' const-generic tile heights.
+macro_rules! tile_rows {
+    ($mr:expr, $go:ident) => {
+        match $mr {
+            1 => $go!(1),
+            2 => $go!(2),
+            3 => $go!(3),
+            4 => $go!(4),
+            5 => $go!(5),
+            6 => $go!(6),
+            7 => $go!(7),
+            _ => $go!(8),
+        }
+    };
+}
+
 pub mod amx;
 mod attn;
 pub mod fast;

@@ -975,16 +975,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                 }
                             }};
                         }
-                        match mr.max(pad_to) {
-                            1 => go!(1),
-                            2 => go!(2),
-                            3 => go!(3),
-                            4 => go!(4),
-                            5 => go!(5),
-                            6 => go!(6),
-                            7 => go!(7),
-                            _ => go!(8),
-                        }
+                        tile_rows!(mr.max(pad_to), go)
                     }
                     if last {
                         // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
