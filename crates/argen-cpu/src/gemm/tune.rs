@@ -329,6 +329,15 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 32 KiB: 7.00 / 6.94), f16 8 rows 7.56 → 7.33 ms, f32 8 rows 12.31 → 11.77 ms (24 / 32 KiB:
 /// 12.13 / 12.33), 6 rows level; 16 rows level for all three (13.47 / 14.30 / 19.54 ms off).
 ///
+/// Session 13, *f32 decode-step calls prefetch too* ([`Tuning::f32_no_prefetch_rows`] = 0 on
+/// Zen 5; session 12 had set only the half-precision threshold). One core, GPT-B decode-step
+/// GEMMs (`… --bench gemm -- 1 3 f32 model rows=1,2 breakdown`, two rounds, fastest pass):
+/// 2 rows 10.16–10.33 → 8.95–9.19 ms, every matrix 38 → 42–43 GB/s (w2 35–37 → 41); 1 row
+/// 9.38–9.62 → 8.83–9.23 ms; 4 or 16 KiB ahead instead of 8 slower at 2 rows (9.5–9.7 ms).
+/// The decode step (`… --bench decode -- 1 f32 steps=40`, three alternating rounds): 9.92–10.62
+/// → 9.19–9.72 ms, 1.20–1.25× → 1.10× the floor; two threads 5.78 → 5.42–5.44 ms in the
+/// host's slow state, level (7.86 / 8.09 ms) in its fast one.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
@@ -418,12 +427,14 @@ fn cpu_tuning() -> Tuning {
                 panel_min_x_bytes: usize::MAX,
                 panel_x_bytes: usize::MAX,
             };
-            // Zen 5 (family 1Ah) and later: 2-row calls prefetch too, 8 KiB ahead, and
-            // one-row-block calls non-temporally; packed f32 pairs on the passes that find
-            // the column block in L2 (session 12, [`tuning`]).
+            // Zen 5 (family 1Ah) and later: 1–2-row calls prefetch too (half precision since
+            // session 12, f32 since session 13), 8 KiB ahead, and one-row-block calls
+            // non-temporally; packed f32 pairs on the passes that find the column block in
+            // L2 (session 12); long inputs run in k-panels (session 13, [`tuning`]).
             return if cpu_family() >= 0x1a {
                 Tuning {
                     no_prefetch_rows: 0,
+                    f32_no_prefetch_rows: 0,
                     pf_packed_bytes: 8 << 10,
                     l2_prefetch: false,
                     f32_paired_min_rows: 2,
