@@ -338,6 +338,18 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// → 9.19–9.72 ms, 1.20–1.25× → 1.10× the floor; two threads 5.78 → 5.42–5.44 ms in the
 /// host's slow state, level (7.86 / 8.09 ms) in its fast one.
 ///
+/// Session 13, *sparser f32 prefetch* ([`Tuning::f32_prefetch_every`] = 256 on Zen 5: at
+/// GPT-B's k = 768 and 2048 one prefetch per tile and line pair, at its first step, 8 KiB
+/// ahead; the hardware prefetcher follows from there). GPT-B decode-step GEMMs, one core
+/// (`… --bench gemm -- 1 3 f32 model rows=3,4,6,8,16,64`, two rounds, fastest pass, every
+/// 16th step → 256th): 3 rows 10.06–10.11 → 9.44–9.63 ms, 4 rows 10.59–10.75 → 9.90–9.95,
+/// 6 rows 11.69–11.82 → 10.95–11.06, 8 rows 10.98–11.43 → 10.77–10.85, 16 and 64 rows level
+/// or faster (64: 54.3–56.1 → 53.5–54.8 ms); every 32nd / 64th / 128th in between, no
+/// prefetch at all 2× slower (3 rows 18.8–19.1 ms), `prefetcht1` slower (4 rows 11.8–11.9 ms).
+/// Decode-bench verification (`… -- T f32 verify=N reps=10`, alternating, median of 4–5):
+/// one core 4 / 8 / 16 rows 10.70 / 11.51 / 18.68 → 10.22 / 11.45 / 18.31 ms; two cores 4 /
+/// 16 / 64 rows 8.58 / 11.28 / 32.30 → 8.15 / 10.93 / 31.90 ms.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
@@ -435,6 +447,7 @@ fn cpu_tuning() -> Tuning {
                 Tuning {
                     no_prefetch_rows: 0,
                     f32_no_prefetch_rows: 0,
+                    f32_prefetch_every: 256,
                     pf_packed_bytes: 8 << 10,
                     l2_prefetch: false,
                     f32_paired_min_rows: 2,
