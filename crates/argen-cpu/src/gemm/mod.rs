@@ -562,6 +562,16 @@ fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize)
         && (W::BYTES != 4 || rows > isa.mr())
 }
 
+/// How far ahead in the packed tile stream calls with weights of type `W` prefetch, in bytes
+/// ([`Tuning::pf_packed_bytes`], [`Tuning::f32_pf_packed_bytes`]).
+fn pf_bytes<W: Elem>() -> usize {
+    if W::BYTES == 4 {
+        tuning().f32_pf_packed_bytes
+    } else {
+        tuning().pf_packed_bytes
+    }
+}
+
 /// Per-task arguments.
 struct Args<'a> {
     isa: Variant,
@@ -820,7 +830,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 // keeps the streamed lines out of L2 and L3 (no victim traffic).
                 0
             } else if stream_ahead {
-                tuning().pf_packed_bytes / W::BYTES
+                pf_bytes::<W>() / W::BYTES
             } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
             } else {
@@ -885,9 +895,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 });
             }
             let chunk_pf = panels > 1 && stream_ahead;
-            let chunks_ahead = (tuning().pf_packed_bytes)
-                .div_ceil(kp * NR * W::BYTES)
-                .max(1);
+            let chunks_ahead = pf_bytes::<W>().div_ceil(kp * NR * W::BYTES).max(1);
             let mut spans = if panels > 1 {
                 SPANS.with(|s| s.take())
             } else {
