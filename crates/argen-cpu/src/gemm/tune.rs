@@ -350,7 +350,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// prefetch at all 2× slower (3 rows 18.8–19.1 ms), `prefetcht1` slower (4 rows 11.8–11.9 ms).
 /// Decode-bench verification (`… -- T f32 verify=N reps=10`, alternating, median of 4–5):
 /// one core 4 / 8 / 16 rows 10.70 / 11.51 / 18.68 → 10.22 / 11.45 / 18.31 ms; two cores 4 /
-/// 16 / 64 rows 8.58 / 11.28 / 32.30 → 8.15 / 10.93 / 31.90 ms.
+/// 16 / 64 rows 8.58 / 11.28 / 32.30 → 8.15 / 10.93 / 31.90 ms. With that, padding f32
+/// single-block tiles to 8 rows instead of 6 ([`Tuning::f32_min_tile_rows`] = 8; two rounds,
+/// `… rows=3,4,6,8,16,32`): 6 rows 11.21–11.36 → 10.77–10.83 ms, the others level (3 rows
+/// 9.60–9.86 → 9.68–9.71 ms); no padding 0–3 % slower.
 ///
 /// Session 13, *half precision prefetches further ahead than f32* ([`Tuning::pf_packed_bytes`]
 /// = 12 KiB, [`Tuning::f32_pf_packed_bytes`] = 8 KiB on Zen 5; one distance for both before).
@@ -460,6 +463,7 @@ fn cpu_tuning() -> Tuning {
                     no_prefetch_rows: 0,
                     f32_no_prefetch_rows: 0,
                     f32_prefetch_every: 256,
+                    f32_min_tile_rows: 8,
                     pf_packed_bytes: 12 << 10,
                     f32_pf_packed_bytes: 8 << 10,
                     l2_prefetch: false,
