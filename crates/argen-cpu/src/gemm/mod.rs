@@ -562,13 +562,15 @@ fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize)
         && (W::BYTES != 4 || rows > isa.mr())
 }
 
-/// How far ahead in the packed tile stream calls with weights of type `W` prefetch, in bytes
-/// ([`Tuning::pf_packed_bytes`], [`Tuning::f32_pf_packed_bytes`]).
-fn pf_bytes<W: Elem>() -> usize {
-    if W::BYTES == 4 {
-        tuning().f32_pf_packed_bytes
+/// How far ahead in the packed tile stream calls with weights of type `W` prefetch, in bytes:
+/// [`Tuning::half_stream_pf_bytes`] for half precision in a call of one row block (`single`)
+/// where set, else [`Tuning::pf_packed_bytes`].
+fn pf_bytes<W: Elem>(single: bool) -> usize {
+    let t = tuning();
+    if W::BYTES == 2 && single && t.half_stream_pf_bytes > 0 {
+        t.half_stream_pf_bytes
     } else {
-        tuning().pf_packed_bytes
+        t.pf_packed_bytes
     }
 }
 
@@ -830,7 +832,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 // keeps the streamed lines out of L2 and L3 (no victim traffic).
                 0
             } else if stream_ahead {
-                pf_bytes::<W>() / W::BYTES
+                pf_bytes::<W>(nta) / W::BYTES
             } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
             } else {
@@ -895,7 +897,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 });
             }
             let chunk_pf = panels > 1 && stream_ahead;
-            let chunks_ahead = pf_bytes::<W>().div_ceil(kp * NR * W::BYTES).max(1);
+            let chunks_ahead = pf_bytes::<W>(nta).div_ceil(kp * NR * W::BYTES).max(1);
             let mut spans = if panels > 1 {
                 SPANS.with(|s| s.take())
             } else {

@@ -16,10 +16,11 @@ pub struct Tuning {
     /// (`rows · k` f32) take more than this many bytes prefetch ahead like larger calls: their
     /// inputs no longer stay in L1 beside the stream ([`tuning`], session 9).
     pub no_prefetch_max_x_bytes: usize,
-    /// Software prefetch distance in the packed tile stream, in bytes (half precision).
+    /// Software prefetch distance in the packed tile stream, in bytes.
     pub pf_packed_bytes: usize,
-    /// [`Tuning::pf_packed_bytes`] for packed f32 weights.
-    pub f32_pf_packed_bytes: usize,
+    /// [`Tuning::pf_packed_bytes`] for half-precision calls of a single row block (which
+    /// stream every weight from memory once; 0: the same).
+    pub half_stream_pf_bytes: usize,
     /// [`Tuning::no_prefetch_rows`] for packed f32 weights.
     pub f32_no_prefetch_rows: usize,
     /// [`crate::Cpu`] stores f32 matrices with at most this many columns (`k`) in the packed
@@ -355,17 +356,23 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `… rows=3,4,6,8,16,32`): 6 rows 11.21–11.36 → 10.77–10.83 ms, the others level (3 rows
 /// 9.60–9.86 → 9.68–9.71 ms); no padding 0–3 % slower.
 ///
-/// Session 13, *half precision prefetches further ahead than f32* ([`Tuning::pf_packed_bytes`]
-/// = 12 KiB, [`Tuning::f32_pf_packed_bytes`] = 8 KiB on Zen 5; one distance for both before).
-/// GPT-B decode-step GEMMs, one core, three rounds (`… --bench gemm -- 1 3 bf16 f16 f32 model
-/// rows=2,4,8`, 8 → 12 KiB): bf16 4 / 8 rows 4.83–4.95 / 6.39–6.53 → 4.64–4.84 / 6.11–6.28
-/// ms, f16 4.84–4.96 / 6.74–6.89 → 4.57–4.82 / 6.48–6.55 ms, 2 rows level (bf16 4.37–4.67 →
-/// 4.55–4.57, f16 4.39–4.59 → 4.30–4.50 ms); f32 slower at 12 KiB (2 / 4 / 8 rows 9.09–9.11 /
-/// 10.01–10.05 / 11.08–11.11 → 9.54–9.62 / 10.24–10.39 / 11.38–11.49 ms) and at 16 KiB.
+/// Session 13, *half-precision single-row-block calls prefetch further ahead*
+/// ([`Tuning::half_stream_pf_bytes`] = 12 KiB on Zen 5; 8 KiB for every other call). GPT-B
+/// decode-step GEMMs, one core, three rounds (`… --bench gemm -- 1 3 bf16 f16 f32 model
+/// rows=2,4,8`, 8 → 12 KiB for all calls): bf16 4 / 8 rows 4.83–4.95 / 6.39–6.53 → 4.64–4.84 /
+/// 6.11–6.28 ms, f16 4.84–4.96 / 6.74–6.89 → 4.57–4.82 / 6.48–6.55 ms, 2 rows level (bf16
+/// 4.37–4.67 → 4.55–4.57, f16 4.39–4.59 → 4.30–4.50 ms); but f32 slower at 12 KiB (2 / 4 / 8
+/// rows 9.09–9.11 / 10.01–10.05 / 11.08–11.11 → 9.54–9.62 / 10.24–10.39 / 11.38–11.49 ms) and
+/// at 16 KiB, and calls of several row blocks 1–2 % slower (f16 at 32 / 64 / 128 rows
+/// 26.14–26.42 / 51.7–52.9 / 104.6–105.1 ms at 8 KiB against 26.78–27.98 / 52.7–55.5 /
+/// 105.7–108.9 ms at 12, three rounds; bf16 level), so only the half-precision calls of one row
+/// block take 12 KiB. The decode bench's verification (`… -- 1 DT verify=N reps=15`,
+/// alternating, median of 5): bf16 4 / 8 rows 5.04 / 6.79 → 4.93 / 6.59 ms, f16 5.10 / 7.05
+/// → 4.89 / 6.83 ms; the decode step level (bf16 4.70–4.74 → 4.47–4.73 ms).
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
-/// `pf_packed_bytes=N`, `f32_pf_packed_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
+/// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
@@ -385,7 +392,7 @@ pub fn tuning() -> Tuning {
                     "no_prefetch_rows" => t.no_prefetch_rows = v,
                     "no_prefetch_max_x_bytes" => t.no_prefetch_max_x_bytes = v,
                     "pf_packed_bytes" => t.pf_packed_bytes = v,
-                    "f32_pf_packed_bytes" => t.f32_pf_packed_bytes = v,
+                    "half_stream_pf_bytes" => t.half_stream_pf_bytes = v,
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
@@ -437,7 +444,7 @@ fn cpu_tuning() -> Tuning {
                 no_prefetch_rows: 2,
                 no_prefetch_max_x_bytes: 12 << 10,
                 pf_packed_bytes: 16 << 10,
-                f32_pf_packed_bytes: 16 << 10,
+                half_stream_pf_bytes: 0,
                 f32_no_prefetch_rows: 2,
                 pack_f32_max_k: usize::MAX,
                 l2_prefetch: true,
@@ -464,8 +471,8 @@ fn cpu_tuning() -> Tuning {
                     f32_no_prefetch_rows: 0,
                     f32_prefetch_every: 256,
                     f32_min_tile_rows: 8,
-                    pf_packed_bytes: 12 << 10,
-                    f32_pf_packed_bytes: 8 << 10,
+                    pf_packed_bytes: 8 << 10,
+                    half_stream_pf_bytes: 12 << 10,
                     l2_prefetch: false,
                     f32_paired_min_rows: 2,
                     panel_min_x_bytes: 32 << 10,
@@ -481,7 +488,7 @@ fn cpu_tuning() -> Tuning {
         no_prefetch_rows: 0,
         no_prefetch_max_x_bytes: usize::MAX,
         pf_packed_bytes: PF_PACKED_BYTES,
-        f32_pf_packed_bytes: PF_PACKED_BYTES,
+        half_stream_pf_bytes: 0,
         f32_no_prefetch_rows: 0,
         pack_f32_max_k: 0,
         l2_prefetch: false,
