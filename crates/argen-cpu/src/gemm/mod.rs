@@ -886,23 +886,16 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 };
             let panels = kb.div_ceil(kp).max(1);
             let block_tiles = (c1 - c0).div_ceil(NR);
-            if panels > 1 {
-                let need = block_tiles;
-                SPANS.with(|s| {
-                    let mut v = s.take();
-                    if v.len() < need {
-                        v.resize(need, Lanes([[0.0; 16]; SPAN_LANES]));
-                    }
-                    s.set(v);
-                });
-            }
             let chunk_pf = panels > 1 && stream_ahead;
             let chunks_ahead = pf_bytes::<W>(nta).div_ceil(kp * NR * W::BYTES).max(1);
-            let mut spans = if panels > 1 {
-                SPANS.with(|s| s.take())
-            } else {
-                Vec::new()
-            };
+            // This thread's saved lanes, one set per tile of the block (grown once, kept).
+            let mut spans = Vec::new();
+            if panels > 1 {
+                spans = SPANS.with(|s| s.take());
+                if spans.len() < block_tiles {
+                    spans.resize(block_tiles, Lanes([[0.0; 16]; SPAN_LANES]));
+                }
+            }
             // A tile's sums (every kernel writes rows 0..mr before `write_tile` reads them).
             let mut acc = [[0f32; NR]; MR_WIDE];
             for pi in 0..panels {
