@@ -134,10 +134,12 @@ impl Pair for f16 {
     }
 }
 
-/// The steps of a packed tile that prefetch are those with `(i / 8) & mask == 0`: packed f32
-/// tiles of 3 or more rows prefetch (their step's two lines) only every
-/// `f32_prefetch_every`-th step ([`super::Tuning::f32_prefetch_every`]), except when they
-/// prefetch the next column block (`PF_T1_EVERY`); every other tile on every step (mask 0).
+/// The steps of a packed tile with `(i / 8) & mask == 0` issue the step's prefetches: for
+/// packed f32 tiles of 3 or more rows every `f32_prefetch_every`-th step
+/// ([`super::Tuning::f32_prefetch_every`]), except when they prefetch the next column block
+/// (`PF_T1_EVERY`); every other tile on every step (mask 0). In [`tile`] the other steps
+/// take the row-major branch and prefetch the same lines twice (every step prefetches there);
+/// in [`tile_paired`] they prefetch nothing.
 #[inline(always)]
 fn pf_mask<W: Pair, const M: usize, const HINT: u8>() -> usize {
     if M > 2 && W::BYTES == 4 && HINT != super::PF_T1_EVERY {
@@ -196,6 +198,10 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
                     super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
                 }
             } else {
+                // Row-major: each row of the tile. Packed steps off the mask land here too
+                // and prefetch the step's lines twice (f32: rows 0 and 1 share a line, as do
+                // 2 and 3); that is the behaviour every f32 measurement since session 7 ran
+                // with (`Tuning::f32_prefetch_every`).
                 for j in 0..NR {
                     super::prefetch::<HINT>(w.blk[j].wrapping_add(o + pf) as *const i8);
                 }

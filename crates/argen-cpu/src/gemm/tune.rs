@@ -32,8 +32,11 @@ pub struct Tuning {
     /// Row-major calls of 3 or more rows prefetch the next tile's rows into L2
     /// (`prefetcht1`) rather than into L1.
     pub row_major_l2_prefetch: bool,
-    /// Packed f32 calls of 3 or more rows issue their prefetches ahead only every this many
-    /// 8-column steps (a power of two; 1: every step), AVX-512 kernel.
+    /// Packed f32 tiles of 3 or more rows issue their step's two prefetches ahead only every
+    /// this many 8-column steps (a power of two; 1: every step), AVX-512 kernels. In
+    /// `avx512::tile` the other steps issue four (each line twice, through the row-major
+    /// branch), so there this sets how often a step issues two rather than four; only
+    /// `avx512::tile_paired` really prefetches less ([`tuning`], session 13).
     pub f32_prefetch_every: usize,
     /// Packed f32 calls of a single AVX-512 row block of 3 or more rows run tiles of at least
     /// this many rows (padded with copies of the last input row, not stored; 0: none).
@@ -169,7 +172,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///   every step → every 16th: 3 rows 17.6–18.5 → 15.5–16.4 ms, 4 rows 17.8–18.2 → 14.5–16.1
 ///   ms, 6 rows 13.9–15.0 → 12.6–14.0 ms, 8 rows 16.7–17.0 → 16.0–16.2 ms; 16 rows the same;
 ///   every 4th / 8th / 32nd / 64th step in between or the same as 16; 4 / 64 KiB ahead or
-///   `l2_prefetch=0` slower. Half precision (one line per step) measured the same every step,
+///   `l2_prefetch=0` slower. (Session 13 found that in this kernel the steps off the mask took
+///   the row-major branch and prefetched all four row pointers, i.e. the step's two lines
+///   twice: "every 16th" meant two prefetches on every 16th step and four on the others, not
+///   fewer prefetches. The miss-buffer reading above is therefore not what this measured.) Half precision (one line per step) measured the same every step,
 ///   every 16th and every 64th (an override tried and removed): bf16 at 4 rows 9.0–10.3 ms
 ///   either way, the noise of identical runs, so it prefetches every line.
 /// - *Row-major calls prefetch into L2* ([`Tuning::row_major_l2_prefetch`]): the next tile's
@@ -341,14 +347,25 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// → 9.19–9.72 ms, 1.20–1.25× → 1.10× the floor; two threads 5.78 → 5.42–5.44 ms in the
 /// host's slow state, level (7.86 / 8.09 ms) in its fast one.
 ///
-/// Session 13, *sparser f32 prefetch* ([`Tuning::f32_prefetch_every`] = 256 on Zen 5: at
-/// GPT-B's k = 768 and 2048 one prefetch per tile and line pair, at its first step, 8 KiB
-/// ahead; the hardware prefetcher follows from there). GPT-B decode-step GEMMs, one core
+/// Session 13, [`Tuning::f32_prefetch_every`] = 256 on Zen 5. In `avx512::tile` (single-block
+/// f32 calls and the first pass of larger ones) a step off the mask takes the row-major
+/// branch and prefetches its two lines twice, so every step prefetches: with mask 255 almost
+/// every step issues four prefetches, with mask 15 one step in 16 issues two. In
+/// `avx512::tile_paired` (the later passes, from L2) the thinning is real: one prefetch pair
+/// per 256 steps, once per tile at GPT-B's `k`. GPT-B decode-step GEMMs, one core
 /// (`… --bench gemm -- 1 3 f32 model rows=3,4,6,8,16,64`, two rounds, fastest pass, every
 /// 16th step → 256th): 3 rows 10.06–10.11 → 9.44–9.63 ms, 4 rows 10.59–10.75 → 9.90–9.95,
 /// 6 rows 11.69–11.82 → 10.95–11.06, 8 rows 10.98–11.43 → 10.77–10.85, 16 and 64 rows level
 /// or faster (64: 54.3–56.1 → 53.5–54.8 ms); every 32nd / 64th / 128th in between, no
 /// prefetch at all 2× slower (3 rows 18.8–19.1 ms), `prefetcht1` slower (4 rows 11.8–11.9 ms).
+/// Later, with the 8-row padding below in place, three rounds of mask 255 / 15 / 0 (two
+/// prefetches every step, no branch): 3 rows 9.56–9.81 / 9.82–9.99 / 9.58–9.70 ms, 8 rows
+/// 11.01–11.31 / 11.11–11.39 / 10.90–11.12 ms, 16–64 rows level — so what mattered was
+/// leaving the every-16th pattern, not prefetching less (the branch taken one step in 16 is
+/// the likeliest cost; this VM has no counters to show it). A *real* thinning in `tile`
+/// (prefetching only every second step) is what makes the paired kernel 2× slower
+/// (`docs/runtime-performance.md`, session 13), so `tile` keeps prefetching every step; Zen 4
+/// keeps its measured 16.
 /// Decode-bench verification (`… -- T f32 verify=N reps=10`, alternating, median of 4–5):
 /// one core 4 / 8 / 16 rows 10.70 / 11.51 / 18.68 → 10.22 / 11.45 / 18.31 ms; two cores 4 /
 /// 16 / 64 rows 8.58 / 11.28 / 32.30 → 8.15 / 10.93 / 31.90 ms. With that, padding f32
