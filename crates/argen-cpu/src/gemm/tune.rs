@@ -362,10 +362,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// prefetches every step, no branch): 3 rows 9.56–9.81 / 9.82–9.99 / 9.58–9.70 ms, 8 rows
 /// 11.01–11.31 / 11.11–11.39 / 10.90–11.12 ms, 16–64 rows level — so what mattered was
 /// leaving the every-16th pattern, not prefetching less (the branch taken one step in 16 is
-/// the likeliest cost; this VM has no counters to show it). A *real* thinning in `tile`
-/// (prefetching only every second step) is what makes the paired kernel 2× slower
-/// (`docs/runtime-performance.md`, session 13), so `tile` keeps prefetching every step; Zen 4
-/// keeps its measured 16.
+/// the likeliest cost; this VM has no counters to show it). Real thinning, as in
+/// `tile_paired`, made passes that stream f32 from memory 2× slower already at a prefetch
+/// every second step (`docs/runtime-performance.md`, session 13), so `tile` keeps
+/// prefetching every step; Zen 4 keeps its measured 16.
 /// Decode-bench verification (`… -- T f32 verify=N reps=10`, alternating, median of 4–5):
 /// one core 4 / 8 / 16 rows 10.70 / 11.51 / 18.68 → 10.22 / 11.45 / 18.31 ms; two cores 4 /
 /// 16 / 64 rows 8.58 / 11.28 / 32.30 → 8.15 / 10.93 / 31.90 ms. With that, padding f32
