@@ -177,12 +177,8 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
     let pf_mask = if PACKED { pf_mask::<W, M, HINT>() } else { 0 };
     let mut a = [[_mm512_setzero_ps(); 2]; M];
     if span.i0 > 0 {
-        for (m, am) in a.iter_mut().enumerate() {
-            for (q, amq) in am.iter_mut().enumerate() {
-                // SAFETY: `span.st` holds the tile's saved lanes (`Span`).
-                *amq = unsafe { _mm512_loadu_ps((*span.st.add(2 * m + q)).as_ptr()) };
-            }
-        }
+        // SAFETY: `span.st` holds the tile's saved lanes (`Span`): row m's at 2m, 2m + 1.
+        unsafe { load_lanes(span.st, a.as_flattened_mut()) };
     }
     // One 8-column step: block i/8 of every row of the tile into every row's accumulators.
     let step = |a: &mut [[__m512; 2]; M], i: usize| {
@@ -231,12 +227,8 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
         i += 8;
     }
     if span.i1 < kb {
-        for (m, am) in a.iter().enumerate() {
-            for (q, amq) in am.iter().enumerate() {
-                // SAFETY: as above.
-                unsafe { _mm512_storeu_ps((*span.st.add(2 * m + q)).as_mut_ptr(), *amq) };
-            }
-        }
+        // SAFETY: as above.
+        unsafe { store_lanes(span.st, a.as_flattened()) };
         return;
     }
     finish!(a, acc, x, w, k);
@@ -292,16 +284,11 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
     let mut odd = [z; 2];
     // Saved lanes: pair p's four accumulators at 4p…4p + 3, the odd row's at 16 and 17.
     if span.i0 > 0 {
-        for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
-            for (q, v) in app.iter_mut().enumerate() {
-                // SAFETY: `span.st` holds the tile's saved lanes (`Span`).
-                *v = unsafe { _mm512_loadu_ps((*span.st.add(4 * p + q)).as_ptr()) };
-            }
-        }
-        if M % 2 == 1 {
-            for (q, v) in odd.iter_mut().enumerate() {
-                // SAFETY: as above.
-                *v = unsafe { _mm512_loadu_ps((*span.st.add(16 + q)).as_ptr()) };
+        // SAFETY: `span.st` holds the tile's saved lanes (`Span`, SPAN_LANES of them).
+        unsafe {
+            load_lanes(span.st, &mut ap.as_flattened_mut()[..4 * (M / 2)]);
+            if M % 2 == 1 {
+                load_lanes(span.st.add(16), &mut odd);
             }
         }
     }
@@ -350,16 +337,11 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
         i += 8;
     }
     if span.i1 < kb {
-        for (p, app) in ap.iter().enumerate().take(M / 2) {
-            for (q, v) in app.iter().enumerate() {
-                // SAFETY: as above.
-                unsafe { _mm512_storeu_ps((*span.st.add(4 * p + q)).as_mut_ptr(), *v) };
-            }
-        }
-        if M % 2 == 1 {
-            for (q, v) in odd.iter().enumerate() {
-                // SAFETY: as above.
-                unsafe { _mm512_storeu_ps((*span.st.add(16 + q)).as_mut_ptr(), *v) };
+        // SAFETY: as above.
+        unsafe {
+            store_lanes(span.st, &ap.as_flattened()[..4 * (M / 2)]);
+            if M % 2 == 1 {
+                store_lanes(span.st.add(16), &odd);
             }
         }
         return;
@@ -395,6 +377,32 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
         a[M - 1] = odd;
     }
     finish!(a, acc, x, w, k);
+}
+
+/// Loads `v.len()` saved lane accumulators from `st` on (a [`Span`]'s lanes).
+///
+/// # Safety
+/// Requires AVX-512F; `st` addresses at least `v.len()` saved lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_lanes(st: *const [f32; 16], v: &mut [__m512]) {
+    for (q, x) in v.iter_mut().enumerate() {
+        // SAFETY: q < v.len(), within the caller's lanes.
+        *x = unsafe { _mm512_loadu_ps((*st.add(q)).as_ptr()) };
+    }
+}
+
+/// Saves the lane accumulators `v` to `st` on (a [`Span`]'s lanes).
+///
+/// # Safety
+/// As [`load_lanes`], `st` writable.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_lanes(st: *mut [f32; 16], v: &[__m512]) {
+    for (q, x) in v.iter().enumerate() {
+        // SAFETY: q < v.len(), within the caller's lanes.
+        unsafe { _mm512_storeu_ps((*st.add(q)).as_mut_ptr(), *x) };
+    }
 }
 
 /// `out` = the 8-float blocks of `x0` and `x1` alternating (the paired copy of two input
