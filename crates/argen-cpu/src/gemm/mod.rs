@@ -157,7 +157,8 @@ pub const NR: usize = 4;
 pub const MR: usize = 3;
 /// Most input rows per micro-kernel tile of the AVX-512 variant (32 vector registers).
 pub const MR_WIDE: usize = 8;
-/// Target bytes of weights per column block (kept in L2 while every row block passes over it).
+/// Target bytes of weights per column block (kept in L2 while every row block passes over it)
+/// unless the CPU's [`Tuning::block_bytes`] says otherwise.
 const BLOCK_BYTES: usize = 192 << 10;
 /// Prefetch distance past the next tile's offset (row-major weights), in bytes.
 const PF_BYTES: usize = 64;
@@ -564,11 +565,14 @@ fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize)
 
 /// How far ahead in the packed tile stream calls with weights of type `W` prefetch, in bytes:
 /// [`Tuning::half_stream_pf_bytes`] for half precision in a call of one row block (`single`)
-/// where set, else [`Tuning::pf_packed_bytes`].
+/// and [`Tuning::f32_multi_pf_bytes`] for f32 in a call of several, where set, else
+/// [`Tuning::pf_packed_bytes`].
 fn pf_bytes<W: Elem>(single: bool) -> usize {
     let t = tuning();
     if W::BYTES == 2 && single && t.half_stream_pf_bytes > 0 {
         t.half_stream_pf_bytes
+    } else if W::BYTES == 4 && !single && t.f32_multi_pf_bytes > 0 {
+        t.f32_multi_pf_bytes
     } else {
         t.pf_packed_bytes
     }
@@ -760,7 +764,7 @@ unsafe fn write_tile(
 unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let k = a.k;
     let kb = k / 8 * 8;
-    let cb = (BLOCK_BYTES / (k * W::BYTES).max(1) / NR).max(1) * NR;
+    let cb = (tuning().block_bytes / (k * W::BYTES).max(1) / NR).max(1) * NR;
     // One row block: the weights are streamed once and not needed again (module docs).
     let nta = PACKED && a.rows <= a.isa.mr();
     let pad_to = |mr: usize| {

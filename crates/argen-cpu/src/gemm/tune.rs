@@ -1,9 +1,9 @@
 //! Speed-only choices per microarchitecture ([`Tuning`]), with the measurements behind them,
 //! and the software prefetch kinds the kernels take.
 
-use super::PF_PACKED_BYTES;
 #[cfg(target_arch = "x86_64")]
 use super::{best_variant, Variant};
+use super::{BLOCK_BYTES, PF_PACKED_BYTES};
 
 /// Speed-only choices per microarchitecture (results are the same bits whatever they are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,9 @@ pub struct Tuning {
     /// [`Tuning::pf_packed_bytes`] for half-precision calls of a single row block (which
     /// stream every weight from memory once; 0: the same).
     pub half_stream_pf_bytes: usize,
+    /// [`Tuning::pf_packed_bytes`] for the first pass over each column block of packed f32
+    /// calls of several row blocks (0: the same).
+    pub f32_multi_pf_bytes: usize,
     /// [`Tuning::no_prefetch_rows`] for packed f32 weights.
     pub f32_no_prefetch_rows: usize,
     /// [`crate::Cpu`] stores f32 matrices with at most this many columns (`k`) in the packed
@@ -66,6 +69,9 @@ pub struct Tuning {
     /// The most bytes of inputs per panel: a call runs as few panels of equal length (whole
     /// 8-column steps) as keep within it.
     pub panel_x_bytes: usize,
+    /// Target bytes of weights per column block, which stays in L2 while every row block of
+    /// a call passes over it.
+    pub block_bytes: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -387,14 +393,40 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// alternating, median of 5): bf16 4 / 8 rows 5.04 / 6.79 → 4.93 / 6.59 ms, f16 5.10 / 7.05
 /// → 4.89 / 6.83 ms; the decode step level (bf16 4.70–4.74 → 4.47–4.73 ms).
 ///
+/// Session 14 (the same Zen 5), *f32 calls of several row blocks prefetch 16 KiB ahead*
+/// ([`Tuning::f32_multi_pf_bytes`]; one-block calls keep 8 KiB). The first pass over each
+/// column block streams it from memory while the second (paired, from L2) prefetches the next
+/// block; the first pass's distance measured best at 16 KiB. GPT-B decode-step GEMMs, one core,
+/// two rounds (`… --bench gemm -- 1 3 f32 model rows=9,16,32,64`, fastest pass), 8 → 12 / 16 /
+/// 24 / 32 / 48 KiB: 9 rows 14.13–14.50 → 13.68–14.03 / 13.34–13.37 / 14.23–14.52 /
+/// 14.33–14.42 / 14.68–14.89 ms, 16 rows 17.14–17.28 → 16.35–16.58 / 15.97–16.00 / 16.14–16.29 /
+/// 16.07–16.21 / 16.13–16.29 ms, 32 rows 29.14–29.76 → 28.02–28.04 ms at 16 KiB, 64 rows
+/// 53.54–54.21 → 52.36–52.53 ms; as `prefetcht1` slower (9 rows 13.87–13.95 ms). Two cores
+/// (process CPU time), two rounds: 16 rows 18.06–18.27 → 16.93–17.54 ms, 128 rows level. The
+/// decode bench's verification (`… --bench decode -- 1 f32 verify=N reps=10`, four
+/// alternating rounds, median): 16 / 32 rows 18.15 / 31.01 → 17.00 / 30.00 ms.
+///
+/// Measured and kept as they were in session 14: the column block ([`Tuning::block_bytes`],
+/// f32 with 16 KiB ahead, two rounds: 64 / 96 / 192 / 384 KiB at 16 rows 16.83–16.98 /
+/// 16.40–16.51 / 15.99–16.03 / 16.05–16.33 ms, the same order at 9–64 rows); the next block's
+/// prefetch as `prefetcht0` (16 rows 17.00–17.27 ms) or `prefetcht2` (level with `prefetcht1`);
+/// without it 16 rows 17.17–17.37 ms. *Rejected:* a *fused first pass* that ran the first two
+/// row blocks over each tile in turn (the second reading the chunk the first had just
+/// streamed in, from L1; panels for both blocks' inputs): 16 rows level (16.12–16.75 ms), 9
+/// rows 13.3–13.5 → 15.2–17.6 ms, 32–64 rows 2–5 % slower; a second, far `prefetcht1` (32 or 64
+/// KiB ahead) beside the near one: 16 rows 16.3 → 17.4–18.0 ms; packed f32 paired on a single
+/// row block of 8 rows (every step prefetching): 34 GB/s either way; panels for 8-row f32 at
+/// k = 768 (8 / 12 / 4 KiB of inputs): level or slower.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
-/// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
+/// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
+/// `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
-/// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`
-/// (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
+/// `block_bytes=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
@@ -410,6 +442,7 @@ pub fn tuning() -> Tuning {
                     "no_prefetch_max_x_bytes" => t.no_prefetch_max_x_bytes = v,
                     "pf_packed_bytes" => t.pf_packed_bytes = v,
                     "half_stream_pf_bytes" => t.half_stream_pf_bytes = v,
+                    "f32_multi_pf_bytes" => t.f32_multi_pf_bytes = v,
                     "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
                     "l2_prefetch" => t.l2_prefetch = v != 0,
                     "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
@@ -424,6 +457,7 @@ pub fn tuning() -> Tuning {
                     "paired_min_k" => t.paired_min_k = v,
                     "panel_min_x_bytes" => t.panel_min_x_bytes = v,
                     "panel_x_bytes" => t.panel_x_bytes = v,
+                    "block_bytes" => t.block_bytes = v,
                     _ => {}
                 }
             }
@@ -462,6 +496,7 @@ fn cpu_tuning() -> Tuning {
                 no_prefetch_max_x_bytes: 12 << 10,
                 pf_packed_bytes: 16 << 10,
                 half_stream_pf_bytes: 0,
+                f32_multi_pf_bytes: 0,
                 f32_no_prefetch_rows: 2,
                 pack_f32_max_k: usize::MAX,
                 l2_prefetch: true,
@@ -477,11 +512,13 @@ fn cpu_tuning() -> Tuning {
                 paired_min_k: 512,
                 panel_min_x_bytes: usize::MAX,
                 panel_x_bytes: usize::MAX,
+                block_bytes: BLOCK_BYTES,
             };
             // Zen 5 (family 1Ah) and later: 1–2-row calls prefetch too (half precision since
             // session 12, f32 since session 13), 8 KiB ahead, and one-row-block calls
             // non-temporally; packed f32 pairs on the passes that find the column block in
-            // L2 (session 12); long inputs run in k-panels (session 13, [`tuning`]).
+            // L2 (session 12); long inputs run in k-panels (session 13, [`tuning`]); f32
+            // calls of several row blocks prefetch 16 KiB ahead (session 14).
             return if cpu_family() >= 0x1a {
                 Tuning {
                     no_prefetch_rows: 0,
@@ -490,6 +527,7 @@ fn cpu_tuning() -> Tuning {
                     f32_min_tile_rows: 8,
                     pf_packed_bytes: 8 << 10,
                     half_stream_pf_bytes: 12 << 10,
+                    f32_multi_pf_bytes: 16 << 10,
                     l2_prefetch: false,
                     f32_paired_min_rows: 2,
                     panel_min_x_bytes: 32 << 10,
@@ -506,6 +544,7 @@ fn cpu_tuning() -> Tuning {
         no_prefetch_max_x_bytes: usize::MAX,
         pf_packed_bytes: PF_PACKED_BYTES,
         half_stream_pf_bytes: 0,
+        f32_multi_pf_bytes: 0,
         f32_no_prefetch_rows: 0,
         pack_f32_max_k: 0,
         l2_prefetch: false,
@@ -520,6 +559,7 @@ fn cpu_tuning() -> Tuning {
         paired_min_k: usize::MAX,
         panel_min_x_bytes: usize::MAX,
         panel_x_bytes: usize::MAX,
+        block_bytes: BLOCK_BYTES,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
