@@ -410,13 +410,19 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// f32 with 16 KiB ahead, two rounds: 64 / 96 / 192 / 384 KiB at 16 rows 16.83–16.98 /
 /// 16.40–16.51 / 15.99–16.03 / 16.05–16.33 ms, the same order at 9–64 rows); the next block's
 /// prefetch as `prefetcht0` (16 rows 17.00–17.27 ms) or `prefetcht2` (level with `prefetcht1`);
-/// without it 16 rows 17.17–17.37 ms. *Rejected:* a *fused first pass* that ran the first two
-/// row blocks over each tile in turn (the second reading the chunk the first had just
-/// streamed in, from L1; panels for both blocks' inputs): 16 rows level (16.12–16.75 ms), 9
-/// rows 13.3–13.5 → 15.2–17.6 ms, 32–64 rows 2–5 % slower; a second, far `prefetcht1` (32 or 64
-/// KiB ahead) beside the near one: 16 rows 16.3 → 17.4–18.0 ms; packed f32 paired on a single
-/// row block of 8 rows (every step prefetching): 34 GB/s either way; panels for 8-row f32 at
-/// k = 768 (8 / 12 / 4 KiB of inputs): level or slower.
+/// without it 16 rows 17.17–17.37 ms. *Rejected* (`docs/results/session14/experiments.md`):
+/// a *fused first pass* that ran the first two row blocks over each tile in turn (the second
+/// reading the chunk the first had just streamed in, from L1; panels for both blocks' inputs):
+/// 16 rows level (16.12–16.68 ms), 9 rows 13.3–13.5 → 15.2–17.6 ms, 32 rows 3–6 % slower; a
+/// second, far `prefetcht1` (32 or 64 KiB ahead) beside the near one: 16 rows 16.3 → 17.4–18.0
+/// ms; packed f32 paired on a single row block of 8 rows (every step prefetching): 34 GB/s
+/// either way; panels for 8-row f32 at k = 768 (8 / 12 / 4 KiB of inputs): level or slower;
+/// and a *panel-major f32 layout* (slabs stored panel by panel, so that a first pass in panel
+/// order reads memory in order and its inputs stay under ~12 KiB, where
+/// `tools/stream_fma_probe.c` streams 43–45 GB/s against 35–38 at 24 KiB): 4 / 8 rows 5 / 8 %
+/// faster, but 16–128 rows 3–5 % slower (later passes then run each tile's `k` loop in
+/// several runs), and the decode bench's verification 8 rows 11.43 → 11.03 ms against 16 /
+/// 128 rows 16.95 / 116.1 → 17.77 / 119.7 ms: reverted.
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
