@@ -3,7 +3,10 @@
 //! `cargo bench -p argen-cpu --bench decode -- [threads] [f32|bf16|f16 …] [steps[=N]]` prints a
 //! markdown table: per-step decode latency at batch 2 (CFG) for the chosen weight dtypes
 //! (default: all three) against the floor weight-bytes ÷ read bandwidth, the bandwidth probed
-//! just before each dtype's steps (the load on a shared machine drifts), and the verification
+//! just before each dtype's steps (the load on a shared machine drifts), the *state-matched*
+//! ratio (the winning probe run again before each of 4 runs of 8 more steps, each run against
+//! its own probe: the host's bandwidth can change state between probes and steps), and the
+//! verification
 //! cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` times N decode steps
 //! instead of 20, and `windows` adds the median step of each 32 of them, to show what the
 //! growing KV cache costs; `verify=N [reps=R]` runs only R verifications of N tokens per CFG
@@ -181,34 +184,124 @@ fn probes() -> Vec<(&'static str, ProbeFn)> {
     v
 }
 
+/// Every read-bandwidth probe for `t` threads on `workers` over `buf`, as (name, pass): the
+/// plain probes of [`probes`] (chunks of 256 KiB claimed dynamically), then one-row f32 and
+/// packed-bf16 GEMVs through the kernels.
+fn probe_passes<'a>(
+    workers: &'a argen_cpu::par::Workers,
+    t: usize,
+    buf: &'a [u64],
+) -> Vec<(String, Box<dyn Fn() + 'a>)> {
+    let chunk = (256usize << 10) / 8;
+    let chunks = buf.len().div_ceil(chunk);
+    let mut v: Vec<(String, Box<dyn Fn() + 'a>)> = Vec::new();
+    for (name, f) in probes() {
+        v.push((
+            name.to_string(),
+            Box::new(move || {
+                let sink = std::sync::atomic::AtomicU64::new(0);
+                workers.run(chunks, |i| {
+                    let c = &buf[i * chunk..((i + 1) * chunk).min(buf.len())];
+                    sink.fetch_add(f(c), std::sync::atomic::Ordering::Relaxed);
+                });
+                std::hint::black_box(sink.into_inner());
+            }),
+        ));
+    }
+    // Our own kernels: a one-row GEMV over the buffer as a [65536, 1024] f32 weight, and as a
+    // packed bf16 [131072, 1024] weight (any bit pattern is a valid float).
+    let tasks = if t == 1 { 1 } else { 4 * t };
+    let (n, k) = (buf.len() * 2 / 1024, 1024);
+    let x = std::rc::Rc::new(vec![1f32; 2 * k]);
+    let out = std::rc::Rc::new(std::cell::RefCell::new(vec![0f32; 4 * n]));
+    let (x2, out2) = (x.clone(), out.clone());
+    v.push((
+        format!("f32 GEMV ({})", argen_cpu::gemm::best_variant().name()),
+        Box::new(move || {
+            argen_cpu::gemm::gemm(
+                workers,
+                tasks,
+                &x,
+                1,
+                k,
+                WRef::F32(bytemuck_f32(buf)),
+                n,
+                None,
+                &mut out.borrow_mut()[..],
+            );
+        }),
+    ));
+    v.push((
+        format!(
+            "bf16 packed GEMV ({})",
+            argen_cpu::gemm::best_variant().name()
+        ),
+        Box::new(move || {
+            argen_cpu::gemm::gemm(
+                workers,
+                tasks,
+                &x2,
+                1,
+                k,
+                WRef::BF16Packed(bytemuck_bf16(buf)),
+                2 * n,
+                None,
+                &mut out2.borrow_mut()[..],
+            );
+        }),
+    ));
+    v
+}
+
+/// One probe's rate over `bytes`: (best wall clock of 3, mean on-CPU of 3) after a warm-up pass.
+fn time_probe(pass: &dyn Fn(), t: usize, bytes: f64) -> (f64, f64) {
+    pass();
+    let mut wall = f64::MAX;
+    let mut cpu = 0f64;
+    for _ in 0..3 {
+        let c = cpu_time();
+        let s = Instant::now();
+        pass();
+        wall = wall.min(s.elapsed().as_secs_f64());
+        cpu += (cpu_time() - c) / t as f64 / 3.0;
+    }
+    (bytes / wall, bytes / cpu)
+}
+
+/// The probe that won [`bandwidth`]: its thread count and its place in [`probe_passes`].
+#[derive(Clone, Copy)]
+struct BestProbe {
+    threads: usize,
+    index: usize,
+}
+
 /// Read bandwidth in bytes/s over the 256 MiB `buf`: the best of every probe (integer sum,
 /// AVX2 / AVX-512 loads with and without software prefetch, one-row f32 and packed-bf16 GEMVs
 /// through the kernels) at every thread count `1..=threads` (chunks of 256 KiB claimed
 /// dynamically); each probe's best wall clock of 3 and its on-CPU rate (mean of 3). Returns
-/// (best wall, best on-CPU) and prints the table of probes.
-fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64) {
+/// (best wall, best on-CPU, the winning probe) and prints the table of probes.
+fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64, BestProbe) {
     let bytes = (buf.len() * 8) as f64;
-    let mut best = (0f64, 0f64, String::new());
+    let mut best = (
+        0f64,
+        String::new(),
+        BestProbe {
+            threads: 1,
+            index: 0,
+        },
+    );
     let mut best_cpu = 0f64;
     let mut lines = Vec::new();
     for t in 1..=threads {
         let workers = argen_cpu::par::Workers::new(t).unwrap();
-        let chunk = (256usize << 10) / 8;
-        let chunks = buf.len().div_ceil(chunk);
-        let mut row = |name: String, pass: &dyn Fn()| {
-            pass();
-            let mut wall = f64::MAX;
-            let mut cpu = 0f64;
-            for _ in 0..3 {
-                let c = cpu_time();
-                let s = Instant::now();
-                pass();
-                wall = wall.min(s.elapsed().as_secs_f64());
-                cpu += (cpu_time() - c) / t as f64 / 3.0;
-            }
-            let (gw, gc) = (bytes / wall, bytes / cpu);
+        for (index, (name, pass)) in probe_passes(&workers, t, buf).iter().enumerate() {
+            let (gw, gc) = time_probe(pass, t, bytes);
             if gw > best.0 {
-                best = (gw, 0.0, format!("{name}, {t} thread(s)"));
+                best = (
+                    gw,
+                    format!("{name}, {t} thread(s)"),
+                    BestProbe { threads: t, index },
+                );
             }
             best_cpu = best_cpu.max(gc);
             lines.push(format!(
@@ -216,68 +309,47 @@ fn bandwidth(threads: usize, buf: &[u64]) -> (f64, f64) {
                 gw / 1e9,
                 gc / 1e9
             ));
-        };
-        for (name, f) in probes() {
-            let sink = std::sync::atomic::AtomicU64::new(0);
-            row(name.to_string(), &|| {
-                workers.run(chunks, |i| {
-                    let c = &buf[i * chunk..((i + 1) * chunk).min(buf.len())];
-                    sink.fetch_add(f(c), std::sync::atomic::Ordering::Relaxed);
-                })
-            });
-            std::hint::black_box(sink.into_inner());
         }
-        // Our own kernels: a one-row GEMV over the buffer as a [65536, 1024] f32 weight, and
-        // as a packed bf16 [131072, 1024] weight (any bit pattern is a valid float).
-        let tasks = if t == 1 { 1 } else { 4 * t };
-        let w: &[f32] = bytemuck_f32(buf);
-        let (n, k) = (w.len() / 1024, 1024);
-        let x = vec![1f32; 2 * k];
-        let mut out = vec![0f32; 4 * n];
-        let out = std::cell::RefCell::new(&mut out);
-        row(
-            format!("f32 GEMV ({})", argen_cpu::gemm::best_variant().name()),
-            &|| {
-                argen_cpu::gemm::gemm(
-                    &workers,
-                    tasks,
-                    &x,
-                    1,
-                    k,
-                    WRef::F32(w),
-                    n,
-                    None,
-                    &mut out.borrow_mut()[..],
-                );
-            },
-        );
-        let wb = bytemuck_bf16(buf);
-        row(
-            format!(
-                "bf16 packed GEMV ({})",
-                argen_cpu::gemm::best_variant().name()
-            ),
-            &|| {
-                argen_cpu::gemm::gemm(
-                    &workers,
-                    tasks,
-                    &x,
-                    1,
-                    k,
-                    WRef::BF16Packed(wb),
-                    2 * n,
-                    None,
-                    &mut out.borrow_mut()[..],
-                );
-            },
-        );
     }
     println!("  read-bandwidth probes, GB/s wall best of 3 / on-CPU mean of 3:");
     for l in &lines {
         println!("    {l}");
     }
-    println!("  best: {:.1} GB/s ({})", best.0 / 1e9, best.2);
-    (best.0, best_cpu)
+    println!("  best: {:.1} GB/s ({})", best.0 / 1e9, best.1);
+    (best.0, best_cpu, best.2)
+}
+
+/// The winning probe of [`bandwidth`] run again (best wall clock of 3), in bytes/s.
+fn reprobe(best: BestProbe, buf: &[u64]) -> f64 {
+    let workers = argen_cpu::par::Workers::new(best.threads).unwrap();
+    let passes = probe_passes(&workers, best.threads, buf);
+    time_probe(&passes[best.index].1, best.threads, (buf.len() * 8) as f64).0
+}
+
+/// Runs of decode steps for the state-matched ratio, each after its own probe.
+const SEGMENTS: usize = 4;
+/// Steps per state-matched run.
+const SEGMENT_STEPS: usize = 8;
+
+/// Decode step `k` at batch 2 (both CFG rows take token `k·37 mod v` at grid position `k`)
+/// and its commit; returns its wall-clock seconds.
+fn decode_step(gpt: &mut Gpt, logits: &mut [f32], k: usize, v: usize) -> f64 {
+    let p = [Pos::Grid {
+        row: (k / 16) as u32,
+        col: (k % 16) as u32,
+    }];
+    let tok = [(k * 37 % v) as u32];
+    let steps = [0, 1].map(|slot| Step {
+        slot,
+        tokens: &tok,
+        positions: &p,
+        parents: None,
+    });
+    let t = Instant::now();
+    gpt.forward(&steps, logits, None).unwrap();
+    gpt.commit(0, &[0]).unwrap();
+    gpt.commit(1, &[0]).unwrap();
+    t.elapsed().as_secs_f64()
 }
 
 /// Views the probe buffer's bytes as bf16 (any bit pattern is a valid bf16).
@@ -316,7 +388,7 @@ fn main() {
         .unwrap_or(20)
         .max(1);
     // `steps=N`: N timed decode steps (after 4 warm-up steps) instead of 20; at most 188 so
-    // that every position stays on the 16×16 grid.
+    // that every position, the state-matched runs' included, stays on the 16×16 grid.
     let timed = args
         .iter()
         .find_map(|a| a.strip_prefix("steps=")?.parse::<usize>().ok())
@@ -417,36 +489,13 @@ fn main() {
             );
             continue;
         }
-        let (bw, bw_cpu) = bandwidth(threads, &probe_buf);
+        let (bw, bw_cpu, best_probe) = bandwidth(threads, &probe_buf);
         let steps_n = timed + 4;
         let mut times = Vec::new();
         let mut cpu = 0f64;
         for k in 0..steps_n {
-            let p = [Pos::Grid {
-                row: (k / 16) as u32,
-                col: (k % 16) as u32,
-            }];
-            let tok = [(k * 37 % v) as u32];
-            let steps = [
-                Step {
-                    slot: 0,
-                    tokens: &tok,
-                    positions: &p,
-                    parents: None,
-                },
-                Step {
-                    slot: 1,
-                    tokens: &tok,
-                    positions: &p,
-                    parents: None,
-                },
-            ];
             let c = cpu_time();
-            let t = Instant::now();
-            gpt.forward(&steps, &mut logits, None).unwrap();
-            gpt.commit(0, &[0]).unwrap();
-            gpt.commit(1, &[0]).unwrap();
-            times.push(t.elapsed().as_secs_f64());
+            times.push(decode_step(&mut gpt, &mut logits, k, v));
             if k >= 4 {
                 cpu += (cpu_time() - c) / threads as f64;
             }
@@ -479,9 +528,32 @@ fn main() {
             );
         }
         let floor_cpu = wbytes as f64 / bw_cpu;
+        // State-matched ratio: on a shared host the bandwidth can change state between the
+        // probes and the steps (two cores of the Zen 5 dev box read 57 and 89 GB/s a minute
+        // apart), so the winning probe runs again right before each of a few short runs of
+        // steps, and each run is compared with its own probe.
+        let mut matched = Vec::new();
+        for s in 0..SEGMENTS {
+            let bw_s = reprobe(best_probe, &probe_buf);
+            let mut ts: Vec<f64> = (0..SEGMENT_STEPS)
+                .map(|j| decode_step(&mut gpt, &mut logits, steps_n + s * SEGMENT_STEPS + j, v))
+                .collect();
+            ts.sort_by(|a, b| a.total_cmp(b));
+            matched.push((ts[ts.len() / 2] / (wbytes as f64 / bw_s), bw_s));
+        }
+        let lo = matched.iter().map(|m| m.0).fold(f64::MAX, f64::min);
+        let hi = matched.iter().map(|m| m.0).fold(0f64, f64::max);
+        let blo = matched.iter().map(|m| m.1).fold(f64::MAX, f64::min);
+        let bhi = matched.iter().map(|m| m.1).fold(0f64, f64::max);
+        println!(
+            "  state-matched: {SEGMENTS} runs of {SEGMENT_STEPS} steps, each after its own probe: \
+             median step / floor {lo:.2}x–{hi:.2}x (probes {:.1}–{:.1} GB/s)",
+            blo / 1e9,
+            bhi / 1e9
+        );
         rows_out.push(format!(
             "| {} | {:.0} MB | {:.1} / {:.1} GB/s | {:.2} ms | {:.2} ms (median of {}) | {:.2}x \
-             | {:.2} ms | {:.2} ms | {:.2}x |",
+             | {:.2} ms | {:.2} ms | {:.2}x | {:.2}x–{:.2}x |",
             dt.name(),
             wbytes as f64 / 1e6,
             bw / 1e9,
@@ -492,19 +564,23 @@ fn main() {
             med / floor,
             floor_cpu * 1e3,
             cpu * 1e3,
-            cpu / floor_cpu
+            cpu / floor_cpu,
+            lo,
+            hi
         ));
         if !with_curve {
             continue;
         }
-        // Verification cost: n query tokens per CFG row (a chain), then rollback.
+        // Verification cost: n query tokens per CFG row (a chain), then rollback; positions
+        // after every committed step.
+        let after = steps_n + SEGMENTS * SEGMENT_STEPS;
         let mut row = Vec::new();
         for n in [1usize, 2, 4, 8, 16, 32, 64] {
             let toks: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
             let pos: Vec<Pos> = (0..n)
                 .map(|i| Pos::Grid {
-                    row: ((steps_n + i) / 16) as u32,
-                    col: ((steps_n + i) % 16) as u32,
+                    row: ((after + i) / 16) as u32,
+                    col: ((after + i) % 16) as u32,
                 })
                 .collect();
             let mut best = f64::MAX;
@@ -551,9 +627,10 @@ fn main() {
     }
     println!(
         "\n| weights | weight bytes | bandwidth wall / on-CPU | floor (bytes/bw) \
-         | decode step, batch 2 (CFG) | ratio | on-CPU floor | on-CPU step | on-CPU ratio |"
+         | decode step, batch 2 (CFG) | ratio | on-CPU floor | on-CPU step | on-CPU ratio \
+         | state-matched ratio |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows_out {
         println!("{r}");
     }

@@ -219,13 +219,14 @@ impl Cpu {
         self.threads
     }
 
-    /// Column ranges per GEMM: one inline on one thread; with helpers, four per worker, claimed
-    /// dynamically, so that a helper that wakes late costs little.
+    /// Column ranges per GEMM: one inline on one thread; with helpers, a few per worker
+    /// ([`gemm::Tuning::tasks_per_thread`]), claimed dynamically, so that a helper that wakes
+    /// late costs little.
     fn tasks(&self) -> usize {
         if self.threads == 1 {
             1
         } else {
-            self.threads * 4
+            self.threads * gemm::tuning().tasks_per_thread.max(1)
         }
     }
 }

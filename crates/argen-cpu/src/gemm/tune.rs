@@ -72,6 +72,10 @@ pub struct Tuning {
     /// Target bytes of weights per column block, which stays in L2 while every row block of
     /// a call passes over it.
     pub block_bytes: usize,
+    /// Column ranges per worker thread in a multi-threaded GEMM ([`crate::Cpu`]; one thread
+    /// runs one range). More ranges balance a late helper better; each range starts a new
+    /// weight stream and costs its own setup ([`tuning`], session 14).
+    pub tasks_per_thread: usize,
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
@@ -424,6 +428,12 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// several runs), and the decode bench's verification 8 rows 11.43 → 11.03 ms against 16 /
 /// 128 rows 16.95 / 116.1 → 17.77 / 119.7 ms: reverted.
 ///
+/// Session 14, *two column ranges per thread* ([`Tuning::tasks_per_thread`] = 2 on Zen 5,
+/// 4 elsewhere): each range starts a weight stream of its own. Two cores, the decode bench
+/// alternating with 4 ranges (`docs/results/session14/experiments.md`), medians: decode step
+/// bf16 2.68 → 2.58 ms, f16 2.8 → 2.5 ms, f32 level; verification at 16 rows f32 10.73 →
+/// 10.30 ms, bf16 8.29 → 8.15 ms; 128 rows level; 8 and 16 ranges 5–15 % slower than 4.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
@@ -432,7 +442,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
-/// `block_bytes=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
+/// `block_bytes=N`, `tasks_per_thread=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
 /// malformed entries are ignored.
 pub fn tuning() -> Tuning {
     static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
@@ -464,6 +474,7 @@ pub fn tuning() -> Tuning {
                     "panel_min_x_bytes" => t.panel_min_x_bytes = v,
                     "panel_x_bytes" => t.panel_x_bytes = v,
                     "block_bytes" => t.block_bytes = v,
+                    "tasks_per_thread" => t.tasks_per_thread = v,
                     _ => {}
                 }
             }
@@ -519,12 +530,14 @@ fn cpu_tuning() -> Tuning {
                 panel_min_x_bytes: usize::MAX,
                 panel_x_bytes: usize::MAX,
                 block_bytes: BLOCK_BYTES,
+                tasks_per_thread: 4,
             };
             // Zen 5 (family 1Ah) and later: 1–2-row calls prefetch too (half precision since
             // session 12, f32 since session 13), 8 KiB ahead, and one-row-block calls
             // non-temporally; packed f32 pairs on the passes that find the column block in
             // L2 (session 12); long inputs run in k-panels (session 13, [`tuning`]); f32
-            // calls of several row blocks prefetch 16 KiB ahead (session 14).
+            // calls of several row blocks prefetch 16 KiB ahead, and multi-threaded calls run
+            // two column ranges per thread (session 14).
             return if cpu_family() >= 0x1a {
                 Tuning {
                     no_prefetch_rows: 0,
@@ -538,6 +551,7 @@ fn cpu_tuning() -> Tuning {
                     f32_paired_min_rows: 2,
                     panel_min_x_bytes: 32 << 10,
                     panel_x_bytes: 16 << 10,
+                    tasks_per_thread: 2,
                     ..zen4
                 }
             } else {
@@ -566,6 +580,7 @@ fn cpu_tuning() -> Tuning {
         panel_min_x_bytes: usize::MAX,
         panel_x_bytes: usize::MAX,
         block_bytes: BLOCK_BYTES,
+        tasks_per_thread: 4,
         // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
         // be read costs a few instructions at worst.
         attn_prefetch: true,
