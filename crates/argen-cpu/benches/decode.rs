@@ -214,9 +214,8 @@ fn probe_passes<'a>(
     let (n, k) = (buf.len() * 2 / 1024, 1024);
     let x = std::rc::Rc::new(vec![1f32; 2 * k]);
     let out = std::rc::Rc::new(std::cell::RefCell::new(vec![0f32; 4 * n]));
-    let (x2, out2) = (x.clone(), out.clone());
-    v.push((
-        format!("f32 GEMV ({})", argen_cpu::gemm::best_variant().name()),
+    let gemv = |w: WRef<'a>, n: usize| -> Box<dyn Fn() + 'a> {
+        let (x, out) = (x.clone(), out.clone());
         Box::new(move || {
             argen_cpu::gemm::gemm(
                 workers,
@@ -224,31 +223,21 @@ fn probe_passes<'a>(
                 &x,
                 1,
                 k,
-                WRef::F32(bytemuck_f32(buf)),
+                w,
                 n,
                 None,
                 &mut out.borrow_mut()[..],
-            );
-        }),
+            )
+        })
+    };
+    let isa = argen_cpu::gemm::best_variant().name();
+    v.push((
+        format!("f32 GEMV ({isa})"),
+        gemv(WRef::F32(bytemuck_f32(buf)), n),
     ));
     v.push((
-        format!(
-            "bf16 packed GEMV ({})",
-            argen_cpu::gemm::best_variant().name()
-        ),
-        Box::new(move || {
-            argen_cpu::gemm::gemm(
-                workers,
-                tasks,
-                &x2,
-                1,
-                k,
-                WRef::BF16Packed(bytemuck_bf16(buf)),
-                2 * n,
-                None,
-                &mut out2.borrow_mut()[..],
-            );
-        }),
+        format!("bf16 packed GEMV ({isa})"),
+        gemv(WRef::BF16Packed(bytemuck_bf16(buf)), 2 * n),
     ));
     v
 }
