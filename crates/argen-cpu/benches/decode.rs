@@ -6,8 +6,8 @@
 //! just before each dtype's steps (the load on a shared machine drifts), the *state-matched*
 //! ratio (the winning probe run again before each of 4 runs of 8 more steps, each run against
 //! its own probe: the host's bandwidth can change state between probes and steps), and the
-//! verification
-//! cost curve (1 … 64 query tokens per CFG row; `steps` skips it, `steps=N` times N decode steps
+//! verification cost curve (1 … 64 query tokens per CFG row, and a state-matched table of it:
+//! each point against the probe re-run just before it; `steps` skips it, `steps=N` times N decode steps
 //! instead of 20, and `windows` adds the median step of each 32 of them, to show what the
 //! growing KV cache costs; `verify=N [reps=R]` runs only R verifications of N tokens per CFG
 //! row, for a profiler). It also writes the f32 checkpoint to `$TMPDIR/argen-bench/gpt-b.safetensors`
@@ -572,6 +572,8 @@ fn main() {
                     col: ((after + i) % 16) as u32,
                 })
                 .collect();
+            // The winning probe again, just before this point (the state-matched roofline).
+            let bw_n = reprobe(best_probe, &probe_buf);
             let mut best = f64::MAX;
             let mut cpu = 0f64;
             for _ in 0..3 {
@@ -597,18 +599,21 @@ fn main() {
                 gpt.rollback(0).unwrap();
                 gpt.rollback(1).unwrap();
             }
-            row.push((n, best, cpu));
+            row.push((n, best, cpu, bw_n));
         }
         // Roofline of each point: max(weight bytes ÷ bandwidth, FLOPs ÷ FMA peak), FLOPs of
         // the GEMMs (2 per weight and row; attention is < 5 % at these lengths and left out).
         // Wall time against the wall probes, on-CPU time against the on-CPU probes.
-        let roof: Vec<(f64, f64)> = row
+        // The state-matched roofline takes the bandwidth of the probe re-run just before the
+        // point instead.
+        let roof: Vec<(f64, f64, f64)> = row
             .iter()
-            .map(|&(n, _, _)| {
+            .map(|&(n, _, _, bw_n)| {
                 let flops = 2.0 * (2 * n) as f64 * (wbytes / es) as f64;
                 (
                     (wbytes as f64 / bw).max(flops / peak),
                     (wbytes as f64 / bw_cpu).max(flops / peak_cpu),
+                    (wbytes as f64 / bw_n).max(flops / peak),
                 )
             })
             .collect();
@@ -655,6 +660,28 @@ fn main() {
                 row[i].2 * 1e3,
                 roof[i].1 * 1e3,
                 row[i].2 / roof[i].1
+            );
+        }
+        println!("{line}");
+    }
+    println!(
+        "\nState-matched verification (wall best of 3 against max(weight bytes ÷ the winning \
+         probe re-run just before the point, FLOPs ÷ FMA peak)):\n"
+    );
+    let mut head = String::from("| n (rows) |");
+    for (dt, _, _) in &curve {
+        head += &format!(" {0} probe | roofline | ratio |", dt.name());
+    }
+    println!("{head}\n|---|{}", "---|".repeat(3 * curve.len()));
+    for i in 0..curve[0].1.len() {
+        let n = curve[0].1[i].0;
+        let mut line = format!("| {n} ({}) |", 2 * n);
+        for (_, row, roof) in &curve {
+            line += &format!(
+                " {:.1} GB/s | {:.2} ms | {:.2}x |",
+                row[i].3 / 1e9,
+                roof[i].2 * 1e3,
+                row[i].1 / roof[i].2
             );
         }
         println!("{line}");

@@ -678,6 +678,8 @@ struct TilePtrs<W> {
 struct Span {
     i0: usize,
     i1: usize,
+    /// Only the AVX-512 kernels run in panels, so elsewhere nothing reads it.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     st: *mut [f32; 16],
 }
 
