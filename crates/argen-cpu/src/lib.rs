@@ -139,15 +139,22 @@ impl Cpu {
         })
     }
 
+    /// The workers, for row work of `elements` elements that is long enough to pay for
+    /// splitting it (multi-row verification and batches); `None` on one thread or below
+    /// `PARALLEL_MIN` elements (a 2-row decode step's SwiGLU is 4096 elements at GPT-B's
+    /// width: the calling thread does it alone).
+    fn row_pool(&self, elements: usize) -> Option<&par::Workers> {
+        /// Below this many elements one thread does it all.
+        const PARALLEL_MIN: usize = 1 << 15;
+        (self.threads >= 2 && elements >= PARALLEL_MIN).then_some(&*self.pool)
+    }
+
     /// `f(a, b)` over `a` and `b` (of equal length), split into pieces run on the workers when
     /// `a` is long enough to pay for it (multi-row verification and batches; a decode step's
     /// rows run on the calling thread). For element-wise `f` the bits are the same either way.
     fn elementwise(&self, a: &mut [f32], b: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
-        /// Below this many elements one thread does it all (a 2-row decode step's SwiGLU is
-        /// 4096 elements at GPT-B's width).
-        const PARALLEL_MIN: usize = 1 << 15;
         let n = a.len().min(b.len());
-        if self.threads < 2 || n < PARALLEL_MIN {
+        if self.row_pool(n).is_none() {
             f(&mut a[..n], &b[..n]);
             return;
         }
@@ -341,6 +348,7 @@ impl CpuWeight {
 }
 
 /// A vector weight's elements in their stored dtype ([`CpuWeight::data_1d`]).
+#[derive(Clone, Copy)]
 enum Gain<'a> {
     F32(&'a [f32]),
     BF16(&'a [bf16]),
@@ -484,7 +492,7 @@ impl Compute for Cpu {
     }
 
     fn rms_norm(&self, x: &Vec<f32>, rows: usize, w: &CpuWeight, eps: f32, out: &mut Vec<f32>) {
-        ops::rms_norm(x, rows, w, eps, out)
+        ops::rms_norm(x, rows, w, eps, out, self.row_pool(rows * w.cols))
     }
 
     fn add_assign(&self, x: &mut Vec<f32>, y: &Vec<f32>, len: usize) {
@@ -516,9 +524,24 @@ impl Compute for Cpu {
     ) {
         let hd = g.head_dim;
         let stride = (g.heads + 2 * g.kv_heads) * hd;
+        let rotated = (g.heads + g.kv_heads) * hd;
+        let rows = rot.len().min(dest.len());
+        // Many rows on several threads: the rotations first, split over the workers (each row
+        // the same arithmetic, so the same bits), then the cache stores.
+        let pool = self.row_pool(rows * stride);
+        if let Some(pool) = pool {
+            let per = rows.div_ceil(2 * self.threads).max(1);
+            pool.chunks_mut(&mut qkv[..rows * stride], per * stride, |i, piece| {
+                for (j, row) in piece.chunks_exact_mut(stride).enumerate() {
+                    ops::rope_row(&mut row[..rotated], hd, freqs, rot[i * per + j]);
+                }
+            });
+        }
         for (r, (&pos, d)) in rot.iter().zip(dest).enumerate() {
             let row = &mut qkv[r * stride..(r + 1) * stride];
-            ops::rope_row(&mut row[..(g.heads + g.kv_heads) * hd], hd, freqs, pos);
+            if pool.is_none() {
+                ops::rope_row(&mut row[..rotated], hd, freqs, pos);
+            }
             for h in 0..g.kv_heads {
                 let o = kv_off(g, layer, d.slot as usize, h, d.index as usize);
                 let ks = (g.heads + h) * hd;
@@ -718,6 +741,60 @@ mod elementwise_tests {
             // And the same as the element-wise definitions.
             for i in 0..n {
                 assert_eq!(results[0].1[i].to_bits(), (a[i] + b[i]).to_bits());
+            }
+        }
+    }
+
+    /// The rotary embedding and cache stores of many rows, split over two or three threads,
+    /// give the same bits as on one (row counts below and above the split threshold, and
+    /// not a multiple of the pieces).
+    #[test]
+    fn rope_store_does_not_depend_on_threads() {
+        let g = KvGeometry {
+            layers: 2,
+            slots: 2,
+            kv_heads: 4,
+            heads: 8,
+            head_dim: 64,
+            capacity: 64,
+        };
+        let stride = (g.heads + 2 * g.kv_heads) * g.head_dim;
+        let mut r = test_rng(11);
+        // 16 × 16 grid positions, `head_dim / 4` angle pairs each.
+        let freqs: Vec<f32> = (0..16 * g.head_dim / 2).map(|_| r()).collect();
+        let cpus = [1, 2, 3].map(|t| Cpu::new(t).unwrap());
+        for rows in [3usize, 9, 37] {
+            let qkv: Vec<f32> = (0..rows * stride).map(|_| 4.0 * r()).collect();
+            let rot: Vec<Pos> = (0..rows)
+                .map(|i| {
+                    if i == 1 {
+                        Pos::Cond
+                    } else {
+                        Pos::Grid {
+                            row: (i / 16) as u32,
+                            col: (i % 16) as u32,
+                        }
+                    }
+                })
+                .collect();
+            let dest: Vec<KvDest> = (0..rows)
+                .map(|i| KvDest {
+                    slot: (i % 2) as u32,
+                    index: (i / 2) as u32,
+                })
+                .collect();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let results = cpus.each_ref().map(|cpu| {
+                let mut q = qkv.clone();
+                let mut kv = cpu.kv(g).unwrap();
+                cpu.rope_store(&mut q, &g, &freqs, &rot, &mut kv, 1, &dest);
+                (bits(&q), bits(&kv.k), bits(&kv.v))
+            });
+            if rows == 37 {
+                assert!(rows * stride >= 1 << 15, "the split path is exercised");
+            }
+            for res in &results[1..] {
+                assert!(res == &results[0], "rows {rows}");
             }
         }
     }

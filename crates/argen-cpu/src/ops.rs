@@ -19,15 +19,38 @@ thread_local! {
 /// An f16 gain is widened once per call (exactly, so the same bits): `f16::to_f32` element by
 /// element checks for F16C at run time and does not vectorise, which made the norms of a
 /// 128-row f16 verification forward cost 2 % of it (session 12, Zen 5).
-pub fn rms_norm(x: &[f32], rows: usize, w: &CpuWeight, eps: f32, out: &mut [f32]) {
+///
+/// With `pool` (calls of many rows on several threads) the rows are split into pieces run on
+/// the workers; each row is computed the same way either way, so the bits do not change.
+pub fn rms_norm(
+    x: &[f32],
+    rows: usize,
+    w: &CpuWeight,
+    eps: f32,
+    out: &mut [f32],
+    pool: Option<&Workers>,
+) {
+    let mut run = |gain: Gain<'_>| match pool {
+        Some(pool) if rows > 1 => {
+            let d = w.cols;
+            // Two pieces per thread, whole rows.
+            let per = rows.div_ceil(2 * pool.threads()).max(1);
+            pool.chunks_mut(&mut out[..rows * d], per * d, |i, piece| {
+                let r0 = i * per;
+                let n = piece.len() / d;
+                norm_rows(&x[r0 * d..(r0 + n) * d], n, w, eps, piece, gain);
+            });
+        }
+        _ => norm_rows(x, rows, w, eps, out, gain),
+    };
     match w.data_1d() {
         Gain::F16(g) => GAIN.with_borrow_mut(|buf| {
             buf.clear();
             buf.resize(g.len(), 0.0);
             half::slice::HalfFloatSliceExt::convert_to_f32_slice(g, buf);
-            norm_rows(x, rows, w, eps, out, Gain::F32(buf));
+            run(Gain::F32(buf));
         }),
-        gain => norm_rows(x, rows, w, eps, out, gain),
+        gain => run(gain),
     }
 }
 
@@ -400,16 +423,28 @@ mod tests {
             rows: 1,
             cols: d,
         };
-        for rows in [1usize, 3] {
+        // Split over the rows on 2 and 3 threads (pieces of whole rows, the last shorter):
+        // the same bits as on the calling thread alone.
+        let pools = [Workers::new(2).unwrap(), Workers::new(3).unwrap()];
+        for rows in [1usize, 3, 7, 13] {
             let x: Vec<f32> = (0..rows * d).map(|_| r()).collect();
             let (mut a, mut b) = (vec![0.0; rows * d], vec![0.0; rows * d]);
-            rms_norm(&x, rows, &w16, 1e-5, &mut a);
-            rms_norm(&x, rows, &w32, 1e-5, &mut b);
+            rms_norm(&x, rows, &w16, 1e-5, &mut a, None);
+            rms_norm(&x, rows, &w32, 1e-5, &mut b, None);
             let mut c = vec![0.0; rows * d];
             norm_rows(&x, rows, &w16, 1e-5, &mut c, crate::Gain::Other);
             for i in 0..rows * d {
                 assert_eq!(a[i].to_bits(), b[i].to_bits(), "rows {rows}, element {i}");
                 assert_eq!(a[i].to_bits(), c[i].to_bits(), "rows {rows}, element {i}");
+            }
+            for pool in &pools {
+                for w in [&w16, &w32] {
+                    let mut p = vec![0.0; rows * d];
+                    rms_norm(&x, rows, w, 1e-5, &mut p, Some(pool));
+                    for i in 0..rows * d {
+                        assert_eq!(p[i].to_bits(), a[i].to_bits(), "rows {rows}, element {i}");
+                    }
+                }
             }
         }
     }
