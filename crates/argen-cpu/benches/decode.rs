@@ -315,6 +315,14 @@ fn reprobe(best: BestProbe, buf: &[u64]) -> f64 {
     time_probe(&passes[best.index].1, best.threads, (buf.len() * 8) as f64).0
 }
 
+/// A verification point: (query tokens per CFG row, wall best of 3, on-CPU mean of 3, the
+/// bandwidth of the probe re-run just before it).
+type Point = (usize, f64, f64, f64);
+/// A point's rooflines: (against the wall probes, the on-CPU probes, the re-run probe).
+type Roof = (f64, f64, f64);
+/// The cells of one part of a table row for one dtype: `(part, points, rooflines, point)`.
+type Cells = dyn Fn(usize, &[Point], &[Roof], usize) -> String;
+
 /// Runs of decode steps for the state-matched ratio, each after its own probe.
 const SEGMENTS: usize = 4;
 /// Steps per state-matched run.
@@ -635,55 +643,54 @@ fn main() {
         "\nVerification cost (n query tokens on each of the 2 CFG rows; wall best of 3, \
          on-CPU mean of 3):\n"
     );
-    let mut head = String::from("| n (rows) |");
-    for (dt, _, _) in &curve {
-        head += &format!(" {0} wall | roofline | ratio |", dt.name());
-    }
-    for (dt, _, _) in &curve {
-        head += &format!(" {0} on-CPU | roofline | ratio |", dt.name());
-    }
-    println!("{head}\n|---|{}", "---|".repeat(6 * curve.len()));
-    for i in 0..curve[0].1.len() {
-        let n = curve[0].1[i].0;
-        let mut line = format!("| {n} ({}) |", 2 * n);
-        for (_, row, roof) in &curve {
-            line += &format!(
-                " {:.2} ms | {:.2} ms | {:.2}x |",
-                row[i].1 * 1e3,
-                roof[i].0 * 1e3,
-                row[i].1 / roof[i].0
-            );
+    // One row per point; for each part (a group of three columns) the cells of each dtype's
+    // curve (`cells(part, row, roof, i)`) in turn.
+    let table = |heads: &[&str], cells: &Cells| {
+        let mut head = String::from("| n (rows) |");
+        for h in heads {
+            for (dt, _, _) in &curve {
+                head += &h.replace("{dt}", dt.name());
+            }
         }
-        for (_, row, roof) in &curve {
-            line += &format!(
-                " {:.2} ms | {:.2} ms | {:.2}x |",
-                row[i].2 * 1e3,
-                roof[i].1 * 1e3,
-                row[i].2 / roof[i].1
-            );
+        println!(
+            "{head}\n|---|{}",
+            "---|".repeat(3 * heads.len() * curve.len())
+        );
+        for i in 0..curve[0].1.len() {
+            let n = curve[0].1[i].0;
+            let mut line = format!("| {n} ({}) |", 2 * n);
+            for part in 0..heads.len() {
+                for (_, row, roof) in &curve {
+                    line += &cells(part, row, roof, i);
+                }
+            }
+            println!("{line}");
         }
-        println!("{line}");
-    }
+    };
+    table(
+        &[
+            " {dt} wall | roofline | ratio |",
+            " {dt} on-CPU | roofline | ratio |",
+        ],
+        &|part, row, roof, i| {
+            let (t, r) = if part == 0 {
+                (row[i].1, roof[i].0)
+            } else {
+                (row[i].2, roof[i].1)
+            };
+            format!(" {:.2} ms | {:.2} ms | {:.2}x |", t * 1e3, r * 1e3, t / r)
+        },
+    );
     println!(
         "\nState-matched verification (wall best of 3 against max(weight bytes ÷ the winning \
          probe re-run just before the point, FLOPs ÷ FMA peak)):\n"
     );
-    let mut head = String::from("| n (rows) |");
-    for (dt, _, _) in &curve {
-        head += &format!(" {0} probe | roofline | ratio |", dt.name());
-    }
-    println!("{head}\n|---|{}", "---|".repeat(3 * curve.len()));
-    for i in 0..curve[0].1.len() {
-        let n = curve[0].1[i].0;
-        let mut line = format!("| {n} ({}) |", 2 * n);
-        for (_, row, roof) in &curve {
-            line += &format!(
-                " {:.1} GB/s | {:.2} ms | {:.2}x |",
-                row[i].3 / 1e9,
-                roof[i].2 * 1e3,
-                row[i].1 / roof[i].2
-            );
-        }
-        println!("{line}");
-    }
+    table(&[" {dt} probe | roofline | ratio |"], &|_, row, roof, i| {
+        format!(
+            " {:.1} GB/s | {:.2} ms | {:.2}x |",
+            row[i].3 / 1e9,
+            roof[i].2 * 1e3,
+            row[i].1 / roof[i].2
+        )
+    });
 }
