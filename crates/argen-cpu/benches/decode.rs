@@ -614,7 +614,7 @@ fn main() {
         // Wall time against the wall probes, on-CPU time against the on-CPU probes.
         // The state-matched roofline takes the bandwidth of the probe re-run just before the
         // point instead.
-        let roof: Vec<(f64, f64, f64)> = row
+        let roof: Vec<Roof> = row
             .iter()
             .map(|&(n, _, _, bw_n)| {
                 let flops = 2.0 * (2 * n) as f64 * (wbytes / es) as f64;

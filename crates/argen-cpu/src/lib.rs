@@ -530,10 +530,9 @@ impl Compute for Cpu {
         // the same arithmetic, so the same bits), then the cache stores.
         let pool = self.row_pool(rows * stride);
         if let Some(pool) = pool {
-            let per = rows.div_ceil(2 * self.threads).max(1);
-            pool.chunks_mut(&mut qkv[..rows * stride], per * stride, |i, piece| {
-                for (j, row) in piece.chunks_exact_mut(stride).enumerate() {
-                    ops::rope_row(&mut row[..rotated], hd, freqs, rot[i * per + j]);
+            pool.rows_mut(&mut qkv[..rows * stride], stride, |r0, piece| {
+                for (row, &pos) in piece.chunks_exact_mut(stride).zip(&rot[r0..]) {
+                    ops::rope_row(&mut row[..rotated], hd, freqs, pos);
                 }
             });
         }

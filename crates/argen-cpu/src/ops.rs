@@ -33,10 +33,7 @@ pub fn rms_norm(
     let mut run = |gain: Gain<'_>| match pool {
         Some(pool) if rows > 1 => {
             let d = w.cols;
-            // Two pieces per thread, whole rows.
-            let per = rows.div_ceil(2 * pool.threads()).max(1);
-            pool.chunks_mut(&mut out[..rows * d], per * d, |i, piece| {
-                let r0 = i * per;
+            pool.rows_mut(&mut out[..rows * d], d, |r0, piece| {
                 let n = piece.len() / d;
                 norm_rows(&x[r0 * d..(r0 + n) * d], n, w, eps, piece, gain);
             });

@@ -211,6 +211,17 @@ impl Workers {
             f(i, piece)
         });
     }
+
+    /// Calls `f(first_row, rows_piece)` for pieces of whole `width`-element rows of `out`
+    /// (two pieces per thread, the last may be shorter), in parallel as [`Workers::run`].
+    pub fn rows_mut<F>(&self, out: &mut [f32], width: usize, f: F)
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
+        let width = width.max(1);
+        let per = (out.len() / width).div_ceil(2 * self.threads()).max(1);
+        self.chunks_mut(out, per * width, |i, piece| f(i * per, piece));
+    }
 }
 
 #[derive(Clone, Copy)]

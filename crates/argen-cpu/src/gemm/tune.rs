@@ -185,8 +185,9 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///   `l2_prefetch=0` slower. (Session 13 found that in this kernel the steps off the mask took
 ///   the row-major branch and prefetched all four row pointers, i.e. the step's two lines
 ///   twice: "every 16th" meant two prefetches on every 16th step and four on the others, not
-///   fewer prefetches. The miss-buffer reading above is therefore not what this measured.) Half precision (one line per step) measured the same every step,
-///   every 16th and every 64th (an override tried and removed): bf16 at 4 rows 9.0–10.3 ms
+///   fewer prefetches. The miss-buffer reading above is therefore not what this measured.)
+///   Half precision (one line per step) measured the same every step, every 16th and every
+///   64th (an override tried and removed): bf16 at 4 rows 9.0–10.3 ms
 ///   either way, the noise of identical runs, so it prefetches every line.
 /// - *Row-major calls prefetch into L2* ([`Tuning::row_major_l2_prefetch`]): the next tile's
 ///   rows are `4·k` elements ahead (32 KiB of f32 at k = 2048, all of L1); as `prefetcht0` they
@@ -430,9 +431,11 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///
 /// Session 14, *two column ranges per thread* ([`Tuning::tasks_per_thread`] = 2 on Zen 5,
 /// 4 elsewhere): each range starts a weight stream of its own. Two cores, the decode bench
-/// alternating with 4 ranges (`docs/results/session14/experiments.md`), medians: decode step
-/// bf16 2.68 → 2.58 ms, f16 2.8 → 2.5 ms, f32 level; verification at 16 rows f32 10.73 →
-/// 10.30 ms, bf16 8.29 → 8.15 ms; 128 rows level; 8 and 16 ranges 5–15 % slower than 4.
+/// alternating with 4 ranges (`docs/results/session14/experiments.md`), medians of five runs:
+/// decode step bf16 2.70 → 2.57 ms, f16 2.88 → 2.60 ms, f32 level; verification at 16 rows f32
+/// 10.73 → 10.30 ms, bf16 8.29 → 8.15 ms; 128 rows level; in the host's fast bandwidth state 8
+/// and 16 ranges measured slower than 4 (state-matched bf16 step 1.31–1.47× against
+/// 1.16–1.23×).
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
