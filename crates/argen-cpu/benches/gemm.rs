@@ -25,8 +25,8 @@
 //! (wall clock over the samples: wqkv, wo, w1, w3, w2, output), to find the one that is slow.
 //!
 //! `… -- 1 [reps] resident [rows=R,…]` times the kernels with weights resident in L1 (f32
-//! `[16, 256]`, 16 KiB) and in L2 (`[64, 768]`, 192 KiB, the size of a column block) instead of
-//! DRAM, as GFLOP/s and % of the FMA peak measured in the same run: what the micro-kernel
+//! `[16, 256]`, 16 KiB) and in L2 (`[64, 768]` and `[24, 2048]`, 192 KiB each, the size of a
+//! column block, at GPT-B's two input widths) instead of DRAM, as GFLOP/s and % of the FMA peak measured in the same run: what the micro-kernel
 //! reaches when memory is not the limit.
 
 use argen_cpu::gemm::{gemm, pack, pack_bf16, WRef};
@@ -352,7 +352,7 @@ fn resident(reps: usize, row_list: &[usize]) {
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
-    for (place, n, k) in [("L1", 16usize, 256usize), ("L2", 64, 768)] {
+    for (place, n, k) in [("L1", 16usize, 256usize), ("L2", 64, 768), ("L2", 24, 2048)] {
         let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let wp = pack(&w, n, k, 0f32);
         let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();

@@ -148,7 +148,9 @@ mod tune;
 pub use layout::{pack, pack_bf16, packed_index, packed_index_bf16, packed_len};
 #[cfg(target_arch = "x86_64")]
 use tune::prefetch;
-pub use tune::{tuning, Tuning};
+pub use tune::{
+    candidate, compose, known_tables, search_space, set_tuning, tuning, Tuning, SPEC_KEYS,
+};
 use tune::{PF_NTA, PF_T0, PF_T1, PF_T1_EVERY};
 
 /// Columns (weight rows) per micro-kernel tile.
@@ -471,10 +473,11 @@ fn gemm_run(
     // A call in which some row block runs paired gets a number of its own: each thread that
     // runs one of its tasks builds its own paired copy of the inputs once for that number
     // (`task`), so that no thread waits for another's copy or reads it from another core.
+    let tuned = tuning();
     let paired = |mr: usize| match w {
-        WRef::F32Packed(_) => pairs_block::<f32>(isa, &pairing, rows, mr),
-        WRef::BF16Packed(_) => pairs_block::<bf16>(isa, &pairing, rows, mr),
-        WRef::F16Packed(_) => pairs_block::<f16>(isa, &pairing, rows, mr),
+        WRef::F32Packed(_) => pairs_block::<f32>(&tuned, isa, &pairing, rows, mr),
+        WRef::BF16Packed(_) => pairs_block::<bf16>(&tuned, isa, &pairing, rows, mr),
+        WRef::F16Packed(_) => pairs_block::<f16>(&tuned, isa, &pairing, rows, mr),
         _ => false,
     };
     let pair_call = if k >= pairing.min_k && row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
@@ -503,6 +506,7 @@ fn gemm_run(
                 bias,
                 out: ptr,
                 pairing,
+                t: tuned,
                 pair_call,
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
@@ -543,9 +547,9 @@ fn row_blocks(rows: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
 /// least `f32_min_tile_rows` rows on AVX-512. The padding rows repeat the last input row and
 /// are neither summed into nor stored with the real rows, so the bits do not change;
 /// measured faster ([`tuning`]). 0: no padding.
-fn pad_rows<W: Elem>(isa: Variant, rows: usize, mr: usize) -> usize {
+fn pad_rows<W: Elem>(t: &Tuning, isa: Variant, rows: usize, mr: usize) -> usize {
     if W::BYTES == 4 && isa == Variant::Avx512 && mr > 2 && rows <= isa.mr() {
-        tuning().f32_min_tile_rows.min(MR_WIDE)
+        t.f32_min_tile_rows.min(MR_WIDE)
     } else {
         0
     }
@@ -555,11 +559,17 @@ fn pad_rows<W: Elem>(isa: Variant, rows: usize, mr: usize) -> usize {
 /// weights of type `W` takes its inputs in pairs ([`avx512::tile_paired`]): AVX-512, at least
 /// [`Pairing::min_rows`] rows, and not padded; packed f32 only in calls of several row
 /// blocks, whose later passes over a column block pair (`task`).
-fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize) -> bool {
+fn pairs_block<W: Elem>(
+    t: &Tuning,
+    isa: Variant,
+    pairing: &Pairing,
+    rows: usize,
+    mr: usize,
+) -> bool {
     cfg!(target_arch = "x86_64")
         && isa == Variant::Avx512
         && mr >= pairing.min_rows::<W>()
-        && pad_rows::<W>(isa, rows, mr) <= mr
+        && pad_rows::<W>(t, isa, rows, mr) <= mr
         && (W::BYTES != 4 || rows > isa.mr())
 }
 
@@ -567,8 +577,7 @@ fn pairs_block<W: Elem>(isa: Variant, pairing: &Pairing, rows: usize, mr: usize)
 /// [`Tuning::half_stream_pf_bytes`] for half precision in a call of one row block (`single`)
 /// and [`Tuning::f32_multi_pf_bytes`] for f32 in a call of several, where set, else
 /// [`Tuning::pf_packed_bytes`].
-fn pf_bytes<W: Elem>(single: bool) -> usize {
-    let t = tuning();
+fn pf_bytes<W: Elem>(t: &Tuning, single: bool) -> usize {
     if W::BYTES == 2 && single && t.half_stream_pf_bytes > 0 {
         t.half_stream_pf_bytes
     } else if W::BYTES == 4 && !single && t.f32_multi_pf_bytes > 0 {
@@ -591,6 +600,9 @@ struct Args<'a> {
     out: OutPtr,
     /// Which AVX-512 row blocks take their inputs in pairs ([`avx512::tile_paired`]).
     pairing: Pairing,
+    /// The call's tuning, read once when it starts ([`set_tuning`] may change the global one
+    /// meanwhile; every task of the call must agree, e.g. on which blocks pair).
+    t: Tuning,
     /// The call's number where some row block pairs (each thread builds its paired copy of
     /// the inputs once per number, [`PAIRS`]); 0: no row block pairs.
     pair_call: u64,
@@ -766,12 +778,13 @@ unsafe fn write_tile(
 unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let k = a.k;
     let kb = k / 8 * 8;
-    let cb = (tuning().block_bytes / (k * W::BYTES).max(1) / NR).max(1) * NR;
+    let t = &a.t;
+    let cb = (t.block_bytes / (k * W::BYTES).max(1) / NR).max(1) * NR;
     // One row block: the weights are streamed once and not needed again (module docs).
     let nta = PACKED && a.rows <= a.isa.mr();
     let pad_to = |mr: usize| {
         if PACKED {
-            pad_rows::<W>(a.isa, a.rows, mr)
+            pad_rows::<W>(t, a.isa, a.rows, mr)
         } else {
             0
         }
@@ -784,7 +797,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let paired = |r: usize, mr: usize| {
         PACKED
             && a.pair_call != 0
-            && pairs_block::<W>(a.isa, &a.pairing, a.rows, mr)
+            && pairs_block::<W>(t, a.isa, &a.pairing, a.rows, mr)
             && (W::BYTES != 4 || r > 0)
     };
     let mut slot = PairSlot::default();
@@ -810,18 +823,18 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // k = 2048; f32 at 32 rows 64 → 47 GFLOP/s), so f32 skips it.
             // Half-precision calls whose inputs no longer stay in L1 beside the stream
             // prefetch ahead whatever their row count ([`Tuning::no_prefetch_max_x_bytes`]).
-            let no_pf_rows = if W::BYTES == 2 && a.rows * k * 4 > tuning().no_prefetch_max_x_bytes {
+            let no_pf_rows = if W::BYTES == 2 && a.rows * k * 4 > t.no_prefetch_max_x_bytes {
                 0
             } else if W::BYTES == 4 {
-                tuning().f32_no_prefetch_rows
+                t.f32_no_prefetch_rows
             } else {
-                tuning().no_prefetch_rows
+                t.no_prefetch_rows
             };
             // The second row block of a column block finds the block in L2 and is bound by
             // its FMAs; it prefetches the next column block (the same offsets, `c1 - c0`
             // columns further on) so that memory works while the FMAs do ([`tuning`]).
             let next_block = PACKED
-                && tuning().prefetch_next_block
+                && t.prefetch_next_block
                 && r > 0
                 && r == row_block(a.rows, a.isa.mr())
                 && c1 < a.n1;
@@ -838,7 +851,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 // keeps the streamed lines out of L2 and L3 (no victim traffic).
                 0
             } else if stream_ahead {
-                pf_bytes::<W>(nta) / W::BYTES
+                pf_bytes::<W>(t, nta) / W::BYTES
             } else if r == 0 || W::BYTES == 2 {
                 NR * k + PF_BYTES / W::BYTES
             } else {
@@ -854,7 +867,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             let hint = if next_block {
                 PF_T1_EVERY
             } else if !PACKED {
-                if tuning().row_major_l2_prefetch && a.rows > 2 {
+                if t.row_major_l2_prefetch && a.rows > 2 {
                     PF_T1
                 } else {
                     PF_T0
@@ -865,7 +878,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 } else {
                     PF_T0
                 }
-            } else if tuning().l2_prefetch {
+            } else if t.l2_prefetch {
                 PF_T1
             } else if nta {
                 PF_NTA
@@ -893,7 +906,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             let panels = kb.div_ceil(kp).max(1);
             let block_tiles = (c1 - c0).div_ceil(NR);
             let chunk_pf = panels > 1 && stream_ahead;
-            let chunks_ahead = pf_bytes::<W>(nta).div_ceil(kp * NR * W::BYTES).max(1);
+            let chunks_ahead = pf_bytes::<W>(t, nta).div_ceil(kp * NR * W::BYTES).max(1);
             // This thread's saved lanes, one set per tile of the block (grown once, kept).
             let mut spans = Vec::new();
             if panels > 1 {

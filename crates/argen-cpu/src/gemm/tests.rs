@@ -325,3 +325,111 @@ fn result_is_close_to_exact_arithmetic() {
         }
     }
 }
+
+#[test]
+fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
+    for t in [tuning(), Tuning::generic()] {
+        assert_eq!(Tuning::generic().with_spec(&t.spec()).unwrap(), t);
+    }
+    let g = Tuning::generic();
+    assert_eq!(g.with_spec("").unwrap(), g);
+    assert_eq!(g.with_spec(" , base=generic,").unwrap(), g);
+    let u = g.with_spec("pf_packed_bytes=4096, l2_prefetch=1").unwrap();
+    assert_eq!((u.pf_packed_bytes, u.l2_prefetch), (4096, true));
+    for (bad, why) in [
+        ("pf_packed_bytes", "not key=value"),
+        ("no_such_key=1", "unknown kernel tuning key"),
+        ("pf_packed_bytes=-1", "not a whole number"),
+        ("l2_prefetch=2", "a switch is 0 or 1"),
+    ] {
+        let e = g.with_spec(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    // Every key of the search space is a key, and every value it tries is accepted.
+    for (dtype, t) in [("f32", g), ("f32", tuning()), ("bf16", g), ("f16", g)] {
+        for (key, values) in search_space(&t, dtype, 2) {
+            assert!(SPEC_KEYS.contains(&key), "{key}");
+            for v in values {
+                g.with_spec(&format!("{key}={v}")).unwrap();
+            }
+        }
+    }
+}
+
+/// The kernel calibration swaps the global tuning while GEMMs may run on other threads: any
+/// tuning from its search space, set at any time, gives the documented bits (every call reads
+/// the tuning once, so its tasks agree on how to split the work).
+#[test]
+fn every_calibration_candidate_gives_the_documented_bits() {
+    let before = tuning();
+    let mut r = rng(41);
+    let (k, n) = (769, 37);
+    let x: Vec<f32> = (0..17 * k).map(|_| r()).collect();
+    let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
+    let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+    let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+    let (wbp, whp, w32p) = (
+        pack_bf16(&wb, n, k),
+        pack(&wh, n, k, f16::ZERO),
+        pack(&w32, n, k, 0f32),
+    );
+    let cases: [(WRef<'_>, Vec<f32>, &str); 4] = [
+        (WRef::F32(&w32), w32.clone(), "f32"),
+        (WRef::F32Packed(&w32p), w32.clone(), "f32"),
+        (
+            WRef::BF16Packed(&wbp),
+            wb.iter().map(|v| v.to_f32()).collect(),
+            "bf16",
+        ),
+        (
+            WRef::F16Packed(&whp),
+            wh.iter().map(|v| v.to_f32()).collect(),
+            "f16",
+        ),
+    ];
+    let pools: Vec<(Workers, usize)> = [(1, 1), (3, 6)]
+        .iter()
+        .map(|&(t, tasks)| (Workers::new(t).unwrap(), tasks))
+        .collect();
+    let mut pick = 0x9E37_79B9_7F4A_7C15u64;
+    for (wref, wide, dtype) in &cases {
+        let want: Vec<f32> = (0..17 * n)
+            .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
+            .collect();
+        // Both f32 layouts' settings (`pack_f32_max_k` between GPT-B's k = 768 and 2048).
+        let both = Tuning {
+            pack_f32_max_k: 1024,
+            ..before
+        };
+        let space = search_space(&both, dtype, 3);
+        // Each value of each key once, over a random base drawn from the space.
+        for (key, values) in &space {
+            for &v in values {
+                let mut t = before;
+                for (other, vals) in &space {
+                    pick ^= pick << 13;
+                    pick ^= pick >> 7;
+                    pick ^= pick << 17;
+                    t.set(other, vals[(pick % vals.len() as u64) as usize]);
+                }
+                t.set(key, v);
+                set_tuning(t);
+                assert_eq!(tuning(), t);
+                for (pool, tasks) in &pools {
+                    for rows in [1, 2, 3, 8, 9, 17] {
+                        let mut out = vec![f32::NAN; rows * n];
+                        gemm(pool, *tasks, &x, rows, k, *wref, n, None, &mut out);
+                        for e in 0..rows * n {
+                            assert_eq!(
+                                out[e].to_bits(),
+                                want[e].to_bits(),
+                                "{t:?} {wref:?} rows={rows} tasks={tasks} element {e}",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    set_tuning(before);
+}

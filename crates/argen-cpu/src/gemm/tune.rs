@@ -4,6 +4,8 @@
 #[cfg(target_arch = "x86_64")]
 use super::{best_variant, Variant};
 use super::{BLOCK_BYTES, PF_PACKED_BYTES};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 /// Speed-only choices per microarchitecture (results are the same bits whatever they are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,6 +439,18 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// and 16 ranges measured slower than 4 (state-matched bf16 step 1.31–1.47× against
 /// 1.16–1.23×).
 ///
+/// Session 15 (the same Zen 5): the table is no longer the only way in. `argen calibrate
+/// --kernels` (`argen_engine::kernel_tune`) scores the table's entries ([`known_tables`]) and
+/// then one setting at a time ([`search_space`], [`candidate`]) on the model itself, and
+/// records its choice in the model's cost profile, which [`compose`] and [`set_tuning`] apply
+/// in later processes; a GEMM reads the tuning once per call, so a change while calls run
+/// cannot split one call between two tunings. On this Zen 5, GPT-B from [`Tuning::generic`]
+/// (what a CPU the table does not name gets): one core, bf16, calls of 2 / 8 / 16 rows 6.87 /
+/// 15.90 / 24.64 → 5.54 / 8.62 / 16.62 ms; f32 (row-major in the generic entry) 13.97 / 13.41
+/// / 22.50 ms, packed and tuned 10.48 / 13.47 / 20.85 ms
+/// (`docs/results/session15/kernel-tune/`). Rejected the same session: a packed-f32 kernel
+/// broadcasting the weights instead of the inputs (`docs/runtime-performance.md`).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
@@ -445,45 +459,328 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
-/// `block_bytes=N`, `tasks_per_thread=N` (`pack_f32_max_k` is fixed, as it decides the stored layout);
-/// malformed entries are ignored.
+/// `block_bytes=N`, `tasks_per_thread=N`, `pack_f32_max_k=N` (read when a model loads: it
+/// decides the stored layout of its f32 matrices); malformed entries are ignored;
+/// `base=generic` starts from [`Tuning::generic`] instead of this CPU's table. A kernel calibration stored in a cost profile ([`compose`], [`set_tuning`])
+/// replaces the table, and these overrides still win over it.
 pub fn tuning() -> Tuning {
-    static T: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
-    *T.get_or_init(|| {
-        let mut t = cpu_tuning();
-        if let Ok(spec) = std::env::var("ARGEN_GEMM_TUNING") {
-            for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
-                let Ok(v) = value.trim().parse::<usize>() else {
-                    continue;
-                };
-                match key.trim() {
-                    "no_prefetch_rows" => t.no_prefetch_rows = v,
-                    "no_prefetch_max_x_bytes" => t.no_prefetch_max_x_bytes = v,
-                    "pf_packed_bytes" => t.pf_packed_bytes = v,
-                    "half_stream_pf_bytes" => t.half_stream_pf_bytes = v,
-                    "f32_multi_pf_bytes" => t.f32_multi_pf_bytes = v,
-                    "f32_no_prefetch_rows" => t.f32_no_prefetch_rows = v,
-                    "l2_prefetch" => t.l2_prefetch = v != 0,
-                    "row_major_l2_prefetch" => t.row_major_l2_prefetch = v != 0,
-                    "f32_prefetch_every" => t.f32_prefetch_every = v,
-                    "f32_min_tile_rows" => t.f32_min_tile_rows = v,
-                    "prefetch_next_block" => t.prefetch_next_block = v != 0,
-                    "attn_prefetch" => t.attn_prefetch = v != 0,
-                    "f16_paired_min_rows" => t.f16_paired_min_rows = v,
-                    "bf16_paired_min_rows" => t.bf16_paired_min_rows = v,
-                    "f32_paired_min_rows" => t.f32_paired_min_rows = v,
-                    "paired_xswap_max_rows" => t.paired_xswap_max_rows = v,
-                    "paired_min_k" => t.paired_min_k = v,
-                    "panel_min_x_bytes" => t.panel_min_x_bytes = v,
-                    "panel_x_bytes" => t.panel_x_bytes = v,
-                    "block_bytes" => t.block_bytes = v,
-                    "tasks_per_thread" => t.tasks_per_thread = v,
-                    _ => {}
+    let p = CURRENT.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: every pointer stored in CURRENT comes from `interned`, which leaks its
+        // boxes: they are valid and never written for the rest of the process.
+        return unsafe { *p };
+    }
+    let t = interned(env_overrides(env_base()));
+    // A racing first call may have stored its own (equal) tuning first: either is fine.
+    let _ = CURRENT.compare_exchange(
+        std::ptr::null_mut(),
+        t as *const Tuning as *mut Tuning,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    // SAFETY: as above.
+    unsafe { *CURRENT.load(Ordering::Acquire) }
+}
+
+/// Makes `t` the tuning of every GEMM that starts from now on (a call already running keeps
+/// the tuning it started with, [`super::gemm`] reads it once per call). Speed only: the
+/// results are the same bits whatever the tuning. Used by the kernel calibration
+/// (`argen calibrate --kernels`) and to apply a stored one ([`compose`]).
+///
+/// Each distinct tuning ever set is kept for the rest of the process (a reader may still be
+/// copying the previous one), so setting a handful of candidates repeatedly costs no memory
+/// beyond one copy each.
+pub fn set_tuning(t: Tuning) {
+    CURRENT.store(
+        interned(t) as *const Tuning as *mut Tuning,
+        Ordering::Release,
+    );
+}
+
+/// The tuning in force ([`tuning`]); null until the first call.
+static CURRENT: AtomicPtr<Tuning> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The process-lifetime copy of `t`: an earlier one equal to it, or a new, leaked one.
+fn interned(t: Tuning) -> &'static Tuning {
+    static ALL: Mutex<Vec<&'static Tuning>> = Mutex::new(Vec::new());
+    let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&old) = all.iter().find(|&&o| *o == t) {
+        return old;
+    }
+    let new: &'static Tuning = Box::leak(Box::new(t));
+    all.push(new);
+    new
+}
+
+/// The table [`tuning`] starts from: this CPU model's, or [`Tuning::generic`] where
+/// `ARGEN_GEMM_TUNING` holds `base=generic` (to calibrate from the table an unknown CPU
+/// gets, on a known one).
+fn env_base() -> Tuning {
+    let generic = std::env::var("ARGEN_GEMM_TUNING").is_ok_and(|spec| {
+        spec.split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .any(|(k, v)| k.trim() == "base" && v.trim() == "generic")
+    });
+    if generic {
+        Tuning::generic()
+    } else {
+        cpu_tuning()
+    }
+}
+
+/// `t` with the `ARGEN_GEMM_TUNING` overrides applied (malformed or unknown entries ignored,
+/// [`tuning`]).
+fn env_overrides(mut t: Tuning) -> Tuning {
+    if let Ok(spec) = std::env::var("ARGEN_GEMM_TUNING") {
+        for (key, value) in spec.split(',').filter_map(|kv| kv.split_once('=')) {
+            let key = key.trim();
+            if let Ok(v) = value.trim().parse::<usize>() {
+                t.set(key, v);
+            }
+        }
+    }
+    t
+}
+
+/// The tuning for a stored calibration `spec` ([`Tuning::spec`]): this CPU's table (or the
+/// generic one, `base=generic`), then `spec`, then the `ARGEN_GEMM_TUNING` overrides, which
+/// win. Errors name a malformed entry or unknown key.
+pub fn compose(spec: &str) -> Result<Tuning, String> {
+    Ok(env_overrides(env_base().with_spec(spec)?))
+}
+
+/// Declares the keys of [`Tuning::spec`]: each field's name, and whether it is a count
+/// (`usize`) or a switch (`bool`, written 0 or 1).
+macro_rules! spec_keys {
+    ($($f:ident: $kind:ident),* $(,)?) => {
+        /// Every key of [`Tuning::spec`], in its order.
+        pub const SPEC_KEYS: &[&str] = &[$(stringify!($f)),*];
+
+        impl Tuning {
+            /// The value of `key` (a switch as 0 or 1); `None`: no such key.
+            pub fn get(&self, key: &str) -> Option<usize> {
+                match key {
+                    $(stringify!($f) => Some(spec_keys!(@get self.$f, $kind)),)*
+                    _ => None,
+                }
+            }
+
+            /// Sets `key` to `v` (a switch: on unless 0); false: no such key.
+            pub fn set(&mut self, key: &str, v: usize) -> bool {
+                match key {
+                    $(stringify!($f) => {
+                        spec_keys!(@set self.$f, $kind, v);
+                        true
+                    })*
+                    _ => false,
+                }
+            }
+
+            /// Whether `key` is a switch.
+            fn is_switch(key: &str) -> bool {
+                match key {
+                    $(stringify!($f) => spec_keys!(@switch $kind),)*
+                    _ => false,
                 }
             }
         }
-        t
-    })
+    };
+    (@get $e:expr, usize) => { $e };
+    (@get $e:expr, bool) => { usize::from($e) };
+    (@set $e:expr, usize, $v:expr) => { $e = $v };
+    (@set $e:expr, bool, $v:expr) => { $e = $v != 0 };
+    (@switch usize) => { false };
+    (@switch bool) => { true };
+}
+
+// `pack_f32_max_k` decides the stored layout of a model's f32 matrices when the model loads
+// ([`crate::Cpu`]): a change reaches only models loaded after it (both layouts give the same
+// bits), so a calibration tries it by loading the model again, and a stored tuning is applied
+// before the model loads.
+spec_keys! {
+    pack_f32_max_k: usize,
+    no_prefetch_rows: usize,
+    no_prefetch_max_x_bytes: usize,
+    pf_packed_bytes: usize,
+    half_stream_pf_bytes: usize,
+    f32_multi_pf_bytes: usize,
+    f32_no_prefetch_rows: usize,
+    l2_prefetch: bool,
+    row_major_l2_prefetch: bool,
+    f32_prefetch_every: usize,
+    f32_min_tile_rows: usize,
+    prefetch_next_block: bool,
+    f16_paired_min_rows: usize,
+    bf16_paired_min_rows: usize,
+    f32_paired_min_rows: usize,
+    paired_xswap_max_rows: usize,
+    paired_min_k: usize,
+    panel_min_x_bytes: usize,
+    panel_x_bytes: usize,
+    block_bytes: usize,
+    tasks_per_thread: usize,
+    attn_prefetch: bool,
+}
+
+impl Tuning {
+    /// Every key ([`SPEC_KEYS`]) as `key=value`, comma-separated: the form
+    /// `ARGEN_GEMM_TUNING` and [`Tuning::with_spec`] read, and a cost profile stores.
+    pub fn spec(&self) -> String {
+        SPEC_KEYS
+            .iter()
+            .map(|k| format!("{k}={}", self.get(k).unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `self` with the entries of `spec` (comma-separated `key=value`, any subset of
+    /// [`SPEC_KEYS`]; empty entries skipped). Errors name an entry that is not `key=value`, an
+    /// unknown key, a value that is not a count, or a switch that is not 0 or 1.
+    pub fn with_spec(mut self, spec: &str) -> Result<Tuning, String> {
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((key, value)) = entry.split_once('=') else {
+                return Err(format!("kernel tuning entry {entry:?} is not key=value"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if key == "base" {
+                continue;
+            }
+            let v: usize = value
+                .parse()
+                .map_err(|_| format!("kernel tuning {key}={value:?}: not a whole number"))?;
+            if Tuning::is_switch(key) && v > 1 {
+                return Err(format!("kernel tuning {key}={v}: a switch is 0 or 1"));
+            }
+            if !self.set(key, v) {
+                return Err(format!(
+                    "unknown kernel tuning key {key:?} (known: {})",
+                    SPEC_KEYS.join(", ")
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The table of a CPU without an entry of its own (module docs): no pairing, panels or
+    /// packed f32, 1 KiB prefetch, four ranges per thread.
+    pub fn generic() -> Tuning {
+        Tuning {
+            no_prefetch_rows: 0,
+            no_prefetch_max_x_bytes: usize::MAX,
+            pf_packed_bytes: PF_PACKED_BYTES,
+            half_stream_pf_bytes: 0,
+            f32_multi_pf_bytes: 0,
+            f32_no_prefetch_rows: 0,
+            pack_f32_max_k: 0,
+            l2_prefetch: false,
+            row_major_l2_prefetch: false,
+            f32_prefetch_every: 1,
+            f32_min_tile_rows: 0,
+            prefetch_next_block: false,
+            f16_paired_min_rows: usize::MAX,
+            bf16_paired_min_rows: usize::MAX,
+            f32_paired_min_rows: usize::MAX,
+            paired_xswap_max_rows: 0,
+            paired_min_k: usize::MAX,
+            panel_min_x_bytes: usize::MAX,
+            panel_x_bytes: usize::MAX,
+            block_bytes: BLOCK_BYTES,
+            tasks_per_thread: 4,
+            // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
+            // be read costs a few instructions at worst.
+            attn_prefetch: true,
+        }
+    }
+}
+
+/// `base` with `key` set to `value`, and the settings that only take effect together with it
+/// made effective: a pairing threshold turned on where no call is long enough to pair
+/// ([`Tuning::paired_min_k`] "never") also lets calls of 512 or more columns pair, and panels
+/// turned on where a panel may hold every input ([`Tuning::panel_x_bytes`] "never") get
+/// 16 KiB panels — so that a coordinate search (one key at a time) can reach them.
+pub fn candidate(base: &Tuning, key: &str, value: usize) -> Tuning {
+    let mut t = *base;
+    t.set(key, value);
+    let pairs = [
+        "f16_paired_min_rows",
+        "bf16_paired_min_rows",
+        "f32_paired_min_rows",
+    ];
+    if pairs.contains(&key) && value != usize::MAX && t.paired_min_k == usize::MAX {
+        t.paired_min_k = 512;
+    }
+    if key == "panel_min_x_bytes" && value != usize::MAX && t.panel_x_bytes == usize::MAX {
+        t.panel_x_bytes = 16 << 10;
+    }
+    t
+}
+
+/// The values a kernel calibration tries for each key that can matter to a model with
+/// `dtype` weights (`"f32"`, `"bf16"` or `"f16"`) stored as `t` says (the f32 layout) on
+/// `threads` threads, the current value included or not: prefetch distances and kinds,
+/// pairing, panels, column blocks, ranges per thread; a setting that acts only with another
+/// one (the panel size with panels, the pairing details with pairing, the input-size limit
+/// with the no-prefetch rows) only where that one is on in `t` ([`candidate`] turns them on
+/// together). Every choice is speed-only.
+pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static str, Vec<usize>)> {
+    const NEVER: usize = usize::MAX;
+    let f32 = dtype == "f32";
+    // Which f32 layouts `t` stores ([`Tuning::pack_f32_max_k`]): the settings of the other
+    // cannot matter.
+    let f32_packed = f32 && t.pack_f32_max_k > 0;
+    let f32_row_major = f32 && t.pack_f32_max_k < NEVER;
+    let pair_key = match dtype {
+        "f32" => "f32_paired_min_rows",
+        "bf16" => "bf16_paired_min_rows",
+        _ => "f16_paired_min_rows",
+    };
+    let pairs = t.get(pair_key) != Some(NEVER) && (!f32 || f32_packed);
+    let mut v: Vec<(&'static str, Vec<usize>)> = vec![
+        (
+            "pf_packed_bytes",
+            vec![1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10],
+        ),
+        ("l2_prefetch", vec![0, 1]),
+        ("prefetch_next_block", vec![0, 1]),
+        ("panel_min_x_bytes", vec![32 << 10, NEVER]),
+        ("block_bytes", vec![96 << 10, 192 << 10, 384 << 10]),
+        ("attn_prefetch", vec![0, 1]),
+    ];
+    if t.panel_min_x_bytes != NEVER {
+        v.push(("panel_x_bytes", vec![8 << 10, 16 << 10]));
+    }
+    if f32_packed {
+        v.extend([
+            ("f32_multi_pf_bytes", vec![0, 8 << 10, 16 << 10, 32 << 10]),
+            ("f32_no_prefetch_rows", vec![0, 2]),
+            ("f32_prefetch_every", vec![1, 16, 256]),
+            ("f32_min_tile_rows", vec![0, 6, 8]),
+            (pair_key, vec![2, NEVER]),
+        ]);
+    }
+    if f32_row_major {
+        v.push(("row_major_l2_prefetch", vec![0, 1]));
+    }
+    if !f32 {
+        v.extend([
+            ("half_stream_pf_bytes", vec![0, 8 << 10, 12 << 10, 16 << 10]),
+            ("no_prefetch_rows", vec![0, 2]),
+            (pair_key, vec![2, 4, NEVER]),
+        ]);
+        if t.no_prefetch_rows > 0 {
+            v.push(("no_prefetch_max_x_bytes", vec![12 << 10, NEVER]));
+        }
+        if pairs {
+            v.push(("paired_xswap_max_rows", vec![0, 3]));
+        }
+    }
+    if pairs {
+        v.push(("paired_min_k", vec![0, 512, NEVER]));
+    }
+    if threads > 1 {
+        v.push(("tasks_per_thread", vec![1, 2, 4]));
+    }
+    v
 }
 
 /// The x86 display family (CPUID leaf 1: base family, plus the extended family when the
@@ -501,6 +798,71 @@ fn cpu_family() -> u32 {
     }
 }
 
+/// The AMD Zen 4 entry of the table (family 19h with AVX-512; the measurements in
+/// [`tuning`]).
+fn zen4() -> Tuning {
+    Tuning {
+        no_prefetch_rows: 2,
+        no_prefetch_max_x_bytes: 12 << 10,
+        pf_packed_bytes: 16 << 10,
+        half_stream_pf_bytes: 0,
+        f32_multi_pf_bytes: 0,
+        f32_no_prefetch_rows: 2,
+        pack_f32_max_k: usize::MAX,
+        l2_prefetch: true,
+        row_major_l2_prefetch: true,
+        f32_prefetch_every: 16,
+        f32_min_tile_rows: 6,
+        prefetch_next_block: true,
+        attn_prefetch: true,
+        f16_paired_min_rows: 2,
+        bf16_paired_min_rows: 2,
+        f32_paired_min_rows: usize::MAX,
+        paired_xswap_max_rows: 3,
+        paired_min_k: 512,
+        panel_min_x_bytes: usize::MAX,
+        panel_x_bytes: usize::MAX,
+        block_bytes: BLOCK_BYTES,
+        tasks_per_thread: 4,
+    }
+}
+
+/// The AMD Zen 5 entry (family 1Ah and later): 1–2-row calls prefetch too (half precision
+/// since session 12, f32 since session 13), 8 KiB ahead, and one-row-block calls
+/// non-temporally; packed f32 pairs on the passes that find the column block in L2 (session
+/// 12); long inputs run in k-panels (session 13, [`tuning`]); f32 calls of several row blocks
+/// prefetch 16 KiB ahead, and multi-threaded calls run two column ranges per thread (session
+/// 14).
+fn zen5() -> Tuning {
+    Tuning {
+        no_prefetch_rows: 0,
+        f32_no_prefetch_rows: 0,
+        f32_prefetch_every: 256,
+        f32_min_tile_rows: 8,
+        pf_packed_bytes: 8 << 10,
+        half_stream_pf_bytes: 12 << 10,
+        f32_multi_pf_bytes: 16 << 10,
+        l2_prefetch: false,
+        f32_paired_min_rows: 2,
+        panel_min_x_bytes: 32 << 10,
+        panel_x_bytes: 16 << 10,
+        tasks_per_thread: 2,
+        ..zen4()
+    }
+}
+
+/// Every entry of the table, by name (`generic`, `zen4`, `zen5`): a kernel calibration scores
+/// each whole before it searches one setting at a time, so that a CPU the table does not name
+/// starts from the entry of its nearest relative. Speed-only, like every tuning: any entry is
+/// correct on any CPU.
+pub fn known_tables() -> [(&'static str, Tuning); 3] {
+    [
+        ("generic", Tuning::generic()),
+        ("zen4", zen4()),
+        ("zen5", zen5()),
+    ]
+}
+
 /// [`tuning`] by CPU model alone.
 fn cpu_tuning() -> Tuning {
     #[cfg(target_arch = "x86_64")]
@@ -511,81 +873,8 @@ fn cpu_tuning() -> Tuning {
         let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
         let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
         if amd && best_variant() == Variant::Avx512 {
-            let zen4 = Tuning {
-                no_prefetch_rows: 2,
-                no_prefetch_max_x_bytes: 12 << 10,
-                pf_packed_bytes: 16 << 10,
-                half_stream_pf_bytes: 0,
-                f32_multi_pf_bytes: 0,
-                f32_no_prefetch_rows: 2,
-                pack_f32_max_k: usize::MAX,
-                l2_prefetch: true,
-                row_major_l2_prefetch: true,
-                f32_prefetch_every: 16,
-                f32_min_tile_rows: 6,
-                prefetch_next_block: true,
-                attn_prefetch: true,
-                f16_paired_min_rows: 2,
-                bf16_paired_min_rows: 2,
-                f32_paired_min_rows: usize::MAX,
-                paired_xswap_max_rows: 3,
-                paired_min_k: 512,
-                panel_min_x_bytes: usize::MAX,
-                panel_x_bytes: usize::MAX,
-                block_bytes: BLOCK_BYTES,
-                tasks_per_thread: 4,
-            };
-            // Zen 5 (family 1Ah) and later: 1–2-row calls prefetch too (half precision since
-            // session 12, f32 since session 13), 8 KiB ahead, and one-row-block calls
-            // non-temporally; packed f32 pairs on the passes that find the column block in
-            // L2 (session 12); long inputs run in k-panels (session 13, [`tuning`]); f32
-            // calls of several row blocks prefetch 16 KiB ahead, and multi-threaded calls run
-            // two column ranges per thread (session 14).
-            return if cpu_family() >= 0x1a {
-                Tuning {
-                    no_prefetch_rows: 0,
-                    f32_no_prefetch_rows: 0,
-                    f32_prefetch_every: 256,
-                    f32_min_tile_rows: 8,
-                    pf_packed_bytes: 8 << 10,
-                    half_stream_pf_bytes: 12 << 10,
-                    f32_multi_pf_bytes: 16 << 10,
-                    l2_prefetch: false,
-                    f32_paired_min_rows: 2,
-                    panel_min_x_bytes: 32 << 10,
-                    panel_x_bytes: 16 << 10,
-                    tasks_per_thread: 2,
-                    ..zen4
-                }
-            } else {
-                zen4
-            };
+            return if cpu_family() >= 0x1a { zen5() } else { zen4() };
         }
     }
-    Tuning {
-        no_prefetch_rows: 0,
-        no_prefetch_max_x_bytes: usize::MAX,
-        pf_packed_bytes: PF_PACKED_BYTES,
-        half_stream_pf_bytes: 0,
-        f32_multi_pf_bytes: 0,
-        f32_no_prefetch_rows: 0,
-        pack_f32_max_k: 0,
-        l2_prefetch: false,
-        row_major_l2_prefetch: false,
-        f32_prefetch_every: 1,
-        f32_min_tile_rows: 0,
-        prefetch_next_block: false,
-        f16_paired_min_rows: usize::MAX,
-        bf16_paired_min_rows: usize::MAX,
-        f32_paired_min_rows: usize::MAX,
-        paired_xswap_max_rows: 0,
-        paired_min_k: usize::MAX,
-        panel_min_x_bytes: usize::MAX,
-        panel_x_bytes: usize::MAX,
-        block_bytes: BLOCK_BYTES,
-        tasks_per_thread: 4,
-        // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
-        // be read costs a few instructions at worst.
-        attn_prefetch: true,
-    }
+    Tuning::generic()
 }
