@@ -192,6 +192,12 @@ pub struct CalibrateArgs {
     /// its clock.
     #[arg(long, value_enum, default_value = "wall")]
     pub clock: ClockArg,
+    /// First tune the CPU kernels' speed-only settings (prefetch, pairing, panels, blocks)
+    /// for this machine by timing the model, then measure the profile under them and record
+    /// them in it; `argen generate` and `argen bench` apply them on this CPU. Results are the
+    /// same bits whatever the settings. CPU device only.
+    #[arg(long)]
+    pub kernels: bool,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,

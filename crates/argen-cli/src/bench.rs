@@ -375,6 +375,7 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     };
     match a.device {
         DeviceArg::Cpu => {
+            crate::calibrate::apply_kernel_tuning(&dir.dir);
             let cpu = Cpu::new(a.threads).map_err(|e| e.to_string())?;
             let threads = cpu.threads();
             run_on(&plan, &cpu, "cpu".into(), threads)

@@ -295,6 +295,7 @@ fn run_on_device(
 ) -> Result<Generation, String> {
     match a.device {
         DeviceArg::Cpu => {
+            crate::calibrate::apply_kernel_tuning(&dir.dir);
             let fast = a.fast_kernels || argen_cpu::fast_kernels_from_env();
             let cpu = Cpu::with_fast_kernels(a.threads, fast).map_err(|e| e.to_string())?;
             run_on(a, Engine::with_compute(dir, cpu)?, input, mode)

@@ -770,3 +770,96 @@ fn draft_auto_replays_with_the_recorded_profile() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
 }
+
+/// `argen calibrate --kernels` tunes the CPU kernels and records the tuning in the profile;
+/// `argen generate` applies it on this CPU and writes the same bits as without it; a malformed
+/// recorded tuning is a warning that names it, never a failure.
+#[test]
+fn calibrate_kernels_records_a_tuning_that_keeps_the_bits() {
+    let dir = tiny_copy("kernels", None);
+    let bare = tiny_copy("kernels-bare", None);
+    let out = argen(&[
+        "calibrate",
+        "--kernels",
+        "--model",
+        &dir,
+        "--threads",
+        "1",
+        "--rows",
+        "1,2",
+        "--budget",
+        "0.05",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{e}");
+    assert!(
+        e.contains("tuning the kernels") && e.contains("kernels tuned"),
+        "{e}"
+    );
+    let path = Path::new(&dir).join("cost-profile.json");
+    let mut f: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let spec = f["kernel_tuning"]
+        .as_str()
+        .expect("a recorded tuning")
+        .to_string();
+    assert!(
+        spec.contains("pf_packed_bytes=") && spec.contains("tasks_per_thread="),
+        "{spec}"
+    );
+    let run = |d: &str, tag: &str| {
+        let (png, tokens) = (
+            tmp(&format!("{tag}.png")).display().to_string(),
+            tmp(&format!("{tag}.tok.json")).display().to_string(),
+        );
+        let out = argen(&[
+            "generate",
+            "--model",
+            d,
+            "--class",
+            "4",
+            "--method",
+            "sd",
+            "--seed",
+            "5",
+            "--threads",
+            "2",
+            "--out",
+            &png,
+            "--tokens",
+            &tokens,
+            "--quiet",
+        ]);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{e}");
+        (
+            std::fs::read(&png).unwrap(),
+            std::fs::read_to_string(&tokens).unwrap(),
+            e,
+        )
+    };
+    let (png_t, tok_t, e) = run(&dir, "kernels-tuned");
+    assert!(!e.contains("warning"), "{e}");
+    let (png_b, tok_b, _) = run(&bare, "kernels-bare");
+    assert_eq!(tok_t, tok_b);
+    assert_eq!(png_t, png_b);
+    // A malformed tuning recorded for this CPU: a warning, and the same image.
+    f["kernel_tuning"] = serde_json::Value::String("no_such_key=1".into());
+    std::fs::write(&path, serde_json::to_vec(&f).unwrap()).unwrap();
+    let (png_m, _, e) = run(&dir, "kernels-malformed");
+    assert!(
+        e.contains("warning:") && e.contains("unknown kernel tuning key \"no_such_key\""),
+        "{e}"
+    );
+    assert_eq!(png_m, png_b);
+    fails_with(
+        &[
+            "calibrate",
+            "--kernels",
+            "--device",
+            "cuda",
+            "--model",
+            &dir,
+        ],
+        "--kernels tunes the CPU kernels: it needs --device cpu",
+    );
+}

@@ -4,8 +4,12 @@
 //! ```text
 //! cargo run --release -p argen-engine --example shape_predictions -- \
 //!     --bench docs/results/shapesworld.json [--shapes GPT-B,GPT-L,GPT-XL] [--dtype f32|bf16] \
-//!     [--threads N] [--profiles DIR] [--budget SECONDS] [--reuse]
+//!     [--threads N] [--profiles DIR] [--budget SECONDS] [--reuse] [--kernels]
 //! ```
+//!
+//! `--kernels` first tunes the CPU kernels for each shape ([`argen_engine::kernel_tune`], as
+//! `argen calibrate --kernels`) and calibrates under the chosen tuning (recorded in the
+//! profile).
 //!
 //! 1. For each shape, a class-conditional 256-token GPT of that shape (`GptConfig::preset`,
 //!    vocabulary 16384, official tensor names) and an EAGLE drafter (one decoder layer and
@@ -28,6 +32,7 @@ use std::path::PathBuf;
 use argen_cpu::Cpu;
 use argen_engine::calibrate::{calibrate_models, capacity, CalibrateOptions};
 use argen_engine::cost_file::{self, CostFile};
+use argen_engine::kernel_tune::{tune_kernels_loading, KernelTuneOptions};
 use argen_engine::predict::{predict_nanos, RowHistogram};
 use argen_model::safetensors::SafeTensors;
 use argen_model::{Drafter, Gpt, GptConfig, ModelType};
@@ -41,6 +46,7 @@ struct Args {
     profiles: PathBuf,
     budget: f64,
     reuse: bool,
+    kernels: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -52,6 +58,7 @@ fn parse() -> Result<Args, String> {
         profiles: std::env::temp_dir().join("argen-shape-profiles"),
         budget: 10.0,
         reuse: false,
+        kernels: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +71,7 @@ fn parse() -> Result<Args, String> {
             "--profiles" => a.profiles = value()?.into(),
             "--budget" => a.budget = value()?.parse().map_err(|e| format!("--budget: {e}"))?,
             "--reuse" => a.reuse = true,
+            "--kernels" => a.kernels = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -161,6 +169,23 @@ fn calibrate_shape(a: &Args, shape: &str) -> Result<CostFile, String> {
     eprintln!("{shape}: building random {} weights", a.dtype);
     let st = SafeTensors::from_bytes(format!("<{shape}>"), safetensors(&t, &a.dtype))
         .map_err(|e| e.to_string())?;
+    let kernel_tuning = if a.kernels {
+        let mut load = || {
+            Gpt::from_safetensors(&cpu, &cfg, &st, cap)
+                .map_err(|e| argen_engine::Error::model(e.to_string()))
+        };
+        let report = tune_kernels_loading(
+            &mut load,
+            &a.dtype,
+            &opts,
+            &KernelTuneOptions::default(),
+            &mut |l: &str| eprintln!("{shape}: {l}"),
+        )?;
+        eprintln!("{shape}: kernel tuning {}", report.tuning.spec());
+        Some(report.tuning.spec())
+    } else {
+        None
+    };
     let mut gpt = Gpt::from_safetensors(&cpu, &cfg, &st, cap).map_err(|e| e.to_string())?;
     drop(st);
     let mut dt = vec![("fc.weight".to_string(), vec![d, 2 * d])];
@@ -169,13 +194,16 @@ fn calibrate_shape(a: &Args, shape: &str) -> Result<CostFile, String> {
         .map_err(|e| e.to_string())?;
     let mut drafter = Drafter::from_safetensors(&cpu, &cfg, &st, cap).map_err(|e| e.to_string())?;
     drop(st);
-    let file = calibrate_models(
-        &mut gpt,
-        Some(&mut drafter),
-        &a.dtype,
-        &opts,
-        &mut |l: &str| eprintln!("{shape}: {l}"),
-    )?;
+    let file = CostFile {
+        kernel_tuning,
+        ..calibrate_models(
+            &mut gpt,
+            Some(&mut drafter),
+            &a.dtype,
+            &opts,
+            &mut |l: &str| eprintln!("{shape}: {l}"),
+        )?
+    };
     std::fs::create_dir_all(&a.profiles)
         .map_err(|e| format!("cannot create {}: {e}", a.profiles.display()))?;
     cost_file::write(&path, &file)?;

@@ -453,6 +453,7 @@ pub fn calibrate_models<C: Runtime>(
         context: cfg.cls_token_num as u32 + m,
         prefill: Some(prefill),
         clock: opts.clock.name().into(),
+        kernel_tuning: None,
         profile,
     })
 }

@@ -64,6 +64,13 @@ pub struct CostFile {
     /// it were measured by wall clock and read as `"wall"`.
     #[serde(default = "wall")]
     pub clock: String,
+    /// The kernel tuning chosen by `argen calibrate --kernels` on this CPU
+    /// ([`argen_cpu::gemm::Tuning::spec`]), under which the curves were measured; `argen
+    /// generate` and `argen bench` apply it when the file's `cpu` is this machine's
+    /// ([`crate::kernel_tune::apply_from`]). `None`: the CPU's built-in table. Optional, added
+    /// after version 1 was first written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_tuning: Option<String>,
     /// The curves.
     pub profile: CostProfile,
 }
@@ -167,6 +174,7 @@ mod tests {
             context: 32,
             prefill: Some(2_000_000),
             clock: "cpu".into(),
+            kernel_tuning: None,
             profile: CostProfile {
                 target: CostCurve::new(&[(2, 310_000), (4, 330_000)]).unwrap(),
                 drafter: Some(CostCurve::new(&[(2, 90_000)]).unwrap()),

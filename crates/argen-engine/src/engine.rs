@@ -259,7 +259,11 @@ pub struct Engine<C: Runtime = Cpu> {
 
 impl Engine<Cpu> {
     /// Opens the model directory `dir` on the CPU runtime: checks its files, reads the configs
-    /// and loads the VQ decoder (the target and drafter load on first use).
+    /// and loads the VQ decoder (the target and drafter load on first use). A kernel tuning
+    /// that `argen calibrate --kernels` recorded in the directory's cost profile on this CPU is
+    /// applied first ([`crate::kernel_tune::apply_from`]: speed only, the same bits); a
+    /// malformed one is an error naming the file (a profile that cannot be read at all is
+    /// left to `--draft auto`, which reports it when it needs it).
     pub fn open(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Engine<Cpu>, Error> {
         if options.threads > MAX_THREADS {
             return Err(Error::invalid(format!(
@@ -268,6 +272,11 @@ impl Engine<Cpu> {
             )));
         }
         let dir = ModelDir::open(dir.as_ref()).map_err(Error::model)?;
+        let profile = crate::cost_file::path_in(&dir.dir);
+        if let Ok(Some(f)) = crate::cost_file::read(&profile) {
+            crate::kernel_tune::apply_from(&f)
+                .map_err(|e| Error::model(format!("{}: {e}", profile.display())))?;
+        }
         let cpu = Cpu::new(options.threads).map_err(|e| Error::invalid(e.to_string()))?;
         Engine::with_compute(dir, cpu)
     }

@@ -45,6 +45,7 @@ pub mod clock;
 pub mod cost_file;
 pub mod engine;
 mod error;
+pub mod kernel_tune;
 pub mod method;
 pub mod model_dir;
 pub mod predict;

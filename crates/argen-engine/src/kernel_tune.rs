@@ -1,0 +1,476 @@
+//! `argen calibrate --kernels`: choose the CPU kernels' speed-only settings
+//! ([`argen_cpu::gemm::Tuning`]) for this machine by timing the model itself.
+//!
+//! # Why
+//! The GEMM kernels' prefetch distances and kinds, input pairing, panels, column-block size and
+//! ranges per thread are picked per CPU model from a table measured on the CPUs the project
+//! has run on (`argen_cpu::gemm::tune`). Any other CPU gets [`Tuning::generic`], and on a CPU the
+//! table has not seen that can be far from what it could do: on the Zen 5 dev box (AMD EPYC
+//! family 1Ah model 2, one core), the generic table ran GPT-B's decode-step GEMMs (two rows)
+//! 8–27 % slower and its 8- and 16-row verification GEMMs 1.6–2.1× slower than Zen 5's own entry
+//! (`docs/runtime-performance.md`, session 15). The settings cannot change a result — every
+//! kernel computes the documented reduction order whatever they are — so a calibration is free
+//! to try any of them.
+//!
+//! # How
+//! A coordinate descent over [`argen_cpu::gemm::search_space`] (the keys that can matter to the
+//! model's weight dtype, f32 layout and thread count), from the best of the tuning in force and
+//! the built-in table's whole entries ([`argen_cpu::gemm::known_tables`], scored and confirmed
+//! as in step 2), so that a CPU the table does not name starts from its nearest relative's:
+//!
+//! 1. the *score* of a tuning is the mean of the logarithms of the target model's call costs at
+//!    [`KernelTuneOptions::rows`] (default 2, 8 and 16 rows: the decode step with guidance and
+//!    two verification sizes), each measured exactly as `argen calibrate` measures a point
+//!    ([`crate::calibrate::calibrate_models`]: real protocol actions, a warm-up, round-robin
+//!    rounds, the median), with the tuning set through [`set_tuning`];
+//! 2. for each key and each of its other values, the tuning with that one value changed is
+//!    scored; a candidate that scores at least [`KernelTuneOptions::min_gain`] better is
+//!    measured again *after the incumbent is measured again*, and replaces it only if it still
+//!    wins by that margin (a burst of load from another process during one measurement
+//!    cannot make a worse setting win);
+//! 3. sweeps repeat until one changes nothing (at most [`KernelTuneOptions::max_sweeps`]);
+//! 4. finally the starting tuning and the chosen one are scored twice more, alternately; the
+//!    chosen one is kept only if it is faster on that comparison (else the start is), and the
+//!    report gives its speed-up there.
+//!
+//! The chosen tuning stays in force in the process, and `argen calibrate --kernels` records
+//! it ([`Tuning::spec`]) in the cost profile it then measures under it
+//! ([`crate::cost_file::CostFile::kernel_tuning`]); [`apply_from`] sets it again in a later
+//! process on the same CPU.
+
+use crate::calibrate::{calibrate_models, cpu_name, CalibrateOptions};
+use crate::cost_file::CostFile;
+use crate::Error;
+use argen_cpu::gemm::{
+    candidate, compose, known_tables, search_space, set_tuning, tuning, Tuning, SPEC_KEYS,
+};
+use argen_cpu::Cpu;
+use argen_model::Gpt;
+
+/// How to tune.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTuneOptions {
+    /// Target row counts whose costs make the score (each as in
+    /// [`CalibrateOptions::rows`]).
+    pub rows: Vec<u32>,
+    /// Seconds each scoring's measured rounds should take (3 to 6 rounds whatever the budget).
+    pub budget_seconds: f64,
+    /// The smallest relative gain of the score (geometric mean of the costs) that changes a
+    /// setting, e.g. 0.02 for 2 %.
+    pub min_gain: f64,
+    /// Most sweeps over the keys.
+    pub max_sweeps: u32,
+}
+
+impl Default for KernelTuneOptions {
+    /// Rows 2, 8 and 16, 0.15 s per scoring, 1 % gains, two sweeps.
+    fn default() -> KernelTuneOptions {
+        KernelTuneOptions {
+            rows: vec![2, 8, 16],
+            budget_seconds: 0.15,
+            min_gain: 0.01,
+            max_sweeps: 2,
+        }
+    }
+}
+
+/// What a kernel calibration chose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTuneReport {
+    /// The chosen tuning (in force when the calibration returns).
+    pub tuning: Tuning,
+    /// The tuning the calibration started from.
+    pub start: Tuning,
+    /// The settings it changed: key, value before, value after.
+    pub changes: Vec<(&'static str, usize, usize)>,
+    /// Tunings scored.
+    pub scored: usize,
+    /// The final comparison's costs per row count: (rows, start ns, chosen ns).
+    pub costs: Vec<(u32, u64, u64)>,
+}
+
+impl KernelTuneReport {
+    /// The chosen tuning's speed-up over the start in the final comparison (geometric mean
+    /// over the row counts; above 1: faster).
+    pub fn speedup(&self) -> f64 {
+        let n = self.costs.len().max(1) as f64;
+        let l: f64 = self
+            .costs
+            .iter()
+            .map(|&(_, a, b)| (a.max(1) as f64 / b.max(1) as f64).ln())
+            .sum();
+        (l / n).exp()
+    }
+}
+
+/// Tunes the CPU kernels for the target model `gpt` (weights of `dtype`: `"f32"`, `"bf16"` or
+/// `"f16"`; capacity at least [`crate::calibrate::capacity`] of `opts`) on this machine, timing
+/// its calls with `opts`'s clock, statistic, guidance and sampler (its rows and budget are
+/// replaced by `tune`'s); reports progress lines to `progress`. Leaves the chosen tuning in
+/// force ([`set_tuning`]); on an error, the tuning it started from.
+pub fn tune_kernels(
+    gpt: &mut Gpt<Cpu>,
+    dtype: &str,
+    opts: &CalibrateOptions,
+    tune: &KernelTuneOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelTuneReport, Error> {
+    if !(tune.min_gain.is_finite() && tune.min_gain >= 0.0) {
+        return Err(Error::invalid(format!(
+            "the kernel calibration's minimum gain must be a finite number ≥ 0, not {}",
+            tune.min_gain
+        )));
+    }
+    if !(tune.budget_seconds.is_finite() && tune.budget_seconds > 0.0) {
+        return Err(Error::invalid(format!(
+            "the kernel calibration's budget must be a positive number of seconds, not {}",
+            tune.budget_seconds
+        )));
+    }
+    let start = tuning();
+    let result = descend(gpt, dtype, opts, tune, start, progress);
+    if result.is_err() {
+        set_tuning(start);
+    }
+    result
+}
+
+/// [`tune_kernels`] from `start`.
+fn descend(
+    gpt: &mut Gpt<Cpu>,
+    dtype: &str,
+    opts: &CalibrateOptions,
+    tune: &KernelTuneOptions,
+    start: Tuning,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelTuneReport, Error> {
+    let mut o = opts.clone();
+    o.rows = tune.rows.clone();
+    o.budget_seconds = tune.budget_seconds;
+    o.min_rounds = 3;
+    o.max_rounds = 6;
+    let mut scored = 0;
+    let mut measure = |t: Tuning, gpt: &mut Gpt<Cpu>| -> Result<Vec<(u32, u64)>, Error> {
+        set_tuning(t);
+        scored += 1;
+        let file = calibrate_models(gpt, None, dtype, &o, &mut |_| {})?;
+        Ok(file.profile.target.points().collect())
+    };
+    let score = |costs: &[(u32, u64)]| {
+        costs
+            .iter()
+            .map(|&(_, t)| (t.max(1) as f64).ln())
+            .sum::<f64>()
+            / costs.len().max(1) as f64
+    };
+    let margin = (1.0 + tune.min_gain).ln();
+    let mut best = start;
+    let mut best_score = score(&measure(best, gpt)?);
+    // Whole entries of the built-in table first (the f32 layout kept: it is the model's).
+    for (name, table) in known_tables() {
+        let t = Tuning {
+            pack_f32_max_k: start.pack_f32_max_k,
+            ..table
+        };
+        if t == best {
+            continue;
+        }
+        let s = score(&measure(t, gpt)?);
+        if s > best_score - margin {
+            continue;
+        }
+        let b2 = score(&measure(best, gpt)?);
+        let c2 = score(&measure(t, gpt)?);
+        if c2 < b2 - margin {
+            progress(&format!(
+                "  starting from the table's {name} entry ({:+.1} %)",
+                ((c2 - b2).exp() - 1.0) * 100.0
+            ));
+            best = t;
+            best_score = c2;
+        } else {
+            best_score = b2;
+        }
+    }
+    let space = search_space(&best, dtype, opts.threads);
+    let keys: usize = space.iter().map(|(_, v)| v.len()).sum();
+    progress(&format!(
+        "tuning the kernels: {} settings ({keys} values) for {dtype} weights on {} thread(s), \
+         scored on the target's calls of {} rows",
+        space.len(),
+        opts.threads,
+        join(&tune.rows)
+    ));
+    for sweep in 1..=tune.max_sweeps.max(1) {
+        let mut changed = false;
+        // Again each sweep: a setting turned on brings the ones that act with it.
+        let space = search_space(&best, dtype, opts.threads);
+        for (key, values) in &space {
+            for &v in values {
+                let was = best.get(key).unwrap_or(v);
+                if was == v {
+                    continue;
+                }
+                let cand = candidate(&best, key, v);
+                let s = score(&measure(cand, gpt)?);
+                if s > best_score - margin {
+                    continue;
+                }
+                // Confirm: the incumbent again, then the candidate again.
+                let b2 = score(&measure(best, gpt)?);
+                let c2 = score(&measure(cand, gpt)?);
+                if c2 < b2 - margin {
+                    progress(&format!(
+                        "  sweep {sweep}: {key} {} → {} ({:+.1} %)",
+                        show(was),
+                        show(v),
+                        ((c2 - b2).exp() - 1.0) * 100.0
+                    ));
+                    best = cand;
+                    best_score = c2;
+                    changed = true;
+                } else {
+                    best_score = b2;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut changes: Vec<(&'static str, usize, usize)> = SPEC_KEYS
+        .iter()
+        .filter_map(|&k| {
+            let (a, b) = (start.get(k)?, best.get(k)?);
+            (a != b).then_some((k, a, b))
+        })
+        .collect();
+    // The final comparison, alternating: start, chosen, start, chosen.
+    let mut sums: Vec<(u32, u64, u64)> = tune.rows.iter().map(|&r| (r, 0, 0)).collect();
+    let mut rounds = 0;
+    if best != start {
+        for _ in 0..2 {
+            let a = measure(start, gpt)?;
+            let b = measure(best, gpt)?;
+            for (s, (x, y)) in sums.iter_mut().zip(a.iter().zip(&b)) {
+                s.1 += x.1;
+                s.2 += y.1;
+            }
+            rounds += 1;
+        }
+        for s in &mut sums {
+            s.1 /= rounds;
+            s.2 /= rounds;
+        }
+    } else {
+        let a = measure(start, gpt)?;
+        for (s, x) in sums.iter_mut().zip(&a) {
+            (s.1, s.2) = (x.1, x.1);
+        }
+    }
+    // A choice that does not hold up in the final comparison is not kept.
+    let kept = best == start
+        || sums
+            .iter()
+            .map(|&(_, a, b)| (a.max(1) as f64 / b.max(1) as f64).ln())
+            .sum::<f64>()
+            > 0.0;
+    if !kept {
+        progress(&format!(
+            "the chosen settings ({}) were not faster than the start in the final comparison: \
+             keeping the start",
+            changes
+                .iter()
+                .map(|&(k, a, b)| format!("{k} {} → {}", show(a), show(b)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        best = start;
+        changes.clear();
+        for s in &mut sums {
+            s.2 = s.1;
+        }
+    }
+    set_tuning(best);
+    let report = KernelTuneReport {
+        tuning: best,
+        start,
+        changes,
+        scored,
+        costs: sums,
+    };
+    progress(&format!(
+        "kernels tuned: {} setting(s) changed, {} tunings scored; the chosen one against the \
+         start: {}; {:.3}× in all",
+        report.changes.len(),
+        report.scored,
+        report
+            .costs
+            .iter()
+            .map(|&(r, a, b)| format!("{r} rows {:.3} → {:.3} ms", a as f64 / 1e6, b as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.speedup()
+    ));
+    Ok(report)
+}
+
+/// [`tune_kernels`] for a model of `dtype` weights that `load` loads (each call a fresh copy,
+/// with the tuning in force at the call: [`Tuning::pack_f32_max_k`] decides the stored layout
+/// of f32 matrices at load). For f32 weights both layouts are tuned — the one in force and the
+/// other (row-major where f32 is packed, every matrix packed where it is row-major) — and the
+/// other is chosen only if its tuned costs beat the first's by [`KernelTuneOptions::min_gain`]
+/// (geometric mean over the rows); half-precision models are always packed and tune once.
+/// Leaves the chosen tuning in force.
+pub fn tune_kernels_loading(
+    load: &mut dyn FnMut() -> Result<Gpt<Cpu>, Error>,
+    dtype: &str,
+    opts: &CalibrateOptions,
+    tune: &KernelTuneOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelTuneReport, Error> {
+    let start = tuning();
+    let first = tune_kernels(&mut load()?, dtype, opts, tune, progress)?;
+    if dtype != "f32" {
+        return Ok(first);
+    }
+    let mut other = first.tuning;
+    other.pack_f32_max_k = if start.pack_f32_max_k == 0 {
+        usize::MAX
+    } else {
+        0
+    };
+    progress(&format!(
+        "tuning the kernels again with f32 matrices stored {} (the model is loaded again)",
+        if other.pack_f32_max_k == 0 {
+            "row-major"
+        } else {
+            "packed"
+        }
+    ));
+    set_tuning(other);
+    let result = load().and_then(|mut gpt| tune_kernels(&mut gpt, dtype, opts, tune, progress));
+    let second = match result {
+        Ok(r) => r,
+        Err(e) => {
+            set_tuning(first.tuning);
+            return Err(e);
+        }
+    };
+    let mean = |r: &KernelTuneReport| {
+        r.costs
+            .iter()
+            .map(|&(_, _, t)| (t.max(1) as f64).ln())
+            .sum::<f64>()
+            / r.costs.len().max(1) as f64
+    };
+    let gain = (mean(&first) - mean(&second)).exp() - 1.0;
+    let (chosen, why) = if gain >= tune.min_gain {
+        (second, "the other layout")
+    } else {
+        (first, "the layout in force")
+    };
+    progress(&format!(
+        "keeping {why} (the other layout's tuned costs {:+.1} %)",
+        -gain * 100.0
+    ));
+    set_tuning(chosen.tuning);
+    Ok(KernelTuneReport {
+        start,
+        changes: SPEC_KEYS
+            .iter()
+            .filter_map(|&k| {
+                let (a, b) = (start.get(k)?, chosen.tuning.get(k)?);
+                (a != b).then_some((k, a, b))
+            })
+            .collect(),
+        ..chosen
+    })
+}
+
+/// A setting's value for the progress lines (`usize::MAX` as "never").
+fn show(v: usize) -> String {
+    if v == usize::MAX {
+        "never".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn join(rows: &[u32]) -> String {
+    rows.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies the kernel tuning recorded in `file` ([`CostFile::kernel_tuning`]) when the file
+/// was measured on this machine's CPU (`device` `"cpu"` and `cpu` equal to [`cpu_name`]):
+/// [`compose`] (the CPU's table, the file's settings, then `ARGEN_GEMM_TUNING`'s overrides) and
+/// [`set_tuning`]. Returns the applied spec, `None` where the file has none or is another
+/// machine's; an error names a malformed spec (the tuning in force is then left as it was).
+pub fn apply_from(file: &CostFile) -> Result<Option<String>, String> {
+    let Some(spec) = &file.kernel_tuning else {
+        return Ok(None);
+    };
+    if file.device != "cpu" || file.cpu != cpu_name() {
+        return Ok(None);
+    }
+    set_tuning(compose(spec)?);
+    Ok(Some(spec.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argen_core::cost::{CostCurve, CostProfile};
+
+    fn file(cpu: &str, device: &str, spec: Option<&str>) -> CostFile {
+        CostFile {
+            version: crate::cost_file::VERSION,
+            cpu: cpu.into(),
+            device: device.into(),
+            kernels: "exact".into(),
+            threads: 1,
+            dtype: "f32".into(),
+            context: 8,
+            prefill: None,
+            clock: "wall".into(),
+            kernel_tuning: spec.map(str::to_string),
+            profile: CostProfile {
+                target: CostCurve::new(&[(2, 1000)]).unwrap(),
+                drafter: None,
+            },
+        }
+    }
+
+    /// Only a tuning recorded on this CPU applies; a malformed one is an error that names it
+    /// and leaves the tuning in force alone.
+    #[test]
+    fn a_recorded_tuning_applies_only_on_its_cpu() {
+        let before = tuning();
+        let here = cpu_name();
+        let spec = Tuning {
+            block_bytes: before.block_bytes + 4096,
+            ..before
+        }
+        .spec();
+        assert_eq!(apply_from(&file(&here, "cpu", None)), Ok(None));
+        assert_eq!(
+            apply_from(&file("another CPU", "cpu", Some(&spec))),
+            Ok(None)
+        );
+        assert_eq!(apply_from(&file(&here, "cuda", Some(&spec))), Ok(None));
+        assert_eq!(tuning(), before);
+        let e = apply_from(&file(&here, "cpu", Some("block_bytes=x"))).unwrap_err();
+        assert!(e.contains("block_bytes"), "{e}");
+        assert_eq!(tuning(), before);
+        assert_eq!(
+            apply_from(&file(&here, "cpu", Some(&spec))),
+            Ok(Some(spec.clone()))
+        );
+        // The recorded settings, under any `ARGEN_GEMM_TUNING` overrides of this process.
+        assert_eq!(tuning(), compose(&spec).unwrap());
+        set_tuning(before);
+    }
+}
