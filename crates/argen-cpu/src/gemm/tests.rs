@@ -135,6 +135,51 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
     }
 }
 
+/// One random `[n, k]` matrix in every layout a model stores (f32 row-major and packed, bf16
+/// and f16 packed).
+struct Matrices {
+    w32: Vec<f32>,
+    w32p: Buf<f32>,
+    wb: Vec<bf16>,
+    wbp: Buf<bf16>,
+    wh: Vec<f16>,
+    whp: Buf<f16>,
+}
+
+impl Matrices {
+    fn new(r: &mut impl FnMut() -> f32, k: usize, n: usize) -> Matrices {
+        let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
+        let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+        let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        Matrices {
+            w32p: pack(&w32, n, k, 0f32),
+            wbp: pack_bf16(&wb, n, k),
+            whp: pack(&wh, n, k, f16::ZERO),
+            w32,
+            wb,
+            wh,
+        }
+    }
+
+    /// Each layout, the widened weights its products use, and its dtype's name.
+    fn cases(&self) -> [(WRef<'_>, Vec<f32>, &'static str); 4] {
+        [
+            (WRef::F32(&self.w32), self.w32.clone(), "f32"),
+            (WRef::F32Packed(&self.w32p), self.w32.clone(), "f32"),
+            (
+                WRef::BF16Packed(&self.wbp),
+                self.wb.iter().map(|v| v.to_f32()).collect(),
+                "bf16",
+            ),
+            (
+                WRef::F16Packed(&self.whp),
+                self.wh.iter().map(|v| v.to_f32()).collect(),
+                "f16",
+            ),
+        ]
+    }
+}
+
 /// Every variant the CPU runs, on 1–3 threads, against the documented order for an `[n, k]`
 /// matrix in every layout (f32 row-major and packed, bf16 and f16 packed), at each of
 /// `row_counts` rows. A row's result does not depend on the batch, so one reference per
@@ -147,27 +192,8 @@ fn check_layouts(r: &mut impl FnMut() -> f32, k: usize, n: usize, row_counts: &[
         .collect();
     let max_rows = row_counts.iter().copied().max().unwrap_or(0);
     let x: Vec<f32> = (0..max_rows * k).map(|_| r()).collect();
-    let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
-    let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
-    let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
-    let (wbp, whp, w32p) = (
-        pack_bf16(&wb, n, k),
-        pack(&wh, n, k, f16::ZERO),
-        pack(&w32, n, k, 0f32),
-    );
-    let cases: [(WRef<'_>, Vec<f32>); 4] = [
-        (WRef::F32(&w32), w32.clone()),
-        (WRef::F32Packed(&w32p), w32.clone()),
-        (
-            WRef::BF16Packed(&wbp),
-            wb.iter().map(|v| v.to_f32()).collect(),
-        ),
-        (
-            WRef::F16Packed(&whp),
-            wh.iter().map(|v| v.to_f32()).collect(),
-        ),
-    ];
-    for (wref, wide) in &cases {
+    let m = Matrices::new(r, k, n);
+    for (wref, wide, _) in &m.cases() {
         let want: Vec<f32> = (0..max_rows * n)
             .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
             .collect();
@@ -365,28 +391,8 @@ fn every_calibration_candidate_gives_the_documented_bits() {
     let mut r = rng(41);
     let (k, n) = (769, 37);
     let x: Vec<f32> = (0..17 * k).map(|_| r()).collect();
-    let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
-    let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
-    let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
-    let (wbp, whp, w32p) = (
-        pack_bf16(&wb, n, k),
-        pack(&wh, n, k, f16::ZERO),
-        pack(&w32, n, k, 0f32),
-    );
-    let cases: [(WRef<'_>, Vec<f32>, &str); 4] = [
-        (WRef::F32(&w32), w32.clone(), "f32"),
-        (WRef::F32Packed(&w32p), w32.clone(), "f32"),
-        (
-            WRef::BF16Packed(&wbp),
-            wb.iter().map(|v| v.to_f32()).collect(),
-            "bf16",
-        ),
-        (
-            WRef::F16Packed(&whp),
-            wh.iter().map(|v| v.to_f32()).collect(),
-            "f16",
-        ),
-    ];
+    let m = Matrices::new(&mut r, k, n);
+    let cases = m.cases();
     let pools: Vec<(Workers, usize)> = [(1, 1), (3, 6)]
         .iter()
         .map(|&(t, tasks)| (Workers::new(t).unwrap(), tasks))
