@@ -6,8 +6,8 @@
 //! ranges per thread are picked per CPU model from a table measured on the CPUs the project
 //! has run on (`argen_cpu::gemm::tune`). Any other CPU gets [`Tuning::generic`], and on a CPU the
 //! table has not seen that can be far from what it could do: on the Zen 5 dev box (AMD EPYC
-//! family 1Ah model 2, one core), the generic table ran GPT-B's decode-step GEMMs (two rows)
-//! 8–27 % slower and its 8- and 16-row verification GEMMs 1.6–2.1× slower than Zen 5's own entry
+//! family 1Ah model 2, one core), GPT-B's bf16 target calls of 2 / 8 / 16 rows cost 6.87 /
+//! 15.90 / 24.64 ms with the generic entry against 5.56 / 8.45 / 16.32 ms with Zen 5's own
 //! (`docs/runtime-performance.md`, session 15). The settings cannot change a result — every
 //! kernel computes the documented reduction order whatever they are — so a calibration is free
 //! to try any of them.
