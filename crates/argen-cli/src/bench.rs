@@ -307,8 +307,13 @@ pub(crate) fn prediction(
 }
 
 fn machine() -> Value {
+    let t = argen_cpu::gemm::tuning();
     json!({
         "cpu": argen_engine::calibrate::cpu_name(),
+        // The CPU kernels' speed-only settings in force: a table entry by name, or the spec of
+        // a calibrated (`argen calibrate --kernels`) or overridden tuning.
+        "cpu_kernel_settings": argen_cpu::gemm::entry_name(&t)
+            .map_or_else(|| t.spec(), |n| format!("{n} entry")),
         "logical_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
@@ -885,7 +890,7 @@ pub(crate) fn markdown(r: &Value) -> String {
     let m = &r["model"];
     s += &format!(
         "argen bench — model {} ({}, {} image tokens), {} prompts × {} seeds, cfg {}, temperature {}, \
-         {} threads on {}; times by the {} clock\n\n",
+         {} threads on {} (CPU kernel settings: {}); times by the {} clock\n\n",
         m["dir"].as_str().unwrap_or("?"),
         m["model_type"].as_str().unwrap_or("?"),
         m["image_tokens"],
@@ -895,6 +900,9 @@ pub(crate) fn markdown(r: &Value) -> String {
         r["temperature"],
         r["threads"],
         r["machine"]["cpu"].as_str().unwrap_or("?"),
+        r["machine"]["cpu_kernel_settings"]
+            .as_str()
+            .unwrap_or("not recorded"),
         r["clock"].as_str().unwrap_or("wall"),
     );
     s += "| method | TPF | MAL | target fwd/img | target rows/img | drafter fwd/img | drafter rows/img \

@@ -43,6 +43,7 @@ fn check_report(r: &Value, prompts: usize, seeds: u64) -> Vec<Value> {
     assert_eq!(r["seeds"].as_u64(), Some(seeds));
     assert_eq!(r["prompts"].as_array().unwrap().len(), prompts);
     assert!(r["machine"]["cpu"].is_string());
+    assert!(r["machine"]["cpu_kernel_settings"].is_string());
     assert!(num(r, "threads") >= 1.0);
     let rows = r["rows"].as_array().unwrap().clone();
     let image_tokens = r["model"]["image_tokens"].as_u64().unwrap();

@@ -358,6 +358,14 @@ fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
         assert_eq!(Tuning::generic().with_spec(&t.spec()).unwrap(), t);
     }
     let g = Tuning::generic();
+    assert_eq!(entry_name(&g), Some("generic"));
+    for (name, t) in known_tables() {
+        assert_eq!(entry_name(&t), Some(name));
+    }
+    assert_eq!(
+        entry_name(&g.with_spec("pf_packed_bytes=3072").unwrap()),
+        None
+    );
     assert_eq!(g.with_spec("").unwrap(), g);
     assert_eq!(g.with_spec(" , base=generic,").unwrap(), g);
     let u = g.with_spec("pf_packed_bytes=4096, l2_prefetch=1").unwrap();

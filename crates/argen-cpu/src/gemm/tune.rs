@@ -863,6 +863,15 @@ pub fn known_tables() -> [(&'static str, Tuning); 3] {
     ]
 }
 
+/// The name of the table entry ([`known_tables`]) that `t` is, `None` for any other tuning (a
+/// kernel calibration's, or one with `ARGEN_GEMM_TUNING` overrides); for reports.
+pub fn entry_name(t: &Tuning) -> Option<&'static str> {
+    known_tables()
+        .into_iter()
+        .find(|(_, e)| e == t)
+        .map(|(name, _)| name)
+}
+
 /// [`tuning`] by CPU model alone.
 fn cpu_tuning() -> Tuning {
     #[cfg(target_arch = "x86_64")]
