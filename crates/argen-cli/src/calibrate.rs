@@ -6,12 +6,11 @@
 use std::path::PathBuf;
 
 use argen_cpu::Cpu;
-use argen_engine::calibrate::{calibrate_dir, capacity, weight_dtype, CalibrateOptions, Statistic};
+use argen_engine::calibrate::{calibrate_dir, CalibrateOptions, Statistic};
 use argen_engine::clock::Clock;
 use argen_engine::cost_file::{self, CostFile};
-use argen_engine::kernel_tune::{tune_kernels_loading, KernelTuneOptions};
+use argen_engine::kernel_tune::tune_dir;
 use argen_engine::model_dir::resolve;
-use argen_engine::ModelDir;
 use argen_engine::{Engine, Runtime};
 
 use crate::args::{CalibrateArgs, DeviceArg, StatisticArg};
@@ -48,7 +47,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), String> {
         return Err("--kernels tunes the CPU kernels: it needs --device cpu".into());
     }
     let kernel_tuning = if a.kernels {
-        Some(tune_dir(&dir, &cpu, &opts, &mut progress)?)
+        Some(tune_dir(&dir, &cpu, &opts, &mut progress)?.tuning.spec())
     } else {
         None
     };
@@ -69,40 +68,13 @@ pub fn run(a: &CalibrateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `argen calibrate --kernels`' first part: tunes the CPU kernels for the target model of
-/// `dir` ([`argen_engine::kernel_tune`]), leaves the tuning in force and returns its spec for
-/// the profile.
-fn tune_dir(
-    dir: &ModelDir,
-    cpu: &Cpu,
-    opts: &CalibrateOptions,
-    progress: &mut dyn FnMut(&str),
-) -> Result<String, String> {
-    let tune = KernelTuneOptions::default();
-    let cfg = dir.gpt_config()?;
-    let mut o = opts.clone();
-    o.rows = tune.rows.clone();
-    let cap = capacity(&cfg, &o);
-    let dtype = weight_dtype(&dir.file("gpt.safetensors"));
-    let mut load = || dir.gpt(cpu, &cfg, cap).map_err(argen_engine::Error::model);
-    let report = tune_kernels_loading(&mut load, &dtype, opts, &tune, progress)?;
-    Ok(report.tuning.spec())
-}
-
 /// Applies the kernel tuning recorded in the cost profile of model directory `dir` when it
 /// was calibrated on this CPU (`argen calibrate --kernels`,
-/// [`argen_engine::kernel_tune::apply_from`]). A profile that cannot be read is left to the
-/// commands that use it to report; a malformed tuning is a warning, and the CPU's built-in
-/// tuning stays.
+/// [`argen_engine::kernel_tune::apply_in`]); a malformed tuning is a warning, and the CPU's
+/// built-in tuning stays.
 pub fn apply_kernel_tuning(dir: &std::path::Path) {
-    let path = cost_file::path_in(dir);
-    if let Ok(Some(f)) = cost_file::read(&path) {
-        if let Err(e) = argen_engine::kernel_tune::apply_from(&f) {
-            crate::errln!(
-                "argen: warning: {}: {e}; the CPU's built-in kernel tuning is used",
-                path.display()
-            );
-        }
+    if let Err(e) = argen_engine::kernel_tune::apply_in(dir) {
+        crate::errln!("argen: warning: {e}; the CPU's built-in kernel tuning is used");
     }
 }
 

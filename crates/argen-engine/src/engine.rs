@@ -272,11 +272,7 @@ impl Engine<Cpu> {
             )));
         }
         let dir = ModelDir::open(dir.as_ref()).map_err(Error::model)?;
-        let profile = crate::cost_file::path_in(&dir.dir);
-        if let Ok(Some(f)) = crate::cost_file::read(&profile) {
-            crate::kernel_tune::apply_from(&f)
-                .map_err(|e| Error::model(format!("{}: {e}", profile.display())))?;
-        }
+        crate::kernel_tune::apply_in(&dir.dir).map_err(Error::model)?;
         let cpu = Cpu::new(options.threads).map_err(|e| Error::invalid(e.to_string()))?;
         Engine::with_compute(dir, cpu)
     }

@@ -38,9 +38,11 @@
 //! ([`crate::cost_file::CostFile::kernel_tuning`]); [`apply_from`] sets it again in a later
 //! process on the same CPU.
 
-use crate::calibrate::{calibrate_models, cpu_name, CalibrateOptions};
+use std::path::Path;
+
+use crate::calibrate::{calibrate_models, capacity, cpu_name, weight_dtype, CalibrateOptions};
 use crate::cost_file::CostFile;
-use crate::Error;
+use crate::{Error, ModelDir};
 use argen_cpu::gemm::{
     candidate, compose, known_tables, search_space, set_tuning, tuning, Tuning, SPEC_KEYS,
 };
@@ -93,13 +95,7 @@ impl KernelTuneReport {
     /// The chosen tuning's speed-up over the start in the final comparison (geometric mean
     /// over the row counts; above 1: faster).
     pub fn speedup(&self) -> f64 {
-        let n = self.costs.len().max(1) as f64;
-        let l: f64 = self
-            .costs
-            .iter()
-            .map(|&(_, a, b)| (a.max(1) as f64 / b.max(1) as f64).ln())
-            .sum();
-        (l / n).exp()
+        (mean_ln(self.costs.iter().map(|c| c.1)) - mean_ln(self.costs.iter().map(|c| c.2))).exp()
     }
 }
 
@@ -209,67 +205,47 @@ fn descend(
             break;
         }
     }
-    let mut changes: Vec<(&'static str, usize, usize)> = SPEC_KEYS
-        .iter()
-        .filter_map(|&k| {
-            let (a, b) = (start.get(k)?, best.get(k)?);
-            (a != b).then_some((k, a, b))
-        })
-        .collect();
-    // The final comparison, alternating: start, chosen, start, chosen.
-    let mut sums: Vec<(u32, u64, u64)> = tune.rows.iter().map(|&r| (r, 0, 0)).collect();
-    let mut rounds = 0;
-    if best != start {
-        for _ in 0..2 {
-            let a = sc.measure(start)?;
-            let b = sc.measure(best)?;
-            for (s, (x, y)) in sums.iter_mut().zip(a.iter().zip(&b)) {
-                s.1 += x.1;
-                s.2 += y.1;
-            }
-            rounds += 1;
-        }
-        for s in &mut sums {
-            s.1 /= rounds;
-            s.2 /= rounds;
-        }
+    // The final comparison, alternating: start, chosen, start, chosen (the mean of the two).
+    let mut costs: Vec<(u32, u64, u64)> = Vec::new();
+    if best == start {
+        costs = sc.measure(start)?.iter().map(|&(r, t)| (r, t, t)).collect();
     } else {
-        let a = sc.measure(start)?;
-        for (s, x) in sums.iter_mut().zip(&a) {
-            (s.1, s.2) = (x.1, x.1);
+        let (a1, b1, a2, b2) = (
+            sc.measure(start)?,
+            sc.measure(best)?,
+            sc.measure(start)?,
+            sc.measure(best)?,
+        );
+        for (((&(r, x1), &(_, y1)), &(_, x2)), &(_, y2)) in a1.iter().zip(&b1).zip(&a2).zip(&b2) {
+            costs.push((r, (x1 + x2) / 2, (y1 + y2) / 2));
         }
     }
+    let mut report = KernelTuneReport {
+        tuning: best,
+        start,
+        changes: changes(&start, &best),
+        scored: sc.scored,
+        costs,
+    };
     // A choice that does not hold up in the final comparison is not kept.
-    let kept = best == start
-        || sums
-            .iter()
-            .map(|&(_, a, b)| (a.max(1) as f64 / b.max(1) as f64).ln())
-            .sum::<f64>()
-            > 0.0;
-    if !kept {
+    if best != start && report.speedup() <= 1.0 {
         progress(&format!(
             "the chosen settings ({}) were not faster than the start in the final comparison: \
              keeping the start",
-            changes
+            report
+                .changes
                 .iter()
                 .map(|&(k, a, b)| format!("{k} {} → {}", show(a), show(b)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        best = start;
-        changes.clear();
-        for s in &mut sums {
-            s.2 = s.1;
+        report.tuning = start;
+        report.changes.clear();
+        for c in &mut report.costs {
+            c.2 = c.1;
         }
     }
-    set_tuning(best);
-    let report = KernelTuneReport {
-        tuning: best,
-        start,
-        changes,
-        scored: sc.scored,
-        costs: sums,
-    };
+    set_tuning(report.tuning);
     progress(&format!(
         "kernels tuned: {} setting(s) changed, {} tunings scored; the chosen one against the \
          start: {}; {:.3}× in all",
@@ -309,12 +285,7 @@ impl Scorer<'_> {
 
     /// The score of `t`: the mean logarithm of its call costs (lower is faster).
     fn score(&mut self, t: Tuning) -> Result<f64, Error> {
-        let costs = self.measure(t)?;
-        Ok(costs
-            .iter()
-            .map(|&(_, c)| (c.max(1) as f64).ln())
-            .sum::<f64>()
-            / costs.len().max(1) as f64)
+        Ok(mean_ln(self.measure(t)?.iter().map(|c| c.1)))
     }
 
     /// Offers `cand` to the incumbent `best` (scored `best_score`): scored once; if it wins by
@@ -385,13 +356,7 @@ pub fn tune_kernels_loading(
             return Err(e);
         }
     };
-    let mean = |r: &KernelTuneReport| {
-        r.costs
-            .iter()
-            .map(|&(_, _, t)| (t.max(1) as f64).ln())
-            .sum::<f64>()
-            / r.costs.len().max(1) as f64
-    };
+    let mean = |r: &KernelTuneReport| mean_ln(r.costs.iter().map(|c| c.2));
     let gain = (mean(&first) - mean(&second)).exp() - 1.0;
     let (chosen, why) = if gain >= tune.min_gain {
         (second, "the other layout")
@@ -405,13 +370,7 @@ pub fn tune_kernels_loading(
     set_tuning(chosen.tuning);
     Ok(KernelTuneReport {
         start,
-        changes: SPEC_KEYS
-            .iter()
-            .filter_map(|&k| {
-                let (a, b) = (start.get(k)?, chosen.tuning.get(k)?);
-                (a != b).then_some((k, a, b))
-            })
-            .collect(),
+        changes: changes(&start, &chosen.tuning),
         ..chosen
     })
 }
@@ -425,11 +384,62 @@ fn show(v: usize) -> String {
     }
 }
 
+/// The mean of the logarithms of `costs` (ns, each at least 1): the log of their geometric
+/// mean, the score's unit.
+fn mean_ln(costs: impl ExactSizeIterator<Item = u64>) -> f64 {
+    let n = costs.len().max(1) as f64;
+    costs.map(|c| (c.max(1) as f64).ln()).sum::<f64>() / n
+}
+
+/// The settings that differ from `a` in `b`: key, value in `a`, value in `b`.
+fn changes(a: &Tuning, b: &Tuning) -> Vec<(&'static str, usize, usize)> {
+    SPEC_KEYS
+        .iter()
+        .filter_map(|&k| {
+            let (x, y) = (a.get(k)?, b.get(k)?);
+            (x != y).then_some((k, x, y))
+        })
+        .collect()
+}
+
 fn join(rows: &[u32]) -> String {
     rows.iter()
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// [`tune_kernels_loading`] for the target model of the model directory `dir` on `cpu`, with
+/// [`KernelTuneOptions::default`] (`argen calibrate --kernels`' first part).
+pub fn tune_dir(
+    dir: &ModelDir,
+    cpu: &Cpu,
+    opts: &CalibrateOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelTuneReport, Error> {
+    let tune = KernelTuneOptions::default();
+    let cfg = dir.gpt_config().map_err(Error::model)?;
+    let cap = capacity(
+        &cfg,
+        &CalibrateOptions {
+            rows: tune.rows.clone(),
+            ..opts.clone()
+        },
+    );
+    let dtype = weight_dtype(&dir.file("gpt.safetensors"));
+    let mut load = || dir.gpt(cpu, &cfg, cap).map_err(Error::model);
+    tune_kernels_loading(&mut load, &dtype, opts, &tune, progress)
+}
+
+/// [`apply_from`] with the cost profile of the model directory `dir`, if it has one that
+/// reads; an error names the file and a malformed tuning (a profile that cannot be read at
+/// all is left to `--draft auto`, which reports it when it needs it).
+pub fn apply_in(dir: &Path) -> Result<Option<String>, String> {
+    let path = crate::cost_file::path_in(dir);
+    match crate::cost_file::read(&path) {
+        Ok(Some(f)) => apply_from(&f).map_err(|e| format!("{}: {e}", path.display())),
+        _ => Ok(None),
+    }
 }
 
 /// Applies the kernel tuning recorded in `file` ([`CostFile::kernel_tuning`]) when the file

@@ -135,6 +135,14 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
     }
 }
 
+/// `rows × n` products of the inputs `x` and the widened weights `wide` (`[n, k]`) in the
+/// documented order, no bias.
+fn products(x: &[f32], wide: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    (0..rows * n)
+        .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
+        .collect()
+}
+
 /// One random `[n, k]` matrix in every layout a model stores (f32 row-major and packed, bf16
 /// and f16 packed).
 struct Matrices {
@@ -194,9 +202,7 @@ fn check_layouts(r: &mut impl FnMut() -> f32, k: usize, n: usize, row_counts: &[
     let x: Vec<f32> = (0..max_rows * k).map(|_| r()).collect();
     let m = Matrices::new(r, k, n);
     for (wref, wide, _) in &m.cases() {
-        let want: Vec<f32> = (0..max_rows * n)
-            .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
-            .collect();
+        let want = products(&x, wide, max_rows, k, n);
         for &isa in &isas {
             for pairing in pairings(isa) {
                 for (pool, tasks) in &pools {
@@ -407,9 +413,7 @@ fn every_calibration_candidate_gives_the_documented_bits() {
         .collect();
     let mut pick = 0x9E37_79B9_7F4A_7C15u64;
     for (wref, wide, dtype) in &cases {
-        let want: Vec<f32> = (0..17 * n)
-            .map(|e| reference(&x[(e / n) * k..], &wide[(e % n) * k..], k, None))
-            .collect();
+        let want = products(&x, wide, 17, k, n);
         // Both f32 layouts' settings (`pack_f32_max_k` between GPT-B's k = 768 and 2048).
         let both = Tuning {
             pack_f32_max_k: 1024,
@@ -445,5 +449,74 @@ fn every_calibration_candidate_gives_the_documented_bits() {
             }
         }
     }
+    set_tuning(before);
+}
+
+/// A tuning changed by another thread while calls run (as `argen calibrate --kernels` may,
+/// or an embedding runtime applying a profile) leaves every call's bits as documented: a call
+/// reads the tuning once, so its tasks cannot mix two (pairing and padding included).
+#[test]
+fn a_tuning_changed_while_calls_run_keeps_the_bits() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let before = tuning();
+    let mut r = rng(43);
+    let (k, n) = (769, 37);
+    let x: Vec<f32> = (0..17 * k).map(|_| r()).collect();
+    let m = Matrices::new(&mut r, k, n);
+    let pool = Workers::new(3).unwrap();
+    // Every table entry, and each with pairing and padding turned the other way.
+    let mut flips: Vec<Tuning> = known_tables().iter().map(|e| e.1).collect();
+    for t in flips.clone() {
+        let mut u = t;
+        for key in [
+            "f32_paired_min_rows",
+            "bf16_paired_min_rows",
+            "f16_paired_min_rows",
+        ] {
+            let v = if t.get(key) == Some(usize::MAX) {
+                2
+            } else {
+                usize::MAX
+            };
+            u = candidate(&u, key, v);
+        }
+        u.f32_min_tile_rows = if t.f32_min_tile_rows == 0 { 8 } else { 0 };
+        flips.push(u);
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                set_tuning(flips[i % flips.len()]);
+                i += 1;
+                std::thread::yield_now();
+            }
+        });
+        // Stops the other thread however this one ends (a failed assertion included).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        for (wref, wide, _) in &m.cases() {
+            let want = products(&x, wide, 17, k, n);
+            for _ in 0..200 {
+                for rows in [2, 8, 9, 17] {
+                    let mut out = vec![f32::NAN; rows * n];
+                    gemm(&pool, 6, &x, rows, k, *wref, n, None, &mut out);
+                    for e in 0..rows * n {
+                        assert_eq!(
+                            out[e].to_bits(),
+                            want[e].to_bits(),
+                            "{wref:?} rows={rows} element {e}"
+                        );
+                    }
+                }
+            }
+        }
+    });
     set_tuning(before);
 }
