@@ -20,6 +20,12 @@
 //! (packed where `gemm::tuning().pack_f32_max_k` allows), `f32r` all row-major, `f32p` all
 //! packed.
 //!
+//! With `model`, `ab=SPEC;SPEC;…` compares kernel tunings (`ARGEN_GEMM_TUNING` syntax, each
+//! over this CPU's table; `-` for the table itself) within one process: each sample runs the
+//! tunings in turn, so that a change of the host's speed during the run reaches every tuning
+//! alike, and each prints its own line with its median's ratio to the first's. Specs that
+//! change `pack_f32_max_k` do not change the layout the weights were stored in.
+//!
 //! `shapes=w1` or `shapes=w2` times only that FFN shape (rates count its bytes and FLOPs only).
 //! With `model`, `breakdown` adds a line per row count with each kind of matrix timed apart
 //! (wall clock over the samples: wqkv, wo, w1, w3, w2, output), to find the one that is slow.
@@ -60,7 +66,14 @@ fn process_cpu_ns() -> u64 {
 
 /// The GEMMs of one GPT-B decode step, in order, with distinct weights (see the module docs).
 /// Half-precision weights are packed as `Cpu` stores them.
-fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize], breakdown: bool) {
+fn model(
+    threads: usize,
+    reps: usize,
+    dts: &[&str],
+    row_list: &[usize],
+    breakdown: bool,
+    ab: &[(String, argen_cpu::gemm::Tuning)],
+) {
     let pool = Workers::new(threads).unwrap();
     let tasks = if threads == 1 { 1 } else { 4 * threads };
     let (d, f, v) = (768usize, 2048usize, 16384usize);
@@ -132,6 +145,44 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize], breakdow
                     gemm(&pool, tasks, &x, rows, k, w, n, None, out);
                 }
             };
+            let flops = 2.0 * rows as f64 * (bytes / es) as f64;
+            if !ab.is_empty() {
+                // Samples of 2 passes, the tunings in turn.
+                let mut times = vec![Vec::with_capacity(reps); ab.len()];
+                for (_, t) in ab {
+                    argen_cpu::gemm::set_tuning(*t);
+                    pass(&mut out);
+                }
+                for _ in 0..reps {
+                    for ((_, t), ts) in ab.iter().zip(&mut times) {
+                        argen_cpu::gemm::set_tuning(*t);
+                        let c = process_cpu_ns();
+                        for _ in 0..2 {
+                            pass(&mut out);
+                        }
+                        ts.push((process_cpu_ns() - c) as f64 * 1e-9 / 2.0);
+                    }
+                }
+                let mut first = 0.0;
+                for ((spec, _), ts) in ab.iter().zip(&mut times) {
+                    ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                    let (lo, med) = (ts[0], ts[ts.len() / 2]);
+                    if first == 0.0 {
+                        first = med;
+                    }
+                    println!(
+                        "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} | {:.3} | {spec} |",
+                        lo * 1e3,
+                        med * 1e3,
+                        bytes as f64 / lo / 1e9,
+                        bytes as f64 / med / 1e9,
+                        flops / lo / 1e9,
+                        flops / med / 1e9,
+                        med / first
+                    );
+                }
+                continue;
+            }
             pass(&mut out);
             let mut times = Vec::with_capacity(reps);
             for _ in 0..reps {
@@ -143,7 +194,6 @@ fn model(threads: usize, reps: usize, dts: &[&str], row_list: &[usize], breakdow
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let (lo, med) = (times[0], times[times.len() / 2]);
-            let flops = 2.0 * rows as f64 * (bytes / es) as f64;
             if breakdown {
                 // Wall time per matrix kind over `reps` passes (in model order).
                 let names = ["wqkv", "wo", "w1", "w3", "w2", "output"];
@@ -207,12 +257,29 @@ fn main() {
         })
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32, 64, 128]);
     if all.iter().any(|a| a == "model") {
+        let ab: Vec<(String, argen_cpu::gemm::Tuning)> = all
+            .iter()
+            .find_map(|a| a.strip_prefix("ab="))
+            .map(|l| {
+                l.split(';')
+                    .map(|spec| {
+                        let t = argen_cpu::gemm::compose(if spec == "-" { "" } else { spec })
+                            .unwrap_or_else(|e| panic!("ab={spec}: {e}"));
+                        (spec.to_string(), t)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !ab.is_empty() {
+            println!("(ab: each tuning's median against the first's in the next-to-last column)");
+        }
         model(
             threads,
             reps,
             &dts,
             &row_list,
             all.iter().any(|a| a == "breakdown"),
+            &ab,
         );
         return;
     }

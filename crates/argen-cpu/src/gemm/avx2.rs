@@ -1,6 +1,6 @@
 //! AVX2 + FMA + F16C micro-kernels ([`super::Variant::Avx2`]): `MR × NR` tiles of 8-lane `ymm` accumulators.
 
-use super::{Elem, TilePtrs, MR_WIDE, NR};
+use super::{Elem, TilePtrs, MR_ACC, NR};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
@@ -32,7 +32,7 @@ macro_rules! tile_body {
             w: &TilePtrs<$t>,
             k: usize,
             pf: usize,
-            acc: &mut [[f32; NR]; MR_WIDE],
+            acc: &mut [[f32; NR]; MR_ACC],
         ) {
             let kb = k / 8 * 8;
             let mut a = [[_mm256_setzero_ps(); NR]; M];
@@ -95,7 +95,7 @@ pub(super) unsafe fn finish<W: Elem, const M: usize>(
     tail: &[*const W; NR],
     kb: usize,
     k: usize,
-    acc: &mut [[f32; NR]; MR_WIDE],
+    acc: &mut [[f32; NR]; MR_ACC],
 ) {
     for m in 0..M {
         for j in 0..NR {

@@ -1,6 +1,6 @@
 //! AVX-512 micro-kernels ([`super::Variant::Avx512`]): each `zmm` accumulator holds the 8 lanes of two output columns.
 
-use super::{Elem, Span, TilePtrs, MR_WIDE, NR};
+use super::{Elem, Span, TilePtrs, MR_ACC, MR_WIDE, NR};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
@@ -36,6 +36,13 @@ pub trait Pair: Elem {
     /// (the two rows' blocks are adjacent in the tile stream) and only `p` is used.
     unsafe fn pair<const PACKED: bool>(p: *const Self, q: *const Self) -> __m512;
 
+    /// The 8-element block at `p` (one column's block of a packed f32 or f16 tile, or of a
+    /// row-major row), widened, in both halves of a `zmm` ([`tile_wb`]).
+    ///
+    /// # Safety
+    /// Requires AVX-512F; `p` addresses 8 elements.
+    unsafe fn bcast(p: *const Self) -> __m512;
+
     /// The block at offset `o` of a tile's four rows, widened, as the pairs (rows 0–1,
     /// rows 2–3).
     ///
@@ -68,6 +75,13 @@ impl Pair for f32 {
             }
         }
     }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn bcast(p: *const f32) -> __m512 {
+        // SAFETY: 8 floats at p.
+        unsafe { _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p)))) }
+    }
 }
 
 /// 16 half-precision elements of two rows as one `ymm`.
@@ -96,6 +110,15 @@ impl Pair for bf16 {
         // SAFETY: forwarded.
         let h = unsafe { halves::<false>(p as *const u16, q as *const u16) };
         _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+    }
+
+    /// Row-major blocks only: a packed bf16 tile interleaves its columns (`task` runs
+    /// [`tile_wb`] on packed f32 alone).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn bcast(p: *const bf16) -> __m512 {
+        // SAFETY: forwarded (8 elements at p).
+        unsafe { Self::pair::<false>(p, p) }
     }
 
     #[inline]
@@ -130,6 +153,14 @@ impl Pair for f16 {
         // into nor allocates past `zmm19` here; in a paired 8-row tile with its finish that
         // spilled accumulators in the loop (f16 8 rows 11.4–11.9 against 6.7–7.1 ms, session
         // 12). The conversion is exact either way.
+        _mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>(h)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn bcast(p: *const f16) -> __m512 {
+        // SAFETY: 8 halves at p.
+        let h = unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i)) };
         _mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>(h)
     }
 }
@@ -168,7 +199,7 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
     k: usize,
     span: Span,
     pf: usize,
-    acc: &mut [[f32; NR]; MR_WIDE],
+    acc: &mut [[f32; NR]; MR_ACC],
 ) {
     let kb = k / 8 * 8;
     // Before the saved lanes are loaded: `tuning` may be a call, across which every vector
@@ -269,12 +300,12 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
     x: [*const f32; M],
-    xp: [*const f32; MR_WIDE / 2],
+    xp: [*const f32; MR_ACC / 2],
     w: &TilePtrs<W>,
     k: usize,
     span: Span,
     pf: usize,
-    acc: &mut [[f32; NR]; MR_WIDE],
+    acc: &mut [[f32; NR]; MR_ACC],
 ) {
     let kb = k / 8 * 8;
     // Before the saved lanes are loaded, as in `tile`.
@@ -379,6 +410,95 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
     finish!(a, acc, x, w, k);
 }
 
+/// A *tall* tile ([`super::MR_TALL`], module docs of [`super`]): [`tile`] over a packed tile
+/// for an even `M ≤ 14`
+/// rows, the input rows in pairs and the *weights* broadcast. Per 8-column step each of the
+/// tile's four columns' 8-element blocks is loaded into both halves of a `zmm`
+/// ([`Pair::bcast`]), each pair of rows' inputs with one plain load from the paired copy
+/// (`xp`, as [`tile_paired`]), and accumulator `ap[p][c]` holds `[row 2p col c | row 2p+1
+/// col c]`: 28 accumulators at 14 rows, where [`tile`]'s arrangement (two per row) stops at
+/// 8. After the `k` loop the accumulators are moved (exact data moves) into [`tile`]'s
+/// arrangement and finished as there: every lane sees the same FMAs in the same order, the
+/// bits are [`tile`]'s.
+///
+/// Why: a packed f32 call of 9–14 rows then streams each weight once, at 2·rows FLOP per 4
+/// bytes — past the ridge point of the FMA peak and the memory stream (about 6 on Zen 5) —
+/// where 8-row tiles pass over each column block twice, the first pass bound by memory.
+/// Minimal loops on Zen 5 (`docs/results/session15/probes/pb.c`): 12 and 14 rows 246–268
+/// GFLOP/s streaming 38–41 GB/s with at most ~21 KiB of inputs, 275–280 GFLOP/s with the
+/// block in L2. The step prefetches both of its lines every time (a pass that streams f32
+/// needs every line prefetched, [`super::tuning`]).
+///
+/// Compiled with AVX512VL: without it LLVM allocated no vector register past `zmm20` here and
+/// kept a third of the accumulators on the stack, loaded and stored every step.
+///
+/// # Safety
+/// Requires AVX512VL besides [`tile_paired`]'s features; otherwise as [`tile_paired`], with
+/// `M` even (every row in a pair; an odd block's last row is paired with a copy of itself,
+/// [`super::pair_inputs`]); the tile is packed with four consecutive 8-element column blocks
+/// per step (f32 or f16, not the interleaved bf16 layout).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+pub unsafe fn tile_wb<W: Pair, const M: usize, const HINT: u8>(
+    x: [*const f32; M],
+    xp: [*const f32; MR_ACC / 2],
+    w: &TilePtrs<W>,
+    k: usize,
+    span: Span,
+    pf: usize,
+    acc: &mut [[f32; NR]; MR_ACC],
+) {
+    const { assert!(M.is_multiple_of(2) && M <= super::MR_TALL) };
+    let kb = k / 8 * 8;
+    let z = _mm512_setzero_ps();
+    let mut ap = [[z; NR]; super::MR_TALL / 2];
+    // Saved lanes: pair p's four accumulators at 4p…4p + 3.
+    if span.i0 > 0 {
+        // SAFETY: `span.st` holds the tile's saved lanes (`Span`, SPAN_LANES ≥ 2M of them).
+        unsafe { load_lanes(span.st, &mut ap.as_flattened_mut()[..NR * (M / 2)]) };
+    }
+    let mut i = span.i0;
+    while i < span.i1 {
+        let o = i * NR;
+        // SAFETY: i + 8 <= kb, so block i/8 lies in the tile (column c's 8 elements at
+        // blk[c] + o) and block i/8 of each pair in its copy (16 floats at 2i); prefetches
+        // never fault (`wrapping_add`).
+        unsafe {
+            super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
+            if W::BYTES == 4 {
+                super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);
+            }
+            let wb: [__m512; NR] = std::array::from_fn(|c| W::bcast(w.blk[c].add(o)));
+            for (p, app) in ap.iter_mut().enumerate().take(M / 2) {
+                let xv = _mm512_loadu_ps(xp[p].add(2 * i));
+                for (a, &wc) in app.iter_mut().zip(&wb) {
+                    *a = _mm512_fmadd_ps(xv, wc, *a);
+                }
+            }
+        }
+        i += 8;
+    }
+    if span.i1 < kb {
+        // SAFETY: as above.
+        unsafe { store_lanes(span.st, &ap.as_flattened()[..NR * (M / 2)]) };
+        return;
+    }
+    // Into `tile`'s arrangement: a[m][q] = [row m col 2q | row m col 2q + 1].
+    let mut a = [[z; 2]; M];
+    for (p, &[c0, c1, c2, c3]) in ap.iter().enumerate().take(M / 2) {
+        a[2 * p] = [
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(c0, c1),
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(c2, c3),
+        ];
+        a[2 * p + 1] = [
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(c0, c1),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(c2, c3),
+        ];
+    }
+    finish!(a, acc, x, w, k);
+}
+
 /// Loads `v.len()` saved lane accumulators from `st` on (a [`Span`]'s lanes).
 ///
 /// # Safety
@@ -434,11 +554,11 @@ pub unsafe fn interleave(x0: &[f32], x1: &[f32], out: &mut [f32]) {
 /// (about 200 instructions, 10–15 % of a tile's FMAs at k = 768).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn reduce<const M: usize>(a: &[[__m512; 2]; M], acc: &mut [[f32; NR]; MR_WIDE]) {
+fn reduce<const M: usize>(a: &[[__m512; 2]; M], acc: &mut [[f32; NR]; MR_ACC]) {
     let z = _mm512_setzero_ps();
     // r[m], 128-bit chunk c: column c's [a0+a4, a1+a5, a2+a6, a3+a7] (chunks of
     // a[m][p]: column 2p lanes 0–3, 4–7, column 2p + 1 lanes 0–3, 4–7).
-    let mut r = [z; MR_WIDE];
+    let mut r = [z; MR_ACC];
     for (rm, am) in r.iter_mut().zip(a) {
         let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(am[0], am[1]);
         let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(am[0], am[1]);
@@ -463,7 +583,7 @@ fn reduce<const M: usize>(a: &[[__m512; 2]; M], acc: &mut [[f32; NR]; MR_WIDE]) 
             _mm512_shuffle_ps::<0xDD>(s0, s1),
         );
         let t = _mm512_permutexvar_ps(idx, f);
-        // SAFETY: rows 4g..4g+4 of acc are 16 contiguous floats (4g + 4 <= MR_WIDE).
+        // SAFETY: rows 4g..4g+4 of acc are 16 contiguous floats (4g + 4 <= MR_ACC).
         unsafe { _mm512_storeu_ps(acc.as_mut_ptr().cast::<f32>().add(16 * g), t) };
     }
 }

@@ -57,6 +57,21 @@
 //! rows: 64 KiB of inputs; measurements in [`tuning`]). The accumulators are saved exactly and
 //! each lane still sees its FMAs in increasing `k`: the bits do not change.
 //!
+//! **Tall tiles** (AVX-512 with AVX512VL, packed f32 calls of 9 to [`Tuning::f32_tall_rows`] ≤
+//! [`MR_TALL`] = 14 rows): one row block of tiles of up to 14 rows, whose 28 accumulators each
+//! hold one column's lanes for a pair of rows; per 8-column step each column's 8 weights are
+//! broadcast to both halves of a `zmm` and each pair's inputs come from the paired copy
+//! (`avx512::tile_wb`). The call then streams each weight once at up to 7 FLOP per byte, past
+//! the ridge point of one core's stream and FMA peak (~6 on Zen 5), where 8-row blocks passed
+//! over each column block twice, the first pass bound by memory. Session 16, one Zen 5 core,
+//! GPT-B decode-step GEMMs (`… --bench gemm -- 1 7 f32 model rows=9,…,16 'ab=-;f32_tall_rows=14'`,
+//! the tunings alternating in one process): 9 / 10 / 11 / 12 / 13 / 14 rows 0.87 / 0.89 / 0.87 /
+//! 0.84 / 0.93 / 0.92× the time of the row blocks before (12 rows 15.84 → 13.38 ms); 16 rows
+//! unchanged (not tall: a tall first block followed by 8-row blocks measured slower). The
+//! kernel must be compiled with AVX512VL: without it LLVM allocated no register past `zmm20`
+//! and kept a third of the accumulators on the stack (12 rows 26.9 ms, against 21.4 ms for
+//! the 8-row blocks in the same noisy minute).
+//!
 //! **Paired inputs** (AVX-512, row blocks of 2 or more rows where the CPU's [`Tuning`] says
 //! so: packed f16 and bf16 on Zen 4). The kernel of `avx512::tile` broadcasts each input row's
 //! 8-float block into both halves of a `zmm` once per step, and on Zen 4 those broadcasts
@@ -160,6 +175,13 @@ pub const NR: usize = 4;
 pub const MR: usize = 3;
 /// Most input rows per micro-kernel tile of the AVX-512 variant (32 vector registers).
 pub const MR_WIDE: usize = 8;
+/// Most input rows per *tall* tile ([`avx512::tile_wb`]): a packed f32 call of more than
+/// [`MR_WIDE`] and at most [`Tuning::f32_tall_rows`] rows runs as one row block of them (7
+/// pairs of rows × [`NR`] columns = 28 accumulators).
+pub const MR_TALL: usize = 14;
+/// Rows of a tile's sums (`acc`) as the kernels hand them over: [`MR_TALL`] rounded up to the
+/// lane tree's groups of four rows.
+const MR_ACC: usize = 16;
 /// Target bytes of weights per column block (kept in L2 while every row block passes over it)
 /// unless the CPU's [`Tuning::block_bytes`] says otherwise.
 const BLOCK_BYTES: usize = 192 << 10;
@@ -481,7 +503,13 @@ fn gemm_run(
         WRef::F16Packed(_) => pairs_block::<f16>(&tuned, isa, &pairing, rows, mr),
         _ => false,
     };
-    let pair_call = if k >= pairing.min_k && row_blocks(rows, isa.mr()).any(|(_, mr)| paired(mr)) {
+    let tall = match w {
+        WRef::F32Packed(_) => tall_rows::<f32>(isa, &pairing, true, rows),
+        _ => 0,
+    };
+    let pair_call = if tall > 0
+        || (k >= pairing.min_k && row_blocks(rows, isa.mr(), 0).any(|(_, mr)| paired(mr)))
+    {
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     } else {
@@ -531,16 +559,45 @@ fn gemm_run(
 }
 
 /// The row blocks of a call of `rows` rows with tiles of at most `mr` rows, as `(first row,
-/// rows)` ([`row_block`]).
-fn row_blocks(rows: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
+/// rows)` ([`row_block`]); one block of `tall` rows where that is not 0 ([`tall_rows`]).
+fn row_blocks(rows: usize, mr: usize, tall: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut r = 0;
     std::iter::from_fn(move || {
         (r < rows).then(|| {
-            let m = row_block(rows - r, mr);
+            let m = next_row_block(r, rows, mr, tall);
             r += m;
             (r - m, m)
         })
     })
+}
+
+/// The rows of the row block at row `r` of a call of `rows` rows ([`row_blocks`]).
+#[inline]
+fn next_row_block(r: usize, rows: usize, mr: usize, tall: usize) -> usize {
+    if r == 0 && tall > 0 {
+        tall
+    } else {
+        row_block(rows - r, mr)
+    }
+}
+
+/// The rows of a call of `rows` rows with weights of type `W` (`packed` or not) that runs as
+/// one *tall* row block ([`avx512::tile_wb`]), 0 where it does not: packed f32 on AVX-512
+/// (with AVX512VL, which the kernel's register allocation needs) in calls of more than
+/// [`MR_WIDE`] and at most [`Pairing::tall`] (made even, at most [`MR_TALL`]) rows. Such a
+/// call streams each weight once for all its rows, where 8-row blocks pass over each column
+/// block twice, the first pass bound by memory. A call of more rows runs its row blocks as
+/// before: a tall first block followed by the others measured slower ([`tuning`], session
+/// 16). An odd call's last row is paired with a copy of itself ([`pair_inputs`]).
+fn tall_rows<W: Elem>(isa: Variant, pairing: &Pairing, packed: bool, rows: usize) -> usize {
+    let tall = pairing.tall.min(MR_TALL) / 2 * 2;
+    let on = packed && W::BYTES == 4 && isa == Variant::Avx512 && rows > MR_WIDE && rows <= tall;
+    #[cfg(target_arch = "x86_64")]
+    if on && std::is_x86_feature_detected!("avx512vl") {
+        return rows;
+    }
+    let _ = on;
+    0
 }
 
 /// Rows that a packed tile of `mr` rows is padded to, in a call of `rows` rows: a packed
@@ -627,6 +684,9 @@ struct Pairing {
     panel_min_x_bytes: usize,
     /// ... of inputs of at most this many bytes ([`Tuning::panel_x_bytes`]).
     panel_x_bytes: usize,
+    /// Packed f32 calls of more than [`MR_WIDE`] and at most this many rows run as one row
+    /// block of tall tiles ([`Tuning::f32_tall_rows`], [`tall_rows`]).
+    tall: usize,
 }
 
 impl Pairing {
@@ -641,6 +701,7 @@ impl Pairing {
             min_k: t.paired_min_k,
             panel_min_x_bytes: t.panel_min_x_bytes,
             panel_x_bytes: t.panel_x_bytes,
+            tall: t.f32_tall_rows,
         }
     }
 
@@ -708,8 +769,9 @@ impl Span {
 }
 
 /// Saved lane accumulators of one tile between panels: [`MR_WIDE`] rows × 2 `zmm`, or
-/// [`MR_WIDE`]` / 2` pairs × 4 plus an odd row's 2.
-const SPAN_LANES: usize = 2 * MR_WIDE + 2;
+/// [`MR_WIDE`]` / 2` pairs × 4 plus an odd row's 2, or a tall tile's [`MR_TALL`]` / 2` pairs
+/// × 4.
+const SPAN_LANES: usize = 2 * MR_TALL;
 
 /// The pointers of the packed tile at the start of `base` (which holds at least its `NR·k`
 /// elements).
@@ -748,7 +810,7 @@ unsafe fn write_tile(
     mr: usize,
     j: usize,
     nr: usize,
-    acc: &[[f32; NR]; MR_WIDE],
+    acc: &[[f32; NR]; MR_ACC],
 ) {
     for (mi, accm) in acc.iter().enumerate().take(mr) {
         let mut v = *accm;
@@ -781,8 +843,10 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let kb = k / 8 * 8;
     let t = &a.t;
     let cb = (t.block_bytes / (k * W::BYTES).max(1) / NR).max(1) * NR;
+    let tall = tall_rows::<W>(a.isa, &a.pairing, PACKED, a.rows);
+    let first = next_row_block(0, a.rows, a.isa.mr(), tall);
     // One row block: the weights are streamed once and not needed again (module docs).
-    let nta = PACKED && a.rows <= a.isa.mr();
+    let nta = PACKED && first == a.rows;
     let pad_to = |mr: usize| {
         if PACKED {
             pad_rows::<W>(t, a.isa, a.rows, mr)
@@ -795,17 +859,18 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     // Packed f32 pairs only on later passes over a column block, which find it in L2 and are
     // bound by their FMAs; the first pass streams it from memory, and paired measured slower
     // there (`Tuning::f32_paired_min_rows`).
+    // A tall block always runs paired (`avx512::tile_wb`).
     let paired = |r: usize, mr: usize| {
         PACKED
             && a.pair_call != 0
-            && pairs_block::<W>(t, a.isa, &a.pairing, a.rows, mr)
-            && (W::BYTES != 4 || r > 0)
+            && ((r == 0 && tall > 0)
+                || (pairs_block::<W>(t, a.isa, &a.pairing, a.rows, mr) && (W::BYTES != 4 || r > 0)))
     };
     let mut slot = PairSlot::default();
     if a.pair_call != 0 {
         slot = PAIRS.with(|c| c.take());
         if slot.call != a.pair_call {
-            pair_inputs(a.x, a.rows, k, a.isa.mr(), &mut slot.buf, paired);
+            pair_inputs(a.x, a.rows, k, a.isa.mr(), tall, &mut slot.buf, paired);
             slot.call = a.pair_call;
         }
     }
@@ -815,7 +880,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
         let c1 = (c0 + cb).min(a.n1);
         let mut r = 0;
         while r < a.rows {
-            let mr = row_block(a.rows - r, a.isa.mr());
+            let mr = next_row_block(r, a.rows, a.isa.mr(), tall);
+            let tall_now = r == 0 && tall > 0;
             // Prefetch offset in elements past the current weight offset (0: none in
             // effect), see the kernel. Packed: ahead in the tile stream. Row-major: the next
             // tile's rows. The first pass over a column block streams it from memory. Later
@@ -834,11 +900,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // The second row block of a column block finds the block in L2 and is bound by
             // its FMAs; it prefetches the next column block (the same offsets, `c1 - c0`
             // columns further on) so that memory works while the FMAs do ([`tuning`]).
-            let next_block = PACKED
-                && t.prefetch_next_block
-                && r > 0
-                && r == row_block(a.rows, a.isa.mr())
-                && c1 < a.n1;
+            let next_block = PACKED && t.prefetch_next_block && r > 0 && r == first && c1 < a.n1;
             // Prefetching ahead in the packed tile stream (the pass streams from memory).
             let stream_ahead = PACKED && !next_block && a.rows > no_pf_rows;
             let pf = if next_block {
@@ -917,7 +979,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 }
             }
             // A tile's sums (every kernel writes rows 0..mr before `write_tile` reads them).
-            let mut acc = [[0f32; NR]; MR_WIDE];
+            let mut acc = [[0f32; NR]; MR_ACC];
             for pi in 0..panels {
                 let i0 = pi * kp;
                 let i1 = ((pi + 1) * kp).min(kb);
@@ -962,7 +1024,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     };
                     let xp = |i: usize| a.x[(r + i.min(mr - 1)) * k..].as_ptr();
                     // Pair p of the row block in the paired copy (only read for p < mr / 2).
-                    let xps: [*const f32; MR_WIDE / 2] =
+                    let xps: [*const f32; MR_ACC / 2] =
                         std::array::from_fn(|p| pairs_at.wrapping_add((r + 2 * p) * k));
                     // SAFETY: every x pointer addresses k floats, every block pointer kb/8
                     // blocks `step` apart and every tail pointer k - kb elements (asserted
@@ -970,6 +1032,9 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     // by the CPU (`gemm_isa`'s contract). With `pair_now` the pairs' copies
                     // hold 2·kb floats each (`pair_inputs`). A span's lanes are this tile's
                     // (`spans[ti]`, SPAN_LANES × 16 floats), and panels run only on AVX-512.
+                    // A tall block runs only where `tall_rows` found AVX-512 with AVX512VL,
+                    // and every pair of its rows has its copy (an odd last row's with itself,
+                    // in the copy's spare row).
                     unsafe {
                         let isa = a.isa;
                         macro_rules! call {
@@ -998,7 +1063,33 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                 }
                             }};
                         }
-                        tile_rows!(mr.max(pad_to), go)
+                        // A tall block: its rows made even (an odd block's last row paired with a
+                        // copy of itself, whose sums are not stored).
+                        macro_rules! tall {
+                            ($m:literal) => {{
+                                let xs: [*const f32; $m] = std::array::from_fn(xp);
+                                match hint {
+                                    PF_NTA => W::tile_tall::<$m, PF_NTA>(
+                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                    ),
+                                    PF_T1 => W::tile_tall::<$m, PF_T1>(
+                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                    ),
+                                    _ => W::tile_tall::<$m, PF_T0>(
+                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                    ),
+                                }
+                            }};
+                        }
+                        if tall_now {
+                            match mr.div_ceil(2) * 2 {
+                                10 => tall!(10),
+                                12 => tall!(12),
+                                _ => tall!(14),
+                            }
+                        } else {
+                            tile_rows!(mr.max(pad_to), go)
+                        }
                     }
                     if last {
                         // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
@@ -1060,24 +1151,33 @@ struct PairSlot {
 /// block (`r` an even offset into it), the `⌊k/8⌋` blocks of 8 floats of row `r` and of row
 /// `r + 1` alternate from `dst[r·k]` on (`2·⌊k/8⌋·8 ≤ 2k` floats, within the two rows'
 /// share). An odd last row of a block is not copied ([`avx512::tile_paired`] reads it in
-/// place).
+/// place), except in a tall block ([`tall_rows`]: the call's only one), where it is paired
+/// with a copy of itself (the buffer holds one row more; the copy's sums are not stored, so
+/// any readable values would give the same bits).
 fn pair_inputs(
     x: &[f32],
     rows: usize,
     k: usize,
     mr: usize,
+    tall: usize,
     dst: &mut Option<Buf<f32>>,
     paired: impl Fn(usize, usize) -> bool,
 ) {
     let kb = k / 8 * 8;
+    // One row more: an odd tall block's last row is paired with a copy of itself there.
+    let need = (rows + 1) * k;
     let dst = match dst {
-        Some(b) if b.len() >= rows * k => b,
-        _ => dst.insert(Buf::zeroed(rows * k)),
+        Some(b) if b.len() >= need => b,
+        _ => dst.insert(Buf::zeroed(need)),
     };
-    for (r, m) in row_blocks(rows, mr) {
+    for (r, m) in row_blocks(rows, mr, tall) {
         if paired(r, m) {
-            for p in (r..r + m - 1).step_by(2) {
-                let (x0, x1) = (&x[p * k..p * k + kb], &x[(p + 1) * k..(p + 1) * k + kb]);
+            // A tall block pairs every row (`avx512::tile_wb`); others read an odd last row
+            // in place (`avx512::tile_paired`).
+            let end = if r == 0 && tall > 0 { r + m } else { r + m - 1 };
+            for p in (r..end).step_by(2) {
+                let q = (p + 1).min(r + m - 1);
+                let (x0, x1) = (&x[p * k..p * k + kb], &x[q * k..q * k + kb]);
                 let out = &mut dst[p * k..p * k + 2 * kb];
                 #[cfg(target_arch = "x86_64")]
                 if best_variant() == Variant::Avx512 {
@@ -1115,7 +1215,7 @@ trait Kernel: Elem {
         k: usize,
         span: Span,
         pf: usize,
-        acc: &mut [[f32; NR]; MR_WIDE],
+        acc: &mut [[f32; NR]; MR_ACC],
     );
 
     /// [`Kernel::tile`] of a packed tile with the inputs also given in pairs (`xp`,
@@ -1129,12 +1229,30 @@ trait Kernel: Elem {
     unsafe fn tile_paired<const M: usize, const HINT: u8, const XSWAP: bool>(
         isa: Variant,
         x: [*const f32; M],
-        xp: [*const f32; MR_WIDE / 2],
+        xp: [*const f32; MR_ACC / 2],
         w: &TilePtrs<Self>,
         k: usize,
         span: Span,
         pf: usize,
-        acc: &mut [[f32; NR]; MR_WIDE],
+        acc: &mut [[f32; NR]; MR_ACC],
+    );
+
+    /// [`Kernel::tile`] of a packed tile in a tall block ([`avx512::tile_wb`]): `M` even,
+    /// every row in a pair of the paired copy (`xp`); the same bits.
+    ///
+    /// # Safety
+    /// As [`Kernel::tile_paired`] with `M ≤ MR_TALL` even and `xp[p]` for every `p < M / 2`;
+    /// only where [`tall_rows`] chose it (AVX-512 with AVX512VL, packed f32).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_tall<const M: usize, const HINT: u8>(
+        isa: Variant,
+        x: [*const f32; M],
+        xp: [*const f32; MR_ACC / 2],
+        w: &TilePtrs<Self>,
+        k: usize,
+        span: Span,
+        pf: usize,
+        acc: &mut [[f32; NR]; MR_ACC],
     );
 }
 
@@ -1149,7 +1267,7 @@ macro_rules! kernel_impl {
                 k: usize,
                 span: Span,
                 pf: usize,
-                acc: &mut [[f32; NR]; MR_WIDE],
+                acc: &mut [[f32; NR]; MR_ACC],
             ) {
                 // The prefetch distance only steers the x86 kernels.
                 #[cfg(not(target_arch = "x86_64"))]
@@ -1178,12 +1296,12 @@ macro_rules! kernel_impl {
             unsafe fn tile_paired<const M: usize, const HINT: u8, const XSWAP: bool>(
                 isa: Variant,
                 x: [*const f32; M],
-                xp: [*const f32; MR_WIDE / 2],
+                xp: [*const f32; MR_ACC / 2],
                 w: &TilePtrs<Self>,
                 k: usize,
                 span: Span,
                 pf: usize,
-                acc: &mut [[f32; NR]; MR_WIDE],
+                acc: &mut [[f32; NR]; MR_ACC],
             ) {
                 #[cfg(target_arch = "x86_64")]
                 if isa == Variant::Avx512 {
@@ -1196,6 +1314,28 @@ macro_rules! kernel_impl {
                 let _ = xp;
                 // SAFETY: forwarded; the same bits without the pairs.
                 unsafe { Self::tile::<M, true, HINT>(isa, x, w, k, span, pf, acc) }
+            }
+
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn tile_tall<const M: usize, const HINT: u8>(
+                isa: Variant,
+                x: [*const f32; M],
+                xp: [*const f32; MR_ACC / 2],
+                w: &TilePtrs<Self>,
+                k: usize,
+                span: Span,
+                pf: usize,
+                acc: &mut [[f32; NR]; MR_ACC],
+            ) {
+                #[cfg(target_arch = "x86_64")]
+                if isa == Variant::Avx512 {
+                    // SAFETY: forwarded from the caller's contract (AVX-512 supported).
+                    unsafe { avx512::tile_wb::<$t, M, HINT>(x, xp, w, k, span, pf, acc) };
+                    return;
+                }
+                let _ = (isa, x, xp, w, k, span, pf, acc);
+                unreachable!("tall tiles run on AVX-512 only (`tall_rows`)");
             }
         }
     };
@@ -1218,7 +1358,7 @@ unsafe fn portable_tile<W: Elem, const M: usize>(
     x: [*const f32; M],
     w: &TilePtrs<W>,
     k: usize,
-    acc: &mut [[f32; NR]; MR_WIDE],
+    acc: &mut [[f32; NR]; MR_ACC],
 ) {
     // SAFETY: the caller guarantees k readable floats behind each x pointer.
     let xs: [&[f32]; M] = std::array::from_fn(|m| unsafe { std::slice::from_raw_parts(x[m], k) });

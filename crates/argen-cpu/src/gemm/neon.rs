@@ -1,6 +1,6 @@
 //! aarch64 Advanced SIMD micro-kernels ([`super::Variant::Neon`]): each 8-lane accumulator is a pair of `float32x4_t`.
 
-use super::{Elem, TilePtrs, MR_WIDE, NR};
+use super::{Elem, TilePtrs, MR_ACC, NR};
 use half::{bf16, f16};
 use std::arch::aarch64::*;
 
@@ -109,7 +109,7 @@ pub unsafe fn tile<W: Load8, const M: usize, const PACKED: bool>(
     x: [*const f32; M],
     w: &TilePtrs<W>,
     k: usize,
-    acc: &mut [[f32; NR]; MR_WIDE],
+    acc: &mut [[f32; NR]; MR_ACC],
 ) {
     let kb = k / 8 * 8;
     // SAFETY: NEON is baseline on aarch64; every load is in bounds (caller's contract).

@@ -31,15 +31,19 @@ fn supported() -> Vec<Variant> {
 /// The [`Pairing`]s to check `isa` with: the CPU's own and, on
 /// AVX-512 (the only variant that pairs), every packed row block of two or more rows paired
 /// (swapping the line, and swapping the inputs), and none; with `k` loops whole and in panels
-/// of 8 to 72 columns ([`Span`]), paired and not.
+/// of 8 to 72 columns ([`Span`]), paired and not; and packed f32 calls of 9 to 10, 12 or 14
+/// rows as one tall block ([`tall_rows`]), whole and in panels, the longer calls as before.
 fn pairings(isa: Variant) -> Vec<Pairing> {
     let mut v = vec![Pairing::tuned()];
     if isa == Variant::Avx512 {
-        for (m, xswap_max, panel_x_bytes) in [
-            (2, 0, usize::MAX),
-            (2, MR_WIDE, 100),
-            (usize::MAX, 0, 300),
-            (2, 0, 1000),
+        for (m, xswap_max, panel_x_bytes, tall) in [
+            (2, 0, usize::MAX, 0),
+            (2, MR_WIDE, 100, 0),
+            (usize::MAX, 0, 300, 0),
+            (2, 0, 1000, 0),
+            (2, 0, usize::MAX, MR_TALL),
+            (usize::MAX, 0, 300, 12),
+            (2, MR_WIDE, 1000, 10),
         ] {
             v.push(Pairing {
                 f32: m,
@@ -49,6 +53,7 @@ fn pairings(isa: Variant) -> Vec<Pairing> {
                 min_k: 0,
                 panel_min_x_bytes: panel_x_bytes,
                 panel_x_bytes,
+                tall,
             });
         }
     }
@@ -72,8 +77,9 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
                 continue;
             }
             // 10 and 17 rows: two and three AVX-512 row blocks (paired and not, `pairings`),
-            // over several column blocks at n = 200.
-            let rows_max = 17;
+            // over several column blocks at n = 200; 9, 10, 13 and 14 rows: one tall block
+            // (odd and even) where `pairings` turns it on.
+            let rows_max = 30;
             let x: Vec<f32> = (0..rows_max * k).map(|_| r()).collect();
             let w32: Vec<f32> = (0..n * k).map(|_| r()).collect();
             let wb: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -97,7 +103,7 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
                 ),
             ];
             for (wref, wide) in &wides {
-                for rows in (1usize..=10).chain([17]) {
+                for rows in (1usize..=10).chain([13, 14, 17, 30]) {
                     if n == 200 && ![1, 2, 4, 9, 10, 17].contains(&rows) {
                         continue;
                     }

@@ -46,6 +46,11 @@ pub struct Tuning {
     /// Packed f32 calls of a single AVX-512 row block of 3 or more rows run tiles of at least
     /// this many rows (padded with copies of the last input row, not stored; 0: none).
     pub f32_min_tile_rows: usize,
+    /// Packed f32 calls of more than 8 and at most this many rows run as one row block of
+    /// *tall* tiles (AVX-512 with AVX512VL: the weights broadcast against paired inputs,
+    /// `avx512::tile_wb` in [`super`]; made even, at most [`super::MR_TALL`]; below 10: off),
+    /// which streams each weight once for all the call's rows ([`tuning`], session 16).
+    pub f32_tall_rows: usize,
     /// In a packed call of several row blocks, the second row block of each column block
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
@@ -451,12 +456,32 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// (`docs/results/session15/kernel-tune/`). Rejected the same session: a packed-f32 kernel
 /// broadcasting the weights instead of the inputs (`docs/runtime-performance.md`).
 ///
+/// Session 16 (the same Zen 5), *tall tiles* ([`Tuning::f32_tall_rows`] = 14 on Zen 5, off
+/// elsewhere until measured; module docs of [`super`]): packed f32 calls of 9–14 rows run as
+/// one row block of tiles of up to 14 rows, the weights broadcast against paired inputs, so
+/// that each weight is streamed once for all rows. GPT-B decode-step GEMMs, one core, the
+/// tunings alternating in one process (`… --bench gemm -- 1 7 f32 model rows=9,…,16
+/// 'ab=-;f32_tall_rows=14;f32_tall_rows=12'`, `docs/results/session16/tall-gemm-ab-1t.txt`):
+/// 9 / 10 / 11 / 12 / 13 / 14 rows 14.96 / 14.48 / 15.15 / 15.84 / 17.08 / 17.03 → 13.04 /
+/// 12.82 / 13.12 / 13.38 / 15.95 / 15.73 ms (medians); 12 as the limit: the same to 12 rows,
+/// 13–14 rows level with the old blocks. Two cores (process CPU time): 10 / 12 / 14 rows 0.95 /
+/// 0.98 / 0.98×. The decode bench's f32 verification, three alternating rounds (`… --bench
+/// decode -- 1 f32 verify=N reps=10`): 10 / 12 / 14 rows 15.3–15.6 / 16.3–16.9 / 17.7–18.0 →
+/// 13.6–14.0 / 14.5–15.5 / 15.4–17.1 ms. The tall pass streams 29–31 GB/s, short of the probe's
+/// 37–41 GB/s with contiguous 4–6 KiB tiles: measured and not kept, panels for it from 16 or
+/// 64 KiB of inputs (±2 %), none at all (5–10 % slower), prefetch distances of 4–24 KiB and
+/// `prefetcht0`/`prefetcht1` instead of `prefetchnta` (all slower than 8 KiB non-temporal).
+/// *Rejected*: a tall first block followed by 8-row blocks for calls of 15 or more rows (16
+/// rows 17.5 → 18.4 ms with 12 + 4, 20.8–24.2 ms with 14 + 2: the tall pass is still bound by
+/// memory, so the later pass's FMAs add to it), and tall tiles for calls of 2–8 rows (2–8 %
+/// slower than `avx512::tile`).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
 /// `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
-/// `f32_min_tile_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
+/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
 /// `block_bytes=N`, `tasks_per_thread=N`, `pack_f32_max_k=N` (read when a model loads: it
@@ -609,6 +634,7 @@ spec_keys! {
     row_major_l2_prefetch: bool,
     f32_prefetch_every: usize,
     f32_min_tile_rows: usize,
+    f32_tall_rows: usize,
     prefetch_next_block: bool,
     f16_paired_min_rows: usize,
     bf16_paired_min_rows: usize,
@@ -676,6 +702,7 @@ impl Tuning {
             row_major_l2_prefetch: false,
             f32_prefetch_every: 1,
             f32_min_tile_rows: 0,
+            f32_tall_rows: 0,
             prefetch_next_block: false,
             f16_paired_min_rows: usize::MAX,
             bf16_paired_min_rows: usize::MAX,
@@ -755,6 +782,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
             ("f32_no_prefetch_rows", vec![0, 2]),
             ("f32_prefetch_every", vec![1, 16, 256]),
             ("f32_min_tile_rows", vec![0, 6, 8]),
+            ("f32_tall_rows", vec![0, 10, 12, 14]),
             (pair_key, vec![2, NEVER]),
         ]);
     }
@@ -813,6 +841,7 @@ fn zen4() -> Tuning {
         row_major_l2_prefetch: true,
         f32_prefetch_every: 16,
         f32_min_tile_rows: 6,
+        f32_tall_rows: 0,
         prefetch_next_block: true,
         attn_prefetch: true,
         f16_paired_min_rows: 2,
@@ -832,9 +861,10 @@ fn zen4() -> Tuning {
 /// non-temporally; packed f32 pairs on the passes that find the column block in L2 (session
 /// 12); long inputs run in k-panels (session 13, [`tuning`]); f32 calls of several row blocks
 /// prefetch 16 KiB ahead, and multi-threaded calls run two column ranges per thread (session
-/// 14).
+/// 14); packed f32 calls of 9–14 rows run as one tall row block (session 16).
 fn zen5() -> Tuning {
     Tuning {
+        f32_tall_rows: 14,
         no_prefetch_rows: 0,
         f32_no_prefetch_rows: 0,
         f32_prefetch_every: 256,
