@@ -175,7 +175,7 @@ pub const NR: usize = 4;
 pub const MR: usize = 3;
 /// Most input rows per micro-kernel tile of the AVX-512 variant (32 vector registers).
 pub const MR_WIDE: usize = 8;
-/// Most input rows per *tall* tile ([`avx512::tile_wb`]): a packed f32 call of more than
+/// Most input rows per *tall* tile (`avx512::tile_wb`): a packed f32 call of more than
 /// [`MR_WIDE`] and at most [`Tuning::f32_tall_rows`] rows runs as one row block of them (7
 /// pairs of rows × [`NR`] columns = 28 accumulators).
 pub const MR_TALL: usize = 14;
