@@ -184,6 +184,21 @@ fn pf_mask<W: Pair, const M: usize, const HINT: u8>() -> usize {
     }
 }
 
+/// The phased prefetch of a packed tile's step at offset `o` (column `i`) in a pass that is
+/// one of `2^sh` sharing the next column block ([`super::Tuning::f32_prefetch_phased`]): every
+/// `2^sh`-th step, the step's bytes (two lines of f32, one of half precision) at
+/// `pf + o / 2^sh` past the tile's start, so that the pass reads its share in order.
+#[inline(always)]
+fn phased<W: Pair>(w: &TilePtrs<W>, o: usize, pf: usize, sh: u8, i: usize) {
+    if (i / 8) & ((1usize << sh) - 1) == 0 {
+        let at = w.blk[0].wrapping_add(pf.wrapping_add(o >> sh));
+        super::prefetch::<{ super::PF_T1_PHASED }>(at as *const i8);
+        if W::BYTES == 4 {
+            super::prefetch::<{ super::PF_T1_PHASED }>(at.wrapping_add(16) as *const i8);
+        }
+    }
+}
+
 /// AVX-512 micro-kernel: `M ≤ 8` rows × `NR = 4` columns, accumulator `a[m][p]` holding
 /// the 8 lanes of columns `2p` (lanes 0–7) and `2p + 1` (lanes 8–15) of row `m`; the
 /// input block is broadcast to both halves. Lane for lane this is the 8-lane order of the
@@ -217,7 +232,12 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
         // SAFETY: i + 8 <= kb <= k, block i/8 of row j lies at blk[j] + o; prefetches
         // never fault (`wrapping_add`).
         unsafe {
-            if PACKED && (i / 8) & pf_mask == 0 {
+            if HINT == super::PF_T1_PHASED {
+                // This pass's share of the next column block (`Tuning::f32_prefetch_phased`).
+                if PACKED {
+                    phased::<W>(w, o, pf, span.pf_shift, i);
+                }
+            } else if PACKED && (i / 8) & pf_mask == 0 {
                 // The step's lines of the tile stream: one for half precision (rows 0–3
                 // share it), two for f32 (rows 0–1, rows 2–3).
                 super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
@@ -329,7 +349,9 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
         // SAFETY: i + 8 <= kb, so block i/8 lies in the tile and block i/8 of each pair in
         // its copy (16 floats at 2i); prefetches never fault (`wrapping_add`).
         unsafe {
-            if (i / 8) & pf_mask == 0 {
+            if HINT == super::PF_T1_PHASED {
+                phased::<W>(w, o, pf, span.pf_shift, i);
+            } else if (i / 8) & pf_mask == 0 {
                 super::prefetch::<HINT>(w.blk[0].wrapping_add(o + pf) as *const i8);
                 if W::BYTES == 4 {
                     super::prefetch::<HINT>(w.blk[2].wrapping_add(o + pf) as *const i8);

@@ -72,6 +72,12 @@
 //! and kept a third of the accumulators on the stack (12 rows 26.9 ms, against 21.4 ms for
 //! the 8-row blocks in the same noisy minute).
 //!
+//! **The next column block's prefetch, shared** (AVX-512 f32 calls of several row blocks,
+//! [`Tuning::f32_prefetch_phased`]): every pass over a column block but a task's first
+//! prefetches its share of the next block into L2 in order, so that each pass after the
+//! task's first runs from L2 and the memory stream overlaps all the FMAs rather than the
+//! later passes' alone (measurements in [`tuning`]).
+//!
 //! **Paired inputs** (AVX-512, row blocks of 2 or more rows where the CPU's [`Tuning`] says
 //! so: packed f16 and bf16 on Zen 4). The kernel of `avx512::tile` broadcasts each input row's
 //! 8-float block into both halves of a `zmm` once per step, and on Zen 4 those broadcasts
@@ -167,7 +173,7 @@ pub use tune::{
     candidate, compose, entry_name, known_tables, search_space, set_tuning, tuning, Tuning,
     SPEC_KEYS,
 };
-use tune::{PF_NTA, PF_T0, PF_T1, PF_T1_EVERY};
+use tune::{PF_NTA, PF_T0, PF_T1, PF_T1_EVERY, PF_T1_PHASED};
 
 /// Columns (weight rows) per micro-kernel tile.
 pub const NR: usize = 4;
@@ -755,15 +761,22 @@ struct Span {
     /// Only the AVX-512 kernels run in panels, so elsewhere nothing reads it.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     st: *mut [f32; 16],
+    /// With the prefetch kind [`PF_T1_PHASED`]: the pass is one of `2^pf_shift` that share
+    /// the next column block; every `2^pf_shift`-th step prefetches the step's bytes of its
+    /// share, at `pf + o / 2^pf_shift` past the tile's start (`o`: the step's offset in the
+    /// tile; AVX-512 kernels only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pf_shift: u8,
 }
 
 impl Span {
-    /// The whole loop (`⌊k/8⌋·8` columns), nothing saved.
+    /// The whole loop (`⌊k/8⌋·8` columns), nothing saved, no phases.
     fn whole(k: usize) -> Span {
         Span {
             i0: 0,
             i1: k / 8 * 8,
             st: std::ptr::null_mut(),
+            pf_shift: 0,
         }
     }
 }
@@ -847,6 +860,13 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let first = next_row_block(0, a.rows, a.isa.mr(), tall);
     // One row block: the weights are streamed once and not needed again (module docs).
     let nta = PACKED && first == a.rows;
+    // Row blocks of the call, for the phased prefetch of the next column block (f32,
+    // [`Tuning::f32_prefetch_phased`]); with it every pass over a column block but the task's
+    // first finds the block in L2, and the first passes over later blocks pair as the others
+    // do.
+    let blocks = row_blocks(a.rows, a.isa.mr(), tall).count();
+    let phased =
+        PACKED && W::BYTES == 4 && t.f32_prefetch_phased && a.isa == Variant::Avx512 && blocks > 1;
     let pad_to = |mr: usize| {
         if PACKED {
             pad_rows::<W>(t, a.isa, a.rows, mr)
@@ -864,7 +884,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
         PACKED
             && a.pair_call != 0
             && ((r == 0 && tall > 0)
-                || (pairs_block::<W>(t, a.isa, &a.pairing, a.rows, mr) && (W::BYTES != 4 || r > 0)))
+                || (pairs_block::<W>(t, a.isa, &a.pairing, a.rows, mr)
+                    && (W::BYTES != 4 || r > 0 || phased)))
     };
     let mut slot = PairSlot::default();
     if a.pair_call != 0 {
@@ -879,6 +900,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     while c0 < a.n1 {
         let c1 = (c0 + cb).min(a.n1);
         let mut r = 0;
+        let mut bi = 0usize;
         while r < a.rows {
             let mr = next_row_block(r, a.rows, a.isa.mr(), tall);
             let tall_now = r == 0 && tall > 0;
@@ -900,10 +922,27 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // The second row block of a column block finds the block in L2 and is bound by
             // its FMAs; it prefetches the next column block (the same offsets, `c1 - c0`
             // columns further on) so that memory works while the FMAs do ([`tuning`]).
-            let next_block = PACKED && t.prefetch_next_block && r > 0 && r == first && c1 < a.n1;
-            // Prefetching ahead in the packed tile stream (the pass streams from memory).
-            let stream_ahead = PACKED && !next_block && a.rows > no_pf_rows;
-            let pf = if next_block {
+            let next_block =
+                PACKED && !phased && t.prefetch_next_block && r > 0 && r == first && c1 < a.n1;
+            // The phased prefetch ([`Tuning::f32_prefetch_phased`]): the passes that share the next
+            // block's lines, and this pass's index among them (the first pass over the task's
+            // first block streams it instead).
+            // Only a power of two of them share it (the others prefetch nothing): share `b` of
+            // `2^sh` is the `b`-th `2^-sh` of the next block, read in order at `2^-sh` of
+            // the pass's own pace.
+            let sharers = if c0 == a.n0 { blocks - 1 } else { blocks };
+            let sh = if sharers == 0 {
+                0
+            } else {
+                sharers.ilog2().min(3)
+            };
+            let sharer = if c0 == a.n0 { bi.wrapping_sub(1) } else { bi };
+            let phased_now = phased && c1 < a.n1 && sharer < (1 << sh);
+            // Prefetching ahead in the packed tile stream (the pass streams from memory): with
+            // the phased prefetch, only the first pass over a task's first block.
+            let stream_ahead =
+                PACKED && !next_block && a.rows > no_pf_rows && (!phased || (c0 == a.n0 && r == 0));
+            let pf = if next_block || phased_now {
                 (c1 - c0) * k
             } else if PACKED && a.rows <= no_pf_rows {
                 // The line being loaded: no prefetch ahead, but not a no-op either. With a
@@ -927,7 +966,9 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // the line being loaded (see above); prefetching ahead, into L2 (`T1`) where the
             // CPU's [`Tuning::l2_prefetch`] says so, else non-temporally with a single row
             // block and into L1 otherwise.
-            let hint = if next_block {
+            let hint = if phased_now {
+                PF_T1_PHASED
+            } else if next_block {
                 PF_T1_EVERY
             } else if !PACKED {
                 if t.row_major_l2_prefetch && a.rows > 2 {
@@ -949,7 +990,8 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 PF_T0
             };
             let pad_to = pad_to(mr);
-            let pair_now = paired(r, mr);
+            // (The first pass over a task's first block streams it, unpaired.)
+            let pair_now = paired(r, mr) && !(phased && r == 0 && c0 == a.n0);
             let xswap_now = mr <= a.pairing.xswap_max;
             // Panels: a row block whose inputs would not stay in L1 beside the weights runs
             // its tiles' `k` loops a panel at a time, every tile of the column block over one
@@ -1000,18 +1042,30 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                             tail: std::array::from_fn(|i| w[row(i) + kb..].as_ptr()),
                         }
                     };
+                    let pf_shift = if phased_now { sh as u8 } else { 0 };
                     let span = if panels > 1 {
                         Span {
                             i0,
                             i1,
                             st: spans[ti].0.as_mut_ptr(),
+                            pf_shift,
                         }
                     } else {
-                        Span::whole(k)
+                        Span {
+                            pf_shift,
+                            ..Span::whole(k)
+                        }
                     };
                     // The chunk read `chunks_ahead` chunks later: of a later tile of this
                     // panel, of the next panel, or of the next column block's first panel.
-                    let pf = if chunk_pf {
+                    let pf = if phased_now {
+                        // This tile's share of the next block, from its start: the share's
+                        // start plus the tile's offset in this block scaled by 2^-sh (whole
+                        // 16-element pieces), less the tile's own start.
+                        let share = ((c1 - c0) * k) >> sh;
+                        let into = (((j - c0) * k) >> sh) / 16 * 16;
+                        (c1 * k + sharer * share + into).wrapping_sub(j * k)
+                    } else if chunk_pf {
                         let s = pi * block_tiles + ti + chunks_ahead;
                         let target = if s < panels * block_tiles {
                             (c0 + s % block_tiles * NR) * k + s / block_tiles * kp * NR
@@ -1059,6 +1113,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                     PF_NTA => call!($m, PF_NTA, xs),
                                     PF_T1 => call!($m, PF_T1, xs),
                                     PF_T1_EVERY => call!($m, PF_T1_EVERY, xs),
+                                    PF_T1_PHASED => call!($m, PF_T1_PHASED, xs),
                                     _ => call!($m, PF_T0, xs),
                                 }
                             }};
@@ -1103,6 +1158,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                 SPANS.with(|s| s.set(spans));
             }
             r += mr;
+            bi += 1;
         }
         c0 = c1;
     }

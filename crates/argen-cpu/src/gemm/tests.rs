@@ -244,6 +244,32 @@ fn every_variant_matches_the_documented_order_for_1_to_128_rows_and_thread_count
 /// Calls of several column blocks and row blocks (the next-block prefetch, paired inputs,
 /// padded f32 tiles, `k` loops in panels where the CPU's tuning runs them, and the row-block
 /// loop all in play), every variant and thread count.
+/// Serialises the tests that set the global tuning: one checks that the tuning it set is the
+/// one in force, which another's settings would make fail (the bits cannot change either way).
+fn setting_tunings() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tall tiles and the phased prefetch of the next column block (the first passes over later
+/// blocks paired), each on and off whatever this CPU's table says, over several column and
+/// row blocks: the documented bits on every variant, pairing and thread count.
+#[test]
+fn tall_tiles_and_the_phased_prefetch_keep_the_bits() {
+    let _one = setting_tunings();
+    let before = tuning();
+    let (k, n) = (2053usize, 50usize);
+    for (phased, tall) in [(true, MR_TALL), (false, 0), (true, 0), (false, 12)] {
+        set_tuning(Tuning {
+            f32_prefetch_phased: phased,
+            f32_tall_rows: tall,
+            ..before
+        });
+        check_layouts(&mut rng(47), k, n, &[2, 9, 12, 13, 16, 17, 24, 40]);
+    }
+    set_tuning(before);
+}
+
 #[test]
 fn several_column_and_row_blocks_match_the_documented_order() {
     // f32: column blocks of 20 columns at this k; half precision: 44.
@@ -407,6 +433,7 @@ fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
 /// the tuning once, so its tasks agree on how to split the work).
 #[test]
 fn every_calibration_candidate_gives_the_documented_bits() {
+    let _one = setting_tunings();
     let before = tuning();
     let mut r = rng(41);
     let (k, n) = (769, 37);
@@ -464,6 +491,7 @@ fn every_calibration_candidate_gives_the_documented_bits() {
 #[test]
 fn a_tuning_changed_while_calls_run_keeps_the_bits() {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let _one = setting_tunings();
     let before = tuning();
     let mut r = rng(43);
     let (k, n) = (769, 37);

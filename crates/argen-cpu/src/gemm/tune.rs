@@ -55,6 +55,14 @@ pub struct Tuning {
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
     pub prefetch_next_block: bool,
+    /// In a packed f32 AVX-512 call of several row blocks, every pass over a column block —
+    /// except the first pass over a task's first block, which streams it — prefetches an
+    /// equal share of the *next* column block into L2 (`prefetcht1`; `2^s` passes share it,
+    /// the largest power of two there are, at most 8: pass `b` reads the `b`-th `2^-s` of the
+    /// next block in order, every `2^s`-th step), so that the next block is in L2 before its
+    /// first pass starts; the first passes over later blocks then pair like the others
+    /// ([`Tuning::f32_paired_min_rows`]). Replaces [`Tuning::prefetch_next_block`] there.
+    pub f32_prefetch_phased: bool,
     /// Packed f16 row blocks of at least this many rows run with their inputs in pairs, no
     /// input broadcasts (AVX-512, `avx512::tile_paired` in [`super`]; `usize::MAX`: never).
     pub f16_paired_min_rows: usize,
@@ -97,6 +105,9 @@ pub(super) const PF_T1: u8 = 2;
 /// Prefetch kind `prefetcht1`, on every step even where [`Tuning::f32_prefetch_every`] thins
 /// the prefetches out (the next column block, [`Tuning::prefetch_next_block`]).
 pub(super) const PF_T1_EVERY: u8 = 3;
+/// Prefetch kind `prefetcht1` of a pass's share of the next column block
+/// ([`Tuning::f32_prefetch_phased`]).
+pub(super) const PF_T1_PHASED: u8 = 4;
 
 /// Prefetches the line at `p` with kind `HINT` (never faults).
 #[cfg(target_arch = "x86_64")]
@@ -107,7 +118,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
     unsafe {
         match HINT {
             PF_NTA => _mm_prefetch::<_MM_HINT_NTA>(p),
-            PF_T1 | PF_T1_EVERY => _mm_prefetch::<_MM_HINT_T1>(p),
+            PF_T1 | PF_T1_EVERY | PF_T1_PHASED => _mm_prefetch::<_MM_HINT_T1>(p),
             _ => _mm_prefetch::<_MM_HINT_T0>(p),
         }
     }
@@ -476,12 +487,33 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// memory, so the later pass's FMAs add to it), and tall tiles for calls of 2–8 rows (2–8 %
 /// slower than `avx512::tile`).
 ///
+/// Session 16, *the next column block's prefetch shared by all passes*
+/// ([`Tuning::f32_prefetch_phased`], on for Zen 5): in an f32 call of several row blocks the
+/// second pass over a column block used to prefetch the whole next block while the first pass
+/// over each block streamed its own from memory; only the second pass's FMAs hid the memory
+/// time. Now every pass over a block prefetches its share of the next one, in order, at its
+/// share of the pace (pass `b` of `2^s` the `b`-th `2^-s` of the block, every `2^s`-th step), so
+/// that every pass but a task's very first runs from L2, and the first passes over later
+/// blocks pair. GPT-B decode-step GEMMs, one core, alternating in one process (`… --bench gemm
+/// -- 1 7 f32 model rows=16,…,128 'ab=-;f32_prefetch_phased=1'`,
+/// `docs/results/session16/phased-gemm-ab-1t.txt`): 16 / 20 / 24 / 32 / 64 / 128 rows 0.915 /
+/// 0.943 / 0.927 / 0.921 / 0.958 / 0.984× (16 rows 18.02 → 16.48 ms); the same without pairing
+/// those first passes 0.93–0.98×, and with the shares interleaved (every other step's lines of
+/// the whole next block) instead of in order 0.95–1.01×. Half precision, where the first pass
+/// at 16 rows is already bound by the FMAs: bf16 1.03–1.06× slower, so f32 only. Two cores
+/// (process CPU time, three runs): 16 rows 0.98 / 1.06 / 1.09×, 24 rows 0.92 / 0.97×, 32 and
+/// 128 rows 0.985 / 0.988×. The decode bench's f32 verification (`… --bench decode -- 1 f32
+/// verify=N reps=6`, three alternating rounds, `phased-decode-verify-ab.txt`): 16 / 32 / 128
+/// rows 19.2–19.4 / 33.9–35.2 / 129.1–136.5 → 17.3–17.8 / 31.5–32.9 / 122.7–129.4 ms (one
+/// 16-row round 22.3 ms).
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
 /// `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
-/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `prefetch_next_block=0|1`, `attn_prefetch=0|1`,
+/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `prefetch_next_block=0|1`, `f32_prefetch_phased=0|1`,
+/// `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
 /// `block_bytes=N`, `tasks_per_thread=N`, `pack_f32_max_k=N` (read when a model loads: it
@@ -636,6 +668,7 @@ spec_keys! {
     f32_min_tile_rows: usize,
     f32_tall_rows: usize,
     prefetch_next_block: bool,
+    f32_prefetch_phased: bool,
     f16_paired_min_rows: usize,
     bf16_paired_min_rows: usize,
     f32_paired_min_rows: usize,
@@ -704,6 +737,7 @@ impl Tuning {
             f32_min_tile_rows: 0,
             f32_tall_rows: 0,
             prefetch_next_block: false,
+            f32_prefetch_phased: false,
             f16_paired_min_rows: usize::MAX,
             bf16_paired_min_rows: usize::MAX,
             f32_paired_min_rows: usize::MAX,
@@ -783,6 +817,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
             ("f32_prefetch_every", vec![1, 16, 256]),
             ("f32_min_tile_rows", vec![0, 6, 8]),
             ("f32_tall_rows", vec![0, 10, 12, 14]),
+            ("f32_prefetch_phased", vec![0, 1]),
             (pair_key, vec![2, NEVER]),
         ]);
     }
@@ -843,6 +878,7 @@ fn zen4() -> Tuning {
         f32_min_tile_rows: 6,
         f32_tall_rows: 0,
         prefetch_next_block: true,
+        f32_prefetch_phased: false,
         attn_prefetch: true,
         f16_paired_min_rows: 2,
         bf16_paired_min_rows: 2,
@@ -861,10 +897,12 @@ fn zen4() -> Tuning {
 /// non-temporally; packed f32 pairs on the passes that find the column block in L2 (session
 /// 12); long inputs run in k-panels (session 13, [`tuning`]); f32 calls of several row blocks
 /// prefetch 16 KiB ahead, and multi-threaded calls run two column ranges per thread (session
-/// 14); packed f32 calls of 9–14 rows run as one tall row block (session 16).
+/// 14); packed f32 calls of 9–14 rows run as one tall row block, and f32 calls of several
+/// row blocks share the next block's prefetch among all passes (session 16).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
+        f32_prefetch_phased: true,
         no_prefetch_rows: 0,
         f32_no_prefetch_rows: 0,
         f32_prefetch_every: 256,
