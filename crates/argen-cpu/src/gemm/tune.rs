@@ -497,9 +497,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// blocks pair. GPT-B decode-step GEMMs, one core, alternating in one process (`… --bench gemm
 /// -- 1 7 f32 model rows=16,…,128 'ab=-;f32_prefetch_phased=1'`,
 /// `docs/results/session16/phased-gemm-ab-1t.txt`): 16 / 20 / 24 / 32 / 64 / 128 rows 0.915 /
-/// 0.943 / 0.927 / 0.921 / 0.958 / 0.984× (16 rows 18.02 → 16.48 ms); the same without pairing
-/// those first passes 0.93–0.98×, and with the shares interleaved (every other step's lines of
-/// the whole next block) instead of in order 0.95–1.01×. Half precision, where the first pass
+/// 0.943 / 0.927 / 0.921 / 0.958 / 0.984× (16 rows 18.02 → 16.48 ms); without pairing those
+/// first passes 0.90–0.98× at 16 / 32 / 64–128 rows (three runs), and with the shares
+/// interleaved (every other step's lines of the whole next block) instead of in order 0.96–1.01×
+/// at 16 / 32 / 128 rows (a second run, in a noisy minute, 0.90–1.12×). Half precision, where the first pass
 /// at 16 rows is already bound by the FMAs: bf16 1.03–1.06× slower, so f32 only. Two cores
 /// (process CPU time, three runs): 16 rows 0.98 / 1.06 / 1.09×, 24 rows 0.92 / 0.97×, 32 and
 /// 128 rows 0.985 / 0.988×. The decode bench's f32 verification (`… --bench decode -- 1 f32
