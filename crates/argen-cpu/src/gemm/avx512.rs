@@ -185,7 +185,7 @@ fn pf_mask<W: Pair, const M: usize, const HINT: u8>() -> usize {
 }
 
 /// The phased prefetch of a packed tile's step at offset `o` (column `i`) in a pass that is
-/// one of `2^sh` sharing the next column block ([`super::Tuning::f32_prefetch_phased`]): every
+/// one of `2^sh` sharing the next column block ([`super::Tuning::f32_phased_min_rows`]): every
 /// `2^sh`-th step, the step's bytes (two lines of f32, one of half precision) at
 /// `pf + o / 2^sh` past the tile's start, so that the pass reads its share in order.
 #[inline(always)]
@@ -233,7 +233,7 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
         // never fault (`wrapping_add`).
         unsafe {
             if HINT == super::PF_T1_PHASED {
-                // This pass's share of the next column block (`Tuning::f32_prefetch_phased`).
+                // This pass's share of the next column block (`Tuning::f32_phased_min_rows`).
                 if PACKED {
                     phased::<W>(w, o, pf, span.pf_shift, i);
                 }

@@ -73,7 +73,7 @@
 //! the 8-row blocks in the same noisy minute).
 //!
 //! **The next column block's prefetch, shared** (AVX-512 f32 calls of several row blocks,
-//! [`Tuning::f32_prefetch_phased`]): every pass over a column block but a task's first
+//! [`Tuning::f32_phased_min_rows`]): every pass over a column block but a task's first
 //! prefetches its share of the next block into L2 in order, so that each pass after the
 //! task's first runs from L2 and the memory stream overlaps all the FMAs rather than the
 //! later passes' alone (measurements in [`tuning`]).
@@ -543,6 +543,7 @@ fn gemm_run(
                 pairing,
                 t: tuned,
                 pair_call,
+                threads: workers.threads(),
             };
             // SAFETY: task t writes only columns n0..n1 of the rows*n output, and the column
             // ranges of distinct tasks are disjoint; `out` is borrowed mutably for the call and
@@ -670,6 +671,9 @@ struct Args<'a> {
     /// The call's number where some row block pairs (each thread builds its paired copy of
     /// the inputs once per number, [`PAIRS`]); 0: no row block pairs.
     pair_call: u64,
+    /// Threads of the pool the call runs on ([`Tuning::f32_phased_min_rows`] counts rows per
+    /// thread).
+    threads: usize,
 }
 
 /// The smallest AVX-512 row block, per weight type, whose packed tiles run with paired
@@ -861,12 +865,15 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     // One row block: the weights are streamed once and not needed again (module docs).
     let nta = PACKED && first == a.rows;
     // Row blocks of the call, for the phased prefetch of the next column block (f32,
-    // [`Tuning::f32_prefetch_phased`]); with it every pass over a column block but the task's
+    // [`Tuning::f32_phased_min_rows`]); with it every pass over a column block but the task's
     // first finds the block in L2, and the first passes over later blocks pair as the others
     // do.
     let blocks = row_blocks(a.rows, a.isa.mr(), tall).count();
-    let phased =
-        PACKED && W::BYTES == 4 && t.f32_prefetch_phased && a.isa == Variant::Avx512 && blocks > 1;
+    let phased = PACKED
+        && W::BYTES == 4
+        && a.rows >= t.f32_phased_min_rows.saturating_mul(a.threads)
+        && a.isa == Variant::Avx512
+        && blocks > 1;
     let pad_to = |mr: usize| {
         if PACKED {
             pad_rows::<W>(t, a.isa, a.rows, mr)
@@ -924,7 +931,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
             // columns further on) so that memory works while the FMAs do ([`tuning`]).
             let next_block =
                 PACKED && !phased && t.prefetch_next_block && r > 0 && r == first && c1 < a.n1;
-            // The phased prefetch ([`Tuning::f32_prefetch_phased`]): the passes that share the next
+            // The phased prefetch ([`Tuning::f32_phased_min_rows`]): the passes that share the next
             // block's lines, and this pass's index among them (the first pass over the task's
             // first block streams it instead).
             // Only a power of two of them share it (the others prefetch nothing): share `b` of

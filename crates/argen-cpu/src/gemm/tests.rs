@@ -261,7 +261,7 @@ fn tall_tiles_and_the_phased_prefetch_keep_the_bits() {
     let (k, n) = (2053usize, 50usize);
     for (phased, tall) in [(true, MR_TALL), (false, 0), (true, 0), (false, 12)] {
         set_tuning(Tuning {
-            f32_prefetch_phased: phased,
+            f32_phased_min_rows: if phased { 0 } else { usize::MAX },
             f32_tall_rows: tall,
             ..before
         });

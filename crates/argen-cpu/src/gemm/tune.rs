@@ -55,14 +55,15 @@ pub struct Tuning {
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
     pub prefetch_next_block: bool,
-    /// In a packed f32 AVX-512 call of several row blocks, every pass over a column block —
+    /// In a packed f32 AVX-512 call of several row blocks and at least this many rows per
+    /// thread of its pool (`usize::MAX`: never), every pass over a column block —
     /// except the first pass over a task's first block, which streams it — prefetches an
     /// equal share of the *next* column block into L2 (`prefetcht1`; `2^s` passes share it,
     /// the largest power of two there are, at most 8: pass `b` reads the `b`-th `2^-s` of the
     /// next block in order, every `2^s`-th step), so that the next block is in L2 before its
     /// first pass starts; the first passes over later blocks then pair like the others
     /// ([`Tuning::f32_paired_min_rows`]). Replaces [`Tuning::prefetch_next_block`] there.
-    pub f32_prefetch_phased: bool,
+    pub f32_phased_min_rows: usize,
     /// Packed f16 row blocks of at least this many rows run with their inputs in pairs, no
     /// input broadcasts (AVX-512, `avx512::tile_paired` in [`super`]; `usize::MAX`: never).
     pub f16_paired_min_rows: usize,
@@ -106,7 +107,7 @@ pub(super) const PF_T1: u8 = 2;
 /// the prefetches out (the next column block, [`Tuning::prefetch_next_block`]).
 pub(super) const PF_T1_EVERY: u8 = 3;
 /// Prefetch kind `prefetcht1` of a pass's share of the next column block
-/// ([`Tuning::f32_prefetch_phased`]).
+/// ([`Tuning::f32_phased_min_rows`]).
 pub(super) const PF_T1_PHASED: u8 = 4;
 
 /// Prefetches the line at `p` with kind `HINT` (never faults).
@@ -488,22 +489,27 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// slower than `avx512::tile`).
 ///
 /// Session 16, *the next column block's prefetch shared by all passes*
-/// ([`Tuning::f32_prefetch_phased`], on for Zen 5): in an f32 call of several row blocks the
+/// ([`Tuning::f32_phased_min_rows`], on for Zen 5): in an f32 call of several row blocks the
 /// second pass over a column block used to prefetch the whole next block while the first pass
 /// over each block streamed its own from memory; only the second pass's FMAs hid the memory
 /// time. Now every pass over a block prefetches its share of the next one, in order, at its
 /// share of the pace (pass `b` of `2^s` the `b`-th `2^-s` of the block, every `2^s`-th step), so
 /// that every pass but a task's very first runs from L2, and the first passes over later
 /// blocks pair. GPT-B decode-step GEMMs, one core, alternating in one process (`… --bench gemm
-/// -- 1 7 f32 model rows=16,…,128 'ab=-;f32_prefetch_phased=1'`,
+/// -- 1 7 f32 model rows=16,…,128 'ab=-;f32_prefetch_phased=1'`, the switch this setting
+/// began as,
 /// `docs/results/session16/phased-gemm-ab-1t.txt`): 16 / 20 / 24 / 32 / 64 / 128 rows 0.915 /
 /// 0.943 / 0.927 / 0.921 / 0.958 / 0.984× (16 rows 18.02 → 16.48 ms); without pairing those
 /// first passes 0.90–0.98× at 16 / 32 / 64–128 rows (three runs), and with the shares
 /// interleaved (every other step's lines of the whole next block) instead of in order 0.96–1.01×
 /// at 16 / 32 / 128 rows (a second run, in a noisy minute, 0.90–1.12×). Half precision, where the first pass
 /// at 16 rows is already bound by the FMAs: bf16 1.03–1.06× slower, so f32 only. Two cores
-/// (process CPU time, three runs): 16 rows 0.98 / 1.06 / 1.09×, 24 rows 0.92 / 0.97×, 32 and
-/// 128 rows 0.985 / 0.988×. The decode bench's f32 verification (`… --bench decode -- 1 f32
+/// (process CPU time, three runs; `phased-gemm-ab-2t.txt`): 16 rows 0.98 / 1.06 / 1.09×, 24
+/// rows 0.92 / 0.97×, 32 and 128 rows 0.985 / 0.988×: two cores share one memory stream, and
+/// 8 rows per thread leave it the bound. Hence the threshold in rows per thread
+/// ([`Tuning::f32_phased_min_rows`] = 12 on Zen 5: from 15 rows, 14 being the tall tiles'
+/// limit, on one core; from 24 on two): two cores, `phased-rule-ab-2t.txt`, 16 / 24 / 32 rows
+/// 0.996 / 0.939 / 0.955× against never (always: 1.050 / 0.963 / 0.953×). The decode bench's f32 verification (`… --bench decode -- 1 f32
 /// verify=N reps=6`, three alternating rounds, `phased-decode-verify-ab.txt`): 16 / 32 / 128
 /// rows 19.2–19.4 / 33.9–35.2 / 129.1–136.5 → 17.3–17.8 / 31.5–32.9 / 122.7–129.4 ms (one
 /// 16-row round 22.3 ms).
@@ -513,7 +519,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
 /// `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
-/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `prefetch_next_block=0|1`, `f32_prefetch_phased=0|1`,
+/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `prefetch_next_block=0|1`, `f32_phased_min_rows=N`,
 /// `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
@@ -669,7 +675,7 @@ spec_keys! {
     f32_min_tile_rows: usize,
     f32_tall_rows: usize,
     prefetch_next_block: bool,
-    f32_prefetch_phased: bool,
+    f32_phased_min_rows: usize,
     f16_paired_min_rows: usize,
     bf16_paired_min_rows: usize,
     f32_paired_min_rows: usize,
@@ -738,7 +744,7 @@ impl Tuning {
             f32_min_tile_rows: 0,
             f32_tall_rows: 0,
             prefetch_next_block: false,
-            f32_prefetch_phased: false,
+            f32_phased_min_rows: usize::MAX,
             f16_paired_min_rows: usize::MAX,
             bf16_paired_min_rows: usize::MAX,
             f32_paired_min_rows: usize::MAX,
@@ -818,7 +824,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
             ("f32_prefetch_every", vec![1, 16, 256]),
             ("f32_min_tile_rows", vec![0, 6, 8]),
             ("f32_tall_rows", vec![0, 10, 12, 14]),
-            ("f32_prefetch_phased", vec![0, 1]),
+            ("f32_phased_min_rows", vec![8, 12, 16, NEVER]),
             (pair_key, vec![2, NEVER]),
         ]);
     }
@@ -879,7 +885,7 @@ fn zen4() -> Tuning {
         f32_min_tile_rows: 6,
         f32_tall_rows: 0,
         prefetch_next_block: true,
-        f32_prefetch_phased: false,
+        f32_phased_min_rows: usize::MAX,
         attn_prefetch: true,
         f16_paired_min_rows: 2,
         bf16_paired_min_rows: 2,
@@ -903,7 +909,7 @@ fn zen4() -> Tuning {
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
-        f32_prefetch_phased: true,
+        f32_phased_min_rows: 12,
         no_prefetch_rows: 0,
         f32_no_prefetch_rows: 0,
         f32_prefetch_every: 256,
