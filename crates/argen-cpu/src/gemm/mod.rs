@@ -509,12 +509,14 @@ fn gemm_run(
         WRef::F16Packed(_) => pairs_block::<f16>(&tuned, isa, &pairing, rows, mr),
         _ => false,
     };
-    let tall = match w {
-        WRef::F32Packed(_) => tall_rows::<f32>(isa, &pairing, true, rows),
-        _ => 0,
+    let split = match w {
+        WRef::F32Packed(_) => split_of::<f32>(&tuned, isa, &pairing, true, rows),
+        WRef::BF16Packed(_) => split_of::<bf16>(&tuned, isa, &pairing, true, rows),
+        WRef::F16Packed(_) => split_of::<f16>(&tuned, isa, &pairing, true, rows),
+        _ => Split::default(),
     };
-    let pair_call = if tall > 0
-        || (k >= pairing.min_k && row_blocks(rows, isa.mr(), 0).any(|(_, mr)| paired(mr)))
+    let pair_call = if split.tall > 0
+        || (k >= pairing.min_k && row_blocks(rows, isa.mr(), split).any(|(_, mr)| paired(mr)))
     {
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
@@ -565,24 +567,61 @@ fn gemm_run(
     workers.run(tasks, run);
 }
 
+/// How a call's rows split into row blocks beyond [`row_block`]'s rule ([`split_of`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Split {
+    /// One block of all the call's rows in tall tiles where not 0 ([`tall_rows`]).
+    tall: usize,
+    /// A call of more than `mr` and at most this many rows runs as two blocks of equal size
+    /// (to a row) rather than `mr` rows and the rest ([`Tuning::half_even_split_rows`]).
+    even: usize,
+}
+
+/// The [`Split`] of a call of `rows` rows with weights of type `W` (`packed` or not):
+/// [`tall_rows`], and for packed half precision on AVX-512 the CPU's
+/// [`Tuning::half_even_split_rows`].
+fn split_of<W: Elem>(
+    t: &Tuning,
+    isa: Variant,
+    pairing: &Pairing,
+    packed: bool,
+    rows: usize,
+) -> Split {
+    Split {
+        tall: tall_rows::<W>(isa, pairing, packed, rows),
+        even: if W::BYTES == 2 && packed && isa == Variant::Avx512 {
+            t.half_even_split_rows
+        } else {
+            0
+        },
+    }
+}
+
 /// The row blocks of a call of `rows` rows with tiles of at most `mr` rows, as `(first row,
-/// rows)` ([`row_block`]); one block of `tall` rows where that is not 0 ([`tall_rows`]).
-fn row_blocks(rows: usize, mr: usize, tall: usize) -> impl Iterator<Item = (usize, usize)> {
+/// rows)` ([`next_row_block`]).
+fn row_blocks(rows: usize, mr: usize, split: Split) -> impl Iterator<Item = (usize, usize)> {
     let mut r = 0;
     std::iter::from_fn(move || {
         (r < rows).then(|| {
-            let m = next_row_block(r, rows, mr, tall);
+            let m = next_row_block(r, rows, mr, split);
             r += m;
             (r - m, m)
         })
     })
 }
 
-/// The rows of the row block at row `r` of a call of `rows` rows ([`row_blocks`]).
+/// The rows of the row block at row `r` of a call of `rows` rows ([`row_blocks`]): one tall
+/// block, two even ones, or [`row_block`]'s.
 #[inline]
-fn next_row_block(r: usize, rows: usize, mr: usize, tall: usize) -> usize {
-    if r == 0 && tall > 0 {
-        tall
+fn next_row_block(r: usize, rows: usize, mr: usize, split: Split) -> usize {
+    if r == 0 && split.tall > 0 {
+        split.tall
+    } else if rows > mr && rows <= split.even && rows < 2 * mr {
+        if r == 0 {
+            rows.div_ceil(2)
+        } else {
+            rows - r
+        }
     } else {
         row_block(rows - r, mr)
     }
@@ -860,15 +899,16 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     let kb = k / 8 * 8;
     let t = &a.t;
     let cb = (t.block_bytes / (k * W::BYTES).max(1) / NR).max(1) * NR;
-    let tall = tall_rows::<W>(a.isa, &a.pairing, PACKED, a.rows);
-    let first = next_row_block(0, a.rows, a.isa.mr(), tall);
+    let split = split_of::<W>(t, a.isa, &a.pairing, PACKED, a.rows);
+    let tall = split.tall;
+    let first = next_row_block(0, a.rows, a.isa.mr(), split);
     // One row block: the weights are streamed once and not needed again (module docs).
     let nta = PACKED && first == a.rows;
     // Row blocks of the call, for the phased prefetch of the next column block (f32,
     // [`Tuning::f32_phased_min_rows`]); with it every pass over a column block but the task's
     // first finds the block in L2, and the first passes over later blocks pair as the others
     // do.
-    let blocks = row_blocks(a.rows, a.isa.mr(), tall).count();
+    let blocks = row_blocks(a.rows, a.isa.mr(), split).count();
     let phased = PACKED
         && W::BYTES == 4
         && a.rows >= t.f32_phased_min_rows.saturating_mul(a.threads)
@@ -898,7 +938,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
     if a.pair_call != 0 {
         slot = PAIRS.with(|c| c.take());
         if slot.call != a.pair_call {
-            pair_inputs(a.x, a.rows, k, a.isa.mr(), tall, &mut slot.buf, paired);
+            pair_inputs(a.x, a.rows, k, a.isa.mr(), split, &mut slot.buf, paired);
             slot.call = a.pair_call;
         }
     }
@@ -909,7 +949,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
         let mut r = 0;
         let mut bi = 0usize;
         while r < a.rows {
-            let mr = next_row_block(r, a.rows, a.isa.mr(), tall);
+            let mr = next_row_block(r, a.rows, a.isa.mr(), split);
             let tall_now = r == 0 && tall > 0;
             // Prefetch offset in elements past the current weight offset (0: none in
             // effect), see the kernel. Packed: ahead in the tile stream. Row-major: the next
@@ -1222,10 +1262,11 @@ fn pair_inputs(
     rows: usize,
     k: usize,
     mr: usize,
-    tall: usize,
+    split: Split,
     dst: &mut Option<Buf<f32>>,
     paired: impl Fn(usize, usize) -> bool,
 ) {
+    let tall = split.tall;
     let kb = k / 8 * 8;
     // One row more: an odd tall block's last row is paired with a copy of itself there.
     let need = (rows + 1) * k;
@@ -1233,7 +1274,7 @@ fn pair_inputs(
         Some(b) if b.len() >= need => b,
         _ => dst.insert(Buf::zeroed(need)),
     };
-    for (r, m) in row_blocks(rows, mr, tall) {
+    for (r, m) in row_blocks(rows, mr, split) {
         if paired(r, m) {
             // A tall block pairs every row (`avx512::tile_wb`); others read an odd last row
             // in place (`avx512::tile_paired`).

@@ -251,21 +251,33 @@ fn setting_tunings() -> std::sync::MutexGuard<'static, ()> {
     ONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Tall tiles and the phased prefetch of the next column block (the first passes over later
-/// blocks paired), each on and off whatever this CPU's table says, over several column and
-/// row blocks: the documented bits on every variant, pairing and thread count.
+/// Tall tiles, the phased prefetch of the next column block (the first passes over later
+/// blocks paired) and the even split of half-precision calls, each on and off whatever this
+/// CPU's table says, over several column and row blocks: the documented bits on every
+/// variant, pairing and thread count.
 #[test]
-fn tall_tiles_and_the_phased_prefetch_keep_the_bits() {
+fn tall_tiles_phased_prefetch_and_even_splits_keep_the_bits() {
     let _one = setting_tunings();
     let before = tuning();
     let (k, n) = (2053usize, 50usize);
-    for (phased, tall) in [(true, MR_TALL), (false, 0), (true, 0), (false, 12)] {
+    for (phased, tall, even) in [
+        (true, MR_TALL, 15),
+        (false, 0, 0),
+        (true, 0, 12),
+        (false, 12, 0),
+    ] {
         set_tuning(Tuning {
             f32_phased_min_rows: if phased { 0 } else { usize::MAX },
             f32_tall_rows: tall,
+            half_even_split_rows: even,
             ..before
         });
-        check_layouts(&mut rng(47), k, n, &[2, 9, 12, 13, 16, 17, 24, 40]);
+        check_layouts(
+            &mut rng(47),
+            k,
+            n,
+            &[2, 9, 10, 11, 12, 13, 15, 16, 17, 24, 40],
+        );
     }
     set_tuning(before);
 }

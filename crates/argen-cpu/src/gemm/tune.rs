@@ -51,6 +51,11 @@ pub struct Tuning {
     /// `avx512::tile_wb` in [`super`]; made even, at most [`super::MR_TALL`]; below 10: off),
     /// which streams each weight once for all the call's rows ([`tuning`], session 16).
     pub f32_tall_rows: usize,
+    /// Packed half-precision calls (AVX-512) of more than 8 and at most this many rows run as
+    /// two row blocks of equal size rather than 8 rows and the rest, so that the second pass
+    /// over each column block — which prefetches the next one — is not a short one of 1–4
+    /// rows (0: never; [`tuning`], session 16).
+    pub half_even_split_rows: usize,
     /// In a packed call of several row blocks, the second row block of each column block
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
@@ -514,12 +519,30 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// rows 19.2–19.4 / 33.9–35.2 / 129.1–136.5 → 17.3–17.8 / 31.5–32.9 / 122.7–129.4 ms (one
 /// 16-row round 22.3 ms).
 ///
+/// Session 16, *half-precision calls of 9–13 rows split evenly*
+/// ([`Tuning::half_even_split_rows`] = 13 on Zen 5). A bf16 call of 10 rows ran as 8 rows and
+/// then 2, and that 2-row pass over each column block also prefetches the whole next block
+/// (`prefetch_next_block`): a short pass that has to wait for memory. bf16 took 6.9 ms at 8
+/// rows but 11.2 ms at 10. Two blocks of equal size instead. GPT-B decode-step GEMMs, one
+/// core, alternating in one process (`… --bench gemm -- 1 7 bf16 f16 model rows=9,…,15
+/// 'ab=-;half_even_split_rows=12;half_even_split_rows=15'`,
+/// `docs/results/session16/even-split-gemm-ab-1t.txt`):
+/// - bf16 10 / 11 / 12 / 13 rows: 0.87 / 0.90 / 0.91 / 0.97× (10.74 → 9.31 ms at 10);
+/// - f16: 0.97 / 0.92 / 0.91 / 0.96×;
+/// - 14 and 15 rows level or slower (f16 14 rows 1.02×), 9 rows level (already 5 + 4);
+/// - two cores 0.86–1.07×, within that run's noise.
+///
+/// The decode bench's verification, three alternating rounds (`even-split-decode-verify-ab.txt`),
+/// 10 / 12 rows: bf16 11.61–11.72 / 12.08–13.16 → 10.16–11.36 / 11.47–11.56 ms; f16
+/// 11.99–12.34 / 12.59–13.60 → 11.62–12.44 / 11.66–11.94 ms. f32 calls of 9–14 rows run
+/// tall instead, and longer f32 calls split evenly measured 4–7 % slower at 20–22 rows.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
 /// `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
-/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `prefetch_next_block=0|1`, `f32_phased_min_rows=N`,
+/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `half_even_split_rows=N`, `prefetch_next_block=0|1`, `f32_phased_min_rows=N`,
 /// `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
@@ -674,6 +697,7 @@ spec_keys! {
     f32_prefetch_every: usize,
     f32_min_tile_rows: usize,
     f32_tall_rows: usize,
+    half_even_split_rows: usize,
     prefetch_next_block: bool,
     f32_phased_min_rows: usize,
     f16_paired_min_rows: usize,
@@ -743,6 +767,7 @@ impl Tuning {
             f32_prefetch_every: 1,
             f32_min_tile_rows: 0,
             f32_tall_rows: 0,
+            half_even_split_rows: 0,
             prefetch_next_block: false,
             f32_phased_min_rows: usize::MAX,
             f16_paired_min_rows: usize::MAX,
@@ -834,6 +859,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
     if !f32 {
         v.extend([
             ("half_stream_pf_bytes", vec![0, 8 << 10, 12 << 10, 16 << 10]),
+            ("half_even_split_rows", vec![0, 12, 15]),
             ("no_prefetch_rows", vec![0, 2]),
             (pair_key, vec![2, 4, NEVER]),
         ]);
@@ -884,6 +910,7 @@ fn zen4() -> Tuning {
         f32_prefetch_every: 16,
         f32_min_tile_rows: 6,
         f32_tall_rows: 0,
+        half_even_split_rows: 0,
         prefetch_next_block: true,
         f32_phased_min_rows: usize::MAX,
         attn_prefetch: true,
@@ -904,11 +931,13 @@ fn zen4() -> Tuning {
 /// non-temporally; packed f32 pairs on the passes that find the column block in L2 (session
 /// 12); long inputs run in k-panels (session 13, [`tuning`]); f32 calls of several row blocks
 /// prefetch 16 KiB ahead, and multi-threaded calls run two column ranges per thread (session
-/// 14); packed f32 calls of 9–14 rows run as one tall row block, and f32 calls of several
-/// row blocks share the next block's prefetch among all passes (session 16).
+/// 14); packed f32 calls of 9–14 rows run as one tall row block, f32 calls of several row
+/// blocks share the next block's prefetch among all passes, and half-precision calls of 9–13
+/// rows split evenly (session 16).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
+        half_even_split_rows: 13,
         f32_phased_min_rows: 12,
         no_prefetch_rows: 0,
         f32_no_prefetch_rows: 0,
