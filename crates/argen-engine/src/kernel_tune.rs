@@ -19,8 +19,10 @@
 //! as in step 2), so that a CPU the table does not name starts from its nearest relative's:
 //!
 //! 1. the *score* of a tuning is the mean of the logarithms of the target model's call costs at
-//!    [`KernelTuneOptions::rows`] (default 2, 8 and 16 rows: the decode step with guidance and
-//!    two verification sizes), each measured exactly as `argen calibrate` measures a point
+//!    [`KernelTuneOptions::rows`] (default 2, 8, 10 and 16 rows: the decode step with
+//!    guidance, a γ = 4 chain draft's verification with guidance — the size where tall f32
+//!    tiles and the even split of half-precision calls act, session 16 — and two more
+//!    verification sizes), each measured exactly as `argen calibrate` measures a point
 //!    ([`crate::calibrate::calibrate_models`]: real protocol actions, a warm-up, round-robin
 //!    rounds, the median), with the tuning set through [`set_tuning`];
 //! 2. for each key and each of its other values, the tuning with that one value changed is
@@ -65,10 +67,10 @@ pub struct KernelTuneOptions {
 }
 
 impl Default for KernelTuneOptions {
-    /// Rows 2, 8 and 16, 0.15 s per scoring, 1 % gains, two sweeps.
+    /// Rows 2, 8, 10 and 16, 0.15 s per scoring, 1 % gains, two sweeps.
     fn default() -> KernelTuneOptions {
         KernelTuneOptions {
-            rows: vec![2, 8, 16],
+            rows: vec![2, 8, 10, 16],
             budget_seconds: 0.15,
             min_gain: 0.01,
             max_sweeps: 2,

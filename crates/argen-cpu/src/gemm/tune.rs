@@ -848,8 +848,8 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
             ("f32_no_prefetch_rows", vec![0, 2]),
             ("f32_prefetch_every", vec![1, 16, 256]),
             ("f32_min_tile_rows", vec![0, 6, 8]),
-            ("f32_tall_rows", vec![0, 10, 12, 14]),
-            ("f32_phased_min_rows", vec![8, 12, 16, NEVER]),
+            ("f32_tall_rows", vec![0, 12, 14]),
+            ("f32_phased_min_rows", vec![8, 12, NEVER]),
             (pair_key, vec![2, NEVER]),
         ]);
     }
@@ -859,7 +859,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
     if !f32 {
         v.extend([
             ("half_stream_pf_bytes", vec![0, 8 << 10, 12 << 10, 16 << 10]),
-            ("half_even_split_rows", vec![0, 12, 15]),
+            ("half_even_split_rows", vec![0, 13]),
             ("no_prefetch_rows", vec![0, 2]),
             (pair_key, vec![2, 4, NEVER]),
         ]);
