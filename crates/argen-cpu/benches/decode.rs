@@ -572,7 +572,8 @@ fn main() {
         // after every committed step.
         let after = steps_n + SEGMENTS * SEGMENT_STEPS;
         let mut row = Vec::new();
-        for n in [1usize, 2, 4, 8, 16, 32, 64] {
+        // 5: a γ = 4 chain draft (tall f32 tiles, even half-precision splits).
+        for n in [1usize, 2, 4, 5, 8, 16, 32, 64] {
             let toks: Vec<u32> = (0..n).map(|i| (i * 11 % v) as u32).collect();
             let pos: Vec<Pos> = (0..n)
                 .map(|i| Pos::Grid {
