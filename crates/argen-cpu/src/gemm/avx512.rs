@@ -1,6 +1,6 @@
 //! AVX-512 micro-kernels ([`super::Variant::Avx512`]): each `zmm` accumulator holds the 8 lanes of two output columns.
 
-use super::{Elem, Span, TilePtrs, MR_ACC, MR_WIDE, NR};
+use super::{Elem, Span, TilePtrs, MR_ACC, NR};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
@@ -317,7 +317,7 @@ pub unsafe fn tile<W: Pair, const M: usize, const PACKED: bool, const HINT: u8>(
 // accumulators reach the lane tree in registers (session 12).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: bool>(
     x: [*const f32; M],
     xp: [*const f32; MR_ACC / 2],
@@ -331,15 +331,15 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
     // Before the saved lanes are loaded, as in `tile`.
     let pf_mask = pf_mask::<W, M, HINT>();
     let z = _mm512_setzero_ps();
-    let mut ap = [[z; 4]; MR_WIDE / 2];
+    let mut ap = [[z; 4]; super::MR_TALL / 2];
     let mut odd = [z; 2];
-    // Saved lanes: pair p's four accumulators at 4p…4p + 3, the odd row's at 16 and 17.
+    // Saved lanes: pair p's four accumulators at 4p…4p + 3, the odd row's at ODD_LANES.
     if span.i0 > 0 {
         // SAFETY: `span.st` holds the tile's saved lanes (`Span`, SPAN_LANES of them).
         unsafe {
             load_lanes(span.st, &mut ap.as_flattened_mut()[..4 * (M / 2)]);
             if M % 2 == 1 {
-                load_lanes(span.st.add(16), &mut odd);
+                load_lanes(span.st.add(super::ODD_LANES), &mut odd);
             }
         }
     }
@@ -394,7 +394,7 @@ pub unsafe fn tile_paired<W: Pair, const M: usize, const HINT: u8, const XSWAP: 
         unsafe {
             store_lanes(span.st, &ap.as_flattened()[..4 * (M / 2)]);
             if M % 2 == 1 {
-                store_lanes(span.st.add(16), &odd);
+                store_lanes(span.st.add(super::ODD_LANES), &odd);
             }
         }
         return;

@@ -99,7 +99,7 @@
 //! 2× slower paired at 6–8 rows and is not paired.
 //!
 //! # Variants (chosen at run time, all bit-identical)
-//! [`Variant::Avx512`] (AVX-512F; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
+//! [`Variant::Avx512`] (AVX-512F and VL; Zen 4, Intel Xeon), [`Variant::Avx2`] (AVX2 + FMA + F16C;
 //! Zen 2/3, older Intel), [`Variant::Neon`] (aarch64: Jetson, Graviton) and
 //! [`Variant::Portable`] (scalar `mul_add`) all compute the order below; [`best_variant`]
 //! picks the first the CPU supports, in that order (`ARGEN_CPU_VARIANT` overrides it for
@@ -185,6 +185,9 @@ pub const MR_WIDE: usize = 8;
 /// [`MR_WIDE`] and at most [`Tuning::f32_tall_rows`] rows runs as one row block of them (7
 /// pairs of rows × [`NR`] columns = 28 accumulators).
 pub const MR_TALL: usize = 14;
+/// Most input rows per tall tile of packed half precision ([`avx512::tile_paired`]: 6 pairs of
+/// rows × 4 accumulators, the line and its swap, one input load).
+const MR_HALF_TALL: usize = 12;
 /// Rows of a tile's sums (`acc`) as the kernels hand them over: [`MR_TALL`] rounded up to the
 /// lane tree's groups of four rows.
 const MR_ACC: usize = 16;
@@ -205,8 +208,11 @@ pub enum Variant {
     Portable,
     /// AVX2 + FMA + F16C: `MR × NR` tiles of 8-lane `ymm` accumulators.
     Avx2,
-    /// AVX-512F (plus AVX2/FMA/F16C for tails): each `zmm` accumulator holds the 8 lanes of
-    /// two output columns, tiles of up to [`MR_WIDE`] rows × [`NR`] columns.
+    /// AVX-512F and AVX512VL (plus AVX2/FMA/F16C for tails): each `zmm` accumulator holds the
+    /// 8 lanes of two output columns, tiles of up to [`MR_WIDE`] rows × [`NR`] columns (up to
+    /// [`MR_TALL`] in tall and paired tiles). VL because LLVM allocates no register past
+    /// `zmm20` in the larger tiles without it (every AVX-512 CPU since Skylake-SP and Zen 4 has
+    /// it; one without falls back to [`Variant::Avx2`], the same bits).
     Avx512,
     /// aarch64 Advanced SIMD: each 8-lane accumulator is a pair of `float32x4_t`.
     Neon,
@@ -243,8 +249,9 @@ impl Variant {
             .then_some("the CPU lacks AVX2, FMA, F16C or POPCNT"),
             #[cfg(target_arch = "x86_64")]
             Variant::Avx512 => (Variant::Avx2.unsupported().is_some()
-                || !std::is_x86_feature_detected!("avx512f"))
-            .then_some("the CPU lacks AVX-512F (or AVX2/FMA/F16C/POPCNT)"),
+                || !std::is_x86_feature_detected!("avx512f")
+                || !std::is_x86_feature_detected!("avx512vl"))
+            .then_some("the CPU lacks AVX-512F or AVX512VL (or AVX2/FMA/F16C/POPCNT)"),
             #[cfg(not(target_arch = "x86_64"))]
             Variant::Avx2 | Variant::Avx512 => Some("not an x86_64 build"),
             #[cfg(target_arch = "aarch64")]
@@ -629,21 +636,27 @@ fn next_row_block(r: usize, rows: usize, mr: usize, split: Split) -> usize {
 
 /// The rows of a call of `rows` rows with weights of type `W` (`packed` or not) that runs as
 /// one *tall* row block ([`avx512::tile_wb`]), 0 where it does not: packed f32 on AVX-512
-/// (with AVX512VL, which the kernel's register allocation needs) in calls of more than
+/// (AVX512VL included, [`Variant::Avx512`]) in calls of more than
 /// [`MR_WIDE`] and at most [`Pairing::tall`] (made even, at most [`MR_TALL`]) rows. Such a
 /// call streams each weight once for all its rows, where 8-row blocks pass over each column
 /// block twice, the first pass bound by memory. A call of more rows runs its row blocks as
 /// before: a tall first block followed by the others measured slower ([`tuning`], session
 /// 16). An odd call's last row is paired with a copy of itself ([`pair_inputs`]).
+///
+/// Packed half precision likewise up to [`Pairing::half_tall`] (at most [`MR_HALF_TALL`])
+/// rows, in [`avx512::tile_paired`]'s arrangement (inputs paired, the line and its swap).
 fn tall_rows<W: Elem>(isa: Variant, pairing: &Pairing, packed: bool, rows: usize) -> usize {
-    let tall = pairing.tall.min(MR_TALL) / 2 * 2;
-    let on = packed && W::BYTES == 4 && isa == Variant::Avx512 && rows > MR_WIDE && rows <= tall;
-    #[cfg(target_arch = "x86_64")]
-    if on && std::is_x86_feature_detected!("avx512vl") {
-        return rows;
+    let tall = if W::BYTES == 4 {
+        pairing.tall.min(MR_TALL) / 2 * 2
+    } else {
+        pairing.half_tall.min(MR_HALF_TALL)
+    };
+    let on = packed && isa == Variant::Avx512 && rows > MR_WIDE && rows <= tall;
+    if on {
+        rows
+    } else {
+        0
     }
-    let _ = on;
-    0
 }
 
 /// Rows that a packed tile of `mr` rows is padded to, in a call of `rows` rows: a packed
@@ -736,6 +749,8 @@ struct Pairing {
     /// Packed f32 calls of more than [`MR_WIDE`] and at most this many rows run as one row
     /// block of tall tiles ([`Tuning::f32_tall_rows`], [`tall_rows`]).
     tall: usize,
+    /// ... and packed half-precision ones ([`Tuning::half_tall_rows`]).
+    half_tall: usize,
 }
 
 impl Pairing {
@@ -751,6 +766,7 @@ impl Pairing {
             panel_min_x_bytes: t.panel_min_x_bytes,
             panel_x_bytes: t.panel_x_bytes,
             tall: t.f32_tall_rows,
+            half_tall: t.half_tall_rows,
         }
     }
 
@@ -824,10 +840,12 @@ impl Span {
     }
 }
 
-/// Saved lane accumulators of one tile between panels: [`MR_WIDE`] rows × 2 `zmm`, or
-/// [`MR_WIDE`]` / 2` pairs × 4 plus an odd row's 2, or a tall tile's [`MR_TALL`]` / 2` pairs
-/// × 4.
-const SPAN_LANES: usize = 2 * MR_TALL;
+/// Saved lane accumulators of one tile between panels: [`MR_WIDE`] rows × 2 `zmm`, or up to
+/// [`MR_TALL`]` / 2` pairs × 4 plus an odd row's 2 (at [`ODD_LANES`]).
+const SPAN_LANES: usize = 2 * MR_TALL + 2;
+/// Where a paired tile saves its odd row's two lane accumulators ([`avx512::tile_paired`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const ODD_LANES: usize = 2 * MR_TALL;
 
 /// The pointers of the packed tile at the start of `base` (which holds at least its `NR·k`
 /// elements).
@@ -1133,7 +1151,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     // by the CPU (`gemm_isa`'s contract). With `pair_now` the pairs' copies
                     // hold 2·kb floats each (`pair_inputs`). A span's lanes are this tile's
                     // (`spans[ti]`, SPAN_LANES × 16 floats), and panels run only on AVX-512.
-                    // A tall block runs only where `tall_rows` found AVX-512 with AVX512VL,
+                    // A tall block runs only on AVX-512 (AVX512VL included, `Variant::Avx512`),
                     // and every pair of its rows has its copy (an odd last row's with itself,
                     // in the copy's spare row).
                     unsafe {
@@ -1183,7 +1201,31 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                 }
                             }};
                         }
-                        if tall_now {
+                        // A tall half-precision block: paired tiles of up to 12 rows.
+                        macro_rules! htall {
+                            ($m:literal) => {{
+                                let xs: [*const f32; $m] = std::array::from_fn(xp);
+                                match hint {
+                                    PF_NTA => W::tile_paired::<$m, PF_NTA, false>(
+                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                    ),
+                                    PF_T1 => W::tile_paired::<$m, PF_T1, false>(
+                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                    ),
+                                    _ => W::tile_paired::<$m, PF_T0, false>(
+                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                    ),
+                                }
+                            }};
+                        }
+                        if tall_now && W::BYTES == 2 {
+                            match mr {
+                                9 => htall!(9),
+                                10 => htall!(10),
+                                11 => htall!(11),
+                                _ => htall!(12),
+                            }
+                        } else if tall_now {
                             match mr.div_ceil(2) * 2 {
                                 10 => tall!(10),
                                 12 => tall!(12),

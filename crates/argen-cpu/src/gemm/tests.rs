@@ -31,19 +31,20 @@ fn supported() -> Vec<Variant> {
 /// The [`Pairing`]s to check `isa` with: the CPU's own and, on
 /// AVX-512 (the only variant that pairs), every packed row block of two or more rows paired
 /// (swapping the line, and swapping the inputs), and none; with `k` loops whole and in panels
-/// of 8 to 72 columns ([`Span`]), paired and not; and packed f32 calls of 9 to 10, 12 or 14
-/// rows as one tall block ([`tall_rows`]), whole and in panels, the longer calls as before.
+/// of 8 to 72 columns ([`Span`]), paired and not; and packed calls of 9 to 10, 12 or 14 rows
+/// (f32) or 10 or 12 (half precision) as one tall block ([`tall_rows`]), whole and in panels,
+/// the longer calls as before.
 fn pairings(isa: Variant) -> Vec<Pairing> {
     let mut v = vec![Pairing::tuned()];
     if isa == Variant::Avx512 {
-        for (m, xswap_max, panel_x_bytes, tall) in [
-            (2, 0, usize::MAX, 0),
-            (2, MR_WIDE, 100, 0),
-            (usize::MAX, 0, 300, 0),
-            (2, 0, 1000, 0),
-            (2, 0, usize::MAX, MR_TALL),
-            (usize::MAX, 0, 300, 12),
-            (2, MR_WIDE, 1000, 10),
+        for (m, xswap_max, panel_x_bytes, tall, half_tall) in [
+            (2, 0, usize::MAX, 0, 0),
+            (2, MR_WIDE, 100, 0, 0),
+            (usize::MAX, 0, 300, 0, 0),
+            (2, 0, 1000, 0, 0),
+            (2, 0, usize::MAX, MR_TALL, MR_HALF_TALL),
+            (usize::MAX, 0, 300, 12, 10),
+            (2, MR_WIDE, 1000, 10, MR_HALF_TALL),
         ] {
             v.push(Pairing {
                 f32: m,
@@ -54,6 +55,7 @@ fn pairings(isa: Variant) -> Vec<Pairing> {
                 panel_min_x_bytes: panel_x_bytes,
                 panel_x_bytes,
                 tall,
+                half_tall,
             });
         }
     }
@@ -270,6 +272,7 @@ fn tall_tiles_phased_prefetch_and_even_splits_keep_the_bits() {
             f32_phased_min_rows: if phased { 0 } else { usize::MAX },
             f32_tall_rows: tall,
             half_even_split_rows: even,
+            half_tall_rows: tall.min(MR_HALF_TALL),
             ..before
         });
         check_layouts(

@@ -54,8 +54,13 @@ pub struct Tuning {
     /// Packed half-precision calls (AVX-512) of more than 8 and at most this many rows run as
     /// two row blocks of equal size rather than 8 rows and the rest, so that the second pass
     /// over each column block — which prefetches the next one — is not a short one of 1–4
-    /// rows (0: never; [`tuning`], session 16).
+    /// rows (0: never; [`tuning`], session 16). A call that runs as one tall block
+    /// ([`Tuning::half_tall_rows`]) does not split.
     pub half_even_split_rows: usize,
+    /// Packed half-precision calls (AVX-512) of more than 8 and at most this many rows (at
+    /// most 12; below 9: off) run as one row block of paired tiles (`avx512::tile_paired` in
+    /// [`super`]) that stream each weight once for all rows ([`tuning`], session 16).
+    pub half_tall_rows: usize,
     /// In a packed call of several row blocks, the second row block of each column block
     /// (which finds the block in L2) prefetches the *next* column block into L2, every line,
     /// so that the next block's first row block does not wait on memory ([`tuning`]).
@@ -537,12 +542,27 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 11.99–12.34 / 12.59–13.60 → 11.62–12.44 / 11.66–11.94 ms. f32 calls of 9–14 rows run
 /// tall instead, and longer f32 calls split evenly measured 4–7 % slower at 20–22 rows.
 ///
+/// Session 16, *tall half-precision blocks* ([`Tuning::half_tall_rows`] = 11 on Zen 5):
+/// half-precision calls of 9–11 rows run as one row block of `avx512::tile_paired` tiles of up
+/// to 12 rows (6 pairs × 4 accumulators, the line and its swap, one input load per pair).
+/// `tile_paired` is now compiled with AVX512VL for the larger tiles; `Variant::Avx512`
+/// requires VL. Against the even split, alternating in one process
+/// (`half-tall-gemm-ab-1t.txt`), 9 / 10 / 11 / 12 rows:
+/// - bf16 0.81 / 0.87 / 0.97 / 1.01×;
+/// - f16 0.79 / 0.84 / 0.98 / 1.02×.
+///
+/// From 12 rows a single pass is bound by the FMAs either way, hence 11. Two cores
+/// (`half-tall-gemm-ab-2t.txt`): 9 / 10 / 11 rows bf16 0.80 / 0.77 / 0.98×, f16 0.89 / 0.75 /
+/// 0.95×. The decode bench's 10-row verification, three alternating rounds: bf16 10.18–10.90 →
+/// 9.44–9.58 ms, f16 11.96–14.11 → 9.91–9.94 ms. The same code before and after adding VL to
+/// `tile_paired`, at 2–32 rows of every dtype: level within the host's ±8 % between rounds.
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
 /// `f32_no_prefetch_rows=N`, `l2_prefetch=0|1`,
 /// `row_major_l2_prefetch=0|1`, `f32_prefetch_every=N`,
-/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `half_even_split_rows=N`, `prefetch_next_block=0|1`, `f32_phased_min_rows=N`,
+/// `f32_min_tile_rows=N`, `f32_tall_rows=N`, `half_even_split_rows=N`, `half_tall_rows=N`, `prefetch_next_block=0|1`, `f32_phased_min_rows=N`,
 /// `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
@@ -698,6 +718,7 @@ spec_keys! {
     f32_min_tile_rows: usize,
     f32_tall_rows: usize,
     half_even_split_rows: usize,
+    half_tall_rows: usize,
     prefetch_next_block: bool,
     f32_phased_min_rows: usize,
     f16_paired_min_rows: usize,
@@ -768,6 +789,7 @@ impl Tuning {
             f32_min_tile_rows: 0,
             f32_tall_rows: 0,
             half_even_split_rows: 0,
+            half_tall_rows: 0,
             prefetch_next_block: false,
             f32_phased_min_rows: usize::MAX,
             f16_paired_min_rows: usize::MAX,
@@ -860,6 +882,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
         v.extend([
             ("half_stream_pf_bytes", vec![0, 8 << 10, 12 << 10, 16 << 10]),
             ("half_even_split_rows", vec![0, 13]),
+            ("half_tall_rows", vec![0, 12]),
             ("no_prefetch_rows", vec![0, 2]),
             (pair_key, vec![2, 4, NEVER]),
         ]);
@@ -911,6 +934,7 @@ fn zen4() -> Tuning {
         f32_min_tile_rows: 6,
         f32_tall_rows: 0,
         half_even_split_rows: 0,
+        half_tall_rows: 0,
         prefetch_next_block: true,
         f32_phased_min_rows: usize::MAX,
         attn_prefetch: true,
@@ -932,12 +956,13 @@ fn zen4() -> Tuning {
 /// 12); long inputs run in k-panels (session 13, [`tuning`]); f32 calls of several row blocks
 /// prefetch 16 KiB ahead, and multi-threaded calls run two column ranges per thread (session
 /// 14); packed f32 calls of 9–14 rows run as one tall row block, f32 calls of several row
-/// blocks share the next block's prefetch among all passes, and half-precision calls of 9–13
-/// rows split evenly (session 16).
+/// blocks share the next block's prefetch among all passes, and half-precision calls of 9–11
+/// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
         half_even_split_rows: 13,
+        half_tall_rows: 11,
         f32_phased_min_rows: 12,
         no_prefetch_rows: 0,
         f32_no_prefetch_rows: 0,
