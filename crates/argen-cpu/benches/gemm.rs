@@ -171,13 +171,8 @@ fn model(
                         first = med;
                     }
                     println!(
-                        "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} | {:.3} | {spec} |",
-                        lo * 1e3,
-                        med * 1e3,
-                        bytes as f64 / lo / 1e9,
-                        bytes as f64 / med / 1e9,
-                        flops / lo / 1e9,
-                        flops / med / 1e9,
+                        "{} {:.3} | {spec} |",
+                        row_line(dt, rows, lo, med, bytes as f64, flops),
                         med / first
                     );
                 }
@@ -220,17 +215,23 @@ fn model(
                     .collect();
                 println!("  {dt} {rows} rows by matrix: {}", parts.join(", "));
             }
-            println!(
-                "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} |",
-                lo * 1e3,
-                med * 1e3,
-                bytes as f64 / lo / 1e9,
-                bytes as f64 / med / 1e9,
-                flops / lo / 1e9,
-                flops / med / 1e9
-            );
+            println!("{}", row_line(dt, rows, lo, med, bytes as f64, flops));
         }
     }
+}
+
+/// A `model` table row: the fastest and median pass (`lo`, `med` seconds) of `bytes` of
+/// weights and `flops` FLOPs.
+fn row_line(dt: &str, rows: usize, lo: f64, med: f64, bytes: f64, flops: f64) -> String {
+    format!(
+        "| {dt} | {rows} | {:.2} / {:.2} ms | {:.1} / {:.1} | {:.1} / {:.1} |",
+        lo * 1e3,
+        med * 1e3,
+        bytes / lo / 1e9,
+        bytes / med / 1e9,
+        flops / lo / 1e9,
+        flops / med / 1e9
+    )
 }
 
 fn main() {
