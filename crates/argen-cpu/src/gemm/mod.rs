@@ -70,7 +70,10 @@
 //! unchanged (not tall: a tall first block followed by 8-row blocks measured slower). The
 //! kernel must be compiled with AVX512VL: without it LLVM allocated no register past `zmm20`
 //! and kept a third of the accumulators on the stack (12 rows 26.9 ms, against 21.4 ms for
-//! the 8-row blocks in the same noisy minute).
+//! the 8-row blocks in the same noisy minute). Packed half-precision calls of 9 to
+//! [`Tuning::half_tall_rows`] ≤ 12 rows likewise run as one row block, of
+//! `avx512::tile_paired` tiles (inputs paired, the line and its swap); 12–13-row ones as two
+//! even blocks ([`Tuning::half_even_split_rows`]), not 8 rows and a short pass.
 //!
 //! **The next column block's prefetch, shared** (AVX-512 f32 calls of several row blocks,
 //! [`Tuning::f32_phased_min_rows`]): every pass over a column block but a task's first
@@ -829,7 +832,7 @@ struct Span {
 }
 
 impl Span {
-    /// The whole loop (`⌊k/8⌋·8` columns), nothing saved, no phases.
+    /// The whole loop (`⌊k/8⌋·8` columns), nothing saved, no shared prefetch.
     fn whole(k: usize) -> Span {
         Span {
             i0: 0,
