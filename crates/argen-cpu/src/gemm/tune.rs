@@ -490,9 +490,12 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 0.98 / 0.98×. The decode bench's f32 verification, three alternating rounds (`… --bench
 /// decode -- 1 f32 verify=N reps=10`): 10 / 12 / 14 rows 15.3–15.6 / 16.3–16.9 / 17.7–18.0 →
 /// 13.6–14.0 / 14.5–15.5 / 15.4–17.1 ms. The tall pass streams 29–31 GB/s, short of the probe's
-/// 37–41 GB/s with contiguous 4–6 KiB tiles: measured and not kept, panels for it from 16 or
-/// 64 KiB of inputs (±2 %), none at all (5–10 % slower), prefetch distances of 4–24 KiB and
-/// `prefetcht0`/`prefetcht1` instead of `prefetchnta` (all slower than 8 KiB non-temporal).
+/// 37–41 GB/s with contiguous 4–6 KiB tiles. Measured and not kept: panels for it from 64 KiB
+/// of inputs instead of 32 (10 / 12 / 14 rows 1–2 % faster, within noise), from 16 or 24 KiB
+/// (10 rows 0.92× in one run, 1.07× in the next), none at all (10 / 12 / 14 rows 7 / 8 / 0 %
+/// slower); `prefetchnta` 4, 12, 16 or 24 KiB ahead instead of 8 (12 rows 18–34 % slower),
+/// `prefetcht0` 8 KiB ahead (level), 16 KiB (1.44× slower), `prefetcht1` 16 or 32 KiB (1.25–1.4×
+/// slower).
 /// *Rejected*: a tall first block followed by 8-row blocks for calls of 15 or more rows (16
 /// rows 17.5 → 18.4 ms with 12 + 4, 20.8–24.2 ms with 14 + 2: the tall pass is still bound by
 /// memory, so the later pass's FMAs add to it), and tall tiles for calls of 2–8 rows (2–8 %
