@@ -494,7 +494,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// of inputs instead of 32 (10 / 12 / 14 rows 1–2 % faster, within noise), from 16 or 24 KiB
 /// (10 rows 0.92× in one run, 1.07× in the next), none at all (10 / 12 / 14 rows 7 / 8 / 0 %
 /// slower); `prefetchnta` 4, 12, 16 or 24 KiB ahead instead of 8 (12 rows 18–34 % slower),
-/// `prefetcht0` 8 KiB ahead (level), 16 KiB (1.44× slower), `prefetcht1` 16 or 32 KiB (1.25–1.4×
+/// `prefetcht0` 8 KiB ahead (level), 16 KiB (1.44× slower), `prefetcht1` 16 or 32 KiB (1.22–1.34×
 /// slower).
 /// *Rejected*: a tall first block followed by 8-row blocks for calls of 15 or more rows (16
 /// rows 17.5 → 18.4 ms with 12 + 4, 20.8–24.2 ms with 14 + 2: the tall pass is still bound by
