@@ -32,8 +32,10 @@
 //!
 //! `… -- 1 [reps] resident [rows=R,…]` times the kernels with weights resident in L1 (f32
 //! `[16, 256]`, 16 KiB) and in L2 (`[64, 768]` and `[24, 2048]`, 192 KiB each, the size of a
-//! column block, at GPT-B's two input widths) instead of DRAM, as GFLOP/s and % of the FMA peak measured in the same run: what the micro-kernel
-//! reaches when memory is not the limit.
+//! column block, at GPT-B's two input widths; and `[256, 768]` and `[96, 2048]`, 768 KiB each,
+//! four column blocks, over which the per-call work — the paired copy of the inputs, the
+//! split into tasks — weighs a quarter as much) instead of DRAM, as GFLOP/s and % of the FMA
+//! peak measured in the same run: what the micro-kernel reaches when memory is not the limit.
 
 use argen_cpu::gemm::{gemm, pack, pack_bf16, WRef};
 use argen_cpu::hugemem::Buf;
@@ -420,7 +422,14 @@ fn resident(reps: usize, row_list: &[usize]) {
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
-    for (place, n, k) in [("L1", 16usize, 256usize), ("L2", 64, 768), ("L2", 24, 2048)] {
+    let shapes = [
+        ("L1", 16usize, 256usize),
+        ("L2", 64, 768),
+        ("L2", 24, 2048),
+        ("L2", 256, 768),
+        ("L2", 96, 2048),
+    ];
+    for (place, n, k) in shapes {
         let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let wp = pack(&w, n, k, 0f32);
         let h: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();

@@ -521,6 +521,47 @@ pub unsafe fn tile_wb<W: Pair, const M: usize, const HINT: u8>(
     finish!(a, acc, x, w, k);
 }
 
+/// Step 4 of the reduction order and the store: rows `0..mr` of a whole tile's sums (`acc`,
+/// as [`reduce`] stored them, four rows to a `zmm`) plus the bias, if any, to `out + m·n`.
+///
+/// Why: `super::write_tile`'s generic loop read each row of `acc` with a 16-byte load right
+/// after the lane tree's 64-byte store of four rows, a load the core does not forward from
+/// that store. One 64-byte load per four rows, at the address and size of the store, then the
+/// four rows' 16-byte stores: 0.3–2.5 % off the decode-step GEMMs at 4–128 rows (session 17,
+/// one Zen 5 core, [`super::tuning`]). The same additions on the same operands: the same bits.
+///
+/// # Safety
+/// Requires AVX-512F; `out + m·n` addresses 4 writable floats for `m < mr ≤ MR_ACC`, and
+/// `bias`, if given, 4 readable floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn write_rows(
+    out: *mut f32,
+    n: usize,
+    mr: usize,
+    bias: Option<*const f32>,
+    acc: &[[f32; NR]; MR_ACC],
+) {
+    let base = acc.as_ptr().cast::<f32>();
+    // SAFETY: the caller's contract (4 floats at `bias`).
+    let b = bias.map(|p| unsafe { _mm_loadu_ps(p) });
+    for g in 0..mr.div_ceil(4) {
+        // SAFETY: rows 4g..4g+4 of acc are 16 contiguous floats (4g + 4 <= MR_ACC).
+        let t = unsafe { _mm512_loadu_ps(base.add(16 * g)) };
+        let rows = [
+            _mm512_castps512_ps128(t),
+            _mm512_extractf32x4_ps::<1>(t),
+            _mm512_extractf32x4_ps::<2>(t),
+            _mm512_extractf32x4_ps::<3>(t),
+        ];
+        for (i, v) in rows.into_iter().enumerate().take(mr - 4 * g) {
+            let v = b.map_or(v, |b| _mm_add_ps(v, b));
+            // SAFETY: row 4g + i < mr (the caller's contract).
+            unsafe { _mm_storeu_ps(out.add((4 * g + i) * n), v) };
+        }
+    }
+}
+
 /// Loads `v.len()` saved lane accumulators from `st` on (a [`Span`]'s lanes).
 ///
 /// # Safety

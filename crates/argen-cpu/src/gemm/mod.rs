@@ -889,6 +889,21 @@ unsafe fn write_tile(
     nr: usize,
     acc: &[[f32; NR]; MR_ACC],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if a.isa == Variant::Avx512 && nr == NR {
+        // SAFETY: rows r..r+mr and columns j..j+NR lie in the output and in this task's range
+        // (as below); `a.isa` is supported by the CPU; the bias, if any, holds `n` values.
+        unsafe {
+            avx512::write_rows(
+                a.out.0.add(r * a.n + j),
+                a.n,
+                mr,
+                a.bias.map(|b| b[j..j + NR].as_ptr()),
+                acc,
+            )
+        };
+        return;
+    }
     for (mi, accm) in acc.iter().enumerate().take(mr) {
         let mut v = *accm;
         if let Some(b) = a.bias {
