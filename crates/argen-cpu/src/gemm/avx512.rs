@@ -526,9 +526,13 @@ pub unsafe fn tile_wb<W: Pair, const M: usize, const HINT: u8>(
 ///
 /// Why: `super::write_tile`'s generic loop read each row of `acc` with a 16-byte load right
 /// after the lane tree's 64-byte store of four rows, a load the core does not forward from
-/// that store. One 64-byte load per four rows, at the address and size of the store, then the
-/// four rows' 16-byte stores: 0.3–2.5 % off the decode-step GEMMs at 4–128 rows (session 17,
-/// one Zen 5 core, [`super::tuning`]). The same additions on the same operands: the same bits.
+/// that store. Here one 64-byte load per four rows, at the address and size of the store (the
+/// sums on a cache line of their own, `super::Sums`), then the four rows' 16-byte stores.
+/// Session 17, one Zen 5 core, GPT-B decode-step GEMMs, this and the build before alternating
+/// (`docs/results/session17/write-rows/`, medians of three): bf16 and f16 0.96–0.98× at
+/// 16–128 rows, f32 level there (1.00–1.01×), 0.97–1.00× at 2–10 rows; the decode bench's
+/// verification level within the host's noise. The same additions on the same operands: the
+/// same bits.
 ///
 /// # Safety
 /// Requires AVX-512F; `out + m·n` addresses 4 writable floats for `m < mr ≤ MR_ACC`, and

@@ -1103,8 +1103,10 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     spans.resize(block_tiles, Lanes([[0.0; 16]; SPAN_LANES]));
                 }
             }
-            // A tile's sums (every kernel writes rows 0..mr before `write_tile` reads them).
-            let mut acc = [[0f32; NR]; MR_ACC];
+            // A tile's sums (every kernel writes rows 0..mr before `write_tile` reads them), on
+            // a cache line of their own ([`Sums`]).
+            let mut sums = Sums([[0f32; NR]; MR_ACC]);
+            let acc = &mut sums.0;
             for pi in 0..panels {
                 let i0 = pi * kp;
                 let i1 = ((pi + 1) * kp).min(kb);
@@ -1178,14 +1180,14 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                             ($m:literal, $h:expr, $xs:ident) => {
                                 if pair_now && xswap_now {
                                     W::tile_paired::<$m, $h, true>(
-                                        isa, $xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, $xs, xps, &tp, k, span, pf, acc,
                                     )
                                 } else if pair_now {
                                     W::tile_paired::<$m, $h, false>(
-                                        isa, $xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, $xs, xps, &tp, k, span, pf, acc,
                                     )
                                 } else {
-                                    W::tile::<$m, PACKED, $h>(isa, $xs, &tp, k, span, pf, &mut acc)
+                                    W::tile::<$m, PACKED, $h>(isa, $xs, &tp, k, span, pf, acc)
                                 }
                             };
                         }
@@ -1208,13 +1210,13 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                 let xs: [*const f32; $m] = std::array::from_fn(xp);
                                 match hint {
                                     PF_NTA => W::tile_tall::<$m, PF_NTA>(
-                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, xs, xps, &tp, k, span, pf, acc,
                                     ),
                                     PF_T1 => W::tile_tall::<$m, PF_T1>(
-                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, xs, xps, &tp, k, span, pf, acc,
                                     ),
                                     _ => W::tile_tall::<$m, PF_T0>(
-                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, xs, xps, &tp, k, span, pf, acc,
                                     ),
                                 }
                             }};
@@ -1225,13 +1227,13 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                                 let xs: [*const f32; $m] = std::array::from_fn(xp);
                                 match hint {
                                     PF_NTA => W::tile_paired::<$m, PF_NTA, false>(
-                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, xs, xps, &tp, k, span, pf, acc,
                                     ),
                                     PF_T1 => W::tile_paired::<$m, PF_T1, false>(
-                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, xs, xps, &tp, k, span, pf, acc,
                                     ),
                                     _ => W::tile_paired::<$m, PF_T0, false>(
-                                        isa, xs, xps, &tp, k, span, pf, &mut acc,
+                                        isa, xs, xps, &tp, k, span, pf, acc,
                                     ),
                                 }
                             }};
@@ -1255,7 +1257,7 @@ unsafe fn task<W: Elem + Kernel, const PACKED: bool>(a: &Args<'_>, w: &[W]) {
                     }
                     if last {
                         // SAFETY: rows r..r+mr and columns j..j+nr are this task's (see above).
-                        unsafe { write_tile(a, r, mr, j, nr, &acc) };
+                        unsafe { write_tile(a, r, mr, j, nr, acc) };
                     }
                     j += nr;
                     ti += 1;
@@ -1288,6 +1290,17 @@ thread_local! {
         std::cell::Cell::new(PairSlot { call: 0, buf: None })
     };
 }
+
+/// A tile's sums as the kernels hand them to [`write_tile`], aligned to whole cache lines.
+///
+/// Why: the AVX-512 lane tree stores them four rows (64 bytes) at a time and
+/// `avx512::write_rows` loads them back the same way; a 64-byte store that straddles two
+/// lines is not forwarded to the load that follows it, which then waits for the store to
+/// reach the cache. Where the array fell on the stack changed with the build and the caller:
+/// in the decode bench's f32 128-row verification the loads made the forward 117–122 → 139–144
+/// ms, in the gemm bench none (session 17).
+#[repr(C, align(64))]
+struct Sums([[f32; NR]; MR_ACC]);
 
 thread_local! {
     /// This thread's saved lane accumulators for the tiles of a column block run in panels
