@@ -175,11 +175,22 @@ mod avx512 {
     /// Target bytes of weights per column block (kept in L2 while every row block passes
     /// over it).
     const BLOCK_BYTES: usize = 192 << 10;
-    /// Prefetch distance ahead in the tile stream, in elements (1 KiB).
-    const PF: usize = 512;
+    /// Tiles per micro-kernel call ([`tile_dp`]) on the passes that find the column block in
+    /// L2.
+    const TILES: usize = 3;
+
+    /// Prefetch kinds of [`tile_dp`]'s `HINT`: non-temporal, into L1, into L2, none.
+    const PF_NTA: u8 = 0;
+    const PF_T0: u8 = 1;
+    const PF_T1: u8 = 2;
+    const PF_NONE: u8 = 3;
 
     /// One task: columns `n0..n1` (`n0` a multiple of `NR`), in column blocks, row blocks of
-    /// up to `MR` rows, one tile at a time.
+    /// up to `MR` rows. The first row block over a column block streams it from memory, one
+    /// tile at a time with the stream prefetched [`crate::gemm::Tuning::fast_pf_bytes`]
+    /// ahead (non-temporally when it is the call's only row block); later row blocks find the
+    /// block in L2 and run [`TILES`] tiles per call, and the second prefetches the next column
+    /// block into L2 ([`crate::gemm::Tuning::fast_next_block`]).
     ///
     /// # Safety
     /// Requires AVX512-BF16; buffers as [`super::gemm`]; this call is the only writer of
@@ -197,7 +208,8 @@ mod avx512 {
         out: OutPtr,
     ) {
         let cb = (BLOCK_BYTES / (2 * k).max(1) / NR).max(1) * NR;
-        let nta = rows <= MR;
+        let single = rows <= MR;
+        let t = crate::gemm::tuning();
         let mut c0 = n0;
         while c0 < n1 {
             let c1 = (c0 + cb).min(n1);
@@ -210,35 +222,65 @@ mod avx512 {
                 } else {
                     MR
                 };
+                // The pass's prefetch (kind, distance in elements) and tiles per call.
+                let (hint, pf, tiles) = if r == 0 {
+                    let hint = if single { PF_NTA } else { PF_T0 };
+                    (hint, t.fast_pf_bytes / 2, 1)
+                } else if t.fast_next_block && r == MR.min(rows) && c1 < n1 {
+                    // The same offset in the next column block.
+                    (PF_T1, (c1 - c0) * k, TILES)
+                } else {
+                    (PF_NONE, 0, TILES)
+                };
                 let mut j = c0;
                 while j < c1 {
-                    let nr = (c1 - j).min(NR);
-                    let tile = w[j * k..].as_ptr();
+                    // `tiles` tiles at a time while that many remain in the block, then one.
+                    let left = (c1 - j).div_ceil(NR);
+                    let t_now = if left >= tiles { tiles } else { 1 };
                     let xp = |i: usize| xb[(r + i.min(mr - 1)) * k..].as_ptr();
-                    let mut acc = [[0f32; NR]; MR];
+                    let mut acc = [[[0f32; NR]; MR]; TILES];
+                    macro_rules! call {
+                        ($m:literal, $t:literal, $xs:ident) => {{
+                            let ts: [*const bf16; $t] =
+                                std::array::from_fn(|t| w[(j + t * NR) * k..].as_ptr());
+                            let a: &mut [[[f32; NR]; MR]; $t] =
+                                (&mut acc[..$t]).try_into().unwrap();
+                            match hint {
+                                PF_NTA => tile_dp::<$m, $t, PF_NTA>($xs, ts, k, pf, a),
+                                PF_T0 => tile_dp::<$m, $t, PF_T0>($xs, ts, k, pf, a),
+                                PF_T1 => tile_dp::<$m, $t, PF_T1>($xs, ts, k, pf, a),
+                                _ => tile_dp::<$m, $t, PF_NONE>($xs, ts, k, pf, a),
+                            }
+                        }};
+                    }
                     macro_rules! go {
                         ($m:literal) => {{
                             let xs: [*const u16; $m] = std::array::from_fn(xp);
-                            // SAFETY: x pointers address k halves, the tile NR·k (whole tiles
-                            // in the packed layout); AVX512-BF16 per the contract.
+                            // SAFETY: x pointers address k halves, each tile NR·k (whole tiles
+                            // in the packed layout, `t_now` of them from column j on: `left`
+                            // counts the block's tiles from j); AVX512-BF16 per the contract;
+                            // prefetches never fault.
                             unsafe {
-                                if nta {
-                                    tile_dp::<$m, true>(xs, tile, k, &mut acc)
+                                if t_now == TILES {
+                                    call!($m, 3, xs)
                                 } else {
-                                    tile_dp::<$m, false>(xs, tile, k, &mut acc)
+                                    call!($m, 1, xs)
                                 }
                             }
                         }};
                     }
                     tile_rows!(mr, go);
-                    for (mi, accm) in acc.iter().enumerate().take(mr) {
-                        for (ni, &v) in accm.iter().enumerate().take(nr) {
-                            let v = bias.map_or(v, |b| v + b[j + ni]);
-                            // SAFETY: (r+mi, j+ni) lies in rows × n and j+ni in n0..n1.
-                            unsafe { *out.0.add((r + mi) * n + j + ni) = v };
+                    for acct in acc.iter().take(t_now) {
+                        let nr = (c1 - j).min(NR);
+                        for (mi, accm) in acct.iter().enumerate().take(mr) {
+                            for (ni, &v) in accm.iter().enumerate().take(nr) {
+                                let v = bias.map_or(v, |b| v + b[j + ni]);
+                                // SAFETY: (r+mi, j+ni) lies in rows × n and j+ni in n0..n1.
+                                unsafe { *out.0.add((r + mi) * n + j + ni) = v };
+                            }
                         }
+                        j += nr;
                     }
-                    j += nr;
                 }
                 r += mr;
             }
@@ -246,20 +288,26 @@ mod avx512 {
         }
     }
 
-    /// `acc[m][j]` for one packed tile and `M` rows (module docs, steps 2–4).
+    /// `acc[t][m][j]` for `T` consecutive packed tiles and `M` rows (module docs, steps
+    /// 2–4): each tile's accumulators are its own, so running tiles together changes no bit.
+    ///
+    /// Why `T` tiles at once: `vdpbf16ps` has a latency of several cycles, and one tile of
+    /// `M ≤ 8` rows gives only `M` independent accumulators, too few to keep both pipes busy;
+    /// `T` tiles give `T·M`, and each input row's broadcast serves all `T` tiles.
     ///
     /// # Safety
-    /// Requires AVX512-BF16; x pointers address `k` halves, `tile` the packed tile (`NR·k`).
+    /// Requires AVX512-BF16; x pointers address `k` halves, `tiles[t]` a packed tile (`NR·k`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma")]
-    unsafe fn tile_dp<const M: usize, const NTA: bool>(
+    unsafe fn tile_dp<const M: usize, const T: usize, const HINT: u8>(
         x: [*const u16; M],
-        tile: *const bf16,
+        tiles: [*const bf16; T],
         k: usize,
-        acc: &mut [[f32; NR]; MR],
+        pf: usize,
+        acc: &mut [[[f32; NR]; MR]; T],
     ) {
         let kb = k / 8 * 8;
-        let mut a = [_mm512_setzero_ps(); M];
+        let mut a = [[_mm512_setzero_ps(); M]; T];
         let idx = {
             let mut v = [0i16; 32];
             for (q, d) in v.iter_mut().enumerate() {
@@ -271,44 +319,76 @@ mod avx512 {
         };
         let mut i = 0;
         while i < kb {
-            // SAFETY: block i/8 of the tile is the 32 halves at tile + i·NR; x rows hold k.
+            // SAFETY: block i/8 of each tile is the 32 halves at tile + i·NR; x rows hold k;
+            // prefetches never fault.
             unsafe {
-                let p = tile.add(i * NR);
-                let pf = p.wrapping_add(PF) as *const i8;
-                if NTA {
-                    _mm_prefetch::<_MM_HINT_NTA>(pf);
-                } else {
-                    _mm_prefetch::<_MM_HINT_T0>(pf);
+                let mut lines = [_mm512_setzero_si512(); T];
+                for (line, &tile) in lines.iter_mut().zip(&tiles) {
+                    let p = tile.add(i * NR);
+                    let at = p.wrapping_add(pf) as *const i8;
+                    match HINT {
+                        PF_NTA => _mm_prefetch::<_MM_HINT_NTA>(at),
+                        PF_T0 => _mm_prefetch::<_MM_HINT_T0>(at),
+                        PF_T1 => _mm_prefetch::<_MM_HINT_T1>(at),
+                        _ => {}
+                    }
+                    // Half q = 8c + e of the de-interleaved line (row c, element e) sits at
+                    // half 2·(8·(c mod 2) + e) + ⌊c/2⌋ of the interleaved one.
+                    *line = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(p as *const __m512i));
                 }
-                // Half q = 8c + e of the de-interleaved line (row c, element e) sits at half
-                // 2·(8·(c mod 2) + e) + ⌊c/2⌋ of the interleaved one.
-                let line = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(p as *const __m512i));
-                let wv: __m512bh = std::mem::transmute::<__m512i, __m512bh>(line);
                 for m in 0..M {
                     let xv = _mm512_broadcast_i32x4(_mm_loadu_si128(x[m].add(i) as *const __m128i));
                     let xv = std::mem::transmute::<__m512i, __m512bh>(xv);
-                    a[m] = _mm512_dpbf16_ps(a[m], xv, wv);
+                    for t in 0..T {
+                        let wv = std::mem::transmute::<__m512i, __m512bh>(lines[t]);
+                        a[t][m] = _mm512_dpbf16_ps(a[t][m], xv, wv);
+                    }
                 }
             }
             i += 8;
         }
-        let tail_base = NR * kb;
-        for m in 0..M {
-            let mut l = [0f32; 16];
-            // SAFETY: l holds 16 floats.
-            unsafe { _mm512_storeu_ps(l.as_mut_ptr(), a[m]) };
-            for j in 0..NR {
-                let q = &l[4 * j..4 * j + 4];
-                let mut t = (q[0] + q[2]) + (q[1] + q[3]);
-                for kk in kb..k {
-                    // SAFETY: kk < k; row j's tail lies at tile + NR·kb + j·(k − kb).
-                    unsafe {
-                        let xv = f32::from_bits((*x[m].add(kk) as u32) << 16);
-                        let wv = (*tile.add(tail_base + j * (k - kb) + kk - kb)).to_f32();
-                        t = xv.mul_add(wv, t);
-                    }
+        if kb == k {
+            // Step 3 for every column at once: within each 128-bit chunk (one column's four
+            // lanes) `u = v + swap_pairs(v)` holds `acc[0] + acc[2]` and `acc[1] + acc[3]` in
+            // lanes 0 and 1, and `u + swap(u)` their sum in lane 0: the tree's additions on
+            // the tree's operands (the sum of two values does not depend on their order).
+            let first = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+            for t in 0..T {
+                for m in 0..M {
+                    let v = a[t][m];
+                    let u = _mm512_add_ps(v, _mm512_shuffle_ps::<0b01_00_11_10>(v, v));
+                    let f = _mm512_add_ps(u, _mm512_shuffle_ps::<0b10_11_00_01>(u, u));
+                    let cols = _mm512_castps512_ps128(_mm512_permutexvar_ps(first, f));
+                    // SAFETY: acc[t][m] holds NR = 4 floats.
+                    unsafe { _mm_storeu_ps(acc[t][m].as_mut_ptr(), cols) };
                 }
-                acc[m][j] = t;
+            }
+            return;
+        }
+        let tail_base = NR * kb;
+        for t in 0..T {
+            for m in 0..M {
+                // On a cache line of its own: the scalar loads below are forwarded from this
+                // 64-byte store only if it does not straddle two lines (`gemm`'s `Sums`).
+                #[repr(C, align(64))]
+                struct Lanes([f32; 16]);
+                let mut lanes = Lanes([0f32; 16]);
+                // SAFETY: the array holds 16 floats.
+                unsafe { _mm512_storeu_ps(lanes.0.as_mut_ptr(), a[t][m]) };
+                let l = &lanes.0;
+                for j in 0..NR {
+                    let q = &l[4 * j..4 * j + 4];
+                    let mut s = (q[0] + q[2]) + (q[1] + q[3]);
+                    for kk in kb..k {
+                        // SAFETY: kk < k; row j's tail lies at tile + NR·kb + j·(k − kb).
+                        unsafe {
+                            let xv = f32::from_bits((*x[m].add(kk) as u32) << 16);
+                            let wv = (*tiles[t].add(tail_base + j * (k - kb) + kk - kb)).to_f32();
+                            s = xv.mul_add(wv, s);
+                        }
+                    }
+                    acc[t][m][j] = s;
+                }
             }
         }
     }

@@ -74,6 +74,12 @@ pub struct Tuning {
     /// first pass starts; the first passes over later blocks then pair like the others
     /// ([`Tuning::f32_paired_min_rows`]). Replaces [`Tuning::prefetch_next_block`] there.
     pub f32_phased_min_rows: usize,
+    /// Prefetch distance ahead in each tile's stream of the opt-in fast class
+    /// ([`crate::fast`]), in bytes.
+    pub fast_pf_bytes: usize,
+    /// In a fast-class call of several row blocks, the second prefetches the next column
+    /// block into L2 ([`crate::fast`]).
+    pub fast_next_block: bool,
     /// Packed f16 row blocks of at least this many rows run with their inputs in pairs, no
     /// input broadcasts (AVX-512, `avx512::tile_paired` in [`super`]; `usize::MAX`: never).
     pub f16_paired_min_rows: usize,
@@ -724,6 +730,8 @@ spec_keys! {
     half_tall_rows: usize,
     prefetch_next_block: bool,
     f32_phased_min_rows: usize,
+    fast_pf_bytes: usize,
+    fast_next_block: bool,
     f16_paired_min_rows: usize,
     bf16_paired_min_rows: usize,
     f32_paired_min_rows: usize,
@@ -795,6 +803,8 @@ impl Tuning {
             half_tall_rows: 0,
             prefetch_next_block: false,
             f32_phased_min_rows: usize::MAX,
+            fast_pf_bytes: 1 << 10,
+            fast_next_block: true,
             f16_paired_min_rows: usize::MAX,
             bf16_paired_min_rows: usize::MAX,
             f32_paired_min_rows: usize::MAX,
@@ -940,6 +950,8 @@ fn zen4() -> Tuning {
         half_tall_rows: 0,
         prefetch_next_block: true,
         f32_phased_min_rows: usize::MAX,
+        fast_pf_bytes: 1 << 10,
+        fast_next_block: true,
         attn_prefetch: true,
         f16_paired_min_rows: 2,
         bf16_paired_min_rows: 2,
@@ -979,6 +991,7 @@ fn zen5() -> Tuning {
         panel_min_x_bytes: 32 << 10,
         panel_x_bytes: 16 << 10,
         tasks_per_thread: 2,
+        fast_pf_bytes: 8 << 10,
         ..zen4()
     }
 }
