@@ -27,6 +27,20 @@
 //! one `vpermw` puts each row's 8 elements back together (that layout interleaves rows 0–1
 //! with rows 2–3 for the exact kernels), and one `vdpbf16ps` per input row and line computes 4
 //! columns × 4 lane pairs.
+//!
+//! # Loop structure (speed only: every output's operations are the order above)
+//! Columns in blocks of ~192 KiB of weights, rows in blocks of up to 8 (a call of 9–15 rows as
+//! two even blocks). The first row block over a column block streams it from memory a tile at
+//! a time, prefetching [`crate::gemm::Tuning::fast_pf_bytes`] ahead (non-temporally when it is
+//! the call's only block). Later row blocks find the block in L2 and run three tiles per kernel
+//! call (up to 24 accumulators: one tile's 8 give `vdpbf16ps` too few independent chains to
+//! fill both pipes), and the second of them prefetches the next column block into L2
+//! ([`crate::gemm::Tuning::fast_next_block`]). The lane tree runs in vectors when `K` is a
+//! multiple of 8. Session 17, one Zen 5 core, GPT-B (`ARGEN_FAST_KERNELS=1 cargo bench -p
+//! argen-cpu --bench decode -- 1 bf16`, against the one-tile loop before, three alternating
+//! rounds, `docs/results/session17/fast/`): decode step 6.0–6.3 → 5.0–5.1 ms; verification of
+//! 8 / 16 / 128 rows 11.3 / 18.3–19.1 / 112–114 → 6.7–6.9 / 12.1–13.2 / 80–81 ms (the exact
+//! class in the same session: 7.8–8.2 / 15.3–16.0 / 126–129 ms, `decode/dec1-new-*.txt`).
 
 use crate::gemm::NR;
 use crate::par::Workers;

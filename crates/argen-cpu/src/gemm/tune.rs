@@ -74,8 +74,8 @@ pub struct Tuning {
     /// first pass starts; the first passes over later blocks then pair like the others
     /// ([`Tuning::f32_paired_min_rows`]). Replaces [`Tuning::prefetch_next_block`] there.
     pub f32_phased_min_rows: usize,
-    /// Prefetch distance ahead in each tile's stream of the opt-in fast class
-    /// ([`crate::fast`]), in bytes.
+    /// The opt-in fast class ([`crate::fast`]): how far ahead the first pass over each column
+    /// block, which streams it from memory one tile at a time, prefetches, in bytes.
     pub fast_pf_bytes: usize,
     /// In a fast-class call of several row blocks, the second prefetches the next column
     /// block into L2 ([`crate::fast`]).
@@ -566,6 +566,35 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 9.44–9.58 ms, f16 11.96–14.11 → 9.91–9.94 ms. The same code before and after adding VL to
 /// `tile_paired`, at 2–32 rows of every dtype: level within the host's ±8 % between rounds.
 ///
+/// Session 17 (the same Zen 5): *where an L2-resident pass's time goes*. A profile of the
+/// GPT-B decode-step GEMMs at 128 rows (`perf record -e cpu-clock`, no hardware counters on
+/// this VM): 94–95 % of `avx512::tile_paired`'s samples in its `k` loop, the rest in the lane
+/// tree; `task` (the per-tile bookkeeping and `write_tile`) about 7 % of the GEMM time; overall
+/// 84–86 % of the FMA peak with K = 768 and 72 % with K = 2048 (w2). The write of each tile's
+/// sums read them back 16 bytes at a time right after the lane tree's 64-byte stores, loads the
+/// core does not forward: now `avx512::write_rows` (one 64-byte load per four rows) with the
+/// sums on a cache line of their own (`Sums`; where the array fell on the stack decided
+/// whether the 64-byte store was forwarded at all). Measured and not kept, every variant
+/// bit-identical, each against the table in one process (`… --bench gemm -- 1 7 f32 model
+/// rows=16,32,128 'ab=…'`, with the switches of `docs/results/session17/l2-pass-experiments.patch`;
+/// `l2-pass-experiments-ab.txt`):
+/// - the L2 passes with weight-broadcast tiles (`avx512::tile_wb` at 8 rows, no shuffles in the
+///   step): 0.975–1.011×;
+/// - a `prefetcht0` 1 or 4 KiB ahead in the tile stream on the L2 passes: 0.94–1.03× across
+///   three runs, no consistent sign;
+/// - a `prefetchw` of each output row's next line: 0.99–1.00×;
+/// - the phased prefetch issuing one line of the two per step (the L2 adjacent-line prefetcher
+///   does not fetch the other): 1.14–2.01× slower;
+/// - the sums staged per column block and each output row's share written in one run at the
+///   end of the pass: 1.02–1.06× slower;
+/// - panels from 16 or 24 KiB of inputs for 8–14-row calls: 0.99–1.20× (the current 32 KiB
+///   threshold and 16 KiB panels best).
+///
+/// Session 17, *the fast class* ([`crate::fast`]): [`Tuning::fast_pf_bytes`] = 8 KiB on Zen 5
+/// (1 KiB elsewhere until measured; 2 rows: 1 / 4 / 8 / 12 KiB 6.03 / 5.33 / 5.04 / 5.06 ms,
+/// the exact class 5.08) and [`Tuning::fast_next_block`] on (16 rows 17.6 → 11.9 ms with the
+/// three-tile L2 passes). Measurements in `docs/runtime-performance.md`, "Session 17".
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
@@ -575,7 +604,8 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `attn_prefetch=0|1`,
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
-/// `block_bytes=N`, `tasks_per_thread=N`, `pack_f32_max_k=N` (read when a model loads: it
+/// `block_bytes=N`, `tasks_per_thread=N`, `fast_pf_bytes=N`, `fast_next_block=0|1`,
+/// `pack_f32_max_k=N` (read when a model loads: it
 /// decides the stored layout of its f32 matrices); malformed entries are ignored;
 /// `base=generic` starts from [`Tuning::generic`] instead of this CPU's table. A kernel calibration stored in a cost profile ([`compose`], [`set_tuning`])
 /// replaces the table, and these overrides still win over it.
@@ -972,7 +1002,8 @@ fn zen4() -> Tuning {
 /// prefetch 16 KiB ahead, and multi-threaded calls run two column ranges per thread (session
 /// 14); packed f32 calls of 9–14 rows run as one tall row block, f32 calls of several row
 /// blocks share the next block's prefetch among all passes, and half-precision calls of 9–11
-/// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16).
+/// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16); the
+/// fast class streams 8 KiB ahead (session 17).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
