@@ -40,7 +40,7 @@
 //! argen-cpu --bench decode -- 1 bf16`, against the one-tile loop before, three alternating
 //! rounds, `docs/results/session17/fast/`): decode step 6.0–6.3 → 5.0–5.1 ms; verification of
 //! 8 / 16 / 128 rows 11.3 / 18.3–19.1 / 112–114 → 6.7–6.9 / 12.1–13.2 / 80–81 ms (the exact
-//! class in the same session: 7.8–8.2 / 15.3–16.0 / 126–129 ms, `decode/dec1-new-*.txt`).
+//! class in the same session: 7.8–8.2 / 15.3–16.0 / 126–129 ms, `docs/results/session17/decode/dec1-new-*.txt`).
 
 use crate::gemm::NR;
 use crate::par::Workers;
