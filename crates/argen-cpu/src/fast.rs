@@ -39,8 +39,8 @@
 //! ([`crate::gemm::Tuning::fast_next_block`]). The lane tree runs in vectors when `K` is a
 //! multiple of 8. Session 17, one Zen 5 core, GPT-B (`ARGEN_FAST_KERNELS=1 cargo bench -p
 //! argen-cpu --bench decode -- 1 bf16`, against the one-tile loop before, three alternating
-//! rounds, `docs/results/session17/fast/`): decode step 6.0–6.3 → 5.0–5.1 ms; verification of
-//! 8 / 16 / 128 rows 11.3 / 18.3–19.1 / 112–114 → 6.7–6.9 / 12.1–13.2 / 80–81 ms (the exact
+//! rounds, `docs/results/session17/fast/`): decode step 5.9–6.1 → 5.0–5.1 ms; verification of
+//! 8 / 16 / 128 rows 11.2–11.9 / 18.3–18.6 / 114.6–116.0 → 7.0 / 10.7–11.0 / 79.7–81.3 ms (the exact
 //! class in the same session: 7.8–8.2 / 15.3–16.0 / 126–129 ms, `docs/results/session17/decode/dec1-new-*.txt`).
 
 use crate::gemm::NR;
@@ -231,8 +231,9 @@ mod avx512 {
             let mut r = 0;
             while r < rows {
                 // Fewer than two full blocks left: two even ones, not a full block and a short
-                // pass that waits on the next column block's prefetch (10 / 12 / 14 rows 0.91
-                // / 0.92 / 0.98× the time on one Zen 5 core, session 17).
+                // pass that waits on the next column block's prefetch (10 / 12 / 14 rows
+                // 9.3–12.8 / 10.0–10.9 / 10.6–10.7 → 8.3–8.4 / 9.3 / 10.0–10.2 ms on one Zen 5
+                // core, `docs/results/session17/fast-even/`).
                 let mr = if rows - r <= MR {
                     rows - r
                 } else if rows - r < 2 * MR {
@@ -242,8 +243,9 @@ mod avx512 {
                 };
                 // The pass's prefetch (kind, distance in elements) and tiles per call.
                 // The first pass streams one tile at a time, except in full blocks of calls of
-                // several (bound by the FMAs: 16 rows 11.0–11.7 → 9.6–10.0 ms on one Zen 5
-                // core; a single block or a shorter one measured slower, 4–10 rows 1.1–1.4×).
+                // several (bound by the FMAs: 16 rows 10.9–11.3 → 9.6–10.0 ms on one Zen 5
+                // core; a single block or a shorter one measured 1.08–1.41× slower at 4–10
+                // rows, `docs/results/session17/variants/fast-variants.txt`).
                 let (hint, pf, tiles) = if r == 0 {
                     let hint = if single { PF_NTA } else { PF_T0 };
                     (

@@ -1296,9 +1296,11 @@ thread_local! {
 /// Why: the AVX-512 lane tree stores them four rows (64 bytes) at a time and
 /// `avx512::write_rows` loads them back the same way; a 64-byte store that straddles two
 /// lines is not forwarded to the load that follows it, which then waits for the store to
-/// reach the cache. Where the array fell on the stack changed with the build and the caller:
-/// in the decode bench's f32 128-row verification the loads made the forward 117–122 → 139–144
-/// ms, in the gemm bench none (session 17).
+/// reach the cache. Where a plain array falls on the stack is up to the build: the first build
+/// of `write_rows` (session 17, commit b6e4dc3) took 134–144 ms for the decode bench's f32
+/// 128-row verification against 117–122 ms for the build before it, in six alternating runs,
+/// while the gemm bench gained; the same commit built in another checkout measured 117–129 ms
+/// (`docs/results/session17/variants/alignment.txt`). Aligned, it cannot fall either way.
 #[repr(C, align(64))]
 struct Sums([[f32; NR]; MR_ACC]);
 

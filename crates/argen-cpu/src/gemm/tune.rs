@@ -591,9 +591,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 ///   threshold and 16 KiB panels best).
 ///
 /// Session 17, *the fast class* ([`crate::fast`]): [`Tuning::fast_pf_bytes`] = 8 KiB on Zen 5
-/// (1 KiB elsewhere until measured; 2 rows: 1 / 4 / 8 / 12 KiB 6.03 / 5.33 / 5.04 / 5.06 ms,
-/// the exact class 5.08) and [`Tuning::fast_next_block`] on (16 rows 17.6 → 11.9 ms with the
-/// three-tile L2 passes). Measurements in `docs/runtime-performance.md`, "Session 17".
+/// (1 KiB elsewhere until measured; GPT-B's decode step on one core, 1 / 4 / 8 / 12 KiB
+/// 5.94–5.96 / 5.21–5.74 / 4.71–4.93 / 4.87–5.20 ms) and [`Tuning::fast_next_block`] on (16 rows
+/// 11.3–12.4 → 9.7–10.0 ms, 128 rows level; `docs/results/session17/variants/fast-knobs.txt`).
+/// Measurements in `docs/runtime-performance.md`, "Session 17".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
