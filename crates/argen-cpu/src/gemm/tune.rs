@@ -580,15 +580,15 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `l2-pass-experiments-ab.txt`):
 /// - the L2 passes with weight-broadcast tiles (`avx512::tile_wb` at 8 rows, no shuffles in the
 ///   step): 0.975–1.011×;
-/// - a `prefetcht0` 1 or 4 KiB ahead in the tile stream on the L2 passes: 0.94–1.03× across
-///   three runs, no consistent sign;
+/// - a `prefetcht0` 1 KiB ahead in the tile stream on the L2 passes: 0.94 / 1.00 / 0.99× at
+///   16 / 32 / 128 rows (the 16-row gain did not repeat in two earlier runs, not kept);
 /// - a `prefetchw` of each output row's next line: 0.99–1.00×;
 /// - the phased prefetch issuing one line of the two per step (the L2 adjacent-line prefetcher
 ///   does not fetch the other): 1.14–2.01× slower;
 /// - the sums staged per column block and each output row's share written in one run at the
-///   end of the pass: 1.02–1.06× slower;
-/// - panels from 16 or 24 KiB of inputs for 8–14-row calls: 0.99–1.20× (the current 32 KiB
-///   threshold and 16 KiB panels best).
+///   end of the pass: 1.02–1.06× slower (outputs not kept);
+/// - panels from 16 or 24 KiB of inputs for 8–14-row calls: 0.99–1.28× (the current 32 KiB
+///   threshold and 16 KiB panels best; `variants/tall-panels-ab.txt`).
 ///
 /// Session 17, *the fast class* ([`crate::fast`]): [`Tuning::fast_pf_bytes`] = 8 KiB on Zen 5
 /// (1 KiB elsewhere until measured; GPT-B's decode step on one core, 1 / 4 / 8 / 12 KiB
