@@ -530,9 +530,9 @@ pub unsafe fn tile_wb<W: Pair, const M: usize, const HINT: u8>(
 /// sums on a cache line of their own, `super::Sums`), then the four rows' 16-byte stores.
 /// Session 17, one Zen 5 core, GPT-B decode-step GEMMs, this and the build before alternating
 /// (`docs/results/session17/write-rows/`, medians of three): bf16 and f16 0.96–0.98× at
-/// 16–128 rows, f32 level there (1.00–1.01×), every dtype 0.96–1.00× at 2–10 rows; the decode bench's
-/// verification level within the host's noise. The same additions on the same operands: the
-/// same bits.
+/// 16–128 rows, f32 level there (1.00–1.01×), every dtype 0.96–1.00× at 2–10 rows; the
+/// decode bench's verification level within the host's noise. The same additions on the same
+/// operands: the same bits.
 ///
 /// # Safety
 /// Requires AVX-512F; `out + m·n` addresses 4 writable floats for `m < mr ≤ MR_ACC`, and
