@@ -187,6 +187,8 @@ mod avx512 {
 
     /// Most input rows per micro-kernel tile.
     const MR: usize = 8;
+    /// Most input rows of a call run as one row block ([`crate::gemm::Tuning::fast_tall_rows`]).
+    const MR_TALL: usize = 12;
     /// Target bytes of weights per column block (kept in L2 while every row block passes
     /// over it).
     const BLOCK_BYTES: usize = 192 << 10;
@@ -223,24 +225,30 @@ mod avx512 {
         out: OutPtr,
     ) {
         let cb = (BLOCK_BYTES / (2 * k).max(1) / NR).max(1) * NR;
-        let single = rows <= MR;
         let t = crate::gemm::tuning();
+        let tall = t.fast_tall_rows.min(MR_TALL);
+        // Rows in the row block from row `r` on.
+        // Fewer than two full blocks left: two even ones, not a full block and a short pass
+        // that waits on the next column block's prefetch (10 / 12 / 14 rows 9.3–12.8 /
+        // 10.0–10.9 / 10.6–10.7 → 8.3–8.4 / 9.3 / 10.0–10.2 ms on one Zen 5 core,
+        // `docs/results/session17/fast-even/`); a call of at most `tall` rows as one block.
+        let block = |r: usize| {
+            if rows - r <= MR || (r == 0 && rows <= tall) {
+                rows - r
+            } else if rows - r < 2 * MR {
+                (rows - r).div_ceil(2)
+            } else {
+                MR
+            }
+        };
+        let first = block(0);
+        let single = first == rows;
         let mut c0 = n0;
         while c0 < n1 {
             let c1 = (c0 + cb).min(n1);
             let mut r = 0;
             while r < rows {
-                // Fewer than two full blocks left: two even ones, not a full block and a short
-                // pass that waits on the next column block's prefetch (10 / 12 / 14 rows
-                // 9.3–12.8 / 10.0–10.9 / 10.6–10.7 → 8.3–8.4 / 9.3 / 10.0–10.2 ms on one Zen 5
-                // core, `docs/results/session17/fast-even/`).
-                let mr = if rows - r <= MR {
-                    rows - r
-                } else if rows - r < 2 * MR {
-                    (rows - r).div_ceil(2)
-                } else {
-                    MR
-                };
+                let mr = block(r);
                 // The pass's prefetch (kind, distance in elements) and tiles per call.
                 // The first pass streams one tile at a time, except in full blocks of calls of
                 // several (bound by the FMAs: 16 rows 10.9–11.3 → 9.6–10.0 ms on one Zen 5
@@ -253,7 +261,7 @@ mod avx512 {
                         t.fast_pf_bytes / 2,
                         if single || mr < MR { 1 } else { TILES },
                     )
-                } else if t.fast_next_block && r == MR.min(rows) && c1 < n1 {
+                } else if t.fast_next_block && r == first && first == MR && c1 < n1 {
                     // The same offset in the next column block.
                     (PF_T1, (c1 - c0) * k, TILES)
                 } else {
@@ -265,12 +273,12 @@ mod avx512 {
                     let left = (c1 - j).div_ceil(NR);
                     let t_now = if left >= tiles { tiles } else { 1 };
                     let xp = |i: usize| xb[(r + i.min(mr - 1)) * k..].as_ptr();
-                    let mut acc = [[[0f32; NR]; MR]; TILES];
+                    let mut acc = [[[0f32; NR]; MR_TALL]; TILES];
                     macro_rules! call {
                         ($m:literal, $t:literal, $xs:ident) => {{
                             let ts: [*const bf16; $t] =
                                 std::array::from_fn(|t| w[(j + t * NR) * k..].as_ptr());
-                            let a: &mut [[[f32; NR]; MR]; $t] =
+                            let a: &mut [[[f32; NR]; MR_TALL]; $t] =
                                 (&mut acc[..$t]).try_into().unwrap();
                             match hint {
                                 PF_NTA => tile_dp::<$m, $t, PF_NTA>($xs, ts, k, pf, a),
@@ -296,7 +304,13 @@ mod avx512 {
                             }
                         }};
                     }
-                    tile_rows!(mr, go);
+                    match mr {
+                        9 => go!(9),
+                        10 => go!(10),
+                        11 => go!(11),
+                        12 => go!(12),
+                        _ => tile_rows!(mr, go),
+                    }
                     for acct in acc.iter().take(t_now) {
                         let nr = (c1 - j).min(NR);
                         for (mi, accm) in acct.iter().enumerate().take(mr) {
@@ -331,7 +345,7 @@ mod avx512 {
         tiles: [*const bf16; T],
         k: usize,
         pf: usize,
-        acc: &mut [[[f32; NR]; MR]; T],
+        acc: &mut [[[f32; NR]; MR_TALL]; T],
     ) {
         let kb = k / 8 * 8;
         let mut a = [[_mm512_setzero_ps(); M]; T];
@@ -442,13 +456,46 @@ mod tests {
             println!("SKIPPED avx512-bf16: {why}");
             return;
         }
+        // The loop's speed-only settings, each way whatever this CPU's table says.
+        let _one = crate::gemm::setting_tunings();
+        let table = crate::gemm::tuning();
+        let tunings = [
+            table,
+            crate::gemm::Tuning {
+                fast_tall_rows: 12,
+                fast_next_block: !table.fast_next_block,
+                fast_pf_bytes: 8 << 10,
+                ..table
+            },
+            crate::gemm::Tuning {
+                fast_tall_rows: 0,
+                ..table
+            },
+        ];
+        for t in tunings {
+            crate::gemm::set_tuning(t);
+            check_shapes();
+        }
+        crate::gemm::set_tuning(table);
+    }
+
+    /// Every row count to 20 and some to 128, 1–3 threads, with and without bias, against
+    /// [`reference`]; `k = 2048` with 100 columns runs three column blocks.
+    fn check_shapes() {
         let pools: Vec<(Workers, usize)> = [(1, 1), (2, 3), (3, 8)]
             .iter()
             .map(|&(t, tasks)| (Workers::new(t).unwrap(), tasks))
             .collect();
         let mut r = rng(41);
         let max_rows = 128;
-        for &(k, n) in &[(1usize, 3usize), (8, 4), (40, 9), (77, 36), (300, 5)] {
+        for &(k, n) in &[
+            (1usize, 3usize),
+            (8, 4),
+            (40, 9),
+            (77, 36),
+            (300, 5),
+            (2048, 100),
+        ] {
             // Some tiny values: subnormal products and sums exercise the flush to zero.
             let mut x: Vec<f32> = (0..max_rows * k).map(|_| r()).collect();
             x.iter_mut().step_by(17).for_each(|v| *v *= 1e-37);

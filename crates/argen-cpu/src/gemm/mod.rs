@@ -1634,3 +1634,11 @@ mod neon;
 
 #[cfg(test)]
 mod tests;
+
+/// Tests that set the global tuning ([`set_tuning`]) take turns (any test may read it: the bits
+/// cannot change, but a test that checks which tuning is in force could see another's).
+#[cfg(test)]
+pub(crate) fn setting_tunings() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -243,16 +243,6 @@ fn every_variant_matches_the_documented_order_for_1_to_128_rows_and_thread_count
     }
 }
 
-/// Calls of several column blocks and row blocks (the next-block prefetch, paired inputs,
-/// padded f32 tiles, `k` loops in panels where the CPU's tuning runs them, and the row-block
-/// loop all in play), every variant and thread count.
-/// Serialises the tests that set the global tuning: one checks that the tuning it set is the
-/// one in force, which another's settings would make fail (the bits cannot change either way).
-fn setting_tunings() -> std::sync::MutexGuard<'static, ()> {
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    ONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Tall tiles, the phased prefetch of the next column block (the first passes over later
 /// blocks paired) and the even split of half-precision calls, each on and off whatever this
 /// CPU's table says, over several column and row blocks: the documented bits on every

@@ -80,6 +80,9 @@ pub struct Tuning {
     /// In a fast-class call of several row blocks, the second prefetches the next column
     /// block into L2 ([`crate::fast`]).
     pub fast_next_block: bool,
+    /// Fast-class calls of more than 8 and at most this many rows (at most 12) run as one row
+    /// block, one tile per kernel call, streaming each weight once ([`crate::fast`]; 0: off).
+    pub fast_tall_rows: usize,
     /// Packed f16 row blocks of at least this many rows run with their inputs in pairs, no
     /// input broadcasts (AVX-512, `avx512::tile_paired` in [`super`]; `usize::MAX`: never).
     pub f16_paired_min_rows: usize,
@@ -593,7 +596,9 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// Session 17, *the fast class* ([`crate::fast`]): [`Tuning::fast_pf_bytes`] = 8 KiB on Zen 5
 /// (1 KiB elsewhere until measured; GPT-B's decode step on one core, 1 / 4 / 8 / 12 KiB
 /// 5.94–5.96 / 5.21–5.74 / 4.71–4.93 / 4.87–5.20 ms) and [`Tuning::fast_next_block`] on (16 rows
-/// 11.3–12.4 → 9.7–10.0 ms, 128 rows level; `docs/results/session17/variants/fast-knobs.txt`).
+/// 11.3–12.4 → 9.7–10.0 ms, 128 rows level; `docs/results/session17/variants/fast-knobs.txt`)
+/// and [`Tuning::fast_tall_rows`] = 12 on Zen 5 (10 / 12 rows 8.7–9.0 / 9.6–10.3 → 7.4–7.8 /
+/// 8.8–9.1 ms, 14 rows not tall and level; `fast-tall/tall-ab.txt`).
 /// Measurements in `docs/runtime-performance.md`, "Session 17".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
@@ -606,6 +611,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
 /// `block_bytes=N`, `tasks_per_thread=N`, `fast_pf_bytes=N`, `fast_next_block=0|1`,
+/// `fast_tall_rows=N`,
 /// `pack_f32_max_k=N` (read when a model loads: it
 /// decides the stored layout of its f32 matrices); malformed entries are ignored;
 /// `base=generic` starts from [`Tuning::generic`] instead of this CPU's table. A kernel calibration stored in a cost profile ([`compose`], [`set_tuning`])
@@ -763,6 +769,7 @@ spec_keys! {
     f32_phased_min_rows: usize,
     fast_pf_bytes: usize,
     fast_next_block: bool,
+    fast_tall_rows: usize,
     f16_paired_min_rows: usize,
     bf16_paired_min_rows: usize,
     f32_paired_min_rows: usize,
@@ -836,6 +843,7 @@ impl Tuning {
             f32_phased_min_rows: usize::MAX,
             fast_pf_bytes: 1 << 10,
             fast_next_block: true,
+            fast_tall_rows: 0,
             f16_paired_min_rows: usize::MAX,
             bf16_paired_min_rows: usize::MAX,
             f32_paired_min_rows: usize::MAX,
@@ -983,6 +991,7 @@ fn zen4() -> Tuning {
         f32_phased_min_rows: usize::MAX,
         fast_pf_bytes: 1 << 10,
         fast_next_block: true,
+        fast_tall_rows: 0,
         attn_prefetch: true,
         f16_paired_min_rows: 2,
         bf16_paired_min_rows: 2,
@@ -1004,7 +1013,7 @@ fn zen4() -> Tuning {
 /// 14); packed f32 calls of 9–14 rows run as one tall row block, f32 calls of several row
 /// blocks share the next block's prefetch among all passes, and half-precision calls of 9–11
 /// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16); the
-/// fast class streams 8 KiB ahead (session 17).
+/// fast class streams 8 KiB ahead and runs calls of 9–12 rows as one block (session 17).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
@@ -1024,6 +1033,7 @@ fn zen5() -> Tuning {
         panel_x_bytes: 16 << 10,
         tasks_per_thread: 2,
         fast_pf_bytes: 8 << 10,
+        fast_tall_rows: 12,
         ..zen4()
     }
 }
