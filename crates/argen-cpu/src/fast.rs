@@ -29,8 +29,9 @@
 //! columns × 4 lane pairs.
 //!
 //! # Loop structure (speed only: every output's operations are the order above)
-//! Columns in blocks of ~192 KiB of weights, rows in blocks of up to 8 (a call of 9–15 rows as
-//! two even blocks). The first row block over a column block streams it from memory, a tile at
+//! Columns in blocks of ~192 KiB of weights, rows in blocks of up to 8 (a call of 9 to
+//! [`crate::gemm::Tuning::fast_tall_rows`] ≤ 12 rows as one block, which streams each weight
+//! once; a call of up to 15 rows otherwise as two even blocks). The first row block over a column block streams it from memory, a tile at
 //! a time (three when the call has several blocks and this one is full), prefetching
 //! [`crate::gemm::Tuning::fast_pf_bytes`] ahead in each tile's stream (non-temporally when it
 //! is the call's only block). Later row blocks find the block in L2 and run three tiles per kernel
