@@ -591,7 +591,9 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// - the sums staged per column block and each output row's share written in one run at the
 ///   end of the pass: 1.02–1.06× slower (outputs not kept);
 /// - panels from 16 or 24 KiB of inputs for 8–14-row calls: 0.99–1.28× (the current 32 KiB
-///   threshold and 16 KiB panels best; `variants/tall-panels-ab.txt`).
+///   threshold and 16 KiB panels best; `variants/tall-panels-ab.txt`);
+/// - 6–8-row calls as two even row blocks (smaller inputs beside the stream, a second pass
+///   from L2): 1.37–1.44× slower (`variants/f32-small-split-ab.txt`).
 ///
 /// Session 17, *the fast class* ([`crate::fast`]): [`Tuning::fast_pf_bytes`] = 8 KiB on Zen 5
 /// (1 KiB elsewhere until measured; GPT-B's decode step on one core, 1 / 4 / 8 / 12 KiB
