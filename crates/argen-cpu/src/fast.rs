@@ -31,18 +31,21 @@
 //! # Loop structure (speed only: every output's operations are the order above)
 //! Columns in blocks of ~192 KiB of weights, rows in blocks of up to 8 (a call of 9 to
 //! [`crate::gemm::Tuning::fast_tall_rows`] ≤ 12 rows as one block, which streams each weight
-//! once; a call of up to 15 rows otherwise as two even blocks). The first row block over a column block streams it from memory, a tile at
-//! a time (three when the call has several blocks and this one is full), prefetching
-//! [`crate::gemm::Tuning::fast_pf_bytes`] ahead in each tile's stream (non-temporally when it
-//! is the call's only block). Later row blocks find the block in L2 and run three tiles per kernel
-//! call (up to 24 accumulators: one tile's 8 give `vdpbf16ps` too few independent chains to
-//! fill both pipes), and the second of them prefetches the next column block into L2
-//! ([`crate::gemm::Tuning::fast_next_block`]). The lane tree runs in vectors when `K` is a
-//! multiple of 8. Session 17, one Zen 5 core, GPT-B (`ARGEN_FAST_KERNELS=1 cargo bench -p
-//! argen-cpu --bench decode -- 1 bf16`, against the one-tile loop before, three alternating
-//! rounds, `docs/results/session17/fast/`): decode step 5.9–6.1 → 5.0–5.1 ms; verification of
-//! 8 / 16 / 128 rows 11.2–11.9 / 18.3–18.6 / 114.6–116.0 → 7.0 / 10.7–11.0 / 79.7–81.3 ms (the exact
-//! class in the same session: 7.8–8.2 / 15.3–16.0 / 126–129 ms, `docs/results/session17/decode/dec1-new-*.txt`).
+//! once; a call of up to 15 rows otherwise as two even blocks). The first row block over a
+//! column block streams it from memory, a tile at a time (three when the call has several
+//! blocks and this one is full), prefetching [`crate::gemm::Tuning::fast_pf_bytes`] ahead in
+//! each tile's stream (non-temporally when it is the call's only block). Later row blocks find
+//! the block in L2 and run three tiles per kernel call (up to 24 accumulators: one tile's 8
+//! give `vdpbf16ps` too few independent chains to fill both pipes), and the second of them
+//! prefetches the next column block into L2 ([`crate::gemm::Tuning::fast_next_block`]). The
+//! lane tree runs in vectors when `K` is a multiple of 8.
+//!
+//! Session 17, one Zen 5 core, GPT-B (`ARGEN_FAST_KERNELS=1 cargo bench -p argen-cpu --bench
+//! decode -- 1 bf16`, against the one-tile loop before, three alternating rounds,
+//! `docs/results/session17/fast/`): decode step 5.9–6.1 → 5.0–5.1 ms; verification of 8 / 16
+//! / 128 rows 11.2–11.9 / 18.3–18.6 / 114.6–116.0 → 7.0 / 10.7–11.0 / 79.7–81.3 ms. The exact
+//! class in the same session: 7.8–8.2 / 15.3–16.0 / 126–129 ms
+//! (`docs/results/session17/decode/dec1-new-*.txt`).
 
 use crate::gemm::NR;
 use crate::par::Workers;
@@ -276,7 +279,7 @@ mod avx512 {
                     let xp = |i: usize| xb[(r + i.min(mr - 1)) * k..].as_ptr();
                     let mut acc = [[[0f32; NR]; MR_TALL]; TILES];
                     macro_rules! call {
-                        ($m:literal, $t:literal, $xs:ident) => {{
+                        ($m:literal, $t:tt, $xs:ident) => {{
                             let ts: [*const bf16; $t] =
                                 std::array::from_fn(|t| w[(j + t * NR) * k..].as_ptr());
                             let a: &mut [[[f32; NR]; MR_TALL]; $t] =
@@ -298,7 +301,7 @@ mod avx512 {
                             // prefetches never fault.
                             unsafe {
                                 if t_now == TILES {
-                                    call!($m, 3, xs)
+                                    call!($m, TILES, xs)
                                 } else {
                                     call!($m, 1, xs)
                                 }
