@@ -14,7 +14,8 @@
 //!
 //! # How
 //! A coordinate descent over [`argen_cpu::gemm::search_space`] (the keys that can matter to the
-//! model's weight dtype, f32 layout and thread count), from the best of the tuning in force and
+//! model's weight dtype, f32 layout and thread count; [`argen_cpu::gemm::fast_search_space`]
+//! where the model's calls run on the opt-in fast class, `--fast-kernels`), from the best of the tuning in force and
 //! the built-in table's whole entries ([`argen_cpu::gemm::known_tables`], scored and confirmed
 //! as in step 2), so that a CPU the table does not name starts from its nearest relative's:
 //!
@@ -46,7 +47,8 @@ use crate::calibrate::{calibrate_models, capacity, cpu_name, weight_dtype, Calib
 use crate::cost_file::CostFile;
 use crate::{Error, ModelDir};
 use argen_cpu::gemm::{
-    candidate, compose, known_tables, search_space, set_tuning, tuning, Tuning, SPEC_KEYS,
+    candidate, compose, fast_search_space, known_tables, search_space, set_tuning, tuning, Class,
+    Tuning, SPEC_KEYS,
 };
 use argen_cpu::Cpu;
 use argen_model::Gpt;
@@ -156,6 +158,16 @@ fn descend(
     };
     let mut best = start;
     let mut best_score = sc.score(best)?;
+    // The class of kernels the model's calls ran on (known once a call has run): the fast
+    // class has settings of its own ([`fast_search_space`]).
+    let fast = sc.gpt.compute().kernel_class() != Class::Exact;
+    let space_of = |t: &Tuning| {
+        if fast {
+            fast_search_space(opts.threads)
+        } else {
+            search_space(t, dtype, opts.threads)
+        }
+    };
     // Whole entries of the built-in table first (the f32 layout kept: it is the model's).
     for (name, table) in known_tables() {
         let t = Tuning {
@@ -172,19 +184,20 @@ fn descend(
             ));
         }
     }
-    let space = search_space(&best, dtype, opts.threads);
+    let space = space_of(&best);
     let keys: usize = space.iter().map(|(_, v)| v.len()).sum();
     progress(&format!(
-        "tuning the kernels: {} settings ({keys} values) for {dtype} weights on {} thread(s), \
+        "tuning the kernels: {} settings ({keys} values) for {dtype} weights{} on {} thread(s), \
          scored on the target's calls of {} rows",
         space.len(),
+        if fast { " (fast class)" } else { "" },
         opts.threads,
         join(&tune.rows)
     ));
     for sweep in 1..=tune.max_sweeps.max(1) {
         let mut changed = false;
         // Again each sweep: a setting turned on brings the ones that act with it.
-        let space = search_space(&best, dtype, opts.threads);
+        let space = space_of(&best);
         for (key, values) in &space {
             for &v in values {
                 let was = best.get(key).unwrap_or(v);

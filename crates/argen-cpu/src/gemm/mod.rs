@@ -173,8 +173,8 @@ pub use layout::{pack, pack_bf16, packed_index, packed_index_bf16, packed_len};
 #[cfg(target_arch = "x86_64")]
 use tune::prefetch;
 pub use tune::{
-    candidate, compose, entry_name, known_tables, search_space, set_tuning, tuning, Tuning,
-    SPEC_KEYS,
+    candidate, compose, entry_name, fast_search_space, known_tables, search_space, set_tuning,
+    tuning, Tuning, SPEC_KEYS,
 };
 use tune::{PF_NTA, PF_T0, PF_T1, PF_T1_EVERY, PF_T1_PHASED};
 

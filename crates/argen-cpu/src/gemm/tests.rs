@@ -422,9 +422,11 @@ fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
         let e = g.with_spec(bad).unwrap_err();
         assert!(e.contains(why), "{bad}: {e}");
     }
-    // Every key of the search space is a key, and every value it tries is accepted.
-    for (dtype, t) in [("f32", g), ("f32", tuning()), ("bf16", g), ("f16", g)] {
-        for (key, values) in search_space(&t, dtype, 2) {
+    // Every key of the search spaces is a key, and every value they try is accepted.
+    let spaces = [("f32", g), ("f32", tuning()), ("bf16", g), ("f16", g)]
+        .map(|(dtype, t)| search_space(&t, dtype, 2));
+    for space in spaces.into_iter().chain([fast_search_space(2)]) {
+        for (key, values) in space {
             assert!(SPEC_KEYS.contains(&key), "{key}");
             for v in values {
                 g.with_spec(&format!("{key}={v}")).unwrap();

@@ -956,6 +956,25 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
     v
 }
 
+/// [`search_space`] for a model whose bf16 weights run on the opt-in fast class
+/// ([`crate::fast`]): its own settings (the streaming pass's prefetch distance, the next
+/// column block's prefetch, one block for calls of up to 12 rows), attention's prefetch and,
+/// on several threads, the ranges per thread. The exact kernels' settings do not act on those
+/// calls, so trying them would spend the calibration's time on nothing. Speed-only, like every
+/// choice.
+pub fn fast_search_space(threads: usize) -> Vec<(&'static str, Vec<usize>)> {
+    let mut v: Vec<(&'static str, Vec<usize>)> = vec![
+        ("fast_pf_bytes", vec![1 << 10, 4 << 10, 8 << 10, 16 << 10]),
+        ("fast_next_block", vec![0, 1]),
+        ("fast_tall_rows", vec![0, 10, 12]),
+        ("attn_prefetch", vec![0, 1]),
+    ];
+    if threads > 1 {
+        v.push(("tasks_per_thread", vec![1, 2, 4]));
+    }
+    v
+}
+
 /// The x86 display family (CPUID leaf 1: base family, plus the extended family when the
 /// base is 0Fh): 19h is Zen 3–4, 1Ah Zen 5.
 #[cfg(target_arch = "x86_64")]
