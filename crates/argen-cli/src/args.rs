@@ -195,7 +195,8 @@ pub struct CalibrateArgs {
     /// First tune the CPU kernels' speed-only settings (prefetch, pairing, panels, blocks)
     /// for this machine by timing the model, then measure the profile under them and record
     /// them in it; `argen generate` and `argen bench` apply them on this CPU. Results are the
-    /// same bits whatever the settings. CPU device only.
+    /// same bits whatever the settings. With `ARGEN_FAST_KERNELS=1` (bf16 weights) it tunes the
+    /// fast class's own settings. CPU device only.
     #[arg(long)]
     pub kernels: bool,
     /// No progress lines.
