@@ -15,9 +15,10 @@
 //! # How
 //! A coordinate descent over [`argen_cpu::gemm::search_space`] (the keys that can matter to the
 //! model's weight dtype, f32 layout and thread count; [`argen_cpu::gemm::fast_search_space`]
-//! where the model's calls run on the opt-in fast class, `--fast-kernels`), from the best of the tuning in force and
-//! the built-in table's whole entries ([`argen_cpu::gemm::known_tables`], scored and confirmed
-//! as in step 2), so that a CPU the table does not name starts from its nearest relative's:
+//! where the model's calls run on the opt-in AVX512-BF16 class, `--fast-kernels`), from the
+//! best of the tuning in force and the built-in table's whole entries
+//! ([`argen_cpu::gemm::known_tables`], scored and confirmed as in step 2), so that a CPU the
+//! table does not name starts from its nearest relative's:
 //!
 //! 1. the *score* of a tuning is the mean of the logarithms of the target model's call costs at
 //!    [`KernelTuneOptions::rows`] (default 2, 8, 10 and 16 rows: the decode step with
@@ -158,9 +159,10 @@ fn descend(
     };
     let mut best = start;
     let mut best_score = sc.score(best)?;
-    // The class of kernels the model's calls ran on (known once a call has run): the fast
-    // class has settings of its own ([`fast_search_space`]).
-    let fast = sc.gpt.compute().kernel_class() != Class::Exact;
+    // The class of kernels the model's calls ran on (known once a call has run): the
+    // AVX512-BF16 class has settings of its own ([`fast_search_space`]); the AMX class reads
+    // none of either set but attention's and the ranges', which the exact space has too.
+    let fast = sc.gpt.compute().kernel_class() == Class::Avx512Bf16;
     let space_of = |t: &Tuning| {
         if fast {
             fast_search_space(opts.threads)
