@@ -17,8 +17,9 @@
 //! else `4 × threads`), on process CPU time; it prints the fastest and median pass as weight
 //! GB/s and GFLOP/s: the decode step (1–2 rows) or a verification step (more rows, up to 128)
 //! without its non-GEMM work. There `f32` is stored as `Cpu` stores it
-//! (packed where `gemm::tuning().pack_f32_max_k` allows), `f32r` all row-major, `f32p` all
-//! packed.
+//! (packed where `gemm::tuning().pack_f32_max_k` allows, class-major where
+//! `gemm::tuning().f32_class_major` says so), `f32r` all row-major, `f32p` all packed, `f32c`
+//! all class-major.
 //!
 //! With `model`, `ab=SPEC;SPEC;…` compares kernel tunings (`ARGEN_GEMM_TUNING` syntax, each
 //! over this CPU's table; `-` for the table itself) within one process: each sample runs the
@@ -37,7 +38,7 @@
 //! split into tasks — weighs a quarter as much) instead of DRAM, as GFLOP/s and % of the FMA
 //! peak measured in the same run: what the micro-kernel reaches when memory is not the limit.
 
-use argen_cpu::gemm::{gemm, pack, pack_bf16, WRef};
+use argen_cpu::gemm::{gemm, pack, pack_bf16, pack_class_major, WRef};
 use argen_cpu::hugemem::Buf;
 use argen_cpu::par::Workers;
 use half::{bf16, f16};
@@ -104,12 +105,15 @@ fn model(
         let mut w32p: Vec<Buf<f32>> = Vec::new();
         let mut wb: Vec<Buf<bf16>> = Vec::new();
         let mut wh: Vec<Buf<f16>> = Vec::new();
+        // Class-major f32 (`f32c`, or `f32` where this CPU's table stores it so).
+        let cm = dt == "f32c" || (dt == "f32" && argen_cpu::gemm::tuning().f32_class_major);
         for &(n, k) in &shapes {
             let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
             let as_cpu = dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k;
             match dt {
                 "f32" | "f32r" if !as_cpu => w32.push(argen_cpu::hugemem::Buf::from_slice(&m)),
-                "f32" | "f32p" => w32p.push(pack(&m, n, k, 0f32)),
+                "f32" | "f32p" | "f32c" if cm => w32p.push(pack_class_major(&m, n, k)),
+                "f32" | "f32p" | "f32c" => w32p.push(pack(&m, n, k, 0f32)),
                 "bf16" => {
                     let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
                     wb.push(pack_bf16(&h, n, k));
@@ -127,14 +131,16 @@ fn model(
         let weights: Vec<WRef<'_>> = shapes
             .iter()
             .map(|&(_, k)| {
-                let packed_f32 =
-                    dt == "f32p" || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
+                let packed_f32 = dt == "f32p"
+                    || dt == "f32c"
+                    || (dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k);
                 if dt.starts_with("f32") && !packed_f32 {
                     ir += 1;
                     return WRef::F32(&w32[ir - 1]);
                 }
                 ip += 1;
                 match dt {
+                    "f32" | "f32p" | "f32c" if cm => WRef::F32ClassMajor(&w32p[ip - 1]),
                     "f32" | "f32p" => WRef::F32Packed(&w32p[ip - 1]),
                     "bf16" => WRef::BF16Packed(&wb[ip - 1]),
                     _ => WRef::F16Packed(&wh[ip - 1]),
@@ -242,7 +248,7 @@ fn main() {
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
     // `f32p`: f32 in the packed layout (as `Cpu` stores f32 where `gemm::tuning` says so).
-    let mut dts: Vec<&str> = ["f32", "f32r", "f32p", "bf16", "f16"]
+    let mut dts: Vec<&str> = ["f32", "f32r", "f32p", "f32c", "bf16", "f16"]
         .into_iter()
         .filter(|d| all.iter().any(|a| a == d))
         .collect();

@@ -254,6 +254,9 @@ enum WData {
     /// `[rows, cols]` in the packed layout of [`gemm::pack`] (CPUs whose [`gemm::Tuning`]
     /// says so).
     F32Packed(Buf<f32>),
+    /// `[rows, cols]` in the class-major layout of [`gemm::pack_class_major`] (CPUs whose
+    /// [`gemm::Tuning::f32_class_major`] says so).
+    F32ClassMajor(Buf<f32>),
     F16(Buf<f16>),
     BF16(Buf<bf16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
@@ -269,6 +272,7 @@ impl CpuWeight {
         match &self.data {
             WData::F32(v) => WRef::F32(v),
             WData::F32Packed(v) => WRef::F32Packed(v),
+            WData::F32ClassMajor(v) => WRef::F32ClassMajor(v),
             WData::F16(v) => WRef::F16(v),
             WData::BF16(v) => WRef::BF16(v),
             WData::F16Packed(v) => WRef::F16Packed(v),
@@ -284,6 +288,9 @@ impl CpuWeight {
         match &self.data {
             WData::F32(v) => v[i],
             WData::F32Packed(v) => v[p(i)],
+            WData::F32ClassMajor(v) => {
+                v[gemm::class_major_index(i / self.cols, i % self.cols, self.cols)]
+            }
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
             WData::F16Packed(v) => v[p(i)].to_f32(),
@@ -310,6 +317,11 @@ impl CpuWeight {
             WData::F32Packed(v) => {
                 for (col, o) in out[..c].iter_mut().enumerate() {
                     *o = v[gemm::packed_index(r, col, c)];
+                }
+            }
+            WData::F32ClassMajor(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::class_major_index(r, col, c)];
                 }
             }
             WData::F16(v) => {
@@ -340,7 +352,7 @@ impl CpuWeight {
     /// last partial tile are not counted).
     pub fn bytes(&self) -> usize {
         let es = match &self.data {
-            WData::F32(_) | WData::F32Packed(_) => 4,
+            WData::F32(_) | WData::F32Packed(_) | WData::F32ClassMajor(_) => 4,
             _ => 2,
         };
         es * self.rows * self.cols
@@ -385,7 +397,11 @@ impl Compute for Cpu {
                 let at = |i: usize| {
                     f32::from_le_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]])
                 };
-                if t.shape.len() >= 2 && cols <= gemm::tuning().pack_f32_max_k {
+                let tuning = gemm::tuning();
+                if t.shape.len() >= 2 && cols <= tuning.pack_f32_max_k && tuning.f32_class_major {
+                    let w = staging(d.len() / 4, at);
+                    WData::F32ClassMajor(gemm::pack_class_major(&w, rows, cols))
+                } else if t.shape.len() >= 2 && cols <= tuning.pack_f32_max_k {
                     WData::F32Packed(gemm::pack(&staging(d.len() / 4, at), rows, cols, 0.0))
                 } else {
                     WData::F32(Buf::from_fn(d.len() / 4, at))

@@ -174,6 +174,7 @@ fn descend(
     for (name, table) in known_tables() {
         let t = Tuning {
             pack_f32_max_k: start.pack_f32_max_k,
+            f32_class_major: start.f32_class_major,
             ..table
         };
         if t == best {
@@ -331,13 +332,29 @@ impl Scorer<'_> {
     }
 }
 
+/// The f32 layouts a kernel calibration compares ([`tune_kernels_loading`]): every matrix
+/// row-major, packed in tiles of four rows, or class-major; as `(pack_f32_max_k,
+/// f32_class_major, name)`.
+const F32_LAYOUTS: [(usize, bool, &str); 3] = [
+    (0, false, "row-major"),
+    (usize::MAX, false, "packed"),
+    (usize::MAX, true, "class-major"),
+];
+
+/// Whether `a` and `b` store f32 matrices alike ([`Tuning::f32_class_major`] acts only on the
+/// matrices that [`Tuning::pack_f32_max_k`] packs).
+fn same_f32_layout(a: &Tuning, b: &Tuning) -> bool {
+    a.pack_f32_max_k == b.pack_f32_max_k
+        && (a.pack_f32_max_k == 0 || a.f32_class_major == b.f32_class_major)
+}
+
 /// [`tune_kernels`] for a model of `dtype` weights that `load` loads (each call a fresh copy,
-/// with the tuning in force at the call: [`Tuning::pack_f32_max_k`] decides the stored layout
-/// of f32 matrices at load). For f32 weights both layouts are tuned — the one in force and the
-/// other (row-major where f32 is packed, every matrix packed where it is row-major) — and the
-/// other is chosen only if its tuned costs beat the first's by [`KernelTuneOptions::min_gain`]
-/// (geometric mean over the rows); half-precision models are always packed and tune once.
-/// Leaves the chosen tuning in force.
+/// with the tuning in force at the call: [`Tuning::pack_f32_max_k`] and
+/// [`Tuning::f32_class_major`] decide the stored layout of f32 matrices at load). For f32
+/// weights every layout is tuned — the one in force, then each other of `F32_LAYOUTS` (the
+/// model loaded again for each) — and another is chosen only if its tuned costs beat the
+/// first's by [`KernelTuneOptions::min_gain`] (geometric mean over the rows; the best such);
+/// half-precision models are always packed and tune once. Leaves the chosen tuning in force.
 pub fn tune_kernels_loading(
     load: &mut dyn FnMut() -> Result<Gpt<Cpu>, Error>,
     dtype: &str,
@@ -350,40 +367,43 @@ pub fn tune_kernels_loading(
     if dtype != "f32" {
         return Ok(first);
     }
-    let mut other = first.tuning;
-    other.pack_f32_max_k = if start.pack_f32_max_k == 0 {
-        usize::MAX
-    } else {
-        0
-    };
-    progress(&format!(
-        "tuning the kernels again with f32 matrices stored {} (the model is loaded again)",
-        if other.pack_f32_max_k == 0 {
-            "row-major"
-        } else {
-            "packed"
-        }
-    ));
-    set_tuning(other);
-    let result = load().and_then(|mut gpt| tune_kernels(&mut gpt, dtype, opts, tune, progress));
-    let second = match result {
-        Ok(r) => r,
-        Err(e) => {
-            set_tuning(first.tuning);
-            return Err(e);
-        }
-    };
     let mean = |r: &KernelTuneReport| mean_ln(r.costs.iter().map(|c| c.2));
-    let gain = (mean(&first) - mean(&second)).exp() - 1.0;
-    let (chosen, why) = if gain >= tune.min_gain {
-        (second, "the other layout")
-    } else {
-        (first, "the layout in force")
-    };
-    progress(&format!(
-        "keeping {why} (the other layout's tuned costs {:+.1} %)",
-        -gain * 100.0
-    ));
+    let (mut chosen, mut chosen_gain, mut why) = (None, 0.0, None);
+    for (pack, class_major, name) in F32_LAYOUTS {
+        let other = Tuning {
+            pack_f32_max_k: pack,
+            f32_class_major: class_major,
+            ..first.tuning
+        };
+        if same_f32_layout(&other, &start) {
+            continue;
+        }
+        progress(&format!(
+            "tuning the kernels again with f32 matrices stored {name} (the model is loaded again)"
+        ));
+        set_tuning(other);
+        let result = load().and_then(|mut gpt| tune_kernels(&mut gpt, dtype, opts, tune, progress));
+        let second = match result {
+            Ok(r) => r,
+            Err(e) => {
+                set_tuning(first.tuning);
+                return Err(e);
+            }
+        };
+        let gain = (mean(&first) - mean(&second)).exp() - 1.0;
+        progress(&format!(
+            "  stored {name}: tuned costs {:+.1} % against the layout in force",
+            -gain * 100.0
+        ));
+        if gain >= tune.min_gain && gain > chosen_gain {
+            (chosen, chosen_gain, why) = (Some(second), gain, Some(name));
+        }
+    }
+    let chosen = chosen.unwrap_or(first);
+    progress(&match why {
+        Some(name) => format!("keeping the f32 matrices stored {name}"),
+        None => "keeping the f32 matrices in the layout in force".to_string(),
+    });
     set_tuning(chosen.tuning);
     Ok(KernelTuneReport {
         start,

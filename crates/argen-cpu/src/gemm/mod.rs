@@ -164,11 +164,16 @@ pub enum WRef<'a> {
     /// bf16 weights in the AMX tile layout of [`crate::amx::pack`]: only the `amx-bf16` class
     /// ([`gemm_with`]) reads it.
     BF16Amx(&'a [bf16]),
+    /// f32 weights in the class-major layout of [`pack_class_major`]
+    /// (`class_major_len(n, k)` elements; [`Tuning::f32_class_major`]).
+    F32ClassMajor(&'a [f32]),
 }
 
+mod class_major;
 mod layout;
 mod tune;
 
+pub use class_major::{class_major_index, class_major_len, pack_class_major, CM_MR, CM_NC};
 pub use layout::{pack, pack_bf16, packed_index, packed_index_bf16, packed_len};
 #[cfg(target_arch = "x86_64")]
 use tune::prefetch;
@@ -497,6 +502,7 @@ fn gemm_run(
         WRef::F32Packed(s) => (s.len(), packed_len(n, k)),
         WRef::F16Packed(s) => (s.len(), packed_len(n, k)),
         WRef::BF16Packed(s) => (s.len(), packed_len(n, k)),
+        WRef::F32ClassMajor(s) => (s.len(), class_major_len(n, k)),
         WRef::BF16Amx(_) => panic!("AMX-layout weights run only on the amx-bf16 class (gemm_with)"),
     };
     assert!(
@@ -509,10 +515,13 @@ fn gemm_run(
     if rows == 0 || n == 0 {
         return;
     }
+    let tuned = tuning();
+    if let WRef::F32ClassMajor(s) = w {
+        return class_major::gemm(isa, &tuned, workers, tasks, x, rows, k, s, n, bias, out);
+    }
     // A call in which some row block runs paired gets a number of its own: each thread that
     // runs one of its tasks builds its own paired copy of the inputs once for that number
     // (`task`), so that no thread waits for another's copy or reads it from another core.
-    let tuned = tuning();
     let paired = |mr: usize| match w {
         WRef::F32Packed(_) => pairs_block::<f32>(&tuned, isa, &pairing, rows, mr),
         WRef::BF16Packed(_) => pairs_block::<bf16>(&tuned, isa, &pairing, rows, mr),
@@ -569,7 +578,7 @@ fn gemm_run(
                     WRef::F32Packed(s) => task::<_, true>(&a, s),
                     WRef::F16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Packed(s) => task::<_, true>(&a, s),
-                    WRef::BF16Amx(_) => unreachable!("rejected above"),
+                    WRef::BF16Amx(_) | WRef::F32ClassMajor(_) => unreachable!("handled above"),
                 }
             }
         }

@@ -90,9 +90,11 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
             let wbp = pack_bf16(&wb, n, k);
             let whp = pack(&wh, n, k, f16::ZERO);
             let w32p = pack(&w32, n, k, 0f32);
-            let wides: [(WRef<'_>, Vec<f32>); 6] = [
+            let w32c = pack_class_major(&w32, n, k);
+            let wides: [(WRef<'_>, Vec<f32>); 7] = [
                 (WRef::F32(&w32), w32.clone()),
                 (WRef::F32Packed(&w32p), w32.clone()),
+                (WRef::F32ClassMajor(&w32c), w32.clone()),
                 (WRef::BF16(&wb), wb.iter().map(|v| v.to_f32()).collect()),
                 (WRef::F16(&wh), wh.iter().map(|v| v.to_f32()).collect()),
                 (
@@ -151,11 +153,12 @@ fn products(x: &[f32], wide: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32
         .collect()
 }
 
-/// One random `[n, k]` matrix in every layout a model stores (f32 row-major and packed, bf16
-/// and f16 packed).
+/// One random `[n, k]` matrix in every layout a model stores (f32 row-major, packed and
+/// class-major, bf16 and f16 packed).
 struct Matrices {
     w32: Vec<f32>,
     w32p: Buf<f32>,
+    w32c: Buf<f32>,
     wb: Vec<bf16>,
     wbp: Buf<bf16>,
     wh: Vec<f16>,
@@ -169,6 +172,7 @@ impl Matrices {
         let wh: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
         Matrices {
             w32p: pack(&w32, n, k, 0f32),
+            w32c: pack_class_major(&w32, n, k),
             wbp: pack_bf16(&wb, n, k),
             whp: pack(&wh, n, k, f16::ZERO),
             w32,
@@ -178,10 +182,11 @@ impl Matrices {
     }
 
     /// Each layout, the widened weights its products use, and its dtype's name.
-    fn cases(&self) -> [(WRef<'_>, Vec<f32>, &'static str); 4] {
+    fn cases(&self) -> [(WRef<'_>, Vec<f32>, &'static str); 5] {
         [
             (WRef::F32(&self.w32), self.w32.clone(), "f32"),
             (WRef::F32Packed(&self.w32p), self.w32.clone(), "f32"),
+            (WRef::F32ClassMajor(&self.w32c), self.w32.clone(), "f32"),
             (
                 WRef::BF16Packed(&self.wbp),
                 self.wb.iter().map(|v| v.to_f32()).collect(),
@@ -333,6 +338,64 @@ fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
 }
 
 #[test]
+fn class_major_index_is_a_bijection_and_packs_by_lane_class() {
+    for (n, k) in [(1usize, 1usize), (3, 7), (32, 8), (33, 13), (70, 100)] {
+        let mut seen = vec![false; class_major_len(n, k)];
+        for r in 0..n {
+            for c in 0..k {
+                let i = class_major_index(r, c, k);
+                assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
+                seen[i] = true;
+            }
+        }
+        let padding = n.div_ceil(CM_NC) * CM_NC * k - n * k;
+        assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
+        let w: Vec<f32> = (0..n * k).map(|i| i as f32 + 1.0).collect();
+        let p = pack_class_major(&w, n, k);
+        for r in 0..n {
+            for c in 0..k {
+                assert_eq!(p[class_major_index(r, c, k)], w[r * k + c]);
+            }
+        }
+        assert_eq!(
+            p.iter().filter(|v| **v != 0.0).count(),
+            n * k,
+            "padding is zero"
+        );
+    }
+    // Tile 0, class 1, step 2 (column 17) of row 5; the tail column 17 of k = 18 (k8 = 2).
+    assert_eq!(class_major_index(5, 17, 24), (3 + 2) * CM_NC + 5);
+    assert_eq!(class_major_index(5, 17, 18), 17 * CM_NC + 5);
+    assert_eq!(class_major_index(37, 0, 18), CM_NC * 18 + 5);
+}
+
+/// The class-major kernels ([`class_major`]) with one row block and several, each prefetch
+/// kind, column blocks of one tile and more, and block sizes from 1 to [`CM_MR`] rows: the
+/// documented bits on every variant and thread count.
+#[test]
+fn class_major_blocks_and_prefetch_kinds_keep_the_bits() {
+    let _one = setting_tunings();
+    let before = tuning();
+    for (single, block, nta, block_bytes) in [
+        (14, 12, true, BLOCK_BYTES),
+        (1, 1, false, 1),
+        (8, 5, true, 40 << 10),
+        (CM_MR, CM_MR, false, 300 << 10),
+        (0, 3, true, 1),
+    ] {
+        set_tuning(Tuning {
+            cm_single_rows: single,
+            cm_block_rows: block,
+            cm_nta: nta,
+            block_bytes,
+            ..before
+        });
+        check_layouts(&mut rng(53), 203, 70, &[1, 2, 3, 8, 13, 14, 15, 29, 40]);
+    }
+    set_tuning(before);
+}
+
+#[test]
 fn interleaved_bf16_lines_hold_rows_0_1_low_and_2_3_high() {
     // One tile, one block: word i = (row i/8, element i%8) low, (row 2 + i/8, same) high.
     let k = 8;
@@ -423,8 +486,18 @@ fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
         assert!(e.contains(why), "{bad}: {e}");
     }
     // Every key of the search spaces is a key, and every value they try is accepted.
-    let spaces = [("f32", g), ("f32", tuning()), ("bf16", g), ("f16", g)]
-        .map(|(dtype, t)| search_space(&t, dtype, 2));
+    let cm = Tuning {
+        f32_class_major: true,
+        ..g
+    };
+    let spaces = [
+        ("f32", g),
+        ("f32", tuning()),
+        ("f32", cm),
+        ("bf16", g),
+        ("f16", g),
+    ]
+    .map(|(dtype, t)| search_space(&t, dtype, 2));
     for space in spaces.into_iter().chain([fast_search_space(2)]) {
         for (key, values) in space {
             assert!(SPEC_KEYS.contains(&key), "{key}");
@@ -454,12 +527,19 @@ fn every_calibration_candidate_gives_the_documented_bits() {
     let mut pick = 0x9E37_79B9_7F4A_7C15u64;
     for (wref, wide, dtype) in &cases {
         let want = products(&x, wide, 17, k, n);
-        // Both f32 layouts' settings (`pack_f32_max_k` between GPT-B's k = 768 and 2048).
-        let both = Tuning {
-            pack_f32_max_k: 1024,
-            ..before
-        };
-        let space = search_space(&both, dtype, 3);
+        // Both f32 layouts' settings (`pack_f32_max_k` between GPT-B's k = 768 and 2048), for
+        // packed f32 in either layout.
+        let space: Vec<(&str, Vec<usize>)> = [false, true]
+            .into_iter()
+            .flat_map(|class_major| {
+                let both = Tuning {
+                    pack_f32_max_k: 1024,
+                    f32_class_major: class_major,
+                    ..before
+                };
+                search_space(&both, dtype, 3)
+            })
+            .collect();
         // Each value of each key once, over a random base drawn from the space.
         for (key, values) in &space {
             for &v in values {
@@ -505,7 +585,8 @@ fn a_tuning_changed_while_calls_run_keeps_the_bits() {
     let x: Vec<f32> = (0..17 * k).map(|_| r()).collect();
     let m = Matrices::new(&mut r, k, n);
     let pool = Workers::new(3).unwrap();
-    // Every table entry, and each with pairing and padding turned the other way.
+    // Every table entry, and each with pairing, padding and the class-major blocks turned the
+    // other way.
     let mut flips: Vec<Tuning> = known_tables().iter().map(|e| e.1).collect();
     for t in flips.clone() {
         let mut u = t;
@@ -522,6 +603,9 @@ fn a_tuning_changed_while_calls_run_keeps_the_bits() {
             u = candidate(&u, key, v);
         }
         u.f32_min_tile_rows = if t.f32_min_tile_rows == 0 { 8 } else { 0 };
+        // Class-major: one padded block against several (`class_major::blocks`).
+        u.cm_single_rows = if t.cm_single_rows > 2 { 2 } else { CM_MR };
+        u.cm_min_rows = if t.cm_min_rows == 0 { 6 } else { 0 };
         flips.push(u);
     }
     let stop = AtomicBool::new(false);

@@ -114,6 +114,33 @@ pub struct Tuning {
     /// Attention prefetches each task's values while it scores the keys, and the next task's
     /// keys and values while it sums the values (`attn.rs`).
     pub attn_prefetch: bool,
+    /// f32 matrices that [`Tuning::pack_f32_max_k`] packs are stored in the *class-major*
+    /// layout of [`super::pack_class_major`] instead, and run on its kernels (read when a
+    /// model loads, like `pack_f32_max_k`; AVX-512 only is fast, other variants compute it
+    /// with scalar code; [`tuning`], session 18).
+    pub f32_class_major: bool,
+    /// Class-major calls of at most this many rows (at most [`super::CM_MR`]) run as one
+    /// row block that streams each weight once; longer calls run in row blocks of at most
+    /// [`Tuning::cm_block_rows`] over column blocks kept in L2.
+    pub cm_single_rows: usize,
+    /// Class-major calls of one row block and fewer rows run as this many (at most
+    /// [`super::CM_MR`]; the extra rows are copies of the last, computed and not stored): a
+    /// loop with more FMAs per step streams the weights faster ([`tuning`], session 18).
+    pub cm_min_rows: usize,
+    /// The most rows per row block of a class-major call of several blocks (1 to
+    /// [`super::CM_MR`]; the blocks are made even).
+    pub cm_block_rows: usize,
+    /// How far ahead the pass of a class-major call that streams a column block from memory
+    /// prefetches, in bytes.
+    pub cm_pf_bytes: usize,
+    /// Class-major passes that stream a column block for at least [`Tuning::cm_wide_pf_rows`]
+    /// rows prefetch this far ahead instead of [`Tuning::cm_pf_bytes`], in bytes.
+    pub cm_wide_pf_bytes: usize,
+    /// See [`Tuning::cm_wide_pf_bytes`].
+    pub cm_wide_pf_rows: usize,
+    /// A class-major call of one row block prefetches non-temporally (`prefetchnta`) rather
+    /// than into L1 (its weights are not read again).
+    pub cm_nta: bool,
 }
 
 /// Prefetch kind `prefetchnta` (a kernel's `HINT`).
@@ -782,6 +809,14 @@ spec_keys! {
     block_bytes: usize,
     tasks_per_thread: usize,
     attn_prefetch: bool,
+    f32_class_major: bool,
+    cm_single_rows: usize,
+    cm_min_rows: usize,
+    cm_block_rows: usize,
+    cm_pf_bytes: usize,
+    cm_wide_pf_bytes: usize,
+    cm_wide_pf_rows: usize,
+    cm_nta: bool,
 }
 
 impl Tuning {
@@ -858,6 +893,14 @@ impl Tuning {
             // Measured on Zen 4 only (`crate::attn`), but a prefetch of lines that are about to
             // be read costs a few instructions at worst.
             attn_prefetch: true,
+            f32_class_major: false,
+            cm_single_rows: 14,
+            cm_min_rows: 0,
+            cm_block_rows: 12,
+            cm_pf_bytes: 8 << 10,
+            cm_wide_pf_bytes: 8 << 10,
+            cm_wide_pf_rows: usize::MAX,
+            cm_nta: true,
         }
     }
 }
@@ -903,22 +946,39 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
         "bf16" => "bf16_paired_min_rows",
         _ => "f16_paired_min_rows",
     };
-    let pairs = t.get(pair_key) != Some(NEVER) && (!f32 || f32_packed);
+    // Packed f32 in the class-major layout reads only the class-major settings, the column
+    // blocks' size and attention's prefetch.
+    let class_major = f32_packed && t.f32_class_major;
+    let pairs = t.get(pair_key) != Some(NEVER) && (!f32 || f32_packed) && !class_major;
     let mut v: Vec<(&'static str, Vec<usize>)> = vec![
-        (
-            "pf_packed_bytes",
-            vec![1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10],
-        ),
-        ("l2_prefetch", vec![0, 1]),
-        ("prefetch_next_block", vec![0, 1]),
-        ("panel_min_x_bytes", vec![32 << 10, NEVER]),
         ("block_bytes", vec![96 << 10, 192 << 10, 384 << 10]),
         ("attn_prefetch", vec![0, 1]),
     ];
-    if t.panel_min_x_bytes != NEVER {
-        v.push(("panel_x_bytes", vec![8 << 10, 16 << 10]));
+    if !class_major {
+        v.extend([
+            (
+                "pf_packed_bytes",
+                vec![1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10],
+            ),
+            ("l2_prefetch", vec![0, 1]),
+            ("prefetch_next_block", vec![0, 1]),
+            ("panel_min_x_bytes", vec![32 << 10, NEVER]),
+        ]);
+        if t.panel_min_x_bytes != NEVER {
+            v.push(("panel_x_bytes", vec![8 << 10, 16 << 10]));
+        }
     }
-    if f32_packed {
+    if class_major {
+        v.extend([
+            ("cm_pf_bytes", vec![4 << 10, 8 << 10, 12 << 10]),
+            ("cm_wide_pf_bytes", vec![8 << 10, 12 << 10, 16 << 10]),
+            ("cm_wide_pf_rows", vec![5, 7, NEVER]),
+            ("cm_min_rows", vec![0, 4, 6]),
+            ("cm_single_rows", vec![8, 12, 14]),
+            ("cm_block_rows", vec![8, 12, 14]),
+            ("cm_nta", vec![0, 1]),
+        ]);
+    } else if f32_packed {
         v.extend([
             ("f32_multi_pf_bytes", vec![0, 8 << 10, 16 << 10, 32 << 10]),
             ("f32_no_prefetch_rows", vec![0, 2]),
@@ -1023,6 +1083,7 @@ fn zen4() -> Tuning {
         panel_x_bytes: usize::MAX,
         block_bytes: BLOCK_BYTES,
         tasks_per_thread: 4,
+        ..Tuning::generic()
     }
 }
 
@@ -1055,6 +1116,10 @@ fn zen5() -> Tuning {
         tasks_per_thread: 2,
         fast_pf_bytes: 8 << 10,
         fast_tall_rows: 12,
+        f32_class_major: true,
+        cm_min_rows: 4,
+        cm_wide_pf_rows: 7,
+        cm_wide_pf_bytes: 12 << 10,
         ..zen4()
     }
 }
