@@ -239,8 +239,10 @@ impl Cpu {
 }
 
 /// Weight storage: the checkpoint's dtype, `[rows, cols]` (higher-rank tensors are flattened to
-/// `[dim0, rest]`); f32 weights and vectors row-major, half-precision matrices in the GEMM's
-/// packed tile layout ([`gemm::pack`]), which streams from memory ~1.5× faster at decode.
+/// `[dim0, rest]`); vectors row-major, half-precision matrices in the GEMM's packed tile
+/// layout ([`gemm::pack`]), which streams from memory ~1.5× faster at decode, and f32 matrices
+/// row-major, packed or class-major ([`gemm::pack_class_major`]) as the CPU's
+/// [`gemm::Tuning`] says.
 #[derive(Clone, Debug)]
 pub struct CpuWeight {
     data: WData,

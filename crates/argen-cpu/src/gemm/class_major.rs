@@ -188,17 +188,31 @@ pub(super) fn gemm(
 }
 
 /// Lays the `m` input rows of `x` (`[m, k]`) out by class (module docs) into `xr` (`run·k`)
-/// as a block of `run ≥ m` rows, the rows past `m` copies of the last.
+/// as a block of `run ≥ m` rows, the rows past `m` copies of the last. Groups of eight rows
+/// go through 8 × 8 transposes (AVX2), the rest one element at a time.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn by_class(x: &[f32], m: usize, run: usize, k: usize, xr: &mut [f32]) {
     let k8 = k / 8;
-    for r in 0..run {
+    let mut r = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        while r + 8 <= m {
+            // SAFETY: AVX2 is present; rows r..r+8 < m of `x` hold k floats each, and `xr`
+            // holds run·k ≥ m·k floats.
+            unsafe { x86::by_class_8(x, r, run, k, xr) };
+            r += 8;
+        }
+    }
+    for r in r..run {
         let row = &x[r.min(m - 1) * k..(r.min(m - 1) + 1) * k];
         for (j, block) in row[..8 * k8].chunks_exact(8).enumerate() {
             for (l, &v) in block.iter().enumerate() {
                 xr[(l * k8 + j) * run + r] = v;
             }
         }
+    }
+    for r in 0..run {
+        let row = &x[r.min(m - 1) * k..(r.min(m - 1) + 1) * k];
         for col in 8 * k8..k {
             xr[col * run + r] = row[col];
         }
@@ -250,6 +264,54 @@ mod x86 {
     use super::super::tune::{prefetch, PF_NTA, PF_T0, PF_T1};
     use super::*;
     use std::arch::x86_64::*;
+
+    /// [`by_class`] for rows `r..r + 8` of `x`: each 8-column block of the eight rows
+    /// transposed, so that its column `l` (the eight rows' inputs of class `l`) is one store.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; rows `r..r + 8` of `x` hold `k` floats each, `xr` holds `run·k` floats
+    /// with `r + 8 ≤ run`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn by_class_8(x: &[f32], r: usize, run: usize, k: usize, xr: &mut [f32]) {
+        let k8 = k / 8;
+        assert!(x.len() >= (r + 8) * k && xr.len() >= run * k && r + 8 <= run);
+        let (xp, op) = (x.as_ptr(), xr.as_mut_ptr());
+        for j in 0..k8 {
+            // SAFETY: element 8j..8j+8 of rows r..r+8 lie in `x`, and the stores at
+            // (l·k8 + j)·run + r, eight floats each, in `xr` (asserted above).
+            unsafe {
+                let row = |i: usize| _mm256_loadu_ps(xp.add((r + i) * k + 8 * j));
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+                let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+                let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+                let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+                let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+                // u_l: class l of rows 0–3 (low half) and class l + 4 (high half); v_l rows 4–7.
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let v0 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let v1 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let v2 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let v3 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let cols = [
+                    _mm256_permute2f128_ps::<0x20>(u0, v0),
+                    _mm256_permute2f128_ps::<0x20>(u1, v1),
+                    _mm256_permute2f128_ps::<0x20>(u2, v2),
+                    _mm256_permute2f128_ps::<0x20>(u3, v3),
+                    _mm256_permute2f128_ps::<0x31>(u0, v0),
+                    _mm256_permute2f128_ps::<0x31>(u1, v1),
+                    _mm256_permute2f128_ps::<0x31>(u2, v2),
+                    _mm256_permute2f128_ps::<0x31>(u3, v3),
+                ];
+                for (l, c) in cols.into_iter().enumerate() {
+                    _mm256_storeu_ps(op.add((l * k8 + j) * run + r), c);
+                }
+            }
+        }
+    }
 
     /// No prefetch (a `HINT` of [`tile`]).
     const PF_NONE: u8 = 255;
@@ -430,7 +492,9 @@ mod x86 {
             .cast::<i8>()
             .wrapping_add(next.offset + next.phase * share * CM_NC * 4);
         let mut due = 0;
-        let mut part = [[[_mm512_setzero_ps(); 2]; MR]; 8];
+        // Each class's sums, written once each before the tree reads them (not zeroed: at
+        // 8·MR·2 vectors, a memset per tile cost ~3 % of a 128-row call).
+        let mut part = [const { std::mem::MaybeUninit::<[[__m512; 2]; MR]>::uninit() }; 8];
         for (l, p) in part.iter_mut().enumerate() {
             let mut acc = [[_mm512_setzero_ps(); 2]; MR];
             // SAFETY: class l's steps lie at (l·k8 + j)·32 of the tile's 32·k
@@ -463,7 +527,7 @@ mod x86 {
                     xp = xp.add(MR);
                 }
             }
-            *p = acc;
+            p.write(acc);
         }
         let kb = 8 * k8;
         for r in 0..MR.min(live) {
@@ -472,7 +536,8 @@ mod x86 {
                 if ncols <= c0 {
                     break;
                 }
-                let a = |l: usize| part[l][r][h];
+                // SAFETY: the class loop above wrote every class's sums.
+                let a = |l: usize| unsafe { part[l].assume_init_ref()[r][h] };
                 let mut s = _mm512_add_ps(
                     _mm512_add_ps(_mm512_add_ps(a(0), a(4)), _mm512_add_ps(a(2), a(6))),
                     _mm512_add_ps(_mm512_add_ps(a(1), a(5)), _mm512_add_ps(a(3), a(7))),

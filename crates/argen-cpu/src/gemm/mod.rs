@@ -21,6 +21,15 @@
 //! GFLOP/s FMA peak measured in the same run: 2 rows 60 → 77 %, 4 rows 73 → 87 %, 8 and 16
 //! rows 84 → 92 %). The tails are stored as in the plain layout.
 //!
+//! f32 matrices may instead be stored *class-major* ([`pack_class_major`],
+//! [`WRef::F32ClassMajor`], where the CPU's [`Tuning::f32_class_major`] says so: Zen 5): tiles
+//! of [`CM_NC`] = 32 rows, each stored as, for each lane class `l` of the reduction order
+//! below, the 32 rows' elements of columns `l, l + 8, l + 16, …` (128 bytes per column), then
+//! the tail columns. Its kernels compute the same order as an outer product — one register
+//! per input row and 16 outputs holds those outputs' lane `l` — with no lane shuffles and up
+//! to [`CM_MR`] = 14 rows per pass over the weights (`class_major.rs`, whose module docs have
+//! the measurements).
+//!
 //! Why: at decode (1–2 rows) the GEMM only streams weights, and with row-major half-precision
 //! rows of 1.5 KiB (GPT-B's k = 768) every 4 KiB page holds ~3 interleaved row streams, which
 //! the hardware prefetcher does not follow; the kernel then spends much of its time waiting for
@@ -136,7 +145,8 @@
 //! has its own order.
 //!
 //! # Files
-//! `layout.rs` (the packed layouts), `tune.rs` (speed-only choices per CPU, with their
+//! `layout.rs` (the packed layouts), `class_major.rs` (the class-major f32 layout and its
+//! kernels), `tune.rs` (speed-only choices per CPU, with their
 //! measurements), `avx2.rs`, `avx512.rs`, `neon.rs` (the micro-kernels per instruction set);
 //! this file holds the API, the task loops and the portable kernel; `tests.rs` the bit-for-bit
 //! tests.

@@ -640,9 +640,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `f16_paired_min_rows=N`, `bf16_paired_min_rows=N`, `f32_paired_min_rows=N`,
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
 /// `block_bytes=N`, `tasks_per_thread=N`, `fast_pf_bytes=N`, `fast_next_block=0|1`,
-/// `fast_tall_rows=N`,
-/// `pack_f32_max_k=N` (read when a model loads: it
-/// decides the stored layout of its f32 matrices); malformed entries are ignored;
+/// `fast_tall_rows=N`, `cm_single_rows=N`, `cm_min_rows=N`, `cm_block_rows=N`,
+/// `cm_pf_bytes=N`, `cm_wide_pf_bytes=N`, `cm_wide_pf_rows=N`, `cm_nta=0|1`,
+/// `pack_f32_max_k=N` and `f32_class_major=0|1` (read when a model loads: they
+/// decide the stored layout of its f32 matrices); malformed entries are ignored;
 /// `base=generic` starts from [`Tuning::generic`] instead of this CPU's table. A kernel calibration stored in a cost profile ([`compose`], [`set_tuning`])
 /// replaces the table, and these overrides still win over it.
 pub fn tuning() -> Tuning {
@@ -1095,7 +1096,9 @@ fn zen4() -> Tuning {
 /// 14); packed f32 calls of 9–14 rows run as one tall row block, f32 calls of several row
 /// blocks share the next block's prefetch among all passes, and half-precision calls of 9–11
 /// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16); the
-/// fast class streams 8 KiB ahead and runs calls of 9–12 rows as one block (session 17).
+/// fast class streams 8 KiB ahead and runs calls of 9–12 rows as one block (session 17); f32
+/// matrices are stored class-major, its one-block calls of 1–3 rows run as 4 and those of 7
+/// or more rows prefetch 12 KiB ahead (session 18).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
