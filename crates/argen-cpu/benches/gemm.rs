@@ -19,7 +19,8 @@
 //! without its non-GEMM work. There `f32` is stored as `Cpu` stores it
 //! (packed where `gemm::tuning().pack_f32_max_k` allows, class-major where
 //! `gemm::tuning().f32_class_major` says so), `f32r` all row-major, `f32p` all packed, `f32c`
-//! all class-major.
+//! all class-major; `bf16c` and `f16c` half precision class-major (`bf16` and `f16` are
+//! stored as `Cpu` stores them).
 //!
 //! With `model`, `ab=SPEC;SPEC;…` compares kernel tunings (`ARGEN_GEMM_TUNING` syntax, each
 //! over this CPU's table; `-` for the table itself) within one process: each sample runs the
@@ -38,7 +39,9 @@
 //! split into tasks — weighs a quarter as much) instead of DRAM, as GFLOP/s and % of the FMA
 //! peak measured in the same run: what the micro-kernel reaches when memory is not the limit.
 
-use argen_cpu::gemm::{gemm, pack, pack_bf16, pack_class_major, WRef};
+use argen_cpu::gemm::{
+    gemm, pack, pack_bf16, pack_class_major, pack_class_major_bf16, pack_class_major_f16, WRef,
+};
 use argen_cpu::hugemem::Buf;
 use argen_cpu::par::Workers;
 use half::{bf16, f16};
@@ -107,6 +110,11 @@ fn model(
         let mut wh: Vec<Buf<f16>> = Vec::new();
         // Class-major f32 (`f32c`, or `f32` where this CPU's table stores it so).
         let cm = dt == "f32c" || (dt == "f32" && argen_cpu::gemm::tuning().f32_class_major);
+        // Class-major half precision (`bf16c`, `f16c`, or where the table stores it so).
+        let table = argen_cpu::gemm::tuning();
+        let half_cm = dt.ends_with("16c")
+            || (dt == "bf16" && table.bf16_class_major)
+            || (dt == "f16" && table.f16_class_major);
         for &(n, k) in &shapes {
             let m: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
             let as_cpu = dt == "f32" && k <= argen_cpu::gemm::tuning().pack_f32_max_k;
@@ -114,13 +122,21 @@ fn model(
                 "f32" | "f32r" if !as_cpu => w32.push(argen_cpu::hugemem::Buf::from_slice(&m)),
                 "f32" | "f32p" | "f32c" if cm => w32p.push(pack_class_major(&m, n, k)),
                 "f32" | "f32p" | "f32c" => w32p.push(pack(&m, n, k, 0f32)),
-                "bf16" => {
+                "bf16" | "bf16c" => {
                     let h: Vec<bf16> = m.iter().map(|&v| bf16::from_f32(v)).collect();
-                    wb.push(pack_bf16(&h, n, k));
+                    wb.push(if half_cm {
+                        pack_class_major_bf16(&h, n, k)
+                    } else {
+                        pack_bf16(&h, n, k)
+                    });
                 }
                 _ => {
                     let h: Vec<f16> = m.iter().map(|&v| f16::from_f32(v)).collect();
-                    wh.push(pack(&h, n, k, f16::ZERO));
+                    wh.push(if half_cm {
+                        pack_class_major_f16(&h, n, k)
+                    } else {
+                        pack(&h, n, k, f16::ZERO)
+                    });
                 }
             }
         }
@@ -142,7 +158,9 @@ fn model(
                 match dt {
                     "f32" | "f32p" | "f32c" if cm => WRef::F32ClassMajor(&w32p[ip - 1]),
                     "f32" | "f32p" => WRef::F32Packed(&w32p[ip - 1]),
+                    "bf16" | "bf16c" if half_cm => WRef::BF16ClassMajor(&wb[ip - 1]),
                     "bf16" => WRef::BF16Packed(&wb[ip - 1]),
+                    _ if half_cm => WRef::F16ClassMajor(&wh[ip - 1]),
                     _ => WRef::F16Packed(&wh[ip - 1]),
                 }
             })
@@ -248,10 +266,12 @@ fn main() {
     let threads = args.next().unwrap_or(2);
     let reps = args.next().unwrap_or(5);
     // `f32p`: f32 in the packed layout (as `Cpu` stores f32 where `gemm::tuning` says so).
-    let mut dts: Vec<&str> = ["f32", "f32r", "f32p", "f32c", "bf16", "f16"]
-        .into_iter()
-        .filter(|d| all.iter().any(|a| a == d))
-        .collect();
+    let mut dts: Vec<&str> = [
+        "f32", "f32r", "f32p", "f32c", "bf16", "bf16c", "f16", "f16c",
+    ]
+    .into_iter()
+    .filter(|d| all.iter().any(|a| a == d))
+    .collect();
     if dts.is_empty() {
         dts = vec!["f32", "bf16", "f16"];
     }

@@ -259,6 +259,10 @@ enum WData {
     /// `[rows, cols]` in the class-major layout of [`gemm::pack_class_major`] (CPUs whose
     /// [`gemm::Tuning::f32_class_major`] says so).
     F32ClassMajor(Buf<f32>),
+    /// `[rows, cols]` in the class-major layout of [`gemm::pack_class_major_f16`].
+    F16ClassMajor(Buf<f16>),
+    /// `[rows, cols]` in the class-major layout of [`gemm::pack_class_major_bf16`].
+    BF16ClassMajor(Buf<bf16>),
     F16(Buf<f16>),
     BF16(Buf<bf16>),
     /// `[rows, cols]` in the packed layout of [`gemm::pack`].
@@ -275,6 +279,8 @@ impl CpuWeight {
             WData::F32(v) => WRef::F32(v),
             WData::F32Packed(v) => WRef::F32Packed(v),
             WData::F32ClassMajor(v) => WRef::F32ClassMajor(v),
+            WData::F16ClassMajor(v) => WRef::F16ClassMajor(v),
+            WData::BF16ClassMajor(v) => WRef::BF16ClassMajor(v),
             WData::F16(v) => WRef::F16(v),
             WData::BF16(v) => WRef::BF16(v),
             WData::F16Packed(v) => WRef::F16Packed(v),
@@ -292,6 +298,12 @@ impl CpuWeight {
             WData::F32Packed(v) => v[p(i)],
             WData::F32ClassMajor(v) => {
                 v[gemm::class_major_index(i / self.cols, i % self.cols, self.cols)]
+            }
+            WData::F16ClassMajor(v) => {
+                v[gemm::class_major_index(i / self.cols, i % self.cols, self.cols)].to_f32()
+            }
+            WData::BF16ClassMajor(v) => {
+                v[gemm::class_major_index_bf16(i / self.cols, i % self.cols, self.cols)].to_f32()
             }
             WData::F16(v) => v[i].to_f32(),
             WData::BF16(v) => v[i].to_f32(),
@@ -324,6 +336,16 @@ impl CpuWeight {
             WData::F32ClassMajor(v) => {
                 for (col, o) in out[..c].iter_mut().enumerate() {
                     *o = v[gemm::class_major_index(r, col, c)];
+                }
+            }
+            WData::F16ClassMajor(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::class_major_index(r, col, c)].to_f32();
+                }
+            }
+            WData::BF16ClassMajor(v) => {
+                for (col, o) in out[..c].iter_mut().enumerate() {
+                    *o = v[gemm::class_major_index_bf16(r, col, c)].to_f32();
                 }
             }
             WData::F16(v) => {
@@ -412,7 +434,10 @@ impl Compute for Cpu {
             Dtype::F16 => {
                 let d = t.data;
                 let at = |i: usize| f16::from_le_bytes([d[2 * i], d[2 * i + 1]]);
-                if t.shape.len() >= 2 {
+                if t.shape.len() >= 2 && gemm::tuning().f16_class_major {
+                    let w = staging(d.len() / 2, at);
+                    WData::F16ClassMajor(gemm::pack_class_major_f16(&w, rows, cols))
+                } else if t.shape.len() >= 2 {
                     WData::F16Packed(gemm::pack(&staging(d.len() / 2, at), rows, cols, f16::ZERO))
                 } else {
                     WData::F16(Buf::from_fn(d.len() / 2, at))
@@ -425,6 +450,13 @@ impl Compute for Cpu {
                     // Matrices of linear layers and embeddings (conv kernels are 4-D and stay
                     // on the exact path).
                     WData::BF16Amx(amx::pack(&staging(d.len() / 2, at), rows, cols))
+                } else if t.shape.len() >= 2
+                    && gemm::tuning().bf16_class_major
+                    && !(self.kernels.fast && fast::unsupported().is_none())
+                {
+                    // (Where the opt-in fast class runs bf16, it reads the packed tiles.)
+                    let w = staging(d.len() / 2, at);
+                    WData::BF16ClassMajor(gemm::pack_class_major_bf16(&w, rows, cols))
                 } else if t.shape.len() >= 2 {
                     WData::BF16Packed(gemm::pack_bf16(&staging(d.len() / 2, at), rows, cols))
                 } else {

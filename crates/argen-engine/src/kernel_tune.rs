@@ -175,6 +175,8 @@ fn descend(
         let t = Tuning {
             pack_f32_max_k: start.pack_f32_max_k,
             f32_class_major: start.f32_class_major,
+            f16_class_major: start.f16_class_major,
+            bf16_class_major: start.bf16_class_major,
             ..table
         };
         if t == best {
@@ -332,29 +334,58 @@ impl Scorer<'_> {
     }
 }
 
-/// The f32 layouts a kernel calibration compares ([`tune_kernels_loading`]): every matrix
-/// row-major, packed in tiles of four rows, or class-major; as `(pack_f32_max_k,
-/// f32_class_major, name)`.
-const F32_LAYOUTS: [(usize, bool, &str); 3] = [
-    (0, false, "row-major"),
-    (usize::MAX, false, "packed"),
-    (usize::MAX, true, "class-major"),
-];
+/// A stored layout of a dtype's matrices: its name and the settings that select it.
+type Layout = (&'static str, fn(&mut Tuning));
 
-/// Whether `a` and `b` store f32 matrices alike ([`Tuning::f32_class_major`] acts only on the
-/// matrices that [`Tuning::pack_f32_max_k`] packs).
-fn same_f32_layout(a: &Tuning, b: &Tuning) -> bool {
-    a.pack_f32_max_k == b.pack_f32_max_k
-        && (a.pack_f32_max_k == 0 || a.f32_class_major == b.f32_class_major)
+/// The layouts a kernel calibration compares for `dtype` weights ([`tune_kernels_loading`]):
+/// f32 row-major, packed in tiles of four rows, or class-major; half precision packed or
+/// class-major.
+fn layouts(dtype: &str) -> Vec<Layout> {
+    match dtype {
+        "f32" => vec![
+            ("row-major", |t| t.pack_f32_max_k = 0),
+            ("packed", |t| {
+                t.pack_f32_max_k = usize::MAX;
+                t.f32_class_major = false;
+            }),
+            ("class-major", |t| {
+                t.pack_f32_max_k = usize::MAX;
+                t.f32_class_major = true;
+            }),
+        ],
+        "bf16" => vec![
+            ("packed", |t| t.bf16_class_major = false),
+            ("class-major", |t| t.bf16_class_major = true),
+        ],
+        _ => vec![
+            ("packed", |t| t.f16_class_major = false),
+            ("class-major", |t| t.f16_class_major = true),
+        ],
+    }
+}
+
+/// Whether `a` and `b` store `dtype` matrices alike ([`Tuning::f32_class_major`] acts only on
+/// the f32 matrices that [`Tuning::pack_f32_max_k`] packs).
+fn same_layout(a: &Tuning, b: &Tuning, dtype: &str) -> bool {
+    match dtype {
+        "f32" => {
+            a.pack_f32_max_k == b.pack_f32_max_k
+                && (a.pack_f32_max_k == 0 || a.f32_class_major == b.f32_class_major)
+        }
+        "bf16" => a.bf16_class_major == b.bf16_class_major,
+        _ => a.f16_class_major == b.f16_class_major,
+    }
 }
 
 /// [`tune_kernels`] for a model of `dtype` weights that `load` loads (each call a fresh copy,
-/// with the tuning in force at the call: [`Tuning::pack_f32_max_k`] and
-/// [`Tuning::f32_class_major`] decide the stored layout of f32 matrices at load). For f32
-/// weights every layout is tuned — the one in force, then each other of `F32_LAYOUTS` (the
-/// model loaded again for each) — and another is chosen only if its tuned costs beat the
-/// first's by [`KernelTuneOptions::min_gain`] (geometric mean over the rows; the best such);
-/// half-precision models are always packed and tune once. Leaves the chosen tuning in force.
+/// with the tuning in force at the call: [`Tuning::pack_f32_max_k`],
+/// [`Tuning::f32_class_major`], [`Tuning::f16_class_major`] and [`Tuning::bf16_class_major`]
+/// decide the stored layout of the matrices at load). Every layout of the dtype is tuned —
+/// the one in force, then each other (the model loaded again for each) — and another is
+/// chosen only if its tuned costs beat the first's by [`KernelTuneOptions::min_gain`]
+/// (geometric mean over the rows; the best such). A model whose bf16 weights run on an
+/// opt-in fast class (which keeps its own layout) tunes once. Leaves the chosen tuning in
+/// force.
 pub fn tune_kernels_loading(
     load: &mut dyn FnMut() -> Result<Gpt<Cpu>, Error>,
     dtype: &str,
@@ -363,23 +394,24 @@ pub fn tune_kernels_loading(
     progress: &mut dyn FnMut(&str),
 ) -> Result<KernelTuneReport, Error> {
     let start = tuning();
-    let first = tune_kernels(&mut load()?, dtype, opts, tune, progress)?;
-    if dtype != "f32" {
+    let mut gpt = load()?;
+    let first = tune_kernels(&mut gpt, dtype, opts, tune, progress)?;
+    let fast = gpt.compute().kernel_class() != Class::Exact;
+    drop(gpt);
+    if fast {
         return Ok(first);
     }
     let mean = |r: &KernelTuneReport| mean_ln(r.costs.iter().map(|c| c.2));
     let (mut chosen, mut chosen_gain, mut why) = (None, 0.0, None);
-    for (pack, class_major, name) in F32_LAYOUTS {
-        let other = Tuning {
-            pack_f32_max_k: pack,
-            f32_class_major: class_major,
-            ..first.tuning
-        };
-        if same_f32_layout(&other, &start) {
+    for (name, select) in layouts(dtype) {
+        let mut other = first.tuning;
+        select(&mut other);
+        if same_layout(&other, &start, dtype) {
             continue;
         }
         progress(&format!(
-            "tuning the kernels again with f32 matrices stored {name} (the model is loaded again)"
+            "tuning the kernels again with {dtype} matrices stored {name} (the model is loaded \
+             again)"
         ));
         set_tuning(other);
         let result = load().and_then(|mut gpt| tune_kernels(&mut gpt, dtype, opts, tune, progress));
@@ -401,8 +433,8 @@ pub fn tune_kernels_loading(
     }
     let chosen = chosen.unwrap_or(first);
     progress(&match why {
-        Some(name) => format!("keeping the f32 matrices stored {name}"),
-        None => "keeping the f32 matrices in the layout in force".to_string(),
+        Some(name) => format!("keeping the {dtype} matrices stored {name}"),
+        None => format!("keeping the {dtype} matrices in the layout in force"),
     });
     set_tuning(chosen.tuning);
     Ok(KernelTuneReport {

@@ -1,5 +1,7 @@
-//! The *class-major* f32 layout and its kernels: the module's reduction order (module docs of
-//! [`super`]) computed as an outer product, on CPUs whose [`Tuning::f32_class_major`] says so.
+//! The *class-major* layout and its kernels: the module's reduction order (module docs of
+//! [`super`]) computed as an outer product, for f32, f16 and bf16 weights on CPUs whose
+//! [`Tuning::f32_class_major`], [`Tuning::f16_class_major`] or [`Tuning::bf16_class_major`]
+//! says so.
 //!
 //! # The layout
 //! An `[n, k]` matrix is stored in tiles of [`CM_NC`] = 32 rows (output columns), the last
@@ -8,7 +10,11 @@
 //! of column `8j + l` (128 bytes), then the tail columns `kb … k − 1` in order, 32 rows each:
 //! element `(row, col)` of tile `T = ⌊row/32⌋` lies at `T·32·k + (l·⌊k/8⌋ + j)·32 + row mod 32`
 //! for `col = 8j + l < kb`, and at `T·32·k + col·32 + row mod 32` for `col ≥ kb`
-//! ([`class_major_index`]). A tile is one sequential stream of `128·k` bytes.
+//! ([`class_major_index`]). A tile is one sequential stream of `32·k` elements (`128·k` bytes
+//! of f32). Half-precision tiles are laid out alike, one 64-byte line per column; in bf16
+//! each column's 32 rows are paired into 16 words, row `c` in the low half of word `c` and
+//! row `16 + c` in its high half ([`class_major_index_bf16`]), so that a 16-bit shift and a
+//! mask widen the line exactly (f16 is converted with `vcvtph2ps`).
 //!
 //! # The kernel
 //! The documented order gives each output its eight lane sums
@@ -34,20 +40,29 @@
 //! 40 GB/s beside 8 rows' FMAs with 12 KiB of inputs, 32–34 GB/s with 24 KiB), and up to 8
 //! rows stream each weight once (14 in tall tiles). Here a 32-output tile reads each class
 //! slice of the inputs once (3 KiB at 8 rows) per 12 KiB of weights, and up to 14 rows stream
-//! each weight once with no lane shuffles at all. Session 18 prototype, one Zen 5 core, GPT-B
-//! decode-step GEMMs (`docs/runtime-performance.md`, "Session 18").
+//! each weight once with no lane shuffles at all. One Zen 5 core, GPT-B decode-step GEMMs,
+//! the tile kernels' packed layout (`f32p`) and this one (`f32c`) in one process (`cargo bench
+//! -p argen-cpu --bench gemm -- 1 5 f32p f32c model rows=…`, two rounds, fastest pass,
+//! `docs/results/session18/gemm/`): 2 / 4 / 8 / 10 / 12 / 14 / 16 / 32 / 128 rows
+//! 9.30–9.38 / 10.19–10.23 / 10.98–11.09 / 12.16–12.50 / 14.07–14.19 / 15.13–15.26 /
+//! 15.41–15.61 / 27.63–28.57 / 107.4–107.5 ms → 8.95–9.04 / 8.99–9.05 / 9.04–9.18 /
+//! 9.29 / 9.74–9.84 / 11.04–11.20 / 12.87–13.19 / 24.95–25.45 / 100.0–100.1 ms: up to 12
+//! rows the weights stream at 40–44 GB/s whatever the row count, and from 12 rows the FMAs
+//! run at 237–251 GFLOP/s (`docs/runtime-performance.md`, "Session 18").
 //!
 //! Calls of more than [`Tuning::cm_single_rows`] rows run in even row blocks of at most
 //! [`Tuning::cm_block_rows`] over column blocks of about [`Tuning::block_bytes`]: the first
-//! pass over a column block streams it from memory, the second prefetches the next column
-//! block into L2 (at each step, the step's lines one block ahead), the others read it from
-//! L2. The other variants ([`Variant::Avx2`], [`Variant::Neon`], [`Variant::Portable`])
-//! compute the layout with scalar `mul_add` code in the same order; no CPU table stores it
-//! where AVX-512 is absent.
+//! pass over the first column block of a task streams it from memory, and the passes share
+//! the prefetch of the next column block into L2 in contiguous shares of each tile, so that
+//! the later blocks' passes all read from L2 while the memory stream runs beside them. The
+//! other variants ([`Variant::Avx2`], [`Variant::Neon`], [`Variant::Portable`]) compute the
+//! layout with scalar `mul_add` code in the same order; no CPU table stores it where AVX-512
+//! is absent.
 
-use super::{OutPtr, Tuning, Variant};
+use super::{Elem, OutPtr, Tuning, Variant};
 use crate::hugemem::Buf;
 use crate::par::Workers;
+use half::{bf16, f16};
 
 /// Output columns (weight rows) per class-major tile.
 pub const CM_NC: usize = 32;
@@ -60,8 +75,8 @@ pub fn class_major_len(n: usize, k: usize) -> usize {
     n.div_ceil(CM_NC) * CM_NC * k
 }
 
-/// Offset of element `(row, col)` of an `[n, k]` matrix in the class-major layout (module
-/// docs).
+/// Offset of element `(row, col)` of an `[n, k]` f32 or f16 matrix in the class-major layout
+/// (module docs).
 #[inline]
 pub fn class_major_index(row: usize, col: usize, k: usize) -> usize {
     let k8 = k / 8;
@@ -74,24 +89,81 @@ pub fn class_major_index(row: usize, col: usize, k: usize) -> usize {
     }
 }
 
+/// Offset of element `(row, col)` of an `[n, k]` bf16 matrix in the class-major layout: as
+/// [`class_major_index`], except that within each 32-element column the rows are paired into
+/// 32-bit words, row `c < 16` in the low half of word `c` and row `16 + c` in its high half,
+/// so that one shift and one mask widen the 64-byte line to the two 16-row vectors.
+#[inline]
+pub fn class_major_index_bf16(row: usize, col: usize, k: usize) -> usize {
+    let i = class_major_index(row, col, k);
+    let c = row % CM_NC;
+    i - c + 2 * (c % 16) + c / 16
+}
+
+/// A weight type of the class-major layout: where a tile's column stores row `c` of its 32.
+trait CmElem: Elem + Default {
+    /// Element `(row, col)` of an `[n, k]` matrix ([`class_major_index`]).
+    fn index(row: usize, col: usize, k: usize) -> usize {
+        class_major_index(row, col, k)
+    }
+    /// Offset of row `c` (of 32) within a stored column.
+    fn pos(c: usize) -> usize {
+        c
+    }
+}
+
+impl CmElem for f32 {}
+impl CmElem for f16 {}
+impl CmElem for bf16 {
+    fn index(row: usize, col: usize, k: usize) -> usize {
+        class_major_index_bf16(row, col, k)
+    }
+    fn pos(c: usize) -> usize {
+        2 * (c % 16) + c / 16
+    }
+}
+
+/// Repacks a row-major `[n, k]` matrix into the class-major layout (the padding rows of the
+/// last tile zero).
+fn pack<T: CmElem>(w: &[T], n: usize, k: usize) -> Buf<T> {
+    assert!(
+        w.len() >= n * k,
+        "pack_class_major: {} elements for [{n}, {k}]",
+        w.len()
+    );
+    let mut out = Buf::from_fn(class_major_len(n, k), |_| T::default());
+    for r in 0..n {
+        for (c, &v) in w[r * k..(r + 1) * k].iter().enumerate() {
+            out[T::index(r, c, k)] = v;
+        }
+    }
+    out
+}
+
 /// Repacks a row-major `[n, k]` f32 matrix into the class-major layout (module docs); the
 /// padding rows of the last tile are zero.
 ///
 /// # Panics
 /// If `w` holds fewer than `n · k` elements.
 pub fn pack_class_major(w: &[f32], n: usize, k: usize) -> Buf<f32> {
-    assert!(
-        w.len() >= n * k,
-        "pack_class_major: {} elements for [{n}, {k}]",
-        w.len()
-    );
-    let mut out = Buf::from_fn(class_major_len(n, k), |_| 0f32);
-    for r in 0..n {
-        for (c, &v) in w[r * k..(r + 1) * k].iter().enumerate() {
-            out[class_major_index(r, c, k)] = v;
-        }
-    }
-    out
+    pack(w, n, k)
+}
+
+/// [`pack_class_major`] for f16 weights ([`class_major_index`]).
+///
+/// # Panics
+/// If `w` holds fewer than `n · k` elements.
+pub fn pack_class_major_f16(w: &[f16], n: usize, k: usize) -> Buf<f16> {
+    pack(w, n, k)
+}
+
+/// [`pack_class_major`] for bf16 weights, each column's rows paired into words
+/// ([`class_major_index_bf16`]).
+///
+/// # Panics
+/// If `w` holds fewer than `n · k` elements.
+pub fn pack_class_major_bf16(w: &[bf16], n: usize, k: usize) -> Buf<bf16> {
+    pack(w, n, k)
 }
 
 /// The row blocks of a class-major call of `rows` rows on AVX-512, as `(first row, rows,
@@ -129,7 +201,8 @@ thread_local! {
 /// ranges of whole tiles on `workers`; on `isa` (AVX-512 runs the module's kernels, the other
 /// variants scalar code; the same bits).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(
+#[allow(private_bounds)]
+pub(super) fn gemm<W: CmElem>(
     isa: Variant,
     t: &Tuning,
     workers: &Workers,
@@ -137,7 +210,7 @@ pub(super) fn gemm(
     x: &[f32],
     rows: usize,
     k: usize,
-    w: &[f32],
+    w: &[W],
     n: usize,
     bias: Option<&[f32]>,
     out: &mut [f32],
@@ -193,6 +266,7 @@ pub(super) fn gemm(
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn by_class(x: &[f32], m: usize, run: usize, k: usize, xr: &mut [f32]) {
     let k8 = k / 8;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut r = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
@@ -221,10 +295,10 @@ fn by_class(x: &[f32], m: usize, run: usize, k: usize, xr: &mut [f32]) {
 
 /// Row `r` (inputs `xrow`) of tile `tile`'s outputs in the documented order, scalar.
 #[allow(clippy::too_many_arguments)]
-fn portable_row(
+fn portable_row<W: CmElem>(
     xrow: &[f32],
     k: usize,
-    w: &[f32],
+    w: &[W],
     n: usize,
     tile: usize,
     bias: Option<&[f32]>,
@@ -237,9 +311,9 @@ fn portable_row(
     for (l, a) in acc.iter_mut().enumerate() {
         for j in 0..k8 {
             let xv = xrow[8 * j + l];
-            let wv = &w[base + (l * k8 + j) * CM_NC..][..CM_NC];
-            for (s, &wc) in a.iter_mut().zip(wv) {
-                *s = xv.mul_add(wc, *s);
+            let col = &w[base + (l * k8 + j) * CM_NC..][..CM_NC];
+            for (c, s) in a.iter_mut().enumerate() {
+                *s = xv.mul_add(col[W::pos(c)].widen(), *s);
             }
         }
     }
@@ -248,7 +322,7 @@ fn portable_row(
         let a = |l: usize| acc[l][c];
         let mut s = ((a(0) + a(4)) + (a(2) + a(6))) + ((a(1) + a(5)) + (a(3) + a(7)));
         for (col, &xv) in xrow.iter().enumerate().skip(8 * k8) {
-            s = xv.mul_add(w[base + col * CM_NC + c], s);
+            s = xv.mul_add(w[base + col * CM_NC + W::pos(c)].widen(), s);
         }
         if let Some(b) = bias {
             s += b[n0 + c];
@@ -330,12 +404,12 @@ mod x86 {
     /// may write the columns of tiles `t0..t1`, `bias` (if any) `n` floats; the CPU has
     /// AVX-512F and VL.
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn task(
+    pub(super) unsafe fn task<W: CmElem>(
         t: &Tuning,
         xr: &[f32],
         rows: usize,
         k: usize,
-        w: &[f32],
+        w: &[W],
         n: usize,
         bias: Option<&[f32]>,
         out: OutPtr,
@@ -347,7 +421,7 @@ mod x86 {
         let cb = if nb == 1 {
             t1 - t0
         } else {
-            (t.block_bytes / (tile_len * 4)).max(1)
+            (t.block_bytes / (tile_len * W::BYTES)).max(1)
         };
         let stream_hint = if nb == 1 && t.cm_nta { PF_NTA } else { PF_T0 };
         let mut c0 = t0;
@@ -362,15 +436,17 @@ mod x86 {
                 let next = if c1 < t1 && sharing > 0 && (bi > 0 || !first) {
                     let phase = if first { bi - 1 } else { bi };
                     Next {
-                        offset: (c1 - c0) * tile_len * 4,
+                        offset: (c1 - c0) * tile_len * W::BYTES,
                         every: sharing,
                         phase,
                     }
                 } else {
                     Next::NONE
                 };
-                let f = kernel(run, hint, next.every > 0);
-                let pf = if run >= t.cm_wide_pf_rows {
+                let f = kernel::<W>(run, hint, next.every > 0);
+                let pf = if W::BYTES == 2 && t.cm_half_pf_bytes > 0 {
+                    t.cm_half_pf_bytes
+                } else if run >= t.cm_wide_pf_rows {
                     t.cm_wide_pf_bytes
                 } else {
                     t.cm_pf_bytes
@@ -419,8 +495,8 @@ mod x86 {
     }
 
     /// A tile kernel: `(weights, k, inputs, out, ldo, ncols, bias, pf, next, live)`.
-    type Kernel = unsafe fn(
-        *const f32,
+    type Kernel<W> = unsafe fn(
+        *const W,
         usize,
         *const f32,
         *mut f32,
@@ -434,11 +510,11 @@ mod x86 {
 
     /// The [`tile`] for `m` rows (1 to [`CM_MR`]), stream prefetch kind `hint` and a share
     /// of the next block's prefetch or none.
-    fn kernel(m: usize, hint: u8, next: bool) -> Kernel {
+    fn kernel<W: CmElem>(m: usize, hint: u8, next: bool) -> Kernel<W> {
         macro_rules! by_rows {
             ($h:expr, $n:expr; $($m:literal)*) => {
                 match m {
-                    $($m => tile::<$m, { $h }, $n>,)*
+                    $($m => tile::<W, $m, { $h }, $n>,)*
                     _ => unreachable!("class-major row blocks hold 1 to {CM_MR} rows"),
                 }
             };
@@ -458,6 +534,39 @@ mod x86 {
         by_kind!(PF_NTA, PF_T0)
     }
 
+    /// The stored column at `p` (32 elements) widened exactly to its two 16-row vectors:
+    /// f32 loaded, bf16 words shifted (rows 0–15) and masked (rows 16–31,
+    /// [`class_major_index_bf16`]), f16 converted.
+    ///
+    /// # Safety
+    /// `p` addresses 32 readable elements; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn column<W: CmElem>(p: *const W) -> (__m512, __m512) {
+        // SAFETY: the caller's contract; each load reads the column's 32 elements.
+        unsafe {
+            if W::BYTES == 4 {
+                let p = p.cast::<f32>();
+                (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+            } else if W::PAIRED {
+                let v = _mm512_loadu_si512(p.cast());
+                let hi = _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+                (
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v)),
+                    _mm512_castsi512_ps(hi),
+                )
+            } else {
+                let p = p.cast::<u16>();
+                let lo = _mm256_loadu_si256(p.cast());
+                let hi = _mm256_loadu_si256(p.add(16).cast());
+                (
+                    _mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>(lo),
+                    _mm512_cvt_roundph_ps::<_MM_FROUND_CUR_DIRECTION>(hi),
+                )
+            }
+        }
+    }
+
     /// One tile of `MR` input rows × 32 outputs (module docs): the eight classes' FMA loops,
     /// the vertical tree, the tail, the bias; the first `ncols` columns of each of the first
     /// `live ≤ MR` rows written at `out + r·ldo` (the other rows are padding). Each 128-byte step prefetches its two lines `pf` bytes ahead
@@ -472,8 +581,8 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     // `r` and `h` index the inner arrays of `part`, the output rows and the inputs alike.
     #[allow(clippy::needless_range_loop)]
-    unsafe fn tile<const MR: usize, const HINT: u8, const NEXT: bool>(
-        w: *const f32,
+    unsafe fn tile<W: CmElem, const MR: usize, const HINT: u8, const NEXT: bool>(
+        w: *const W,
         k: usize,
         xr: *const f32,
         out: *mut f32,
@@ -490,7 +599,7 @@ mod x86 {
         let share = (8 * k8).div_ceil(next.every.max(1));
         let mut np = w
             .cast::<i8>()
-            .wrapping_add(next.offset + next.phase * share * CM_NC * 4);
+            .wrapping_add(next.offset + next.phase * share * CM_NC * W::BYTES);
         let mut due = 0;
         // Each class's sums, written once each before the tree reads them (not zeroed: at
         // 8·MR·2 vectors, a memset per tile cost ~3 % of a 128-row call).
@@ -503,21 +612,25 @@ mod x86 {
                 let mut wp = w.add(l * k8 * CM_NC);
                 let mut xp = xr.add(l * k8 * MR);
                 for _ in 0..k8 {
+                    // A column is two lines of f32, one of half precision.
                     if HINT != PF_NONE {
                         prefetch::<HINT>(wp.cast::<i8>().wrapping_add(pf));
-                        prefetch::<HINT>(wp.cast::<i8>().wrapping_add(pf + 64));
+                        if W::BYTES == 4 {
+                            prefetch::<HINT>(wp.cast::<i8>().wrapping_add(pf + 64));
+                        }
                     }
                     if NEXT {
                         if due == 0 {
                             prefetch::<PF_T1>(np);
-                            prefetch::<PF_T1>(np.wrapping_add(64));
-                            np = np.wrapping_add(CM_NC * 4);
+                            if W::BYTES == 4 {
+                                prefetch::<PF_T1>(np.wrapping_add(64));
+                            }
+                            np = np.wrapping_add(CM_NC * W::BYTES);
                             due = next.every;
                         }
                         due -= 1;
                     }
-                    let w0 = _mm512_loadu_ps(wp);
-                    let w1 = _mm512_loadu_ps(wp.add(16));
+                    let (w0, w1) = column(wp);
                     for (r, a) in acc.iter_mut().enumerate() {
                         let xb = _mm512_set1_ps(*xp.add(r));
                         a[0] = _mm512_fmadd_ps(xb, w0, a[0]);
@@ -552,7 +665,8 @@ mod x86 {
                 // ncols, and the masked accesses touch only the first ncols of them.
                 unsafe {
                     for col in kb..k {
-                        let wv = _mm512_loadu_ps(w.add(col * CM_NC + c0));
+                        let (t0, t1) = column(w.add(col * CM_NC));
+                        let wv = if h == 0 { t0 } else { t1 };
                         s = _mm512_fmadd_ps(_mm512_set1_ps(*xr.add(col * MR + r)), wv, s);
                     }
                     if !bias.is_null() {

@@ -21,11 +21,11 @@
 //! GFLOP/s FMA peak measured in the same run: 2 rows 60 → 77 %, 4 rows 73 → 87 %, 8 and 16
 //! rows 84 → 92 %). The tails are stored as in the plain layout.
 //!
-//! f32 matrices may instead be stored *class-major* ([`pack_class_major`],
-//! [`WRef::F32ClassMajor`], where the CPU's [`Tuning::f32_class_major`] says so: Zen 5): tiles
-//! of [`CM_NC`] = 32 rows, each stored as, for each lane class `l` of the reduction order
-//! below, the 32 rows' elements of columns `l, l + 8, l + 16, …` (128 bytes per column), then
-//! the tail columns. Its kernels compute the same order as an outer product — one register
+//! f32 and f16 (and on request bf16) matrices may instead be stored *class-major*
+//! ([`pack_class_major`], [`WRef::F32ClassMajor`] and its siblings, where the CPU's
+//! [`Tuning`] says so: f32 and f16 on Zen 5): tiles of [`CM_NC`] = 32 rows, each stored as,
+//! for each lane class `l` of the reduction order below, the 32 rows' elements of columns
+//! `l, l + 8, l + 16, …` (one 32-element column after the other), then the tail columns. Its kernels compute the same order as an outer product — one register
 //! per input row and 16 outputs holds those outputs' lane `l` — with no lane shuffles and up
 //! to [`CM_MR`] = 14 rows per pass over the weights (`class_major.rs`, whose module docs have
 //! the measurements).
@@ -145,7 +145,7 @@
 //! has its own order.
 //!
 //! # Files
-//! `layout.rs` (the packed layouts), `class_major.rs` (the class-major f32 layout and its
+//! `layout.rs` (the packed layouts), `class_major.rs` (the class-major layout and its
 //! kernels), `tune.rs` (speed-only choices per CPU, with their
 //! measurements), `avx2.rs`, `avx512.rs`, `neon.rs` (the micro-kernels per instruction set);
 //! this file holds the API, the task loops and the portable kernel; `tests.rs` the bit-for-bit
@@ -177,13 +177,22 @@ pub enum WRef<'a> {
     /// f32 weights in the class-major layout of [`pack_class_major`]
     /// (`class_major_len(n, k)` elements; [`Tuning::f32_class_major`]).
     F32ClassMajor(&'a [f32]),
+    /// f16 weights in the class-major layout of [`pack_class_major_f16`]
+    /// (`class_major_len(n, k)` elements; [`Tuning::f16_class_major`]).
+    F16ClassMajor(&'a [f16]),
+    /// bf16 weights in the class-major layout of [`pack_class_major_bf16`]
+    /// (`class_major_len(n, k)` elements; [`Tuning::bf16_class_major`]).
+    BF16ClassMajor(&'a [bf16]),
 }
 
 mod class_major;
 mod layout;
 mod tune;
 
-pub use class_major::{class_major_index, class_major_len, pack_class_major, CM_MR, CM_NC};
+pub use class_major::{
+    class_major_index, class_major_index_bf16, class_major_len, pack_class_major,
+    pack_class_major_bf16, pack_class_major_f16, CM_MR, CM_NC,
+};
 pub use layout::{pack, pack_bf16, packed_index, packed_index_bf16, packed_len};
 #[cfg(target_arch = "x86_64")]
 use tune::prefetch;
@@ -513,6 +522,8 @@ fn gemm_run(
         WRef::F16Packed(s) => (s.len(), packed_len(n, k)),
         WRef::BF16Packed(s) => (s.len(), packed_len(n, k)),
         WRef::F32ClassMajor(s) => (s.len(), class_major_len(n, k)),
+        WRef::F16ClassMajor(s) => (s.len(), class_major_len(n, k)),
+        WRef::BF16ClassMajor(s) => (s.len(), class_major_len(n, k)),
         WRef::BF16Amx(_) => panic!("AMX-layout weights run only on the amx-bf16 class (gemm_with)"),
     };
     assert!(
@@ -526,8 +537,17 @@ fn gemm_run(
         return;
     }
     let tuned = tuning();
-    if let WRef::F32ClassMajor(s) = w {
-        return class_major::gemm(isa, &tuned, workers, tasks, x, rows, k, s, n, bias, out);
+    match w {
+        WRef::F32ClassMajor(s) => {
+            return class_major::gemm(isa, &tuned, workers, tasks, x, rows, k, s, n, bias, out)
+        }
+        WRef::F16ClassMajor(s) => {
+            return class_major::gemm(isa, &tuned, workers, tasks, x, rows, k, s, n, bias, out)
+        }
+        WRef::BF16ClassMajor(s) => {
+            return class_major::gemm(isa, &tuned, workers, tasks, x, rows, k, s, n, bias, out)
+        }
+        _ => {}
     }
     // A call in which some row block runs paired gets a number of its own: each thread that
     // runs one of its tasks builds its own paired copy of the inputs once for that number
@@ -588,7 +608,10 @@ fn gemm_run(
                     WRef::F32Packed(s) => task::<_, true>(&a, s),
                     WRef::F16Packed(s) => task::<_, true>(&a, s),
                     WRef::BF16Packed(s) => task::<_, true>(&a, s),
-                    WRef::BF16Amx(_) | WRef::F32ClassMajor(_) => unreachable!("handled above"),
+                    WRef::BF16Amx(_)
+                    | WRef::F32ClassMajor(_)
+                    | WRef::F16ClassMajor(_)
+                    | WRef::BF16ClassMajor(_) => unreachable!("handled above"),
                 }
             }
         }

@@ -91,7 +91,17 @@ fn every_isa_dtype_and_shape_matches_the_documented_order_bit_for_bit() {
             let whp = pack(&wh, n, k, f16::ZERO);
             let w32p = pack(&w32, n, k, 0f32);
             let w32c = pack_class_major(&w32, n, k);
-            let wides: [(WRef<'_>, Vec<f32>); 7] = [
+            let wbc = pack_class_major_bf16(&wb, n, k);
+            let whc = pack_class_major_f16(&wh, n, k);
+            let wides: [(WRef<'_>, Vec<f32>); 9] = [
+                (
+                    WRef::BF16ClassMajor(&wbc),
+                    wb.iter().map(|v| v.to_f32()).collect(),
+                ),
+                (
+                    WRef::F16ClassMajor(&whc),
+                    wh.iter().map(|v| v.to_f32()).collect(),
+                ),
                 (WRef::F32(&w32), w32.clone()),
                 (WRef::F32Packed(&w32p), w32.clone()),
                 (WRef::F32ClassMajor(&w32c), w32.clone()),
@@ -159,6 +169,8 @@ struct Matrices {
     w32: Vec<f32>,
     w32p: Buf<f32>,
     w32c: Buf<f32>,
+    wbc: Buf<bf16>,
+    whc: Buf<f16>,
     wb: Vec<bf16>,
     wbp: Buf<bf16>,
     wh: Vec<f16>,
@@ -173,6 +185,8 @@ impl Matrices {
         Matrices {
             w32p: pack(&w32, n, k, 0f32),
             w32c: pack_class_major(&w32, n, k),
+            wbc: pack_class_major_bf16(&wb, n, k),
+            whc: pack_class_major_f16(&wh, n, k),
             wbp: pack_bf16(&wb, n, k),
             whp: pack(&wh, n, k, f16::ZERO),
             w32,
@@ -182,8 +196,18 @@ impl Matrices {
     }
 
     /// Each layout, the widened weights its products use, and its dtype's name.
-    fn cases(&self) -> [(WRef<'_>, Vec<f32>, &'static str); 5] {
+    fn cases(&self) -> [(WRef<'_>, Vec<f32>, &'static str); 7] {
         [
+            (
+                WRef::BF16ClassMajor(&self.wbc),
+                self.wb.iter().map(|v| v.to_f32()).collect(),
+                "bf16",
+            ),
+            (
+                WRef::F16ClassMajor(&self.whc),
+                self.wh.iter().map(|v| v.to_f32()).collect(),
+                "f16",
+            ),
             (WRef::F32(&self.w32), self.w32.clone(), "f32"),
             (WRef::F32Packed(&self.w32p), self.w32.clone(), "f32"),
             (WRef::F32ClassMajor(&self.w32c), self.w32.clone(), "f32"),
@@ -363,6 +387,20 @@ fn class_major_index_is_a_bijection_and_packs_by_lane_class() {
             "padding is zero"
         );
     }
+    // bf16: within each column the rows pair into words (row c low, row 16 + c high).
+    for (n, k) in [(3usize, 7usize), (33, 13), (70, 100)] {
+        let mut seen = vec![false; class_major_len(n, k)];
+        for r in 0..n {
+            for c in 0..k {
+                let i = class_major_index_bf16(r, c, k);
+                assert!(!seen[i], "bf16 n={n} k={k} ({r},{c}) collides");
+                seen[i] = true;
+                assert_eq!(i / CM_NC, class_major_index(r, c, k) / CM_NC, "same column");
+            }
+        }
+    }
+    assert_eq!(class_major_index_bf16(5, 0, 8), 10);
+    assert_eq!(class_major_index_bf16(21, 0, 8), 11);
     // Tile 0, class 1, step 2 (column 17) of row 5; the tail column 17 of k = 18 (k8 = 2).
     assert_eq!(class_major_index(5, 17, 24), (3 + 2) * CM_NC + 5);
     assert_eq!(class_major_index(5, 17, 18), 17 * CM_NC + 5);
@@ -488,6 +526,8 @@ fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
     // Every key of the search spaces is a key, and every value they try is accepted.
     let cm = Tuning {
         f32_class_major: true,
+        f16_class_major: true,
+        bf16_class_major: true,
         ..g
     };
     let spaces = [
@@ -495,7 +535,9 @@ fn a_tuning_spec_round_trips_and_bad_entries_are_named() {
         ("f32", tuning()),
         ("f32", cm),
         ("bf16", g),
+        ("bf16", cm),
         ("f16", g),
+        ("f16", cm),
     ]
     .map(|(dtype, t)| search_space(&t, dtype, 2));
     for space in spaces.into_iter().chain([fast_search_space(2)]) {
@@ -535,6 +577,8 @@ fn every_calibration_candidate_gives_the_documented_bits() {
                 let both = Tuning {
                     pack_f32_max_k: 1024,
                     f32_class_major: class_major,
+                    f16_class_major: class_major,
+                    bf16_class_major: class_major,
                     ..before
                 };
                 search_space(&both, dtype, 3)

@@ -119,6 +119,12 @@ pub struct Tuning {
     /// model loads, like `pack_f32_max_k`; AVX-512 only is fast, other variants compute it
     /// with scalar code; [`tuning`], session 18).
     pub f32_class_major: bool,
+    /// f16 matrices are stored in the class-major layout ([`super::pack_class_major_f16`])
+    /// instead of the packed tiles, and run on its kernels (read when a model loads).
+    pub f16_class_major: bool,
+    /// [`Tuning::f16_class_major`] for bf16 ([`super::pack_class_major_bf16`]; bf16 stays
+    /// packed where the opt-in fast class runs it, which reads the packed tiles).
+    pub bf16_class_major: bool,
     /// Class-major calls of at most this many rows (at most [`super::CM_MR`]) run as one
     /// row block that streams each weight once; longer calls run in row blocks of at most
     /// [`Tuning::cm_block_rows`] over column blocks kept in L2.
@@ -138,6 +144,10 @@ pub struct Tuning {
     pub cm_wide_pf_bytes: usize,
     /// See [`Tuning::cm_wide_pf_bytes`].
     pub cm_wide_pf_rows: usize,
+    /// The prefetch distance of class-major passes over half-precision weights that stream a
+    /// column block, in bytes (0: as f32, [`Tuning::cm_pf_bytes`] and
+    /// [`Tuning::cm_wide_pf_bytes`]).
+    pub cm_half_pf_bytes: usize,
     /// A class-major call of one row block prefetches non-temporally (`prefetchnta`) rather
     /// than into L1 (its weights are not read again).
     pub cm_nta: bool,
@@ -630,6 +640,27 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 8.8–9.1 ms, 14 rows not tall and level; `fast-tall/tall-ab.txt`).
 /// Measurements in `docs/runtime-performance.md`, "Session 17".
 ///
+/// Session 18 (the same Zen 5), *f32 stored class-major* ([`Tuning::f32_class_major`] on Zen
+/// 5; `super::class_major`, whose module docs compare the layouts). Its settings, GPT-B
+/// decode-step GEMMs on one core in one process (`… --bench gemm -- 1 5 f32c model rows=…
+/// 'ab=…'`, median against the first): one-block calls run as at least 4 rows
+/// ([`Tuning::cm_min_rows`] = 4; 1 / 2 / 3 rows 0.98 / 0.96 / 0.99×; padded to 5 / 6 / 8 rows
+/// instead, 2 rows 0.98 / 0.99 / 1.01×: a step with more FMAs streams better, as
+/// [`Tuning::f32_min_tile_rows`] found for the tile kernels); one-block calls of 7 or more
+/// rows prefetch 12 KiB ahead ([`Tuning::cm_wide_pf_bytes`]; 8 / 12 / 14 rows 0.97 / 0.94 /
+/// 0.97× against 8 KiB, while 2 / 3 / 4 / 6 rows took 1.02 / 1.01 / 1.05 / 1.02× with it);
+/// row blocks of at most 12 rows ([`Tuning::cm_block_rows`]: 8 / 10 / 14 within 3 % from 16
+/// to 128 rows), one block up to 14 rows ([`Tuning::cm_single_rows`]; 12 at 14 rows 1.07×);
+/// `block_bytes` as it was (96 / 384 / 768 KiB: 16 rows 0.98 / 1.05 / 1.06×). The next
+/// column block's prefetch is shared by the passes in *contiguous* shares of each tile's
+/// steps: in shares by step parity (pass `b` of `p` taking the steps `g ≡ b mod p`) 16 rows
+/// took 16.1–17.0 ms, with none 17.3, in contiguous shares 13.6–14.0 ms (24 rows
+/// 20.3–21.7 → 19.5–20.0); a `prefetcht0` stream on the passes after the first changed
+/// nothing (16.6–17.0 ms). The class sums kept uninitialised rather than zeroed per tile
+/// (a memset of up to 14 KiB) and the inputs laid out by class through 8 × 8 transposes:
+/// the decode bench's 128-row verification 114.7–118.6 → 108.7–110.5 ms (`… --bench decode
+/// -- 1 f32 verify=64 reps=15`, two alternating rounds, outputs not kept). Measurements in `docs/runtime-performance.md`, "Session 18".
+///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
 /// `pf_packed_bytes=N`, `half_stream_pf_bytes=N`, `f32_multi_pf_bytes=N`,
@@ -641,9 +672,10 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// `paired_xswap_max_rows=N`, `paired_min_k=N`, `panel_min_x_bytes=N`, `panel_x_bytes=N`,
 /// `block_bytes=N`, `tasks_per_thread=N`, `fast_pf_bytes=N`, `fast_next_block=0|1`,
 /// `fast_tall_rows=N`, `cm_single_rows=N`, `cm_min_rows=N`, `cm_block_rows=N`,
-/// `cm_pf_bytes=N`, `cm_wide_pf_bytes=N`, `cm_wide_pf_rows=N`, `cm_nta=0|1`,
-/// `pack_f32_max_k=N` and `f32_class_major=0|1` (read when a model loads: they
-/// decide the stored layout of its f32 matrices); malformed entries are ignored;
+/// `cm_pf_bytes=N`, `cm_wide_pf_bytes=N`, `cm_wide_pf_rows=N`, `cm_half_pf_bytes=N`,
+/// `cm_nta=0|1`, `pack_f32_max_k=N`, `f32_class_major=0|1`, `f16_class_major=0|1` and
+/// `bf16_class_major=0|1` (read when a model loads: they decide the stored layout of its
+/// matrices); malformed entries are ignored;
 /// `base=generic` starts from [`Tuning::generic`] instead of this CPU's table. A kernel calibration stored in a cost profile ([`compose`], [`set_tuning`])
 /// replaces the table, and these overrides still win over it.
 pub fn tuning() -> Tuning {
@@ -811,12 +843,15 @@ spec_keys! {
     tasks_per_thread: usize,
     attn_prefetch: bool,
     f32_class_major: bool,
+    f16_class_major: bool,
+    bf16_class_major: bool,
     cm_single_rows: usize,
     cm_min_rows: usize,
     cm_block_rows: usize,
     cm_pf_bytes: usize,
     cm_wide_pf_bytes: usize,
     cm_wide_pf_rows: usize,
+    cm_half_pf_bytes: usize,
     cm_nta: bool,
 }
 
@@ -895,12 +930,15 @@ impl Tuning {
             // be read costs a few instructions at worst.
             attn_prefetch: true,
             f32_class_major: false,
+            f16_class_major: false,
+            bf16_class_major: false,
             cm_single_rows: 14,
             cm_min_rows: 0,
             cm_block_rows: 12,
             cm_pf_bytes: 8 << 10,
             cm_wide_pf_bytes: 8 << 10,
             cm_wide_pf_rows: usize::MAX,
+            cm_half_pf_bytes: 0,
             cm_nta: true,
         }
     }
@@ -947,9 +985,13 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
         "bf16" => "bf16_paired_min_rows",
         _ => "f16_paired_min_rows",
     };
-    // Packed f32 in the class-major layout reads only the class-major settings, the column
+    // Matrices in the class-major layout read only the class-major settings, the column
     // blocks' size and attention's prefetch.
-    let class_major = f32_packed && t.f32_class_major;
+    let class_major = match dtype {
+        "f32" => f32_packed && t.f32_class_major,
+        "bf16" => t.bf16_class_major,
+        _ => t.f16_class_major,
+    };
     let pairs = t.get(pair_key) != Some(NEVER) && (!f32 || f32_packed) && !class_major;
     let mut v: Vec<(&'static str, Vec<usize>)> = vec![
         ("block_bytes", vec![96 << 10, 192 << 10, 384 << 10]),
@@ -971,14 +1013,20 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
     }
     if class_major {
         v.extend([
-            ("cm_pf_bytes", vec![4 << 10, 8 << 10, 12 << 10]),
-            ("cm_wide_pf_bytes", vec![8 << 10, 12 << 10, 16 << 10]),
-            ("cm_wide_pf_rows", vec![5, 7, NEVER]),
             ("cm_min_rows", vec![0, 4, 6]),
             ("cm_single_rows", vec![8, 12, 14]),
             ("cm_block_rows", vec![8, 12, 14]),
             ("cm_nta", vec![0, 1]),
         ]);
+        if f32 {
+            v.extend([
+                ("cm_pf_bytes", vec![4 << 10, 8 << 10, 12 << 10]),
+                ("cm_wide_pf_bytes", vec![8 << 10, 12 << 10, 16 << 10]),
+                ("cm_wide_pf_rows", vec![5, 7, NEVER]),
+            ]);
+        } else {
+            v.push(("cm_half_pf_bytes", vec![0, 8 << 10, 12 << 10, 16 << 10]));
+        }
     } else if f32_packed {
         v.extend([
             ("f32_multi_pf_bytes", vec![0, 8 << 10, 16 << 10, 32 << 10]),
@@ -993,7 +1041,7 @@ pub fn search_space(t: &Tuning, dtype: &str, threads: usize) -> Vec<(&'static st
     if f32_row_major {
         v.push(("row_major_l2_prefetch", vec![0, 1]));
     }
-    if !f32 {
+    if !f32 && !class_major {
         v.extend([
             ("half_stream_pf_bytes", vec![0, 8 << 10, 12 << 10, 16 << 10]),
             ("half_even_split_rows", vec![0, 13]),
@@ -1120,6 +1168,8 @@ fn zen5() -> Tuning {
         fast_pf_bytes: 8 << 10,
         fast_tall_rows: 12,
         f32_class_major: true,
+        f16_class_major: true,
+        cm_half_pf_bytes: 12 << 10,
         cm_min_rows: 4,
         cm_wide_pf_rows: 7,
         cm_wide_pf_bytes: 12 << 10,
