@@ -1,32 +1,37 @@
-import re,sys,glob,os
-d=sys.argv[1]
+"""Summarises decode-bench outputs (`dec{threads}-{build}-{round}.txt`) side by side: the
+decode step (median, ratio to the floor) and each verification point's wall time and ratio to
+the roofline, per dtype. Usage: python3 summarize.py DIR"""
+import re, sys, glob, os
+
 def parse(f):
-    t=open(f).read()
-    res={}
-    for dt in ['f32','bf16','f16']:
-        m=re.search(r'^\| %s \| \d+ MB \| ([\d.]+) / ([\d.]+) GB/s \| ([\d.]+) ms \| ([\d.]+) ms \(median of \d+\) \| ([\d.]+)x'%dt,t,re.M)
-        if m: res[dt]={'step':float(m.group(4)),'sratio':float(m.group(5)),'floor':float(m.group(3))}
-    sec=t.split('Verification cost')[1].split('State-matched')[0] if 'Verification cost' in t else ''
-    hdr=re.search(r'^\| n \(rows\) \|(.*)$',sec,re.M)
-    cols=[c.strip() for c in hdr.group(1).split('|')] if hdr else []
-    rows={}
-    for m in re.finditer(r'^\| (\d+) \((\d+)\) \|(.*)$',sec,re.M):
-        cells=[c.strip() for c in m.group(3).split('|')]
-        rows[int(m.group(2))]=cells
-    return res,cols,rows
-for th in ['1','2']:
-    files=sorted(glob.glob(os.path.join(d,'dec%s-*.txt'%th)))
-    if not files: continue
-    print('== %s thread(s)'%th)
-    data={os.path.basename(f)[5:-4]:parse(f) for f in files}
-    names=sorted(data)
-    for n in names:
-        res,cols,rows=data[n]
-        print(n,'step', {k:(v['step'],v['sratio']) for k,v in res.items()})
-    allrows=sorted(set(r for n in names for r in data[n][2]))
-    for r in allrows:
-        line='%4d rows '%r
-        for n in names:
-            cells=data[n][2].get(r)
-            if cells: line+=' %s %s %s(%s)'%(n, cells[0].replace(' ms',''), '', cells[2])
-        print(line)
+    t = open(f).read()
+    steps = {}
+    for m in re.finditer(r'^\| (f32|bf16|f16) \| \d+ MB \|.*?\| ([\d.]+) ms \(median of \d+\) \| ([\d.]+)x', t, re.M):
+        steps[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+    ver = {}
+    if 'Verification cost' in t:
+        sec = t.split('Verification cost')[1].split('State-matched')[0]
+        hdr = re.search(r'^\| n \(rows\) \|(.*)$', sec, re.M)
+        cols = [c.strip() for c in hdr.group(1).split('|')][:-1] if hdr else []
+        for m in re.finditer(r'^\| \d+ \((\d+)\) \|(.*)$', sec, re.M):
+            cells = [c.strip() for c in m.group(2).split('|')]
+            for i, c in enumerate(cols):
+                mm = re.match(r'(f32|bf16|f16) wall', c)
+                if mm:
+                    ver.setdefault(mm.group(1), {})[int(m.group(1))] = (cells[i].replace(' ms', ''), cells[i + 2])
+    return steps, ver
+
+d = sys.argv[1]
+for th in ['1', '2']:
+    files = sorted(glob.glob(os.path.join(d, 'dec%s-*.txt' % th)))
+    if not files:
+        continue
+    data = {os.path.basename(f)[5:-4]: parse(f) for f in files}
+    names = sorted(data)
+    dts = [dt for dt in ['f32', 'bf16', 'f16'] if any(dt in data[n][1] for n in names)]
+    print('== %s thread(s)' % th)
+    for dt in dts:
+        print('%s decode step (median, ratio): ' % dt + '  '.join('%s %s (%sx)' % (n, *data[n][0].get(dt, ('-', '-'))) for n in names))
+        rows = sorted(set(r for n in names for r in data[n][1].get(dt, {})))
+        for r in rows:
+            print('  %4d rows  ' % r + '  '.join('%s %s (%s)' % (n, *data[n][1][dt].get(r, ('-', '-'))) for n in names))

@@ -659,7 +659,15 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// nothing (16.6–17.0 ms). The class sums kept uninitialised rather than zeroed per tile
 /// (a memset of up to 14 KiB) and the inputs laid out by class through 8 × 8 transposes:
 /// the decode bench's 128-row verification 114.7–118.6 → 108.7–110.5 ms (`… --bench decode
-/// -- 1 f32 verify=64 reps=15`, two alternating rounds, outputs not kept). Measurements in `docs/runtime-performance.md`, "Session 18".
+/// -- 1 f32 verify=64 reps=15`, two alternating rounds, outputs not kept).
+///
+/// Session 18, *f16 stored class-major too* ([`Tuning::f16_class_major`] on Zen 5, with
+/// [`Tuning::cm_half_pf_bytes`] = 12 KiB: bf16 1 / 2 / 4 rows 0.90 / 0.96 / 0.94× against
+/// 8 KiB, 12–24 KiB within 2 %); GPT-B decode-step GEMMs against the packed tiles, two rounds
+/// (`docs/results/session18/gemm-half/`): f16 0.91–1.01× at 1–3 rows, 0.89–0.96× from 4 rows;
+/// bf16 0.95–1.03× and 0.89–1.01×, but at 1–3 rows (the decode step) 1.05–1.14× slower in five
+/// of eight further processes, so [`Tuning::bf16_class_major`] stays off. Measurements in
+/// `docs/runtime-performance.md`, "Session 18". Measurements in `docs/runtime-performance.md`, "Session 18".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
@@ -1145,8 +1153,9 @@ fn zen4() -> Tuning {
 /// blocks share the next block's prefetch among all passes, and half-precision calls of 9–11
 /// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16); the
 /// fast class streams 8 KiB ahead and runs calls of 9–12 rows as one block (session 17); f32
-/// matrices are stored class-major, its one-block calls of 1–3 rows run as 4 and those of 7
-/// or more rows prefetch 12 KiB ahead (session 18).
+/// and f16 matrices are stored class-major, its one-block calls of 1–3 rows run as 4, f32
+/// ones of 7 or more rows prefetch 12 KiB ahead and half-precision ones 12 KiB at any row
+/// count (session 18).
 fn zen5() -> Tuning {
     Tuning {
         f32_tall_rows: 14,
