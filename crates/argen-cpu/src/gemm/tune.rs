@@ -666,8 +666,11 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 8 KiB, 12–24 KiB within 2 %); GPT-B decode-step GEMMs against the packed tiles, two rounds
 /// (`docs/results/session18/gemm-half/`): f16 0.91–1.01× at 1–3 rows, 0.89–0.96× from 4 rows;
 /// bf16 0.95–1.03× and 0.89–1.01×, but at 1–3 rows (the decode step) 1.05–1.14× slower in five
-/// of eight further processes, so [`Tuning::bf16_class_major`] stays off. Measurements in
-/// `docs/runtime-performance.md`, "Session 18". Measurements in `docs/runtime-performance.md`, "Session 18".
+/// of eight further processes, and in the decode bench (three alternating rounds) its decode
+/// step took 4.72–4.85 against 4.62–4.76 ms while verification of 4–128 rows ran 0.95–0.98×
+/// (medians);
+/// vanilla decoding is all decode steps, so [`Tuning::bf16_class_major`] stays off.
+/// Measurements in `docs/runtime-performance.md`, "Session 18". Measurements in `docs/runtime-performance.md`, "Session 18".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
