@@ -668,8 +668,7 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// bf16 0.95–1.03× and 0.89–1.01×, but at 1–3 rows (the decode step) 1.05–1.14× slower in five
 /// of eight further processes, and in the decode bench (three alternating rounds) its decode
 /// step took 4.72–4.85 against 4.62–4.76 ms while verification of 4–128 rows ran 0.95–0.98×
-/// (medians);
-/// vanilla decoding is all decode steps, so [`Tuning::bf16_class_major`] stays off.
+/// (medians); vanilla decoding is all decode steps, so [`Tuning::bf16_class_major`] stays off.
 /// Measurements in `docs/runtime-performance.md`, "Session 18". Measurements in `docs/runtime-performance.md`, "Session 18".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
