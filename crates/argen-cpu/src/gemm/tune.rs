@@ -643,33 +643,38 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// Session 18 (the same Zen 5), *f32 stored class-major* ([`Tuning::f32_class_major`] on Zen
 /// 5; `super::class_major`, whose module docs compare the layouts). Its settings, GPT-B
 /// decode-step GEMMs on one core in one process (`… --bench gemm -- 1 5 f32c model rows=…
-/// 'ab=…'`, median against the first): one-block calls run as at least 4 rows
-/// ([`Tuning::cm_min_rows`] = 4; 1 / 2 / 3 rows 0.98 / 0.96 / 0.99×; padded to 5 / 6 / 8 rows
-/// instead, 2 rows 0.98 / 0.99 / 1.01×: a step with more FMAs streams better, as
-/// [`Tuning::f32_min_tile_rows`] found for the tile kernels); one-block calls of 7 or more
-/// rows prefetch 12 KiB ahead ([`Tuning::cm_wide_pf_bytes`]; 8 / 12 / 14 rows 0.97 / 0.94 /
-/// 0.97× against 8 KiB, while 2 / 3 / 4 / 6 rows took 1.02 / 1.01 / 1.05 / 1.02× with it);
-/// row blocks of at most 12 rows ([`Tuning::cm_block_rows`]: 8 / 10 / 14 within 3 % from 16
-/// to 128 rows), one block up to 14 rows ([`Tuning::cm_single_rows`]; 12 at 14 rows 1.07×);
-/// `block_bytes` as it was (96 / 384 / 768 KiB: 16 rows 0.98 / 1.05 / 1.06×). The next
-/// column block's prefetch is shared by the passes in *contiguous* shares of each tile's
-/// steps: in shares by step parity (pass `b` of `p` taking the steps `g ≡ b mod p`) 16 rows
-/// took 16.1–17.0 ms, with none 17.3, in contiguous shares 13.6–14.0 ms (24 rows
-/// 20.3–21.7 → 19.5–20.0); a `prefetcht0` stream on the passes after the first changed
-/// nothing (16.6–17.0 ms). The class sums kept uninitialised rather than zeroed per tile
-/// (a memset of up to 14 KiB) and the inputs laid out by class through 8 × 8 transposes:
-/// the decode bench's 128-row verification 114.7–118.6 → 108.7–110.5 ms (`… --bench decode
-/// -- 1 f32 verify=64 reps=15`, two alternating rounds, outputs not kept).
+/// 'ab=…'`, median against the entry's; re-run at the session's end into
+/// `docs/results/session18/settings/`, which agreed with the sweeps that chose them):
+/// one-block calls run as at least 4 rows ([`Tuning::cm_min_rows`] = 4; unpadded, 1 / 2 / 3
+/// rows 1.02 / 1.03 / 1.05×; padded to 5 / 6 / 8 rows instead 1.00–1.03×: a step with more
+/// FMAs streams better, as [`Tuning::f32_min_tile_rows`] found for the tile kernels);
+/// one-block calls of 7 or more rows prefetch 12 KiB ahead ([`Tuning::cm_wide_pf_bytes`]; 8 KiB
+/// at every row count: 8 / 10 / 12 / 14 rows 1.01 / 1.05 / 1.06 / 1.04×, 16 KiB 0.98–1.02×);
+/// row blocks of at most 12 rows ([`Tuning::cm_block_rows`]: 8 / 10 / 14
+/// 0.98–1.01× from 16 to 128 rows), one block up to 14 rows ([`Tuning::cm_single_rows`]; 12
+/// at 14 rows 1.05×); `block_bytes` as it was (96 / 384 / 768 KiB: 0.98–1.00 / 1.01–1.06 /
+/// 1.01–1.14×). The next column block's prefetch is shared by the passes in *contiguous*
+/// shares of each tile's steps: in shares by step parity (pass `b` of `p` taking the steps
+/// `g ≡ b mod p`) 16 rows took 16.1–17.0 ms, with none 17.3, in contiguous shares 13.6–14.0
+/// ms (24 rows 20.3–21.7 → 19.5–20.0); a `prefetcht0` stream on the passes after the first
+/// changed nothing (16.6–17.0 ms; these builds' outputs were not kept). The class sums kept
+/// uninitialised rather than zeroed per tile (a memset of up to 14 KiB) and the inputs laid
+/// out by class through 8 × 8 transposes: the decode bench's 128-row verification
+/// 114.7–118.6 → 108.7–110.5 ms (`… --bench decode -- 1 f32 verify=64 reps=15`, two
+/// alternating rounds, outputs not kept).
 ///
 /// Session 18, *f16 stored class-major too* ([`Tuning::f16_class_major`] on Zen 5, with
-/// [`Tuning::cm_half_pf_bytes`] = 12 KiB: bf16 1 / 2 / 4 rows 0.90 / 0.96 / 0.94× against
-/// 8 KiB, 12–24 KiB within 2 %); GPT-B decode-step GEMMs against the packed tiles, two rounds
-/// (`docs/results/session18/gemm-half/`): f16 0.91–1.01× at 1–3 rows, 0.89–0.96× from 4 rows;
-/// bf16 0.95–1.03× and 0.89–1.01×, but at 1–3 rows (the decode step) 1.05–1.14× slower in five
-/// of eight further processes, and in the decode bench (three alternating rounds) its decode
-/// step took 4.72–4.85 against 4.62–4.76 ms while verification of 4–128 rows ran 0.95–0.98×
-/// (medians); vanilla decoding is all decode steps, so [`Tuning::bf16_class_major`] stays off.
-/// Measurements in `docs/runtime-performance.md`, "Session 18". Measurements in `docs/runtime-performance.md`, "Session 18".
+/// [`Tuning::cm_half_pf_bytes`] = 12 KiB: in the first sweep bf16 1 / 2 / 4 rows 0.94 / 0.96 /
+/// 0.94× against 8 KiB and 12–24 KiB within 2 % (outputs not kept); in the re-run
+/// (`settings/half-prefetch.txt`) 8 KiB 0.98–1.03× and 16 KiB 0.95–1.01× against 12 — a
+/// value for `argen calibrate --kernels` to settle per machine); GPT-B decode-step GEMMs against
+/// the packed tiles, two rounds (`docs/results/session18/gemm-half/`): f16 0.91–1.01× at 1–3
+/// rows, 0.89–0.96× from 4 rows; bf16 0.95–1.03× and 0.89–1.01×, but at 1–3 rows (the decode
+/// step) 1.05–1.14× slower in five of eight further processes, and in the decode bench (three
+/// alternating rounds) its decode step took 4.72–4.85 against 4.62–4.76 ms while verification
+/// of 4–128 rows ran 0.95–0.98× (medians); vanilla decoding is all decode steps, so
+/// [`Tuning::bf16_class_major`] stays off. Measurements in `docs/runtime-performance.md`,
+/// "Session 18".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
