@@ -21,9 +21,9 @@
 //! GFLOP/s FMA peak measured in the same run: 2 rows 60 → 77 %, 4 rows 73 → 87 %, 8 and 16
 //! rows 84 → 92 %). The tails are stored as in the plain layout.
 //!
-//! f32 and f16 (and on request bf16) matrices may instead be stored *class-major*
-//! ([`pack_class_major`], [`WRef::F32ClassMajor`] and its siblings, where the CPU's
-//! [`Tuning`] says so: f32 and f16 on Zen 5): tiles of [`CM_NC`] = 32 rows, each stored as,
+//! Matrices may instead be stored *class-major* ([`pack_class_major`],
+//! [`WRef::F32ClassMajor`] and its siblings, where the CPU's [`Tuning`] says so: f32, f16 and
+//! bf16 on Zen 5): tiles of [`CM_NC`] = 32 rows, each stored as,
 //! for each lane class `l` of the reduction order below, the 32 rows' elements of columns
 //! `l, l + 8, l + 16, …` (one 32-element column after the other), then the tail columns. Its kernels compute the same order as an outer product — one register
 //! per input row and 16 outputs holds those outputs' lane `l` — with no lane shuffles and up

@@ -663,18 +663,20 @@ pub(super) fn prefetch<const HINT: u8>(p: *const i8) {
 /// 114.7–118.6 → 108.7–110.5 ms (`… --bench decode -- 1 f32 verify=64 reps=15`, two
 /// alternating rounds, outputs not kept).
 ///
-/// Session 18, *f16 stored class-major too* ([`Tuning::f16_class_major`] on Zen 5, with
-/// [`Tuning::cm_half_pf_bytes`] = 12 KiB: in the first sweep bf16 1 / 2 / 4 rows 0.94 / 0.96 /
-/// 0.94× against 8 KiB and 12–24 KiB within 2 % (outputs not kept); in the re-run
-/// (`settings/half-prefetch.txt`) 8 KiB 0.98–1.03× and 16 KiB 0.95–1.01× against 12 — a
-/// value for `argen calibrate --kernels` to settle per machine); GPT-B decode-step GEMMs against
-/// the packed tiles, two rounds (`docs/results/session18/gemm-half/`): f16 0.91–1.01× at 1–3
-/// rows, 0.89–0.96× from 4 rows; bf16 0.95–1.03× and 0.89–1.01×, but at 1–3 rows (the decode
-/// step) 1.05–1.14× slower in five of eight further processes, and in the decode bench (three
-/// alternating rounds) its decode step took 4.72–4.85 against 4.62–4.76 ms while verification
-/// of 4–128 rows ran 0.95–0.98× (medians); vanilla decoding is all decode steps, so
-/// [`Tuning::bf16_class_major`] stays off. Measurements in `docs/runtime-performance.md`,
-/// "Session 18".
+/// Session 18, *f16 and bf16 stored class-major too* ([`Tuning::f16_class_major`] and
+/// [`Tuning::bf16_class_major`] on Zen 5). GPT-B decode-step GEMMs against the packed tiles,
+/// two rounds with [`Tuning::cm_half_pf_bytes`] = 12 KiB (`docs/results/session18/gemm-half/`):
+/// f16 0.91–1.01× at 1–3 rows, 0.89–0.96× from 4 rows; bf16 0.95–1.03× and 0.89–1.01×, but at
+/// 1–3 rows (the decode step) 1.05–1.14× slower in five of eight further processes, and in the
+/// decode bench (three alternating rounds, `bf16-layout-ab/`) its decode step took 4.72–4.85
+/// against 4.62–4.76 ms while verification of 4–128 rows ran 0.95–0.98× (medians). The
+/// half-precision prefetch distance then measured 0.95–1.01× at 16 KiB against 12
+/// (`settings/half-prefetch.txt`; 8 KiB 0.98–1.03×; in a first sweep, outputs not kept, 12 KiB
+/// had taken bf16 1 / 2 / 4 rows to 0.94 / 0.96 / 0.94× of 8 KiB), and with 16 KiB class-major
+/// bf16 took the decode step in 4.56–4.74 ms against 4.64–5.11 packed and verified 4–128 rows
+/// at 1.16–1.22× the roofline against 1.20–1.30× (`bf16-layout-ab16k/`, three alternating
+/// rounds): so [`Tuning::cm_half_pf_bytes`] = 16 KiB and bf16 class-major too. Measurements in
+/// `docs/runtime-performance.md`, "Session 18".
 ///
 /// `ARGEN_GEMM_TUNING` overrides fields for benchmarks (the results are the same bits either
 /// way): comma-separated `no_prefetch_rows=N`, `no_prefetch_max_x_bytes=N`,
@@ -1159,9 +1161,9 @@ fn zen4() -> Tuning {
 /// 14); packed f32 calls of 9–14 rows run as one tall row block, f32 calls of several row
 /// blocks share the next block's prefetch among all passes, and half-precision calls of 9–11
 /// rows run as one block of paired tiles, of 12–13 rows as two even blocks (session 16); the
-/// fast class streams 8 KiB ahead and runs calls of 9–12 rows as one block (session 17); f32
-/// and f16 matrices are stored class-major, its one-block calls of 1–3 rows run as 4, f32
-/// ones of 7 or more rows prefetch 12 KiB ahead and half-precision ones 12 KiB at any row
+/// fast class streams 8 KiB ahead and runs calls of 9–12 rows as one block (session 17); f32,
+/// f16 and bf16 matrices are stored class-major, its one-block calls of 1–3 rows run as 4,
+/// f32 ones of 7 or more rows prefetch 12 KiB ahead and half-precision ones 16 KiB at any row
 /// count (session 18).
 fn zen5() -> Tuning {
     Tuning {
@@ -1185,7 +1187,8 @@ fn zen5() -> Tuning {
         fast_tall_rows: 12,
         f32_class_major: true,
         f16_class_major: true,
-        cm_half_pf_bytes: 12 << 10,
+        bf16_class_major: true,
+        cm_half_pf_bytes: 16 << 10,
         cm_min_rows: 4,
         cm_wide_pf_rows: 7,
         cm_wide_pf_bytes: 12 << 10,
