@@ -239,10 +239,10 @@ impl Cpu {
 }
 
 /// Weight storage: the checkpoint's dtype, `[rows, cols]` (higher-rank tensors are flattened to
-/// `[dim0, rest]`); vectors row-major, half-precision matrices in the GEMM's packed tile
-/// layout ([`gemm::pack`]), which streams from memory ~1.5× faster at decode, and f32 matrices
-/// row-major, packed or class-major ([`gemm::pack_class_major`]) as the CPU's
-/// [`gemm::Tuning`] says.
+/// `[dim0, rest]`); vectors row-major; matrices as the CPU's [`gemm::Tuning`] says: half
+/// precision in the GEMM's packed tile layout ([`gemm::pack`]), which streams from memory ~1.5×
+/// faster at decode than row-major, or class-major ([`gemm::pack_class_major`]); f32 row-major,
+/// packed or class-major.
 #[derive(Clone, Debug)]
 pub struct CpuWeight {
     data: WData,
@@ -333,19 +333,9 @@ impl CpuWeight {
                     *o = v[gemm::packed_index(r, col, c)];
                 }
             }
-            WData::F32ClassMajor(v) => {
+            WData::F32ClassMajor(_) | WData::F16ClassMajor(_) | WData::BF16ClassMajor(_) => {
                 for (col, o) in out[..c].iter_mut().enumerate() {
-                    *o = v[gemm::class_major_index(r, col, c)];
-                }
-            }
-            WData::F16ClassMajor(v) => {
-                for (col, o) in out[..c].iter_mut().enumerate() {
-                    *o = v[gemm::class_major_index(r, col, c)].to_f32();
-                }
-            }
-            WData::BF16ClassMajor(v) => {
-                for (col, o) in out[..c].iter_mut().enumerate() {
-                    *o = v[gemm::class_major_index_bf16(r, col, c)].to_f32();
+                    *o = self.get(r * c + col);
                 }
             }
             WData::F16(v) => {
@@ -452,7 +442,7 @@ impl Compute for Cpu {
                     WData::BF16Amx(amx::pack(&staging(d.len() / 2, at), rows, cols))
                 } else if t.shape.len() >= 2
                     && gemm::tuning().bf16_class_major
-                    && !(self.kernels.fast && fast::unsupported().is_none())
+                    && self.kernels.class_for(&WRef::BF16Packed(&[])) == Class::Exact
                 {
                     // (Where the opt-in fast class runs bf16, it reads the packed tiles.)
                     let w = staging(d.len() / 2, at);

@@ -322,6 +322,26 @@ fn short_calls_of_long_inputs_match_the_documented_order() {
     }
 }
 
+/// Asserts that `index` maps the elements of an `[n, k]` matrix one to one into a layout of
+/// `tile`-row tiles (`⌈n/tile⌉·tile·k` elements), whose padding rows are the only elements
+/// left over.
+fn assert_bijection(index: fn(usize, usize, usize) -> usize, n: usize, k: usize, tile: usize) {
+    let len = n.div_ceil(tile) * tile * k;
+    let mut seen = vec![false; len];
+    for r in 0..n {
+        for c in 0..k {
+            let i = index(r, c, k);
+            assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
+            seen[i] = true;
+        }
+    }
+    assert_eq!(
+        seen.iter().filter(|s| !**s).count(),
+        len - n * k,
+        "n={n} k={k}"
+    );
+}
+
 #[test]
 fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
     for (n, k) in [
@@ -333,17 +353,8 @@ fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
         (13, 100),
     ] {
         for index in [packed_index, packed_index_bf16] {
-            let mut seen = vec![false; packed_len(n, k)];
-            for r in 0..n {
-                for c in 0..k {
-                    let i = index(r, c, k);
-                    assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
-                    seen[i] = true;
-                }
-            }
-            // Padding rows of the last tile are the only elements left over.
-            let padding = n.div_ceil(NR) * NR * k - n * k;
-            assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
+            assert_eq!(packed_len(n, k), n.div_ceil(NR) * NR * k);
+            assert_bijection(index, n, k, NR);
         }
         let w: Vec<u32> = (0..(n * k) as u32).collect();
         let p = pack(&w, n, k, u32::MAX);
@@ -364,16 +375,8 @@ fn packed_index_is_a_bijection_onto_the_unpadded_elements() {
 #[test]
 fn class_major_index_is_a_bijection_and_packs_by_lane_class() {
     for (n, k) in [(1usize, 1usize), (3, 7), (32, 8), (33, 13), (70, 100)] {
-        let mut seen = vec![false; class_major_len(n, k)];
-        for r in 0..n {
-            for c in 0..k {
-                let i = class_major_index(r, c, k);
-                assert!(!seen[i], "n={n} k={k} ({r},{c}) collides");
-                seen[i] = true;
-            }
-        }
-        let padding = n.div_ceil(CM_NC) * CM_NC * k - n * k;
-        assert_eq!(seen.iter().filter(|s| !**s).count(), padding, "n={n} k={k}");
+        assert_eq!(class_major_len(n, k), n.div_ceil(CM_NC) * CM_NC * k);
+        assert_bijection(class_major_index, n, k, CM_NC);
         let w: Vec<f32> = (0..n * k).map(|i| i as f32 + 1.0).collect();
         let p = pack_class_major(&w, n, k);
         for r in 0..n {
@@ -389,13 +392,15 @@ fn class_major_index_is_a_bijection_and_packs_by_lane_class() {
     }
     // bf16: within each column the rows pair into words (row c low, row 16 + c high).
     for (n, k) in [(3usize, 7usize), (33, 13), (70, 100)] {
-        let mut seen = vec![false; class_major_len(n, k)];
+        assert_bijection(class_major_index_bf16, n, k, CM_NC);
         for r in 0..n {
             for c in 0..k {
-                let i = class_major_index_bf16(r, c, k);
-                assert!(!seen[i], "bf16 n={n} k={k} ({r},{c}) collides");
-                seen[i] = true;
-                assert_eq!(i / CM_NC, class_major_index(r, c, k) / CM_NC, "same column");
+                let (i, j) = (class_major_index_bf16(r, c, k), class_major_index(r, c, k));
+                assert_eq!(
+                    i / CM_NC,
+                    j / CM_NC,
+                    "bf16 n={n} k={k} ({r},{c}): same column"
+                );
             }
         }
     }
